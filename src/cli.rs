@@ -1,0 +1,95 @@
+//! Command-line interface (clap derive). Raw arguments become a validated [`crate::run::Config`]
+//! before anything runs.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::error::EXIT_CODES;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "bookstore",
+    version,
+    about = "Bring the BookStore kind stack up from scratch, or back to health after a Docker restart",
+    after_help = EXIT_CODES,
+    after_long_help = concat!(
+        "Examples:\n",
+        "  bookstore up                      # recover the stack (or say that a bootstrap is needed)\n",
+        "  bookstore recover --dry-run       # print every command and request, change nothing\n",
+        "  bookstore recover --phased        # the restart guide's exact phases\n",
+        "  bookstore connectors              # re-register the Debezium connectors only\n",
+        "  bookstore smoke                   # check every route\n",
+        "  bookstore down --yes              # delete the cluster (scripts)\n",
+        "\n",
+        crate::exit_codes!()
+    )
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Stack file to use instead of the embedded default (paths in it resolve from its folder)
+    #[arg(long, global = true, env = "BOOKSTORE_STACK", value_name = "FILE")]
+    pub stack: Option<PathBuf>,
+
+    /// Print the exact commands and HTTP requests, secrets masked, and change nothing
+    #[arg(long, global = true)]
+    pub dry_run: bool,
+
+    /// When to colour the output (NO_COLOR is honoured)
+    #[arg(long, global = true, value_enum, default_value_t = ColorArg::Auto)]
+    pub color: ColorArg,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ColorArg {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Recover the stack if its kind cluster exists (a bootstrap is reported as not built yet)
+    Up(RecoverArgs),
+    /// Recover after a Docker restart: ztunnel, every workload, the connectors, then a smoke test
+    Recover(RecoverArgs),
+    /// Re-register the Debezium connectors only
+    Connectors,
+    /// Check every route through the host ports
+    Smoke {
+        /// How long to retry failing checks (default: the stack file's smoke.timeout)
+        #[arg(long, value_name = "DURATION")]
+        timeout: Option<String>,
+    },
+    /// Delete the kind cluster and everything in it (the only destructive command)
+    Down {
+        /// Do not ask for confirmation (required when stdin is not a terminal)
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RecoverArgs {
+    /// The restart guide's exact phases: every database Ready before any application restarts,
+    /// and its 10s settle after ztunnel
+    #[arg(long)]
+    pub phased: bool,
+
+    /// Pause after ztunnel's rollout before restarting workloads (e.g. 0s, 10s)
+    #[arg(long, value_name = "DURATION")]
+    pub settle: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}

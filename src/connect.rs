@@ -1,0 +1,286 @@
+//! Kafka Connect REST: idempotent registration in Strimzi's manner (GET the config, PUT the flat
+//! config only when it differs), 409 and start-up answers retried, then wait for RUNNING.
+//! Semantics: ../shared/reference/kafka-connect.md.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::http::{Request, Response};
+use crate::secret::Secret;
+use crate::wait::{Attempt, Poll};
+
+#[derive(Clone, Debug)]
+pub struct Connect {
+    base: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Created,
+    Updated,
+    Unchanged,
+}
+
+/// The config to register: the file's flat config plus `name` and the injected credentials.
+#[derive(Clone)]
+pub struct Desired {
+    pub name: String,
+    pub config: BTreeMap<String, String>,
+    pub user: Secret,
+    pub password: Secret,
+}
+
+impl Desired {
+    fn map(&self) -> BTreeMap<String, String> {
+        let mut map = self.config.clone();
+        map.insert("name".into(), self.name.clone());
+        map.insert("database.user".into(), self.user.expose().to_string());
+        map.insert(
+            "database.password".into(),
+            self.password.expose().to_string(),
+        );
+        map
+    }
+
+    /// The PUT body, flat (`PUT /connectors/{name}/config` rejects the `{"name","config"}` wrapper).
+    pub fn body(&self) -> Secret {
+        Secret::unregistered(serde_json::to_string(&self.map()).unwrap_or_default())
+    }
+}
+
+impl Connect {
+    pub fn new(host_port: u16) -> Connect {
+        Connect {
+            base: format!("http://127.0.0.1:{host_port}"),
+        }
+    }
+
+    pub fn list(&self) -> Request {
+        Request::get(format!("{}/connectors", self.base)).timeout(Duration::from_secs(5))
+    }
+
+    pub fn get_config(&self, name: &str) -> Request {
+        Request::get(format!("{}/connectors/{name}/config", self.base))
+    }
+
+    pub fn put_config(&self, name: &str, body: Secret) -> Request {
+        Request::put_json(format!("{}/connectors/{name}/config", self.base), body)
+    }
+
+    pub fn status(&self, name: &str) -> Request {
+        Request::get(format!("{}/connectors/{name}/status", self.base))
+    }
+
+    /// Wait until the REST API lists connectors.
+    pub fn wait_ready(&self, deadline: Duration) -> Result<()> {
+        let req = self.list();
+        let what = format!("Kafka Connect REST API to answer ({})", req.url);
+        let next = "check the debezium pod: `kubectl -n infra logs deploy/debezium --tail=50`; \
+                    is port 32300 mapped in the cluster config?";
+        Poll {
+            first: Duration::from_millis(100),
+            ceiling: Duration::from_millis(500),
+            ..Poll::new(&what, deadline, next)
+        }
+        .run(|| match req.send() {
+            Ok(r) if r.status == 200 && r.json().is_some_and(|v| v.is_array()) => Attempt::Done(()),
+            Ok(r) => Attempt::Retry(answer(&r)),
+            Err(e) => Attempt::Retry(e),
+        })
+    }
+
+    /// Register one connector idempotently. Retries 409 (rebalance, stale config) and 500
+    /// "Request timed out" (worker still joining) within the deadline; a 400 fails at once.
+    pub fn register(&self, desired: &Desired, deadline: Duration) -> Result<Outcome> {
+        let name = desired.name.as_str();
+        let want = desired.map();
+        let get = self.get_config(name);
+        let put = self.put_config(name, desired.body());
+        let what = format!("registering connector {name}");
+        let next =
+            "check the Connect worker's log: `kubectl -n infra logs deploy/debezium --tail=100`";
+        Poll::new(&what, deadline, next).run(|| {
+            let current = match get.send() {
+                Err(e) => return Attempt::Retry(e),
+                Ok(r) if r.status == 404 => None,
+                Ok(r) if r.status == 200 => {
+                    match serde_json::from_str::<BTreeMap<String, Value>>(&r.body) {
+                        Ok(map) => Some(map),
+                        Err(_) => return Attempt::Fail(unexpected(&get, &r)),
+                    }
+                }
+                Ok(r) if retryable(&r) => return Attempt::Retry(answer(&r)),
+                Ok(r) => return Attempt::Fail(unexpected(&get, &r)),
+            };
+            if let Some(current) = &current {
+                let same = current.len() == want.len()
+                    && want
+                        .iter()
+                        .all(|(k, v)| current.get(k).and_then(Value::as_str) == Some(v.as_str()));
+                if same {
+                    return Attempt::Done(Outcome::Unchanged);
+                }
+            }
+            match put.send() {
+                Err(e) => Attempt::Retry(e),
+                Ok(r) if r.status == 201 => Attempt::Done(Outcome::Created),
+                Ok(r) if r.status == 200 => Attempt::Done(Outcome::Updated),
+                Ok(r) if retryable(&r) => Attempt::Retry(answer(&r)),
+                Ok(r) => Attempt::Fail(rejected(&put, &r, name)),
+            }
+        })
+    }
+
+    /// Wait until the connector and every task are RUNNING; a FAILED one fails at once with its
+    /// trace.
+    pub fn wait_running(&self, name: &str, deadline: Duration) -> Result<()> {
+        let req = self.status(name);
+        let what = format!("connector {name} to be RUNNING");
+        let next = format!("inspect it: `curl -s {}`", req.url);
+        Poll::new(&what, deadline, &next).run(|| match req.send() {
+            Err(e) => Attempt::Retry(e),
+            Ok(r) if r.status == 200 => match r.json() {
+                Some(v) => match running(&v) {
+                    Ok(true) => Attempt::Done(()),
+                    Ok(false) => Attempt::Retry(answer(&r)),
+                    Err(trace) => Attempt::Fail(Error::step(
+                        format!("connector {name} FAILED:\n{trace}"),
+                        format!("fix the cause above, then run `bookstore connectors` (see `curl -s {}`)", req.url),
+                    )),
+                },
+                None => Attempt::Retry(answer(&r)),
+            },
+            Ok(r) => Attempt::Retry(answer(&r)),
+        })
+    }
+}
+
+/// `Ok(true)` when the connector and all its tasks run, `Err(trace)` when any FAILED.
+pub fn running(status: &Value) -> std::result::Result<bool, String> {
+    let state = |v: &Value| {
+        v.get("state")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let connector = status.get("connector").map(state).unwrap_or_default();
+    let tasks: Vec<&Value> = status
+        .get("tasks")
+        .and_then(Value::as_array)
+        .map(|t| t.iter().collect())
+        .unwrap_or_default();
+    let failed: Vec<String> = std::iter::once(status.get("connector"))
+        .flatten()
+        .chain(tasks.iter().copied())
+        .filter(|v| state(v) == "FAILED")
+        .map(|v| {
+            let trace = v
+                .get("trace")
+                .and_then(Value::as_str)
+                .unwrap_or("(no trace)");
+            let first: Vec<&str> = trace.lines().take(3).collect();
+            let id = v
+                .get("id")
+                .map(|i| format!("task {i}"))
+                .unwrap_or_else(|| "connector".into());
+            format!("  {id}: {}", first.join("\n    "))
+        })
+        .collect();
+    if !failed.is_empty() {
+        return Err(failed.join("\n"));
+    }
+    Ok(connector == "RUNNING" && !tasks.is_empty() && tasks.iter().all(|t| state(t) == "RUNNING"))
+}
+
+/// 409 (rebalance / stale config / no leader) and the worker's start-up 500s are worth retrying.
+fn retryable(r: &Response) -> bool {
+    let message = message(r);
+    r.status == 409
+        || r.status == 503
+        || (r.status == 500 && message.starts_with("Request timed out"))
+        || (r.status == 502 || r.status == 504)
+}
+
+fn message(r: &Response) -> String {
+    r.json()
+        .and_then(|v| v.get("message").and_then(Value::as_str).map(String::from))
+        .unwrap_or_else(|| r.body.chars().take(200).collect())
+}
+
+fn answer(r: &Response) -> String {
+    format!(
+        "HTTP {}: {}",
+        r.status,
+        message(r).lines().next().unwrap_or("")
+    )
+}
+
+fn unexpected(req: &Request, r: &Response) -> Error {
+    Error::Http {
+        request: req.to_string(),
+        problem: format!("unexpected answer HTTP {}: {}", r.status, message(r)),
+        next: "check that port 32300 reaches Kafka Connect (`curl -s http://127.0.0.1:32300/`)"
+            .into(),
+    }
+}
+
+fn rejected(req: &Request, r: &Response, name: &str) -> Error {
+    let message = message(r);
+    let next = if message.contains("${") {
+        "the worker did not resolve a ${provider:...} placeholder: the credentials must be inline \
+         (bookstore injects them from the secret) or the worker must declare that config provider"
+            .to_string()
+    } else if message.contains("password authentication failed") {
+        "the database rejected the credentials from the secret: check that its user/password keys \
+         match the database's, then run `bookstore connectors`"
+            .to_string()
+    } else if r.status == 500 && message.contains("Cannot deserialize") {
+        format!("the body was not a flat config map; check infra/debezium/connectors/{name}.json")
+    } else {
+        format!("fix the connector config for {name}, then run `bookstore connectors`")
+    };
+    Error::Http {
+        request: req.to_string(),
+        problem: format!("Connect answered HTTP {}: {message}", r.status),
+        next,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn running_means_connector_and_every_task() {
+        let s = |c: &str, t: &[&str]| {
+            json!({"connector": {"state": c}, "tasks": t.iter().enumerate()
+                .map(|(i, s)| json!({"id": i, "state": s, "trace": "boom\n\tat x"})).collect::<Vec<_>>()})
+        };
+        assert_eq!(running(&s("RUNNING", &["RUNNING"])), Ok(true));
+        assert_eq!(running(&s("RUNNING", &[])), Ok(false));
+        assert_eq!(running(&s("UNASSIGNED", &["RUNNING"])), Ok(false));
+        assert!(
+            running(&s("RUNNING", &["FAILED"]))
+                .unwrap_err()
+                .contains("task 0: boom")
+        );
+    }
+
+    #[test]
+    fn the_body_is_flat_with_the_credentials_inline() {
+        let d = Desired {
+            name: "c".into(),
+            config: BTreeMap::from([("connector.class".into(), "X".into())]),
+            user: Secret::new("usr".into()),
+            password: Secret::new("p\"w$".into()),
+        };
+        let body: BTreeMap<String, String> = serde_json::from_str(d.body().expose()).unwrap();
+        assert_eq!(body["name"], "c");
+        assert_eq!(body["database.password"], "p\"w$");
+        assert!(!body.contains_key("config"));
+    }
+}

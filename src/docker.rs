@@ -1,0 +1,169 @@
+//! Typed `docker` and `kind` commands, and parsers for what they print.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::exec::Cmd;
+use crate::stack::PortMapping;
+
+pub fn info() -> Cmd {
+    Cmd::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .deadline(Duration::from_secs(20))
+}
+
+pub fn inspect(container: &str) -> Cmd {
+    Cmd::new("docker")
+        .args(["inspect", "--type", "container", container])
+        .deadline(Duration::from_secs(20))
+}
+
+/// Containers with exactly these names (the legacy socat proxies), running or not.
+pub fn ps_named(names: &[String]) -> Cmd {
+    let mut cmd = Cmd::new("docker").args(["ps", "-a"]);
+    for name in names {
+        cmd = cmd.args(["--filter", &format!("name=^{name}$")]);
+    }
+    cmd.args(["--format", "{{.Names}}"])
+        .deadline(Duration::from_secs(20))
+}
+
+pub fn rm_force(names: &[String]) -> Cmd {
+    Cmd::new("docker")
+        .args(["rm", "-f"])
+        .args(names.iter().cloned())
+        .deadline(Duration::from_secs(60))
+}
+
+pub fn kind_get_clusters() -> Cmd {
+    Cmd::new("kind")
+        .args(["get", "clusters"])
+        .deadline(Duration::from_secs(30))
+}
+
+pub fn kind_delete_cluster(name: &str) -> Cmd {
+    Cmd::new("kind")
+        .args(["delete", "cluster", "--name", name])
+        .deadline(Duration::from_secs(300))
+}
+
+/// `kind get clusters` prints one name per line on stdout ("No kind clusters found." goes to
+/// stderr).
+pub fn parse_clusters(stdout: &str) -> BTreeSet<String> {
+    stdout
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// What `docker inspect` says about a kind node container.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Node {
+    pub running: bool,
+    pub status: String,
+    /// (containerPort, hostIp, hostPort) from HostConfig.PortBindings.
+    pub bindings: Vec<(u16, String, u16)>,
+}
+
+pub fn parse_inspect(stdout: &str) -> Result<Node, String> {
+    let doc: Value = serde_json::from_str(stdout)
+        .map_err(|e| format!("docker inspect printed invalid JSON: {e}"))?;
+    let c = doc
+        .as_array()
+        .and_then(|a| a.first())
+        .ok_or("docker inspect printed no container")?;
+    let running = c
+        .pointer("/State/Running")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let status = c
+        .pointer("/State/Status")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown")
+        .to_string();
+    let mut bindings = Vec::new();
+    if let Some(map) = c
+        .pointer("/HostConfig/PortBindings")
+        .and_then(Value::as_object)
+    {
+        for (key, list) in map {
+            let Some(port) = key.split('/').next().and_then(|p| p.parse::<u16>().ok()) else {
+                continue;
+            };
+            for b in list.as_array().into_iter().flatten() {
+                let ip = b
+                    .get("HostIp")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                let host = b
+                    .get("HostPort")
+                    .and_then(Value::as_str)
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(0);
+                bindings.push((port, ip, host));
+            }
+        }
+    }
+    bindings.sort();
+    Ok(Node {
+        running,
+        status,
+        bindings,
+    })
+}
+
+/// The cluster config's mappings that the node container does not have (the seed's "older
+/// cluster" case: mappings are fixed when the cluster is created).
+pub fn missing_bindings<'a>(node: &Node, wanted: &'a [PortMapping]) -> Vec<&'a PortMapping> {
+    wanted
+        .iter()
+        .filter(|m| {
+            !node.bindings.iter().any(|(port, _, host)| {
+                *port == m.container_port && m.host_port.is_none_or(|want| want == *host)
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inspect_reads_state_and_bindings() {
+        let doc = r#"[{"State": {"Running": true, "Status": "running"},
+            "HostConfig": {"PortBindings": {"30000/tcp": [{"HostIp": "127.0.0.1", "HostPort": "30000"}],
+                                             "6443/tcp": [{"HostIp": "127.0.0.1", "HostPort": "41234"}]}}}]"#;
+        let node = parse_inspect(doc).unwrap();
+        assert!(node.running);
+        assert_eq!(
+            node.bindings,
+            [
+                (6443, "127.0.0.1".into(), 41234),
+                (30000, "127.0.0.1".into(), 30000)
+            ]
+        );
+        let m = |c: u16, h: u16| PortMapping {
+            container_port: c,
+            host_port: Some(h),
+            listen_address: "127.0.0.1".into(),
+            protocol: "TCP".into(),
+        };
+        let wanted = [m(30000, 30000), m(32300, 32300)];
+        let missing = missing_bindings(&node, &wanted);
+        assert_eq!(missing, [&wanted[1]]);
+        assert!(parse_inspect("[]").is_err());
+        assert!(parse_inspect("{").is_err());
+    }
+
+    #[test]
+    fn cluster_names_one_per_line() {
+        let names = parse_clusters("bookstore\nother\n\n");
+        assert!(names.contains("bookstore") && names.contains("other") && names.len() == 2);
+    }
+}

@@ -1,0 +1,285 @@
+//! The only module that spawns processes.
+//!
+//! A [`Cmd`] is a value: a program and an argv vector (never a shell string), printable as a line
+//! that can be pasted into a shell. Running one either returns its output or an [`Error::Command`]
+//! that carries the pasteable line and the tail of its stderr. Data a child needs that must not
+//! appear in argv (secrets, manifests) goes through stdin.
+
+use std::fmt;
+use std::io::{BufRead, BufReader, Read};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::secret::{self, Secret};
+
+/// How many child processes this run has started (reported by `--verbose` and the benchmark).
+static SPAWNED: AtomicUsize = AtomicUsize::new(0);
+
+pub fn spawned() -> usize {
+    SPAWNED.load(Ordering::Relaxed)
+}
+
+#[derive(Clone, Debug)]
+pub struct Cmd {
+    program: String,
+    args: Vec<String>,
+    stdin: Option<Secret>,
+    /// Upper bound on the child's run time; it is killed after this.
+    deadline: Duration,
+}
+
+/// What a finished child printed.
+#[derive(Debug)]
+pub struct Output {
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Cmd {
+    pub fn new(program: &str) -> Cmd {
+        Cmd {
+            program: program.to_string(),
+            args: Vec::new(),
+            stdin: None,
+            deadline: Duration::from_secs(60),
+        }
+    }
+
+    pub fn arg(mut self, arg: impl Into<String>) -> Cmd {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Cmd
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Feed this to the child's stdin. Shown as `<<'EOF' *** EOF` in the printed line.
+    pub fn stdin(mut self, data: Secret) -> Cmd {
+        self.stdin = Some(data);
+        self
+    }
+
+    pub fn deadline(mut self, deadline: Duration) -> Cmd {
+        self.deadline = deadline;
+        self
+    }
+
+    pub fn program(&self) -> &str {
+        &self.program
+    }
+
+    pub fn argv(&self) -> &[String] {
+        &self.args
+    }
+
+    /// Run to completion; a non-zero exit is an error carrying the command line and stderr tail.
+    pub fn run(&self) -> Result<Output> {
+        let output = self.run_unchecked()?;
+        if output.status.success() {
+            return Ok(Output {
+                stdout: output.stdout,
+                stderr: output.stderr,
+            });
+        }
+        Err(self.failure(&status_text(&output.status), &output.stderr))
+    }
+
+    /// Run to completion and return the output whatever the exit status.
+    pub fn run_unchecked(&self) -> Result<RawOutput> {
+        let mut expr = duct::cmd(&self.program, &self.args)
+            .stdout_capture()
+            .stderr_capture()
+            .unchecked();
+        expr = match &self.stdin {
+            Some(data) => expr.stdin_bytes(data.expose().as_bytes().to_vec()),
+            None => expr.stdin_null(),
+        };
+        SPAWNED.fetch_add(1, Ordering::Relaxed);
+        let handle = expr.start().map_err(|e| self.spawn_error(e))?;
+        let finished = handle
+            .wait_deadline(Instant::now() + self.deadline)
+            .map_err(|e| self.spawn_error(e))?;
+        if finished.is_none() {
+            let _ = handle.kill();
+            let partial = handle.wait().ok();
+            let stderr = partial.map(|o| String::from_utf8_lossy(&o.stderr).into_owned());
+            return Err(Error::Timeout {
+                what: format!("`{self}` did not finish"),
+                after: self.deadline,
+                detail: tail(stderr.as_deref().unwrap_or(""), 10),
+                next:
+                    "check that the cluster and Docker respond, then run the command above by hand"
+                        .into(),
+            });
+        }
+        let output = handle.into_output().map_err(|e| self.spawn_error(e))?;
+        Ok(RawOutput {
+            status: output.status,
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        })
+    }
+
+    /// Start a long-running child and stream its stdout. stderr is kept in a file so a failure can
+    /// show its tail.
+    pub fn stream(&self) -> Result<Stream> {
+        let stderr = tempfile::tempfile().map_err(|e| self.spawn_error(e))?;
+        let stderr_read = stderr.try_clone().map_err(|e| self.spawn_error(e))?;
+        SPAWNED.fetch_add(1, Ordering::Relaxed);
+        let reader = duct::cmd(&self.program, &self.args)
+            .stdin_null()
+            .stderr_file(stderr)
+            .unchecked()
+            .reader()
+            .map_err(|e| self.spawn_error(e))?;
+        Ok(Stream {
+            cmd: self.clone(),
+            reader: Some(BufReader::new(reader)),
+            stderr: stderr_read,
+        })
+    }
+
+    pub fn failure(&self, status: &str, stderr: &str) -> Error {
+        Error::Command {
+            line: self.to_string(),
+            status: status.to_string(),
+            stderr_tail: tail(stderr, 12),
+            next: "fix the cause shown above, then run again (recovery is safe to rerun)".into(),
+        }
+    }
+
+    fn spawn_error(&self, e: std::io::Error) -> Error {
+        Error::Command {
+            line: self.to_string(),
+            status: format!("could not run: {e}"),
+            stderr_tail: String::new(),
+            next: format!("check that `{}` is installed and on PATH", self.program),
+        }
+    }
+}
+
+pub struct RawOutput {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+fn status_text(status: &std::process::ExitStatus) -> String {
+    match status.code() {
+        Some(code) => format!("exit {code}"),
+        None => "killed by a signal".to_string(),
+    }
+}
+
+/// A running child whose stdout is read as it arrives. Dropping it kills and reaps the child.
+pub struct Stream {
+    cmd: Cmd,
+    reader: Option<BufReader<duct::ReaderHandle>>,
+    stderr: std::fs::File,
+}
+
+impl Stream {
+    pub fn cmd(&self) -> &Cmd {
+        &self.cmd
+    }
+
+    /// The stdout reader, for a parser running on another thread.
+    pub fn take_reader(&mut self) -> Option<impl BufRead + Send + 'static> {
+        self.reader.take()
+    }
+
+    /// The last lines the child wrote to stderr so far.
+    pub fn stderr_tail(&mut self) -> String {
+        use std::io::Seek;
+        let mut text = String::new();
+        let _ = self.stderr.seek(std::io::SeekFrom::Start(0));
+        let _ = self.stderr.read_to_string(&mut text);
+        tail(&text, 12)
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.into_inner().kill();
+        }
+    }
+}
+
+/// The last `n` lines of `text`, secrets masked.
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.len().saturating_sub(n);
+    secret::redact(&lines[start..].join("\n"))
+}
+
+/// Quote one word for a POSIX shell, only when it needs it.
+pub fn quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+impl fmt::Display for Cmd {
+    /// A line that can be pasted into a shell. Stdin data is never shown.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut line = quote(&self.program);
+        for arg in &self.args {
+            line.push(' ');
+            line.push_str(&quote(arg));
+        }
+        if self.stdin.is_some() {
+            line.push_str(" <<'EOF'\n***\nEOF");
+        }
+        f.write_str(&secret::redact(&line))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_lines_are_pasteable() {
+        let cmd = Cmd::new("kubectl").args(["get", "secret", "-o", "jsonpath={.data.A}", "it's"]);
+        assert_eq!(
+            cmd.to_string(),
+            r"kubectl get secret -o 'jsonpath={.data.A}' 'it'\''s'"
+        );
+    }
+
+    #[test]
+    fn failure_keeps_the_command_and_stderr_tail() {
+        let err = Cmd::new("ls")
+            .arg("/definitely/not/here")
+            .run()
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("ls /definitely/not/here"), "{text}");
+        assert!(text.contains("No such file"), "{text}");
+        assert_eq!(err.code(), crate::error::code::STEP_FAILED);
+    }
+
+    #[test]
+    fn a_child_past_its_deadline_is_killed() {
+        let err = Cmd::new("sleep")
+            .arg("5")
+            .deadline(Duration::from_millis(100))
+            .run()
+            .unwrap_err();
+        assert_eq!(err.code(), crate::error::code::TIMEOUT);
+    }
+}

@@ -1,0 +1,144 @@
+//! The only module that speaks HTTP (Kafka Connect REST and the smoke checks).
+//!
+//! A [`Request`] is a value that prints as a pasteable `curl` line with secrets masked. Sending one
+//! never treats an HTTP status as an error (callers decide), never uses a proxy (every target is
+//! on 127.0.0.1), and always has a deadline.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::exec::quote;
+use crate::secret::{self, Secret};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Put,
+}
+
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub method: Method,
+    pub url: String,
+    /// Sent as the `Host` header (the gateway routes on it), so no /etc/hosts entry is needed.
+    pub host: Option<String>,
+    /// A JSON body. Held as a secret: it may carry credentials.
+    pub body: Option<Secret>,
+    pub timeout: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct Response {
+    pub status: u16,
+    pub body: String,
+}
+
+impl Response {
+    pub fn json(&self) -> Option<serde_json::Value> {
+        serde_json::from_str(&self.body).ok()
+    }
+}
+
+impl Request {
+    pub fn get(url: String) -> Request {
+        Request {
+            method: Method::Get,
+            url,
+            host: None,
+            body: None,
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    pub fn put_json(url: String, body: Secret) -> Request {
+        Request {
+            method: Method::Put,
+            url,
+            host: None,
+            body: Some(body),
+            // Connect validates a config against the database before answering; its own REST
+            // timeout is 90 s.
+            timeout: Duration::from_secs(95),
+        }
+    }
+
+    pub fn host(mut self, host: Option<String>) -> Request {
+        self.host = host;
+        self
+    }
+
+    pub fn timeout(mut self, timeout: Duration) -> Request {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Send it. `Err` is a transport failure (refused, reset, timed out) as one line of text.
+    pub fn send(&self) -> Result<Response, String> {
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .proxy(None)
+            .max_redirects(0)
+            .timeout_connect(Some(Duration::from_secs(3).min(self.timeout)))
+            .timeout_global(Some(self.timeout))
+            .build();
+        let agent: ureq::Agent = config.into();
+        let result = match self.method {
+            Method::Get => {
+                let mut req = agent.get(&self.url);
+                if let Some(host) = &self.host {
+                    req = req.header("Host", host);
+                }
+                req.call()
+            }
+            Method::Put => {
+                let mut req = agent
+                    .put(&self.url)
+                    .header("Content-Type", "application/json");
+                if let Some(host) = &self.host {
+                    req = req.header("Host", host);
+                }
+                let body = self
+                    .body
+                    .as_ref()
+                    .map(|b| b.expose().to_string())
+                    .unwrap_or_default();
+                req.send(body)
+            }
+        };
+        match result {
+            Ok(mut response) => {
+                let status = response.status().as_u16();
+                let body = response
+                    .body_mut()
+                    .with_config()
+                    .limit(8 * 1024 * 1024)
+                    .read_to_string()
+                    .map_err(|e| secret::redact(&format!("reading the answer: {e}")))?;
+                Ok(Response { status, body })
+            }
+            Err(e) => Err(secret::redact(&e.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for Request {
+    /// A pasteable curl line; a body is shown with every known secret masked.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut line = String::from("curl -sS");
+        if self.method == Method::Put {
+            line.push_str(" -X PUT -H 'Content-Type: application/json'");
+        }
+        if let Some(host) = &self.host {
+            line.push_str(&format!(" -H {}", quote(&format!("Host: {host}"))));
+        }
+        if let Some(body) = &self.body {
+            line.push_str(&format!(
+                " --data {}",
+                quote(&secret::redact(body.expose()))
+            ));
+        }
+        line.push(' ');
+        line.push_str(&quote(&self.url));
+        f.write_str(&secret::redact(&line))
+    }
+}

@@ -1,0 +1,23 @@
+//! `bookstore`: bring the BookStore kind stack up, or back to health after a Docker restart.
+
+mod cli;
+mod connect;
+mod docker;
+mod error;
+mod exec;
+mod http;
+mod kube;
+mod plan;
+mod run;
+mod secret;
+mod smoke;
+mod stack;
+mod steps;
+mod ui;
+mod wait;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    std::process::ExitCode::from(run::run(cli::Cli::parse()))
+}

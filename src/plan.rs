@@ -1,0 +1,292 @@
+//! The plan: which steps run, in which order, and which workload waits for which. Pure data built
+//! from the stack; no IO happens here. The executor (`steps`) and `--dry-run` both read it.
+
+use std::time::Duration;
+
+use crate::stack::{Role, Stack};
+
+/// How workload restarts are ordered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    /// Each workload restarts the moment what it needs is Ready (the default).
+    Graph,
+    /// The seed's phases: every database Ready before any application restarts.
+    Phased,
+}
+
+/// The seed's pause after ztunnel's rollout (`sleep 10` in restart-guide.md step 1).
+pub const SEED_SETTLE: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Tools on PATH, Docker answering, the cluster and its node container, port bindings,
+    /// legacy proxy containers.
+    Preflight(Preflight),
+    /// The kube API answers `/readyz` (it can refuse for a while after a Docker restart).
+    WaitApi,
+    /// `rollout restart` ztunnel, wait for it, then settle.
+    RestartMesh { settle: Duration },
+    /// Restart the workloads and register the connectors, each when what it waits for is Ready.
+    Rollout(Graph),
+    /// Register the connectors only (the `connectors` command).
+    Connectors,
+    /// Check every route through the host ports.
+    Smoke,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Preflight {
+    pub tools: Vec<&'static str>,
+    /// `docker info`, the node container's state and port bindings, legacy proxies.
+    pub docker: bool,
+}
+
+/// A node of the rollout graph.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Task {
+    /// Index into `Stack::workloads`: `rollout restart`, then wait for the rollout.
+    Restart(usize),
+    /// Index into `Stack::connect.connectors`: register and wait for RUNNING.
+    Register(usize),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Graph {
+    pub order: Order,
+    /// Each task and the tasks that must be done before it starts.
+    pub tasks: Vec<(Task, Vec<Task>)>,
+}
+
+impl Graph {
+    pub fn after(&self, task: Task) -> &[Task] {
+        self.tasks
+            .iter()
+            .find(|(t, _)| *t == task)
+            .map(|(_, a)| a.as_slice())
+            .unwrap_or(&[])
+    }
+
+    /// Tasks grouped in waves: a task's wave is one more than the latest wave it waits for.
+    /// Used to print the plan; the executor starts each task as soon as it may.
+    pub fn waves(&self) -> Vec<Vec<Task>> {
+        let mut depth: Vec<(Task, usize)> = Vec::new();
+        let mut remaining: Vec<&(Task, Vec<Task>)> = self.tasks.iter().collect();
+        while !remaining.is_empty() {
+            let before = remaining.len();
+            remaining.retain(|(task, after)| {
+                let known: Option<Vec<usize>> = after
+                    .iter()
+                    .map(|a| depth.iter().find(|(t, _)| t == a).map(|(_, d)| *d))
+                    .collect();
+                match known {
+                    Some(ds) => {
+                        depth.push((*task, ds.into_iter().map(|d| d + 1).max().unwrap_or(0)));
+                        false
+                    }
+                    None => true,
+                }
+            });
+            if remaining.len() == before {
+                break; // a cycle: rejected when the stack loads, so unreachable in practice
+            }
+        }
+        let mut waves: Vec<Vec<Task>> = Vec::new();
+        for (task, d) in depth {
+            if waves.len() <= d {
+                waves.resize(d + 1, Vec::new());
+            }
+            waves[d].push(task);
+        }
+        waves
+    }
+}
+
+/// What to run for `recover` (and for `up` when the cluster exists).
+pub fn recover(stack: &Stack, order: Order, settle: Option<Duration>) -> Vec<Step> {
+    let settle = settle.unwrap_or(match order {
+        Order::Graph => stack.mesh.settle,
+        Order::Phased => SEED_SETTLE,
+    });
+    vec![
+        Step::Preflight(Preflight {
+            tools: vec!["kind", "kubectl", "docker"],
+            docker: true,
+        }),
+        Step::WaitApi,
+        Step::RestartMesh { settle },
+        Step::Rollout(graph(stack, order)),
+        Step::Smoke,
+    ]
+}
+
+/// What to run for `connectors`.
+pub fn connectors() -> Vec<Step> {
+    vec![
+        Step::Preflight(Preflight {
+            tools: vec!["kubectl"],
+            docker: false,
+        }),
+        Step::Connectors,
+    ]
+}
+
+/// What to run for `smoke`.
+pub fn smoke() -> Vec<Step> {
+    vec![Step::Smoke]
+}
+
+/// The rollout graph: workloads, then the connectors after Debezium and their databases.
+pub fn graph(stack: &Stack, order: Order) -> Graph {
+    let index = |name: &str| stack.workloads.iter().position(|w| w.name == name);
+    let databases: Vec<Task> = stack
+        .workloads
+        .iter()
+        .enumerate()
+        .filter(|(_, w)| w.role == Role::Database)
+        .map(|(i, _)| Task::Restart(i))
+        .collect();
+    let mut tasks = Vec::new();
+    for (i, w) in stack.workloads.iter().enumerate() {
+        let mut after: Vec<Task> = match (order, w.role) {
+            (Order::Phased, Role::App) => databases.clone(),
+            (Order::Phased, Role::Database) => Vec::new(),
+            (Order::Graph, _) => w
+                .needs
+                .iter()
+                .filter_map(|n| index(n))
+                .map(Task::Restart)
+                .collect(),
+        };
+        after.sort();
+        after.dedup();
+        tasks.push((Task::Restart(i), after));
+    }
+    let apps: Vec<Task> = stack
+        .workloads
+        .iter()
+        .enumerate()
+        .filter(|(_, w)| w.role == Role::App)
+        .map(|(i, _)| Task::Restart(i))
+        .collect();
+    for (i, c) in stack.connect.connectors.iter().enumerate() {
+        let mut after: Vec<Task> = match order {
+            // The seed registers connectors after every workload has been restarted.
+            Order::Phased => databases.iter().chain(apps.iter()).copied().collect(),
+            Order::Graph => std::iter::once(stack.connect.workload.as_str())
+                .chain(c.needs.iter().map(String::as_str))
+                .filter_map(index)
+                .map(Task::Restart)
+                .collect(),
+        };
+        after.sort();
+        after.dedup();
+        tasks.push((Task::Register(i), after));
+    }
+    Graph { order, tasks }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stack::{Source, load};
+
+    fn names(stack: &Stack, tasks: &[Task]) -> Vec<String> {
+        tasks
+            .iter()
+            .map(|t| match t {
+                Task::Restart(i) => stack.workloads[*i].name.clone(),
+                Task::Register(i) => stack.connect.connectors[*i].name.clone(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn recovery_steps_follow_the_seed() {
+        let stack = load(Source::Embedded).unwrap();
+        let steps = recover(&stack, Order::Graph, None);
+        let kinds: Vec<&str> = steps
+            .iter()
+            .map(|s| match s {
+                Step::Preflight(_) => "preflight",
+                Step::WaitApi => "api",
+                Step::RestartMesh { .. } => "ztunnel",
+                Step::Rollout(_) => "rollout",
+                Step::Connectors => "connectors",
+                Step::Smoke => "smoke",
+            })
+            .collect();
+        assert_eq!(kinds, ["preflight", "api", "ztunnel", "rollout", "smoke"]);
+        assert_eq!(
+            steps[2],
+            Step::RestartMesh {
+                settle: Duration::from_secs(1)
+            }
+        );
+        let phased = recover(&stack, Order::Phased, None);
+        assert_eq!(
+            phased[2],
+            Step::RestartMesh {
+                settle: SEED_SETTLE
+            }
+        );
+        let overridden = recover(&stack, Order::Phased, Some(Duration::ZERO));
+        assert_eq!(
+            overridden[2],
+            Step::RestartMesh {
+                settle: Duration::ZERO
+            }
+        );
+    }
+
+    #[test]
+    fn graph_order_starts_each_workload_when_its_needs_are_ready() {
+        let stack = load(Source::Embedded).unwrap();
+        let g = graph(&stack, Order::Graph);
+        let waves: Vec<Vec<String>> = g.waves().iter().map(|w| names(&stack, w)).collect();
+        assert_eq!(
+            waves,
+            [
+                vec![
+                    "ecom-db",
+                    "inventory-db",
+                    "keycloak-db",
+                    "analytics-db",
+                    "ui-service",
+                    "kafka",
+                    "redis",
+                    "pgadmin",
+                    "flink-jobmanager",
+                    "prometheus"
+                ],
+                vec![
+                    "ecom-service",
+                    "inventory-service",
+                    "keycloak",
+                    "debezium",
+                    "flink-taskmanager",
+                    "superset"
+                ],
+                vec!["ecom-connector", "inventory-connector"],
+            ]
+        );
+        let ecom_connector = Task::Register(0);
+        assert_eq!(
+            names(&stack, g.after(ecom_connector)),
+            ["ecom-db", "debezium"]
+        );
+    }
+
+    #[test]
+    fn phased_order_is_the_seeds_every_database_before_any_app() {
+        let stack = load(Source::Embedded).unwrap();
+        let g = graph(&stack, Order::Phased);
+        let waves: Vec<Vec<String>> = g.waves().iter().map(|w| names(&stack, w)).collect();
+        assert_eq!(waves.len(), 3);
+        assert_eq!(
+            waves[0],
+            ["ecom-db", "inventory-db", "keycloak-db", "analytics-db"]
+        );
+        assert_eq!(waves[1].len(), 12);
+        assert_eq!(waves[2], ["ecom-connector", "inventory-connector"]);
+    }
+}

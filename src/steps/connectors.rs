@@ -1,0 +1,117 @@
+//! Debezium connectors (root causes 2 and 3): the flat config with the secret's credentials
+//! injected, `PUT /connectors/{name}/config` only when it differs, then wait for RUNNING.
+
+use crate::connect::{Connect, Desired, Outcome};
+use crate::error::{Error, Result};
+use crate::stack::Connector;
+use crate::ui::human;
+use std::time::Duration;
+
+use super::Ctx;
+
+pub fn connect(ctx: &Ctx) -> Result<Connect> {
+    Ok(Connect::new(
+        ctx.stack.cluster.host_port(ctx.stack.connect.port)?,
+    ))
+}
+
+/// The desired config for one connector: the file's config with the secret's credentials.
+pub fn desired(ctx: &Ctx, connector: &Connector) -> Result<Desired> {
+    let creds = ctx.credentials()?;
+    let secret = |key: &str| {
+        creds.get(key).cloned().ok_or_else(|| {
+            Error::prerequisite(
+                format!("secret key {key} missing"),
+                "check the secret named in the stack file",
+            )
+        })
+    };
+    Ok(Desired {
+        name: connector.name.clone(),
+        config: connector.config.clone(),
+        user: secret(&connector.user_key)?,
+        password: secret(&connector.password_key)?,
+    })
+}
+
+/// Register one connector: wait for the REST API, PUT if needed, wait for RUNNING. Owns all it
+/// needs, so it can run on its own thread. Returns a note for the progress report.
+pub fn register(api: &Connect, desired: &Desired, deadline: Duration) -> Result<String> {
+    api.wait_ready(deadline)?;
+    let outcome = api.register(desired, deadline)?;
+    api.wait_running(&desired.name, deadline)?;
+    Ok(match outcome {
+        Outcome::Created => "registered, RUNNING",
+        Outcome::Updated => "config updated, RUNNING",
+        Outcome::Unchanged => "unchanged, RUNNING",
+    }
+    .to_string())
+}
+
+pub fn run_all(ctx: &Ctx) -> Result<()> {
+    let api = connect(ctx)?;
+    let desired: Vec<Desired> = ctx
+        .stack
+        .connect
+        .connectors
+        .iter()
+        .map(|c| desired(ctx, c))
+        .collect::<Result<_>>()?;
+    for d in &desired {
+        let step = ctx.ui.start(&format!(
+            "Registering connector {} (≤ {})",
+            d.name,
+            human(ctx.stack.connect.timeout)
+        ));
+        let note = register(&api, d, ctx.stack.connect.timeout)?;
+        step.done(&note);
+    }
+    Ok(())
+}
+
+/// The requests one registration makes, with the credentials shown as where they come from.
+pub fn describe(ctx: &Ctx, connector: &Connector, lines: &mut Vec<String>) -> Result<()> {
+    let api = connect(ctx)?;
+    let connect_cfg = &ctx.stack.connect;
+    let mut config = connector.config.clone();
+    config.insert("name".into(), connector.name.clone());
+    config.insert(
+        "database.user".into(),
+        format!(
+            "<{} from secret {}/{}>",
+            connector.user_key, connect_cfg.secret_namespace, connect_cfg.secret_name
+        ),
+    );
+    config.insert(
+        "database.password".into(),
+        format!("<{} from secret, masked>", connector.password_key),
+    );
+    let body =
+        crate::secret::Secret::unregistered(serde_json::to_string(&config).unwrap_or_default());
+    lines.push(format!("{}   # until it answers", api.list()));
+    lines.push(format!(
+        "{}   # compare with the desired config",
+        api.get_config(&connector.name)
+    ));
+    lines.push(format!(
+        "{}   # only if absent or different",
+        api.put_config(&connector.name, body)
+    ));
+    lines.push(format!(
+        "{}   # until connector and tasks are RUNNING",
+        api.status(&connector.name)
+    ));
+    Ok(())
+}
+
+pub fn describe_all(ctx: &Ctx, lines: &mut Vec<String>) -> Result<()> {
+    let c = &ctx.stack.connect;
+    lines.push(format!(
+        "{}   # decoded in-process, never printed",
+        ctx.kube.get_secret(&c.secret_namespace, &c.secret_name)
+    ));
+    for connector in &c.connectors {
+        describe(ctx, connector, lines)?;
+    }
+    Ok(())
+}

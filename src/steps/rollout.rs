@@ -1,0 +1,418 @@
+//! The rollout graph's executor: each task starts the moment what it waits for is done; restarts
+//! that become due together are batched per namespace (one `kubectl rollout restart` each); one
+//! `kubectl get --watch` serves every readiness wait; connectors register on their own threads.
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::connect::Desired;
+use crate::error::{Error, Result};
+use crate::exec::Stream;
+use crate::kube::{Rollout, deployment_rollout};
+use crate::plan::{Graph, Order, Task};
+use crate::ui::human;
+
+use super::{Ctx, connectors};
+
+enum Msg {
+    Event {
+        namespace: String,
+        name: String,
+        generation: i64,
+        rollout: Rollout,
+    },
+    WatchEnded,
+    Restarted(Result<()>),
+    Registered(usize, Result<String>),
+}
+
+enum State {
+    Waiting,
+    Restarting {
+        since: Instant,
+        before: i64,
+        last: String,
+    },
+    Registering {
+        since: Instant,
+    },
+    Done,
+}
+
+/// Start the watch and a thread that turns its output into messages.
+fn watch(ctx: &Ctx, tx: &Sender<Msg>) -> Result<Stream> {
+    let mut stream = ctx.kube.watch_deployments().stream()?;
+    let reader = stream
+        .take_reader()
+        .ok_or_else(|| Error::step("watch has no output", "run again"))?;
+    let tx = tx.clone();
+    std::thread::spawn(move || pump(reader, &tx));
+    Ok(stream)
+}
+
+fn pump(reader: impl BufRead, tx: &Sender<Msg>) {
+    for value in serde_json::Deserializer::from_reader(reader).into_iter::<Value>() {
+        let Ok(value) = value else { break };
+        let obj = value.get("object").unwrap_or(&value);
+        let namespace = obj
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let name = obj
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let generation = obj
+            .pointer("/metadata/generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        let rollout = deployment_rollout(obj);
+        if tx
+            .send(Msg::Event {
+                namespace,
+                name,
+                generation,
+                rollout,
+            })
+            .is_err()
+        {
+            return;
+        }
+    }
+    let _ = tx.send(Msg::WatchEnded);
+}
+
+pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
+    let stack = ctx.stack;
+    let order = match graph.order {
+        Order::Graph => "each when what it needs is Ready",
+        Order::Phased => "databases first, then every app",
+    };
+    let step = ctx.ui.start(&format!(
+        "Restarting {} workloads ({order})",
+        stack.workloads.len()
+    ));
+
+    // Everything that can be wrong with the input is checked before the first restart.
+    let listing = ctx
+        .kube
+        .list_deployments()
+        .run()
+        .map_err(|e| ctx.kube.explain(e))?;
+    let mut generation = generations(&listing.stdout).map_err(|p| {
+        Error::step(
+            format!("`{}`: {p}", ctx.kube.list_deployments()),
+            "run it by hand",
+        )
+    })?;
+    let absent: Vec<String> = stack
+        .workloads
+        .iter()
+        .filter(|w| !generation.contains_key(&(w.namespace.clone(), w.name.clone())))
+        .map(|w| format!("{}/{}", w.namespace, w.name))
+        .collect();
+    if !absent.is_empty() {
+        return Err(Error::prerequisite(
+            format!(
+                "deployment(s) named in the stack file are not in the cluster: {}; nothing was restarted",
+                absent.join(", ")
+            ),
+            "check the stack file against `kubectl get deploy -A`, or rebuild the stack with `bookstore down && bookstore up`",
+        ));
+    }
+    let connect = connectors::connect(ctx)?;
+    let desired: Vec<Desired> = stack
+        .connect
+        .connectors
+        .iter()
+        .map(|c| connectors::desired(ctx, c))
+        .collect::<Result<_>>()?;
+
+    let (tx, rx) = mpsc::channel::<Msg>();
+    let mut stream = watch(ctx, &tx)?;
+    let mut restarts_of_watch = 0;
+    let mut state: BTreeMap<Task, State> = graph
+        .tasks
+        .iter()
+        .map(|(t, _)| (*t, State::Waiting))
+        .collect();
+
+    loop {
+        // Start every task whose prerequisites are done.
+        let due: Vec<Task> = graph
+            .tasks
+            .iter()
+            .filter(|(t, after)| {
+                matches!(state.get(t), Some(State::Waiting))
+                    && after
+                        .iter()
+                        .all(|a| matches!(state.get(a), Some(State::Done)))
+            })
+            .map(|(t, _)| *t)
+            .collect();
+        let mut batches: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for task in &due {
+            match *task {
+                Task::Restart(i) => {
+                    let w = &stack.workloads[i];
+                    batches
+                        .entry(w.namespace.as_str())
+                        .or_default()
+                        .push(w.name.as_str());
+                    let before = generation
+                        .get(&(w.namespace.clone(), w.name.clone()))
+                        .copied()
+                        .unwrap_or(0);
+                    state.insert(
+                        *task,
+                        State::Restarting {
+                            since: Instant::now(),
+                            before,
+                            last: "restart sent".into(),
+                        },
+                    );
+                }
+                Task::Register(i) => {
+                    state.insert(
+                        *task,
+                        State::Registering {
+                            since: Instant::now(),
+                        },
+                    );
+                    let (api, d, deadline, tx) = (
+                        connect.clone(),
+                        desired[i].clone(),
+                        stack.connect.timeout,
+                        tx.clone(),
+                    );
+                    std::thread::spawn(move || {
+                        let _ =
+                            tx.send(Msg::Registered(i, connectors::register(&api, &d, deadline)));
+                    });
+                }
+            }
+        }
+        for (namespace, names) in batches {
+            ctx.ui
+                .info(&format!("restart {} ({namespace})", names.join(", ")));
+            let cmd = ctx.kube.restart("deployment", &names, namespace);
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let _ = tx.send(Msg::Restarted(cmd.run().map(|_| ())));
+            });
+        }
+        if state.values().all(|s| matches!(s, State::Done)) {
+            break;
+        }
+
+        // Wait for the next message, or the earliest deadline.
+        let deadline = state
+            .iter()
+            .filter_map(|(task, s)| match (task, s) {
+                (Task::Restart(i), State::Restarting { since, .. }) => {
+                    Some(*since + stack.workloads[*i].timeout)
+                }
+                _ => None,
+            })
+            .min();
+        let wait = deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
+            .unwrap_or(Duration::from_secs(3600));
+        match rx.recv_timeout(wait) {
+            Ok(Msg::Event {
+                namespace,
+                name,
+                generation: g,
+                rollout,
+            }) => {
+                generation.insert((namespace.clone(), name.clone()), g);
+                let Some(i) = stack
+                    .workloads
+                    .iter()
+                    .position(|w| w.name == name && w.namespace == namespace)
+                else {
+                    continue;
+                };
+                let task = Task::Restart(i);
+                if let Some(State::Restarting {
+                    since,
+                    before,
+                    last,
+                }) = state.get_mut(&task)
+                {
+                    if g <= *before {
+                        continue; // an event from before our restart
+                    }
+                    match rollout {
+                        Rollout::Done => {
+                            ctx.ui
+                                .ok_line(&format!("{name} ready ({})", human(since.elapsed())));
+                            state.insert(task, State::Done);
+                        }
+                        Rollout::Waiting(why) => *last = why,
+                        Rollout::Failed(why) => {
+                            return Err(Error::step(
+                                format!("deployment {namespace}/{name}: {why}"),
+                                describe_hint(ctx, &namespace, &name),
+                            ));
+                        }
+                    }
+                }
+            }
+            Ok(Msg::Restarted(result)) => result.map_err(|e| ctx.kube.explain(e))?,
+            Ok(Msg::Registered(i, result)) => {
+                let note = result?;
+                let task = Task::Register(i);
+                if let Some(State::Registering { since }) = state.get(&task) {
+                    ctx.ui.ok_line(&format!(
+                        "connector {} {note} ({})",
+                        stack.connect.connectors[i].name,
+                        human(since.elapsed())
+                    ));
+                }
+                state.insert(task, State::Done);
+            }
+            Ok(Msg::WatchEnded) => {
+                restarts_of_watch += 1;
+                if restarts_of_watch > 5 {
+                    return Err(Error::Command {
+                        line: stream.cmd().to_string(),
+                        status: "the watch kept ending".into(),
+                        stderr_tail: stream.stderr_tail(),
+                        next: "check that the Kubernetes API is stable, then run again".into(),
+                    });
+                }
+                stream = watch(ctx, &tx)?;
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                let now = Instant::now();
+                for (task, s) in &state {
+                    if let (Task::Restart(i), State::Restarting { since, last, .. }) = (task, s) {
+                        let w = &stack.workloads[*i];
+                        if now >= *since + w.timeout {
+                            return Err(Error::Timeout {
+                                what: format!(
+                                    "deployment {}/{} to finish its rollout",
+                                    w.namespace, w.name
+                                ),
+                                after: w.timeout,
+                                detail: format!("last status: {last}"),
+                                next: describe_hint(ctx, &w.namespace, &w.name),
+                            });
+                        }
+                    }
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => unreachable!("the executor holds a sender"),
+        }
+    }
+    drop(stream);
+    step.done("all ready");
+    Ok(())
+}
+
+fn describe_hint(ctx: &Ctx, namespace: &str, name: &str) -> String {
+    format!(
+        "see why: `kubectl --context {c} -n {namespace} get pods -l app={name}` and \
+         `kubectl --context {c} -n {namespace} logs deploy/{name} --tail=50`; then rerun (recovery is safe to rerun)",
+        c = ctx.kube.context()
+    )
+}
+
+/// (namespace, name) → metadata.generation from `kubectl get deployments -A -o json`.
+pub fn generations(json: &str) -> std::result::Result<BTreeMap<(String, String), i64>, String> {
+    let doc: Value = serde_json::from_str(json).map_err(|e| format!("invalid JSON: {e}"))?;
+    let items = doc
+        .get("items")
+        .and_then(Value::as_array)
+        .ok_or("no `items` list")?;
+    Ok(items
+        .iter()
+        .filter_map(|item| {
+            let ns = item.pointer("/metadata/namespace")?.as_str()?.to_string();
+            let name = item.pointer("/metadata/name")?.as_str()?.to_string();
+            let generation = item
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            Some(((ns, name), generation))
+        })
+        .collect())
+}
+
+pub fn describe(ctx: &Ctx, graph: &Graph, lines: &mut Vec<String>) -> Result<()> {
+    let stack = ctx.stack;
+    lines.push(match graph.order {
+        Order::Graph => "# Restart workloads: each the moment what it needs is Ready".to_string(),
+        Order::Phased => {
+            "# Restart workloads in the seed's phases: every database, then every app".to_string()
+        }
+    });
+    lines.push(format!(
+        "{}   # every workload exists; generations before restart",
+        ctx.kube.list_deployments()
+    ));
+    lines.push(format!(
+        "{}   # one watch for every readiness wait",
+        ctx.kube.watch_deployments()
+    ));
+    let c = &stack.connect;
+    lines.push(format!(
+        "{}   # decoded in-process, never printed",
+        ctx.kube.get_secret(&c.secret_namespace, &c.secret_name)
+    ));
+    let name = |t: &Task| match t {
+        Task::Restart(i) => stack.workloads[*i].name.clone(),
+        Task::Register(i) => stack.connect.connectors[*i].name.clone(),
+    };
+    for wave in graph.waves() {
+        let mut batches: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for task in &wave {
+            match task {
+                Task::Restart(i) => {
+                    let w = &stack.workloads[*i];
+                    batches
+                        .entry(w.namespace.as_str())
+                        .or_default()
+                        .push(w.name.as_str());
+                }
+                Task::Register(i) => {
+                    let after: Vec<String> = graph.after(*task).iter().map(name).collect();
+                    lines.push(format!(
+                        "# connector {} once {} are Ready",
+                        name(task),
+                        after.join(", ")
+                    ));
+                    connectors::describe(ctx, &stack.connect.connectors[*i], lines)?;
+                }
+            }
+        }
+        for (namespace, names) in batches {
+            let mut after: Vec<String> = wave
+                .iter()
+                .filter(
+                    |t| matches!(t, Task::Restart(i) if stack.workloads[*i].namespace == namespace),
+                )
+                .flat_map(|t| graph.after(*t).iter().map(name))
+                .collect();
+            after.sort();
+            after.dedup();
+            let when = if after.is_empty() {
+                "at once".to_string()
+            } else {
+                format!("once {} Ready", after.join(", "))
+            };
+            lines.push(format!(
+                "{}   # {when}",
+                ctx.kube.restart("deployment", &names, namespace)
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,210 @@
+//! Progress on stderr in kind's style: ` ✓ step (1.2s)` / ` ✗ step`, a spinner only on a smart
+//! terminal, plain ` • step ...` lines otherwise. stdout is never written here.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::secret;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Clone)]
+pub struct Ui {
+    color: bool,
+    smart: bool,
+    state: Arc<Mutex<Active>>,
+}
+
+#[derive(Default)]
+struct Active {
+    title: Option<String>,
+    started: Option<Instant>,
+    drawn: bool,
+}
+
+const FRAMES: [&str; 8] = ["⠈⠁", "⠈⠑", "⠈⠱", "⠈⡱", "⢀⡱", "⢄⡱", "⢄⡱", "⢆⡱"];
+
+impl Ui {
+    pub fn new(color: Color) -> Ui {
+        let term = console::Term::stderr();
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        let dumb = std::env::var("TERM").is_ok_and(|t| t == "dumb");
+        let tty = term.is_term();
+        let smart = tty && !dumb && !no_color;
+        let color = match color {
+            Color::Always => true,
+            Color::Never => false,
+            Color::Auto => tty && !dumb && !no_color,
+        };
+        let ui = Ui {
+            color,
+            smart,
+            state: Arc::new(Mutex::new(Active::default())),
+        };
+        if smart {
+            let state = Arc::clone(&ui.state);
+            std::thread::spawn(move || spin(state));
+        }
+        ui
+    }
+
+    fn paint(&self, text: &str, code: u8) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+
+    fn write_line(&self, line: &str) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut err = std::io::stderr().lock();
+        if state.drawn {
+            let _ = write!(err, "\r\x1b[2K");
+            state.drawn = false;
+        }
+        let _ = writeln!(err, "{}", secret::redact(line));
+    }
+
+    /// Start a step: a spinner on a smart terminal, ` • title ...` otherwise.
+    pub fn start(&self, title: &str) -> Step {
+        if !self.smart {
+            self.write_line(&format!(" • {title} ..."));
+        }
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.title = Some(title.to_string());
+        state.started = Some(Instant::now());
+        Step {
+            ui: self.clone(),
+            title: title.to_string(),
+            started: Instant::now(),
+            ended: false,
+        }
+    }
+
+    /// A detail line under the current step.
+    pub fn info(&self, text: &str) {
+        self.write_line(&format!("   {} {text}", self.paint("•", 2)));
+    }
+
+    pub fn warn(&self, text: &str) {
+        self.write_line(&format!("   {} {text}", self.paint("!", 33)));
+    }
+
+    /// The final error, printed once.
+    pub fn error(&self, text: &str) {
+        self.write_line(&format!("{} {text}", self.paint("ERROR:", 31)));
+    }
+
+    pub fn ok_line(&self, text: &str) {
+        self.write_line(&format!(" {} {text}", self.paint("✓", 32)));
+    }
+
+    pub fn fail_line(&self, text: &str) {
+        self.write_line(&format!(" {} {text}", self.paint("✗", 31)));
+    }
+}
+
+/// A running step. End it with [`Step::done`] or [`Step::fail`]; dropping it marks a failure.
+pub struct Step {
+    ui: Ui,
+    title: String,
+    started: Instant,
+    ended: bool,
+}
+
+impl Step {
+    pub fn done(mut self, note: &str) {
+        self.finish(true, note);
+    }
+
+    pub fn fail(mut self) {
+        self.finish(false, "");
+    }
+
+    fn finish(&mut self, ok: bool, note: &str) {
+        self.ended = true;
+        {
+            let mut state = self.ui.state.lock().unwrap_or_else(|e| e.into_inner());
+            state.title = None;
+            state.started = None;
+        }
+        let took = human(self.started.elapsed());
+        let note = if note.is_empty() {
+            String::new()
+        } else {
+            format!(": {note}")
+        };
+        let line = format!("{}{note} ({took})", self.title);
+        if ok {
+            self.ui.ok_line(&line)
+        } else {
+            self.ui.fail_line(&line)
+        }
+    }
+}
+
+impl Drop for Step {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.finish(false, "");
+        }
+    }
+}
+
+fn spin(state: Arc<Mutex<Active>>) {
+    let mut frame = 0usize;
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+        if let (Some(title), Some(started)) = (&state.title, state.started) {
+            let line = format!(
+                "\x1b[?7l\r {} {title} {}\x1b[?7h",
+                FRAMES[frame % FRAMES.len()],
+                human(started.elapsed())
+            );
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "{}", secret::redact(&line));
+            let _ = err.flush();
+            state.drawn = true;
+            frame += 1;
+        }
+    }
+}
+
+/// A duration as people read it: 450ms, 6.1s, 1m30s.
+pub fn human(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        format!("{:.1}s", d.as_secs_f64())
+    } else {
+        let s = d.as_secs();
+        if s % 60 == 0 {
+            format!("{}m", s / 60)
+        } else {
+            format!("{}m{}s", s / 60, s % 60)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_read_like_kinds() {
+        assert_eq!(human(Duration::from_millis(450)), "450ms");
+        assert_eq!(human(Duration::from_millis(6100)), "6.1s");
+        assert_eq!(human(Duration::from_secs(90)), "1m30s");
+        assert_eq!(human(Duration::from_secs(120)), "2m");
+    }
+}

@@ -38,10 +38,7 @@ impl Desired {
         let mut map = self.config.clone();
         map.insert("name".into(), self.name.clone());
         map.insert("database.user".into(), self.user.expose().to_string());
-        map.insert(
-            "database.password".into(),
-            self.password.expose().to_string(),
-        );
+        map.insert("database.password".into(), self.password.expose().to_string());
         map
     }
 
@@ -53,9 +50,7 @@ impl Desired {
 
 impl Connect {
     pub fn new(host_port: u16) -> Connect {
-        Connect {
-            base: format!("http://127.0.0.1:{host_port}"),
-        }
+        Connect { base: format!("http://127.0.0.1:{host_port}") }
     }
 
     pub fn list(&self) -> Request {
@@ -100,26 +95,21 @@ impl Connect {
         let get = self.get_config(name);
         let put = self.put_config(name, desired.body());
         let what = format!("registering connector {name}");
-        let next =
-            "check the Connect worker's log: `kubectl -n infra logs deploy/debezium --tail=100`";
+        let next = "check the Connect worker's log: `kubectl -n infra logs deploy/debezium --tail=100`";
         Poll::new(&what, deadline, next).run(|| {
             let current = match get.send() {
                 Err(e) => return Attempt::Retry(e),
                 Ok(r) if r.status == 404 => None,
-                Ok(r) if r.status == 200 => {
-                    match serde_json::from_str::<BTreeMap<String, Value>>(&r.body) {
-                        Ok(map) => Some(map),
-                        Err(_) => return Attempt::Fail(unexpected(&get, &r)),
-                    }
-                }
+                Ok(r) if r.status == 200 => match serde_json::from_str::<BTreeMap<String, Value>>(&r.body) {
+                    Ok(map) => Some(map),
+                    Err(_) => return Attempt::Fail(unexpected(&get, &r)),
+                },
                 Ok(r) if retryable(&r) => return Attempt::Retry(answer(&r)),
                 Ok(r) => return Attempt::Fail(unexpected(&get, &r)),
             };
             if let Some(current) = &current {
                 let same = current.len() == want.len()
-                    && want
-                        .iter()
-                        .all(|(k, v)| current.get(k).and_then(Value::as_str) == Some(v.as_str()));
+                    && want.iter().all(|(k, v)| current.get(k).and_then(Value::as_str) == Some(v.as_str()));
                 if same {
                     return Attempt::Done(Outcome::Unchanged);
                 }
@@ -148,7 +138,10 @@ impl Connect {
                     Ok(false) => Attempt::Retry(answer(&r)),
                     Err(trace) => Attempt::Fail(Error::step(
                         format!("connector {name} FAILED:\n{trace}"),
-                        format!("fix the cause above, then run `bookstore connectors` (see `curl -s {}`)", req.url),
+                        format!(
+                            "fix the cause above, then run `bookstore connectors` (see `curl -s {}`)",
+                            req.url
+                        ),
                     )),
                 },
                 None => Attempt::Retry(answer(&r)),
@@ -160,32 +153,18 @@ impl Connect {
 
 /// `Ok(true)` when the connector and all its tasks run, `Err(trace)` when any FAILED.
 pub fn running(status: &Value) -> std::result::Result<bool, String> {
-    let state = |v: &Value| {
-        v.get("state")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string()
-    };
+    let state = |v: &Value| v.get("state").and_then(Value::as_str).unwrap_or("").to_string();
     let connector = status.get("connector").map(state).unwrap_or_default();
-    let tasks: Vec<&Value> = status
-        .get("tasks")
-        .and_then(Value::as_array)
-        .map(|t| t.iter().collect())
-        .unwrap_or_default();
+    let tasks: Vec<&Value> =
+        status.get("tasks").and_then(Value::as_array).map(|t| t.iter().collect()).unwrap_or_default();
     let failed: Vec<String> = std::iter::once(status.get("connector"))
         .flatten()
         .chain(tasks.iter().copied())
         .filter(|v| state(v) == "FAILED")
         .map(|v| {
-            let trace = v
-                .get("trace")
-                .and_then(Value::as_str)
-                .unwrap_or("(no trace)");
+            let trace = v.get("trace").and_then(Value::as_str).unwrap_or("(no trace)");
             let first: Vec<&str> = trace.lines().take(3).collect();
-            let id = v
-                .get("id")
-                .map(|i| format!("task {i}"))
-                .unwrap_or_else(|| "connector".into());
+            let id = v.get("id").map(|i| format!("task {i}")).unwrap_or_else(|| "connector".into());
             format!("  {id}: {}", first.join("\n    "))
         })
         .collect();
@@ -211,19 +190,14 @@ fn message(r: &Response) -> String {
 }
 
 fn answer(r: &Response) -> String {
-    format!(
-        "HTTP {}: {}",
-        r.status,
-        message(r).lines().next().unwrap_or("")
-    )
+    format!("HTTP {}: {}", r.status, message(r).lines().next().unwrap_or(""))
 }
 
 fn unexpected(req: &Request, r: &Response) -> Error {
     Error::Http {
         request: req.to_string(),
         problem: format!("unexpected answer HTTP {}: {}", r.status, message(r)),
-        next: "check that port 32300 reaches Kafka Connect (`curl -s http://127.0.0.1:32300/`)"
-            .into(),
+        next: "check that port 32300 reaches Kafka Connect (`curl -s http://127.0.0.1:32300/`)".into(),
     }
 }
 
@@ -263,11 +237,7 @@ mod tests {
         assert_eq!(running(&s("RUNNING", &["RUNNING"])), Ok(true));
         assert_eq!(running(&s("RUNNING", &[])), Ok(false));
         assert_eq!(running(&s("UNASSIGNED", &["RUNNING"])), Ok(false));
-        assert!(
-            running(&s("RUNNING", &["FAILED"]))
-                .unwrap_err()
-                .contains("task 0: boom")
-        );
+        assert!(running(&s("RUNNING", &["FAILED"])).unwrap_err().contains("task 0: boom"));
     }
 
     #[test]

@@ -9,15 +9,11 @@ use crate::exec::Cmd;
 use crate::stack::PortMapping;
 
 pub fn info() -> Cmd {
-    Cmd::new("docker")
-        .args(["info", "--format", "{{.ServerVersion}}"])
-        .deadline(Duration::from_secs(20))
+    Cmd::new("docker").args(["info", "--format", "{{.ServerVersion}}"]).deadline(Duration::from_secs(20))
 }
 
 pub fn inspect(container: &str) -> Cmd {
-    Cmd::new("docker")
-        .args(["inspect", "--type", "container", container])
-        .deadline(Duration::from_secs(20))
+    Cmd::new("docker").args(["inspect", "--type", "container", container]).deadline(Duration::from_secs(20))
 }
 
 /// Containers with exactly these names (the legacy socat proxies), running or not.
@@ -26,38 +22,25 @@ pub fn ps_named(names: &[String]) -> Cmd {
     for name in names {
         cmd = cmd.args(["--filter", &format!("name=^{name}$")]);
     }
-    cmd.args(["--format", "{{.Names}}"])
-        .deadline(Duration::from_secs(20))
+    cmd.args(["--format", "{{.Names}}"]).deadline(Duration::from_secs(20))
 }
 
 pub fn rm_force(names: &[String]) -> Cmd {
-    Cmd::new("docker")
-        .args(["rm", "-f"])
-        .args(names.iter().cloned())
-        .deadline(Duration::from_secs(60))
+    Cmd::new("docker").args(["rm", "-f"]).args(names.iter().cloned()).deadline(Duration::from_secs(60))
 }
 
 pub fn kind_get_clusters() -> Cmd {
-    Cmd::new("kind")
-        .args(["get", "clusters"])
-        .deadline(Duration::from_secs(30))
+    Cmd::new("kind").args(["get", "clusters"]).deadline(Duration::from_secs(30))
 }
 
 pub fn kind_delete_cluster(name: &str) -> Cmd {
-    Cmd::new("kind")
-        .args(["delete", "cluster", "--name", name])
-        .deadline(Duration::from_secs(300))
+    Cmd::new("kind").args(["delete", "cluster", "--name", name]).deadline(Duration::from_secs(300))
 }
 
 /// `kind get clusters` prints one name per line on stdout ("No kind clusters found." goes to
 /// stderr).
 pub fn parse_clusters(stdout: &str) -> BTreeSet<String> {
-    stdout
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(String::from)
-        .collect()
+    stdout.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect()
 }
 
 /// What `docker inspect` says about a kind node container.
@@ -70,51 +53,27 @@ pub struct Node {
 }
 
 pub fn parse_inspect(stdout: &str) -> Result<Node, String> {
-    let doc: Value = serde_json::from_str(stdout)
-        .map_err(|e| format!("docker inspect printed invalid JSON: {e}"))?;
-    let c = doc
-        .as_array()
-        .and_then(|a| a.first())
-        .ok_or("docker inspect printed no container")?;
-    let running = c
-        .pointer("/State/Running")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    let status = c
-        .pointer("/State/Status")
-        .and_then(Value::as_str)
-        .unwrap_or("unknown")
-        .to_string();
+    let doc: Value =
+        serde_json::from_str(stdout).map_err(|e| format!("docker inspect printed invalid JSON: {e}"))?;
+    let c = doc.as_array().and_then(|a| a.first()).ok_or("docker inspect printed no container")?;
+    let running = c.pointer("/State/Running").and_then(Value::as_bool).unwrap_or(false);
+    let status = c.pointer("/State/Status").and_then(Value::as_str).unwrap_or("unknown").to_string();
     let mut bindings = Vec::new();
-    if let Some(map) = c
-        .pointer("/HostConfig/PortBindings")
-        .and_then(Value::as_object)
-    {
+    if let Some(map) = c.pointer("/HostConfig/PortBindings").and_then(Value::as_object) {
         for (key, list) in map {
             let Some(port) = key.split('/').next().and_then(|p| p.parse::<u16>().ok()) else {
                 continue;
             };
             for b in list.as_array().into_iter().flatten() {
-                let ip = b
-                    .get("HostIp")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string();
-                let host = b
-                    .get("HostPort")
-                    .and_then(Value::as_str)
-                    .and_then(|p| p.parse().ok())
-                    .unwrap_or(0);
+                let ip = b.get("HostIp").and_then(Value::as_str).unwrap_or("").to_string();
+                let host =
+                    b.get("HostPort").and_then(Value::as_str).and_then(|p| p.parse().ok()).unwrap_or(0);
                 bindings.push((port, ip, host));
             }
         }
     }
     bindings.sort();
-    Ok(Node {
-        running,
-        status,
-        bindings,
-    })
+    Ok(Node { running, status, bindings })
 }
 
 /// The cluster config's mappings that the node container does not have (the seed's "older
@@ -141,13 +100,7 @@ mod tests {
                                              "6443/tcp": [{"HostIp": "127.0.0.1", "HostPort": "41234"}]}}}]"#;
         let node = parse_inspect(doc).unwrap();
         assert!(node.running);
-        assert_eq!(
-            node.bindings,
-            [
-                (6443, "127.0.0.1".into(), 41234),
-                (30000, "127.0.0.1".into(), 30000)
-            ]
-        );
+        assert_eq!(node.bindings, [(6443, "127.0.0.1".into(), 41234), (30000, "127.0.0.1".into(), 30000)]);
         let m = |c: u16, h: u16| PortMapping {
             container_port: c,
             host_port: Some(h),

@@ -99,24 +99,15 @@ impl Error {
     }
 
     pub fn input(what: impl Into<String>, problem: impl Into<String>) -> Error {
-        Error::Input {
-            what: what.into(),
-            problem: problem.into(),
-        }
+        Error::Input { what: what.into(), problem: problem.into() }
     }
 
     pub fn prerequisite(problem: impl Into<String>, next: impl Into<String>) -> Error {
-        Error::Prerequisite {
-            problem: problem.into(),
-            next: next.into(),
-        }
+        Error::Prerequisite { problem: problem.into(), next: next.into() }
     }
 
     pub fn step(problem: impl Into<String>, next: impl Into<String>) -> Error {
-        Error::Step {
-            problem: problem.into(),
-            next: next.into(),
-        }
+        Error::Step { problem: problem.into(), next: next.into() }
     }
 
     /// Replace the advice of a command failure with advice specific to the caller.
@@ -140,43 +131,22 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let text = match self {
             Error::Input { what, problem } => {
-                format!(
-                    "invalid {what}: {problem}\nNothing was changed. Fix the input and run again."
-                )
+                format!("invalid {what}: {problem}\nNothing was changed. Fix the input and run again.")
             }
             Error::Prerequisite { problem, next } => format!("{problem}\nNext: {next}"),
-            Error::Command {
-                line,
-                status,
-                stderr_tail,
-                next,
-            } => {
+            Error::Command { line, status, stderr_tail, next } => {
                 let mut s = format!("command failed ({status}): {line}");
                 if !stderr_tail.trim().is_empty() {
                     s.push_str("\nCommand Output (stderr, last lines):\n");
-                    s.push_str(&format!(
-                        "{:-<72}\n{}\n{:-<72}",
-                        "",
-                        stderr_tail.trim_end(),
-                        ""
-                    ));
+                    s.push_str(&format!("{:-<72}\n{}\n{:-<72}", "", stderr_tail.trim_end(), ""));
                 }
                 s.push_str(&format!("\nNext: {next}"));
                 s
             }
-            Error::Http {
-                request,
-                problem,
-                next,
-            } => {
+            Error::Http { request, problem, next } => {
                 format!("request failed: {request}\n{problem}\nNext: {next}")
             }
-            Error::Timeout {
-                what,
-                after,
-                detail,
-                next,
-            } => {
+            Error::Timeout { what, after, detail, next } => {
                 let mut s = format!("timed out after {}: {what}", crate::ui::human(*after));
                 if !detail.trim().is_empty() {
                     s.push('\n');

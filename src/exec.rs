@@ -2,8 +2,7 @@
 //!
 //! A [`Cmd`] is a value: a program and an argv vector (never a shell string), printable as a line
 //! that can be pasted into a shell. Running one either returns its output or an [`Error::Command`]
-//! that carries the pasteable line and the tail of its stderr. Data a child needs that must not
-//! appear in argv (secrets, manifests) goes through stdin.
+//! that carries the pasteable line and the tail of its stderr. Secrets never go into argv.
 
 use std::fmt;
 use std::io::{BufRead, BufReader, Read};
@@ -11,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::secret::{self, Secret};
+use crate::secret;
 
 /// How many child processes this run has started (reported by `--verbose` and the benchmark).
 static SPAWNED: AtomicUsize = AtomicUsize::new(0);
@@ -24,7 +23,6 @@ pub fn spawned() -> usize {
 pub struct Cmd {
     program: String,
     args: Vec<String>,
-    stdin: Option<Secret>,
     /// Upper bound on the child's run time; it is killed after this.
     deadline: Duration,
 }
@@ -33,17 +31,11 @@ pub struct Cmd {
 #[derive(Debug)]
 pub struct Output {
     pub stdout: String,
-    pub stderr: String,
 }
 
 impl Cmd {
     pub fn new(program: &str) -> Cmd {
-        Cmd {
-            program: program.to_string(),
-            args: Vec::new(),
-            stdin: None,
-            deadline: Duration::from_secs(60),
-        }
+        Cmd { program: program.to_string(), args: Vec::new(), deadline: Duration::from_secs(60) }
     }
 
     pub fn arg(mut self, arg: impl Into<String>) -> Cmd {
@@ -60,53 +52,38 @@ impl Cmd {
         self
     }
 
-    /// Feed this to the child's stdin. Shown as `<<'EOF' *** EOF` in the printed line.
-    pub fn stdin(mut self, data: Secret) -> Cmd {
-        self.stdin = Some(data);
-        self
-    }
-
     pub fn deadline(mut self, deadline: Duration) -> Cmd {
         self.deadline = deadline;
         self
-    }
-
-    pub fn program(&self) -> &str {
-        &self.program
-    }
-
-    pub fn argv(&self) -> &[String] {
-        &self.args
     }
 
     /// Run to completion; a non-zero exit is an error carrying the command line and stderr tail.
     pub fn run(&self) -> Result<Output> {
         let output = self.run_unchecked()?;
         if output.status.success() {
-            return Ok(Output {
-                stdout: output.stdout,
-                stderr: output.stderr,
-            });
+            return Ok(Output { stdout: output.stdout });
         }
         Err(self.failure(&status_text(&output.status), &output.stderr))
     }
 
     /// Run to completion and return the output whatever the exit status.
     pub fn run_unchecked(&self) -> Result<RawOutput> {
-        let mut expr = duct::cmd(&self.program, &self.args)
-            .stdout_capture()
-            .stderr_capture()
-            .unchecked();
-        expr = match &self.stdin {
-            Some(data) => expr.stdin_bytes(data.expose().as_bytes().to_vec()),
-            None => expr.stdin_null(),
-        };
+        let expr =
+            duct::cmd(&self.program, &self.args).stdin_null().stdout_capture().stderr_capture().unchecked();
         SPAWNED.fetch_add(1, Ordering::Relaxed);
         let handle = expr.start().map_err(|e| self.spawn_error(e))?;
-        let finished = handle
-            .wait_deadline(Instant::now() + self.deadline)
-            .map_err(|e| self.spawn_error(e))?;
-        if finished.is_none() {
+        let deadline = Instant::now() + self.deadline;
+        // Wait in short slices so Ctrl-C stops the child promptly.
+        let mut finished = false;
+        while !finished && Instant::now() < deadline {
+            let slice = (Instant::now() + Duration::from_millis(50)).min(deadline);
+            finished = handle.wait_deadline(slice).map_err(|e| self.spawn_error(e))?.is_some();
+            if !finished && crate::wait::interrupted() {
+                let _ = handle.kill();
+                return Err(Error::Interrupted);
+            }
+        }
+        if !finished {
             let _ = handle.kill();
             let partial = handle.wait().ok();
             let stderr = partial.map(|o| String::from_utf8_lossy(&o.stderr).into_owned());
@@ -114,9 +91,7 @@ impl Cmd {
                 what: format!("`{self}` did not finish"),
                 after: self.deadline,
                 detail: tail(stderr.as_deref().unwrap_or(""), 10),
-                next:
-                    "check that the cluster and Docker respond, then run the command above by hand"
-                        .into(),
+                next: "check that the cluster and Docker respond, then run the command above by hand".into(),
             });
         }
         let output = handle.into_output().map_err(|e| self.spawn_error(e))?;
@@ -139,11 +114,7 @@ impl Cmd {
             .unchecked()
             .reader()
             .map_err(|e| self.spawn_error(e))?;
-        Ok(Stream {
-            cmd: self.clone(),
-            reader: Some(BufReader::new(reader)),
-            stderr: stderr_read,
-        })
+        Ok(Stream { cmd: self.clone(), reader: Some(BufReader::new(reader)), stderr: stderr_read })
     }
 
     pub fn failure(&self, status: &str, stderr: &str) -> Error {
@@ -222,27 +193,18 @@ pub fn tail(text: &str, n: usize) -> String {
 
 /// Quote one word for a POSIX shell, only when it needs it.
 pub fn quote(word: &str) -> String {
-    let plain = !word.is_empty()
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c));
-    if plain {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
-    }
+    let plain =
+        !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c));
+    if plain { word.to_string() } else { format!("'{}'", word.replace('\'', r"'\''")) }
 }
 
 impl fmt::Display for Cmd {
-    /// A line that can be pasted into a shell. Stdin data is never shown.
+    /// A line that can be pasted into a shell, secrets masked.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut line = quote(&self.program);
         for arg in &self.args {
             line.push(' ');
             line.push_str(&quote(arg));
-        }
-        if self.stdin.is_some() {
-            line.push_str(" <<'EOF'\n***\nEOF");
         }
         f.write_str(&secret::redact(&line))
     }
@@ -255,18 +217,12 @@ mod tests {
     #[test]
     fn command_lines_are_pasteable() {
         let cmd = Cmd::new("kubectl").args(["get", "secret", "-o", "jsonpath={.data.A}", "it's"]);
-        assert_eq!(
-            cmd.to_string(),
-            r"kubectl get secret -o 'jsonpath={.data.A}' 'it'\''s'"
-        );
+        assert_eq!(cmd.to_string(), r"kubectl get secret -o 'jsonpath={.data.A}' 'it'\''s'");
     }
 
     #[test]
     fn failure_keeps_the_command_and_stderr_tail() {
-        let err = Cmd::new("ls")
-            .arg("/definitely/not/here")
-            .run()
-            .unwrap_err();
+        let err = Cmd::new("ls").arg("/definitely/not/here").run().unwrap_err();
         let text = err.to_string();
         assert!(text.contains("ls /definitely/not/here"), "{text}");
         assert!(text.contains("No such file"), "{text}");
@@ -275,11 +231,7 @@ mod tests {
 
     #[test]
     fn a_child_past_its_deadline_is_killed() {
-        let err = Cmd::new("sleep")
-            .arg("5")
-            .deadline(Duration::from_millis(100))
-            .run()
-            .unwrap_err();
+        let err = Cmd::new("sleep").arg("5").deadline(Duration::from_millis(100)).run().unwrap_err();
         assert_eq!(err.code(), crate::error::code::TIMEOUT);
     }
 }

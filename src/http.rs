@@ -41,13 +41,7 @@ impl Response {
 
 impl Request {
     pub fn get(url: String) -> Request {
-        Request {
-            method: Method::Get,
-            url,
-            host: None,
-            body: None,
-            timeout: Duration::from_secs(10),
-        }
+        Request { method: Method::Get, url, host: None, body: None, timeout: Duration::from_secs(10) }
     }
 
     pub fn put_json(url: String, body: Secret) -> Request {
@@ -91,17 +85,11 @@ impl Request {
                 req.call()
             }
             Method::Put => {
-                let mut req = agent
-                    .put(&self.url)
-                    .header("Content-Type", "application/json");
+                let mut req = agent.put(&self.url).header("Content-Type", "application/json");
                 if let Some(host) = &self.host {
                     req = req.header("Host", host);
                 }
-                let body = self
-                    .body
-                    .as_ref()
-                    .map(|b| b.expose().to_string())
-                    .unwrap_or_default();
+                let body = self.body.as_ref().map(|b| b.expose().to_string()).unwrap_or_default();
                 req.send(body)
             }
         };
@@ -132,10 +120,7 @@ impl fmt::Display for Request {
             line.push_str(&format!(" -H {}", quote(&format!("Host: {host}"))));
         }
         if let Some(body) = &self.body {
-            line.push_str(&format!(
-                " --data {}",
-                quote(&secret::redact(body.expose()))
-            ));
+            line.push_str(&format!(" --data {}", quote(&secret::redact(body.expose()))));
         }
         line.push(' ');
         line.push_str(&quote(&self.url));

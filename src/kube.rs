@@ -42,28 +42,15 @@ impl Kubectl {
             .args(["-n", namespace])
     }
 
-    pub fn rollout_status(
-        &self,
-        kind: &str,
-        name: &str,
-        namespace: &str,
-        timeout: Duration,
-    ) -> Cmd {
+    pub fn rollout_status(&self, kind: &str, name: &str, namespace: &str, timeout: Duration) -> Cmd {
         self.base()
-            .args([
-                "rollout",
-                "status",
-                &format!("{kind}/{name}"),
-                "-n",
-                namespace,
-            ])
+            .args(["rollout", "status", &format!("{kind}/{name}"), "-n", namespace])
             .arg(format!("--timeout={}s", timeout.as_secs().max(1)))
             .deadline(timeout + Duration::from_secs(15))
     }
 
     pub fn list_deployments(&self) -> Cmd {
-        self.base()
-            .args(["get", "deployments", "--all-namespaces", "-o", "json"])
+        self.base().args(["get", "deployments", "--all-namespaces", "-o", "json"])
     }
 
     /// One watch serves every readiness wait: the current state first, then each change.
@@ -80,8 +67,7 @@ impl Kubectl {
     }
 
     pub fn get_secret(&self, namespace: &str, name: &str) -> Cmd {
-        self.base()
-            .args(["get", "secret", name, "-n", namespace, "-o", "json"])
+        self.base().args(["get", "secret", name, "-n", namespace, "-o", "json"])
     }
 
     /// Read a secret's keys and decode them in-process. The values never pass through argv or
@@ -133,12 +119,8 @@ impl Kubectl {
 }
 
 /// Decode the named keys of a `kubectl get secret -o json` document.
-pub fn decode_secret(
-    json: &str,
-    keys: &[&str],
-) -> std::result::Result<BTreeMap<String, Secret>, String> {
-    let doc: Value =
-        serde_json::from_str(json).map_err(|e| format!("kubectl printed invalid JSON: {e}"))?;
+pub fn decode_secret(json: &str, keys: &[&str]) -> std::result::Result<BTreeMap<String, Secret>, String> {
+    let doc: Value = serde_json::from_str(json).map_err(|e| format!("kubectl printed invalid JSON: {e}"))?;
     let data = doc.get("data").and_then(Value::as_object);
     let mut missing = Vec::new();
     let mut out = BTreeMap::new();
@@ -183,28 +165,20 @@ pub fn deployment_rollout(obj: &Value) -> Rollout {
         }
         v.as_i64().unwrap_or(0)
     };
-    let name = obj
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or("?");
+    let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("?");
     let generation = int(&["metadata", "generation"]);
     let observed = int(&["status", "observedGeneration"]);
     if generation > observed {
         return Rollout::Waiting("waiting for the deployment spec update to be observed".into());
     }
-    let deadline_exceeded = obj
-        .pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .is_some_and(|cs| {
-            cs.iter().any(|c| {
-                c.get("type").and_then(Value::as_str) == Some("Progressing")
-                    && c.get("reason").and_then(Value::as_str) == Some("ProgressDeadlineExceeded")
-            })
-        });
+    let deadline_exceeded = obj.pointer("/status/conditions").and_then(Value::as_array).is_some_and(|cs| {
+        cs.iter().any(|c| {
+            c.get("type").and_then(Value::as_str) == Some("Progressing")
+                && c.get("reason").and_then(Value::as_str) == Some("ProgressDeadlineExceeded")
+        })
+    });
     if deadline_exceeded {
-        return Rollout::Failed(format!(
-            "deployment {name:?} exceeded its progress deadline"
-        ));
+        return Rollout::Failed(format!("deployment {name:?} exceeded its progress deadline"));
     }
     let replicas = obj.pointer("/spec/replicas").and_then(Value::as_i64);
     let updated = int(&["status", "updatedReplicas"]);
@@ -213,20 +187,13 @@ pub fn deployment_rollout(obj: &Value) -> Rollout {
     if let Some(wanted) = replicas
         && updated < wanted
     {
-        return Rollout::Waiting(format!(
-            "{updated} out of {wanted} new replicas have been updated"
-        ));
+        return Rollout::Waiting(format!("{updated} out of {wanted} new replicas have been updated"));
     }
     if total > updated {
-        return Rollout::Waiting(format!(
-            "{} old replicas are pending termination",
-            total - updated
-        ));
+        return Rollout::Waiting(format!("{} old replicas are pending termination", total - updated));
     }
     if available < updated {
-        return Rollout::Waiting(format!(
-            "{available} of {updated} updated replicas are available"
-        ));
+        return Rollout::Waiting(format!("{available} of {updated} updated replicas are available"));
     }
     Rollout::Done
 }
@@ -243,22 +210,10 @@ mod tests {
                    "status": {"observedGeneration": observed, "updatedReplicas": updated,
                               "replicas": total, "availableReplicas": available}})
         };
-        assert!(matches!(
-            deployment_rollout(&d(3, 2, 1, 1, 1)),
-            Rollout::Waiting(_)
-        ));
-        assert!(matches!(
-            deployment_rollout(&d(3, 3, 0, 1, 1)),
-            Rollout::Waiting(_)
-        ));
-        assert!(matches!(
-            deployment_rollout(&d(3, 3, 1, 2, 1)),
-            Rollout::Waiting(_)
-        ));
-        assert!(matches!(
-            deployment_rollout(&d(3, 3, 1, 1, 0)),
-            Rollout::Waiting(_)
-        ));
+        assert!(matches!(deployment_rollout(&d(3, 2, 1, 1, 1)), Rollout::Waiting(_)));
+        assert!(matches!(deployment_rollout(&d(3, 3, 0, 1, 1)), Rollout::Waiting(_)));
+        assert!(matches!(deployment_rollout(&d(3, 3, 1, 2, 1)), Rollout::Waiting(_)));
+        assert!(matches!(deployment_rollout(&d(3, 3, 1, 1, 0)), Rollout::Waiting(_)));
         assert_eq!(deployment_rollout(&d(3, 3, 1, 1, 1)), Rollout::Done);
         let stuck = json!({"metadata": {"generation": 1}, "status": {"observedGeneration": 1,
             "conditions": [{"type": "Progressing", "reason": "ProgressDeadlineExceeded"}]}});
@@ -271,11 +226,7 @@ mod tests {
         let got = decode_secret(doc, &["U", "P"]).unwrap();
         assert_eq!(got["U"].expose(), "user");
         assert_eq!(got["P"].expose(), "p'a\"$ \\ ü");
-        assert!(
-            decode_secret(doc, &["U", "NOPE"])
-                .unwrap_err()
-                .contains("NOPE")
-        );
+        assert!(decode_secret(doc, &["U", "NOPE"]).unwrap_err().contains("NOPE"));
         assert!(decode_secret(doc, &["BAD"]).unwrap_err().contains("base64"));
         assert!(decode_secret("not json", &["U"]).is_err());
     }

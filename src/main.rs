@@ -19,5 +19,6 @@ mod wait;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    wait::on_interrupt();
     std::process::ExitCode::from(run::run(cli::Cli::parse()))
 }

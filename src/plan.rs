@@ -59,11 +59,7 @@ pub struct Graph {
 
 impl Graph {
     pub fn after(&self, task: Task) -> &[Task] {
-        self.tasks
-            .iter()
-            .find(|(t, _)| *t == task)
-            .map(|(_, a)| a.as_slice())
-            .unwrap_or(&[])
+        self.tasks.iter().find(|(t, _)| *t == task).map(|(_, a)| a.as_slice()).unwrap_or(&[])
     }
 
     /// Tasks grouped in waves: a task's wave is one more than the latest wave it waits for.
@@ -74,10 +70,8 @@ impl Graph {
         while !remaining.is_empty() {
             let before = remaining.len();
             remaining.retain(|(task, after)| {
-                let known: Option<Vec<usize>> = after
-                    .iter()
-                    .map(|a| depth.iter().find(|(t, _)| t == a).map(|(_, d)| *d))
-                    .collect();
+                let known: Option<Vec<usize>> =
+                    after.iter().map(|a| depth.iter().find(|(t, _)| t == a).map(|(_, d)| *d)).collect();
                 match known {
                     Some(ds) => {
                         depth.push((*task, ds.into_iter().map(|d| d + 1).max().unwrap_or(0)));
@@ -108,10 +102,7 @@ pub fn recover(stack: &Stack, order: Order, settle: Option<Duration>) -> Vec<Ste
         Order::Phased => SEED_SETTLE,
     });
     vec![
-        Step::Preflight(Preflight {
-            tools: vec!["kind", "kubectl", "docker"],
-            docker: true,
-        }),
+        Step::Preflight(Preflight { tools: vec!["kind", "kubectl", "docker"], docker: true }),
         Step::WaitApi,
         Step::RestartMesh { settle },
         Step::Rollout(graph(stack, order)),
@@ -121,13 +112,7 @@ pub fn recover(stack: &Stack, order: Order, settle: Option<Duration>) -> Vec<Ste
 
 /// What to run for `connectors`.
 pub fn connectors() -> Vec<Step> {
-    vec![
-        Step::Preflight(Preflight {
-            tools: vec!["kubectl"],
-            docker: false,
-        }),
-        Step::Connectors,
-    ]
+    vec![Step::Preflight(Preflight { tools: vec!["kubectl"], docker: false }), Step::Connectors]
 }
 
 /// What to run for `smoke`.
@@ -150,12 +135,7 @@ pub fn graph(stack: &Stack, order: Order) -> Graph {
         let mut after: Vec<Task> = match (order, w.role) {
             (Order::Phased, Role::App) => databases.clone(),
             (Order::Phased, Role::Database) => Vec::new(),
-            (Order::Graph, _) => w
-                .needs
-                .iter()
-                .filter_map(|n| index(n))
-                .map(Task::Restart)
-                .collect(),
+            (Order::Graph, _) => w.needs.iter().filter_map(|n| index(n)).map(Task::Restart).collect(),
         };
         after.sort();
         after.dedup();
@@ -216,26 +196,11 @@ mod tests {
             })
             .collect();
         assert_eq!(kinds, ["preflight", "api", "ztunnel", "rollout", "smoke"]);
-        assert_eq!(
-            steps[2],
-            Step::RestartMesh {
-                settle: Duration::from_secs(1)
-            }
-        );
+        assert_eq!(steps[2], Step::RestartMesh { settle: Duration::from_secs(1) });
         let phased = recover(&stack, Order::Phased, None);
-        assert_eq!(
-            phased[2],
-            Step::RestartMesh {
-                settle: SEED_SETTLE
-            }
-        );
+        assert_eq!(phased[2], Step::RestartMesh { settle: SEED_SETTLE });
         let overridden = recover(&stack, Order::Phased, Some(Duration::ZERO));
-        assert_eq!(
-            overridden[2],
-            Step::RestartMesh {
-                settle: Duration::ZERO
-            }
-        );
+        assert_eq!(overridden[2], Step::RestartMesh { settle: Duration::ZERO });
     }
 
     #[test]
@@ -270,10 +235,7 @@ mod tests {
             ]
         );
         let ecom_connector = Task::Register(0);
-        assert_eq!(
-            names(&stack, g.after(ecom_connector)),
-            ["ecom-db", "debezium"]
-        );
+        assert_eq!(names(&stack, g.after(ecom_connector)), ["ecom-db", "debezium"]);
     }
 
     #[test]
@@ -282,10 +244,7 @@ mod tests {
         let g = graph(&stack, Order::Phased);
         let waves: Vec<Vec<String>> = g.waves().iter().map(|w| names(&stack, w)).collect();
         assert_eq!(waves.len(), 3);
-        assert_eq!(
-            waves[0],
-            ["ecom-db", "inventory-db", "keycloak-db", "analytics-db"]
-        );
+        assert_eq!(waves[0], ["ecom-db", "inventory-db", "keycloak-db", "analytics-db"]);
         assert_eq!(waves[1].len(), 12);
         assert_eq!(waves[2], ["ecom-connector", "inventory-connector"]);
     }

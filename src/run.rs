@@ -17,7 +17,6 @@ pub struct Config {
     pub stack: Stack,
     pub action: Action,
     pub dry_run: bool,
-    pub color: Color,
 }
 
 pub enum Action {
@@ -36,10 +35,7 @@ fn duration_arg(flag: &str, text: &Option<String>) -> Result<Option<Duration>> {
     match text {
         None => Ok(None),
         Some(t) => parse_duration(t).map(Some).ok_or_else(|| {
-            Error::input(
-                format!("{flag} value"),
-                format!("`{t}` is not a duration (e.g. 0s, 10s, 2m)"),
-            )
+            Error::input(format!("{flag} value"), format!("`{t}` is not a duration (e.g. 0s, 10s, 2m)"))
         }),
     }
 }
@@ -53,21 +49,13 @@ impl Config {
         let mut stack = stack::load(source)?;
         let action = match &cli.command {
             Command::Up(args) | Command::Recover(args) => {
-                let order = if args.phased {
-                    Order::Phased
-                } else {
-                    Order::Graph
-                };
+                let order = if args.phased { Order::Phased } else { Order::Graph };
                 let settle = duration_arg("--settle", &args.settle)?;
                 let (title, missing_cluster) = match cli.command {
                     Command::Up(_) => ("up", MissingCluster::Bootstrap),
                     _ => ("recover", MissingCluster::Fail),
                 };
-                Action::Steps {
-                    title,
-                    steps: plan::recover(&stack, order, settle),
-                    missing_cluster,
-                }
+                Action::Steps { title, steps: plan::recover(&stack, order, settle), missing_cluster }
             }
             Command::Connectors => Action::Steps {
                 title: "connectors",
@@ -78,25 +66,11 @@ impl Config {
                 if let Some(t) = duration_arg("--timeout", timeout)? {
                     stack.smoke.timeout = t;
                 }
-                Action::Steps {
-                    title: "smoke",
-                    steps: plan::smoke(),
-                    missing_cluster: MissingCluster::Fail,
-                }
+                Action::Steps { title: "smoke", steps: plan::smoke(), missing_cluster: MissingCluster::Fail }
             }
             Command::Down { yes } => Action::Down { yes: *yes },
         };
-        let color = match cli.color {
-            ColorArg::Auto => Color::Auto,
-            ColorArg::Always => Color::Always,
-            ColorArg::Never => Color::Never,
-        };
-        Ok(Config {
-            stack,
-            action,
-            dry_run: cli.dry_run,
-            color,
-        })
+        Ok(Config { stack, action, dry_run: cli.dry_run })
     }
 }
 
@@ -120,11 +94,7 @@ pub fn run(cli: Cli) -> u8 {
 
 fn execute(config: &Config, ui: &Ui) -> Result<()> {
     match &config.action {
-        Action::Steps {
-            title,
-            steps,
-            missing_cluster,
-        } => {
+        Action::Steps { title, steps, missing_cluster } => {
             let ctx = Ctx::new(&config.stack, ui, *missing_cluster);
             if config.dry_run {
                 print_lines(&steps::describe(&ctx, steps)?);

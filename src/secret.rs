@@ -85,10 +85,7 @@ mod tests {
     fn secrets_never_print_and_are_redacted_in_any_text() {
         let s = Secret::new("p'a\"ss $x \\ ü".to_string());
         assert_eq!(format!("{s} {s:?}"), "*** ***");
-        let echoed = format!(
-            "auth failed for {}",
-            serde_json::to_string(s.expose()).unwrap()
-        );
+        let echoed = format!("auth failed for {}", serde_json::to_string(s.expose()).unwrap());
         assert_eq!(redact(&echoed), "auth failed for \"***\"");
         assert_eq!(redact(&format!("raw {} end", s.expose())), "raw *** end");
     }

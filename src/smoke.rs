@@ -14,11 +14,8 @@ const ENVOY_RESET: &str = "upstream connect error or disconnect/reset before hea
 
 pub fn request(stack: &Stack, check: &Check) -> Result<Request> {
     let port = stack.cluster.host_port(check.port)?;
-    let path = if check.connectors_running {
-        format!("{}?expand=status", check.path)
-    } else {
-        check.path.clone()
-    };
+    let path =
+        if check.connectors_running { format!("{}?expand=status", check.path) } else { check.path.clone() };
     Ok(Request::get(format!("http://127.0.0.1:{port}{path}"))
         .host(check.host.clone())
         .timeout(Duration::from_secs(5)))
@@ -36,17 +33,8 @@ pub fn judge(
         Err(e) => return Err(format!("no answer ({e})")),
     };
     if r.body.starts_with(ENVOY_RESET) {
-        let reason = r
-            .body
-            .split("reset reason: ")
-            .nth(1)
-            .map(|s| s.trim().to_string())
-            .unwrap_or_default();
-        let reason = if reason.is_empty() {
-            "unknown".into()
-        } else {
-            reason
-        };
+        let reason = r.body.split("reset reason: ").nth(1).map(|s| s.trim().to_string()).unwrap_or_default();
+        let reason = if reason.is_empty() { "unknown".into() } else { reason };
         return Err(format!(
             "HTTP {} from the gateway: upstream reset ({reason}); typical of stale Istio ambient (HBONE) \
              registrations after a Docker restart: run `bookstore recover`",
@@ -54,14 +42,7 @@ pub fn judge(
         ));
     }
     if !(200..400).contains(&r.status) {
-        let first = r
-            .body
-            .lines()
-            .next()
-            .unwrap_or("")
-            .chars()
-            .take(160)
-            .collect::<String>();
+        let first = r.body.lines().next().unwrap_or("").chars().take(160).collect::<String>();
         return Err(format!("HTTP {}: {first}", r.status));
     }
     if check.connectors_running {
@@ -74,29 +55,20 @@ pub fn judge(
                 None => problems.push(format!("{} missing", c.name)),
                 Some(status) => match crate::connect::running(status) {
                     Ok(true) => {}
-                    Ok(false) => {
-                        problems.push(format!("{} not RUNNING ({})", c.name, state(status)))
-                    }
+                    Ok(false) => problems.push(format!("{} not RUNNING ({})", c.name, state(status))),
                     Err(trace) => problems.push(format!("{} FAILED: {}", c.name, trace.trim())),
                 },
             }
         }
         if !problems.is_empty() {
-            return Err(format!(
-                "connectors: {} (run `bookstore connectors`)",
-                problems.join("; ")
-            ));
+            return Err(format!("connectors: {} (run `bookstore connectors`)", problems.join("; ")));
         }
     }
     Ok(())
 }
 
 fn state(status: &Value) -> String {
-    status
-        .pointer("/connector/state")
-        .and_then(Value::as_str)
-        .unwrap_or("?")
-        .to_string()
+    status.pointer("/connector/state").and_then(Value::as_str).unwrap_or("?").to_string()
 }
 
 /// Run every check until all pass or the deadline passes; then report each failing one.
@@ -113,20 +85,12 @@ pub fn run(stack: &Stack, ui: &Ui, deadline: Duration) -> Result<()> {
                 .iter()
                 .map(|(check, req, _)| scope.spawn(move || judge(stack, check, req.send())))
                 .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| Err("check panicked".into())))
-                .collect()
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("check panicked".into()))).collect()
         });
         let mut still = Vec::new();
         for ((check, req, _), result) in pending.into_iter().zip(results) {
             match result {
-                Ok(()) => ui.ok_line(&format!(
-                    "{} {} ({})",
-                    check.name,
-                    req.url,
-                    human(start.elapsed())
-                )),
+                Ok(()) => ui.ok_line(&format!("{} {} ({})", check.name, req.url, human(start.elapsed()))),
                 Err(why) => still.push((check, req, why)),
             }
         }
@@ -139,26 +103,20 @@ pub fn run(stack: &Stack, ui: &Ui, deadline: Duration) -> Result<()> {
             let failures = pending
                 .iter()
                 .map(|(check, req, why)| {
-                    let host = check
-                        .host
-                        .as_deref()
-                        .map(|h| format!(" (Host: {h})"))
-                        .unwrap_or_default();
-                    format!("{}: GET {}{host}: {why}", check.name, req.url)
+                    let host = check.host.as_deref().map(|h| format!(" (Host: {h})")).unwrap_or_default();
+                    let serves = check.serves.as_deref().map(|s| format!(" [{s}]")).unwrap_or_default();
+                    format!("{}{serves}: GET {}{host}: {why}", check.name, req.url)
                 })
                 .collect();
-            let stale = pending
-                .iter()
-                .any(|(_, _, why)| why.contains("Istio ambient"));
+            let stale = pending.iter().any(|(_, _, why)| why.contains("Istio ambient"));
             let next = if stale {
                 "run `bookstore recover` (restarts ztunnel, then every workload)".to_string()
             } else {
-                "check the failing workloads (`kubectl get pods -A`), or run `bookstore recover`"
-                    .to_string()
+                "check the failing workloads (`kubectl get pods -A`), or run `bookstore recover`".to_string()
             };
             return Err(Error::Smoke { failures, next });
         }
-        std::thread::sleep(delay.min(left));
+        crate::wait::sleep(delay.min(left))?;
         delay = (delay * 2).min(Duration::from_secs(2));
     }
 }
@@ -172,74 +130,25 @@ mod tests {
     fn envoys_reset_is_named_with_its_reason_and_likely_cause() {
         let stack = load(Source::Embedded).unwrap();
         let check = &stack.smoke.checks[0];
-        let body = "upstream connect error or disconnect/reset before headers. reset reason: connection termination";
-        let why = judge(
-            &stack,
-            check,
-            Ok(Response {
-                status: 503,
-                body: body.into(),
-            }),
-        )
-        .unwrap_err();
-        assert!(
-            why.contains("connection termination") && why.contains("ambient"),
-            "{why}"
-        );
-        assert!(
-            judge(
-                &stack,
-                check,
-                Ok(Response {
-                    status: 200,
-                    body: "<html>".into()
-                })
-            )
-            .is_ok()
-        );
-        assert!(
-            judge(&stack, check, Err("connection reset".into()))
-                .unwrap_err()
-                .contains("no answer")
-        );
+        let body =
+            "upstream connect error or disconnect/reset before headers. reset reason: connection termination";
+        let why = judge(&stack, check, Ok(Response { status: 503, body: body.into() })).unwrap_err();
+        assert!(why.contains("connection termination") && why.contains("ambient"), "{why}");
+        assert!(judge(&stack, check, Ok(Response { status: 200, body: "<html>".into() })).is_ok());
+        assert!(judge(&stack, check, Err("connection reset".into())).unwrap_err().contains("no answer"));
     }
 
     #[test]
     fn the_connect_check_wants_every_connector_running() {
         let stack = load(Source::Embedded).unwrap();
-        let check = stack
-            .smoke
-            .checks
-            .iter()
-            .find(|c| c.connectors_running)
-            .unwrap();
+        let check = stack.smoke.checks.iter().find(|c| c.connectors_running).unwrap();
         let running = r#"{"state":"RUNNING"}"#;
         let ok = format!(
             r#"{{"ecom-connector":{{"status":{{"connector":{running},"tasks":[{running}]}}}},
                 "inventory-connector":{{"status":{{"connector":{running},"tasks":[{running}]}}}}}}"#
         );
-        assert!(
-            judge(
-                &stack,
-                check,
-                Ok(Response {
-                    status: 200,
-                    body: ok
-                })
-            )
-            .is_ok()
-        );
-        let why = judge(
-            &stack,
-            check,
-            Ok(Response {
-                status: 200,
-                body: "{}".into(),
-            }),
-        )
-        .unwrap_err();
-        assert!(
-            why.contains("ecom-connector missing") && why.contains("inventory-connector missing")
-        );
+        assert!(judge(&stack, check, Ok(Response { status: 200, body: ok })).is_ok());
+        let why = judge(&stack, check, Ok(Response { status: 200, body: "{}".into() })).unwrap_err();
+        assert!(why.contains("ecom-connector missing") && why.contains("inventory-connector missing"));
     }
 }

@@ -13,10 +13,7 @@ use crate::error::{Error, Result};
 /// The default stack, embedded so the binary works from any directory.
 const EMBEDDED: &[(&str, &str)] = &[
     ("stack.yaml", include_str!("../infra/stack.yaml")),
-    (
-        "kind/cluster.yaml",
-        include_str!("../infra/kind/cluster.yaml"),
-    ),
+    ("kind/cluster.yaml", include_str!("../infra/kind/cluster.yaml")),
     (
         "debezium/connectors/ecom-connector.json",
         include_str!("../infra/debezium/connectors/ecom-connector.json"),
@@ -38,18 +35,16 @@ pub enum Source {
 impl Source {
     fn read(&self, rel: &str) -> Result<String> {
         match self {
-            Source::Embedded => EMBEDDED
-                .iter()
-                .find(|(name, _)| *name == rel)
-                .map(|(_, text)| text.to_string())
-                .ok_or_else(|| {
-                    Error::input(
-                        "stack file (embedded default)",
-                        format!(
-                            "names `{rel}`, which is not embedded; pass --stack infra/stack.yaml"
-                        ),
-                    )
-                }),
+            Source::Embedded => {
+                EMBEDDED.iter().find(|(name, _)| *name == rel).map(|(_, text)| text.to_string()).ok_or_else(
+                    || {
+                        Error::input(
+                            "stack file (embedded default)",
+                            format!("names `{rel}`, which is not embedded; pass --stack infra/stack.yaml"),
+                        )
+                    },
+                )
+            }
             Source::File(stack) => {
                 let path = if rel == "stack.yaml" {
                     stack.clone()
@@ -66,12 +61,7 @@ impl Source {
         match self {
             Source::Embedded => format!("{rel} (embedded)"),
             Source::File(stack) if rel == "stack.yaml" => stack.display().to_string(),
-            Source::File(stack) => stack
-                .parent()
-                .unwrap_or(Path::new("."))
-                .join(rel)
-                .display()
-                .to_string(),
+            Source::File(stack) => stack.parent().unwrap_or(Path::new(".")).join(rel).display().to_string(),
         }
     }
 }
@@ -126,10 +116,7 @@ impl Cluster {
 
     /// The host port mapped to a node port, or an input error naming the config.
     pub fn host_port(&self, container_port: u16) -> Result<u16> {
-        let mapping = self
-            .ports
-            .iter()
-            .find(|m| m.container_port == container_port);
+        let mapping = self.ports.iter().find(|m| m.container_port == container_port);
         match mapping.and_then(|m| m.host_port) {
             Some(port) => Ok(port),
             None => Err(Error::input(
@@ -146,7 +133,6 @@ impl Cluster {
 #[derive(Clone, Debug)]
 pub struct Connector {
     pub name: String,
-    pub file: String,
     /// The flat config from the file (the `config` object of the `{"name","config"}` wrapper).
     pub config: BTreeMap<String, String>,
     pub user_key: String,
@@ -182,7 +168,6 @@ pub struct Smoke {
 
 #[derive(Clone, Debug)]
 pub struct Stack {
-    pub source: Source,
     pub cluster: Cluster,
     pub api_timeout: Duration,
     pub mesh: Mesh,
@@ -343,27 +328,17 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 
 fn duration(what: &str, text: &str) -> Result<Duration> {
     parse_duration(text).ok_or_else(|| {
-        Error::input(
-            "stack file",
-            format!("{what}: `{text}` is not a duration (use e.g. 90s, 2m, 500ms)"),
-        )
+        Error::input("stack file", format!("{what}: `{text}` is not a duration (use e.g. 90s, 2m, 500ms)"))
     })
 }
 
 pub fn load(source: Source) -> Result<Stack> {
     let stack_text = source.read("stack.yaml")?;
-    let file: StackFile = serde_saphyr::from_str(&stack_text).map_err(|e| {
-        Error::input(
-            format!("stack file {}", source.describe("stack.yaml")),
-            e.to_string(),
-        )
-    })?;
+    let file: StackFile = serde_saphyr::from_str(&stack_text)
+        .map_err(|e| Error::input(format!("stack file {}", source.describe("stack.yaml")), e.to_string()))?;
     let cluster_text = source.read(&file.cluster)?;
     let cluster = parse_cluster(&cluster_text).map_err(|problem| {
-        Error::input(
-            format!("cluster config {}", source.describe(&file.cluster)),
-            problem,
-        )
+        Error::input(format!("cluster config {}", source.describe(&file.cluster)), problem)
     })?;
 
     let mut workloads = Vec::new();
@@ -374,10 +349,7 @@ pub fn load(source: Source) -> Result<Stack> {
             Some(other) => {
                 return Err(Error::input(
                     "stack file",
-                    format!(
-                        "workload {}: role `{other}` is not `database` or `app`",
-                        w.name
-                    ),
+                    format!("workload {}: role `{other}` is not `database` or `app`", w.name),
                 ));
             }
         };
@@ -394,11 +366,9 @@ pub fn load(source: Source) -> Result<Stack> {
     for c in &file.connect.connectors {
         let text = source.read(&c.file)?;
         let what = format!("connector file {}", source.describe(&c.file));
-        let (name, config) =
-            parse_connector(&text).map_err(|problem| Error::input(&what, problem))?;
+        let (name, config) = parse_connector(&text).map_err(|problem| Error::input(&what, problem))?;
         connectors.push(Connector {
             name,
-            file: source.describe(&c.file),
             config,
             user_key: c.user_key.clone(),
             password_key: c.password_key.clone(),
@@ -441,7 +411,6 @@ pub fn load(source: Source) -> Result<Stack> {
                 .collect(),
         },
         legacy_proxies: file.legacy_proxies.clone(),
-        source,
     };
     validate(&stack)?;
     Ok(stack)
@@ -456,30 +425,21 @@ pub fn parse_cluster(text: &str) -> std::result::Result<Cluster, String> {
             file.kind, file.api_version
         ));
     }
-    let control_planes = file
-        .nodes
-        .iter()
-        .filter(|n| n.role == "control-plane")
-        .count();
+    let control_planes = file.nodes.iter().filter(|n| n.role == "control-plane").count();
     let mut ports: Vec<PortMapping> = Vec::new();
     for node in file.nodes.iter().filter(|n| n.role == "control-plane") {
         for m in &node.extra_port_mappings {
             let host_port = match m.host_port {
                 None | Some(0) | Some(-1) => None,
-                Some(p) => Some(
-                    u16::try_from(p)
-                        .map_err(|_| format!("hostPort {p} is not a valid port number"))?,
-                ),
+                Some(p) => {
+                    Some(u16::try_from(p).map_err(|_| format!("hostPort {p} is not a valid port number"))?)
+                }
             };
             ports.push(PortMapping {
                 container_port: m.container_port,
                 host_port,
                 listen_address: m.listen_address.clone().unwrap_or_else(|| "0.0.0.0".into()),
-                protocol: m
-                    .protocol
-                    .clone()
-                    .unwrap_or_else(|| "TCP".into())
-                    .to_uppercase(),
+                protocol: m.protocol.clone().unwrap_or_else(|| "TCP".into()).to_uppercase(),
             });
         }
     }
@@ -490,13 +450,9 @@ pub fn parse_cluster(text: &str) -> std::result::Result<Cluster, String> {
     })
 }
 
-pub fn parse_connector(
-    text: &str,
-) -> std::result::Result<(String, BTreeMap<String, String>), String> {
+pub fn parse_connector(text: &str) -> std::result::Result<(String, BTreeMap<String, String>), String> {
     let file: ConnectorFile = serde_json::from_str(text).map_err(|e| {
-        format!(
-            "{e} (expected the POST /connectors form: {{\"name\": \"...\", \"config\": {{...}}}})"
-        )
+        format!("{e} (expected the POST /connectors form: {{\"name\": \"...\", \"config\": {{...}}}})")
     })?;
     if file.name.trim().is_empty() {
         return Err("`name` is empty".into());
@@ -546,10 +502,7 @@ fn validate(stack: &Stack) -> Result<()> {
     for w in &stack.workloads {
         for need in &w.needs {
             if !names.contains(need.as_str()) {
-                return bad(format!(
-                    "workload `{}` needs `{need}`, which is not a workload",
-                    w.name
-                ));
+                return bad(format!("workload `{}` needs `{need}`, which is not a workload", w.name));
             }
         }
     }
@@ -557,10 +510,7 @@ fn validate(stack: &Stack) -> Result<()> {
         return bad(format!("dependency cycle: {}", cycle.join(" → ")));
     }
     if !names.contains(stack.connect.workload.as_str()) {
-        return bad(format!(
-            "connect.workload `{}` is not a workload",
-            stack.connect.workload
-        ));
+        return bad(format!("connect.workload `{}` is not a workload", stack.connect.workload));
     }
     let mut connector_names = BTreeSet::new();
     for c in &stack.connect.connectors {
@@ -569,10 +519,7 @@ fn validate(stack: &Stack) -> Result<()> {
         }
         for need in &c.needs {
             if !names.contains(need.as_str()) {
-                return bad(format!(
-                    "connector `{}` needs `{need}`, which is not a workload",
-                    c.name
-                ));
+                return bad(format!("connector `{}` needs `{need}`, which is not a workload", c.name));
             }
         }
     }
@@ -580,10 +527,7 @@ fn validate(stack: &Stack) -> Result<()> {
     for check in &stack.smoke.checks {
         stack.cluster.host_port(check.port)?;
         if !check.path.starts_with('/') {
-            return bad(format!(
-                "smoke check `{}`: path must start with /",
-                check.name
-            ));
+            return bad(format!("smoke check `{}`: path must start with /", check.name));
         }
     }
     Ok(())
@@ -620,8 +564,7 @@ fn find_cycle(workloads: &[Workload]) -> Option<Vec<String>> {
         state.insert(name, 2);
         None
     }
-    let by_name: BTreeMap<&str, &Workload> =
-        workloads.iter().map(|w| (w.name.as_str(), w)).collect();
+    let by_name: BTreeMap<&str, &Workload> = workloads.iter().map(|w| (w.name.as_str(), w)).collect();
     let mut state = BTreeMap::new();
     for w in workloads {
         if let Some(cycle) = visit(&w.name, &by_name, &mut state, &mut Vec::new()) {
@@ -661,34 +604,22 @@ mod tests {
 
     #[test]
     fn connector_files_must_be_the_wrapper_form() {
-        assert!(
-            parse_connector(r#"{"connector.class":"x"}"#)
-                .unwrap_err()
-                .contains("POST /connectors")
-        );
-        assert!(
-            parse_connector(r#"{"name":"a","config":{"connector.class":"x","n":{"a":1}}}"#)
-                .is_err()
-        );
+        assert!(parse_connector(r#"{"connector.class":"x"}"#).unwrap_err().contains("POST /connectors"));
+        assert!(parse_connector(r#"{"name":"a","config":{"connector.class":"x","n":{"a":1}}}"#).is_err());
         assert!(
             parse_connector(r#"{"name":"a","config":{"connector.class":"x","name":"b"}}"#)
                 .unwrap_err()
                 .contains("does not match")
         );
         let (name, config) =
-            parse_connector(r#"{"name":"a","config":{"connector.class":"x","tasks.max":1}}"#)
-                .unwrap();
+            parse_connector(r#"{"name":"a","config":{"connector.class":"x","tasks.max":1}}"#).unwrap();
         assert_eq!(name, "a");
         assert_eq!(config["tasks.max"], "1");
     }
 
     #[test]
     fn cluster_configs_are_checked() {
-        assert!(
-            parse_cluster("kind: Pod\napiVersion: v1\n")
-                .unwrap_err()
-                .contains("not a kind cluster")
-        );
+        assert!(parse_cluster("kind: Pod\napiVersion: v1\n").unwrap_err().contains("not a kind cluster"));
         assert!(parse_cluster(": : :").is_err());
         let c = parse_cluster(
             "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n- role: control-plane\n  \

@@ -42,11 +42,7 @@ impl Ui {
             Color::Never => false,
             Color::Auto => tty && !dumb && !no_color,
         };
-        let ui = Ui {
-            color,
-            smart,
-            state: Arc::new(Mutex::new(Active::default())),
-        };
+        let ui = Ui { color, smart, state: Arc::new(Mutex::new(Active::default())) };
         if smart {
             let state = Arc::clone(&ui.state);
             std::thread::spawn(move || spin(state));
@@ -55,11 +51,7 @@ impl Ui {
     }
 
     fn paint(&self, text: &str, code: u8) -> String {
-        if self.color {
-            format!("\x1b[{code}m{text}\x1b[0m")
-        } else {
-            text.to_string()
-        }
+        if self.color { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_string() }
     }
 
     fn write_line(&self, line: &str) {
@@ -80,12 +72,7 @@ impl Ui {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         state.title = Some(title.to_string());
         state.started = Some(Instant::now());
-        Step {
-            ui: self.clone(),
-            title: title.to_string(),
-            started: Instant::now(),
-            ended: false,
-        }
+        Step { ui: self.clone(), title: title.to_string(), started: Instant::now(), ended: false }
     }
 
     /// A detail line under the current step.
@@ -124,10 +111,6 @@ impl Step {
         self.finish(true, note);
     }
 
-    pub fn fail(mut self) {
-        self.finish(false, "");
-    }
-
     fn finish(&mut self, ok: bool, note: &str) {
         self.ended = true;
         {
@@ -136,17 +119,9 @@ impl Step {
             state.started = None;
         }
         let took = human(self.started.elapsed());
-        let note = if note.is_empty() {
-            String::new()
-        } else {
-            format!(": {note}")
-        };
+        let note = if note.is_empty() { String::new() } else { format!(": {note}") };
         let line = format!("{}{note} ({took})", self.title);
-        if ok {
-            self.ui.ok_line(&line)
-        } else {
-            self.ui.fail_line(&line)
-        }
+        if ok { self.ui.ok_line(&line) } else { self.ui.fail_line(&line) }
     }
 }
 
@@ -187,11 +162,7 @@ pub fn human(d: Duration) -> String {
         format!("{:.1}s", d.as_secs_f64())
     } else {
         let s = d.as_secs();
-        if s % 60 == 0 {
-            format!("{}m", s / 60)
-        } else {
-            format!("{}m{}s", s / 60, s % 60)
-        }
+        if s % 60 == 0 { format!("{}m", s / 60) } else { format!("{}m{}s", s / 60, s % 60) }
     }
 }
 

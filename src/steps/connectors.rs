@@ -10,9 +10,7 @@ use std::time::Duration;
 use super::Ctx;
 
 pub fn connect(ctx: &Ctx) -> Result<Connect> {
-    Ok(Connect::new(
-        ctx.stack.cluster.host_port(ctx.stack.connect.port)?,
-    ))
+    Ok(Connect::new(ctx.stack.cluster.host_port(ctx.stack.connect.port)?))
 }
 
 /// The desired config for one connector: the file's config with the secret's credentials.
@@ -50,13 +48,8 @@ pub fn register(api: &Connect, desired: &Desired, deadline: Duration) -> Result<
 
 pub fn run_all(ctx: &Ctx) -> Result<()> {
     let api = connect(ctx)?;
-    let desired: Vec<Desired> = ctx
-        .stack
-        .connect
-        .connectors
-        .iter()
-        .map(|c| desired(ctx, c))
-        .collect::<Result<_>>()?;
+    let desired: Vec<Desired> =
+        ctx.stack.connect.connectors.iter().map(|c| desired(ctx, c)).collect::<Result<_>>()?;
     for d in &desired {
         let step = ctx.ui.start(&format!(
             "Registering connector {} (≤ {})",
@@ -82,25 +75,12 @@ pub fn describe(ctx: &Ctx, connector: &Connector, lines: &mut Vec<String>) -> Re
             connector.user_key, connect_cfg.secret_namespace, connect_cfg.secret_name
         ),
     );
-    config.insert(
-        "database.password".into(),
-        format!("<{} from secret, masked>", connector.password_key),
-    );
-    let body =
-        crate::secret::Secret::unregistered(serde_json::to_string(&config).unwrap_or_default());
+    config.insert("database.password".into(), format!("<{} from secret, masked>", connector.password_key));
+    let body = crate::secret::Secret::unregistered(serde_json::to_string(&config).unwrap_or_default());
     lines.push(format!("{}   # until it answers", api.list()));
-    lines.push(format!(
-        "{}   # compare with the desired config",
-        api.get_config(&connector.name)
-    ));
-    lines.push(format!(
-        "{}   # only if absent or different",
-        api.put_config(&connector.name, body)
-    ));
-    lines.push(format!(
-        "{}   # until connector and tasks are RUNNING",
-        api.status(&connector.name)
-    ));
+    lines.push(format!("{}   # compare with the desired config", api.get_config(&connector.name)));
+    lines.push(format!("{}   # only if absent or different", api.put_config(&connector.name, body)));
+    lines.push(format!("{}   # until connector and tasks are RUNNING", api.status(&connector.name)));
     Ok(())
 }
 

@@ -10,17 +10,10 @@ use super::Ctx;
 
 pub fn wait_api(ctx: &Ctx) -> Result<()> {
     let deadline = ctx.stack.api_timeout;
-    let step = ctx.ui.start(&format!(
-        "Waiting ≤ {} for the Kubernetes API",
-        human(deadline)
-    ));
+    let step = ctx.ui.start(&format!("Waiting ≤ {} for the Kubernetes API", human(deadline)));
     let cmd = ctx.kube.readyz();
-    let what = format!(
-        "the Kubernetes API of context {} to answer /readyz",
-        ctx.kube.context()
-    );
-    let next =
-        "check the node container (`docker ps`); after a Docker restart the API can take a minute";
+    let what = format!("the Kubernetes API of context {} to answer /readyz", ctx.kube.context());
+    let next = "check the node container (`docker ps`); after a Docker restart the API can take a minute";
     Poll::new(&what, deadline, next).run(|| match cmd.run() {
         Ok(_) => Attempt::Done(()),
         Err(err) => {
@@ -40,18 +33,12 @@ pub fn wait_api(ctx: &Ctx) -> Result<()> {
 
 pub fn restart(ctx: &Ctx, settle: Duration) -> Result<()> {
     let mesh = &ctx.stack.mesh;
-    let step = ctx.ui.start(&format!(
-        "Restarting {} (waiting ≤ {})",
-        mesh.daemonset,
-        human(mesh.timeout)
-    ));
+    let step = ctx.ui.start(&format!("Restarting {} (waiting ≤ {})", mesh.daemonset, human(mesh.timeout)));
     ctx.kube
         .restart("daemonset", &[mesh.daemonset.as_str()], &mesh.namespace)
         .run()
         .map_err(|e| ctx.kube.explain(e))?;
-    let status =
-        ctx.kube
-            .rollout_status("daemonset", &mesh.daemonset, &mesh.namespace, mesh.timeout);
+    let status = ctx.kube.rollout_status("daemonset", &mesh.daemonset, &mesh.namespace, mesh.timeout);
     status.run().map_err(|e| match e {
         Error::Command { stderr_tail, .. } if stderr_tail.contains("timed out") => Error::Timeout {
             what: format!("daemonset {}/{} rollout", mesh.namespace, mesh.daemonset),
@@ -68,37 +55,24 @@ pub fn restart(ctx: &Ctx, settle: Duration) -> Result<()> {
     })?;
     step.done("rolled out");
     if !settle.is_zero() {
-        let step = ctx
-            .ui
-            .start(&format!("Letting the mesh settle for {}", human(settle)));
-        std::thread::sleep(settle);
+        let step = ctx.ui.start(&format!("Letting the mesh settle for {}", human(settle)));
+        crate::wait::sleep(settle)?;
         step.done("");
     }
     Ok(())
 }
 
 pub fn describe_api(ctx: &Ctx, lines: &mut Vec<String>) {
-    lines.push(format!(
-        "# Wait for the Kubernetes API (retried, ≤ {})",
-        human(ctx.stack.api_timeout)
-    ));
+    lines.push(format!("# Wait for the Kubernetes API (retried, ≤ {})", human(ctx.stack.api_timeout)));
     lines.push(ctx.kube.readyz().to_string());
 }
 
 pub fn describe_restart(ctx: &Ctx, settle: Duration, lines: &mut Vec<String>) {
     let mesh = &ctx.stack.mesh;
+    lines.push("# Restart ztunnel first, so every workload re-registers with a fresh instance".into());
+    lines.push(ctx.kube.restart("daemonset", &[mesh.daemonset.as_str()], &mesh.namespace).to_string());
     lines.push(
-        "# Restart ztunnel first, so every workload re-registers with a fresh instance".into(),
-    );
-    lines.push(
-        ctx.kube
-            .restart("daemonset", &[mesh.daemonset.as_str()], &mesh.namespace)
-            .to_string(),
-    );
-    lines.push(
-        ctx.kube
-            .rollout_status("daemonset", &mesh.daemonset, &mesh.namespace, mesh.timeout)
-            .to_string(),
+        ctx.kube.rollout_status("daemonset", &mesh.daemonset, &mesh.namespace, mesh.timeout).to_string(),
     );
     if !settle.is_zero() {
         lines.push(format!("sleep {}", settle.as_secs_f64()));

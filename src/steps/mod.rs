@@ -46,14 +46,9 @@ impl<'a> Ctx<'a> {
             return Ok(s);
         }
         let connect = &self.stack.connect;
-        let keys: Vec<&str> = connect
-            .connectors
-            .iter()
-            .flat_map(|c| [c.user_key.as_str(), c.password_key.as_str()])
-            .collect();
-        let read = self
-            .kube
-            .read_secret(&connect.secret_namespace, &connect.secret_name, &keys)?;
+        let keys: Vec<&str> =
+            connect.connectors.iter().flat_map(|c| [c.user_key.as_str(), c.password_key.as_str()]).collect();
+        let read = self.kube.read_secret(&connect.secret_namespace, &connect.secret_name, &keys)?;
         Ok(self.secrets.get_or_init(|| read))
     }
 }

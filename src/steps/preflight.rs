@@ -36,10 +36,7 @@ pub fn run(ctx: &Ctx, p: &Preflight) -> Result<()> {
     let step = ctx.ui.start("Checking prerequisites");
     for tool in &p.tools {
         if which::which(tool).is_err() {
-            return Err(Error::prerequisite(
-                format!("`{tool}` was not found on PATH"),
-                install_hint(tool),
-            ));
+            return Err(Error::prerequisite(format!("`{tool}` was not found on PATH"), install_hint(tool)));
         }
     }
     if !p.docker {
@@ -55,17 +52,12 @@ pub fn run(ctx: &Ctx, p: &Preflight) -> Result<()> {
         ));
     }
     let clusters = docker::kind_get_clusters().run().map_err(|e| {
-        e.with_next(
-            "check that Docker answers (`docker ps`) and that kind works (`kind get clusters`)",
-        )
+        e.with_next("check that Docker answers (`docker ps`) and that kind works (`kind get clusters`)")
     })?;
     if !docker::parse_clusters(&clusters.stdout).contains(&cluster.name) {
         return Err(match ctx.missing_cluster {
             MissingCluster::Fail => Error::prerequisite(
-                format!(
-                    "no kind cluster named `{}` (kind get clusters)",
-                    cluster.name
-                ),
+                format!("no kind cluster named `{}` (kind get clusters)", cluster.name),
                 "create it with `bookstore up`",
             ),
             MissingCluster::Bootstrap => Error::prerequisite(
@@ -84,26 +76,17 @@ pub fn run(ctx: &Ctx, p: &Preflight) -> Result<()> {
     }
     let node_name = cluster.control_plane_container();
     let inspect = docker::inspect(&node_name);
-    let node = docker::parse_inspect(&inspect.run()?.stdout).map_err(|problem| {
-        Error::step(
-            format!("`{inspect}`: {problem}"),
-            "run the command above by hand",
-        )
-    })?;
+    let node = docker::parse_inspect(&inspect.run()?.stdout)
+        .map_err(|problem| Error::step(format!("`{inspect}`: {problem}"), "run the command above by hand"))?;
     if !node.running {
         return Err(Error::prerequisite(
             format!("the kind node container `{node_name}` is {}", node.status),
-            format!(
-                "start it with `docker start {node_name}` (or restart Docker Desktop), then run again"
-            ),
+            format!("start it with `docker start {node_name}` (or restart Docker Desktop), then run again"),
         ));
     }
     let missing = docker::missing_bindings(&node, &cluster.ports);
     if !missing.is_empty() {
-        let ports: Vec<String> = missing
-            .iter()
-            .map(|m| m.container_port.to_string())
-            .collect();
+        let ports: Vec<String> = missing.iter().map(|m| m.container_port.to_string()).collect();
         return Err(Error::prerequisite(
             format!(
                 "the cluster `{}` was created without the port mapping(s) {} that the cluster config \
@@ -127,11 +110,7 @@ pub fn run(ctx: &Ctx, p: &Preflight) -> Result<()> {
             docker::rm_force(&names).run()?;
         }
     }
-    step.done(&format!(
-        "cluster {} running, {} port mappings present",
-        cluster.name,
-        cluster.ports.len()
-    ));
+    step.done(&format!("cluster {} running, {} port mappings present", cluster.name, cluster.ports.len()));
     Ok(())
 }
 
@@ -142,26 +121,14 @@ pub fn describe(ctx: &Ctx, p: &Preflight, lines: &mut Vec<String>) {
     }
     let cluster = &ctx.stack.cluster;
     lines.push(docker::info().to_string());
-    lines.push(format!(
-        "{}   # must list {}",
-        docker::kind_get_clusters(),
-        cluster.name
-    ));
+    lines.push(format!("{}   # must list {}", docker::kind_get_clusters(), cluster.name));
     lines.push(format!(
         "{}   # running, with the mappings {}",
         docker::inspect(&cluster.control_plane_container()),
-        cluster
-            .ports
-            .iter()
-            .map(|m| m.container_port.to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
+        cluster.ports.iter().map(|m| m.container_port.to_string()).collect::<Vec<_>>().join(", ")
     ));
     if !ctx.stack.legacy_proxies.is_empty() {
         lines.push(docker::ps_named(&ctx.stack.legacy_proxies).to_string());
-        lines.push(format!(
-            "{}   # only those found",
-            docker::rm_force(&ctx.stack.legacy_proxies)
-        ));
+        lines.push(format!("{}   # only those found", docker::rm_force(&ctx.stack.legacy_proxies)));
     }
 }

@@ -19,12 +19,7 @@ use crate::ui::human;
 use super::{Ctx, connectors};
 
 enum Msg {
-    Event {
-        namespace: String,
-        name: String,
-        generation: i64,
-        rollout: Rollout,
-    },
+    Event { namespace: String, name: String, generation: i64, rollout: Rollout },
     WatchEnded,
     Restarted(Result<()>),
     Registered(usize, Result<String>),
@@ -32,23 +27,15 @@ enum Msg {
 
 enum State {
     Waiting,
-    Restarting {
-        since: Instant,
-        before: i64,
-        last: String,
-    },
-    Registering {
-        since: Instant,
-    },
+    Restarting { since: Instant, before: i64, last: String },
+    Registering { since: Instant },
     Done,
 }
 
 /// Start the watch and a thread that turns its output into messages.
 fn watch(ctx: &Ctx, tx: &Sender<Msg>) -> Result<Stream> {
     let mut stream = ctx.kube.watch_deployments().stream()?;
-    let reader = stream
-        .take_reader()
-        .ok_or_else(|| Error::step("watch has no output", "run again"))?;
+    let reader = stream.take_reader().ok_or_else(|| Error::step("watch has no output", "run again"))?;
     let tx = tx.clone();
     std::thread::spawn(move || pump(reader, &tx));
     Ok(stream)
@@ -58,30 +45,11 @@ fn pump(reader: impl BufRead, tx: &Sender<Msg>) {
     for value in serde_json::Deserializer::from_reader(reader).into_iter::<Value>() {
         let Ok(value) = value else { break };
         let obj = value.get("object").unwrap_or(&value);
-        let namespace = obj
-            .pointer("/metadata/namespace")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let name = obj
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let generation = obj
-            .pointer("/metadata/generation")
-            .and_then(Value::as_i64)
-            .unwrap_or(0);
+        let namespace = obj.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("").to_string();
+        let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+        let generation = obj.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
         let rollout = deployment_rollout(obj);
-        if tx
-            .send(Msg::Event {
-                namespace,
-                name,
-                generation,
-                rollout,
-            })
-            .is_err()
-        {
+        if tx.send(Msg::Event { namespace, name, generation, rollout }).is_err() {
             return;
         }
     }
@@ -94,23 +62,12 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
         Order::Graph => "each when what it needs is Ready",
         Order::Phased => "databases first, then every app",
     };
-    let step = ctx.ui.start(&format!(
-        "Restarting {} workloads ({order})",
-        stack.workloads.len()
-    ));
+    let step = ctx.ui.start(&format!("Restarting {} workloads ({order})", stack.workloads.len()));
 
     // Everything that can be wrong with the input is checked before the first restart.
-    let listing = ctx
-        .kube
-        .list_deployments()
-        .run()
-        .map_err(|e| ctx.kube.explain(e))?;
-    let mut generation = generations(&listing.stdout).map_err(|p| {
-        Error::step(
-            format!("`{}`: {p}", ctx.kube.list_deployments()),
-            "run it by hand",
-        )
-    })?;
+    let listing = ctx.kube.list_deployments().run().map_err(|e| ctx.kube.explain(e))?;
+    let mut generation = generations(&listing.stdout)
+        .map_err(|p| Error::step(format!("`{}`: {p}", ctx.kube.list_deployments()), "run it by hand"))?;
     let absent: Vec<String> = stack
         .workloads
         .iter()
@@ -127,21 +84,13 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
         ));
     }
     let connect = connectors::connect(ctx)?;
-    let desired: Vec<Desired> = stack
-        .connect
-        .connectors
-        .iter()
-        .map(|c| connectors::desired(ctx, c))
-        .collect::<Result<_>>()?;
+    let desired: Vec<Desired> =
+        stack.connect.connectors.iter().map(|c| connectors::desired(ctx, c)).collect::<Result<_>>()?;
 
     let (tx, rx) = mpsc::channel::<Msg>();
     let mut stream = watch(ctx, &tx)?;
     let mut restarts_of_watch = 0;
-    let mut state: BTreeMap<Task, State> = graph
-        .tasks
-        .iter()
-        .map(|(t, _)| (*t, State::Waiting))
-        .collect();
+    let mut state: BTreeMap<Task, State> = graph.tasks.iter().map(|(t, _)| (*t, State::Waiting)).collect();
 
     loop {
         // Start every task whose prerequisites are done.
@@ -150,9 +99,7 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
             .iter()
             .filter(|(t, after)| {
                 matches!(state.get(t), Some(State::Waiting))
-                    && after
-                        .iter()
-                        .all(|a| matches!(state.get(a), Some(State::Done)))
+                    && after.iter().all(|a| matches!(state.get(a), Some(State::Done)))
             })
             .map(|(t, _)| *t)
             .collect();
@@ -161,46 +108,25 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
             match *task {
                 Task::Restart(i) => {
                     let w = &stack.workloads[i];
-                    batches
-                        .entry(w.namespace.as_str())
-                        .or_default()
-                        .push(w.name.as_str());
-                    let before = generation
-                        .get(&(w.namespace.clone(), w.name.clone()))
-                        .copied()
-                        .unwrap_or(0);
+                    batches.entry(w.namespace.as_str()).or_default().push(w.name.as_str());
+                    let before = generation.get(&(w.namespace.clone(), w.name.clone())).copied().unwrap_or(0);
                     state.insert(
                         *task,
-                        State::Restarting {
-                            since: Instant::now(),
-                            before,
-                            last: "restart sent".into(),
-                        },
+                        State::Restarting { since: Instant::now(), before, last: "restart sent".into() },
                     );
                 }
                 Task::Register(i) => {
-                    state.insert(
-                        *task,
-                        State::Registering {
-                            since: Instant::now(),
-                        },
-                    );
-                    let (api, d, deadline, tx) = (
-                        connect.clone(),
-                        desired[i].clone(),
-                        stack.connect.timeout,
-                        tx.clone(),
-                    );
+                    state.insert(*task, State::Registering { since: Instant::now() });
+                    let (api, d, deadline, tx) =
+                        (connect.clone(), desired[i].clone(), stack.connect.timeout, tx.clone());
                     std::thread::spawn(move || {
-                        let _ =
-                            tx.send(Msg::Registered(i, connectors::register(&api, &d, deadline)));
+                        let _ = tx.send(Msg::Registered(i, connectors::register(&api, &d, deadline)));
                     });
                 }
             }
         }
         for (namespace, names) in batches {
-            ctx.ui
-                .info(&format!("restart {} ({namespace})", names.join(", ")));
+            ctx.ui.info(&format!("restart {} ({namespace})", names.join(", ")));
             let cmd = ctx.kube.restart("deployment", &names, namespace);
             let tx = tx.clone();
             std::thread::spawn(move || {
@@ -224,35 +150,24 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
         let wait = deadline
             .map(|d| d.saturating_duration_since(Instant::now()))
             .unwrap_or(Duration::from_secs(3600));
-        match rx.recv_timeout(wait) {
-            Ok(Msg::Event {
-                namespace,
-                name,
-                generation: g,
-                rollout,
-            }) => {
+        if crate::wait::interrupted() {
+            return Err(Error::Interrupted);
+        }
+        match rx.recv_timeout(wait.min(Duration::from_millis(200))) {
+            Ok(Msg::Event { namespace, name, generation: g, rollout }) => {
                 generation.insert((namespace.clone(), name.clone()), g);
-                let Some(i) = stack
-                    .workloads
-                    .iter()
-                    .position(|w| w.name == name && w.namespace == namespace)
+                let Some(i) = stack.workloads.iter().position(|w| w.name == name && w.namespace == namespace)
                 else {
                     continue;
                 };
                 let task = Task::Restart(i);
-                if let Some(State::Restarting {
-                    since,
-                    before,
-                    last,
-                }) = state.get_mut(&task)
-                {
+                if let Some(State::Restarting { since, before, last }) = state.get_mut(&task) {
                     if g <= *before {
                         continue; // an event from before our restart
                     }
                     match rollout {
                         Rollout::Done => {
-                            ctx.ui
-                                .ok_line(&format!("{name} ready ({})", human(since.elapsed())));
+                            ctx.ui.ok_line(&format!("{name} ready ({})", human(since.elapsed())));
                             state.insert(task, State::Done);
                         }
                         Rollout::Waiting(why) => *last = why,
@@ -297,10 +212,7 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
                         let w = &stack.workloads[*i];
                         if now >= *since + w.timeout {
                             return Err(Error::Timeout {
-                                what: format!(
-                                    "deployment {}/{} to finish its rollout",
-                                    w.namespace, w.name
-                                ),
+                                what: format!("deployment {}/{} to finish its rollout", w.namespace, w.name),
                                 after: w.timeout,
                                 detail: format!("last status: {last}"),
                                 next: describe_hint(ctx, &w.namespace, &w.name),
@@ -328,19 +240,13 @@ fn describe_hint(ctx: &Ctx, namespace: &str, name: &str) -> String {
 /// (namespace, name) → metadata.generation from `kubectl get deployments -A -o json`.
 pub fn generations(json: &str) -> std::result::Result<BTreeMap<(String, String), i64>, String> {
     let doc: Value = serde_json::from_str(json).map_err(|e| format!("invalid JSON: {e}"))?;
-    let items = doc
-        .get("items")
-        .and_then(Value::as_array)
-        .ok_or("no `items` list")?;
+    let items = doc.get("items").and_then(Value::as_array).ok_or("no `items` list")?;
     Ok(items
         .iter()
         .filter_map(|item| {
             let ns = item.pointer("/metadata/namespace")?.as_str()?.to_string();
             let name = item.pointer("/metadata/name")?.as_str()?.to_string();
-            let generation = item
-                .pointer("/metadata/generation")
-                .and_then(Value::as_i64)
-                .unwrap_or(0);
+            let generation = item.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
             Some(((ns, name), generation))
         })
         .collect())
@@ -358,10 +264,7 @@ pub fn describe(ctx: &Ctx, graph: &Graph, lines: &mut Vec<String>) -> Result<()>
         "{}   # every workload exists; generations before restart",
         ctx.kube.list_deployments()
     ));
-    lines.push(format!(
-        "{}   # one watch for every readiness wait",
-        ctx.kube.watch_deployments()
-    ));
+    lines.push(format!("{}   # one watch for every readiness wait", ctx.kube.watch_deployments()));
     let c = &stack.connect;
     lines.push(format!(
         "{}   # decoded in-process, never printed",
@@ -377,18 +280,11 @@ pub fn describe(ctx: &Ctx, graph: &Graph, lines: &mut Vec<String>) -> Result<()>
             match task {
                 Task::Restart(i) => {
                     let w = &stack.workloads[*i];
-                    batches
-                        .entry(w.namespace.as_str())
-                        .or_default()
-                        .push(w.name.as_str());
+                    batches.entry(w.namespace.as_str()).or_default().push(w.name.as_str());
                 }
                 Task::Register(i) => {
                     let after: Vec<String> = graph.after(*task).iter().map(name).collect();
-                    lines.push(format!(
-                        "# connector {} once {} are Ready",
-                        name(task),
-                        after.join(", ")
-                    ));
+                    lines.push(format!("# connector {} once {} are Ready", name(task), after.join(", ")));
                     connectors::describe(ctx, &stack.connect.connectors[*i], lines)?;
                 }
             }
@@ -396,9 +292,7 @@ pub fn describe(ctx: &Ctx, graph: &Graph, lines: &mut Vec<String>) -> Result<()>
         for (namespace, names) in batches {
             let mut after: Vec<String> = wave
                 .iter()
-                .filter(
-                    |t| matches!(t, Task::Restart(i) if stack.workloads[*i].namespace == namespace),
-                )
+                .filter(|t| matches!(t, Task::Restart(i) if stack.workloads[*i].namespace == namespace))
                 .flat_map(|t| graph.after(*t).iter().map(name))
                 .collect();
             after.sort();
@@ -408,10 +302,7 @@ pub fn describe(ctx: &Ctx, graph: &Graph, lines: &mut Vec<String>) -> Result<()>
             } else {
                 format!("once {} Ready", after.join(", "))
             };
-            lines.push(format!(
-                "{}   # {when}",
-                ctx.kube.restart("deployment", &names, namespace)
-            ));
+            lines.push(format!("{}   # {when}", ctx.kube.restart("deployment", &names, namespace)));
         }
     }
     Ok(())

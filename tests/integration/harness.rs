@@ -16,7 +16,8 @@ pub const PORTS: [u16; 6] = [30000, 31111, 32000, 32100, 32200, 32300];
 /// A password no shell quoting survives by accident.
 pub const HOSTILE: &str = "p'a\"ss $HOME `id` \\n\\ back\\slash spa ce ünï©ødé";
 
-pub const ENVOY_503: &str = "upstream connect error or disconnect/reset before headers. reset reason: connection termination";
+pub const ENVOY_503: &str =
+    "upstream connect error or disconnect/reset before headers. reset reason: connection termination";
 
 #[derive(Clone, Debug)]
 pub struct Req {
@@ -33,8 +34,7 @@ pub struct Http {
     pub requests: Vec<Req>,
     /// Stored connector configs (what `PUT /connectors/{n}/config` wrote).
     pub connectors: BTreeMap<String, BTreeMap<String, String>>,
-    /// The database credentials Connect validates against: (user key value, password value).
-    pub db_user: String,
+    /// The database password Connect validates against.
     pub db_password: String,
     /// The gateway answers Envoy's 503 (stale ambient registrations).
     pub gateway_503: bool,
@@ -53,11 +53,7 @@ pub struct World {
 impl World {
     pub fn new() -> World {
         let dir = tempfile::tempdir().unwrap();
-        let http = Arc::new(Mutex::new(Http {
-            db_user: "ecomuser".into(),
-            db_password: HOSTILE.into(),
-            ..Http::default()
-        }));
+        let http = Arc::new(Mutex::new(Http { db_password: HOSTILE.into(), ..Http::default() }));
         let mut ports = BTreeMap::new();
         for container_port in PORTS {
             let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -113,22 +109,13 @@ impl World {
             "latency": {"ecom-db": 0.3, "keycloak-db": 0.2, "kafka": 0.2},
             "default_latency": 0.05,
         });
-        let world = World {
-            dir,
-            http,
-            ports,
-            scenario,
-        };
+        let world = World { dir, http, ports, scenario };
         world.write_scenario();
         world
     }
 
     pub fn write_scenario(&self) {
-        std::fs::write(
-            self.dir.path().join("scenario.json"),
-            self.scenario.to_string(),
-        )
-        .unwrap();
+        std::fs::write(self.dir.path().join("scenario.json"), self.scenario.to_string()).unwrap();
     }
 
     pub fn set(&mut self, key: &str, value: Value) {
@@ -162,31 +149,22 @@ impl World {
     /// Every fake invocation, in order.
     pub fn calls(&self) -> Vec<Value> {
         let text = std::fs::read_to_string(self.dir.path().join("calls.jsonl")).unwrap_or_default();
-        text.lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
     }
 
     pub fn argv_lines(&self) -> Vec<String> {
         self.calls()
             .iter()
             .map(|c| {
-                let argv: Vec<&str> = c["argv"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|a| a.as_str().unwrap())
-                    .collect();
+                let argv: Vec<&str> =
+                    c["argv"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
                 format!("{} {}", c["tool"].as_str().unwrap(), argv.join(" "))
             })
             .collect()
     }
 
     pub fn restarts(&self) -> Vec<String> {
-        self.argv_lines()
-            .into_iter()
-            .filter(|l| l.contains("rollout restart"))
-            .collect()
+        self.argv_lines().into_iter().filter(|l| l.contains("rollout restart")).collect()
     }
 }
 
@@ -197,13 +175,7 @@ fn stack_workloads(path: &Path) -> Vec<(String, String)> {
         .filter(|l| l.trim_start().starts_with("- { name:") && l.contains("namespace:"))
         .map(|l| {
             let field = |k: &str| {
-                l.split(&format!("{k}: "))
-                    .nth(1)
-                    .unwrap()
-                    .split([',', ' ', '}'])
-                    .next()
-                    .unwrap()
-                    .to_string()
+                l.split(&format!("{k}: ")).nth(1).unwrap().split([',', ' ', '}']).next().unwrap().to_string()
             };
             (field("name"), field("namespace"))
         })
@@ -227,11 +199,7 @@ impl Run {
 
     #[track_caller]
     pub fn expect(&self, code: i32) -> &Run {
-        assert_eq!(
-            self.code, code,
-            "exit code\n--- stdout\n{}\n--- stderr\n{}",
-            self.stdout, self.stderr
-        );
+        assert_eq!(self.code, code, "exit code\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
         self
     }
 }
@@ -270,13 +238,7 @@ fn handle(mut stream: TcpStream, port: u16, http: &Mutex<Http>) -> std::io::Resu
     }
     let mut body = vec![0u8; length];
     reader.read_exact(&mut body)?;
-    let req = Req {
-        port,
-        method,
-        path,
-        host,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    };
+    let req = Req { port, method, path, host, body: String::from_utf8_lossy(&body).into_owned() };
     let (status, text) = answer(&req, &mut http.lock().unwrap());
     http.lock().unwrap().requests.push(req);
     let reply = format!(
@@ -287,10 +249,7 @@ fn handle(mut stream: TcpStream, port: u16, http: &Mutex<Http>) -> std::io::Resu
 }
 
 fn error(code: u16, message: &str) -> (u16, String) {
-    (
-        code,
-        json!({"error_code": code, "message": message}).to_string(),
-    )
+    (code, json!({"error_code": code, "message": message}).to_string())
 }
 
 /// Kafka Connect's answers (../shared/reference/kafka-connect.md) and the smoke targets'.
@@ -301,14 +260,7 @@ fn answer(req: &Req, h: &mut Http) -> (u16, String) {
     if req.port != 32300 {
         return (200, "ok".into());
     }
-    let segments: Vec<&str> = req
-        .path
-        .split('?')
-        .next()
-        .unwrap()
-        .trim_matches('/')
-        .split('/')
-        .collect();
+    let segments: Vec<&str> = req.path.split('?').next().unwrap().trim_matches('/').split('/').collect();
     match (req.method.as_str(), segments.as_slice()) {
         ("GET", ["connectors"]) if req.path.contains("expand=status") => {
             let running = json!({"state": "RUNNING", "worker_id": "w"});

@@ -6,36 +6,12 @@ use serde_json::{Value, json};
 
 use crate::harness::{HOSTILE, World};
 
-fn time_of(calls: &[Value], pred: impl Fn(&str) -> bool) -> f64 {
-    calls
-        .iter()
-        .find(|c| {
-            let argv: Vec<&str> = c["argv"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|a| a.as_str().unwrap())
-                .collect();
-            pred(&format!(
-                "{} {}",
-                c["tool"].as_str().unwrap(),
-                argv.join(" ")
-            ))
-        })
-        .map(|c| c["t"].as_f64().unwrap())
-        .unwrap_or_else(|| panic!("no such call"))
-}
-
 /// When each deployment was restarted (by the fake's clock).
 fn restart_times(world: &World) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
     for c in world.calls() {
-        let argv: Vec<String> = c["argv"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|a| a.as_str().unwrap().to_string())
-            .collect();
+        let argv: Vec<String> =
+            c["argv"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_string()).collect();
         if argv.get(2..4) == Some(&["rollout".to_string(), "restart".to_string()]) {
             for target in argv.iter().filter_map(|a| a.strip_prefix("deployment/")) {
                 out.insert(target.to_string(), c["t"].as_f64().unwrap());
@@ -52,15 +28,8 @@ fn recover_follows_the_guides_order_and_registers_flat_configs_with_the_secrets_
     run.expect(0);
 
     // Every kubectl call names the kind context explicitly.
-    for line in world
-        .argv_lines()
-        .iter()
-        .filter(|l| l.starts_with("kubectl"))
-    {
-        assert!(
-            line.starts_with("kubectl --context kind-bookstore "),
-            "{line}"
-        );
+    for line in world.argv_lines().iter().filter(|l| l.starts_with("kubectl")) {
+        assert!(line.starts_with("kubectl --context kind-bookstore "), "{line}");
     }
     // ztunnel restarted and rolled out before any workload restart.
     let calls = world.calls();
@@ -72,21 +41,13 @@ fn recover_follows_the_guides_order_and_registers_flat_configs_with_the_secrets_
     let restarts = restart_times(&world);
     assert_eq!(restarts.len(), 16, "{restarts:?}");
     for (name, t) in &restarts {
-        assert!(
-            *t > ztunnel_done,
-            "{name} restarted before ztunnel rolled out"
-        );
+        assert!(*t > ztunnel_done, "{name} restarted before ztunnel rolled out");
     }
     // Each app restarted only after what it needs was Ready (restart + its latency in the fake).
-    for (app, db, latency) in [
-        ("ecom-service", "ecom-db", 0.3),
-        ("keycloak", "keycloak-db", 0.2),
-        ("debezium", "kafka", 0.2),
-    ] {
-        assert!(
-            restarts[app] >= restarts[db] + latency,
-            "{app} restarted before {db} was Ready"
-        );
+    for (app, db, latency) in
+        [("ecom-service", "ecom-db", 0.3), ("keycloak", "keycloak-db", 0.2), ("debezium", "kafka", 0.2)]
+    {
+        assert!(restarts[app] >= restarts[db] + latency, "{app} restarted before {db} was Ready");
     }
     // Workloads without a dependency did not wait for the databases.
     assert!(restarts["ui-service"] < restarts["ecom-db"] + 0.3);
@@ -96,13 +57,9 @@ fn recover_follows_the_guides_order_and_registers_flat_configs_with_the_secrets_
     let puts: Vec<_> = http.requests.iter().filter(|r| r.method == "PUT").collect();
     assert_eq!(puts.len(), 2);
     for put in &puts {
-        let body: BTreeMap<String, String> =
-            serde_json::from_str(&put.body).expect("a flat string map");
+        let body: BTreeMap<String, String> = serde_json::from_str(&put.body).expect("a flat string map");
         assert!(!body.contains_key("config"));
-        assert_eq!(
-            body["database.password"], HOSTILE,
-            "the hostile password round-trips byte-exact"
-        );
+        assert_eq!(body["database.password"], HOSTILE, "the hostile password round-trips byte-exact");
         assert!(["ecomuser", "invuser"].contains(&body["database.user"].as_str()));
         assert!(put.path.ends_with("/config"));
     }
@@ -110,17 +67,9 @@ fn recover_follows_the_guides_order_and_registers_flat_configs_with_the_secrets_
     for line in world.argv_lines() {
         assert!(!line.contains(HOSTILE), "secret in argv: {line}");
     }
-    assert!(
-        !run.stdout.contains("ünï") && !run.stderr.contains("ünï"),
-        "{}",
-        run.stderr
-    );
+    assert!(!run.stdout.contains("ünï") && !run.stderr.contains("ünï"), "{}", run.stderr);
     // Smoke test ran against every route.
-    assert!(
-        run.stderr.contains("kiali") && run.stderr.contains("9 checks pass"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("kiali") && run.stderr.contains("9 checks pass"), "{}", run.stderr);
 }
 
 #[test]
@@ -129,32 +78,20 @@ fn a_second_run_leaves_unchanged_connectors_alone() {
     world.run(&["recover"]).expect(0);
     world.http.lock().unwrap().conflicts = 2; // a rebalance in progress: retried
     world.run(&["recover"]).expect(0);
-    let puts = world
-        .http
-        .lock()
-        .unwrap()
-        .requests
-        .iter()
-        .filter(|r| r.method == "PUT")
-        .count();
+    let puts = world.http.lock().unwrap().requests.iter().filter(|r| r.method == "PUT").count();
     assert_eq!(puts, 2, "no PUT on the second run");
 }
 
 #[test]
 fn phased_restarts_every_database_before_any_app() {
     let world = World::new();
-    world
-        .run(&["recover", "--phased", "--settle", "0s"])
-        .expect(0);
+    world.run(&["recover", "--phased", "--settle", "0s"]).expect(0);
     let restarts = restart_times(&world);
     let dbs = ["ecom-db", "inventory-db", "keycloak-db", "analytics-db"];
     let last_db = dbs.iter().map(|d| restarts[*d]).fold(0.0, f64::max);
     for (name, t) in &restarts {
         if !dbs.contains(&name.as_str()) {
-            assert!(
-                *t >= last_db + 0.3,
-                "{name} restarted before ecom-db (0.3s) was Ready"
-            );
+            assert!(*t >= last_db + 0.3, "{name} restarted before ecom-db (0.3s) was Ready");
         }
     }
 }
@@ -164,15 +101,12 @@ fn dry_run_runs_nothing_and_masks_secrets() {
     let world = World::new();
     let run = world.run(&["recover", "--dry-run"]);
     run.expect(0);
-    assert!(
-        world.calls().is_empty(),
-        "dry run spawned {:?}",
-        world.argv_lines()
-    );
+    assert!(world.calls().is_empty(), "dry run spawned {:?}", world.argv_lines());
     assert!(world.http.lock().unwrap().requests.is_empty());
-    assert!(run.stdout.contains(
-        "kubectl --context kind-bookstore rollout restart daemonset/ztunnel -n istio-system"
-    ));
+    assert!(
+        run.stdout
+            .contains("kubectl --context kind-bookstore rollout restart daemonset/ztunnel -n istio-system")
+    );
     assert!(run.stdout.contains("-X PUT"));
     assert!(!run.stdout.contains(HOSTILE));
 }
@@ -191,11 +125,7 @@ fn the_gateways_envoy_503_fails_the_smoke_test_with_its_reason() {
     assert!(run.stderr.contains("ambient"), "{}", run.stderr);
     // All four gateway routes are reported, not only the first.
     for name in ["ui:", "ecom-api:", "inventory-api:", "keycloak:"] {
-        assert!(
-            run.stderr.contains(name),
-            "{name} missing in {}",
-            run.stderr
-        );
+        assert!(run.stderr.contains(name), "{name} missing in {}", run.stderr);
     }
 }
 
@@ -205,21 +135,13 @@ fn missing_tools_docker_and_cluster_are_prerequisite_errors_that_change_nothing(
     world.set("docker_down", json!(true));
     let run = world.run(&["recover"]);
     run.expect(3);
-    assert!(
-        run.stderr.contains("Docker is not running"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("Docker is not running"), "{}", run.stderr);
 
     let mut world = World::new();
     world.set("clusters", json!([]));
     let run = world.run(&["recover"]);
     run.expect(3);
-    assert!(
-        run.stderr.contains("no kind cluster named `bookstore`"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("no kind cluster named `bookstore`"), "{}", run.stderr);
     let run = world.run(&["up"]);
     run.expect(3);
     assert!(run.stderr.contains("bootstrap"), "{}", run.stderr);
@@ -239,18 +161,13 @@ fn missing_tools_docker_and_cluster_are_prerequisite_errors_that_change_nothing(
 #[test]
 fn an_old_cluster_without_the_newer_port_mappings_is_reported_and_not_touched() {
     let mut world = World::new();
-    let ports: Vec<Value> = world
-        .ports
-        .iter()
-        .filter(|(c, _)| **c < 32100)
-        .map(|(c, h)| json!([c, h]))
-        .collect();
+    let ports: Vec<Value> =
+        world.ports.iter().filter(|(c, _)| **c < 32100).map(|(c, h)| json!([c, h])).collect();
     world.set("node", json!({"running": true, "ports": ports}));
     let run = world.run(&["recover"]);
     run.expect(3);
     assert!(
-        run.stderr.contains("32100, 32200, 32300")
-            && run.stderr.contains("bookstore down && bookstore up"),
+        run.stderr.contains("32100, 32200, 32300") && run.stderr.contains("bookstore down && bookstore up"),
         "{}",
         run.stderr
     );
@@ -264,9 +181,7 @@ fn legacy_proxy_containers_are_removed() {
     let run = world.run(&["recover"]);
     run.expect(0);
     assert!(
-        world
-            .argv_lines()
-            .contains(&"docker rm -f debezium-proxy kiali-proxy".to_string()),
+        world.argv_lines().contains(&"docker rm -f debezium-proxy kiali-proxy".to_string()),
         "{:?}",
         world.argv_lines()
     );
@@ -276,14 +191,13 @@ fn legacy_proxy_containers_are_removed() {
 #[test]
 fn a_missing_secret_key_fails_before_any_workload_restart() {
     let mut world = World::new();
-    world.set("secret", json!({"ECOM_DB_USER": "ecomuser", "ECOM_DB_PASSWORD": "x", "INVENTORY_DB_USER": "invuser"}));
+    world.set(
+        "secret",
+        json!({"ECOM_DB_USER": "ecomuser", "ECOM_DB_PASSWORD": "x", "INVENTORY_DB_USER": "invuser"}),
+    );
     let run = world.run(&["recover"]);
     run.expect(3);
-    assert!(
-        run.stderr.contains("INVENTORY_DB_PASSWORD"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("INVENTORY_DB_PASSWORD"), "{}", run.stderr);
     assert!(world.restart_lines_for_deployments().is_empty());
 }
 
@@ -293,11 +207,7 @@ fn wrong_credentials_fail_with_connects_message_and_no_secret_in_it() {
     world.http.lock().unwrap().db_password = "the-real-one".into();
     let run = world.run(&["connectors"]);
     run.expect(1);
-    assert!(
-        run.stderr.contains("password authentication failed"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("password authentication failed"), "{}", run.stderr);
     assert!(!run.stderr.contains("ünï"), "{}", run.stderr);
 }
 
@@ -308,21 +218,13 @@ fn a_rollout_that_never_completes_times_out_naming_the_workload() {
     let run = world.run(&["recover"]);
     run.expect(124);
     assert!(run.stderr.contains("identity/keycloak"), "{}", run.stderr);
-    assert!(
-        run.stderr
-            .contains("kubectl --context kind-bookstore -n identity"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("kubectl --context kind-bookstore -n identity"), "{}", run.stderr);
 }
 
 #[test]
 fn bad_input_is_a_usage_error_that_runs_nothing() {
     let world = World::new();
-    let file = world
-        .dir
-        .path()
-        .join("infra/debezium/connectors/ecom-connector.json");
+    let file = world.dir.path().join("infra/debezium/connectors/ecom-connector.json");
     std::fs::write(&file, "{ not json").unwrap();
     let run = world.run(&["recover"]);
     run.expect(2);
@@ -331,17 +233,11 @@ fn bad_input_is_a_usage_error_that_runs_nothing() {
 
     let world = World::new();
     let stack = world.stack();
-    let text = std::fs::read_to_string(&stack)
-        .unwrap()
-        .replace("needs: [kafka]", "needs: [debezium]");
+    let text = std::fs::read_to_string(&stack).unwrap().replace("needs: [kafka]", "needs: [debezium]");
     std::fs::write(&stack, text).unwrap();
     let run = world.run(&["recover"]);
     run.expect(2);
-    assert!(
-        run.stderr.contains("dependency cycle: debezium → debezium"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("dependency cycle: debezium → debezium"), "{}", run.stderr);
 }
 
 #[test]
@@ -350,12 +246,7 @@ fn a_context_missing_from_the_kubeconfig_is_named_with_the_fix() {
     world.set("context", json!("kind-other"));
     let run = world.run(&["recover"]);
     run.expect(3);
-    assert!(
-        run.stderr
-            .contains("kind export kubeconfig --name bookstore"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("kind export kubeconfig --name bookstore"), "{}", run.stderr);
     assert!(world.restarts().is_empty());
 }
 
@@ -365,26 +256,14 @@ fn down_needs_confirmation_off_a_terminal() {
     let run = world.run(&["down"]);
     run.expect(2);
     assert!(run.stderr.contains("--yes"));
-    assert!(
-        !world
-            .argv_lines()
-            .iter()
-            .any(|l| l.starts_with("kind delete"))
-    );
+    assert!(!world.argv_lines().iter().any(|l| l.starts_with("kind delete")));
     world.run(&["down", "--yes"]).expect(0);
-    assert!(
-        world
-            .argv_lines()
-            .contains(&"kind delete cluster --name bookstore".to_string())
-    );
+    assert!(world.argv_lines().contains(&"kind delete cluster --name bookstore".to_string()));
 }
 
 impl World {
     fn restart_lines_for_deployments(&self) -> Vec<String> {
-        self.restarts()
-            .into_iter()
-            .filter(|l| l.contains("deployment/"))
-            .collect()
+        self.restarts().into_iter().filter(|l| l.contains("deployment/")).collect()
     }
 }
 
@@ -400,10 +279,7 @@ fn gateway_checks_send_the_routes_host_header() {
         .map(|r| (r.path.as_str(), r.host.as_str()))
         .collect();
     assert!(hosts.contains(&("/", "myecom.net")), "{hosts:?}");
-    assert!(
-        hosts.contains(&("/realms/bookstore", "idp.keycloak.net")),
-        "{hosts:?}"
-    );
+    assert!(hosts.contains(&("/realms/bookstore", "idp.keycloak.net")), "{hosts:?}");
 }
 
 #[test]

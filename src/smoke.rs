@@ -36,8 +36,8 @@ pub fn judge(
         let reason = r.body.split("reset reason: ").nth(1).map(|s| s.trim().to_string()).unwrap_or_default();
         let reason = if reason.is_empty() { "unknown".into() } else { reason };
         return Err(format!(
-            "HTTP {} from the gateway: upstream reset ({reason}); typical of stale Istio ambient (HBONE) \
-             registrations after a Docker restart: run `bookstore recover`",
+            "HTTP {} from the gateway, upstream reset (reason: {reason}): the signature of stale \
+             Istio ambient (HBONE) registrations after a Docker restart",
             r.status
         ));
     }

@@ -1,0 +1,23 @@
+# Make targets for bookstore. Each builds the binary if needed (scripts/bookstore).
+.PHONY: up down recover smoke connectors test dry-run
+
+up:          ## recover the stack (or report that a bootstrap is needed)
+	scripts/bookstore up
+
+recover:     ## ztunnel, every workload, the connectors, then the smoke test
+	scripts/bookstore recover
+
+connectors:  ## re-register the Debezium connectors only
+	scripts/bookstore connectors
+
+smoke:       ## check every route
+	scripts/bookstore smoke
+
+down:        ## delete the kind cluster (asks first)
+	scripts/bookstore down
+
+dry-run:     ## print what recover would run, change nothing
+	scripts/bookstore recover --dry-run
+
+test:        ## what CI runs: install the clients, fmt, clippy, tests
+	bash .ci/run

@@ -37,6 +37,14 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub dry_run: bool,
 
+    /// Also write newline-delimited JSON events to stdout (schema in the README)
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Show every child command and its output on stderr
+    #[arg(long, short = 'v', global = true)]
+    pub verbose: bool,
+
     /// When to colour the output (NO_COLOR is honoured)
     #[arg(long, global = true, value_enum, default_value_t = ColorArg::Auto)]
     pub color: ColorArg,
@@ -63,12 +71,30 @@ pub enum Command {
         #[arg(long, value_name = "DURATION")]
         timeout: Option<String>,
     },
+    /// Print a shell completion script (e.g. `bookstore completions bash > /etc/bash_completion.d/bookstore`)
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Delete the kind cluster and everything in it (the only destructive command)
     Down {
         /// Do not ask for confirmation (required when stdin is not a terminal)
         #[arg(long, short = 'y')]
         yes: bool,
     },
+}
+
+impl Command {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Up(_) => "up",
+            Command::Recover(_) => "recover",
+            Command::Connectors => "connectors",
+            Command::Smoke { .. } => "smoke",
+            Command::Down { .. } => "down",
+            Command::Completions { .. } => "completions",
+        }
+    }
 }
 
 #[derive(clap::Args, Debug)]

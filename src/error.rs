@@ -16,6 +16,8 @@ pub mod code {
     pub const PREREQUISITE: u8 = 3;
     /// The smoke test failed: at least one route does not answer.
     pub const SMOKE_FAILED: u8 = 4;
+    /// Another bookstore run holds the lock for this cluster.
+    pub const BUSY: u8 = 5;
     /// A wait ran past its deadline.
     pub const TIMEOUT: u8 = 124;
     /// Interrupted (Ctrl-C).
@@ -32,6 +34,7 @@ macro_rules! exit_codes {
   2    usage error or invalid input (flags, stack file, cluster config, connector files)
   3    prerequisite missing (tool, Docker, kind cluster, kube context, port mappings)
   4    smoke test failed (at least one route does not answer)
+  5    another bookstore run is working on this cluster (lock held)
   124  a wait ran past its deadline
   130  interrupted"
     };
@@ -71,6 +74,11 @@ pub enum Error {
         detail: String,
         next: String,
     },
+    /// Another run holds the cluster's lock.
+    Busy {
+        holder: String,
+        lock: String,
+    },
     /// Routes that do not answer.
     Smoke {
         failures: Vec<String>,
@@ -94,6 +102,7 @@ impl Error {
             Error::Command { .. } | Error::Http { .. } | Error::Step { .. } => code::STEP_FAILED,
             Error::Timeout { .. } => code::TIMEOUT,
             Error::Smoke { .. } => code::SMOKE_FAILED,
+            Error::Busy { .. } => code::BUSY,
             Error::Interrupted => code::INTERRUPTED,
         }
     }
@@ -119,7 +128,7 @@ impl Error {
             | Error::Timeout { next, .. }
             | Error::Smoke { next, .. }
             | Error::Step { next, .. } => *next = advice.into(),
-            Error::Input { .. } | Error::Interrupted => {}
+            Error::Input { .. } | Error::Busy { .. } | Error::Interrupted => {}
         }
         self
     }
@@ -164,6 +173,10 @@ impl fmt::Display for Error {
                 s
             }
             Error::Step { problem, next } => format!("{problem}\nNext: {next}"),
+            Error::Busy { holder, lock } => format!(
+                "another bookstore run is working on this cluster: {holder}\nNext: wait for it to \
+                 finish (the lock {lock} is released when that process exits), then run again"
+            ),
             Error::Interrupted => "interrupted".to_string(),
         };
         f.write_str(&secret::redact(&text))

@@ -19,6 +19,17 @@ pub fn spawned() -> usize {
     SPAWNED.load(Ordering::Relaxed)
 }
 
+static VERBOSE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `--verbose`: print each command before it runs and its output after, on stderr.
+pub fn set_verbose(on: bool) {
+    VERBOSE.store(on, Ordering::Relaxed);
+}
+
+fn verbose() -> bool {
+    VERBOSE.load(Ordering::Relaxed)
+}
+
 #[derive(Clone, Debug)]
 pub struct Cmd {
     program: String,
@@ -71,6 +82,9 @@ impl Cmd {
         let expr =
             duct::cmd(&self.program, &self.args).stdin_null().stdout_capture().stderr_capture().unchecked();
         SPAWNED.fetch_add(1, Ordering::Relaxed);
+        if verbose() {
+            eprintln!("   $ {self}");
+        }
         let handle = expr.start().map_err(|e| self.spawn_error(e))?;
         let deadline = Instant::now() + self.deadline;
         // Wait in short slices so Ctrl-C stops the child promptly.
@@ -95,11 +109,20 @@ impl Cmd {
             });
         }
         let output = handle.into_output().map_err(|e| self.spawn_error(e))?;
-        Ok(RawOutput {
+        let raw = RawOutput {
             status: output.status,
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        })
+        };
+        if verbose() {
+            // stdout can hold a secret's JSON, whose values are registered only once decoded:
+            // show its size, and stderr in full (redacted).
+            eprintln!("     ({}, {} stdout lines)", status_text(&raw.status), raw.stdout.lines().count());
+            for line in raw.stderr.lines() {
+                eprintln!("     {}", secret::redact(line));
+            }
+        }
+        Ok(raw)
     }
 
     /// Start a long-running child and stream its stdout. stderr is kept in a file so a failure can
@@ -108,6 +131,9 @@ impl Cmd {
         let stderr = tempfile::tempfile().map_err(|e| self.spawn_error(e))?;
         let stderr_read = stderr.try_clone().map_err(|e| self.spawn_error(e))?;
         SPAWNED.fetch_add(1, Ordering::Relaxed);
+        if verbose() {
+            eprintln!("   $ {self}   (streaming)");
+        }
         let reader = duct::cmd(&self.program, &self.args)
             .stdin_null()
             .stderr_file(stderr)

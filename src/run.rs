@@ -69,6 +69,7 @@ impl Config {
                 Action::Steps { title: "smoke", steps: plan::smoke(), missing_cluster: MissingCluster::Fail }
             }
             Command::Down { yes } => Action::Down { yes: *yes },
+            Command::Completions { .. } => unreachable!("handled before the stack loads"),
         };
         Ok(Config { stack, action, dry_run: cli.dry_run })
     }
@@ -81,23 +82,83 @@ pub fn run(cli: Cli) -> u8 {
         ColorArg::Never => Color::Never,
         ColorArg::Auto => Color::Auto,
     };
-    let ui = Ui::new(color);
+    if let Command::Completions { shell } = cli.command {
+        use clap::CommandFactory;
+        clap_complete::generate(shell, &mut Cli::command(), "bookstore", &mut std::io::stdout());
+        return code::OK;
+    }
+    let ui = Ui::new(color, cli.json);
+    crate::exec::set_verbose(cli.verbose);
+    let command = cli.command.name();
+    let started = std::time::Instant::now();
     let result = Config::from_cli(cli).and_then(|config| execute(&config, &ui));
-    match result {
+    let code = match &result {
         Ok(()) => code::OK,
         Err(err) => {
-            ui.error(&format!("{err:#}"));
+            ui.error(&err.to_string(), err.code());
             err.code()
         }
+    };
+    ui.emit(
+        "summary",
+        serde_json::json!({"command": command, "outcome": if code == 0 { "ok" } else { "failed" },
+            "exit_code": code, "duration_ms": started.elapsed().as_millis() as u64,
+            "commands": crate::exec::spawned()}),
+    );
+    code
+}
+
+/// One mutating run at a time per cluster: an advisory lock on a file in the temp dir, released
+/// by the OS when the process exits (even on a crash or Ctrl-C).
+fn lock(cluster: &str, command: &str) -> Result<std::fs::File> {
+    let path = std::env::temp_dir().join(format!("bookstore-{cluster}.lock"));
+    let lock_error = |e: std::io::Error| {
+        Error::step(
+            format!("cannot open the lock file {}: {e}", path.display()),
+            "check the temp dir's permissions",
+        )
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(lock_error)?;
+    match file.try_lock() {
+        Ok(()) => {
+            use std::io::Seek;
+            let _ = file.set_len(0);
+            let _ = file.seek(std::io::SeekFrom::Start(0));
+            let _ = write!(file, "pid {} running `bookstore {command}`", std::process::id());
+            let _ = file.flush();
+            Ok(file)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            let holder = if holder.trim().is_empty() { "unknown process".to_string() } else { holder };
+            Err(Error::Busy { holder, lock: path.display().to_string() })
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(lock_error(e)),
     }
 }
 
 fn execute(config: &Config, ui: &Ui) -> Result<()> {
+    let mutating = !config.dry_run && !matches!(&config.action, Action::Steps { title: "smoke", .. });
+    let _lock = if mutating {
+        let command = match &config.action {
+            Action::Steps { title, .. } => title,
+            Action::Down { .. } => "down",
+        };
+        Some(lock(&config.stack.cluster.name, command)?)
+    } else {
+        None
+    };
     match &config.action {
         Action::Steps { title, steps, missing_cluster } => {
             let ctx = Ctx::new(&config.stack, ui, *missing_cluster);
             if config.dry_run {
-                print_lines(&steps::describe(&ctx, steps)?);
+                print_lines(ui, &steps::describe(&ctx, steps)?);
                 return Ok(());
             }
             let started = std::time::Instant::now();
@@ -113,7 +174,14 @@ fn execute(config: &Config, ui: &Ui) -> Result<()> {
     }
 }
 
-fn print_lines(lines: &[String]) {
+/// Dry-run output: pasteable lines on stdout, or `plan` events with `--json`.
+fn print_lines(ui: &Ui, lines: &[String]) {
+    if ui.json() {
+        for line in lines {
+            ui.emit("plan", serde_json::json!({"line": line}));
+        }
+        return;
+    }
     let mut out = std::io::stdout().lock();
     for line in lines {
         let _ = writeln!(out, "{}", secret::redact(line));
@@ -124,7 +192,7 @@ fn down(config: &Config, ui: &Ui, yes: bool) -> Result<()> {
     let name = &config.stack.cluster.name;
     let delete = docker::kind_delete_cluster(name);
     if config.dry_run {
-        print_lines(&[docker::kind_get_clusters().to_string(), delete.to_string()]);
+        print_lines(ui, &[docker::kind_get_clusters().to_string(), delete.to_string()]);
         return Ok(());
     }
     if which::which("kind").is_err() {

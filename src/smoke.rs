@@ -90,7 +90,11 @@ pub fn run(stack: &Stack, ui: &Ui, deadline: Duration) -> Result<()> {
         let mut still = Vec::new();
         for ((check, req, _), result) in pending.into_iter().zip(results) {
             match result {
-                Ok(()) => ui.ok_line(&format!("{} {} ({})", check.name, req.url, human(start.elapsed()))),
+                Ok(()) => ui.ok_item(
+                    &format!("{} {} ({})", check.name, req.url, human(start.elapsed())),
+                    "check_passed",
+                    serde_json::json!({"check": check.name, "url": req.url}),
+                ),
                 Err(why) => still.push((check, req, why)),
             }
         }
@@ -108,6 +112,12 @@ pub fn run(stack: &Stack, ui: &Ui, deadline: Duration) -> Result<()> {
                     format!("{}{serves}: GET {}{host}: {why}", check.name, req.url)
                 })
                 .collect();
+            for (check, req, why) in &pending {
+                ui.emit(
+                    "check_failed",
+                    serde_json::json!({"check": check.name, "url": req.url, "reason": why}),
+                );
+            }
             let stale = pending.iter().any(|(_, _, why)| why.contains("Istio ambient"));
             let next = if stale {
                 "run `bookstore recover` (restarts ztunnel, then every workload)".to_string()

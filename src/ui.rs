@@ -1,9 +1,12 @@
 //! Progress on stderr in kind's style: ` ✓ step (1.2s)` / ` ✗ step`, a spinner only on a smart
-//! terminal, plain ` • step ...` lines otherwise. stdout is never written here.
+//! terminal, plain ` • step ...` lines otherwise. With `--json`, the same events also go to stdout
+//! as newline-delimited JSON (schema in the README); nothing else writes to stdout then.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
 
 use crate::secret;
 
@@ -18,6 +21,8 @@ pub enum Color {
 pub struct Ui {
     color: bool,
     smart: bool,
+    json: bool,
+    t0: Instant,
     state: Arc<Mutex<Active>>,
 }
 
@@ -31,7 +36,7 @@ struct Active {
 const FRAMES: [&str; 8] = ["⠈⠁", "⠈⠑", "⠈⠱", "⠈⡱", "⢀⡱", "⢄⡱", "⢄⡱", "⢆⡱"];
 
 impl Ui {
-    pub fn new(color: Color) -> Ui {
+    pub fn new(color: Color, json: bool) -> Ui {
         let term = console::Term::stderr();
         let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
         let dumb = std::env::var("TERM").is_ok_and(|t| t == "dumb");
@@ -42,7 +47,8 @@ impl Ui {
             Color::Never => false,
             Color::Auto => tty && !dumb && !no_color,
         };
-        let ui = Ui { color, smart, state: Arc::new(Mutex::new(Active::default())) };
+        let ui =
+            Ui { color, smart, json, t0: Instant::now(), state: Arc::new(Mutex::new(Active::default())) };
         if smart {
             let state = Arc::clone(&ui.state);
             std::thread::spawn(move || spin(state));
@@ -52,6 +58,25 @@ impl Ui {
 
     fn paint(&self, text: &str, code: u8) -> String {
         if self.color { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_string() }
+    }
+
+    pub fn json(&self) -> bool {
+        self.json
+    }
+
+    /// One JSON event on stdout (with `--json`): `{"event": kind, "t_ms": …, …fields}`.
+    pub fn emit(&self, kind: &str, fields: Value) {
+        if !self.json {
+            return;
+        }
+        let mut event = json!({"event": kind, "t_ms": self.t0.elapsed().as_millis() as u64});
+        if let (Some(map), Value::Object(extra)) = (event.as_object_mut(), fields) {
+            map.extend(extra);
+        }
+        let _state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{}", secret::redact(&event.to_string()));
+        let _ = out.flush();
     }
 
     fn write_line(&self, line: &str) {
@@ -66,6 +91,7 @@ impl Ui {
 
     /// Start a step: a spinner on a smart terminal, ` • title ...` otherwise.
     pub fn start(&self, title: &str) -> Step {
+        self.emit("step_started", json!({"step": title}));
         if !self.smart {
             self.write_line(&format!(" • {title} ..."));
         }
@@ -77,16 +103,25 @@ impl Ui {
 
     /// A detail line under the current step.
     pub fn info(&self, text: &str) {
+        self.emit("info", json!({"message": text}));
         self.write_line(&format!("   {} {text}", self.paint("•", 2)));
     }
 
     pub fn warn(&self, text: &str) {
+        self.emit("warning", json!({"message": text}));
         self.write_line(&format!("   {} {text}", self.paint("!", 33)));
     }
 
     /// The final error, printed once.
-    pub fn error(&self, text: &str) {
+    pub fn error(&self, text: &str, exit_code: u8) {
+        self.emit("error", json!({"message": text, "exit_code": exit_code}));
         self.write_line(&format!("{} {text}", self.paint("ERROR:", 31)));
+    }
+
+    /// A finished item inside a step (a workload ready, a check passing), with its event.
+    pub fn ok_item(&self, text: &str, kind: &str, fields: Value) {
+        self.emit(kind, fields);
+        self.write_line(&format!(" {} {text}", self.paint("✓", 32)));
     }
 
     pub fn ok_line(&self, text: &str) {
@@ -119,6 +154,11 @@ impl Step {
             state.started = None;
         }
         let took = human(self.started.elapsed());
+        self.ui.emit(
+            "step_finished",
+            json!({"step": self.title, "outcome": if ok { "ok" } else { "failed" }, "note": note,
+                   "duration_ms": self.started.elapsed().as_millis() as u64}),
+        );
         let note = if note.is_empty() { String::new() } else { format!(": {note}") };
         let line = format!("{}{note} ({took})", self.title);
         if ok { self.ui.ok_line(&line) } else { self.ui.fail_line(&line) }

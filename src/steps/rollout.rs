@@ -7,7 +7,7 @@ use std::io::BufRead;
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::connect::Desired;
 use crate::error::{Error, Result};
@@ -167,7 +167,12 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
                     }
                     match rollout {
                         Rollout::Done => {
-                            ctx.ui.ok_line(&format!("{name} ready ({})", human(since.elapsed())));
+                            ctx.ui.ok_item(
+                                &format!("{name} ready ({})", human(since.elapsed())),
+                                "workload_ready",
+                                json!({"workload": name, "namespace": namespace,
+                                       "duration_ms": since.elapsed().as_millis() as u64}),
+                            );
                             state.insert(task, State::Done);
                         }
                         Rollout::Waiting(why) => *last = why,
@@ -185,11 +190,12 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
                 let note = result?;
                 let task = Task::Register(i);
                 if let Some(State::Registering { since }) = state.get(&task) {
-                    ctx.ui.ok_line(&format!(
-                        "connector {} {note} ({})",
-                        stack.connect.connectors[i].name,
-                        human(since.elapsed())
-                    ));
+                    let name = &stack.connect.connectors[i].name;
+                    ctx.ui.ok_item(
+                        &format!("connector {name} {note} ({})", human(since.elapsed())),
+                        "connector_registered",
+                        json!({"connector": name, "note": note, "duration_ms": since.elapsed().as_millis() as u64}),
+                    );
                 }
                 state.insert(task, State::Done);
             }

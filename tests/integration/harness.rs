@@ -137,6 +137,7 @@ impl World {
             .env("PATH", path)
             .env("FAKE_DIR", self.dir.path())
             .env("NO_COLOR", "1")
+            .env("TMPDIR", self.dir.path())
             .stdin(std::process::Stdio::null());
         cmd
     }

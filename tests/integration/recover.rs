@@ -285,3 +285,48 @@ fn transcript() {
     let run = world.run(&["recover"]);
     eprintln!("{}", run.stderr);
 }
+
+#[test]
+fn a_second_run_on_the_same_cluster_says_who_holds_the_lock() {
+    let mut world = World::new();
+    world.set("never_ready", json!(["keycloak"]));
+    let mut first = world.command(&["recover"]).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let second = world.run(&["connectors"]);
+    second.expect(5);
+    assert!(second.stderr.contains("running `bookstore recover`"), "{}", second.stderr);
+    assert_eq!(first.wait().unwrap().code(), Some(124));
+    // The lock is released with the process: the next run goes ahead.
+    world.set("never_ready", json!([]));
+    world.run(&["connectors"]).expect(0);
+}
+
+#[test]
+fn json_events_go_to_stdout_one_per_line() {
+    let world = World::new();
+    let run = world.run(&["recover", "--json"]);
+    run.expect(0);
+    let events: Vec<Value> =
+        run.stdout.lines().map(|l| serde_json::from_str(l).expect("one JSON object a line")).collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert_eq!(kinds.first(), Some(&"step_started"));
+    assert_eq!(kinds.iter().filter(|k| **k == "workload_ready").count(), 16);
+    assert_eq!(kinds.iter().filter(|k| **k == "connector_registered").count(), 2);
+    assert_eq!(kinds.iter().filter(|k| **k == "check_passed").count(), 9);
+    let summary = events.last().unwrap();
+    assert_eq!(summary["event"], "summary");
+    assert_eq!(summary["exit_code"], 0);
+    assert!(!run.stdout.contains(HOSTILE));
+    // Human progress is still on stderr.
+    assert!(run.stderr.contains("✓ ecom-db ready"));
+}
+
+#[test]
+fn completions_are_generated_for_each_shell() {
+    let world = World::new();
+    for shell in ["bash", "zsh", "fish"] {
+        let run = world.run(&["completions", shell]);
+        run.expect(0);
+        assert!(run.stdout.contains("recover"), "{shell}");
+    }
+}

@@ -29,6 +29,63 @@ pub fn rm_force(names: &[String]) -> Cmd {
     Cmd::new("docker").args(["rm", "-f"]).args(names.iter().cloned()).deadline(Duration::from_secs(60))
 }
 
+/// `docker image inspect`: exit 0 when the image is present locally.
+pub fn image_present(image: &str) -> Cmd {
+    Cmd::new("docker")
+        .args(["image", "inspect", "--format", "{{.Id}}", image])
+        .deadline(Duration::from_secs(30))
+}
+
+pub fn build(image: &str, context: &str) -> Cmd {
+    Cmd::new("docker").args(["build", "-t", image, context]).deadline(Duration::from_secs(1800))
+}
+
+pub fn save(image: &str, archive: &str) -> Cmd {
+    Cmd::new("docker").args(["save", "-o", archive, image]).deadline(Duration::from_secs(600))
+}
+
+/// `docker info`'s storage driver status: the containerd image store (Docker Desktop's default)
+/// shows `io.containerd.snapshotter`, and `kind load docker-image` fails there (kind#3795).
+pub fn driver_status() -> Cmd {
+    Cmd::new("docker").args(["info", "--format", "{{json .DriverStatus}}"]).deadline(Duration::from_secs(20))
+}
+
+pub fn uses_containerd_store(driver_status: &str) -> bool {
+    driver_status.contains("io.containerd.snapshotter")
+}
+
+/// `kind create cluster` with the config on stdin (`--config -`), so the embedded default works.
+pub fn kind_create_cluster(name: &str, config: crate::secret::Secret, wait: Duration) -> Cmd {
+    Cmd::new("kind")
+        .args(["create", "cluster", "--name", name, "--config", "-"])
+        .arg(format!("--wait={}s", wait.as_secs()))
+        .stdin(config)
+        .deadline(wait + Duration::from_secs(600))
+}
+
+pub fn kind_load_image(image: &str, cluster: &str) -> Cmd {
+    Cmd::new("kind")
+        .args(["load", "docker-image", image, "--name", cluster])
+        .deadline(Duration::from_secs(900))
+}
+
+pub fn kind_load_archive(archive: &str, cluster: &str) -> Cmd {
+    Cmd::new("kind")
+        .args(["load", "image-archive", archive, "--name", cluster])
+        .deadline(Duration::from_secs(900))
+}
+
+pub fn istioctl_version() -> Cmd {
+    Cmd::new("istioctl").args(["version", "--remote=false"]).deadline(Duration::from_secs(30))
+}
+
+pub fn istioctl_install(context: &str, args: &[String]) -> Cmd {
+    Cmd::new("istioctl")
+        .args(["install", "--context", context])
+        .args(args.iter().cloned())
+        .deadline(Duration::from_secs(900))
+}
+
 pub fn kind_get_clusters() -> Cmd {
     Cmd::new("kind").args(["get", "clusters"]).deadline(Duration::from_secs(30))
 }

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::secret;
+use crate::secret::{self, Secret};
 
 /// How many child processes this run has started (reported by `--verbose` and the benchmark).
 static SPAWNED: AtomicUsize = AtomicUsize::new(0);
@@ -34,6 +34,8 @@ fn verbose() -> bool {
 pub struct Cmd {
     program: String,
     args: Vec<String>,
+    /// Fed to the child's stdin (manifests, secrets): never in argv, never printed.
+    stdin: Option<Secret>,
     /// Upper bound on the child's run time; it is killed after this.
     deadline: Duration,
 }
@@ -46,7 +48,7 @@ pub struct Output {
 
 impl Cmd {
     pub fn new(program: &str) -> Cmd {
-        Cmd { program: program.to_string(), args: Vec::new(), deadline: Duration::from_secs(60) }
+        Cmd { program: program.to_string(), args: Vec::new(), stdin: None, deadline: Duration::from_secs(60) }
     }
 
     pub fn arg(mut self, arg: impl Into<String>) -> Cmd {
@@ -60,6 +62,12 @@ impl Cmd {
         S: Into<String>,
     {
         self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Feed this to the child's stdin; the printed line shows `<<'EOF'` with the content masked.
+    pub fn stdin(mut self, data: Secret) -> Cmd {
+        self.stdin = Some(data);
         self
     }
 
@@ -79,8 +87,11 @@ impl Cmd {
 
     /// Run to completion and return the output whatever the exit status.
     pub fn run_unchecked(&self) -> Result<RawOutput> {
-        let expr =
-            duct::cmd(&self.program, &self.args).stdin_null().stdout_capture().stderr_capture().unchecked();
+        let expr = duct::cmd(&self.program, &self.args).stdout_capture().stderr_capture().unchecked();
+        let expr = match &self.stdin {
+            Some(data) => expr.stdin_bytes(data.expose().as_bytes().to_vec()),
+            None => expr.stdin_null(),
+        };
         SPAWNED.fetch_add(1, Ordering::Relaxed);
         if verbose() {
             eprintln!("   $ {self}");
@@ -231,6 +242,9 @@ impl fmt::Display for Cmd {
         for arg in &self.args {
             line.push(' ');
             line.push_str(&quote(arg));
+        }
+        if self.stdin.is_some() {
+            line.push_str(" <<'EOF' (stdin, not shown)");
         }
         f.write_str(&secret::redact(&line))
     }

@@ -10,6 +10,11 @@ use std::time::Duration;
 use crate::exec::quote;
 use crate::secret::{self, Secret};
 
+/// Whether nothing listens on `address:port` (a bind succeeds and is released at once).
+pub fn port_free(address: &str, port: u16) -> bool {
+    std::net::TcpListener::bind((address, port)).is_ok()
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Method {
     Get,

@@ -66,6 +66,50 @@ impl Kubectl {
         ])
     }
 
+    /// Server-side apply of manifests sent on stdin (never in argv: they can hold secrets).
+    pub fn apply(&self, manifests: Secret) -> Cmd {
+        self.base()
+            .args(["apply", "--server-side", "--field-manager=bookstore", "--force-conflicts", "-f", "-"])
+            .stdin(manifests)
+            .deadline(Duration::from_secs(120))
+    }
+
+    /// Server-side apply of a remote manifest (kubectl fetches it).
+    pub fn apply_url(&self, url: &str) -> Cmd {
+        self.base()
+            .args(["apply", "--server-side", "--field-manager=bookstore", "--force-conflicts", "-f", url])
+            .deadline(Duration::from_secs(180))
+    }
+
+    /// `kubectl wait --for=condition=<condition>` on the named objects.
+    pub fn wait_condition(
+        &self,
+        condition: &str,
+        objects: &[String],
+        namespace: Option<&str>,
+        timeout: Duration,
+    ) -> Cmd {
+        let mut cmd =
+            self.base().args(["wait", &format!("--for=condition={condition}")]).args(objects.iter().cloned());
+        if let Some(ns) = namespace {
+            cmd = cmd.args(["-n", ns]);
+        }
+        cmd.arg(format!("--timeout={}s", timeout.as_secs().max(1)))
+            .deadline(timeout + Duration::from_secs(15))
+    }
+
+    /// `<namespace>/<name>` of every Secret (names only; no data is printed).
+    pub fn secret_names(&self) -> Cmd {
+        self.base().args([
+            "get",
+            "secrets",
+            "--all-namespaces",
+            "--no-headers",
+            "-o",
+            "custom-columns=NS:.metadata.namespace,NAME:.metadata.name",
+        ])
+    }
+
     pub fn get_secret(&self, namespace: &str, name: &str) -> Cmd {
         self.base().args(["get", "secret", name, "-n", namespace, "-o", "json"])
     }

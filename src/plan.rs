@@ -32,13 +32,41 @@ pub enum Step {
     Connectors,
     /// Check every route through the host ports.
     Smoke,
+    // ---- the bootstrap (`up` with no cluster, or an incomplete stack) ----
+    /// istioctl on PATH, the app images present or buildable, and (when creating) the host ports
+    /// free: all before anything is created.
+    BootstrapChecks { ports: bool },
+    /// `kind create cluster`.
+    CreateCluster,
+    /// Gateway API CRDs, then wait until Established.
+    GatewayCrds,
+    /// `istioctl install`, then wait for istiod, istio-cni-node and ztunnel.
+    InstallIstio,
+    /// Generate the missing Secrets (kept when they exist).
+    Secrets,
+    /// Build (if needed) and `kind load` our images.
+    Images,
+    /// Apply one tier of manifests (index into `bootstrap.tiers`) and wait for it.
+    Tier(usize),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Preflight {
     pub tools: Vec<&'static str>,
-    /// `docker info`, the node container's state and port bindings, legacy proxies.
+    /// `docker info`.
     pub docker: bool,
+    /// The cluster exists (`kind get clusters`, unless already known), its node runs with every
+    /// port mapping, legacy proxies removed.
+    pub cluster: bool,
+}
+
+/// What `up`'s detection already established, so the plan does not check it twice.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Known {
+    /// Tools found, Docker answering, the cluster listed by kind.
+    pub cluster_listed: bool,
+    /// The kube API answered.
+    pub api_ready: bool,
 }
 
 /// A node of the rollout graph.
@@ -95,24 +123,54 @@ impl Graph {
     }
 }
 
-/// What to run for `recover` (and for `up` when the cluster exists).
-pub fn recover(stack: &Stack, order: Order, settle: Option<Duration>) -> Vec<Step> {
+/// What to run for `recover` (and for `up` when the cluster and its stack exist).
+pub fn recover(stack: &Stack, order: Order, settle: Option<Duration>, known: Known) -> Vec<Step> {
     let settle = settle.unwrap_or(match order {
         Order::Graph => stack.mesh.settle,
         Order::Phased => SEED_SETTLE,
     });
-    vec![
-        Step::Preflight(Preflight { tools: vec!["kind", "kubectl", "docker"], docker: true }),
+    let tools = if known.cluster_listed { vec![] } else { vec!["kind", "kubectl", "docker"] };
+    let mut steps = vec![Step::Preflight(Preflight { tools, docker: !known.cluster_listed, cluster: true })];
+    if !known.api_ready {
+        steps.push(Step::WaitApi);
+    }
+    steps.extend([Step::RestartMesh { settle }, Step::Rollout(graph(stack, order)), Step::Smoke]);
+    steps
+}
+
+/// What to run for `up` when there is no cluster (`create`), or when the cluster exists but its
+/// stack is incomplete (a bootstrap that stopped halfway: every step below is idempotent).
+pub fn bootstrap(stack: &Stack, create: bool) -> Vec<Step> {
+    let mut steps = vec![
+        Step::Preflight(Preflight {
+            tools: vec!["kind", "kubectl", "docker", "istioctl"],
+            docker: !create,
+            cluster: false,
+        }),
+        Step::BootstrapChecks { ports: create },
+    ];
+    if create {
+        steps.push(Step::CreateCluster);
+    }
+    steps.extend([
         Step::WaitApi,
-        Step::RestartMesh { settle },
-        Step::Rollout(graph(stack, order)),
-        Step::Smoke,
-    ]
+        Step::GatewayCrds,
+        Step::InstallIstio,
+        Step::Tier(0),
+        Step::Secrets,
+        Step::Images,
+    ]);
+    steps.extend((1..stack.bootstrap.tiers.len()).map(Step::Tier));
+    steps.extend([Step::Connectors, Step::Smoke]);
+    steps
 }
 
 /// What to run for `connectors`.
 pub fn connectors() -> Vec<Step> {
-    vec![Step::Preflight(Preflight { tools: vec!["kubectl"], docker: false }), Step::Connectors]
+    vec![
+        Step::Preflight(Preflight { tools: vec!["kubectl"], docker: false, cluster: false }),
+        Step::Connectors,
+    ]
 }
 
 /// What to run for `smoke`.
@@ -183,7 +241,7 @@ mod tests {
     #[test]
     fn recovery_steps_follow_the_seed() {
         let stack = load(Source::Embedded).unwrap();
-        let steps = recover(&stack, Order::Graph, None);
+        let steps = recover(&stack, Order::Graph, None, Known::default());
         let kinds: Vec<&str> = steps
             .iter()
             .map(|s| match s {
@@ -193,13 +251,14 @@ mod tests {
                 Step::Rollout(_) => "rollout",
                 Step::Connectors => "connectors",
                 Step::Smoke => "smoke",
+                _ => "bootstrap",
             })
             .collect();
         assert_eq!(kinds, ["preflight", "api", "ztunnel", "rollout", "smoke"]);
         assert_eq!(steps[2], Step::RestartMesh { settle: Duration::from_secs(1) });
-        let phased = recover(&stack, Order::Phased, None);
+        let phased = recover(&stack, Order::Phased, None, Known::default());
         assert_eq!(phased[2], Step::RestartMesh { settle: SEED_SETTLE });
-        let overridden = recover(&stack, Order::Phased, Some(Duration::ZERO));
+        let overridden = recover(&stack, Order::Phased, Some(Duration::ZERO), Known::default());
         assert_eq!(overridden[2], Step::RestartMesh { settle: Duration::ZERO });
     }
 
@@ -247,5 +306,39 @@ mod tests {
         assert_eq!(waves[0], ["ecom-db", "inventory-db", "keycloak-db", "analytics-db"]);
         assert_eq!(waves[1].len(), 12);
         assert_eq!(waves[2], ["ecom-connector", "inventory-connector"]);
+    }
+
+    #[test]
+    fn up_does_not_check_twice_what_detection_established() {
+        let stack = load(Source::Embedded).unwrap();
+        let steps = recover(&stack, Order::Graph, None, Known { cluster_listed: true, api_ready: true });
+        assert_eq!(steps[0], Step::Preflight(Preflight { tools: vec![], docker: false, cluster: true }));
+        assert!(matches!(steps[1], Step::RestartMesh { .. }));
+    }
+
+    #[test]
+    fn a_bootstrap_creates_then_installs_then_applies_each_tier_then_registers_and_smokes() {
+        let stack = load(Source::Embedded).unwrap();
+        let steps = bootstrap(&stack, true);
+        let n = stack.bootstrap.tiers.len();
+        assert_eq!(steps[1], Step::BootstrapChecks { ports: true });
+        assert_eq!(steps[2], Step::CreateCluster);
+        assert_eq!(
+            &steps[3..9],
+            &[
+                Step::WaitApi,
+                Step::GatewayCrds,
+                Step::InstallIstio,
+                Step::Tier(0),
+                Step::Secrets,
+                Step::Images
+            ]
+        );
+        assert_eq!(steps[9..9 + n - 1].to_vec(), (1..n).map(Step::Tier).collect::<Vec<_>>());
+        assert_eq!(&steps[steps.len() - 2..], &[Step::Connectors, Step::Smoke]);
+        // Resuming a bootstrap on an existing cluster creates nothing and checks no host port.
+        let resume = bootstrap(&stack, false);
+        assert!(!resume.contains(&Step::CreateCluster));
+        assert_eq!(resume[1], Step::BootstrapChecks { ports: false });
     }
 }

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use crate::cli::{Cli, ColorArg, Command};
 use crate::error::{Error, Result, code};
-use crate::plan::{self, Order, Step};
+use crate::plan::{self, Known, Order, Step};
 use crate::stack::{self, Source, Stack, parse_duration};
-use crate::steps::{self, Ctx, MissingCluster};
+use crate::steps::{self, Ctx};
 use crate::ui::{Color, Ui};
 use crate::{docker, secret};
 
@@ -20,11 +20,15 @@ pub struct Config {
 }
 
 pub enum Action {
-    /// Run these steps; `missing_cluster` says what a missing cluster means.
+    /// Run these steps.
     Steps {
         title: &'static str,
         steps: Vec<Step>,
-        missing_cluster: MissingCluster,
+    },
+    /// Detect (read-only), then bootstrap, resume the bootstrap, or recover.
+    Up {
+        order: Order,
+        settle: Option<Duration>,
     },
     Down {
         yes: bool,
@@ -48,25 +52,24 @@ impl Config {
         };
         let mut stack = stack::load(source)?;
         let action = match &cli.command {
-            Command::Up(args) | Command::Recover(args) => {
+            Command::Up(args) => Action::Up {
+                order: if args.phased { Order::Phased } else { Order::Graph },
+                settle: duration_arg("--settle", &args.settle)?,
+            },
+            Command::Recover(args) => {
                 let order = if args.phased { Order::Phased } else { Order::Graph };
                 let settle = duration_arg("--settle", &args.settle)?;
-                let (title, missing_cluster) = match cli.command {
-                    Command::Up(_) => ("up", MissingCluster::Bootstrap),
-                    _ => ("recover", MissingCluster::Fail),
-                };
-                Action::Steps { title, steps: plan::recover(&stack, order, settle), missing_cluster }
+                Action::Steps {
+                    title: "recover",
+                    steps: plan::recover(&stack, order, settle, Known::default()),
+                }
             }
-            Command::Connectors => Action::Steps {
-                title: "connectors",
-                steps: plan::connectors(),
-                missing_cluster: MissingCluster::Fail,
-            },
+            Command::Connectors => Action::Steps { title: "connectors", steps: plan::connectors() },
             Command::Smoke { timeout } => {
                 if let Some(t) = duration_arg("--timeout", timeout)? {
                     stack.smoke.timeout = t;
                 }
-                Action::Steps { title: "smoke", steps: plan::smoke(), missing_cluster: MissingCluster::Fail }
+                Action::Steps { title: "smoke", steps: plan::smoke() }
             }
             Command::Down { yes } => Action::Down { yes: *yes },
             Command::Completions { .. } => unreachable!("handled before the stack loads"),
@@ -148,6 +151,7 @@ fn execute(config: &Config, ui: &Ui) -> Result<()> {
     let _lock = if mutating {
         let command = match &config.action {
             Action::Steps { title, .. } => title,
+            Action::Up { .. } => "up",
             Action::Down { .. } => "down",
         };
         Some(lock(&config.stack.cluster.name, command)?)
@@ -155,23 +159,31 @@ fn execute(config: &Config, ui: &Ui) -> Result<()> {
         None
     };
     match &config.action {
-        Action::Steps { title, steps, missing_cluster } => {
-            let ctx = Ctx::new(&config.stack, ui, *missing_cluster);
-            if config.dry_run {
-                print_lines(ui, &steps::describe(&ctx, steps)?);
-                return Ok(());
-            }
-            let started = std::time::Instant::now();
-            steps::run(&ctx, steps)?;
-            ui.ok_line(&format!(
-                "bookstore {title} finished in {} ({} commands run)",
-                crate::ui::human(started.elapsed()),
-                crate::exec::spawned()
-            ));
-            Ok(())
+        Action::Steps { title, steps } => run_steps(config, ui, title, steps),
+        Action::Up { order, settle } => {
+            // Detection only reads (docker info, kind get clusters, docker inspect, kubectl get):
+            // it runs with --dry-run too, so the printed plan is the one `up` would run here.
+            let steps = steps::plan_up(&Ctx::new(&config.stack, ui), *order, *settle)?;
+            run_steps(config, ui, "up", &steps)
         }
         Action::Down { yes } => down(config, ui, *yes),
     }
+}
+
+fn run_steps(config: &Config, ui: &Ui, title: &str, steps: &[plan::Step]) -> Result<()> {
+    let ctx = Ctx::new(&config.stack, ui);
+    if config.dry_run {
+        print_lines(ui, &steps::describe(&ctx, steps)?);
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    steps::run(&ctx, steps)?;
+    ui.ok_line(&format!(
+        "bookstore {title} finished in {} ({} commands run)",
+        crate::ui::human(started.elapsed()),
+        crate::exec::spawned()
+    ));
+    Ok(())
 }
 
 /// Dry-run output: pasteable lines on stdout, or `plan` events with `--json`.

@@ -2,6 +2,7 @@
 //! drift apart. Steps call the typed wrappers (`kube`, `docker`, `connect`, `smoke`); they never
 //! spawn processes or open sockets themselves.
 
+mod bootstrap;
 mod connectors;
 mod mesh;
 mod preflight;
@@ -12,32 +13,23 @@ use std::sync::OnceLock;
 
 use crate::error::Result;
 use crate::kube::Kubectl;
-use crate::plan::Step;
+use crate::plan::{self, Known, Order, Step};
 use crate::secret::Secret;
 use crate::stack::Stack;
 use crate::ui::Ui;
-
-pub use preflight::MissingCluster;
 
 /// What every step can reach.
 pub struct Ctx<'a> {
     pub stack: &'a Stack,
     pub kube: Kubectl,
     pub ui: &'a Ui,
-    pub missing_cluster: MissingCluster,
     /// The connector credentials, read from the secret once per run.
     secrets: OnceLock<BTreeMap<String, Secret>>,
 }
 
 impl<'a> Ctx<'a> {
-    pub fn new(stack: &'a Stack, ui: &'a Ui, missing_cluster: MissingCluster) -> Ctx<'a> {
-        Ctx {
-            stack,
-            kube: Kubectl::new(stack.cluster.context()),
-            ui,
-            missing_cluster,
-            secrets: OnceLock::new(),
-        }
+    pub fn new(stack: &'a Stack, ui: &'a Ui) -> Ctx<'a> {
+        Ctx { stack, kube: Kubectl::new(stack.cluster.context()), ui, secrets: OnceLock::new() }
     }
 
     /// The connector credentials (read once, in-process, never printed).
@@ -53,6 +45,27 @@ impl<'a> Ctx<'a> {
     }
 }
 
+/// `up`'s detection (read-only): no cluster → the full bootstrap; a cluster whose stack is
+/// incomplete → the bootstrap without `kind create`; a complete stack → the recovery.
+pub fn plan_up(ctx: &Ctx, order: Order, settle: Option<std::time::Duration>) -> Result<Vec<Step>> {
+    let step = ctx.ui.start("Detecting the stack");
+    preflight::tools(&["kind", "kubectl", "docker"])?;
+    preflight::docker_running()?;
+    if !preflight::cluster_exists(ctx)? {
+        step.done(&format!("no kind cluster {}: bootstrap from scratch", ctx.stack.cluster.name));
+        return Ok(plan::bootstrap(ctx.stack, true));
+    }
+    preflight::node(ctx)?;
+    step.done(&format!("cluster {} exists", ctx.stack.cluster.name));
+    mesh::wait_api(ctx)?;
+    let missing = rollout::missing_workloads(ctx)?;
+    if missing.is_empty() {
+        return Ok(plan::recover(ctx.stack, order, settle, Known { cluster_listed: true, api_ready: true }));
+    }
+    ctx.ui.info(&format!("the stack is incomplete ({} missing): resuming the bootstrap", missing.join(", ")));
+    Ok(plan::bootstrap(ctx.stack, false))
+}
+
 pub fn run(ctx: &Ctx, steps: &[Step]) -> Result<()> {
     for step in steps {
         match step {
@@ -66,6 +79,13 @@ pub fn run(ctx: &Ctx, steps: &[Step]) -> Result<()> {
                 crate::smoke::run(ctx.stack, ctx.ui, ctx.stack.smoke.timeout)?;
                 step.done(&format!("{} checks pass", ctx.stack.smoke.checks.len()));
             }
+            Step::BootstrapChecks { ports } => bootstrap::checks(ctx, *ports)?,
+            Step::CreateCluster => bootstrap::create_cluster(ctx)?,
+            Step::GatewayCrds => bootstrap::gateway_crds(ctx)?,
+            Step::InstallIstio => bootstrap::istio(ctx)?,
+            Step::Secrets => bootstrap::secrets(ctx)?,
+            Step::Images => bootstrap::images(ctx)?,
+            Step::Tier(i) => bootstrap::tier(ctx, *i)?,
         }
     }
     Ok(())
@@ -93,6 +113,8 @@ pub fn describe(ctx: &Ctx, steps: &[Step]) -> Result<Vec<String>> {
                     lines.push(crate::smoke::request(ctx.stack, check)?.to_string());
                 }
             }
+            Step::BootstrapChecks { ports } => bootstrap::describe_checks(ctx, *ports, &mut lines),
+            other => bootstrap::describe(ctx, other, &mut lines)?,
         }
     }
     Ok(lines)

@@ -8,15 +8,6 @@ use crate::plan::Preflight;
 
 use super::Ctx;
 
-/// What `up` does when there is no cluster, and what `recover` does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MissingCluster {
-    /// `recover`: a missing cluster is an error.
-    Fail,
-    /// `up`: a missing cluster means a bootstrap (not built yet: reported, exit 3).
-    Bootstrap,
-}
-
 fn install_hint(tool: &str) -> &'static str {
     match tool {
         "kind" => {
@@ -28,22 +19,23 @@ fn install_hint(tool: &str) -> &'static str {
         "docker" => {
             "install Docker Desktop (macOS/Windows) or Docker Engine (Linux): https://docs.docker.com/get-docker/"
         }
+        "istioctl" => {
+            "install istioctl: https://istio.io/latest/docs/setup/additional-setup/download-istio-release/ (e.g. `brew install istioctl`)"
+        }
         _ => "install it and make sure it is on PATH",
     }
 }
 
-pub fn run(ctx: &Ctx, p: &Preflight) -> Result<()> {
-    let step = ctx.ui.start("Checking prerequisites");
-    for tool in &p.tools {
+pub fn tools(tools: &[&str]) -> Result<()> {
+    for tool in tools {
         if which::which(tool).is_err() {
             return Err(Error::prerequisite(format!("`{tool}` was not found on PATH"), install_hint(tool)));
         }
     }
-    if !p.docker {
-        step.done(&p.tools.join(", "));
-        return Ok(());
-    }
-    let cluster = &ctx.stack.cluster;
+    Ok(())
+}
+
+pub fn docker_running() -> Result<()> {
     let info = docker::info();
     if let Err(Error::Command { stderr_tail, .. }) = info.run() {
         return Err(Error::prerequisite(
@@ -51,29 +43,20 @@ pub fn run(ctx: &Ctx, p: &Preflight) -> Result<()> {
             "start Docker Desktop (or the docker service) and wait until `docker info` answers, then run again",
         ));
     }
+    Ok(())
+}
+
+/// `kind get clusters` lists the stack's cluster (stopped node containers count, as in kind).
+pub fn cluster_exists(ctx: &Ctx) -> Result<bool> {
     let clusters = docker::kind_get_clusters().run().map_err(|e| {
         e.with_next("check that Docker answers (`docker ps`) and that kind works (`kind get clusters`)")
     })?;
-    if !docker::parse_clusters(&clusters.stdout).contains(&cluster.name) {
-        return Err(match ctx.missing_cluster {
-            MissingCluster::Fail => Error::prerequisite(
-                format!("no kind cluster named `{}` (kind get clusters)", cluster.name),
-                "create it with `bookstore up`",
-            ),
-            MissingCluster::Bootstrap => Error::prerequisite(
-                format!(
-                    "no kind cluster named `{}`: a full bootstrap from scratch is needed, and this \
-                     version of bookstore does not do it yet; nothing was changed",
-                    cluster.name
-                ),
-                format!(
-                    "create the cluster with `kind create cluster --name {} --config infra/kind/cluster.yaml` \
-                     and deploy the stack, or use a bookstore release that bootstraps",
-                    cluster.name
-                ),
-            ),
-        });
-    }
+    Ok(docker::parse_clusters(&clusters.stdout).contains(&ctx.stack.cluster.name))
+}
+
+/// The node container runs and has every port mapping the cluster config asks for.
+pub fn node(ctx: &Ctx) -> Result<()> {
+    let cluster = &ctx.stack.cluster;
     let node_name = cluster.control_plane_container();
     let inspect = docker::inspect(&node_name);
     let node = docker::parse_inspect(&inspect.run()?.stdout)
@@ -97,31 +80,69 @@ pub fn run(ctx: &Ctx, p: &Preflight) -> Result<()> {
             "recreate the cluster: `bookstore down && bookstore up` (down deletes the cluster and its data)",
         ));
     }
+    Ok(())
+}
+
+/// Remove the old socat proxy containers: they point at stale node IPs and hold the host ports.
+pub fn legacy_proxies(ctx: &Ctx) -> Result<()> {
     let legacy = &ctx.stack.legacy_proxies;
-    if !legacy.is_empty() {
-        let found = docker::parse_clusters(&docker::ps_named(legacy).run()?.stdout);
-        if !found.is_empty() {
-            let names: Vec<String> = found.into_iter().collect();
-            ctx.ui.warn(&format!(
-                "removing legacy socat proxy container(s) {}: they point at stale node IPs; kind's port \
-                 mappings replace them",
-                names.join(", ")
-            ));
-            docker::rm_force(&names).run()?;
-        }
+    if legacy.is_empty() {
+        return Ok(());
     }
-    step.done(&format!("cluster {} running, {} port mappings present", cluster.name, cluster.ports.len()));
+    let found = docker::parse_clusters(&docker::ps_named(legacy).run()?.stdout);
+    if !found.is_empty() {
+        let names: Vec<String> = found.into_iter().collect();
+        ctx.ui.warn(&format!(
+            "removing legacy socat proxy container(s) {}: they point at stale node IPs; kind's port \
+             mappings replace them",
+            names.join(", ")
+        ));
+        docker::rm_force(&names).run()?;
+    }
+    Ok(())
+}
+
+pub fn run(ctx: &Ctx, p: &Preflight) -> Result<()> {
+    let step = ctx.ui.start("Checking prerequisites");
+    tools(&p.tools)?;
+    if p.docker {
+        docker_running()?;
+    }
+    if p.cluster {
+        if p.docker && !cluster_exists(ctx)? {
+            return Err(Error::prerequisite(
+                format!("no kind cluster named `{}` (kind get clusters)", ctx.stack.cluster.name),
+                "create it with `bookstore up`",
+            ));
+        }
+        node(ctx)?;
+        legacy_proxies(ctx)?;
+        let cluster = &ctx.stack.cluster;
+        step.done(&format!(
+            "cluster {} running, {} port mappings present",
+            cluster.name,
+            cluster.ports.len()
+        ));
+    } else {
+        step.done(&p.tools.join(", "));
+    }
     Ok(())
 }
 
 pub fn describe(ctx: &Ctx, p: &Preflight, lines: &mut Vec<String>) {
-    lines.push(format!("# Preflight: {} on PATH", p.tools.join(", ")));
-    if !p.docker {
+    if !p.tools.is_empty() {
+        lines.push(format!("# Preflight: {} on PATH", p.tools.join(", ")));
+    }
+    if p.docker {
+        lines.push(docker::info().to_string());
+    }
+    if !p.cluster {
         return;
     }
     let cluster = &ctx.stack.cluster;
-    lines.push(docker::info().to_string());
-    lines.push(format!("{}   # must list {}", docker::kind_get_clusters(), cluster.name));
+    if p.docker {
+        lines.push(format!("{}   # must list {}", docker::kind_get_clusters(), cluster.name));
+    }
     lines.push(format!(
         "{}   # running, with the mappings {}",
         docker::inspect(&cluster.control_plane_container()),

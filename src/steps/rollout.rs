@@ -235,6 +235,91 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
     Ok(())
 }
 
+/// Wait until each deployment (namespace, name) has finished its current rollout (no restart):
+/// the bootstrap's tier waits. One watch for all of them.
+pub fn await_ready(ctx: &Ctx, targets: &[(String, String)], timeout: Duration) -> Result<()> {
+    if targets.is_empty() {
+        return Ok(());
+    }
+    let start = Instant::now();
+    let (tx, rx) = mpsc::channel::<Msg>();
+    let mut stream = watch(ctx, &tx)?;
+    let mut last: BTreeMap<(String, String), String> =
+        targets.iter().map(|t| (t.clone(), "not created yet".to_string())).collect();
+    let mut restarts_of_watch = 0;
+    while !last.is_empty() {
+        if crate::wait::interrupted() {
+            return Err(Error::Interrupted);
+        }
+        let left = timeout.saturating_sub(start.elapsed());
+        if left.is_zero() {
+            let detail: Vec<String> = last.iter().map(|((ns, n), why)| format!("{ns}/{n}: {why}")).collect();
+            let (ns, name) = last.keys().next().cloned().unwrap_or_default();
+            return Err(Error::Timeout {
+                what: format!("{} deployment(s) to roll out", last.len()),
+                after: timeout,
+                detail: detail.join("\n"),
+                next: describe_hint(ctx, &ns, &name),
+            });
+        }
+        match rx.recv_timeout(left.min(Duration::from_millis(200))) {
+            Ok(Msg::Event { namespace, name, rollout, .. }) => {
+                let key = (namespace, name);
+                if let Some(why) = last.get_mut(&key) {
+                    match rollout {
+                        Rollout::Done => {
+                            ctx.ui.ok_item(
+                                &format!("{} ready ({})", key.1, human(start.elapsed())),
+                                "workload_ready",
+                                json!({"workload": key.1, "namespace": key.0,
+                                       "duration_ms": start.elapsed().as_millis() as u64}),
+                            );
+                            last.remove(&key);
+                        }
+                        Rollout::Waiting(w) => *why = w,
+                        Rollout::Failed(f) => {
+                            return Err(Error::step(
+                                format!("deployment {}/{}: {f}", key.0, key.1),
+                                describe_hint(ctx, &key.0, &key.1),
+                            ));
+                        }
+                    }
+                }
+            }
+            Ok(Msg::WatchEnded) => {
+                restarts_of_watch += 1;
+                if restarts_of_watch > 5 {
+                    return Err(Error::Command {
+                        line: stream.cmd().to_string(),
+                        status: "the watch kept ending".into(),
+                        stderr_tail: stream.stderr_tail(),
+                        next: "check that the Kubernetes API is stable, then run again".into(),
+                    });
+                }
+                stream = watch(ctx, &tx)?;
+            }
+            Ok(_) | Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => unreachable!("this function holds a sender"),
+        }
+    }
+    drop(stream);
+    Ok(())
+}
+
+/// Which stack workloads the cluster lacks (a bootstrap that stopped halfway).
+pub fn missing_workloads(ctx: &Ctx) -> Result<Vec<String>> {
+    let listing = ctx.kube.list_deployments().run().map_err(|e| ctx.kube.explain(e))?;
+    let present = generations(&listing.stdout)
+        .map_err(|p| Error::step(format!("`{}`: {p}", ctx.kube.list_deployments()), "run it by hand"))?;
+    Ok(ctx
+        .stack
+        .workloads
+        .iter()
+        .filter(|w| !present.contains_key(&(w.namespace.clone(), w.name.clone())))
+        .map(|w| format!("{}/{}", w.namespace, w.name))
+        .collect())
+}
+
 fn describe_hint(ctx: &Ctx, namespace: &str, name: &str) -> String {
     format!(
         "see why: `kubectl --context {c} -n {namespace} get pods -l app={name}` and \

@@ -64,21 +64,12 @@ impl World {
         // The stack, copied with the stand-ins' ports and short deadlines.
         let infra = Path::new(env!("CARGO_MANIFEST_DIR")).join("infra");
         let copy = dir.path().join("infra");
-        for rel in ["kind", "debezium/connectors"] {
-            std::fs::create_dir_all(copy.join(rel)).unwrap();
-        }
+        copy_tree(&infra, &copy);
         let mut cluster = std::fs::read_to_string(infra.join("kind/cluster.yaml")).unwrap();
         for (c, h) in &ports {
             cluster = cluster.replace(&format!("hostPort: {c}"), &format!("hostPort: {h}"));
         }
         std::fs::write(copy.join("kind/cluster.yaml"), cluster).unwrap();
-        for c in ["ecom-connector.json", "inventory-connector.json"] {
-            std::fs::copy(
-                infra.join("debezium/connectors").join(c),
-                copy.join("debezium/connectors").join(c),
-            )
-            .unwrap();
-        }
         let stack = std::fs::read_to_string(infra.join("stack.yaml"))
             .unwrap()
             .replace("timeout: 120s", "timeout: 5s")
@@ -144,7 +135,7 @@ impl World {
 
     pub fn run(&self, args: &[&str]) -> Run {
         let output = self.command(args).output().unwrap();
-        Run::new(output)
+        Run::from(output)
     }
 
     /// Every fake invocation, in order.
@@ -169,6 +160,18 @@ impl World {
     }
 }
 
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
 /// (name, namespace) of every workload in a stack file (read with the stack file's own shape).
 fn stack_workloads(path: &Path) -> Vec<(String, String)> {
     let text = std::fs::read_to_string(path).unwrap();
@@ -189,15 +192,17 @@ pub struct Run {
     pub stderr: String,
 }
 
-impl Run {
-    fn new(output: Output) -> Run {
+impl From<Output> for Run {
+    fn from(output: Output) -> Run {
         Run {
             code: output.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         }
     }
+}
 
+impl Run {
     #[track_caller]
     pub fn expect(&self, code: i32) -> &Run {
         assert_eq!(self.code, code, "exit code\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);

@@ -1,0 +1,219 @@
+//! The release logic end to end against the simulator, through the real `kubectl` and `docker`
+//! clients: a Docker restart, then `bookstore up`, and the world's audit log as the witness.
+
+use std::time::Duration;
+
+use bookstore_sim::{AuditEntry, Fault, Sim, SimOptions, Source};
+
+use crate::harness::{BIN, ENVOY_503, HOSTILE, Run};
+
+const SCALE: f64 = 0.05;
+
+fn options() -> SimOptions {
+    let mut secret = SimOptions::default().secret;
+    secret.insert("ECOM_DB_PASSWORD".into(), HOSTILE.into());
+    SimOptions { time_scale: SCALE, secret, ..SimOptions::default() }
+}
+
+fn start(opts: SimOptions) -> Sim {
+    let sim = Sim::start(opts).expect("simulator starts");
+    sim.wait_healthy(Duration::from_secs(30)).expect("the simulated stack starts healthy");
+    sim
+}
+
+fn bookstore(sim: &Sim, args: &[&str]) -> Run {
+    let mut cmd = sim.command(BIN);
+    cmd.args(args).arg("--stack").arg(sim.stack_path()).env("NO_COLOR", "1").env("TMPDIR", sim.dir());
+    Run::from(cmd.output().expect("bookstore runs"))
+}
+
+/// GET through a host port, as a user's browser would: (status, body), or None when the
+/// connection fails.
+fn get(sim: &Sim, container_port: u16, host: Option<&str>, path: &str) -> Option<(u16, String)> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .timeout_global(Some(Duration::from_secs(3)))
+        .build()
+        .into();
+    let mut req = agent.get(format!("http://127.0.0.1:{}{path}", sim.host_port(container_port)));
+    if let Some(h) = host {
+        req = req.header("Host", h);
+    }
+    let mut r = req.call().ok()?;
+    let status = r.status().as_u16();
+    Some((status, r.body_mut().read_to_string().unwrap_or_default()))
+}
+
+fn t_of(audit: &[AuditEntry], pred: impl Fn(&AuditEntry) -> bool) -> Option<u64> {
+    audit.iter().find(|e| pred(e)).map(|e| e.t_ms)
+}
+
+fn deployment_patches(audit: &[AuditEntry]) -> Vec<&AuditEntry> {
+    audit
+        .iter()
+        .filter(|e| e.source == Source::Kube && e.verb == "PATCH" && e.path.contains("/deployments/"))
+        .collect()
+}
+
+#[test]
+fn a_docker_restart_is_recovered_by_up_in_the_right_order() {
+    let sim = start(options());
+    let since = sim.audit().len();
+    sim.docker_restart();
+    sim.wait_healthy(Duration::from_secs(30)).unwrap();
+
+    // Before: the pods are Ready, yet the mesh is stale and the connectors are gone.
+    let (status, body) = get(&sim, 30000, Some("myecom.net"), "/").expect("the gateway answers");
+    assert_eq!(status, 503);
+    assert!(body.starts_with(ENVOY_503), "{body}");
+    assert_eq!(get(&sim, 32300, None, "/connectors").map(|(_, b)| b).as_deref(), Some("[]"));
+
+    let run = bookstore(&sim, &["up"]);
+    run.expect(0);
+
+    // After: every route answers and both connectors run with the secret's credentials.
+    for (port, host, path) in [
+        (30000, Some("myecom.net"), "/"),
+        (30000, Some("myecom.net"), "/ecom/books"),
+        (30000, Some("myecom.net"), "/inven/health"),
+        (30000, Some("idp.keycloak.net"), "/realms/bookstore"),
+        (31111, None, "/misc/ping"),
+        (32000, None, "/health"),
+        (32100, None, "/kiali/"),
+        (32200, None, "/overview"),
+    ] {
+        assert_eq!(get(&sim, port, host, path).map(|(s, _)| s), Some(200), "{port} {host:?} {path}");
+    }
+    let connectors = sim.connectors();
+    assert_eq!(connectors.len(), 2);
+    assert_eq!(connectors["ecom-connector"]["database.password"], HOSTILE);
+    assert_eq!(connectors["inventory-connector"]["database.user"], "inventoryuser");
+
+    let audit: Vec<AuditEntry> = sim.audit().split_off(since);
+    // ztunnel's rollout completed before any workload restart.
+    let ztunnel_done =
+        t_of(&audit, |e| e.is_event("rollout-complete", "istio-system/ztunnel")).expect("ztunnel rolled out");
+    let patches = deployment_patches(&audit);
+    assert_eq!(patches.len(), 16, "one restart per workload");
+    assert!(patches.iter().all(|p| p.t_ms >= ztunnel_done), "a workload restarted before ztunnel was ready");
+    // Each database was Ready (its new pod) before the apps that need it were restarted.
+    for (app, ns, db) in [
+        ("ecom-service", "ecom", "ecom-db"),
+        ("inventory-service", "inventory", "inventory-db"),
+        ("keycloak", "identity", "keycloak-db"),
+        ("superset", "analytics", "analytics-db"),
+        ("debezium", "infra", "kafka"),
+    ] {
+        let db_ready =
+            t_of(&audit, |e| e.is_event("rollout-complete", &format!("{ns}/{db}"))).expect("db rolled out");
+        let app_patch = t_of(&audit, |e| e.is_kube_patch_of("deployments", app)).expect("app restarted");
+        assert!(
+            app_patch >= db_ready,
+            "{app} restarted at {app_patch} ms, before {db} was Ready at {db_ready} ms"
+        );
+    }
+    // Nothing was deleted.
+    assert!(audit.iter().all(|e| e.verb != "DELETE"), "recovery deleted something");
+    // No secret in the tool's output.
+    assert!(!run.stderr.contains("ünï") && !run.stdout.contains("ünï"));
+}
+
+#[test]
+fn restarting_the_apps_without_ztunnel_leaves_the_gateway_broken() {
+    let sim = start(options());
+    sim.docker_restart();
+    sim.wait_healthy(Duration::from_secs(30)).unwrap();
+    // What a user might try: restart every deployment, but not ztunnel.
+    for ns in ["ecom", "inventory", "identity", "analytics", "infra", "observability"] {
+        let out = sim
+            .command("kubectl")
+            .args(["--context", "kind-bookstore", "rollout", "restart", "deployment", "-n", ns])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    sim.wait_healthy(Duration::from_secs(30)).unwrap();
+    let (status, body) = get(&sim, 30000, Some("myecom.net"), "/").expect("the gateway answers");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.starts_with(ENVOY_503));
+}
+
+#[test]
+fn up_on_a_healthy_stack_changes_no_connector() {
+    // Kafka on a volume (infra/k8s): restarting it keeps the topics, so the connectors survive and
+    // their stored config equals the desired one. (Without the volume every Kafka restart loses
+    // them, and re-registering is the point.)
+    let sim = start(SimOptions { kafka_pvc: true, ..options() });
+    bookstore(&sim, &["up"]).expect(0);
+    let since = sim.audit().len();
+    bookstore(&sim, &["up"]).expect(0);
+    let audit: Vec<AuditEntry> = sim.audit().split_off(since);
+    let puts: Vec<&AuditEntry> =
+        audit.iter().filter(|e| e.source == Source::Connect && e.verb == "PUT").collect();
+    assert!(
+        puts.is_empty(),
+        "a healthy second run PUT {:?}",
+        puts.iter().map(|p| &p.path).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn an_old_cluster_without_the_new_port_mappings_is_reported_and_left_alone() {
+    let sim = start(SimOptions { old_cluster: true, ..options() });
+    let since = sim.audit().len();
+    let run = bookstore(&sim, &["up"]);
+    run.expect(3);
+    assert!(run.stderr.contains("32100, 32200, 32300"), "{}", run.stderr);
+    assert!(run.stderr.contains("bookstore down && bookstore up"), "{}", run.stderr);
+    let audit: Vec<AuditEntry> = sim.audit().split_off(since);
+    assert!(
+        audit.iter().all(|e| !(e.source == Source::Kube && e.verb == "PATCH")),
+        "something was restarted"
+    );
+}
+
+#[test]
+fn legacy_socat_proxies_are_reported_and_removed() {
+    let sim = start(SimOptions { legacy_proxies: true, ..options() });
+    let run = bookstore(&sim, &["up"]);
+    run.expect(0);
+    assert!(run.stderr.contains("legacy socat proxy"), "{}", run.stderr);
+    let deleted: Vec<String> = sim
+        .audit()
+        .iter()
+        .filter(|e| e.source == Source::Docker && e.verb == "DELETE")
+        .map(|e| e.path_only().to_string())
+        .collect();
+    for proxy in ["kiali-proxy", "flink-proxy", "debezium-proxy"] {
+        assert!(
+            deleted.iter().any(|p| p.ends_with(&format!("/containers/{proxy}"))),
+            "{proxy} not removed: {deleted:?}"
+        );
+    }
+}
+
+#[test]
+fn docker_down_and_no_cluster_are_told_apart() {
+    let sim = start(options());
+    sim.docker_stop();
+    let run = bookstore(&sim, &["up"]);
+    run.expect(3);
+    assert!(run.stderr.contains("Docker is not running"), "{}", run.stderr);
+
+    let sim = start(SimOptions { no_cluster: true, ..options() });
+    let run = bookstore(&sim, &["recover"]);
+    run.expect(3);
+    assert!(run.stderr.contains("no kind cluster named `bookstore`"), "{}", run.stderr);
+}
+
+#[test]
+fn an_api_that_refuses_for_a_while_after_the_restart_is_waited_for() {
+    let sim = start(options());
+    sim.docker_restart();
+    sim.fault(Fault::ApiRefuseFor { secs: 3.0 });
+    let run = bookstore(&sim, &["up"]);
+    run.expect(0);
+    assert!(run.stderr.contains("Kubernetes API"), "{}", run.stderr);
+    assert_eq!(get(&sim, 30000, Some("myecom.net"), "/").map(|(s, _)| s), Some(200));
+}

@@ -1,0 +1,295 @@
+//! The Docker Engine API on a unix socket, the subset the docker 28 CLI sends for
+//! `info`, `version`, `ps`, `inspect`, `rm`, `restart`, `stop`, `start`.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+use crate::audit::{AuditEntry, Source};
+use crate::server::{self, Handler, Resp};
+use crate::timefmt::{human_duration, rfc3339};
+use crate::world::{Container, SharedRef, World};
+
+pub const API_VERSION: &str = "1.50";
+pub const SERVER_VERSION: &str = "28.2.2";
+
+/// What a container action asks the runtime to do after the world lock is released.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct After {
+    pub bounce_all: bool,
+}
+
+pub fn handler(shared: SharedRef) -> Handler {
+    Arc::new(move |req| {
+        let shared = shared.clone();
+        Box::pin(async move {
+            let (parts, body) = server::read(req).await;
+            let method = parts.method.as_str().to_string();
+            let path_q = parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
+            let q = server::query(parts.uri.query());
+            let (r, after) = {
+                let mut w = shared.lock();
+                let (r, after) = route(&mut w, &method, parts.uri.path(), &q);
+                let t_ms = w.t_ms();
+                w.audit.push(AuditEntry {
+                    t_ms,
+                    source: Source::Docker,
+                    verb: method.clone(),
+                    path: path_q,
+                    content_type: None,
+                    body: String::from_utf8_lossy(&body).into_owned(),
+                    status: r.status().as_u16(),
+                    detail: String::new(),
+                });
+                (r, after)
+            };
+            if after.bounce_all {
+                crate::control::bounce_all(&shared);
+            }
+            shared.refresh_ports();
+            shared.wake.notify_one();
+            let mut r = r;
+            let h = r.headers_mut();
+            h.insert("api-version", hyper::header::HeaderValue::from_static(API_VERSION));
+            h.insert("docker-experimental", hyper::header::HeaderValue::from_static("false"));
+            h.insert("ostype", hyper::header::HeaderValue::from_static("linux"));
+            h.insert("server", hyper::header::HeaderValue::from_static("Docker/28.2.2 (linux)"));
+            Ok(r)
+        })
+    })
+}
+
+fn message(code: u16, m: &str) -> Resp {
+    server::json(code, &json!({ "message": m }))
+}
+
+fn strip_version(path: &str) -> &str {
+    if let Some(rest) = path.strip_prefix("/v")
+        && let Some(i) = rest.find('/')
+        && rest[..i].chars().all(|c| c.is_ascii_digit() || c == '.')
+    {
+        return &rest[i..];
+    }
+    path
+}
+
+fn route(w: &mut World, method: &str, path: &str, q: &[(String, String)]) -> (Resp, After) {
+    let path = strip_version(path);
+    let none = After::default();
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (method, segs.as_slice()) {
+        ("GET" | "HEAD", ["_ping"]) => (server::resp(200, "text/plain; charset=utf-8", "OK"), none),
+        ("GET", ["version"]) => (server::json(200, &version()), none),
+        ("GET", ["info"]) => (server::json(200, &info(w)), none),
+        ("GET", ["containers", "json"]) => (list(w, q), none),
+        ("GET", ["containers", id, "json"]) => match find(w, id) {
+            Some(i) => (server::json(200, &inspect(w, &w.containers[i])), none),
+            None => (message(404, &format!("No such container: {id}")), none),
+        },
+        ("DELETE", ["containers", id]) => match find(w, id) {
+            Some(i) => {
+                let force = q.iter().any(|(k, v)| k == "force" && (v == "1" || v == "true"));
+                if w.containers[i].running && !force {
+                    let c = &w.containers[i];
+                    return (
+                        message(
+                            409,
+                            &format!(
+                                "cannot remove container \"/{}\": container is running: stop the container before removing or force remove",
+                                c.name
+                            ),
+                        ),
+                        none,
+                    );
+                }
+                let c = w.containers.remove(i);
+                remove_node_if(w, &c);
+                (server::resp(204, "text/plain", ""), none)
+            }
+            None => (message(404, &format!("No such container: {id}")), none),
+        },
+        ("POST", ["containers", id, action @ ("restart" | "stop" | "start" | "kill")]) => {
+            let Some(i) = find(w, id) else {
+                return (message(404, &format!("No such container: {id}")), none);
+            };
+            let is_node = w.containers[i].labels.contains_key("io.x-k8s.kind.cluster");
+            let wall = SystemTime::now();
+            match *action {
+                "stop" | "kill" => {
+                    w.containers[i].running = false;
+                    (server::resp(204, "text/plain", ""), After { bounce_all: is_node })
+                }
+                _ => {
+                    let was = w.containers[i].running;
+                    if *action == "start" && was {
+                        return (server::resp(304, "text/plain", ""), none);
+                    }
+                    w.containers[i].running = true;
+                    w.containers[i].started = wall;
+                    if is_node {
+                        w.restart_pods_in_place();
+                    }
+                    (server::resp(204, "text/plain", ""), After { bounce_all: is_node })
+                }
+            }
+        }
+        ("GET", ["images", "json"]) => (server::json(200, &json!([])), none),
+        _ => (message(404, "page not found"), none),
+    }
+}
+
+/// Removing the kind node removes the cluster.
+pub fn remove_node_if(w: &mut World, c: &Container) {
+    if c.labels.contains_key("io.x-k8s.kind.cluster") {
+        w.clear_cluster_objects();
+        w.cluster = None;
+        w.event("cluster-removed", &c.name, "");
+    }
+}
+
+fn find(w: &World, id: &str) -> Option<usize> {
+    let id = id.trim_start_matches('/');
+    w.containers
+        .iter()
+        .position(|c| c.name == id || c.id == id)
+        .or_else(|| if id.len() >= 4 { w.containers.iter().position(|c| c.id.starts_with(id)) } else { None })
+}
+
+fn version() -> Value {
+    json!({"Platform":{"Name":"Docker Engine - Community"},
+           "Components":[{"Name":"Engine","Version": SERVER_VERSION,"Details":{"ApiVersion": API_VERSION,"Arch":"amd64","GitCommit":"e6534b4","GoVersion":"go1.24.3","KernelVersion":"6.10.14-linuxkit","MinAPIVersion":"1.24","Os":"linux"}}],
+           "Version": SERVER_VERSION,"ApiVersion": API_VERSION,"MinAPIVersion":"1.24","GitCommit":"e6534b4",
+           "GoVersion":"go1.24.3","Os":"linux","Arch":"amd64","KernelVersion":"6.10.14-linuxkit","BuildTime":"2025-05-30T11:00:00.000000000+00:00"})
+}
+
+fn info(w: &World) -> Value {
+    let running = w.containers.iter().filter(|c| c.running).count();
+    json!({"ID":"SIMU:LATE:D0CK:ER00:0000:0000:0000:0000:0000:0000:0000:0001",
+           "Containers": w.containers.len(),"ContainersRunning": running,"ContainersPaused":0,
+           "ContainersStopped": w.containers.len() - running,"Images": w.containers.len(),
+           "Driver":"overlay2","DriverStatus":[],"Plugins":{"Volume":["local"],"Network":["bridge","host","null"],"Authorization":null,"Log":["json-file","local"]},
+           "MemoryLimit":true,"SwapLimit":true,"CpuCfsPeriod":true,"CpuCfsQuota":true,"CPUShares":true,"CPUSet":true,
+           "PidsLimit":true,"IPv4Forwarding":true,"Debug":false,"NFd":40,"OomKillDisable":false,"NGoroutines":60,
+           "SystemTime": rfc3339(SystemTime::now()),"LoggingDriver":"json-file","CgroupDriver":"cgroupfs","CgroupVersion":"2",
+           "NEventsListener":0,"KernelVersion":"6.10.14-linuxkit","OperatingSystem":"Docker Desktop","OSVersion":"",
+           "OSType":"linux","Architecture":"x86_64","IndexServerAddress":"https://index.docker.io/v1/",
+           "RegistryConfig":{"IndexConfigs":{},"InsecureRegistryCIDRs":["::1/128","127.0.0.0/8"],"Mirrors":[]},
+           "NCPU":2,"MemTotal": 8_221_429_760u64,"DockerRootDir":"/var/lib/docker","Name":"docker-desktop",
+           "Labels":[],"ExperimentalBuild":false,"ServerVersion": SERVER_VERSION,
+           "Runtimes":{"runc":{"path":"runc"}},"DefaultRuntime":"runc",
+           "Swarm":{"NodeID":"","NodeAddr":"","LocalNodeState":"inactive","ControlAvailable":false,"Error":"","RemoteManagers":null},
+           "LiveRestoreEnabled":false,"Isolation":"","InitBinary":"docker-init",
+           "ContainerdCommit":{"ID":"05044ec"},"RuncCommit":{"ID":"v1.2.5-0-g59923ef"},"InitCommit":{"ID":"de40ad0"},
+           "SecurityOptions":["name=seccomp,profile=builtin","name=cgroupns"],"Warnings":null})
+}
+
+fn ports_json(c: &Container) -> Value {
+    let mut m = serde_json::Map::new();
+    for (cp, hp) in &c.ports {
+        m.insert(format!("{cp}/tcp"), json!([{"HostIp":"127.0.0.1","HostPort": hp.to_string()}]));
+    }
+    Value::Object(m)
+}
+
+fn inspect(w: &World, c: &Container) -> Value {
+    let pid = if c.running { 4242 } else { 0 };
+    let status = if c.running { "running" } else { "exited" };
+    let finished = if c.running { "0001-01-01T00:00:00Z".to_string() } else { rfc3339(SystemTime::now()) };
+    let is_node = c.labels.contains_key("io.x-k8s.kind.cluster");
+    let net = if c.running {
+        json!({"kind":{"IPAddress":"172.18.0.2","Gateway":"172.18.0.1","IPPrefixLen":16,"MacAddress":"02:42:ac:12:00:02","NetworkID":"4f1c0e0d5a3b","Aliases":[c.name]}})
+    } else {
+        json!({"kind":{"IPAddress":"","Gateway":"","IPPrefixLen":0,"NetworkID":"4f1c0e0d5a3b"}})
+    };
+    let ports = if c.running { ports_json(c) } else { json!({}) };
+    let _ = w;
+    json!({
+        "Id": c.id,
+        "Created": rfc3339(c.created),
+        "Path": if is_node { "/usr/local/bin/entrypoint" } else { "socat" },
+        "Args": if is_node { json!(["/sbin/init"]) } else { json!(c.cmd) },
+        "State": {"Status": status,"Running": c.running,"Paused":false,"Restarting":false,"OOMKilled":false,
+                  "Dead":false,"Pid": pid,"ExitCode": if c.running {0} else {137},"Error":"",
+                  "StartedAt": rfc3339(c.started),"FinishedAt": finished},
+        "Image": format!("sha256:{}", &crate::world::container_id(&c.image, 7)),
+        "Name": format!("/{}", c.name),
+        "RestartCount": 0,
+        "Driver":"overlay2","Platform":"linux",
+        "HostConfig": {"NetworkMode": if is_node {"kind"} else {"bridge"},
+                       "PortBindings": ports_json(c),
+                       "RestartPolicy": if is_node { json!({"Name":"on-failure","MaximumRetryCount":1}) } else { json!({"Name":"unless-stopped","MaximumRetryCount":0}) },
+                       "Privileged": is_node},
+        "Config": {"Hostname": c.name,"Image": c.image,"Labels": c.labels,"Cmd": c.cmd,
+                   "ExposedPorts": c.ports.iter().map(|(cp, _)| (format!("{cp}/tcp"), json!({}))).collect::<serde_json::Map<_,_>>()},
+        "NetworkSettings": {"Ports": ports,"Networks": net}
+    })
+}
+
+fn list(w: &World, q: &[(String, String)]) -> Resp {
+    let all = q.iter().any(|(k, v)| k == "all" && (v == "1" || v == "true"));
+    let filters: Value = q
+        .iter()
+        .find(|(k, _)| k == "filters")
+        .and_then(|(_, v)| serde_json::from_str(v).ok())
+        .unwrap_or(json!({}));
+    let values = |key: &str| -> Vec<String> {
+        match filters.get(key) {
+            Some(Value::Object(m)) => m.keys().cloned().collect(),
+            Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
+            _ => Vec::new(),
+        }
+    };
+    let labels = values("label");
+    let names = values("name");
+    let statuses = values("status");
+    let ids = values("id");
+    let name_res: Vec<regex::Regex> = names.iter().filter_map(|n| regex::Regex::new(n).ok()).collect();
+    if name_res.len() != names.len() {
+        return message(500, "invalid regular expression in name filter");
+    }
+    let now = SystemTime::now();
+    let out: Vec<Value> = w
+        .containers
+        .iter()
+        .filter(|c| all || c.running)
+        .filter(|c| {
+            labels.iter().all(|l| match l.split_once('=') {
+                Some((k, v)) => c.labels.get(k).is_some_and(|x| x == v),
+                None => c.labels.contains_key(l),
+            })
+        })
+        .filter(|c| name_res.is_empty() || name_res.iter().any(|r| r.is_match(&c.name) || r.is_match(&format!("/{}", c.name))))
+        .filter(|c| {
+            statuses.is_empty()
+                || statuses
+                    .iter()
+                    .any(|s| (s == "running") == c.running && (s == "running" || s == "exited"))
+        })
+        .filter(|c| ids.is_empty() || ids.iter().any(|i| c.id.starts_with(i.as_str())))
+        .map(|c| {
+            let up = now.duration_since(c.started).unwrap_or_default();
+            let status = if c.running {
+                format!("Up {}", human_duration(up))
+            } else {
+                format!("Exited (137) {} ago", human_duration(up))
+            };
+            let ports: Vec<Value> = if c.running {
+                c.ports
+                    .iter()
+                    .map(|(cp, hp)| json!({"IP":"127.0.0.1","PrivatePort": cp,"PublicPort": hp,"Type":"tcp"}))
+                    .collect()
+            } else {
+                vec![]
+            };
+            json!({"Id": c.id,"Names":[format!("/{}", c.name)],"Image": c.image,
+                   "ImageID": format!("sha256:{}", crate::world::container_id(&c.image, 7)),
+                   "Command": if c.cmd.is_empty() { "/usr/local/bin/entrypoint /sbin/init".to_string() } else { c.cmd.join(" ") },
+                   "Created": c.created.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+                   "Ports": ports,"Labels": c.labels,
+                   "State": if c.running {"running"} else {"exited"},"Status": status,
+                   "HostConfig":{"NetworkMode":"kind"},"NetworkSettings":{"Networks":{}},"Mounts":[]})
+        })
+        .collect();
+    server::json(200, &Value::Array(out))
+}

@@ -1,0 +1,87 @@
+//! The one latency table: seconds from container start to Ready, at time scale 1.
+//!
+//! Hard dependencies are not here: they come from `needs` in `infra/stack.yaml`.
+//! Every entry, every backoff and every controller delay is multiplied by `time_scale`.
+
+use std::fmt;
+
+/// (workload, seconds to Ready at time scale 1).
+pub const LATENCIES: &[(&str, f64)] = &[
+    ("ztunnel", 4.0),
+    ("istio-cni-node", 2.0),
+    ("istiod", 3.0),
+    ("kiali", 3.0),
+    ("ecom-db", 6.0),
+    ("inventory-db", 6.0),
+    ("keycloak-db", 6.0),
+    ("analytics-db", 6.0),
+    ("kafka", 15.0),
+    ("redis", 2.0),
+    ("keycloak", 40.0),
+    ("debezium", 20.0),
+    ("pgadmin", 8.0),
+    ("flink-jobmanager", 10.0),
+    ("flink-taskmanager", 8.0),
+    ("superset", 35.0),
+    ("prometheus", 5.0),
+    ("ecom-service", 25.0),
+    ("inventory-service", 8.0),
+    ("ui-service", 3.0),
+];
+
+/// A workload not in the table (e.g. one created by `kubectl apply`).
+pub const DEFAULT_LATENCY: f64 = 3.0;
+
+/// Other simulated delays, seconds at time scale 1.
+pub mod delays {
+    /// kubelet CrashLoopBackOff: first back-off, doubling up to the cap.
+    pub const BACKOFF_START: f64 = 10.0;
+    pub const BACKOFF_CAP: f64 = 300.0;
+    /// Deployment/DaemonSet controller: spec change → observedGeneration written.
+    pub const OBSERVE: f64 = 0.5;
+    /// Deployment `progressDeadlineSeconds` (the default, 600 s).
+    pub const PROGRESS_DEADLINE: f64 = 600.0;
+    /// Connect worker: after the debezium pod is Ready it is still joining the group
+    /// (`Request timed out. The worker is currently ensuring membership in the cluster…`).
+    pub const CONNECT_JOIN: f64 = 3.0;
+    /// Connect: `409 stale configuration` window after a connector is created
+    /// (never shorter than `CONNECT_STALE_MIN_MS` real milliseconds, so fast tests still see it).
+    pub const CONNECT_STALE: f64 = 1.0;
+    pub const CONNECT_STALE_MIN_MS: u64 = 150;
+    /// Connect: `404 No status found` window after a connector is created (floor as above).
+    pub const CONNECT_NO_STATUS: f64 = 2.0;
+    pub const CONNECT_NO_STATUS_MIN_MS: u64 = 300;
+}
+
+/// Seconds to Ready at time scale 1 for a workload.
+pub fn latency_secs(name: &str) -> f64 {
+    LATENCIES.iter().find(|(n, _)| *n == name).map(|(_, s)| *s).unwrap_or(DEFAULT_LATENCY)
+}
+
+/// The printable table (`Sim::latency_table()`, `bookstore-sim latencies`).
+#[derive(Debug, Clone)]
+pub struct LatencyTable {
+    pub rows: Vec<(String, f64)>,
+}
+
+impl LatencyTable {
+    pub fn get() -> LatencyTable {
+        LatencyTable { rows: LATENCIES.iter().map(|(n, s)| (n.to_string(), *s)).collect() }
+    }
+}
+
+impl fmt::Display for LatencyTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{:<20} {:>8}", "workload", "ready(s)")?;
+        for (n, s) in &self.rows {
+            writeln!(f, "{n:<20} {s:>8.1}")?;
+        }
+        writeln!(f, "{:<20} {:>8.1}", "(other)", DEFAULT_LATENCY)?;
+        write!(
+            f,
+            "crash-loop back-off {}s doubling to {}s; all values × time_scale",
+            delays::BACKOFF_START,
+            delays::BACKOFF_CAP
+        )
+    }
+}

@@ -1,0 +1,43 @@
+//! bookstore-sim: a simulated BookStore-on-kind world that the real `kubectl` and `docker`
+//! clients talk to. Test equipment only.
+//!
+//! Rooms (one module each):
+//! - [`kube`]: the fake kube-apiserver (wire behaviour of `shared/reference/kube-api.md`)
+//! - [`world`]: the state (object store, workloads, pods, containers, connectors) and the
+//!   controllers + kubelet that move it (`World::reconcile`)
+//! - [`dataplane`]: host ports: the Istio gateway, NodePorts, the ambient-mesh failure modes
+//! - [`connect`]: Kafka Connect REST (`shared/reference/kafka-connect.md`)
+//! - [`docker`]: the Docker Engine API on a unix socket
+//! - [`control`]: test control (library + HTTP endpoint), [`standins`]: `kind` / `istioctl`
+//! - [`store`]: objects, resourceVersions, watch events, selectors
+//! - [`server`]: switchable listeners (refusing, resetting) and HTTP helpers
+//! - [`config`]: stack.yaml / kind config / connector files; [`latency`]: the latency table
+//!
+//! Invariants: only `server` accepts connections; nothing awaits while holding the world lock;
+//! the workload list, dependencies, routes and ports come from the `infra/` copy.
+
+#![recursion_limit = "256"]
+// Handlers return a ready error `Response` in `Err`; one per request, size does not matter.
+#![allow(clippy::result_large_err)]
+
+pub mod audit;
+pub mod config;
+pub mod connect;
+pub mod control;
+pub mod dataplane;
+pub mod docker;
+pub mod faults;
+pub mod kube;
+pub mod latency;
+pub mod server;
+pub mod sim;
+pub mod standins;
+pub mod store;
+pub mod timefmt;
+pub mod world;
+
+pub use audit::{AuditEntry, Source};
+pub use faults::Fault;
+pub use latency::LatencyTable;
+pub use sim::{Sim, SimOptions};
+pub use world::{PodView, World};

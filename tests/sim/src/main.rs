@@ -1,0 +1,177 @@
+//! `bookstore-sim serve` runs a simulated world in the foreground; `bookstore-sim ctl` talks to
+//! a running one through its control endpoint.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use bookstore_sim::{Sim, SimOptions};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "bookstore-sim",
+    about = "A simulated BookStore kind cluster for the real kubectl and docker clients"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the world in the foreground and print the environment to export.
+    Serve {
+        /// Directory for the socket, kubeconfig, stand-ins and the infra/ copy.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Multiplies every latency (0.1 = ten times faster).
+        #[arg(long, default_value_t = 1.0)]
+        time_scale: f64,
+        /// The infra/ directory to copy (default: the repository's).
+        #[arg(long)]
+        infra: Option<PathBuf>,
+        #[arg(long)]
+        kafka_pvc: bool,
+        #[arg(long)]
+        worker_file_provider: bool,
+        #[arg(long)]
+        old_cluster: bool,
+        #[arg(long)]
+        legacy_proxies: bool,
+        #[arg(long)]
+        no_cluster: bool,
+        /// Start with a simulated Docker restart already done (the broken stack).
+        #[arg(long)]
+        broken: bool,
+    },
+    /// Talk to a running world: docker-restart, docker-stop, docker-start, audit, pods,
+    /// connectors, healthy, latencies, fault '<json>'.
+    Ctl {
+        #[arg(long)]
+        dir: PathBuf,
+        action: String,
+        arg: Option<String>,
+    },
+    /// Print the latency table.
+    Latencies,
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run() -> Result<ExitCode> {
+    match Cli::parse().cmd {
+        Cmd::Serve {
+            dir,
+            time_scale,
+            infra,
+            kafka_pvc,
+            worker_file_provider,
+            old_cluster,
+            legacy_proxies,
+            no_cluster,
+            broken,
+        } => {
+            let mut opts = SimOptions {
+                time_scale,
+                kafka_pvc,
+                worker_file_provider,
+                old_cluster,
+                legacy_proxies,
+                no_cluster,
+                dir: Some(dir),
+                ..SimOptions::default()
+            };
+            if let Some(i) = infra {
+                opts.infra_dir = i;
+            }
+            let sim = Sim::start(opts)?;
+            if broken {
+                sim.docker_restart();
+            }
+            for (k, v) in sim.env() {
+                println!("export {k}='{v}'");
+            }
+            println!("# stack: {}", sim.stack_path().display());
+            println!("# control: {}", sim.control_url());
+            std::io::stdout().flush()?;
+            eprintln!("bookstore-sim: serving; Ctrl-C to stop");
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
+        Cmd::Ctl { dir, action, arg } => {
+            let url = std::fs::read_to_string(dir.join("control.url"))
+                .with_context(|| format!("no simulator running in {}", dir.display()))?;
+            let addr = url.trim().trim_start_matches("http://").to_string();
+            let (method, path, body) = match action.as_str() {
+                "docker-restart" | "docker-stop" | "docker-start" => {
+                    ("POST", format!("/ctl/{action}"), String::new())
+                }
+                "audit" | "pods" | "connectors" | "healthy" | "latencies" => {
+                    ("GET", format!("/ctl/{action}"), String::new())
+                }
+                "fault" => (
+                    "POST",
+                    "/ctl/fault".to_string(),
+                    arg.context("fault needs a JSON argument, e.g. '{\"fault\":\"crash_loop\",\"workload\":\"kafka\"}'")?,
+                ),
+                other => bail!("unknown ctl action {other}"),
+            };
+            let (status, text) = http(&addr, method, &path, &body)?;
+            println!("{text}");
+            Ok(if (200..300).contains(&status) { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Cmd::Latencies => {
+            println!("{}", Sim::latency_table());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// A minimal HTTP/1.1 client for the control endpoint (Connection: close).
+fn http(addr: &str, method: &str, path: &str, body: &str) -> Result<(u16, String)> {
+    let mut s = TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(600)))?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        dechunk(rest)
+    } else {
+        rest.to_string()
+    };
+    Ok((status, body))
+}
+
+fn dechunk(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || after.len() < n {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].trim_start_matches("\r\n");
+    }
+    out
+}

@@ -1,0 +1,367 @@
+//! `Sim`: one simulated world on its own runtime thread, in its own directory, on its own ports.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use tokio::sync::{Notify, watch};
+
+use crate::audit::AuditEntry;
+use crate::config::{Infra, copy_dir, rewrite_host_ports};
+use crate::faults::Fault;
+use crate::latency::LatencyTable;
+use crate::server::{Bind, PortState, supervise};
+use crate::world::{PodView, PortId, Shared, SharedRef, World};
+
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    /// Multiplies every latency, back-off and controller delay (0.02 = 50× faster).
+    pub time_scale: f64,
+    /// The `infra/` to copy (stack.yaml, kind/cluster.yaml, connectors).
+    pub infra_dir: PathBuf,
+    /// Kafka has a PVC: its topics (and so the connectors) survive restarts.
+    pub kafka_pvc: bool,
+    /// The Connect worker declares the `file` config provider (`${file:<path>:<key>}` resolves).
+    pub worker_file_provider: bool,
+    /// The kind node was created before 32100/32200/32300 were mapped: no bindings, not served.
+    pub old_cluster: bool,
+    /// The old socat proxy containers (kiali-proxy, flink-proxy, debezium-proxy) exist.
+    pub legacy_proxies: bool,
+    /// No kind cluster at all (no node container; `kind get clusters` is empty).
+    pub no_cluster: bool,
+    /// The Debezium credentials secret (`ECOM_DB_USER`, ...): what the databases accept.
+    pub secret: BTreeMap<String, String>,
+    /// Run in this directory instead of a fresh temporary one (kept on drop).
+    pub dir: Option<PathBuf>,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        SimOptions {
+            time_scale: 1.0,
+            infra_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra"),
+            kafka_pvc: false,
+            worker_file_provider: false,
+            old_cluster: false,
+            legacy_proxies: false,
+            no_cluster: false,
+            secret: BTreeMap::from([
+                ("ECOM_DB_USER".to_string(), "ecomuser".to_string()),
+                ("ECOM_DB_PASSWORD".to_string(), "ecompass".to_string()),
+                ("INVENTORY_DB_USER".to_string(), "inventoryuser".to_string()),
+                ("INVENTORY_DB_PASSWORD".to_string(), "inventorypass".to_string()),
+            ]),
+            dir: None,
+        }
+    }
+}
+
+pub struct Sim {
+    shared: SharedRef,
+    dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    thread: Option<JoinHandle<()>>,
+    shutdown: watch::Sender<bool>,
+    host_ports: BTreeMap<u16, u16>,
+    kube_port: u16,
+    control_port: u16,
+}
+
+fn free_listener() -> Result<std::net::TcpListener> {
+    std::net::TcpListener::bind("127.0.0.1:0").context("binding a free port on 127.0.0.1")
+}
+
+impl Sim {
+    /// Copy `infra/`, give the kind config free host ports, build the healthy world, bind all.
+    pub fn start(opts: SimOptions) -> Result<Sim> {
+        let (tmp, dir) = match &opts.dir {
+            Some(d) => {
+                std::fs::create_dir_all(d)?;
+                (None, d.canonicalize()?)
+            }
+            None => {
+                let t = tempfile::Builder::new().prefix("bookstore-sim-").tempdir()?;
+                let d = t.path().to_path_buf();
+                (Some(t), d)
+            }
+        };
+        // Unix socket paths are limited to ~108 bytes.
+        if dir.join("docker.sock").as_os_str().len() > 100 {
+            bail!("simulator dir {} is too long for a unix socket path", dir.display());
+        }
+        for sub in ["bin", "home", "kubecache"] {
+            std::fs::create_dir_all(dir.join(sub))?;
+        }
+        let infra_copy = dir.join("infra");
+        if infra_copy.exists() {
+            std::fs::remove_dir_all(&infra_copy)?;
+        }
+        copy_dir(&opts.infra_dir, &infra_copy)
+            .with_context(|| format!("copying {}", opts.infra_dir.display()))?;
+        let infra = Infra::load(&infra_copy)?;
+
+        // Free host ports for every containerPort, held until the supervisors take them.
+        let mut listeners: BTreeMap<u16, std::net::TcpListener> = BTreeMap::new();
+        let mut host_ports = BTreeMap::new();
+        for cp in infra.cluster.port_map().keys() {
+            let l = free_listener()?;
+            host_ports.insert(*cp, l.local_addr()?.port());
+            listeners.insert(*cp, l);
+        }
+        let kube_l = free_listener()?;
+        let kube_port = kube_l.local_addr()?.port();
+        let control_l = free_listener()?;
+        let control_port = control_l.local_addr()?.port();
+        let text = std::fs::read_to_string(&infra.cluster_path)?;
+        std::fs::write(&infra.cluster_path, rewrite_host_ports(&text, &host_ports)?)?;
+        let infra = Infra::load(&infra_copy)?;
+        let name = infra.cluster.name();
+        let kubeconfig = if opts.no_cluster {
+            crate::standins::EMPTY_KUBECONFIG.to_string()
+        } else {
+            crate::standins::kubeconfig_text(&name, kube_port)
+        };
+        std::fs::write(dir.join("kubeconfig"), kubeconfig)?;
+        crate::standins::write_scripts(&dir.join("bin"), control_port)?;
+        std::fs::write(dir.join("control.url"), format!("http://127.0.0.1:{control_port}\n"))?;
+
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let mut world =
+            World::new(opts.clone(), infra, dir.clone(), host_ports.clone(), kube_port, control_port);
+        if !opts.no_cluster {
+            world.bootstrap_stack();
+        }
+        let rv = world.store.subscribe();
+        let mut ports = BTreeMap::new();
+        let mut receivers = Vec::new();
+        let mut ids: Vec<PortId> = vec![PortId::Kube, PortId::Docker];
+        ids.extend(host_ports.keys().map(|cp| PortId::Host(*cp)));
+        for id in ids {
+            let (tx, rx) = watch::channel(PortState { on: world.port_wanted(id), epoch: 0 });
+            ports.insert(id, tx);
+            receivers.push((id, rx));
+        }
+        let shared: SharedRef = Arc::new(Shared {
+            world: Mutex::new(world),
+            wake: Notify::new(),
+            ports,
+            rv,
+            rt: rt.handle().clone(),
+        });
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (_always_tx, always_rx) = watch::channel(PortState { on: true, epoch: 0 });
+        let handle = rt.handle().clone();
+        for (id, rx) in receivers {
+            let (bind, initial, h) = match id {
+                PortId::Kube => (
+                    Bind::Tcp(kube_l.local_addr()?),
+                    Some(kube_l.try_clone()?),
+                    crate::kube::handler(shared.clone()),
+                ),
+                PortId::Docker => {
+                    (Bind::Unix(dir.join("docker.sock")), None, crate::docker::handler(shared.clone()))
+                }
+                PortId::Host(cp) => {
+                    let l = listeners.remove(&cp).context("host port listener")?;
+                    let hp = l.local_addr()?.port();
+                    (Bind::Tcp(l.local_addr()?), Some(l), crate::dataplane::handler(shared.clone(), cp, hp))
+                }
+            };
+            handle.spawn(supervise(bind, initial, rx, h, shutdown_rx.clone()));
+        }
+        drop(kube_l);
+        handle.spawn(supervise(
+            Bind::Tcp(control_l.local_addr()?),
+            Some(control_l),
+            always_rx,
+            crate::control::handler(shared.clone()),
+            shutdown_rx.clone(),
+        ));
+        handle.spawn(drive(shared.clone(), shutdown_rx.clone()));
+        let mut stop = shutdown_rx;
+        let thread = std::thread::Builder::new().name("bookstore-sim".into()).spawn(move || {
+            let _keep = _always_tx;
+            rt.block_on(async move {
+                while !*stop.borrow() {
+                    if stop.changed().await.is_err() {
+                        break;
+                    }
+                }
+            });
+            rt.shutdown_timeout(Duration::from_millis(200));
+        })?;
+        Ok(Sim {
+            shared,
+            dir,
+            _tmp: tmp,
+            thread: Some(thread),
+            shutdown,
+            host_ports,
+            kube_port,
+            control_port,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// `<dir>/infra/stack.yaml`: the copy whose cluster config has this simulator's ports.
+    pub fn stack_path(&self) -> PathBuf {
+        self.dir.join("infra").join("stack.yaml")
+    }
+
+    pub fn kubeconfig_path(&self) -> PathBuf {
+        self.dir.join("kubeconfig")
+    }
+
+    pub fn docker_socket(&self) -> PathBuf {
+        self.dir.join("docker.sock")
+    }
+
+    /// The host port this simulator serves for a kind containerPort (30000, 32300, ...).
+    ///
+    /// # Panics
+    /// If the cluster config has no such containerPort.
+    pub fn host_port(&self, container_port: u16) -> u16 {
+        match self.host_ports.get(&container_port) {
+            Some(p) => *p,
+            None => panic!("containerPort {container_port} is not in the cluster config"),
+        }
+    }
+
+    pub fn kube_port(&self) -> u16 {
+        self.kube_port
+    }
+
+    pub fn control_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.control_port)
+    }
+
+    /// The environment that points real clients at this world.
+    pub fn env(&self) -> Vec<(String, String)> {
+        let path = std::env::var("PATH").unwrap_or_default();
+        vec![
+            ("KUBECONFIG".into(), self.kubeconfig_path().display().to_string()),
+            ("KUBECACHEDIR".into(), self.dir.join("kubecache").display().to_string()),
+            ("DOCKER_HOST".into(), format!("unix://{}", self.docker_socket().display())),
+            ("PATH".into(), format!("{}:{}", self.dir.join("bin").display(), path)),
+            ("HOME".into(), self.dir.join("home").display().to_string()),
+        ]
+    }
+
+    /// A command with `env()` applied (and proxies cleared).
+    pub fn command(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
+        for (k, v) in self.env() {
+            c.env(k, v);
+        }
+        for k in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"] {
+            c.env_remove(k);
+        }
+        c.env("NO_PROXY", "127.0.0.1,localhost");
+        c
+    }
+
+    /// Docker Desktop restarts: every pod restarts in place with a stale mesh registration,
+    /// Kafka without a PVC loses its topics, open connections drop.
+    pub fn docker_restart(&self) {
+        crate::control::docker_restart(&self.shared);
+    }
+
+    /// A Docker restart after which the kube-apiserver refuses connections for `secs` seconds
+    /// (real time), as a real apiserver does while it comes back.
+    pub fn docker_restart_refusing_api(&self, secs: f64) {
+        crate::control::fault(&self.shared, Fault::ApiRefuseFor { secs });
+        crate::control::docker_restart(&self.shared);
+    }
+
+    pub fn docker_stop(&self) {
+        crate::control::docker_stop(&self.shared);
+    }
+
+    pub fn docker_start(&self) {
+        crate::control::docker_start(&self.shared);
+    }
+
+    pub fn fault(&self, f: Fault) {
+        crate::control::fault(&self.shared, f);
+    }
+
+    pub fn audit(&self) -> Vec<AuditEntry> {
+        self.shared.lock().audit.clone()
+    }
+
+    /// The connectors Kafka Connect has stored (name → raw config).
+    pub fn connectors(&self) -> BTreeMap<String, BTreeMap<String, String>> {
+        self.shared.lock().connectors.iter().map(|(k, v)| (k.clone(), v.config.clone())).collect()
+    }
+
+    /// Every pod with its readiness and mesh registration.
+    pub fn pods(&self) -> Vec<PodView> {
+        self.shared.lock().pod_views()
+    }
+
+    /// Wait until every workload is rolled out and every pod is Ready.
+    pub fn wait_healthy(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let r = self.shared.lock().healthy();
+            match r {
+                Ok(()) => return Ok(()),
+                Err(why) if Instant::now() >= deadline => {
+                    bail!("simulated stack not healthy after {timeout:?}: {why}")
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+    }
+
+    /// Wait until `pred` holds on the world (polled every 10 ms).
+    pub fn wait_for(&self, timeout: Duration, what: &str, pred: impl Fn(&World) -> bool) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if pred(&self.shared.lock()) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!("timed out after {timeout:?} waiting for {what}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn latency_table() -> LatencyTable {
+        LatencyTable::get()
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        self.shutdown.send_replace(true);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The controller loop: reconcile, then sleep until something is due or someone writes.
+async fn drive(shared: SharedRef, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let next = shared.lock().reconcile(Instant::now());
+        let now = Instant::now();
+        let wait = next
+            .map(|t| t.saturating_duration_since(now))
+            .unwrap_or(Duration::from_secs(1))
+            .min(Duration::from_secs(1));
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shared.wake.notified() => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}

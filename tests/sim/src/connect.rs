@@ -414,7 +414,7 @@ fn db_check(w: &World, cfg: &BTreeMap<String, String>, worker: &PodState) -> Res
     let host = cfg.get("database.hostname").cloned().unwrap_or_default();
     let port = cfg.get("database.port").cloned().unwrap_or_else(|| "5432".into());
     let db = host.split('.').next().unwrap_or("").to_string();
-    let Some((user, pass)) = w.db_creds.get(&db).cloned() else {
+    let Some((user, pass)) = w.db_credentials(&db) else {
         return Err("The connection attempt failed.".into());
     };
     match w.reachable_pod(worker, &db) {

@@ -135,6 +135,15 @@ fn route(w: &mut World, method: &str, path: &str, q: &[(String, String)]) -> (Re
             }
         }
         ("GET", ["images", "json"]) => (server::json(200, &json!([])), none),
+        ("GET", ["images", name @ .., "json"]) if !name.is_empty() => {
+            let name = name.join("/");
+            if w.opts.images.contains(&name) {
+                let id = format!("sha256:{}", crate::world::container_id(&name, 7));
+                (server::json(200, &json!({"Id": id, "RepoTags": [name]})), none)
+            } else {
+                (message(404, &format!("No such image: {name}")), none)
+            }
+        }
         _ => (message(404, "page not found"), none),
     }
 }

@@ -36,7 +36,7 @@ fn status(code: u16, reason: &str, message: &str, details: Option<Value>) -> Res
 }
 
 fn not_found(res: Res, name: &str) -> Resp {
-    let group = if res.is_apps() { "apps" } else { "" };
+    let group = res.group();
     status(
         404,
         "NotFound",
@@ -55,13 +55,13 @@ struct Target {
 
 fn parse_target(path: &str) -> Option<Target> {
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let (apps, rest) = match segs.as_slice() {
-        ["api", "v1", rest @ ..] => (false, rest),
-        ["apis", "apps", "v1", rest @ ..] => (true, rest),
+    let (group, rest) = match segs.as_slice() {
+        ["api", "v1", rest @ ..] => ("", rest),
+        ["apis", group, "v1", rest @ ..] => (*group, rest),
         _ => return None,
     };
     let t = |res: &str, ns: Option<&str>, name: Option<&str>, sub: Option<&str>| {
-        Res::from_plural(apps, res).map(|res| Target {
+        Res::from_plural(group, res).map(|res| Target {
             res,
             ns: ns.map(String::from),
             name: name.map(String::from),
@@ -74,8 +74,22 @@ fn parse_target(path: &str) -> Option<Target> {
         ["namespaces", ns, res, name] => t(res, Some(ns), Some(name), None),
         ["namespaces", ns, res, name, sub] => t(res, Some(ns), Some(name), Some(sub)),
         [res, name] => t(res, None, Some(name), None),
+        [res, name, sub] => t(res, None, Some(name), Some(sub)),
         _ => None,
     }
+}
+
+/// The groups served now: a custom resource's group appears once its CRD exists.
+fn served_groups(shared: &SharedRef) -> Vec<&'static str> {
+    let w = shared.lock();
+    crate::store::GROUPS.iter().copied().filter(|g| served_resources(&w, g).next().is_some()).collect()
+}
+
+fn served_resources<'a>(w: &'a crate::world::World, group: &'a str) -> impl Iterator<Item = Res> + 'a {
+    ALL_RES.iter().copied().filter(move |r| {
+        r.group() == group
+            && r.crd_name().is_none_or(|crd| w.store.get(&Key::new(Res::Crds, "", &crd)).is_some())
+    })
 }
 
 async fn handle(shared: SharedRef, req: Request<Incoming>) -> Resp {
@@ -152,25 +166,39 @@ async fn route(
         ("GET", p) if p.starts_with("/readyz") || p.starts_with("/livez") || p == "/healthz" => {
             return server::resp(200, "text/plain; charset=utf-8", "ok");
         }
-        ("GET", "/api") => return discovery_core(accept),
-        ("GET", "/apis") => return discovery_apps(accept),
-        ("GET", "/api/v1") => return resource_list(false),
-        ("GET", "/apis/apps/v1") => return resource_list(true),
-        ("GET", "/openapi/v3") => {
-            return server::json(
-                200,
-                &json!({"paths":{
-                "api/v1":{"serverRelativeURL":"/openapi/v3/api/v1?hash=0123456789ABCDEF"},
-                "apis/apps/v1":{"serverRelativeURL":"/openapi/v3/apis/apps/v1?hash=0123456789ABCDEF"}}}),
-            );
+        ("GET", "/api") => return discovery(shared, "", accept),
+        ("GET", "/apis") => return discovery(shared, "apis", accept),
+        ("GET", "/api/v1") => return resource_list(shared, ""),
+        ("GET", p) if p.starts_with("/apis/") && p.ends_with("/v1") && p.matches('/').count() == 3 => {
+            return resource_list(shared, &p["/apis/".len()..p.len() - "/v1".len()]);
         }
-        ("GET", "/openapi/v3/api/v1") | ("GET", "/openapi/v3/apis/apps/v1") => {
-            let apps = path.ends_with("apps/v1");
+        ("GET", "/openapi/v3") => {
             let mut paths = serde_json::Map::new();
-            for r in ALL_RES.iter().filter(|r| r.is_apps() == apps) {
+            for g in served_groups(shared) {
+                let gv = if g.is_empty() { "api/v1".to_string() } else { format!("apis/{g}/v1") };
                 paths.insert(
-                    format!("/{}/{}/{{name}}", if apps { "apis/apps/v1" } else { "api/v1" }, r.plural()),
-                    json!({"patch":{"x-kubernetes-group-version-kind":{"group": if apps {"apps"} else {""},"version":"v1","kind": r.kind()},
+                    gv.clone(),
+                    json!({"serverRelativeURL": format!("/openapi/v3/{gv}?hash=0123456789ABCDEF")}),
+                );
+            }
+            return server::json(200, &json!({ "paths": paths }));
+        }
+        ("GET", p) if p.starts_with("/openapi/v3/") => {
+            let gv = &p["/openapi/v3/".len()..];
+            let group = if gv == "api/v1" {
+                Some("")
+            } else {
+                gv.strip_prefix("apis/").and_then(|g| g.strip_suffix("/v1"))
+            };
+            let Some(group) = group else {
+                return status(404, "NotFound", "the server could not find the requested resource", None);
+            };
+            let w = shared.lock();
+            let mut paths = serde_json::Map::new();
+            for r in served_resources(&w, group) {
+                paths.insert(
+                    format!("/{gv}/{}/{{name}}", r.plural()),
+                    json!({"patch":{"x-kubernetes-group-version-kind":{"group": group,"version":"v1","kind": r.kind()},
                             "parameters":[{"name":"fieldValidation","in":"query"}]}}),
                 );
             }
@@ -181,6 +209,11 @@ async fn route(
     let Some(t) = parse_target(path) else {
         return status(404, "NotFound", "the server could not find the requested resource", None);
     };
+    if let Some(crd) = t.res.crd_name()
+        && shared.lock().store.get(&Key::new(Res::Crds, "", &crd)).is_none()
+    {
+        return status(404, "NotFound", "the server could not find the requested resource", None);
+    }
     // `/api/v1/namespaces/{name}` is a namespace by name.
     let t = if t.res == Res::Namespaces && t.ns.is_none() {
         t
@@ -231,63 +264,65 @@ async fn route(
     }
 }
 
-fn discovery_core(accept: &str) -> Resp {
+/// `/api` (core) or `/apis` (every other served group), legacy or aggregated as asked.
+fn discovery(shared: &SharedRef, which: &str, accept: &str) -> Resp {
+    let groups: Vec<&str> =
+        served_groups(shared).into_iter().filter(|g| which.is_empty() == g.is_empty()).collect();
     if accept.contains("as=APIGroupDiscoveryList") {
-        let resources: Vec<Value> =
-            ALL_RES.iter().filter(|r| !r.is_apps()).map(|r| agg_resource(*r)).collect();
-        let v = json!({"kind":"APIGroupDiscoveryList","apiVersion":"apidiscovery.k8s.io/v2","metadata":{},
-            "items":[{"metadata":{"name":""},"versions":[{"version":"v1","resources": resources,"freshness":"Current"}]}]});
+        let w = shared.lock();
+        let items: Vec<Value> = groups
+            .iter()
+            .map(|g| {
+                let resources: Vec<Value> = served_resources(&w, g).map(agg_resource).collect();
+                json!({"metadata":{"name": g},"versions":[{"version":"v1","resources": resources,"freshness":"Current"}]})
+            })
+            .collect();
+        let v = json!({"kind":"APIGroupDiscoveryList","apiVersion":"apidiscovery.k8s.io/v2","metadata":{},"items": items});
         return server::resp(
             200,
             "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList",
             v.to_string(),
         );
     }
-    server::json(200, &json!({"kind":"APIVersions","versions":["v1"],"serverAddressByClientCIDRs":[]}))
-}
-
-fn discovery_apps(accept: &str) -> Resp {
-    if accept.contains("as=APIGroupDiscoveryList") {
-        let resources: Vec<Value> =
-            ALL_RES.iter().filter(|r| r.is_apps()).map(|r| agg_resource(*r)).collect();
-        let v = json!({"kind":"APIGroupDiscoveryList","apiVersion":"apidiscovery.k8s.io/v2","metadata":{},
-            "items":[{"metadata":{"name":"apps"},"versions":[{"version":"v1","resources": resources,"freshness":"Current"}]}]});
-        return server::resp(
+    if which.is_empty() {
+        return server::json(
             200,
-            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList",
-            v.to_string(),
+            &json!({"kind":"APIVersions","versions":["v1"],"serverAddressByClientCIDRs":[]}),
         );
     }
-    server::json(
-        200,
-        &json!({"kind":"APIGroupList","apiVersion":"v1","groups":[{"name":"apps",
-        "versions":[{"groupVersion":"apps/v1","version":"v1"}],
-        "preferredVersion":{"groupVersion":"apps/v1","version":"v1"}}]}),
-    )
+    let groups: Vec<Value> = groups
+        .iter()
+        .map(|g| {
+            json!({"name": g,"versions":[{"groupVersion": format!("{g}/v1"),"version":"v1"}],
+                   "preferredVersion":{"groupVersion": format!("{g}/v1"),"version":"v1"}})
+        })
+        .collect();
+    server::json(200, &json!({"kind":"APIGroupList","apiVersion":"v1","groups": groups}))
 }
 
 const VERBS: &[&str] = &["create", "delete", "get", "list", "patch", "update", "watch"];
 
 fn agg_resource(r: Res) -> Value {
-    let group = if r.is_apps() { "apps" } else { "" };
     json!({"resource": r.plural(),
-           "responseKind":{"group": group,"version":"v1","kind": r.kind()},
+           "responseKind":{"group": r.group(),"version":"v1","kind": r.kind()},
            "scope": if r.namespaced() {"Namespaced"} else {"Cluster"},
            "singularResource": r.kind().to_lowercase(),
            "shortNames": r.short_names(),
            "verbs": VERBS})
 }
 
-fn resource_list(apps: bool) -> Resp {
-    let resources: Vec<Value> = ALL_RES
-        .iter()
-        .filter(|r| r.is_apps() == apps)
+fn resource_list(shared: &SharedRef, group: &str) -> Resp {
+    let w = shared.lock();
+    let resources: Vec<Value> = served_resources(&w, group)
         .map(|r| {
             json!({"name": r.plural(),"singularName": r.kind().to_lowercase(),"namespaced": r.namespaced(),
                    "kind": r.kind(),"verbs": VERBS,"shortNames": r.short_names()})
         })
         .collect();
-    let gv = if apps { "apps/v1" } else { "v1" };
+    if resources.is_empty() {
+        return status(404, "NotFound", "the server could not find the requested resource", None);
+    }
+    let gv = if group.is_empty() { "v1".to_string() } else { format!("{group}/v1") };
     server::json(
         200,
         &json!({"kind":"APIResourceList","apiVersion":"v1","groupVersion": gv,"resources": resources}),
@@ -504,7 +539,7 @@ fn patch(shared: &SharedRef, t: &Target, name: &str, content_type: &str, body: &
     if t.res.namespaced() {
         obj["metadata"]["namespace"] = json!(ns);
     }
-    if t.res.is_apps() {
+    if t.res.has_status() {
         // status is a subresource: a patch of the main resource never changes it.
         match old_status {
             Some(s) => obj["status"] = s,
@@ -526,6 +561,7 @@ fn patch(shared: &SharedRef, t: &Target, name: &str, content_type: &str, body: &
         m.remove("resourceVersion");
         m.remove("managedFields");
     }
+    establish_crd(t.res, &mut obj);
     if t.res == Res::Pods {
         // Pods belong to the kubelet model; only metadata changes are kept.
         if let Some(old) = w.store.get(&key).cloned() {
@@ -539,6 +575,34 @@ fn patch(shared: &SharedRef, t: &Target, name: &str, content_type: &str, body: &
     drop(w);
     shared.wake.notify_one();
     server::json(if created { 201 } else { 200 }, &out)
+}
+
+/// The apiextensions controller: a CRD is Established (its names accepted) as soon as it is
+/// written; its resources then appear in discovery.
+fn establish_crd(res: Res, obj: &mut Value) {
+    if res == Res::Secrets {
+        string_data(obj);
+    }
+    if res != Res::Crds {
+        return;
+    }
+    let names = obj.pointer("/spec/names").cloned().unwrap_or(json!({}));
+    obj["status"] = json!({"acceptedNames": names, "storedVersions": ["v1"], "conditions": [
+        {"type":"NamesAccepted","status":"True","reason":"NoConflicts","message":"no conflicts found"},
+        {"type":"Established","status":"True","reason":"InitialNamesAccepted","message":"the initial names have been accepted"}]});
+}
+
+/// The apiserver folds a Secret's write-only `stringData` into `data` (base64) on every write.
+fn string_data(obj: &mut Value) {
+    use base64::Engine;
+    let Some(plain) = obj.as_object_mut().and_then(|o| o.remove("stringData")) else { return };
+    let b64 = base64::engine::general_purpose::STANDARD;
+    if !obj.get("data").is_some_and(Value::is_object) {
+        obj["data"] = json!({});
+    }
+    for (k, v) in plain.as_object().into_iter().flatten() {
+        obj["data"][k] = json!(b64.encode(v.as_str().unwrap_or_default().as_bytes()));
+    }
 }
 
 fn create(shared: &SharedRef, t: &Target, body: &Bytes) -> Resp {
@@ -569,12 +633,13 @@ fn create(shared: &SharedRef, t: &Target, body: &Bytes) -> Resp {
     if t.res.namespaced() {
         obj["metadata"]["namespace"] = json!(ns);
     }
-    if t.res.is_apps() {
+    if t.res.has_status() {
         obj["metadata"]["generation"] = json!(1);
         if let Some(o) = obj.as_object_mut() {
             o.remove("status");
         }
     }
+    establish_crd(t.res, &mut obj);
     let out = w.store.put(t.res, obj);
     drop(w);
     shared.wake.notify_one();
@@ -599,7 +664,7 @@ fn replace(shared: &SharedRef, t: &Target, body: &Bytes) -> Resp {
     if t.res.namespaced() {
         obj["metadata"]["namespace"] = json!(ns);
     }
-    if t.res.is_apps() {
+    if t.res.has_status() {
         obj["status"] = old.get("status").cloned().unwrap_or(json!({}));
         let g = i64_at(&old, "/metadata/generation").max(1);
         let g = if obj.get("spec") != old.get("spec") { g + 1 } else { g };

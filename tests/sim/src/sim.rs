@@ -37,6 +37,8 @@ pub struct SimOptions {
     pub secret: BTreeMap<String, String>,
     /// Run in this directory instead of a fresh temporary one (kept on drop).
     pub dir: Option<PathBuf>,
+    /// Images present in the local Docker image store (`docker image inspect` finds them).
+    pub images: Vec<String>,
 }
 
 impl Default for SimOptions {
@@ -56,6 +58,7 @@ impl Default for SimOptions {
                 ("INVENTORY_DB_PASSWORD".to_string(), "inventorypass".to_string()),
             ]),
             dir: None,
+            images: Vec::new(),
         }
     }
 }

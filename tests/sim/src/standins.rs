@@ -416,6 +416,9 @@ async fn istioctl(shared: &SharedRef, req: &StandinReq) -> StandinOut {
         "Error: failed to get Kubernetes version: Get \"http://127.0.0.1:{port}/version?timeout=5s\": dial tcp 127.0.0.1:{port}: connect: connection refused\n"
     );
     match pos.first().copied() {
+        Some("version") if a.flags.get("--remote").map(String::as_str) == Some("false") => {
+            out("client version: 1.26.0\n", "", 0)
+        }
         Some("version") => {
             if !reachable {
                 return out("client version: 1.26.0\n", refused, 1);

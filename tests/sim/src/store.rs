@@ -22,7 +22,17 @@ pub enum Res {
     Pvcs,
     Deployments,
     DaemonSets,
+    ServiceAccounts,
+    ClusterRoles,
+    ClusterRoleBindings,
+    Crds,
+    Gateways,
+    HttpRoutes,
 }
+
+/// API groups, each served at `/apis/<group>/v1` (the core group at `/api/v1`).
+pub const GROUPS: &[&str] = &["", "apps", "rbac.authorization.k8s.io", "apiextensions.k8s.io", GATEWAY_GROUP];
+pub const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
 
 pub const ALL_RES: &[Res] = &[
     Res::Namespaces,
@@ -34,6 +44,12 @@ pub const ALL_RES: &[Res] = &[
     Res::Pvcs,
     Res::Deployments,
     Res::DaemonSets,
+    Res::ServiceAccounts,
+    Res::ClusterRoles,
+    Res::ClusterRoleBindings,
+    Res::Crds,
+    Res::Gateways,
+    Res::HttpRoutes,
 ];
 
 impl Res {
@@ -48,6 +64,12 @@ impl Res {
             Res::Pvcs => "persistentvolumeclaims",
             Res::Deployments => "deployments",
             Res::DaemonSets => "daemonsets",
+            Res::ServiceAccounts => "serviceaccounts",
+            Res::ClusterRoles => "clusterroles",
+            Res::ClusterRoleBindings => "clusterrolebindings",
+            Res::Crds => "customresourcedefinitions",
+            Res::Gateways => "gateways",
+            Res::HttpRoutes => "httproutes",
         }
     }
     pub fn kind(self) -> &'static str {
@@ -61,7 +83,26 @@ impl Res {
             Res::Pvcs => "PersistentVolumeClaim",
             Res::Deployments => "Deployment",
             Res::DaemonSets => "DaemonSet",
+            Res::ServiceAccounts => "ServiceAccount",
+            Res::ClusterRoles => "ClusterRole",
+            Res::ClusterRoleBindings => "ClusterRoleBinding",
+            Res::Crds => "CustomResourceDefinition",
+            Res::Gateways => "Gateway",
+            Res::HttpRoutes => "HTTPRoute",
         }
+    }
+    pub fn group(self) -> &'static str {
+        match self {
+            Res::Deployments | Res::DaemonSets => "apps",
+            Res::ClusterRoles | Res::ClusterRoleBindings => "rbac.authorization.k8s.io",
+            Res::Crds => "apiextensions.k8s.io",
+            Res::Gateways | Res::HttpRoutes => GATEWAY_GROUP,
+            _ => "",
+        }
+    }
+    /// Served only once its CustomResourceDefinition exists (as a real apiserver does).
+    pub fn crd_name(self) -> Option<String> {
+        (self.group() == GATEWAY_GROUP).then(|| format!("{}.{}", self.plural(), self.group()))
     }
     pub fn short_names(self) -> &'static [&'static str] {
         match self {
@@ -74,23 +115,41 @@ impl Res {
             Res::Pvcs => &["pvc"],
             Res::Deployments => &["deploy"],
             Res::DaemonSets => &["ds"],
+            Res::ServiceAccounts => &["sa"],
+            Res::ClusterRoles | Res::ClusterRoleBindings | Res::HttpRoutes => &[],
+            Res::Crds => &["crd", "crds"],
+            Res::Gateways => &["gtw"],
         }
     }
+    /// A workload the controllers roll out (spec/status/generation semantics).
     pub fn is_apps(self) -> bool {
         matches!(self, Res::Deployments | Res::DaemonSets)
     }
-    pub fn api_version(self) -> &'static str {
-        if self.is_apps() { "apps/v1" } else { "v1" }
+    /// Objects with a status subresource and a generation.
+    pub fn has_status(self) -> bool {
+        matches!(self, Res::Deployments | Res::DaemonSets | Res::Crds | Res::Gateways | Res::HttpRoutes)
+    }
+    pub fn api_version(self) -> String {
+        match self.group() {
+            "" => "v1".to_string(),
+            g => format!("{g}/v1"),
+        }
     }
     pub fn namespaced(self) -> bool {
-        !matches!(self, Res::Namespaces | Res::Nodes)
+        !matches!(
+            self,
+            Res::Namespaces | Res::Nodes | Res::ClusterRoles | Res::ClusterRoleBindings | Res::Crds
+        )
     }
     /// `deployments.apps` / `pods`, as in NotFound messages.
     pub fn qualified(self) -> String {
-        if self.is_apps() { format!("{}.apps", self.plural()) } else { self.plural().to_string() }
+        match self.group() {
+            "" => self.plural().to_string(),
+            g => format!("{}.{g}", self.plural()),
+        }
     }
-    pub fn from_plural(apps: bool, plural: &str) -> Option<Res> {
-        ALL_RES.iter().copied().find(|r| r.is_apps() == apps && r.plural() == plural)
+    pub fn from_plural(group: &str, plural: &str) -> Option<Res> {
+        ALL_RES.iter().copied().find(|r| r.group() == group && r.plural() == plural)
     }
 }
 

@@ -597,6 +597,70 @@ impl World {
         }
     }
 
+    /// The credentials a database accepts: its own Secret `<db>-credentials` (POSTGRES_USER /
+    /// POSTGRES_PASSWORD, what the stack's manifests give Postgres) when the cluster has one,
+    /// else the ones the simulator was started with.
+    pub fn db_credentials(&self, db: &str) -> Option<(String, String)> {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let secret = self.store.list(Res::Secrets, None).into_iter().find(|s| {
+            s.pointer("/metadata/name").and_then(Value::as_str) == Some(&format!("{db}-credentials"))
+        });
+        if let Some(s) = secret {
+            let key = |k: &str| {
+                let text = s.pointer(&format!("/data/{k}")).and_then(Value::as_str)?;
+                String::from_utf8(b64.decode(text).ok()?).ok()
+            };
+            if let (Some(u), Some(p)) = (key("POSTGRES_USER"), key("POSTGRES_PASSWORD")) {
+                return Some((u, p));
+            }
+        }
+        self.db_creds.get(db).cloned()
+    }
+
+    /// Istio's gateway controller: each Gateway gets a Deployment `<name>-istio`, and is
+    /// `Programmed` once that Deployment has rolled out.
+    fn reconcile_gateways(&mut self) {
+        let gateways: Vec<Value> = self.store.list(Res::Gateways, None).into_iter().cloned().collect();
+        for gw in gateways {
+            let ns = str_at(&gw, "/metadata/namespace").to_string();
+            let name = str_at(&gw, "/metadata/name").to_string();
+            let deploy = format!("{name}-istio");
+            let key = Key::new(Res::Deployments, &ns, &deploy);
+            match self.store.get(&key) {
+                None => {
+                    let mut obj = Self::workload_object(
+                        Res::Deployments,
+                        &ns,
+                        &deploy,
+                        "docker.io/istio/proxyv2:1.26.0",
+                        1,
+                    );
+                    obj["metadata"]["labels"]["gateway.networking.k8s.io/gateway-name"] = json!(name);
+                    obj["spec"]["template"]["metadata"]["labels"]["gateway.networking.k8s.io/gateway-name"] =
+                        json!(name);
+                    self.store.put(Res::Deployments, obj);
+                }
+                Some(d) => {
+                    let programmed =
+                        gw.pointer("/status/conditions").and_then(Value::as_array).is_some_and(|cs| {
+                            cs.iter()
+                                .any(|c| str_at(c, "/type") == "Programmed" && str_at(c, "/status") == "True")
+                        });
+                    if rollout_done(d).is_ok()
+                        && d.pointer("/status/observedGeneration").is_some()
+                        && !programmed
+                    {
+                        let mut g = gw.clone();
+                        g["status"] = json!({"conditions": [
+                            {"type":"Accepted","status":"True","reason":"Accepted","message":"Resource accepted"},
+                            {"type":"Programmed","status":"True","reason":"Programmed","message":"Resource programmed, assigned to service(s)"}]});
+                        self.store.put(Res::Gateways, g);
+                    }
+                }
+            }
+        }
+    }
+
     pub fn put_secret(&mut self) {
         let b64 = base64::engine::general_purpose::STANDARD;
         let data: serde_json::Map<String, Value> =
@@ -645,6 +709,7 @@ impl World {
         if !self.docker_up || !self.node_running() {
             return None;
         }
+        self.reconcile_gateways();
         let mut next: Option<Instant> = None;
         let mut due = |t: Instant| {
             next = Some(next.map_or(t, |n: Instant| n.min(t)));
@@ -1029,7 +1094,7 @@ impl World {
             }
             let kind = wl.0.kind();
             self.event("rollout-complete", &format!("{}/{}", wl.1, wl.2), kind);
-            if self.is_ztunnel(wl) && gen_ > 1 {
+            if self.is_ztunnel(wl) {
                 self.last_ztunnel_complete = Some(now);
                 self.event("mesh-epoch", &format!("{}/{}", wl.1, wl.2), "");
             }

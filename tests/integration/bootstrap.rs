@@ -1,0 +1,172 @@
+//! `bookstore up` on a machine with no cluster: the full bootstrap, on the simulator, through the
+//! real kubectl and docker clients (and the kind/istioctl stand-ins).
+
+use std::time::Duration;
+
+use base64::Engine;
+use bookstore_sim::{AuditEntry, Sim, SimOptions, Source};
+
+use crate::harness::{BIN, Run};
+
+const APP_IMAGES: [&str; 3] =
+    ["bookstore/ecom-service:dev", "bookstore/inventory-service:dev", "bookstore/ui-service:dev"];
+
+/// An empty machine: Docker runs, no kind cluster, our three images already built.
+fn empty_machine(images: bool) -> Sim {
+    let opts = SimOptions {
+        time_scale: 0.05,
+        no_cluster: true,
+        images: if images { APP_IMAGES.iter().map(|s| s.to_string()).collect() } else { vec![] },
+        ..SimOptions::default()
+    };
+    let sim = Sim::start(opts).expect("simulator starts");
+    // No network here: point the stack's Gateway API CRDs at a local copy of their definitions.
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sim/fixtures/gateway-api-crds.yaml");
+    std::fs::copy(fixture, sim.dir().join("infra/gateway-api-crds.yaml")).unwrap();
+    let stack = std::fs::read_to_string(sim.stack_path()).unwrap();
+    let line = stack
+        .lines()
+        .find(|l| l.trim_start().starts_with("crds: https://"))
+        .expect("the crds line")
+        .to_string();
+    std::fs::write(sim.stack_path(), stack.replace(&line, "    crds: gateway-api-crds.yaml")).unwrap();
+    sim
+}
+
+fn bookstore(sim: &Sim, args: &[&str]) -> Run {
+    let mut cmd = sim.command(BIN);
+    cmd.args(args).arg("--stack").arg(sim.stack_path()).env("NO_COLOR", "1").env("TMPDIR", sim.dir());
+    Run::from(cmd.output().expect("bookstore runs"))
+}
+
+fn secret_value(sim: &Sim, ns: &str, name: &str, key: &str) -> String {
+    let out = sim
+        .command("kubectl")
+        .args(["--context", "kind-bookstore", "get", "secret", name, "-n", ns, "-o", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let encoded = doc["data"][key].as_str().unwrap_or_else(|| panic!("{ns}/{name} has no {key}"));
+    String::from_utf8(base64::engine::general_purpose::STANDARD.decode(encoded).unwrap()).unwrap()
+}
+
+fn get(sim: &Sim, container_port: u16, host: Option<&str>, path: &str) -> Option<u16> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .timeout_global(Some(Duration::from_secs(3)))
+        .build()
+        .into();
+    let mut req = agent.get(format!("http://127.0.0.1:{}{path}", sim.host_port(container_port)));
+    if let Some(h) = host {
+        req = req.header("Host", h);
+    }
+    req.call().ok().map(|r| r.status().as_u16())
+}
+
+#[test]
+fn up_on_an_empty_machine_builds_the_whole_stack_and_a_second_up_recovers_it() {
+    let sim = empty_machine(true);
+    let run = bookstore(&sim, &["up"]);
+    run.expect(0);
+    eprintln!("{}", run.stderr);
+    for step in [
+        "Creating kind cluster bookstore",
+        "Installing the Gateway API CRDs",
+        "Installing Istio ambient",
+        "Applying k8s/60-gateway",
+        "Smoke-testing every route",
+    ] {
+        assert!(run.stderr.contains(step), "{step} missing in\n{}", run.stderr);
+    }
+    // Every route answers; both connectors run with the credentials generated on this machine.
+    assert_eq!(get(&sim, 30000, Some("myecom.net"), "/"), Some(200));
+    assert_eq!(get(&sim, 30000, Some("idp.keycloak.net"), "/realms/bookstore"), Some(200));
+    assert_eq!(get(&sim, 32200, None, "/overview"), Some(200));
+    let password = secret_value(&sim, "ecom", "ecom-db-credentials", "POSTGRES_PASSWORD");
+    assert_eq!(password.len(), 32);
+    assert_eq!(secret_value(&sim, "infra", "debezium-db-credentials", "ECOM_DB_PASSWORD"), password);
+    let connectors = sim.connectors();
+    assert_eq!(connectors["ecom-connector"]["database.password"], password);
+    // No generated secret in any argv (stand-ins record theirs), any request path, or the output.
+    let audit = sim.audit();
+    for e in &audit {
+        assert!(!(e.source == Source::Standin && e.body.contains(&password)), "secret in argv: {}", e.path);
+        assert!(!e.path.contains(&password));
+    }
+    assert!(!run.stderr.contains(&password) && !run.stdout.contains(&password));
+    // Secrets went to the API server as a request body (kubectl's stdin), with stringData.
+    assert!(audit.iter().any(|e| e.source == Source::Kube
+        && e.verb == "PATCH"
+        && e.path.contains("/secrets/ecom-db-credentials")));
+
+    // A second `up` finds the stack complete: a recovery, and the secrets are kept.
+    let again = bookstore(&sim, &["up"]);
+    again.expect(0);
+    assert!(again.stderr.contains("Restarting 16 workloads"), "{}", again.stderr);
+    assert_eq!(secret_value(&sim, "ecom", "ecom-db-credentials", "POSTGRES_PASSWORD"), password);
+}
+
+#[test]
+fn a_bootstrap_interrupted_after_istio_converges_on_the_next_up() {
+    let sim = empty_machine(true);
+    let mut cmd = sim.command(BIN);
+    cmd.args(["up", "--stack"]).arg(sim.stack_path()).env("NO_COLOR", "1").env("TMPDIR", sim.dir());
+    cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let installed = |a: &[AuditEntry]| {
+        a.iter().any(|e| e.source == Source::Standin && e.verb == "istioctl" && e.path.starts_with("install"))
+    };
+    sim.wait_for(Duration::from_secs(60), "istioctl install", |w| installed(&w.audit)).unwrap();
+    // Ctrl-C right after the Istio step.
+    let status = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let run = bookstore(&sim, &["up"]);
+    run.expect(0);
+    assert!(run.stderr.contains("resuming the bootstrap"), "{}", run.stderr);
+    assert!(!run.stderr.contains("Creating kind cluster"), "{}", run.stderr);
+    assert_eq!(get(&sim, 30000, Some("myecom.net"), "/"), Some(200));
+}
+
+#[test]
+fn a_taken_host_port_stops_the_bootstrap_before_anything_is_created() {
+    let sim = empty_machine(true);
+    // The simulator lets go of the ports of a cluster that does not exist yet just after start.
+    let port = sim.host_port(32300);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let taken = loop {
+        match std::net::TcpListener::bind(("127.0.0.1", port)) {
+            Ok(l) => break l,
+            Err(e) if std::time::Instant::now() > deadline => panic!("cannot take port {port}: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    let run = bookstore(&sim, &["up"]);
+    run.expect(3);
+    assert!(run.stderr.contains(&format!("host port {}", sim.host_port(32300))), "{}", run.stderr);
+    assert!(run.stderr.contains("node port 32300"), "{}", run.stderr);
+    assert!(
+        !sim.audit()
+            .iter()
+            .any(|e| e.source == Source::Standin && e.verb == "kind" && e.path.starts_with("create"))
+    );
+    drop(taken);
+}
+
+#[test]
+fn a_missing_build_context_is_a_preflight_error() {
+    let sim = empty_machine(false);
+    let run = bookstore(&sim, &["up"]);
+    run.expect(3);
+    assert!(run.stderr.contains("BOOKSTORE_ECOM_SERVICE_CONTEXT"), "{}", run.stderr);
+    assert!(
+        !sim.audit()
+            .iter()
+            .any(|e| e.source == Source::Standin && e.verb == "kind" && e.path.starts_with("create"))
+    );
+}

@@ -1,5 +1,5 @@
 # Make targets for bookstore. Each builds the binary if needed (scripts/bookstore).
-.PHONY: up down recover smoke connectors test dry-run
+.PHONY: up down recover smoke connectors test dry-run demo
 
 up:          ## recover the stack (or report that a bootstrap is needed)
 	scripts/bookstore up
@@ -21,3 +21,6 @@ dry-run:     ## print what recover would run, change nothing
 
 test:        ## what CI runs: install the clients, fmt, clippy, tests
 	bash .ci/run
+
+demo:        ## the broken stack after a simulated Docker restart, then `bookstore up` (no Docker needed)
+	bash scripts/demo.sh

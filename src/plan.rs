@@ -55,15 +55,16 @@ pub struct Preflight {
     pub tools: Vec<&'static str>,
     /// `docker info`.
     pub docker: bool,
-    /// The cluster exists (`kind get clusters`, unless already known), its node runs with every
-    /// port mapping, legacy proxies removed.
+    /// The cluster exists (`kind get clusters`), its node runs with every port mapping (both
+    /// skipped when `up`'s detection established them), legacy proxies removed.
     pub cluster: bool,
 }
 
 /// What `up`'s detection already established, so the plan does not check it twice.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Known {
-    /// Tools found, Docker answering, the cluster listed by kind.
+    /// Tools found, Docker answering, the cluster listed by kind, its node running with every
+    /// port mapping.
     pub cluster_listed: bool,
     /// The kube API answered.
     pub api_ready: bool,

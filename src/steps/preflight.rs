@@ -109,13 +109,16 @@ pub fn run(ctx: &Ctx, p: &Preflight) -> Result<()> {
         docker_running()?;
     }
     if p.cluster {
-        if p.docker && !cluster_exists(ctx)? {
-            return Err(Error::prerequisite(
-                format!("no kind cluster named `{}` (kind get clusters)", ctx.stack.cluster.name),
-                "create it with `bookstore up`",
-            ));
+        // Without `docker`, `up`'s detection already listed the cluster and checked its node.
+        if p.docker {
+            if !cluster_exists(ctx)? {
+                return Err(Error::prerequisite(
+                    format!("no kind cluster named `{}` (kind get clusters)", ctx.stack.cluster.name),
+                    "create it with `bookstore up`",
+                ));
+            }
+            node(ctx)?;
         }
-        node(ctx)?;
         legacy_proxies(ctx)?;
         let cluster = &ctx.stack.cluster;
         step.done(&format!(
@@ -142,12 +145,12 @@ pub fn describe(ctx: &Ctx, p: &Preflight, lines: &mut Vec<String>) {
     let cluster = &ctx.stack.cluster;
     if p.docker {
         lines.push(format!("{}   # must list {}", docker::kind_get_clusters(), cluster.name));
+        lines.push(format!(
+            "{}   # running, with the mappings {}",
+            docker::inspect(&cluster.control_plane_container()),
+            cluster.ports.iter().map(|m| m.container_port.to_string()).collect::<Vec<_>>().join(", ")
+        ));
     }
-    lines.push(format!(
-        "{}   # running, with the mappings {}",
-        docker::inspect(&cluster.control_plane_container()),
-        cluster.ports.iter().map(|m| m.container_port.to_string()).collect::<Vec<_>>().join(", ")
-    ));
     if !ctx.stack.legacy_proxies.is_empty() {
         lines.push(docker::ps_named(&ctx.stack.legacy_proxies).to_string());
         lines.push(format!("{}   # only those found", docker::rm_force(&ctx.stack.legacy_proxies)));

@@ -104,6 +104,11 @@ fn run() -> Result<ExitCode> {
                 println!("export {k}='{v}'");
             }
             println!("# stack: {}", sim.stack_path().display());
+            for port in [30000u16, 31111, 32000, 32100, 32200, 32300] {
+                if let Some(host) = sim.try_host_port(port) {
+                    println!("# host-port {port} {host}");
+                }
+            }
             println!("# control: {}", sim.control_url());
             std::io::stdout().flush()?;
             eprintln!("bookstore-sim: serving; Ctrl-C to stop");

@@ -237,6 +237,11 @@ impl Sim {
         }
     }
 
+    /// The host port for a containerPort of the cluster config, if it has one.
+    pub fn try_host_port(&self, container_port: u16) -> Option<u16> {
+        self.host_ports.get(&container_port).copied()
+    }
+
     pub fn kube_port(&self) -> u16 {
         self.kube_port
     }

@@ -19,8 +19,11 @@ fn empty_machine(images: bool) -> Sim {
         images: if images { APP_IMAGES.iter().map(|s| s.to_string()).collect() } else { vec![] },
         ..SimOptions::default()
     };
-    let sim = Sim::start(opts).expect("simulator starts");
-    // No network here: point the stack's Gateway API CRDs at a local copy of their definitions.
+    with_local_crds(Sim::start(opts).expect("simulator starts"))
+}
+
+/// No network here: point the stack's Gateway API CRDs at a local copy of their definitions.
+fn with_local_crds(sim: Sim) -> Sim {
     let fixture =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sim/fixtures/gateway-api-crds.yaml");
     std::fs::copy(fixture, sim.dir().join("infra/gateway-api-crds.yaml")).unwrap();
@@ -169,4 +172,25 @@ fn a_missing_build_context_is_a_preflight_error() {
             .iter()
             .any(|e| e.source == Source::Standin && e.verb == "kind" && e.path.starts_with("create"))
     );
+}
+
+#[test]
+fn with_the_containerd_image_store_images_are_loaded_as_archives() {
+    let opts = SimOptions {
+        time_scale: 0.05,
+        no_cluster: true,
+        containerd_store: true,
+        images: APP_IMAGES.iter().map(|s| s.to_string()).collect(),
+        ..SimOptions::default()
+    };
+    let sim = with_local_crds(Sim::start(opts).expect("simulator starts"));
+    bookstore(&sim, &["up"]).expect(0);
+    let loads: Vec<String> = sim
+        .audit()
+        .iter()
+        .filter(|e| e.source == Source::Standin && e.verb == "kind" && e.path.starts_with("load"))
+        .map(|e| e.path.clone())
+        .collect();
+    assert_eq!(loads.len(), 3, "{loads:?}");
+    assert!(loads.iter().all(|l| l.starts_with("load image-archive")), "{loads:?}");
 }

@@ -135,6 +135,14 @@ fn route(w: &mut World, method: &str, path: &str, q: &[(String, String)]) -> (Re
             }
         }
         ("GET", ["images", "json"]) => (server::json(200, &json!([])), none),
+        // `docker save`: an image archive (its content does not matter to the stand-ins).
+        ("GET", ["images", "get"]) => {
+            let names: Vec<&str> = q.iter().filter(|(k, _)| k == "names").map(|(_, v)| v.as_str()).collect();
+            match names.iter().find(|n| !w.opts.images.iter().any(|i| i == *n)) {
+                Some(missing) => (message(404, &format!("reference does not exist: {missing}")), none),
+                None => (server::resp(200, "application/x-tar", vec![0u8; 1024]), none),
+            }
+        }
         ("GET", ["images", name @ .., "json"]) if !name.is_empty() => {
             let name = name.join("/");
             if w.opts.images.contains(&name) {
@@ -177,7 +185,8 @@ fn info(w: &World) -> Value {
     json!({"ID":"SIMU:LATE:D0CK:ER00:0000:0000:0000:0000:0000:0000:0000:0001",
            "Containers": w.containers.len(),"ContainersRunning": running,"ContainersPaused":0,
            "ContainersStopped": w.containers.len() - running,"Images": w.containers.len(),
-           "Driver":"overlay2","DriverStatus":[],"Plugins":{"Volume":["local"],"Network":["bridge","host","null"],"Authorization":null,"Log":["json-file","local"]},
+           "Driver": if w.opts.containerd_store {"overlayfs"} else {"overlay2"},
+           "DriverStatus": if w.opts.containerd_store { json!([["driver-type","io.containerd.snapshotter.v1"]]) } else { json!([]) },"Plugins":{"Volume":["local"],"Network":["bridge","host","null"],"Authorization":null,"Log":["json-file","local"]},
            "MemoryLimit":true,"SwapLimit":true,"CpuCfsPeriod":true,"CpuCfsQuota":true,"CPUShares":true,"CPUSet":true,
            "PidsLimit":true,"IPv4Forwarding":true,"Debug":false,"NFd":40,"OomKillDisable":false,"NGoroutines":60,
            "SystemTime": rfc3339(SystemTime::now()),"LoggingDriver":"json-file","CgroupDriver":"cgroupfs","CgroupVersion":"2",

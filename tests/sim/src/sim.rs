@@ -39,6 +39,8 @@ pub struct SimOptions {
     pub dir: Option<PathBuf>,
     /// Images present in the local Docker image store (`docker image inspect` finds them).
     pub images: Vec<String>,
+    /// Docker uses the containerd image store (Docker Desktop's default; kind#3795).
+    pub containerd_store: bool,
 }
 
 impl Default for SimOptions {
@@ -59,6 +61,7 @@ impl Default for SimOptions {
             ]),
             dir: None,
             images: Vec::new(),
+            containerd_store: false,
         }
     }
 }

@@ -297,6 +297,18 @@ async fn kind(shared: &SharedRef, req: &StandinReq) -> StandinOut {
             if images.is_empty() {
                 return out("", "ERROR: a list of image names is required\n", 1);
             }
+            if w.opts.containerd_store {
+                // kubernetes-sigs/kind#3795: `docker save` from the containerd image store
+                // yields an archive ctr cannot import.
+                let digest = crate::world::container_id(&images[0], 11);
+                return out(
+                    "",
+                    format!(
+                        "ERROR: failed to load image: command \"docker exec --privileged -i {name}-control-plane ctr --namespace=k8s.io images import --all-platforms --digests --snapshotter=overlayfs -\" failed with error: exit status 1\nCommand Output: ctr: content digest sha256:{digest}: not found\n"
+                    ),
+                    1,
+                );
+            }
             let mut err = String::new();
             for img in images {
                 err.push_str(&format!(

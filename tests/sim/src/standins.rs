@@ -300,7 +300,7 @@ async fn kind(shared: &SharedRef, req: &StandinReq) -> StandinOut {
             if w.opts.containerd_store {
                 // kubernetes-sigs/kind#3795: `docker save` from the containerd image store
                 // yields an archive ctr cannot import.
-                let digest = crate::world::container_id(&images[0], 11);
+                let digest = crate::world::container_id(images[0], 11);
                 return out(
                     "",
                     format!(

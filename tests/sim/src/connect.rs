@@ -71,6 +71,10 @@ fn serve(
 ) -> Result<Resp, io::Error> {
     let reset = || io::Error::new(io::ErrorKind::ConnectionReset, "no ready endpoint");
     // Faults in front of everything.
+    if w.faults.c_reset > 0 {
+        w.faults.c_reset -= 1;
+        return Err(reset());
+    }
     if w.faults.c502 > 0 {
         w.faults.c502 -= 1;
         return Ok(server::resp(

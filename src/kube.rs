@@ -123,10 +123,22 @@ impl Kubectl {
         keys: &[&str],
     ) -> Result<BTreeMap<String, Secret>> {
         let cmd = self.get_secret(namespace, name);
-        let out = cmd.run().map_err(|e| self.explain(e))?;
+        let out = cmd.run().map_err(|e| match &e {
+            Error::Command { stderr_tail, .. } if stderr_tail.contains("NotFound") => Error::prerequisite(
+                format!("secret {namespace}/{name} not found (`{cmd}`); nothing was restarted"),
+                format!(
+                    "restore it with the keys {} (the databases' credentials), e.g. `kubectl --context {} \
+                     -n {namespace} create secret generic {name} --from-env-file=<file of KEY=value lines>`, \
+                     then run again",
+                    keys.join(", "),
+                    self.context
+                ),
+            ),
+            _ => self.explain(e),
+        })?;
         decode_secret(&out.stdout, keys).map_err(|problem| {
             Error::prerequisite(
-                format!("secret {namespace}/{name}: {problem}"),
+                format!("secret {namespace}/{name}: {problem}; nothing was restarted"),
                 format!(
                     "check the secret with `kubectl --context {} describe secret {name} -n {namespace}` \
                      (it must have the keys {})",

@@ -4,6 +4,7 @@
 
 mod bootstrap;
 mod connectors;
+mod inputs;
 mod mesh;
 mod preflight;
 mod rollout;
@@ -71,6 +72,7 @@ pub fn run(ctx: &Ctx, steps: &[Step]) -> Result<()> {
         match step {
             Step::Preflight(p) => preflight::run(ctx, p)?,
             Step::WaitApi => mesh::wait_api(ctx)?,
+            Step::CheckCluster => inputs::run(ctx)?,
             Step::RestartMesh { settle } => mesh::restart(ctx, *settle)?,
             Step::Rollout(graph) => rollout::run(ctx, graph)?,
             Step::Connectors => connectors::run_all(ctx)?,
@@ -98,6 +100,7 @@ pub fn describe(ctx: &Ctx, steps: &[Step]) -> Result<Vec<String>> {
         match step {
             Step::Preflight(p) => preflight::describe(ctx, p, &mut lines),
             Step::WaitApi => mesh::describe_api(ctx, &mut lines),
+            Step::CheckCluster => inputs::describe(ctx, &mut lines),
             Step::RestartMesh { settle } => mesh::describe_restart(ctx, *settle, &mut lines),
             Step::Rollout(graph) => rollout::describe(ctx, graph, &mut lines)?,
             Step::Connectors => {

@@ -75,13 +75,7 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
         .map(|w| format!("{}/{}", w.namespace, w.name))
         .collect();
     if !absent.is_empty() {
-        return Err(Error::prerequisite(
-            format!(
-                "deployment(s) named in the stack file are not in the cluster: {}; nothing was restarted",
-                absent.join(", ")
-            ),
-            "check the stack file against `kubectl get deploy -A`, or rebuild the stack with `bookstore down && bookstore up`",
-        ));
+        return Err(super::inputs::absent_error(&absent));
     }
     let connect = connectors::connect(ctx)?;
     let desired: Vec<Desired> =
@@ -356,11 +350,6 @@ pub fn describe(ctx: &Ctx, graph: &Graph, lines: &mut Vec<String>) -> Result<()>
         ctx.kube.list_deployments()
     ));
     lines.push(format!("{}   # one watch for every readiness wait", ctx.kube.watch_deployments()));
-    let c = &stack.connect;
-    lines.push(format!(
-        "{}   # decoded in-process, never printed",
-        ctx.kube.get_secret(&c.secret_namespace, &c.secret_name)
-    ));
     let name = |t: &Task| match t {
         Task::Restart(i) => stack.workloads[*i].name.clone(),
         Task::Register(i) => stack.connect.connectors[*i].name.clone(),

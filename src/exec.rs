@@ -79,7 +79,7 @@ pub struct Cmd {
 }
 
 /// What a finished child printed.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Output {
     pub stdout: String,
 }

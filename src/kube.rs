@@ -8,17 +8,91 @@ use base64::Engine;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::exec::Cmd;
+use crate::exec::{Cmd, Output};
 use crate::secret::Secret;
+use crate::wait::{Attempt, Poll};
 
 #[derive(Clone, Debug)]
 pub struct Kubectl {
     context: String,
+    /// How long a command is retried while the apiserver fails transiently.
+    retry_for: Duration,
+}
+
+/// kubectl's stderr for an apiserver failure that passes on its own (a 503 or 500 while it
+/// starts, a refused or reset connection right after a Docker restart): worth retrying.
+pub fn transient(stderr: &str) -> bool {
+    [
+        "ServiceUnavailable",
+        "the server is currently unable to handle the request",
+        "InternalError",
+        "an error on the server",
+        "TooManyRequests",
+        "was refused",
+        "connection refused",
+        "connection reset by peer",
+        "TLS handshake timeout",
+        "i/o timeout",
+        "unexpected EOF",
+        "http2: client connection lost",
+    ]
+    .iter()
+    .any(|m| stderr.contains(m))
+}
+
+/// The objects `kubectl rollout restart` reports as restarted (`deployment.apps/x restarted`).
+pub fn restarted(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .filter_map(|l| l.trim().strip_suffix(" restarted"))
+        .filter_map(|obj| obj.rsplit_once('/').map(|(_, name)| name.to_string()))
+        .collect()
 }
 
 impl Kubectl {
-    pub fn new(context: String) -> Kubectl {
-        Kubectl { context }
+    pub fn new(context: String, retry_for: Duration) -> Kubectl {
+        Kubectl { context, retry_for }
+    }
+
+    /// Run a command, retrying transient apiserver failures for a while; other failures are
+    /// explained at once.
+    pub fn run(&self, cmd: &Cmd) -> Result<Output> {
+        let what = format!("`{cmd}` (the Kubernetes API kept failing)");
+        let next = "check the node container (`docker ps`) and the API (`kubectl get --raw /readyz`), then run again";
+        Poll::new(&what, self.retry_for, next).run(|| match cmd.run() {
+            Ok(out) => Attempt::Done(out),
+            Err(Error::Command { stderr_tail, .. }) if transient(&stderr_tail) => {
+                Attempt::Retry(stderr_tail.lines().last().unwrap_or("").to_string())
+            }
+            Err(e) => Attempt::Fail(self.explain(e)),
+        })
+    }
+
+    /// `rollout restart` of `names`, retrying transient failures for the ones not yet restarted
+    /// (a second restart within a second fails, and would restart twice).
+    pub fn restart_all(&self, kind: &str, names: &[&str], namespace: &str) -> Result<()> {
+        let mut left: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let first = self.restart(kind, names, namespace);
+        let what = format!("`{first}` (the Kubernetes API kept failing)");
+        let next = "check the node container (`docker ps`) and the API (`kubectl get --raw /readyz`), then run again";
+        Poll::new(&what, self.retry_for, next).run(|| {
+            let refs: Vec<&str> = left.iter().map(String::as_str).collect();
+            let cmd = self.restart(kind, &refs, namespace);
+            let out = match cmd.run_unchecked() {
+                Ok(out) => out,
+                Err(e) => return Attempt::Fail(e),
+            };
+            let done = restarted(&out.stdout);
+            left.retain(|n| !done.contains(n));
+            if out.status.success() || left.is_empty() {
+                Attempt::Done(())
+            } else if transient(&out.stderr) {
+                Attempt::Retry(crate::exec::tail(&out.stderr, 1))
+            } else {
+                let status = out.status.code().map_or("killed by a signal".into(), |c| format!("exit {c}"));
+                Attempt::Fail(self.explain(cmd.failure(&status, &out.stderr)))
+            }
+        })
     }
 
     pub fn context(&self) -> &str {
@@ -123,7 +197,7 @@ impl Kubectl {
         keys: &[&str],
     ) -> Result<BTreeMap<String, Secret>> {
         let cmd = self.get_secret(namespace, name);
-        let out = cmd.run().map_err(|e| match &e {
+        let out = self.run(&cmd).map_err(|e| match &e {
             Error::Command { stderr_tail, .. } if stderr_tail.contains("NotFound") => Error::prerequisite(
                 format!("secret {namespace}/{name} not found (`{cmd}`); nothing was restarted"),
                 format!(
@@ -134,7 +208,7 @@ impl Kubectl {
                     self.context
                 ),
             ),
-            _ => self.explain(e),
+            _ => e,
         })?;
         decode_secret(&out.stdout, keys).map_err(|problem| {
             Error::prerequisite(
@@ -274,6 +348,29 @@ mod tests {
         let stuck = json!({"metadata": {"generation": 1}, "status": {"observedGeneration": 1,
             "conditions": [{"type": "Progressing", "reason": "ProgressDeadlineExceeded"}]}});
         assert!(matches!(deployment_rollout(&stuck), Rollout::Failed(_)));
+    }
+
+    #[test]
+    fn transient_api_failures_are_told_apart() {
+        assert!(transient(
+            "Error from server (ServiceUnavailable): the server is currently unable to handle the request"
+        ));
+        assert!(transient(
+            "Error from server (InternalError): an error on the server (\"unknown\") has prevented the request from succeeding"
+        ));
+        assert!(transient(
+            "The connection to the server 127.0.0.1:6443 was refused - did you specify the right host or port?"
+        ));
+        assert!(!transient("Error from server (NotFound): deployments.apps \"x\" not found"));
+        assert!(!transient("error: context \"kind-x\" does not exist"));
+    }
+
+    #[test]
+    fn restarted_objects_are_read_from_stdout() {
+        let out = "deployment.apps/ecom-db restarted\ndeployment.apps/ecom-service restarted\n";
+        assert_eq!(restarted(out), ["ecom-db", "ecom-service"]);
+        assert_eq!(restarted("daemonset.apps/ztunnel restarted"), ["ztunnel"]);
+        assert!(restarted("Error from server").is_empty());
     }
 
     #[test]

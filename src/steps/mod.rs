@@ -30,7 +30,8 @@ pub struct Ctx<'a> {
 
 impl<'a> Ctx<'a> {
     pub fn new(stack: &'a Stack, ui: &'a Ui) -> Ctx<'a> {
-        Ctx { stack, kube: Kubectl::new(stack.cluster.context()), ui, secrets: OnceLock::new() }
+        let kube = Kubectl::new(stack.cluster.context(), stack.api_timeout);
+        Ctx { stack, kube, ui, secrets: OnceLock::new() }
     }
 
     /// The connector credentials (read once, in-process, never printed).

@@ -65,7 +65,7 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
     let step = ctx.ui.start(&format!("Restarting {} workloads ({order})", stack.workloads.len()));
 
     // Everything that can be wrong with the input is checked before the first restart.
-    let listing = ctx.kube.list_deployments().run().map_err(|e| ctx.kube.explain(e))?;
+    let listing = ctx.kube.run(&ctx.kube.list_deployments())?;
     let mut generation = generations(&listing.stdout)
         .map_err(|p| Error::step(format!("`{}`: {p}", ctx.kube.list_deployments()), "run it by hand"))?;
     let absent: Vec<String> = stack
@@ -121,10 +121,15 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
         }
         for (namespace, names) in batches {
             ctx.ui.info(&format!("restart {} ({namespace})", names.join(", ")));
-            let cmd = ctx.kube.restart("deployment", &names, namespace);
+            let (kube, names, namespace) = (
+                ctx.kube.clone(),
+                names.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+                namespace.to_string(),
+            );
             let tx = tx.clone();
             std::thread::spawn(move || {
-                let _ = tx.send(Msg::Restarted(cmd.run().map(|_| ())));
+                let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                let _ = tx.send(Msg::Restarted(kube.restart_all("deployment", &names, &namespace)));
             });
         }
         if state.values().all(|s| matches!(s, State::Done)) {
@@ -179,7 +184,7 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
                     }
                 }
             }
-            Ok(Msg::Restarted(result)) => result.map_err(|e| ctx.kube.explain(e))?,
+            Ok(Msg::Restarted(result)) => result?,
             Ok(Msg::Registered(i, result)) => {
                 let note = result?;
                 let task = Task::Register(i);
@@ -302,7 +307,7 @@ pub fn await_ready(ctx: &Ctx, targets: &[(String, String)], timeout: Duration) -
 
 /// Which stack workloads the cluster lacks (a bootstrap that stopped halfway).
 pub fn missing_workloads(ctx: &Ctx) -> Result<Vec<String>> {
-    let listing = ctx.kube.list_deployments().run().map_err(|e| ctx.kube.explain(e))?;
+    let listing = ctx.kube.run(&ctx.kube.list_deployments())?;
     let present = generations(&listing.stdout)
         .map_err(|p| Error::step(format!("`{}`: {p}", ctx.kube.list_deployments()), "run it by hand"))?;
     Ok(ctx

@@ -140,6 +140,49 @@ impl Kubectl {
         ])
     }
 
+    pub fn pods(&self, namespace: &str, selector: &str) -> Cmd {
+        self.base()
+            .args(["get", "pods", "-n", namespace, "-l", selector, "-o", "json"])
+            .deadline(Duration::from_secs(15))
+    }
+
+    pub fn logs(&self, namespace: &str, selector: &str, lines: u32) -> Cmd {
+        self.base()
+            .args(["logs", "-n", namespace, "-l", selector, "--prefix"])
+            .arg(format!("--tail={lines}"))
+            .deadline(Duration::from_secs(15))
+    }
+
+    /// Why a workload (pods labelled `app=<app>`) is not Ready: each pod's state and the last
+    /// log lines. Best effort, for an error message: a failure to look is shown, not raised.
+    pub fn diagnose(&self, namespace: &str, app: &str) -> String {
+        let selector = format!("app={app}");
+        let mut out = Vec::new();
+        let pods = self.pods(namespace, &selector);
+        match pods.run().map_err(|e| e.to_string()).and_then(|o| pod_states(&o.stdout)) {
+            Ok(states) if states.is_empty() => out.push(format!("no pods ({pods})")),
+            Ok(states) => {
+                out.push(format!("pods ({pods}):"));
+                out.extend(states.into_iter().map(|s| format!("  {s}")));
+            }
+            Err(e) => out.push(format!("pods: could not list them: {}", e.lines().next().unwrap_or(""))),
+        }
+        let logs = self.logs(namespace, &selector, 5);
+        match logs.run_unchecked() {
+            Ok(raw) => {
+                let mut lines: Vec<String> = raw.stdout.lines().map(|l| format!("  {l}")).collect();
+                lines.extend(raw.stderr.lines().filter(|l| !l.trim().is_empty()).map(|l| format!("  {l}")));
+                if !lines.is_empty() {
+                    out.push(format!("last log lines ({logs}):"));
+                    let start = lines.len().saturating_sub(12);
+                    out.extend(lines.drain(start..));
+                }
+            }
+            Err(e) => out.push(format!("logs: {}", e.to_string().lines().next().unwrap_or(""))),
+        }
+        crate::secret::redact(&out.join("\n"))
+    }
+
     /// Server-side apply of manifests sent on stdin (never in argv: they can hold secrets).
     pub fn apply(&self, manifests: Secret) -> Cmd {
         self.base()
@@ -275,6 +318,49 @@ pub fn decode_secret(json: &str, keys: &[&str]) -> std::result::Result<BTreeMap<
     Ok(out)
 }
 
+/// One line per pod of a `kubectl get pods -o json` list: phase, readiness, why a container
+/// waits (CrashLoopBackOff, ImagePullBackOff and their messages), restarts, the last exit.
+pub fn pod_states(json: &str) -> std::result::Result<Vec<String>, String> {
+    let doc: Value = serde_json::from_str(json).map_err(|e| format!("kubectl printed invalid JSON: {e}"))?;
+    let items = doc.get("items").and_then(Value::as_array).ok_or("no `items` list")?;
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or("").to_string();
+    let mut out = Vec::new();
+    for pod in items {
+        let name = text(pod.pointer("/metadata/name"));
+        let phase = text(pod.pointer("/status/phase"));
+        let ready = pod.pointer("/status/conditions").and_then(Value::as_array).is_some_and(|cs| {
+            cs.iter().any(|c| {
+                c.get("type").and_then(Value::as_str) == Some("Ready")
+                    && c.get("status").and_then(Value::as_str) == Some("True")
+            })
+        });
+        let mut parts = vec![
+            if phase.is_empty() { "unknown phase".to_string() } else { phase },
+            if ready { "Ready" } else { "not Ready" }.to_string(),
+        ];
+        let mut restarts = 0i64;
+        let statuses = pod.pointer("/status/containerStatuses").and_then(Value::as_array);
+        for c in statuses.into_iter().flatten() {
+            restarts = restarts.saturating_add(c.get("restartCount").and_then(Value::as_i64).unwrap_or(0));
+            if let Some(w) = c.pointer("/state/waiting") {
+                let reason = text(w.get("reason"));
+                let message: String = text(w.get("message")).chars().take(160).collect();
+                let shown = if message.is_empty() { reason } else { format!("{reason} ({message})") };
+                parts.push(format!("waiting: {shown}"));
+            }
+            if let Some(t) = c.pointer("/lastState/terminated") {
+                let code = t.get("exitCode").and_then(Value::as_i64).unwrap_or(0);
+                parts.push(format!("last exit: {} (exit code {code})", text(t.get("reason"))));
+            }
+        }
+        if restarts > 0 {
+            parts.push(format!("restarted {restarts} time{}", if restarts == 1 { "" } else { "s" }));
+        }
+        out.push(format!("{name}: {}", parts.join(", ")));
+    }
+    Ok(out)
+}
+
 /// Where a deployment's rollout stands, by kubectl's own `rollout status` rules.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Rollout {
@@ -348,6 +434,32 @@ mod tests {
         let stuck = json!({"metadata": {"generation": 1}, "status": {"observedGeneration": 1,
             "conditions": [{"type": "Progressing", "reason": "ProgressDeadlineExceeded"}]}});
         assert!(matches!(deployment_rollout(&stuck), Rollout::Failed(_)));
+    }
+
+    #[test]
+    fn pod_states_name_why_a_pod_is_not_ready() {
+        let list = json!({"items": [
+            {"metadata": {"name": "a-1"}, "status": {"phase": "Running",
+                "conditions": [{"type": "Ready", "status": "False"}],
+                "containerStatuses": [{"restartCount": 3,
+                    "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s"}},
+                    "lastState": {"terminated": {"reason": "Error", "exitCode": 1}}}]}},
+            {"metadata": {"name": "b-2"}, "status": {"phase": "Pending",
+                "containerStatuses": [{"restartCount": 0, "state": {"waiting": {"reason": "ImagePullBackOff",
+                    "message": "Back-off pulling image \"x:1\""}}}]}},
+            {"metadata": {"name": "c-3"}, "status": {"phase": "Running",
+                "conditions": [{"type": "Ready", "status": "True"}]}}
+        ]});
+        let states = pod_states(&list.to_string()).unwrap();
+        assert_eq!(
+            states,
+            [
+                "a-1: Running, not Ready, waiting: CrashLoopBackOff (back-off 40s), last exit: Error (exit code 1), restarted 3 times",
+                "b-2: Pending, not Ready, waiting: ImagePullBackOff (Back-off pulling image \"x:1\")",
+                "c-3: Running, Ready",
+            ]
+        );
+        assert!(pod_states("[]").is_err());
     }
 
     #[test]

@@ -55,7 +55,8 @@ pub fn restart(ctx: &Ctx, settle: Duration) -> Result<()> {
         match status.run() {
             Ok(_) => break,
             Err(Error::Command { stderr_tail, .. }) if stderr_tail.contains("timed out") => {
-                return Err(timed_out(stderr_tail));
+                let diagnosis = ctx.kube.diagnose(&mesh.namespace, &mesh.daemonset);
+                return Err(timed_out(format!("{stderr_tail}\n{diagnosis}")));
             }
             Err(Error::Command { stderr_tail, .. })
                 if crate::kube::transient(&stderr_tail) && left > Duration::from_secs(1) =>

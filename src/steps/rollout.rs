@@ -177,7 +177,10 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
                         Rollout::Waiting(why) => *last = why,
                         Rollout::Failed(why) => {
                             return Err(Error::step(
-                                format!("deployment {namespace}/{name}: {why}"),
+                                format!(
+                                    "deployment {namespace}/{name}: {why}\n{}",
+                                    ctx.kube.diagnose(&namespace, &name)
+                                ),
                                 describe_hint(ctx, &namespace, &name),
                             ));
                         }
@@ -219,7 +222,10 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
                             return Err(Error::Timeout {
                                 what: format!("deployment {}/{} to finish its rollout", w.namespace, w.name),
                                 after: w.timeout,
-                                detail: format!("last status: {last}"),
+                                detail: format!(
+                                    "last status: {last}\n{}",
+                                    ctx.kube.diagnose(&w.namespace, &w.name)
+                                ),
                                 next: describe_hint(ctx, &w.namespace, &w.name),
                             });
                         }

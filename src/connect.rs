@@ -15,6 +15,8 @@ use crate::wait::{Attempt, Poll};
 #[derive(Clone, Debug)]
 pub struct Connect {
     base: String,
+    /// The command that shows the worker's log (with the kind context), for advice.
+    logs: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,8 +51,9 @@ impl Desired {
 }
 
 impl Connect {
-    pub fn new(host_port: u16) -> Connect {
-        Connect { base: format!("http://127.0.0.1:{host_port}") }
+    /// `logs`: the pasteable command that shows the worker's log.
+    pub fn new(host_port: u16, logs: String) -> Connect {
+        Connect { base: format!("http://127.0.0.1:{host_port}"), logs }
     }
 
     pub fn list(&self) -> Request {
@@ -73,12 +76,14 @@ impl Connect {
     pub fn wait_ready(&self, deadline: Duration) -> Result<()> {
         let req = self.list();
         let what = format!("Kafka Connect REST API to answer ({})", req.url);
-        let next = "check the debezium pod: `kubectl -n infra logs deploy/debezium --tail=50`; \
-                    is port 32300 mapped in the cluster config?";
+        let next = format!(
+            "check the worker: `{}`; is its port mapped in the cluster config (extraPortMappings)?",
+            self.logs
+        );
         Poll {
             first: Duration::from_millis(100),
             ceiling: Duration::from_millis(500),
-            ..Poll::new(&what, deadline, next)
+            ..Poll::new(&what, deadline, &next)
         }
         .run(|| match req.send() {
             Ok(r) if r.status == 200 && r.json().is_some_and(|v| v.is_array()) => Attempt::Done(()),
@@ -95,8 +100,8 @@ impl Connect {
         let get = self.get_config(name);
         let put = self.put_config(name, desired.body());
         let what = format!("registering connector {name}");
-        let next = "check the Connect worker's log: `kubectl -n infra logs deploy/debezium --tail=100`";
-        Poll::new(&what, deadline, next).run(|| {
+        let next = format!("check the Connect worker's log: `{}`", self.logs);
+        Poll::new(&what, deadline, &next).run(|| {
             let current = match get.send() {
                 Err(e) => return Attempt::Retry(e),
                 Ok(r) if r.status == 404 => None,

@@ -58,8 +58,8 @@ impl Kubectl {
     /// explained at once.
     pub fn run(&self, cmd: &Cmd) -> Result<Output> {
         let what = format!("`{cmd}` (the Kubernetes API kept failing)");
-        let next = "check the node container (`docker ps`) and the API (`kubectl get --raw /readyz`), then run again";
-        Poll::new(&what, self.retry_for, next).run(|| match cmd.run() {
+        let next = self.api_hint();
+        Poll::new(&what, self.retry_for, &next).run(|| match cmd.run() {
             Ok(out) => Attempt::Done(out),
             Err(Error::Command { stderr_tail, .. }) if transient(&stderr_tail) => {
                 Attempt::Retry(stderr_tail.lines().last().unwrap_or("").to_string())
@@ -68,14 +68,22 @@ impl Kubectl {
         })
     }
 
+    fn api_hint(&self) -> String {
+        format!(
+            "check the node container (`docker ps`) and the API (`kubectl --context {} get --raw /readyz`), \
+             then run again",
+            self.context
+        )
+    }
+
     /// `rollout restart` of `names`, retrying transient failures for the ones not yet restarted
     /// (a second restart within a second fails, and would restart twice).
     pub fn restart_all(&self, kind: &str, names: &[&str], namespace: &str) -> Result<()> {
         let mut left: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         let first = self.restart(kind, names, namespace);
         let what = format!("`{first}` (the Kubernetes API kept failing)");
-        let next = "check the node container (`docker ps`) and the API (`kubectl get --raw /readyz`), then run again";
-        Poll::new(&what, self.retry_for, next).run(|| {
+        let next = self.api_hint();
+        Poll::new(&what, self.retry_for, &next).run(|| {
             let refs: Vec<&str> = left.iter().map(String::as_str).collect();
             let cmd = self.restart(kind, &refs, namespace);
             let out = match cmd.run_unchecked() {

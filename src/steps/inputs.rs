@@ -10,7 +10,7 @@ pub fn run(ctx: &Ctx) -> Result<()> {
     let step = ctx.ui.start("Checking the cluster against the stack file");
     let absent = rollout::missing_workloads(ctx)?;
     if !absent.is_empty() {
-        return Err(absent_error(&absent));
+        return Err(absent_error(ctx, &absent));
     }
     let keys = ctx.credentials()?.len();
     let c = &ctx.stack.connect;
@@ -24,13 +24,17 @@ pub fn run(ctx: &Ctx) -> Result<()> {
 }
 
 /// The stack names deployments the cluster does not have.
-pub fn absent_error(absent: &[String]) -> Error {
+pub fn absent_error(ctx: &Ctx, absent: &[String]) -> Error {
     Error::prerequisite(
         format!(
             "deployment(s) named in the stack file are not in the cluster: {}; nothing was restarted",
             absent.join(", ")
         ),
-        "check the stack file against `kubectl get deploy -A`, or rebuild the stack with `bookstore down && bookstore up`",
+        format!(
+            "check the stack file against `kubectl --context {} get deploy -A`, or rebuild the stack \
+             with `bookstore down && bookstore up`",
+            ctx.kube.context()
+        ),
     )
 }
 

@@ -75,7 +75,7 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
         .map(|w| format!("{}/{}", w.namespace, w.name))
         .collect();
     if !absent.is_empty() {
-        return Err(super::inputs::absent_error(&absent));
+        return Err(super::inputs::absent_error(ctx, &absent));
     }
     let connect = connectors::connect(ctx)?;
     let desired: Vec<Desired> =

@@ -27,6 +27,9 @@ pub enum Fault {
     /// The next `count` connections to the Connect host port are reset without an answer, as
     /// when the NodePort has no ready endpoint yet (Connect "not reachable until late").
     ConnectReset { count: u32 },
+    /// The next `count` `GET /connectors/{name}/status` answer 404 `No status found for connector
+    /// <name>`, as while the status topic lags a create (kafka-connect.md §3).
+    ConnectStatus404 { count: u32 },
     /// The task of this connector reports FAILED with a trace.
     ConnectorTaskFailed { connector: String },
     /// Remove a key from the Debezium credentials secret (the database keeps its password).

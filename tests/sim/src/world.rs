@@ -121,6 +121,7 @@ pub struct FaultState {
     pub c500: u32,
     pub c502: u32,
     pub c_reset: u32,
+    pub c_status404: u32,
     pub task_failed: BTreeSet<String>,
 }
 
@@ -1209,6 +1210,7 @@ impl World {
             Fault::Connect500Timeout { count } => self.faults.c500 = *count,
             Fault::ConnectHtml502 { count } => self.faults.c502 = *count,
             Fault::ConnectReset { count } => self.faults.c_reset = *count,
+            Fault::ConnectStatus404 { count } => self.faults.c_status404 = *count,
             Fault::ConnectorTaskFailed { connector } => {
                 self.faults.task_failed.insert(connector.clone());
             }

@@ -369,6 +369,15 @@ fn connect_put_semantics() {
     });
     assert_eq!(status["connector"]["state"], "RUNNING");
     assert_eq!(status["tasks"][0]["state"], "RUNNING");
+    // The status topic lagging: 404, never the rebalance 409 (status has no rebalance check).
+    sim.fault(Fault::ConnectStatus404 { count: 1 });
+    let (s, body) = get(port, "localhost", "/connectors/new-one/status").expect("answers");
+    assert_eq!(s, 404, "{body}");
+    assert!(body.contains("No status found for connector new-one"), "{body}");
+    let (s, _, _) = put_json(port, "/connectors/other-one/config", &cfg.to_string());
+    assert_eq!(s, 201);
+    let (s, body) = get(port, "localhost", "/connectors/other-one/status").expect("answers");
+    assert!(s == 404 || s == 200, "status right after a create: {s} {body}");
     let stored = sim.connectors();
     assert_eq!(stored["new-one"]["database.password"], pass);
     // Wrong Content-Type → 415.

@@ -2,6 +2,7 @@
 //! HTTP stand-ins (fast, no cluster); `sim_e2e` runs it against the simulator through the real
 //! `kubectl` and `docker` clients.
 
+mod faults;
 mod harness;
 mod recover;
 mod sim_e2e;

@@ -7,7 +7,7 @@ mod connectors;
 mod inputs;
 mod mesh;
 mod preflight;
-mod rollout;
+pub(crate) mod rollout;
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;

@@ -76,8 +76,8 @@ impl Kubectl {
         )
     }
 
-    /// `rollout restart` of `names`, retrying transient failures for the ones not yet restarted
-    /// (a second restart within a second fails, and would restart twice).
+    /// `rollout restart` of `names`, retrying transient failures (and kubectl's "within the past
+    /// second") for the ones not yet restarted: restarting one twice would restart it twice.
     pub fn restart_all(&self, kind: &str, names: &[&str], namespace: &str) -> Result<()> {
         let mut left: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         let first = self.restart(kind, names, namespace);
@@ -92,9 +92,12 @@ impl Kubectl {
             };
             let done = restarted(&out.stdout);
             left.retain(|n| !done.contains(n));
+            // kubectl refuses a second restart within the same second (the restartedAt annotation
+            // has second resolution): a rerun right after an interrupted run meets it.
+            let too_soon = out.stderr.contains("already been triggered within the past second");
             if out.status.success() || left.is_empty() {
                 Attempt::Done(())
-            } else if transient(&out.stderr) {
+            } else if transient(&out.stderr) || too_soon {
                 Attempt::Retry(crate::exec::tail(&out.stderr, 1))
             } else {
                 let status = out.status.code().map_or("killed by a signal".into(), |c| format!("exit {c}"));

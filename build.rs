@@ -23,7 +23,7 @@ fn main() {
     println!("cargo:rerun-if-changed=infra");
     let mut files = Vec::new();
     walk(&base, &base, &mut files);
-    let mut code = String::from("const EMBEDDED: &[(&str, &str)] = &[\n");
+    let mut code = String::from("pub(crate) const EMBEDDED: &[(&str, &str)] = &[\n");
     for (rel, abs) in &files {
         code.push_str(&format!("    ({rel:?}, include_str!({abs:?})),\n"));
     }

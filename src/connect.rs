@@ -15,6 +15,8 @@ use crate::wait::{Attempt, Poll};
 #[derive(Clone, Debug)]
 pub struct Connect {
     base: String,
+    /// The command that shows the worker's log (with the kind context), for advice.
+    logs: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,8 +51,9 @@ impl Desired {
 }
 
 impl Connect {
-    pub fn new(host_port: u16) -> Connect {
-        Connect { base: format!("http://127.0.0.1:{host_port}") }
+    /// `logs`: the pasteable command that shows the worker's log.
+    pub fn new(host_port: u16, logs: String) -> Connect {
+        Connect { base: format!("http://127.0.0.1:{host_port}"), logs }
     }
 
     pub fn list(&self) -> Request {
@@ -73,12 +76,14 @@ impl Connect {
     pub fn wait_ready(&self, deadline: Duration) -> Result<()> {
         let req = self.list();
         let what = format!("Kafka Connect REST API to answer ({})", req.url);
-        let next = "check the debezium pod: `kubectl -n infra logs deploy/debezium --tail=50`; \
-                    is port 32300 mapped in the cluster config?";
+        let next = format!(
+            "check the worker: `{}`; is its port mapped in the cluster config (extraPortMappings)?",
+            self.logs
+        );
         Poll {
             first: Duration::from_millis(100),
             ceiling: Duration::from_millis(500),
-            ..Poll::new(&what, deadline, next)
+            ..Poll::new(&what, deadline, &next)
         }
         .run(|| match req.send() {
             Ok(r) if r.status == 200 && r.json().is_some_and(|v| v.is_array()) => Attempt::Done(()),
@@ -95,8 +100,8 @@ impl Connect {
         let get = self.get_config(name);
         let put = self.put_config(name, desired.body());
         let what = format!("registering connector {name}");
-        let next = "check the Connect worker's log: `kubectl -n infra logs deploy/debezium --tail=100`";
-        Poll::new(&what, deadline, next).run(|| {
+        let next = format!("check the Connect worker's log: `{}`", self.logs);
+        Poll::new(&what, deadline, &next).run(|| {
             let current = match get.send() {
                 Err(e) => return Attempt::Retry(e),
                 Ok(r) if r.status == 404 => None,
@@ -183,10 +188,26 @@ fn retryable(r: &Response) -> bool {
         || (r.status == 502 || r.status == 504)
 }
 
-fn message(r: &Response) -> String {
-    r.json()
-        .and_then(|v| v.get("message").and_then(Value::as_str).map(String::from))
-        .unwrap_or_else(|| r.body.chars().take(200).collect())
+/// What an answer says: Connect's `message`, or for anything else (a proxy's HTML error page, a
+/// plain-text body) its title or first line, never the raw markup.
+pub fn message(r: &Response) -> String {
+    if let Some(m) = r.json().and_then(|v| v.get("message").and_then(Value::as_str).map(String::from)) {
+        return m;
+    }
+    let body = r.body.trim();
+    let lower = body.to_ascii_lowercase();
+    if lower.starts_with('<') {
+        let title = lower
+            .find("<title>")
+            .map(|i| i + "<title>".len())
+            .and_then(|start| lower[start..].find("</title>").map(|len| (start, start + len)))
+            .and_then(|(start, end)| body.get(start..end))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .unwrap_or("no title");
+        return format!("{title} (an HTML page, not Kafka Connect's JSON: a proxy answered)");
+    }
+    body.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("(empty body)").chars().take(200).collect()
 }
 
 fn answer(r: &Response) -> String {
@@ -238,6 +259,17 @@ mod tests {
         assert_eq!(running(&s("RUNNING", &[])), Ok(false));
         assert_eq!(running(&s("UNASSIGNED", &["RUNNING"])), Ok(false));
         assert!(running(&s("RUNNING", &["FAILED"])).unwrap_err().contains("task 0: boom"));
+    }
+
+    #[test]
+    fn an_html_page_is_named_by_its_title() {
+        let page = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body><center><h1>502 Bad Gateway</h1></center></body></html>";
+        let m = message(&Response { status: 502, body: page.into() });
+        assert_eq!(m, "502 Bad Gateway (an HTML page, not Kafka Connect's JSON: a proxy answered)");
+        let json = r#"{"error_code":409,"message":"Cannot complete request"}"#;
+        assert_eq!(message(&Response { status: 409, body: json.into() }), "Cannot complete request");
+        assert_eq!(message(&Response { status: 500, body: "\n oops \nmore".into() }), "oops");
+        assert_eq!(message(&Response { status: 500, body: String::new() }), "(empty body)");
     }
 
     #[test]

@@ -177,7 +177,10 @@ impl fmt::Display for Error {
                 "another bookstore run is working on this cluster: {holder}\nNext: wait for it to \
                  finish (the lock {lock} is released when that process exits), then run again"
             ),
-            Error::Interrupted => "interrupted".to_string(),
+            Error::Interrupted => "interrupted (Ctrl-C): the running commands were stopped\nNext: run it \
+                                   again when ready (recovery is safe to rerun: it converges from \
+                                   wherever it stopped)"
+                .to_string(),
         };
         f.write_str(&secret::redact(&text))
     }

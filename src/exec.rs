@@ -6,7 +6,8 @@
 
 use std::fmt;
 use std::io::{BufRead, BufReader, Read};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -20,6 +21,43 @@ pub fn spawned() -> usize {
 }
 
 static VERBOSE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Children started and not yet reaped (each counted by a [`Live`] guard).
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// Set when the run is over: every child still running is stopped.
+static STOPPING: AtomicBool = AtomicBool::new(false);
+
+/// Counts one child from its start until it has been reaped.
+struct Live;
+
+impl Live {
+    fn new() -> Live {
+        LIVE.fetch_add(1, Ordering::SeqCst);
+        Live
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        LIVE.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn stop_requested() -> bool {
+    STOPPING.load(Ordering::SeqCst) || crate::wait::interrupted()
+}
+
+/// The run is over (success, error or Ctrl-C): stop every child still running (a restart on
+/// another thread, a watch) and wait, at most `bound`, until each one has been reaped, so none
+/// outlives `bookstore`.
+pub fn stop_all(bound: Duration) {
+    STOPPING.store(true, Ordering::SeqCst);
+    let end = Instant::now() + bound;
+    while LIVE.load(Ordering::SeqCst) > 0 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
 
 /// `--verbose`: print each command before it runs and its output after, on stderr.
 pub fn set_verbose(on: bool) {
@@ -41,7 +79,7 @@ pub struct Cmd {
 }
 
 /// What a finished child printed.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Output {
     pub stdout: String,
 }
@@ -97,14 +135,17 @@ impl Cmd {
             eprintln!("   $ {self}");
         }
         let handle = expr.start().map_err(|e| self.spawn_error(e))?;
+        let _live = Live::new();
         let deadline = Instant::now() + self.deadline;
         // Wait in short slices so Ctrl-C stops the child promptly.
         let mut finished = false;
         while !finished && Instant::now() < deadline {
             let slice = (Instant::now() + Duration::from_millis(50)).min(deadline);
             finished = handle.wait_deadline(slice).map_err(|e| self.spawn_error(e))?.is_some();
-            if !finished && crate::wait::interrupted() {
+            if !finished && stop_requested() {
+                // Killed and reaped before returning: no child outlives the run.
                 let _ = handle.kill();
+                let _ = handle.wait_deadline(Instant::now() + Duration::from_secs(5));
                 return Err(Error::Interrupted);
             }
         }
@@ -151,7 +192,13 @@ impl Cmd {
             .unchecked()
             .reader()
             .map_err(|e| self.spawn_error(e))?;
-        Ok(Stream { cmd: self.clone(), reader: Some(BufReader::new(reader)), stderr: stderr_read })
+        Ok(Stream {
+            cmd: self.clone(),
+            child: Arc::new(reader),
+            taken: false,
+            stderr: stderr_read,
+            _live: Live::new(),
+        })
     }
 
     pub fn failure(&self, status: &str, stderr: &str) -> Error {
@@ -186,11 +233,23 @@ fn status_text(status: &std::process::ExitStatus) -> String {
     }
 }
 
-/// A running child whose stdout is read as it arrives. Dropping it kills and reaps the child.
+/// A running child whose stdout is read as it arrives. Dropping it kills and reaps the child,
+/// even while another thread is reading its stdout.
 pub struct Stream {
     cmd: Cmd,
-    reader: Option<BufReader<duct::ReaderHandle>>,
+    child: Arc<duct::ReaderHandle>,
+    taken: bool,
     stderr: std::fs::File,
+    _live: Live,
+}
+
+/// The stdout of a [`Stream`], readable on another thread; the `Stream` keeps the right to kill.
+struct SharedReader(Arc<duct::ReaderHandle>);
+
+impl Read for SharedReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        (&*self.0).read(buf)
+    }
 }
 
 impl Stream {
@@ -198,9 +257,12 @@ impl Stream {
         &self.cmd
     }
 
-    /// The stdout reader, for a parser running on another thread.
+    /// The stdout reader (once), for a parser running on another thread.
     pub fn take_reader(&mut self) -> Option<impl BufRead + Send + 'static> {
-        self.reader.take()
+        if std::mem::replace(&mut self.taken, true) {
+            return None;
+        }
+        Some(BufReader::new(SharedReader(Arc::clone(&self.child))))
     }
 
     /// The last lines the child wrote to stderr so far.
@@ -215,8 +277,11 @@ impl Stream {
 
 impl Drop for Stream {
     fn drop(&mut self) {
-        if let Some(reader) = self.reader.take() {
-            let _ = reader.into_inner().kill();
+        let _ = self.child.kill();
+        // Reap it (bounded): a killed child exits at once.
+        let end = Instant::now() + Duration::from_secs(5);
+        while !matches!(self.child.try_wait(), Ok(Some(_)) | Err(_)) && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 }

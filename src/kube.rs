@@ -8,17 +8,102 @@ use base64::Engine;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::exec::Cmd;
+use crate::exec::{Cmd, Output};
 use crate::secret::Secret;
+use crate::wait::{Attempt, Poll};
 
 #[derive(Clone, Debug)]
 pub struct Kubectl {
     context: String,
+    /// How long a command is retried while the apiserver fails transiently.
+    retry_for: Duration,
+}
+
+/// kubectl's stderr for an apiserver failure that passes on its own (a 503 or 500 while it
+/// starts, a refused or reset connection right after a Docker restart): worth retrying.
+pub fn transient(stderr: &str) -> bool {
+    [
+        "ServiceUnavailable",
+        "the server is currently unable to handle the request",
+        "InternalError",
+        "an error on the server",
+        "TooManyRequests",
+        "was refused",
+        "connection refused",
+        "connection reset by peer",
+        "TLS handshake timeout",
+        "i/o timeout",
+        "unexpected EOF",
+        "http2: client connection lost",
+    ]
+    .iter()
+    .any(|m| stderr.contains(m))
+}
+
+/// The objects `kubectl rollout restart` reports as restarted (`deployment.apps/x restarted`).
+pub fn restarted(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .filter_map(|l| l.trim().strip_suffix(" restarted"))
+        .filter_map(|obj| obj.rsplit_once('/').map(|(_, name)| name.to_string()))
+        .collect()
 }
 
 impl Kubectl {
-    pub fn new(context: String) -> Kubectl {
-        Kubectl { context }
+    pub fn new(context: String, retry_for: Duration) -> Kubectl {
+        Kubectl { context, retry_for }
+    }
+
+    /// Run a command, retrying transient apiserver failures for a while; other failures are
+    /// explained at once.
+    pub fn run(&self, cmd: &Cmd) -> Result<Output> {
+        let what = format!("`{cmd}` (the Kubernetes API kept failing)");
+        let next = self.api_hint();
+        Poll::new(&what, self.retry_for, &next).run(|| match cmd.run() {
+            Ok(out) => Attempt::Done(out),
+            Err(Error::Command { stderr_tail, .. }) if transient(&stderr_tail) => {
+                Attempt::Retry(stderr_tail.lines().last().unwrap_or("").to_string())
+            }
+            Err(e) => Attempt::Fail(self.explain(e)),
+        })
+    }
+
+    fn api_hint(&self) -> String {
+        format!(
+            "check the node container (`docker ps`) and the API (`kubectl --context {} get --raw /readyz`), \
+             then run again",
+            self.context
+        )
+    }
+
+    /// `rollout restart` of `names`, retrying transient failures (and kubectl's "within the past
+    /// second") for the ones not yet restarted: restarting one twice would restart it twice.
+    pub fn restart_all(&self, kind: &str, names: &[&str], namespace: &str) -> Result<()> {
+        let mut left: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let first = self.restart(kind, names, namespace);
+        let what = format!("`{first}` (the Kubernetes API kept failing)");
+        let next = self.api_hint();
+        Poll::new(&what, self.retry_for, &next).run(|| {
+            let refs: Vec<&str> = left.iter().map(String::as_str).collect();
+            let cmd = self.restart(kind, &refs, namespace);
+            let out = match cmd.run_unchecked() {
+                Ok(out) => out,
+                Err(e) => return Attempt::Fail(e),
+            };
+            let done = restarted(&out.stdout);
+            left.retain(|n| !done.contains(n));
+            // kubectl refuses a second restart within the same second (the restartedAt annotation
+            // has second resolution): a rerun right after an interrupted run meets it.
+            let too_soon = out.stderr.contains("already been triggered within the past second");
+            if out.status.success() || left.is_empty() {
+                Attempt::Done(())
+            } else if transient(&out.stderr) || too_soon {
+                Attempt::Retry(crate::exec::tail(&out.stderr, 1))
+            } else {
+                let status = out.status.code().map_or("killed by a signal".into(), |c| format!("exit {c}"));
+                Attempt::Fail(self.explain(cmd.failure(&status, &out.stderr)))
+            }
+        })
     }
 
     pub fn context(&self) -> &str {
@@ -64,6 +149,49 @@ impl Kubectl {
             "-o",
             "json",
         ])
+    }
+
+    pub fn pods(&self, namespace: &str, selector: &str) -> Cmd {
+        self.base()
+            .args(["get", "pods", "-n", namespace, "-l", selector, "-o", "json"])
+            .deadline(Duration::from_secs(15))
+    }
+
+    pub fn logs(&self, namespace: &str, selector: &str, lines: u32) -> Cmd {
+        self.base()
+            .args(["logs", "-n", namespace, "-l", selector, "--prefix"])
+            .arg(format!("--tail={lines}"))
+            .deadline(Duration::from_secs(15))
+    }
+
+    /// Why a workload (pods labelled `app=<app>`) is not Ready: each pod's state and the last
+    /// log lines. Best effort, for an error message: a failure to look is shown, not raised.
+    pub fn diagnose(&self, namespace: &str, app: &str) -> String {
+        let selector = format!("app={app}");
+        let mut out = Vec::new();
+        let pods = self.pods(namespace, &selector);
+        match pods.run().map_err(|e| e.to_string()).and_then(|o| pod_states(&o.stdout)) {
+            Ok(states) if states.is_empty() => out.push(format!("no pods ({pods})")),
+            Ok(states) => {
+                out.push(format!("pods ({pods}):"));
+                out.extend(states.into_iter().map(|s| format!("  {s}")));
+            }
+            Err(e) => out.push(format!("pods: could not list them: {}", e.lines().next().unwrap_or(""))),
+        }
+        let logs = self.logs(namespace, &selector, 5);
+        match logs.run_unchecked() {
+            Ok(raw) => {
+                let mut lines: Vec<String> = raw.stdout.lines().map(|l| format!("  {l}")).collect();
+                lines.extend(raw.stderr.lines().filter(|l| !l.trim().is_empty()).map(|l| format!("  {l}")));
+                if !lines.is_empty() {
+                    out.push(format!("last log lines ({logs}):"));
+                    let start = lines.len().saturating_sub(12);
+                    out.extend(lines.drain(start..));
+                }
+            }
+            Err(e) => out.push(format!("logs: {}", e.to_string().lines().next().unwrap_or(""))),
+        }
+        crate::secret::redact(&out.join("\n"))
     }
 
     /// Server-side apply of manifests sent on stdin (never in argv: they can hold secrets).
@@ -123,10 +251,22 @@ impl Kubectl {
         keys: &[&str],
     ) -> Result<BTreeMap<String, Secret>> {
         let cmd = self.get_secret(namespace, name);
-        let out = cmd.run().map_err(|e| self.explain(e))?;
+        let out = self.run(&cmd).map_err(|e| match &e {
+            Error::Command { stderr_tail, .. } if stderr_tail.contains("NotFound") => Error::prerequisite(
+                format!("secret {namespace}/{name} not found (`{cmd}`); nothing was restarted"),
+                format!(
+                    "restore it with the keys {} (the databases' credentials), e.g. `kubectl --context {} \
+                     -n {namespace} create secret generic {name} --from-env-file=<file of KEY=value lines>`, \
+                     then run again",
+                    keys.join(", "),
+                    self.context
+                ),
+            ),
+            _ => e,
+        })?;
         decode_secret(&out.stdout, keys).map_err(|problem| {
             Error::prerequisite(
-                format!("secret {namespace}/{name}: {problem}"),
+                format!("secret {namespace}/{name}: {problem}; nothing was restarted"),
                 format!(
                     "check the secret with `kubectl --context {} describe secret {name} -n {namespace}` \
                      (it must have the keys {})",
@@ -185,6 +325,49 @@ pub fn decode_secret(json: &str, keys: &[&str]) -> std::result::Result<BTreeMap<
     }
     if !missing.is_empty() {
         return Err(format!("missing or empty key(s): {}", missing.join(", ")));
+    }
+    Ok(out)
+}
+
+/// One line per pod of a `kubectl get pods -o json` list: phase, readiness, why a container
+/// waits (CrashLoopBackOff, ImagePullBackOff and their messages), restarts, the last exit.
+pub fn pod_states(json: &str) -> std::result::Result<Vec<String>, String> {
+    let doc: Value = serde_json::from_str(json).map_err(|e| format!("kubectl printed invalid JSON: {e}"))?;
+    let items = doc.get("items").and_then(Value::as_array).ok_or("no `items` list")?;
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or("").to_string();
+    let mut out = Vec::new();
+    for pod in items {
+        let name = text(pod.pointer("/metadata/name"));
+        let phase = text(pod.pointer("/status/phase"));
+        let ready = pod.pointer("/status/conditions").and_then(Value::as_array).is_some_and(|cs| {
+            cs.iter().any(|c| {
+                c.get("type").and_then(Value::as_str) == Some("Ready")
+                    && c.get("status").and_then(Value::as_str) == Some("True")
+            })
+        });
+        let mut parts = vec![
+            if phase.is_empty() { "unknown phase".to_string() } else { phase },
+            if ready { "Ready" } else { "not Ready" }.to_string(),
+        ];
+        let mut restarts = 0i64;
+        let statuses = pod.pointer("/status/containerStatuses").and_then(Value::as_array);
+        for c in statuses.into_iter().flatten() {
+            restarts = restarts.saturating_add(c.get("restartCount").and_then(Value::as_i64).unwrap_or(0));
+            if let Some(w) = c.pointer("/state/waiting") {
+                let reason = text(w.get("reason"));
+                let message: String = text(w.get("message")).chars().take(160).collect();
+                let shown = if message.is_empty() { reason } else { format!("{reason} ({message})") };
+                parts.push(format!("waiting: {shown}"));
+            }
+            if let Some(t) = c.pointer("/lastState/terminated") {
+                let code = t.get("exitCode").and_then(Value::as_i64).unwrap_or(0);
+                parts.push(format!("last exit: {} (exit code {code})", text(t.get("reason"))));
+            }
+        }
+        if restarts > 0 {
+            parts.push(format!("restarted {restarts} time{}", if restarts == 1 { "" } else { "s" }));
+        }
+        out.push(format!("{name}: {}", parts.join(", ")));
     }
     Ok(out)
 }
@@ -262,6 +445,55 @@ mod tests {
         let stuck = json!({"metadata": {"generation": 1}, "status": {"observedGeneration": 1,
             "conditions": [{"type": "Progressing", "reason": "ProgressDeadlineExceeded"}]}});
         assert!(matches!(deployment_rollout(&stuck), Rollout::Failed(_)));
+    }
+
+    #[test]
+    fn pod_states_name_why_a_pod_is_not_ready() {
+        let list = json!({"items": [
+            {"metadata": {"name": "a-1"}, "status": {"phase": "Running",
+                "conditions": [{"type": "Ready", "status": "False"}],
+                "containerStatuses": [{"restartCount": 3,
+                    "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s"}},
+                    "lastState": {"terminated": {"reason": "Error", "exitCode": 1}}}]}},
+            {"metadata": {"name": "b-2"}, "status": {"phase": "Pending",
+                "containerStatuses": [{"restartCount": 0, "state": {"waiting": {"reason": "ImagePullBackOff",
+                    "message": "Back-off pulling image \"x:1\""}}}]}},
+            {"metadata": {"name": "c-3"}, "status": {"phase": "Running",
+                "conditions": [{"type": "Ready", "status": "True"}]}}
+        ]});
+        let states = pod_states(&list.to_string()).unwrap();
+        assert_eq!(
+            states,
+            [
+                "a-1: Running, not Ready, waiting: CrashLoopBackOff (back-off 40s), last exit: Error (exit code 1), restarted 3 times",
+                "b-2: Pending, not Ready, waiting: ImagePullBackOff (Back-off pulling image \"x:1\")",
+                "c-3: Running, Ready",
+            ]
+        );
+        assert!(pod_states("[]").is_err());
+    }
+
+    #[test]
+    fn transient_api_failures_are_told_apart() {
+        assert!(transient(
+            "Error from server (ServiceUnavailable): the server is currently unable to handle the request"
+        ));
+        assert!(transient(
+            "Error from server (InternalError): an error on the server (\"unknown\") has prevented the request from succeeding"
+        ));
+        assert!(transient(
+            "The connection to the server 127.0.0.1:6443 was refused - did you specify the right host or port?"
+        ));
+        assert!(!transient("Error from server (NotFound): deployments.apps \"x\" not found"));
+        assert!(!transient("error: context \"kind-x\" does not exist"));
+    }
+
+    #[test]
+    fn restarted_objects_are_read_from_stdout() {
+        let out = "deployment.apps/ecom-db restarted\ndeployment.apps/ecom-service restarted\n";
+        assert_eq!(restarted(out), ["ecom-db", "ecom-service"]);
+        assert_eq!(restarted("daemonset.apps/ztunnel restarted"), ["ztunnel"]);
+        assert!(restarted("Error from server").is_empty());
     }
 
     #[test]

@@ -8,6 +8,8 @@ mod exec;
 mod http;
 mod kube;
 mod plan;
+#[cfg(test)]
+mod proptests;
 mod run;
 mod secret;
 mod smoke;

@@ -24,6 +24,9 @@ pub enum Step {
     Preflight(Preflight),
     /// The kube API answers `/readyz` (it can refuse for a while after a Docker restart).
     WaitApi,
+    /// Every workload of the stack exists and the connector secret has every key: the
+    /// cluster-side input, checked before the first change.
+    CheckCluster,
     /// `rollout restart` ztunnel, wait for it, then settle.
     RestartMesh { settle: Duration },
     /// Restart the workloads and register the connectors, each when what it waits for is Ready.
@@ -135,7 +138,12 @@ pub fn recover(stack: &Stack, order: Order, settle: Option<Duration>, known: Kno
     if !known.api_ready {
         steps.push(Step::WaitApi);
     }
-    steps.extend([Step::RestartMesh { settle }, Step::Rollout(graph(stack, order)), Step::Smoke]);
+    steps.extend([
+        Step::CheckCluster,
+        Step::RestartMesh { settle },
+        Step::Rollout(graph(stack, order)),
+        Step::Smoke,
+    ]);
     steps
 }
 
@@ -248,6 +256,7 @@ mod tests {
             .map(|s| match s {
                 Step::Preflight(_) => "preflight",
                 Step::WaitApi => "api",
+                Step::CheckCluster => "check",
                 Step::RestartMesh { .. } => "ztunnel",
                 Step::Rollout(_) => "rollout",
                 Step::Connectors => "connectors",
@@ -255,12 +264,13 @@ mod tests {
                 _ => "bootstrap",
             })
             .collect();
-        assert_eq!(kinds, ["preflight", "api", "ztunnel", "rollout", "smoke"]);
-        assert_eq!(steps[2], Step::RestartMesh { settle: Duration::from_secs(1) });
+        // Nothing changes before the cluster-side input (workloads, secret keys) is checked.
+        assert_eq!(kinds, ["preflight", "api", "check", "ztunnel", "rollout", "smoke"]);
+        assert_eq!(steps[3], Step::RestartMesh { settle: Duration::from_secs(1) });
         let phased = recover(&stack, Order::Phased, None, Known::default());
-        assert_eq!(phased[2], Step::RestartMesh { settle: SEED_SETTLE });
+        assert_eq!(phased[3], Step::RestartMesh { settle: SEED_SETTLE });
         let overridden = recover(&stack, Order::Phased, Some(Duration::ZERO), Known::default());
-        assert_eq!(overridden[2], Step::RestartMesh { settle: Duration::ZERO });
+        assert_eq!(overridden[3], Step::RestartMesh { settle: Duration::ZERO });
     }
 
     #[test]
@@ -314,7 +324,8 @@ mod tests {
         let stack = load(Source::Embedded).unwrap();
         let steps = recover(&stack, Order::Graph, None, Known { cluster_listed: true, api_ready: true });
         assert_eq!(steps[0], Step::Preflight(Preflight { tools: vec![], docker: false, cluster: true }));
-        assert!(matches!(steps[1], Step::RestartMesh { .. }));
+        assert_eq!(steps[1], Step::CheckCluster);
+        assert!(matches!(steps[2], Step::RestartMesh { .. }));
     }
 
     #[test]

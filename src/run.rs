@@ -95,6 +95,9 @@ pub fn run(cli: Cli) -> u8 {
     let command = cli.command.name();
     let started = std::time::Instant::now();
     let result = Config::from_cli(cli).and_then(|config| execute(&config, &ui));
+    // Children still running on other threads (a restart, a watch) are stopped and reaped
+    // before the process exits, whatever the outcome.
+    crate::exec::stop_all(std::time::Duration::from_secs(10));
     let code = match &result {
         Ok(()) => code::OK,
         Err(err) => {

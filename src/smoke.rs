@@ -122,7 +122,10 @@ pub fn run(stack: &Stack, ui: &Ui, deadline: Duration) -> Result<()> {
             let next = if stale {
                 "run `bookstore recover` (restarts ztunnel, then every workload)".to_string()
             } else {
-                "check the failing workloads (`kubectl get pods -A`), or run `bookstore recover`".to_string()
+                format!(
+                    "check the failing workloads (`kubectl --context {} get pods -A`), or run `bookstore recover`",
+                    stack.cluster.context()
+                )
             };
             return Err(Error::Smoke { failures, next });
         }

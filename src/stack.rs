@@ -516,6 +516,7 @@ pub fn load(source: Source) -> Result<Stack> {
         let text = source.read(&c.file)?;
         let what = format!("connector file {}", source.describe(&c.file));
         let (name, config) = parse_connector(&text).map_err(|problem| Error::input(&what, problem))?;
+        check_connector_name(&c.file, &name).map_err(|problem| Error::input(&what, problem))?;
         connectors.push(Connector {
             name,
             config,
@@ -729,6 +730,19 @@ pub fn parse_connector(text: &str) -> std::result::Result<(String, BTreeMap<Stri
     Ok((file.name, config))
 }
 
+/// A connector is registered under its file's name (the guide's `${connector}.json` →
+/// `PUT /connectors/${connector}/config`): a `name` that differs is a mistake in the file.
+fn check_connector_name(file: &str, name: &str) -> std::result::Result<(), String> {
+    let stem = Path::new(file).file_stem().and_then(|s| s.to_str()).unwrap_or("");
+    if stem == name {
+        return Ok(());
+    }
+    Err(format!(
+        "`name` is `{name}`, but the file is named `{stem}`: rename one so they match (each connector \
+         is registered under its file's name)"
+    ))
+}
+
 fn validate(stack: &Stack) -> Result<()> {
     let bad = |problem: String| Err(Error::input("stack file", problem));
     if stack.cluster.control_planes > 1 {
@@ -860,6 +874,13 @@ mod tests {
             parse_connector(r#"{"name":"a","config":{"connector.class":"x","tasks.max":1}}"#).unwrap();
         assert_eq!(name, "a");
         assert_eq!(config["tasks.max"], "1");
+    }
+
+    #[test]
+    fn a_connector_is_named_after_its_file() {
+        assert!(check_connector_name("debezium/connectors/ecom-connector.json", "ecom-connector").is_ok());
+        let why = check_connector_name("debezium/connectors/ecom-connector.json", "ecom-v2").unwrap_err();
+        assert!(why.contains("ecom-v2") && why.contains("ecom-connector"), "{why}");
     }
 
     #[test]

@@ -34,25 +34,38 @@ pub fn wait_api(ctx: &Ctx) -> Result<()> {
 pub fn restart(ctx: &Ctx, settle: Duration) -> Result<()> {
     let mesh = &ctx.stack.mesh;
     let step = ctx.ui.start(&format!("Restarting {} (waiting ≤ {})", mesh.daemonset, human(mesh.timeout)));
-    ctx.kube
-        .restart("daemonset", &[mesh.daemonset.as_str()], &mesh.namespace)
-        .run()
-        .map_err(|e| ctx.kube.explain(e))?;
-    let status = ctx.kube.rollout_status("daemonset", &mesh.daemonset, &mesh.namespace, mesh.timeout);
-    status.run().map_err(|e| match e {
-        Error::Command { stderr_tail, .. } if stderr_tail.contains("timed out") => Error::Timeout {
-            what: format!("daemonset {}/{} rollout", mesh.namespace, mesh.daemonset),
-            after: mesh.timeout,
-            detail: stderr_tail,
-            next: format!(
-                "see why: `kubectl --context {} -n {} get pods -l app={} -o wide` and its logs",
-                ctx.kube.context(),
-                mesh.namespace,
-                mesh.daemonset
-            ),
-        },
-        other => ctx.kube.explain(other),
-    })?;
+    ctx.kube.restart_all("daemonset", &[mesh.daemonset.as_str()], &mesh.namespace)?;
+    // `rollout status` within the deadline; a transient API failure mid-wait is retried with
+    // the time that is left.
+    let start = std::time::Instant::now();
+    let timed_out = |detail: String| Error::Timeout {
+        what: format!("daemonset {}/{} rollout", mesh.namespace, mesh.daemonset),
+        after: mesh.timeout,
+        detail,
+        next: format!(
+            "see why: `kubectl --context {} -n {} get pods -l app={} -o wide` and its logs",
+            ctx.kube.context(),
+            mesh.namespace,
+            mesh.daemonset
+        ),
+    };
+    loop {
+        let left = mesh.timeout.saturating_sub(start.elapsed());
+        let status = ctx.kube.rollout_status("daemonset", &mesh.daemonset, &mesh.namespace, left);
+        match status.run() {
+            Ok(_) => break,
+            Err(Error::Command { stderr_tail, .. }) if stderr_tail.contains("timed out") => {
+                let diagnosis = ctx.kube.diagnose(&mesh.namespace, &mesh.daemonset);
+                return Err(timed_out(format!("{stderr_tail}\n{diagnosis}")));
+            }
+            Err(Error::Command { stderr_tail, .. })
+                if crate::kube::transient(&stderr_tail) && left > Duration::from_secs(1) =>
+            {
+                crate::wait::sleep(Duration::from_millis(500))?;
+            }
+            Err(other) => return Err(ctx.kube.explain(other)),
+        }
+    }
     step.done("rolled out");
     if !settle.is_zero() {
         let step = ctx.ui.start(&format!("Letting the mesh settle for {}", human(settle)));

@@ -4,9 +4,10 @@
 
 mod bootstrap;
 mod connectors;
+mod inputs;
 mod mesh;
 mod preflight;
-mod rollout;
+pub(crate) mod rollout;
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -29,7 +30,8 @@ pub struct Ctx<'a> {
 
 impl<'a> Ctx<'a> {
     pub fn new(stack: &'a Stack, ui: &'a Ui) -> Ctx<'a> {
-        Ctx { stack, kube: Kubectl::new(stack.cluster.context()), ui, secrets: OnceLock::new() }
+        let kube = Kubectl::new(stack.cluster.context(), stack.api_timeout);
+        Ctx { stack, kube, ui, secrets: OnceLock::new() }
     }
 
     /// The connector credentials (read once, in-process, never printed).
@@ -71,6 +73,7 @@ pub fn run(ctx: &Ctx, steps: &[Step]) -> Result<()> {
         match step {
             Step::Preflight(p) => preflight::run(ctx, p)?,
             Step::WaitApi => mesh::wait_api(ctx)?,
+            Step::CheckCluster => inputs::run(ctx)?,
             Step::RestartMesh { settle } => mesh::restart(ctx, *settle)?,
             Step::Rollout(graph) => rollout::run(ctx, graph)?,
             Step::Connectors => connectors::run_all(ctx)?,
@@ -98,6 +101,7 @@ pub fn describe(ctx: &Ctx, steps: &[Step]) -> Result<Vec<String>> {
         match step {
             Step::Preflight(p) => preflight::describe(ctx, p, &mut lines),
             Step::WaitApi => mesh::describe_api(ctx, &mut lines),
+            Step::CheckCluster => inputs::describe(ctx, &mut lines),
             Step::RestartMesh { settle } => mesh::describe_restart(ctx, *settle, &mut lines),
             Step::Rollout(graph) => rollout::describe(ctx, graph, &mut lines)?,
             Step::Connectors => {

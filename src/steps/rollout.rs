@@ -65,7 +65,7 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
     let step = ctx.ui.start(&format!("Restarting {} workloads ({order})", stack.workloads.len()));
 
     // Everything that can be wrong with the input is checked before the first restart.
-    let listing = ctx.kube.list_deployments().run().map_err(|e| ctx.kube.explain(e))?;
+    let listing = ctx.kube.run(&ctx.kube.list_deployments())?;
     let mut generation = generations(&listing.stdout)
         .map_err(|p| Error::step(format!("`{}`: {p}", ctx.kube.list_deployments()), "run it by hand"))?;
     let absent: Vec<String> = stack
@@ -75,13 +75,7 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
         .map(|w| format!("{}/{}", w.namespace, w.name))
         .collect();
     if !absent.is_empty() {
-        return Err(Error::prerequisite(
-            format!(
-                "deployment(s) named in the stack file are not in the cluster: {}; nothing was restarted",
-                absent.join(", ")
-            ),
-            "check the stack file against `kubectl get deploy -A`, or rebuild the stack with `bookstore down && bookstore up`",
-        ));
+        return Err(super::inputs::absent_error(ctx, &absent));
     }
     let connect = connectors::connect(ctx)?;
     let desired: Vec<Desired> =
@@ -127,10 +121,15 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
         }
         for (namespace, names) in batches {
             ctx.ui.info(&format!("restart {} ({namespace})", names.join(", ")));
-            let cmd = ctx.kube.restart("deployment", &names, namespace);
+            let (kube, names, namespace) = (
+                ctx.kube.clone(),
+                names.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+                namespace.to_string(),
+            );
             let tx = tx.clone();
             std::thread::spawn(move || {
-                let _ = tx.send(Msg::Restarted(cmd.run().map(|_| ())));
+                let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                let _ = tx.send(Msg::Restarted(kube.restart_all("deployment", &names, &namespace)));
             });
         }
         if state.values().all(|s| matches!(s, State::Done)) {
@@ -178,14 +177,17 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
                         Rollout::Waiting(why) => *last = why,
                         Rollout::Failed(why) => {
                             return Err(Error::step(
-                                format!("deployment {namespace}/{name}: {why}"),
+                                format!(
+                                    "deployment {namespace}/{name}: {why}\n{}",
+                                    ctx.kube.diagnose(&namespace, &name)
+                                ),
                                 describe_hint(ctx, &namespace, &name),
                             ));
                         }
                     }
                 }
             }
-            Ok(Msg::Restarted(result)) => result.map_err(|e| ctx.kube.explain(e))?,
+            Ok(Msg::Restarted(result)) => result?,
             Ok(Msg::Registered(i, result)) => {
                 let note = result?;
                 let task = Task::Register(i);
@@ -220,7 +222,10 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
                             return Err(Error::Timeout {
                                 what: format!("deployment {}/{} to finish its rollout", w.namespace, w.name),
                                 after: w.timeout,
-                                detail: format!("last status: {last}"),
+                                detail: format!(
+                                    "last status: {last}\n{}",
+                                    ctx.kube.diagnose(&w.namespace, &w.name)
+                                ),
                                 next: describe_hint(ctx, &w.namespace, &w.name),
                             });
                         }
@@ -308,7 +313,7 @@ pub fn await_ready(ctx: &Ctx, targets: &[(String, String)], timeout: Duration) -
 
 /// Which stack workloads the cluster lacks (a bootstrap that stopped halfway).
 pub fn missing_workloads(ctx: &Ctx) -> Result<Vec<String>> {
-    let listing = ctx.kube.list_deployments().run().map_err(|e| ctx.kube.explain(e))?;
+    let listing = ctx.kube.run(&ctx.kube.list_deployments())?;
     let present = generations(&listing.stdout)
         .map_err(|p| Error::step(format!("`{}`: {p}", ctx.kube.list_deployments()), "run it by hand"))?;
     Ok(ctx
@@ -356,11 +361,6 @@ pub fn describe(ctx: &Ctx, graph: &Graph, lines: &mut Vec<String>) -> Result<()>
         ctx.kube.list_deployments()
     ));
     lines.push(format!("{}   # one watch for every readiness wait", ctx.kube.watch_deployments()));
-    let c = &stack.connect;
-    lines.push(format!(
-        "{}   # decoded in-process, never printed",
-        ctx.kube.get_secret(&c.secret_namespace, &c.secret_name)
-    ));
     let name = |t: &Task| match t {
         Task::Restart(i) => stack.workloads[*i].name.clone(),
         Task::Register(i) => stack.connect.connectors[*i].name.clone(),

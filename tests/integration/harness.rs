@@ -186,6 +186,7 @@ fn stack_workloads(path: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
+#[derive(Clone, Debug)]
 pub struct Run {
     pub code: i32,
     pub stdout: String,

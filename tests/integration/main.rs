@@ -3,6 +3,7 @@
 //! `kubectl` and `docker` clients.
 
 mod bootstrap;
+mod faults;
 mod harness;
 mod recover;
 mod sim_e2e;

@@ -71,6 +71,10 @@ fn serve(
 ) -> Result<Resp, io::Error> {
     let reset = || io::Error::new(io::ErrorKind::ConnectionReset, "no ready endpoint");
     // Faults in front of everything.
+    if w.faults.c_reset > 0 {
+        w.faults.c_reset -= 1;
+        return Err(reset());
+    }
     if w.faults.c502 > 0 {
         w.faults.c502 -= 1;
         return Ok(server::resp(
@@ -130,18 +134,17 @@ fn serve(
             Ok(c) => server::json(200, &json!([{"id":{"connector": n,"task":0},"config": c.config}])),
             Err(r) => r,
         },
-        ("GET", ["connectors", n, "status"]) => match stored(w, n, now) {
-            Ok(c) if now < c.created + no_status_window(w) => {
+        // Read from the status topic: no rebalance check (no 409), a 404 while it lags a create.
+        ("GET", ["connectors", n, "status"]) => match w.connectors.get(*n).cloned() {
+            Some(_) if w.faults.c_status404 > 0 => {
+                w.faults.c_status404 -= 1;
                 err(404, &format!("No status found for connector {n}"))
             }
-            Ok(c) => server::json(200, &status(w, n, &c, &worker)),
-            Err(r) => {
-                if r.status().as_u16() == 404 {
-                    err(404, &format!("No status found for connector {n}"))
-                } else {
-                    r
-                }
+            Some(c) if now < c.created + no_status_window(w) => {
+                err(404, &format!("No status found for connector {n}"))
             }
+            Some(c) => server::json(200, &status(w, n, &c, &worker)),
+            None => err(404, &format!("No status found for connector {n}")),
         },
         ("PUT", ["connectors", n, "config"]) => {
             if !is_json(content_type) {

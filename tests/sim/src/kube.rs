@@ -375,6 +375,18 @@ fn logs(shared: &SharedRef, t: &Target, name: &str, param: &impl Fn(&str) -> Opt
     let Some(p) = w.pods.get(&(ns, name.to_string())) else {
         return not_found(Res::Pods, name);
     };
+    if p.image_pull_error {
+        // The apiserver's answer for a container that never started (kubelet's 400).
+        let container = param("container").unwrap_or_else(|| p.wl.2.clone());
+        return status(
+            400,
+            "BadRequest",
+            &format!(
+                "container \"{container}\" in pod \"{name}\" is waiting to start: trying and failing to pull image"
+            ),
+            None,
+        );
+    }
     let since = param("sinceSeconds").and_then(|s| s.parse::<u64>().ok());
     let tail = param("tailLines").and_then(|s| s.parse::<i64>().ok());
     let now = SystemTime::now();

@@ -59,6 +59,8 @@ pub struct PodState {
     pub ready_wall: Option<SystemTime>,
     pub last_exit_wall: Option<SystemTime>,
     pub log: Vec<(SystemTime, String)>,
+    /// The image cannot be pulled (fault): the container never starts.
+    pub image_pull_error: bool,
 }
 
 impl PodState {
@@ -114,9 +116,12 @@ pub struct FaultState {
     pub api_errors: Option<(u16, u32, bool)>,
     pub never: BTreeSet<String>,
     pub crash: BTreeSet<String>,
+    pub image_pull: BTreeSet<String>,
     pub c409: Option<(String, u32)>,
     pub c500: u32,
     pub c502: u32,
+    pub c_reset: u32,
+    pub c_status404: u32,
     pub task_failed: BTreeSet<String>,
 }
 
@@ -869,6 +874,7 @@ impl World {
             ready_wall: None,
             last_exit_wall: None,
             log: vec![(wall, format!("starting {}", wl.2))],
+            image_pull_error: self.faults.image_pull.contains(&wl.2),
         };
         let subject = format!("{}/{}", wl.1, name);
         self.pods.insert((wl.1.clone(), name.clone()), pod);
@@ -888,7 +894,11 @@ impl World {
     }
 
     fn start_due(&self, wl: &WlKey, due: Instant) -> Option<Instant> {
-        if self.faults.never.contains(&wl.2) { None } else { Some(due) }
+        if self.faults.never.contains(&wl.2) || self.faults.image_pull.contains(&wl.2) {
+            None
+        } else {
+            Some(due)
+        }
     }
 
     /// A container of this workload just started: Kafka without a volume starts empty.
@@ -1130,8 +1140,11 @@ impl World {
         let state = match p.phase {
             PodPhase::Backoff { .. } => json!({"waiting":{"reason":"CrashLoopBackOff",
                 "message": format!("back-off {}s restarting failed container={} pod={}", p.backoff.round() as u64, container, p.name)}}),
+            _ if p.image_pull_error => json!({"waiting":{"reason":"ImagePullBackOff",
+                "message": format!("Back-off pulling image \"{image}\"")}}),
             _ => json!({"running":{"startedAt": started}}),
         };
+        let pod_phase = if p.image_pull_error { "Pending" } else { "Running" };
         let last_state = match p.last_exit_wall {
             Some(t) => {
                 json!({"terminated":{"exitCode":1,"reason":"Error","startedAt": started,"finishedAt": rfc3339(t)}})
@@ -1152,7 +1165,7 @@ impl World {
             "spec": {"nodeName": self.node_name(), "containers": template.pointer("/spec/containers").cloned().unwrap_or(json!([{"name": container, "image": image}])),
                      "restartPolicy":"Always"},
             "status": {
-                "phase": "Running",
+                "phase": pod_phase,
                 "hostIP": "172.18.0.2", "podIP": p.ip, "podIPs": [{"ip": p.ip}],
                 "startTime": created, "qosClass": "BestEffort",
                 "conditions": [
@@ -1165,7 +1178,7 @@ impl World {
                 "containerStatuses": [{
                     "name": container, "image": image, "imageID": format!("docker.io/{image}@sha256:0000"),
                     "containerID": format!("containerd://{}", container_id(&p.name, p.restart_count as u64)),
-                    "ready": ready, "started": !matches!(p.phase, PodPhase::Backoff{..}),
+                    "ready": ready, "started": !matches!(p.phase, PodPhase::Backoff{..}) && !p.image_pull_error,
                     "restartCount": p.restart_count, "state": state, "lastState": last_state
                 }]
             }
@@ -1248,6 +1261,9 @@ impl World {
             Fault::CrashLoop { workload } => {
                 self.faults.crash.insert(workload.clone());
             }
+            Fault::ImagePullBackOff { workload } => {
+                self.faults.image_pull.insert(workload.clone());
+            }
             Fault::Connect409Storm { message, count } => {
                 let m = if message.is_empty() {
                     crate::connect::STALE_CONFIG.to_string()
@@ -1258,6 +1274,8 @@ impl World {
             }
             Fault::Connect500Timeout { count } => self.faults.c500 = *count,
             Fault::ConnectHtml502 { count } => self.faults.c502 = *count,
+            Fault::ConnectReset { count } => self.faults.c_reset = *count,
+            Fault::ConnectStatus404 { count } => self.faults.c_status404 = *count,
             Fault::ConnectorTaskFailed { connector } => {
                 self.faults.task_failed.insert(connector.clone());
             }
@@ -1326,6 +1344,7 @@ impl World {
                 registered: p.registered,
                 restart_count: p.restart_count,
                 crash_loop: matches!(p.phase, PodPhase::Backoff { .. }),
+                image_pull_backoff: p.image_pull_error,
             })
             .collect()
     }
@@ -1357,6 +1376,8 @@ pub struct PodView {
     pub registered: bool,
     pub restart_count: u32,
     pub crash_loop: bool,
+    #[serde(default)]
+    pub image_pull_backoff: bool,
 }
 
 pub fn container_id(name: &str, salt: u64) -> String {

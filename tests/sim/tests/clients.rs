@@ -369,6 +369,15 @@ fn connect_put_semantics() {
     });
     assert_eq!(status["connector"]["state"], "RUNNING");
     assert_eq!(status["tasks"][0]["state"], "RUNNING");
+    // The status topic lagging: 404, never the rebalance 409 (status has no rebalance check).
+    sim.fault(Fault::ConnectStatus404 { count: 1 });
+    let (s, body) = get(port, "localhost", "/connectors/new-one/status").expect("answers");
+    assert_eq!(s, 404, "{body}");
+    assert!(body.contains("No status found for connector new-one"), "{body}");
+    let (s, _, _) = put_json(port, "/connectors/other-one/config", &cfg.to_string());
+    assert_eq!(s, 201);
+    let (s, body) = get(port, "localhost", "/connectors/other-one/status").expect("answers");
+    assert!(s == 404 || s == 200, "status right after a create: {s} {body}");
     let stored = sim.connectors();
     assert_eq!(stored["new-one"]["database.password"], pass);
     // Wrong Content-Type → 415.
@@ -495,6 +504,41 @@ fn faults_api_refuse_errors_crash_loop() {
     let o = kubectl(&sim, &["get", "--raw", "/readyz"]);
     let _ = o; // first request fails, kubectl may or may not retry
     assert!(sim.audit().iter().any(|e| e.source == Source::Kube && e.status == 503));
+}
+
+#[test]
+fn faults_image_pull_backoff_and_connect_reset() {
+    let sim = start(opts());
+    sim.fault(Fault::ImagePullBackOff { workload: "redis".into() });
+    ok(&kubectl(&sim, &["rollout", "restart", "deployment/redis", "-n", "infra"]));
+    let o = kubectl(&sim, &["rollout", "status", "deployment/redis", "-n", "infra", "--timeout=1s"]);
+    assert!(!o.status.success());
+    let pods: Value = serde_json::from_str(&ok(&kubectl(
+        &sim,
+        &["get", "pods", "-n", "infra", "-l", "app=redis", "-o", "json"],
+    )))
+    .expect("json");
+    let pulling: Vec<&Value> = pods["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|p| p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "ImagePullBackOff")
+        .collect();
+    assert_eq!(pulling.len(), 1, "{pods}");
+    assert_eq!(pulling[0]["status"]["phase"], "Pending");
+    let message = pulling[0]["status"]["containerStatuses"][0]["state"]["waiting"]["message"].as_str();
+    assert_eq!(message, Some("Back-off pulling image \"bookstore/redis:1.0.0\""));
+    let name = pulling[0]["metadata"]["name"].as_str().expect("name");
+    let o = kubectl(&sim, &["logs", name, "-n", "infra"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("is waiting to start: trying and failing to pull image"), "{}", stderr(&o));
+    assert!(sim.pods().iter().any(|p| p.workload == "redis" && p.image_pull_backoff && !p.ready));
+
+    let port = sim.host_port(32300);
+    sim.fault(Fault::ConnectReset { count: 2 });
+    assert!(get(port, "localhost", "/connectors").is_err());
+    assert!(get(port, "localhost", "/connectors").is_err());
+    assert_eq!(get(port, "localhost", "/connectors").map(|r| r.0), Ok(200));
 }
 
 /// kubectl ≥1.35 streams the initial list (sendInitialEvents) and waits for the bookmark.

@@ -1,0 +1,646 @@
+//! The fault matrix (issue 6): one end-to-end row per fault a half-started stack really has, on
+//! the simulator, through the real `kubectl` and `docker` clients. Each row checks the exit code,
+//! that the message names the cause and the next step, and the final state of the simulated
+//! cluster; `Case::finish` checks every run of every row for deletes and for the sentinel
+//! password (argv, stdout, stderr, `--json`, files), and prints the counts.
+//!
+//! `cargo test --test integration faults -- --nocapture 2>&1 | grep 'fault matrix'` shows them.
+
+mod case;
+
+use bookstore_sim::{Fault, Sim, SimOptions, Source};
+
+use case::{CONTEXT, Case, Ends, SENTINEL, options, says, until};
+
+// ---- Docker and the kube API ----------------------------------------------------------------
+
+#[test]
+fn docker_daemon_down() {
+    let mut c = Case::broken("docker daemon down");
+    c.sim.docker_stop();
+    c.mark();
+    let run = c.run(&["up"]);
+    run.expect(3);
+    says(&run, &["Docker is not running"], "start Docker");
+    assert_eq!(c.touched(), Vec::<String>::new(), "Docker is down: nothing answers");
+    // The user starts Docker and runs it again.
+    c.sim.docker_start();
+    c.run(&["up"]).expect(0);
+    c.assert_recovered();
+    c.finish(Ends::ExplainedThenRecovered);
+}
+
+#[test]
+fn node_container_stopped() {
+    let mut c = Case::broken("node containers stopped");
+    let out = c.sim.command("docker").args(["stop", "bookstore-control-plane"]).output().unwrap();
+    assert!(out.status.success());
+    c.mark();
+    let run = c.run(&["up"]);
+    run.expect(3);
+    says(&run, &["bookstore-control-plane", "exited"], "docker start bookstore-control-plane");
+    c.assert_nothing_restarted();
+    let out = c.sim.command("docker").args(["start", "bookstore-control-plane"]).output().unwrap();
+    assert!(out.status.success());
+    c.run(&["up"]).expect(0);
+    c.assert_recovered();
+    c.finish(Ends::ExplainedThenRecovered);
+}
+
+#[test]
+fn api_refuses_for_a_while_after_a_docker_restart() {
+    let mut c = Case::healthy("kube API refusing after a Docker restart");
+    c.mark();
+    c.sim.docker_restart_refusing_api(2.0);
+    let run = c.run(&["up"]);
+    run.expect(0);
+    assert!(run.stderr.contains("for the Kubernetes API"), "{}", run.stderr);
+    let readyz = c.argv().iter().filter(|a| a.join(" ").contains("get --raw /readyz")).count();
+    assert!(readyz >= 2, "the API was not waited for ({readyz} /readyz calls)");
+    c.assert_recovered();
+    c.finish(Ends::Recovered);
+}
+
+#[test]
+fn api_refuses_past_its_deadline() {
+    let mut c = Case::healthy("kube API refusing past its deadline");
+    c.edit("stack.yaml", |s| s.replace("api_timeout: 15s", "api_timeout: 1s"));
+    c.mark();
+    c.sim.docker_restart_refusing_api(600.0);
+    let run = c.run(&["recover"]);
+    run.expect(124);
+    says(&run, &["Kubernetes API", CONTEXT, "/readyz", "refused"], "node container");
+    c.assert_nothing_restarted();
+    c.finish(Ends::Explained);
+}
+
+fn api_errors_intermittently(name: &'static str, code: u16) {
+    let mut c = Case::broken(name);
+    c.mark();
+    c.sim.fault(Fault::ApiErrors { code, count: 12 });
+    let run = c.run(&["up"]);
+    run.expect(0);
+    let failed = c.audit().iter().filter(|e| e.source == Source::Kube && e.status == code).count();
+    assert_eq!(failed, 12, "the API did not fail as injected");
+    c.assert_recovered();
+    c.finish(Ends::Recovered);
+}
+
+#[test]
+fn api_answers_503_intermittently() {
+    api_errors_intermittently("kube API 503 intermittently", 503);
+}
+
+#[test]
+fn api_answers_500_intermittently() {
+    api_errors_intermittently("kube API 500 intermittently", 500);
+}
+
+// ---- rollouts -------------------------------------------------------------------------------
+
+#[test]
+fn a_rollout_that_never_completes() {
+    let mut c = Case::broken("rollout never completes");
+    c.deadline("- { name: keycloak,", "2s");
+    c.sim.fault(Fault::RolloutNeverCompletes { workload: "keycloak".into() });
+    c.mark();
+    let run = c.run(&["up"]);
+    run.expect(124);
+    says(&run, &["identity/keycloak", "keycloak-", "not Ready"], "get pods -l app=keycloak");
+    let keycloak: Vec<_> = c.sim.pods().into_iter().filter(|p| p.workload == "keycloak").collect();
+    assert!(keycloak.iter().any(|p| !p.ready), "{keycloak:?}");
+    c.finish(Ends::Explained);
+}
+
+#[test]
+fn crash_loop_backoff() {
+    let mut c = Case::broken("CrashLoopBackOff");
+    c.deadline("- { name: inventory-service,", "3s");
+    c.sim.fault(Fault::CrashLoop { workload: "inventory-service".into() });
+    c.mark();
+    let run = c.run(&["up"]);
+    run.expect(124);
+    says(
+        &run,
+        &["inventory/inventory-service", "last exit: Error", "FATAL: cannot reach"],
+        "logs deploy/inventory-service",
+    );
+    assert!(
+        c.sim.pods().iter().any(|p| p.workload == "inventory-service" && p.restart_count > 0 && !p.ready)
+    );
+    c.finish(Ends::Explained);
+}
+
+#[test]
+fn image_pull_backoff() {
+    let mut c = Case::broken("ImagePullBackOff");
+    c.deadline("- { name: pgadmin,", "2s");
+    c.sim.fault(Fault::ImagePullBackOff { workload: "pgadmin".into() });
+    c.mark();
+    let run = c.run(&["up"]);
+    run.expect(124);
+    says(&run, &["infra/pgadmin", "ImagePullBackOff", "bookstore/pgadmin:1.0.0"], "get pods -l app=pgadmin");
+    assert!(c.sim.pods().iter().any(|p| p.workload == "pgadmin" && p.image_pull_backoff));
+    c.finish(Ends::Explained);
+}
+
+#[test]
+fn ztunnel_crash_loops() {
+    let mut c = Case::broken("ztunnel crash-looping");
+    c.edit("stack.yaml", |s| {
+        s.replace("daemonset: ztunnel\n  timeout: 20s", "daemonset: ztunnel\n  timeout: 2s")
+    });
+    c.sim.fault(Fault::CrashLoop { workload: "ztunnel".into() });
+    c.mark();
+    let run = c.run(&["up"]);
+    run.expect(124);
+    says(&run, &["istio-system/ztunnel", "last exit: Error"], "get pods -l app=ztunnel");
+    let deployments: Vec<String> = c.patches().into_iter().filter(|p| p.contains("/deployments/")).collect();
+    assert!(deployments.is_empty(), "workloads restarted on a broken mesh: {deployments:?}");
+    c.finish(Ends::Explained);
+}
+
+// ---- Kafka Connect --------------------------------------------------------------------------
+
+fn connect_recovers(name: &'static str, fault: Fault) -> Case {
+    let mut c = Case::broken(name);
+    c.mark();
+    c.sim.fault(fault);
+    let run = c.run(&["up"]);
+    run.expect(0);
+    assert!(run.stderr.contains("connector ecom-connector registered"), "{}", run.stderr);
+    c.assert_recovered();
+    c
+}
+
+#[test]
+fn connect_reachable_only_late() {
+    let c = connect_recovers("Connect not reachable until late", Fault::ConnectReset { count: 12 });
+    let resets = c.audit().iter().filter(|e| e.source == Source::Connect && e.status == 0).count();
+    assert!(resets >= 12, "{resets} resets");
+    c.finish(Ends::Recovered);
+}
+
+#[test]
+fn connect_never_reachable() {
+    let mut c = Case::broken("Connect never reachable");
+    c.edit("stack.yaml", |s| s.replacen("  timeout: 20s\n  secret:", "  timeout: 2s\n  secret:", 1));
+    c.mark();
+    c.sim.fault(Fault::ConnectReset { count: 1_000_000 });
+    let run = c.run(&["up"]);
+    run.expect(124);
+    says(&run, &["Kafka Connect REST API", "/connectors"], "debezium");
+    assert!(c.sim.connectors().is_empty());
+    c.finish(Ends::Explained);
+}
+
+#[test]
+fn connect_500_request_timed_out_while_the_worker_starts() {
+    let c = connect_recovers("Connect 500 Request timed out", Fault::Connect500Timeout { count: 10 });
+    let timed_out = c.audit().iter().filter(|e| e.source == Source::Connect && e.status == 500).count();
+    assert!(timed_out >= 10);
+    c.finish(Ends::Recovered);
+}
+
+fn storm(name: &'static str, message: &str) {
+    let c = connect_recovers(name, Fault::Connect409Storm { message: message.into(), count: 6 });
+    let conflicts = c.audit().iter().filter(|e| e.source == Source::Connect && e.status == 409).count();
+    assert!(conflicts >= 6, "{conflicts} conflicts");
+    c.finish(Ends::Recovered);
+}
+
+#[test]
+fn connect_409_storm_no_known_leader() {
+    storm(
+        "409 storm: no known leader",
+        "Cannot complete request momentarily due to no known leader URL, likely because a rebalance was underway.",
+    );
+}
+
+#[test]
+fn connect_409_storm_conflicting_operation() {
+    storm(
+        "409 storm: conflicting operation",
+        "Cannot complete request because of a conflicting operation (e.g. worker rebalance)",
+    );
+}
+
+#[test]
+fn connect_409_storm_stale_configuration() {
+    storm(
+        "409 storm: stale configuration",
+        "Cannot complete request momentarily due to stale configuration (typically caused by a concurrent config change)",
+    );
+}
+
+#[test]
+fn a_connector_that_goes_failed_with_a_trace() {
+    let mut c = Case::broken("connector FAILED with a trace");
+    c.mark();
+    c.sim.fault(Fault::ConnectorTaskFailed { connector: "inventory-connector".into() });
+    let run = c.run(&["up"]);
+    run.expect(1);
+    says(
+        &run,
+        &["connector inventory-connector FAILED", "task 0", "ConnectException: injected fault"],
+        "bookstore connectors",
+    );
+    // Registered with the right credentials; it is the task that fails.
+    assert_eq!(c.sim.connectors()["inventory-connector"], c.expected_connectors()["inventory-connector"]);
+    c.finish(Ends::Explained);
+}
+
+#[test]
+fn status_404_right_after_a_create() {
+    let c = connect_recovers("404 on status right after a create", Fault::ConnectStatus404 { count: 4 });
+    let audit = c.audit();
+    let mut not_found = 0;
+    for name in ["ecom-connector", "inventory-connector"] {
+        let created = audit
+            .iter()
+            .position(|e| {
+                e.source == Source::Connect && e.verb == "PUT" && e.path.contains(name) && e.status == 201
+            })
+            .expect("created");
+        let status = format!("/connectors/{name}/status");
+        let answers: Vec<(usize, u16)> = audit
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.source == Source::Connect && e.path_only() == status)
+            .map(|(i, e)| (i, e.status))
+            .collect();
+        assert!(answers.iter().all(|(i, _)| *i > created), "{name}: status before its create");
+        not_found += answers.iter().filter(|(_, s)| *s == 404).count();
+        assert_eq!(answers.last().map(|a| a.1), Some(200), "{name}: {answers:?}");
+    }
+    assert!(not_found >= 4, "{not_found} 404s");
+    c.finish(Ends::Recovered);
+}
+
+#[test]
+fn an_html_502_page_instead_of_json_then_json() {
+    let c = connect_recovers("HTML 502 page, then JSON", Fault::ConnectHtml502 { count: 6 });
+    let pages = c.audit().iter().filter(|e| e.source == Source::Connect && e.status == 502).count();
+    assert_eq!(pages, 6);
+    c.finish(Ends::Recovered);
+}
+
+#[test]
+fn an_html_502_page_until_the_deadline() {
+    let mut c = Case::broken("HTML 502 page until the deadline");
+    c.edit("stack.yaml", |s| s.replacen("  timeout: 20s\n  secret:", "  timeout: 2s\n  secret:", 1));
+    c.mark();
+    c.sim.fault(Fault::ConnectHtml502 { count: 1_000_000 });
+    let run = c.run(&["up"]);
+    run.expect(124);
+    says(&run, &["HTTP 502", "502 Bad Gateway"], "debezium");
+    assert!(!error_line_has_markup(&run), "raw HTML in the error:\n{}", run.stderr);
+    c.finish(Ends::Explained);
+}
+
+fn error_line_has_markup(run: &crate::harness::Run) -> bool {
+    case::error_text(run).contains("<html>") || case::error_text(run).contains("<center>")
+}
+
+// ---- inputs ---------------------------------------------------------------------------------
+
+/// An input error: exit 2 before anything reaches the world.
+fn input_error(c: &Case, cause: &[&str]) {
+    let run = c.run(&["up"]);
+    run.expect(2);
+    says(&run, cause, "Fix the input");
+    assert_eq!(c.touched(), Vec::<String>::new(), "bad input reached the world");
+    assert!(c.argv().is_empty(), "bad input ran {:?}", c.argv());
+}
+
+#[test]
+fn connector_file_missing() {
+    let mut c = Case::broken("connector file missing");
+    std::fs::remove_file(c.infra("debezium/connectors/ecom-connector.json")).unwrap();
+    c.mark();
+    input_error(&c, &["ecom-connector.json", "No such file"]);
+    c.finish(Ends::Explained);
+}
+
+#[test]
+fn connector_file_not_json() {
+    let mut c = Case::broken("connector file not JSON");
+    c.edit("debezium/connectors/ecom-connector.json", |s| s.replacen('{', "{ name: ", 1));
+    c.mark();
+    input_error(&c, &["ecom-connector.json", "line 1"]);
+    c.finish(Ends::Explained);
+}
+
+#[test]
+fn connector_file_without_config() {
+    let mut c = Case::broken("connector file missing `config`");
+    std::fs::write(
+        c.infra("debezium/connectors/inventory-connector.json"),
+        r#"{"name": "inventory-connector"}"#,
+    )
+    .unwrap();
+    c.mark();
+    input_error(&c, &["inventory-connector.json", "missing field `config`"]);
+    c.finish(Ends::Explained);
+}
+
+#[test]
+fn connector_name_mismatching_the_file() {
+    let mut c = Case::broken("connector `name` mismatching the file");
+    c.edit("debezium/connectors/ecom-connector.json", |s| {
+        s.replace("\"name\": \"ecom-connector\"", "\"name\": \"ecom-connector-v2\"")
+    });
+    c.mark();
+    input_error(&c, &["ecom-connector.json", "ecom-connector-v2"]);
+    c.finish(Ends::Explained);
+}
+
+#[test]
+fn connector_config_name_mismatching_its_name() {
+    let mut c = Case::broken("connector config.name mismatching name");
+    c.edit("debezium/connectors/inventory-connector.json", |s| {
+        s.replace("\"tasks.max\"", "\"name\": \"other\",\n    \"tasks.max\"")
+    });
+    c.mark();
+    input_error(&c, &["inventory-connector.json", "config.name `other`"]);
+    c.finish(Ends::Explained);
+}
+
+#[test]
+fn secret_missing() {
+    let mut c = Case::broken("secret missing");
+    c.kubectl(&["delete", "secret", "debezium-db-credentials", "-n", "infra"]);
+    c.mark();
+    let run = c.run(&["up"]);
+    run.expect(3);
+    says(&run, &["infra/debezium-db-credentials", "not found"], "create");
+    c.assert_nothing_restarted();
+    c.finish(Ends::Explained);
+}
+
+#[test]
+fn secret_key_missing() {
+    let mut c = Case::broken("secret key missing");
+    c.sim.fault(Fault::RemoveSecretKey { key: "INVENTORY_DB_USER".into() });
+    c.mark();
+    let run = c.run(&["up"]);
+    run.expect(3);
+    says(&run, &["infra/debezium-db-credentials", "INVENTORY_DB_USER"], "describe secret");
+    c.assert_nothing_restarted();
+    c.finish(Ends::Explained);
+}
+
+#[test]
+fn secret_value_not_base64() {
+    let mut c = Case::broken("secret value not base64");
+    c.kubectl(&[
+        "patch",
+        "secret",
+        "debezium-db-credentials",
+        "-n",
+        "infra",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"ECOM_DB_PASSWORD":"%%% not base64 %%%"}}"#,
+    ]);
+    c.mark();
+    let run = c.run(&["up"]);
+    run.expect(3);
+    says(&run, &["ECOM_DB_PASSWORD", "not valid base64"], "describe secret");
+    assert!(!run.stderr.contains("%%%"), "the bad value was printed");
+    c.assert_nothing_restarted();
+    c.finish(Ends::Explained);
+}
+
+#[test]
+fn cluster_yaml_malformed() {
+    let mut c = Case::broken("cluster.yaml malformed");
+    c.edit("kind/cluster.yaml", |s| s.replace("nodes:", "nodes: [\n"));
+    c.mark();
+    input_error(&c, &["cluster config", "cluster.yaml"]);
+    c.finish(Ends::Explained);
+}
+
+#[test]
+fn cluster_yaml_without_the_connect_port_mapping() {
+    let mut c = Case::broken("cluster.yaml without the expected port mappings");
+    c.edit("kind/cluster.yaml", |s| {
+        let start = s.find("      - containerPort: 32300").unwrap();
+        let mut out = s[..start].to_string();
+        out.push_str(s[start..].split_once("protocol: TCP\n").unwrap().1);
+        out
+    });
+    c.mark();
+    input_error(&c, &["cluster config", "containerPort 32300"]);
+    c.finish(Ends::Explained);
+}
+
+#[test]
+fn node_without_the_new_port_mappings() {
+    let mut c =
+        Case::with("node created without the port mappings", SimOptions { old_cluster: true, ..options() });
+    c.sim.docker_restart();
+    c.mark();
+    let run = c.run(&["up"]);
+    run.expect(3);
+    says(&run, &["32100, 32200, 32300"], "bookstore down && bookstore up");
+    c.assert_nothing_restarted();
+    c.finish(Ends::Explained);
+}
+
+#[test]
+fn stack_with_a_dependency_cycle() {
+    let mut c = Case::broken("stack dependency cycle");
+    c.edit("stack.yaml", |s| {
+        s.replace(
+            "{ name: ecom-db, namespace: ecom, role: database,",
+            "{ name: ecom-db, namespace: ecom, role: database, needs: [ecom-service],",
+        )
+    });
+    c.mark();
+    input_error(&c, &["dependency cycle", "ecom-db → ecom-service → ecom-db"]);
+    c.finish(Ends::Explained);
+}
+
+#[test]
+fn stack_with_an_unknown_workload() {
+    let mut c = Case::broken("stack unknown workload");
+    c.edit("stack.yaml", |s| s.replace("needs: [flink-jobmanager]", "needs: [flink-jobmanagr]"));
+    c.mark();
+    input_error(&c, &["flink-taskmanager", "`flink-jobmanagr`, which is not a workload"]);
+    c.finish(Ends::Explained);
+}
+
+#[test]
+fn stack_naming_a_workload_the_cluster_lacks() {
+    let mut c = Case::broken("stack workload not in the cluster");
+    c.edit("stack.yaml", |s| {
+        s.replace(
+            "  - { name: ui-service,",
+            "  - { name: ghost-service, namespace: ecom, timeout: 20s }\n  - { name: ui-service,",
+        )
+    });
+    c.mark();
+    let run = c.run(&["recover"]);
+    run.expect(3);
+    says(&run, &["ecom/ghost-service", "not in the cluster"], "get deploy -A");
+    c.assert_nothing_restarted();
+    c.finish(Ends::Explained);
+}
+
+// ---- the kube context -------------------------------------------------------------------------
+
+/// The user's kubeconfig with a second cluster `prod` (another simulator), optionally without
+/// the kind context, and `current-context: prod`.
+fn kubeconfig_with_prod(c: &Case, prod: &Sim, keep_kind: bool) -> String {
+    let kind = c.sim.kube_port();
+    let other = prod.kube_port();
+    let mut clusters = format!("- cluster:\n    server: http://127.0.0.1:{other}\n  name: prod\n");
+    let mut contexts = "- context:\n    cluster: prod\n    user: prod\n  name: prod\n".to_string();
+    let mut users = "- name: prod\n  user: {}\n".to_string();
+    if keep_kind {
+        clusters.push_str(&format!("- cluster:\n    server: http://127.0.0.1:{kind}\n  name: {CONTEXT}\n"));
+        contexts.push_str(&format!(
+            "- context:\n    cluster: {CONTEXT}\n    user: {CONTEXT}\n  name: {CONTEXT}\n"
+        ));
+        users.push_str(&format!("- name: {CONTEXT}\n  user: {{}}\n"));
+    }
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n{clusters}contexts:\n{contexts}current-context: prod\n\
+         preferences: {{}}\nusers:\n{users}"
+    )
+}
+
+#[test]
+fn current_context_points_elsewhere() {
+    let prod = Sim::start(options()).expect("a second world");
+    let mut c = Case::broken("current-context pointing elsewhere");
+    let kubeconfig = kubeconfig_with_prod(&c, &prod, true);
+    std::fs::write(c.sim.kubeconfig_path(), &kubeconfig).unwrap();
+    c.mark();
+    c.run(&["up"]).expect(0);
+    c.assert_recovered();
+    let touched: Vec<String> =
+        prod.audit().iter().filter(|e| e.source == Source::Kube).map(|e| e.path.clone()).collect();
+    assert_eq!(touched, Vec::<String>::new(), "the current context's cluster was touched");
+    assert!(
+        c.audit().iter().any(|e| e.source == Source::Kube && e.verb == "PATCH"),
+        "the kind cluster was not"
+    );
+    assert_eq!(std::fs::read_to_string(c.sim.kubeconfig_path()).unwrap(), kubeconfig, "kubeconfig changed");
+    c.finish(Ends::Recovered);
+}
+
+#[test]
+fn kind_context_missing() {
+    let prod = Sim::start(options()).expect("a second world");
+    let mut c = Case::broken("kind context missing from the kubeconfig");
+    std::fs::write(c.sim.kubeconfig_path(), kubeconfig_with_prod(&c, &prod, false)).unwrap();
+    c.mark();
+    let run = c.run(&["up"]);
+    run.expect(3);
+    says(&run, &["kube context `kind-bookstore`"], "kind export kubeconfig --name bookstore");
+    assert!(prod.audit().iter().all(|e| e.source != Source::Kube), "the current context was used");
+    c.assert_nothing_restarted();
+    c.finish(Ends::Explained);
+}
+
+// ---- concurrency and Ctrl-C -----------------------------------------------------------------
+
+#[test]
+fn two_runs_at_once() {
+    let mut c = Case::healthy("two runs at once");
+    c.mark();
+    c.sim.docker_restart_refusing_api(600.0);
+    let first = c.spawn(&["up"]);
+    first.until_step("Kubernetes API");
+    let second = c.run(&["recover"]);
+    second.expect(5);
+    says(&second, &[&format!("pid {}", first.pid()), "bookstore up"], "wait for it to finish");
+    assert!(c.patches().is_empty(), "the second run changed something");
+    c.sim.fault(Fault::ApiRefuseFor { secs: 0.0 });
+    let first = c.wait_ended(first);
+    first.expect(0);
+    c.assert_recovered();
+    c.finish(Ends::Recovered);
+}
+
+/// Ctrl-C while `bookstore up` is in a step: children stopped and reaped, exit 130 with advice;
+/// then the rerun converges.
+fn interrupted(mut c: Case, step: &str, reached: impl Fn(&Case) -> bool, clear: Fault) {
+    c.mark();
+    let running = c.spawn(&["up"]);
+    running.until_step(step);
+    until("the step to be under way", || reached(&c));
+    running.interrupt();
+    let run = c.wait_ended(running);
+    run.expect(130);
+    says(&run, &["interrupted"], "run it again");
+    assert_eq!(c.live_clients(), Vec::<String>::new(), "children outlived bookstore");
+    c.sim.fault(clear);
+    c.run(&["up"]).expect(0);
+    c.assert_recovered();
+    c.finish(Ends::ExplainedThenRecovered);
+}
+
+#[test]
+fn ctrl_c_while_waiting_for_the_api() {
+    let c = Case::healthy("Ctrl-C while waiting for the API");
+    c.sim.docker_restart_refusing_api(600.0);
+    interrupted(
+        c,
+        "Kubernetes API",
+        |c| c.argv().iter().any(|a| a.join(" ").contains("/readyz")),
+        Fault::ApiRefuseFor { secs: 0.0 },
+    );
+}
+
+#[test]
+fn ctrl_c_during_the_ztunnel_rollout() {
+    let c = Case::broken("Ctrl-C during the ztunnel rollout");
+    c.sim.fault(Fault::RolloutNeverCompletes { workload: "ztunnel".into() });
+    interrupted(
+        c,
+        "Restarting ztunnel",
+        |c| c.argv().iter().any(|a| a.join(" ").contains("rollout status daemonset/ztunnel")),
+        Fault::Clear,
+    );
+}
+
+#[test]
+fn ctrl_c_during_the_workload_rollout() {
+    let c = Case::broken("Ctrl-C during the workload rollout");
+    c.sim.fault(Fault::RolloutNeverCompletes { workload: "keycloak".into() });
+    interrupted(
+        c,
+        "Restarting 16 workloads",
+        |c| c.audit().iter().any(|e| e.is_kube_patch_of("deployments", "keycloak")),
+        Fault::Clear,
+    );
+}
+
+#[test]
+fn ctrl_c_during_connector_registration() {
+    let c = Case::broken("Ctrl-C during connector registration");
+    c.sim.fault(Fault::Connect500Timeout { count: 1_000_000 });
+    interrupted(
+        c,
+        "Restarting 16 workloads",
+        |c| c.audit().iter().filter(|e| e.source == Source::Connect && e.status == 500).count() >= 3,
+        Fault::Clear,
+    );
+}
+
+// ---- the helper itself ------------------------------------------------------------------------
+
+/// The leak scanner is not vacuous: it finds the sentinel in every form it looks for.
+#[test]
+fn the_leak_scanner_finds_a_planted_sentinel() {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(SENTINEL);
+    let json = serde_json::to_string(SENTINEL).unwrap();
+    for planted in [format!("x {SENTINEL} y"), format!("{{\"p\":{json}}}"), format!("data: {b64}")] {
+        assert!(!case::leaks_in(planted.as_bytes()).is_empty(), "{planted}");
+    }
+    assert!(case::leaks_in(b"password: ***").is_empty());
+}

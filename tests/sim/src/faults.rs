@@ -24,6 +24,20 @@ pub enum Fault {
     ConnectorTaskFailed { connector: String },
     /// Remove a key from the Debezium credentials secret (the database keeps its password).
     RemoveSecretKey { key: String },
+    /// Pods of this workload created from now on cannot pull their image: `ImagePullBackOff`,
+    /// with the kubelet's `Failed` and `BackOff` events (see `troubles.rs`).
+    ImagePullBackOff { workload: String },
+    /// Pods of this workload created from now on fit no node: `Pending`, `PodScheduled=False`
+    /// (`Unschedulable`), the scheduler's `FailedScheduling` event.
+    Unschedulable { workload: String },
+    /// Pods of this workload created from now on get no sandbox: istio-cni cannot reach ztunnel,
+    /// `ContainerCreating` with `FailedCreatePodSandBox` events.
+    SandboxCreationFails { workload: String },
+    /// istio-cni cannot reconcile the in-pod rules of this workload's pod (its netns is gone):
+    /// the agent logs `failed to reconcile inpod rules for pod …`, and HBONE to the pod is refused.
+    CniReconcileFailed { workload: String },
+    /// A second control-plane node container of the cluster (`<cluster>-control-plane2`).
+    ExtraControlPlane,
     /// Clear every fault.
     Clear,
 }

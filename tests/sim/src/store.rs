@@ -22,6 +22,8 @@ pub enum Res {
     Pvcs,
     Deployments,
     DaemonSets,
+    /// Core v1 Events (what `kubectl get events` lists): the kubelet's and the scheduler's.
+    Events,
 }
 
 pub const ALL_RES: &[Res] = &[
@@ -34,6 +36,7 @@ pub const ALL_RES: &[Res] = &[
     Res::Pvcs,
     Res::Deployments,
     Res::DaemonSets,
+    Res::Events,
 ];
 
 impl Res {
@@ -48,6 +51,7 @@ impl Res {
             Res::Pvcs => "persistentvolumeclaims",
             Res::Deployments => "deployments",
             Res::DaemonSets => "daemonsets",
+            Res::Events => "events",
         }
     }
     pub fn kind(self) -> &'static str {
@@ -61,6 +65,7 @@ impl Res {
             Res::Pvcs => "PersistentVolumeClaim",
             Res::Deployments => "Deployment",
             Res::DaemonSets => "DaemonSet",
+            Res::Events => "Event",
         }
     }
     pub fn short_names(self) -> &'static [&'static str] {
@@ -74,6 +79,7 @@ impl Res {
             Res::Pvcs => &["pvc"],
             Res::Deployments => &["deploy"],
             Res::DaemonSets => &["ds"],
+            Res::Events => &["ev"],
         }
     }
     pub fn is_apps(self) -> bool {

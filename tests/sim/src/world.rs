@@ -629,6 +629,7 @@ impl World {
                 p.ready_wall = Some(p.created_wall);
                 p.registered = true;
             }
+            self.write_pod(&k);
         }
         self.reconcile(now);
         self.bootstrapping = false;

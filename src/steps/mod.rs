@@ -8,6 +8,8 @@ mod mesh;
 mod preflight;
 mod rollout;
 
+pub use preflight::install_hint;
+
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 

@@ -124,7 +124,9 @@ pub fn route(
                 Some(reason) => format!("{} upstream reset ({reason})", r.status),
                 None if (200..400).contains(&r.status) => match &judged {
                     Ok(()) => r.status.to_string(),
-                    Err(why) => format!("{}, but {why}", r.status),
+                    Err(why) => {
+                        format!("{}, but {}", r.status, why.trim_end_matches(" (run `bookstore connectors`)"))
+                    }
                 },
                 None => {
                     let first: String = r.body.lines().next().unwrap_or("").chars().take(60).collect();

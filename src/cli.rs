@@ -116,6 +116,11 @@ pub struct RecoverArgs {
     /// Pause after ztunnel's rollout before restarting workloads (e.g. 0s, 10s)
     #[arg(long, value_name = "DURATION")]
     pub settle: Option<String>,
+
+    /// Keep waiting until each deadline when a pod is in CrashLoopBackOff, ImagePullBackOff or has
+    /// a FailedCreatePodSandBox event (by default the wait fails at once, with its logs and events)
+    #[arg(long)]
+    pub tolerate: bool,
 }
 
 #[cfg(test)]

@@ -300,6 +300,13 @@ pub enum TroubleKind {
     Pending,
 }
 
+impl TroubleKind {
+    /// The states a wait gives up on at once (unless tolerated): waiting cannot fix them.
+    pub fn fatal(self) -> bool {
+        matches!(self, TroubleKind::CrashLoop | TroubleKind::ImagePull | TroubleKind::Sandbox)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Trouble {
     pub kind: TroubleKind,
@@ -528,10 +535,12 @@ mod tests {
         let found = trouble(&creating, &[sandbox], now).unwrap();
         assert_eq!(found.kind, TroubleKind::Sandbox);
         assert!(found.message.contains("no ztunnel connection"));
+        assert!(found.kind.fatal());
 
         let mut unscheduled = Pod { phase: "Pending".into(), created: Some(now), ..Pod::default() };
         unscheduled.unscheduled = Some("0/1 nodes are available: 1 Insufficient memory.".into());
         assert_eq!(t(&unscheduled, &[]).map(|x| x.0), Some(TroubleKind::Unschedulable));
+        assert!(!TroubleKind::Unschedulable.fatal());
 
         creating.created = Some(now - PENDING_GRACE - 1);
         assert_eq!(t(&creating, &[]), Some((TroubleKind::Pending, "ContainerCreating".into())));

@@ -17,6 +17,8 @@ pub struct Config {
     pub stack: Stack,
     pub action: Action,
     pub dry_run: bool,
+    /// `--tolerate`: waits sit out their deadlines instead of failing fast on a broken pod.
+    pub tolerate: bool,
 }
 
 pub enum Action {
@@ -57,6 +59,7 @@ impl Config {
         // doctor and status report a cluster config without fixed host ports instead of refusing it.
         let diagnosis = matches!(cli.command, Command::Doctor | Command::Status);
         let mut stack = if diagnosis { stack::load_for_diagnosis(source)? } else { stack::load(source)? };
+        let tolerate = matches!(&cli.command, Command::Up(a) | Command::Recover(a) if a.tolerate);
         let action = match &cli.command {
             Command::Up(args) => Action::Up {
                 order: if args.phased { Order::Phased } else { Order::Graph },
@@ -82,7 +85,7 @@ impl Config {
             Command::Status => Action::Status,
             Command::Completions { .. } => unreachable!("handled before the stack loads"),
         };
-        Ok(Config { stack, action, dry_run: cli.dry_run })
+        Ok(Config { stack, action, dry_run: cli.dry_run, tolerate })
     }
 }
 
@@ -190,7 +193,9 @@ fn execute(config: &Config, ui: &Ui) -> Result<()> {
 }
 
 fn ctx<'a>(config: &'a Config, ui: &'a Ui) -> Ctx<'a> {
-    Ctx::new(&config.stack, ui)
+    let mut ctx = Ctx::new(&config.stack, ui);
+    ctx.tolerate = config.tolerate;
+    ctx
 }
 
 fn run_steps(config: &Config, ui: &Ui, title: &str, steps: &[plan::Step]) -> Result<()> {

@@ -4,6 +4,7 @@
 
 mod bootstrap;
 mod connectors;
+mod failfast;
 mod mesh;
 mod preflight;
 mod rollout;
@@ -25,13 +26,22 @@ pub struct Ctx<'a> {
     pub stack: &'a Stack,
     pub kube: Kubectl,
     pub ui: &'a Ui,
+    /// `--tolerate`: readiness waits sit out their deadlines instead of failing fast on a pod in
+    /// CrashLoopBackOff, ImagePullBackOff or with a FailedCreatePodSandBox event.
+    pub tolerate: bool,
     /// The connector credentials, read from the secret once per run.
     secrets: OnceLock<BTreeMap<String, Secret>>,
 }
 
 impl<'a> Ctx<'a> {
     pub fn new(stack: &'a Stack, ui: &'a Ui) -> Ctx<'a> {
-        Ctx { stack, kube: Kubectl::new(stack.cluster.context()), ui, secrets: OnceLock::new() }
+        Ctx {
+            stack,
+            kube: Kubectl::new(stack.cluster.context()),
+            ui,
+            tolerate: false,
+            secrets: OnceLock::new(),
+        }
     }
 
     /// The connector credentials (read once, in-process, never printed).

@@ -52,7 +52,7 @@ fn troubled_pods_show_their_state_and_events() {
     {
         ok(&kubectl(&sim, &["rollout", "restart", &format!("deployment/{name}"), "-n", ns]));
     }
-    let _ = eventually(Duration::from_secs(10), "the troubles show", || {
+    eventually(Duration::from_secs(10), "the troubles show", || {
         let pull = waiting(&sim, "infra", "redis").contains(&"ImagePullBackOff".to_string());
         let crash = waiting(&sim, "infra", "pgadmin").contains(&"CrashLoopBackOff".to_string());
         let sandbox = waiting(&sim, "observability", "prometheus").contains(&"ContainerCreating".to_string());

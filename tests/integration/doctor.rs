@@ -60,6 +60,8 @@ fn right_after_a_docker_restart_doctor_reports_the_stale_mesh_and_the_lost_conne
     assert!(connectors.lines().next().unwrap().ends_with("/connectors → 200 []"), "{connectors}");
     assert!(connectors.contains("ecom-connector (debezium/connectors/ecom-connector.json)"));
     assert_eq!(doctor.fix("connectors-missing"), "bookstore connectors");
+    // The NodePorts of stale pods close without an answer.
+    assert!(doctor.evidence("route-failing").contains("pgadmin [pgadmin]: GET http://127.0.0.1:"));
     // The same, for humans, on stderr; the summary is the last event.
     assert!(doctor.run.stderr.contains(" ✗ [gateway-upstream-reset] "), "{}", doctor.run.stderr);
     assert!(doctor.run.stderr.contains("     fix:      bookstore recover"));
@@ -151,6 +153,37 @@ fn an_older_cluster_without_the_new_port_mappings_gets_the_guides_advice() {
         "{evidence}"
     );
     assert_eq!(doctor.fix("port-mapping-missing"), "bookstore down && bookstore up");
+    // What the missing mappings break: the routes and Connect behind them do not answer.
+    assert!(
+        doctor.evidence("route-failing").contains("kiali [kiali]: GET http://127.0.0.1:"),
+        "{}",
+        doctor.run.stderr
+    );
+    assert!(doctor.evidence("connect-not-answering").contains("/connectors → no answer"));
+}
+
+#[test]
+fn an_api_that_does_not_answer_and_a_missing_kube_context() {
+    let sim = start(options());
+    sim.fault(Fault::ApiRefuseFor { secs: 30.0 });
+    let doctor = Doctor::run(&sim);
+    doctor.run.expect(6);
+    assert!(doctor.evidence("api-not-ready").contains("get --raw /readyz"), "{}", doctor.run.stderr);
+    assert_eq!(doctor.fix("api-not-ready"), "docker restart bookstore-control-plane");
+
+    let sim = start(options());
+    let empty = sim.dir().join("empty-kubeconfig");
+    std::fs::write(&empty, "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n").unwrap();
+    let mut cmd = sim.command(BIN);
+    cmd.args(["doctor", "--stack"]).arg(sim.stack_path()).env("KUBECONFIG", &empty).env("NO_COLOR", "1");
+    let run = Run::from(cmd.output().unwrap());
+    run.expect(6);
+    assert!(
+        run.stderr.contains("[kube-context-missing] kube context `kind-bookstore` is not in your kubeconfig"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("fix:      kind export kubeconfig --name bookstore"));
 }
 
 #[test]

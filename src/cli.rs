@@ -21,7 +21,7 @@ use crate::error::EXIT_CODES;
         "  bookstore connectors              # re-register the Debezium connectors only\n",
         "  bookstore smoke                   # check every route\n",
         "  bookstore doctor                  # what is wrong, the evidence, and the command that fixes it\n",
-        "  bookstore status --json | jq .routes   # workloads, connectors and routes as one document\n",
+        "  bookstore status --json           # workloads, connectors and routes as one JSON document\n",
         "  bookstore down --yes              # delete the cluster (scripts)\n",
         "\n",
         crate::exit_codes!()

@@ -8,7 +8,9 @@ use std::time::Duration;
 use bookstore_sim::{AuditEntry, Fault, Sim, SimOptions, Source};
 
 use crate::harness::{BIN, HOSTILE, Run};
-use crate::simkit::{Doctor, bookstore, docker, eventually, kubectl, options, rewrite, start};
+use crate::simkit::{
+    Doctor, bookstore, docker, docker_restart, eventually, kubectl, options, rewrite, start,
+};
 
 /// Doctor made only reads: GETs to the API, Connect and the routes, inspections of Docker.
 fn assert_read_only(audit: &[AuditEntry]) {
@@ -26,8 +28,7 @@ fn assert_read_only(audit: &[AuditEntry]) {
 #[test]
 fn right_after_a_docker_restart_doctor_reports_the_stale_mesh_and_the_lost_connectors_then_up_heals_it() {
     let sim = start(options());
-    sim.docker_restart();
-    sim.wait_healthy(Duration::from_secs(30)).unwrap();
+    docker_restart(&sim);
     let since = sim.audit().len();
     let doctor = Doctor::run(&sim);
     doctor.run.expect(6);
@@ -427,8 +428,7 @@ fn dry_run_lists_the_reads_and_changes_nothing() {
 #[ignore]
 fn transcript_doctor() {
     let sim: Sim = start(options());
-    sim.docker_restart();
-    sim.wait_healthy(Duration::from_secs(30)).unwrap();
+    docker_restart(&sim);
     let run = bookstore(&sim, &["doctor"]);
     eprintln!("$ bookstore doctor   # right after a Docker restart (exit {})\n{}", run.code, run.stderr);
     let status = bookstore(&sim, &["status"]);

@@ -112,6 +112,29 @@ pub fn docker(sim: &Sim, args: &[&str]) -> Run {
     Run::from(cmd.output().expect("docker runs"))
 }
 
+/// GET through a host port: (status, body), or None without an answer.
+pub fn get(sim: &Sim, container_port: u16, path: &str) -> Option<(u16, String)> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .timeout_global(Some(Duration::from_secs(3)))
+        .build()
+        .into();
+    let mut r = agent.get(format!("http://127.0.0.1:{}{path}", sim.host_port(container_port))).call().ok()?;
+    let status = r.status().as_u16();
+    Some((status, r.body_mut().read_to_string().unwrap_or_default()))
+}
+
+/// A Docker restart, then every pod Ready again and Connect answering (with no connectors, since
+/// Kafka has no volume): what a user finds after restarting Docker Desktop.
+pub fn docker_restart(sim: &Sim) {
+    sim.docker_restart();
+    sim.wait_healthy(Duration::from_secs(30)).expect("pods Ready again");
+    eventually(Duration::from_secs(10), "Connect to answer after the restart", || {
+        get(sim, 32300, "/connectors").filter(|(s, _)| *s == 200).map(|_| ())
+    });
+}
+
 /// Poll until `f` gives a value.
 #[track_caller]
 pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {

@@ -1,11 +1,9 @@
 //! `bookstore status` on the simulator: the table after a Docker restart and after `up`, and the
 //! same as one JSON document.
 
-use std::time::Duration;
-
 use serde_json::Value;
 
-use crate::simkit::{bookstore, options, start};
+use crate::simkit::{bookstore, docker_restart, options, start};
 
 /// The row whose first column is `name` in the section (workloads 0, connectors 1, routes 2).
 fn row(table: &str, section: usize, name: &str) -> String {
@@ -19,8 +17,7 @@ fn row(table: &str, section: usize, name: &str) -> String {
 #[test]
 fn the_table_tells_a_broken_stack_from_a_healed_one() {
     let sim = start(options());
-    sim.docker_restart();
-    sim.wait_healthy(Duration::from_secs(30)).unwrap();
+    docker_restart(&sim);
     let run = bookstore(&sim, &["status"]);
     run.expect(0);
     let table = &run.stdout;

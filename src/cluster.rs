@@ -14,6 +14,8 @@ pub struct Container {
     pub restarts: u64,
     /// `state.waiting`: (reason, message).
     pub waiting: Option<(String, String)>,
+    /// `lastState.terminated`: (exit code, reason).
+    pub last_exit: Option<(i64, String)>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -142,6 +144,9 @@ fn pod(v: &Value) -> Pod {
                 ready: c.get("ready").and_then(Value::as_bool).unwrap_or(false),
                 restarts: c.get("restartCount").and_then(Value::as_u64).unwrap_or(0),
                 waiting: c.pointer("/state/waiting").map(|w| (text(w, "/reason"), text(w, "/message"))),
+                last_exit: c
+                    .pointer("/lastState/terminated")
+                    .map(|t| (t.get("exitCode").and_then(Value::as_i64).unwrap_or(0), text(t, "/reason"))),
             })
             .collect(),
         _ => v
@@ -324,6 +329,10 @@ pub struct Trouble {
 /// A pod Pending for longer than this is reported even without a known reason.
 pub const PENDING_GRACE: u64 = 120;
 
+/// A container not ready after this many restarts, its last run failed, is crash-looping even
+/// in the moment it runs again between two back-offs (kubectl then shows `Running`).
+pub const RESTARTS_CRASHING: u64 = 3;
+
 /// The Warning events about this pod, oldest first.
 pub fn events_of<'a>(events: &'a [Event], pod: &Pod) -> Vec<&'a Event> {
     let mut out: Vec<&Event> = events
@@ -349,6 +358,22 @@ pub fn trouble(pod: &Pod, events: &[Event], now: u64) -> Option<Trouble> {
             kind: TroubleKind::CrashLoop,
             reason,
             message,
+            container: Some(c.name.clone()),
+            image: None,
+        });
+    }
+    let between_backoffs = pod.containers.iter().find(|c| {
+        !c.ready
+            && c.restarts >= RESTARTS_CRASHING
+            && c.last_exit.as_ref().is_some_and(|(code, _)| *code != 0)
+    });
+    if let Some(c) = between_backoffs {
+        let (code, why) = c.last_exit.clone().unwrap_or_default();
+        let why = if why.is_empty() { "Error".to_string() } else { why };
+        return Some(Trouble {
+            kind: TroubleKind::CrashLoop,
+            reason: format!("{why} (exit code {code})"),
+            message: format!("started again after {} restarts, not ready", c.restarts),
             container: Some(c.name.clone()),
             image: None,
         });
@@ -516,6 +541,13 @@ mod tests {
             Some(TroubleKind::Config)
         );
         assert_eq!(t(&pod_waiting("ContainerCreating"), &[]), None, "still starting is not a trouble");
+        let mut running_again = pod_waiting("x");
+        running_again.containers[0].waiting = None;
+        running_again.containers[0].restarts = RESTARTS_CRASHING;
+        running_again.containers[0].last_exit = Some((1, "Error".into()));
+        assert_eq!(t(&running_again, &[]), Some((TroubleKind::CrashLoop, "Error (exit code 1)".into())));
+        running_again.containers[0].last_exit = Some((0, "Completed".into()));
+        assert_eq!(t(&running_again, &[]), None, "a clean exit is not a crash");
 
         let mut creating = pod_waiting("ContainerCreating");
         creating.phase = "Pending".into();

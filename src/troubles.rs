@@ -124,7 +124,7 @@ pub fn advice(stack: &Stack, pod: &Pod, owner: Option<&str>, trouble: &Trouble) 
 pub fn headline(pod: &Pod, owner: Option<&str>, trouble: &Trouble) -> String {
     let owner = owner.map(|o| format!(" (deployment {o})")).unwrap_or_default();
     let what = match trouble.kind {
-        TroubleKind::CrashLoop => format!("keeps crashing (CrashLoopBackOff, {} restarts)", pod.restarts()),
+        TroubleKind::CrashLoop => format!("keeps crashing ({}, {} restarts)", trouble.reason, pod.restarts()),
         TroubleKind::ImagePull => format!(
             "cannot pull its image{} ({})",
             trouble.image.as_deref().map(|i| format!(" {i}")).unwrap_or_default(),

@@ -20,7 +20,11 @@ fn a_crash_loop_stops_the_wait_at_once_with_its_log_and_events() {
     assert!(started.elapsed() < Duration::from_secs(60), "took {:?}", started.elapsed());
     let err = &run.stderr;
     assert!(err.contains("deployment infra/redis cannot become ready by waiting: pod infra/redis-"), "{err}");
-    assert!(err.contains("keeps crashing (CrashLoopBackOff"), "{err}");
+    assert!(
+        err.contains("keeps crashing (CrashLoopBackOff")
+            || err.contains("keeps crashing (Error (exit code 1)"),
+        "{err}"
+    );
     assert!(err.contains("FATAL: cannot reach (fault): connection refused; exiting"), "{err}");
     assert!(err.contains("event Warning BackOff"), "{err}");
     assert!(err.contains("or rerun with --tolerate to wait until the deadline"), "{err}");

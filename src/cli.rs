@@ -20,6 +20,8 @@ use crate::error::EXIT_CODES;
         "  bookstore recover --phased        # the restart guide's exact phases\n",
         "  bookstore connectors              # re-register the Debezium connectors only\n",
         "  bookstore smoke                   # check every route\n",
+        "  bookstore doctor                  # what is wrong, the evidence, and the command that fixes it\n",
+        "  bookstore status --json           # workloads, connectors and routes as one JSON document\n",
         "  bookstore down --yes              # delete the cluster (scripts)\n",
         "\n",
         crate::exit_codes!()
@@ -71,6 +73,11 @@ pub enum Command {
         #[arg(long, value_name = "DURATION")]
         timeout: Option<String>,
     },
+    /// Diagnose the stack, read-only: each problem with its evidence and the command that fixes
+    /// it (exit 6 when any is an error)
+    Doctor,
+    /// One table: each workload (ready/desired, restarts, age), each connector, each route
+    Status,
     /// Print a shell completion script (e.g. `bookstore completions bash > /etc/bash_completion.d/bookstore`)
     Completions {
         #[arg(value_enum)]
@@ -91,6 +98,8 @@ impl Command {
             Command::Recover(_) => "recover",
             Command::Connectors => "connectors",
             Command::Smoke { .. } => "smoke",
+            Command::Doctor => "doctor",
+            Command::Status => "status",
             Command::Down { .. } => "down",
             Command::Completions { .. } => "completions",
         }
@@ -107,6 +116,11 @@ pub struct RecoverArgs {
     /// Pause after ztunnel's rollout before restarting workloads (e.g. 0s, 10s)
     #[arg(long, value_name = "DURATION")]
     pub settle: Option<String>,
+
+    /// Keep waiting until each deadline when a pod is in CrashLoopBackOff, ImagePullBackOff or has
+    /// a FailedCreatePodSandBox event (by default the wait fails at once, with its logs and events)
+    #[arg(long)]
+    pub tolerate: bool,
 }
 
 #[cfg(test)]

@@ -51,6 +51,20 @@ impl Desired {
 }
 
 impl Connect {
+    /// The stack's Connect REST API (the host port mapped to `connect.port`), with the pasteable
+    /// command that shows its worker's log for error advice.
+    pub fn for_stack(stack: &crate::stack::Stack) -> Result<Connect> {
+        let c = &stack.connect;
+        let namespace =
+            stack.workloads.iter().find(|w| w.name == c.workload).map_or("infra", |w| &w.namespace);
+        let logs = format!(
+            "kubectl --context {} -n {namespace} logs deploy/{} --tail=100",
+            stack.cluster.context(),
+            c.workload
+        );
+        Ok(Connect::new(stack.cluster.host_port(c.port)?, logs))
+    }
+
     /// `logs`: the pasteable command that shows the worker's log.
     pub fn new(host_port: u16, logs: String) -> Connect {
         Connect { base: format!("http://127.0.0.1:{host_port}"), logs }
@@ -58,6 +72,20 @@ impl Connect {
 
     pub fn list(&self) -> Request {
         Request::get(format!("{}/connectors", self.base)).timeout(Duration::from_secs(5))
+    }
+
+    /// Every connector with its status (`?expand=status`, Kafka ≥ 2.3).
+    pub fn list_status(&self) -> Request {
+        Request::get(format!("{}/connectors?expand=status", self.base)).timeout(Duration::from_secs(5))
+    }
+
+    /// `POST /connectors/{name}/restart?includeTasks=true&onlyFailed=true` (Kafka ≥ 3.0), as a
+    /// pasteable line: what restarts a FAILED connector's failed parts once their cause is fixed.
+    pub fn restart_failed_line(&self, name: &str) -> String {
+        format!(
+            "curl -sS -X POST '{}/connectors/{name}/restart?includeTasks=true&onlyFailed=true'",
+            self.base
+        )
     }
 
     pub fn get_config(&self, name: &str) -> Request {
@@ -179,6 +207,67 @@ pub fn running(status: &Value) -> std::result::Result<bool, String> {
     Ok(connector == "RUNNING" && !tasks.is_empty() && tasks.iter().all(|t| state(t) == "RUNNING"))
 }
 
+/// A connector's state from `GET /connectors?expand=status`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct State {
+    /// The connector's own state (`RUNNING`, `FAILED`, `PAUSED`, `UNASSIGNED`, …; empty while
+    /// its status is not known yet).
+    pub connector: String,
+    /// (task id, state, first line of its trace).
+    pub tasks: Vec<(u64, String, Option<String>)>,
+    /// The connector's own trace's first line, when it FAILED.
+    pub trace: Option<String>,
+}
+
+impl State {
+    pub fn running(&self) -> bool {
+        self.connector == "RUNNING" && !self.tasks.is_empty() && self.tasks.iter().all(|t| t.1 == "RUNNING")
+    }
+
+    pub fn failed(&self) -> bool {
+        self.connector == "FAILED" || self.tasks.iter().any(|t| t.1 == "FAILED")
+    }
+
+    /// `RUNNING (1/1 tasks)`, `FAILED: task 0: org.apache…ConnectException: …`, …
+    pub fn summary(&self) -> String {
+        if let Some(trace) = &self.trace {
+            return format!("FAILED: {trace}");
+        }
+        if let Some((id, _, trace)) = self.tasks.iter().find(|t| t.1 == "FAILED") {
+            return format!("task {id} FAILED: {}", trace.as_deref().unwrap_or("(no trace)"));
+        }
+        let running = self.tasks.iter().filter(|t| t.1 == "RUNNING").count();
+        let state = if self.connector.is_empty() { "status not known yet" } else { &self.connector };
+        format!("{state} ({running}/{} tasks running)", self.tasks.len())
+    }
+}
+
+/// `GET /connectors?expand=status` → each connector's state.
+pub fn states(answer: &Value) -> Option<BTreeMap<String, State>> {
+    let first_line = |v: &Value| {
+        v.get("trace").and_then(Value::as_str).and_then(|t| t.lines().next()).map(|l| l.trim().to_string())
+    };
+    let mut out = BTreeMap::new();
+    for (name, entry) in answer.as_object()? {
+        let status = entry.get("status");
+        let connector = status.and_then(|s| s.get("connector"));
+        let tasks = status
+            .and_then(|s| s.get("tasks"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|t| {
+                let state = t.get("state").and_then(Value::as_str).unwrap_or("").to_string();
+                (t.get("id").and_then(Value::as_u64).unwrap_or(0), state, first_line(t))
+            })
+            .collect();
+        let state = connector.and_then(|c| c.get("state")).and_then(Value::as_str).unwrap_or("").to_string();
+        let trace = connector.filter(|_| state == "FAILED").and_then(first_line);
+        out.insert(name.clone(), State { connector: state, tasks, trace });
+    }
+    Some(out)
+}
+
 /// 409 (rebalance / stale config / no leader) and the worker's start-up 500s are worth retrying.
 fn retryable(r: &Response) -> bool {
     let message = message(r);
@@ -270,6 +359,23 @@ mod tests {
         assert_eq!(message(&Response { status: 409, body: json.into() }), "Cannot complete request");
         assert_eq!(message(&Response { status: 500, body: "\n oops \nmore".into() }), "oops");
         assert_eq!(message(&Response { status: 500, body: String::new() }), "(empty body)");
+    }
+
+    #[test]
+    fn expanded_status_gives_each_connectors_state_and_first_trace_line() {
+        let answer = json!({
+            "ok": {"status": {"connector": {"state": "RUNNING"}, "tasks": [{"id": 0, "state": "RUNNING"}]}},
+            "bad": {"status": {"connector": {"state": "RUNNING"},
+                    "tasks": [{"id": 0, "state": "FAILED", "trace": "org.x.ConnectException: boom\n\tat a.b(C.java:1)"}]}},
+            "young": {}
+        });
+        let s = states(&answer).unwrap();
+        assert!(s["ok"].running() && !s["ok"].failed());
+        assert!(s["bad"].failed());
+        assert_eq!(s["bad"].summary(), "task 0 FAILED: org.x.ConnectException: boom");
+        assert_eq!(s["young"].summary(), "status not known yet (0/0 tasks running)");
+        assert_eq!(s["ok"].summary(), "RUNNING (1/1 tasks running)");
+        assert!(states(&json!([])).is_none());
     }
 
     #[test]

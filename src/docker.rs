@@ -25,6 +25,88 @@ pub fn ps_named(names: &[String]) -> Cmd {
     cmd.args(["--format", "{{.Names}}"]).deadline(Duration::from_secs(20))
 }
 
+/// Every container of a kind cluster, running or not, one JSON object a line.
+pub fn ps_cluster(cluster: &str) -> Cmd {
+    Cmd::new("docker")
+        .args(["ps", "-a", "--filter", &format!("label=io.x-k8s.kind.cluster={cluster}")])
+        .args(["--format", "{{json .}}"])
+        .deadline(Duration::from_secs(20))
+}
+
+/// Every running container with its published ports, one JSON object a line.
+pub fn ps_running() -> Cmd {
+    Cmd::new("docker").args(["ps", "--format", "{{json .}}"]).deadline(Duration::from_secs(20))
+}
+
+/// A container as `docker ps --format '{{json .}}'` prints it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Listed {
+    pub name: String,
+    /// `running`, `exited`, `created`, …
+    pub state: String,
+    /// `Up 2 minutes`, `Exited (137) 5 seconds ago`, …
+    pub status: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Published ports: (host address, host port, container port).
+    pub published: Vec<(String, u16, u16)>,
+}
+
+impl Listed {
+    pub fn running(&self) -> bool {
+        self.state == "running"
+    }
+
+    /// kind's node role label (`control-plane`, `worker`, `external-load-balancer`).
+    pub fn role(&self) -> &str {
+        self.labels.get("io.x-k8s.kind.role").map(String::as_str).unwrap_or("")
+    }
+}
+
+pub fn parse_ps(stdout: &str) -> Result<Vec<Listed>, String> {
+    let mut out = Vec::new();
+    for line in stdout.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let v: Value = serde_json::from_str(line)
+            .map_err(|e| format!("docker ps printed a line that is not JSON: {e}"))?;
+        let text = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let labels = text("Labels")
+            .split(',')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+            .collect();
+        out.push(Listed {
+            name: text("Names"),
+            state: text("State"),
+            status: text("Status"),
+            labels,
+            published: parse_ports(&text("Ports")),
+        });
+    }
+    Ok(out)
+}
+
+/// `127.0.0.1:30000->30000/tcp, [::]:80-81->80-81/tcp, 8083/tcp` → the published ones.
+pub fn parse_ports(text: &str) -> Vec<(String, u16, u16)> {
+    let range = |r: &str| -> Option<(u16, u16)> {
+        match r.split_once('-') {
+            Some((a, b)) => Some((a.parse().ok()?, b.parse().ok()?)),
+            None => r.parse().ok().map(|p| (p, p)),
+        }
+    };
+    let mut out = Vec::new();
+    for entry in text.split(',').map(str::trim) {
+        let Some((host, container)) = entry.split_once("->") else { continue };
+        let Some((address, ports)) = host.rsplit_once(':') else { continue };
+        let container = container.split('/').next().unwrap_or("");
+        let (Some((h0, h1)), Some((c0, _))) = (range(ports), range(container)) else { continue };
+        let address = address.trim_start_matches('[').trim_end_matches(']');
+        let address = if address.is_empty() { "::" } else { address };
+        for (i, h) in (h0..=h1).enumerate() {
+            out.push((address.to_string(), h, c0.saturating_add(i as u16)));
+        }
+    }
+    out
+}
+
 pub fn rm_force(names: &[String]) -> Cmd {
     Cmd::new("docker").args(["rm", "-f"]).args(names.iter().cloned()).deadline(Duration::from_secs(60))
 }
@@ -161,6 +243,7 @@ mod tests {
         let m = |c: u16, h: u16| PortMapping {
             container_port: c,
             host_port: Some(h),
+            host_port_raw: Some(h.into()),
             listen_address: "127.0.0.1".into(),
             protocol: "TCP".into(),
         };
@@ -169,6 +252,34 @@ mod tests {
         assert_eq!(missing, [&wanted[1]]);
         assert!(parse_inspect("[]").is_err());
         assert!(parse_inspect("{").is_err());
+    }
+
+    #[test]
+    fn docker_ps_json_lines_give_state_role_and_published_ports() {
+        let out = concat!(
+            r#"{"Names":"bookstore-control-plane","State":"exited","Status":"Exited (137) 5 seconds ago","#,
+            r#""Labels":"io.x-k8s.kind.cluster=bookstore,io.x-k8s.kind.role=control-plane","#,
+            r#""Ports":"127.0.0.1:41234->6443/tcp, 127.0.0.1:30000->30000/tcp"}"#,
+            "\n",
+            r#"{"Names":"kiali-proxy","State":"running","Status":"Up 1 hour","Labels":"","#,
+            r#""Ports":"0.0.0.0:32100->32100/tcp, :::32100->32100/tcp, 8080/tcp, [::1]:9000-9001->90-91/tcp"}"#,
+        );
+        let listed = parse_ps(out).unwrap();
+        assert_eq!(listed[0].role(), "control-plane");
+        assert!(!listed[0].running());
+        assert_eq!(listed[0].published[1], ("127.0.0.1".into(), 30000, 30000));
+        assert!(listed[1].running());
+        assert_eq!(
+            listed[1].published,
+            [
+                ("0.0.0.0".into(), 32100, 32100),
+                ("::".into(), 32100, 32100),
+                ("::1".into(), 9000, 90),
+                ("::1".into(), 9001, 91)
+            ]
+        );
+        assert!(parse_ps("not json").is_err());
+        assert!(parse_ps("").unwrap().is_empty());
     }
 
     #[test]

@@ -18,6 +18,8 @@ pub mod code {
     pub const SMOKE_FAILED: u8 = 4;
     /// Another bookstore run holds the lock for this cluster.
     pub const BUSY: u8 = 5;
+    /// `doctor` found at least one problem of severity error.
+    pub const FINDINGS: u8 = 6;
     /// A wait ran past its deadline.
     pub const TIMEOUT: u8 = 124;
     /// Interrupted (Ctrl-C).
@@ -35,6 +37,7 @@ macro_rules! exit_codes {
   3    prerequisite missing (tool, Docker, kind cluster, kube context, port mappings)
   4    smoke test failed (at least one route does not answer)
   5    another bookstore run is working on this cluster (lock held)
+  6    doctor found problems (at least one finding of severity error)
   124  a wait ran past its deadline
   130  interrupted"
     };
@@ -84,6 +87,11 @@ pub enum Error {
         failures: Vec<String>,
         next: String,
     },
+    /// `doctor` found problems (each already printed with its evidence and fix).
+    Findings {
+        errors: usize,
+        warnings: usize,
+    },
     /// A step failed for a reason that is not a command or a request.
     Step {
         problem: String,
@@ -103,6 +111,7 @@ impl Error {
             Error::Timeout { .. } => code::TIMEOUT,
             Error::Smoke { .. } => code::SMOKE_FAILED,
             Error::Busy { .. } => code::BUSY,
+            Error::Findings { .. } => code::FINDINGS,
             Error::Interrupted => code::INTERRUPTED,
         }
     }
@@ -128,7 +137,7 @@ impl Error {
             | Error::Timeout { next, .. }
             | Error::Smoke { next, .. }
             | Error::Step { next, .. } => *next = advice.into(),
-            Error::Input { .. } | Error::Busy { .. } | Error::Interrupted => {}
+            Error::Input { .. } | Error::Busy { .. } | Error::Findings { .. } | Error::Interrupted => {}
         }
         self
     }
@@ -176,6 +185,11 @@ impl fmt::Display for Error {
             Error::Busy { holder, lock } => format!(
                 "another bookstore run is working on this cluster: {holder}\nNext: wait for it to \
                  finish (the lock {lock} is released when that process exits), then run again"
+            ),
+            Error::Findings { errors, warnings } => format!(
+                "doctor found {errors} problem(s) of severity error and {warnings} warning(s), each above \
+                 with its evidence\nNext: run each `fix:` command (or `bookstore recover` for the mesh and \
+                 connectors), then `bookstore doctor` again"
             ),
             Error::Interrupted => "interrupted (Ctrl-C): the running commands were stopped\nNext: run it \
                                    again when ready (recovery is safe to rerun: it converges from \

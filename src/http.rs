@@ -15,6 +15,13 @@ pub fn port_free(address: &str, port: u16) -> bool {
     std::net::TcpListener::bind((address, port)).is_ok()
 }
 
+/// The addresses the system resolver gives a host name (what a browser would use: /etc/hosts,
+/// then DNS). `Err` carries the resolver's words.
+pub fn resolve(host: &str) -> Result<Vec<std::net::IpAddr>, String> {
+    use std::net::ToSocketAddrs;
+    (host, 80).to_socket_addrs().map(|a| a.map(|s| s.ip()).collect()).map_err(|e| e.to_string())
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Method {
     Get,

@@ -138,6 +138,34 @@ impl Kubectl {
         self.base().args(["get", "deployments", "--all-namespaces", "-o", "json"])
     }
 
+    pub fn list_pods(&self) -> Cmd {
+        self.base().args(["get", "pods", "--all-namespaces", "-o", "json"]).deadline(Duration::from_secs(30))
+    }
+
+    /// Core v1 Events of every namespace (the kubelet's and the scheduler's words about pods).
+    pub fn list_events(&self) -> Cmd {
+        self.base()
+            .args(["get", "events", "--all-namespaces", "-o", "json"])
+            .deadline(Duration::from_secs(30))
+    }
+
+    /// The last `tail` lines of every container of one pod.
+    pub fn pod_logs(&self, namespace: &str, pod: &str, tail: usize) -> Cmd {
+        self.base()
+            .args(["logs", pod, "-n", namespace, "--all-containers=true"])
+            .arg(format!("--tail={tail}"))
+            .deadline(Duration::from_secs(20))
+    }
+
+    /// The last `tail` lines of a workload's pod (`daemonset/ztunnel`: kubectl picks its pod; a
+    /// kind cluster of one node has exactly one).
+    pub fn workload_logs(&self, kind: &str, name: &str, namespace: &str, tail: usize) -> Cmd {
+        self.base()
+            .args(["logs", &format!("{kind}/{name}"), "-n", namespace])
+            .arg(format!("--tail={tail}"))
+            .deadline(Duration::from_secs(30))
+    }
+
     /// One watch serves every readiness wait: the current state first, then each change.
     pub fn watch_deployments(&self) -> Cmd {
         self.base().args([

@@ -1,8 +1,10 @@
 //! `bookstore`: bring the BookStore kind stack up, or back to health after a Docker restart.
 
 mod cli;
+mod cluster;
 mod connect;
 mod docker;
+mod doctor;
 mod error;
 mod exec;
 mod http;
@@ -14,7 +16,9 @@ mod run;
 mod secret;
 mod smoke;
 mod stack;
+mod status;
 mod steps;
+mod troubles;
 mod ui;
 mod wait;
 

@@ -17,6 +17,8 @@ pub struct Config {
     pub stack: Stack,
     pub action: Action,
     pub dry_run: bool,
+    /// `--tolerate`: waits sit out their deadlines instead of failing fast on a broken pod.
+    pub tolerate: bool,
 }
 
 pub enum Action {
@@ -33,6 +35,10 @@ pub enum Action {
     Down {
         yes: bool,
     },
+    /// Read-only diagnosis.
+    Doctor,
+    /// Read-only table.
+    Status,
 }
 
 fn duration_arg(flag: &str, text: &Option<String>) -> Result<Option<Duration>> {
@@ -50,7 +56,10 @@ impl Config {
             Some(path) => Source::File(path.clone()),
             None => Source::Embedded,
         };
-        let mut stack = stack::load(source)?;
+        // doctor and status report a cluster config without fixed host ports instead of refusing it.
+        let diagnosis = matches!(cli.command, Command::Doctor | Command::Status);
+        let mut stack = if diagnosis { stack::load_for_diagnosis(source)? } else { stack::load(source)? };
+        let tolerate = matches!(&cli.command, Command::Up(a) | Command::Recover(a) if a.tolerate);
         let action = match &cli.command {
             Command::Up(args) => Action::Up {
                 order: if args.phased { Order::Phased } else { Order::Graph },
@@ -72,9 +81,11 @@ impl Config {
                 Action::Steps { title: "smoke", steps: plan::smoke() }
             }
             Command::Down { yes } => Action::Down { yes: *yes },
+            Command::Doctor => Action::Doctor,
+            Command::Status => Action::Status,
             Command::Completions { .. } => unreachable!("handled before the stack loads"),
         };
-        Ok(Config { stack, action, dry_run: cli.dry_run })
+        Ok(Config { stack, action, dry_run: cli.dry_run, tolerate })
     }
 }
 
@@ -105,12 +116,15 @@ pub fn run(cli: Cli) -> u8 {
             err.code()
         }
     };
-    ui.emit(
-        "summary",
-        serde_json::json!({"command": command, "outcome": if code == 0 { "ok" } else { "failed" },
-            "exit_code": code, "duration_ms": started.elapsed().as_millis() as u64,
-            "commands": crate::exec::spawned()}),
-    );
+    // `status --json` prints one document and nothing else when it succeeds.
+    if !(command == "status" && code == code::OK) {
+        ui.emit(
+            "summary",
+            serde_json::json!({"command": command, "outcome": if code == 0 { "ok" } else { "failed" },
+                "exit_code": code, "duration_ms": started.elapsed().as_millis() as u64,
+                "commands": crate::exec::spawned()}),
+        );
+    }
     code
 }
 
@@ -150,12 +164,14 @@ fn lock(cluster: &str, command: &str) -> Result<std::fs::File> {
 }
 
 fn execute(config: &Config, ui: &Ui) -> Result<()> {
-    let mutating = !config.dry_run && !matches!(&config.action, Action::Steps { title: "smoke", .. });
+    let mutating = !config.dry_run
+        && !matches!(&config.action, Action::Steps { title: "smoke", .. } | Action::Doctor | Action::Status);
     let _lock = if mutating {
         let command = match &config.action {
             Action::Steps { title, .. } => title,
             Action::Up { .. } => "up",
             Action::Down { .. } => "down",
+            Action::Doctor | Action::Status => unreachable!("read-only"),
         };
         Some(lock(&config.stack.cluster.name, command)?)
     } else {
@@ -166,15 +182,27 @@ fn execute(config: &Config, ui: &Ui) -> Result<()> {
         Action::Up { order, settle } => {
             // Detection only reads (docker info, kind get clusters, docker inspect, kubectl get):
             // it runs with --dry-run too, so the printed plan is the one `up` would run here.
-            let steps = steps::plan_up(&Ctx::new(&config.stack, ui), *order, *settle)?;
+            let steps = steps::plan_up(&ctx(config, ui), *order, *settle)?;
             run_steps(config, ui, "up", &steps)
         }
         Action::Down { yes } => down(config, ui, *yes),
+        Action::Doctor if config.dry_run => {
+            print_lines(ui, &crate::doctor::describe(&ctx(config, ui)));
+            Ok(())
+        }
+        Action::Doctor => crate::doctor::run(&ctx(config, ui)),
+        Action::Status => crate::status::run(&ctx(config, ui)),
     }
 }
 
+fn ctx<'a>(config: &'a Config, ui: &'a Ui) -> Ctx<'a> {
+    let mut ctx = Ctx::new(&config.stack, ui);
+    ctx.tolerate = config.tolerate;
+    ctx
+}
+
 fn run_steps(config: &Config, ui: &Ui, title: &str, steps: &[plan::Step]) -> Result<()> {
-    let ctx = Ctx::new(&config.stack, ui);
+    let ctx = ctx(config, ui);
     if config.dry_run {
         print_lines(ui, &steps::describe(&ctx, steps)?);
         return Ok(());

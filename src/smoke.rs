@@ -32,9 +32,7 @@ pub fn judge(
         Ok(r) => r,
         Err(e) => return Err(format!("no answer ({e})")),
     };
-    if r.body.starts_with(ENVOY_RESET) {
-        let reason = r.body.split("reset reason: ").nth(1).map(|s| s.trim().to_string()).unwrap_or_default();
-        let reason = if reason.is_empty() { "unknown".into() } else { reason };
+    if let Some(reason) = envoy_reset_reason(&r.body) {
         return Err(format!(
             "HTTP {} from the gateway, upstream reset (reason: {reason}): the signature of stale \
              Istio ambient (HBONE) registrations after a Docker restart",
@@ -65,6 +63,18 @@ pub fn judge(
         }
     }
     Ok(())
+}
+
+/// Envoy's `upstream connect error or disconnect/reset before headers. [retried and the latest ]
+/// reset reason: <reason>[, transport failure reason: …]` → the reason (kind-istio.md §2.4: match
+/// the prefix, parse the reason).
+pub fn envoy_reset_reason(body: &str) -> Option<String> {
+    if !body.starts_with(ENVOY_RESET) {
+        return None;
+    }
+    let reason = body.split("reset reason: ").nth(1).unwrap_or("");
+    let reason = reason.split(", transport failure reason").next().unwrap_or("").trim();
+    Some(if reason.is_empty() { "unknown".into() } else { reason.to_string() })
 }
 
 fn state(status: &Value) -> String {
@@ -149,6 +159,10 @@ mod tests {
         assert!(why.contains("connection termination") && why.contains("ambient"), "{why}");
         assert!(judge(&stack, check, Ok(Response { status: 200, body: "<html>".into() })).is_ok());
         assert!(judge(&stack, check, Err("connection reset".into())).unwrap_err().contains("no answer"));
+        let retried = "upstream connect error or disconnect/reset before headers. retried and the latest \
+                       reset reason: connection failure, transport failure reason: delayed connect error: 111";
+        assert_eq!(envoy_reset_reason(retried).as_deref(), Some("connection failure"));
+        assert_eq!(envoy_reset_reason("no healthy upstream"), None);
     }
 
     #[test]

@@ -116,6 +116,9 @@ pub struct PortMapping {
     pub container_port: u16,
     /// `None` when kind or Docker picks the port (`hostPort` 0, unset, or -1).
     pub host_port: Option<u16>,
+    /// `hostPort` as written (`None`: unset). 0 lets kind pick a free port at creation; -1 lets
+    /// Docker pick one at every container start.
+    pub host_port_raw: Option<i32>,
     pub listen_address: String,
     pub protocol: String,
 }
@@ -157,6 +160,8 @@ impl Cluster {
 #[derive(Clone, Debug)]
 pub struct Connector {
     pub name: String,
+    /// The connector file, relative to the stack file.
+    pub file: String,
     /// The flat config from the file (the `config` object of the `{"name","config"}` wrapper).
     pub config: BTreeMap<String, String>,
     pub user_key: String,
@@ -243,6 +248,8 @@ pub struct Bootstrap {
 #[derive(Clone, Debug)]
 pub struct Stack {
     pub source: Source,
+    /// The cluster config's path, relative to the stack file (`kind/cluster.yaml`).
+    pub cluster_file: String,
     pub bootstrap: Bootstrap,
     pub cluster: Cluster,
     pub api_timeout: Duration,
@@ -482,6 +489,18 @@ fn duration(what: &str, text: &str) -> Result<Duration> {
 }
 
 pub fn load(source: Source) -> Result<Stack> {
+    let stack = load_unchecked_ports(source)?;
+    validate_ports(&stack)?;
+    Ok(stack)
+}
+
+/// Like [`load`], but a route or Connect port without a fixed `hostPort` is not an input error:
+/// `doctor` and `status` report it instead of refusing to look.
+pub fn load_for_diagnosis(source: Source) -> Result<Stack> {
+    load_unchecked_ports(source)
+}
+
+fn load_unchecked_ports(source: Source) -> Result<Stack> {
     let stack_text = source.read("stack.yaml")?;
     let file: StackFile = serde_saphyr::from_str(&stack_text)
         .map_err(|e| Error::input(format!("stack file {}", source.describe("stack.yaml")), e.to_string()))?;
@@ -519,6 +538,7 @@ pub fn load(source: Source) -> Result<Stack> {
         check_connector_name(&c.file, &name).map_err(|problem| Error::input(&what, problem))?;
         connectors.push(Connector {
             name,
+            file: c.file.clone(),
             config,
             user_key: c.user_key.clone(),
             password_key: c.password_key.clone(),
@@ -529,6 +549,7 @@ pub fn load(source: Source) -> Result<Stack> {
     let bootstrap = load_bootstrap(&source, &file.bootstrap)?;
     let stack = Stack {
         source: source.clone(),
+        cluster_file: file.cluster.clone(),
         bootstrap,
         cluster,
         api_timeout: duration("api_timeout", &file.api_timeout)?,
@@ -683,6 +704,7 @@ pub fn parse_cluster(text: &str) -> std::result::Result<Cluster, String> {
             ports.push(PortMapping {
                 container_port: m.container_port,
                 host_port,
+                host_port_raw: m.host_port,
                 listen_address: m.listen_address.clone().unwrap_or_else(|| "0.0.0.0".into()),
                 protocol: m.protocol.clone().unwrap_or_else(|| "TCP".into()).to_uppercase(),
             });
@@ -782,12 +804,19 @@ fn validate(stack: &Stack) -> Result<()> {
             }
         }
     }
-    stack.cluster.host_port(stack.connect.port)?;
     for check in &stack.smoke.checks {
-        stack.cluster.host_port(check.port)?;
         if !check.path.starts_with('/') {
             return bad(format!("smoke check `{}`: path must start with /", check.name));
         }
+    }
+    Ok(())
+}
+
+/// Every port the tool connects to has a fixed host port in the cluster config.
+fn validate_ports(stack: &Stack) -> Result<()> {
+    stack.cluster.host_port(stack.connect.port)?;
+    for check in &stack.smoke.checks {
+        stack.cluster.host_port(check.port)?;
     }
     Ok(())
 }

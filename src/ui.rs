@@ -131,6 +131,17 @@ impl Ui {
     pub fn fail_line(&self, text: &str) {
         self.write_line(&format!(" {} {text}", self.paint("✗", 31)));
     }
+
+    /// A warning mark (no event: the caller emits its own).
+    pub fn warn_line(&self, text: &str) {
+        self.write_line(&format!(" {} {text}", self.paint("!", 33)));
+    }
+
+    /// A plain line on stderr (detail under a mark), dimmed label first when given.
+    pub fn detail(&self, label: &str, text: &str) {
+        let label = if label.is_empty() { String::new() } else { self.paint(label, 2) };
+        self.write_line(&format!("     {label}{text}"));
+    }
 }
 
 /// A running step. End it with [`Step::done`] or [`Step::fail`]; dropping it marks a failure.

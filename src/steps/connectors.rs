@@ -10,15 +10,7 @@ use std::time::Duration;
 use super::Ctx;
 
 pub fn connect(ctx: &Ctx) -> Result<Connect> {
-    let c = &ctx.stack.connect;
-    let namespace =
-        ctx.stack.workloads.iter().find(|w| w.name == c.workload).map_or("infra", |w| &w.namespace);
-    let logs = format!(
-        "kubectl --context {} -n {namespace} logs deploy/{} --tail=100",
-        ctx.kube.context(),
-        c.workload
-    );
-    Ok(Connect::new(ctx.stack.cluster.host_port(c.port)?, logs))
+    Connect::for_stack(ctx.stack)
 }
 
 /// The desired config for one connector: the file's config with the secret's credentials.

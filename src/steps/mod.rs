@@ -4,10 +4,13 @@
 
 mod bootstrap;
 mod connectors;
+mod failfast;
 mod inputs;
 mod mesh;
 mod preflight;
 pub(crate) mod rollout;
+
+pub use preflight::install_hint;
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -24,6 +27,9 @@ pub struct Ctx<'a> {
     pub stack: &'a Stack,
     pub kube: Kubectl,
     pub ui: &'a Ui,
+    /// `--tolerate`: readiness waits sit out their deadlines instead of failing fast on a pod in
+    /// CrashLoopBackOff, ImagePullBackOff or with a FailedCreatePodSandBox event.
+    pub tolerate: bool,
     /// The connector credentials, read from the secret once per run.
     secrets: OnceLock<BTreeMap<String, Secret>>,
 }
@@ -31,7 +37,7 @@ pub struct Ctx<'a> {
 impl<'a> Ctx<'a> {
     pub fn new(stack: &'a Stack, ui: &'a Ui) -> Ctx<'a> {
         let kube = Kubectl::new(stack.cluster.context(), stack.api_timeout);
-        Ctx { stack, kube, ui, secrets: OnceLock::new() }
+        Ctx { stack, kube, ui, tolerate: false, secrets: OnceLock::new() }
     }
 
     /// The connector credentials (read once, in-process, never printed).

@@ -8,7 +8,8 @@ use crate::plan::Preflight;
 
 use super::Ctx;
 
-fn install_hint(tool: &str) -> &'static str {
+/// Where to get a missing tool.
+pub fn install_hint(tool: &str) -> &'static str {
     match tool {
         "kind" => {
             "install kind: https://kind.sigs.k8s.io/docs/user/quick-start/#installation (e.g. `brew install kind` or `go install sigs.k8s.io/kind@latest`)"

@@ -16,10 +16,17 @@ use crate::kube::{Rollout, deployment_rollout};
 use crate::plan::{Graph, Order, Task};
 use crate::ui::human;
 
+use super::failfast::{FailFast, Waiting};
 use super::{Ctx, connectors};
 
 enum Msg {
-    Event { namespace: String, name: String, generation: i64, rollout: Rollout },
+    Event {
+        namespace: String,
+        name: String,
+        generation: i64,
+        rollout: Rollout,
+        selector: BTreeMap<String, String>,
+    },
     WatchEnded,
     Restarted(Result<()>),
     Registered(usize, Result<String>),
@@ -49,7 +56,12 @@ fn pump(reader: impl BufRead, tx: &Sender<Msg>) {
         let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
         let generation = obj.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
         let rollout = deployment_rollout(obj);
-        if tx.send(Msg::Event { namespace, name, generation, rollout }).is_err() {
+        let selector = obj
+            .pointer("/spec/selector/matchLabels")
+            .and_then(Value::as_object)
+            .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
+            .unwrap_or_default();
+        if tx.send(Msg::Event { namespace, name, generation, rollout, selector }).is_err() {
             return;
         }
     }
@@ -85,6 +97,7 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
     let mut stream = watch(ctx, &tx)?;
     let mut restarts_of_watch = 0;
     let mut state: BTreeMap<Task, State> = graph.tasks.iter().map(|(t, _)| (*t, State::Waiting)).collect();
+    let mut failfast = FailFast::new(ctx);
 
     loop {
         // Start every task whose prerequisites are done.
@@ -152,8 +165,23 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
         if crate::wait::interrupted() {
             return Err(Error::Interrupted);
         }
+        let now_wall = crate::doctor::now();
+        let waiting: Vec<Waiting> = state
+            .iter()
+            .filter_map(|(task, s)| match (task, s) {
+                (Task::Restart(i), State::Restarting { since, .. }) => Some(Waiting {
+                    namespace: &stack.workloads[*i].namespace,
+                    name: &stack.workloads[*i].name,
+                    since: *since,
+                    newer_than: Some(now_wall.saturating_sub(since.elapsed().as_secs())),
+                }),
+                _ => None,
+            })
+            .collect();
+        failfast.check(ctx, &waiting)?;
         match rx.recv_timeout(wait.min(Duration::from_millis(200))) {
-            Ok(Msg::Event { namespace, name, generation: g, rollout }) => {
+            Ok(Msg::Event { namespace, name, generation: g, rollout, selector }) => {
+                failfast.learn(&namespace, &name, selector);
                 generation.insert((namespace.clone(), name.clone()), g);
                 let Some(i) = stack.workloads.iter().position(|w| w.name == name && w.namespace == namespace)
                 else {
@@ -252,10 +280,16 @@ pub fn await_ready(ctx: &Ctx, targets: &[(String, String)], timeout: Duration) -
     let mut last: BTreeMap<(String, String), String> =
         targets.iter().map(|t| (t.clone(), "not created yet".to_string())).collect();
     let mut restarts_of_watch = 0;
+    let mut failfast = FailFast::new(ctx);
     while !last.is_empty() {
         if crate::wait::interrupted() {
             return Err(Error::Interrupted);
         }
+        let waiting: Vec<Waiting> = last
+            .keys()
+            .map(|(ns, name)| Waiting { namespace: ns, name, since: start, newer_than: None })
+            .collect();
+        failfast.check(ctx, &waiting)?;
         let left = timeout.saturating_sub(start.elapsed());
         if left.is_zero() {
             let detail: Vec<String> = last.iter().map(|((ns, n), why)| format!("{ns}/{n}: {why}")).collect();
@@ -268,7 +302,8 @@ pub fn await_ready(ctx: &Ctx, targets: &[(String, String)], timeout: Duration) -
             });
         }
         match rx.recv_timeout(left.min(Duration::from_millis(200))) {
-            Ok(Msg::Event { namespace, name, rollout, .. }) => {
+            Ok(Msg::Event { namespace, name, rollout, selector, .. }) => {
+                failfast.learn(&namespace, &name, selector);
                 let key = (namespace, name);
                 if let Some(why) = last.get_mut(&key) {
                     match rollout {

@@ -1,9 +1,13 @@
 //! One integration-test binary. `recover` runs the binary against fake executables and loopback
-//! HTTP stand-ins (fast, no cluster); `sim_e2e` runs it against the simulator through the real
-//! `kubectl` and `docker` clients.
+//! HTTP stand-ins (fast, no cluster); `sim_e2e`, `doctor`, `status` and `fail_fast` run it against
+//! the simulator through the real `kubectl` and `docker` clients (`simkit` has their helpers).
 
 mod bootstrap;
+mod doctor;
+mod fail_fast;
 mod faults;
 mod harness;
 mod recover;
 mod sim_e2e;
+mod simkit;
+mod status;

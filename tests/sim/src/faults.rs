@@ -15,7 +15,8 @@ pub enum Fault {
     CrashLoop { workload: String },
     /// New pods of this workload cannot pull their image: the container never starts, the pod
     /// stays `Pending` with the container waiting in `ImagePullBackOff` (kubelet's
-    /// `Back-off pulling image "<image>"`).
+    /// `Back-off pulling image "<image>"`), with the kubelet's `Failed` and `BackOff` events
+    /// (see `troubles.rs`).
     ImagePullBackOff { workload: String },
     /// The next `count` requests to `/connectors/{name}...` answer 409 with `message`
     /// (empty: the `stale configuration` text).
@@ -34,6 +35,17 @@ pub enum Fault {
     ConnectorTaskFailed { connector: String },
     /// Remove a key from the Debezium credentials secret (the database keeps its password).
     RemoveSecretKey { key: String },
+    /// Pods of this workload created from now on fit no node: `Pending`, `PodScheduled=False`
+    /// (`Unschedulable`), the scheduler's `FailedScheduling` event.
+    Unschedulable { workload: String },
+    /// Pods of this workload created from now on get no sandbox: istio-cni cannot reach ztunnel,
+    /// `ContainerCreating` with `FailedCreatePodSandBox` events.
+    SandboxCreationFails { workload: String },
+    /// istio-cni cannot reconcile the in-pod rules of this workload's pod (its netns is gone):
+    /// the agent logs `failed to reconcile inpod rules for pod …`, and HBONE to the pod is refused.
+    CniReconcileFailed { workload: String },
+    /// A second control-plane node container of the cluster (`<cluster>-control-plane2`).
+    ExtraControlPlane,
     /// Clear every fault.
     Clear,
 }

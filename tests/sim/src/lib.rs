@@ -8,6 +8,7 @@
 //! - [`dataplane`]: host ports: the Istio gateway, NodePorts, the ambient-mesh failure modes
 //! - [`connect`]: Kafka Connect REST (`shared/reference/kafka-connect.md`)
 //! - [`docker`]: the Docker Engine API on a unix socket
+//! - [`troubles`]: pod troubles with their Events, istio-cni's reconcile error, extra nodes
 //! - [`control`]: test control (library + HTTP endpoint), [`standins`]: `kind` / `istioctl`
 //! - [`store`]: objects, resourceVersions, watch events, selectors
 //! - [`server`]: switchable listeners (refusing, resetting) and HTTP helpers
@@ -34,6 +35,7 @@ pub mod sim;
 pub mod standins;
 pub mod store;
 pub mod timefmt;
+pub mod troubles;
 pub mod world;
 
 pub use audit::{AuditEntry, Source};

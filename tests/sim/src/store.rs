@@ -28,6 +28,8 @@ pub enum Res {
     Crds,
     Gateways,
     HttpRoutes,
+    /// Core v1 Events (what `kubectl get events` lists): the kubelet's and the scheduler's.
+    Events,
 }
 
 /// API groups, each served at `/apis/<group>/v1` (the core group at `/api/v1`).
@@ -50,6 +52,7 @@ pub const ALL_RES: &[Res] = &[
     Res::Crds,
     Res::Gateways,
     Res::HttpRoutes,
+    Res::Events,
 ];
 
 impl Res {
@@ -70,6 +73,7 @@ impl Res {
             Res::Crds => "customresourcedefinitions",
             Res::Gateways => "gateways",
             Res::HttpRoutes => "httproutes",
+            Res::Events => "events",
         }
     }
     pub fn kind(self) -> &'static str {
@@ -89,6 +93,7 @@ impl Res {
             Res::Crds => "CustomResourceDefinition",
             Res::Gateways => "Gateway",
             Res::HttpRoutes => "HTTPRoute",
+            Res::Events => "Event",
         }
     }
     pub fn group(self) -> &'static str {
@@ -119,6 +124,7 @@ impl Res {
             Res::ClusterRoles | Res::ClusterRoleBindings | Res::HttpRoutes => &[],
             Res::Crds => &["crd", "crds"],
             Res::Gateways => &["gtw"],
+            Res::Events => &["ev"],
         }
     }
     /// A workload the controllers roll out (spec/status/generation semantics).

@@ -123,6 +123,10 @@ pub struct FaultState {
     pub c_reset: u32,
     pub c_status404: u32,
     pub task_failed: BTreeSet<String>,
+    /// Workload → the trouble its pods created after `since` have (`troubles.rs`).
+    pub troubled: BTreeMap<String, crate::troubles::Troubled>,
+    /// Pods (ns, name) whose in-pod listeners are gone: ztunnel's HBONE to them is refused.
+    pub listeners_lost: BTreeSet<(String, String)>,
 }
 
 /// Which listener a port belongs to.
@@ -393,14 +397,20 @@ impl World {
 
     /// A failed HBONE connection to a stale pod: ztunnel's log line.
     pub fn log_hbone_failure(&mut self, from: &str, to: &PodState) {
+        let error = if self.faults.listeners_lost.contains(&(to.ns.clone(), to.name.clone())) {
+            "io error: Connection refused (os error 111)"
+        } else {
+            "connection failed: deadline has elapsed"
+        };
         let line = format!(
-            "{}  error access connection complete src.addr=10.244.0.1:{} src.workload=\"{}\" dst.addr={}:15008 dst.hbone_addr={}:80 dst.workload=\"{}\" direction=\"outbound\" bytes_sent=0 bytes_recv=0 duration=\"10001ms\" error=\"connection failed: deadline has elapsed\"",
+            "{}  error access connection complete src.addr=10.244.0.1:{} src.workload=\"{}\" dst.addr={}:15008 dst.hbone_addr={}:80 dst.workload=\"{}\" direction=\"outbound\" bytes_sent=0 bytes_recv=0 duration=\"10001ms\" error=\"{}\"",
             crate::timefmt::rfc3339_millis(SystemTime::now()),
             40000 + (self.audit.len() % 20000),
             from,
             to.ip,
             to.ip,
-            to.name
+            to.name,
+            error
         );
         self.ztunnel_log(line);
     }
@@ -560,6 +570,7 @@ impl World {
                 );
             }
         }
+        self.add_volumes_and_worker_env();
         self.put_secret();
         // Everything Ready, registered, rolled out, with the mesh epoch at start.
         let now = Instant::now();
@@ -687,6 +698,7 @@ impl World {
                 p.ready_wall = Some(p.created_wall);
                 p.registered = true;
             }
+            self.write_pod(&k);
         }
         self.reconcile(now);
         self.bootstrapping = false;
@@ -1183,6 +1195,8 @@ impl World {
                 }]
             }
         });
+        let mut obj = obj;
+        self.decorate_pod(k, &mut obj);
         self.store.put(Res::Pods, obj);
     }
 
@@ -1263,6 +1277,7 @@ impl World {
             }
             Fault::ImagePullBackOff { workload } => {
                 self.faults.image_pull.insert(workload.clone());
+                self.apply_trouble(f);
             }
             Fault::Connect409Storm { message, count } => {
                 let m = if message.is_empty() {
@@ -1289,6 +1304,10 @@ impl World {
                     self.store.put(Res::Secrets, obj);
                 }
             }
+            Fault::Unschedulable { .. }
+            | Fault::SandboxCreationFails { .. }
+            | Fault::CniReconcileFailed { .. }
+            | Fault::ExtraControlPlane => self.apply_trouble(f),
             Fault::Clear => self.faults = FaultState::default(),
         }
     }

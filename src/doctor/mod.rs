@@ -1,0 +1,301 @@
+//! `bookstore doctor`: a read-only diagnosis. Each family of checks reads what it needs through
+//! the typed wrappers (`docker`, `kube`, `connect`, `http`) and judges it with pure functions;
+//! every problem becomes a [`Finding`]: a stable id, a severity, what is wrong, the evidence (the
+//! log line, the HTTP answer, the inspect field; secrets redacted) and the command that fixes it.
+//! Nothing here changes anything.
+//!
+//! Families: `host` (Docker, the kind nodes, port mappings, legacy proxies, host names), `pods`
+//! (crash loops, image pulls, sandboxes, scheduling), `mesh` (routes, ztunnel's HBONE failures,
+//! istio-cni), `kafka` (connectors, Kafka's volume, connector placeholders and providers).
+
+mod host;
+mod kafka;
+mod mesh;
+mod pods;
+
+use serde_json::json;
+
+use crate::error::{Error, Result};
+use crate::steps::Ctx;
+use crate::ui::Ui;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Severity {
+    /// Something is broken now: `doctor` exits 6.
+    Error,
+    /// Something will break, or breaks what the tool does not need (exit 0).
+    Warning,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        }
+    }
+}
+
+/// One problem, with what proves it and what fixes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    /// Stable kebab-case id (documented in the README; scripts match on it).
+    pub id: &'static str,
+    pub severity: Severity,
+    /// What it concerns: pods, routes, connectors, ports, containers.
+    pub subject: String,
+    /// What is wrong, in a sentence.
+    pub problem: String,
+    /// What shows it: log lines, HTTP answers, inspect fields, events.
+    pub evidence: Vec<String>,
+    /// The command that fixes it.
+    pub fix: String,
+    /// When the fix is not enough, or what it does.
+    pub note: Option<String>,
+}
+
+impl Finding {
+    pub fn new(
+        id: &'static str,
+        severity: Severity,
+        subject: impl Into<String>,
+        problem: impl Into<String>,
+    ) -> Self {
+        Finding {
+            id,
+            severity,
+            subject: subject.into(),
+            problem: problem.into(),
+            evidence: Vec::new(),
+            fix: String::new(),
+            note: None,
+        }
+    }
+
+    pub fn error(id: &'static str, subject: impl Into<String>, problem: impl Into<String>) -> Self {
+        Finding::new(id, Severity::Error, subject, problem)
+    }
+
+    pub fn warning(id: &'static str, subject: impl Into<String>, problem: impl Into<String>) -> Self {
+        Finding::new(id, Severity::Warning, subject, problem)
+    }
+
+    pub fn evidence(mut self, line: impl Into<String>) -> Self {
+        self.evidence.push(crate::troubles::clip(&line.into()));
+        self
+    }
+
+    pub fn evidence_lines(mut self, lines: impl IntoIterator<Item = String>) -> Self {
+        self.evidence.extend(lines.into_iter().map(|l| crate::troubles::clip(&l)));
+        self
+    }
+
+    pub fn fix(mut self, command: impl Into<String>) -> Self {
+        self.fix = command.into();
+        self
+    }
+
+    pub fn note(mut self, note: impl Into<String>) -> Self {
+        self.note = Some(note.into());
+        self
+    }
+}
+
+/// Findings as they are found: printed on stderr in kind's ✓/✗ style (and as `finding` events
+/// with `--json`), counted for the exit code.
+pub struct Report<'a> {
+    ui: &'a Ui,
+    pub findings: Vec<Finding>,
+}
+
+impl<'a> Report<'a> {
+    pub fn new(ui: &'a Ui) -> Report<'a> {
+        Report { ui, findings: Vec::new() }
+    }
+
+    /// A check that found nothing wrong.
+    pub fn pass(&self, text: &str) {
+        self.ui.ok_line(text);
+    }
+
+    /// A check that could not run, and why (not a finding: nothing is known to be wrong).
+    pub fn skip(&self, text: &str) {
+        self.ui.detail("", &format!("• skipped: {text}"));
+    }
+
+    pub fn add(&mut self, f: Finding) {
+        self.ui.emit(
+            "finding",
+            json!({"id": f.id, "severity": f.severity.as_str(), "subject": f.subject,
+                   "problem": f.problem, "evidence": f.evidence, "fix": f.fix, "note": f.note}),
+        );
+        let head = format!("[{}] {}", f.id, f.problem);
+        match f.severity {
+            Severity::Error => self.ui.fail_line(&head),
+            Severity::Warning => self.ui.warn_line(&head),
+        }
+        for (i, line) in f.evidence.iter().enumerate() {
+            self.ui.detail(if i == 0 { "evidence: " } else { "          " }, line);
+        }
+        self.ui.detail("fix:      ", &f.fix);
+        if let Some(note) = &f.note {
+            self.ui.detail("note:     ", note);
+        }
+        self.findings.push(f);
+    }
+
+    pub fn add_all(&mut self, findings: Vec<Finding>) {
+        for f in findings {
+            self.add(f);
+        }
+    }
+
+    fn count(&self, severity: Severity) -> usize {
+        self.findings.iter().filter(|f| f.severity == severity).count()
+    }
+}
+
+/// Run every check. `Err(Error::Findings)` (exit 6) when any error finding exists.
+pub fn run(ctx: &Ctx) -> Result<()> {
+    let mut report = Report::new(ctx.ui);
+    let reachable = host::check(ctx, &mut report)?;
+    if reachable && api_ready(ctx, &mut report) {
+        if let Some(facts) = Facts::gather(ctx, &report) {
+            // The probes run before ztunnel's log is read: a request to a stale pod is what puts
+            // the `deadline has elapsed` line there.
+            let routes = mesh::probe_routes(ctx);
+            let connect = kafka::probe_connect(ctx);
+            pods::check(ctx, &facts, &mut report);
+            mesh::check(ctx, &facts, &routes, &mut report);
+            kafka::check(ctx, &facts, &connect, &mut report);
+        }
+    } else {
+        // The connector files can be judged without a cluster.
+        kafka::check_files(ctx, None, &mut report);
+    }
+    let (errors, warnings) = (report.count(Severity::Error), report.count(Severity::Warning));
+    if errors > 0 {
+        return Err(Error::Findings { errors, warnings });
+    }
+    let warned = if warnings == 0 { String::new() } else { format!(" ({warnings} warning(s) above)") };
+    ctx.ui.ok_line(&format!("doctor: no problems found{warned}"));
+    Ok(())
+}
+
+/// What the cluster-side checks read once: every deployment and pod, and the time.
+pub struct Facts {
+    pub deployments: Vec<crate::cluster::Deployment>,
+    pub pods: Vec<crate::cluster::Pod>,
+    /// Seconds since the epoch.
+    pub now: u64,
+}
+
+impl Facts {
+    fn gather(ctx: &Ctx, report: &Report) -> Option<Facts> {
+        // The connector credentials are registered with the redactor (never printed): logs,
+        // traces and Connect's error bodies shown as evidence can echo them.
+        let c = &ctx.stack.connect;
+        if let Ok(out) = ctx.kube.get_secret(&c.secret_namespace, &c.secret_name).run() {
+            for connector in &c.connectors {
+                for key in [&connector.user_key, &connector.password_key] {
+                    let _ = crate::kube::decode_secret(&out.stdout, &[key.as_str()]);
+                }
+            }
+        }
+        let read = |cmd: crate::exec::Cmd| -> std::result::Result<String, String> {
+            cmd.run()
+                .map(|o| o.stdout)
+                .map_err(|e| format!("`{cmd}`: {}", e.to_string().lines().next().unwrap_or("")))
+        };
+        let deployments =
+            read(ctx.kube.list_deployments()).and_then(|json| crate::cluster::parse_deployments(&json));
+        let pods = read(ctx.kube.list_pods()).and_then(|json| crate::cluster::parse_pods(&json));
+        match (deployments, pods) {
+            (Ok(deployments), Ok(pods)) => Some(Facts { deployments, pods, now: now() }),
+            (Err(why), _) | (_, Err(why)) => {
+                report.skip(&format!("the cluster checks: {why}"));
+                None
+            }
+        }
+    }
+
+    /// The deployment a pod belongs to.
+    pub fn owner(&self, pod: &crate::cluster::Pod) -> Option<&crate::cluster::Deployment> {
+        crate::cluster::owner(&self.deployments, pod)
+    }
+
+    pub fn deployment(&self, namespace: &str, name: &str) -> Option<&crate::cluster::Deployment> {
+        self.deployments.iter().find(|d| d.namespace == namespace && d.name == name)
+    }
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// The API answers `/readyz` (retried briefly: it refuses for a while after a Docker restart).
+fn api_ready(ctx: &Ctx, report: &mut Report) -> bool {
+    use crate::wait::{Attempt, Poll};
+    let cmd = ctx.kube.readyz();
+    let deadline = ctx.stack.api_timeout.min(std::time::Duration::from_secs(10));
+    let what = "the Kubernetes API to answer /readyz";
+    let result = Poll::new(what, deadline, "").run(|| match cmd.run() {
+        Ok(_) => Attempt::Done(()),
+        Err(e) => match ctx.kube.explain(e) {
+            e @ Error::Prerequisite { .. } => Attempt::Fail(e),
+            Error::Command { stderr_tail, .. } => {
+                Attempt::Retry(stderr_tail.lines().last().unwrap_or("").to_string())
+            }
+            Error::Interrupted => Attempt::Fail(Error::Interrupted),
+            other => Attempt::Retry(other.to_string()),
+        },
+    });
+    let node = ctx.stack.cluster.control_plane_container();
+    match result {
+        Ok(()) => {
+            report.pass(&format!("Kubernetes API of {} answers /readyz", ctx.kube.context()));
+            true
+        }
+        Err(Error::Prerequisite { problem, .. }) => {
+            report.add(
+                Finding::error("kube-context-missing", ctx.kube.context(), problem)
+                    .evidence(format!("`{cmd}` failed: the context is not in the kubeconfig"))
+                    .fix(format!("kind export kubeconfig --name {}", ctx.stack.cluster.name)),
+            );
+            false
+        }
+        Err(e) => {
+            let detail = match &e {
+                Error::Timeout { detail, .. } => detail.clone(),
+                other => other.to_string(),
+            };
+            report.add(
+                Finding::error(
+                    "api-not-ready",
+                    ctx.kube.context(),
+                    format!("the Kubernetes API does not answer (waited {})", crate::ui::human(deadline)),
+                )
+                .evidence(format!("`{cmd}`: {}", detail.trim()))
+                .fix(format!("docker restart {node}"))
+                .note("after a Docker restart the API can take a minute: rerun `bookstore doctor` first"),
+            );
+            false
+        }
+    }
+}
+
+/// The commands and requests `doctor` makes, for `--dry-run`.
+pub fn describe(ctx: &Ctx) -> Vec<String> {
+    let mut lines =
+        vec!["# Diagnose (read-only): Docker, the kind node, ports, the cluster, the mesh, Connect".into()];
+    host::describe(ctx, &mut lines);
+    lines.push(ctx.kube.readyz().to_string());
+    kafka::describe(ctx, &mut lines);
+    mesh::describe(ctx, &mut lines);
+    lines.push(format!("{}   # only when a pod is in trouble", ctx.kube.list_events()));
+    lines.push(format!(
+        "{}   # each crash-looping pod",
+        ctx.kube.pod_logs("<namespace>", "<pod>", crate::troubles::LOG_LINES)
+    ));
+    lines
+}

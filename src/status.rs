@@ -1,0 +1,309 @@
+//! `bookstore status`: one compact table on stdout (each workload's namespace, ready/desired,
+//! restarts and age; each connector's state; each route's answer), or the same as one JSON
+//! document with `--json`. Read-only; exit 0 whenever the table could be built.
+
+use std::io::Write;
+
+use serde::Serialize;
+
+use crate::cluster::{self, Deployment, Pod};
+use crate::connect::Connect;
+use crate::error::{Error, Result};
+use crate::http::Response;
+use crate::stack::{Check, Stack};
+use crate::steps::Ctx;
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct Workload {
+    pub name: String,
+    pub namespace: String,
+    /// `None` when the cluster has no such deployment.
+    pub ready: Option<i64>,
+    pub desired: Option<i64>,
+    /// Container restarts of its pods.
+    pub restarts: u64,
+    /// Seconds since its newest pod was created.
+    pub age_seconds: Option<u64>,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct ConnectorRow {
+    pub name: String,
+    /// `RUNNING`, `FAILED`, `PAUSED`, … `missing` (not registered), `unknown` (Connect did not
+    /// answer).
+    pub state: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct Route {
+    pub name: String,
+    pub url: String,
+    pub host: Option<String>,
+    /// The HTTP status, `None` without an answer.
+    pub status: Option<u16>,
+    pub ok: bool,
+    /// `200`, `503 upstream reset (connection termination)`, `no answer (…)`.
+    pub answer: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub cluster: String,
+    pub workloads: Vec<Workload>,
+    pub connectors: Vec<ConnectorRow>,
+    pub routes: Vec<Route>,
+}
+
+pub fn workloads(stack: &Stack, deployments: &[Deployment], pods: &[Pod], now: u64) -> Vec<Workload> {
+    stack
+        .workloads
+        .iter()
+        .map(|w| {
+            let d = deployments.iter().find(|d| d.namespace == w.namespace && d.name == w.name);
+            let mine: Vec<&Pod> =
+                d.map(|d| pods.iter().filter(|p| d.selects(p)).collect()).unwrap_or_default();
+            let newest = mine.iter().filter_map(|p| p.created).max();
+            Workload {
+                name: w.name.clone(),
+                namespace: w.namespace.clone(),
+                ready: d.map(|d| d.ready),
+                desired: d.map(|d| d.desired),
+                restarts: mine.iter().map(|p| p.restarts()).sum(),
+                age_seconds: newest.map(|c| now.saturating_sub(c)),
+            }
+        })
+        .collect()
+}
+
+pub fn connectors(stack: &Stack, answer: &std::result::Result<Response, String>) -> Vec<ConnectorRow> {
+    let states = match answer {
+        Ok(r) if r.status == 200 => r.json().as_ref().and_then(crate::connect::states),
+        _ => None,
+    };
+    let unknown = match answer {
+        Ok(r) => format!("Connect answered HTTP {}", r.status),
+        Err(e) => format!("Connect did not answer ({e})"),
+    };
+    stack
+        .connect
+        .connectors
+        .iter()
+        .map(|c| match states.as_ref().map(|s| s.get(&c.name)) {
+            None => ConnectorRow { name: c.name.clone(), state: "unknown".into(), detail: unknown.clone() },
+            Some(None) => ConnectorRow {
+                name: c.name.clone(),
+                state: "missing".into(),
+                detail: "not registered (`bookstore connectors`)".into(),
+            },
+            Some(Some(s)) => ConnectorRow {
+                name: c.name.clone(),
+                state: if s.failed() {
+                    "FAILED".into()
+                } else if s.connector.is_empty() {
+                    "UNKNOWN".into()
+                } else {
+                    s.connector.clone()
+                },
+                detail: s.summary(),
+            },
+        })
+        .collect()
+}
+
+pub fn route(
+    stack: &Stack,
+    check: &Check,
+    url: String,
+    answer: &std::result::Result<Response, String>,
+) -> Route {
+    let (status, ok, text) = match answer {
+        Ok(r) => {
+            let judged = crate::smoke::judge(stack, check, Ok(r.clone()));
+            let text = match crate::smoke::envoy_reset_reason(&r.body) {
+                Some(reason) => format!("{} upstream reset ({reason})", r.status),
+                None if (200..400).contains(&r.status) => match &judged {
+                    Ok(()) => r.status.to_string(),
+                    Err(why) => {
+                        format!("{}, but {}", r.status, why.trim_end_matches(" (run `bookstore connectors`)"))
+                    }
+                },
+                None => {
+                    let first: String = r.body.lines().next().unwrap_or("").chars().take(60).collect();
+                    format!("{} {first}", r.status).trim_end().to_string()
+                }
+            };
+            (Some(r.status), judged.is_ok(), text)
+        }
+        Err(e) => (None, false, format!("no answer ({e})")),
+    };
+    Route { name: check.name.clone(), url, host: check.host.clone(), status, ok, answer: text }
+}
+
+pub fn gather(ctx: &Ctx) -> Result<Status> {
+    let stack = ctx.stack;
+    let read = |cmd: crate::exec::Cmd| -> Result<String> {
+        cmd.run().map(|o| o.stdout).map_err(|e| {
+            ctx.kube.explain(e).with_next("is the cluster up? `bookstore doctor` says what is wrong")
+        })
+    };
+    let bad = |cmd: String| move |p: String| Error::step(format!("`{cmd}`: {p}"), "run it by hand");
+    let deployments = cluster::parse_deployments(&read(ctx.kube.list_deployments())?)
+        .map_err(bad(ctx.kube.list_deployments().to_string()))?;
+    let pods =
+        cluster::parse_pods(&read(ctx.kube.list_pods())?).map_err(bad(ctx.kube.list_pods().to_string()))?;
+    let now = crate::doctor::now();
+    let requests: Vec<(&Check, crate::http::Request)> = stack
+        .smoke
+        .checks
+        .iter()
+        .filter_map(|c| crate::smoke::request(stack, c).ok().map(|r| (c, r)))
+        .collect();
+    let connect = Connect::for_stack(stack).ok().map(|c| c.list_status());
+    let (routes, connect_answer) = std::thread::scope(|scope| {
+        let connect = connect.as_ref().map(|req| scope.spawn(move || req.send()));
+        let handles: Vec<_> = requests
+            .iter()
+            .map(|(c, req)| scope.spawn(move || route(stack, c, req.url.clone(), &req.send())))
+            .collect();
+        let routes: Vec<Route> = handles.into_iter().filter_map(|h| h.join().ok()).collect();
+        let answer = match connect {
+            Some(h) => h.join().unwrap_or_else(|_| Err("request panicked".into())),
+            None => Err("the Connect port has no fixed host port in the cluster config".into()),
+        };
+        (routes, answer)
+    });
+    Ok(Status {
+        cluster: stack.cluster.name.clone(),
+        workloads: workloads(stack, &deployments, &pods, now),
+        connectors: connectors(stack, &connect_answer),
+        routes,
+    })
+}
+
+/// Columns padded to their widest cell.
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let last = cells.len() - 1;
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| if i == last { c.clone() } else { format!("{c:<w$}", w = widths[i]) })
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    let mut out = vec![line(header.iter().map(|h| h.to_string()).collect())];
+    out.extend(rows.iter().map(|r| line(r.clone())));
+    out.join("\n")
+}
+
+pub fn render(status: &Status) -> String {
+    let workloads: Vec<Vec<String>> = status
+        .workloads
+        .iter()
+        .map(|w| {
+            let ready = match (w.ready, w.desired) {
+                (Some(r), Some(d)) => format!("{r}/{d}"),
+                _ => "missing".into(),
+            };
+            let age = w.age_seconds.map(cluster::age).unwrap_or_else(|| "-".into());
+            vec![w.name.clone(), w.namespace.clone(), ready, w.restarts.to_string(), age]
+        })
+        .collect();
+    let connectors: Vec<Vec<String>> =
+        status.connectors.iter().map(|c| vec![c.name.clone(), c.state.clone(), c.detail.clone()]).collect();
+    let routes: Vec<Vec<String>> = status
+        .routes
+        .iter()
+        .map(|r| {
+            let host = r.host.as_deref().map(|h| format!(" (Host: {h})")).unwrap_or_default();
+            vec![r.name.clone(), r.answer.clone(), format!("{}{host}", r.url)]
+        })
+        .collect();
+    [
+        table(&["WORKLOAD", "NAMESPACE", "READY", "RESTARTS", "AGE"], &workloads),
+        table(&["CONNECTOR", "STATE", "DETAIL"], &connectors),
+        table(&["ROUTE", "ANSWER", "URL"], &routes),
+    ]
+    .join("\n\n")
+}
+
+/// Print the table (or the JSON document) on stdout.
+pub fn run(ctx: &Ctx) -> Result<()> {
+    let status = gather(ctx)?;
+    let text = if ctx.ui.json() {
+        serde_json::to_string_pretty(&status).unwrap_or_default()
+    } else {
+        render(&status)
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{}", crate::secret::redact(&text));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stack::{Source, load};
+
+    #[test]
+    fn rows_count_ready_restarts_and_the_newest_pods_age() {
+        let stack = load(Source::Embedded).unwrap();
+        let d = Deployment {
+            namespace: "ecom".into(),
+            name: "ecom-db".into(),
+            desired: 1,
+            ready: 1,
+            selector: [("app".to_string(), "ecom-db".to_string())].into(),
+            ..Deployment::default()
+        };
+        let pod = |name: &str, created: u64, restarts: u64| Pod {
+            namespace: "ecom".into(),
+            name: name.into(),
+            labels: [("app".to_string(), "ecom-db".to_string())].into(),
+            created: Some(created),
+            containers: vec![cluster::Container { restarts, ..cluster::Container::default() }],
+            ..Pod::default()
+        };
+        let rows = workloads(&stack, &[d], &[pod("a", 100, 2), pod("b", 160, 1)], 200);
+        let db = rows.iter().find(|w| w.name == "ecom-db").unwrap();
+        assert_eq!((db.ready, db.desired, db.restarts, db.age_seconds), (Some(1), Some(1), 3, Some(40)));
+        let missing = rows.iter().find(|w| w.name == "kafka").unwrap();
+        assert_eq!(missing.ready, None);
+        let text =
+            render(&Status { cluster: "c".into(), workloads: rows, connectors: vec![], routes: vec![] });
+        assert!(
+            text.lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["ecom-db", "ecom", "1/1", "3", "40s"]),
+            "{text}"
+        );
+        assert!(text.lines().any(|l| l.starts_with("kafka") && l.contains("missing")));
+    }
+
+    #[test]
+    fn connectors_and_routes_read_as_users_see_them() {
+        let stack = load(Source::Embedded).unwrap();
+        let empty = Ok(Response { status: 200, body: "{}".into() });
+        let rows = connectors(&stack, &empty);
+        assert!(rows.iter().all(|r| r.state == "missing"));
+        let rows = connectors(&stack, &Err("connection refused".into()));
+        assert!(rows.iter().all(|r| r.state == "unknown" && r.detail.contains("connection refused")));
+        let check = &stack.smoke.checks[0];
+        let reset = Ok(Response {
+            status: 503,
+            body: "upstream connect error or disconnect/reset before headers. reset reason: connection termination".into(),
+        });
+        let r = route(&stack, check, "http://127.0.0.1:30000/".into(), &reset);
+        assert_eq!((r.ok, r.answer.as_str()), (false, "503 upstream reset (connection termination)"));
+        let r = route(&stack, check, "u".into(), &Ok(Response { status: 200, body: "<html>".into() }));
+        assert_eq!((r.ok, r.answer.as_str(), r.status), (true, "200", Some(200)));
+    }
+}

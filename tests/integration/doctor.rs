@@ -1,0 +1,443 @@
+//! `bookstore doctor` end to end on the simulator, through the real kubectl and docker clients:
+//! each finding provoked in the world, then its evidence and its fix command checked, and the
+//! world's audit log as the witness that doctor changed nothing.
+
+use std::net::ToSocketAddrs;
+use std::time::Duration;
+
+use bookstore_sim::{AuditEntry, Fault, Sim, SimOptions, Source};
+
+use crate::harness::{BIN, HOSTILE, Run};
+use crate::simkit::{
+    Doctor, bookstore, docker, docker_restart, eventually, kubectl, options, rewrite, start,
+};
+
+/// Doctor made only reads: GETs to the API, Connect and the routes, inspections of Docker.
+fn assert_read_only(audit: &[AuditEntry]) {
+    for e in audit {
+        let read = match e.source {
+            Source::Kube | Source::Connect | Source::Http => e.verb == "GET",
+            Source::Docker => e.verb == "GET" || e.verb == "HEAD",
+            Source::Standin => false,
+            Source::Controller | Source::Control => true,
+        };
+        assert!(read, "doctor changed something: {} {} {}", e.verb, e.path, e.detail);
+    }
+}
+
+#[test]
+fn right_after_a_docker_restart_doctor_reports_the_stale_mesh_and_the_lost_connectors_then_up_heals_it() {
+    let sim = start(options());
+    docker_restart(&sim);
+    let since = sim.audit().len();
+    let doctor = Doctor::run(&sim);
+    doctor.run.expect(6);
+    assert_read_only(&sim.audit().split_off(since));
+
+    // Root cause 1: the gateway's Envoy 503 with its reason ...
+    let gateway = doctor.finding("gateway-upstream-reset");
+    assert_eq!(gateway["severity"], "error");
+    assert!(gateway["problem"].as_str().unwrap().contains("reason: connection termination"));
+    let evidence = doctor.evidence("gateway-upstream-reset");
+    assert!(
+        evidence.contains("(Host: myecom.net) → 503 upstream connect error or disconnect/reset before headers. reset reason: connection termination"),
+        "{evidence}"
+    );
+    assert_eq!(doctor.fix("gateway-upstream-reset"), "bookstore recover");
+    // ... and ztunnel's `deadline has elapsed` lines, each target IP mapped back to its pod.
+    let hbone = doctor.evidence("ztunnel-hbone-failing");
+    assert!(hbone.contains("error=\"connection failed: deadline has elapsed\""), "{hbone}");
+    for workload in ["ui-service", "ecom-service", "inventory-service", "keycloak", "pgadmin", "superset"] {
+        let pod = sim.pods().into_iter().find(|p| p.workload == workload).expect("pod");
+        let mapped = format!(
+            "dst.addr={}:15008 is pod {}/{} (deployment {workload})",
+            pod.ip, pod.namespace, pod.name
+        );
+        assert!(hbone.contains(&mapped), "{mapped} not in\n{hbone}");
+    }
+    assert_eq!(doctor.fix("ztunnel-hbone-failing"), "bookstore recover");
+    // Root cause 2: `GET /connectors` is empty while the stack has connector files.
+    let connectors = doctor.evidence("connectors-missing");
+    assert!(connectors.lines().next().unwrap().ends_with("/connectors → 200 []"), "{connectors}");
+    assert!(connectors.contains("ecom-connector (debezium/connectors/ecom-connector.json)"));
+    assert_eq!(doctor.fix("connectors-missing"), "bookstore connectors");
+    // The NodePorts of stale pods close without an answer.
+    assert!(doctor.evidence("route-failing").contains("pgadmin [pgadmin]: GET http://127.0.0.1:"));
+    // The same, for humans, on stderr; the summary is the last event.
+    assert!(doctor.run.stderr.contains(" ✗ [gateway-upstream-reset] "), "{}", doctor.run.stderr);
+    assert!(doctor.run.stderr.contains("     fix:      bookstore recover"));
+    assert!(doctor.run.stderr.contains("ERROR: doctor found"));
+    let summary = doctor.events.last().unwrap();
+    assert_eq!((summary["event"].as_str(), summary["exit_code"].as_i64()), (Some("summary"), Some(6)));
+    assert!(!doctor.run.stdout.contains("ünï") && !doctor.run.stderr.contains("ünï"));
+
+    // After the recovery, doctor finds no error (warnings allowed) and says so.
+    bookstore(&sim, &["up"]).expect(0);
+    let healed = Doctor::run(&sim);
+    healed.run.expect(0);
+    assert!(healed.errors().is_empty(), "{:?}\n{}", healed.errors(), healed.run.stderr);
+    assert!(healed.run.stderr.contains("✓ doctor: no problems found"), "{}", healed.run.stderr);
+    assert!(healed.run.stderr.contains("✓ routes: all 8 answer"));
+    assert!(healed.run.stderr.contains("✓ Kafka Connect: 2 of 2 connectors RUNNING"));
+}
+
+#[test]
+fn docker_down_and_no_cluster_are_findings_with_their_fix() {
+    let sim = start(options());
+    sim.docker_stop();
+    let doctor = Doctor::run(&sim);
+    doctor.run.expect(6);
+    assert!(doctor.evidence("docker-not-running").contains("docker info --format"), "{}", doctor.run.stderr);
+    assert!(doctor.fix("docker-not-running").contains("start Docker Desktop"));
+    assert!(!doctor.has("cluster-missing"), "nothing past Docker is judged while it is down");
+
+    let sim = start(SimOptions { no_cluster: true, ..options() });
+    let doctor = Doctor::run(&sim);
+    doctor.run.expect(6);
+    assert!(doctor.evidence("cluster-missing").contains("--filter label=io.x-k8s.kind.cluster=bookstore"));
+    assert_eq!(doctor.fix("cluster-missing"), "bookstore up");
+}
+
+#[test]
+fn a_stopped_node_and_a_host_port_held_by_something_else() {
+    let sim = start(options());
+    docker(&sim, &["stop", "bookstore-control-plane"]).expect(0);
+    // Something else takes the gateway's host port while the node is down.
+    let port = sim.host_port(30000);
+    let _squatter = eventually(Duration::from_secs(5), "the node's host port to be released", || {
+        std::net::TcpListener::bind(("127.0.0.1", port)).ok()
+    });
+    let doctor = Doctor::run(&sim);
+    doctor.run.expect(6);
+    let stopped = doctor.evidence("node-stopped");
+    assert!(stopped.starts_with("bookstore-control-plane: exited (Exited (137)"), "{stopped}");
+    assert_eq!(doctor.fix("node-stopped"), "docker start bookstore-control-plane");
+    let taken = doctor.evidence("host-port-taken");
+    let line = format!(
+        "127.0.0.1:{port} (for containerPort 30000) accepts connections, and no container publishes it"
+    );
+    assert!(taken.contains(&line), "{taken}");
+    assert!(doctor.fix("host-port-taken").starts_with(&format!("lsof -nP -iTCP:{port} -sTCP:LISTEN")));
+    assert!(!doctor.has("api-not-ready"), "the API is not asked while its node is stopped");
+}
+
+#[test]
+fn a_second_control_plane_is_named_with_its_role_label() {
+    let sim = start(options());
+    sim.fault(Fault::ExtraControlPlane);
+    let doctor = Doctor::run(&sim);
+    doctor.run.expect(6);
+    let evidence = doctor.evidence("multiple-control-planes");
+    assert!(
+        evidence.contains("bookstore-control-plane: label io.x-k8s.kind.role=control-plane"),
+        "{evidence}"
+    );
+    assert!(
+        evidence.contains("bookstore-control-plane2: label io.x-k8s.kind.role=control-plane"),
+        "{evidence}"
+    );
+    assert_eq!(doctor.fix("multiple-control-planes"), "bookstore down && bookstore up");
+}
+
+#[test]
+fn an_older_cluster_without_the_new_port_mappings_gets_the_guides_advice() {
+    let sim = start(SimOptions { old_cluster: true, ..options() });
+    let doctor = Doctor::run(&sim);
+    doctor.run.expect(6);
+    let f = doctor.finding("port-mapping-missing");
+    assert_eq!(f["subject"], "32100, 32200, 32300");
+    let evidence = doctor.evidence("port-mapping-missing");
+    assert!(
+        evidence.contains(
+            "docker inspect bookstore-control-plane: HostConfig.PortBindings[\"32300/tcp\"] has none"
+        ),
+        "{evidence}"
+    );
+    assert_eq!(doctor.fix("port-mapping-missing"), "bookstore down && bookstore up");
+    // What the missing mappings break: the routes and Connect behind them do not answer.
+    assert!(
+        doctor.evidence("route-failing").contains("kiali [kiali]: GET http://127.0.0.1:"),
+        "{}",
+        doctor.run.stderr
+    );
+    assert!(doctor.evidence("connect-not-answering").contains("/connectors → no answer"));
+}
+
+#[test]
+fn an_api_that_does_not_answer_and_a_missing_kube_context() {
+    let sim = start(options());
+    sim.fault(Fault::ApiRefuseFor { secs: 30.0 });
+    let doctor = Doctor::run(&sim);
+    doctor.run.expect(6);
+    assert!(doctor.evidence("api-not-ready").contains("get --raw /readyz"), "{}", doctor.run.stderr);
+    assert_eq!(doctor.fix("api-not-ready"), "docker restart bookstore-control-plane");
+
+    let sim = start(options());
+    let empty = sim.dir().join("empty-kubeconfig");
+    std::fs::write(&empty, "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n").unwrap();
+    let mut cmd = sim.command(BIN);
+    cmd.args(["doctor", "--stack"]).arg(sim.stack_path()).env("KUBECONFIG", &empty).env("NO_COLOR", "1");
+    let run = Run::from(cmd.output().unwrap());
+    run.expect(6);
+    assert!(
+        run.stderr.contains("[kube-context-missing] kube context `kind-bookstore` is not in your kubeconfig"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("fix:      kind export kubeconfig --name bookstore"));
+}
+
+#[test]
+fn an_unpinned_host_port_is_reported_not_refused() {
+    let sim = start(options());
+    let port = sim.host_port(32200);
+    rewrite(&sim, "kind/cluster.yaml", &format!("hostPort: {port}"), "hostPort: -1");
+    // Other commands refuse such a config (exit 2); doctor explains it.
+    bookstore(&sim, &["smoke"]).expect(2);
+    let doctor = Doctor::run(&sim);
+    doctor.run.expect(6);
+    let evidence = doctor.evidence("host-port-unpinned");
+    assert!(
+        evidence.contains("containerPort 32200 has hostPort: -1 (Docker picks a new host port"),
+        "{evidence}"
+    );
+    assert!(evidence.contains(&format!("the node publishes it on 127.0.0.1:{port} now")), "{evidence}");
+    assert!(
+        doctor.fix("host-port-unpinned").starts_with("set `hostPort: 32200` for containerPort 32200 in ")
+    );
+}
+
+#[test]
+fn legacy_socat_proxies_are_a_warning_with_the_rm_command() {
+    let sim = start(SimOptions { legacy_proxies: true, ..options() });
+    let doctor = Doctor::run(&sim);
+    doctor.run.expect(0);
+    let f = doctor.finding("legacy-proxy");
+    assert_eq!(f["severity"], "warning");
+    assert_eq!(doctor.fix("legacy-proxy"), "docker rm -f debezium-proxy flink-proxy kiali-proxy");
+    assert!(doctor.run.stderr.contains(" ! [legacy-proxy] "), "{}", doctor.run.stderr);
+}
+
+#[test]
+fn route_host_names_not_resolving_to_this_machine_are_a_warning() {
+    let sim = start(options());
+    rewrite(&sim, "stack.yaml", "host: idp.keycloak.net", "host: idp.bookstore-doctor.invalid");
+    let doctor = Doctor::run(&sim);
+    let f = doctor.finding("host-name-not-local");
+    assert_eq!(f["severity"], "warning");
+    let evidence = doctor.evidence("host-name-not-local");
+    assert!(evidence.contains("idp.bookstore-doctor.invalid does not resolve"), "{evidence}");
+    // myecom.net is named exactly when this machine's resolver does not send it to loopback.
+    let local = ("myecom.net", 80).to_socket_addrs().is_ok_and(|mut a| a.any(|s| s.ip().is_loopback()));
+    assert_eq!(evidence.contains("myecom.net"), !local, "{evidence}");
+    let names =
+        if local { "idp.bookstore-doctor.invalid" } else { "idp.bookstore-doctor.invalid myecom.net" };
+    assert_eq!(
+        doctor.fix("host-name-not-local"),
+        format!("echo '127.0.0.1 {names}' | sudo tee -a /etc/hosts")
+    );
+}
+
+#[test]
+fn pods_in_trouble_are_reported_with_their_log_lines_and_events() {
+    let sim = start(options());
+    for (fault, workload) in [
+        (Fault::CrashLoop { workload: "redis".into() }, "redis"),
+        (Fault::ImagePullBackOff { workload: "prometheus".into() }, "prometheus"),
+        (Fault::SandboxCreationFails { workload: "pgadmin".into() }, "pgadmin"),
+        (Fault::Unschedulable { workload: "flink-jobmanager".into() }, "flink-jobmanager"),
+    ] {
+        sim.fault(fault);
+        let ns = if workload == "prometheus" {
+            "observability"
+        } else if workload.starts_with("flink") {
+            "analytics"
+        } else {
+            "infra"
+        };
+        kubectl(&sim, &["rollout", "restart", &format!("deployment/{workload}"), "-n", ns]).expect(0);
+    }
+    sim.wait_for(Duration::from_secs(20), "the new pods and redis's crash loop", |w| {
+        let pods = |name: &str| w.pods.values().filter(|p| p.wl.2 == name).count();
+        let crashed =
+            w.pod_views().iter().any(|p| p.workload == "redis" && p.crash_loop && p.restart_count >= 3);
+        crashed && ["prometheus", "pgadmin", "flink-jobmanager"].iter().all(|n| pods(n) == 2)
+    })
+    .unwrap();
+    let doctor = Doctor::run(&sim);
+    doctor.run.expect(6);
+
+    let crash = doctor.evidence("pod-crash-looping");
+    // In back-off, or running again between two back-offs: a crash loop either way.
+    let state =
+        crash.contains("status: CrashLoopBackOff: back-off") || crash.contains("status: Error (exit code 1)");
+    assert!(state, "{crash}");
+    assert!(crash.contains("FATAL: cannot reach (fault): connection refused; exiting"), "{crash}");
+    assert!(crash.contains("event Warning BackOff"), "{crash}");
+    assert!(crash.contains("Back-off restarting failed container redis in pod redis-"), "{crash}");
+    assert_eq!(doctor.fix("pod-crash-looping"), "bookstore recover");
+
+    let pull = doctor.evidence("pod-image-pull-failing");
+    assert!(
+        pull.contains("status: ImagePullBackOff: Back-off pulling image \"bookstore/prometheus:1.0.0\""),
+        "{pull}"
+    );
+    assert!(pull.contains("event Warning Failed: Failed to pull image \"bookstore/prometheus:1.0.0\": rpc error: code = NotFound"), "{pull}");
+    assert_eq!(
+        doctor.fix("pod-image-pull-failing"),
+        "docker pull bookstore/prometheus:1.0.0 && kind load docker-image bookstore/prometheus:1.0.0 --name bookstore"
+    );
+
+    let sandbox = doctor.evidence("pod-sandbox-failing");
+    assert!(
+        sandbox.contains("event Warning FailedCreatePodSandBox: Failed to create pod sandbox"),
+        "{sandbox}"
+    );
+    assert!(sandbox.contains("no ztunnel connection"), "{sandbox}");
+    assert_eq!(doctor.fix("pod-sandbox-failing"), "bookstore recover");
+
+    let pending = doctor.evidence("pod-unschedulable");
+    assert!(pending.contains("0/1 nodes are available: 1 Insufficient memory"), "{pending}");
+    assert!(pending.contains("event Warning FailedScheduling"), "{pending}");
+    // The subject names the pod; the problem its deployment.
+    let f = doctor.finding("pod-image-pull-failing");
+    assert!(f["subject"].as_str().unwrap().starts_with("observability/prometheus-"));
+    assert!(f["problem"].as_str().unwrap().contains("(deployment prometheus) cannot pull its image"));
+}
+
+#[test]
+fn istio_cni_reconcile_failure_and_refused_hbone_name_the_pod() {
+    let sim = start(options());
+    sim.fault(Fault::CniReconcileFailed { workload: "ui-service".into() });
+    let pod = sim.pods().into_iter().find(|p| p.workload == "ui-service").unwrap();
+    let doctor = Doctor::run(&sim);
+    doctor.run.expect(6);
+    let cni = doctor.evidence("istio-cni-reconcile-failed");
+    assert!(cni.contains("failed to reconcile inpod rules for pod, try restarting the pod"), "{cni}");
+    assert!(cni.contains(&format!("ns=ecom name={}", pod.name)));
+    assert_eq!(
+        doctor.fix("istio-cni-reconcile-failed"),
+        "kubectl --context kind-bookstore -n ecom rollout restart deployment/ui-service"
+    );
+    let hbone = doctor.evidence("ztunnel-hbone-failing");
+    assert!(
+        hbone.contains(&format!(
+            "dst.addr={}:15008 is pod ecom/{} (deployment ui-service): 1 line(s), error=\"io error: Connection refused (os error 111)\"",
+            pod.ip, pod.name
+        )),
+        "{hbone}"
+    );
+}
+
+#[test]
+fn kafka_volume_and_config_providers_are_read_from_the_deployments() {
+    // The default world: Kafka without a PVC, a worker that declares no provider.
+    let sim = start(options());
+    let doctor = Doctor::run(&sim);
+    doctor.run.expect(0);
+    assert_eq!(doctor.finding("kafka-no-volume")["severity"], "warning");
+    assert_eq!(
+        doctor.evidence("kafka-no-volume"),
+        "deployment infra/kafka: spec.template.spec.volumes has no persistentVolumeClaim"
+    );
+    let manifest = sim.dir().join("infra/k8s/20-infra/kafka.yaml");
+    assert_eq!(
+        doctor.fix("kafka-no-volume"),
+        format!(
+            "kubectl --context kind-bookstore apply --server-side --field-manager=bookstore -f {} && bookstore connectors",
+            manifest.display()
+        )
+    );
+    let providers = doctor.evidence("connector-provider-undeclared");
+    assert!(providers.contains("ecom-connector: \"database.user\" uses ${file:/opt/kafka/"), "{providers}");
+    assert!(providers.contains("deployment infra/debezium: CONNECT_CONFIG_PROVIDERS is not set"));
+    assert!(doctor.fix("connector-provider-undeclared").ends_with("infra/k8s/25-cdc/debezium.yaml"));
+
+    // The manifests' world: Kafka on its PVC, the worker declaring `file`.
+    let sim = start(SimOptions { kafka_pvc: true, worker_file_provider: true, ..options() });
+    let doctor = Doctor::run(&sim);
+    doctor.run.expect(0);
+    assert!(
+        !doctor.has("kafka-no-volume") && !doctor.has("connector-provider-undeclared"),
+        "{:?}",
+        doctor.ids()
+    );
+    assert!(doctor.run.stderr.contains("✓ kafka keeps its topics on a volume (kafka-data)"));
+
+    // A key-less `${file:/path}`: never resolved; bookstore's inline credentials still register.
+    rewrite(
+        &sim,
+        "debezium/connectors/ecom-connector.json",
+        "credentials.properties:ECOM_DB_PASSWORD}",
+        "credentials.properties}",
+    );
+    let doctor = Doctor::run(&sim);
+    let evidence = doctor.evidence("connector-placeholder-keyless");
+    assert!(
+        evidence.contains("ecom-connector: \"database.password\": \"${file:/opt/kafka/external-configuration/db-credentials/credentials.properties}\""),
+        "{evidence}"
+    );
+    assert!(
+        doctor.fix("connector-placeholder-keyless").contains("credentials.properties:ECOM_DB_PASSWORD}\"")
+    );
+    assert_eq!(doctor.finding("connector-placeholder-keyless")["severity"], "warning");
+    bookstore(&sim, &["connectors"]).expect(0);
+}
+
+#[test]
+fn a_failed_connector_shows_the_first_line_of_its_trace() {
+    let sim = start(options());
+    sim.fault(Fault::ConnectorTaskFailed { connector: "inventory-connector".into() });
+    let doctor = Doctor::run(&sim);
+    doctor.run.expect(6);
+    let f = doctor.finding("connector-failed");
+    assert_eq!(f["subject"], "inventory-connector");
+    assert!(
+        doctor
+            .evidence("connector-failed")
+            .starts_with("inventory-connector: task 0 FAILED: org.apache.kafka.connect.errors.ConnectException: injected fault"),
+        "{}",
+        doctor.run.stderr
+    );
+    let port = sim.host_port(32300);
+    assert_eq!(
+        doctor.fix("connector-failed"),
+        format!(
+            "curl -sS -X POST 'http://127.0.0.1:{port}/connectors/inventory-connector/restart?includeTasks=true&onlyFailed=true'"
+        )
+    );
+}
+
+#[test]
+fn dry_run_lists_the_reads_and_changes_nothing() {
+    let out =
+        std::process::Command::new(BIN).args(["doctor", "--dry-run"]).env("NO_COLOR", "1").output().unwrap();
+    let run = Run::from(out);
+    run.expect(0);
+    for line in [
+        "docker ps -a --filter label=io.x-k8s.kind.cluster=bookstore --format '{{json .}}'",
+        "kubectl --context kind-bookstore get pods --all-namespaces -o json",
+        "kubectl --context kind-bookstore logs daemonset/ztunnel -n istio-system --tail=2000",
+        "kubectl --context kind-bookstore logs daemonset/istio-cni-node -n istio-system --tail=2000",
+        "curl -sS http://127.0.0.1:32300/connectors",
+    ] {
+        assert!(run.stdout.contains(line), "{line} not in\n{}", run.stdout);
+    }
+    assert!(!run.stdout.contains(HOSTILE));
+}
+
+/// `cargo test -- --ignored transcript_doctor --nocapture`: what a user sees right after a
+/// Docker restart, then after `bookstore up`.
+#[test]
+#[ignore]
+fn transcript_doctor() {
+    let sim: Sim = start(options());
+    docker_restart(&sim);
+    let run = bookstore(&sim, &["doctor"]);
+    eprintln!("$ bookstore doctor   # right after a Docker restart (exit {})\n{}", run.code, run.stderr);
+    let status = bookstore(&sim, &["status"]);
+    eprintln!("$ bookstore status\n{}", status.stdout);
+    bookstore(&sim, &["up"]).expect(0);
+    let run = bookstore(&sim, &["doctor"]);
+    eprintln!("$ bookstore doctor   # after bookstore up (exit {})\n{}", run.code, run.stderr);
+}

@@ -1,0 +1,149 @@
+//! Helpers for the tests that run the binary against the simulator: start a world, run
+//! `bookstore` in it, read `doctor --json`'s findings, rewrite the stack copy the binary reads.
+
+use std::time::{Duration, Instant};
+
+use bookstore_sim::{Sim, SimOptions};
+use serde_json::Value;
+
+use crate::harness::{BIN, HOSTILE, Run};
+
+pub const SCALE: f64 = 0.05;
+
+pub fn options() -> SimOptions {
+    let mut secret = SimOptions::default().secret;
+    secret.insert("ECOM_DB_PASSWORD".into(), HOSTILE.into());
+    SimOptions { time_scale: SCALE, secret, ..SimOptions::default() }
+}
+
+pub fn start(opts: SimOptions) -> Sim {
+    let sim = Sim::start(opts).expect("simulator starts");
+    sim.wait_healthy(Duration::from_secs(30)).expect("the simulated stack starts healthy");
+    sim
+}
+
+pub fn bookstore(sim: &Sim, args: &[&str]) -> Run {
+    let mut cmd = sim.command(BIN);
+    cmd.args(args).arg("--stack").arg(sim.stack_path()).env("NO_COLOR", "1").env("TMPDIR", sim.dir());
+    Run::from(cmd.output().expect("bookstore runs"))
+}
+
+/// `bookstore doctor --json`: the human report (stderr) and the finding events (stdout).
+pub struct Doctor {
+    pub run: Run,
+    pub findings: Vec<Value>,
+    pub events: Vec<Value>,
+}
+
+impl Doctor {
+    pub fn run(sim: &Sim) -> Doctor {
+        let run = bookstore(sim, &["doctor", "--json"]);
+        let events: Vec<Value> = run
+            .stdout
+            .lines()
+            .map(|l| {
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("not one JSON object a line ({e}): {l}"))
+            })
+            .collect();
+        let findings = events.iter().filter(|e| e["event"] == "finding").cloned().collect();
+        Doctor { run, findings, events }
+    }
+
+    pub fn ids(&self) -> Vec<String> {
+        self.findings.iter().filter_map(|f| f["id"].as_str().map(String::from)).collect()
+    }
+
+    /// The finding with this id (panics naming the ids found, and the report).
+    #[track_caller]
+    pub fn finding(&self, id: &str) -> &Value {
+        self.findings.iter().find(|f| f["id"] == id).unwrap_or_else(|| {
+            panic!("no finding {id}; found {:?}\n--- stderr\n{}", self.ids(), self.run.stderr)
+        })
+    }
+
+    pub fn has(&self, id: &str) -> bool {
+        self.findings.iter().any(|f| f["id"] == id)
+    }
+
+    /// All evidence lines of a finding, joined.
+    #[track_caller]
+    pub fn evidence(&self, id: &str) -> String {
+        let f = self.finding(id);
+        f["evidence"]
+            .as_array()
+            .expect("evidence list")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[track_caller]
+    pub fn fix(&self, id: &str) -> String {
+        self.finding(id)["fix"].as_str().expect("fix").to_string()
+    }
+
+    pub fn errors(&self) -> Vec<String> {
+        self.findings
+            .iter()
+            .filter(|f| f["severity"] == "error")
+            .filter_map(|f| f["id"].as_str().map(String::from))
+            .collect()
+    }
+}
+
+/// Replace text in a file of the stack copy the binary reads (`<sim>/infra/...`).
+pub fn rewrite(sim: &Sim, rel: &str, from: &str, to: &str) {
+    let path = sim.dir().join("infra").join(rel);
+    let text = std::fs::read_to_string(&path).expect("stack file");
+    assert!(text.contains(from), "{rel} has no {from:?}");
+    std::fs::write(&path, text.replacen(from, to, 1)).expect("write stack file");
+}
+
+pub fn kubectl(sim: &Sim, args: &[&str]) -> Run {
+    let mut cmd = sim.command("kubectl");
+    cmd.args(["--context", "kind-bookstore"]).args(args);
+    Run::from(cmd.output().expect("kubectl runs"))
+}
+
+pub fn docker(sim: &Sim, args: &[&str]) -> Run {
+    let mut cmd = sim.command("docker");
+    cmd.args(args);
+    Run::from(cmd.output().expect("docker runs"))
+}
+
+/// GET through a host port: (status, body), or None without an answer.
+pub fn get(sim: &Sim, container_port: u16, path: &str) -> Option<(u16, String)> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .timeout_global(Some(Duration::from_secs(3)))
+        .build()
+        .into();
+    let mut r = agent.get(format!("http://127.0.0.1:{}{path}", sim.host_port(container_port))).call().ok()?;
+    let status = r.status().as_u16();
+    Some((status, r.body_mut().read_to_string().unwrap_or_default()))
+}
+
+/// A Docker restart, then every pod Ready again and Connect answering (with no connectors, since
+/// Kafka has no volume): what a user finds after restarting Docker Desktop.
+pub fn docker_restart(sim: &Sim) {
+    sim.docker_restart();
+    sim.wait_healthy(Duration::from_secs(30)).expect("pods Ready again");
+    eventually(Duration::from_secs(10), "Connect to answer after the restart", || {
+        get(sim, 32300, "/connectors").filter(|(s, _)| *s == 200).map(|_| ())
+    });
+}
+
+/// Poll until `f` gives a value.
+#[track_caller]
+pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,60 @@
+//! `bookstore status` on the simulator: the table after a Docker restart and after `up`, and the
+//! same as one JSON document.
+
+use serde_json::Value;
+
+use crate::simkit::{bookstore, docker_restart, options, start};
+
+/// The row whose first column is `name` in the section (workloads 0, connectors 1, routes 2).
+fn row(table: &str, section: usize, name: &str) -> String {
+    let part = table.split("\n\n").nth(section).unwrap_or("");
+    part.lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .unwrap_or_else(|| panic!("no row {name} in section {section} of\n{table}"))
+        .to_string()
+}
+
+#[test]
+fn the_table_tells_a_broken_stack_from_a_healed_one() {
+    let sim = start(options());
+    docker_restart(&sim);
+    let run = bookstore(&sim, &["status"]);
+    run.expect(0);
+    let table = &run.stdout;
+    for header in
+        ["WORKLOAD", "NAMESPACE", "READY", "RESTARTS", "AGE", "CONNECTOR", "STATE", "ROUTE", "ANSWER"]
+    {
+        assert!(table.contains(header), "{header} in\n{table}");
+    }
+    let db: Vec<String> = row(table, 0, "ecom-db").split_whitespace().map(String::from).collect();
+    assert_eq!(&db[..4], ["ecom-db", "ecom", "1/1", "1"], "restarted once in place by the Docker restart");
+    assert!(row(table, 2, "ui").contains("503 upstream reset (connection termination)"), "{table}");
+    assert!(row(table, 1, "ecom-connector").contains("missing"), "{table}");
+    assert!(row(table, 2, "pgadmin").contains("no answer"), "{table}");
+    assert!(row(table, 2, "debezium").contains("200, but connectors: ecom-connector missing"), "{table}");
+    assert!(run.stderr.is_empty(), "status writes its table only: {}", run.stderr);
+
+    bookstore(&sim, &["up"]).expect(0);
+    let run = bookstore(&sim, &["status", "--json"]);
+    run.expect(0);
+    let doc: Value = serde_json::from_str(&run.stdout).expect("stdout is exactly one JSON document");
+    assert_eq!(doc["cluster"], "bookstore");
+    let workloads = doc["workloads"].as_array().unwrap();
+    assert_eq!(workloads.len(), 16);
+    for w in workloads {
+        assert_eq!(w["ready"], w["desired"], "{w}");
+        assert!(w["age_seconds"].as_u64().is_some());
+    }
+    for c in doc["connectors"].as_array().unwrap() {
+        assert_eq!(c["state"], "RUNNING", "{c}");
+    }
+    let routes = doc["routes"].as_array().unwrap();
+    assert_eq!(routes.len(), 9);
+    for r in routes {
+        assert_eq!((r["ok"].as_bool(), r["status"].as_u64()), (Some(true), Some(200)), "{r}");
+    }
+    // The table and the document agree.
+    let table = bookstore(&sim, &["status"]).stdout;
+    assert!(row(&table, 1, "ecom-connector").contains("RUNNING (1/1 tasks running)"), "{table}");
+    assert!(row(&table, 2, "ui").split_whitespace().nth(1) == Some("200"), "{table}");
+}

@@ -39,8 +39,38 @@ enum State {
     Done,
 }
 
+/// The one `kubectl get deployments --watch` of a wait. kubectl exits 0 when the API server
+/// drops the stream (a Docker restart, an API that flaps): the watch is then started again, and
+/// its initial listing resyncs every object, at most `MAX_WATCH_RESTARTS` times.
+struct Watch {
+    stream: Stream,
+    restarts: u32,
+}
+
+const MAX_WATCH_RESTARTS: u32 = 5;
+
+impl Watch {
+    fn start(ctx: &Ctx, tx: &Sender<Msg>) -> Result<Watch> {
+        Ok(Watch { stream: stream(ctx, tx)?, restarts: 0 })
+    }
+
+    fn ended(&mut self, ctx: &Ctx, tx: &Sender<Msg>) -> Result<()> {
+        self.restarts += 1;
+        if self.restarts > MAX_WATCH_RESTARTS {
+            return Err(Error::Command {
+                line: self.stream.cmd().to_string(),
+                status: "the watch kept ending".into(),
+                stderr_tail: self.stream.stderr_tail(),
+                next: "check that the Kubernetes API is stable, then run again".into(),
+            });
+        }
+        self.stream = stream(ctx, tx)?;
+        Ok(())
+    }
+}
+
 /// Start the watch and a thread that turns its output into messages.
-fn watch(ctx: &Ctx, tx: &Sender<Msg>) -> Result<Stream> {
+fn stream(ctx: &Ctx, tx: &Sender<Msg>) -> Result<Stream> {
     let mut stream = ctx.kube.watch_deployments().stream()?;
     let reader = stream.take_reader().ok_or_else(|| Error::step("watch has no output", "run again"))?;
     let tx = tx.clone();
@@ -94,8 +124,7 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
         stack.connect.connectors.iter().map(|c| connectors::desired(ctx, c)).collect::<Result<_>>()?;
 
     let (tx, rx) = mpsc::channel::<Msg>();
-    let mut stream = watch(ctx, &tx)?;
-    let mut restarts_of_watch = 0;
+    let mut watch = Watch::start(ctx, &tx)?;
     let mut state: BTreeMap<Task, State> = graph.tasks.iter().map(|(t, _)| (*t, State::Waiting)).collect();
     let mut failfast = FailFast::new(ctx);
 
@@ -229,18 +258,7 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
                 }
                 state.insert(task, State::Done);
             }
-            Ok(Msg::WatchEnded) => {
-                restarts_of_watch += 1;
-                if restarts_of_watch > 5 {
-                    return Err(Error::Command {
-                        line: stream.cmd().to_string(),
-                        status: "the watch kept ending".into(),
-                        stderr_tail: stream.stderr_tail(),
-                        next: "check that the Kubernetes API is stable, then run again".into(),
-                    });
-                }
-                stream = watch(ctx, &tx)?;
-            }
+            Ok(Msg::WatchEnded) => watch.ended(ctx, &tx)?,
             Err(RecvTimeoutError::Timeout) => {
                 let now = Instant::now();
                 for (task, s) in &state {
@@ -263,7 +281,7 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
             Err(RecvTimeoutError::Disconnected) => unreachable!("the executor holds a sender"),
         }
     }
-    drop(stream);
+    drop(watch);
     step.done("all ready");
     Ok(())
 }
@@ -276,10 +294,9 @@ pub fn await_ready(ctx: &Ctx, targets: &[(String, String)], timeout: Duration) -
     }
     let start = Instant::now();
     let (tx, rx) = mpsc::channel::<Msg>();
-    let mut stream = watch(ctx, &tx)?;
+    let mut watch = Watch::start(ctx, &tx)?;
     let mut last: BTreeMap<(String, String), String> =
         targets.iter().map(|t| (t.clone(), "not created yet".to_string())).collect();
-    let mut restarts_of_watch = 0;
     let mut failfast = FailFast::new(ctx);
     while !last.is_empty() {
         if crate::wait::interrupted() {
@@ -326,23 +343,12 @@ pub fn await_ready(ctx: &Ctx, targets: &[(String, String)], timeout: Duration) -
                     }
                 }
             }
-            Ok(Msg::WatchEnded) => {
-                restarts_of_watch += 1;
-                if restarts_of_watch > 5 {
-                    return Err(Error::Command {
-                        line: stream.cmd().to_string(),
-                        status: "the watch kept ending".into(),
-                        stderr_tail: stream.stderr_tail(),
-                        next: "check that the Kubernetes API is stable, then run again".into(),
-                    });
-                }
-                stream = watch(ctx, &tx)?;
-            }
+            Ok(Msg::WatchEnded) => watch.ended(ctx, &tx)?,
             Ok(_) | Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => unreachable!("this function holds a sender"),
         }
     }
-    drop(stream);
+    drop(watch);
     Ok(())
 }
 

@@ -6,7 +6,8 @@ use std::time::Duration;
 use base64::Engine;
 use bookstore_sim::{AuditEntry, Sim, SimOptions, Source};
 
-use crate::harness::{BIN, Run};
+use crate::harness::BIN;
+use crate::simkit::bookstore;
 
 const APP_IMAGES: [&str; 3] =
     ["bookstore/ecom-service:dev", "bookstore/inventory-service:dev", "bookstore/ui-service:dev"];
@@ -37,12 +38,6 @@ fn with_local_crds(sim: Sim) -> Sim {
     sim
 }
 
-fn bookstore(sim: &Sim, args: &[&str]) -> Run {
-    let mut cmd = sim.command(BIN);
-    cmd.args(args).arg("--stack").arg(sim.stack_path()).env("NO_COLOR", "1").env("TMPDIR", sim.dir());
-    Run::from(cmd.output().expect("bookstore runs"))
-}
-
 fn secret_value(sim: &Sim, ns: &str, name: &str, key: &str) -> String {
     let out = sim
         .command("kubectl")
@@ -56,17 +51,7 @@ fn secret_value(sim: &Sim, ns: &str, name: &str, key: &str) -> String {
 }
 
 fn get(sim: &Sim, container_port: u16, host: Option<&str>, path: &str) -> Option<u16> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .proxy(None)
-        .timeout_global(Some(Duration::from_secs(3)))
-        .build()
-        .into();
-    let mut req = agent.get(format!("http://127.0.0.1:{}{path}", sim.host_port(container_port)));
-    if let Some(h) = host {
-        req = req.header("Host", h);
-    }
-    req.call().ok().map(|r| r.status().as_u16())
+    crate::simkit::get_as(sim, container_port, host, path).map(|(status, _)| status)
 }
 
 #[test]

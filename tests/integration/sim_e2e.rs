@@ -3,47 +3,10 @@
 
 use std::time::Duration;
 
-use bookstore_sim::{AuditEntry, Fault, Sim, SimOptions, Source};
+use bookstore_sim::{AuditEntry, Fault, SimOptions, Source};
 
-use crate::harness::{BIN, ENVOY_503, HOSTILE, Run};
-
-const SCALE: f64 = 0.05;
-
-fn options() -> SimOptions {
-    let mut secret = SimOptions::default().secret;
-    secret.insert("ECOM_DB_PASSWORD".into(), HOSTILE.into());
-    SimOptions { time_scale: SCALE, secret, ..SimOptions::default() }
-}
-
-fn start(opts: SimOptions) -> Sim {
-    let sim = Sim::start(opts).expect("simulator starts");
-    sim.wait_healthy(Duration::from_secs(30)).expect("the simulated stack starts healthy");
-    sim
-}
-
-fn bookstore(sim: &Sim, args: &[&str]) -> Run {
-    let mut cmd = sim.command(BIN);
-    cmd.args(args).arg("--stack").arg(sim.stack_path()).env("NO_COLOR", "1").env("TMPDIR", sim.dir());
-    Run::from(cmd.output().expect("bookstore runs"))
-}
-
-/// GET through a host port, as a user's browser would: (status, body), or None when the
-/// connection fails.
-fn get(sim: &Sim, container_port: u16, host: Option<&str>, path: &str) -> Option<(u16, String)> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .proxy(None)
-        .timeout_global(Some(Duration::from_secs(3)))
-        .build()
-        .into();
-    let mut req = agent.get(format!("http://127.0.0.1:{}{path}", sim.host_port(container_port)));
-    if let Some(h) = host {
-        req = req.header("Host", h);
-    }
-    let mut r = req.call().ok()?;
-    let status = r.status().as_u16();
-    Some((status, r.body_mut().read_to_string().unwrap_or_default()))
-}
+use crate::harness::{ENVOY_503, HOSTILE};
+use crate::simkit::{bookstore, get_as as get, options, start};
 
 fn t_of(audit: &[AuditEntry], pred: impl Fn(&AuditEntry) -> bool) -> Option<u64> {
     audit.iter().find(|e| pred(e)).map(|e| e.t_ms)

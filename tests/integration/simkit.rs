@@ -114,13 +114,22 @@ pub fn docker(sim: &Sim, args: &[&str]) -> Run {
 
 /// GET through a host port: (status, body), or None without an answer.
 pub fn get(sim: &Sim, container_port: u16, path: &str) -> Option<(u16, String)> {
+    get_as(sim, container_port, None, path)
+}
+
+/// GET through a host port with a Host header, as a browser on `myecom.net` would.
+pub fn get_as(sim: &Sim, container_port: u16, host: Option<&str>, path: &str) -> Option<(u16, String)> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .proxy(None)
         .timeout_global(Some(Duration::from_secs(3)))
         .build()
         .into();
-    let mut r = agent.get(format!("http://127.0.0.1:{}{path}", sim.host_port(container_port))).call().ok()?;
+    let mut req = agent.get(format!("http://127.0.0.1:{}{path}", sim.host_port(container_port)));
+    if let Some(h) = host {
+        req = req.header("Host", h);
+    }
+    let mut r = req.call().ok()?;
     let status = r.status().as_u16();
     Some((status, r.body_mut().read_to_string().unwrap_or_default()))
 }

@@ -110,6 +110,11 @@ pub fn parse_pods(json: &str) -> Result<Vec<Pod>, String> {
     Ok(items(json)?.iter().map(pod).collect())
 }
 
+/// One pod object (a watch event's `object`).
+pub fn parse_pod(v: &Value) -> Pod {
+    pod(v)
+}
+
 fn pod(v: &Value) -> Pod {
     let mut ips: Vec<String> = Vec::new();
     let primary = text(v, "/status/podIP");

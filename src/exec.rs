@@ -74,6 +74,9 @@ pub struct Cmd {
     args: Vec<String>,
     /// Fed to the child's stdin (manifests, secrets): never in argv, never printed.
     stdin: Option<Secret>,
+    /// The stdin holds no secret (a list of object names): the printed line shows it as a
+    /// heredoc, so the line stays pasteable.
+    stdin_shown: bool,
     /// Upper bound on the child's run time; it is killed after this.
     deadline: Duration,
 }
@@ -86,7 +89,13 @@ pub struct Output {
 
 impl Cmd {
     pub fn new(program: &str) -> Cmd {
-        Cmd { program: program.to_string(), args: Vec::new(), stdin: None, deadline: Duration::from_secs(60) }
+        Cmd {
+            program: program.to_string(),
+            args: Vec::new(),
+            stdin: None,
+            stdin_shown: false,
+            deadline: Duration::from_secs(60),
+        }
     }
 
     pub fn arg(mut self, arg: impl Into<String>) -> Cmd {
@@ -106,6 +115,13 @@ impl Cmd {
     /// Feed this to the child's stdin; the printed line shows `<<'EOF'` with the content masked.
     pub fn stdin(mut self, data: Secret) -> Cmd {
         self.stdin = Some(data);
+        self
+    }
+
+    /// Feed text that holds no secret to the child's stdin; the printed line shows it as a heredoc.
+    pub fn stdin_text(mut self, text: String) -> Cmd {
+        self.stdin = Some(Secret::unregistered(text));
+        self.stdin_shown = true;
         self
     }
 
@@ -308,7 +324,9 @@ impl fmt::Display for Cmd {
             line.push(' ');
             line.push_str(&quote(arg));
         }
-        if self.stdin.is_some() {
+        if let (Some(text), true) = (&self.stdin, self.stdin_shown) {
+            line.push_str(&format!(" <<'EOF'\n{}\nEOF", text.expose().trim_end()));
+        } else if self.stdin.is_some() {
             line.push_str(" <<'EOF' (stdin, not shown)");
         }
         f.write_str(&secret::redact(&line))

@@ -78,22 +78,27 @@ impl Kubectl {
 
     /// `rollout restart` of `names`, retrying transient failures (and kubectl's "within the past
     /// second") for the ones not yet restarted: restarting one twice would restart it twice.
-    pub fn restart_all(&self, kind: &str, names: &[&str], namespace: &str) -> Result<()> {
-        let mut left: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let first = self.restart(kind, names, namespace);
-        let what = format!("`{first}` (the Kubernetes API kept failing)");
+    /// `rollout restart` of every target (kind, namespace, name), in as many namespaces as given,
+    /// with one kubectl call: the objects are named on stdin, so kubectl takes each one's
+    /// namespace from there. Transient apiserver failures are retried for the targets not yet
+    /// restarted (kubectl reports each `… restarted`), as is kubectl's refusal of a second restart
+    /// within one second (a rerun right after an interrupted run meets it).
+    pub fn restart_all(&self, targets: &[(&str, &str, &str)]) -> Result<()> {
+        let mut left: Vec<(String, String, String)> =
+            targets.iter().map(|(k, ns, n)| (k.to_string(), ns.to_string(), n.to_string())).collect();
+        let what = format!("{} (the Kubernetes API kept failing)", self.restart_list(targets));
         let next = self.api_hint();
         Poll::new(&what, self.retry_for, &next).run(|| {
-            let refs: Vec<&str> = left.iter().map(String::as_str).collect();
-            let cmd = self.restart(kind, &refs, namespace);
+            let refs: Vec<(&str, &str, &str)> =
+                left.iter().map(|(k, ns, n)| (k.as_str(), ns.as_str(), n.as_str())).collect();
+            let cmd = self.restart_list(&refs);
             let out = match cmd.run_unchecked() {
                 Ok(out) => out,
                 Err(e) => return Attempt::Fail(e),
             };
+            // Names are unique across the stack (checked when it loads).
             let done = restarted(&out.stdout);
-            left.retain(|n| !done.contains(n));
-            // kubectl refuses a second restart within the same second (the restartedAt annotation
-            // has second resolution): a rerun right after an interrupted run meets it.
+            left.retain(|(_, _, n)| !done.contains(n));
             let too_soon = out.stderr.contains("already been triggered within the past second");
             if out.status.success() || left.is_empty() {
                 Attempt::Done(())
@@ -104,6 +109,32 @@ impl Kubectl {
                 Attempt::Fail(self.explain(cmd.failure(&status, &out.stderr)))
             }
         })
+    }
+
+    /// `kubectl rollout restart` of the objects (kind, namespace, name): `kind/name … -n ns` when
+    /// they share a namespace, else `-f -` with them as a List on stdin (one call for all).
+    pub fn restart_list(&self, targets: &[(&str, &str, &str)]) -> Cmd {
+        if let Some((_, ns, _)) = targets.first()
+            && targets.iter().all(|(_, n, _)| n == ns)
+        {
+            return self
+                .base()
+                .args(["rollout", "restart"])
+                .args(targets.iter().map(|(kind, _, name)| format!("{kind}/{name}")))
+                .args(["-n", ns]);
+        }
+        let items: Vec<serde_json::Value> = targets
+            .iter()
+            .map(|(kind, ns, name)| {
+                let (api, kind) = match *kind {
+                    "daemonset" => ("apps/v1", "DaemonSet"),
+                    _ => ("apps/v1", "Deployment"),
+                };
+                serde_json::json!({"apiVersion": api, "kind": kind, "metadata": {"name": name, "namespace": ns}})
+            })
+            .collect();
+        let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items});
+        self.base().args(["rollout", "restart", "-f", "-"]).stdin_text(list.to_string())
     }
 
     pub fn context(&self) -> &str {
@@ -118,13 +149,6 @@ impl Kubectl {
         self.base()
             .args(["get", "--raw", "/readyz", "--request-timeout=5s"])
             .deadline(Duration::from_secs(10))
-    }
-
-    pub fn restart(&self, kind: &str, names: &[&str], namespace: &str) -> Cmd {
-        self.base()
-            .args(["rollout", "restart"])
-            .args(names.iter().map(|n| format!("{kind}/{n}")))
-            .args(["-n", namespace])
     }
 
     pub fn rollout_status(&self, kind: &str, name: &str, namespace: &str, timeout: Duration) -> Cmd {
@@ -167,6 +191,19 @@ impl Kubectl {
     }
 
     /// One watch serves every readiness wait: the current state first, then each change.
+    /// Every pod, then each change: what the fail-fast check of the readiness waits reads.
+    pub fn watch_pods(&self) -> Cmd {
+        self.base().args([
+            "get",
+            "pods",
+            "--all-namespaces",
+            "--watch",
+            "--output-watch-events",
+            "-o",
+            "json",
+        ])
+    }
+
     pub fn watch_deployments(&self) -> Cmd {
         self.base().args([
             "get",

@@ -266,7 +266,7 @@ mod tests {
             .collect();
         // Nothing changes before the cluster-side input (workloads, secret keys) is checked.
         assert_eq!(kinds, ["preflight", "api", "check", "ztunnel", "rollout", "smoke"]);
-        assert_eq!(steps[3], Step::RestartMesh { settle: Duration::from_secs(1) });
+        assert_eq!(steps[3], Step::RestartMesh { settle: Duration::ZERO });
         let phased = recover(&stack, Order::Phased, None, Known::default());
         assert_eq!(phased[3], Step::RestartMesh { settle: SEED_SETTLE });
         let overridden = recover(&stack, Order::Phased, Some(Duration::ZERO), Known::default());

@@ -178,12 +178,15 @@ fn execute(config: &Config, ui: &Ui) -> Result<()> {
         None
     };
     match &config.action {
-        Action::Steps { title, steps } => run_steps(config, ui, title, steps),
+        Action::Steps { title, steps } => run_steps(config, &ctx(config, ui), title, steps),
         Action::Up { order, settle } => {
             // Detection only reads (docker info, kind get clusters, docker inspect, kubectl get):
             // it runs with --dry-run too, so the printed plan is the one `up` would run here.
-            let steps = steps::plan_up(&ctx(config, ui), *order, *settle)?;
-            run_steps(config, ui, "up", &steps)
+            // One context for detection and the run: what detection read (the deployments) is
+            // not read again.
+            let ctx = ctx(config, ui);
+            let steps = steps::plan_up(&ctx, *order, *settle)?;
+            run_steps(config, &ctx, "up", &steps)
         }
         Action::Down { yes } => down(config, ui, *yes),
         Action::Doctor if config.dry_run => {
@@ -201,14 +204,14 @@ fn ctx<'a>(config: &'a Config, ui: &'a Ui) -> Ctx<'a> {
     ctx
 }
 
-fn run_steps(config: &Config, ui: &Ui, title: &str, steps: &[plan::Step]) -> Result<()> {
-    let ctx = ctx(config, ui);
+fn run_steps(config: &Config, ctx: &Ctx, title: &str, steps: &[plan::Step]) -> Result<()> {
+    let ui = ctx.ui;
     if config.dry_run {
-        print_lines(ui, &steps::describe(&ctx, steps)?);
+        print_lines(ui, &steps::describe(ctx, steps)?);
         return Ok(());
     }
     let started = std::time::Instant::now();
-    steps::run(&ctx, steps)?;
+    steps::run(ctx, steps)?;
     ui.ok_line(&format!(
         "bookstore {title} finished in {} ({} commands run)",
         crate::ui::human(started.elapsed()),

@@ -3,15 +3,21 @@
 //! waiting, so the wait stops with the pod's status, last log lines and events instead of sitting
 //! out its deadline (`--tolerate` restores waiting; skaffold's `tolerateFailuresUntilDeadline`).
 //!
-//! No poller per workload: once some workload has waited [`GRACE`], one `kubectl get pods -A`
-//! every [`INTERVAL`] covers all of them; events are read only when a pod of a waiting workload
-//! is still Pending.
+//! No poller per workload, and no poll at all: once some workload has waited [`GRACE`], one
+//! `kubectl get pods -A --watch` keeps every pod's latest state for all of them (one process for
+//! the whole wait); events are read only when a pod of a waiting workload is still Pending, at
+//! most once per [`INTERVAL`].
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use serde_json::Value;
 
 use crate::cluster::{self, Pod};
 use crate::error::{Error, Result};
+use crate::exec::Stream;
 use crate::troubles;
 
 use super::Ctx;
@@ -33,8 +39,48 @@ pub struct Waiting<'a> {
     pub newer_than: Option<u64>,
 }
 
+/// The pod watch: every pod's latest state, kept by a reader thread.
+struct Pods {
+    _stream: Stream,
+    seen: Arc<Mutex<BTreeMap<(String, String), Pod>>>,
+    ended: Arc<AtomicBool>,
+}
+
+impl Pods {
+    fn start(ctx: &Ctx) -> Result<Pods> {
+        let mut stream = ctx.kube.watch_pods().stream()?;
+        let reader =
+            stream.take_reader().ok_or_else(|| Error::step("pod watch has no output", "run again"))?;
+        let seen = Arc::new(Mutex::new(BTreeMap::new()));
+        let ended = Arc::new(AtomicBool::new(false));
+        let (s, e) = (Arc::clone(&seen), Arc::clone(&ended));
+        std::thread::spawn(move || {
+            for value in serde_json::Deserializer::from_reader(reader).into_iter::<Value>() {
+                let Ok(value) = value else { break };
+                let obj = value.get("object").unwrap_or(&value);
+                let pod = cluster::parse_pod(obj);
+                let key = (pod.namespace.clone(), pod.name.clone());
+                let mut map = s.lock().unwrap_or_else(|p| p.into_inner());
+                if value.get("type").and_then(Value::as_str) == Some("DELETED") {
+                    map.remove(&key);
+                } else {
+                    map.insert(key, pod);
+                }
+            }
+            e.store(true, Ordering::SeqCst);
+        });
+        Ok(Pods { _stream: stream, seen, ended })
+    }
+
+    fn snapshot(&self) -> Vec<Pod> {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+    }
+}
+
 pub struct FailFast {
     enabled: bool,
+    pods: Option<Pods>,
+    /// When events were last read.
     last: Option<Instant>,
     /// (namespace, deployment) → its selector's matchLabels (from the watch).
     selectors: BTreeMap<(String, String), BTreeMap<String, String>>,
@@ -42,7 +88,7 @@ pub struct FailFast {
 
 impl FailFast {
     pub fn new(ctx: &Ctx) -> FailFast {
-        FailFast { enabled: !ctx.tolerate, last: None, selectors: BTreeMap::new() }
+        FailFast { enabled: !ctx.tolerate, pods: None, last: None, selectors: BTreeMap::new() }
     }
 
     pub fn learn(&mut self, namespace: &str, name: &str, selector: BTreeMap<String, String>) {
@@ -75,19 +121,24 @@ impl FailFast {
             return Ok(());
         }
         let due: Vec<&Waiting> = waiting.iter().filter(|w| w.since.elapsed() >= GRACE).collect();
-        if due.is_empty() || self.last.is_some_and(|t| t.elapsed() < INTERVAL) {
+        if due.is_empty() {
             return Ok(());
         }
-        self.last = Some(Instant::now());
-        // A failed look is not a failed recovery: the wait and its deadline go on.
-        let Ok(out) = ctx.kube.list_pods().run() else { return Ok(()) };
-        let Ok(pods) = cluster::parse_pods(&out.stdout) else { return Ok(()) };
+        // Start the pod watch once (again if the API ended it); a failed start is not a failed
+        // recovery: the wait and its deadline go on.
+        if self.pods.as_ref().is_none_or(|p| p.ended.load(Ordering::SeqCst)) {
+            self.pods = Pods::start(ctx).ok();
+        }
+        let Some(watch) = &self.pods else { return Ok(()) };
+        let pods = watch.snapshot();
         let now = crate::doctor::now();
         let mine: Vec<(&Waiting, &Pod)> =
             due.iter().flat_map(|w| self.pods_of(w, &pods).into_iter().map(move |p| (*w, p))).collect();
         let mut events = Vec::new();
         let mut found = mine.iter().find_map(|(w, p)| fatal(p, &events, now).map(|t| (*w, *p, t)));
-        if found.is_none() && mine.iter().any(|(_, p)| p.phase == "Pending") {
+        let events_due = self.last.is_none_or(|t| t.elapsed() >= INTERVAL);
+        if found.is_none() && events_due && mine.iter().any(|(_, p)| p.phase == "Pending") {
+            self.last = Some(Instant::now());
             events = read_events(ctx);
             found = mine.iter().find_map(|(w, p)| fatal(p, &events, now).map(|t| (*w, *p, t)));
         }

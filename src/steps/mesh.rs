@@ -34,7 +34,7 @@ pub fn wait_api(ctx: &Ctx) -> Result<()> {
 pub fn restart(ctx: &Ctx, settle: Duration) -> Result<()> {
     let mesh = &ctx.stack.mesh;
     let step = ctx.ui.start(&format!("Restarting {} (waiting ≤ {})", mesh.daemonset, human(mesh.timeout)));
-    ctx.kube.restart_all("daemonset", &[mesh.daemonset.as_str()], &mesh.namespace)?;
+    ctx.kube.restart_all(&[("daemonset", mesh.namespace.as_str(), mesh.daemonset.as_str())])?;
     // `rollout status` within the deadline; a transient API failure mid-wait is retried with
     // the time that is left.
     let start = std::time::Instant::now();
@@ -83,7 +83,9 @@ pub fn describe_api(ctx: &Ctx, lines: &mut Vec<String>) {
 pub fn describe_restart(ctx: &Ctx, settle: Duration, lines: &mut Vec<String>) {
     let mesh = &ctx.stack.mesh;
     lines.push("# Restart ztunnel first, so every workload re-registers with a fresh instance".into());
-    lines.push(ctx.kube.restart("daemonset", &[mesh.daemonset.as_str()], &mesh.namespace).to_string());
+    lines.push(
+        ctx.kube.restart_list(&[("daemonset", mesh.namespace.as_str(), mesh.daemonset.as_str())]).to_string(),
+    );
     lines.push(
         ctx.kube.rollout_status("daemonset", &mesh.daemonset, &mesh.namespace, mesh.timeout).to_string(),
     );

@@ -15,7 +15,7 @@ pub use preflight::install_hint;
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::kube::Kubectl;
 use crate::plan::{self, Known, Order, Step};
 use crate::secret::Secret;
@@ -32,15 +32,30 @@ pub struct Ctx<'a> {
     pub tolerate: bool,
     /// The connector credentials, read from the secret once per run.
     secrets: OnceLock<BTreeMap<String, Secret>>,
+    /// Every deployment's generation, listed once per run (before the first change).
+    deployments: OnceLock<BTreeMap<(String, String), i64>>,
 }
 
 impl<'a> Ctx<'a> {
     pub fn new(stack: &'a Stack, ui: &'a Ui) -> Ctx<'a> {
         let kube = Kubectl::new(stack.cluster.context(), stack.api_timeout);
-        Ctx { stack, kube, ui, tolerate: false, secrets: OnceLock::new() }
+        Ctx { stack, kube, ui, tolerate: false, secrets: OnceLock::new(), deployments: OnceLock::new() }
     }
 
     /// The connector credentials (read once, in-process, never printed).
+    /// (namespace, name) → generation of every deployment, from one `kubectl get deployments -A`
+    /// per run. Read before the first change, so these are the generations before any restart.
+    fn deployments(&self) -> Result<&BTreeMap<(String, String), i64>> {
+        if let Some(d) = self.deployments.get() {
+            return Ok(d);
+        }
+        let cmd = self.kube.list_deployments();
+        let listing = self.kube.run(&cmd)?;
+        let read = rollout::generations(&listing.stdout)
+            .map_err(|p| Error::step(format!("`{cmd}`: {p}"), "run it by hand"))?;
+        Ok(self.deployments.get_or_init(|| read))
+    }
+
     fn credentials(&self) -> Result<&BTreeMap<String, Secret>> {
         if let Some(s) = self.secrets.get() {
             return Ok(s);

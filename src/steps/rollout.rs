@@ -107,9 +107,7 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
     let step = ctx.ui.start(&format!("Restarting {} workloads ({order})", stack.workloads.len()));
 
     // Everything that can be wrong with the input is checked before the first restart.
-    let listing = ctx.kube.run(&ctx.kube.list_deployments())?;
-    let mut generation = generations(&listing.stdout)
-        .map_err(|p| Error::step(format!("`{}`: {p}", ctx.kube.list_deployments()), "run it by hand"))?;
+    let mut generation = ctx.deployments()?.clone();
     let absent: Vec<String> = stack
         .workloads
         .iter()
@@ -139,12 +137,13 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
             })
             .map(|(t, _)| *t)
             .collect();
-        let mut batches: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        // Every restart due now, in whatever namespace, goes in one `kubectl rollout restart`.
+        let mut batch: Vec<(String, String)> = Vec::new();
         for task in &due {
             match *task {
                 Task::Restart(i) => {
                     let w = &stack.workloads[i];
-                    batches.entry(w.namespace.as_str()).or_default().push(w.name.as_str());
+                    batch.push((w.namespace.clone(), w.name.clone()));
                     let before = generation.get(&(w.namespace.clone(), w.name.clone())).copied().unwrap_or(0);
                     state.insert(
                         *task,
@@ -161,17 +160,14 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
                 }
             }
         }
-        for (namespace, names) in batches {
-            ctx.ui.info(&format!("restart {} ({namespace})", names.join(", ")));
-            let (kube, names, namespace) = (
-                ctx.kube.clone(),
-                names.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
-                namespace.to_string(),
-            );
-            let tx = tx.clone();
+        if !batch.is_empty() {
+            let names: Vec<String> = batch.iter().map(|(ns, n)| format!("{n} ({ns})")).collect();
+            ctx.ui.info(&format!("restart {}", names.join(", ")));
+            let (kube, tx) = (ctx.kube.clone(), tx.clone());
             std::thread::spawn(move || {
-                let names: Vec<&str> = names.iter().map(String::as_str).collect();
-                let _ = tx.send(Msg::Restarted(kube.restart_all("deployment", &names, &namespace)));
+                let targets: Vec<(&str, &str, &str)> =
+                    batch.iter().map(|(ns, n)| ("deployment", ns.as_str(), n.as_str())).collect();
+                let _ = tx.send(Msg::Restarted(kube.restart_all(&targets)));
             });
         }
         if state.values().all(|s| matches!(s, State::Done)) {
@@ -208,77 +204,87 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
             })
             .collect();
         failfast.check(ctx, &waiting)?;
-        match rx.recv_timeout(wait.min(Duration::from_millis(200))) {
-            Ok(Msg::Event { namespace, name, generation: g, rollout, selector }) => {
-                failfast.learn(&namespace, &name, selector);
-                generation.insert((namespace.clone(), name.clone()), g);
-                let Some(i) = stack.workloads.iter().position(|w| w.name == name && w.namespace == namespace)
-                else {
-                    continue;
-                };
-                let task = Task::Restart(i);
-                if let Some(State::Restarting { since, before, last }) = state.get_mut(&task) {
-                    if g <= *before {
-                        continue; // an event from before our restart
-                    }
-                    match rollout {
-                        Rollout::Done => {
-                            ctx.ui.ok_item(
-                                &format!("{name} ready ({})", human(since.elapsed())),
-                                "workload_ready",
-                                json!({"workload": name, "namespace": namespace,
-                                       "duration_ms": since.elapsed().as_millis() as u64}),
-                            );
-                            state.insert(task, State::Done);
+        // Take every message already there, so readiness that arrives together starts its
+        // dependents together (one restart command).
+        let first = rx.recv_timeout(wait.min(Duration::from_millis(200)));
+        let more: Vec<Msg> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        for received in std::iter::once(first).chain(more.into_iter().map(Ok)) {
+            match received {
+                Ok(Msg::Event { namespace, name, generation: g, rollout, selector }) => {
+                    failfast.learn(&namespace, &name, selector);
+                    generation.insert((namespace.clone(), name.clone()), g);
+                    let Some(i) =
+                        stack.workloads.iter().position(|w| w.name == name && w.namespace == namespace)
+                    else {
+                        continue;
+                    };
+                    let task = Task::Restart(i);
+                    if let Some(State::Restarting { since, before, last }) = state.get_mut(&task) {
+                        if g <= *before {
+                            continue; // an event from before our restart
                         }
-                        Rollout::Waiting(why) => *last = why,
-                        Rollout::Failed(why) => {
-                            return Err(Error::step(
-                                format!(
-                                    "deployment {namespace}/{name}: {why}\n{}",
-                                    ctx.kube.diagnose(&namespace, &name)
-                                ),
-                                describe_hint(ctx, &namespace, &name),
-                            ));
-                        }
-                    }
-                }
-            }
-            Ok(Msg::Restarted(result)) => result?,
-            Ok(Msg::Registered(i, result)) => {
-                let note = result?;
-                let task = Task::Register(i);
-                if let Some(State::Registering { since }) = state.get(&task) {
-                    let name = &stack.connect.connectors[i].name;
-                    ctx.ui.ok_item(
-                        &format!("connector {name} {note} ({})", human(since.elapsed())),
-                        "connector_registered",
-                        json!({"connector": name, "note": note, "duration_ms": since.elapsed().as_millis() as u64}),
-                    );
-                }
-                state.insert(task, State::Done);
-            }
-            Ok(Msg::WatchEnded) => watch.ended(ctx, &tx)?,
-            Err(RecvTimeoutError::Timeout) => {
-                let now = Instant::now();
-                for (task, s) in &state {
-                    if let (Task::Restart(i), State::Restarting { since, last, .. }) = (task, s) {
-                        let w = &stack.workloads[*i];
-                        if now >= *since + w.timeout {
-                            return Err(Error::Timeout {
-                                what: format!("deployment {}/{} to finish its rollout", w.namespace, w.name),
-                                after: w.timeout,
-                                detail: format!(
-                                    "last status: {last}\n{}",
-                                    ctx.kube.diagnose(&w.namespace, &w.name)
-                                ),
-                                next: describe_hint(ctx, &w.namespace, &w.name),
-                            });
+                        match rollout {
+                            Rollout::Done => {
+                                ctx.ui.ok_item(
+                                    &format!("{name} ready ({})", human(since.elapsed())),
+                                    "workload_ready",
+                                    json!({"workload": name, "namespace": namespace,
+                                           "duration_ms": since.elapsed().as_millis() as u64}),
+                                );
+                                state.insert(task, State::Done);
+                            }
+                            Rollout::Waiting(why) => *last = why,
+                            Rollout::Failed(why) => {
+                                return Err(Error::step(
+                                    format!(
+                                        "deployment {namespace}/{name}: {why}\n{}",
+                                        ctx.kube.diagnose(&namespace, &name)
+                                    ),
+                                    describe_hint(ctx, &namespace, &name),
+                                ));
+                            }
                         }
                     }
                 }
+                Ok(Msg::Restarted(result)) => result?,
+                Ok(Msg::Registered(i, result)) => {
+                    let note = result?;
+                    let task = Task::Register(i);
+                    if let Some(State::Registering { since }) = state.get(&task) {
+                        let name = &stack.connect.connectors[i].name;
+                        ctx.ui.ok_item(
+                            &format!("connector {name} {note} ({})", human(since.elapsed())),
+                            "connector_registered",
+                            json!({"connector": name, "note": note, "duration_ms": since.elapsed().as_millis() as u64}),
+                        );
+                    }
+                    state.insert(task, State::Done);
+                }
+                Ok(Msg::WatchEnded) => watch.ended(ctx, &tx)?,
+                Err(RecvTimeoutError::Timeout) => {
+                    let now = Instant::now();
+                    for (task, s) in &state {
+                        if let (Task::Restart(i), State::Restarting { since, last, .. }) = (task, s) {
+                            let w = &stack.workloads[*i];
+                            if now >= *since + w.timeout {
+                                return Err(Error::Timeout {
+                                    what: format!(
+                                        "deployment {}/{} to finish its rollout",
+                                        w.namespace, w.name
+                                    ),
+                                    after: w.timeout,
+                                    detail: format!(
+                                        "last status: {last}\n{}",
+                                        ctx.kube.diagnose(&w.namespace, &w.name)
+                                    ),
+                                    next: describe_hint(ctx, &w.namespace, &w.name),
+                                });
+                            }
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => unreachable!("the executor holds a sender"),
             }
-            Err(RecvTimeoutError::Disconnected) => unreachable!("the executor holds a sender"),
         }
     }
     drop(watch);
@@ -354,9 +360,7 @@ pub fn await_ready(ctx: &Ctx, targets: &[(String, String)], timeout: Duration) -
 
 /// Which stack workloads the cluster lacks (a bootstrap that stopped halfway).
 pub fn missing_workloads(ctx: &Ctx) -> Result<Vec<String>> {
-    let listing = ctx.kube.run(&ctx.kube.list_deployments())?;
-    let present = generations(&listing.stdout)
-        .map_err(|p| Error::step(format!("`{}`: {p}", ctx.kube.list_deployments()), "run it by hand"))?;
+    let present = ctx.deployments()?;
     Ok(ctx
         .stack
         .workloads
@@ -406,13 +410,21 @@ pub fn describe(ctx: &Ctx, graph: &Graph, lines: &mut Vec<String>) -> Result<()>
         Task::Restart(i) => stack.workloads[*i].name.clone(),
         Task::Register(i) => stack.connect.connectors[*i].name.clone(),
     };
-    for wave in graph.waves() {
-        let mut batches: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        for task in &wave {
+    for (n, wave) in graph.waves().iter().enumerate() {
+        let mut targets: Vec<(&str, &str, &str)> = Vec::new();
+        let mut notes: Vec<String> = Vec::new();
+        for task in wave {
             match task {
                 Task::Restart(i) => {
                     let w = &stack.workloads[*i];
-                    batches.entry(w.namespace.as_str()).or_default().push(w.name.as_str());
+                    targets.push(("deployment", w.namespace.as_str(), w.name.as_str()));
+                    let after: Vec<String> = graph.after(*task).iter().map(name).collect();
+                    let when = if after.is_empty() {
+                        "at once".to_string()
+                    } else {
+                        format!("once {} Ready", after.join(", "))
+                    };
+                    notes.push(format!("#   {} ({}) {when}", w.name, w.namespace));
                 }
                 Task::Register(i) => {
                     let after: Vec<String> = graph.after(*task).iter().map(name).collect();
@@ -421,20 +433,13 @@ pub fn describe(ctx: &Ctx, graph: &Graph, lines: &mut Vec<String>) -> Result<()>
                 }
             }
         }
-        for (namespace, names) in batches {
-            let mut after: Vec<String> = wave
-                .iter()
-                .filter(|t| matches!(t, Task::Restart(i) if stack.workloads[*i].namespace == namespace))
-                .flat_map(|t| graph.after(*t).iter().map(name))
-                .collect();
-            after.sort();
-            after.dedup();
-            let when = if after.is_empty() {
-                "at once".to_string()
-            } else {
-                format!("once {} Ready", after.join(", "))
-            };
-            lines.push(format!("{}   # {when}", ctx.kube.restart("deployment", &names, namespace)));
+        if !targets.is_empty() {
+            lines.push(format!(
+                "# wave {}: each restarts when what it needs is Ready; restarts due together share one command",
+                n + 1
+            ));
+            lines.extend(notes);
+            lines.push(ctx.kube.restart_list(&targets).to_string());
         }
     }
     Ok(())

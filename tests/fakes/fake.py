@@ -94,12 +94,19 @@ def kubectl():
         print("ok")
         return
     if rest[:2] == ["rollout", "restart"]:
-        ns = rest[rest.index("-n") + 1]
-        targets = [a for a in rest[2:] if "/" in a]
+        if "-f" in rest:  # objects named on stdin, each with its namespace
+            items = json.load(sys.stdin)["items"]
+            kinds = {"Deployment": "deployment", "DaemonSet": "daemonset"}
+            pairs = [(i["metadata"]["namespace"], kinds[i["kind"]] + "/" + i["metadata"]["name"]) for i in items]
+        else:
+            ns = rest[rest.index("-n") + 1]
+            pairs = [(ns, a) for a in rest[2:] if "/" in a]
+        targets = [t for _, t in pairs]
+        log(event="restart", targets=[ns + "/" + t for ns, t in pairs])
         now = time.time()
 
         def bump(state):
-            for t in targets:
+            for ns, t in pairs:
                 kind, name = t.split("/", 1)
                 key = ns + "/" + name
                 s = state.get(key, {"generation": 1, "restarted_at": 0})

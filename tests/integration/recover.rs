@@ -9,12 +9,11 @@ use crate::harness::{HOSTILE, World};
 /// When each deployment was restarted (by the fake's clock).
 fn restart_times(world: &World) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
-    for c in world.calls() {
-        let argv: Vec<String> =
-            c["argv"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_string()).collect();
-        if argv.get(2..4) == Some(&["rollout".to_string(), "restart".to_string()]) {
-            for target in argv.iter().filter_map(|a| a.strip_prefix("deployment/")) {
-                out.insert(target.to_string(), c["t"].as_f64().unwrap());
+    // The fake records each restart's targets ("<ns>/<kind>/<name>"), from argv or stdin.
+    for c in world.calls().iter().filter(|c| c["event"] == "restart") {
+        for target in c["targets"].as_array().unwrap() {
+            if let Some((_, name)) = target.as_str().unwrap().split_once("/deployment/") {
+                out.insert(name.to_string(), c["t"].as_f64().unwrap());
             }
         }
     }

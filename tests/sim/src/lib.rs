@@ -12,6 +12,7 @@
 //! - [`store`]: objects, resourceVersions, watch events, selectors
 //! - [`server`]: switchable listeners (refusing, resetting) and HTTP helpers
 //! - [`config`]: stack.yaml / kind config / connector files; [`latency`]: the latency table
+//! - [`client`]: a minimal loopback HTTP client
 //!
 //! Invariants: only `server` accepts connections; nothing awaits while holding the world lock;
 //! the workload list, dependencies, routes and ports come from the `infra/` copy.
@@ -21,6 +22,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod audit;
+pub mod client;
 pub mod config;
 pub mod connect;
 pub mod control;

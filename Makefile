@@ -1,5 +1,5 @@
 # Make targets for bookstore. Each builds the binary if needed (scripts/bookstore).
-.PHONY: up down recover smoke connectors test dry-run
+.PHONY: up down recover smoke connectors test dry-run bench
 
 up:          ## recover the stack (or report that a bootstrap is needed)
 	scripts/bookstore up
@@ -21,3 +21,6 @@ dry-run:     ## print what recover would run, change nothing
 
 test:        ## what CI runs: install the clients, fmt, clippy, tests
 	bash .ci/run
+
+bench:       ## the restart guide vs bookstore recover on the simulator (BENCH_ARGS="--time-scale 0.1 --runs 5")
+	cargo build --release -p bookstore -p bookstore-sim && target/release/bookstore-sim bench $(BENCH_ARGS)

@@ -1,5 +1,6 @@
 //! `bookstore-sim serve` runs a simulated world in the foreground; `bookstore-sim ctl` talks to
-//! a running one through its control endpoint.
+//! a running one through its control endpoint; `bookstore-sim bench` races the restart guide's
+//! procedure against `bookstore recover` (see `bench.rs`).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -7,6 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use bookstore_sim::bench::{self, BenchOptions};
 use bookstore_sim::{Sim, SimOptions, client};
 use clap::{Parser, Subcommand};
 
@@ -57,6 +59,19 @@ enum Cmd {
     },
     /// Print the latency table.
     Latencies,
+    /// Benchmark: the restart guide's procedure, `bookstore recover` and `bookstore recover
+    /// --phased` after a Docker restart, against the dependency graph's critical path.
+    Bench {
+        /// Multiplies every latency (1 = the realistic table, ~1 min per contender and run).
+        #[arg(long, default_value_t = 1.0)]
+        time_scale: f64,
+        /// Runs per contender (min and median are reported).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// The bookstore binary (default: target/release/bookstore next to this binary).
+        #[arg(long)]
+        bookstore: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -135,6 +150,17 @@ fn run() -> Result<ExitCode> {
         }
         Cmd::Latencies => {
             println!("{}", Sim::latency_table());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bench { time_scale, runs, bookstore } => {
+            let bookstore = match bookstore {
+                Some(p) => p,
+                None => std::env::current_exe()?
+                    .parent()
+                    .context("the bench binary has no folder")?
+                    .join("bookstore"),
+            };
+            bench::run(BenchOptions { time_scale, runs, bookstore })?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -189,7 +189,11 @@ pub fn recovery_graph(infra: &Infra, scale: f64, controller: bool) -> Vec<PathNo
             nodes.push(PathNode::new(
                 &file.name,
                 status,
-                &format!("PUT, then no status for {:.1}", delays::CONNECT_NO_STATUS),
+                &format!(
+                    "PUT, then no status for {:.1}, ≥ {} ms",
+                    delays::CONNECT_NO_STATUS,
+                    delays::CONNECT_NO_STATUS_MIN_MS
+                ),
                 &after,
             ));
         }
@@ -514,13 +518,13 @@ impl Bench {
             let done = graph.done_at(&n.name).unwrap_or(0.0);
             rows.push(vec![
                 format!("  {}", n.name),
-                format!("starts {:.2}", done - n.secs),
-                format!("+ {:.2}", n.secs),
-                format!("({} × {scale})", n.how),
-                format!("done {done:.2}"),
+                format!("{:.2}", done - n.secs),
+                format!("{:.2}", n.secs),
+                format!("{done:.2}"),
+                format!("({}) × {scale}", n.how),
             ]);
         }
-        out.push_str(&table(&[], &rows));
+        out.push_str(&table("lrrrl", &["", "starts", "takes", "done", "how"], &rows));
         let (_, bare_total) = bare.critical();
         let names: Vec<&str> = chain.iter().map(|n| n.name.as_str()).collect();
         let _ = writeln!(
@@ -552,7 +556,7 @@ impl Bench {
         for c in Contender::ALL {
             rows.push(vec![format!("  {}", c.label()), self.describe(c, infra)]);
         }
-        out.push_str(&table(&[], &rows));
+        out.push_str(&table("ll", &[], &rows));
         out.push('\n');
 
         // Per run.
@@ -572,6 +576,7 @@ impl Bench {
             ]);
         }
         out.push_str(&table(
+            "l",
             &[
                 "contender",
                 "run",
@@ -610,6 +615,7 @@ impl Bench {
             ]);
         }
         out.push_str(&table(
+            "l",
             &[
                 "contender",
                 "ok",
@@ -646,7 +652,7 @@ impl Bench {
             rows.push(row);
         }
         let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
-        out.push_str(&table(&headers, &rows));
+        out.push_str(&table("l", &headers, &rows));
         for s in &summary {
             let Some(r) = s.median_run(results) else { continue };
             if r.steps.is_empty() {
@@ -662,12 +668,16 @@ impl Bench {
             if scale == 1.0 { String::new() } else { format!(" (stated for time scale 1; here {scale})") };
         let _ = writeln!(out, "targets (issue 7){at}:");
         let [guide, recover, _] = [&summary[0], &summary[1], &summary[2]];
-        let limit = 1.05 * total + 1.0;
         let mut rows = Vec::new();
-        rows.push(target(
-            format!("bookstore recover ≤ 1.05 × {total:.2} + 1 = {limit:.2} s"),
-            recover.wall_med.map(|w| (format!("median {w:.2} s"), w <= limit)),
-        ));
+        // Against the critical path as simulated, and against the issue's arithmetic (the table's
+        // latencies alone, without the controller's delay that every rollout pays).
+        for (path, what) in [(total, "critical path"), (bare_total, "latencies alone")] {
+            let limit = 1.05 * path + 1.0;
+            rows.push(target(
+                format!("bookstore recover ≤ 1.05 × {path:.2} + 1 = {limit:.2} s ({what})"),
+                recover.wall_med.map(|w| (format!("median {w:.2} s"), w <= limit)),
+            ));
+        }
         rows.push(target(
             "bookstore recover ≥ 1.15× faster than the guide".to_string(),
             guide
@@ -682,7 +692,7 @@ impl Bench {
                 .zip(recover.kubectl_med)
                 .map(|(g, r)| (format!("{r:.0} / {g:.0} = {:.0}%", 100.0 * r / g), r <= 0.6 * g)),
         ));
-        out.push_str(&table(&[], &rows));
+        out.push_str(&table("lrl", &[], &rows));
         out
     }
 }
@@ -757,8 +767,8 @@ fn fmt_opt(v: Option<f64>, decimals: usize) -> String {
     v.map_or("-".into(), |x| format!("{x:.decimals$}"))
 }
 
-/// A plain aligned table: the first column left-aligned, the others right-aligned.
-fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+/// A plain aligned table; `align` has one `l` or `r` per column (missing: `r`).
+fn table(align: &str, headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut all: Vec<Vec<String>> = Vec::new();
     if !headers.is_empty() {
         all.push(headers.iter().map(|h| h.to_string()).collect());
@@ -768,17 +778,20 @@ fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let width: Vec<usize> = (0..cols)
         .map(|i| all.iter().filter_map(|r| r.get(i)).map(|c| c.chars().count()).max().unwrap_or(0))
         .collect();
+    let left: Vec<bool> = (0..cols).map(|i| align.chars().nth(i) == Some('l')).collect();
     let mut out = String::new();
     for row in &all {
         let mut line = String::new();
         for (i, cell) in row.iter().enumerate() {
-            let pad = width[i] - cell.chars().count();
-            if i == 0 {
-                line.push_str(cell);
-                line.push_str(&" ".repeat(pad));
-            } else {
+            let pad = " ".repeat(width[i] - cell.chars().count());
+            if i > 0 {
                 line.push_str("  ");
-                line.push_str(&" ".repeat(pad));
+            }
+            if left[i] {
+                line.push_str(cell);
+                line.push_str(&pad);
+            } else {
+                line.push_str(&pad);
                 line.push_str(cell);
             }
         }

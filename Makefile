@@ -1,5 +1,5 @@
 # Make targets for bookstore. Each builds the binary if needed (scripts/bookstore).
-.PHONY: up down recover smoke connectors test dry-run demo
+.PHONY: up down recover smoke connectors test dry-run demo bench
 
 up:          ## recover the stack (or report that a bootstrap is needed)
 	scripts/bookstore up
@@ -24,3 +24,6 @@ test:        ## what CI runs: install the clients, fmt, clippy, tests
 
 demo:        ## the broken stack after a simulated Docker restart, then `bookstore up` (no Docker needed)
 	bash scripts/demo.sh
+
+bench:       ## the restart guide vs bookstore recover on the simulator (BENCH_ARGS="--time-scale 0.1 --runs 5")
+	cargo build --release -p bookstore -p bookstore-sim && target/release/bookstore-sim bench $(BENCH_ARGS)

@@ -25,6 +25,9 @@ pub struct Stack {
 pub struct Mesh {
     pub namespace: String,
     pub daemonset: String,
+    /// Pause after ztunnel's rollout (`"1s"`), as the product reads it.
+    #[serde(default)]
+    pub settle: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -75,6 +78,9 @@ pub struct SmokeCheck {
     pub host: Option<String>,
     pub path: String,
     pub serves: String,
+    /// The check also requires every connector RUNNING (`GET /connectors?expand=status`).
+    #[serde(default)]
+    pub connectors_running: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -13,6 +13,8 @@
 //! - [`store`]: objects, resourceVersions, watch events, selectors
 //! - [`server`]: switchable listeners (refusing, resetting) and HTTP helpers
 //! - [`config`]: stack.yaml / kind config / connector files; [`latency`]: the latency table
+//! - [`bench`]: `bookstore-sim bench` (the guide vs `bookstore recover` vs the critical path);
+//!   [`client`]: a minimal loopback HTTP client
 //!
 //! Invariants: only `server` accepts connections; nothing awaits while holding the world lock;
 //! the workload list, dependencies, routes and ports come from the `infra/` copy.
@@ -22,6 +24,8 @@
 #![allow(clippy::result_large_err)]
 
 pub mod audit;
+pub mod bench;
+pub mod client;
 pub mod config;
 pub mod connect;
 pub mod control;

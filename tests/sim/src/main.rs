@@ -1,14 +1,15 @@
 //! `bookstore-sim serve` runs a simulated world in the foreground; `bookstore-sim ctl` talks to
-//! a running one through its control endpoint.
+//! a running one through its control endpoint; `bookstore-sim bench` races the restart guide's
+//! procedure against `bookstore recover` (see `bench.rs`).
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use bookstore_sim::{Sim, SimOptions};
+use bookstore_sim::bench::{self, BenchOptions};
+use bookstore_sim::{Sim, SimOptions, client};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -58,6 +59,19 @@ enum Cmd {
     },
     /// Print the latency table.
     Latencies,
+    /// Benchmark: the restart guide's procedure, `bookstore recover` and `bookstore recover
+    /// --phased` after a Docker restart, against the dependency graph's critical path.
+    Bench {
+        /// Multiplies every latency (1 = the realistic table, ~1 min per contender and run).
+        #[arg(long, default_value_t = 1.0)]
+        time_scale: f64,
+        /// Runs per contender (min and median are reported).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// The bookstore binary (default: target/release/bookstore next to this binary).
+        #[arg(long)]
+        bookstore: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -120,6 +134,7 @@ fn run() -> Result<ExitCode> {
             let url = std::fs::read_to_string(dir.join("control.url"))
                 .with_context(|| format!("no simulator running in {}", dir.display()))?;
             let addr = url.trim().trim_start_matches("http://").to_string();
+            let timeout = Duration::from_secs(600);
             let (method, path, body) = match action.as_str() {
                 "docker-restart" | "docker-stop" | "docker-start" => {
                     ("POST", format!("/ctl/{action}"), String::new())
@@ -134,49 +149,24 @@ fn run() -> Result<ExitCode> {
                 ),
                 other => bail!("unknown ctl action {other}"),
             };
-            let (status, text) = http(&addr, method, &path, &body)?;
-            println!("{text}");
-            Ok(if (200..300).contains(&status) { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            let answer = client::request(&addr, method, &path, None, &body, timeout)?;
+            println!("{}", answer.body);
+            Ok(if (200..300).contains(&answer.status) { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         Cmd::Latencies => {
             println!("{}", Sim::latency_table());
             Ok(ExitCode::SUCCESS)
         }
-    }
-}
-
-/// A minimal HTTP/1.1 client for the control endpoint (Connection: close).
-fn http(addr: &str, method: &str, path: &str, body: &str) -> Result<(u16, String)> {
-    let mut s = TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(600)))?;
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-        dechunk(rest)
-    } else {
-        rest.to_string()
-    };
-    Ok((status, body))
-}
-
-fn dechunk(s: &str) -> String {
-    let mut out = String::new();
-    let mut rest = s;
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || after.len() < n {
-            break;
+        Cmd::Bench { time_scale, runs, bookstore } => {
+            let bookstore = match bookstore {
+                Some(p) => p,
+                None => std::env::current_exe()?
+                    .parent()
+                    .context("the bench binary has no folder")?
+                    .join("bookstore"),
+            };
+            bench::run(BenchOptions { time_scale, runs, bookstore })?;
+            Ok(ExitCode::SUCCESS)
         }
-        out.push_str(&after[..n]);
-        rest = after[n..].trim_start_matches("\r\n");
     }
-    out
 }

@@ -346,6 +346,11 @@ impl Sim {
         }
     }
 
+    /// The simulator's clock: milliseconds since it started (the audit log's `t_ms`).
+    pub fn clock_ms(&self) -> u64 {
+        self.shared.lock().t_ms()
+    }
+
     pub fn latency_table() -> LatencyTable {
         LatencyTable::get()
     }

@@ -37,6 +37,22 @@ pub struct Waiting<'a> {
     /// Only pods created at or after this (seconds since the epoch) belong to the rollout being
     /// waited for (a restart's new pods); `None`: every pod of the workload.
     pub newer_than: Option<u64>,
+    /// Whether what the workload `needs` is Ready.
+    pub needs: Needs,
+}
+
+/// A crash loop while a dependency is not Ready yet is the dependency's (the guide's phases
+/// restart flink-taskmanager together with flink-jobmanager): the kubelet's back-off ends it once
+/// the dependency is up, so it is waited out. It is fatal only when the pod crashed with every
+/// dependency Ready.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Needs {
+    /// Ready before the workload was restarted: every crash counts.
+    ReadyAtStart,
+    /// Ready now, not at the restart: only crashes after this was first seen count.
+    ReadySince,
+    /// Not all Ready yet: crashes do not count.
+    Pending,
 }
 
 /// The pod watch: every pod's latest state, kept by a reader thread.
@@ -79,6 +95,8 @@ impl Pods {
 
 pub struct FailFast {
     enabled: bool,
+    /// A pod's restart count when its workload's needs were first seen Ready (`Needs::ReadySince`).
+    baselines: BTreeMap<(String, String), u64>,
     pods: Option<Pods>,
     /// When events were last read.
     last: Option<Instant>,
@@ -88,7 +106,13 @@ pub struct FailFast {
 
 impl FailFast {
     pub fn new(ctx: &Ctx) -> FailFast {
-        FailFast { enabled: !ctx.tolerate, pods: None, last: None, selectors: BTreeMap::new() }
+        FailFast {
+            enabled: !ctx.tolerate,
+            baselines: BTreeMap::new(),
+            pods: None,
+            last: None,
+            selectors: BTreeMap::new(),
+        }
     }
 
     pub fn learn(&mut self, namespace: &str, name: &str, selector: BTreeMap<String, String>) {
@@ -134,13 +158,30 @@ impl FailFast {
         let now = crate::doctor::now();
         let mine: Vec<(&Waiting, &Pod)> =
             due.iter().flat_map(|w| self.pods_of(w, &pods).into_iter().map(move |p| (*w, p))).collect();
+        // Crashes that count: see `Needs`.
+        let mut counted: BTreeMap<(String, String), bool> = BTreeMap::new();
+        for (w, p) in &mine {
+            let key = (p.namespace.clone(), p.name.clone());
+            let counts = match w.needs {
+                Needs::ReadyAtStart => true,
+                Needs::Pending => false,
+                Needs::ReadySince => {
+                    p.restarts() > *self.baselines.entry(key.clone()).or_insert(p.restarts())
+                }
+            };
+            counted.insert(key, counts);
+        }
+        let crash_counts =
+            |p: &Pod| counted.get(&(p.namespace.clone(), p.name.clone())).copied().unwrap_or(true);
         let mut events = Vec::new();
-        let mut found = mine.iter().find_map(|(w, p)| fatal(p, &events, now).map(|t| (*w, *p, t)));
+        let mut found =
+            mine.iter().find_map(|(w, p)| fatal(p, crash_counts(p), &events, now).map(|t| (*w, *p, t)));
         let events_due = self.last.is_none_or(|t| t.elapsed() >= INTERVAL);
         if found.is_none() && events_due && mine.iter().any(|(_, p)| p.phase == "Pending") {
             self.last = Some(Instant::now());
             events = read_events(ctx);
-            found = mine.iter().find_map(|(w, p)| fatal(p, &events, now).map(|t| (*w, *p, t)));
+            found =
+                mine.iter().find_map(|(w, p)| fatal(p, crash_counts(p), &events, now).map(|t| (*w, *p, t)));
         }
         let Some((w, pod, trouble)) = found else { return Ok(()) };
         if events.is_empty() {
@@ -170,8 +211,10 @@ impl FailFast {
     }
 }
 
-fn fatal(pod: &Pod, events: &[cluster::Event], now: u64) -> Option<cluster::Trouble> {
-    cluster::trouble(pod, events, now).filter(|t| t.kind.fatal())
+fn fatal(pod: &Pod, crash_counts: bool, events: &[cluster::Event], now: u64) -> Option<cluster::Trouble> {
+    cluster::trouble(pod, events, now)
+        .filter(|t| t.kind.fatal())
+        .filter(|t| crash_counts || t.kind != cluster::TroubleKind::CrashLoop)
 }
 
 fn read_events(ctx: &Ctx) -> Vec<cluster::Event> {

@@ -1,5 +1,5 @@
 //! The rollout graph's executor: each task starts the moment what it waits for is done; restarts
-//! that become due together are batched per namespace (one `kubectl rollout restart` each); one
+//! that become due together share one `kubectl rollout restart`, across namespaces; one
 //! `kubectl get --watch` serves every readiness wait; connectors register on their own threads.
 
 use std::collections::BTreeMap;
@@ -16,7 +16,7 @@ use crate::kube::{Rollout, deployment_rollout};
 use crate::plan::{Graph, Order, Task};
 use crate::ui::human;
 
-use super::failfast::{FailFast, Waiting};
+use super::failfast::{FailFast, Needs, Waiting};
 use super::{Ctx, connectors};
 
 enum Msg {
@@ -34,8 +34,17 @@ enum Msg {
 
 enum State {
     Waiting,
-    Restarting { since: Instant, before: i64, last: String },
-    Registering { since: Instant },
+    /// `needs_ready`: everything it needs was Ready when it was restarted (always so in graph
+    /// order; not in the guide's phases).
+    Restarting {
+        since: Instant,
+        before: i64,
+        last: String,
+        needs_ready: bool,
+    },
+    Registering {
+        since: Instant,
+    },
     Done,
 }
 
@@ -147,7 +156,12 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
                     let before = generation.get(&(w.namespace.clone(), w.name.clone())).copied().unwrap_or(0);
                     state.insert(
                         *task,
-                        State::Restarting { since: Instant::now(), before, last: "restart sent".into() },
+                        State::Restarting {
+                            since: Instant::now(),
+                            before,
+                            last: "restart sent".into(),
+                            needs_ready: needs_done(stack, &state, i),
+                        },
                     );
                 }
                 Task::Register(i) => {
@@ -194,11 +208,18 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
         let waiting: Vec<Waiting> = state
             .iter()
             .filter_map(|(task, s)| match (task, s) {
-                (Task::Restart(i), State::Restarting { since, .. }) => Some(Waiting {
+                (Task::Restart(i), State::Restarting { since, needs_ready, .. }) => Some(Waiting {
                     namespace: &stack.workloads[*i].namespace,
                     name: &stack.workloads[*i].name,
                     since: *since,
                     newer_than: Some(now_wall.saturating_sub(since.elapsed().as_secs())),
+                    needs: if *needs_ready {
+                        Needs::ReadyAtStart
+                    } else if needs_done(stack, &state, *i) {
+                        Needs::ReadySince
+                    } else {
+                        Needs::Pending
+                    },
                 }),
                 _ => None,
             })
@@ -219,7 +240,7 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
                         continue;
                     };
                     let task = Task::Restart(i);
-                    if let Some(State::Restarting { since, before, last }) = state.get_mut(&task) {
+                    if let Some(State::Restarting { since, before, last, .. }) = state.get_mut(&task) {
                         if g <= *before {
                             continue; // an event from before our restart
                         }
@@ -310,7 +331,13 @@ pub fn await_ready(ctx: &Ctx, targets: &[(String, String)], timeout: Duration) -
         }
         let waiting: Vec<Waiting> = last
             .keys()
-            .map(|(ns, name)| Waiting { namespace: ns, name, since: start, newer_than: None })
+            .map(|(ns, name)| Waiting {
+                namespace: ns,
+                name,
+                since: start,
+                newer_than: None,
+                needs: Needs::ReadyAtStart,
+            })
             .collect();
         failfast.check(ctx, &waiting)?;
         let left = timeout.saturating_sub(start.elapsed());
@@ -370,6 +397,17 @@ pub fn missing_workloads(ctx: &Ctx) -> Result<Vec<String>> {
         .collect())
 }
 
+/// Everything workload `i` needs is Ready.
+fn needs_done(stack: &crate::stack::Stack, state: &BTreeMap<Task, State>, i: usize) -> bool {
+    stack.workloads[i].needs.iter().all(|need| {
+        stack
+            .workloads
+            .iter()
+            .position(|w| &w.name == need)
+            .is_none_or(|j| matches!(state.get(&Task::Restart(j)), Some(State::Done)))
+    })
+}
+
 fn describe_hint(ctx: &Ctx, namespace: &str, name: &str) -> String {
     format!(
         "see why: `kubectl --context {c} -n {namespace} get pods -l app={name}` and \
@@ -401,10 +439,6 @@ pub fn describe(ctx: &Ctx, graph: &Graph, lines: &mut Vec<String>) -> Result<()>
             "# Restart workloads in the seed's phases: every database, then every app".to_string()
         }
     });
-    lines.push(format!(
-        "{}   # every workload exists; generations before restart",
-        ctx.kube.list_deployments()
-    ));
     lines.push(format!("{}   # one watch for every readiness wait", ctx.kube.watch_deployments()));
     let name = |t: &Task| match t {
         Task::Restart(i) => stack.workloads[*i].name.clone(),

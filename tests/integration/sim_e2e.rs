@@ -180,3 +180,21 @@ fn an_api_that_refuses_for_a_while_after_the_restart_is_waited_for() {
     assert!(run.stderr.contains("Kubernetes API"), "{}", run.stderr);
     assert_eq!(get(&sim, 30000, Some("myecom.net"), "/").map(|(s, _)| s), Some(200));
 }
+
+#[test]
+fn phased_recovery_waits_out_a_crash_loop_its_own_order_causes() {
+    // The guide's phases restart flink-taskmanager together with flink-jobmanager, which it
+    // needs: the taskmanager crash-loops until the jobmanager is up. That is not a broken pod,
+    // and the fail-fast wait must not give up on it. (A time scale at which the crash loop lasts
+    // past the fail-fast grace period of 2 s.)
+    let sim = start(SimOptions { time_scale: 0.3, ..options() });
+    sim.docker_restart();
+    sim.wait_healthy(Duration::from_secs(30)).unwrap();
+    let run = bookstore(&sim, &["recover", "--phased", "--settle", "0s"]);
+    run.expect(0);
+    let crashed = sim
+        .audit()
+        .iter()
+        .any(|e| e.verb == "pod-crashed" && e.path.starts_with("analytics/flink-taskmanager"));
+    assert!(crashed, "the phased order should have crash-looped flink-taskmanager once (the model's teeth)");
+}

@@ -61,7 +61,7 @@ pub enum ColorArg {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Recover the stack if its kind cluster exists (a bootstrap is reported as not built yet)
+    /// Bootstrap the stack when there is no kind cluster (or resume one), else recover it
     Up(RecoverArgs),
     /// Recover after a Docker restart: ztunnel, every workload, the connectors, then a smoke test
     Recover(RecoverArgs),

@@ -99,6 +99,28 @@ fn docker_down_and_no_cluster_are_findings_with_their_fix() {
 }
 
 #[test]
+fn a_tool_missing_from_path_is_named_with_its_install_hint() {
+    let sim = start(options());
+    // The simulator's `kind` stand-in lives in its bin folder: leave that folder off PATH.
+    let real_clients: Vec<String> = ["kubectl", "docker"]
+        .iter()
+        .map(|t| which::which(t).unwrap().parent().unwrap().display().to_string())
+        .collect();
+    let mut cmd = sim.command(crate::harness::BIN);
+    cmd.args(["doctor", "--json", "--stack"])
+        .arg(sim.stack_path())
+        .env("PATH", real_clients.join(":"))
+        .env("NO_COLOR", "1")
+        .env("TMPDIR", sim.dir());
+    let doctor = Doctor::from(crate::harness::Run::from(cmd.output().unwrap()));
+    doctor.run.expect(6);
+    assert!(doctor.evidence("tool-missing").starts_with("PATH="), "{}", doctor.run.stderr);
+    assert!(doctor.fix("tool-missing").contains("install kind"), "{}", doctor.run.stderr);
+    // The tools that are there still diagnose the rest: Docker answers.
+    assert!(doctor.run.stderr.contains("Docker 28.2.2 answers"), "{}", doctor.run.stderr);
+}
+
+#[test]
 fn a_stopped_node_and_a_host_port_held_by_something_else() {
     let sim = start(options());
     docker(&sim, &["stop", "bookstore-control-plane"]).expect(0);

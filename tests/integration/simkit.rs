@@ -37,7 +37,11 @@ pub struct Doctor {
 
 impl Doctor {
     pub fn run(sim: &Sim) -> Doctor {
-        let run = bookstore(sim, &["doctor", "--json"]);
+        Doctor::from(bookstore(sim, &["doctor", "--json"]))
+    }
+
+    /// What `bookstore doctor --json` printed.
+    pub fn from(run: Run) -> Doctor {
         let events: Vec<Value> = run
             .stdout
             .lines()

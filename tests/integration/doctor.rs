@@ -463,3 +463,20 @@ fn transcript_doctor() {
     let run = bookstore(&sim, &["doctor"]);
     eprintln!("$ bookstore doctor   # after bookstore up (exit {})\n{}", run.code, run.stderr);
 }
+
+#[test]
+fn a_pod_whose_config_names_a_missing_secret_key_is_reported() {
+    let sim = start(options());
+    sim.fault(Fault::ContainerConfigError { workload: "redis".into() });
+    kubectl(&sim, &["rollout", "restart", "deployment/redis", "-n", "infra"]).expect(0);
+    sim.wait_for(Duration::from_secs(20), "the new redis pod", |w| {
+        w.pods.values().filter(|p| p.wl.2 == "redis").count() == 2
+    })
+    .unwrap();
+    let doctor = Doctor::run(&sim);
+    doctor.run.expect(6);
+    let config = doctor.evidence("pod-config-error");
+    assert!(config.contains("CreateContainerConfigError"), "{config}");
+    assert!(config.contains("couldn't find key POSTGRES_PASSWORD"), "{config}");
+    assert!(doctor.fix("pod-config-error").contains("describe pod redis-"), "{}", doctor.run.stderr);
+}

@@ -41,6 +41,9 @@ pub enum Fault {
     /// Pods of this workload created from now on get no sandbox: istio-cni cannot reach ztunnel,
     /// `ContainerCreating` with `FailedCreatePodSandBox` events.
     SandboxCreationFails { workload: String },
+    /// Pods of this workload created from now on cannot start: a Secret key their env names is
+    /// missing (`CreateContainerConfigError`, the kubelet's `Failed` event).
+    ContainerConfigError { workload: String },
     /// istio-cni cannot reconcile the in-pod rules of this workload's pod (its netns is gone):
     /// the agent logs `failed to reconcile inpod rules for pod …`, and HBONE to the pod is refused.
     CniReconcileFailed { workload: String },

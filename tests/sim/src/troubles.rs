@@ -20,6 +20,8 @@ pub enum Trouble {
     ImagePull,
     Unschedulable,
     Sandbox,
+    /// `CreateContainerConfigError`: a Secret key the container's env refers to is missing.
+    Config,
 }
 
 #[derive(Debug, Clone)]
@@ -81,6 +83,9 @@ impl World {
                 self.faults
                     .troubled
                     .insert(workload.clone(), Troubled { trouble: Trouble::Unschedulable, since });
+            }
+            Fault::ContainerConfigError { workload } => {
+                self.faults.troubled.insert(workload.clone(), Troubled { trouble: Trouble::Config, since });
             }
             Fault::SandboxCreationFails { workload } => {
                 self.faults.troubled.insert(workload.clone(), Troubled { trouble: Trouble::Sandbox, since });
@@ -226,6 +231,24 @@ impl World {
                     reason: "FailedScheduling",
                     message: UNSCHEDULABLE.to_string(),
                     component: "default-scheduler",
+                    count: None,
+                });
+            }
+            Trouble::Config => {
+                let missing =
+                    format!("couldn't find key POSTGRES_PASSWORD in Secret {ns}/{name}-credentials");
+                obj["status"]["phase"] = json!("Pending");
+                obj["status"]["conditions"] = not_ready("config");
+                obj["status"]["containerStatuses"] =
+                    waiting("CreateContainerConfigError", Some(missing.clone()));
+                self.put_event(EventSpec {
+                    ns: &ns,
+                    pod: &name,
+                    container: Some(&container),
+                    typ: "Warning",
+                    reason: "Failed",
+                    message: format!("Error: {missing}"),
+                    component: "kubelet",
                     count: None,
                 });
             }

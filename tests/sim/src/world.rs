@@ -1305,6 +1305,7 @@ impl World {
                 }
             }
             Fault::Unschedulable { .. }
+            | Fault::ContainerConfigError { .. }
             | Fault::SandboxCreationFails { .. }
             | Fault::CniReconcileFailed { .. }
             | Fault::ExtraControlPlane => self.apply_trouble(f),

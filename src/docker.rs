@@ -176,9 +176,9 @@ pub fn kind_delete_cluster(name: &str) -> Cmd {
     Cmd::new("kind").args(["delete", "cluster", "--name", name]).deadline(Duration::from_secs(300))
 }
 
-/// `kind get clusters` prints one name per line on stdout ("No kind clusters found." goes to
-/// stderr).
-pub fn parse_clusters(stdout: &str) -> BTreeSet<String> {
+/// One name per line: `kind get clusters` ("No kind clusters found." goes to stderr) and
+/// `docker ps --format '{{.Names}}'` print them so.
+pub fn parse_names(stdout: &str) -> BTreeSet<String> {
     stdout.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect()
 }
 
@@ -284,7 +284,7 @@ mod tests {
 
     #[test]
     fn cluster_names_one_per_line() {
-        let names = parse_clusters("bookstore\nother\n\n");
+        let names = parse_names("bookstore\nother\n\n");
         assert!(names.contains("bookstore") && names.contains("other") && names.len() == 2);
     }
 }

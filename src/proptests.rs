@@ -314,7 +314,7 @@ proptest! {
 
     #[test]
     fn kind_output_never_panics(text in any::<String>()) {
-        let names = crate::docker::parse_clusters(&text);
+        let names = crate::docker::parse_names(&text);
         prop_assert!(names.iter().all(|n| !n.is_empty() && n.trim() == n));
         let _ = crate::docker::uses_containerd_store(&text);
     }

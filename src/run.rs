@@ -248,7 +248,7 @@ fn down(config: &Config, ui: &Ui, yes: bool) -> Result<()> {
         ));
     }
     let clusters = docker::kind_get_clusters().run()?;
-    if !docker::parse_clusters(&clusters.stdout).contains(name) {
+    if !docker::parse_names(&clusters.stdout).contains(name) {
         ui.ok_line(&format!("no kind cluster named {name}: nothing to delete"));
         return Ok(());
     }

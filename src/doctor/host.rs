@@ -281,7 +281,7 @@ fn legacy_proxies(stack: &Stack, report: &mut Report) -> Result<()> {
         return Ok(());
     }
     let ps = docker::ps_named(&stack.legacy_proxies);
-    let found: Vec<String> = docker::parse_clusters(&ps.run()?.stdout).into_iter().collect();
+    let found: Vec<String> = docker::parse_names(&ps.run()?.stdout).into_iter().collect();
     if found.is_empty() {
         report.pass("no legacy socat proxy containers");
         return Ok(());

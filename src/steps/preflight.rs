@@ -52,7 +52,7 @@ pub fn cluster_exists(ctx: &Ctx) -> Result<bool> {
     let clusters = docker::kind_get_clusters().run().map_err(|e| {
         e.with_next("check that Docker answers (`docker ps`) and that kind works (`kind get clusters`)")
     })?;
-    Ok(docker::parse_clusters(&clusters.stdout).contains(&ctx.stack.cluster.name))
+    Ok(docker::parse_names(&clusters.stdout).contains(&ctx.stack.cluster.name))
 }
 
 /// The node container runs and has every port mapping the cluster config asks for.
@@ -90,7 +90,7 @@ pub fn legacy_proxies(ctx: &Ctx) -> Result<()> {
     if legacy.is_empty() {
         return Ok(());
     }
-    let found = docker::parse_clusters(&docker::ps_named(legacy).run()?.stdout);
+    let found = docker::parse_names(&docker::ps_named(legacy).run()?.stdout);
     if !found.is_empty() {
         let names: Vec<String> = found.into_iter().collect();
         ctx.ui.warn(&format!(

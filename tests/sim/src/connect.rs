@@ -535,26 +535,36 @@ fn put_config(w: &mut World, n: &str, body: &Bytes, base_url: &str, now: Instant
         Ok(m) => m,
         Err(r) => return r,
     };
+    if let Err(r) = name_and_validate(w, n, &mut map, worker) {
+        return r;
+    }
+    store(w, n, map, base_url, now)
+}
+
+/// What PUT and POST share (`checkAndPutConnectorConfigName`, then `validateConnectorConfig`,
+/// kafka-connect.md §1, §4): the body's name must match the URL's (and is inserted when
+/// absent), then the config is validated, against the database too.
+fn name_and_validate(
+    w: &mut World,
+    n: &str,
+    map: &mut BTreeMap<String, Option<String>>,
+    worker: &PodState,
+) -> Result<(), Resp> {
     match map.get("name") {
         Some(Some(body_name)) if body_name != n => {
-            return err(
+            return Err(err(
                 400,
                 &format!(
                     "Connector name configuration ({body_name}) doesn't match connector name in the URL ({n})"
                 ),
-            );
+            ));
         }
         _ => {
             map.insert("name".into(), Some(n.to_string()));
         }
     }
-    if let Err(r) = precheck(w, &map) {
-        return r;
-    }
-    if let Err(errors) = validate(w, &map, worker) {
-        return invalid(&errors);
-    }
-    store(w, n, map, base_url, now)
+    precheck(w, map)?;
+    validate(w, map, worker).map_err(|errors| invalid(&errors))
 }
 
 fn post(w: &mut World, body: &Bytes, base_url: &str, now: Instant, worker: &PodState) -> Resp {
@@ -600,24 +610,8 @@ fn post(w: &mut World, body: &Bytes, base_url: &str, now: Instant, worker: &PodS
     if name.is_empty() {
         return err(400, "Connector name is null or empty.");
     }
-    match map.get("name") {
-        Some(Some(n)) if *n != name => {
-            return err(
-                400,
-                &format!(
-                    "Connector name configuration ({n}) doesn't match connector name in the URL ({name})"
-                ),
-            );
-        }
-        _ => {
-            map.insert("name".into(), Some(name.clone()));
-        }
-    }
-    if let Err(r) = precheck(w, &map) {
+    if let Err(r) = name_and_validate(w, &name, &mut map, worker) {
         return r;
-    }
-    if let Err(errors) = validate(w, &map, worker) {
-        return invalid(&errors);
     }
     if w.connectors.contains_key(&name) {
         return err(409, &format!("Connector {name} already exists"));

@@ -11,3 +11,4 @@ mod recover;
 mod sim_e2e;
 mod simkit;
 mod status;
+mod tidy;

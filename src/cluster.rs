@@ -28,6 +28,15 @@ pub struct Pod {
     pub ips: Vec<String>,
     /// `metadata.creationTimestamp`, seconds since the epoch.
     pub created: Option<u64>,
+    /// When its `Ready` condition last turned True (`lastTransitionTime`); `None` while not Ready.
+    pub ready_since: Option<u64>,
+    /// `metadata.deletionTimestamp` is set: it is going away.
+    pub terminating: bool,
+    /// istio-cni enrolled it in the ambient mesh (`ambient.istio.io/redirection: enabled`).
+    pub meshed: bool,
+    /// Its controller (`ownerReferences[controller=true]`): (kind, name), e.g. (`DaemonSet`,
+    /// `ztunnel`) or (`ReplicaSet`, `ecom-db-7d4b9`).
+    pub owner: Option<(String, String)>,
     /// `PodScheduled=False`: the scheduler's message.
     pub unscheduled: Option<String>,
     /// Container statuses, or the spec's containers when there are none yet.
@@ -52,8 +61,14 @@ pub type EnvValue = Option<String>;
 pub struct Deployment {
     pub namespace: String,
     pub name: String,
+    /// `metadata.generation` and `status.observedGeneration`: the controller has not acted on
+    /// the latest spec while the first is greater.
+    pub generation: i64,
+    pub observed_generation: i64,
     pub desired: i64,
     pub ready: i64,
+    /// `status.updatedReplicas`: pods of the latest template (the API omits zero counts).
+    pub updated: i64,
     pub selector: BTreeMap<String, String>,
     pub created: Option<u64>,
     /// Claim names of the pod template's PVC-backed volumes.
@@ -139,6 +154,20 @@ fn pod(v: &Value) -> Pod {
             let message = text(c, "/message");
             if message.is_empty() { reason } else { message }
         });
+    let ready_since = v
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "Ready" && c["status"] == "True")
+        .and_then(|c| parse_time(&text(c, "/lastTransitionTime")));
+    let owner = v
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|o| o.get("controller").and_then(Value::as_bool) == Some(true))
+        .map(|o| (text(o, "/kind"), text(o, "/name")));
     let statuses = v.pointer("/status/containerStatuses").and_then(Value::as_array);
     let containers = match statuses {
         Some(list) if !list.is_empty() => list
@@ -169,6 +198,10 @@ fn pod(v: &Value) -> Pod {
         phase: text(v, "/status/phase"),
         ips,
         created: parse_time(&text(v, "/metadata/creationTimestamp")),
+        ready_since,
+        terminating: v.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null()),
+        meshed: text(v, "/metadata/annotations/ambient.istio.io~1redirection") == "enabled",
+        owner,
         unscheduled,
         containers,
     }
@@ -205,8 +238,11 @@ fn deployment(v: &Value) -> Deployment {
     Deployment {
         namespace: text(v, "/metadata/namespace"),
         name: text(v, "/metadata/name"),
+        generation: count("/metadata/generation"),
+        observed_generation: count("/status/observedGeneration"),
         desired: v.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1),
         ready: count("/status/readyReplicas"),
+        updated: count("/status/updatedReplicas"),
         selector: labels(v.pointer("/spec/selector/matchLabels")),
         created: parse_time(&text(v, "/metadata/creationTimestamp")),
         claims,

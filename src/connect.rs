@@ -270,49 +270,27 @@ pub fn states(answer: &Value) -> Option<BTreeMap<String, State>> {
 
 /// 409 (rebalance / stale config / no leader) and the worker's start-up 500s are worth retrying.
 fn retryable(r: &Response) -> bool {
-    let message = message(r);
+    let message = r.summary();
     r.status == 409
         || r.status == 503
         || (r.status == 500 && message.starts_with("Request timed out"))
         || (r.status == 502 || r.status == 504)
 }
 
-/// What an answer says: Connect's `message`, or for anything else (a proxy's HTML error page, a
-/// plain-text body) its title or first line, never the raw markup.
-pub fn message(r: &Response) -> String {
-    if let Some(m) = r.json().and_then(|v| v.get("message").and_then(Value::as_str).map(String::from)) {
-        return m;
-    }
-    let body = r.body.trim();
-    let lower = body.to_ascii_lowercase();
-    if lower.starts_with('<') {
-        let title = lower
-            .find("<title>")
-            .map(|i| i + "<title>".len())
-            .and_then(|start| lower[start..].find("</title>").map(|len| (start, start + len)))
-            .and_then(|(start, end)| body.get(start..end))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .unwrap_or("no title");
-        return format!("{title} (an HTML page, not Kafka Connect's JSON: a proxy answered)");
-    }
-    body.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("(empty body)").chars().take(200).collect()
-}
-
 fn answer(r: &Response) -> String {
-    format!("HTTP {}: {}", r.status, message(r).lines().next().unwrap_or(""))
+    format!("HTTP {}: {}", r.status, r.summary())
 }
 
 fn unexpected(req: &Request, r: &Response) -> Error {
     Error::Http {
         request: req.to_string(),
-        problem: format!("unexpected answer HTTP {}: {}", r.status, message(r)),
+        problem: format!("unexpected answer HTTP {}: {}", r.status, r.summary()),
         next: "check that port 32300 reaches Kafka Connect (`curl -s http://127.0.0.1:32300/`)".into(),
     }
 }
 
 fn rejected(req: &Request, r: &Response, name: &str) -> Error {
-    let message = message(r);
+    let message = r.summary();
     let next = if message.contains("${") {
         "the worker did not resolve a ${provider:...} placeholder: the credentials must be inline \
          (bookstore injects them from the secret) or the worker must declare that config provider"
@@ -348,17 +326,6 @@ mod tests {
         assert_eq!(running(&s("RUNNING", &[])), Ok(false));
         assert_eq!(running(&s("UNASSIGNED", &["RUNNING"])), Ok(false));
         assert!(running(&s("RUNNING", &["FAILED"])).unwrap_err().contains("task 0: boom"));
-    }
-
-    #[test]
-    fn an_html_page_is_named_by_its_title() {
-        let page = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body><center><h1>502 Bad Gateway</h1></center></body></html>";
-        let m = message(&Response { status: 502, body: page.into() });
-        assert_eq!(m, "502 Bad Gateway (an HTML page, not Kafka Connect's JSON: a proxy answered)");
-        let json = r#"{"error_code":409,"message":"Cannot complete request"}"#;
-        assert_eq!(message(&Response { status: 409, body: json.into() }), "Cannot complete request");
-        assert_eq!(message(&Response { status: 500, body: "\n oops \nmore".into() }), "oops");
-        assert_eq!(message(&Response { status: 500, body: String::new() }), "(empty body)");
     }
 
     #[test]

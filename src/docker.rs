@@ -187,6 +187,9 @@ pub fn parse_names(stdout: &str) -> BTreeSet<String> {
 pub struct Node {
     pub running: bool,
     pub status: String,
+    /// `State.StartedAt` (seconds since the epoch): new after every start of the container (a
+    /// Docker restart, `docker restart`, a reboot); `None` if it never started.
+    pub started_at: Option<u64>,
     /// (containerPort, hostIp, hostPort) from HostConfig.PortBindings.
     pub bindings: Vec<(u16, String, u16)>,
 }
@@ -197,6 +200,8 @@ pub fn parse_inspect(stdout: &str) -> Result<Node, String> {
     let c = doc.as_array().and_then(|a| a.first()).ok_or("docker inspect printed no container")?;
     let running = c.pointer("/State/Running").and_then(Value::as_bool).unwrap_or(false);
     let status = c.pointer("/State/Status").and_then(Value::as_str).unwrap_or("unknown").to_string();
+    let started_at =
+        c.pointer("/State/StartedAt").and_then(Value::as_str).and_then(crate::cluster::parse_time);
     let mut bindings = Vec::new();
     if let Some(map) = c.pointer("/HostConfig/PortBindings").and_then(Value::as_object) {
         for (key, list) in map {
@@ -212,7 +217,7 @@ pub fn parse_inspect(stdout: &str) -> Result<Node, String> {
         }
     }
     bindings.sort();
-    Ok(Node { running, status, bindings })
+    Ok(Node { running, status, started_at, bindings })
 }
 
 /// The cluster config's mappings that the node container does not have (the seed's "older

@@ -45,9 +45,47 @@ pub struct Response {
     pub body: String,
 }
 
+/// The longest answer summary shown.
+pub const SUMMARY_MAX: usize = 200;
+
 impl Response {
     pub fn json(&self) -> Option<serde_json::Value> {
         serde_json::from_str(&self.body).ok()
+    }
+
+    /// What an answer says, in one line of at most [`SUMMARY_MAX`] characters: a JSON body's
+    /// `message` (Kafka Connect's and Kubernetes' errors), an HTML page's title (a proxy's error
+    /// page, never the raw markup), or else the body's first non-empty line. Every command cuts
+    /// an answer this way.
+    pub fn summary(&self) -> String {
+        let json_message =
+            self.json().and_then(|v| v.get("message").and_then(serde_json::Value::as_str).map(String::from));
+        let text = match json_message {
+            Some(m) => m,
+            None => {
+                let body = self.body.trim();
+                let lower = body.to_ascii_lowercase();
+                if lower.starts_with('<') {
+                    let title = lower
+                        .find("<title>")
+                        .map(|i| i + "<title>".len())
+                        .and_then(|start| lower[start..].find("</title>").map(|len| (start, start + len)))
+                        .and_then(|(start, end)| body.get(start..end))
+                        .map(str::trim)
+                        .filter(|t| !t.is_empty())
+                        .unwrap_or("no title");
+                    format!("{title} (an HTML page, not the service's own answer: a proxy answered)")
+                } else {
+                    body.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("(empty body)").to_string()
+                }
+            }
+        };
+        let line = text.lines().next().unwrap_or("").trim();
+        if line.chars().count() <= SUMMARY_MAX {
+            line.to_string()
+        } else {
+            format!("{} …", line.chars().take(SUMMARY_MAX).collect::<String>())
+        }
     }
 }
 
@@ -137,5 +175,23 @@ impl fmt::Display for Request {
         line.push(' ');
         line.push_str(&quote(&self.url));
         f.write_str(&secret::redact(&line))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_is_summed_up_in_one_line() {
+        let page = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body><center><h1>502 Bad Gateway</h1></center></body></html>";
+        let m = Response { status: 502, body: page.into() }.summary();
+        assert_eq!(m, "502 Bad Gateway (an HTML page, not the service's own answer: a proxy answered)");
+        let json = r#"{"error_code":409,"message":"Cannot complete request"}"#;
+        assert_eq!(Response { status: 409, body: json.into() }.summary(), "Cannot complete request");
+        assert_eq!(Response { status: 500, body: "\n oops \nmore".into() }.summary(), "oops");
+        assert_eq!(Response { status: 500, body: String::new() }.summary(), "(empty body)");
+        let long = "x".repeat(SUMMARY_MAX + 10);
+        assert_eq!(Response { status: 500, body: long }.summary().chars().count(), SUMMARY_MAX + 2);
     }
 }

@@ -365,7 +365,7 @@ proptest! {
         any::<String>().prop_map(|t| format!("<html><head><title>{t}</title></head></html>")),
         any::<String>().prop_map(|t| format!("<HTML><title>{t}")),
     ]) {
-        let _ = crate::connect::message(&Response { status, body });
+        let _ = Response { status, body }.summary();
     }
 
     #[test]
@@ -378,9 +378,9 @@ proptest! {
         let stack = default_stack();
         for check in &stack.smoke.checks {
             for body in [map.to_string(), text.clone(), format!("upstream connect error or disconnect/reset before headers. reset reason: {text}")] {
-                let _ = crate::smoke::judge(stack, check, Ok(Response { status, body }));
+                let _ = crate::observe::routes::judge(stack, check, Ok(Response { status, body }));
             }
-            let _ = crate::smoke::judge(stack, check, Err(text.clone()));
+            let _ = crate::observe::routes::judge(stack, check, Err(text.clone()));
         }
     }
 }

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use crate::cli::{Cli, ColorArg, Command};
 use crate::error::{Error, Result, code};
+use crate::observe::Ctx;
 use crate::plan::{self, Known, Order, Step};
 use crate::stack::{self, Source, Stack, parse_duration};
-use crate::steps::{self, Ctx};
+use crate::steps;
 use crate::ui::{Color, Ui};
 use crate::{docker, secret};
 

@@ -7,11 +7,11 @@ use std::io::Write;
 use serde::Serialize;
 
 use crate::cluster::{self, Deployment, Pod};
-use crate::connect::Connect;
 use crate::error::{Error, Result};
 use crate::http::Response;
-use crate::stack::{Check, Stack};
-use crate::steps::Ctx;
+use crate::observe::Ctx;
+use crate::observe::routes::{self, Probe};
+use crate::stack::Stack;
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct Workload {
@@ -111,16 +111,11 @@ pub fn connectors(stack: &Stack, answer: &std::result::Result<Response, String>)
         .collect()
 }
 
-pub fn route(
-    stack: &Stack,
-    check: &Check,
-    url: String,
-    answer: &std::result::Result<Response, String>,
-) -> Route {
-    let (status, ok, text) = match answer {
+pub fn route(stack: &Stack, probe: &Probe) -> Route {
+    let (status, ok, text) = match &probe.answer {
         Ok(r) => {
-            let judged = crate::smoke::judge(stack, check, Ok(r.clone()));
-            let text = match crate::smoke::envoy_reset_reason(&r.body) {
+            let judged = probe.judge(stack);
+            let text = match probe.reset_reason() {
                 Some(reason) => format!("{} upstream reset ({reason})", r.status),
                 None if (200..400).contains(&r.status) => match &judged {
                     Ok(()) => r.status.to_string(),
@@ -128,16 +123,20 @@ pub fn route(
                         format!("{}, but {}", r.status, why.trim_end_matches(" (run `bookstore connectors`)"))
                     }
                 },
-                None => {
-                    let first: String = r.body.lines().next().unwrap_or("").chars().take(60).collect();
-                    format!("{} {first}", r.status).trim_end().to_string()
-                }
+                None => format!("{} {}", r.status, r.summary()).trim_end().to_string(),
             };
             (Some(r.status), judged.is_ok(), text)
         }
         Err(e) => (None, false, format!("no answer ({e})")),
     };
-    Route { name: check.name.clone(), url, host: check.host.clone(), status, ok, answer: text }
+    Route {
+        name: probe.check.name.clone(),
+        url: probe.url.clone(),
+        host: probe.check.host.clone(),
+        status,
+        ok,
+        answer: text,
+    }
 }
 
 pub fn gather(ctx: &Ctx) -> Result<Status> {
@@ -152,27 +151,15 @@ pub fn gather(ctx: &Ctx) -> Result<Status> {
         .map_err(bad(ctx.kube.list_deployments().to_string()))?;
     let pods =
         cluster::parse_pods(&read(ctx.kube.list_pods())?).map_err(bad(ctx.kube.list_pods().to_string()))?;
-    let now = crate::doctor::now();
-    let requests: Vec<(&Check, crate::http::Request)> = stack
-        .smoke
-        .checks
+    let now = crate::observe::now();
+    let probes = routes::probe_all(stack, &stack.smoke.checks);
+    // The Connect route's own answer (`GET /connectors?expand=status`) gives the connectors' states.
+    let connect_answer = probes
         .iter()
-        .filter_map(|c| crate::smoke::request(stack, c).ok().map(|r| (c, r)))
-        .collect();
-    let connect = Connect::for_stack(stack).ok().map(|c| c.list_status());
-    let (routes, connect_answer) = std::thread::scope(|scope| {
-        let connect = connect.as_ref().map(|req| scope.spawn(move || req.send()));
-        let handles: Vec<_> = requests
-            .iter()
-            .map(|(c, req)| scope.spawn(move || route(stack, c, req.url.clone(), &req.send())))
-            .collect();
-        let routes: Vec<Route> = handles.into_iter().filter_map(|h| h.join().ok()).collect();
-        let answer = match connect {
-            Some(h) => h.join().unwrap_or_else(|_| Err("request panicked".into())),
-            None => Err("the Connect port has no fixed host port in the cluster config".into()),
-        };
-        (routes, answer)
-    });
+        .find(|p| p.check.connectors_running)
+        .map(|p| p.answer.clone())
+        .unwrap_or_else(|| Err("the stack has no Connect route".into()));
+    let routes = probes.iter().map(|p| route(stack, p)).collect();
     Ok(Status {
         cluster: stack.cluster.name.clone(),
         workloads: workloads(stack, &deployments, &pods, now),
@@ -301,9 +288,10 @@ mod tests {
             status: 503,
             body: "upstream connect error or disconnect/reset before headers. reset reason: connection termination".into(),
         });
-        let r = route(&stack, check, "http://127.0.0.1:30000/".into(), &reset);
+        let probe = |url: &str, answer| Probe { check: check.clone(), url: url.into(), answer };
+        let r = route(&stack, &probe("http://127.0.0.1:30000/", reset));
         assert_eq!((r.ok, r.answer.as_str()), (false, "503 upstream reset (connection termination)"));
-        let r = route(&stack, check, "u".into(), &Ok(Response { status: 200, body: "<html>".into() }));
+        let r = route(&stack, &probe("u", Ok(Response { status: 200, body: "<html>".into() })));
         assert_eq!((r.ok, r.answer.as_str(), r.status), (true, "200", Some(200)));
     }
 }

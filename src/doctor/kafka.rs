@@ -10,8 +10,8 @@ use serde_json::Value;
 use crate::cluster::Deployment;
 use crate::connect::Connect;
 use crate::http::Response;
+use crate::observe::Ctx;
 use crate::stack::Stack;
-use crate::steps::Ctx;
 
 use super::{Facts, Finding, Report, Severity};
 

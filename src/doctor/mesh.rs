@@ -5,9 +5,10 @@
 use std::collections::BTreeMap;
 
 use crate::cluster::{self, Pod};
-use crate::http::Response;
-use crate::stack::{Check, Stack};
-use crate::steps::Ctx;
+use crate::observe::Ctx;
+use crate::observe::evidence::{HboneFailure, parse_cni, parse_ztunnel};
+use crate::observe::routes::{self, Probe};
+use crate::stack::Stack;
 
 use super::{Facts, Finding, Report};
 
@@ -16,46 +17,9 @@ pub const CNI_DAEMONSET: &str = "istio-cni-node";
 /// How far back the mesh logs are read.
 pub const LOG_TAIL: usize = 2000;
 
-/// One route's answer.
-pub struct Probe {
-    pub check: Check,
-    pub url: String,
-    pub answer: Result<Response, String>,
-}
-
 /// GET every route once (the Connect route is judged with the connectors), in parallel.
 pub fn probe_routes(ctx: &Ctx) -> Vec<Probe> {
-    let stack = ctx.stack;
-    let requests: Vec<(Check, crate::http::Request)> = stack
-        .smoke
-        .checks
-        .iter()
-        .filter(|c| !c.connectors_running)
-        .filter_map(|c| crate::smoke::request(stack, c).ok().map(|r| (c.clone(), r)))
-        .collect();
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = requests
-            .iter()
-            .map(|(check, req)| {
-                scope.spawn(move || Probe { check: check.clone(), url: req.url.clone(), answer: req.send() })
-            })
-            .collect();
-        handles.into_iter().filter_map(|h| h.join().ok()).collect()
-    })
-}
-
-/// One line: `GET http://127.0.0.1:30000/ (Host: myecom.net) → 503 upstream connect error …`.
-fn answer_line(p: &Probe) -> String {
-    let host = p.check.host.as_deref().map(|h| format!(" (Host: {h})")).unwrap_or_default();
-    let url = &p.url;
-    let answer = match &p.answer {
-        Ok(r) => {
-            let body = r.body.lines().next().unwrap_or("").chars().take(200).collect::<String>();
-            format!("{} {body}", r.status).trim_end().to_string()
-        }
-        Err(e) => format!("no answer ({e})"),
-    };
-    format!("GET {url}{host} → {answer}")
+    routes::probe_all(ctx.stack, ctx.stack.smoke.checks.iter().filter(|c| !c.connectors_running))
 }
 
 /// Envoy's resets and other failing routes, one finding each.
@@ -63,13 +27,11 @@ pub fn routes_findings(probes: &[Probe]) -> Vec<Finding> {
     let mut resets: Vec<(&Probe, String)> = Vec::new();
     let mut failing: Vec<&Probe> = Vec::new();
     for p in probes {
-        match &p.answer {
-            Ok(r) => match crate::smoke::envoy_reset_reason(&r.body) {
-                Some(reason) => resets.push((p, reason)),
-                None if !(200..400).contains(&r.status) => failing.push(p),
-                None => {}
-            },
-            Err(_) => failing.push(p),
+        match (&p.answer, p.reset_reason()) {
+            (_, Some(reason)) => resets.push((p, reason)),
+            (Ok(r), None) if !(200..400).contains(&r.status) => failing.push(p),
+            (Ok(_), None) => {}
+            (Err(_), _) => failing.push(p),
         }
     }
     let mut out = Vec::new();
@@ -89,7 +51,7 @@ pub fn routes_findings(probes: &[Probe]) -> Vec<Finding> {
                     reasons.join(", ")
                 ),
             )
-            .evidence_lines(resets.iter().map(|(p, _)| answer_line(p)))
+            .evidence_lines(resets.iter().map(|(p, _)| p.line()))
             .fix("bookstore recover")
             .note("restarts ztunnel, then every workload, so each registers with the new ztunnel"),
         );
@@ -104,41 +66,11 @@ pub fn routes_findings(probes: &[Probe]) -> Vec<Finding> {
             )
             .evidence_lines(failing.iter().map(|p| {
                 let serves = p.check.serves.as_deref().map(|s| format!(" [{s}]")).unwrap_or_default();
-                format!("{}{serves}: {}", p.check.name, answer_line(p))
+                format!("{}{serves}: {}", p.check.name, p.line())
             }))
             .fix("bookstore recover")
             .note("if a pod above is in trouble, fix that first; `bookstore smoke` rechecks every route"),
         );
-    }
-    out
-}
-
-/// A failed HBONE connection in ztunnel's log.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HboneFailure {
-    pub ip: String,
-    /// `connection failed: deadline has elapsed`, `io error: Connection refused (os error 111)`, …
-    pub error: String,
-    pub line: String,
-}
-
-/// ztunnel's lines with `deadline has elapsed` / `Connection refused` to `<ip>:15008`.
-pub fn parse_ztunnel(log: &str) -> Vec<HboneFailure> {
-    let mut out = Vec::new();
-    for line in log.lines() {
-        if !(line.contains("deadline has elapsed") || line.contains("Connection refused")) {
-            continue;
-        }
-        let Some(at) = line.find("dst.addr=") else { continue };
-        let addr = line[at + "dst.addr=".len()..].split_whitespace().next().unwrap_or("").trim_matches('"');
-        let Some(ip) = addr.strip_suffix(":15008") else { continue };
-        let ip = ip.trim_start_matches('[').trim_end_matches(']').to_string();
-        let error = match line.find("error=\"") {
-            Some(e) => line[e + 7..].split('"').next().unwrap_or("").to_string(),
-            None if line.contains("deadline has elapsed") => "deadline has elapsed".to_string(),
-            None => "Connection refused".to_string(),
-        };
-        out.push(HboneFailure { ip, error, line: line.trim().to_string() });
     }
     out
 }
@@ -192,29 +124,6 @@ pub fn ztunnel_finding(failures: &[HboneFailure], facts: &Facts) -> (Option<Find
     .fix("bookstore recover")
     .note("restarts ztunnel first, then every workload so each registers with it; restarting only the workloads does not help");
     (Some(finding), unmapped)
-}
-
-/// istio-cni's `failed to reconcile inpod rules for pod …`: (namespace, pod, line).
-pub fn parse_cni(log: &str) -> Vec<(String, String, String)> {
-    let mut out = Vec::new();
-    for line in log.lines().filter(|l| l.contains("failed to reconcile inpod rules")) {
-        let field = |key: &str| -> Option<String> {
-            // Text format: `… ns=ecom name=ecom-db-x`; JSON format: `"ns":"ecom","name":"…"`.
-            let text = line
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix(&format!("{key}=")))
-                .map(|v| v.trim_matches(|c| c == '"' || c == ',').to_string());
-            text.or_else(|| {
-                let json = format!("\"{key}\":\"");
-                let at = line.find(&json)? + json.len();
-                Some(line[at..].split('"').next()?.to_string())
-            })
-        };
-        if let (Some(ns), Some(name)) = (field("ns"), field("name")) {
-            out.push((ns, name, line.trim().to_string()));
-        }
-    }
-    out
 }
 
 pub fn cni_finding(stack: &Stack, entries: &[(String, String, String)], facts: &Facts) -> Option<Finding> {
@@ -307,7 +216,7 @@ fn first_line(e: &crate::error::Error) -> String {
 
 pub fn describe(ctx: &Ctx, lines: &mut Vec<String>) {
     for check in ctx.stack.smoke.checks.iter().filter(|c| !c.connectors_running) {
-        if let Ok(req) = crate::smoke::request(ctx.stack, check) {
+        if let Ok(req) = routes::request(ctx.stack, check) {
             lines.push(format!("{req}   # once"));
         }
     }
@@ -320,6 +229,7 @@ pub fn describe(ctx: &Ctx, lines: &mut Vec<String>) {
 mod tests {
     use super::*;
     use crate::cluster::Deployment;
+    use crate::http::Response;
     use crate::stack::{Source, load};
 
     const TIMEOUT_LINE: &str = r#"2026-11-26T14:05:01.736Z  error access connection complete src.addr=10.244.0.1:40113 src.workload="bookstore-gateway-istio" dst.addr=10.244.0.18:15008 dst.hbone_addr=10.244.0.18:80 dst.workload="ui-service-x" direction="outbound" bytes_sent=0 bytes_recv=0 duration="10001ms" error="connection failed: deadline has elapsed""#;

@@ -16,7 +16,7 @@ mod pods;
 use serde_json::json;
 
 use crate::error::{Error, Result};
-use crate::steps::Ctx;
+use crate::observe::Ctx;
 use crate::ui::Ui;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -211,7 +211,7 @@ impl Facts {
             read(ctx.kube.list_deployments()).and_then(|json| crate::cluster::parse_deployments(&json));
         let pods = read(ctx.kube.list_pods()).and_then(|json| crate::cluster::parse_pods(&json));
         match (deployments, pods) {
-            (Ok(deployments), Ok(pods)) => Some(Facts { deployments, pods, now: now() }),
+            (Ok(deployments), Ok(pods)) => Some(Facts { deployments, pods, now: crate::observe::now() }),
             (Err(why), _) | (_, Err(why)) => {
                 report.skip(&format!("the cluster checks: {why}"));
                 None
@@ -227,10 +227,6 @@ impl Facts {
     pub fn deployment(&self, namespace: &str, name: &str) -> Option<&crate::cluster::Deployment> {
         self.deployments.iter().find(|d| d.namespace == namespace && d.name == name)
     }
-}
-
-pub fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// The API answers `/readyz` (retried briefly: it refuses for a while after a Docker restart).

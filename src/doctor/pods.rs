@@ -2,7 +2,7 @@
 //! unschedulable or long-Pending pods, each with its last log lines and events.
 
 use crate::cluster::{self, Event, TroubleKind};
-use crate::steps::Ctx;
+use crate::observe::Ctx;
 use crate::troubles;
 
 use super::{Facts, Finding, Report};

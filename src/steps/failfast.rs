@@ -155,7 +155,7 @@ impl FailFast {
         }
         let Some(watch) = &self.pods else { return Ok(()) };
         let pods = watch.snapshot();
-        let now = crate::doctor::now();
+        let now = crate::observe::now();
         let mine: Vec<(&Waiting, &Pod)> =
             due.iter().flat_map(|w| self.pods_of(w, &pods).into_iter().map(move |p| (*w, p))).collect();
         // Crashes that count: see `Needs`.

@@ -12,61 +12,10 @@ pub(crate) mod rollout;
 
 pub use preflight::install_hint;
 
-use std::collections::BTreeMap;
-use std::sync::OnceLock;
+pub use crate::observe::Ctx;
 
-use crate::error::{Error, Result};
-use crate::kube::Kubectl;
+use crate::error::Result;
 use crate::plan::{self, Known, Order, Step};
-use crate::secret::Secret;
-use crate::stack::Stack;
-use crate::ui::Ui;
-
-/// What every step can reach.
-pub struct Ctx<'a> {
-    pub stack: &'a Stack,
-    pub kube: Kubectl,
-    pub ui: &'a Ui,
-    /// `--tolerate`: readiness waits sit out their deadlines instead of failing fast on a pod in
-    /// CrashLoopBackOff, ImagePullBackOff or with a FailedCreatePodSandBox event.
-    pub tolerate: bool,
-    /// The connector credentials, read from the secret once per run.
-    secrets: OnceLock<BTreeMap<String, Secret>>,
-    /// Every deployment's generation, listed once per run (before the first change).
-    deployments: OnceLock<BTreeMap<(String, String), i64>>,
-}
-
-impl<'a> Ctx<'a> {
-    pub fn new(stack: &'a Stack, ui: &'a Ui) -> Ctx<'a> {
-        let kube = Kubectl::new(stack.cluster.context(), stack.api_timeout);
-        Ctx { stack, kube, ui, tolerate: false, secrets: OnceLock::new(), deployments: OnceLock::new() }
-    }
-
-    /// The connector credentials (read once, in-process, never printed).
-    /// (namespace, name) → generation of every deployment, from one `kubectl get deployments -A`
-    /// per run. Read before the first change, so these are the generations before any restart.
-    fn deployments(&self) -> Result<&BTreeMap<(String, String), i64>> {
-        if let Some(d) = self.deployments.get() {
-            return Ok(d);
-        }
-        let cmd = self.kube.list_deployments();
-        let listing = self.kube.run(&cmd)?;
-        let read = rollout::generations(&listing.stdout)
-            .map_err(|p| Error::step(format!("`{cmd}`: {p}"), "run it by hand"))?;
-        Ok(self.deployments.get_or_init(|| read))
-    }
-
-    fn credentials(&self) -> Result<&BTreeMap<String, Secret>> {
-        if let Some(s) = self.secrets.get() {
-            return Ok(s);
-        }
-        let connect = &self.stack.connect;
-        let keys: Vec<&str> =
-            connect.connectors.iter().flat_map(|c| [c.user_key.as_str(), c.password_key.as_str()]).collect();
-        let read = self.kube.read_secret(&connect.secret_namespace, &connect.secret_name, &keys)?;
-        Ok(self.secrets.get_or_init(|| read))
-    }
-}
 
 /// `up`'s detection (read-only): no cluster → the full bootstrap; a cluster whose stack is
 /// incomplete → the bootstrap without `kind create`; a complete stack → the recovery.
@@ -135,7 +84,7 @@ pub fn describe(ctx: &Ctx, steps: &[Step]) -> Result<Vec<String>> {
                     crate::ui::human(ctx.stack.smoke.timeout)
                 ));
                 for check in &ctx.stack.smoke.checks {
-                    lines.push(crate::smoke::request(ctx.stack, check)?.to_string());
+                    lines.push(crate::observe::routes::request(ctx.stack, check)?.to_string());
                 }
             }
             Step::BootstrapChecks { ports } => bootstrap::describe_checks(ctx, *ports, &mut lines),

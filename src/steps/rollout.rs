@@ -204,7 +204,7 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
         if crate::wait::interrupted() {
             return Err(Error::Interrupted);
         }
-        let now_wall = crate::doctor::now();
+        let now_wall = crate::observe::now();
         let waiting: Vec<Waiting> = state
             .iter()
             .filter_map(|(task, s)| match (task, s) {

@@ -308,6 +308,23 @@ pub fn parse_time(text: &str) -> Option<u64> {
     u64::try_from(days * 86_400 + h * 3600 + mi * 60 + s - offset).ok()
 }
 
+/// Seconds since the epoch as Kubernetes writes a timestamp: `2026-11-26T11:30:39Z`.
+pub fn format_time(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rest = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rest / 3600, rest % 3600 / 60, rest % 60)
+}
+
 /// Seconds as `kubectl get` shows ages: 45s, 12m, 3h, 5d.
 pub fn age(seconds: u64) -> String {
     match seconds {
@@ -491,6 +508,10 @@ mod tests {
         assert_eq!(parse_time("2025-11-26T11:30:39.123456Z"), Some(1_764_156_639));
         assert_eq!(parse_time("2025-11-26T12:30:39+01:00"), Some(1_764_156_639));
         assert_eq!(parse_time("2024-02-29T00:00:00Z"), Some(1_709_164_800));
+        for t in [0, 1_709_164_800, 1_764_156_639, 4_102_444_799] {
+            assert_eq!(parse_time(&format_time(t)), Some(t), "{}", format_time(t));
+        }
+        assert_eq!(format_time(1_764_156_639), "2025-11-26T11:30:39Z");
         for bad in ["", "yesterday", "2025-13-01T00:00:00Z", "2025-11-26 11:30:39Z", "2025-11-26T11:30:39"] {
             assert_eq!(parse_time(bad), None, "{bad}");
         }

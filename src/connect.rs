@@ -44,6 +44,13 @@ impl Desired {
         map
     }
 
+    /// A stored config (`GET /connectors/{name}/config`) is exactly this one.
+    pub fn matches(&self, stored: &BTreeMap<String, Value>) -> bool {
+        let want = self.map();
+        stored.len() == want.len()
+            && want.iter().all(|(k, v)| stored.get(k).and_then(Value::as_str) == Some(v.as_str()))
+    }
+
     /// The PUT body, flat (`PUT /connectors/{name}/config` rejects the `{"name","config"}` wrapper).
     pub fn body(&self) -> Secret {
         Secret::unregistered(serde_json::to_string(&self.map()).unwrap_or_default())
@@ -72,11 +79,6 @@ impl Connect {
 
     pub fn list(&self) -> Request {
         Request::get(format!("{}/connectors", self.base)).timeout(Duration::from_secs(5))
-    }
-
-    /// Every connector with its status (`?expand=status`, Kafka ≥ 2.3).
-    pub fn list_status(&self) -> Request {
-        Request::get(format!("{}/connectors?expand=status", self.base)).timeout(Duration::from_secs(5))
     }
 
     /// `POST /connectors/{name}/restart?includeTasks=true&onlyFailed=true` (Kafka ≥ 3.0), as a
@@ -124,7 +126,6 @@ impl Connect {
     /// "Request timed out" (worker still joining) within the deadline; a 400 fails at once.
     pub fn register(&self, desired: &Desired, deadline: Duration) -> Result<Outcome> {
         let name = desired.name.as_str();
-        let want = desired.map();
         let get = self.get_config(name);
         let put = self.put_config(name, desired.body());
         let what = format!("registering connector {name}");
@@ -140,12 +141,8 @@ impl Connect {
                 Ok(r) if retryable(&r) => return Attempt::Retry(answer(&r)),
                 Ok(r) => return Attempt::Fail(unexpected(&get, &r)),
             };
-            if let Some(current) = &current {
-                let same = current.len() == want.len()
-                    && want.iter().all(|(k, v)| current.get(k).and_then(Value::as_str) == Some(v.as_str()));
-                if same {
-                    return Attempt::Done(Outcome::Unchanged);
-                }
+            if current.as_ref().is_some_and(|c| desired.matches(c)) {
+                return Attempt::Done(Outcome::Unchanged);
             }
             match put.send() {
                 Err(e) => Attempt::Retry(e),
@@ -270,7 +267,7 @@ pub fn states(answer: &Value) -> Option<BTreeMap<String, State>> {
 
 /// 409 (rebalance / stale config / no leader) and the worker's start-up 500s are worth retrying.
 fn retryable(r: &Response) -> bool {
-    let message = r.summary();
+    let message = r.message();
     r.status == 409
         || r.status == 503
         || (r.status == 500 && message.starts_with("Request timed out"))
@@ -284,13 +281,13 @@ fn answer(r: &Response) -> String {
 fn unexpected(req: &Request, r: &Response) -> Error {
     Error::Http {
         request: req.to_string(),
-        problem: format!("unexpected answer HTTP {}: {}", r.status, r.summary()),
+        problem: format!("unexpected answer HTTP {}: {}", r.status, r.message()),
         next: "check that port 32300 reaches Kafka Connect (`curl -s http://127.0.0.1:32300/`)".into(),
     }
 }
 
 fn rejected(req: &Request, r: &Response, name: &str) -> Error {
-    let message = r.summary();
+    let message = r.message();
     let next = if message.contains("${") {
         "the worker did not resolve a ${provider:...} placeholder: the credentials must be inline \
          (bookstore injects them from the secret) or the worker must declare that config provider"

@@ -183,7 +183,7 @@ pub fn parse_names(stdout: &str) -> BTreeSet<String> {
 }
 
 /// What `docker inspect` says about a kind node container.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Node {
     pub running: bool,
     pub status: String,

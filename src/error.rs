@@ -128,6 +128,18 @@ impl Error {
         Error::Step { problem: problem.into(), next: next.into() }
     }
 
+    /// One line for evidence and skipped checks: a failed command as its line and the last line
+    /// of its stderr, anything else as its first line.
+    pub fn headline(&self) -> String {
+        match self {
+            Error::Command { line, stderr_tail, status, .. } => {
+                let last = stderr_tail.lines().rev().find(|l| !l.trim().is_empty());
+                format!("`{line}`: {}", last.map(str::trim).unwrap_or(status))
+            }
+            other => other.to_string().lines().next().unwrap_or("").to_string(),
+        }
+    }
+
     /// Replace the advice of a command failure with advice specific to the caller.
     pub fn with_next(mut self, advice: impl Into<String>) -> Error {
         match &mut self {

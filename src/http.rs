@@ -53,14 +53,25 @@ impl Response {
         serde_json::from_str(&self.body).ok()
     }
 
-    /// What an answer says, in one line of at most [`SUMMARY_MAX`] characters: a JSON body's
-    /// `message` (Kafka Connect's and Kubernetes' errors), an HTML page's title (a proxy's error
-    /// page, never the raw markup), or else the body's first non-empty line. Every command cuts
-    /// an answer this way.
+    /// What an answer says, in one line of at most [`SUMMARY_MAX`] characters (the first line of
+    /// [`Response::message`]). Every command cuts an answer this way.
     pub fn summary(&self) -> String {
+        let message = self.message();
+        let line = message.lines().next().unwrap_or("").trim();
+        if line.chars().count() <= SUMMARY_MAX {
+            line.to_string()
+        } else {
+            format!("{} …", line.chars().take(SUMMARY_MAX).collect::<String>())
+        }
+    }
+
+    /// What an answer says, whole: a JSON body's `message` (Kafka Connect's and Kubernetes'
+    /// errors, which can span lines), an HTML page's title (a proxy's error page, never the raw
+    /// markup), or else the body's first non-empty line.
+    pub fn message(&self) -> String {
         let json_message =
             self.json().and_then(|v| v.get("message").and_then(serde_json::Value::as_str).map(String::from));
-        let text = match json_message {
+        match json_message {
             Some(m) => m,
             None => {
                 let body = self.body.trim();
@@ -79,12 +90,6 @@ impl Response {
                     body.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("(empty body)").to_string()
                 }
             }
-        };
-        let line = text.lines().next().unwrap_or("").trim();
-        if line.chars().count() <= SUMMARY_MAX {
-            line.to_string()
-        } else {
-            format!("{} …", line.chars().take(SUMMARY_MAX).collect::<String>())
         }
     }
 }

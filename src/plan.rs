@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+pub mod converge;
+
 use crate::stack::{Role, Stack};
 
 /// How workload restarts are ordered.
@@ -35,6 +37,14 @@ pub enum Step {
     Connectors,
     /// Check every route through the host ports.
     Smoke,
+    // ---- the convergent `up` (the cluster and its stack exist) ----
+    /// Remove these legacy socat proxy containers (found by the observation).
+    RemoveLegacy(Vec<String>),
+    /// Report each decision of the remedy (what is restarted and kept, and why).
+    Decide(converge::Remedy),
+    /// The smoke test; if a route still fails, escalate once (observe again, restart what backs
+    /// the failing routes, ztunnel first if its evidence points there), then check again.
+    Verify { escalate: bool, order: Order, settle: Duration },
     // ---- the bootstrap (`up` with no cluster, or an incomplete stack) ----
     /// istioctl on PATH, the app images present or buildable, and (when creating) the host ports
     /// free: all before anything is created.
@@ -78,6 +88,9 @@ pub struct Known {
 pub enum Task {
     /// Index into `Stack::workloads`: `rollout restart`, then wait for the rollout.
     Restart(usize),
+    /// Index into `Stack::workloads`: no restart, wait until its current rollout is done (`up`
+    /// leaves it alone, but what needs it waits for it).
+    Await(usize),
     /// Index into `Stack::connect.connectors`: register and wait for RUNNING.
     Register(usize),
 }
@@ -144,6 +157,37 @@ pub fn recover(stack: &Stack, order: Order, settle: Option<Duration>, known: Kno
         Step::Rollout(graph(stack, order)),
         Step::Smoke,
     ]);
+    steps
+}
+
+/// What to run for `up` when the cluster and its stack exist: the remedy of one observation.
+/// Only what the remedy restarts, waits for or registers is in it; a healthy stack gets the
+/// smoke test alone.
+pub fn converge_steps(
+    stack: &Stack,
+    remedy: converge::Remedy,
+    legacy: Vec<String>,
+    order: Order,
+    settle: Option<Duration>,
+) -> Vec<Step> {
+    let settle = settle.unwrap_or(match order {
+        Order::Graph => stack.mesh.settle,
+        Order::Phased => SEED_SETTLE,
+    });
+    let mut steps = Vec::new();
+    if !legacy.is_empty() {
+        steps.push(Step::RemoveLegacy(legacy));
+    }
+    let graph = remedy.graph(stack, order);
+    let ztunnel = remedy.ztunnel.act;
+    steps.push(Step::Decide(remedy));
+    if ztunnel == converge::Act::Restart {
+        steps.push(Step::RestartMesh { settle });
+    }
+    if !graph.tasks.is_empty() {
+        steps.push(Step::Rollout(graph));
+    }
+    steps.push(Step::Verify { escalate: true, order, settle });
     steps
 }
 
@@ -241,7 +285,7 @@ mod tests {
         tasks
             .iter()
             .map(|t| match t {
-                Task::Restart(i) => stack.workloads[*i].name.clone(),
+                Task::Restart(i) | Task::Await(i) => stack.workloads[*i].name.clone(),
                 Task::Register(i) => stack.connect.connectors[*i].name.clone(),
             })
             .collect()

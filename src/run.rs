@@ -2,7 +2,7 @@
 //! it (or print it with `--dry-run`).
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::cli::{Cli, ColorArg, Command};
 use crate::error::{Error, Result, code};
@@ -179,15 +179,16 @@ fn execute(config: &Config, ui: &Ui) -> Result<()> {
         None
     };
     match &config.action {
-        Action::Steps { title, steps } => run_steps(config, &ctx(config, ui), title, steps),
+        Action::Steps { title, steps } => run_steps(config, &ctx(config, ui), title, steps, Instant::now()),
         Action::Up { order, settle } => {
             // Detection only reads (docker info, kind get clusters, docker inspect, kubectl get):
             // it runs with --dry-run too, so the printed plan is the one `up` would run here.
             // One context for detection and the run: what detection read (the deployments) is
             // not read again.
+            let started = Instant::now();
             let ctx = ctx(config, ui);
             let steps = steps::plan_up(&ctx, *order, *settle)?;
-            run_steps(config, &ctx, "up", &steps)
+            run_steps(config, &ctx, "up", &steps, started)
         }
         Action::Down { yes } => down(config, ui, *yes),
         Action::Doctor if config.dry_run => {
@@ -205,13 +206,14 @@ fn ctx<'a>(config: &'a Config, ui: &'a Ui) -> Ctx<'a> {
     ctx
 }
 
-fn run_steps(config: &Config, ctx: &Ctx, title: &str, steps: &[plan::Step]) -> Result<()> {
+/// Run the steps (or print them with `--dry-run`); `started`: when the command began (for `up`,
+/// before its observation).
+fn run_steps(config: &Config, ctx: &Ctx, title: &str, steps: &[plan::Step], started: Instant) -> Result<()> {
     let ui = ctx.ui;
     if config.dry_run {
         print_lines(ui, &steps::describe(ctx, steps)?);
         return Ok(());
     }
-    let started = std::time::Instant::now();
     steps::run(ctx, steps)?;
     ui.ok_line(&format!(
         "bookstore {title} finished in {} ({} commands run)",

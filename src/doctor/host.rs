@@ -12,8 +12,9 @@ use crate::stack::{PortMapping, Stack};
 
 use super::{Finding, Report};
 
-/// Returns whether the cluster's API can be reached (Docker up, the control-plane node running).
-pub fn check(ctx: &Ctx, report: &mut Report) -> Result<bool> {
+/// Returns the control-plane node when the cluster's API can be reached (Docker up, the node
+/// running).
+pub fn check(ctx: &Ctx, report: &mut Report) -> Result<Option<Node>> {
     let stack = ctx.stack;
     let missing: Vec<&str> =
         ["docker", "kubectl", "kind"].into_iter().filter(|t| which::which(t).is_err()).collect();
@@ -21,12 +22,12 @@ pub fn check(ctx: &Ctx, report: &mut Report) -> Result<bool> {
         report.add(
             Finding::error("tool-missing", *tool, format!("`{tool}` is not on PATH"))
                 .evidence(format!("PATH={}", std::env::var("PATH").unwrap_or_default()))
-                .fix(crate::steps::install_hint(tool)),
+                .fix(crate::observe::install_hint(tool)),
         );
     }
     if missing.contains(&"docker") {
         host_names(stack, report);
-        return Ok(false);
+        return Ok(None);
     }
     let info = docker::info();
     match info.run() {
@@ -43,7 +44,7 @@ pub fn check(ctx: &Ctx, report: &mut Report) -> Result<bool> {
                     .fix("start Docker Desktop (or `sudo systemctl start docker`), then `docker info`"),
             );
             host_names(stack, report);
-            return Ok(false);
+            return Ok(None);
         }
     }
     let ps = docker::ps_cluster(&stack.cluster.name);
@@ -54,7 +55,7 @@ pub fn check(ctx: &Ctx, report: &mut Report) -> Result<bool> {
     if nodes.is_empty() {
         report.add_all(findings);
         host_names(stack, report);
-        return Ok(false);
+        return Ok(None);
     }
     if findings.is_empty() {
         let roles: Vec<String> =
@@ -94,7 +95,7 @@ pub fn check(ctx: &Ctx, report: &mut Report) -> Result<bool> {
     report.add_all(findings);
     legacy_proxies(stack, report)?;
     host_names(stack, report);
-    Ok(reachable)
+    Ok(node.filter(|_| reachable))
 }
 
 /// The node publishes this mapping's container port on its fixed host port.

@@ -9,11 +9,11 @@ use serde_json::Value;
 
 use crate::cluster::Deployment;
 use crate::connect::Connect;
-use crate::http::Response;
-use crate::observe::Ctx;
+use crate::observe::routes::Probe;
+use crate::observe::{Ctx, Observation};
 use crate::stack::Stack;
 
-use super::{Facts, Finding, Report, Severity};
+use super::{Finding, Report, Severity};
 
 /// The Kafka workload of the stack.
 pub const KAFKA: &str = "kafka";
@@ -21,43 +21,10 @@ pub const KAFKA: &str = "kafka";
 /// reaches Connect through bookstore).
 pub const INJECTED: [&str; 2] = ["database.user", "database.password"];
 
-/// Kafka Connect's answers.
-pub struct ConnectProbe {
-    pub list_url: String,
-    pub list: Result<Response, String>,
-    pub status_url: String,
-    /// Asked only when the list is not empty.
-    pub status: Option<Result<Response, String>>,
-}
-
-pub fn probe_connect(ctx: &Ctx) -> Option<ConnectProbe> {
-    let api = Connect::for_stack(ctx.stack).ok()?;
-    let list = api.list();
-    let answer = list.send();
-    let names = answer.as_ref().ok().filter(|r| r.status == 200).and_then(|r| r.json());
-    let any = names.as_ref().and_then(Value::as_array).is_some_and(|a| !a.is_empty());
-    let status_req = api.list_status();
-    let status = any.then(|| status_req.send());
-    Some(ConnectProbe {
-        list_url: list.url.clone(),
-        list: answer,
-        status_url: status_req.url.clone(),
-        status,
-    })
-}
-
-fn http_line(url: &str, answer: &Result<Response, String>) -> String {
-    match answer {
-        Ok(r) => {
-            let body: String = r.body.lines().next().unwrap_or("").chars().take(200).collect();
-            format!("GET {url} → {} {body}", r.status).trim_end().to_string()
-        }
-        Err(e) => format!("GET {url} → no answer ({e})"),
-    }
-}
-
 /// The connectors against the stack's connector files.
-pub fn connect_findings(stack: &Stack, probe: &ConnectProbe, port: u16) -> (Vec<Finding>, Option<String>) {
+/// `probe` is the Connect route's `GET /connectors?expand=status`: the connectors it lists, each
+/// with its state.
+pub fn connect_findings(stack: &Stack, probe: &Probe, port: u16) -> (Vec<Finding>, Option<String>) {
     let context = stack.cluster.context();
     let worker = &stack.connect.workload;
     let ns =
@@ -74,13 +41,14 @@ pub fn connect_findings(stack: &Stack, probe: &ConnectProbe, port: u16) -> (Vec<
             "the worker's log says why: `kubectl --context {context} -n {ns} logs deploy/{worker} --tail=50`"
         ))
     };
-    let names: Vec<String> = match &probe.list {
-        Ok(r) if r.status == 200 => match r.json().and_then(|v| v.as_array().cloned()) {
-            Some(list) => list.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
-            None => return (vec![not_answering(http_line(&probe.list_url, &probe.list))], None),
+    let states: BTreeMap<String, crate::connect::State> = match &probe.answer {
+        Ok(r) if r.status == 200 => match r.json().as_ref().and_then(crate::connect::states) {
+            Some(states) => states,
+            None => return (vec![not_answering(probe.line())], None),
         },
-        other => return (vec![not_answering(http_line(&probe.list_url, other))], None),
+        _ => return (vec![not_answering(probe.line())], None),
     };
+    let names: Vec<&String> = states.keys().collect();
     let mut out = Vec::new();
     let wanted: Vec<&str> = stack.connect.connectors.iter().map(|c| c.name.as_str()).collect();
     let missing: Vec<&str> = wanted.iter().copied().filter(|w| !names.iter().any(|n| n == w)).collect();
@@ -103,18 +71,12 @@ pub fn connect_findings(stack: &Stack, probe: &ConnectProbe, port: u16) -> (Vec<
             .collect();
         out.push(
             Finding::error("connectors-missing", missing.join(", "), problem)
-                .evidence(http_line(&probe.list_url, &probe.list))
+                .evidence(probe.line())
                 .evidence(format!("connector files: {}", files.join(", ")))
                 .fix("bookstore connectors")
                 .note("registers each with the secret's credentials (PUT the flat config), then waits for RUNNING"),
         );
     }
-    let states = match &probe.status {
-        Some(Ok(r)) if r.status == 200 => {
-            r.json().as_ref().and_then(crate::connect::states).unwrap_or_default()
-        }
-        _ => BTreeMap::new(),
-    };
     // Only for the pasteable restart line of a FAILED connector.
     let api = Connect::new(port, String::new());
     let mut running = 0;
@@ -123,7 +85,7 @@ pub fn connect_findings(stack: &Stack, probe: &ConnectProbe, port: u16) -> (Vec<
             Some(s) if s.failed() => out.push(
                 Finding::error("connector-failed", *name, format!("connector {name} is FAILED"))
                     .evidence(format!("{name}: {}", s.summary()))
-                    .evidence(format!("(GET {})", probe.status_url))
+                    .evidence(format!("(GET {})", probe.url))
                     .fix(api.restart_failed_line(name))
                     .note("fix the cause the trace names first; `bookstore connectors` re-registers it with the secret's credentials"),
             ),
@@ -402,7 +364,8 @@ pub fn manifest_of(stack: &Stack, namespace: &str, name: &str) -> Option<(String
     None
 }
 
-pub fn check(ctx: &Ctx, facts: &Facts, probe: &Option<ConnectProbe>, report: &mut Report) {
+pub fn check(ctx: &Ctx, facts: &Observation, report: &mut Report) {
+    let probe = facts.routes.iter().find(|p| p.check.connectors_running);
     let stack = ctx.stack;
     match stack
         .workloads
@@ -429,12 +392,12 @@ pub fn check(ctx: &Ctx, facts: &Facts, probe: &Option<ConnectProbe>, report: &mu
             }
             report.add_all(findings);
         }
-        _ => report.skip("the connectors: the Connect port has no fixed host port in the cluster config"),
+        _ => report.skip("the connectors: the stack has no Connect route with a fixed host port"),
     }
 }
 
 /// The connector files (against the worker's Deployment when the cluster was read).
-pub fn check_files(ctx: &Ctx, facts: Option<&Facts>, report: &mut Report) {
+pub fn check_files(ctx: &Ctx, facts: Option<&Observation>, report: &mut Report) {
     let stack = ctx.stack;
     let worker = facts.and_then(|f| {
         let w = stack.workloads.iter().find(|w| w.name == stack.connect.workload)?;
@@ -448,23 +411,10 @@ pub fn check_files(ctx: &Ctx, facts: Option<&Facts>, report: &mut Report) {
     report.add_all(found);
 }
 
-pub fn describe(ctx: &Ctx, lines: &mut Vec<String>) {
-    let c = &ctx.stack.connect;
-    lines.push(format!(
-        "{}   # registers the credentials with the redactor; never printed",
-        ctx.kube.get_secret(&c.secret_namespace, &c.secret_name)
-    ));
-    lines.push(ctx.kube.list_deployments().to_string());
-    lines.push(ctx.kube.list_pods().to_string());
-    if let Ok(api) = Connect::for_stack(ctx.stack) {
-        lines.push(api.list().to_string());
-        lines.push(format!("{}   # when it lists any", api.list_status()));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::Response;
     use crate::stack::{Source, load};
 
     fn worker(env: &[(&str, &str)]) -> Deployment {
@@ -543,24 +493,20 @@ mod tests {
     fn connectors_missing_failed_or_running() {
         let stack = load(Source::Embedded).unwrap();
         let ok = |body: &str| Ok(Response { status: 200, body: body.into() });
-        let probe = |list: Result<Response, String>, status: Option<Result<Response, String>>| ConnectProbe {
-            list_url: "http://127.0.0.1:32300/connectors".into(),
-            list,
-            status_url: "http://127.0.0.1:32300/connectors?expand=status".into(),
-            status,
+        let check = stack.smoke.checks.iter().find(|c| c.connectors_running).unwrap().clone();
+        let probe = |answer: Result<Response, String>| Probe {
+            check: check.clone(),
+            url: "http://127.0.0.1:32300/connectors?expand=status".into(),
+            answer,
         };
-        let (found, pass) = connect_findings(&stack, &probe(ok("[]"), None), 32300);
+        let (found, pass) = connect_findings(&stack, &probe(ok("{}")), 32300);
         assert!(pass.is_none());
         assert_eq!(found[0].id, "connectors-missing");
-        assert_eq!(found[0].evidence[0], "GET http://127.0.0.1:32300/connectors → 200 []");
+        assert_eq!(found[0].evidence[0], "GET http://127.0.0.1:32300/connectors?expand=status → 200 {}");
         assert_eq!(found[0].fix, "bookstore connectors");
         let status = r#"{"ecom-connector":{"status":{"connector":{"state":"RUNNING"},"tasks":[{"id":0,"state":"FAILED","trace":"org.apache.kafka.connect.errors.ConnectException: boom\n\tat x"}]}},
                         "inventory-connector":{"status":{"connector":{"state":"RUNNING"},"tasks":[{"id":0,"state":"RUNNING"}]}}}"#;
-        let (found, _) = connect_findings(
-            &stack,
-            &probe(ok(r#"["ecom-connector","inventory-connector"]"#), Some(ok(status))),
-            32300,
-        );
+        let (found, _) = connect_findings(&stack, &probe(ok(status)), 32300);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].id, "connector-failed");
         assert_eq!(
@@ -571,7 +517,7 @@ mod tests {
             found[0].fix,
             "curl -sS -X POST 'http://127.0.0.1:32300/connectors/ecom-connector/restart?includeTasks=true&onlyFailed=true'"
         );
-        let (found, _) = connect_findings(&stack, &probe(Err("connection refused".into()), None), 32300);
+        let (found, _) = connect_findings(&stack, &probe(Err("connection refused".into())), 32300);
         assert_eq!(found[0].id, "connect-not-answering");
         assert!(found[0].evidence[0].ends_with("→ no answer (connection refused)"));
     }

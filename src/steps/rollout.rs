@@ -113,13 +113,25 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
         Order::Graph => "each when what it needs is Ready",
         Order::Phased => "databases first, then every app",
     };
-    let step = ctx.ui.start(&format!("Restarting {} workloads ({order})", stack.workloads.len()));
+    let restarts = graph.tasks.iter().filter(|(t, _)| matches!(t, Task::Restart(_))).count();
+    let awaits = graph.tasks.iter().filter(|(t, _)| matches!(t, Task::Await(_))).count();
+    let of = if restarts == stack.workloads.len() {
+        String::new()
+    } else {
+        format!(" of {}", stack.workloads.len())
+    };
+    let waiting = if awaits > 0 { format!(", waiting for {awaits} more") } else { String::new() };
+    let step = ctx.ui.start(&format!("Restarting {restarts}{of} workloads ({order}{waiting})"));
 
     // Everything that can be wrong with the input is checked before the first restart.
     let mut generation = ctx.deployments()?.clone();
-    let absent: Vec<String> = stack
-        .workloads
+    let absent: Vec<String> = graph
+        .tasks
         .iter()
+        .filter_map(|(t, _)| match t {
+            Task::Restart(i) | Task::Await(i) => Some(&stack.workloads[*i]),
+            Task::Register(_) => None,
+        })
         .filter(|w| !generation.contains_key(&(w.namespace.clone(), w.name.clone())))
         .map(|w| format!("{}/{}", w.namespace, w.name))
         .collect();
@@ -128,7 +140,7 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
     }
     let connect = connectors::connect(ctx)?;
     let desired: Vec<Desired> =
-        stack.connect.connectors.iter().map(|c| connectors::desired(ctx, c)).collect::<Result<_>>()?;
+        stack.connect.connectors.iter().map(|c| ctx.desired(c)).collect::<Result<_>>()?;
 
     let (tx, rx) = mpsc::channel::<Msg>();
     let mut watch = Watch::start(ctx, &tx)?;
@@ -150,6 +162,21 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
         let mut batch: Vec<(String, String)> = Vec::new();
         for task in &due {
             match *task {
+                Task::Await(i) => {
+                    let w = &stack.workloads[i];
+                    let current =
+                        generation.get(&(w.namespace.clone(), w.name.clone())).copied().unwrap_or(0);
+                    state.insert(
+                        *task,
+                        State::Restarting {
+                            since: Instant::now(),
+                            // Its current rollout is what is waited for.
+                            before: current - 1,
+                            last: "waiting for its rollout".into(),
+                            needs_ready: needs_done(stack, &state, i),
+                        },
+                    );
+                }
                 Task::Restart(i) => {
                     let w = &stack.workloads[i];
                     batch.push((w.namespace.clone(), w.name.clone()));
@@ -192,7 +219,7 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
         let deadline = state
             .iter()
             .filter_map(|(task, s)| match (task, s) {
-                (Task::Restart(i), State::Restarting { since, .. }) => {
+                (Task::Restart(i) | Task::Await(i), State::Restarting { since, .. }) => {
                     Some(*since + stack.workloads[*i].timeout)
                 }
                 _ => None,
@@ -208,19 +235,21 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
         let waiting: Vec<Waiting> = state
             .iter()
             .filter_map(|(task, s)| match (task, s) {
-                (Task::Restart(i), State::Restarting { since, needs_ready, .. }) => Some(Waiting {
-                    namespace: &stack.workloads[*i].namespace,
-                    name: &stack.workloads[*i].name,
-                    since: *since,
-                    newer_than: Some(now_wall.saturating_sub(since.elapsed().as_secs())),
-                    needs: if *needs_ready {
-                        Needs::ReadyAtStart
-                    } else if needs_done(stack, &state, *i) {
-                        Needs::ReadySince
-                    } else {
-                        Needs::Pending
-                    },
-                }),
+                (Task::Restart(i) | Task::Await(i), State::Restarting { since, needs_ready, .. }) => {
+                    Some(Waiting {
+                        namespace: &stack.workloads[*i].namespace,
+                        name: &stack.workloads[*i].name,
+                        since: *since,
+                        newer_than: Some(now_wall.saturating_sub(since.elapsed().as_secs())),
+                        needs: if *needs_ready {
+                            Needs::ReadyAtStart
+                        } else if needs_done(stack, &state, *i) {
+                            Needs::ReadySince
+                        } else {
+                            Needs::Pending
+                        },
+                    })
+                }
                 _ => None,
             })
             .collect();
@@ -239,7 +268,8 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
                     else {
                         continue;
                     };
-                    let task = Task::Restart(i);
+                    let task =
+                        if state.contains_key(&Task::Await(i)) { Task::Await(i) } else { Task::Restart(i) };
                     if let Some(State::Restarting { since, before, last, .. }) = state.get_mut(&task) {
                         if g <= *before {
                             continue; // an event from before our restart
@@ -285,7 +315,9 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
                 Err(RecvTimeoutError::Timeout) => {
                     let now = Instant::now();
                     for (task, s) in &state {
-                        if let (Task::Restart(i), State::Restarting { since, last, .. }) = (task, s) {
+                        if let (Task::Restart(i) | Task::Await(i), State::Restarting { since, last, .. }) =
+                            (task, s)
+                        {
                             let w = &stack.workloads[*i];
                             if now >= *since + w.timeout {
                                 return Err(Error::Timeout {
@@ -397,14 +429,15 @@ pub fn missing_workloads(ctx: &Ctx) -> Result<Vec<String>> {
         .collect())
 }
 
-/// Everything workload `i` needs is Ready.
+/// Everything workload `i` needs is Ready: its task is done, or it has none (kept, Ready).
 fn needs_done(stack: &crate::stack::Stack, state: &BTreeMap<Task, State>, i: usize) -> bool {
     stack.workloads[i].needs.iter().all(|need| {
-        stack
-            .workloads
-            .iter()
-            .position(|w| &w.name == need)
-            .is_none_or(|j| matches!(state.get(&Task::Restart(j)), Some(State::Done)))
+        stack.workloads.iter().position(|w| &w.name == need).is_none_or(|j| {
+            [Task::Restart(j), Task::Await(j)]
+                .iter()
+                .filter_map(|t| state.get(t))
+                .all(|s| matches!(s, State::Done))
+        })
     })
 }
 
@@ -440,9 +473,24 @@ pub fn describe(ctx: &Ctx, graph: &Graph, lines: &mut Vec<String>) -> Result<()>
         }
     });
     lines.push(format!("{}   # one watch for every readiness wait", ctx.kube.watch_deployments()));
+    if !ctx.tolerate {
+        lines.push(format!(
+            "{}   # fail fast: every pod's state, once a workload has waited {}s",
+            ctx.kube.watch_pods(),
+            super::failfast::GRACE.as_secs()
+        ));
+        lines.push(format!(
+            "{}   # fail fast: only while a waited-for pod is Pending",
+            ctx.kube.list_events()
+        ));
+    }
     let name = |t: &Task| match t {
-        Task::Restart(i) => stack.workloads[*i].name.clone(),
+        Task::Restart(i) | Task::Await(i) => stack.workloads[*i].name.clone(),
         Task::Register(i) => stack.connect.connectors[*i].name.clone(),
+    };
+    let when = |task: &Task| {
+        let after: Vec<String> = graph.after(*task).iter().map(name).collect();
+        if after.is_empty() { "at once".to_string() } else { format!("once {} Ready", after.join(", ")) }
     };
     for (n, wave) in graph.waves().iter().enumerate() {
         let mut targets: Vec<(&str, &str, &str)> = Vec::new();
@@ -452,17 +500,25 @@ pub fn describe(ctx: &Ctx, graph: &Graph, lines: &mut Vec<String>) -> Result<()>
                 Task::Restart(i) => {
                     let w = &stack.workloads[*i];
                     targets.push(("deployment", w.namespace.as_str(), w.name.as_str()));
-                    let after: Vec<String> = graph.after(*task).iter().map(name).collect();
-                    let when = if after.is_empty() {
-                        "at once".to_string()
-                    } else {
-                        format!("once {} Ready", after.join(", "))
-                    };
-                    notes.push(format!("#   {} ({}) {when}", w.name, w.namespace));
+                    notes.push(format!("#   {} ({}) {}", w.name, w.namespace, when(task)));
+                }
+                Task::Await(i) => {
+                    let w = &stack.workloads[*i];
+                    lines.push(format!(
+                        "# {} ({}): no restart; wait {} until its current rollout is done",
+                        w.name,
+                        w.namespace,
+                        when(task)
+                    ));
                 }
                 Task::Register(i) => {
                     let after: Vec<String> = graph.after(*task).iter().map(name).collect();
-                    lines.push(format!("# connector {} once {} are Ready", name(task), after.join(", ")));
+                    let once = if after.is_empty() {
+                        "now".to_string()
+                    } else {
+                        format!("once {} are Ready", after.join(", "))
+                    };
+                    lines.push(format!("# connector {} {once}", name(task)));
                     connectors::describe(ctx, &stack.connect.connectors[*i], lines)?;
                 }
             }

@@ -90,10 +90,18 @@ fn up_on_an_empty_machine_builds_the_whole_stack_and_a_second_up_recovers_it() {
         && e.verb == "PATCH"
         && e.path.contains("/secrets/ecom-db-credentials")));
 
-    // A second `up` finds the stack complete: a recovery, and the secrets are kept.
+    // A second `up` finds the stack complete and healthy (every pod created after ztunnel was
+    // Ready): nothing is restarted, and the secrets are kept.
+    let before = sim.audit().len();
     let again = bookstore(&sim, &["up"]);
     again.expect(0);
-    assert!(again.stderr.contains("Restarting 16 workloads"), "{}", again.stderr);
+    assert!(again.stderr.contains("Stack healthy: nothing to restart"), "{}", again.stderr);
+    let writes: Vec<String> = sim.audit()[before..]
+        .iter()
+        .filter(|e| e.source == Source::Kube && e.verb != "GET")
+        .map(|e| format!("{} {}", e.verb, e.path))
+        .collect();
+    assert!(writes.is_empty(), "a second up on a fresh stack changed {writes:?}");
     assert_eq!(secret_value(&sim, "ecom", "ecom-db-credentials", "POSTGRES_PASSWORD"), password);
 }
 

@@ -58,7 +58,10 @@ fn right_after_a_docker_restart_doctor_reports_the_stale_mesh_and_the_lost_conne
     assert_eq!(doctor.fix("ztunnel-hbone-failing"), "bookstore recover");
     // Root cause 2: `GET /connectors` is empty while the stack has connector files.
     let connectors = doctor.evidence("connectors-missing");
-    assert!(connectors.lines().next().unwrap().ends_with("/connectors → 200 []"), "{connectors}");
+    assert!(
+        connectors.lines().next().unwrap().ends_with("/connectors?expand=status → 200 {}"),
+        "{connectors}"
+    );
     assert!(connectors.contains("ecom-connector (debezium/connectors/ecom-connector.json)"));
     assert_eq!(doctor.fix("connectors-missing"), "bookstore connectors");
     // The NodePorts of stale pods close without an answer.
@@ -182,7 +185,7 @@ fn an_older_cluster_without_the_new_port_mappings_gets_the_guides_advice() {
         "{}",
         doctor.run.stderr
     );
-    assert!(doctor.evidence("connect-not-answering").contains("/connectors → no answer"));
+    assert!(doctor.evidence("connect-not-answering").contains("/connectors?expand=status → no answer"));
 }
 
 #[test]

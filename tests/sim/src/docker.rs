@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::audit::{AuditEntry, Source};
 use crate::server::{self, Handler, Resp};
-use crate::timefmt::{human_duration, rfc3339};
+use crate::timefmt::{human_duration, rfc3339, rfc3339_millis};
 use crate::world::{Container, SharedRef, World};
 
 pub const API_VERSION: &str = "1.50";
@@ -229,7 +229,7 @@ fn inspect(w: &World, c: &Container) -> Value {
         "Args": if is_node { json!(["/sbin/init"]) } else { json!(c.cmd) },
         "State": {"Status": status,"Running": c.running,"Paused":false,"Restarting":false,"OOMKilled":false,
                   "Dead":false,"Pid": pid,"ExitCode": if c.running {0} else {137},"Error":"",
-                  "StartedAt": rfc3339(c.started),"FinishedAt": finished},
+                  "StartedAt": rfc3339_millis(c.started),"FinishedAt": finished},
         "Image": format!("sha256:{}", &crate::world::container_id(&c.image, 7)),
         "Name": format!("/{}", c.name),
         "RestartCount": 0,

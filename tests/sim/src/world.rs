@@ -576,6 +576,7 @@ impl World {
         let now = Instant::now();
         self.last_ztunnel_complete = Some(now);
         self.instant_ready(now);
+        self.age_bootstrap();
         for (_, file) in self.infra.connectors.clone() {
             let mut config = file.config.clone();
             let db =
@@ -684,6 +685,31 @@ impl World {
         let s = &self.infra.stack.connect.secret;
         let obj = json!({"metadata":{"name": s.name, "namespace": s.namespace},"type":"Opaque","data": data});
         self.store.put(Res::Secrets, obj);
+    }
+
+    /// The healthy stack was bootstrapped an hour ago, and its timestamps say so as a real
+    /// bootstrap leaves them: the node container started first (2 h ago), Istio's pods were
+    /// created and Ready next, the stack's pods after them. Without this, every timestamp would
+    /// be "now" and a Docker restart a second later could not be told from the bootstrap.
+    fn age_bootstrap(&mut self) {
+        let wall = SystemTime::now();
+        let ago = |secs: u64| wall.checked_sub(Duration::from_secs(secs)).unwrap_or(wall);
+        let node = self.node_name();
+        for c in self.containers.iter_mut().filter(|c| c.name == node) {
+            c.created = ago(7200);
+            c.started = ago(7200);
+        }
+        let mesh_ns = self.infra.stack.mesh.namespace.clone();
+        let keys: Vec<(String, String)> = self.pods.keys().cloned().collect();
+        for k in keys {
+            if let Some(p) = self.pods.get_mut(&k) {
+                let (created, ready) = if p.ns == mesh_ns { (3600, 3590) } else { (3500, 3400) };
+                p.created_wall = ago(created);
+                p.started_wall = ago(created);
+                p.ready_wall = Some(ago(ready));
+            }
+            self.write_pod(&k);
+        }
     }
 
     /// Bring every workload to a rolled-out, Ready state at once (bootstrap only).

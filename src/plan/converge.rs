@@ -1,0 +1,723 @@
+//! The convergent plan: from the stack and one observation, what `up` restarts and why, and
+//! what it keeps and why. A pure function of its inputs, tested as data; `steps` carries it out.
+//!
+//! The rule (README "What `up` restarts, and why"):
+//! - ztunnel is restarted when one of its pods was created before the node container last started
+//!   (a Docker restart restarts pods in place: same pod, same `creationTimestamp`), or when it is
+//!   not healthy (no pod, or a pod not Ready).
+//! - A meshed workload is stale when one of its serving pods (the newest `replicas` of them) was
+//!   created before ztunnel's current pods became Ready: istio-cni and ztunnel adopt a pod when it
+//!   is created, and "existing long-lived pods do not trigger re-registration" (the guide). When
+//!   ztunnel itself is restarted, every meshed workload is stale.
+//! - Evidence catches what timestamps cannot, for the pods that hold it now: Envoy's upstream
+//!   reset on a route the workload serves, ztunnel's failed HBONE connections to one of its pods'
+//!   `<ip>:15008` logged after that pod was created, istio-cni's failed in-pod reconcile of one of
+//!   its pods (the log line itself says to restart the pod).
+//! - A workload restarted after ztunnel was Ready, or rolling out now, is left alone; one that is
+//!   not Ready yet is waited for, so what needs it waits too.
+//! - A connector is registered (GET, compare, PUT only if different) when Connect lacks it, stores
+//!   another config, does not run it, or when a workload it needs restarts (Kafka without a volume
+//!   loses Connect's config topic with its pod).
+//!
+//! Timestamps are whole seconds (Kubernetes writes them so); a tie counts as after.
+
+use std::collections::BTreeMap;
+
+use crate::cluster::{Pod, format_time};
+use crate::observe::{Observation, Stored};
+use crate::stack::Stack;
+
+use super::{Graph, Order, Task, graph};
+
+/// What happens to one workload, ztunnel or connector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Act {
+    /// `rollout restart` it (a connector: register it).
+    Restart,
+    /// Leave it, but wait until it is Ready (it is rolling out or starting).
+    Await,
+    /// Leave it: it is healthy.
+    Keep,
+}
+
+/// An action and the evidence for it, one reason a line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub act: Act,
+    pub why: Vec<String>,
+}
+
+impl Decision {
+    fn new(act: Act, why: impl Into<String>) -> Decision {
+        Decision { act, why: vec![why.into()] }
+    }
+
+    /// `restart ecom-db: its pod … ; …` (connectors: `register …`).
+    pub fn line(&self, subject: &str, connector: bool) -> String {
+        let verb = match (self.act, connector) {
+            (Act::Restart, false) => "restart",
+            (Act::Restart, true) => "register",
+            (Act::Await, _) => "wait for",
+            (Act::Keep, _) => "keep",
+        };
+        format!("{verb} {subject}: {}", self.why.join("; "))
+    }
+}
+
+/// What an escalation adds to the plan: restarts the evidence of a failed verification asks for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Force {
+    /// Restart ztunnel, for this reason.
+    pub ztunnel: Option<String>,
+    /// Restart these workloads (indexes into `stack.workloads`), for these reasons.
+    pub workloads: BTreeMap<usize, String>,
+}
+
+/// The smallest remedy: one decision for ztunnel, each workload and each connector.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Remedy {
+    pub ztunnel: Decision,
+    /// Index-aligned with `stack.workloads`.
+    pub workloads: Vec<Decision>,
+    /// Index-aligned with `stack.connect.connectors`.
+    pub connectors: Vec<Decision>,
+}
+
+impl Remedy {
+    /// Nothing to restart, wait for or register.
+    pub fn nothing_to_do(&self) -> bool {
+        self.ztunnel.act == Act::Keep
+            && self.workloads.iter().all(|d| d.act == Act::Keep)
+            && self.connectors.iter().all(|d| d.act == Act::Keep)
+    }
+
+    /// The workloads restarted (indexes).
+    pub fn restarts(&self) -> Vec<usize> {
+        (0..self.workloads.len()).filter(|i| self.workloads[*i].act == Act::Restart).collect()
+    }
+
+    /// The rollout graph of this remedy: the full graph (in `order`) cut down to the workloads
+    /// restarted or waited for and the connectors registered; a kept workload is Ready, so what
+    /// needs it does not wait for it.
+    pub fn graph(&self, stack: &Stack, order: Order) -> Graph {
+        let full = graph(stack, order);
+        let task = |t: Task| -> Option<Task> {
+            match t {
+                Task::Restart(i) | Task::Await(i) => match self.workloads[i].act {
+                    Act::Restart => Some(Task::Restart(i)),
+                    Act::Await => Some(Task::Await(i)),
+                    Act::Keep => None,
+                },
+                Task::Register(c) => (self.connectors[c].act != Act::Keep).then_some(t),
+            }
+        };
+        let tasks = full
+            .tasks
+            .iter()
+            .filter_map(|(t, after)| Some((task(*t)?, after.iter().filter_map(|a| task(*a)).collect())))
+            .collect();
+        Graph { order, tasks }
+    }
+
+    /// Every decision as a line, ztunnel first: what `--dry-run` prints and `--json` reports.
+    pub fn lines(&self, stack: &Stack) -> Vec<String> {
+        let mut out = vec![self.ztunnel.line(&stack.mesh.daemonset, false)];
+        out.extend(self.workloads.iter().zip(&stack.workloads).map(|(d, w)| d.line(&w.name, false)));
+        out.extend(self.connectors.iter().zip(&stack.connect.connectors).map(|(d, c)| d.line(&c.name, true)));
+        out
+    }
+}
+
+/// When ztunnel's current pods were all Ready (the latest of their Ready times); `None` when it is
+/// restarted (every pod existing now predates its new pods).
+fn ztunnel_ready(stack: &Stack, obs: &Observation, ztunnel: &Decision) -> Option<u64> {
+    if ztunnel.act != Act::Keep {
+        return None;
+    }
+    obs.daemon_pods(&stack.mesh.namespace, &stack.mesh.daemonset).iter().filter_map(|p| p.ready_since).max()
+}
+
+fn when(t: Option<u64>) -> String {
+    t.map(format_time).unwrap_or_else(|| "at an unknown time".into())
+}
+
+fn decide_ztunnel(stack: &Stack, obs: &Observation, force: &Force) -> Decision {
+    if let Some(why) = &force.ztunnel {
+        return Decision::new(Act::Restart, why.clone());
+    }
+    let pods = obs.daemon_pods(&stack.mesh.namespace, &stack.mesh.daemonset);
+    let started = obs.node.started_at;
+    if pods.is_empty() {
+        return Decision::new(Act::Restart, "it has no pod");
+    }
+    if let Some(start) = started
+        && let Some(p) = pods.iter().find(|p| p.created.unwrap_or(0) < start)
+    {
+        return Decision::new(
+            Act::Restart,
+            format!(
+                "its pod {} was created {}, before the node container last started ({}): it came back \
+                 with the node and holds no registration for the pods that came back with it",
+                p.name,
+                when(p.created),
+                format_time(start)
+            ),
+        );
+    }
+    if let Some(p) = pods.iter().find(|p| !p.ready()) {
+        return Decision::new(
+            Act::Restart,
+            format!("it is not healthy: its pod {} (created {}) is not Ready", p.name, when(p.created)),
+        );
+    }
+    let p = pods.iter().max_by_key(|p| p.ready_since).expect("not empty");
+    let after = started
+        .map(|s| format!(", after the node container started ({})", format_time(s)))
+        .unwrap_or_default();
+    Decision::new(
+        Act::Keep,
+        format!(
+            "its pod {} was created {}{after}, Ready since {}",
+            p.name,
+            when(p.created),
+            when(p.ready_since)
+        ),
+    )
+}
+
+/// The evidence against one workload's current pods.
+fn evidence(obs: &Observation, workload: &str, pods: &[&Pod]) -> Vec<String> {
+    let mut why = Vec::new();
+    for probe in obs.routes.iter().filter(|p| p.check.serves.as_deref() == Some(workload)) {
+        if probe.reset_reason().is_some() {
+            let summary = probe.answer.as_ref().map(|r| r.summary()).unwrap_or_default();
+            let host = probe.check.host.as_deref().map(|h| format!(" (Host: {h})")).unwrap_or_default();
+            why.push(format!("gateway {}{host} answers \"{summary}\"", probe.check.path));
+        }
+    }
+    for f in obs.hbone.iter().flatten() {
+        let Some(pod) = pods.iter().find(|p| p.ips.contains(&f.ip)) else { continue };
+        // A line from before the pod existed is about the IP's previous holder.
+        if f.at.is_some_and(|at| at < pod.created.unwrap_or(0)) {
+            continue;
+        }
+        let line = format!("ztunnel: {} to {}:15008 ({})", f.error, f.ip, pod.name);
+        if !why.contains(&line) {
+            why.push(line);
+        }
+    }
+    for (ns, name, _) in obs.cni.iter().flatten() {
+        if pods.iter().any(|p| &p.namespace == ns && &p.name == name) {
+            why.push(format!("istio-cni: failed to reconcile inpod rules for pod {name}"));
+        }
+    }
+    why
+}
+
+fn decide_workload(
+    stack: &Stack,
+    obs: &Observation,
+    i: usize,
+    ready_at: Option<u64>,
+    force: &Force,
+) -> Decision {
+    let w = &stack.workloads[i];
+    let Some(d) = obs.deployment(&w.namespace, &w.name) else {
+        return Decision::new(Act::Restart, "its deployment is missing");
+    };
+    let mut pods = obs.pods_of(d);
+    pods.sort_by_key(|p| std::cmp::Reverse(p.created));
+    let mut why = evidence(obs, &w.name, &pods);
+    if let Some(f) = force.workloads.get(&i) {
+        why.insert(0, f.clone());
+    }
+    let meshed = pods.iter().any(|p| p.meshed);
+    let serving: Vec<&&Pod> = pods.iter().take(d.desired.max(1) as usize).collect();
+    let rollout_starting = d.generation > d.observed_generation;
+    match ready_at {
+        _ if !meshed => {}
+        None if !pods.is_empty() && !rollout_starting => {
+            let p = serving.last().expect("not empty");
+            why.push(format!(
+                "ztunnel is restarted first, and its pod {} was created before ({})",
+                p.name,
+                when(p.created)
+            ));
+        }
+        None => {}
+        Some(t) => {
+            if let Some(p) = serving.iter().find(|p| p.created.unwrap_or(0) < t)
+                && !rollout_starting
+            {
+                why.push(format!(
+                    "its pod {} was created {} before ztunnel's pods were Ready ({})",
+                    p.name,
+                    when(p.created),
+                    format_time(t)
+                ));
+            }
+        }
+    }
+    if !why.is_empty() {
+        return Decision { act: Act::Restart, why };
+    }
+    let newest = pods.first();
+    if d.desired == 0 {
+        return Decision::new(Act::Keep, "scaled to 0");
+    }
+    // A pod that has not become Ready within the workload's own deadline is not waited for again.
+    if let Some(p) = newest
+        && !p.ready()
+        && p.created.is_some_and(|c| obs.at.saturating_sub(c) > w.timeout.as_secs())
+    {
+        return Decision::new(
+            Act::Restart,
+            format!(
+                "its pod {} has not become Ready since it was created {} (its deadline is {})",
+                p.name,
+                when(p.created),
+                crate::ui::human(w.timeout)
+            ),
+        );
+    }
+    if rollout_starting || d.ready < d.desired || d.updated < d.desired || pods.is_empty() {
+        let what = match newest {
+            Some(p) => format!("its pod {} (created {}) is not Ready yet", p.name, when(p.created)),
+            None => "its new pod is being created".to_string(),
+        };
+        return Decision::new(Act::Await, format!("{what}: wait for it"));
+    }
+    let p = newest.expect("desired > 0 and ready");
+    Decision::new(
+        Act::Keep,
+        match (meshed, ready_at) {
+            (false, _) => format!("not in the ambient mesh; Ready since {}", when(p.ready_since)),
+            (true, Some(t)) => {
+                format!(
+                    "its pod {} was created {}, after ztunnel was Ready ({})",
+                    p.name,
+                    when(p.created),
+                    format_time(t)
+                )
+            }
+            (true, None) => format!("its pod {} is rolling out", p.name),
+        },
+    )
+}
+
+fn decide_connector(stack: &Stack, obs: &Observation, c: usize, workloads: &[Decision]) -> Decision {
+    let connector = &stack.connect.connectors[c];
+    let mut why = Vec::new();
+    match &obs.connectors[c] {
+        Stored::Absent => why.push("Kafka Connect does not have it".to_string()),
+        Stored::Differs => why.push("Kafka Connect stores another config".to_string()),
+        Stored::Unknown(e) => why.push(format!("its stored config is not known ({e})")),
+        Stored::Matches => {}
+    }
+    if why.is_empty() {
+        let state = obs
+            .routes
+            .iter()
+            .find(|p| p.check.connectors_running)
+            .and_then(|p| p.answer.as_ref().ok())
+            .filter(|r| r.status == 200)
+            .and_then(|r| r.json())
+            .and_then(|v| crate::connect::states(&v))
+            .and_then(|s| s.get(&connector.name).cloned());
+        match state {
+            Some(s) if s.running() => {}
+            Some(s) => why.push(format!("it is {}", s.summary())),
+            None => why.push("its status is not known".to_string()),
+        }
+    }
+    // What it needs, and what they need in turn (debezium needs kafka).
+    let index = |name: &str| stack.workloads.iter().position(|w| w.name == name);
+    let mut needs: Vec<usize> = std::iter::once(stack.connect.workload.as_str())
+        .chain(connector.needs.iter().map(String::as_str))
+        .filter_map(index)
+        .collect();
+    let mut k = 0;
+    while k < needs.len() {
+        for n in stack.workloads[needs[k]].needs.iter().filter_map(|n| index(n)) {
+            if !needs.contains(&n) {
+                needs.push(n);
+            }
+        }
+        k += 1;
+    }
+    let restarted: Vec<&str> = needs
+        .iter()
+        .filter(|n| workloads[**n].act == Act::Restart)
+        .map(|n| stack.workloads[*n].name.as_str())
+        .collect();
+    if !restarted.is_empty() {
+        why.push(format!("{} restart(s): check it is still registered afterwards", restarted.join(", ")));
+    }
+    if why.is_empty() {
+        return Decision::new(Act::Keep, "RUNNING with the desired config");
+    }
+    Decision { act: Act::Restart, why }
+}
+
+/// The smallest remedy for what `obs` shows, plus what `force` adds (an escalation).
+pub fn converge(stack: &Stack, obs: &Observation, force: &Force) -> Remedy {
+    let ztunnel = decide_ztunnel(stack, obs, force);
+    let ready_at = ztunnel_ready(stack, obs, &ztunnel);
+    let workloads: Vec<Decision> =
+        (0..stack.workloads.len()).map(|i| decide_workload(stack, obs, i, ready_at, force)).collect();
+    let connectors =
+        (0..stack.connect.connectors.len()).map(|c| decide_connector(stack, obs, c, &workloads)).collect();
+    Remedy { ztunnel, workloads, connectors }
+}
+
+/// What one escalation restarts after a failed verification: the workloads behind the routes
+/// that still fail, and ztunnel when its own evidence points there (a pod of it not Ready, or
+/// HBONE failures to pods created after it was Ready: fresh pods it cannot reach).
+pub fn escalate(stack: &Stack, obs: &Observation, failing: &[crate::observe::routes::Probe]) -> Force {
+    let mut force = Force::default();
+    for probe in failing {
+        let Some(serves) = probe.check.serves.as_deref() else { continue };
+        if let Some(i) = stack.workloads.iter().position(|w| w.name == serves) {
+            force.workloads.entry(i).or_insert_with(|| {
+                format!("route {} still fails after the remedy: {}", probe.check.name, probe.line())
+            });
+        }
+    }
+    let ztunnel = obs.daemon_pods(&stack.mesh.namespace, &stack.mesh.daemonset);
+    if let Some(p) = ztunnel.iter().find(|p| !p.ready()) {
+        force.ztunnel = Some(format!("its pod {} is not Ready", p.name));
+    } else if let Some(ready) = ztunnel.iter().filter_map(|p| p.ready_since).max() {
+        let fresh_failing = obs.hbone.iter().flatten().find_map(|f| {
+            let pod =
+                obs.pods.iter().find(|p| p.ips.contains(&f.ip) && p.created.is_some_and(|c| c >= ready))?;
+            f.at.is_none_or(|at| at >= pod.created.unwrap_or(0)).then(|| {
+                format!(
+                    "ztunnel: {} to {}:15008 ({}), a pod created after ztunnel was Ready",
+                    f.error, f.ip, pod.name
+                )
+            })
+        });
+        force.ztunnel = fresh_failing;
+    }
+    force
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::{Container, Deployment};
+    use crate::http::Response;
+    use crate::observe::evidence::HboneFailure;
+    use crate::observe::routes::Probe;
+    use crate::stack::{Source, load};
+
+    /// When the node container last started (seconds since the epoch).
+    const START: u64 = 1_800_000_000;
+
+    fn pod(ns: &str, name: &str, app: &str, created: u64, ready: Option<u64>) -> Pod {
+        Pod {
+            namespace: ns.into(),
+            name: name.into(),
+            labels: [("app".to_string(), app.to_string())].into(),
+            phase: "Running".into(),
+            ips: vec![],
+            created: Some(created),
+            ready_since: ready,
+            meshed: ns != "istio-system",
+            containers: vec![Container { name: app.into(), ready: ready.is_some(), ..Container::default() }],
+            ..Pod::default()
+        }
+    }
+
+    /// The stack with every workload's pod created at `created(name)`, Ready 5 s later; ztunnel's
+    /// pod created at `zt_created`, Ready 3 s later; every route answering 200; both connectors
+    /// stored with the desired config and RUNNING.
+    fn world(stack: &Stack, zt_created: u64, created: impl Fn(&str) -> u64) -> Observation {
+        let mut deployments = Vec::new();
+        let mut pods = Vec::new();
+        for w in &stack.workloads {
+            deployments.push(Deployment {
+                namespace: w.namespace.clone(),
+                name: w.name.clone(),
+                generation: 2,
+                observed_generation: 2,
+                desired: 1,
+                ready: 1,
+                updated: 1,
+                selector: [("app".to_string(), w.name.clone())].into(),
+                ..Deployment::default()
+            });
+            let t = created(&w.name);
+            pods.push(pod(&w.namespace, &format!("{}-abc12", w.name), &w.name, t, Some(t + 5)));
+        }
+        let mut zt = pod("istio-system", "ztunnel-x1", "ztunnel", zt_created, Some(zt_created + 3));
+        zt.owner = Some(("DaemonSet".into(), "ztunnel".into()));
+        pods.push(zt);
+        for (n, p) in pods.iter_mut().enumerate() {
+            p.ips = vec![format!("10.244.0.{}", 10 + n)];
+        }
+        let mut obs = Observation::of(deployments, pods);
+        obs.node.running = true;
+        obs.node.started_at = Some(START);
+        let running = r#"{"state":"RUNNING"}"#;
+        let states = format!(
+            r#"{{"ecom-connector":{{"status":{{"connector":{running},"tasks":[{running}]}}}},
+                "inventory-connector":{{"status":{{"connector":{running},"tasks":[{running}]}}}}}}"#
+        );
+        obs.routes = stack
+            .smoke
+            .checks
+            .iter()
+            .map(|c| Probe {
+                check: c.clone(),
+                url: format!("http://127.0.0.1:1{}", c.path),
+                answer: Ok(Response {
+                    status: 200,
+                    body: if c.connectors_running { states.clone() } else { "ok".into() },
+                }),
+            })
+            .collect();
+        obs.connectors = vec![Stored::Matches; stack.connect.connectors.len()];
+        obs
+    }
+
+    fn acts(stack: &Stack, remedy: &Remedy) -> Vec<(String, Act)> {
+        stack.workloads.iter().zip(&remedy.workloads).map(|(w, d)| (w.name.clone(), d.act)).collect()
+    }
+
+    fn restarted(stack: &Stack, remedy: &Remedy) -> Vec<String> {
+        remedy.restarts().into_iter().map(|i| stack.workloads[i].name.clone()).collect()
+    }
+
+    #[test]
+    fn a_healthy_stack_gets_nothing_to_do() {
+        let stack = load(Source::Embedded).unwrap();
+        let obs = world(&stack, START + 60, |_| START + 120);
+        let remedy = converge(&stack, &obs, &Force::default());
+        assert!(remedy.nothing_to_do(), "{:#?}", remedy.lines(&stack));
+        assert!(remedy.graph(&stack, Order::Graph).tasks.is_empty());
+        assert!(
+            remedy.lines(&stack)[1].starts_with("keep ecom-db: its pod ecom-db-abc12 was created"),
+            "{:?}",
+            remedy.lines(&stack)
+        );
+        // A tie (the same second) counts as after.
+        let tie = world(&stack, START, |_| START + 3);
+        assert!(converge(&stack, &tie, &Force::default()).nothing_to_do());
+    }
+
+    #[test]
+    fn after_a_docker_restart_ztunnel_and_every_meshed_workload_restart() {
+        let stack = load(Source::Embedded).unwrap();
+        // Pods kept their names and creation times; the node container started again.
+        let mut obs = world(&stack, START - 3600, |_| START - 3500);
+        obs.connectors = vec![Stored::Absent; 2];
+        let remedy = converge(&stack, &obs, &Force::default());
+        assert_eq!(remedy.ztunnel.act, Act::Restart);
+        assert!(
+            remedy.ztunnel.why[0].contains("before the node container last started"),
+            "{:?}",
+            remedy.ztunnel
+        );
+        assert_eq!(remedy.restarts().len(), stack.workloads.len());
+        assert!(remedy.connectors.iter().all(|c| c.act == Act::Restart));
+        // The graph is the full one: databases before the apps that migrate against them.
+        assert_eq!(remedy.graph(&stack, Order::Graph), graph(&stack, Order::Graph));
+    }
+
+    #[test]
+    fn after_an_interrupted_recovery_only_what_is_still_stale_restarts() {
+        let stack = load(Source::Embedded).unwrap();
+        // ztunnel was restarted (created after the node started, Ready at START + 13); the
+        // first wave was restarted after that; kafka and the second wave were not reached.
+        let first = [
+            "ecom-db",
+            "inventory-db",
+            "keycloak-db",
+            "analytics-db",
+            "ui-service",
+            "redis",
+            "pgadmin",
+            "flink-jobmanager",
+            "prometheus",
+        ];
+        let obs = world(&stack, START + 10, |n| if first.contains(&n) { START + 14 } else { START - 3500 });
+        let remedy = converge(&stack, &obs, &Force::default());
+        assert_eq!(remedy.ztunnel.act, Act::Keep, "{:?}", remedy.ztunnel);
+        assert_eq!(
+            restarted(&stack, &remedy),
+            [
+                "ecom-service",
+                "inventory-service",
+                "keycloak",
+                "kafka",
+                "debezium",
+                "flink-taskmanager",
+                "superset"
+            ]
+        );
+        let kafka = stack.workloads.iter().position(|w| w.name == "kafka").unwrap();
+        assert!(
+            remedy.workloads[kafka].why[0].contains("before ztunnel's pods were Ready"),
+            "{:?}",
+            remedy.workloads[kafka]
+        );
+        // kafka restarts: Kafka without a volume may lose Connect's topics, so both connectors are
+        // checked again afterwards (GET, compare, PUT only if different).
+        assert!(remedy.connectors.iter().all(|c| c.act == Act::Restart));
+        let g = remedy.graph(&stack, Order::Graph);
+        let debezium = stack.workloads.iter().position(|w| w.name == "debezium").unwrap();
+        assert_eq!(g.after(Task::Restart(debezium)), [Task::Restart(kafka)]);
+        // ecom-service needs ecom-db, which is kept and Ready: it restarts at once.
+        let ecom = stack.workloads.iter().position(|w| w.name == "ecom-service").unwrap();
+        assert!(g.after(Task::Restart(ecom)).is_empty());
+    }
+
+    #[test]
+    fn one_workload_that_lost_its_registration_is_found_by_its_evidence() {
+        let stack = load(Source::Embedded).unwrap();
+        let mut obs = world(&stack, START + 60, |_| START + 120);
+        let inv = obs.pods.iter().find(|p| p.name.starts_with("inventory-service")).unwrap().clone();
+        let reset =
+            "upstream connect error or disconnect/reset before headers. reset reason: connection termination";
+        for p in obs.routes.iter_mut().filter(|p| p.check.serves.as_deref() == Some("inventory-service")) {
+            p.answer = Ok(Response { status: 503, body: reset.into() });
+        }
+        obs.hbone = Ok(vec![HboneFailure {
+            at: Some(START + 200),
+            ip: inv.ips[0].clone(),
+            error: "connection failed: deadline has elapsed".into(),
+            line: "…".into(),
+        }]);
+        obs.cni = Ok(vec![(
+            "inventory".into(),
+            inv.name.clone(),
+            "failed to reconcile inpod rules for pod".into(),
+        )]);
+        let remedy = converge(&stack, &obs, &Force::default());
+        assert_eq!(restarted(&stack, &remedy), ["inventory-service"]);
+        assert_eq!(remedy.ztunnel.act, Act::Keep);
+        let i = stack.workloads.iter().position(|w| w.name == "inventory-service").unwrap();
+        let why = remedy.workloads[i].line("inventory-service", false);
+        assert!(why.starts_with("restart inventory-service: gateway /inven/health (Host: myecom.net) answers \"upstream connect error"), "{why}");
+        assert!(
+            why.contains(&format!(
+                "ztunnel: connection failed: deadline has elapsed to {}:15008 ({})",
+                inv.ips[0], inv.name
+            )),
+            "{why}"
+        );
+        assert!(why.contains("istio-cni: failed to reconcile inpod rules for pod"), "{why}");
+        // Its connectors do not need it: nothing else is touched.
+        assert!(remedy.connectors.iter().all(|c| c.act == Act::Keep));
+        assert_eq!(remedy.graph(&stack, Order::Graph).tasks, [(Task::Restart(i), vec![])]);
+    }
+
+    #[test]
+    fn a_log_line_from_before_a_pod_existed_is_about_its_ips_previous_holder() {
+        let stack = load(Source::Embedded).unwrap();
+        let mut obs = world(&stack, START + 60, |_| START + 120);
+        let redis = obs.pods.iter().find(|p| p.name.starts_with("redis")).unwrap().clone();
+        obs.hbone = Ok(vec![HboneFailure {
+            at: Some(START + 100),
+            ip: redis.ips[0].clone(),
+            error: "connection failed: deadline has elapsed".into(),
+            line: "…".into(),
+        }]);
+        assert!(converge(&stack, &obs, &Force::default()).nothing_to_do());
+    }
+
+    #[test]
+    fn a_rollout_under_way_or_a_pod_not_ready_is_waited_for_not_restarted() {
+        let stack = load(Source::Embedded).unwrap();
+        let mut obs = world(&stack, START + 60, |_| START + 120);
+        // ecom-db: a restart was just sent (the controller has not created the new pod yet);
+        // keycloak-db: its new pod is not Ready yet.
+        obs.deployments.iter_mut().find(|d| d.name == "ecom-db").unwrap().generation = 3;
+        let kc = obs.deployments.iter_mut().find(|d| d.name == "keycloak-db").unwrap();
+        kc.ready = 0;
+        obs.pods.iter_mut().find(|p| p.name.starts_with("keycloak-db")).unwrap().ready_since = None;
+        let remedy = converge(&stack, &obs, &Force::default());
+        let got: Vec<(String, Act)> =
+            acts(&stack, &remedy).into_iter().filter(|(_, a)| *a != Act::Keep).collect();
+        assert_eq!(got, [("ecom-db".to_string(), Act::Await), ("keycloak-db".to_string(), Act::Await)]);
+        assert!(remedy.restarts().is_empty());
+        // An escalation that restarts keycloak waits for keycloak-db first.
+        let keycloak = stack.workloads.iter().position(|w| w.name == "keycloak").unwrap();
+        let force =
+            Force { ztunnel: None, workloads: [(keycloak, "route keycloak still fails".to_string())].into() };
+        let remedy = converge(&stack, &obs, &force);
+        let g = remedy.graph(&stack, Order::Graph);
+        let kcdb = stack.workloads.iter().position(|w| w.name == "keycloak-db").unwrap();
+        assert_eq!(g.after(Task::Restart(keycloak)), [Task::Await(kcdb)]);
+    }
+
+    #[test]
+    fn ztunnel_not_ready_is_restarted_and_a_pod_stuck_past_its_deadline_too() {
+        let stack = load(Source::Embedded).unwrap();
+        let mut obs = world(&stack, START + 60, |_| START + 120);
+        let zt = obs.pods.iter_mut().find(|p| p.name == "ztunnel-x1").unwrap();
+        zt.ready_since = None;
+        zt.containers[0].ready = false;
+        let remedy = converge(&stack, &obs, &Force::default());
+        assert_eq!(remedy.ztunnel.act, Act::Restart);
+        assert!(remedy.ztunnel.why[0].starts_with("it is not healthy"), "{:?}", remedy.ztunnel);
+        // Every pod existing now predates the new ztunnel's readiness.
+        assert_eq!(remedy.restarts().len(), stack.workloads.len());
+
+        // A fresh pod not Ready is waited for, until its workload's deadline has passed.
+        let mut obs = world(&stack, START + 60, |_| START + 120);
+        let p = obs.pods.iter_mut().find(|p| p.name.starts_with("redis")).unwrap();
+        p.ready_since = None;
+        p.containers[0].ready = false;
+        obs.deployments.iter_mut().find(|d| d.name == "redis").unwrap().ready = 0;
+        let redis = stack.workloads.iter().position(|w| w.name == "redis").unwrap();
+        obs.at = START + 130;
+        assert_eq!(converge(&stack, &obs, &Force::default()).workloads[redis].act, Act::Await);
+        obs.at = START + 120 + stack.workloads[redis].timeout.as_secs() + 1;
+        let late = converge(&stack, &obs, &Force::default());
+        assert_eq!(late.workloads[redis].act, Act::Restart);
+        assert!(late.workloads[redis].why[0].contains("has not become Ready since it was created"));
+    }
+
+    #[test]
+    fn escalation_restarts_what_backs_a_failing_route_and_ztunnel_when_it_fails_fresh_pods() {
+        let stack = load(Source::Embedded).unwrap();
+        let mut obs = world(&stack, START + 60, |_| START + 120);
+        let failing: Vec<Probe> = obs
+            .routes
+            .iter()
+            .filter(|p| p.check.name == "pgadmin" || p.check.name == "kiali")
+            .cloned()
+            .map(|mut p| {
+                p.answer = Err("io: Peer disconnected".into());
+                p
+            })
+            .collect();
+        let force = escalate(&stack, &obs, &failing);
+        let pgadmin = stack.workloads.iter().position(|w| w.name == "pgadmin").unwrap();
+        assert_eq!(
+            force.workloads.keys().copied().collect::<Vec<_>>(),
+            [pgadmin],
+            "kiali is not a stack workload"
+        );
+        assert!(force.workloads[&pgadmin].starts_with("route pgadmin still fails after the remedy: GET"));
+        assert_eq!(force.ztunnel, None);
+        // ztunnel cannot reach a pod created after it was Ready: ztunnel is what is broken.
+        let fresh = obs.pods.iter().find(|p| p.name.starts_with("pgadmin")).unwrap().clone();
+        obs.hbone = Ok(vec![HboneFailure {
+            at: Some(START + 300),
+            ip: fresh.ips[0].clone(),
+            error: "io error: Connection refused (os error 111)".into(),
+            line: "…".into(),
+        }]);
+        let force = escalate(&stack, &obs, &failing);
+        assert!(
+            force.ztunnel.as_deref().is_some_and(|z| z.contains("a pod created after ztunnel was Ready")),
+            "{force:?}"
+        );
+        let remedy = converge(&stack, &obs, &force);
+        assert_eq!(remedy.ztunnel.act, Act::Restart);
+        assert_eq!(remedy.restarts().len(), stack.workloads.len());
+    }
+}

@@ -40,6 +40,12 @@ pub fn transient(stderr: &str) -> bool {
     .any(|m| stderr.contains(m))
 }
 
+/// A deadline as kubectl's `--timeout=<n>s`: rounded up (a wait given 19.998 s of a 20 s deadline
+/// asks for 20 s, the deadline it prints), at least 1.
+fn whole_seconds(d: Duration) -> u64 {
+    d.as_millis().div_ceil(1000).max(1) as u64
+}
+
 /// The objects `kubectl rollout restart` reports as restarted (`deployment.apps/x restarted`).
 pub fn restarted(stdout: &str) -> Vec<String> {
     stdout
@@ -111,17 +117,13 @@ impl Kubectl {
         })
     }
 
-    /// `kubectl rollout restart` of the objects (kind, namespace, name): `kind/name … -n ns` when
-    /// they share a namespace, else `-f -` with them as a List on stdin (one call for all).
+    /// `kubectl rollout restart` of the objects (kind, namespace, name): one DaemonSet (ztunnel)
+    /// as `daemonset/<name> -n <ns>`, the guide's line; deployments always as `-f -` with them as
+    /// a List on stdin, one call for all of them in any namespaces, so the command the rollout
+    /// runs is the one `--dry-run` shows whichever restarts fall due together.
     pub fn restart_list(&self, targets: &[(&str, &str, &str)]) -> Cmd {
-        if let Some((_, ns, _)) = targets.first()
-            && targets.iter().all(|(_, n, _)| n == ns)
-        {
-            return self
-                .base()
-                .args(["rollout", "restart"])
-                .args(targets.iter().map(|(kind, _, name)| format!("{kind}/{name}")))
-                .args(["-n", ns]);
+        if let [(kind @ "daemonset", ns, name)] = targets {
+            return self.base().args(["rollout", "restart", &format!("{kind}/{name}"), "-n", ns]);
         }
         let items: Vec<serde_json::Value> = targets
             .iter()
@@ -154,7 +156,7 @@ impl Kubectl {
     pub fn rollout_status(&self, kind: &str, name: &str, namespace: &str, timeout: Duration) -> Cmd {
         self.base()
             .args(["rollout", "status", &format!("{kind}/{name}"), "-n", namespace])
-            .arg(format!("--timeout={}s", timeout.as_secs().max(1)))
+            .arg(format!("--timeout={}s", whole_seconds(timeout)))
             .deadline(timeout + Duration::from_secs(15))
     }
 
@@ -287,8 +289,7 @@ impl Kubectl {
         if let Some(ns) = namespace {
             cmd = cmd.args(["-n", ns]);
         }
-        cmd.arg(format!("--timeout={}s", timeout.as_secs().max(1)))
-            .deadline(timeout + Duration::from_secs(15))
+        cmd.arg(format!("--timeout={}s", whole_seconds(timeout))).deadline(timeout + Duration::from_secs(15))
     }
 
     /// `<namespace>/<name>` of every Secret (names only; no data is printed).

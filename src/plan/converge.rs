@@ -185,11 +185,15 @@ fn decide_ztunnel(stack: &Stack, obs: &Observation, force: &Force) -> Decision {
     )
 }
 
-/// The evidence against one workload's current pods.
+/// The evidence against the pods that serve a workload (its newest `replicas` pods: while a
+/// rollout replaces an old pod, what the old one answers is not evidence against the new).
 fn evidence(obs: &Observation, workload: &str, pods: &[&Pod]) -> Vec<String> {
     let mut why = Vec::new();
+    // The gateway reaches a serving pod only once it is Ready; before that it answers from the
+    // pod being replaced (or has no endpoint).
+    let routed = pods.iter().all(|p| p.ready());
     for probe in obs.routes.iter().filter(|p| p.check.serves.as_deref() == Some(workload)) {
-        if probe.reset_reason().is_some() {
+        if routed && probe.reset_reason().is_some() {
             let summary = probe.answer.as_ref().map(|r| r.summary()).unwrap_or_default();
             let host = probe.check.host.as_deref().map(|h| format!(" (Host: {h})")).unwrap_or_default();
             why.push(format!("gateway {}{host} answers \"{summary}\"", probe.check.path));
@@ -227,12 +231,12 @@ fn decide_workload(
     };
     let mut pods = obs.pods_of(d);
     pods.sort_by_key(|p| std::cmp::Reverse(p.created));
-    let mut why = evidence(obs, &w.name, &pods);
+    let serving: Vec<&Pod> = pods.iter().take(d.desired.max(1) as usize).copied().collect();
+    let mut why = evidence(obs, &w.name, &serving);
     if let Some(f) = force.workloads.get(&i) {
         why.insert(0, f.clone());
     }
     let meshed = pods.iter().any(|p| p.meshed);
-    let serving: Vec<&&Pod> = pods.iter().take(d.desired.max(1) as usize).collect();
     let rollout_starting = d.generation > d.observed_generation;
     match ready_at {
         _ if !meshed => {}
@@ -280,7 +284,8 @@ fn decide_workload(
             ),
         );
     }
-    if rollout_starting || d.ready < d.desired || d.updated < d.desired || pods.is_empty() {
+    let serving_ready = serving.iter().all(|p| p.ready());
+    if rollout_starting || d.ready < d.desired || d.updated < d.desired || pods.is_empty() || !serving_ready {
         let what = match newest {
             Some(p) => format!("its pod {} (created {}) is not Ready yet", p.name, when(p.created)),
             None => "its new pod is being created".to_string(),
@@ -611,6 +616,39 @@ mod tests {
         // Its connectors do not need it: nothing else is touched.
         assert!(remedy.connectors.iter().all(|c| c.act == Act::Keep));
         assert_eq!(remedy.graph(&stack, Order::Graph).tasks, [(Task::Restart(i), vec![])]);
+    }
+
+    #[test]
+    fn what_a_pod_being_replaced_answers_is_not_evidence_against_its_replacement() {
+        let stack = load(Source::Embedded).unwrap();
+        // keycloak was restarted after ztunnel was Ready; its new pod is not Ready yet, so the
+        // gateway still answers from the old, stale one.
+        let mut obs = world(&stack, START + 60, |_| START + 120);
+        let mut old = obs.pods.iter().find(|p| p.name.starts_with("keycloak-abc")).unwrap().clone();
+        old.name = "keycloak-old99".into();
+        old.created = Some(START - 3500);
+        old.ips = vec!["10.244.0.99".into()];
+        let new = obs.pods.iter_mut().find(|p| p.name.starts_with("keycloak-abc")).unwrap();
+        new.ready_since = None;
+        new.containers[0].ready = false;
+        obs.pods.push(old);
+        let d = obs.deployments.iter_mut().find(|d| d.name == "keycloak").unwrap();
+        (d.ready, d.updated) = (1, 1);
+        let reset =
+            "upstream connect error or disconnect/reset before headers. reset reason: connection termination";
+        for p in obs.routes.iter_mut().filter(|p| p.check.serves.as_deref() == Some("keycloak")) {
+            p.answer = Ok(Response { status: 503, body: reset.into() });
+        }
+        obs.hbone = Ok(vec![HboneFailure {
+            at: Some(START + 200),
+            ip: "10.244.0.99".into(),
+            error: "connection failed: deadline has elapsed".into(),
+            line: "…".into(),
+        }]);
+        let remedy = converge(&stack, &obs, &Force::default());
+        let keycloak = stack.workloads.iter().position(|w| w.name == "keycloak").unwrap();
+        assert_eq!(remedy.workloads[keycloak].act, Act::Await, "{:?}", remedy.workloads[keycloak]);
+        assert!(remedy.restarts().is_empty());
     }
 
     #[test]

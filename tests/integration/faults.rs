@@ -6,7 +6,7 @@
 //!
 //! `cargo test --test integration faults -- --nocapture 2>&1 | grep 'fault matrix'` shows them.
 
-mod case;
+pub mod case;
 
 use bookstore_sim::{Fault, Sim, SimOptions, Source};
 
@@ -646,4 +646,93 @@ fn the_leak_scanner_finds_a_planted_sentinel() {
         assert!(!case::leaks_in(planted.as_bytes()).is_empty(), "{planted}");
     }
     assert!(case::leaks_in(b"password: ***").is_empty());
+}
+
+// ---- What `up` restarts (issue 10) -----------------------------------------------------------
+
+/// The deployments PATCHed since the mark (one PATCH per restart), by name, with their counts.
+fn restarts(c: &Case) -> std::collections::BTreeMap<String, usize> {
+    let mut out = std::collections::BTreeMap::new();
+    for p in c.patches() {
+        if let Some((_, name)) = p.rsplit_once("/deployments/").or_else(|| p.rsplit_once("/daemonsets/")) {
+            *out.entry(name.to_string()).or_insert(0) += 1;
+        }
+    }
+    out
+}
+
+#[test]
+fn one_workload_lost_its_mesh_registration() {
+    let mut c = Case::healthy("one workload lost its mesh registration");
+    c.sim.fault(Fault::StaleWorkload { workload: "inventory-service".into() });
+    let answer = crate::simkit::get_as(&c.sim, 30000, Some("myecom.net"), "/inven/health");
+    assert!(
+        answer.as_ref().is_some_and(|(s, b)| *s == 503 && b.starts_with(crate::harness::ENVOY_503)),
+        "{answer:?}"
+    );
+    c.mark();
+    let run = c.run(&["up"]);
+    run.expect(0);
+    assert!(run.stderr.contains("restart inventory-service: gateway /inven/health"), "{}", run.stderr);
+    assert_eq!(restarts(&c), [("inventory-service".to_string(), 1)].into(), "it alone is restarted");
+    c.assert_recovered();
+    c.finish(Ends::Recovered);
+}
+
+#[test]
+fn a_pod_left_outside_the_mesh_by_istio_cni() {
+    // pgadmin has no gateway route: istio-cni's log line (and ztunnel's refused HBONE) name it.
+    let mut c = Case::healthy("a pod left outside the mesh by istio-cni");
+    c.sim.fault(Fault::CniReconcileFailed { workload: "pgadmin".into() });
+    c.mark();
+    let run = c.run(&["up"]);
+    run.expect(0);
+    assert!(run.stderr.contains("restart pgadmin: "), "{}", run.stderr);
+    assert_eq!(restarts(&c), [("pgadmin".to_string(), 1)].into(), "it alone is restarted");
+    c.assert_recovered();
+    c.finish(Ends::Recovered);
+}
+
+#[test]
+fn hbone_blocked_to_one_workload() {
+    // No restart helps (as with a NetworkPolicy that blocks port 15008): the remedy, one
+    // escalation (the workload again, and ztunnel since a pod newer than it fails too), then the
+    // findings and exit 4. Never a loop.
+    let mut c = Case::healthy("HBONE blocked to one workload (a remedy that does not heal)");
+    c.edit("stack.yaml", |s| s.replace("smoke:\n  timeout: 20s", "smoke:\n  timeout: 2s"));
+    c.sim.fault(Fault::HboneBlocked { workload: "inventory-service".into() });
+    c.mark();
+    let run = c.run(&["up"]);
+    run.expect(4);
+    says(&run, &["inventory-api [inventory-service]", "upstream reset"], "recover");
+    assert!(run.stderr.contains("still fail after the remedy: escalating once"), "{}", run.stderr);
+    assert!(run.stderr.contains("[gateway-upstream-reset]"), "the findings for what is left\n{}", run.stderr);
+    let counts = restarts(&c);
+    assert_eq!(counts.get("inventory-service"), Some(&2), "{counts:?}");
+    assert_eq!(counts.get("ztunnel"), Some(&1), "{counts:?}");
+    assert!(counts.values().all(|n| *n <= 2), "more than one escalation: {counts:?}");
+    c.finish(Ends::Explained);
+}
+
+#[test]
+fn ctrl_c_once_kafka_is_ready_again() {
+    // An interrupted recovery: the rerun restarts only what is still stale, not ztunnel again.
+    let mut c = Case::broken("Ctrl-C once kafka is Ready again");
+    c.mark();
+    let running = c.spawn(&["up"]);
+    running.until_event("kafka ready", |v| v["event"] == "workload_ready" && v["workload"] == "kafka");
+    running.interrupt();
+    c.wait_ended(running).expect(130);
+    let first = restarts(&c);
+    assert_eq!(first.get("ztunnel"), Some(&1));
+    let run = c.run(&["up", "--dry-run"]);
+    run.expect(0);
+    assert!(run.stdout.contains("#   keep ztunnel: its pod"), "{}", run.stdout);
+    c.run(&["up"]).expect(0);
+    let both = restarts(&c);
+    let twice: Vec<&String> = both.iter().filter(|(_, n)| **n > 1).map(|(w, _)| w).collect();
+    assert!(twice.is_empty(), "restarted twice over the two runs: {twice:?} (first run: {first:?})");
+    assert_eq!(both.len(), 17, "ztunnel and every workload, each once: {both:?}");
+    c.assert_recovered();
+    c.finish(Ends::ExplainedThenRecovered);
 }

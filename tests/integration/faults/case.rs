@@ -24,7 +24,7 @@ pub const CONTEXT: &str = "kind-bookstore";
 pub const SENTINEL: &str = "s€nt'ïnel\" $HOME ${PATH} `id` \\x\\ back\\\\slash  two  spaces ✓";
 
 /// How many rows `faults.rs` declares (the summary line is printed when the last one finishes).
-pub const ROWS: u32 = 41;
+pub const ROWS: u32 = 45;
 
 /// Generous bound for anything a row waits on (never reached in a passing run).
 pub const BOUND: Duration = Duration::from_secs(60);
@@ -361,6 +361,43 @@ impl Case {
 
     /// The global checks, then the counts. Every row ends here.
     pub fn finish(self, ends: Ends) {
+        let (problems, leaks, deletes, argv) = self.global_checks();
+        let runs = self.runs.borrow().len() as u32;
+        let mut t = TOTALS.lock().unwrap_or_else(|e| e.into_inner());
+        t.rows += 1;
+        t.runs += runs;
+        t.argv_checked += argv;
+        t.leaks += leaks;
+        t.deletes += deletes;
+        if matches!(ends, Ends::Recovered | Ends::ExplainedThenRecovered) {
+            t.recovered += 1;
+        }
+        if matches!(ends, Ends::Explained | Ends::ExplainedThenRecovered) {
+            t.explained += 1;
+        }
+        let line = format!(
+            "fault matrix: {}/{ROWS} rows: faults tried {}, recovered {}, explained {}, leaks found {}, \
+             deletes found {} ({} runs, {} child argv checked)",
+            t.rows, t.rows, t.recovered, t.explained, t.leaks, t.deletes, t.runs, t.argv_checked
+        );
+        eprintln!("[{}] {line}", self.name);
+        if t.rows == ROWS {
+            eprintln!("FAULT MATRIX SUMMARY: {line}");
+            let _ = std::fs::write(Path::new(env!("CARGO_TARGET_TMPDIR")).join("fault-matrix.txt"), &line);
+        }
+        drop(t);
+        assert!(problems.is_empty(), "{}: {problems:#?}", self.name);
+    }
+
+    /// The global checks, for a test that uses this world but is not a row of the matrix.
+    pub fn check(self) {
+        let (problems, ..) = self.global_checks();
+        assert!(problems.is_empty(), "{}: {problems:#?}", self.name);
+    }
+
+    /// Deletes, the sentinel in argv, outputs and files, kubectl's context, what reached
+    /// Connect: (problems, leaks, deletes, argv checked).
+    fn global_checks(&self) -> (Vec<String>, u32, u32, u32) {
         let mut problems = Vec::new();
         let runs = self.runs.borrow();
         assert!(!runs.is_empty(), "{}: the row ran nothing", self.name);
@@ -432,30 +469,7 @@ impl Case {
             }
         }
 
-        let mut t = TOTALS.lock().unwrap_or_else(|e| e.into_inner());
-        t.rows += 1;
-        t.runs += runs.len() as u32;
-        t.argv_checked += argv.len() as u32;
-        t.leaks += leaks;
-        t.deletes += deletes;
-        if matches!(ends, Ends::Recovered | Ends::ExplainedThenRecovered) {
-            t.recovered += 1;
-        }
-        if matches!(ends, Ends::Explained | Ends::ExplainedThenRecovered) {
-            t.explained += 1;
-        }
-        let line = format!(
-            "fault matrix: {}/{ROWS} rows: faults tried {}, recovered {}, explained {}, leaks found {}, \
-             deletes found {} ({} runs, {} child argv checked)",
-            t.rows, t.rows, t.recovered, t.explained, t.leaks, t.deletes, t.runs, t.argv_checked
-        );
-        eprintln!("[{}] {line}", self.name);
-        if t.rows == ROWS {
-            eprintln!("FAULT MATRIX SUMMARY: {line}");
-            let _ = std::fs::write(Path::new(env!("CARGO_TARGET_TMPDIR")).join("fault-matrix.txt"), &line);
-        }
-        drop(t);
-        assert!(problems.is_empty(), "{}: {problems:#?}", self.name);
+        (problems, leaks, deletes, argv.len() as u32)
     }
 }
 

@@ -47,6 +47,14 @@ pub enum Fault {
     /// istio-cni cannot reconcile the in-pod rules of this workload's pod (its netns is gone):
     /// the agent logs `failed to reconcile inpod rules for pod …`, and HBONE to the pod is refused.
     CniReconcileFailed { workload: String },
+    /// One workload's pod lost its mesh registration on an otherwise healthy stack (an istio-cni
+    /// boot race, a pod whose netns was replaced): HBONE to it times out (the gateway answers
+    /// Envoy's upstream reset, ztunnel logs `deadline has elapsed` to its `<ip>:15008`), and
+    /// istio-cni logs that it could not reconcile its in-pod rules. A new pod registers.
+    StaleWorkload { workload: String },
+    /// HBONE to every pod of this workload, present and future, times out, as when a
+    /// NetworkPolicy blocks port 15008 to it: no restart of it or of ztunnel helps.
+    HboneBlocked { workload: String },
     /// A second control-plane node container of the cluster (`<cluster>-control-plane2`).
     ExtraControlPlane,
     /// Clear every fault.

@@ -90,7 +90,16 @@ impl World {
             Fault::SandboxCreationFails { workload } => {
                 self.faults.troubled.insert(workload.clone(), Troubled { trouble: Trouble::Sandbox, since });
             }
-            Fault::CniReconcileFailed { workload } => self.cni_reconcile_failed(workload),
+            Fault::CniReconcileFailed { workload } => self.cni_reconcile_failed(workload, true),
+            Fault::StaleWorkload { workload } => self.cni_reconcile_failed(workload, false),
+            Fault::HboneBlocked { workload } => {
+                self.faults.hbone_blocked.insert(workload.clone());
+                for p in self.pods.values_mut().filter(|p| p.wl.0 == Res::Deployments && &p.wl.2 == workload)
+                {
+                    p.registered = false;
+                }
+                self.event("hbone-blocked", workload, "");
+            }
             Fault::ExtraControlPlane => self.add_control_plane(),
             _ => {}
         }
@@ -273,9 +282,10 @@ impl World {
         }
     }
 
-    /// istio-cni fails to reconcile a pod of `workload`: its log says so, the pod loses its
-    /// in-pod listeners (ztunnel's HBONE to it is refused) and its registration.
-    fn cni_reconcile_failed(&mut self, workload: &str) {
+    /// istio-cni fails to reconcile a pod of `workload`: its log says so, and the pod loses its
+    /// registration (HBONE to it times out) and, with `listeners_lost`, its in-pod listeners
+    /// (ztunnel's HBONE to it is refused).
+    fn cni_reconcile_failed(&mut self, workload: &str, listeners_lost: bool) {
         let Some(key) = self
             .pods
             .iter()
@@ -287,7 +297,9 @@ impl World {
         if let Some(p) = self.pods.get_mut(&key) {
             p.registered = false;
         }
-        self.faults.listeners_lost.insert(key.clone());
+        if listeners_lost {
+            self.faults.listeners_lost.insert(key.clone());
+        }
         let mesh_ns = self.infra.stack.mesh.namespace.clone();
         let cni = self
             .pods

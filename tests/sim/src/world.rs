@@ -127,6 +127,8 @@ pub struct FaultState {
     pub troubled: BTreeMap<String, crate::troubles::Troubled>,
     /// Pods (ns, name) whose in-pod listeners are gone: ztunnel's HBONE to them is refused.
     pub listeners_lost: BTreeSet<(String, String)>,
+    /// Workloads no pod of which is ever reachable over HBONE (`Fault::HboneBlocked`).
+    pub hbone_blocked: BTreeSet<String>,
 }
 
 /// Which listener a port belongs to.
@@ -891,7 +893,7 @@ impl World {
         };
         let ip = self.alloc_ip();
         let ambient = self.ns_ambient(&wl.1);
-        let registered = ambient && self.mesh_valid();
+        let registered = ambient && self.mesh_valid() && !self.faults.hbone_blocked.contains(&wl.2);
         let wall = SystemTime::now();
         let due = now + self.scaled(latency);
         let pod = PodState {
@@ -1334,6 +1336,8 @@ impl World {
             | Fault::ContainerConfigError { .. }
             | Fault::SandboxCreationFails { .. }
             | Fault::CniReconcileFailed { .. }
+            | Fault::StaleWorkload { .. }
+            | Fault::HboneBlocked { .. }
             | Fault::ExtraControlPlane => self.apply_trouble(f),
             Fault::Clear => self.faults = FaultState::default(),
         }

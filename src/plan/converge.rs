@@ -29,6 +29,11 @@ use crate::stack::Stack;
 
 use super::{Graph, Order, Task, graph};
 
+/// How long a pod must have been Ready before what the gateway answers for its route counts as
+/// evidence against it: the gateway learns a new endpoint a moment after it is Ready, and answers
+/// from the pod it replaces until then.
+pub const GATEWAY_GRACE: u64 = 2;
+
 /// What happens to one workload, ztunnel or connector.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Act {
@@ -189,9 +194,9 @@ fn decide_ztunnel(stack: &Stack, obs: &Observation, force: &Force) -> Decision {
 /// rollout replaces an old pod, what the old one answers is not evidence against the new).
 fn evidence(obs: &Observation, workload: &str, pods: &[&Pod]) -> Vec<String> {
     let mut why = Vec::new();
-    // The gateway reaches a serving pod only once it is Ready; before that it answers from the
-    // pod being replaced (or has no endpoint).
-    let routed = pods.iter().all(|p| p.ready());
+    // The gateway reaches a serving pod only once it is Ready and the gateway has its endpoint;
+    // before that it answers from the pod being replaced (or has no endpoint).
+    let routed = pods.iter().all(|p| p.ready() && p.ready_since.is_some_and(|r| r + GATEWAY_GRACE <= obs.at));
     for probe in obs.routes.iter().filter(|p| p.check.serves.as_deref() == Some(workload)) {
         if routed && probe.reset_reason().is_some() {
             let summary = probe.answer.as_ref().map(|r| r.summary()).unwrap_or_default();
@@ -462,6 +467,7 @@ mod tests {
             p.ips = vec![format!("10.244.0.{}", 10 + n)];
         }
         let mut obs = Observation::of(deployments, pods);
+        obs.at = START + 1000;
         obs.node.running = true;
         obs.node.started_at = Some(START);
         let running = r#"{"state":"RUNNING"}"#;
@@ -624,6 +630,7 @@ mod tests {
         // keycloak was restarted after ztunnel was Ready; its new pod is not Ready yet, so the
         // gateway still answers from the old, stale one.
         let mut obs = world(&stack, START + 60, |_| START + 120);
+        obs.at = START + 150;
         let mut old = obs.pods.iter().find(|p| p.name.starts_with("keycloak-abc")).unwrap().clone();
         old.name = "keycloak-old99".into();
         old.created = Some(START - 3500);
@@ -649,6 +656,13 @@ mod tests {
         let keycloak = stack.workloads.iter().position(|w| w.name == "keycloak").unwrap();
         assert_eq!(remedy.workloads[keycloak].act, Act::Await, "{:?}", remedy.workloads[keycloak]);
         assert!(remedy.restarts().is_empty());
+        // Nor while the gateway may not have its endpoint yet: Ready for less than the grace.
+        let new = obs.pods.iter_mut().find(|p| p.name.starts_with("keycloak-abc")).unwrap();
+        new.ready_since = Some(obs.at - 1);
+        new.containers[0].ready = true;
+        obs.pods.retain(|p| p.name != "keycloak-old99");
+        let remedy = converge(&stack, &obs, &Force::default());
+        assert_eq!(remedy.workloads[keycloak].act, Act::Keep, "{:?}", remedy.workloads[keycloak]);
     }
 
     #[test]

@@ -41,6 +41,9 @@ enum State {
         before: i64,
         last: String,
         needs_ready: bool,
+        /// A workload `up` left alone but waits for: not Ready by its deadline, it is restarted
+        /// once (a pod stuck from an interrupted run), and the deadline starts again.
+        restart_if_late: bool,
     },
     Registering {
         since: Instant,
@@ -174,6 +177,7 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
                             before: current - 1,
                             last: "waiting for its rollout".into(),
                             needs_ready: needs_done(stack, &state, i),
+                            restart_if_late: true,
                         },
                     );
                 }
@@ -188,6 +192,7 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
                             before,
                             last: "restart sent".into(),
                             needs_ready: needs_done(stack, &state, i),
+                            restart_if_late: false,
                         },
                     );
                 }
@@ -201,16 +206,7 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
                 }
             }
         }
-        if !batch.is_empty() {
-            let names: Vec<String> = batch.iter().map(|(ns, n)| format!("{n} ({ns})")).collect();
-            ctx.ui.info(&format!("restart {}", names.join(", ")));
-            let (kube, tx) = (ctx.kube.clone(), tx.clone());
-            std::thread::spawn(move || {
-                let targets: Vec<(&str, &str, &str)> =
-                    batch.iter().map(|(ns, n)| ("deployment", ns.as_str(), n.as_str())).collect();
-                let _ = tx.send(Msg::Restarted(kube.restart_all(&targets)));
-            });
-        }
+        send_restarts(ctx, &tx, batch);
         if state.values().all(|s| matches!(s, State::Done)) {
             break;
         }
@@ -314,6 +310,33 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
                 Ok(Msg::WatchEnded) => watch.ended(ctx, &tx)?,
                 Err(RecvTimeoutError::Timeout) => {
                     let now = Instant::now();
+                    // A workload waited for that did not become Ready by its deadline: restart it.
+                    let mut late: Vec<(String, String)> = Vec::new();
+                    for (task, s) in state.iter_mut() {
+                        if let (
+                            Task::Await(i),
+                            State::Restarting {
+                                since, before, last, restart_if_late: restart @ true, ..
+                            },
+                        ) = (task, s)
+                        {
+                            let w = &stack.workloads[*i];
+                            if now >= *since + w.timeout {
+                                ctx.ui.info(&format!(
+                                    "{} did not become Ready within {} ({last}): restarting it",
+                                    w.name,
+                                    human(w.timeout)
+                                ));
+                                late.push((w.namespace.clone(), w.name.clone()));
+                                *before = generation
+                                    .get(&(w.namespace.clone(), w.name.clone()))
+                                    .copied()
+                                    .unwrap_or(0);
+                                (*since, *last, *restart) = (now, "restart sent".into(), false);
+                            }
+                        }
+                    }
+                    send_restarts(ctx, &tx, late);
                     for (task, s) in &state {
                         if let (Task::Restart(i) | Task::Await(i), State::Restarting { since, last, .. }) =
                             (task, s)
@@ -343,6 +366,22 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
     drop(watch);
     step.done("all ready");
     Ok(())
+}
+
+/// One `kubectl rollout restart` for every deployment (namespace, name) of `batch`, on its own
+/// thread; its result comes back as [`Msg::Restarted`].
+fn send_restarts(ctx: &Ctx, tx: &Sender<Msg>, batch: Vec<(String, String)>) {
+    if batch.is_empty() {
+        return;
+    }
+    let names: Vec<String> = batch.iter().map(|(ns, n)| format!("{n} ({ns})")).collect();
+    ctx.ui.info(&format!("restart {}", names.join(", ")));
+    let (kube, tx) = (ctx.kube.clone(), tx.clone());
+    std::thread::spawn(move || {
+        let targets: Vec<(&str, &str, &str)> =
+            batch.iter().map(|(ns, n)| ("deployment", ns.as_str(), n.as_str())).collect();
+        let _ = tx.send(Msg::Restarted(kube.restart_all(&targets)));
+    });
 }
 
 /// Wait until each deployment (namespace, name) has finished its current rollout (no restart):
@@ -505,7 +544,7 @@ pub fn describe(ctx: &Ctx, graph: &Graph, lines: &mut Vec<String>) -> Result<()>
                 Task::Await(i) => {
                     let w = &stack.workloads[*i];
                     lines.push(format!(
-                        "# {} ({}): no restart; wait {} until its current rollout is done",
+                        "# {} ({}): no restart; wait {} until its current rollout is done (restarted if it is not Ready by its deadline)",
                         w.name,
                         w.namespace,
                         when(task)

@@ -295,9 +295,11 @@ proptest! {
 
     #[test]
     fn generations_never_panic(deployment in around(sample_deployment()), list in around(json!({"items": [sample_deployment()]})), text in any::<String>()) {
-        let _ = crate::steps::rollout::generations(&list.to_string());
-        let _ = crate::steps::rollout::generations(&json!({"items": [deployment]}).to_string());
-        let _ = crate::steps::rollout::generations(&text);
+        let _ = crate::cluster::parse_deployments(&list.to_string());
+        let _ = crate::cluster::parse_deployments(&json!({"items": [deployment]}).to_string());
+        let _ = crate::cluster::parse_deployments(&text);
+        let _ = crate::observe::evidence::parse_ztunnel(&text);
+        let _ = crate::observe::evidence::parse_cni(&text);
     }
 
     // ---- docker and kind --------------------------------------------------------------------

@@ -28,10 +28,10 @@ pub fn check(ctx: &Ctx, facts: &Observation, report: &mut Report) {
         .iter()
         .any(|p| cluster::trouble(p, &[], facts.at).is_some() || p.phase == "Pending" || p.phase.is_empty());
     let events: Vec<Event> = if suspicious {
-        match ctx.kube.list_events().run() {
-            Ok(out) => cluster::parse_events(&out.stdout).unwrap_or_default(),
+        match crate::observe::events(ctx) {
+            Ok(events) => events,
             Err(e) => {
-                report.skip(&format!("events: {}", e.to_string().lines().next().unwrap_or("")));
+                report.skip(&format!("events: {e}"));
                 Vec::new()
             }
         }

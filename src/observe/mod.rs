@@ -6,13 +6,16 @@ pub mod evidence;
 pub mod routes;
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use serde_json::Value;
 
 use crate::cluster::{Deployment, Pod, parse_deployments, parse_pods};
 use crate::connect::{Connect, Desired};
 use crate::docker::{self, Node};
 use crate::error::{Error, Result};
-use crate::exec::Cmd;
+use crate::exec::{Cmd, Stream};
 use crate::kube::Kubectl;
 use crate::secret::Secret;
 use crate::stack::Stack;
@@ -56,8 +59,11 @@ impl<'a> Ctx<'a> {
         }
         let cmd = self.kube.list_deployments();
         let listing = self.kube.run(&cmd)?;
-        let read = crate::steps::rollout::generations(&listing.stdout)
-            .map_err(|p| Error::step(format!("`{cmd}`: {p}"), "run it by hand"))?;
+        let read = parse_deployments(&listing.stdout)
+            .map_err(|p| Error::step(format!("`{cmd}`: {p}"), "run it by hand"))?
+            .into_iter()
+            .map(|d| ((d.namespace, d.name), d.generation))
+            .collect();
         Ok(self.deployments.get_or_init(|| read))
     }
 
@@ -394,4 +400,55 @@ impl Observation {
             .map(|w| format!("{}/{}", w.namespace, w.name))
             .collect()
     }
+}
+
+/// One `kubectl get pods -A --watch`: every pod's latest state, kept by a reader thread (what the
+/// fail-fast waits read while they wait).
+pub struct PodWatch {
+    _stream: Stream,
+    seen: Arc<Mutex<BTreeMap<(String, String), Pod>>>,
+    ended: Arc<AtomicBool>,
+}
+
+impl PodWatch {
+    pub fn start(ctx: &Ctx) -> Result<PodWatch> {
+        let mut stream = ctx.kube.watch_pods().stream()?;
+        let reader =
+            stream.take_reader().ok_or_else(|| Error::step("pod watch has no output", "run again"))?;
+        let seen = Arc::new(Mutex::new(BTreeMap::new()));
+        let ended = Arc::new(AtomicBool::new(false));
+        let (s, e) = (Arc::clone(&seen), Arc::clone(&ended));
+        std::thread::spawn(move || {
+            for value in serde_json::Deserializer::from_reader(reader).into_iter::<Value>() {
+                let Ok(value) = value else { break };
+                let obj = value.get("object").unwrap_or(&value);
+                let pod = crate::cluster::parse_pod(obj);
+                let key = (pod.namespace.clone(), pod.name.clone());
+                let mut map = s.lock().unwrap_or_else(|p| p.into_inner());
+                if value.get("type").and_then(Value::as_str) == Some("DELETED") {
+                    map.remove(&key);
+                } else {
+                    map.insert(key, pod);
+                }
+            }
+            e.store(true, Ordering::SeqCst);
+        });
+        Ok(PodWatch { _stream: stream, seen, ended })
+    }
+
+    /// The API ended the watch (it is started again by whoever reads it).
+    pub fn ended(&self) -> bool {
+        self.ended.load(Ordering::SeqCst)
+    }
+
+    /// Every pod's latest state.
+    pub fn snapshot(&self) -> Vec<Pod> {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+    }
+}
+
+/// Core v1 Events of every namespace (the kubelet's and the scheduler's words about pods).
+pub fn events(ctx: &Ctx) -> Read<Vec<crate::cluster::Event>> {
+    let out = ctx.kube.list_events().run().map_err(|e| e.headline())?;
+    crate::cluster::parse_events(&out.stdout)
 }

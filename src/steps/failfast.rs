@@ -9,15 +9,11 @@
 //! most once per [`INTERVAL`].
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-use serde_json::Value;
 
 use crate::cluster::{self, Pod};
 use crate::error::{Error, Result};
-use crate::exec::Stream;
+use crate::observe::PodWatch;
 use crate::troubles;
 
 use super::Ctx;
@@ -55,49 +51,11 @@ pub enum Needs {
     Pending,
 }
 
-/// The pod watch: every pod's latest state, kept by a reader thread.
-struct Pods {
-    _stream: Stream,
-    seen: Arc<Mutex<BTreeMap<(String, String), Pod>>>,
-    ended: Arc<AtomicBool>,
-}
-
-impl Pods {
-    fn start(ctx: &Ctx) -> Result<Pods> {
-        let mut stream = ctx.kube.watch_pods().stream()?;
-        let reader =
-            stream.take_reader().ok_or_else(|| Error::step("pod watch has no output", "run again"))?;
-        let seen = Arc::new(Mutex::new(BTreeMap::new()));
-        let ended = Arc::new(AtomicBool::new(false));
-        let (s, e) = (Arc::clone(&seen), Arc::clone(&ended));
-        std::thread::spawn(move || {
-            for value in serde_json::Deserializer::from_reader(reader).into_iter::<Value>() {
-                let Ok(value) = value else { break };
-                let obj = value.get("object").unwrap_or(&value);
-                let pod = cluster::parse_pod(obj);
-                let key = (pod.namespace.clone(), pod.name.clone());
-                let mut map = s.lock().unwrap_or_else(|p| p.into_inner());
-                if value.get("type").and_then(Value::as_str) == Some("DELETED") {
-                    map.remove(&key);
-                } else {
-                    map.insert(key, pod);
-                }
-            }
-            e.store(true, Ordering::SeqCst);
-        });
-        Ok(Pods { _stream: stream, seen, ended })
-    }
-
-    fn snapshot(&self) -> Vec<Pod> {
-        self.seen.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
-    }
-}
-
 pub struct FailFast {
     enabled: bool,
     /// A pod's restart count when its workload's needs were first seen Ready (`Needs::ReadySince`).
     baselines: BTreeMap<(String, String), u64>,
-    pods: Option<Pods>,
+    pods: Option<PodWatch>,
     /// When events were last read.
     last: Option<Instant>,
     /// (namespace, deployment) → its selector's matchLabels (from the watch).
@@ -150,8 +108,8 @@ impl FailFast {
         }
         // Start the pod watch once (again if the API ended it); a failed start is not a failed
         // recovery: the wait and its deadline go on.
-        if self.pods.as_ref().is_none_or(|p| p.ended.load(Ordering::SeqCst)) {
-            self.pods = Pods::start(ctx).ok();
+        if self.pods.as_ref().is_none_or(|p| p.ended()) {
+            self.pods = PodWatch::start(ctx).ok();
         }
         let Some(watch) = &self.pods else { return Ok(()) };
         let pods = watch.snapshot();
@@ -179,13 +137,13 @@ impl FailFast {
         let events_due = self.last.is_none_or(|t| t.elapsed() >= INTERVAL);
         if found.is_none() && events_due && mine.iter().any(|(_, p)| p.phase == "Pending") {
             self.last = Some(Instant::now());
-            events = read_events(ctx);
+            events = crate::observe::events(ctx).unwrap_or_default();
             found =
                 mine.iter().find_map(|(w, p)| fatal(p, crash_counts(p), &events, now).map(|t| (*w, *p, t)));
         }
         let Some((w, pod, trouble)) = found else { return Ok(()) };
         if events.is_empty() {
-            events = read_events(ctx);
+            events = crate::observe::events(ctx).unwrap_or_default();
         }
         let evidence = troubles::evidence(&ctx.kube, pod, &trouble, &events);
         let (fix, note) = match trouble.kind {
@@ -215,8 +173,4 @@ fn fatal(pod: &Pod, crash_counts: bool, events: &[cluster::Event], now: u64) -> 
     cluster::trouble(pod, events, now)
         .filter(|t| t.kind.fatal())
         .filter(|t| crash_counts || t.kind != cluster::TroubleKind::CrashLoop)
-}
-
-fn read_events(ctx: &Ctx) -> Vec<cluster::Event> {
-    ctx.kube.list_events().run().ok().and_then(|o| cluster::parse_events(&o.stdout).ok()).unwrap_or_default()
 }

@@ -488,21 +488,6 @@ fn describe_hint(ctx: &Ctx, namespace: &str, name: &str) -> String {
     )
 }
 
-/// (namespace, name) → metadata.generation from `kubectl get deployments -A -o json`.
-pub fn generations(json: &str) -> std::result::Result<BTreeMap<(String, String), i64>, String> {
-    let doc: Value = serde_json::from_str(json).map_err(|e| format!("invalid JSON: {e}"))?;
-    let items = doc.get("items").and_then(Value::as_array).ok_or("no `items` list")?;
-    Ok(items
-        .iter()
-        .filter_map(|item| {
-            let ns = item.pointer("/metadata/namespace")?.as_str()?.to_string();
-            let name = item.pointer("/metadata/name")?.as_str()?.to_string();
-            let generation = item.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
-            Some(((ns, name), generation))
-        })
-        .collect())
-}
-
 pub fn describe(ctx: &Ctx, graph: &Graph, lines: &mut Vec<String>) -> Result<()> {
     let stack = ctx.stack;
     lines.push(match graph.order {

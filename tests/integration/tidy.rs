@@ -68,3 +68,113 @@ fn the_pipeline_rule_knows_a_reader_that_stops_early() {
         assert!(!stops_early(whole), "{whole}");
     }
 }
+
+/// Every Rust source file under `src/` (path relative to `src/`, its text without comment lines).
+fn sources() -> Vec<(String, String)> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("folder") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let src = root().join("src");
+    let mut files = Vec::new();
+    walk(&src, &mut files);
+    files.sort();
+    files
+        .into_iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(&f).expect("source");
+            let code: Vec<&str> = text.lines().filter(|l| !l.trim_start().starts_with("//")).collect();
+            (f.strip_prefix(&src).unwrap().display().to_string(), code.join("\n"))
+        })
+        .collect()
+}
+
+/// The files (outside `allowed`) whose code names one of `words`.
+fn naming(words: &[&str], allowed: impl Fn(&str) -> bool) -> Vec<String> {
+    sources()
+        .into_iter()
+        .filter(|(file, _)| !allowed(file))
+        .flat_map(|(file, code)| {
+            words
+                .iter()
+                .filter(|w| code.contains(**w))
+                .map(move |w| format!("{file} names `{w}`"))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn only_exec_spawns_processes() {
+    let found =
+        naming(&["duct", "process::Command", "Command::new(", "std::process::Child"], |f| f == "exec.rs");
+    assert!(found.is_empty(), "ARCHITECTURE.md: only exec.rs spawns processes\n{}", found.join("\n"));
+}
+
+#[test]
+fn only_http_opens_sockets() {
+    let found =
+        naming(&["ureq", "TcpStream", "TcpListener", "UdpSocket", "ToSocketAddrs"], |f| f == "http.rs");
+    assert!(found.is_empty(), "ARCHITECTURE.md: only http.rs speaks HTTP\n{}", found.join("\n"));
+}
+
+#[test]
+fn the_planner_reads_no_file_and_spawns_nothing() {
+    let io = [
+        "std::fs",
+        "std::io",
+        "std::net",
+        "std::process",
+        "crate::exec",
+        "Cmd",
+        ".run(",
+        ".send(",
+        "crate::kube",
+        "crate::docker",
+        "crate::http::Request",
+        "thread::",
+    ];
+    let found = naming(&io, |f| !(f == "plan.rs" || f.starts_with("plan/")));
+    assert!(found.is_empty(), "ARCHITECTURE.md: the planner does no IO\n{}", found.join("\n"));
+}
+
+#[test]
+fn what_only_reads_changes_nothing() {
+    // The typed wrappers that change something: only the steps call them.
+    let changes = [
+        "restart_all",
+        "restart_list",
+        ".apply(",
+        "apply_url",
+        "put_config",
+        "rm_force",
+        "kind_create_cluster",
+        "kind_delete_cluster",
+        "kind_load",
+        "docker::build",
+        "docker::save",
+    ];
+    let readers = |f: &str| {
+        f.starts_with("observe/") || f.starts_with("doctor/") || f == "status.rs" || f == "smoke.rs"
+    };
+    let found = naming(&changes, |f| !readers(f));
+    assert!(
+        found.is_empty(),
+        "ARCHITECTURE.md: observe, doctor, status and smoke change nothing\n{}",
+        found.join("\n")
+    );
+    let found = naming(&["crate::steps"], |f| {
+        !(f.starts_with("observe/") || f.starts_with("doctor/") || f == "status.rs")
+    });
+    assert!(
+        found.is_empty(),
+        "ARCHITECTURE.md: the read-only rooms do not reach into steps/\n{}",
+        found.join("\n")
+    );
+}

@@ -190,6 +190,9 @@ pub struct Node {
     /// `State.StartedAt` (seconds since the epoch): new after every start of the container (a
     /// Docker restart, `docker restart`, a reboot); `None` if it never started.
     pub started_at: Option<u64>,
+    /// Its `io.x-k8s.kind.cluster` label: the kind cluster it is a node of (what `kind get
+    /// clusters` lists).
+    pub kind_cluster: Option<String>,
     /// (containerPort, hostIp, hostPort) from HostConfig.PortBindings.
     pub bindings: Vec<(u16, String, u16)>,
 }
@@ -202,6 +205,8 @@ pub fn parse_inspect(stdout: &str) -> Result<Node, String> {
     let status = c.pointer("/State/Status").and_then(Value::as_str).unwrap_or("unknown").to_string();
     let started_at =
         c.pointer("/State/StartedAt").and_then(Value::as_str).and_then(crate::cluster::parse_time);
+    let kind_cluster =
+        c.pointer("/Config/Labels/io.x-k8s.kind.cluster").and_then(Value::as_str).map(String::from);
     let mut bindings = Vec::new();
     if let Some(map) = c.pointer("/HostConfig/PortBindings").and_then(Value::as_object) {
         for (key, list) in map {
@@ -217,7 +222,7 @@ pub fn parse_inspect(stdout: &str) -> Result<Node, String> {
         }
     }
     bindings.sort();
-    Ok(Node { running, status, started_at, bindings })
+    Ok(Node { running, status, started_at, kind_cluster, bindings })
 }
 
 /// The cluster config's mappings that the node container does not have (the seed's "older

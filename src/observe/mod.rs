@@ -157,14 +157,16 @@ pub struct Host {
     pub legacy: Read<Vec<String>>,
 }
 
-/// Read the host side in parallel. `Err` when the tools are missing or Docker does not answer.
+/// Read the host side in parallel: the node container, the API, the legacy proxies. A node
+/// container labelled as the cluster's node is what `kind get clusters` lists (kind's
+/// `docker ps -a --filter label=io.x-k8s.kind.cluster`), so kind is asked only when there is no
+/// such container. `Err` when the tools are missing or Docker does not answer.
 pub fn host(ctx: &Ctx) -> Result<Host> {
     tools(&["kind", "kubectl", "docker"])?;
-    let name = ctx.stack.cluster.control_plane_container();
-    let legacy = &ctx.stack.legacy_proxies;
-    let (clusters, node, api, found) = std::thread::scope(|s| {
-        let clusters = s.spawn(|| docker::kind_get_clusters().run());
-        let node = s.spawn(|| inspect(&name));
+    let stack = ctx.stack;
+    let name = stack.cluster.control_plane_container();
+    let legacy = &stack.legacy_proxies;
+    let (node, api, found) = std::thread::scope(|s| {
         let api = s.spawn(|| ctx.kube.readyz().run().map(|_| ()).map_err(|e| e.headline()));
         let found = s.spawn(|| -> Read<Vec<String>> {
             if legacy.is_empty() {
@@ -173,15 +175,19 @@ pub fn host(ctx: &Ctx) -> Result<Host> {
             let out = docker::ps_named(legacy).run().map_err(|e| e.headline())?;
             Ok(docker::parse_names(&out.stdout).into_iter().collect())
         });
+        let node = inspect(&name);
         let panicked = || "the read panicked".to_string();
         (
-            join(clusters),
-            node.join().unwrap_or_else(|_| Err(panicked())),
+            node,
             api.join().unwrap_or_else(|_| Err(panicked())),
             found.join().unwrap_or_else(|_| Err(panicked())),
         )
     });
-    let clusters = match clusters {
+    let ours = |n: &Node| n.kind_cluster.as_deref() == Some(stack.cluster.name.as_str());
+    if node.as_ref().is_ok_and(ours) {
+        return Ok(Host { node: Some(node), api, legacy: found });
+    }
+    let clusters = match docker::kind_get_clusters().run() {
         Ok(out) => out,
         Err(Error::Interrupted) => return Err(Error::Interrupted),
         Err(e) => {
@@ -191,7 +197,7 @@ pub fn host(ctx: &Ctx) -> Result<Host> {
             ));
         }
     };
-    let listed = docker::parse_names(&clusters.stdout).contains(&ctx.stack.cluster.name);
+    let listed = docker::parse_names(&clusters.stdout).contains(&stack.cluster.name);
     Ok(Host { node: listed.then_some(node), api, legacy: found })
 }
 
@@ -199,10 +205,14 @@ pub fn host(ctx: &Ctx) -> Result<Host> {
 pub fn describe(ctx: &Ctx, lines: &mut Vec<String>) {
     let stack = ctx.stack;
     lines.push("# Observe the stack (read-only, in parallel; these run with --dry-run too)".into());
-    lines.push(format!("{}   # must list {}", docker::kind_get_clusters(), stack.cluster.name));
     lines.push(format!(
-        "{}   # running, its port mappings, State.StartedAt",
+        "{}   # the cluster's node: running, its port mappings, State.StartedAt",
         docker::inspect(&stack.cluster.control_plane_container())
+    ));
+    lines.push(format!(
+        "{}   # only when there is no such node container: must list {}",
+        docker::kind_get_clusters(),
+        stack.cluster.name
     ));
     lines.push(format!("{}   # once; waited for only if it does not answer", ctx.kube.readyz()));
     if !stack.legacy_proxies.is_empty() {
@@ -228,7 +238,7 @@ pub fn describe(ctx: &Ctx, lines: &mut Vec<String>) {
     let mesh = &stack.mesh;
     for daemonset in [mesh.daemonset.as_str(), CNI_DAEMONSET] {
         lines.push(format!(
-            "{}   # after the probes: failed HBONE connections / in-pod reconciles",
+            "{}   # failed HBONE connections / in-pod reconciles",
             ctx.kube.workload_logs("daemonset", daemonset, &mesh.namespace, LOG_TAIL)
         ));
     }

@@ -7,10 +7,10 @@ use std::io::Write;
 use serde::Serialize;
 
 use crate::cluster::{self, Deployment, Pod};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::http::Response;
 use crate::observe::Ctx;
-use crate::observe::routes::{self, Probe};
+use crate::observe::routes::Probe;
 use crate::stack::Stack;
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
@@ -139,32 +139,26 @@ pub fn route(stack: &Stack, probe: &Probe) -> Route {
     }
 }
 
+/// The table's rows, from the one observation `doctor` and `up` read too.
 pub fn gather(ctx: &Ctx) -> Result<Status> {
     let stack = ctx.stack;
-    let read = |cmd: crate::exec::Cmd| -> Result<String> {
-        cmd.run().map(|o| o.stdout).map_err(|e| {
-            ctx.kube.explain(e).with_next("is the cluster up? `bookstore doctor` says what is wrong")
-        })
-    };
-    let bad = |cmd: String| move |p: String| Error::step(format!("`{cmd}`: {p}"), "run it by hand");
-    let deployments = cluster::parse_deployments(&read(ctx.kube.list_deployments())?)
-        .map_err(bad(ctx.kube.list_deployments().to_string()))?;
-    let pods =
-        cluster::parse_pods(&read(ctx.kube.list_pods())?).map_err(bad(ctx.kube.list_pods().to_string()))?;
-    let now = crate::observe::now();
-    let probes = routes::probe_all(stack, &stack.smoke.checks);
+    // The node's state is not shown; without it the cluster is read all the same.
+    let node = crate::observe::inspect(&stack.cluster.control_plane_container()).unwrap_or_default();
+    let obs = crate::observe::cluster(ctx, node).map_err(|e| {
+        ctx.kube.explain(e).with_next("is the cluster up? `bookstore doctor` says what is wrong")
+    })?;
     // The Connect route's own answer (`GET /connectors?expand=status`) gives the connectors' states.
-    let connect_answer = probes
+    let connect_answer = obs
+        .routes
         .iter()
         .find(|p| p.check.connectors_running)
         .map(|p| p.answer.clone())
         .unwrap_or_else(|| Err("the stack has no Connect route".into()));
-    let routes = probes.iter().map(|p| route(stack, p)).collect();
     Ok(Status {
         cluster: stack.cluster.name.clone(),
-        workloads: workloads(stack, &deployments, &pods, now),
+        workloads: workloads(stack, &obs.deployments, &obs.pods, obs.at),
         connectors: connectors(stack, &connect_answer),
-        routes,
+        routes: obs.routes.iter().map(|p| route(stack, p)).collect(),
     })
 }
 

@@ -420,11 +420,23 @@ mod tests {
             .iter()
             .map(|m| (m.container_port, "127.0.0.1".into(), m.container_port))
             .collect();
-        let node = Node { running: true, status: "running".into(), started_at: None, kind_cluster: None, bindings: all.clone() };
+        let node = Node {
+            running: true,
+            status: "running".into(),
+            started_at: None,
+            kind_cluster: None,
+            bindings: all.clone(),
+        };
         assert!(ports_findings(&stack, &node, "docker inspect n").is_empty());
         let old = Node {
             bindings: all.iter().filter(|(p, _, _)| *p < 32100).cloned().collect(),
-            ..Node { running: true, status: "running".into(), started_at: None, kind_cluster: None, bindings: vec![] }
+            ..Node {
+                running: true,
+                status: "running".into(),
+                started_at: None,
+                kind_cluster: None,
+                bindings: vec![],
+            }
         };
         let found = ports_findings(&stack, &old, "docker inspect n");
         assert_eq!(found.len(), 1);

@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_bookstore");
 pub const PORTS: [u16; 6] = [30000, 31111, 32000, 32100, 32200, 32300];
-/// A password no shell quoting survives by accident.
-pub const HOSTILE: &str = "p'a\"ss $HOME `id` \\n\\ back\\slash spa ce ünï©ødé";
+/// A password no shell quoting survives by accident (the kit's one hostile password).
+pub use bookstore_sim::kit::HOSTILE;
 
 pub const ENVOY_503: &str =
     "upstream connect error or disconnect/reset before headers. reset reason: connection termination";

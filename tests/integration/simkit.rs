@@ -1,7 +1,7 @@
 //! Helpers for the tests that run the binary against the simulator: start a world, run
 //! `bookstore` in it, read `doctor --json`'s findings, rewrite the stack copy the binary reads.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bookstore_sim::{Sim, SimOptions};
 use serde_json::Value;
@@ -17,9 +17,7 @@ pub fn options() -> SimOptions {
 }
 
 pub fn start(opts: SimOptions) -> Sim {
-    let sim = Sim::start(opts).expect("simulator starts");
-    sim.wait_healthy(Duration::from_secs(30)).expect("the simulated stack starts healthy");
-    sim
+    bookstore_sim::kit::healthy(opts, Duration::from_secs(30))
 }
 
 pub fn bookstore(sim: &Sim, args: &[&str]) -> Run {
@@ -148,15 +146,4 @@ pub fn docker_restart(sim: &Sim) {
     });
 }
 
-/// Poll until `f` gives a value.
-#[track_caller]
-pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+pub use bookstore_sim::kit::eventually;

@@ -11,7 +11,6 @@ use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use bookstore_sim::{AuditEntry, Sim, SimOptions, Source};
 use serde_json::Value;
 
@@ -20,34 +19,14 @@ use crate::harness::{BIN, Run};
 pub const SCALE: f64 = 0.05;
 pub const CONTEXT: &str = "kind-bookstore";
 
-/// The password of both connectors: quotes, `$`, backslashes, spaces, non-ASCII.
-pub const SENTINEL: &str = "s€nt'ïnel\" $HOME ${PATH} `id` \\x\\ back\\\\slash  two  spaces ✓";
+/// The password of both connectors (the kit's hostile password).
+pub use bookstore_sim::kit::{HOSTILE as SENTINEL, leaks_in};
 
 /// How many rows `faults.rs` declares (the summary line is printed when the last one finishes).
 pub const ROWS: u32 = 45;
 
 /// Generous bound for anything a row waits on (never reached in a passing run).
 pub const BOUND: Duration = Duration::from_secs(60);
-
-/// Every form in which the sentinel could leak: raw, JSON-escaped, base64 (as the Secret holds
-/// it), and fragments that survive a shell eating the quotes.
-fn leak_forms() -> Vec<Vec<u8>> {
-    let json = serde_json::to_string(SENTINEL).unwrap();
-    let b64 = base64::engine::general_purpose::STANDARD.encode(SENTINEL.as_bytes());
-    [SENTINEL, json.trim_matches('"'), b64.as_str(), "s€nt", "two  spaces ✓"]
-        .iter()
-        .map(|s| s.as_bytes().to_vec())
-        .collect()
-}
-
-/// Where the sentinel appears in `bytes` (the forms found), if anywhere.
-pub fn leaks_in(bytes: &[u8]) -> Vec<String> {
-    leak_forms()
-        .iter()
-        .filter(|form| bytes.windows(form.len()).any(|w| w == form.as_slice()))
-        .map(|form| String::from_utf8_lossy(form).into_owned())
-        .collect()
-}
 
 #[derive(Default)]
 struct Totals {
@@ -121,8 +100,7 @@ impl Case {
     }
 
     pub fn with(name: &'static str, opts: SimOptions) -> Case {
-        let sim = Sim::start(opts).expect("simulator starts");
-        sim.wait_healthy(BOUND).expect("the simulated stack starts healthy");
+        let sim = bookstore_sim::kit::healthy(opts, BOUND);
         let stack = std::fs::read_to_string(sim.stack_path()).unwrap();
         std::fs::write(sim.stack_path(), shorten(&stack)).unwrap();
         for sub in ["tmp", "wrap"] {
@@ -558,12 +536,9 @@ impl Running {
 }
 
 /// Poll the world until `pred` holds (bounded; a wait, not an assertion on time).
+#[track_caller]
 pub fn until(what: &str, mut pred: impl FnMut() -> bool) {
-    let deadline = Instant::now() + BOUND;
-    while !pred() {
-        assert!(Instant::now() < deadline, "never happened: {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    bookstore_sim::kit::eventually(BOUND, &format!("never happened: {what}"), || pred().then_some(()))
 }
 
 /// The error a run printed: from its `ERROR:` line to the end of stderr.

@@ -15,6 +15,8 @@
 //! - [`config`]: stack.yaml / kind config / connector files; [`latency`]: the latency table
 //! - [`bench`]: `bookstore-sim bench` (the guide vs `bookstore recover` vs the critical path);
 //!   [`client`]: a minimal loopback HTTP client
+//! - [`kit`]: what every test shares (the hostile password and its leak forms, the bounded poll,
+//!   a healthy world)
 //!
 //! Invariants: only `server` accepts connections; nothing awaits while holding the world lock;
 //! the workload list, dependencies, routes and ports come from the `infra/` copy.
@@ -32,6 +34,7 @@ pub mod control;
 pub mod dataplane;
 pub mod docker;
 pub mod faults;
+pub mod kit;
 pub mod kube;
 pub mod latency;
 pub mod server;

@@ -131,7 +131,7 @@ fn get_watch_streams_list_then_modified_events() {
 
 #[test]
 fn secret_json_keeps_hostile_password() {
-    let hostile = "p\"a'ss $HOME \\back slash ünï €";
+    let hostile = bookstore_sim::kit::HOSTILE;
     let mut o = opts();
     o.secret.insert("ECOM_DB_PASSWORD".into(), hostile.into());
     let sim = start(o);

@@ -4,7 +4,7 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Output;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bookstore_sim::{Sim, SimOptions};
 
@@ -15,9 +15,7 @@ pub fn opts() -> SimOptions {
 }
 
 pub fn start(opts: SimOptions) -> Sim {
-    let sim = Sim::start(opts).expect("simulator starts");
-    sim.wait_healthy(Duration::from_secs(10)).expect("healthy at start");
-    sim
+    bookstore_sim::kit::healthy(opts, Duration::from_secs(10))
 }
 
 pub fn run(sim: &Sim, program: &str, args: &[&str]) -> Output {
@@ -89,17 +87,7 @@ pub fn put_json(port: u16, path: &str, body: &str) -> (u16, String, String) {
     http(port, "PUT", "localhost", path, Some(("application/json", body))).expect("connect answers")
 }
 
-/// Poll `f` every 20 ms until it returns Some.
-pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+pub use bookstore_sim::kit::eventually;
 
 /// A flat connector config from the shipped file, with credentials inline.
 pub fn flat_config(sim: &Sim, connector: &str, user: &str, pass: &str) -> serde_json::Value {

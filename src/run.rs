@@ -123,7 +123,7 @@ pub fn run(cli: Cli) -> u8 {
             "summary",
             serde_json::json!({"command": command, "outcome": if code == 0 { "ok" } else { "failed" },
                 "exit_code": code, "duration_ms": started.elapsed().as_millis() as u64,
-                "commands": crate::exec::spawned()}),
+                "commands": crate::exec::spawned(), "programs": crate::exec::spawned_by_program()}),
         );
     }
     code

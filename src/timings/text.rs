@@ -1,8 +1,8 @@
 //! The timeline on a terminal, after the summary line: one line per bar, proportional to the
-//! wall time. `·` waiting for what it needs, `█` restarting/rolling out, `─` Ready; `*` marks
+//! wall time. `·` waiting for what it needs, `█` restarting/rolling out (or a phase), `─` Ready; `*` marks
 //! the critical path (also in colour when colour is on).
 
-use super::{Bar, Timeline, secs};
+use super::{Bar, Kind, Timeline, secs};
 
 const WAIT: char = '·';
 const ROLL: char = '█';
@@ -59,7 +59,7 @@ fn bar(t: &Timeline, b: &Bar, cells: usize, color: bool) -> String {
                 WAIT
             } else if at < end {
                 ROLL
-            } else if b.ready_ms.is_some() {
+            } else if b.ready_ms.is_some() && b.kind != Kind::Phase {
                 READY
             } else {
                 ' '

@@ -164,7 +164,7 @@ pub fn html(t: &Timeline) -> String {
          <span class=\"key phase\"></span>a phase\
          <span class=\"key ready\"></span>Ready\
          <span class=\"key critical\"></span>critical path\
-         <span class=\"key failed\"></span>failed</div>\n",
+         <span class=\"key failed\"></span>failed / never Ready</div>\n",
     );
     chart(t, &mut out);
     table(t, &mut out);

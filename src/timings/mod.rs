@@ -76,6 +76,26 @@ pub struct Bar {
 }
 
 impl Bar {
+    /// A bar of `kind` in step `step` that waits from `queued_ms` and starts at `start_ms`.
+    fn new(name: &str, kind: Kind, step: usize, queued_ms: u64, start_ms: u64) -> Bar {
+        Bar {
+            name: name.to_string(),
+            kind,
+            namespace: None,
+            needs: Vec::new(),
+            released_by: None,
+            after_step: None,
+            step,
+            queued_ms,
+            start_ms,
+            ready_ms: None,
+            failed: false,
+            note: String::new(),
+            decision: None,
+            critical: false,
+        }
+    }
+
     pub fn waited_ms(&self) -> u64 {
         self.start_ms.saturating_sub(self.queued_ms)
     }
@@ -148,6 +168,14 @@ fn ms(e: &Value, key: &str) -> u64 {
     e.get(key).and_then(Value::as_u64).unwrap_or(0)
 }
 
+/// Whom an event is about: a connector, or else a workload.
+fn subject(e: &Value) -> (&str, Kind) {
+    match e.get("connector").and_then(Value::as_str) {
+        Some(c) => (c, Kind::Connector),
+        None => (text_of(e, "workload"), Kind::Workload),
+    }
+}
+
 impl Timeline {
     /// The timeline of a run from its events, in the order emitted; the `summary` event (wall
     /// time, child processes) is expected last. `started_unix`: the run's start, for the page.
@@ -181,13 +209,8 @@ impl Timeline {
                     }
                 }
                 "task_started" => {
-                    let (name, kind) = match e.get("connector").and_then(Value::as_str) {
-                        Some(c) => (c, Kind::Connector),
-                        None => (text_of(e, "workload"), Kind::Workload),
-                    };
+                    let (name, kind) = subject(e);
                     tasks.push(Bar {
-                        name: name.to_string(),
-                        kind,
                         namespace: e.get("namespace").and_then(Value::as_str).map(String::from),
                         needs: e
                             .get("after")
@@ -195,23 +218,11 @@ impl Timeline {
                             .map(|a| a.iter().filter_map(Value::as_str).map(String::from).collect())
                             .unwrap_or_default(),
                         released_by: e.get("released_by").and_then(Value::as_str).map(String::from),
-                        after_step: None,
-                        step: current.unwrap_or(0),
-                        queued_ms: step_start,
-                        start_ms: t,
-                        ready_ms: None,
-                        failed: false,
-                        note: String::new(),
-                        decision: None,
-                        critical: false,
+                        ..Bar::new(name, kind, current.unwrap_or(0), step_start, t)
                     });
                 }
                 "workload_ready" | "connector_registered" => {
-                    let connector = e.get("connector").and_then(Value::as_str);
-                    let (name, kind) = match connector {
-                        Some(c) => (c, Kind::Connector),
-                        None => (text_of(e, "workload"), Kind::Workload),
-                    };
+                    let (name, kind) = subject(e);
                     let namespace = e.get("namespace").and_then(Value::as_str);
                     let open = tasks.iter_mut().rev().find(|b| {
                         b.kind == kind
@@ -225,20 +236,8 @@ impl Timeline {
                         // from its step's start.
                         None => {
                             tasks.push(Bar {
-                                name: name.to_string(),
-                                kind,
                                 namespace: namespace.map(String::from),
-                                needs: Vec::new(),
-                                released_by: None,
-                                after_step: None,
-                                step: current.unwrap_or(0),
-                                queued_ms: step_start,
-                                start_ms: step_start,
-                                ready_ms: None,
-                                failed: false,
-                                note: String::new(),
-                                decision: None,
-                                critical: false,
+                                ..Bar::new(name, kind, current.unwrap_or(0), step_start, step_start)
                             });
                             tasks.last_mut().expect("just pushed")
                         }
@@ -278,20 +277,10 @@ impl Timeline {
                 note = format!("{note} ({})", s.checks.join(", ")).trim().to_string();
             }
             bars.push(Bar {
-                name: s.title.clone(),
-                kind: Kind::Phase,
-                namespace: None,
-                needs: Vec::new(),
-                released_by: None,
-                after_step: None,
-                step: i,
-                queued_ms: s.start_ms,
-                start_ms: s.start_ms,
                 ready_ms: s.end_ms.filter(|_| s.ok),
                 failed: s.end_ms.is_some() && !s.ok,
                 note,
-                decision: None,
-                critical: false,
+                ..Bar::new(&s.title, Kind::Phase, i, s.start_ms, s.start_ms)
             });
         }
         let failed_run = text_of(summary, "outcome") == "failed";

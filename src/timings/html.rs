@@ -33,6 +33,7 @@ table { border-collapse: collapse; }
 .key.wait { background: repeating-linear-gradient(45deg, #e4e7ee 0 3px, #c3c9d5 3px 5px); }
 .key.roll { background: #3d7cc9; }
 .key.phase { background: #7b879e; }
+.key.awaited { background: #4fa39a; }
 .key.ready { background: #cdebd6; }
 .key.critical { background: #e8590c; }
 .key.failed { background: #d63a3a; }
@@ -46,6 +47,7 @@ svg .bar.critical .label { font-weight: 700; fill: #b0440b; }
 svg .seg.wait { fill: url(#hatch); }
 svg .seg.roll { fill: #3d7cc9; }
 svg .bar.phase .seg.roll { fill: #7b879e; }
+svg .bar.awaited .seg.roll { fill: #4fa39a; }
 svg .bar.critical .seg.roll { fill: #e8590c; }
 svg .seg.ready { fill: #cdebd6; }
 svg .bar.failed .seg.roll { fill: #d63a3a; }
@@ -118,6 +120,7 @@ fn story(t: &Timeline, b: &Bar) -> String {
     }
     let what = match b.kind {
         Kind::Workload => "restart sent",
+        Kind::Awaited => "kept (not restarted), its rollout waited for since",
         Kind::Connector => "registration began",
         Kind::Phase => "began",
     };
@@ -161,6 +164,7 @@ pub fn html(t: &Timeline) -> String {
     out.push_str(
         "<div class=\"legend\"><span class=\"key wait\"></span>waiting for what it needs\
          <span class=\"key roll\"></span>restarting / rolling out\
+         <span class=\"key awaited\"></span>kept, its rollout waited for\
          <span class=\"key phase\"></span>a phase\
          <span class=\"key ready\"></span>Ready\
          <span class=\"key critical\"></span>critical path\
@@ -208,14 +212,18 @@ fn totals(t: &Timeline, out: &mut String) {
         esc(&t.chain_text()),
         secs(slack)
     );
-    let restarted = t.workloads().count();
-    let connectors = t.bars.iter().filter(|b| b.kind == Kind::Connector).count();
-    let phases = t.bars.iter().filter(|b| b.kind == Kind::Phase).count();
+    let count = |kind: Kind| t.bars.iter().filter(|b| b.kind == kind).count();
+    let kept = |kind: Kind| t.kept.iter().filter(|k| k.kind == kind).count();
     let _ = writeln!(
         out,
-        "<tr><th>Bars</th><td>{restarted} workloads restarted, {} kept · {connectors} connectors · \
-         {phases} phases</td></tr>",
-        t.kept.len()
+        "<tr><th>Bars</th><td>{} workloads restarted, {} waited for, {} kept · {} connectors registered, \
+         {} kept · {} phases</td></tr>",
+        count(Kind::Workload),
+        count(Kind::Awaited),
+        kept(Kind::Workload),
+        count(Kind::Connector),
+        kept(Kind::Connector),
+        count(Kind::Phase)
     );
     if let Some(e) = &t.error {
         let _ = writeln!(out, "<tr><th>Error</th><td class=\"error\">{}</td></tr>", esc(e));
@@ -394,8 +402,8 @@ fn table(t: &Timeline, out: &mut String) {
             out,
             "<tr class=\"kept\" data-name=\"{}\"><td></td><td class=\"name\">{}</td><td>{}</td><td></td>\
              <td></td><td></td><td></td><td></td><td>keep: {}</td></tr>",
-            esc(&k.workload),
-            esc(&k.workload),
+            esc(&k.name),
+            esc(&k.name),
             esc(&k.namespace),
             esc(&k.reason)
         );

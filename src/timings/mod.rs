@@ -28,7 +28,10 @@ pub use text::text;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     Phase,
+    /// A workload restarted.
     Workload,
+    /// A workload kept but waited for (its rollout was under way; `up`'s `wait`).
+    Awaited,
     Connector,
 }
 
@@ -37,6 +40,7 @@ impl Kind {
         match self {
             Kind::Phase => "phase",
             Kind::Workload => "workload",
+            Kind::Awaited => "awaited",
             Kind::Connector => "connector",
         }
     }
@@ -123,10 +127,12 @@ impl Bar {
     }
 }
 
-/// A workload the run kept (a `decision` with action `keep`, and no restart).
+/// A workload or connector the run kept (a `decision` with action `keep`, and no bar).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Kept {
-    pub workload: String,
+    pub name: String,
+    /// `Workload` or `Connector`.
+    pub kind: Kind,
     pub namespace: String,
     pub reason: String,
 }
@@ -168,12 +174,19 @@ fn ms(e: &Value, key: &str) -> u64 {
     e.get(key).and_then(Value::as_u64).unwrap_or(0)
 }
 
-/// Whom an event is about: a connector, or else a workload.
+/// Whom an event is about: a connector, or else a workload (awaited when its action is `wait`).
 fn subject(e: &Value) -> (&str, Kind) {
     match e.get("connector").and_then(Value::as_str) {
         Some(c) => (c, Kind::Connector),
+        None if text_of(e, "action") == "wait" => (text_of(e, "workload"), Kind::Awaited),
         None => (text_of(e, "workload"), Kind::Workload),
     }
+}
+
+/// A bar and an event about the same workload or connector.
+fn same(bar: &Bar, name: &str, kind: Kind) -> bool {
+    let connector = |k: Kind| k == Kind::Connector;
+    bar.name == name && bar.kind != Kind::Phase && connector(bar.kind) == connector(kind)
 }
 
 impl Timeline {
@@ -182,7 +195,7 @@ impl Timeline {
     pub fn from_events(events: &[Value], started_unix: u64) -> Timeline {
         let mut steps: Vec<StepSpan> = Vec::new();
         let mut tasks: Vec<Bar> = Vec::new();
-        let mut decisions: Vec<(String, String, Decision)> = Vec::new();
+        let mut decisions: Vec<(String, Kind, String, Decision)> = Vec::new();
         let mut summary = &Value::Null;
         let mut error = None;
         let mut last_t = 0;
@@ -225,8 +238,7 @@ impl Timeline {
                     let (name, kind) = subject(e);
                     let namespace = e.get("namespace").and_then(Value::as_str);
                     let open = tasks.iter_mut().rev().find(|b| {
-                        b.kind == kind
-                            && b.name == name
+                        same(b, name, kind)
                             && b.ready_ms.is_none()
                             && (namespace.is_none() || b.namespace.as_deref() == namespace)
                     });
@@ -252,7 +264,8 @@ impl Timeline {
                     }
                 }
                 "decision" => decisions.push((
-                    text_of(e, "workload").to_string(),
+                    subject(e).0.to_string(),
+                    subject(e).1,
                     text_of(e, "namespace").to_string(),
                     Decision {
                         action: text_of(e, "action").to_string(),
@@ -289,20 +302,24 @@ impl Timeline {
             if b.ready_ms.is_none() && failed_run {
                 b.failed = true;
             }
-            let decided = |(w, ns, _): &&(String, String, Decision)| {
-                b.kind == Kind::Workload && *w == b.name && b.namespace.as_deref().is_none_or(|n| n == ns)
+            let decided = |(name, kind, ns, _): &&(String, Kind, String, Decision)| {
+                same(b, name, *kind)
+                    && (*kind == Kind::Connector || b.namespace.as_deref().is_none_or(|n| n == ns))
             };
-            if let Some((_, _, d)) = decisions.iter().find(decided) {
+            if let Some((_, _, _, d)) = decisions.iter().find(decided) {
                 b.decision = Some(d.clone());
             }
         }
         bars.sort_by_key(|b| (b.start_ms, b.step));
         let kept = decisions
             .iter()
-            .filter(|(w, _, d)| {
-                d.action == "keep" && !bars.iter().any(|b| b.kind == Kind::Workload && b.name == *w)
+            .filter(|(name, kind, _, d)| d.action == "keep" && !bars.iter().any(|b| same(b, name, *kind)))
+            .map(|(name, kind, ns, d)| Kept {
+                name: name.clone(),
+                kind: if *kind == Kind::Connector { Kind::Connector } else { Kind::Workload },
+                namespace: ns.clone(),
+                reason: d.reason.clone(),
             })
-            .map(|(w, ns, d)| Kept { workload: w.clone(), namespace: ns.clone(), reason: d.reason.clone() })
             .collect();
 
         let mut timeline = Timeline {
@@ -350,10 +367,6 @@ impl Timeline {
                 b.after_step = last.clone();
             }
         }
-    }
-
-    pub fn workloads(&self) -> impl Iterator<Item = &Bar> {
-        self.bars.iter().filter(|b| b.kind == Kind::Workload)
     }
 
     /// The critical path as `ztunnel 0.6s → keycloak-db 0.7s → …`.
@@ -405,7 +418,7 @@ impl Timeline {
                 "chain": self.critical.iter().map(|i| self.bars[*i].label()).collect::<Vec<_>>(),
             },
             "bars": bars,
-            "kept": self.kept.iter().map(|k| json!({"workload": k.workload, "namespace": k.namespace, "reason": k.reason})).collect::<Vec<_>>(),
+            "kept": self.kept.iter().map(|k| json!({"name": k.name, "kind": k.kind.as_str(), "namespace": k.namespace, "reason": k.reason})).collect::<Vec<_>>(),
         })
     }
 }

@@ -96,7 +96,7 @@ fn every_restarted_workload_is_one_bar_in_the_order_it_started_and_steps_with_ta
             "Smoke-testing every route"
         ]
     );
-    assert_eq!(t.workloads().count(), 7);
+    assert_eq!(t.bars.iter().filter(|b| b.kind == Kind::Workload).count(), 7);
     assert_eq!((t.wall_ms, t.commands, t.kubectl()), (3710, 20, 18));
     assert_eq!(t.programs_text(), "kubectl 18, docker 2");
 }
@@ -156,32 +156,76 @@ fn the_critical_path_is_the_longest_chain_of_observed_durations_along_the_plans_
 }
 
 #[test]
-fn decisions_give_the_why_and_a_kept_workload_is_a_row_without_a_bar() {
+fn decisions_give_the_why_and_what_was_kept_is_a_row_without_a_bar() {
+    // What the convergent `up` emits before its rollout: one decision per workload and connector.
     let mut events = recovery();
-    events.insert(
-        6,
-        ev(605, "decision", json!({"workload": "keycloak", "namespace": "identity", "action": "restart", "reason": "its pod predates the node's start"})),
-    );
-    events.insert(
-        6,
-        ev(605, "decision", json!({"workload": "redis", "namespace": "infra", "action": "keep", "reason": "Ready and registered with the current ztunnel"})),
-    );
+    let decision = |subject: &str, name: &str, ns: &str, action: &str, reason: &str| {
+        ev(605, "decision", json!({subject: name, "namespace": ns, "action": action, "reason": reason}))
+    };
+    for d in [
+        decision("workload", "keycloak", "identity", "restart", "its pod predates the node's start"),
+        decision("workload", "redis", "infra", "keep", "Ready and registered with the current ztunnel"),
+        decision("connector", "ecom-connector", "infra", "register", "missing in Connect"),
+        decision("connector", "inventory-connector", "infra", "keep", "RUNNING with the desired config"),
+    ] {
+        events.insert(6, d);
+    }
     let t = Timeline::from_events(&events, 0);
     let keycloak = t.bars.iter().find(|b| b.name == "keycloak").unwrap();
     assert_eq!(keycloak.decision.as_ref().map(|d| d.action.as_str()), Some("restart"));
+    let connector = t.bars.iter().find(|b| b.name == "ecom-connector").unwrap();
+    assert_eq!(connector.decision.as_ref().map(|d| d.reason.as_str()), Some("missing in Connect"));
     assert_eq!(
         t.kept,
-        [Kept {
-            workload: "redis".into(),
-            namespace: "infra".into(),
-            reason: "Ready and registered with the current ztunnel".into()
-        }]
+        [
+            Kept {
+                name: "inventory-connector".into(),
+                kind: Kind::Connector,
+                namespace: "infra".into(),
+                reason: "RUNNING with the desired config".into()
+            },
+            Kept {
+                name: "redis".into(),
+                kind: Kind::Workload,
+                namespace: "infra".into(),
+                reason: "Ready and registered with the current ztunnel".into()
+            },
+        ]
     );
     assert!(t.bars.iter().all(|b| b.name != "redis"));
     let page = html(&t);
     assert!(page.contains("restart: its pod predates the node&#39;s start"), "{page}");
+    assert!(page.contains("register: missing in Connect · registered, RUNNING"), "{page}");
     assert!(page.contains("<tr class=\"kept\" data-name=\"redis\">"));
-    assert_eq!(t.to_json()["kept"][0]["workload"], "redis");
+    assert!(
+        page.contains("7 workloads restarted, 0 waited for, 1 kept · 1 connectors registered, 1 kept"),
+        "{page}"
+    );
+    assert_eq!(
+        t.to_json()["kept"][1],
+        json!({"name": "redis", "kind": "workload", "namespace": "infra", "reason": "Ready and registered with the current ztunnel"})
+    );
+}
+
+#[test]
+fn a_kept_workload_waited_for_is_its_own_kind_of_bar() {
+    let mut events = recovery();
+    // kafka is kept but its rollout was under way: debezium waits for it.
+    for e in &mut events {
+        if e["event"] == "task_started" && e["workload"] == "kafka" {
+            e["action"] = json!("wait");
+        }
+    }
+    let t = Timeline::from_events(&events, 0);
+    let kafka = t.bars.iter().find(|b| b.name == "kafka").unwrap();
+    assert_eq!((kafka.kind, kafka.ready_ms), (Kind::Awaited, Some(1500)));
+    let page = html(&t);
+    assert!(page.contains("<g class=\"bar awaited\" data-name=\"kafka\" data-kind=\"awaited\""), "{page}");
+    assert_eq!(page.matches("data-kind=\"workload\"").count(), 6);
+    assert_eq!(
+        t.to_json()["bars"].as_array().unwrap().iter().find(|b| b["name"] == "kafka").unwrap()["kind"],
+        "awaited"
+    );
 }
 
 #[test]

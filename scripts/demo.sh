@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: on a machine without Docker, start the simulator just after a simulated Docker
 # Desktop restart, show the broken stack (the gateway's Envoy 503, the empty connectors), run
-# `bookstore up`, and show it healthy. Under a minute (time scale 0.1).
+# `bookstore up` (with DEMO_ARGS, e.g. `--timings`), and show it healthy. Under a minute (time
+# scale 0.1; DEMO_TIME_SCALE=1 for real time).
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 scale="${DEMO_TIME_SCALE:-0.1}"
@@ -31,7 +32,8 @@ for _ in $(seq 600); do "$bin/bookstore-sim" ctl --dir "$dir" healthy >/dev/null
 for _ in $(seq 600); do [ "$(curl -s -o /dev/null -w '%{http_code}' "$connect/connectors")" = 200 ] && break; sleep 0.1; done
 echo "== A simulated kind cluster after Docker Desktop restarted (time scale $scale): every pod Ready again"
 show
-printf '\n== bookstore up\n'
-"$bin/bookstore" up --stack "$stack"
+printf '\n== bookstore up %s\n' "${DEMO_ARGS:-}"
+read -ra extra <<<"${DEMO_ARGS:-}"
+"$bin/bookstore" up --stack "$stack" "${extra[@]}"
 printf '\n== After\n'
 show

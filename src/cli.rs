@@ -18,6 +18,7 @@ use crate::error::EXIT_CODES;
         "  bookstore up                      # recover the stack (or say that a bootstrap is needed)\n",
         "  bookstore recover --dry-run       # print every command and request, change nothing\n",
         "  bookstore recover --phased        # the restart guide's exact phases\n",
+        "  bookstore up --timings            # and a timeline page in bookstore-timings/\n",
         "  bookstore connectors              # re-register the Debezium connectors only\n",
         "  bookstore smoke                   # check every route\n",
         "  bookstore doctor                  # what is wrong, the evidence, and the command that fixes it\n",
@@ -121,6 +122,15 @@ pub struct RecoverArgs {
     /// a FailedCreatePodSandBox event (by default the wait fails at once, with its logs and events)
     #[arg(long)]
     pub tolerate: bool,
+
+    /// Write a timeline of the run to --timings-dir: an HTML page (`html`, the default), the same
+    /// as a JSON document (`json`), or both (`html,json`); on a terminal also a text rendering
+    #[arg(long, value_name = "FORMATS", num_args = 0..=1, require_equals = true, default_missing_value = "html")]
+    pub timings: Option<String>,
+
+    /// Folder for the --timings files
+    #[arg(long, value_name = "DIR", env = "BOOKSTORE_TIMINGS_DIR", default_value = "bookstore-timings")]
+    pub timings_dir: std::path::PathBuf,
 }
 
 #[cfg(test)]

@@ -20,6 +20,20 @@ pub fn spawned() -> usize {
     SPAWNED.load(Ordering::Relaxed)
 }
 
+/// The same count by program (`kubectl`, `docker`, `kind`, …), for the summary and `--timings`.
+static BY_PROGRAM: std::sync::Mutex<std::collections::BTreeMap<String, usize>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+pub fn spawned_by_program() -> std::collections::BTreeMap<String, usize> {
+    BY_PROGRAM.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+fn count(program: &str) {
+    SPAWNED.fetch_add(1, Ordering::Relaxed);
+    let name = std::path::Path::new(program).file_name().map_or(program.into(), |n| n.to_string_lossy());
+    *BY_PROGRAM.lock().unwrap_or_else(|e| e.into_inner()).entry(name.into_owned()).or_default() += 1;
+}
+
 static VERBOSE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Children started and not yet reaped (each counted by a [`Live`] guard).
@@ -146,7 +160,7 @@ impl Cmd {
             Some(data) => expr.stdin_bytes(data.expose().as_bytes().to_vec()),
             None => expr.stdin_null(),
         };
-        SPAWNED.fetch_add(1, Ordering::Relaxed);
+        count(&self.program);
         if verbose() {
             eprintln!("   $ {self}");
         }
@@ -198,7 +212,7 @@ impl Cmd {
     pub fn stream(&self) -> Result<Stream> {
         let stderr = tempfile::tempfile().map_err(|e| self.spawn_error(e))?;
         let stderr_read = stderr.try_clone().map_err(|e| self.spawn_error(e))?;
-        SPAWNED.fetch_add(1, Ordering::Relaxed);
+        count(&self.program);
         if verbose() {
             eprintln!("   $ {self}   (streaming)");
         }

@@ -26,6 +26,9 @@ pub fn transient(stderr: &str) -> bool {
         "ServiceUnavailable",
         "the server is currently unable to handle the request",
         "InternalError",
+        // The apiserver's 500 message (NewInternalError), which `rollout restart` prints without
+        // the reason: `error: failed to patch: Internal error occurred: …`.
+        "Internal error occurred",
         "an error on the server",
         "TooManyRequests",
         "was refused",
@@ -550,6 +553,7 @@ mod tests {
         assert!(transient(
             "The connection to the server 127.0.0.1:6443 was refused - did you specify the right host or port?"
         ));
+        assert!(transient("error: failed to patch: Internal error occurred: etcdserver: request timed out"));
         assert!(!transient("Error from server (NotFound): deployments.apps \"x\" not found"));
         assert!(!transient("error: context \"kind-x\" does not exist"));
     }

@@ -19,6 +19,7 @@ mod smoke;
 mod stack;
 mod status;
 mod steps;
+mod timings;
 mod troubles;
 mod ui;
 mod wait;

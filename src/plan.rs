@@ -95,6 +95,16 @@ pub enum Task {
     Register(usize),
 }
 
+impl Task {
+    /// The workload's or the connector's name.
+    pub fn name(self, stack: &Stack) -> &str {
+        match self {
+            Task::Restart(i) | Task::Await(i) => &stack.workloads[i].name,
+            Task::Register(i) => &stack.connect.connectors[i].name,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Graph {
     pub order: Order,

@@ -4,7 +4,7 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::time::{Duration, Instant};
 
-use crate::cli::{Cli, ColorArg, Command};
+use crate::cli::{Cli, ColorArg, Command, RecoverArgs};
 use crate::error::{Error, Result, code};
 use crate::observe::Ctx;
 use crate::plan::{self, Known, Order, Step};
@@ -20,6 +20,33 @@ pub struct Config {
     pub dry_run: bool,
     /// `--tolerate`: waits sit out their deadlines instead of failing fast on a broken pod.
     pub tolerate: bool,
+    /// `--timings`: which timeline files to write, and where.
+    pub timings: Option<TimingsOut>,
+}
+
+#[derive(Clone, Debug)]
+pub struct TimingsOut {
+    pub html: bool,
+    pub json: bool,
+    pub dir: std::path::PathBuf,
+}
+
+fn timings_arg(args: &RecoverArgs) -> Result<Option<TimingsOut>> {
+    let Some(formats) = &args.timings else { return Ok(None) };
+    let mut out = TimingsOut { html: false, json: false, dir: args.timings_dir.clone() };
+    for format in formats.split(',').map(str::trim) {
+        match format {
+            "html" => out.html = true,
+            "json" => out.json = true,
+            other => {
+                return Err(Error::input(
+                    "--timings value",
+                    format!("`{other}` is not a format (html, json, or html,json)"),
+                ));
+            }
+        }
+    }
+    Ok(Some(out))
 }
 
 pub enum Action {
@@ -61,6 +88,10 @@ impl Config {
         let diagnosis = matches!(cli.command, Command::Doctor | Command::Status);
         let mut stack = if diagnosis { stack::load_for_diagnosis(source)? } else { stack::load(source)? };
         let tolerate = matches!(&cli.command, Command::Up(a) | Command::Recover(a) if a.tolerate);
+        let timings = match &cli.command {
+            Command::Up(args) | Command::Recover(args) => timings_arg(args)?,
+            _ => None,
+        };
         let action = match &cli.command {
             Command::Up(args) => Action::Up {
                 order: if args.phased { Order::Phased } else { Order::Graph },
@@ -86,7 +117,7 @@ impl Config {
             Command::Status => Action::Status,
             Command::Completions { .. } => unreachable!("handled before the stack loads"),
         };
-        Ok(Config { stack, action, dry_run: cli.dry_run, tolerate })
+        Ok(Config { stack, action, dry_run: cli.dry_run, tolerate, timings })
     }
 }
 
@@ -103,10 +134,27 @@ pub fn run(cli: Cli) -> u8 {
         return code::OK;
     }
     let ui = Ui::new(color, cli.json);
+    // `--timings` keeps every event from the first one on.
+    let ui = if matches!(&cli.command, Command::Up(a) | Command::Recover(a) if a.timings.is_some()) {
+        ui.record()
+    } else {
+        ui
+    };
     crate::exec::set_verbose(cli.verbose);
     let command = cli.command.name();
     let started = std::time::Instant::now();
-    let result = Config::from_cli(cli).and_then(|config| execute(&config, &ui));
+    let started_unix =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (result, timings) = match Config::from_cli(cli) {
+        Ok(config) => {
+            let timings = config.timings.clone().filter(|_| !config.dry_run);
+            if config.dry_run && config.timings.is_some() {
+                ui.info("--dry-run: nothing runs, so --timings writes no timeline");
+            }
+            (execute(&config, &ui), timings)
+        }
+        Err(err) => (Err(err), None),
+    };
     // Children still running on other threads (a restart, a watch) are stopped and reaped
     // before the process exits, whatever the outcome.
     crate::exec::stop_all(std::time::Duration::from_secs(10));
@@ -119,14 +167,55 @@ pub fn run(cli: Cli) -> u8 {
     };
     // `status --json` prints one document and nothing else when it succeeds.
     if !(command == "status" && code == code::OK) {
-        ui.emit(
-            "summary",
-            serde_json::json!({"command": command, "outcome": if code == 0 { "ok" } else { "failed" },
-                "exit_code": code, "duration_ms": started.elapsed().as_millis() as u64,
-                "commands": crate::exec::spawned()}),
-        );
+        let mut summary = serde_json::json!({"command": command, "outcome": if code == 0 { "ok" } else { "failed" },
+            "exit_code": code, "duration_ms": started.elapsed().as_millis() as u64,
+            "commands": crate::exec::spawned(), "programs": crate::exec::spawned_by_program()});
+        if let Some(out) = &timings {
+            summary["timings"] = serde_json::json!(write_timings(&ui, out, &summary, started_unix));
+        }
+        ui.emit("summary", summary);
     }
     code
+}
+
+/// `--timings`: the run's recorded events (and its summary) as a timeline, on a terminal as text
+/// after the summary line, and as the files asked for. Returns the paths written.
+fn write_timings(ui: &Ui, out: &TimingsOut, summary: &serde_json::Value, started_unix: u64) -> Vec<String> {
+    use crate::timings::{self, Timeline};
+    let mut events = ui.recorded();
+    let mut last = summary.clone();
+    last["event"] = "summary".into();
+    events.push(last);
+    let timeline = Timeline::from_events(&events, started_unix);
+    if std::io::stderr().is_terminal() {
+        let width = console::Term::stderr().size().1 as usize;
+        for line in timings::text(&timeline, width, ui.color()) {
+            ui.plain(&line);
+        }
+    }
+    let base = out.dir.join(format!("{}-{}", timeline.command, timings::stamp(started_unix)));
+    let mut written = Vec::new();
+    for (wanted, ext) in [(out.html, "html"), (out.json, "json")] {
+        if !wanted {
+            continue;
+        }
+        let body = match ext {
+            "html" => timings::html(&timeline),
+            _ => serde_json::to_string_pretty(&timeline.to_json()).unwrap_or_default() + "\n",
+        };
+        let path = base.with_extension(ext);
+        match std::fs::create_dir_all(&out.dir).and_then(|()| std::fs::write(&path, secret::redact(&body))) {
+            Ok(()) => {
+                ui.ok_line(&format!("timings: {}", path.display()));
+                written.push(path.display().to_string());
+            }
+            Err(e) => ui.warn(&format!(
+                "cannot write the timings to {}: {e}; pass --timings-dir DIR to write them elsewhere",
+                path.display()
+            )),
+        }
+    }
+    written
 }
 
 /// One mutating run at a time per cluster: an advisory lock on a file in the temp dir, released

@@ -24,6 +24,8 @@ pub struct Ui {
     json: bool,
     t0: Instant,
     state: Arc<Mutex<Active>>,
+    /// With `--timings`: every event, redacted, in the order emitted (`Ui::recorded`).
+    recorder: Option<Arc<Mutex<Vec<Value>>>>,
 }
 
 #[derive(Default)]
@@ -47,8 +49,14 @@ impl Ui {
             Color::Never => false,
             Color::Auto => tty && !dumb && !no_color,
         };
-        let ui =
-            Ui { color, smart, json, t0: Instant::now(), state: Arc::new(Mutex::new(Active::default())) };
+        let ui = Ui {
+            color,
+            smart,
+            json,
+            t0: Instant::now(),
+            state: Arc::new(Mutex::new(Active::default())),
+            recorder: None,
+        };
         if smart {
             let state = Arc::clone(&ui.state);
             std::thread::spawn(move || spin(state));
@@ -64,19 +72,46 @@ impl Ui {
         self.json
     }
 
-    /// One JSON event on stdout (with `--json`): `{"event": kind, "t_ms": …, …fields}`.
+    /// Whether marks are coloured (`--color`, `NO_COLOR`, a terminal).
+    pub fn color(&self) -> bool {
+        self.color
+    }
+
+    /// Keep every event in memory from now on (`--timings`), whether or not `--json` prints it.
+    pub fn record(mut self) -> Ui {
+        self.recorder = Some(Arc::new(Mutex::new(Vec::new())));
+        self
+    }
+
+    /// The events recorded so far, redacted (empty unless [`Ui::record`]).
+    pub fn recorded(&self) -> Vec<Value> {
+        self.recorder
+            .as_ref()
+            .map(|r| r.lock().unwrap_or_else(|e| e.into_inner()).clone())
+            .unwrap_or_default()
+    }
+
+    /// One event: `{"event": kind, "t_ms": …, …fields}`, on stdout with `--json`, kept in memory
+    /// with `--timings`.
     pub fn emit(&self, kind: &str, fields: Value) {
-        if !self.json {
+        if !self.json && self.recorder.is_none() {
             return;
         }
         let mut event = json!({"event": kind, "t_ms": self.t0.elapsed().as_millis() as u64});
         if let (Some(map), Value::Object(extra)) = (event.as_object_mut(), fields) {
             map.extend(extra);
         }
+        let line = secret::redact(&event.to_string());
         let _state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{}", secret::redact(&event.to_string()));
-        let _ = out.flush();
+        // The redacted line read back, so what is kept holds no secret either.
+        if let (Some(recorder), Ok(redacted)) = (&self.recorder, serde_json::from_str(&line)) {
+            recorder.lock().unwrap_or_else(|e| e.into_inner()).push(redacted);
+        }
+        if self.json {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+        }
     }
 
     fn write_line(&self, line: &str) {
@@ -122,6 +157,11 @@ impl Ui {
     pub fn ok_item(&self, text: &str, kind: &str, fields: Value) {
         self.emit(kind, fields);
         self.write_line(&format!(" {} {text}", self.paint("✓", 32)));
+    }
+
+    /// A line on stderr as it is (the `--timings` text).
+    pub fn plain(&self, text: &str) {
+        self.write_line(text);
     }
 
     pub fn ok_line(&self, text: &str) {

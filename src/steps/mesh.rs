@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use serde_json::json;
+
 use crate::error::{Error, Result};
 use crate::ui::human;
 use crate::wait::{Attempt, Poll};
@@ -34,6 +36,12 @@ pub fn wait_api(ctx: &Ctx) -> Result<()> {
 pub fn restart(ctx: &Ctx, settle: Duration) -> Result<()> {
     let mesh = &ctx.stack.mesh;
     let step = ctx.ui.start(&format!("Restarting {} (waiting ≤ {})", mesh.daemonset, human(mesh.timeout)));
+    let sent = std::time::Instant::now();
+    let (workload, namespace) = (&mesh.daemonset, &mesh.namespace);
+    ctx.ui.emit(
+        "task_started",
+        json!({"workload": workload, "namespace": namespace, "action": "restart", "after": [], "released_by": null}),
+    );
     ctx.kube.restart_all(&[("daemonset", mesh.namespace.as_str(), mesh.daemonset.as_str())])?;
     // `rollout status` within the deadline; a transient API failure mid-wait is retried with
     // the time that is left.
@@ -66,6 +74,10 @@ pub fn restart(ctx: &Ctx, settle: Duration) -> Result<()> {
             Err(other) => return Err(ctx.kube.explain(other)),
         }
     }
+    ctx.ui.emit(
+        "workload_ready",
+        json!({"workload": workload, "namespace": namespace, "duration_ms": sent.elapsed().as_millis() as u64}),
+    );
     step.done("rolled out");
     if !settle.is_zero() {
         let step = ctx.ui.start(&format!("Letting the mesh settle for {}", human(settle)));

@@ -149,6 +149,8 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
     let mut watch = Watch::start(ctx, &tx)?;
     let mut state: BTreeMap<Task, State> = graph.tasks.iter().map(|(t, _)| (*t, State::Waiting)).collect();
     let mut failfast = FailFast::new(ctx);
+    // Tasks in the order they were done: the last of a task's prerequisites released it.
+    let mut finished: Vec<Task> = Vec::new();
 
     loop {
         // Start every task whose prerequisites are done.
@@ -164,6 +166,7 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
         // Every restart due now, in whatever namespace, goes in one `kubectl rollout restart`.
         let mut batch: Vec<(String, String)> = Vec::new();
         for task in &due {
+            emit_started(ctx, graph, *task, &finished);
             match *task {
                 Task::Await(i) => {
                     let w = &stack.workloads[i];
@@ -279,6 +282,7 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
                                            "duration_ms": since.elapsed().as_millis() as u64}),
                                 );
                                 state.insert(task, State::Done);
+                                finished.push(task);
                             }
                             Rollout::Waiting(why) => *last = why,
                             Rollout::Failed(why) => {
@@ -306,6 +310,7 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
                         );
                     }
                     state.insert(task, State::Done);
+                    finished.push(task);
                 }
                 Ok(Msg::WatchEnded) => watch.ended(ctx, &tx)?,
                 Err(RecvTimeoutError::Timeout) => {
@@ -466,6 +471,25 @@ pub fn missing_workloads(ctx: &Ctx) -> Result<Vec<String>> {
         .filter(|w| !present.contains_key(&(w.namespace.clone(), w.name.clone())))
         .map(|w| format!("{}/{}", w.namespace, w.name))
         .collect())
+}
+
+/// The `task_started` event: a restart sent, a wait for a kept workload's rollout or a
+/// registration begun, what the plan made it wait for, and which of those released it (the last
+/// one done).
+fn emit_started(ctx: &Ctx, graph: &Graph, task: Task, finished: &[Task]) {
+    let stack = ctx.stack;
+    let after = graph.after(task);
+    let released_by = finished.iter().rev().find(|t| after.contains(t)).map(|t| t.name(stack));
+    let after: Vec<&str> = after.iter().map(|t| t.name(stack)).collect();
+    let mut fields = match task {
+        Task::Restart(i) | Task::Await(i) => json!({"workload": task.name(stack),
+            "namespace": stack.workloads[i].namespace,
+            "action": if matches!(task, Task::Restart(_)) { "restart" } else { "wait" }}),
+        Task::Register(_) => json!({"connector": task.name(stack), "action": "register"}),
+    };
+    fields["after"] = json!(after);
+    fields["released_by"] = json!(released_by);
+    ctx.ui.emit("task_started", fields);
 }
 
 /// Everything workload `i` needs is Ready: its task is done, or it has none (kept, Ready).

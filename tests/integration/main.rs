@@ -13,3 +13,4 @@ mod sim_e2e;
 mod simkit;
 mod status;
 mod tidy;
+mod timings;

@@ -313,7 +313,9 @@ fn json_events_go_to_stdout_one_per_line() {
         run.stdout.lines().map(|l| serde_json::from_str(l).expect("one JSON object a line")).collect();
     let kinds: Vec<&str> = events.iter().map(|e| e["event"].as_str().unwrap()).collect();
     assert_eq!(kinds.first(), Some(&"step_started"));
-    assert_eq!(kinds.iter().filter(|k| **k == "workload_ready").count(), 16);
+    // ztunnel and the 16 workloads, each restarted (`task_started`) and then Ready.
+    assert_eq!(kinds.iter().filter(|k| **k == "workload_ready").count(), 17);
+    assert_eq!(kinds.iter().filter(|k| **k == "task_started").count(), 17 + 2);
     assert_eq!(kinds.iter().filter(|k| **k == "connector_registered").count(), 2);
     assert_eq!(kinds.iter().filter(|k| **k == "check_passed").count(), 9);
     let summary = events.last().unwrap();

@@ -818,14 +818,36 @@ impl World {
             } else {
                 let st = self.workloads.get_mut(wl).expect("inserted above");
                 st.pending_since = None;
-                if st.template != template {
+                let new_template = st.template != template;
+                if new_template {
                     st.template = template.clone();
                     st.template_gen = gen_;
                     st.progress_start = now;
                 }
-                // First write: the new generation is observed, nothing updated yet.
+                // First write: the new generation is observed, nothing updated yet. A new
+                // template's ReplicaSet resets Progressing in the same update (the deployment
+                // controller's getNewReplicaSet), so no earlier verdict is read as this rollout's.
                 let mut o = obj.clone();
                 o["status"]["observedGeneration"] = json!(gen_);
+                if new_template && wl.0 == Res::Deployments {
+                    let rs = format!("{}-{}", wl.2, template_hash(&wl.2, gen_));
+                    let old = o["status"].get("conditions").cloned().unwrap_or(json!([]));
+                    let mut conds: Vec<Value> = old
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter(|c| c["type"] != "Progressing")
+                        .cloned()
+                        .collect();
+                    conds.push(condition(
+                        &old,
+                        "Progressing",
+                        "True",
+                        "NewReplicaSetCreated",
+                        &format!("Created new replica set \"{rs}\""),
+                    ));
+                    o["status"]["conditions"] = Value::Array(conds);
+                }
                 if wl.0 == Res::Deployments {
                     remove_key(&mut o["status"], "updatedReplicas");
                 } else {
@@ -1090,12 +1112,23 @@ impl World {
             let rolled = observed >= gen_ && updated >= replicas && total <= updated && ready >= updated;
             let deadline = st.progress_start + self.scaled(delays::PROGRESS_DEADLINE);
             let rs = format!("{}-{}", wl.2, template_hash(&wl.2, tgen));
+            let old_progressing = status.get("conditions").and_then(Value::as_array).and_then(|cs| {
+                cs.iter()
+                    .find(|c| c["type"] == "Progressing")
+                    .map(|c| (c["reason"].clone(), c["message"].clone()))
+            });
             let (pstatus, preason, pmsg) = if rolled {
                 (
                     "True",
                     "NewReplicaSetAvailable",
                     format!("ReplicaSet \"{rs}\" has successfully progressed."),
                 )
+            } else if let Some((_, message)) =
+                old_progressing.as_ref().filter(|(reason, _)| reason == "NewReplicaSetAvailable")
+            {
+                // DeploymentTimedOut: a completed rollout never times out, however long ago it
+                // finished (pods unready after a Docker restart change nothing here).
+                ("True", "NewReplicaSetAvailable", message.as_str().unwrap_or("").to_string())
             } else if now >= deadline {
                 (
                     "False",

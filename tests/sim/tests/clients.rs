@@ -636,3 +636,29 @@ fn full_recovery_procedure_heals_everything() {
     assert!(epoch < first_deploy_patch);
     assert!(!audit.iter().any(|e| e.verb == "DELETE"));
 }
+
+/// The progress deadline bounds a rollout, not a deployment's life (the deployment controller's
+/// `DeploymentTimedOut`: a Progressing condition of `NewReplicaSetAvailable` never times out, and
+/// a new ReplicaSet resets the condition in the same status update that observes the spec): a
+/// restart long after the last rollout, its Docker restart in between, rolls out.
+#[test]
+fn a_restart_long_after_the_last_rollout_does_not_exceed_the_progress_deadline() {
+    // 600 s × 0.01 = 6 s of progress deadline.
+    let sim = start(SimOptions { time_scale: 0.01, ..opts() });
+    std::thread::sleep(Duration::from_millis(6500));
+    sim.docker_restart();
+    let progressing = |sim: &Sim| {
+        let d: Value = serde_json::from_str(&ok(&kubectl(
+            sim,
+            &["get", "deployment/keycloak", "-n", "identity", "-o", "json"],
+        )))
+        .unwrap();
+        let conditions = d["status"]["conditions"].as_array().cloned().unwrap_or_default();
+        conditions.into_iter().find(|c| c["type"] == "Progressing").map(|c| c["reason"].clone())
+    };
+    // keycloak takes 400 ms to be Ready again: meanwhile the last rollout's condition stands, and
+    // a restart then rolls out.
+    assert_eq!(progressing(&sim), Some(Value::from("NewReplicaSetAvailable")));
+    restart(&sim, "identity", &["keycloak"]);
+    assert_eq!(progressing(&sim), Some(Value::from("NewReplicaSetAvailable")));
+}

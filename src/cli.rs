@@ -117,8 +117,9 @@ pub struct RecoverArgs {
     #[arg(long, value_name = "DURATION")]
     pub settle: Option<String>,
 
-    /// Keep waiting until each deadline when a pod is in CrashLoopBackOff, ImagePullBackOff or has
-    /// a FailedCreatePodSandBox event (by default the wait fails at once, with its logs and events)
+    /// Keep waiting until each deadline even when a pod is in a state waiting cannot fix (a crash
+    /// loop with its dependencies Ready, an image that does not exist, a sandbox failing with the
+    /// mesh Ready); by default the wait fails at once, with its logs and events
     #[arg(long)]
     pub tolerate: bool,
 }

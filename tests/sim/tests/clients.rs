@@ -9,7 +9,7 @@ use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use bookstore_sim::{Fault, Sim, SimOptions, Source};
+use bookstore_sim::{Fault, PullError, Sim, SimOptions, Source};
 use common::*;
 use serde_json::Value;
 
@@ -509,7 +509,7 @@ fn faults_api_refuse_errors_crash_loop() {
 #[test]
 fn faults_image_pull_backoff_and_connect_reset() {
     let sim = start(opts());
-    sim.fault(Fault::ImagePullBackOff { workload: "redis".into() });
+    sim.fault(Fault::ImagePullBackOff { workload: "redis".into(), error: PullError::NotFound, secs: None });
     ok(&kubectl(&sim, &["rollout", "restart", "deployment/redis", "-n", "infra"]));
     let o = kubectl(&sim, &["rollout", "status", "deployment/redis", "-n", "infra", "--timeout=1s"]);
     assert!(!o.status.success());

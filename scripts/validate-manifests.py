@@ -15,6 +15,9 @@ What it checks, and how:
      infra/k8s/secrets-contract.yaml), ambient namespaces, Services that select something.
   4. Cross-checks with infra/stack.yaml (every workload, every smoke check, the Connect worker
      and its connector files) and infra/kind/cluster.yaml (every host port has its NodePort).
+  5. Kiali: its config.yaml uses only keys of the pinned release's config/config.go (Kiali
+     ignores any other key silently), and its ServiceAccount is granted what kiali/helm-charts'
+     role-viewer.yaml of that release grants (pods/portforward included).
 
 Prints one line per problem and ends with `validated N documents, P problems`; exits 0 when
 there is none, 1 when there are problems, 2 when it cannot run (missing package or file).
@@ -562,6 +565,129 @@ def reference_granted(idx: Index, from_ns: str | None, to_ns: str | None, name: 
 
 
 # --------------------------------------------------------------------------------------------
+# 5. Kiali
+
+KIALI_IMAGE = "quay.io/kiali/kiali"
+KIALI_VERSION = "v2.29.0"
+# The yaml keys of kiali/kiali config/config.go at KIALI_VERSION, for the sections checked key by
+# key (a dict is a struct; None is a value taken as it is). Kiali reads the file with
+# gopkg.in/yaml.v2, not strictly: a key it does not know is silently ignored. (v2 dropped
+# `istio_namespace`, `clustering.autodetect_secrets` and `external_services.istio.root_namespace`:
+# it finds istiod and the mesh's root namespace itself, and remote clusters are secrets mounted
+# under /kiali-remote-cluster-secrets.)
+_LEAVES = lambda *names: {n: None for n in names}  # noqa: E731
+_KIALI_PROMETHEUS = _LEAVES("auth", "cache_duration", "cache_enabled", "cache_expiration", "custom_headers",
+                            "enabled", "health_check_url", "is_core", "query_scope", "thanos_proxy", "url")
+KIALI_CONFIG_KEYS: dict = {
+    **_LEAVES("additional_display_details", "chat_ai", "custom_dashboards", "extensions", "health_config",
+              "identity", "installation_tag", "istio_labels", "kiali_feature_flags", "kiali_internal",
+              "kubernetes_config", "runConfig", "runMode"),
+    "auth": _LEAVES("openid", "openshift", "strategy"),
+    "clustering": _LEAVES("clusters", "enable_exec_provider", "ignore_home_cluster", "kiali_urls"),
+    "deployment": _LEAVES("cluster_wide_access", "cluster_name_overrides", "discovery_selectors",
+                          "instance_name", "namespace", "tls_config", "view_only_mode"),
+    "external_services": {
+        "grafana": _LEAVES("auth", "dashboards", "datasource_uid", "enabled", "external_url",
+                           "health_check_url", "internal_url", "is_core", "in_cluster_url", "url"),
+        "istio": _LEAVES("component_status", "gateway_api_classes", "gateway_api_classes_label_selector",
+                         "istio_api_enabled", "istio_identity_domain", "istiod_polling_interval_seconds",
+                         "validation_change_detection_enabled", "validation_reconcile_interval"),
+        "perses": None,
+        "prometheus": _KIALI_PROMETHEUS,
+        "custom_dashboards": {**_LEAVES("discovery_enabled", "discovery_auto_threshold", "enabled", "is_core",
+                                        "namespace_label"), "prometheus": _KIALI_PROMETHEUS},
+        "tracing": _LEAVES("auth", "custom_headers", "disable_version_check", "enabled", "external_url",
+                           "health_check_url", "grpc_port", "internal_url", "is_core", "provider",
+                           "tempo_config", "namespace_selector", "query_scope", "query_timeout", "use_grpc",
+                           "use_waypoint_name", "whitelist_istio_system", "in_cluster_url", "url"),
+    },
+    "login_token": _LEAVES("expiration_seconds", "signing_key"),
+    "server": {
+        **_LEAVES("address", "audit_log", "cors_allow_all", "gzip_enabled", "port", "profiler", "require_auth",
+                  "web_fqdn", "web_port", "web_root", "web_history_mode", "web_schema", "write_timeout"),
+        "observability": {"metrics": _LEAVES("enabled", "health_status", "port"), "tracing": None},
+    },
+}
+# kiali/helm-charts kiali-server/templates/role-viewer.yaml at KIALI_VERSION (view-only, without
+# OpenShift's groups): (apiGroup, resource, verbs). Kiali polls istiod and reads proxies' config
+# dumps through port-forwards, hence pods/portforward `create` even view-only.
+KIALI_VIEWER_RULES = [
+    *[("", r, ("get", "list", "watch")) for r in
+      ("configmaps", "pods/log", "namespaces", "pods", "replicationcontrollers", "services")],
+    ("", "pods/portforward", ("create",)),
+    *[("apps", r, ("get", "list", "watch")) for r in ("daemonsets", "deployments", "replicasets", "statefulsets")],
+    *[("batch", r, ("get", "list", "watch")) for r in ("cronjobs", "jobs")],
+    *[(g, "*", ("get", "list", "watch")) for g in
+      ("networking.istio.io", "security.istio.io", "extensions.istio.io", "telemetry.istio.io",
+       "inference.networking.k8s.io")],
+    *[(GATEWAY_GROUP, r, ("get", "list", "watch")) for r in
+      ("gatewayclasses", "gateways", "grpcroutes", "httproutes", "referencegrants", "tcproutes", "tlsroutes")],
+    ("authentication.k8s.io", "tokenreviews", ("create",)),
+    ("admissionregistration.k8s.io", "mutatingwebhookconfigurations", ("list",)),
+]
+
+
+def unknown_keys(value: Any, known: dict, path: str) -> list[str]:
+    """The keys of `value` (a parsed YAML mapping) that `known` does not have, as dotted paths."""
+    out = []
+    for key, sub in (value or {}).items() if isinstance(value, dict) else []:
+        where = f"{path}.{key}" if path else str(key)
+        if key not in known:
+            out.append(where)
+        elif isinstance(known[key], dict):
+            out.extend(unknown_keys(sub, known[key], where))
+    return out
+
+
+def grants(rules: list, group: str, resource: str, verb: str) -> bool:
+    return any(isinstance(r, dict)
+               and any(g in (group, "*") for g in r.get("apiGroups") or [])
+               and any(x in (resource, "*") for x in r.get("resources") or [])
+               and any(v in (verb, "*") for v in r.get("verbs") or [])
+               for r in rules)
+
+
+def check_kiali(idx: Index, report: Report) -> None:
+    for dep in idx.of_kind("Deployment"):
+        kiali = [c for c in containers(dep, init=False) if str(c.get("image", "")).startswith(KIALI_IMAGE + ":")]
+        if not kiali:
+            continue
+        where = dep.ref()
+        tag = str(kiali[0]["image"]).split(":", 1)[1]
+        if tag != KIALI_VERSION:
+            report.problem(where, f"{KIALI_IMAGE}:{tag}, but the config keys and the role are checked "
+                                  f"against {KIALI_VERSION}: update KIALI_VERSION, KIALI_CONFIG_KEYS and "
+                                  f"KIALI_VIEWER_RULES from that release's config/config.go and role-viewer.yaml")
+        for name, key, _optional, _how in configmap_refs(dep):
+            cm = idx.find("ConfigMap", dep.namespace, name)
+            text = ((cm.body.get("data") or {}) if cm else {}).get("config.yaml")
+            if cm is None or key not in (None, "config.yaml") or not isinstance(text, str):
+                continue
+            try:
+                config = yaml.safe_load(text) or {}
+            except yaml.YAMLError as e:
+                report.problem(cm.ref(), f"config.yaml is not YAML: {e}")
+                continue
+            for k in unknown_keys(config, KIALI_CONFIG_KEYS, ""):
+                report.problem(cm.ref(), f"config.yaml key {k!r} is not in Kiali {KIALI_VERSION}'s "
+                                         "config/config.go: Kiali ignores it silently")
+        sa = pod_spec(dep).get("serviceAccountName") or "default"
+        rules: list = []
+        for b in idx.of_kind("ClusterRoleBinding"):
+            subjects = b.body.get("subjects") or []
+            if any(isinstance(x, dict) and x.get("kind") == "ServiceAccount" and x.get("name") == sa
+                   and x.get("namespace") == dep.namespace for x in subjects):
+                role = idx.find("ClusterRole", None, str((b.body.get("roleRef") or {}).get("name")))
+                rules.extend((role.body.get("rules") or []) if role else [])
+        for group, resource, verbs in KIALI_VIEWER_RULES:
+            missing = [v for v in verbs if not grants(rules, group, resource, v)]
+            if missing:
+                report.problem(where, f"ServiceAccount {sa} lacks {'/'.join(missing)} on "
+                                      f"{group or 'core'} {resource} (kiali/helm-charts role-viewer.yaml "
+                                      f"{KIALI_VERSION} grants it)")
+
+
+# --------------------------------------------------------------------------------------------
 # 3. Our rules
 
 
@@ -1078,6 +1204,7 @@ def main(argv: list[str] | None = None) -> int:
     check_gateway_api(idx, report)
     check_documents(idx, contract, report)
     check_stack(idx, stack, cluster, contract, repo, report)
+    check_kiali(idx, report)
 
     for n in report.notes:
         print(n)

@@ -636,3 +636,56 @@ fn full_recovery_procedure_heals_everything() {
     assert!(epoch < first_deploy_patch);
     assert!(!audit.iter().any(|e| e.verb == "DELETE"));
 }
+
+/// The real Gateway API v1.4.1 standard install (~700 KB), served where the stack file's URL
+/// points: a server-side apply (what `bookstore` runs) stores it without a last-applied
+/// annotation; a client-side apply copies each CRD into that annotation, which the apiserver caps
+/// at 256 KiB (the HTTPRoute CRD's fits, at ~197 KB); the CRDs become Established and their
+/// resources are served.
+#[test]
+fn gateway_api_crds_apply_as_the_real_file() {
+    let sim = start(opts());
+    let stack = std::fs::read_to_string(sim.stack_path()).unwrap();
+    let url = stack.lines().find_map(|l| l.trim().strip_prefix("crds: ")).expect("the stack's crds line");
+    assert!(url.starts_with("http://127.0.0.1:") && url.ends_with("/v1.4.1/standard-install.yaml"), "{url}");
+    let before = kubectl(&sim, &["get", "gateways.gateway.networking.k8s.io", "-A"]);
+    assert!(!before.status.success(), "Gateways served before their CRD");
+
+    let applied = ok(&kubectl(&sim, &["apply", "--server-side", "--field-manager=bookstore", "-f", url]));
+    for crd in
+        ["gatewayclasses", "gateways", "grpcroutes", "httproutes", "referencegrants", "backendtlspolicies"]
+    {
+        let line = format!(
+            "customresourcedefinition.apiextensions.k8s.io/{crd}.gateway.networking.k8s.io serverside-applied"
+        );
+        assert!(applied.contains(&line), "{applied}");
+    }
+    let crds = ["crd/gateways.gateway.networking.k8s.io", "crd/httproutes.gateway.networking.k8s.io"];
+    ok(&kubectl(&sim, &[&["wait", "--for=condition=Established", "--timeout=10s"][..], &crds[..]].concat()));
+    let annotations = |name: &str| {
+        let crd = ok(&kubectl(&sim, &["get", "crd", name, "-o", "json"]));
+        let crd: Value = serde_json::from_str(&crd).unwrap();
+        crd["metadata"]["annotations"].as_object().cloned().unwrap_or_default()
+    };
+    let ssa = annotations("httproutes.gateway.networking.k8s.io");
+    assert_eq!(ssa["gateway.networking.k8s.io/bundle-version"], "v1.4.1", "the real file, not a stub");
+    assert!(!ssa.contains_key("kubectl.kubernetes.io/last-applied-configuration"));
+    ok(&kubectl(&sim, &["get", "gateways.gateway.networking.k8s.io", "-A"]));
+
+    ok(&kubectl(&sim, &["apply", "-f", url]));
+    let last = annotations("httproutes.gateway.networking.k8s.io")["kubectl.kubernetes.io/last-applied-configuration"]
+        .as_str()
+        .unwrap()
+        .len();
+    assert!((150_000..262_144).contains(&last), "{last} bytes");
+
+    // Over the limit: the apiserver's answer, as kubectl prints it.
+    let big = sim.dir().join("big.json");
+    let manifest = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "big", "namespace": "ecom", "annotations": {"big": "x".repeat(270_000)}}});
+    std::fs::write(&big, manifest.to_string()).unwrap();
+    let over = kubectl(&sim, &["create", "-f", big.to_str().unwrap()]);
+    assert!(!over.status.success());
+    let err = stderr(&over);
+    assert!(err.contains("metadata.annotations: Too long: must have at most 262144 bytes"), "{err}");
+}

@@ -296,6 +296,23 @@ fn connect_never_reachable() {
 }
 
 #[test]
+fn connect_slow_in_every_part_of_a_registration() {
+    // Unreachable for a while (~3 s of resets), then a 409 storm (~3.5 s): each part alone fits
+    // in connect.timeout (4 s), together they do not. One deadline for the whole registration:
+    // it gives up at the 4 s it printed, not after each part had 4 s of its own.
+    let mut c = Case::healthy("Connect slow in every part of a registration");
+    c.edit("stack.yaml", |s| s.replacen("  timeout: 20s\n  secret:", "  timeout: 4s\n  secret:", 1));
+    c.mark();
+    c.sim.fault(Fault::ConnectReset { count: 8 });
+    c.sim.fault(Fault::Connect409Storm { message: String::new(), count: 6 });
+    let run = c.run(&["connectors"]);
+    run.expect(124);
+    assert!(run.stderr.contains("Registering connector ecom-connector (≤ 4.0s)"), "{}", run.stderr);
+    says(&run, &["timed out after 4.0s", "ecom-connector"], "Connect worker's log");
+    c.finish(Ends::Explained);
+}
+
+#[test]
 fn connect_500_request_timed_out_while_the_worker_starts() {
     let c = connect_recovers("Connect 500 Request timed out", Fault::Connect500Timeout { count: 10 });
     let timed_out = c.audit().iter().filter(|e| e.source == Source::Connect && e.status == 500).count();

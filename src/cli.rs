@@ -15,7 +15,7 @@ use crate::error::EXIT_CODES;
     after_help = EXIT_CODES,
     after_long_help = concat!(
         "Examples:\n",
-        "  bookstore up                      # recover the stack (or say that a bootstrap is needed)\n",
+        "  bookstore up                      # bootstrap the stack if it is not there, else recover it\n",
         "  bookstore recover --dry-run       # print every command and request, change nothing\n",
         "  bookstore recover --phased        # the restart guide's exact phases\n",
         "  bookstore connectors              # re-register the Debezium connectors only\n",

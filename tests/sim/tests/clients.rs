@@ -435,6 +435,11 @@ fn kind_and_istioctl_standins() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("Set kubectl context to \"kind-bookstore\""));
     assert_eq!(ok(&run(&empty, "kubectl", &["get", "--raw", "/readyz"])), "ok");
+    // Without --skip-confirmation (and no terminal to answer) istioctl cancels, installing nothing.
+    let o = run(&empty, "istioctl", &["install", "--set", "profile=ambient"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("Proceed? (y/N) Cancelled."));
+    assert!(!kubectl(&empty, &["get", "daemonset", "ztunnel", "-n", "istio-system"]).status.success());
     let o = run(&empty, "istioctl", &["install", "--set", "profile=ambient", "--skip-confirmation"]);
     assert!(ok(&o).contains("Installation complete"));
     let out = ok(&run(

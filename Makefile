@@ -1,7 +1,7 @@
 # Make targets for bookstore. Each builds the binary if needed (scripts/bookstore).
 .PHONY: up down recover smoke connectors test dry-run demo bench
 
-up:          ## recover the stack (or report that a bootstrap is needed)
+up:          ## bootstrap the stack if there is none (or it is half done), else recover it
 	scripts/bookstore up
 
 recover:     ## ztunnel, every workload, the connectors, then the smoke test

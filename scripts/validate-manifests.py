@@ -8,13 +8,22 @@ What it checks, and how:
      Kubernetes JSON schemas, strict (unknown fields rejected), for each Kubernetes version of
      KIND_K8S_VERSIONS: PyPI `kubernetes-validate`, which bundles the schemas (works offline).
   2. Gateway API resources (Gateway, HTTPRoute, ReferenceGrant), which that package has no
-     schema for, by shape: the fields we use, their types and values, and that every parentRef
-     and backendRef resolves to a Gateway / Service (and port) defined here.
+     schema for, against the openAPIV3Schema of the real Gateway API standard-install CRDs of
+     the pinned release (tests/sim/fixtures/, the file the simulator serves), strict (unknown
+     fields rejected, as kubectl's server-side field validation does), with PyPI `jsonschema`.
+     The CRDs' CEL rules (x-kubernetes-validations) are not evaluated here: the API server
+     checks them at apply; the few we rely on are checked by hand (a path starts with `/`, a
+     Service backendRef has a port). Then by reference: every parentRef and backendRef resolves
+     to a Gateway / Service (and port) defined here, across namespaces only with a
+     ReferenceGrant.
   3. Our own rules: pinned images, readiness probes, requests, replicas 1, app=<name> selectors,
      Recreate for RWO volumes, no Secret with values (the Secrets follow
      infra/k8s/secrets-contract.yaml), ambient namespaces, Services that select something.
   4. Cross-checks with infra/stack.yaml (every workload, every smoke check, the Connect worker
      and its connector files) and infra/kind/cluster.yaml (every host port has its NodePort).
+  5. Kiali: its config.yaml uses only keys of the pinned release's config/config.go (Kiali
+     ignores any other key silently), and its ServiceAccount is granted what kiali/helm-charts'
+     role-viewer.yaml of that release grants (pods/portforward included).
 
 Prints one line per problem and ends with `validated N documents, P problems`; exits 0 when
 there is none, 1 when there are problems, 2 when it cannot run (missing package or file).
@@ -33,7 +42,8 @@ from typing import Any
 try:
     import yaml
 except ImportError:  # pragma: no cover - PyYAML comes with kubernetes-validate
-    sys.stderr.write("error: PyYAML is missing: pip install kubernetes-validate==1.37.0 (it brings PyYAML)\n")
+    sys.stderr.write("error: PyYAML is missing: pip install kubernetes-validate==1.37.0 jsonschema==4.26.0 "
+                     "(PyYAML comes with them)\n")
     sys.exit(2)
 
 # Kubernetes versions the manifests must be valid for: the node image of kind v0.27.0 (1.32,
@@ -41,9 +51,14 @@ except ImportError:  # pragma: no cover - PyYAML comes with kubernetes-validate
 # kubernetes-validate picks the newest bundled schema set that is not newer than the version.
 KIND_K8S_VERSIONS = ["1.32", "1.36"]
 KUBERNETES_VALIDATE_PIN = "1.37.0"
-PIP_LINE = "pip install kubernetes-validate==1.37.0"
+JSONSCHEMA_PIN = "4.26.0"
+PIP_LINE = "pip install kubernetes-validate==1.37.0 jsonschema==4.26.0"
 
 GATEWAY_GROUP = "gateway.networking.k8s.io"
+# The Gateway API release the bootstrap installs (infra/stack.yaml) and its standard-install file,
+# vendored byte for byte as kubernetes-sigs/gateway-api hack/build-install-yaml.sh builds it.
+GATEWAY_API_VERSION = "v1.4.1"
+GATEWAY_API_CRDS = Path("tests/sim/fixtures/gateway-api-v1.4.1-standard-install.yaml")
 # Namespaces the manifests may use without defining them: Istio's own (created by the install).
 EXTERNAL_NAMESPACES = {"istio-system"}
 AMBIENT_LABEL = ("istio.io/dataplane-mode", "ambient")
@@ -55,7 +70,6 @@ CLUSTER_SCOPED_KINDS = {
 TIER_DIR = re.compile(r"^\d\d-[a-z0-9][a-z0-9-]*$")
 MANIFEST_SUFFIXES = {".yaml", ".yml", ".json"}
 PLACEHOLDER = re.compile(r"\$\{([^}]*?):(?:([^}]*?):)?([^}]*?)\}")  # ConfigTransformer's pattern
-DNS_NAME = re.compile(r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
 # --------------------------------------------------------------------------------------------
@@ -377,14 +391,72 @@ def check_schemas(docs: list[Doc], versions: list[str], report: Report) -> tuple
 
 
 # --------------------------------------------------------------------------------------------
-# 2. Gateway API by shape
+# 2. Gateway API: the real schema, then references
 
-GATEWAY_SPEC_FIELDS = {"gatewayClassName", "listeners", "addresses", "infrastructure"}
-LISTENER_FIELDS = {"name", "hostname", "port", "protocol", "tls", "allowedRoutes"}
-HTTPROUTE_SPEC_FIELDS = {"parentRefs", "hostnames", "rules"}
-RULE_FIELDS = {"name", "matches", "filters", "backendRefs", "timeouts", "sessionPersistence"}
-PATH_TYPES = {"Exact", "PathPrefix", "RegularExpression"}
 ISTIO_SERVICE_TYPES = {"ClusterIP", "NodePort"}
+
+
+def strict(schema: Any) -> Any:
+    """The schema with unknown fields rejected: `additionalProperties: false` on every object
+    with `properties` that neither declares additionalProperties nor preserves unknown fields
+    (what the API server's strict field validation does with a structural schema)."""
+    if isinstance(schema, list):
+        return [strict(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: (strict(v) if k not in {"default", "enum", "example", "x-kubernetes-validations"} else v)
+           for k, v in schema.items()}
+    if "properties" in out:
+        out["properties"] = {k: strict(v) for k, v in schema["properties"].items()}
+        if "additionalProperties" not in out and not out.get("x-kubernetes-preserve-unknown-fields"):
+            out["additionalProperties"] = False
+    return out
+
+
+def gateway_api_schemas(repo: Path, stack: dict, report: Report) -> dict[tuple[str, str, str], dict]:
+    """(group, kind, version) -> the strict openAPIV3Schema of each served version."""
+    where = str(GATEWAY_API_CRDS)
+    want = ((stack.get("bootstrap") or {}).get("gateway_api") or {})
+    if want.get("version") != GATEWAY_API_VERSION or GATEWAY_API_VERSION not in str(want.get("crds", "")):
+        report.problem("infra/stack.yaml", f"bootstrap.gateway_api is {want.get('version')!r} "
+                                           f"({want.get('crds')}), but the schemas here are "
+                                           f"{GATEWAY_API_VERSION}'s: vendor that release's "
+                                           f"standard-install.yaml as {where} and bump GATEWAY_API_VERSION")
+    try:
+        crds = [d for d in yaml.safe_load_all((repo / GATEWAY_API_CRDS).read_text()) if d]
+    except (OSError, yaml.YAMLError) as e:
+        report.problem(where, f"cannot read the Gateway API CRDs: {e}")
+        return {}
+    schemas = {}
+    for crd in crds:
+        spec = crd.get("spec") or {}
+        bundle = ((crd.get("metadata") or {}).get("annotations") or {}).get("gateway.networking.k8s.io/bundle-version")
+        if bundle != GATEWAY_API_VERSION:
+            report.problem(where, f"{(crd.get('metadata') or {}).get('name')}: bundle-version {bundle!r}, "
+                                  f"want {GATEWAY_API_VERSION}")
+        for v in spec.get("versions") or []:
+            if v.get("served"):
+                key = (spec.get("group"), (spec.get("names") or {}).get("kind"), v.get("name"))
+                schemas[key] = strict(((v.get("schema") or {}).get("openAPIV3Schema")) or {})
+    return schemas
+
+
+def check_gateway_schemas(idx: Index, schemas: dict, report: Report) -> None:
+    import jsonschema
+
+    for d in idx.docs:
+        if d.group != GATEWAY_GROUP:
+            continue
+        version = d.api_version.split("/", 1)[-1]
+        schema = schemas.get((d.group, d.kind, version))
+        if schema is None:
+            served = sorted(f"{k}/{v}" for g, k, v in schemas if g == d.group)
+            report.problem(d.ref(), f"{d.api_version} {d.kind} is not served by the Gateway API "
+                                    f"{GATEWAY_API_VERSION} standard channel ({', '.join(served)})")
+            continue
+        for e in sorted(jsonschema.Draft7Validator(schema).iter_errors(d.body), key=lambda e: list(e.path)):
+            path = ".".join(str(p) for p in e.absolute_path) or "(document)"
+            report.problem(d.ref(), f"Gateway API {GATEWAY_API_VERSION} schema: {path}: {e.message}")
 
 
 def listener_admits(gw: Doc, listener: dict, route_ns: str, namespaces: dict[str, Doc]) -> bool:
@@ -404,27 +476,15 @@ def listener_admits(gw: Doc, listener: dict, route_ns: str, namespaces: dict[str
 
 
 def check_gateway_api(idx: Index, report: Report) -> None:
+    """What the schema does not say: our rules, the CEL rules we rely on, and references."""
     namespaces = idx.namespaces()
     for d in idx.docs:
-        if d.group != GATEWAY_GROUP:
-            continue
-        if d.api_version != f"{GATEWAY_GROUP}/v1" and d.kind in {"Gateway", "HTTPRoute"}:
-            report.problem(d.ref(), f"apiVersion {d.api_version}: use {GATEWAY_GROUP}/v1 "
-                                    "(standard channel)")
-        if d.kind not in {"Gateway", "HTTPRoute", "ReferenceGrant"}:
-            report.problem(d.ref(), f"{d.kind}: not a Gateway API kind this validator knows")
-            continue
-        if not isinstance(d.body.get("spec"), dict):
-            report.problem(d.ref(), "spec missing")
-            continue
-        extra = set(d.body) - {"apiVersion", "kind", "metadata", "spec"}
-        if extra:
-            report.problem(d.ref(), f"unknown top-level fields {sorted(extra)}")
+        if d.group == GATEWAY_GROUP and d.kind in {"Gateway", "HTTPRoute"} and d.api_version != f"{GATEWAY_GROUP}/v1":
+            report.problem(d.ref(), f"apiVersion {d.api_version}: use {GATEWAY_GROUP}/v1 (the "
+                                    "standard channel's stable version)")
 
     for gw in idx.of_kind("Gateway", GATEWAY_GROUP):
         spec = gw.spec
-        if set(spec) - GATEWAY_SPEC_FIELDS:
-            report.problem(gw.ref(), f"unknown spec fields {sorted(set(spec) - GATEWAY_SPEC_FIELDS)}")
         if spec.get("gatewayClassName") != "istio":
             report.problem(gw.ref(), f"gatewayClassName {spec.get('gatewayClassName')!r}, want 'istio'")
         stype = (gw.meta.get("annotations") or {}).get("networking.istio.io/service-type")
@@ -432,50 +492,22 @@ def check_gateway_api(idx: Index, report: Report) -> None:
             report.problem(gw.ref(), "annotation networking.istio.io/service-type must be ClusterIP or "
                                      f"NodePort on kind (got {stype!r}; LoadBalancer never gets an "
                                      "address, so the Gateway never becomes Programmed)")
-        listeners = spec.get("listeners")
-        if not isinstance(listeners, list) or not listeners:
-            report.problem(gw.ref(), "spec.listeners must be a non-empty list")
-            continue
-        names = set()
-        for i, l in enumerate(listeners):
-            where = f"{gw.ref()} listener {i}"
-            if not isinstance(l, dict):
-                report.problem(where, "not a mapping")
-                continue
-            if set(l) - LISTENER_FIELDS:
-                report.problem(where, f"unknown fields {sorted(set(l) - LISTENER_FIELDS)}")
-            name = l.get("name")
-            if not isinstance(name, str) or not name:
-                report.problem(where, "name missing")
-            elif name in names:
-                report.problem(where, f"duplicate listener name {name!r}")
-            names.add(name)
-            port = l.get("port")
-            if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
-                report.problem(where, f"port {port!r} is not an integer in 1..65535")
-            if l.get("protocol") not in {"HTTP", "HTTPS", "TLS", "TCP", "UDP"}:
-                report.problem(where, f"protocol {l.get('protocol')!r}")
-            if "hostname" in l and not (isinstance(l["hostname"], str) and DNS_NAME.match(l["hostname"])):
-                report.problem(where, f"hostname {l.get('hostname')!r} is not a DNS name")
-            allowed = ((l.get("allowedRoutes") or {}).get("namespaces") or {})
-            frm = allowed.get("from", "Same")
-            if frm not in {"All", "Same", "Selector"}:
-                report.problem(where, f"allowedRoutes.namespaces.from {frm!r}")
-            if frm == "Selector" and not isinstance(allowed.get("selector"), dict):
-                report.problem(where, "allowedRoutes.namespaces.from Selector needs a selector")
+        # A list-map keyed by name: unique names are the API server's rule, not the schema's.
+        names = [l.get("name") for l in spec.get("listeners") or [] if isinstance(l, dict)]
+        for name in sorted({n for n in names if names.count(n) > 1}):
+            report.problem(gw.ref(), f"duplicate listener name {name!r}")
+        for i, l in enumerate(spec.get("listeners") or []):
+            allowed = ((l or {}).get("allowedRoutes") or {}).get("namespaces") or {}
+            if allowed.get("from") == "Selector" and not isinstance(allowed.get("selector"), dict):
+                report.problem(f"{gw.ref()} listener {i}", "allowedRoutes.namespaces.from Selector needs "
+                                                           "a selector")
 
     for rt in idx.of_kind("HTTPRoute", GATEWAY_GROUP):
         spec = rt.spec
-        if set(spec) - HTTPROUTE_SPEC_FIELDS:
-            report.problem(rt.ref(), f"unknown spec fields {sorted(set(spec) - HTTPROUTE_SPEC_FIELDS)}")
-        parents = spec.get("parentRefs")
-        if not isinstance(parents, list) or not parents:
-            report.problem(rt.ref(), "spec.parentRefs must be a non-empty list")
-            parents = []
+        parents = [p for p in spec.get("parentRefs") or [] if isinstance(p, dict) and p.get("name")]
+        if not parents:
+            report.problem(rt.ref(), "no parentRefs: the route attaches to no Gateway")
         for p in parents:
-            if not isinstance(p, dict) or not p.get("name"):
-                report.problem(rt.ref(), f"parentRef {p!r} has no name")
-                continue
             if p.get("group", GATEWAY_GROUP) != GATEWAY_GROUP or p.get("kind", "Gateway") != "Gateway":
                 report.problem(rt.ref(), f"parentRef {p['name']!r}: only Gateways are checked here")
                 continue
@@ -495,37 +527,19 @@ def check_gateway_api(idx: Index, report: Report) -> None:
             if not any(listener_admits(gw, l, rt.namespace or "", namespaces) for l in listeners):
                 report.problem(rt.ref(), f"Gateway {gw_ns}/{gw.name} does not admit routes from "
                                          f"namespace {rt.namespace} (allowedRoutes)")
-        for h in spec.get("hostnames") or []:
-            if not isinstance(h, str) or not DNS_NAME.match(h):
-                report.problem(rt.ref(), f"hostname {h!r} is not a DNS name")
-        rules = spec.get("rules")
-        if not isinstance(rules, list) or not rules:
-            report.problem(rt.ref(), "spec.rules must be a non-empty list")
-            rules = []
-        for i, rule in enumerate(rules):
+        for i, rule in enumerate(spec.get("rules") or []):
             where = f"{rt.ref()} rule {i}"
             if not isinstance(rule, dict):
-                report.problem(where, "not a mapping")
                 continue
-            if set(rule) - RULE_FIELDS:
-                report.problem(where, f"unknown fields {sorted(set(rule) - RULE_FIELDS)}")
             for m in rule.get("matches") or []:
-                path = (m or {}).get("path")
-                if path is None:
-                    continue
-                if path.get("type", "PathPrefix") not in PATH_TYPES:
-                    report.problem(where, f"path type {path.get('type')!r}")
+                path = (m or {}).get("path") or {}
                 val = path.get("value", "/")
-                if not isinstance(val, str) or not val.startswith("/"):
+                if isinstance(val, str) and not val.startswith("/"):  # a CEL rule of the CRD
                     report.problem(where, f"path value {val!r} must start with /")
-            backends = rule.get("backendRefs")
-            if not isinstance(backends, list) or not backends:
+            backends = [b for b in rule.get("backendRefs") or [] if isinstance(b, dict) and b.get("name")]
+            if not backends:
                 report.problem(where, "no backendRefs")
-                continue
             for b in backends:
-                if not isinstance(b, dict) or not b.get("name"):
-                    report.problem(where, f"backendRef {b!r} has no name")
-                    continue
                 if b.get("group", "") != "" or b.get("kind", "Service") != "Service":
                     report.problem(where, f"backendRef {b['name']!r}: only core Services are checked here")
                     continue
@@ -538,15 +552,11 @@ def check_gateway_api(idx: Index, report: Report) -> None:
                     report.problem(where, f"backendRef: no Service {b_ns}/{b['name']} in the manifests")
                     continue
                 ports = [p.get("port") for p in svc.spec.get("ports") or []]
-                if "port" not in b:
+                if "port" not in b:  # a CEL rule of the CRD
                     report.problem(where, f"backendRef {b['name']}: port is required for a Service")
                 elif b["port"] not in ports:
                     report.problem(where, f"backendRef {b['name']}: port {b['port']} is not a port of "
                                           f"Service {b_ns}/{b['name']} {ports}")
-
-    for rg in idx.of_kind("ReferenceGrant", GATEWAY_GROUP):
-        if not rg.spec.get("from") or not rg.spec.get("to"):
-            report.problem(rg.ref(), "ReferenceGrant needs spec.from and spec.to")
 
 
 def reference_granted(idx: Index, from_ns: str | None, to_ns: str | None, name: str) -> bool:
@@ -559,6 +569,129 @@ def reference_granted(idx: Index, from_ns: str | None, to_ns: str | None, name: 
                 any(t.get("kind") == "Service" and t.get("name", name) == name for t in tos):
             return True
     return False
+
+
+# --------------------------------------------------------------------------------------------
+# 5. Kiali
+
+KIALI_IMAGE = "quay.io/kiali/kiali"
+KIALI_VERSION = "v2.29.0"
+# The yaml keys of kiali/kiali config/config.go at KIALI_VERSION, for the sections checked key by
+# key (a dict is a struct; None is a value taken as it is). Kiali reads the file with
+# gopkg.in/yaml.v2, not strictly: a key it does not know is silently ignored. (v2 dropped
+# `istio_namespace`, `clustering.autodetect_secrets` and `external_services.istio.root_namespace`:
+# it finds istiod and the mesh's root namespace itself, and remote clusters are secrets mounted
+# under /kiali-remote-cluster-secrets.)
+_LEAVES = lambda *names: {n: None for n in names}  # noqa: E731
+_KIALI_PROMETHEUS = _LEAVES("auth", "cache_duration", "cache_enabled", "cache_expiration", "custom_headers",
+                            "enabled", "health_check_url", "is_core", "query_scope", "thanos_proxy", "url")
+KIALI_CONFIG_KEYS: dict = {
+    **_LEAVES("additional_display_details", "chat_ai", "custom_dashboards", "extensions", "health_config",
+              "identity", "installation_tag", "istio_labels", "kiali_feature_flags", "kiali_internal",
+              "kubernetes_config", "runConfig", "runMode"),
+    "auth": _LEAVES("openid", "openshift", "strategy"),
+    "clustering": _LEAVES("clusters", "enable_exec_provider", "ignore_home_cluster", "kiali_urls"),
+    "deployment": _LEAVES("cluster_wide_access", "cluster_name_overrides", "discovery_selectors",
+                          "instance_name", "namespace", "tls_config", "view_only_mode"),
+    "external_services": {
+        "grafana": _LEAVES("auth", "dashboards", "datasource_uid", "enabled", "external_url",
+                           "health_check_url", "internal_url", "is_core", "in_cluster_url", "url"),
+        "istio": _LEAVES("component_status", "gateway_api_classes", "gateway_api_classes_label_selector",
+                         "istio_api_enabled", "istio_identity_domain", "istiod_polling_interval_seconds",
+                         "validation_change_detection_enabled", "validation_reconcile_interval"),
+        "perses": None,
+        "prometheus": _KIALI_PROMETHEUS,
+        "custom_dashboards": {**_LEAVES("discovery_enabled", "discovery_auto_threshold", "enabled", "is_core",
+                                        "namespace_label"), "prometheus": _KIALI_PROMETHEUS},
+        "tracing": _LEAVES("auth", "custom_headers", "disable_version_check", "enabled", "external_url",
+                           "health_check_url", "grpc_port", "internal_url", "is_core", "provider",
+                           "tempo_config", "namespace_selector", "query_scope", "query_timeout", "use_grpc",
+                           "use_waypoint_name", "whitelist_istio_system", "in_cluster_url", "url"),
+    },
+    "login_token": _LEAVES("expiration_seconds", "signing_key"),
+    "server": {
+        **_LEAVES("address", "audit_log", "cors_allow_all", "gzip_enabled", "port", "profiler", "require_auth",
+                  "web_fqdn", "web_port", "web_root", "web_history_mode", "web_schema", "write_timeout"),
+        "observability": {"metrics": _LEAVES("enabled", "health_status", "port"), "tracing": None},
+    },
+}
+# kiali/helm-charts kiali-server/templates/role-viewer.yaml at KIALI_VERSION (view-only, without
+# OpenShift's groups): (apiGroup, resource, verbs). Kiali polls istiod and reads proxies' config
+# dumps through port-forwards, hence pods/portforward `create` even view-only.
+KIALI_VIEWER_RULES = [
+    *[("", r, ("get", "list", "watch")) for r in
+      ("configmaps", "pods/log", "namespaces", "pods", "replicationcontrollers", "services")],
+    ("", "pods/portforward", ("create",)),
+    *[("apps", r, ("get", "list", "watch")) for r in ("daemonsets", "deployments", "replicasets", "statefulsets")],
+    *[("batch", r, ("get", "list", "watch")) for r in ("cronjobs", "jobs")],
+    *[(g, "*", ("get", "list", "watch")) for g in
+      ("networking.istio.io", "security.istio.io", "extensions.istio.io", "telemetry.istio.io",
+       "inference.networking.k8s.io")],
+    *[(GATEWAY_GROUP, r, ("get", "list", "watch")) for r in
+      ("gatewayclasses", "gateways", "grpcroutes", "httproutes", "referencegrants", "tcproutes", "tlsroutes")],
+    ("authentication.k8s.io", "tokenreviews", ("create",)),
+    ("admissionregistration.k8s.io", "mutatingwebhookconfigurations", ("list",)),
+]
+
+
+def unknown_keys(value: Any, known: dict, path: str) -> list[str]:
+    """The keys of `value` (a parsed YAML mapping) that `known` does not have, as dotted paths."""
+    out = []
+    for key, sub in (value or {}).items() if isinstance(value, dict) else []:
+        where = f"{path}.{key}" if path else str(key)
+        if key not in known:
+            out.append(where)
+        elif isinstance(known[key], dict):
+            out.extend(unknown_keys(sub, known[key], where))
+    return out
+
+
+def grants(rules: list, group: str, resource: str, verb: str) -> bool:
+    return any(isinstance(r, dict)
+               and any(g in (group, "*") for g in r.get("apiGroups") or [])
+               and any(x in (resource, "*") for x in r.get("resources") or [])
+               and any(v in (verb, "*") for v in r.get("verbs") or [])
+               for r in rules)
+
+
+def check_kiali(idx: Index, report: Report) -> None:
+    for dep in idx.of_kind("Deployment"):
+        kiali = [c for c in containers(dep, init=False) if str(c.get("image", "")).startswith(KIALI_IMAGE + ":")]
+        if not kiali:
+            continue
+        where = dep.ref()
+        tag = str(kiali[0]["image"]).split(":", 1)[1]
+        if tag != KIALI_VERSION:
+            report.problem(where, f"{KIALI_IMAGE}:{tag}, but the config keys and the role are checked "
+                                  f"against {KIALI_VERSION}: update KIALI_VERSION, KIALI_CONFIG_KEYS and "
+                                  f"KIALI_VIEWER_RULES from that release's config/config.go and role-viewer.yaml")
+        for name, key, _optional, _how in configmap_refs(dep):
+            cm = idx.find("ConfigMap", dep.namespace, name)
+            text = ((cm.body.get("data") or {}) if cm else {}).get("config.yaml")
+            if cm is None or key not in (None, "config.yaml") or not isinstance(text, str):
+                continue
+            try:
+                config = yaml.safe_load(text) or {}
+            except yaml.YAMLError as e:
+                report.problem(cm.ref(), f"config.yaml is not YAML: {e}")
+                continue
+            for k in unknown_keys(config, KIALI_CONFIG_KEYS, ""):
+                report.problem(cm.ref(), f"config.yaml key {k!r} is not in Kiali {KIALI_VERSION}'s "
+                                         "config/config.go: Kiali ignores it silently")
+        sa = pod_spec(dep).get("serviceAccountName") or "default"
+        rules: list = []
+        for b in idx.of_kind("ClusterRoleBinding"):
+            subjects = b.body.get("subjects") or []
+            if any(isinstance(x, dict) and x.get("kind") == "ServiceAccount" and x.get("name") == sa
+                   and x.get("namespace") == dep.namespace for x in subjects):
+                role = idx.find("ClusterRole", None, str((b.body.get("roleRef") or {}).get("name")))
+                rules.extend((role.body.get("rules") or []) if role else [])
+        for group, resource, verbs in KIALI_VIEWER_RULES:
+            missing = [v for v in verbs if not grants(rules, group, resource, v)]
+            if missing:
+                report.problem(where, f"ServiceAccount {sa} lacks {'/'.join(missing)} on "
+                                      f"{group or 'core'} {resource} (kiali/helm-charts role-viewer.yaml "
+                                      f"{KIALI_VERSION} grants it)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -1041,13 +1174,15 @@ def main(argv: list[str] | None = None) -> int:
     repo: Path = args.repo.resolve()
 
     try:
+        import jsonschema  # noqa: F401 (used by check_gateway_schemas)
         import kubernetes_validate
-    except ImportError:
-        sys.stderr.write(f"error: the Python package kubernetes-validate is missing: {PIP_LINE}\n")
+    except ImportError as e:
+        sys.stderr.write(f"error: the Python package {e.name} is missing: {PIP_LINE}\n")
         return 2
-    if kubernetes_validate.__version__ != KUBERNETES_VALIDATE_PIN:
-        print(f"note: kubernetes-validate {kubernetes_validate.__version__} installed, "
-              f"{KUBERNETES_VALIDATE_PIN} pinned ({PIP_LINE})")
+    from importlib.metadata import version as installed
+    for package, pin in [("kubernetes-validate", KUBERNETES_VALIDATE_PIN), ("jsonschema", JSONSCHEMA_PIN)]:
+        if installed(package) != pin:
+            print(f"note: {package} {installed(package)} installed, {pin} pinned ({PIP_LINE})")
 
     from kubernetes_validate import utils as kv_utils
     bundled = sorted({kv_utils.major_minor(v) for v in kv_utils.all_versions()},
@@ -1075,9 +1210,11 @@ def main(argv: list[str] | None = None) -> int:
     docs = load_docs(repo / "infra" / "k8s", repo, report)
     idx = Index(docs)
     schema_checked, custom = check_schemas(docs, versions, report)
+    check_gateway_schemas(idx, gateway_api_schemas(repo, stack, report), report)
     check_gateway_api(idx, report)
     check_documents(idx, contract, report)
     check_stack(idx, stack, cluster, contract, repo, report)
+    check_kiali(idx, report)
 
     for n in report.notes:
         print(n)
@@ -1086,7 +1223,9 @@ def main(argv: list[str] | None = None) -> int:
     tiers = sorted({d.tier for d in docs})
     print(f"{schema_checked} documents checked against the Kubernetes {' and '.join(versions)} schemas "
           f"(kubernetes-validate {kubernetes_validate.__version__}, strict); {custom} Gateway API "
-          f"resources (no bundled schema) checked by shape and by reference; tiers: {', '.join(tiers)}")
+          f"resources against the Gateway API {GATEWAY_API_VERSION} standard-install CRDs' openAPIV3Schema "
+          f"(jsonschema {installed('jsonschema')}, "
+          f"strict; their CEL rules not evaluated) and by reference; tiers: {', '.join(tiers)}")
     print(f"validated {len(docs)} documents, {len(report.problems)} problems")
     return 1 if report.problems else 0
 

@@ -15,7 +15,7 @@ use crate::error::EXIT_CODES;
     after_help = EXIT_CODES,
     after_long_help = concat!(
         "Examples:\n",
-        "  bookstore up                      # recover the stack (or say that a bootstrap is needed)\n",
+        "  bookstore up                      # bootstrap the stack if it is not there, else recover it\n",
         "  bookstore recover --dry-run       # print every command and request, change nothing\n",
         "  bookstore recover --phased        # the restart guide's exact phases\n",
         "  bookstore up --timings            # and a timeline page in bookstore-timings/\n",
@@ -118,8 +118,9 @@ pub struct RecoverArgs {
     #[arg(long, value_name = "DURATION")]
     pub settle: Option<String>,
 
-    /// Keep waiting until each deadline when a pod is in CrashLoopBackOff, ImagePullBackOff or has
-    /// a FailedCreatePodSandBox event (by default the wait fails at once, with its logs and events)
+    /// Keep waiting until each deadline even when a pod is in a state waiting cannot fix (a crash
+    /// loop with its dependencies Ready, an image that does not exist, a sandbox failing with the
+    /// mesh Ready); by default the wait fails at once, with its logs and events
     #[arg(long)]
     pub tolerate: bool,
 

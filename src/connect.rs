@@ -10,7 +10,10 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::http::{Request, Response};
 use crate::secret::Secret;
-use crate::wait::{Attempt, Poll};
+use crate::wait::{Attempt, Deadline, Poll};
+
+/// The shortest time a request gets when a deadline is about to end: enough for a last answer.
+const LAST_TRY: Duration = Duration::from_millis(200);
 
 #[derive(Clone, Debug)]
 pub struct Connect {
@@ -102,8 +105,9 @@ impl Connect {
         Request::get(format!("{}/connectors/{name}/status", self.base))
     }
 
-    /// Wait until the REST API lists connectors.
-    pub fn wait_ready(&self, deadline: Duration) -> Result<()> {
+    /// Wait until the REST API lists connectors, within `deadline` (each request's timeout cut to
+    /// what is left of it, as in [`Connect::register`] and [`Connect::wait_running`]).
+    pub fn wait_ready(&self, deadline: Deadline) -> Result<()> {
         let req = self.list();
         let what = format!("Kafka Connect REST API to answer ({})", req.url);
         let next = format!(
@@ -113,9 +117,9 @@ impl Connect {
         Poll {
             first: Duration::from_millis(100),
             ceiling: Duration::from_millis(500),
-            ..Poll::new(&what, deadline, &next)
+            ..Poll::within(&what, deadline, &next)
         }
-        .run(|| match req.send() {
+        .run(|| match within(&req, deadline).send() {
             Ok(r) if r.status == 200 && r.json().is_some_and(|v| v.is_array()) => Attempt::Done(()),
             Ok(r) => Attempt::Retry(answer(&r)),
             Err(e) => Attempt::Retry(e),
@@ -124,14 +128,14 @@ impl Connect {
 
     /// Register one connector idempotently. Retries 409 (rebalance, stale config) and 500
     /// "Request timed out" (worker still joining) within the deadline; a 400 fails at once.
-    pub fn register(&self, desired: &Desired, deadline: Duration) -> Result<Outcome> {
+    pub fn register(&self, desired: &Desired, deadline: Deadline) -> Result<Outcome> {
         let name = desired.name.as_str();
         let get = self.get_config(name);
         let put = self.put_config(name, desired.body());
         let what = format!("registering connector {name}");
         let next = format!("check the Connect worker's log: `{}`", self.logs);
-        Poll::new(&what, deadline, &next).run(|| {
-            let current = match get.send() {
+        Poll::within(&what, deadline, &next).run(|| {
+            let current = match within(&get, deadline).send() {
                 Err(e) => return Attempt::Retry(e),
                 Ok(r) if r.status == 404 => None,
                 Ok(r) if r.status == 200 => match serde_json::from_str::<BTreeMap<String, Value>>(&r.body) {
@@ -144,7 +148,7 @@ impl Connect {
             if current.as_ref().is_some_and(|c| desired.matches(c)) {
                 return Attempt::Done(Outcome::Unchanged);
             }
-            match put.send() {
+            match within(&put, deadline).send() {
                 Err(e) => Attempt::Retry(e),
                 Ok(r) if r.status == 201 => Attempt::Done(Outcome::Created),
                 Ok(r) if r.status == 200 => Attempt::Done(Outcome::Updated),
@@ -156,11 +160,11 @@ impl Connect {
 
     /// Wait until the connector and every task are RUNNING; a FAILED one fails at once with its
     /// trace.
-    pub fn wait_running(&self, name: &str, deadline: Duration) -> Result<()> {
+    pub fn wait_running(&self, name: &str, deadline: Deadline) -> Result<()> {
         let req = self.status(name);
         let what = format!("connector {name} to be RUNNING");
         let next = format!("inspect it: `curl -s {}`", req.url);
-        Poll::new(&what, deadline, &next).run(|| match req.send() {
+        Poll::within(&what, deadline, &next).run(|| match within(&req, deadline).send() {
             Err(e) => Attempt::Retry(e),
             Ok(r) if r.status == 200 => match r.json() {
                 Some(v) => match running(&v) {
@@ -179,6 +183,11 @@ impl Connect {
             Ok(r) => Attempt::Retry(answer(&r)),
         })
     }
+}
+
+/// The request with its timeout cut to what is left of the deadline.
+fn within(req: &Request, deadline: Deadline) -> Request {
+    req.clone().timeout(deadline.cap(req.timeout, LAST_TRY))
 }
 
 /// `Ok(true)` when the connector and all its tasks run, `Err(trace)` when any FAILED.

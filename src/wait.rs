@@ -38,21 +38,56 @@ pub enum Attempt<T> {
     Fail(Error),
 }
 
+/// A deadline fixed when it starts and shared by the waits that make up one task (a connector's
+/// registration: the REST API answering, the PUT, RUNNING): each gets only what is left, and a
+/// timeout names the whole of it, the one that was printed.
+#[derive(Clone, Copy, Debug)]
+pub struct Deadline {
+    start: Instant,
+    total: Duration,
+}
+
+impl Deadline {
+    /// A deadline of `total` from now.
+    pub fn start(total: Duration) -> Deadline {
+        Deadline { start: Instant::now(), total }
+    }
+
+    pub fn total(&self) -> Duration {
+        self.total
+    }
+
+    pub fn left(&self) -> Duration {
+        self.total.saturating_sub(self.start.elapsed())
+    }
+
+    /// A request's own timeout cut to what is left (never under `floor`, so a last attempt
+    /// can still get an answer).
+    pub fn cap(&self, timeout: Duration, floor: Duration) -> Duration {
+        timeout.min(self.left().max(floor))
+    }
+}
+
 pub struct Poll<'a> {
     pub what: &'a str,
-    pub deadline: Duration,
+    pub deadline: Deadline,
     pub first: Duration,
     pub ceiling: Duration,
     pub next: &'a str,
 }
 
 impl<'a> Poll<'a> {
+    /// A wait with a deadline of its own, from now.
     pub fn new(what: &'a str, deadline: Duration, next: &'a str) -> Poll<'a> {
+        Poll::within(what, Deadline::start(deadline), next)
+    }
+
+    /// A wait that ends with a deadline already running (it may have little left).
+    pub fn within(what: &'a str, deadline: Deadline, next: &'a str) -> Poll<'a> {
         Poll { what, deadline, first: Duration::from_millis(100), ceiling: Duration::from_secs(1), next }
     }
 
     pub fn run<T>(&self, mut attempt: impl FnMut() -> Attempt<T>) -> Result<T> {
-        let start = Instant::now();
         let mut delay = self.first;
         loop {
             if interrupted() {
@@ -63,11 +98,11 @@ impl<'a> Poll<'a> {
                 Attempt::Fail(err) => return Err(err),
                 Attempt::Retry(why) => why,
             };
-            let left = self.deadline.saturating_sub(start.elapsed());
+            let left = self.deadline.left();
             if left.is_zero() {
                 return Err(Error::Timeout {
                     what: self.what.to_string(),
-                    after: self.deadline,
+                    after: self.deadline.total(),
                     detail: format!("last answer: {last}"),
                     next: self.next.to_string(),
                 });
@@ -94,6 +129,26 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("thing") && text.contains(&format!("attempt {n}")) && text.contains("do x"));
         assert_eq!(err.code(), crate::error::code::TIMEOUT);
+    }
+
+    #[test]
+    fn waits_sharing_a_deadline_end_together_and_name_all_of_it() {
+        let deadline = Deadline::start(Duration::from_millis(300));
+        Poll::within("first", deadline, "").run::<()>(|| Attempt::Retry("not yet".into())).unwrap_err();
+        let mut attempts = 0;
+        let err = Poll::within("second", deadline, "")
+            .run::<()>(|| {
+                attempts += 1;
+                Attempt::Retry("still not".into())
+            })
+            .unwrap_err();
+        // Nothing was left for the second wait: one attempt, no retry, the whole deadline named.
+        assert_eq!(attempts, 1);
+        assert!(err.to_string().contains("timed out after 300ms: second"), "{err}");
+        assert_eq!(
+            deadline.cap(Duration::from_secs(95), Duration::from_millis(200)),
+            Duration::from_millis(200)
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Pods that cannot run: crash loops, image pulls, missing sandboxes, container config errors,
-//! unschedulable or long-Pending pods, each with its last log lines and events.
+//! unschedulable or long-Pending pods, each with its last log lines and events. What the kubelet
+//! retries and clears by itself ([`cluster::outlook`], the judgement the waits use) is a warning.
 
-use crate::cluster::{self, Event, TroubleKind};
+use crate::cluster::{self, Event, Outlook, TroubleKind};
 use crate::observe::{Ctx, Observation};
 use crate::troubles;
 
@@ -48,6 +49,7 @@ pub fn check(ctx: &Ctx, facts: &Observation, report: &mut Report) {
         ));
         return;
     }
+    let ours = troubles::ours(ctx.stack);
     for (i, (pod, trouble)) in troubled.iter().enumerate() {
         let owner = facts.owner(pod).map(|d| d.name.clone());
         let evidence = if i < MAX_REPORTED {
@@ -55,17 +57,43 @@ pub fn check(ctx: &Ctx, facts: &Observation, report: &mut Report) {
         } else {
             vec![format!("{}: {}", trouble.reason, trouble.message)]
         };
+        let needs_ready = owner.as_deref().is_none_or(|o| needs_ready(ctx, facts, &pod.namespace, o));
+        let around = troubles::around(ctx.stack, &facts.pods, &ours, owner.as_deref(), needs_ready);
         let (fix, note) = troubles::advice(ctx.stack, pod, owner.as_deref(), trouble);
-        let mut f = Finding::error(
-            id(trouble.kind),
-            format!("{}/{}", pod.namespace, pod.name),
-            troubles::headline(pod, owner.as_deref(), trouble),
-        )
-        .evidence_lines(evidence)
-        .fix(fix);
+        let headline = troubles::headline(pod, owner.as_deref(), trouble);
+        let subject = format!("{}/{}", pod.namespace, pod.name);
+        let (mut f, note) = match cluster::outlook(pod, trouble, &events, &around) {
+            Outlook::Fatal(why) => {
+                (Finding::error(id(trouble.kind), subject, format!("{headline}: {why}")), note)
+            }
+            Outlook::Blocked(what) => {
+                let note = Some(note.map_or(what.clone(), |n| format!("{what}; {n}")));
+                (Finding::error(id(trouble.kind), subject, headline), note)
+            }
+            Outlook::Retried(what) => {
+                let waited = format!("waiting fixes it: {what}");
+                let note = Some(note.map_or(waited.clone(), |n| format!("{waited}; if it lasts: {n}")));
+                (Finding::warning(id(trouble.kind), subject, headline), note)
+            }
+        };
+        f = f.evidence_lines(evidence).fix(fix);
         if let Some(note) = note {
             f = f.note(note);
         }
         report.add(f);
     }
+}
+
+/// Whether every workload this stack workload needs is Ready now (true when it is not ours).
+fn needs_ready(ctx: &Ctx, facts: &Observation, namespace: &str, name: &str) -> bool {
+    let stack = ctx.stack;
+    let Some(w) = stack.workloads.iter().find(|w| w.name == name && w.namespace == namespace) else {
+        return true;
+    };
+    w.needs.iter().all(|need| {
+        let ns = stack.workloads.iter().find(|x| &x.name == need).map(|x| x.namespace.as_str());
+        facts.deployments.iter().any(|d| {
+            Some(d.namespace.as_str()) == ns && &d.name == need && d.desired > 0 && d.ready >= d.desired
+        })
+    })
 }

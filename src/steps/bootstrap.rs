@@ -152,12 +152,18 @@ pub fn tier(ctx: &Ctx, index: usize) -> Result<()> {
     rollout::await_ready(ctx, &tier.ready, tier.timeout)?;
     for (namespace, name) in &tier.programmed {
         ctx.kube
-            .wait_condition("Programmed", &[format!("gateway/{name}")], Some(namespace), tier.timeout)
+            .wait_condition("Programmed", &[gateway(name)], Some(namespace), tier.timeout)
             .run()
             .map_err(|e| ctx.kube.explain(e))?;
     }
     step.done(&format!("{} ready", tier.ready.len() + tier.programmed.len()));
     Ok(())
+}
+
+/// A Gateway API Gateway by its full resource name: Istio serves a `gateway` kind too
+/// (networking.istio.io), and `gateway/<name>` leaves kubectl to pick one (istio/istio#44354).
+fn gateway(name: &str) -> String {
+    format!("gateways.gateway.networking.k8s.io/{name}")
 }
 
 /// 32 characters from [A-Za-z0-9], from the OS's randomness (safe in URLs, properties files and
@@ -377,7 +383,7 @@ pub fn describe(ctx: &Ctx, step: &crate::plan::Step, lines: &mut Vec<String>) ->
             for (ns, name) in &tier.programmed {
                 lines.push(
                     ctx.kube
-                        .wait_condition("Programmed", &[format!("gateway/{name}")], Some(ns), tier.timeout)
+                        .wait_condition("Programmed", &[gateway(name)], Some(ns), tier.timeout)
                         .to_string(),
                 );
             }

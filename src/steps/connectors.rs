@@ -5,6 +5,7 @@ use crate::connect::{Connect, Desired, Outcome};
 use crate::error::Result;
 use crate::stack::Connector;
 use crate::ui::human;
+use crate::wait::Deadline;
 use std::time::Duration;
 
 use super::Ctx;
@@ -13,9 +14,11 @@ pub fn connect(ctx: &Ctx) -> Result<Connect> {
     Connect::for_stack(ctx.stack)
 }
 
-/// Register one connector: wait for the REST API, PUT if needed, wait for RUNNING. Owns all it
-/// needs, so it can run on its own thread. Returns a note for the progress report.
+/// Register one connector: wait for the REST API, PUT if needed, wait for RUNNING, all within
+/// one `deadline` from now (the one printed; a timeout in any part names it). Owns all it needs,
+/// so it can run on its own thread. Returns a note for the progress report.
 pub fn register(api: &Connect, desired: &Desired, deadline: Duration) -> Result<String> {
+    let deadline = Deadline::start(deadline);
     api.wait_ready(deadline)?;
     let outcome = api.register(desired, deadline)?;
     api.wait_running(&desired.name, deadline)?;

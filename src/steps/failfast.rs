@@ -1,17 +1,21 @@
-//! Fail fast during the readiness waits: a pod in CrashLoopBackOff or ImagePullBackOff, or one
-//! whose sandbox cannot be created (a `FailedCreatePodSandBox` event), does not get better by
-//! waiting, so the wait stops with the pod's status, last log lines and events instead of sitting
-//! out its deadline (`--tolerate` restores waiting; skaffold's `tolerateFailuresUntilDeadline`).
+//! Fail fast during the readiness waits: a pod that waiting cannot fix (judged by
+//! [`cluster::outlook`], the judgement `doctor` uses too) stops the wait with the pod's status,
+//! last log lines and events instead of sitting out its deadline: a crash loop with everything it
+//! needs Ready, an image that does not exist, is denied or is ours and not in the node, a sandbox
+//! that still fails with ztunnel and istio-cni Ready. What the kubelet retries and clears by
+//! itself (a rate-limited or timed-out pull, `no ztunnel connection` while ztunnel reconnects) is
+//! waited out, and the progress says what is being waited out. `--tolerate` waits out everything
+//! (skaffold's `tolerateFailuresUntilDeadline`).
 //!
 //! No poller per workload, and no poll at all: once some workload has waited [`GRACE`], one
 //! `kubectl get pods -A --watch` keeps every pod's latest state for all of them (one process for
 //! the whole wait); events are read only when a pod of a waiting workload is still Pending, at
 //! most once per [`INTERVAL`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use crate::cluster::{self, Pod};
+use crate::cluster::{self, Outlook, Pod};
 use crate::error::{Error, Result};
 use crate::observe::PodWatch;
 use crate::troubles;
@@ -30,6 +34,8 @@ pub struct Waiting<'a> {
     pub namespace: &'a str,
     pub name: &'a str,
     pub since: Instant,
+    /// Its deadline, counted from `since` (said when a trouble is waited out).
+    pub deadline: Duration,
     /// Only pods created at or after this (seconds since the epoch) belong to the rollout being
     /// waited for (a restart's new pods); `None`: every pod of the workload.
     pub newer_than: Option<u64>,
@@ -56,8 +62,11 @@ pub struct FailFast {
     /// A pod's restart count when its workload's needs were first seen Ready (`Needs::ReadySince`).
     baselines: BTreeMap<(String, String), u64>,
     pods: Option<PodWatch>,
-    /// When events were last read.
+    /// When events were last read, and what they were.
     last: Option<Instant>,
+    events: Vec<cluster::Event>,
+    /// (namespace, pod, what) already said to be waited out.
+    said: BTreeSet<(String, String, String)>,
     /// (namespace, deployment) → its selector's matchLabels (from the watch).
     selectors: BTreeMap<(String, String), BTreeMap<String, String>>,
 }
@@ -69,6 +78,8 @@ impl FailFast {
             baselines: BTreeMap::new(),
             pods: None,
             last: None,
+            events: Vec::new(),
+            said: BTreeSet::new(),
             selectors: BTreeMap::new(),
         }
     }
@@ -131,21 +142,39 @@ impl FailFast {
         }
         let crash_counts =
             |p: &Pod| counted.get(&(p.namespace.clone(), p.name.clone())).copied().unwrap_or(true);
-        let mut events = Vec::new();
-        let mut found =
-            mine.iter().find_map(|(w, p)| fatal(p, crash_counts(p), &events, now).map(|t| (*w, *p, t)));
-        let events_due = self.last.is_none_or(|t| t.elapsed() >= INTERVAL);
-        if found.is_none() && events_due && mine.iter().any(|(_, p)| p.phase == "Pending") {
+        // Image pulls, sandboxes and scheduling are told in events, read only while a pod of a
+        // waiting workload is Pending, at most once per INTERVAL.
+        let pending = mine.iter().any(|(_, p)| p.phase == "Pending" || p.phase.is_empty());
+        if pending && self.last.is_none_or(|t| t.elapsed() >= INTERVAL) {
             self.last = Some(Instant::now());
-            events = crate::observe::events(ctx).unwrap_or_default();
-            found =
-                mine.iter().find_map(|(w, p)| fatal(p, crash_counts(p), &events, now).map(|t| (*w, *p, t)));
+            self.events = crate::observe::events(ctx).unwrap_or_default();
         }
-        let Some((w, pod, trouble)) = found else { return Ok(()) };
-        if events.is_empty() {
-            events = crate::observe::events(ctx).unwrap_or_default();
+        let ours = troubles::ours(ctx.stack);
+        let mut found = None;
+        for (w, p) in &mine {
+            let Some(trouble) = cluster::trouble(p, &self.events, now) else { continue };
+            let around = troubles::around(ctx.stack, &pods, &ours, Some(w.name), crash_counts(p));
+            match cluster::outlook(p, &trouble, &self.events, &around) {
+                Outlook::Fatal(why) => {
+                    found = Some((*w, *p, trouble, why));
+                    break;
+                }
+                Outlook::Retried(what) | Outlook::Blocked(what) => {
+                    if self.said.insert((p.namespace.clone(), p.name.clone(), what.clone())) {
+                        ctx.ui.warn(&format!(
+                            "waiting it out: {}: {what} (waiting up to {})",
+                            troubles::headline(p, Some(w.name), &trouble),
+                            crate::ui::human(w.deadline)
+                        ));
+                    }
+                }
+            }
         }
-        let evidence = troubles::evidence(&ctx.kube, pod, &trouble, &events);
+        let Some((w, pod, trouble, why)) = found else { return Ok(()) };
+        if self.events.is_empty() {
+            self.events = crate::observe::events(ctx).unwrap_or_default();
+        }
+        let evidence = troubles::evidence(&ctx.kube, pod, &trouble, &self.events);
         let (fix, note) = match trouble.kind {
             // `bookstore recover` is what is running: the log says what to fix first.
             cluster::TroubleKind::CrashLoop => (
@@ -158,7 +187,7 @@ impl FailFast {
         let note = note.map(|n| format!(" ({n})")).unwrap_or_default();
         Err(Error::Step {
             problem: format!(
-                "deployment {}/{} cannot become ready by waiting: {}\n  {}",
+                "deployment {}/{} cannot become ready by waiting: {}: {why}\n  {}",
                 w.namespace,
                 w.name,
                 troubles::headline(pod, Some(w.name), &trouble),
@@ -167,10 +196,4 @@ impl FailFast {
             next: format!("{fix}{note}; or rerun with --tolerate to wait until the deadline"),
         })
     }
-}
-
-fn fatal(pod: &Pod, crash_counts: bool, events: &[cluster::Event], now: u64) -> Option<cluster::Trouble> {
-    cluster::trouble(pod, events, now)
-        .filter(|t| t.kind.fatal())
-        .filter(|t| crash_counts || t.kind != cluster::TroubleKind::CrashLoop)
 }

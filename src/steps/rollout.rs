@@ -239,6 +239,7 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
                         namespace: &stack.workloads[*i].namespace,
                         name: &stack.workloads[*i].name,
                         since: *since,
+                        deadline: stack.workloads[*i].timeout,
                         newer_than: Some(now_wall.saturating_sub(since.elapsed().as_secs())),
                         needs: if *needs_ready {
                             Needs::ReadyAtStart
@@ -411,6 +412,7 @@ pub fn await_ready(ctx: &Ctx, targets: &[(String, String)], timeout: Duration) -
                 namespace: ns,
                 name,
                 since: start,
+                deadline: timeout,
                 newer_than: None,
                 needs: Needs::ReadyAtStart,
             })

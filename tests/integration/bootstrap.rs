@@ -20,20 +20,18 @@ fn empty_machine(images: bool) -> Sim {
         images: if images { APP_IMAGES.iter().map(|s| s.to_string()).collect() } else { vec![] },
         ..SimOptions::default()
     };
-    with_local_crds(Sim::start(opts).expect("simulator starts"))
+    // The stack's Gateway API URL points at the simulator, which serves the real release file.
+    Sim::start(opts).expect("simulator starts")
 }
 
-/// No network here: point the stack's Gateway API CRDs at a local copy of their definitions.
+/// The stack's Gateway API CRDs as a file next to it (sent to kubectl on stdin), not a URL.
 fn with_local_crds(sim: Sim) -> Sim {
-    let fixture =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sim/fixtures/gateway-api-crds.yaml");
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/sim/fixtures/gateway-api-v1.4.1-standard-install.yaml");
     std::fs::copy(fixture, sim.dir().join("infra/gateway-api-crds.yaml")).unwrap();
     let stack = std::fs::read_to_string(sim.stack_path()).unwrap();
-    let line = stack
-        .lines()
-        .find(|l| l.trim_start().starts_with("crds: https://"))
-        .expect("the crds line")
-        .to_string();
+    let line =
+        stack.lines().find(|l| l.trim_start().starts_with("crds: http")).expect("the crds line").to_string();
     std::fs::write(sim.stack_path(), stack.replace(&line, "    crds: gateway-api-crds.yaml")).unwrap();
     sim
 }
@@ -57,6 +55,14 @@ fn get(sim: &Sim, container_port: u16, host: Option<&str>, path: &str) -> Option
 #[test]
 fn up_on_an_empty_machine_builds_the_whole_stack_and_a_second_up_recovers_it() {
     let sim = empty_machine(true);
+    let plan = bookstore(&sim, &["up", "--dry-run"]);
+    plan.expect(0);
+    // The Gateway API's Gateway by its full name (Istio serves a `gateway` kind too).
+    assert!(
+        plan.stdout.contains("wait --for=condition=Programmed gateways.gateway.networking.k8s.io/"),
+        "{}",
+        plan.stdout
+    );
     let run = bookstore(&sim, &["up"]);
     run.expect(0);
     eprintln!("{}", run.stderr);
@@ -90,6 +96,24 @@ fn up_on_an_empty_machine_builds_the_whole_stack_and_a_second_up_recovers_it() {
         && e.verb == "PATCH"
         && e.path.contains("/secrets/ecom-db-credentials")));
 
+    // The CRDs are the real v1.4.1 release file, fetched by kubectl from the stack's URL and
+    // applied server-side (no last-applied annotation: the HTTPRoute CRD alone is ~200 KB).
+    let crd_applies: Vec<&AuditEntry> = audit
+        .iter()
+        .filter(|e| {
+            e.source == Source::Kube && e.verb == "PATCH" && e.path.contains("/customresourcedefinitions/")
+        })
+        .collect();
+    assert_eq!(crd_applies.len(), 6, "one server-side apply per CRD of the standard channel");
+    let httproutes = crd_applies
+        .iter()
+        .find(|e| e.path.contains("/httproutes.gateway.networking.k8s.io"))
+        .expect("the HTTPRoute CRD");
+    assert!(httproutes.content_type.as_deref().is_some_and(|c| c.contains("apply-patch")));
+    assert!(httproutes.body.len() > 150_000, "{} bytes", httproutes.body.len());
+    assert!(httproutes.body.contains("\"gateway.networking.k8s.io/bundle-version\":\"v1.4.1\""));
+    assert!(!httproutes.body.contains("last-applied-configuration"));
+
     // A second `up` finds the stack complete and healthy (every pod created after ztunnel was
     // Ready): nothing is restarted, and the secrets are kept.
     let before = sim.audit().len();
@@ -107,7 +131,7 @@ fn up_on_an_empty_machine_builds_the_whole_stack_and_a_second_up_recovers_it() {
 
 #[test]
 fn a_bootstrap_interrupted_after_istio_converges_on_the_next_up() {
-    let sim = empty_machine(true);
+    let sim = with_local_crds(empty_machine(true));
     let mut cmd = sim.command(BIN);
     cmd.args(["up", "--stack"]).arg(sim.stack_path()).env("NO_COLOR", "1").env("TMPDIR", sim.dir());
     cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());

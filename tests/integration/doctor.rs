@@ -5,7 +5,7 @@
 use std::net::ToSocketAddrs;
 use std::time::Duration;
 
-use bookstore_sim::{AuditEntry, Fault, Sim, SimOptions, Source};
+use bookstore_sim::{AuditEntry, Fault, PullError, Sim, SimOptions, Source};
 
 use crate::harness::{BIN, HOSTILE, Run};
 use crate::simkit::{
@@ -271,7 +271,10 @@ fn pods_in_trouble_are_reported_with_their_log_lines_and_events() {
     let sim = start(options());
     for (fault, workload) in [
         (Fault::CrashLoop { workload: "redis".into() }, "redis"),
-        (Fault::ImagePullBackOff { workload: "prometheus".into() }, "prometheus"),
+        (
+            Fault::ImagePullBackOff { workload: "prometheus".into(), error: PullError::NotFound, secs: None },
+            "prometheus",
+        ),
         (Fault::SandboxCreationFails { workload: "pgadmin".into() }, "pgadmin"),
         (Fault::Unschedulable { workload: "flink-jobmanager".into() }, "flink-jobmanager"),
     ] {
@@ -310,7 +313,15 @@ fn pods_in_trouble_are_reported_with_their_log_lines_and_events() {
         pull.contains("status: ImagePullBackOff: Back-off pulling image \"bookstore/prometheus:1.0.0\""),
         "{pull}"
     );
-    assert!(pull.contains("event Warning Failed: Failed to pull image \"bookstore/prometheus:1.0.0\": rpc error: code = NotFound"), "{pull}");
+    assert!(pull.contains("event Warning Failed"), "{pull}");
+    assert!(
+        pull.contains("Failed to pull image \"bookstore/prometheus:1.0.0\": rpc error: code = NotFound"),
+        "{pull}"
+    );
+    // A tag that does not exist is not retried away: an error, saying why.
+    let f = doctor.finding("pod-image-pull-failing");
+    assert_eq!(f["severity"], "error");
+    assert!(f["problem"].as_str().unwrap().contains("the registry answered `not found`"), "{f}");
     assert_eq!(
         doctor.fix("pod-image-pull-failing"),
         "docker pull bookstore/prometheus:1.0.0 && kind load docker-image bookstore/prometheus:1.0.0 --name bookstore"
@@ -318,7 +329,8 @@ fn pods_in_trouble_are_reported_with_their_log_lines_and_events() {
 
     let sandbox = doctor.evidence("pod-sandbox-failing");
     assert!(
-        sandbox.contains("event Warning FailedCreatePodSandBox: Failed to create pod sandbox"),
+        sandbox.contains("event Warning FailedCreatePodSandBox")
+            && sandbox.contains(": Failed to create pod sandbox"),
         "{sandbox}"
     );
     assert!(sandbox.contains("no ztunnel connection"), "{sandbox}");
@@ -331,6 +343,44 @@ fn pods_in_trouble_are_reported_with_their_log_lines_and_events() {
     let f = doctor.finding("pod-image-pull-failing");
     assert!(f["subject"].as_str().unwrap().starts_with("observability/prometheus-"));
     assert!(f["problem"].as_str().unwrap().contains("(deployment prometheus) cannot pull its image"));
+}
+
+/// What the kubelet retries away is a warning, with what waiting fixes; the same sandbox failure
+/// once ztunnel and istio-cni are Ready again is an error.
+#[test]
+fn a_sandbox_failing_while_ztunnel_reconnects_is_a_warning_and_an_error_once_it_persists() {
+    let sim = start(options());
+    sim.fault(Fault::ZtunnelDisconnects { secs: 600.0 });
+    kubectl(&sim, &["rollout", "restart", "deployment/pgadmin", "-n", "infra"]).expect(0);
+    sim.wait_for(Duration::from_secs(20), "pgadmin's new pod without a sandbox", |w| {
+        w.pods.values().filter(|p| p.wl.2 == "pgadmin").count() == 2
+    })
+    .unwrap();
+    let doctor = Doctor::run(&sim);
+    let f = doctor.finding("pod-sandbox-failing");
+    assert_eq!(f["severity"], "warning", "{f}");
+    let note = f["note"].as_str().unwrap();
+    assert!(note.starts_with("waiting fixes it: ztunnel or istio-cni is not Ready"), "{note}");
+    assert!(doctor.evidence("pod-sandbox-failing").contains("no ztunnel connection"));
+
+    let sim = start(options());
+    sim.fault(Fault::SandboxCreationFails { workload: "pgadmin".into() });
+    kubectl(&sim, &["rollout", "restart", "deployment/pgadmin", "-n", "infra"]).expect(0);
+    // The kubelet's pod worker retries every 10 s (0.5 s here): failures a second after ztunnel
+    // and istio-cni were Ready are there within a few retries.
+    sim.wait_for(Duration::from_secs(20), "sandbox retries with the mesh Ready", |w| {
+        w.store
+            .list(bookstore_sim::store::Res::Events, None)
+            .iter()
+            .any(|e| e["reason"] == "FailedCreatePodSandBox" && e["count"].as_i64().unwrap_or(0) >= 5)
+    })
+    .unwrap();
+    let doctor = Doctor::run(&sim);
+    let f = doctor.finding("pod-sandbox-failing");
+    assert_eq!(f["severity"], "error", "{f}");
+    assert!(
+        f["problem"].as_str().unwrap().contains("the sandbox still fails with ztunnel and istio-cni Ready")
+    );
 }
 
 #[test]

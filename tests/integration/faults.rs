@@ -8,7 +8,7 @@
 
 pub mod case;
 
-use bookstore_sim::{Fault, Sim, SimOptions, Source};
+use bookstore_sim::{Fault, PullError, Sim, SimOptions, Source};
 
 use case::{CONTEXT, Case, Ends, SENTINEL, options, says, until};
 
@@ -136,14 +136,112 @@ fn crash_loop_backoff() {
 
 #[test]
 fn image_pull_backoff() {
-    let mut c = Case::broken("ImagePullBackOff");
+    // A tag that does not exist: no retry changes the registry's answer.
+    let mut c = Case::broken("ImagePullBackOff: tag not found");
     c.deadline("- { name: pgadmin,", "60s");
-    c.sim.fault(Fault::ImagePullBackOff { workload: "pgadmin".into() });
+    c.sim.fault(Fault::ImagePullBackOff {
+        workload: "pgadmin".into(),
+        error: PullError::NotFound,
+        secs: None,
+    });
     c.mark();
     let run = c.run(&["up"]);
     run.expect(1);
-    says(&run, &["infra/pgadmin", "ImagePullBackOff", "bookstore/pgadmin:1.0.0"], "pgadmin");
+    says(&run, &["infra/pgadmin", "ImagePullBackOff", "bookstore/pgadmin:1.0.0", "`not found`"], "pgadmin");
     assert!(c.sim.pods().iter().any(|p| p.workload == "pgadmin" && p.image_pull_backoff));
+    c.finish(Ends::Explained);
+}
+
+#[test]
+fn image_pull_rate_limited_for_a_while() {
+    // Docker Hub's 429 is retried by the kubelet's image back-off: waited out, said so.
+    let mut c = Case::broken("ImagePullBackOff: rate limit (429) for a while");
+    let fault = Fault::ImagePullBackOff {
+        workload: "pgadmin".into(),
+        error: PullError::RateLimited,
+        secs: Some(6.0),
+    };
+    c.sim.fault(fault);
+    c.mark();
+    let run = c.run(&["up"]);
+    run.expect(0);
+    assert!(run.stderr.contains("waiting it out: pod infra/pgadmin-"), "{}", run.stderr);
+    assert!(run.stderr.contains("the registry's pull rate limit (429 Too Many Requests)"), "{}", run.stderr);
+    c.assert_recovered();
+    c.finish(Ends::Recovered);
+}
+
+#[test]
+fn image_pull_timing_out_until_the_deadline() {
+    let mut c = Case::broken("ImagePullBackOff: TLS handshake timeout past the deadline");
+    c.deadline("- { name: pgadmin,", "4s");
+    c.sim.fault(Fault::ImagePullBackOff {
+        workload: "pgadmin".into(),
+        error: PullError::TlsTimeout,
+        secs: None,
+    });
+    c.mark();
+    let run = c.run(&["up"]);
+    run.expect(124);
+    says(&run, &["timed out after 4.0s", "infra/pgadmin", "ImagePullBackOff"], "get pods -l app=pgadmin");
+    assert!(run.stderr.contains("a TLS handshake timeout; the kubelet retries the pull"), "{}", run.stderr);
+    c.finish(Ends::Explained);
+}
+
+#[test]
+fn our_image_not_in_the_node() {
+    let mut c = Case::broken("our image not loaded into the node");
+    let dev = r#"{"spec":{"template":{"spec":{"containers":[{"name":"ui-service","image":"bookstore/ui-service:dev","imagePullPolicy":"Never"}]}}}}"#;
+    c.kubectl(&["patch", "deployment", "ui-service", "-n", "ecom", "--type=merge", "-p", dev]);
+    c.sim.wait_healthy(case::BOUND).expect("ui-service rolled out");
+    c.sim.fault(Fault::ImagePullBackOff {
+        workload: "ui-service".into(),
+        error: PullError::NotLoaded,
+        secs: None,
+    });
+    c.mark();
+    let run = c.run(&["up"]);
+    run.expect(1);
+    says(
+        &run,
+        &["ecom/ui-service", "ErrImageNeverPull", "bookstore/ui-service:dev is built on this machine"],
+        "kind load docker-image bookstore/ui-service:dev --name bookstore",
+    );
+    c.finish(Ends::Explained);
+}
+
+#[test]
+fn sandbox_failing_while_ztunnel_reconnects() {
+    let mut c = Case::broken("FailedCreatePodSandBox while ztunnel reconnects");
+    c.sim.fault(Fault::ZtunnelDisconnects { secs: 6.0 });
+    c.mark();
+    let run = c.run(&["up"]);
+    run.expect(0);
+    assert!(
+        run.stderr.contains("gets no sandbox (FailedCreatePodSandBox): ztunnel or istio-cni is not Ready"),
+        "{}",
+        run.stderr
+    );
+    c.assert_recovered();
+    c.finish(Ends::Recovered);
+}
+
+#[test]
+fn sandbox_failing_with_ztunnel_and_istio_cni_ready() {
+    let mut c = Case::broken("FailedCreatePodSandBox with the mesh Ready");
+    c.sim.fault(Fault::SandboxCreationFails { workload: "prometheus".into() });
+    c.mark();
+    let run = c.run(&["up"]);
+    run.expect(1);
+    says(
+        &run,
+        &[
+            "observability/prometheus",
+            "the sandbox still fails with ztunnel and istio-cni Ready",
+            "no ztunnel connection",
+        ],
+        "bookstore recover",
+    );
     c.finish(Ends::Explained);
 }
 
@@ -194,6 +292,23 @@ fn connect_never_reachable() {
     run.expect(124);
     says(&run, &["Kafka Connect REST API", "/connectors"], "debezium");
     assert!(c.sim.connectors().is_empty());
+    c.finish(Ends::Explained);
+}
+
+#[test]
+fn connect_slow_in_every_part_of_a_registration() {
+    // Unreachable for a while (~3 s of resets), then a 409 storm (~3.5 s): each part alone fits
+    // in connect.timeout (4 s), together they do not. One deadline for the whole registration:
+    // it gives up at the 4 s it printed, not after each part had 4 s of its own.
+    let mut c = Case::healthy("Connect slow in every part of a registration");
+    c.edit("stack.yaml", |s| s.replacen("  timeout: 20s\n  secret:", "  timeout: 4s\n  secret:", 1));
+    c.mark();
+    c.sim.fault(Fault::ConnectReset { count: 8 });
+    c.sim.fault(Fault::Connect409Storm { message: String::new(), count: 6 });
+    let run = c.run(&["connectors"]);
+    run.expect(124);
+    assert!(run.stderr.contains("Registering connector ecom-connector (≤ 4.0s)"), "{}", run.stderr);
+    says(&run, &["timed out after 4.0s", "ecom-connector"], "Connect worker's log");
     c.finish(Ends::Explained);
 }
 

@@ -178,3 +178,21 @@ fn what_only_reads_changes_nothing() {
         found.join("\n")
     );
 }
+
+/// Where a user reads what `up` does (`bookstore --help`'s examples, `make help`-style target
+/// comments), it says what `up` does today: it bootstraps a stack that is not there (or half
+/// done) and recovers one that is, not only "reports that a bootstrap is needed".
+#[test]
+fn every_description_of_up_says_it_bootstraps() {
+    let help =
+        std::process::Command::new(crate::harness::BIN).arg("--help").output().expect("bookstore runs");
+    let help = String::from_utf8_lossy(&help.stdout).into_owned();
+    let example =
+        help.lines().find(|l| l.trim_start().starts_with("bookstore up ")).expect("an `up` example");
+    let makefile = std::fs::read_to_string(root().join("Makefile")).expect("Makefile");
+    let target = makefile.lines().find(|l| l.starts_with("up:")).expect("the up target");
+    for (where_, line) in [("bookstore --help", example), ("Makefile", target)] {
+        assert!(line.contains("bootstrap") && line.contains("recover"), "{where_}: {line}");
+        assert!(!line.contains("bootstrap is needed"), "{where_}: {line}");
+    }
+}

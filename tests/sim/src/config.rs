@@ -231,6 +231,12 @@ pub fn rewrite_host_ports(text: &str, ports: &BTreeMap<u16, u16>) -> Result<Stri
     Ok(out)
 }
 
+/// The stack file with its GitHub downloads (the Gateway API CRDs) pointed at the simulator's
+/// control endpoint, which serves them from `fixtures/` (`control::DOWNLOADS`).
+pub fn rewrite_downloads(text: &str, control_port: u16) -> String {
+    text.replace("https://github.com/", &format!("http://127.0.0.1:{control_port}/github.com/"))
+}
+
 fn value_of<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     let rest = line.strip_prefix(key)?;
     let v = rest.trim_start();

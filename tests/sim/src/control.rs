@@ -5,6 +5,8 @@
 //! `POST /ctl/docker-restart|docker-stop|docker-start`, `POST /ctl/fault` (a `Fault`),
 //! `GET /ctl/audit`, `GET /ctl/pods`, `GET /ctl/connectors`, `GET /ctl/healthy`,
 //! `GET /ctl/latencies`, `POST /ctl/standin` (`{tool, argv, env, cwd, stdin}`).
+//! And what the network would give: `GET /github.com/<owner>/<repo>/releases/download/<tag>/<asset>`
+//! for the release assets in `fixtures/` ([`DOWNLOADS`]); the stack copy's URLs point here.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +16,12 @@ use serde_json::json;
 use crate::faults::Fault;
 use crate::server::{self, Handler, Resp};
 use crate::world::{PortId, SharedRef};
+
+/// Release assets the simulator serves, by their GitHub path: the real files, vendored.
+pub const DOWNLOADS: &[(&str, &str)] = &[(
+    "/github.com/kubernetes-sigs/gateway-api/releases/download/v1.4.1/standard-install.yaml",
+    include_str!("../fixtures/gateway-api-v1.4.1-standard-install.yaml"),
+)];
 
 /// Drop every open connection and rebind every listener that should be up.
 pub fn bounce_all(shared: &SharedRef) {
@@ -120,6 +128,10 @@ async fn route(shared: &SharedRef, method: &str, path: &str, body: &[u8]) -> Res
                 server::json(200, &serde_json::to_value(out).unwrap_or_default())
             }
             Err(e) => server::json(400, &json!({"error": e.to_string()})),
+        },
+        ("GET", p) if p.starts_with("/github.com/") => match DOWNLOADS.iter().find(|(path, _)| *path == p) {
+            Some((_, body)) => server::resp(200, "application/octet-stream", *body),
+            None => server::resp(404, "text/plain; charset=utf-8", "Not Found"),
         },
         _ => server::json(404, &json!({"error": "unknown control path"})),
     }

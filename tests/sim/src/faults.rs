@@ -13,11 +13,20 @@ pub enum Fault {
     RolloutNeverCompletes { workload: String },
     /// New container starts of this workload exit at their ready time: CrashLoopBackOff.
     CrashLoop { workload: String },
-    /// New pods of this workload cannot pull their image: the container never starts, the pod
+    /// New pods of this workload cannot pull their image: the container does not start, the pod
     /// stays `Pending` with the container waiting in `ImagePullBackOff` (kubelet's
-    /// `Back-off pulling image "<image>"`), with the kubelet's `Failed` and `BackOff` events
-    /// (see `troubles.rs`).
-    ImagePullBackOff { workload: String },
+    /// `Back-off pulling image "<image>"`), with the kubelet's `Pulling`, `Failed` (the pull
+    /// error, in containerd's words) and `BackOff` events, again at every retry of the kubelet's
+    /// image back-off (10 s doubling to 300 s, scaled; see `troubles.rs`). With `secs`, a pod's
+    /// pulls fail for that many real seconds from its first, then the next retry succeeds and
+    /// the pod starts (a rate limit lifting, the network back).
+    ImagePullBackOff {
+        workload: String,
+        #[serde(default)]
+        error: PullError,
+        #[serde(default)]
+        secs: Option<f64>,
+    },
     /// The next `count` requests to `/connectors/{name}...` answer 409 with `message`
     /// (empty: the `stale configuration` text).
     Connect409Storm { message: String, count: u32 },
@@ -38,9 +47,16 @@ pub enum Fault {
     /// Pods of this workload created from now on fit no node: `Pending`, `PodScheduled=False`
     /// (`Unschedulable`), the scheduler's `FailedScheduling` event.
     Unschedulable { workload: String },
-    /// Pods of this workload created from now on get no sandbox: istio-cni cannot reach ztunnel,
-    /// `ContainerCreating` with `FailedCreatePodSandBox` events.
+    /// Pods of this workload created from now on get no sandbox, ztunnel and istio-cni Ready or
+    /// not: `ContainerCreating` with `FailedCreatePodSandBox` (`… no ztunnel connection`),
+    /// recorded again at every retry of the kubelet's pod worker (every 10 s, scaled).
     SandboxCreationFails { workload: String },
+    /// ztunnel loses its connection to istio-cni's node agent when the next ambient Deployment
+    /// pod is created (as when istio-cni-node restarts) and reconnects `secs` real seconds later:
+    /// meanwhile ztunnel's pods are not Ready (ztunnel is Ready only while connected) and every
+    /// ambient pod created gets `FailedCreatePodSandBox … no ztunnel connection`, retried by the
+    /// kubelet's pod worker every 10 s (scaled); the first retry after the reconnection succeeds.
+    ZtunnelDisconnects { secs: f64 },
     /// Pods of this workload created from now on cannot start: a Secret key their env names is
     /// missing (`CreateContainerConfigError`, the kubelet's `Failed` event).
     ContainerConfigError { workload: String },
@@ -59,4 +75,26 @@ pub enum Fault {
     ExtraControlPlane,
     /// Clear every fault.
     Clear,
+}
+
+/// What the registry (or the node) answers a pull, in containerd's and the kubelet's words.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PullError {
+    /// The tag does not exist: `<ref>: not found` (gRPC code NotFound).
+    #[default]
+    NotFound,
+    /// A repository that does not exist or needs credentials: Docker Hub answers 401
+    /// `insufficient_scope`, containerd says `pull access denied, …`.
+    Denied,
+    /// Docker Hub's pull rate limit: `… 429 Too Many Requests`.
+    RateLimited,
+    /// `net/http: TLS handshake timeout`.
+    TlsTimeout,
+    /// `dial tcp …:443: i/o timeout`.
+    IoTimeout,
+    /// Our image was never `kind load`ed into the node: with `imagePullPolicy: Never` the
+    /// kubelet's `ErrImageNeverPull`; otherwise it pulls from Docker Hub, which has no such
+    /// repository (`pull access denied`).
+    NotLoaded,
 }

@@ -35,6 +35,38 @@ fn status(code: u16, reason: &str, message: &str, details: Option<Value>) -> Res
     server::json(code, &v)
 }
 
+/// The apiserver's limit on an object's annotations, keys and values together (apimachinery
+/// `api/validation/objectmeta.go` `TotalAnnotationSizeLimitB`): what a client-side `kubectl apply`
+/// of a large CRD runs into, its whole manifest copied into the last-applied annotation.
+pub const ANNOTATIONS_MAX: usize = 256 * 1024;
+
+/// 422 Invalid when the object's annotations are over [`ANNOTATIONS_MAX`].
+fn annotations_too_long(res: Res, obj: &Value) -> Option<Resp> {
+    let size: usize = obj
+        .pointer("/metadata/annotations")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
+        .sum();
+    if size <= ANNOTATIONS_MAX {
+        return None;
+    }
+    let name = str_at(obj, "/metadata/name");
+    let detail = format!("Too long: must have at most {ANNOTATIONS_MAX} bytes");
+    let kind = match res.group() {
+        "" => res.kind().to_string(),
+        g => format!("{}.{g}", res.kind()),
+    };
+    Some(status(
+        422,
+        "Invalid",
+        &format!("{kind} \"{name}\" is invalid: metadata.annotations: {detail}"),
+        Some(json!({"name": name, "group": res.group(), "kind": res.kind(),
+                    "causes": [{"reason": "FieldValueTooLong", "message": detail, "field": "metadata.annotations"}]})),
+    ))
+}
+
 fn not_found(res: Res, name: &str) -> Resp {
     let group = res.group();
     status(
@@ -573,6 +605,9 @@ fn patch(shared: &SharedRef, t: &Target, name: &str, content_type: &str, body: &
         m.remove("resourceVersion");
         m.remove("managedFields");
     }
+    if let Some(invalid) = annotations_too_long(t.res, &obj) {
+        return invalid;
+    }
     establish_crd(t.res, &mut obj);
     if t.res == Res::Pods {
         // Pods belong to the kubelet model; only metadata changes are kept.
@@ -651,6 +686,9 @@ fn create(shared: &SharedRef, t: &Target, body: &Bytes) -> Resp {
             o.remove("status");
         }
     }
+    if let Some(invalid) = annotations_too_long(t.res, &obj) {
+        return invalid;
+    }
     establish_crd(t.res, &mut obj);
     let out = w.store.put(t.res, obj);
     drop(w);
@@ -681,6 +719,9 @@ fn replace(shared: &SharedRef, t: &Target, body: &Bytes) -> Resp {
         let g = i64_at(&old, "/metadata/generation").max(1);
         let g = if obj.get("spec") != old.get("spec") { g + 1 } else { g };
         obj["metadata"]["generation"] = json!(g);
+    }
+    if let Some(invalid) = annotations_too_long(t.res, &obj) {
+        return invalid;
     }
     let out = w.store.put(t.res, obj);
     drop(w);

@@ -37,6 +37,12 @@ pub mod delays {
     /// kubelet CrashLoopBackOff: first back-off, doubling up to the cap.
     pub const BACKOFF_START: f64 = 10.0;
     pub const BACKOFF_CAP: f64 = 300.0;
+    /// kubelet image pulls (`imageBackOff`: 10 s doubling up to 300 s, `kubelet.go`) and the pod
+    /// worker's retry after a failed sync such as a sandbox that cannot be created
+    /// (`backOffPeriod`, `pod_workers.go` `completeWork`).
+    pub const IMAGE_BACKOFF_START: f64 = 10.0;
+    pub const IMAGE_BACKOFF_CAP: f64 = 300.0;
+    pub const POD_WORKER_BACKOFF: f64 = 10.0;
     /// Deployment/DaemonSet controller: spec change → observedGeneration written.
     pub const OBSERVE: f64 = 0.5;
     /// Deployment `progressDeadlineSeconds` (the default, 600 s).

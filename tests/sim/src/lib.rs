@@ -46,7 +46,7 @@ pub mod troubles;
 pub mod world;
 
 pub use audit::{AuditEntry, Source};
-pub use faults::Fault;
+pub use faults::{Fault, PullError};
 pub use latency::LatencyTable;
 pub use sim::{Sim, SimOptions};
 pub use world::{PodView, World};

@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use tokio::sync::{Notify, watch};
 
 use crate::audit::AuditEntry;
-use crate::config::{Infra, copy_dir, rewrite_host_ports};
+use crate::config::{Infra, copy_dir, rewrite_downloads, rewrite_host_ports};
 use crate::faults::Fault;
 use crate::latency::LatencyTable;
 use crate::server::{Bind, PortState, supervise};
@@ -124,6 +124,9 @@ impl Sim {
         let control_port = control_l.local_addr()?.port();
         let text = std::fs::read_to_string(&infra.cluster_path)?;
         std::fs::write(&infra.cluster_path, rewrite_host_ports(&text, &host_ports)?)?;
+        let stack_path = infra_copy.join("stack.yaml");
+        let stack = std::fs::read_to_string(&stack_path)?;
+        std::fs::write(&stack_path, rewrite_downloads(&stack, control_port))?;
         let infra = Infra::load(&infra_copy)?;
         let name = infra.cluster.name();
         let kubeconfig = if opts.no_cluster {

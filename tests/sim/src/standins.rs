@@ -41,6 +41,8 @@ argv = sys.argv[1:]
 stdin = None
 if "-" in argv or "--config=-" in argv:
     stdin = sys.stdin.read()
+elif TOOL == "istioctl" and argv[:1] == ["install"] and not ("-y" in argv or "--skip-confirmation" in argv):
+    stdin = sys.stdin.readline()  # the answer to istioctl's "Proceed? (y/N)"
 env = {k: v for k, v in os.environ.items() if k in ("KUBECONFIG", "KIND_CLUSTER_NAME", "HOME")}
 req = {"tool": TOOL, "argv": argv, "env": env, "cwd": os.getcwd(), "stdin": stdin}
 opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -448,6 +450,17 @@ async fn istioctl(shared: &SharedRef, req: &StandinReq) -> StandinOut {
         Some("install") => {
             if !reachable {
                 return out("", refused, 1);
+            }
+            // istioctl asks first (operator/cmd/mesh/install.go `Confirm`): without a terminal
+            // its read fails, and it cancels with exit 1.
+            let skip = a.flags.contains_key("--skip-confirmation") || a.flags.contains_key("-y");
+            let answer = req.stdin.as_deref().unwrap_or("").trim().to_uppercase();
+            if !skip && !matches!(answer.as_str(), "Y" | "YES") {
+                return out(
+                    "This will install the Istio 1.26.0 profile \"ambient\" into the cluster. Proceed? (y/N) Cancelled.\n",
+                    "",
+                    1,
+                );
             }
             let sets = a.flags.get("--set").cloned().unwrap_or_default();
             if !sets.lines().any(|l| l.trim() == "profile=ambient")

@@ -116,7 +116,6 @@ pub struct FaultState {
     pub api_errors: Option<(u16, u32, bool)>,
     pub never: BTreeSet<String>,
     pub crash: BTreeSet<String>,
-    pub image_pull: BTreeSet<String>,
     pub c409: Option<(String, u32)>,
     pub c500: u32,
     pub c502: u32,
@@ -125,6 +124,12 @@ pub struct FaultState {
     pub task_failed: BTreeSet<String>,
     /// Workload → the trouble its pods created after `since` have (`troubles.rs`).
     pub troubled: BTreeMap<String, crate::troubles::Troubled>,
+    /// Troubled pods (ns, name), as the kubelet keeps retrying them; and those whose trouble
+    /// is over (they started).
+    pub pod_troubles: BTreeMap<(String, String), crate::troubles::PodTrouble>,
+    pub untroubled: BTreeSet<(String, String)>,
+    /// `ZtunnelDisconnects`.
+    pub disconnect: Option<crate::troubles::Disconnect>,
     /// Pods (ns, name) whose in-pod listeners are gone: ztunnel's HBONE to them is refused.
     pub listeners_lost: BTreeSet<(String, String)>,
     /// Workloads no pod of which is ever reachable over HBONE (`Fault::HboneBlocked`).
@@ -759,6 +764,7 @@ impl World {
         let mut due = |t: Instant| {
             next = Some(next.map_or(t, |n: Instant| n.min(t)));
         };
+        self.reconnect_ztunnel(now, &mut due);
         // Sync workloads with the store.
         let mut present: BTreeSet<WlKey> = BTreeSet::new();
         for res in [Res::Deployments, Res::DaemonSets] {
@@ -936,7 +942,7 @@ impl World {
             ready_wall: None,
             last_exit_wall: None,
             log: vec![(wall, format!("starting {}", wl.2))],
-            image_pull_error: self.faults.image_pull.contains(&wl.2),
+            image_pull_error: self.pulls_fail(&wl.2),
         };
         let subject = format!("{}/{}", wl.1, name);
         self.pods.insert((wl.1.clone(), name.clone()), pod);
@@ -956,11 +962,7 @@ impl World {
     }
 
     fn start_due(&self, wl: &WlKey, due: Instant) -> Option<Instant> {
-        if self.faults.never.contains(&wl.2) || self.faults.image_pull.contains(&wl.2) {
-            None
-        } else {
-            Some(due)
-        }
+        if self.faults.never.contains(&wl.2) || self.pulls_fail(&wl.2) { None } else { Some(due) }
     }
 
     /// A container of this workload just started: Kafka without a volume starts empty.
@@ -1005,7 +1007,7 @@ impl World {
         let phase = pod.phase;
         match phase {
             PodPhase::Ready => {}
-            PodPhase::Starting { due: None } => {}
+            PodPhase::Starting { due: None } => self.kubelet_retry(k, now, due),
             PodPhase::Starting { due: Some(t) } if now < t => due(t),
             PodPhase::Starting { due: Some(_) } => {
                 let crash = self.faults.crash.contains(&pod.wl.2);
@@ -1100,7 +1102,8 @@ impl World {
         } else {
             i64_at(obj, "/status/updatedReplicas").max(i64_at(obj, "/status/updatedNumberScheduled"))
         };
-        let ready = pods.iter().filter(|p| p.is_ready()).count() as i64;
+        let disconnected = self.is_ztunnel(wl) && self.ztunnel_disconnected();
+        let ready = pods.iter().filter(|p| p.is_ready() && !disconnected).count() as i64;
         let mut status = obj.get("status").cloned().unwrap_or_else(|| json!({}));
         if wl.0 == Res::Deployments {
             let replicas = i64_at(obj, "/spec/replicas");
@@ -1200,7 +1203,7 @@ impl World {
             .unwrap_or("busybox")
             .to_string();
         let mut labels = template.pointer("/metadata/labels").cloned().unwrap_or(json!({"app": p.wl.2}));
-        let ready = p.is_ready();
+        let ready = p.is_ready() && !(self.is_ztunnel(&p.wl) && self.ztunnel_disconnected());
         if p.wl.0 == Res::Deployments {
             labels["pod-template-hash"] = json!(p.hash);
         } else {
@@ -1336,10 +1339,7 @@ impl World {
             Fault::CrashLoop { workload } => {
                 self.faults.crash.insert(workload.clone());
             }
-            Fault::ImagePullBackOff { workload } => {
-                self.faults.image_pull.insert(workload.clone());
-                self.apply_trouble(f);
-            }
+            Fault::ImagePullBackOff { .. } | Fault::ZtunnelDisconnects { .. } => self.apply_trouble(f),
             Fault::Connect409Storm { message, count } => {
                 let m = if message.is_empty() {
                     crate::connect::STALE_CONFIG.to_string()

@@ -9,7 +9,7 @@ use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use bookstore_sim::{Fault, Sim, SimOptions, Source};
+use bookstore_sim::{Fault, PullError, Sim, SimOptions, Source};
 use common::*;
 use serde_json::Value;
 
@@ -435,6 +435,11 @@ fn kind_and_istioctl_standins() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("Set kubectl context to \"kind-bookstore\""));
     assert_eq!(ok(&run(&empty, "kubectl", &["get", "--raw", "/readyz"])), "ok");
+    // Without --skip-confirmation (and no terminal to answer) istioctl cancels, installing nothing.
+    let o = run(&empty, "istioctl", &["install", "--set", "profile=ambient"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("Proceed? (y/N) Cancelled."));
+    assert!(!kubectl(&empty, &["get", "daemonset", "ztunnel", "-n", "istio-system"]).status.success());
     let o = run(&empty, "istioctl", &["install", "--set", "profile=ambient", "--skip-confirmation"]);
     assert!(ok(&o).contains("Installation complete"));
     let out = ok(&run(
@@ -509,7 +514,7 @@ fn faults_api_refuse_errors_crash_loop() {
 #[test]
 fn faults_image_pull_backoff_and_connect_reset() {
     let sim = start(opts());
-    sim.fault(Fault::ImagePullBackOff { workload: "redis".into() });
+    sim.fault(Fault::ImagePullBackOff { workload: "redis".into(), error: PullError::NotFound, secs: None });
     ok(&kubectl(&sim, &["rollout", "restart", "deployment/redis", "-n", "infra"]));
     let o = kubectl(&sim, &["rollout", "status", "deployment/redis", "-n", "infra", "--timeout=1s"]);
     assert!(!o.status.success());
@@ -661,4 +666,57 @@ fn a_restart_long_after_the_last_rollout_does_not_exceed_the_progress_deadline()
     assert_eq!(progressing(&sim), Some(Value::from("NewReplicaSetAvailable")));
     restart(&sim, "identity", &["keycloak"]);
     assert_eq!(progressing(&sim), Some(Value::from("NewReplicaSetAvailable")));
+}
+
+/// The real Gateway API v1.4.1 standard install (~700 KB), served where the stack file's URL
+/// points: a server-side apply (what `bookstore` runs) stores it without a last-applied
+/// annotation; a client-side apply copies each CRD into that annotation, which the apiserver caps
+/// at 256 KiB (the HTTPRoute CRD's fits, at ~197 KB); the CRDs become Established and their
+/// resources are served.
+#[test]
+fn gateway_api_crds_apply_as_the_real_file() {
+    let sim = start(opts());
+    let stack = std::fs::read_to_string(sim.stack_path()).unwrap();
+    let url = stack.lines().find_map(|l| l.trim().strip_prefix("crds: ")).expect("the stack's crds line");
+    assert!(url.starts_with("http://127.0.0.1:") && url.ends_with("/v1.4.1/standard-install.yaml"), "{url}");
+    let before = kubectl(&sim, &["get", "gateways.gateway.networking.k8s.io", "-A"]);
+    assert!(!before.status.success(), "Gateways served before their CRD");
+
+    let applied = ok(&kubectl(&sim, &["apply", "--server-side", "--field-manager=bookstore", "-f", url]));
+    for crd in
+        ["gatewayclasses", "gateways", "grpcroutes", "httproutes", "referencegrants", "backendtlspolicies"]
+    {
+        let line = format!(
+            "customresourcedefinition.apiextensions.k8s.io/{crd}.gateway.networking.k8s.io serverside-applied"
+        );
+        assert!(applied.contains(&line), "{applied}");
+    }
+    let crds = ["crd/gateways.gateway.networking.k8s.io", "crd/httproutes.gateway.networking.k8s.io"];
+    ok(&kubectl(&sim, &[&["wait", "--for=condition=Established", "--timeout=10s"][..], &crds[..]].concat()));
+    let annotations = |name: &str| {
+        let crd = ok(&kubectl(&sim, &["get", "crd", name, "-o", "json"]));
+        let crd: Value = serde_json::from_str(&crd).unwrap();
+        crd["metadata"]["annotations"].as_object().cloned().unwrap_or_default()
+    };
+    let ssa = annotations("httproutes.gateway.networking.k8s.io");
+    assert_eq!(ssa["gateway.networking.k8s.io/bundle-version"], "v1.4.1", "the real file, not a stub");
+    assert!(!ssa.contains_key("kubectl.kubernetes.io/last-applied-configuration"));
+    ok(&kubectl(&sim, &["get", "gateways.gateway.networking.k8s.io", "-A"]));
+
+    ok(&kubectl(&sim, &["apply", "-f", url]));
+    let last = annotations("httproutes.gateway.networking.k8s.io")["kubectl.kubernetes.io/last-applied-configuration"]
+        .as_str()
+        .unwrap()
+        .len();
+    assert!((150_000..262_144).contains(&last), "{last} bytes");
+
+    // Over the limit: the apiserver's answer, as kubectl prints it.
+    let big = sim.dir().join("big.json");
+    let manifest = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "big", "namespace": "ecom", "annotations": {"big": "x".repeat(270_000)}}});
+    std::fs::write(&big, manifest.to_string()).unwrap();
+    let over = kubectl(&sim, &["create", "-f", big.to_str().unwrap()]);
+    assert!(!over.status.success());
+    let err = stderr(&over);
+    assert!(err.contains("metadata.annotations: Too long: must have at most 262144 bytes"), "{err}");
 }

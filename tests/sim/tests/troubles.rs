@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use bookstore_sim::{Fault, SimOptions};
+use bookstore_sim::{Fault, PullError, SimOptions};
 use common::*;
 use serde_json::Value;
 
@@ -43,7 +43,7 @@ fn events(sim: &bookstore_sim::Sim) -> Vec<(String, String, String)> {
 #[test]
 fn troubled_pods_show_their_state_and_events() {
     let sim = start(opts());
-    sim.fault(Fault::ImagePullBackOff { workload: "redis".into() });
+    sim.fault(Fault::ImagePullBackOff { workload: "redis".into(), error: PullError::NotFound, secs: None });
     sim.fault(Fault::SandboxCreationFails { workload: "prometheus".into() });
     sim.fault(Fault::Unschedulable { workload: "superset".into() });
     sim.fault(Fault::CrashLoop { workload: "pgadmin".into() });

@@ -49,8 +49,8 @@ enum Cmd {
         #[arg(long)]
         broken: bool,
     },
-    /// Talk to a running world: docker-restart, docker-stop, docker-start, audit, pods,
-    /// connectors, healthy, latencies, fault '<json>'.
+    /// Talk to a running world: docker-restart ['{"down_secs":3,"api_secs":1}'], docker-stop,
+    /// docker-start, audit, pods, connectors, healthy, latencies, fault '<json>'.
     Ctl {
         #[arg(long)]
         dir: PathBuf,
@@ -137,7 +137,7 @@ fn run() -> Result<ExitCode> {
             let timeout = Duration::from_secs(600);
             let (method, path, body) = match action.as_str() {
                 "docker-restart" | "docker-stop" | "docker-start" => {
-                    ("POST", format!("/ctl/{action}"), String::new())
+                    ("POST", format!("/ctl/{action}"), arg.unwrap_or_default())
                 }
                 "audit" | "pods" | "connectors" | "healthy" | "latencies" => {
                     ("GET", format!("/ctl/{action}"), String::new())

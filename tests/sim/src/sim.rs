@@ -294,6 +294,18 @@ impl Sim {
         crate::control::docker_restart(&self.shared);
     }
 
+    /// A Docker Desktop restart that takes a while: Docker is gone (socket removed, event streams
+    /// ended, kube API and host ports refusing) for `down_secs`, then back with the node
+    /// restarted; the kube API refuses `api_secs` longer. Returns at once (real seconds).
+    pub fn docker_desktop_restart(&self, down_secs: f64, api_secs: f64) {
+        crate::control::docker_desktop_restart(&self.shared, down_secs, api_secs);
+    }
+
+    /// The Docker daemon's event ring (what `docker events --since` could replay).
+    pub fn docker_events(&self) -> Vec<crate::docker_events::Message> {
+        self.shared.lock().docker_events.all()
+    }
+
     pub fn docker_stop(&self) {
         crate::control::docker_stop(&self.shared);
     }

@@ -14,3 +14,4 @@ mod simkit;
 mod status;
 mod tidy;
 mod timings;
+mod watch;

@@ -117,12 +117,12 @@ fn xml(text: &str) -> String {
 }
 
 /// A LaunchAgent property list: run at load, restarted when it fails, stdout and stderr to the
-/// log file.
+/// log file. (Its comment names no flag: `--` is not allowed inside an XML comment.)
 fn plist(argv: &[String], env: &[(String, String)], log: &Path) -> String {
     let mut s = String::from(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
          <!DOCTYPE plist PUBLIC \"-//Apple//DTD PLIST 1.0//EN\" \"http://www.apple.com/DTDs/PropertyList-1.0.dtd\">\n\
-         <!-- Written by `bookstore watch --install`; removed by `bookstore watch --uninstall`. -->\n\
+         <!-- Written by bookstore watch at install; removed at uninstall. -->\n\
          <plist version=\"1.0\">\n<dict>\n",
     );
     s.push_str(&format!("  <key>Label</key>\n  <string>{LABEL}</string>\n"));

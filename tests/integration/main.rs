@@ -15,3 +15,5 @@ mod status;
 mod tidy;
 mod timings;
 mod watch;
+mod watch_dockerd;
+mod watch_service;

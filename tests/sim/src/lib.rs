@@ -8,6 +8,7 @@
 //! - [`dataplane`]: host ports: the Istio gateway, NodePorts, the ambient-mesh failure modes
 //! - [`connect`]: Kafka Connect REST (`shared/reference/kafka-connect.md`)
 //! - [`docker`]: the Docker Engine API on a unix socket; [`docker_events`]: its `GET /events`
+//! - [`follow`]: a real Docker daemon's container as the node (the kube side follows it)
 //! - [`troubles`]: pod troubles with their Events, istio-cni's reconcile error, extra nodes
 //! - [`control`]: test control (library + HTTP endpoint), [`standins`]: `kind` / `istioctl`
 //! - [`store`]: objects, resourceVersions, watch events, selectors
@@ -35,6 +36,7 @@ pub mod dataplane;
 pub mod docker;
 pub mod docker_events;
 pub mod faults;
+pub mod follow;
 pub mod kit;
 pub mod kube;
 pub mod latency;

@@ -165,6 +165,11 @@ impl Watcher<'_> {
             if wait::stopping() {
                 return self.stop();
             }
+            // What happened meanwhile first (a heal that just ended: its node's `die`, the
+            // stream's end), so nothing is decided on a stale view.
+            while let Ok(msg) = self.rx.try_recv() {
+                self.handle(msg);
+            }
             let now = Instant::now();
             if self.stream.is_none() && now >= self.reconnect_at {
                 self.connect();
@@ -238,7 +243,9 @@ impl Watcher<'_> {
         }
         let first = self.docker == Docker::Unknown;
         self.docker = Docker::Up;
-        self.look_at_node("inspect");
+        if !self.look_at_node("inspect") {
+            self.node_running = false;
+        }
         self.ui.emit(
             "watching",
             json!({"cluster": self.config.stack.cluster.name, "node": self.node,
@@ -255,6 +262,11 @@ impl Watcher<'_> {
                 &format!("{} started at {}", self.node, self.started_at.as_deref().unwrap_or("")),
             );
         }
+    }
+
+    /// `docker info` answers now.
+    fn docker_answers(&self) -> bool {
+        docker::info().not_cancellable().deadline(Duration::from_secs(10)).run().is_ok()
     }
 
     fn reconnect_later(&mut self) {
@@ -278,7 +290,8 @@ impl Watcher<'_> {
     /// `docker inspect` the node. A heal is due for a start not healed yet: one its `start`
     /// event announced (`seen` = "event"), or a `State.StartedAt` other than the one seen before
     /// (however the watcher missed the event).
-    fn look_at_node(&mut self, seen: &str) {
+    /// Whether the node could be looked at (Docker answered).
+    fn look_at_node(&mut self, seen: &str) -> bool {
         let inspect = docker::inspect(&self.node).not_cancellable().deadline(Duration::from_secs(10));
         let node = match inspect.run() {
             Ok(out) => docker::parse_inspect(&out.stdout),
@@ -291,7 +304,11 @@ impl Watcher<'_> {
                         self.node
                     ));
                 }
-                return;
+                return true;
+            }
+            // Docker going away: the event stream's end says so.
+            Err(Error::Command { stderr_tail, .. }) if stderr_tail.contains("Cannot connect") => {
+                return false;
             }
             Err(err) => Err(first_line(&err.to_string())),
         };
@@ -299,7 +316,7 @@ impl Watcher<'_> {
             Ok(n) => n,
             Err(why) => {
                 self.ui.warn(&format!("`{inspect}`: {why}"));
-                return;
+                return false;
             }
         };
         self.node_missing_said = false;
@@ -315,6 +332,7 @@ impl Watcher<'_> {
                 .emit("node_started", json!({"node": self.node, "started_at": node.started, "seen": seen}));
             self.owe(format!("{} started again at {}", self.node, node.started));
         }
+        true
     }
 
     fn owe(&mut self, reason: String) {
@@ -332,7 +350,9 @@ impl Watcher<'_> {
                 }
                 self.last_event = e.time_nano;
                 match e.action.as_str() {
-                    "start" => self.look_at_node("event"),
+                    "start" => {
+                        self.look_at_node("event");
+                    }
                     "die" => {
                         self.node_running = false;
                         let code = e.exit_code.clone().unwrap_or_default();
@@ -380,12 +400,12 @@ impl Watcher<'_> {
     /// The periodic check: the node's `State.StartedAt`, then every route once.
     fn check(&mut self) {
         self.next_check = Some(Instant::now() + self.interval);
-        self.look_at_node("check");
-        if self.owed.is_some() || !self.node_running {
+        // Routes are judged only with the node up and Docker answering (not while it goes away).
+        if !self.look_at_node("check") || self.owed.is_some() || !self.node_running {
             return;
         }
         let failures = heal::check(&self.config.stack);
-        if failures.is_empty() {
+        if failures.is_empty() || !self.docker_answers() {
             return;
         }
         for (check, url, reason) in &failures {
@@ -452,7 +472,8 @@ impl Watcher<'_> {
                     self.next_check = Some(Instant::now() + self.interval);
                 }
             }
-            Err(err) if wait::stopping() => return Err(err),
+            // SIGINT or SIGTERM: the loop ends it.
+            Err(_) if wait::stopping() => return Ok(()),
             Err(_) if wait::cancelled() => {
                 self.ui.fail_line(&format!(
                     "Heal stopped after {}: Docker or the node went away in the middle; it starts over once they are back",
@@ -463,6 +484,20 @@ impl Watcher<'_> {
                     json!({"heal": n, "outcome": "cancelled", "duration_ms": duration_ms, "commands": commands}),
                 );
                 self.retry_at = Instant::now();
+            }
+            Err(err) if !self.docker_answers() => {
+                // Docker went away under the heal (the stream's end may not have said so yet).
+                self.ui.fail_line(&format!(
+                    "Heal stopped after {} (exit {}): Docker does not answer; it starts over once Docker is back",
+                    human(took),
+                    err.code()
+                ));
+                self.ui.emit(
+                    "heal_finished",
+                    json!({"heal": n, "outcome": "cancelled", "duration_ms": duration_ms, "commands": commands}),
+                );
+                // (Not at once: the stream's end is on its way.)
+                self.retry_at = Instant::now() + Duration::from_secs(1);
             }
             Err(err) => {
                 let retry = self.retry_backoff;

@@ -129,6 +129,24 @@ fn a_restart_in_the_middle_of_a_heal_ends_healed() {
 }
 
 #[test]
+fn sigterm_in_the_middle_of_a_heal_stops_it_and_its_children() {
+    let mut c = Case::healthy("watch: SIGTERM during a heal");
+    c.mark();
+    let w = watch(&c, "0");
+    c.sim.docker_desktop_restart(0.3, 0.0);
+    w.until_step("Restarting 16 workloads");
+    let run = terminate(&c, w);
+    run.expect(0);
+    assert!(run.stderr.contains("stopped watching (SIGTERM)"), "{}", run.stderr);
+    assert_clean(&c, &[&run]);
+    // What it stopped converges on the next run.
+    let rerun = c.run(&["up"]);
+    rerun.expect(0);
+    c.assert_recovered();
+    assert_clean(&c, &[&run, &rerun]);
+}
+
+#[test]
 fn a_heal_that_fails_is_retried_with_backoff() {
     let mut c = Case::healthy("watch: a failing heal");
     c.deadline("- { name: redis,", "1s");

@@ -4,36 +4,15 @@
 # restarted, the mesh stale, Kafka's topics gone) and do nothing: the watcher heals it. Under a
 # minute (time scale 0.1).
 set -euo pipefail
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-scale="${DEMO_TIME_SCALE:-0.1}"
-cargo build --release --quiet --manifest-path "$repo/Cargo.toml" -p bookstore -p bookstore-sim
-bin="${CARGO_TARGET_DIR:-$repo/target}/release"
-dir="$(mktemp -d /tmp/bookstore-demo.XXXXXX)"
-"$bin/bookstore-sim" serve --dir "$dir" --time-scale "$scale" >"$dir/env.sh" 2>"$dir/sim.log" &
-sim=$!
+# shellcheck source=scripts/demo-sim.sh
+source "$(dirname "${BASH_SOURCE[0]}")/demo-sim.sh"
 watcher=""
 cleanup() {
   if [ -n "$watcher" ]; then kill -TERM "$watcher" 2>/dev/null || true; wait "$watcher" 2>/dev/null || true; fi
-  kill "$sim" 2>/dev/null || true
-  wait "$sim" 2>/dev/null || true
-  rm -rf "$dir"
+  stop_sim
 }
 trap cleanup EXIT
-for _ in $(seq 200); do grep -q '^# control' "$dir/env.sh" 2>/dev/null && break; sleep 0.1; done
-grep -q '^# control' "$dir/env.sh" || { echo "the simulator did not start:"; cat "$dir/sim.log"; exit 1; }
-# shellcheck disable=SC1091
-source "$dir/env.sh"
-export TMPDIR="$dir"
-stack="$(sed -n 's/^# stack: //p' "$dir/env.sh")"
-port() { awk -v p="$1" '$2 == "host-port" && $3 == p { print $4 }' "$dir/env.sh"; }
-gateway="http://127.0.0.1:$(port 30000)"
-connect="http://127.0.0.1:$(port 32300)"
-show() {
-  printf '$ curl -H "Host: myecom.net" %s/\n' "$gateway"
-  curl -s -m 3 -w '   [HTTP %{http_code}]\n' -H 'Host: myecom.net' "$gateway/" || echo "   (no answer)"
-  printf '$ curl %s/connectors\n' "$connect"
-  curl -s -m 3 -w '   [HTTP %{http_code}]\n' "$connect/connectors" || echo "   (no answer)"
-}
+start_sim
 saw() { local n; n="$(grep -c "\"event\":\"$1\"" "$dir/watch.jsonl" 2>/dev/null)" || true; echo "${n:-0}"; }
 
 echo "== A healthy simulated kind cluster (time scale $scale)"

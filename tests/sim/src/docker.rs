@@ -28,37 +28,28 @@ pub fn handler(shared: SharedRef) -> Handler {
             let method = parts.method.as_str().to_string();
             let path_q = parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
             let q = server::query(parts.uri.query());
-            if method == "GET" && strip_version(parts.uri.path()) == "/events" {
-                let api = api_version(parts.uri.path());
-                let r = crate::docker_events::stream(&shared, &q, api);
-                let mut w = shared.lock();
-                let t_ms = w.t_ms();
-                w.audit.push(AuditEntry {
-                    t_ms,
-                    source: Source::Docker,
-                    verb: method,
-                    path: path_q,
-                    content_type: None,
-                    body: String::new(),
-                    status: r.status().as_u16(),
-                    detail: String::new(),
-                });
-                return Ok(with_headers(r));
-            }
-            let (r, after) = {
-                let mut w = shared.lock();
-                let (r, after) = route(&mut w, &method, parts.uri.path(), &q);
+            let audit = |w: &mut World, r: &Resp| {
                 let t_ms = w.t_ms();
                 w.audit.push(AuditEntry {
                     t_ms,
                     source: Source::Docker,
                     verb: method.clone(),
-                    path: path_q,
+                    path: path_q.clone(),
                     content_type: None,
                     body: String::from_utf8_lossy(&body).into_owned(),
                     status: r.status().as_u16(),
                     detail: String::new(),
                 });
+            };
+            if method == "GET" && strip_version(parts.uri.path()) == "/events" {
+                let r = crate::docker_events::stream(&shared, &q, api_version(parts.uri.path()));
+                audit(&mut shared.lock(), &r);
+                return Ok(with_headers(r));
+            }
+            let (r, after) = {
+                let mut w = shared.lock();
+                let (r, after) = route(&mut w, &method, parts.uri.path(), &q);
+                audit(&mut w, &r);
                 (r, after)
             };
             if after.bounce_all {

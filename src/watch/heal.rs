@@ -15,6 +15,13 @@ pub fn converge(config: &Config, ui: &Ui) -> Result<()> {
     crate::run::up(config, ui, Order::Graph, None)
 }
 
+/// After a heal that failed: what `bookstore doctor` finds (read-only), each finding with its
+/// evidence and fix, for whoever reads the watcher's log.
+pub fn diagnose(config: &Config, ui: &Ui) {
+    ui.info("what `bookstore doctor` finds now:");
+    let _ = crate::doctor::run(&crate::steps::Ctx::new(&config.stack, ui));
+}
+
 /// The periodic check, read-only: every smoke route once (no retries), judged as the smoke test
 /// judges it (Envoy's reset, the connectors RUNNING). Each failure: (route, url, why).
 pub fn check(stack: &Stack) -> Vec<(String, String, String)> {

@@ -507,6 +507,7 @@ impl Watcher<'_> {
                 for line in err.to_string().lines() {
                     self.ui.detail("", line);
                 }
+                heal::diagnose(self.config, self.ui);
                 self.ui.info(&format!("retrying in {} (or fix it and run `bookstore up`)", human(retry)));
                 self.ui.emit(
                     "heal_finished",

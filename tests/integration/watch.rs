@@ -168,6 +168,10 @@ fn a_heal_that_fails_is_retried_with_backoff() {
     assert_eq!(failed["retry_in_ms"], 5000);
     assert_eq!(ev.iter().filter(|e| e["event"] == "heal_started").count(), 2, "no hot loop");
     assert!(run.stderr.contains("retrying in 5.0s"), "{}", run.stderr);
+    // With what `bookstore doctor` finds then (the heal stopped before the connectors).
+    let report = &run.stderr[run.stderr.find("what `bookstore doctor` finds now").expect("a diagnosis")..];
+    assert!(report.contains("[connectors-missing]"), "{report}");
+    assert!(ev.iter().any(|e| e["event"] == "finding" && e["id"] == "connectors-missing"), "{}", run.stdout);
     assert_clean(&c, &[&run]);
 }
 

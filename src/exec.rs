@@ -155,6 +155,12 @@ impl Cmd {
         self
     }
 
+    /// The program and its arguments as given (the printed line is redacted; tests compare these).
+    #[cfg(test)]
+    pub fn argv(&self) -> Vec<String> {
+        std::iter::once(self.program.clone()).chain(self.args.iter().cloned()).collect()
+    }
+
     /// Run to completion; a non-zero exit is an error carrying the command line and stderr tail.
     pub fn run(&self) -> Result<Output> {
         let output = self.run_unchecked()?;

@@ -371,11 +371,17 @@ mod tests {
             p.contents
         );
         assert!(p.contents.contains("Environment=KUBECONFIG=/k/$$x\n"), "{}", p.contents);
+        // (argv, not the printed lines: those pass the process-wide redactor, which other unit
+        // tests feed.)
+        let argv = |cmds: &[Cmd]| cmds.iter().map(|c| c.argv().join(" ")).collect::<Vec<_>>();
         assert_eq!(
-            p.install.iter().map(Cmd::to_string).collect::<Vec<_>>(),
+            argv(&p.install),
             ["systemctl --user daemon-reload", "systemctl --user enable --now bookstore-watch.service"]
         );
-        assert_eq!(p.uninstall[0].to_string(), "systemctl --user disable --now bookstore-watch.service");
+        assert_eq!(
+            argv(&p.uninstall),
+            ["systemctl --user disable --now bookstore-watch.service", "systemctl --user daemon-reload"]
+        );
     }
 
     #[test]
@@ -386,10 +392,10 @@ mod tests {
         assert_eq!(p.file, PathBuf::from("/home/a b/Library/LaunchAgents/dev.bookstore.watch.plist"));
         assert!(p.contents.contains("<string>&lt;&amp;&gt;</string>"), "{}", p.contents);
         assert_eq!(
-            p.install[0].to_string(),
-            "launchctl bootstrap gui/501 '/home/a b/Library/LaunchAgents/dev.bookstore.watch.plist'"
+            p.install[0].argv(),
+            ["launchctl", "bootstrap", "gui/501", "/home/a b/Library/LaunchAgents/dev.bookstore.watch.plist"]
         );
-        assert_eq!(p.uninstall[0].to_string(), "launchctl bootout gui/501/dev.bookstore.watch");
+        assert_eq!(p.uninstall[0].argv(), ["launchctl", "bootout", "gui/501/dev.bookstore.watch"]);
         assert!(p.contents.contains("/home/a b/Library/Logs/bookstore/watch.log"));
     }
 }

@@ -19,7 +19,7 @@ pub fn converge(config: &Config, ui: &Ui) -> Result<()> {
 /// evidence and fix, for whoever reads the watcher's log.
 pub fn diagnose(config: &Config, ui: &Ui) {
     ui.info("what `bookstore doctor` finds now:");
-    let _ = crate::doctor::run(&crate::steps::Ctx::new(&config.stack, ui));
+    let _ = crate::doctor::run(&crate::observe::Ctx::new(&config.stack, ui));
 }
 
 /// The periodic check, read-only: every smoke route once (no retries), judged as the smoke test

@@ -232,7 +232,6 @@ fn on_a_healthy_stack_the_watcher_only_reads() {
 }
 
 #[test]
-#[ignore = "needs the convergent up (issue 10): today's up restarts every workload"]
 fn a_heal_on_a_healthy_stack_restarts_nothing() {
     // The check sees Connect reset once (a blip): it heals, and healing a healthy stack must
     // change nothing.

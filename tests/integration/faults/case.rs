@@ -563,6 +563,17 @@ impl Running {
     }
 }
 
+/// A test that fails while `bookstore` runs (a watcher runs until stopped) leaves no process
+/// behind.
+impl Drop for Running {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Poll the world until `pred` holds (bounded; a wait, not an assertion on time).
 #[track_caller]
 pub fn until(what: &str, mut pred: impl FnMut() -> bool) {

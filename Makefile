@@ -1,5 +1,5 @@
 # Make targets for bookstore. Each builds the binary if needed (scripts/bookstore).
-.PHONY: up down recover smoke connectors test dry-run demo bench
+.PHONY: up down recover smoke connectors test dry-run demo demo-watch bench watch
 
 up:          ## bootstrap the stack if there is none (or it is half done), else recover it
 	scripts/bookstore up
@@ -24,6 +24,12 @@ test:        ## what CI runs: install the clients, fmt, clippy, tests
 
 demo:        ## the broken stack after a simulated Docker restart, then `bookstore up` (no Docker needed)
 	bash scripts/demo.sh
+
+demo-watch:  ## `bookstore watch` heals a simulated Docker Desktop restart while you do nothing (no Docker needed)
+	bash scripts/demo-watch.sh
+
+watch:       ## heal the stack by itself after every Docker restart (foreground; Ctrl-C to stop)
+	scripts/bookstore watch
 
 bench:       ## the restart guide vs bookstore recover on the simulator (BENCH_ARGS="--time-scale 0.1 --runs 5")
 	cargo build --release -p bookstore -p bookstore-sim && target/release/bookstore-sim bench $(BENCH_ARGS)

@@ -23,6 +23,8 @@ use crate::error::EXIT_CODES;
         "  bookstore smoke                   # check every route\n",
         "  bookstore doctor                  # what is wrong, the evidence, and the command that fixes it\n",
         "  bookstore status --json           # workloads, connectors and routes as one JSON document\n",
+        "  bookstore watch                   # heal the stack by itself after every Docker restart\n",
+        "  bookstore watch --install         # ... at login, as a user service (launchd or systemd)\n",
         "  bookstore down --yes              # delete the cluster (scripts)\n",
         "\n",
         crate::exit_codes!()
@@ -79,6 +81,10 @@ pub enum Command {
     Doctor,
     /// One table: each workload (ready/desired, restarts, age), each connector, each route
     Status,
+    /// Heal the stack by itself: follow Docker's events for the kind node and, whenever it starts
+    /// again (Docker Desktop restart, `docker restart`, reboot), run what `bookstore up` runs.
+    /// Runs until Ctrl-C (exit 130) or SIGTERM (exit 0)
+    Watch(WatchArgs),
     /// Print a shell completion script (e.g. `bookstore completions bash > /etc/bash_completion.d/bookstore`)
     Completions {
         #[arg(value_enum)]
@@ -101,10 +107,42 @@ impl Command {
             Command::Smoke { .. } => "smoke",
             Command::Doctor => "doctor",
             Command::Status => "status",
+            Command::Watch(_) => "watch",
             Command::Down { .. } => "down",
             Command::Completions { .. } => "completions",
         }
     }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct WatchArgs {
+    /// How often to check every route (read-only) and heal what fails; 0 turns the check off
+    #[arg(long, value_name = "DURATION", default_value = "60s")]
+    pub interval: String,
+
+    /// Run `bookstore watch` at login as a user service (a LaunchAgent on macOS, a systemd user
+    /// unit on Linux) with this stack file; with --dry-run, print the file and the commands
+    #[arg(long, group = "service")]
+    pub install: bool,
+
+    /// Stop the user service and remove exactly what --install added
+    #[arg(long, group = "service")]
+    pub uninstall: bool,
+
+    /// Is the user service installed and running, and where is its log
+    #[arg(long, group = "service")]
+    pub status: bool,
+
+    /// The service manager for --install/--uninstall/--status (default: launchd on macOS,
+    /// systemd elsewhere)
+    #[arg(long, value_enum)]
+    pub manager: Option<ManagerArg>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ManagerArg {
+    Launchd,
+    Systemd,
 }
 
 #[derive(clap::Args, Debug)]

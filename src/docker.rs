@@ -16,6 +16,18 @@ pub fn inspect(container: &str) -> Cmd {
     Cmd::new("docker").args(["inspect", "--type", "container", container]).deadline(Duration::from_secs(20))
 }
 
+/// Docker's event stream for the containers of a kind cluster, one JSON object a line, from
+/// `since` (a Unix time, `1764156639.123456789`) when given: the daemon replays what it still has
+/// since then. Runs until stopped or Docker goes away (`unexpected EOF`, exit 1).
+pub fn events(cluster: &str, since: Option<&str>) -> Cmd {
+    let mut cmd = Cmd::new("docker").args(["events", "--filter", "type=container"]);
+    cmd = cmd.args(["--filter", &format!("label=io.x-k8s.kind.cluster={cluster}")]);
+    if let Some(t) = since {
+        cmd = cmd.args(["--since", t]);
+    }
+    cmd.args(["--format", "{{json .}}"]).not_cancellable()
+}
+
 /// Containers with exactly these names (the legacy socat proxies), running or not.
 pub fn ps_named(names: &[String]) -> Cmd {
     let mut cmd = Cmd::new("docker").args(["ps", "-a"]);
@@ -190,6 +202,8 @@ pub struct Node {
     /// `State.StartedAt` (seconds since the epoch): new after every start of the container (a
     /// Docker restart, `docker restart`, a reboot); `None` if it never started.
     pub started_at: Option<u64>,
+    /// `State.StartedAt` as Docker prints it (nanoseconds): two starts within a second differ.
+    pub started: String,
     /// Its `io.x-k8s.kind.cluster` label: the kind cluster it is a node of (what `kind get
     /// clusters` lists).
     pub kind_cluster: Option<String>,
@@ -203,8 +217,8 @@ pub fn parse_inspect(stdout: &str) -> Result<Node, String> {
     let c = doc.as_array().and_then(|a| a.first()).ok_or("docker inspect printed no container")?;
     let running = c.pointer("/State/Running").and_then(Value::as_bool).unwrap_or(false);
     let status = c.pointer("/State/Status").and_then(Value::as_str).unwrap_or("unknown").to_string();
-    let started_at =
-        c.pointer("/State/StartedAt").and_then(Value::as_str).and_then(crate::cluster::parse_time);
+    let started = c.pointer("/State/StartedAt").and_then(Value::as_str).unwrap_or("").to_string();
+    let started_at = crate::cluster::parse_time(&started);
     let kind_cluster =
         c.pointer("/Config/Labels/io.x-k8s.kind.cluster").and_then(Value::as_str).map(String::from);
     let mut bindings = Vec::new();
@@ -222,7 +236,7 @@ pub fn parse_inspect(stdout: &str) -> Result<Node, String> {
         }
     }
     bindings.sort();
-    Ok(Node { running, status, started_at, kind_cluster, bindings })
+    Ok(Node { running, status, started_at, started, kind_cluster, bindings })
 }
 
 /// The cluster config's mappings that the node container does not have (the seed's "older
@@ -244,11 +258,12 @@ mod tests {
 
     #[test]
     fn inspect_reads_state_and_bindings() {
-        let doc = r#"[{"State": {"Running": true, "Status": "running"},
+        let doc = r#"[{"State": {"Running": true, "Status": "running", "StartedAt": "2026-12-01T08:35:19.454939593Z"},
             "HostConfig": {"PortBindings": {"30000/tcp": [{"HostIp": "127.0.0.1", "HostPort": "30000"}],
                                              "6443/tcp": [{"HostIp": "127.0.0.1", "HostPort": "41234"}]}}}]"#;
         let node = parse_inspect(doc).unwrap();
         assert!(node.running);
+        assert_eq!(node.started, "2026-12-01T08:35:19.454939593Z");
         assert_eq!(node.bindings, [(6443, "127.0.0.1".into(), 41234), (30000, "127.0.0.1".into(), 30000)]);
         let m = |c: u16, h: u16| PortMapping {
             container_port: c,

@@ -58,8 +58,9 @@ impl Drop for Live {
     }
 }
 
-fn stop_requested() -> bool {
-    STOPPING.load(Ordering::SeqCst) || crate::wait::interrupted()
+fn stop_requested(cancellable: bool) -> bool {
+    STOPPING.load(Ordering::SeqCst)
+        || if cancellable { crate::wait::interrupted() } else { crate::wait::stopping() }
 }
 
 /// The run is over (success, error or Ctrl-C): stop every child still running (a restart on
@@ -93,6 +94,9 @@ pub struct Cmd {
     stdin_shown: bool,
     /// Upper bound on the child's run time; it is killed after this.
     deadline: Duration,
+    /// Stopped when the work in progress is cancelled ([`crate::wait::cancel`]), not only when
+    /// the process ends.
+    cancellable: bool,
 }
 
 /// What a finished child printed.
@@ -109,6 +113,7 @@ impl Cmd {
             stdin: None,
             stdin_shown: false,
             deadline: Duration::from_secs(60),
+            cancellable: true,
         }
     }
 
@@ -144,6 +149,18 @@ impl Cmd {
         self
     }
 
+    /// The watcher's own reads: a cancelled heal does not stop them, only the end of the process.
+    pub fn not_cancellable(mut self) -> Cmd {
+        self.cancellable = false;
+        self
+    }
+
+    /// The program and its arguments as given (the printed line is redacted; tests compare these).
+    #[cfg(test)]
+    pub fn argv(&self) -> Vec<String> {
+        std::iter::once(self.program.clone()).chain(self.args.iter().cloned()).collect()
+    }
+
     /// Run to completion; a non-zero exit is an error carrying the command line and stderr tail.
     pub fn run(&self) -> Result<Output> {
         let output = self.run_unchecked()?;
@@ -172,7 +189,7 @@ impl Cmd {
         while !finished && Instant::now() < deadline {
             let slice = (Instant::now() + Duration::from_millis(50)).min(deadline);
             finished = handle.wait_deadline(slice).map_err(|e| self.spawn_error(e))?.is_some();
-            if !finished && stop_requested() {
+            if !finished && stop_requested(self.cancellable) {
                 // Killed and reaped before returning: no child outlives the run.
                 let _ = handle.kill();
                 let _ = handle.wait_deadline(Instant::now() + Duration::from_secs(5));

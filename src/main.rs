@@ -23,6 +23,7 @@ mod timings;
 mod troubles;
 mod ui;
 mod wait;
+mod watch;
 
 use clap::Parser;
 

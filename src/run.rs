@@ -4,7 +4,7 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::time::{Duration, Instant};
 
-use crate::cli::{Cli, ColorArg, Command, RecoverArgs};
+use crate::cli::{Cli, ColorArg, Command, ManagerArg, RecoverArgs};
 use crate::error::{Error, Result, code};
 use crate::observe::Ctx;
 use crate::plan::{self, Known, Order, Step};
@@ -67,6 +67,17 @@ pub enum Action {
     Doctor,
     /// Read-only table.
     Status,
+    /// Follow Docker's events; heal (taking the lock) whenever the node starts again or the
+    /// periodic check (`interval`, zero: off) fails.
+    Watch {
+        interval: Duration,
+    },
+    /// `watch --install|--uninstall|--status`.
+    Service {
+        op: crate::watch::service::Op,
+        manager: crate::watch::service::Manager,
+        interval: Option<String>,
+    },
 }
 
 fn duration_arg(flag: &str, text: &Option<String>) -> Result<Option<Duration>> {
@@ -113,6 +124,34 @@ impl Config {
                 Action::Steps { title: "smoke", steps: plan::smoke() }
             }
             Command::Down { yes } => Action::Down { yes: *yes },
+            Command::Watch(args) => {
+                use crate::watch::service::{Manager, Op};
+                let interval = duration_arg("--interval", &Some(args.interval.clone()))?.unwrap_or_default();
+                let op = match (args.install, args.uninstall, args.status) {
+                    (true, _, _) => Some(Op::Install),
+                    (_, true, _) => Some(Op::Uninstall),
+                    (_, _, true) => Some(Op::Status),
+                    _ => None,
+                };
+                match op {
+                    Some(op) => Action::Service {
+                        op,
+                        manager: match args.manager {
+                            Some(ManagerArg::Launchd) => Manager::Launchd,
+                            Some(ManagerArg::Systemd) => Manager::Systemd,
+                            None => Manager::native(),
+                        },
+                        interval: (args.interval != "60s").then(|| args.interval.clone()),
+                    },
+                    None if args.manager.is_some() => {
+                        return Err(Error::input(
+                            "invocation",
+                            "--manager goes with --install, --uninstall or --status",
+                        ));
+                    }
+                    None => Action::Watch { interval },
+                }
+            }
             Command::Doctor => Action::Doctor,
             Command::Status => Action::Status,
             Command::Completions { .. } => unreachable!("handled before the stack loads"),
@@ -221,6 +260,11 @@ fn write_timings(ui: &Ui, out: &TimingsOut, summary: &serde_json::Value, started
 /// One mutating run at a time per cluster: an advisory lock on a file in the temp dir, released
 /// by the OS when the process exits (even on a crash or Ctrl-C).
 fn lock(cluster: &str, command: &str) -> Result<std::fs::File> {
+    lock_as(cluster, &format!("pid {} running `bookstore {command}`", std::process::id()))
+}
+
+/// The lock, holding `holder` as what a second run is told is working on the cluster.
+pub(crate) fn lock_as(cluster: &str, holder: &str) -> Result<std::fs::File> {
     let path = std::env::temp_dir().join(format!("bookstore-{cluster}.lock"));
     let lock_error = |e: std::io::Error| {
         Error::step(
@@ -240,7 +284,7 @@ fn lock(cluster: &str, command: &str) -> Result<std::fs::File> {
             use std::io::Seek;
             let _ = file.set_len(0);
             let _ = file.seek(std::io::SeekFrom::Start(0));
-            let _ = write!(file, "pid {} running `bookstore {command}`", std::process::id());
+            let _ = write!(file, "{holder}");
             let _ = file.flush();
             Ok(file)
         }
@@ -254,31 +298,34 @@ fn lock(cluster: &str, command: &str) -> Result<std::fs::File> {
 }
 
 fn execute(config: &Config, ui: &Ui) -> Result<()> {
+    // `watch` takes the lock for each heal, not for its whole run.
     let mutating = !config.dry_run
-        && !matches!(&config.action, Action::Steps { title: "smoke", .. } | Action::Doctor | Action::Status);
+        && !matches!(
+            &config.action,
+            Action::Steps { title: "smoke", .. }
+                | Action::Doctor
+                | Action::Status
+                | Action::Watch { .. }
+                | Action::Service { .. }
+        );
     let _lock = if mutating {
         let command = match &config.action {
             Action::Steps { title, .. } => title,
             Action::Up { .. } => "up",
             Action::Down { .. } => "down",
-            Action::Doctor | Action::Status => unreachable!("read-only"),
+            Action::Doctor | Action::Status | Action::Watch { .. } | Action::Service { .. } => {
+                unreachable!("takes no lock here")
+            }
         };
         Some(lock(&config.stack.cluster.name, command)?)
     } else {
         None
     };
     match &config.action {
-        Action::Steps { title, steps } => run_steps(config, &ctx(config, ui), title, steps, Instant::now()),
-        Action::Up { order, settle } => {
-            // Detection only reads (docker info, kind get clusters, docker inspect, kubectl get):
-            // it runs with --dry-run too, so the printed plan is the one `up` would run here.
-            // One context for detection and the run: what detection read (the deployments) is
-            // not read again.
-            let started = Instant::now();
-            let ctx = ctx(config, ui);
-            let steps = steps::plan_up(&ctx, *order, *settle)?;
-            run_steps(config, &ctx, "up", &steps, started)
+        Action::Steps { title, steps } => {
+            run_steps(config, &ctx(config, ui), title, steps, Instant::now(), crate::exec::spawned())
         }
+        Action::Up { order, settle } => up(config, ui, *order, *settle),
         Action::Down { yes } => down(config, ui, *yes),
         Action::Doctor if config.dry_run => {
             print_lines(ui, &crate::doctor::describe(&ctx(config, ui)));
@@ -286,7 +333,27 @@ fn execute(config: &Config, ui: &Ui) -> Result<()> {
         }
         Action::Doctor => crate::doctor::run(&ctx(config, ui)),
         Action::Status => crate::status::run(&ctx(config, ui)),
+        Action::Watch { interval } if config.dry_run => {
+            print_lines(ui, &crate::watch::describe(config, *interval));
+            Ok(())
+        }
+        Action::Watch { interval } => crate::watch::run(config, ui, *interval),
+        Action::Service { op, manager, interval } => {
+            crate::watch::service::run(config, ui, *op, *manager, interval.as_deref())
+        }
     }
+}
+
+/// `bookstore up`: detection, then the bootstrap, its resumption, or the recovery. (`watch`
+/// heals with this.)
+pub(crate) fn up(config: &Config, ui: &Ui, order: Order, settle: Option<Duration>) -> Result<()> {
+    // Detection and the observation only read: they run with --dry-run too, so the printed plan
+    // is the one `up` would run here. One context for the observation and the run: what was
+    // read is not read again.
+    let (started, spawned) = (Instant::now(), crate::exec::spawned());
+    let ctx = ctx(config, ui);
+    let steps = steps::plan_up(&ctx, order, settle)?;
+    run_steps(config, &ctx, "up", &steps, started, spawned)
 }
 
 fn ctx<'a>(config: &'a Config, ui: &'a Ui) -> Ctx<'a> {
@@ -295,9 +362,16 @@ fn ctx<'a>(config: &'a Config, ui: &'a Ui) -> Ctx<'a> {
     ctx
 }
 
-/// Run the steps (or print them with `--dry-run`); `started`: when the command began (for `up`,
-/// before its observation).
-fn run_steps(config: &Config, ctx: &Ctx, title: &str, steps: &[plan::Step], started: Instant) -> Result<()> {
+/// Run the steps (or print them with `--dry-run`); `started` and `spawned`: when the command
+/// began and the child count then (for `up`, before its observation).
+fn run_steps(
+    config: &Config,
+    ctx: &Ctx,
+    title: &str,
+    steps: &[plan::Step],
+    started: Instant,
+    spawned: usize,
+) -> Result<()> {
     let ui = ctx.ui;
     if config.dry_run {
         print_lines(ui, &steps::describe(ctx, steps)?);
@@ -307,7 +381,7 @@ fn run_steps(config: &Config, ctx: &Ctx, title: &str, steps: &[plan::Step], star
     ui.ok_line(&format!(
         "bookstore {title} finished in {} ({} commands run)",
         crate::ui::human(started.elapsed()),
-        crate::exec::spawned()
+        crate::exec::spawned() - spawned
     ));
     Ok(())
 }

@@ -2,11 +2,18 @@
 //! ceiling, and reporting the last real answer when time runs out.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 
+/// Ctrl-C (SIGINT): set once, the process is ending.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// SIGTERM (only `watch` asks for it): set once, the process is ending.
+static TERMINATED: LazyLock<Arc<AtomicBool>> = LazyLock::new(|| Arc::new(AtomicBool::new(false)));
+/// The work in progress is called off (`watch`: Docker went away in the middle of a heal);
+/// unlike the two above it is reset, by [`resume`], before the next piece of work.
+static CANCELLED: AtomicBool = AtomicBool::new(false);
 
 /// Ctrl-C sets a flag: every wait checks it, stops its child, and returns
 /// [`Error::Interrupted`] (exit 130). The terminal delivers SIGINT to the children too.
@@ -14,8 +21,40 @@ pub fn on_interrupt() {
     let _ = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst));
 }
 
+/// SIGTERM stops the process like Ctrl-C (children stopped and reaped) and [`terminated`] tells
+/// it apart: a service manager's stop, not an interruption.
+pub fn on_terminate() {
+    let _ = signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&TERMINATED));
+}
+
+/// Every wait gives up: the process is ending, or the work in progress was cancelled.
 pub fn interrupted() -> bool {
-    INTERRUPTED.load(Ordering::SeqCst)
+    stopping() || CANCELLED.load(Ordering::SeqCst)
+}
+
+/// The process is ending (SIGINT or SIGTERM).
+pub fn stopping() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst) || TERMINATED.load(Ordering::SeqCst)
+}
+
+/// SIGTERM (rather than Ctrl-C) is why the process is ending.
+pub fn terminated() -> bool {
+    TERMINATED.load(Ordering::SeqCst) && !INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// Call off the work in progress: its waits return [`Error::Interrupted`] and its children are
+/// stopped (from any thread).
+pub fn cancel() {
+    CANCELLED.store(true, Ordering::SeqCst);
+}
+
+/// Before the next piece of work: what [`cancel`] called off stays off, the new work runs.
+pub fn resume() {
+    CANCELLED.store(false, Ordering::SeqCst);
+}
+
+pub fn cancelled() -> bool {
+    CANCELLED.load(Ordering::SeqCst)
 }
 
 /// Sleep, waking early on Ctrl-C.

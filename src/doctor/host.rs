@@ -424,6 +424,7 @@ mod tests {
             running: true,
             status: "running".into(),
             started_at: None,
+            started: String::new(),
             kind_cluster: None,
             bindings: all.clone(),
         };
@@ -434,6 +435,7 @@ mod tests {
                 running: true,
                 status: "running".into(),
                 started_at: None,
+                started: String::new(),
                 kind_cluster: None,
                 bindings: vec![],
             }

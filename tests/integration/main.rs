@@ -14,3 +14,6 @@ mod simkit;
 mod status;
 mod tidy;
 mod timings;
+mod watch;
+mod watch_dockerd;
+mod watch_service;

@@ -6,18 +6,9 @@ use std::time::Duration;
 use bookstore_sim::{AuditEntry, Fault, SimOptions, Source};
 
 use crate::harness::{ENVOY_503, HOSTILE};
-use crate::simkit::{bookstore, get_as as get, options, start};
-
-fn t_of(audit: &[AuditEntry], pred: impl Fn(&AuditEntry) -> bool) -> Option<u64> {
-    audit.iter().find(|e| pred(e)).map(|e| e.t_ms)
-}
-
-fn deployment_patches(audit: &[AuditEntry]) -> Vec<&AuditEntry> {
-    audit
-        .iter()
-        .filter(|e| e.source == Source::Kube && e.verb == "PATCH" && e.path.contains("/deployments/"))
-        .collect()
-}
+use crate::simkit::{
+    assert_every_route_answers, assert_recovery_order, bookstore, get_as as get, options, start,
+};
 
 #[test]
 fn a_docker_restart_is_recovered_by_up_in_the_right_order() {
@@ -36,48 +27,13 @@ fn a_docker_restart_is_recovered_by_up_in_the_right_order() {
     run.expect(0);
 
     // After: every route answers and both connectors run with the secret's credentials.
-    for (port, host, path) in [
-        (30000, Some("myecom.net"), "/"),
-        (30000, Some("myecom.net"), "/ecom/books"),
-        (30000, Some("myecom.net"), "/inven/health"),
-        (30000, Some("idp.keycloak.net"), "/realms/bookstore"),
-        (31111, None, "/misc/ping"),
-        (32000, None, "/health"),
-        (32100, None, "/kiali/"),
-        (32200, None, "/overview"),
-    ] {
-        assert_eq!(get(&sim, port, host, path).map(|(s, _)| s), Some(200), "{port} {host:?} {path}");
-    }
+    assert_every_route_answers(&sim);
     let connectors = sim.connectors();
     assert_eq!(connectors.len(), 2);
     assert_eq!(connectors["ecom-connector"]["database.password"], HOSTILE);
     assert_eq!(connectors["inventory-connector"]["database.user"], "inventoryuser");
-
-    let audit: Vec<AuditEntry> = sim.audit().split_off(since);
-    // ztunnel's rollout completed before any workload restart.
-    let ztunnel_done =
-        t_of(&audit, |e| e.is_event("rollout-complete", "istio-system/ztunnel")).expect("ztunnel rolled out");
-    let patches = deployment_patches(&audit);
-    assert_eq!(patches.len(), 16, "one restart per workload");
-    assert!(patches.iter().all(|p| p.t_ms >= ztunnel_done), "a workload restarted before ztunnel was ready");
-    // Each database was Ready (its new pod) before the apps that need it were restarted.
-    for (app, ns, db) in [
-        ("ecom-service", "ecom", "ecom-db"),
-        ("inventory-service", "inventory", "inventory-db"),
-        ("keycloak", "identity", "keycloak-db"),
-        ("superset", "analytics", "analytics-db"),
-        ("debezium", "infra", "kafka"),
-    ] {
-        let db_ready =
-            t_of(&audit, |e| e.is_event("rollout-complete", &format!("{ns}/{db}"))).expect("db rolled out");
-        let app_patch = t_of(&audit, |e| e.is_kube_patch_of("deployments", app)).expect("app restarted");
-        assert!(
-            app_patch >= db_ready,
-            "{app} restarted at {app_patch} ms, before {db} was Ready at {db_ready} ms"
-        );
-    }
-    // Nothing was deleted.
-    assert!(audit.iter().all(|e| e.verb != "DELETE"), "recovery deleted something");
+    // In the guide's order (ztunnel, each database before its apps), deleting nothing.
+    assert_recovery_order(&sim.audit().split_off(since));
     // No secret in the tool's output.
     assert!(bookstore_sim::kit::leaks_in(format!("{}{}", run.stderr, run.stdout).as_bytes()).is_empty());
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use bookstore_sim::{Sim, SimOptions};
+use bookstore_sim::{AuditEntry, Sim, SimOptions, Source};
 use serde_json::Value;
 
 use crate::harness::{BIN, HOSTILE, Run};
@@ -147,3 +147,55 @@ pub fn docker_restart(sim: &Sim) {
 }
 
 pub use bookstore_sim::kit::eventually;
+
+fn t_of(audit: &[AuditEntry], pred: impl Fn(&AuditEntry) -> bool) -> Option<u64> {
+    audit.iter().find(|e| pred(e)).map(|e| e.t_ms)
+}
+
+/// A recovery's audit log shows the guide's order: ztunnel's rollout completed before any
+/// workload restart, one restart per workload, each database Ready before the apps that need it
+/// restarted, and nothing deleted.
+#[track_caller]
+pub fn assert_recovery_order(audit: &[AuditEntry]) {
+    let ztunnel_done =
+        t_of(audit, |e| e.is_event("rollout-complete", "istio-system/ztunnel")).expect("ztunnel rolled out");
+    let patches: Vec<&AuditEntry> = audit
+        .iter()
+        .filter(|e| e.source == Source::Kube && e.verb == "PATCH" && e.path.contains("/deployments/"))
+        .collect();
+    assert_eq!(patches.len(), 16, "one restart per workload");
+    assert!(patches.iter().all(|p| p.t_ms >= ztunnel_done), "a workload restarted before ztunnel was ready");
+    for (app, ns, db) in [
+        ("ecom-service", "ecom", "ecom-db"),
+        ("inventory-service", "inventory", "inventory-db"),
+        ("keycloak", "identity", "keycloak-db"),
+        ("superset", "analytics", "analytics-db"),
+        ("debezium", "infra", "kafka"),
+    ] {
+        let db_ready =
+            t_of(audit, |e| e.is_event("rollout-complete", &format!("{ns}/{db}"))).expect("db rolled out");
+        let app_patch = t_of(audit, |e| e.is_kube_patch_of("deployments", app)).expect("app restarted");
+        assert!(
+            app_patch >= db_ready,
+            "{app} restarted at {app_patch} ms, before {db} was Ready at {db_ready} ms"
+        );
+    }
+    assert!(audit.iter().all(|e| e.verb != "DELETE"), "recovery deleted something");
+}
+
+/// Every route of the stack answers 200 through its host port (with its Host header).
+#[track_caller]
+pub fn assert_every_route_answers(sim: &Sim) {
+    for (port, host, path) in [
+        (30000, Some("myecom.net"), "/"),
+        (30000, Some("myecom.net"), "/ecom/books"),
+        (30000, Some("myecom.net"), "/inven/health"),
+        (30000, Some("idp.keycloak.net"), "/realms/bookstore"),
+        (31111, None, "/misc/ping"),
+        (32000, None, "/health"),
+        (32100, None, "/kiali/"),
+        (32200, None, "/overview"),
+    ] {
+        assert_eq!(get_as(sim, port, host, path).map(|(s, _)| s), Some(200), "{port} {host:?} {path}");
+    }
+}

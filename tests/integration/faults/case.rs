@@ -217,10 +217,18 @@ impl Case {
         let mut stderr = child.stderr.take().unwrap();
         let err = Arc::new(Mutex::new(String::new()));
         let err2 = Arc::clone(&err);
+        // Kept as it comes, so a test can read what a long-running `bookstore` said so far.
         let err_reader = std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = stderr.read_to_end(&mut buf);
-            *err2.lock().unwrap() = String::from_utf8_lossy(&buf).into_owned();
+            let mut buf = [0u8; 4096];
+            let mut bytes = Vec::new();
+            while let Ok(n) = stderr.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                bytes.extend_from_slice(&buf[..n]);
+                *err2.lock().unwrap_or_else(|p| p.into_inner()) =
+                    String::from_utf8_lossy(&bytes).into_owned();
+            }
         });
         Running { child, events: rx, out, err, readers: vec![reader, err_reader] }
     }
@@ -520,8 +528,28 @@ impl Running {
     /// Ctrl-C: SIGINT to the bookstore process only (not its process group), so stopping the
     /// children is bookstore's own job.
     pub fn interrupt(&self) {
-        let status = Command::new("kill").args(["-INT", &self.pid().to_string()]).status().unwrap();
+        self.signal("INT");
+    }
+
+    /// A service manager's stop: SIGTERM to the bookstore process only.
+    pub fn terminate(&self) {
+        self.signal("TERM");
+    }
+
+    fn signal(&self, name: &str) {
+        let status =
+            Command::new("kill").args([&format!("-{name}"), &self.pid().to_string()]).status().unwrap();
         assert!(status.success());
+    }
+
+    /// The process has exited (without reaping it).
+    pub fn exited(&mut self) -> bool {
+        self.child.try_wait().ok().flatten().is_some()
+    }
+
+    /// Everything on stderr so far.
+    pub fn stderr(&self) -> String {
+        self.err.lock().unwrap().clone()
     }
 
     fn wait(mut self) -> Run {
@@ -532,6 +560,17 @@ impl Running {
         let stdout = self.out.lock().unwrap().clone();
         let stderr = self.err.lock().unwrap().clone();
         Run { code: status.code().unwrap_or(-1), stdout, stderr }
+    }
+}
+
+/// A test that fails while `bookstore` runs (a watcher runs until stopped) leaves no process
+/// behind.
+impl Drop for Running {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 

@@ -2,7 +2,8 @@
 //! stand-ins and `bookstore-sim ctl` use.
 //!
 //! Endpoint (127.0.0.1, JSON):
-//! `POST /ctl/docker-restart|docker-stop|docker-start`, `POST /ctl/fault` (a `Fault`),
+//! `POST /ctl/docker-restart|docker-stop|docker-start`, `POST /ctl/docker-restart` with
+//! `{"down_secs", "api_secs"}` (a Docker Desktop restart that takes a while), `POST /ctl/fault`,
 //! `GET /ctl/audit`, `GET /ctl/pods`, `GET /ctl/connectors`, `GET /ctl/healthy`,
 //! `GET /ctl/latencies`, `POST /ctl/standin` (`{tool, argv, env, cwd, stdin}`).
 //! And what the network would give: `GET /github.com/<owner>/<repo>/releases/download/<tag>/<asset>`
@@ -34,13 +35,49 @@ pub fn bounce_all(shared: &SharedRef) {
     shared.refresh_ports();
 }
 
+/// Drop every open connection of the kube API and the host ports (the node container restarted;
+/// the Docker daemon itself, and its event streams, carry on).
+pub fn bounce_cluster(shared: &SharedRef) {
+    for (p, tx) in &shared.ports {
+        if *p != PortId::Docker {
+            tx.send_modify(|v| v.epoch += 1);
+        }
+    }
+    shared.refresh_ports();
+}
+
+/// A Docker Desktop restart as a user lives it: Docker goes away (its socket is removed, open
+/// event streams end, the kube API and the host ports refuse) for `down_secs`, then comes back:
+/// the node container starts again (new `State.StartedAt`, a `start` event), every pod restarts
+/// stale, Kafka without a volume loses its topics; the kube API refuses `api_secs` longer.
+/// Returns at once; real seconds, not scaled.
+pub fn docker_desktop_restart(shared: &SharedRef, down_secs: f64, api_secs: f64) {
+    shared.lock().record(
+        crate::audit::Source::Control,
+        "docker-desktop-restart",
+        "",
+        &format!("down {down_secs}s, api {api_secs}s"),
+    );
+    docker_stop(shared);
+    let s = shared.clone();
+    shared.rt.spawn(async move {
+        tokio::time::sleep(Duration::from_secs_f64(down_secs.max(0.0))).await;
+        if api_secs > 0.0 {
+            fault(&s, Fault::ApiRefuseFor { secs: api_secs });
+        }
+        docker_start(&s);
+    });
+}
+
 pub fn docker_restart(shared: &SharedRef) {
+    crate::docker_events::publish_stopping(shared);
     shared.lock().docker_restart();
     bounce_all(shared);
     shared.wake.notify_one();
 }
 
 pub fn docker_stop(shared: &SharedRef) {
+    crate::docker_events::publish_stopping(shared);
     shared.lock().docker_stop();
     bounce_all(shared);
     shared.wake.notify_one();
@@ -67,6 +104,15 @@ pub fn fault(shared: &SharedRef, f: Fault) {
     shared.wake.notify_one();
 }
 
+/// `POST /ctl/docker-restart` with `{"down_secs": 3, "api_secs": 1}`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DesktopRestart {
+    down_secs: f64,
+    #[serde(default)]
+    api_secs: f64,
+}
+
 pub fn handler(shared: SharedRef) -> Handler {
     Arc::new(move |req| {
         let shared = shared.clone();
@@ -78,15 +124,28 @@ pub fn handler(shared: SharedRef) -> Handler {
     })
 }
 
+async fn blocking(shared: &SharedRef, f: impl FnOnce(&SharedRef) + Send + 'static) {
+    let s = shared.clone();
+    let _ = tokio::task::spawn_blocking(move || f(&s)).await;
+}
+
 async fn route(shared: &SharedRef, method: &str, path: &str, body: &[u8]) -> Resp {
     let ok = || server::json(200, &json!({"ok": true}));
     match (method, path) {
-        ("POST", "/ctl/docker-restart") => {
-            docker_restart(shared);
+        // Stopping Docker waits for its event streams to carry the stop: off the runtime.
+        ("POST", "/ctl/docker-restart") if body.iter().all(u8::is_ascii_whitespace) => {
+            blocking(shared, docker_restart).await;
             ok()
         }
+        ("POST", "/ctl/docker-restart") => match serde_json::from_slice::<DesktopRestart>(body) {
+            Ok(r) => {
+                blocking(shared, move |s| docker_desktop_restart(s, r.down_secs, r.api_secs)).await;
+                ok()
+            }
+            Err(e) => server::json(400, &json!({"error": e.to_string()})),
+        },
         ("POST", "/ctl/docker-stop") => {
-            docker_stop(shared);
+            blocking(shared, docker_stop).await;
             ok()
         }
         ("POST", "/ctl/docker-start") => {

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::audit::{AuditEntry, Source};
 use crate::server::{self, Handler, Resp};
-use crate::timefmt::{human_duration, rfc3339, rfc3339_millis};
+use crate::timefmt::{human_duration, rfc3339, rfc3339_nanos};
 use crate::world::{Container, SharedRef, World};
 
 pub const API_VERSION: &str = "1.50";
@@ -28,36 +28,52 @@ pub fn handler(shared: SharedRef) -> Handler {
             let method = parts.method.as_str().to_string();
             let path_q = parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
             let q = server::query(parts.uri.query());
-            let (r, after) = {
-                let mut w = shared.lock();
-                let (r, after) = route(&mut w, &method, parts.uri.path(), &q);
+            let audit = |w: &mut World, r: &Resp| {
                 let t_ms = w.t_ms();
                 w.audit.push(AuditEntry {
                     t_ms,
                     source: Source::Docker,
                     verb: method.clone(),
-                    path: path_q,
+                    path: path_q.clone(),
                     content_type: None,
                     body: String::from_utf8_lossy(&body).into_owned(),
                     status: r.status().as_u16(),
                     detail: String::new(),
                 });
+            };
+            if method == "GET" && strip_version(parts.uri.path()) == "/events" {
+                let r = crate::docker_events::stream(&shared, &q, api_version(parts.uri.path()));
+                audit(&mut shared.lock(), &r);
+                return Ok(with_headers(r));
+            }
+            let (r, after) = {
+                let mut w = shared.lock();
+                let (r, after) = route(&mut w, &method, parts.uri.path(), &q);
+                audit(&mut w, &r);
                 (r, after)
             };
             if after.bounce_all {
-                crate::control::bounce_all(&shared);
+                crate::control::bounce_cluster(&shared);
             }
             shared.refresh_ports();
             shared.wake.notify_one();
-            let mut r = r;
-            let h = r.headers_mut();
-            h.insert("api-version", hyper::header::HeaderValue::from_static(API_VERSION));
-            h.insert("docker-experimental", hyper::header::HeaderValue::from_static("false"));
-            h.insert("ostype", hyper::header::HeaderValue::from_static("linux"));
-            h.insert("server", hyper::header::HeaderValue::from_static("Docker/28.2.2 (linux)"));
-            Ok(r)
+            Ok(with_headers(r))
         })
     })
+}
+
+fn with_headers(mut r: Resp) -> Resp {
+    let h = r.headers_mut();
+    h.insert("api-version", hyper::header::HeaderValue::from_static(API_VERSION));
+    h.insert("docker-experimental", hyper::header::HeaderValue::from_static("false"));
+    h.insert("ostype", hyper::header::HeaderValue::from_static("linux"));
+    h.insert("server", hyper::header::HeaderValue::from_static("Docker/28.2.2 (linux)"));
+    r
+}
+
+/// `/v1.50/events` → `1.50` (empty when unversioned).
+fn api_version(path: &str) -> &str {
+    path.strip_prefix("/v").and_then(|rest| rest.split('/').next()).unwrap_or("")
 }
 
 fn message(code: u16, m: &str) -> Resp {
@@ -103,6 +119,7 @@ fn route(w: &mut World, method: &str, path: &str, q: &[(String, String)]) -> (Re
                         none,
                     );
                 }
+                w.destroy_events(i);
                 let c = w.containers.remove(i);
                 remove_node_if(w, &c);
                 (server::resp(204, "text/plain", ""), none)
@@ -115,6 +132,8 @@ fn route(w: &mut World, method: &str, path: &str, q: &[(String, String)]) -> (Re
             };
             let is_node = w.containers[i].labels.contains_key("io.x-k8s.kind.cluster");
             let wall = SystemTime::now();
+            let signal = q.iter().find(|(k, _)| k == "signal").map(|(_, v)| v.as_str()).unwrap_or("9");
+            w.action_events(i, action, w.containers[i].running, signal);
             match *action {
                 "stop" | "kill" => {
                     w.containers[i].running = false;
@@ -229,7 +248,7 @@ fn inspect(w: &World, c: &Container) -> Value {
         "Args": if is_node { json!(["/sbin/init"]) } else { json!(c.cmd) },
         "State": {"Status": status,"Running": c.running,"Paused":false,"Restarting":false,"OOMKilled":false,
                   "Dead":false,"Pid": pid,"ExitCode": if c.running {0} else {137},"Error":"",
-                  "StartedAt": rfc3339_millis(c.started),"FinishedAt": finished},
+                  "StartedAt": rfc3339_nanos(c.started),"FinishedAt": finished},
         "Image": format!("sha256:{}", &crate::world::container_id(&c.image, 7)),
         "Name": format!("/{}", c.name),
         "RestartCount": 0,

@@ -7,7 +7,8 @@
 //!   controllers + kubelet that move it (`World::reconcile`)
 //! - [`dataplane`]: host ports: the Istio gateway, NodePorts, the ambient-mesh failure modes
 //! - [`connect`]: Kafka Connect REST (`shared/reference/kafka-connect.md`)
-//! - [`docker`]: the Docker Engine API on a unix socket
+//! - [`docker`]: the Docker Engine API on a unix socket; [`docker_events`]: its `GET /events`
+//! - [`follow`]: a real Docker daemon's container as the node (the kube side follows it)
 //! - [`troubles`]: pod troubles with their Events, istio-cni's reconcile error, extra nodes
 //! - [`control`]: test control (library + HTTP endpoint), [`standins`]: `kind` / `istioctl`
 //! - [`store`]: objects, resourceVersions, watch events, selectors
@@ -33,7 +34,9 @@ pub mod connect;
 pub mod control;
 pub mod dataplane;
 pub mod docker;
+pub mod docker_events;
 pub mod faults;
+pub mod follow;
 pub mod kit;
 pub mod kube;
 pub mod latency;

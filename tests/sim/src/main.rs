@@ -49,8 +49,8 @@ enum Cmd {
         #[arg(long)]
         broken: bool,
     },
-    /// Talk to a running world: docker-restart, docker-stop, docker-start, audit, pods,
-    /// connectors, healthy, latencies, fault '<json>'.
+    /// Talk to a running world: docker-restart ['{"down_secs":3,"api_secs":1}'], docker-stop,
+    /// docker-start, audit, pods, connectors, healthy, latencies, fault '<json>'.
     Ctl {
         #[arg(long)]
         dir: PathBuf,
@@ -60,7 +60,8 @@ enum Cmd {
     /// Print the latency table.
     Latencies,
     /// Benchmark: the restart guide's procedure, `bookstore recover` and `bookstore recover
-    /// --phased` after a Docker restart, against the dependency graph's critical path.
+    /// --phased` after a Docker restart, and `bookstore watch` healing a Docker Desktop restart,
+    /// against the dependency graph's critical path.
     Bench {
         /// Multiplies every latency (1 = the realistic table, ~1 min per contender and run).
         #[arg(long, default_value_t = 1.0)]
@@ -71,6 +72,9 @@ enum Cmd {
         /// The bookstore binary (default: target/release/bookstore next to this binary).
         #[arg(long)]
         bookstore: Option<PathBuf>,
+        /// Only these sections (comma-separated): guide, recover, phased, up, up-healthy, up-stale, watch
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
     },
 }
 
@@ -137,7 +141,7 @@ fn run() -> Result<ExitCode> {
             let timeout = Duration::from_secs(600);
             let (method, path, body) = match action.as_str() {
                 "docker-restart" | "docker-stop" | "docker-start" => {
-                    ("POST", format!("/ctl/{action}"), String::new())
+                    ("POST", format!("/ctl/{action}"), arg.unwrap_or_default())
                 }
                 "audit" | "pods" | "connectors" | "healthy" | "latencies" => {
                     ("GET", format!("/ctl/{action}"), String::new())
@@ -157,7 +161,7 @@ fn run() -> Result<ExitCode> {
             println!("{}", Sim::latency_table());
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Bench { time_scale, runs, bookstore } => {
+        Cmd::Bench { time_scale, runs, bookstore, only } => {
             let bookstore = match bookstore {
                 Some(p) => p,
                 None => std::env::current_exe()?
@@ -165,7 +169,7 @@ fn run() -> Result<ExitCode> {
                     .context("the bench binary has no folder")?
                     .join("bookstore"),
             };
-            bench::run(BenchOptions { time_scale, runs, bookstore })?;
+            bench::run(BenchOptions { time_scale, runs, bookstore, only })?;
             Ok(ExitCode::SUCCESS)
         }
     }

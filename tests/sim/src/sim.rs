@@ -41,6 +41,9 @@ pub struct SimOptions {
     pub images: Vec<String>,
     /// Docker uses the containerd image store (Docker Desktop's default; kind#3795).
     pub containerd_store: bool,
+    /// A real Docker daemon's socket: its `<cluster>-control-plane` container is the node
+    /// (`follow.rs`); clients get this `DOCKER_HOST` and the simulator serves no Docker API.
+    pub real_docker: Option<PathBuf>,
 }
 
 impl Default for SimOptions {
@@ -62,6 +65,7 @@ impl Default for SimOptions {
             dir: None,
             images: Vec::new(),
             containerd_store: false,
+            real_docker: None,
         }
     }
 }
@@ -75,6 +79,8 @@ pub struct Sim {
     host_ports: BTreeMap<u16, u16>,
     kube_port: u16,
     control_port: u16,
+    /// Dropped first: the follower of a real Docker daemon (`SimOptions::real_docker`).
+    follower: Option<crate::follow::Follower>,
 }
 
 fn free_listener() -> Result<std::net::TcpListener> {
@@ -147,7 +153,10 @@ impl Sim {
         let rv = world.store.subscribe();
         let mut ports = BTreeMap::new();
         let mut receivers = Vec::new();
-        let mut ids: Vec<PortId> = vec![PortId::Kube, PortId::Docker];
+        let mut ids: Vec<PortId> = vec![PortId::Kube];
+        if opts.real_docker.is_none() {
+            ids.push(PortId::Docker);
+        }
         ids.extend(host_ports.keys().map(|cp| PortId::Host(*cp)));
         for id in ids {
             let (tx, rx) = watch::channel(PortState { on: world.port_wanted(id), epoch: 0 });
@@ -203,7 +212,12 @@ impl Sim {
             });
             rt.shutdown_timeout(Duration::from_millis(200));
         })?;
+        let follower = opts.real_docker.clone().map(|socket| {
+            let node = shared.lock().node_name();
+            crate::follow::Follower::start(shared.clone(), socket, node)
+        });
         Ok(Sim {
+            follower,
             shared,
             dir,
             _tmp: tmp,
@@ -229,7 +243,10 @@ impl Sim {
     }
 
     pub fn docker_socket(&self) -> PathBuf {
-        self.dir.join("docker.sock")
+        match &self.shared.lock().opts.real_docker {
+            Some(real) => real.clone(),
+            None => self.dir.join("docker.sock"),
+        }
     }
 
     /// The host port this simulator serves for a kind containerPort (30000, 32300, ...).
@@ -292,6 +309,18 @@ impl Sim {
     pub fn docker_restart_refusing_api(&self, secs: f64) {
         crate::control::fault(&self.shared, Fault::ApiRefuseFor { secs });
         crate::control::docker_restart(&self.shared);
+    }
+
+    /// A Docker Desktop restart that takes a while: Docker is gone (socket removed, event streams
+    /// ended, kube API and host ports refusing) for `down_secs`, then back with the node
+    /// restarted; the kube API refuses `api_secs` longer. Returns at once (real seconds).
+    pub fn docker_desktop_restart(&self, down_secs: f64, api_secs: f64) {
+        crate::control::docker_desktop_restart(&self.shared, down_secs, api_secs);
+    }
+
+    /// The Docker daemon's event ring (what `docker events --since` could replay).
+    pub fn docker_events(&self) -> Vec<crate::docker_events::Message> {
+        self.shared.lock().docker_events.all()
     }
 
     pub fn docker_stop(&self) {
@@ -361,6 +390,7 @@ impl Sim {
 
 impl Drop for Sim {
     fn drop(&mut self) {
+        self.follower.take();
         self.shutdown.send_replace(true);
         if let Some(t) = self.thread.take() {
             let _ = t.join();

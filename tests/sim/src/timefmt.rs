@@ -33,6 +33,14 @@ pub fn rfc3339_millis(t: SystemTime) -> String {
     format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}Z")
 }
 
+/// `2026-11-26T11:30:39.123456789Z` (Docker's `State.StartedAt`: two restarts within a second
+/// still differ).
+pub fn rfc3339_nanos(t: SystemTime) -> String {
+    let (y, mo, d, h, mi, s, _) = parts(t);
+    let ns = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).subsec_nanos();
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ns:09}Z")
+}
+
 /// `Tue, 25 Nov 2026 11:30:39 GMT`-less short form used in Docker's `Status` strings.
 pub fn human_duration(d: Duration) -> String {
     let s = d.as_secs();
@@ -55,5 +63,6 @@ mod tests {
         let t = UNIX_EPOCH + Duration::from_millis(1_764_156_639_123);
         assert_eq!(rfc3339(t), "2025-11-26T11:30:39Z");
         assert_eq!(rfc3339_millis(t), "2025-11-26T11:30:39.123Z");
+        assert_eq!(rfc3339_nanos(t), "2025-11-26T11:30:39.123000000Z");
     }
 }

@@ -173,6 +173,8 @@ pub struct World {
     pub db_creds: BTreeMap<String, (String, String)>,
     /// Controllers act without delays (building the initial healthy stack).
     pub bootstrapping: bool,
+    /// The Docker daemon's event ring (`GET /events`).
+    pub docker_events: crate::docker_events::EventLog,
 }
 
 /// What the runtime shares: the world, a wake-up for the controller loop, port switches.
@@ -282,6 +284,7 @@ impl World {
             control_port,
             db_creds,
             bootstrapping: false,
+            docker_events: Default::default(),
         }
     }
 
@@ -442,6 +445,7 @@ impl World {
             started: now,
             cmd: vec![],
         });
+        self.container_created_events(&format!("{name}-control-plane"));
         self.cluster = Some(ClusterState { name: name.to_string() });
         self.clear_cluster_objects();
         self.put_namespace("default", false);
@@ -1268,6 +1272,7 @@ impl World {
 
     /// Docker daemon (and so the kind node) stops: pods freeze, listeners close.
     pub fn docker_stop(&mut self) {
+        self.daemon_stopping_events();
         self.docker_up = false;
         for c in &mut self.containers {
             c.running = false;
@@ -1285,6 +1290,7 @@ impl World {
             c.started = wall;
         }
         self.record(Source::Control, "docker-start", "", "");
+        self.daemon_started_events();
         self.restart_pods_in_place();
     }
 

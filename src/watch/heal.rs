@@ -1,0 +1,32 @@
+//! What the watcher runs: the heal (one entry point) and the periodic read-only check. Both are
+//! here, and only here, so the convergent `up` and the read-only observation replace them in one
+//! line each.
+
+use crate::error::Result;
+use crate::plan::Order;
+use crate::run::Config;
+use crate::stack::Stack;
+use crate::ui::Ui;
+
+/// Heal the stack: what `bookstore up` runs (detection, then the bootstrap's resumption or the
+/// recovery, the connectors, the smoke test). The watcher acts on its own only because acting on
+/// a healthy stack changes nothing (the convergent `up`).
+pub fn converge(config: &Config, ui: &Ui) -> Result<()> {
+    crate::run::up(config, ui, Order::Graph, None)
+}
+
+/// After a heal that failed: what `bookstore doctor` finds (read-only), each finding with its
+/// evidence and fix, for whoever reads the watcher's log.
+pub fn diagnose(config: &Config, ui: &Ui) {
+    ui.info("what `bookstore doctor` finds now:");
+    let _ = crate::doctor::run(&crate::observe::Ctx::new(&config.stack, ui));
+}
+
+/// The periodic check, read-only: every smoke route once (no retries), judged as the smoke test
+/// judges it (Envoy's reset, the connectors RUNNING). Each failure: (route, url, why).
+pub fn check(stack: &Stack) -> Vec<(String, String, String)> {
+    crate::observe::routes::probe_all(stack, &stack.smoke.checks)
+        .into_iter()
+        .filter_map(|p| p.judge(stack).err().map(|why| (p.check.name.clone(), p.url.clone(), why)))
+        .collect()
+}

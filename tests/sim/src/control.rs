@@ -24,7 +24,7 @@ pub const DOWNLOADS: &[(&str, &str)] = &[(
     include_str!("../fixtures/gateway-api-v1.4.1-standard-install.yaml"),
 )];
 
-/// Drop every open connection and rebind every listener that should be up.
+/// Drop every open connection (listeners that should be up stay up).
 pub fn bounce_all(shared: &SharedRef) {
     let ports: Vec<PortId> = shared.ports.keys().copied().collect();
     for p in ports {

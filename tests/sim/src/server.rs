@@ -151,7 +151,7 @@ async fn bind(b: &Bind, initial: &mut Option<std::net::TcpListener>) -> io::Resu
 }
 
 /// Serve `handler` on `bind` while the switch is on; drop the listener (and every connection)
-/// while it is off or when its epoch changes. Ends when `shutdown` turns true.
+/// while it is off, and every connection when its epoch changes. Ends when `shutdown` turns true.
 pub async fn supervise(
     b: Bind,
     mut initial: Option<std::net::TcpListener>,
@@ -179,9 +179,12 @@ pub async fn supervise(
                 continue;
             }
         };
+        // A new epoch drops the open connections (`serve_conn` watches it), not the listener: a
+        // Docker restart that is over when it returns leaves no moment without a socket.
+        let mut epoch = cur.epoch;
         loop {
             tokio::select! {
-                r = accept(&listener, handler.clone(), st.clone(), cur.epoch) => {
+                r = accept(&listener, handler.clone(), st.clone(), epoch) => {
                     if r.is_err() {
                         tokio::time::sleep(Duration::from_millis(5)).await;
                     }
@@ -189,7 +192,8 @@ pub async fn supervise(
                 r = st.changed() => {
                     if r.is_err() { return; }
                     let s = *st.borrow();
-                    if !s.on || s.epoch != cur.epoch { break; }
+                    if !s.on { break; }
+                    epoch = s.epoch;
                 }
                 _ = shutdown.changed() => {
                     if let Bind::Unix(p) = &b { let _ = std::fs::remove_file(p); }

@@ -1,7 +1,7 @@
 # Make targets for bookstore. Each builds the binary if needed (scripts/bookstore).
 .PHONY: up down recover smoke connectors test dry-run demo demo-watch bench watch
 
-up:          ## bootstrap the stack if there is none (or it is half done), else recover it
+up:          ## bootstrap the stack if there is none (or it is half done), else restart only what is broken
 	scripts/bookstore up
 
 recover:     ## ztunnel, every workload, the connectors, then the smoke test

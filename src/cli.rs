@@ -15,7 +15,8 @@ use crate::error::EXIT_CODES;
     after_help = EXIT_CODES,
     after_long_help = concat!(
         "Examples:\n",
-        "  bookstore up                      # bootstrap the stack if it is not there, else recover it\n",
+        "  bookstore up                      # bootstrap the stack if it is not there, else restart what is broken\n",
+        "  bookstore up --dry-run            # what up would restart and keep, and why\n",
         "  bookstore recover --dry-run       # print every command and request, change nothing\n",
         "  bookstore recover --phased        # the restart guide's exact phases\n",
         "  bookstore up --timings            # and a timeline page in bookstore-timings/\n",
@@ -64,7 +65,8 @@ pub enum ColorArg {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Bootstrap the stack when there is no kind cluster (or resume one), else recover it
+    /// Bootstrap the stack when there is no kind cluster (or resume one), else restart only what
+    /// is broken (a healthy stack costs a check, never a restart), then smoke-test it
     Up(RecoverArgs),
     /// Recover after a Docker restart: ztunnel, every workload, the connectors, then a smoke test
     Recover(RecoverArgs),

@@ -134,18 +134,36 @@ pub fn build(image: &str, context: &str) -> Cmd {
     Cmd::new("docker").args(["build", "-t", image, context]).deadline(Duration::from_secs(1800))
 }
 
-pub fn save(image: &str, archive: &str) -> Cmd {
-    Cmd::new("docker").args(["save", "-o", archive, image]).deadline(Duration::from_secs(600))
+/// `docker image save --platform <os/arch>`: only that platform's manifest (Docker API ≥ 1.48),
+/// which the node's `ctr images import --all-platforms` accepts under the containerd image store.
+pub fn save_platform(images: &[String], platform: &str, archive: &str) -> Cmd {
+    Cmd::new("docker")
+        .args(["image", "save", "--platform", platform, "-o", archive])
+        .args(images.iter().cloned())
+        .deadline(Duration::from_secs(600))
 }
 
-/// `docker info`'s storage driver status: the containerd image store (Docker Desktop's default)
-/// shows `io.containerd.snapshotter`, and `kind load docker-image` fails there (kind#3795).
+/// The daemon's platform (`linux/amd64`, `linux/arm64`): kind's node containers run natively on
+/// it, so it is the node's platform too.
+pub fn server_platform() -> Cmd {
+    Cmd::new("docker")
+        .args(["version", "--format", "{{.Server.Os}}/{{.Server.Arch}}"])
+        .deadline(Duration::from_secs(20))
+}
+
+/// `docker info`'s storage driver status: the containerd image store (Docker Desktop's default
+/// since 4.34, and Docker 29's) shows `io.containerd.snapshotter`.
 pub fn driver_status() -> Cmd {
     Cmd::new("docker").args(["info", "--format", "{{json .DriverStatus}}"]).deadline(Duration::from_secs(20))
 }
 
 pub fn uses_containerd_store(driver_status: &str) -> bool {
     driver_status.contains("io.containerd.snapshotter")
+}
+
+/// The CLI's refusal of `save --platform` against a daemon older than API 1.48 (Docker 27).
+pub fn lacks_platform_save(stderr: &str) -> bool {
+    stderr.contains("requires API version 1.48")
 }
 
 /// `kind create cluster` with the config on stdin (`--config -`), so the embedded default works.
@@ -157,9 +175,14 @@ pub fn kind_create_cluster(name: &str, config: crate::secret::Secret, wait: Dura
         .deadline(wait + Duration::from_secs(600))
 }
 
-pub fn kind_load_image(image: &str, cluster: &str) -> Cmd {
+/// `kind load docker-image`: kind saves the images with `docker save` and imports the archive
+/// into the node with `ctr images import --all-platforms --digests`, skipping images the node
+/// already has (kubernetes-sigs/kind `pkg/cmd/kind/load/docker-image/docker-image.go`).
+pub fn kind_load_images(images: &[String], cluster: &str) -> Cmd {
     Cmd::new("kind")
-        .args(["load", "docker-image", image, "--name", cluster])
+        .args(["load", "docker-image"])
+        .args(images.iter().cloned())
+        .args(["--name", cluster])
         .deadline(Duration::from_secs(900))
 }
 

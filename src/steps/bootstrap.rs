@@ -261,38 +261,68 @@ pub fn secrets(ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
-/// Build our images when they are missing, then load them into the node. With Docker's
-/// containerd image store, `kind load docker-image` fails (kind#3795): save and load an archive.
+/// Build our images when they are missing, then load them into the node. The classic image
+/// store: `kind load docker-image` (it skips what the node already has). Docker's containerd
+/// image store: a locally built image is an index with a provenance attestation that a plain
+/// `docker save` (kind's own) leaves out, so the node's all-platforms import fails (kind#3795,
+/// containerd#11344); `docker image save --platform <the node's>` writes one platform's manifest,
+/// which imports, and `kind load image-archive` loads it (the route kind's docs give, kind#4247).
 pub fn images(ctx: &Ctx) -> Result<()> {
     let b = &ctx.stack.bootstrap;
     let name = &ctx.stack.cluster.name;
     let step = ctx.ui.start(&format!("Loading {} images into the cluster", b.images.len()));
-    let containerd = docker::uses_containerd_store(&docker::driver_status().run()?.stdout);
     for image in &b.images {
         if !present(&image.image)? {
             let dir = std::env::var(&image.context_env).unwrap_or_default();
             ctx.ui.info(&format!("building {} from {dir}", image.image));
             docker::build(&image.image, &dir).run()?;
         }
-        let direct = if containerd { None } else { Some(docker::kind_load_image(&image.image, name).run()) };
-        match direct {
-            Some(Ok(_)) => {}
-            Some(Err(Error::Command { stderr_tail, .. })) if !stderr_tail.contains("content digest") => {
-                return Err(docker::kind_load_image(&image.image, name).failure("failed", &stderr_tail));
-            }
-            Some(Err(e @ (Error::Interrupted | Error::Timeout { .. }))) => return Err(e),
-            _ => {
-                let dir = tempfile::tempdir().map_err(|e| {
-                    Error::step(format!("cannot create a temp dir: {e}"), "check the temp dir")
-                })?;
-                let archive = dir.path().join("image.tar").display().to_string();
-                docker::save(&image.image, &archive).run()?;
-                docker::kind_load_archive(&archive, name).run()?;
+    }
+    let names: Vec<String> = b.images.iter().map(|i| i.image.clone()).collect();
+    if !docker::uses_containerd_store(&docker::driver_status().run()?.stdout) {
+        docker::kind_load_images(&names, name).run()?;
+        step.done("loaded (kind load docker-image)");
+        return Ok(());
+    }
+    let platform = docker::server_platform().run()?.stdout.trim().to_string();
+    let dir = tempfile::tempdir()
+        .map_err(|e| Error::step(format!("cannot create a temp dir: {e}"), "check the temp dir (TMPDIR)"))?;
+    let archive = dir.path().join("images.tar").display().to_string();
+    match docker::save_platform(&names, &platform, &archive).run() {
+        Ok(_) => {
+            docker::kind_load_archive(&archive, name).run()?;
+            step.done(&format!("loaded as one {platform} archive (containerd image store)"));
+            Ok(())
+        }
+        // Docker 27 and older cannot save one platform: kind's own load works for images
+        // without an attestation (built with --provenance=false).
+        Err(Error::Command { stderr_tail, .. }) if docker::lacks_platform_save(&stderr_tail) => {
+            let load = docker::kind_load_images(&names, name);
+            match load.run() {
+                Ok(_) => {
+                    step.done("loaded (kind load docker-image)");
+                    Ok(())
+                }
+                Err(Error::Command { stderr_tail, .. }) if stderr_tail.contains("content digest") => {
+                    let rebuild: Vec<String> = b
+                        .images
+                        .iter()
+                        .map(|i| format!("docker build --provenance=false -t {} ${}", i.image, i.context_env))
+                        .collect();
+                    Err(load.failure("failed", &stderr_tail).with_next(format!(
+                        "this Docker (API below 1.48) cannot `docker image save --platform`, and kind \
+                         cannot import an image with a provenance attestation from the containerd \
+                         image store (kind#3795). Upgrade Docker to 28 or later, or rebuild the \
+                         images without the attestation (`{}`), or turn off \"Use containerd for \
+                         pulling and storing images\" in Docker Desktop; then run `bookstore up` again",
+                        rebuild.join(" && ")
+                    )))
+                }
+                Err(e) => Err(e),
             }
         }
+        Err(e) => Err(e),
     }
-    step.done(if containerd { "via image archives (containerd image store)" } else { "loaded" });
-    Ok(())
 }
 
 pub fn describe_checks(ctx: &Ctx, ports: bool, lines: &mut Vec<String>) {
@@ -358,14 +388,14 @@ pub fn describe(ctx: &Ctx, step: &crate::plan::Step, lines: &mut Vec<String>) ->
             }
         }
         Step::Images => {
-            lines.push("# Our images into the node".into());
-            lines.push(docker::driver_status().to_string());
-            for image in &b.images {
-                lines.push(format!(
-                    "{}   # with the containerd image store: docker save + kind load image-archive",
-                    docker::kind_load_image(&image.image, &ctx.stack.cluster.name)
-                ));
-            }
+            let names: Vec<String> = b.images.iter().map(|i| i.image.clone()).collect();
+            let name = &ctx.stack.cluster.name;
+            lines.push("# Our images into the node (each built first when missing)".into());
+            lines.push(format!("{}   # the image store", docker::driver_status()));
+            lines.push(format!("{}   # the classic store", docker::kind_load_images(&names, name)));
+            lines.push(format!("{}   # the containerd store (kind#3795):", docker::server_platform()));
+            lines.push(docker::save_platform(&names, "<os/arch>", "<tmp>/images.tar").to_string());
+            lines.push(docker::kind_load_archive("<tmp>/images.tar", name).to_string());
         }
         Step::Tier(i) => {
             let tier = &b.tiers[*i];

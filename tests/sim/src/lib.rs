@@ -7,7 +7,8 @@
 //!   controllers + kubelet that move it (`World::reconcile`)
 //! - [`dataplane`]: host ports: the Istio gateway, NodePorts, the ambient-mesh failure modes
 //! - [`connect`]: Kafka Connect REST (`shared/reference/kafka-connect.md`)
-//! - [`docker`]: the Docker Engine API on a unix socket; [`docker_events`]: its `GET /events`
+//! - [`docker`]: the Docker Engine API on a unix socket; [`docker_events`]: its `GET /events`;
+//!   [`images`]: the local image store, `docker save` archives and the node's containerd importing them
 //! - [`follow`]: a real Docker daemon's container as the node (the kube side follows it)
 //! - [`troubles`]: pod troubles with their Events, istio-cni's reconcile error, extra nodes
 //! - [`control`]: test control (library + HTTP endpoint), [`standins`]: `kind` / `istioctl`
@@ -37,6 +38,7 @@ pub mod docker;
 pub mod docker_events;
 pub mod faults;
 pub mod follow;
+pub mod images;
 pub mod kit;
 pub mod kube;
 pub mod latency;

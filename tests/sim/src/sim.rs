@@ -39,11 +39,15 @@ pub struct SimOptions {
     pub dir: Option<PathBuf>,
     /// Images present in the local Docker image store (`docker image inspect` finds them).
     pub images: Vec<String>,
-    /// Docker uses the containerd image store (Docker Desktop's default; kind#3795).
+    /// Docker uses the containerd image store (Docker Desktop's default; kind#3795): the images
+    /// are OCI indexes with a provenance attestation, as `docker build` leaves them there.
     pub containerd_store: bool,
     /// A real Docker daemon's socket: its `<cluster>-control-plane` container is the node
     /// (`follow.rs`); clients get this `DOCKER_HOST` and the simulator serves no Docker API.
     pub real_docker: Option<PathBuf>,
+    /// The Docker Engine API version the daemon serves ("1.50": Docker 28; "1.47": Docker 27,
+    /// which has no `docker image save --platform`).
+    pub docker_api_version: String,
 }
 
 impl Default for SimOptions {
@@ -66,6 +70,7 @@ impl Default for SimOptions {
             images: Vec::new(),
             containerd_store: false,
             real_docker: None,
+            docker_api_version: crate::docker::API_VERSION.to_string(),
         }
     }
 }

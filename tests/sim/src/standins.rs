@@ -291,52 +291,79 @@ async fn kind(shared: &SharedRef, req: &StandinReq) -> StandinOut {
         }
         ["create", "cluster"] => create(shared, req, &a, name_flag, scale).await,
         ["load", "docker-image", images @ ..] => {
-            let w = shared.lock();
+            let mut w = shared.lock();
             let name = name_flag.unwrap_or_else(|| "kind".into());
-            if !clusters(&w).contains(&name) {
-                return out("", format!("ERROR: no nodes found for cluster \"{name}\"\n"), 1);
-            }
             if images.is_empty() {
                 return out("", "ERROR: a list of image names is required\n", 1);
             }
-            if w.opts.containerd_store {
-                // kubernetes-sigs/kind#3795: `docker save` from the containerd image store
-                // yields an archive ctr cannot import.
-                let digest = crate::world::container_id(images[0], 11);
-                return out(
-                    "",
-                    format!(
-                        "ERROR: failed to load image: command \"docker exec --privileged -i {name}-control-plane ctr --namespace=k8s.io images import --all-platforms --digests --snapshotter=overlayfs -\" failed with error: exit status 1\nCommand Output: ctr: content digest sha256:{digest}: not found\n"
-                    ),
-                    1,
-                );
+            // kind: `docker image inspect` each image, then the nodes, then `docker save` of
+            // them all piped into the node's `ctr images import --all-platforms --digests`.
+            if let Some(missing) = images.iter().find(|i| !w.opts.images.iter().any(|x| x == *i)) {
+                return out("", format!("ERROR: image: \"{missing}\" not present locally\n"), 1);
             }
-            let mut err = String::new();
-            for img in images {
-                err.push_str(&format!(
-                    "Image: \"{img}\" with ID \"sha256:{}\" not yet present on node \"{name}-control-plane\", loading...\n",
-                    crate::world::container_id(img, 3)
-                ));
-            }
-            out("", err, 0)
-        }
-        ["load", "image-archive", files @ ..] => {
-            let w = shared.lock();
-            let name = name_flag.unwrap_or_else(|| "kind".into());
             if !clusters(&w).contains(&name) {
                 return out("", format!("ERROR: no nodes found for cluster \"{name}\"\n"), 1);
             }
+            let mut err = String::new();
+            let mut wanted = Vec::new();
+            for img in images {
+                let id = crate::images::image_id(img);
+                if w.node_images.contains(&crate::troubles::qualified_image(img)) {
+                    err.push_str(&format!(
+                        "Image: \"{img}\" with ID \"{id}\" found to be already present on all nodes.\n"
+                    ));
+                } else {
+                    err.push_str(&format!(
+                        "Image: \"{img}\" with ID \"{id}\" not yet present on node \"{name}-control-plane\", loading...\n"
+                    ));
+                    wanted.push(img.to_string());
+                }
+            }
+            if wanted.is_empty() {
+                return out("", err, 0);
+            }
+            let names: Vec<String> = images.iter().map(|s| s.to_string()).collect();
+            let archive = match crate::images::save(&w, &names, None) {
+                Ok(a) => a,
+                Err((_, m)) => {
+                    err.push_str(&format!(
+                        "ERROR: command \"docker save -o /tmp/images-tar/images.tar {}\" failed with error: exit status 1\nCommand Output: Error response from daemon: {m}\n",
+                        names.join(" ")
+                    ));
+                    return out("", err, 1);
+                }
+            };
+            match import(&mut w, &name, &archive) {
+                Ok(()) => out("", err, 0),
+                Err(e) => out("", err + &e, 1),
+            }
+        }
+        ["load", "image-archive", files @ ..] => {
+            let mut w = shared.lock();
+            let name = name_flag.unwrap_or_else(|| "kind".into());
+            if files.is_empty() {
+                return out("", "ERROR: name of image archive is required\n", 1);
+            }
+            let mut archives = Vec::new();
             for f in files {
                 let p = resolve(&req.cwd, f);
-                if !p.exists() {
-                    return out(
-                        "",
-                        format!(
-                            "ERROR: failed to load image: open {}: no such file or directory\n",
-                            p.display()
-                        ),
-                        1,
-                    );
+                match std::fs::read(&p) {
+                    Ok(bytes) => archives.push(bytes),
+                    Err(_) => {
+                        return out(
+                            "",
+                            format!("ERROR: stat {}: no such file or directory\n", p.display()),
+                            1,
+                        );
+                    }
+                }
+            }
+            if !clusters(&w).contains(&name) {
+                return out("", format!("ERROR: no nodes found for cluster \"{name}\"\n"), 1);
+            }
+            for archive in archives {
+                if let Err(e) = import(&mut w, &name, &archive) {
+                    return out("", e, 1);
                 }
             }
             out("", "", 0)
@@ -344,6 +371,20 @@ async fn kind(shared: &SharedRef, req: &StandinReq) -> StandinOut {
         _ => {
             out("", format!("ERROR: unknown command {:?} for \"kind\" (simulated)\n", req.argv.join(" ")), 1)
         }
+    }
+}
+
+/// kind's `nodeutils.LoadImageArchive`: the archive into the node's containerd; its error as
+/// kind prints it.
+fn import(w: &mut World, cluster: &str, archive: &[u8]) -> Result<(), String> {
+    match crate::images::import_all_platforms(archive) {
+        Ok(names) => {
+            w.node_images.extend(names);
+            Ok(())
+        }
+        Err(e) => Err(format!(
+            "ERROR: failed to load image: command \"docker exec --privileged -i {cluster}-control-plane ctr --namespace=k8s.io images import --all-platforms --digests --snapshotter=overlayfs -\" failed with error: exit status 1\nCommand Output: {e}\n"
+        )),
     }
 }
 

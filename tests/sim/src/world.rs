@@ -175,6 +175,9 @@ pub struct World {
     pub bootstrapping: bool,
     /// The Docker daemon's event ring (`GET /events`).
     pub docker_events: crate::docker_events::EventLog,
+    /// Images in the node's containerd (`docker.io/…` names): `kind load`ed ones; they stay
+    /// until the cluster is deleted.
+    pub node_images: BTreeSet<String>,
 }
 
 /// What the runtime shares: the world, a wake-up for the controller loop, port switches.
@@ -285,6 +288,7 @@ impl World {
             db_creds,
             bootstrapping: false,
             docker_events: Default::default(),
+            node_images: BTreeSet::new(),
         }
     }
 
@@ -447,6 +451,7 @@ impl World {
         });
         self.container_created_events(&format!("{name}-control-plane"));
         self.cluster = Some(ClusterState { name: name.to_string() });
+        self.node_images.clear();
         self.clear_cluster_objects();
         self.put_namespace("default", false);
         self.workloads.clear();

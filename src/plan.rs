@@ -21,14 +21,15 @@ pub const SEED_SETTLE: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
-    /// Tools on PATH, Docker answering, the cluster and its node container, port bindings,
-    /// legacy proxy containers.
+    /// Tools on PATH, Docker answering, the cluster and its node container, port bindings.
     Preflight(Preflight),
     /// The kube API answers `/readyz` (it can refuse for a while after a Docker restart).
     WaitApi,
     /// Every workload of the stack exists and the connector secret has every key: the
     /// cluster-side input, checked before the first change.
     CheckCluster,
+    /// Remove the legacy socat proxy containers (the first change, after every check).
+    LegacyProxies,
     /// `rollout restart` ztunnel, wait for it, then settle.
     RestartMesh { settle: Duration },
     /// Restart the workloads and register the connectors, each when what it waits for is Ready.
@@ -68,8 +69,8 @@ pub struct Preflight {
     pub tools: Vec<&'static str>,
     /// `docker info`.
     pub docker: bool,
-    /// The cluster exists (`kind get clusters`), its node runs with every port mapping (both
-    /// skipped when `up`'s detection established them), legacy proxies removed.
+    /// The cluster exists (`kind get clusters`) and its node runs with every port mapping
+    /// (skipped when `up`'s detection established them).
     pub cluster: bool,
 }
 
@@ -163,6 +164,7 @@ pub fn recover(stack: &Stack, order: Order, settle: Option<Duration>, known: Kno
     }
     steps.extend([
         Step::CheckCluster,
+        Step::LegacyProxies,
         Step::RestartMesh { settle },
         Step::Rollout(graph(stack, order)),
         Step::Smoke,
@@ -311,6 +313,7 @@ mod tests {
                 Step::Preflight(_) => "preflight",
                 Step::WaitApi => "api",
                 Step::CheckCluster => "check",
+                Step::LegacyProxies => "proxies",
                 Step::RestartMesh { .. } => "ztunnel",
                 Step::Rollout(_) => "rollout",
                 Step::Connectors => "connectors",
@@ -318,13 +321,14 @@ mod tests {
                 _ => "bootstrap",
             })
             .collect();
-        // Nothing changes before the cluster-side input (workloads, secret keys) is checked.
-        assert_eq!(kinds, ["preflight", "api", "check", "ztunnel", "rollout", "smoke"]);
-        assert_eq!(steps[3], Step::RestartMesh { settle: Duration::ZERO });
+        // Nothing changes before the cluster-side input (workloads, secret keys) is checked: the
+        // legacy proxies go only after it.
+        assert_eq!(kinds, ["preflight", "api", "check", "proxies", "ztunnel", "rollout", "smoke"]);
+        assert_eq!(steps[4], Step::RestartMesh { settle: Duration::ZERO });
         let phased = recover(&stack, Order::Phased, None, Known::default());
-        assert_eq!(phased[3], Step::RestartMesh { settle: SEED_SETTLE });
+        assert_eq!(phased[4], Step::RestartMesh { settle: SEED_SETTLE });
         let overridden = recover(&stack, Order::Phased, Some(Duration::ZERO), Known::default());
-        assert_eq!(overridden[3], Step::RestartMesh { settle: Duration::ZERO });
+        assert_eq!(overridden[4], Step::RestartMesh { settle: Duration::ZERO });
     }
 
     #[test]
@@ -379,7 +383,7 @@ mod tests {
         let steps = recover(&stack, Order::Graph, None, Known { cluster_listed: true, api_ready: true });
         assert_eq!(steps[0], Step::Preflight(Preflight { tools: vec![], docker: false, cluster: true }));
         assert_eq!(steps[1], Step::CheckCluster);
-        assert!(matches!(steps[2], Step::RestartMesh { .. }));
+        assert!(matches!(steps[3], Step::RestartMesh { .. }));
     }
 
     #[test]

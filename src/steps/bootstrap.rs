@@ -113,11 +113,10 @@ pub fn gateway_crds(ctx: &Ctx) -> Result<()> {
 }
 
 fn crds_cmd(ctx: &Ctx) -> Result<crate::exec::Cmd> {
-    let crds = &ctx.stack.bootstrap.crds;
-    Ok(if crds.starts_with("https://") || crds.starts_with("http://") {
-        ctx.kube.apply_url(crds)
-    } else {
-        ctx.kube.apply(Secret::unregistered(ctx.stack.source.read(crds)?))
+    let b = &ctx.stack.bootstrap;
+    Ok(match &b.crds_text {
+        None => ctx.kube.apply_url(&b.crds),
+        Some(text) => ctx.kube.apply(Secret::unregistered(text.clone())),
     })
 }
 
@@ -136,18 +135,18 @@ pub fn istio(ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
-/// The tier's manifests as one stream for `kubectl apply -f -`.
-fn manifests(ctx: &Ctx, tier: usize) -> Result<(Vec<String>, String)> {
-    let files = ctx.stack.source.list(&ctx.stack.bootstrap.tiers[tier].dir)?;
-    let names = files.iter().map(|(n, _)| n.clone()).collect();
-    let text = files.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>().join("\n---\n");
-    Ok((names, text))
+/// The tier's files and its documents as one stream for `kubectl apply -f -`.
+fn manifests(ctx: &Ctx, tier: usize) -> (Vec<String>, String) {
+    let docs = &ctx.stack.bootstrap.tiers[tier].docs;
+    let mut names: Vec<String> = docs.iter().map(|d| d.file.clone()).collect();
+    names.dedup();
+    (names, crate::manifests::stream(docs))
 }
 
 pub fn tier(ctx: &Ctx, index: usize) -> Result<()> {
     let tier = &ctx.stack.bootstrap.tiers[index];
     let step = ctx.ui.start(&format!("Applying {} (waiting ≤ {})", tier.dir, human(tier.timeout)));
-    let (_, text) = manifests(ctx, index)?;
+    let (_, text) = manifests(ctx, index);
     ctx.kube.apply(Secret::unregistered(text)).run().map_err(|e| ctx.kube.explain(e))?;
     rollout::await_ready(ctx, &tier.ready, tier.timeout)?;
     for (namespace, name) in &tier.programmed {
@@ -399,7 +398,7 @@ pub fn describe(ctx: &Ctx, step: &crate::plan::Step, lines: &mut Vec<String>) ->
         }
         Step::Tier(i) => {
             let tier = &b.tiers[*i];
-            let (names, _) = manifests(ctx, *i)?;
+            let (names, _) = manifests(ctx, *i);
             lines.push(format!("# Tier {}: {}", tier.dir, names.join(", ")));
             lines.push(ctx.kube.apply(Secret::unregistered(String::new())).to_string());
             if !tier.ready.is_empty() {

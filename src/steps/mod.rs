@@ -69,6 +69,7 @@ pub fn run(ctx: &Ctx, steps: &[Step]) -> Result<()> {
             Step::Preflight(p) => preflight::run(ctx, p)?,
             Step::WaitApi => mesh::wait_api(ctx)?,
             Step::CheckCluster => inputs::run(ctx)?,
+            Step::LegacyProxies => preflight::legacy_proxies(ctx)?,
             Step::RestartMesh { settle } => mesh::restart(ctx, *settle)?,
             Step::RemoveLegacy(names) => preflight::remove_legacy(ctx, names)?,
             Step::Decide(remedy) => converge::decide(ctx, remedy),
@@ -100,6 +101,7 @@ pub fn describe(ctx: &Ctx, steps: &[Step]) -> Result<Vec<String>> {
             Step::Preflight(p) => preflight::describe(ctx, p, &mut lines),
             Step::WaitApi => mesh::describe_api(ctx, &mut lines),
             Step::CheckCluster => inputs::describe(ctx, &mut lines),
+            Step::LegacyProxies => preflight::describe_legacy_proxies(ctx, &mut lines),
             Step::RestartMesh { settle } => mesh::describe_restart(ctx, *settle, &mut lines),
             Step::RemoveLegacy(names) => lines
                 .push(format!("{}   # legacy socat proxies, found above", crate::docker::rm_force(names))),

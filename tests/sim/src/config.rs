@@ -89,12 +89,17 @@ pub struct KindCluster {
     pub name: Option<String>,
     #[serde(default)]
     pub nodes: Vec<KindNode>,
+    /// kubeadm config patches (a `KubeletConfiguration` one sets the kubelet's image puller).
+    #[serde(default, rename = "kubeadmConfigPatches")]
+    pub kubeadm_config_patches: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct KindNode {
     #[serde(default)]
     pub role: Option<String>,
+    #[serde(default, rename = "kubeadmConfigPatches")]
+    pub kubeadm_config_patches: Vec<String>,
     #[serde(default, rename = "extraPortMappings")]
     pub extra_port_mappings: Vec<PortMapping>,
 }
@@ -119,6 +124,17 @@ impl KindCluster {
     /// The cluster name (`kind`'s default when the file has none).
     pub fn name(&self) -> String {
         self.name.clone().unwrap_or_else(|| "kind".to_string())
+    }
+
+    /// Every kubeadm config patch: the cluster's, then the control-plane node's.
+    pub fn patches(&self) -> Vec<String> {
+        let node =
+            self.nodes.iter().filter(|n| n.role.as_deref().unwrap_or("control-plane") == "control-plane");
+        self.kubeadm_config_patches
+            .iter()
+            .chain(node.flat_map(|n| n.kubeadm_config_patches.iter()))
+            .cloned()
+            .collect()
     }
 
     /// containerPort → hostPort of the control-plane node.

@@ -57,6 +57,11 @@ pub fn handler(shared: SharedRef) -> Handler {
                 audit(&mut shared.lock(), &r);
                 return Ok(with_headers(r, &api));
             }
+            if method == "POST" && strip_version(parts.uri.path()) == "/images/create" {
+                let r = pull(&shared, &q).await;
+                audit(&mut shared.lock(), &r);
+                return Ok(with_headers(r, &api));
+            }
             let (r, after) = {
                 let mut w = shared.lock();
                 let (r, after) = route(&mut w, &method, parts.uri.path(), &q);
@@ -168,7 +173,19 @@ fn route(w: &mut World, method: &str, path: &str, q: &[(String, String)]) -> (Re
                 }
             }
         }
-        ("GET", ["images", "json"]) => (server::json(200, &json!([])), none),
+        ("GET", ["images", "json"]) => {
+            let list: Vec<Value> = w
+                .host_images
+                .iter()
+                .map(|i| {
+                    let short = i.trim_start_matches("docker.io/").trim_start_matches("library/");
+                    json!({"Id": crate::images::image_id(short), "RepoTags": [short], "RepoDigests": [],
+                           "Created": 1_735_689_600, "Size": (crate::latency::image_mb(i) * 1e6) as u64,
+                           "SharedSize": -1, "Labels": {}, "Containers": -1, "ParentId": ""})
+                })
+                .collect();
+            (server::json(200, &Value::Array(list)), none)
+        }
         // `docker save` (`--platform` adds `platform`, API ≥ 1.48): `images.rs`.
         ("GET", ["images", "get"]) => {
             let names: Vec<String> = q.iter().filter(|(k, _)| k == "names").map(|(_, v)| v.clone()).collect();
@@ -185,7 +202,7 @@ fn route(w: &mut World, method: &str, path: &str, q: &[(String, String)]) -> (Re
         }
         ("GET", ["images", name @ .., "json"]) if !name.is_empty() => {
             let name = name.join("/");
-            if w.opts.images.contains(&name) {
+            if w.host_has(&name) {
                 let id = crate::images::image_id(&name);
                 (
                     server::json(
@@ -201,6 +218,50 @@ fn route(w: &mut World, method: &str, path: &str, q: &[(String, String)]) -> (Re
         }
         _ => (message(404, "page not found"), none),
     }
+}
+
+/// `POST /images/create?fromImage=…&tag=…` (`docker pull`): a download on the machine's link;
+/// answers when it is done, with the daemon's JSON progress messages.
+async fn pull(shared: &SharedRef, q: &[(String, String)]) -> Resp {
+    let get = |k: &str| q.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str()).unwrap_or("");
+    let (from, tag) = (get("fromImage"), get("tag"));
+    let reference =
+        if tag.is_empty() || from.contains('@') { from.to_string() } else { format!("{from}:{tag}") };
+    let image = crate::troubles::qualified_image(&reference);
+    let short = reference.trim_start_matches("docker.io/").trim_start_matches("library/").to_string();
+    let line = |v: Value| format!("{v}\r\n");
+    {
+        let mut w = shared.lock();
+        if w.host_images.contains(&image) {
+            let body = line(json!({"status": format!("Status: Image is up to date for {short}")}));
+            return server::resp(200, "application/json", body);
+        }
+        let now = std::time::Instant::now();
+        w.advance_downloads(now);
+        w.link.start(&image, crate::images::Store::Host);
+    }
+    shared.wake.notify_one();
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let w = shared.lock();
+        if w.host_images.contains(&image) {
+            break;
+        }
+        if !w.docker_up {
+            return message(500, "context canceled");
+        }
+    }
+    let id = crate::images::image_id(&short);
+    let digest = format!("sha256:{}", crate::world::container_id(&image, 8));
+    let (repo, tag) = short.rsplit_once(':').unwrap_or((&short, "latest"));
+    let body = [
+        line(json!({"status": format!("Pulling from {}", if repo.contains('/') { repo.to_string() } else { format!("library/{repo}") }), "id": tag})),
+        line(json!({"status": "Pull complete", "progressDetail": {}, "id": &id[7..19]})),
+        line(json!({"status": format!("Digest: {digest}")})),
+        line(json!({"status": format!("Status: Downloaded newer image for {short}")})),
+    ]
+    .concat();
+    server::resp(200, "application/json", body)
 }
 
 /// Removing the kind node removes the cluster.

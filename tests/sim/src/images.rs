@@ -11,7 +11,17 @@
 //! `docker image save --platform` (API ≥ 1.48) writes only that platform's manifest, which
 //! imports. The classic store keeps one manifest per image and saves it whole.
 //!
+//! Downloads (`Link`): one link of `SimOptions::bandwidth_mb_s` shared by every transfer at once,
+//! the host's `docker pull`s and the node's kubelet pulls alike; an image's size is in
+//! `latency::IMAGE_SIZES_MB`. The kubelet pulls one image at a time (`serializeImagePulls: true`,
+//! its default: `pkg/kubelet/images/puller.go`'s serial puller works a queue) unless the kind
+//! config's `KubeletConfiguration` patch turns that off, then up to `maxParallelImagePulls` at
+//! once. A pulled or `kind load`ed image stays in the node until the cluster is deleted.
+//!
 //! Digests are stable names (`container_id`), not hashes of the content: nothing here checks them.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -55,10 +65,141 @@ impl Platform {
     }
 }
 
+/// Where a download lands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    /// The host's Docker image store (`docker pull`).
+    Host,
+    /// The node's containerd (the kubelet's pull).
+    Node,
+}
+
+#[derive(Debug, Clone)]
+pub struct Transfer {
+    /// Qualified name (`docker.io/library/postgres:16.9-alpine`).
+    pub image: String,
+    pub store: Store,
+    pub remaining_mb: f64,
+}
+
+/// The kubelet's image puller, as the kind config's `KubeletConfiguration` sets it.
+#[derive(Debug, Clone)]
+pub struct Puller {
+    pub serialize: bool,
+    /// `maxParallelImagePulls` (no limit when unset), only when not serialized.
+    pub max_parallel: Option<usize>,
+    /// Pull requests waiting for the puller, first come first served.
+    pub queue: VecDeque<String>,
+}
+
+impl Default for Puller {
+    fn default() -> Self {
+        Puller { serialize: true, max_parallel: None, queue: VecDeque::new() }
+    }
+}
+
+impl Puller {
+    /// The kubelet's settings from a kind config's `kubeadmConfigPatches` (kind patches the
+    /// `KubeletConfiguration` of its kubeadm config with them; unset means the kubelet default).
+    pub fn from_patches<'a>(patches: impl IntoIterator<Item = &'a String>) -> Puller {
+        let mut p = Puller::default();
+        for patch in patches {
+            for doc in patch.split("\n---") {
+                let Ok(v) = serde_saphyr::from_str::<Value>(doc) else { continue };
+                if v.get("kind").and_then(Value::as_str) != Some("KubeletConfiguration") {
+                    continue;
+                }
+                if let Some(b) = v.get("serializeImagePulls").and_then(Value::as_bool) {
+                    p.serialize = b;
+                }
+                if let Some(n) = v.get("maxParallelImagePulls").and_then(Value::as_u64) {
+                    p.max_parallel = Some(n as usize);
+                }
+            }
+        }
+        p
+    }
+
+    fn limit(&self) -> usize {
+        if self.serialize { 1 } else { self.max_parallel.unwrap_or(usize::MAX) }
+    }
+}
+
+/// The machine's download link.
+#[derive(Debug)]
+pub struct Link {
+    pub bandwidth_mb_s: f64,
+    pub transfers: Vec<Transfer>,
+    pub puller: Puller,
+    last: Instant,
+}
+
+impl Link {
+    pub fn new(bandwidth_mb_s: f64) -> Link {
+        Link { bandwidth_mb_s, transfers: Vec::new(), puller: Puller::default(), last: Instant::now() }
+    }
+
+    fn share(&self) -> f64 {
+        self.bandwidth_mb_s / self.transfers.len().max(1) as f64
+    }
+
+    /// Move every transfer on to `now` (simulated seconds are real seconds / `scale`); the ones
+    /// that finished.
+    pub fn advance(&mut self, now: Instant, scale: f64) -> Vec<Transfer> {
+        let secs = now.saturating_duration_since(self.last).as_secs_f64() / scale.max(1e-9);
+        self.last = self.last.max(now);
+        let share = self.share();
+        for t in &mut self.transfers {
+            t.remaining_mb -= share * secs;
+        }
+        let (done, left): (Vec<Transfer>, Vec<Transfer>) =
+            std::mem::take(&mut self.transfers).into_iter().partition(|t| t.remaining_mb <= 1e-6);
+        self.transfers = left;
+        done
+    }
+
+    /// When the first running transfer finishes at today's shares.
+    pub fn next_done(&self, scale: f64) -> Option<Instant> {
+        let share = self.share();
+        let mb = self.transfers.iter().map(|t| t.remaining_mb).fold(f64::INFINITY, f64::min);
+        mb.is_finite().then(|| self.last + Duration::from_secs_f64((mb / share * scale).max(0.0)))
+    }
+
+    pub fn in_flight(&self, image: &str, store: Store) -> bool {
+        self.transfers.iter().any(|t| t.image == image && t.store == store)
+    }
+
+    /// Start a download (once per image and store). Call `advance` first: shares change.
+    pub fn start(&mut self, image: &str, store: Store) {
+        if !self.in_flight(image, store) {
+            self.transfers.push(Transfer {
+                image: image.to_string(),
+                store,
+                remaining_mb: crate::latency::image_mb(image),
+            });
+        }
+    }
+
+    /// The kubelet asks for an image a pod needs.
+    pub fn request(&mut self, image: &str) {
+        if !self.in_flight(image, Store::Node) && !self.puller.queue.iter().any(|q| q == image) {
+            self.puller.queue.push_back(image.to_string());
+        }
+    }
+
+    /// Start queued kubelet pulls while the puller allows.
+    pub fn pump(&mut self) {
+        while self.transfers.iter().filter(|t| t.store == Store::Node).count() < self.puller.limit() {
+            let Some(next) = self.puller.queue.pop_front() else { break };
+            self.start(&next, Store::Node);
+        }
+    }
+}
+
 /// `GET /images/get?names=…[&platform=…]`: the archive `docker save` writes, or the daemon's
 /// error (status, message).
 pub fn save(w: &World, names: &[String], platform: Option<&Platform>) -> Result<Vec<u8>, (u16, String)> {
-    if let Some(missing) = names.iter().find(|n| !w.opts.images.contains(n)) {
+    if let Some(missing) = names.iter().find(|n| !w.host_has(n)) {
         return Err((404, format!("reference does not exist: {missing}")));
     }
     if let Some(p) = platform
@@ -88,7 +229,8 @@ pub fn save(w: &World, names: &[String], platform: Option<&Platform>) -> Result<
         let names_annotations = json!({"io.containerd.image.name": crate::troubles::qualified_image(name),
             "org.opencontainers.image.ref.name": name.rsplit(':').next().unwrap_or("latest")});
         if w.opts.containerd_store && platform.is_none() {
-            // The whole index, the attestation manifest's blob not among the files.
+            // The whole index, the attestation manifest's blob not among the files (a pulled
+            // image's other platforms are missing alike; one child stands for them).
             let index = image_id(name);
             let attestation = digest(name, 3);
             let index_doc = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
@@ -209,6 +351,35 @@ fn untar(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_link_shares_its_bandwidth_and_the_kubelet_pulls_one_at_a_time() {
+        let mut link = Link::new(10.0);
+        let t0 = link.last;
+        link.start("docker.io/library/redis:7", Store::Host); // 17 MB
+        link.request("docker.io/library/postgres:16"); // 105 MB
+        link.request("docker.io/library/postgres:16");
+        link.request("docker.io/apache/kafka:3"); // 125 MB
+        link.pump();
+        assert_eq!(link.transfers.len(), 2, "serialized: one kubelet pull at a time");
+        // Two transfers at 5 MB/s each: redis is done after 3.4 s.
+        let done = link.advance(t0 + Duration::from_secs_f64(3.4), 1.0);
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].image, "docker.io/library/redis:7");
+        link.pump();
+        assert_eq!(link.transfers.len(), 1, "kafka waits for postgres");
+        let at = link.next_done(1.0).unwrap();
+        assert!((at.duration_since(t0).as_secs_f64() - (3.4 + 88.0 / 10.0)).abs() < 1e-6);
+        let mut parallel = Link::new(10.0);
+        parallel.puller = Puller::from_patches(&[
+            "kind: ClusterConfiguration\n---\nkind: KubeletConfiguration\nserializeImagePulls: false\nmaxParallelImagePulls: 2\n".to_string(),
+        ]);
+        for i in ["a:1", "b:1", "c:1"] {
+            parallel.request(i);
+        }
+        parallel.pump();
+        assert_eq!(parallel.transfers.len(), 2);
+    }
 
     #[test]
     fn tar_round_trips() {

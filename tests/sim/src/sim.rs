@@ -48,6 +48,8 @@ pub struct SimOptions {
     /// The Docker Engine API version the daemon serves ("1.50": Docker 28; "1.47": Docker 27,
     /// which has no `docker image save --platform`).
     pub docker_api_version: String,
+    /// The machine's download bandwidth, MB/s, shared by every image download at once.
+    pub bandwidth_mb_s: f64,
 }
 
 impl Default for SimOptions {
@@ -71,6 +73,7 @@ impl Default for SimOptions {
             containerd_store: false,
             real_docker: None,
             docker_api_version: crate::docker::API_VERSION.to_string(),
+            bandwidth_mb_s: crate::latency::BANDWIDTH_MB_S,
         }
     }
 }

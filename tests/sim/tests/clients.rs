@@ -780,3 +780,50 @@ fn image_archives_under_the_containerd_and_the_classic_store() {
     let o = run(&classic, "kind", &["load", "docker-image", image, "--name", "bookstore"]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+/// Downloads: `docker pull` on the host takes its size over the machine's link; the kubelet
+/// pulls what a new pod needs (one at a time by default) and the pod waits in ContainerCreating;
+/// a loaded image is there at once; a stack that has run has every image.
+#[test]
+fn images_download_over_one_link_and_stay_in_the_node() {
+    let sim = Sim::start(SimOptions { no_cluster: true, time_scale: 0.01, bandwidth_mb_s: 10.0, ..opts() })
+        .expect("starts");
+    // redis (17 MB) at 10 MB/s and scale 0.01: about 17 ms.
+    let o = docker(&sim, &["pull", "redis:7.4.2-alpine"]);
+    assert!(ok(&o).contains("docker.io/library/redis:7.4.2-alpine"), "{}", stderr(&o));
+    let listed = ok(&docker(&sim, &["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"]));
+    assert_eq!(listed.trim(), "redis:7.4.2-alpine");
+    let o = docker(&sim, &["pull", "redis:7.4.2-alpine"]);
+    assert!(ok(&o).contains("docker.io/library/redis:7.4.2-alpine"));
+    let pulled = |w: &bookstore_sim::World, store: &str| {
+        w.audit
+            .iter()
+            .filter(|e| {
+                e.is_event("image-pulled", "docker.io/library/redis:7.4.2-alpine") && e.detail == store
+            })
+            .count()
+    };
+    sim.wait_for(Duration::from_secs(1), "one host pull", |w| pulled(w, "host") == 1).unwrap();
+
+    let cfg = sim.dir().join("infra/kind/cluster.yaml").display().to_string();
+    ok(&run(&sim, "kind", &["create", "cluster", "--name", "bookstore", "--config", &cfg]));
+    // A pod whose image the node lacks waits in ContainerCreating until the kubelet pulled it.
+    let manifest = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: cache, namespace: default}\n\
+                    spec:\n  replicas: 1\n  selector: {matchLabels: {app: cache}}\n  template:\n    \
+                    metadata: {labels: {app: cache}}\n    spec: {containers: [{name: c, image: redis:7.4.2-alpine}]}\n";
+    let mut apply = sim.command("kubectl");
+    apply.args(["--context", "kind-bookstore", "apply", "--server-side", "-f", "-"]).stdin(Stdio::piped());
+    apply.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = apply.spawn().unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), manifest.as_bytes()).unwrap();
+    ok(&child.wait_with_output().unwrap());
+    sim.wait_for(Duration::from_secs(5), "the kubelet's pull", |w| pulled(w, "node") == 1).unwrap();
+    let o = run(&sim, "kind", &["load", "docker-image", "redis:7.4.2-alpine", "--name", "bookstore"]);
+    assert!(stderr(&o).contains("already present on all nodes"), "{}", stderr(&o));
+    let out = ok(&kubectl(&sim, &["rollout", "status", "deployment/cache", "--timeout=30s"]));
+    assert!(out.contains("successfully rolled out"), "{out}");
+
+    // A stack that has run needs no download.
+    let healthy = start(opts());
+    assert!(!healthy.audit().iter().any(|e| e.verb == "image-pulled" || e.verb == "pod-pulling"));
+}

@@ -102,7 +102,13 @@ pub struct Workload {
     pub role: Role,
     pub needs: Vec<String>,
     pub timeout: Duration,
+    /// About how long its pod takes from start to Ready (`ready_in`, an estimate): the
+    /// bootstrap downloads the images of the slowest chains first.
+    pub ready_in: Duration,
 }
+
+/// A workload without `ready_in`.
+pub const DEFAULT_READY_IN: Duration = Duration::from_secs(5);
 
 #[derive(Clone, Debug)]
 pub struct Mesh {
@@ -209,6 +215,31 @@ pub struct Tier {
     pub timeout: Duration,
 }
 
+/// What the bootstrap applies and then waits for as one task of its graph: the documents of one
+/// Deployment (the workload it deploys, or another, like Kiali) with the objects of its file that
+/// go with it, or the shared objects (the files that deploy nothing: the Gateway, the routes).
+#[derive(Clone, Debug)]
+pub struct Unit {
+    pub name: String,
+    /// Index into `Stack::workloads` when it deploys one.
+    pub workload: Option<usize>,
+    pub docs: Vec<Doc>,
+    /// Deployments (namespace, name) to roll out: its own; for the shared unit, those a
+    /// controller creates from its objects (the Gateway's).
+    pub ready: Vec<(String, String)>,
+    /// Gateways (namespace, name) to be `Programmed`.
+    pub programmed: Vec<(String, String)>,
+    /// The images its pods run.
+    pub images: Vec<String>,
+    pub timeout: Duration,
+}
+
+impl Unit {
+    pub fn shared(&self) -> bool {
+        self.workload.is_none() && self.docs.iter().all(|d| d.kind != "Deployment")
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct AppImage {
     pub image: String,
@@ -246,9 +277,19 @@ pub struct Bootstrap {
     /// `kind/name` in istio-system.
     pub istio_ready: Vec<String>,
     pub istio_timeout: Duration,
+    /// The images `istioctl install` deploys (repository, tagged with istioctl's version).
+    pub istio_images: Vec<String>,
+    /// The image of the gateways Istio deploys for a Gateway (repository, likewise tagged).
+    pub gateway_image: Option<String>,
+    /// About how long Istio takes to become Ready once its images are in the node.
+    pub istio_ready_in: Duration,
     pub secrets: Vec<SecretSpec>,
     pub images: Vec<AppImage>,
     pub tiers: Vec<Tier>,
+    /// The tiers' Namespace documents, applied with the Secrets as soon as the cluster answers.
+    pub namespaces: Vec<Doc>,
+    /// Every other document, grouped into the units of the bootstrap graph.
+    pub units: Vec<Unit>,
 }
 
 #[derive(Clone, Debug)]
@@ -310,6 +351,12 @@ struct IstioFile {
     install: Vec<String>,
     ready: Vec<String>,
     timeout: String,
+    #[serde(default)]
+    images: Vec<String>,
+    #[serde(default)]
+    gateway_image: Option<String>,
+    #[serde(default)]
+    ready_in: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -378,6 +425,8 @@ struct WorkloadFile {
     #[serde(default)]
     needs: Vec<String>,
     timeout: String,
+    #[serde(default)]
+    ready_in: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -533,6 +582,10 @@ fn load_unchecked_ports(source: Source) -> Result<Stack> {
             role,
             needs: w.needs.clone(),
             timeout: duration(&format!("workload {} timeout", w.name), &w.timeout)?,
+            ready_in: match &w.ready_in {
+                Some(d) => duration(&format!("workload {} ready_in", w.name), d)?,
+                None => DEFAULT_READY_IN,
+            },
         });
     }
 
@@ -552,7 +605,7 @@ fn load_unchecked_ports(source: Source) -> Result<Stack> {
         });
     }
 
-    let bootstrap = load_bootstrap(&source, &file.bootstrap)?;
+    let bootstrap = load_bootstrap(&source, &file.bootstrap, &workloads)?;
     let stack = Stack {
         source: source.clone(),
         cluster_file: file.cluster.clone(),
@@ -596,7 +649,7 @@ fn load_unchecked_ports(source: Source) -> Result<Stack> {
     Ok(stack)
 }
 
-fn load_bootstrap(source: &Source, file: &BootstrapFile) -> Result<Bootstrap> {
+fn load_bootstrap(source: &Source, file: &BootstrapFile, workloads: &[Workload]) -> Result<Bootstrap> {
     let pair = |what: &str, text: &str| -> Result<(String, String)> {
         match text.split_once('/') {
             Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
@@ -647,6 +700,7 @@ fn load_bootstrap(source: &Source, file: &BootstrapFile) -> Result<Bootstrap> {
     if tiers.is_empty() {
         return Err(Error::input("stack file", "bootstrap.tiers is empty"));
     }
+    let (namespaces, units) = units(&tiers, workloads)?;
     let contract_text = source.read(&file.secrets)?;
     let what = format!("secrets contract {}", source.describe(&file.secrets));
     let secrets = parse_secrets_contract(&contract_text).map_err(|p| Error::input(&what, p))?;
@@ -668,14 +722,113 @@ fn load_bootstrap(source: &Source, file: &BootstrapFile) -> Result<Bootstrap> {
         istio_install: file.istio.install.clone(),
         istio_ready: file.istio.ready.clone(),
         istio_timeout: duration("bootstrap.istio.timeout", &file.istio.timeout)?,
+        istio_images: file.istio.images.clone(),
+        gateway_image: file.istio.gateway_image.clone(),
+        istio_ready_in: match &file.istio.ready_in {
+            Some(d) => duration("bootstrap.istio.ready_in", d)?,
+            None => DEFAULT_READY_IN,
+        },
         secrets,
         images: file
             .images
             .iter()
             .map(|i| AppImage { image: i.image.clone(), context_env: i.context_env.clone() })
             .collect(),
+        namespaces,
+        units,
         tiers,
     })
+}
+
+/// The tiers' documents as the bootstrap graph's units. A file that deploys nothing holds shared
+/// objects (its Namespaces go first, with the Secrets); in a file with Deployments, each other
+/// document goes with the Deployment it is named after (`<name>` or `<name>-…`), else with the
+/// file's first. What a tier waits for that no document deploys (the Deployment Istio creates for
+/// a Gateway) and its `programmed` Gateways are the shared unit's.
+fn units(tiers: &[Tier], workloads: &[Workload]) -> Result<(Vec<Doc>, Vec<Unit>)> {
+    let mut namespaces = Vec::new();
+    let mut shared = Unit {
+        name: "shared objects".into(),
+        workload: None,
+        docs: Vec::new(),
+        ready: Vec::new(),
+        programmed: Vec::new(),
+        images: Vec::new(),
+        timeout: Duration::ZERO,
+    };
+    let mut units: Vec<Unit> = Vec::new();
+    for tier in tiers {
+        let mut files: Vec<&str> = tier.docs.iter().map(|d| d.file.as_str()).collect();
+        files.dedup();
+        for file in files {
+            let docs: Vec<&Doc> = tier.docs.iter().filter(|d| d.file == file).collect();
+            let deployments: Vec<&Doc> = docs.iter().copied().filter(|d| d.kind == "Deployment").collect();
+            if deployments.is_empty() {
+                for d in docs {
+                    if d.kind == "Namespace" {
+                        namespaces.push(d.clone());
+                    } else {
+                        shared.docs.push(d.clone());
+                        shared.timeout = shared.timeout.max(tier.timeout);
+                    }
+                }
+                continue;
+            }
+            for d in &deployments {
+                let key = (d.namespace.clone().unwrap_or_else(|| "default".into()), d.name.clone());
+                if units.iter().any(|u| u.ready.contains(&key)) {
+                    return Err(Error::input(
+                        format!("manifest {file}"),
+                        format!("deployment {}/{} is defined twice", key.0, key.1),
+                    ));
+                }
+                let workload = workloads.iter().position(|w| w.namespace == key.0 && w.name == key.1);
+                units.push(Unit {
+                    name: d.name.clone(),
+                    workload,
+                    docs: Vec::new(),
+                    ready: vec![key],
+                    programmed: Vec::new(),
+                    images: Vec::new(),
+                    timeout: workload.map_or(tier.timeout, |w| workloads[w].timeout),
+                });
+            }
+            for d in docs {
+                let owner = if d.kind == "Deployment" {
+                    d
+                } else {
+                    deployments
+                        .iter()
+                        .copied()
+                        .filter(|dep| d.name == dep.name || d.name.starts_with(&format!("{}-", dep.name)))
+                        .max_by_key(|dep| dep.name.len())
+                        .unwrap_or(deployments[0])
+                };
+                let key = (owner.namespace.clone().unwrap_or_else(|| "default".into()), owner.name.clone());
+                let unit = units.iter_mut().find(|u| u.ready.contains(&key)).expect("pushed above");
+                unit.docs.push(d.clone());
+                for image in &d.images {
+                    if !unit.images.contains(image) {
+                        unit.images.push(image.clone());
+                    }
+                }
+            }
+        }
+        for target in &tier.ready {
+            if !units.iter().any(|u| u.ready.contains(target)) && !shared.ready.contains(target) {
+                shared.ready.push(target.clone());
+                shared.timeout = shared.timeout.max(tier.timeout);
+            }
+        }
+        for g in &tier.programmed {
+            shared.programmed.push(g.clone());
+            shared.timeout = shared.timeout.max(tier.timeout);
+        }
+    }
+    if !shared.docs.is_empty() || !shared.ready.is_empty() {
+        units.push(shared);
+    }
+    Ok((namespaces, units))
 }
 
 pub fn parse_secrets_contract(text: &str) -> std::result::Result<Vec<SecretSpec>, String> {
@@ -1061,6 +1214,7 @@ mod tests {
             role: Role::App,
             needs: needs.iter().map(|s| s.to_string()).collect(),
             timeout: Duration::from_secs(1),
+            ready_in: DEFAULT_READY_IN,
         };
         let cycle = find_cycle(&[w("a", &["b"]), w("b", &["c"]), w("c", &["a"])]).unwrap();
         assert_eq!(cycle, ["a", "b", "c", "a"]);

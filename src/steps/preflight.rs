@@ -68,15 +68,10 @@ pub fn legacy_proxies(ctx: &Ctx) -> Result<()> {
     if legacy.is_empty() {
         return Ok(());
     }
-    let found = docker::parse_names(&docker::ps_named(legacy).run()?.stdout);
+    let found: Vec<String> =
+        docker::parse_names(&docker::ps_named(legacy).run()?.stdout).into_iter().collect();
     if !found.is_empty() {
-        let names: Vec<String> = found.into_iter().collect();
-        ctx.ui.warn(&format!(
-            "removing legacy socat proxy container(s) {}: they point at stale node IPs; kind's port \
-             mappings replace them",
-            names.join(", ")
-        ));
-        docker::rm_force(&names).run()?;
+        remove_legacy(ctx, &found)?;
     }
     Ok(())
 }

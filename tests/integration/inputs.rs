@@ -40,14 +40,14 @@ fn a_stack_naming_a_missing_tier_folder_changes_nothing() {
 #[test]
 fn a_broken_manifest_or_crd_file_or_contract_changes_nothing() {
     let sim = empty_machine();
+    // The stack copy's CRD line (a URL the simulator serves).
+    let stack = std::fs::read_to_string(sim.stack_path()).unwrap();
+    let crds =
+        stack.lines().find_map(|l| l.trim().strip_prefix("crds: ")).expect("the crds line").to_string();
+    let crds = format!("crds: {crds}");
     let cases: [(&str, &str, &str, &str); 3] = [
         ("k8s/20-infra/redis.yaml", "kind: Deployment", "kind: [Deployment", "redis.yaml"),
-        (
-            "stack.yaml",
-            "crds: https://github.com/kubernetes-sigs/gateway-api/releases/download/v1.4.1/standard-install.yaml",
-            "crds: no-such-crds.yaml",
-            "no-such-crds.yaml",
-        ),
+        ("stack.yaml", &crds, "crds: no-such-crds.yaml", "no-such-crds.yaml"),
         (
             "k8s/secrets-contract.yaml",
             "from: ecom/ecom-db-credentials/POSTGRES_PASSWORD",

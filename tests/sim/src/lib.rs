@@ -15,7 +15,8 @@
 //! - [`store`]: objects, resourceVersions, watch events, selectors
 //! - [`server`]: switchable listeners (refusing, resetting) and HTTP helpers
 //! - [`config`]: stack.yaml / kind config / connector files; [`latency`]: the latency table
-//! - [`bench`]: `bookstore-sim bench` (the guide vs `bookstore recover` vs the critical path);
+//! - [`bench`]: `bookstore-sim bench` (the guide vs `bookstore recover` vs the critical path;
+//!   [`bootbench`]: the bootstrap's contenders, tiers vs graph, against its bound with downloads);
 //!   [`client`]: a minimal loopback HTTP client
 //! - [`kit`]: what every test shares (the hostile password and its leak forms, the bounded poll,
 //!   a healthy world)
@@ -29,6 +30,7 @@
 
 pub mod audit;
 pub mod bench;
+pub mod bootbench;
 pub mod client;
 pub mod config;
 pub mod connect;

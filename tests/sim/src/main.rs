@@ -78,7 +78,7 @@ enum Cmd {
         /// The bookstore binary (default: target/release/bookstore next to this binary).
         #[arg(long)]
         bookstore: Option<PathBuf>,
-        /// Only these sections (comma-separated): guide, recover, phased, up, up-healthy, up-stale, watch
+        /// Only these sections (comma-separated): guide, recover, phased, up, up-healthy, up-stale, watch, bootstrap (an empty machine: `up --tiers` vs `up`)
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
     },

@@ -25,6 +25,16 @@ pub type WlKey = (Res, String, String);
 
 pub const AMBIENT_LABEL: &str = "istio.io/dataplane-mode";
 
+/// What `istioctl install --set profile=ambient` (1.26) deploys: (workload, image).
+pub const ISTIO_IMAGES: [(&str, &str); 3] = [
+    ("istiod", "docker.io/istio/pilot:1.26.0"),
+    ("istio-cni-node", "docker.io/istio/install-cni:1.26.0"),
+    ("ztunnel", "docker.io/istio/ztunnel:1.26.0"),
+];
+
+/// The image of the Deployment Istio creates for a Gateway (`<name>-istio`).
+pub const GATEWAY_IMAGE: &str = "docker.io/istio/proxyv2:1.26.0";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PodPhase {
     /// Container running, not Ready yet; `due` is when it becomes Ready (or exits).
@@ -618,10 +628,10 @@ impl World {
     pub fn install_istio(&mut self) {
         let ns = self.infra.stack.mesh.namespace.clone();
         self.put_namespace(&ns, false);
-        self.add_deployment(&ns, "istiod", "docker.io/istio/pilot:1.26.0", 1);
-        self.add_daemonset(&ns, "istio-cni-node", "docker.io/istio/install-cni:1.26.0");
+        self.add_deployment(&ns, "istiod", ISTIO_IMAGES[0].1, 1);
+        self.add_daemonset(&ns, "istio-cni-node", ISTIO_IMAGES[1].1);
         let zt = self.infra.stack.mesh.daemonset.clone();
-        self.add_daemonset(&ns, &zt, "docker.io/istio/ztunnel:1.26.0");
+        self.add_daemonset(&ns, &zt, ISTIO_IMAGES[2].1);
     }
 
     /// The healthy BookStore stack after bootstrap, instantly: every pod Ready and registered,
@@ -749,13 +759,7 @@ impl World {
             let key = Key::new(Res::Deployments, &ns, &deploy);
             match self.store.get(&key) {
                 None => {
-                    let mut obj = Self::workload_object(
-                        Res::Deployments,
-                        &ns,
-                        &deploy,
-                        "docker.io/istio/proxyv2:1.26.0",
-                        1,
-                    );
+                    let mut obj = Self::workload_object(Res::Deployments, &ns, &deploy, GATEWAY_IMAGE, 1);
                     obj["metadata"]["labels"]["gateway.networking.k8s.io/gateway-name"] = json!(name);
                     obj["spec"]["template"]["metadata"]["labels"]["gateway.networking.k8s.io/gateway-name"] =
                         json!(name);

@@ -224,6 +224,15 @@ impl Sim {
             let node = shared.lock().node_name();
             crate::follow::Follower::start(shared.clone(), socket, node)
         });
+        // The Docker socket is bound on the runtime thread: a client right after `start` must
+        // find it (a loaded machine lags).
+        if opts.real_docker.is_none() {
+            let socket = dir.join("docker.sock");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !socket.exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
         Ok(Sim {
             follower,
             shared,

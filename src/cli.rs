@@ -67,7 +67,7 @@ pub enum ColorArg {
 pub enum Command {
     /// Bootstrap the stack when there is no kind cluster (or resume one), else restart only what
     /// is broken (a healthy stack costs a check, never a restart), then smoke-test it
-    Up(RecoverArgs),
+    Up(UpArgs),
     /// Recover after a Docker restart: ztunnel, every workload, the connectors, then a smoke test
     Recover(RecoverArgs),
     /// Re-register the Debezium connectors only
@@ -114,6 +114,28 @@ impl Command {
             Command::Completions { .. } => "completions",
         }
     }
+}
+
+impl Command {
+    /// The recovery's flags, which `up` shares.
+    pub fn recover_args(&self) -> Option<&RecoverArgs> {
+        match self {
+            Command::Up(up) => Some(&up.recover),
+            Command::Recover(args) => Some(args),
+            _ => None,
+        }
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub recover: RecoverArgs,
+
+    /// Bootstrap tier by tier (each folder of manifests applied and waited for before the next,
+    /// the images after Istio), as before the dependency graph: kept for comparison
+    #[arg(long)]
+    pub tiers: bool,
 }
 
 #[derive(clap::Args, Debug)]

@@ -130,22 +130,72 @@ pub fn image_present(image: &str) -> Cmd {
         .deadline(Duration::from_secs(30))
 }
 
+/// Every image of the host's store as `repository:tag`, one a line.
+pub fn image_list() -> Cmd {
+    Cmd::new("docker")
+        .args(["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"])
+        .deadline(Duration::from_secs(30))
+}
+
+/// An image reference as `docker image ls` shows it: `docker.io/` and `library/` dropped.
+pub fn short_ref(name: &str) -> String {
+    let name = name.trim();
+    name.strip_prefix("docker.io/").unwrap_or(name).trim_start_matches("library/").to_string()
+}
+
+/// `docker pull -q`: the image into the host's store (its reference on stdout).
+pub fn pull(image: &str) -> Cmd {
+    Cmd::new("docker").args(["pull", "-q", image]).deadline(Duration::from_secs(1800))
+}
+
 pub fn build(image: &str, context: &str) -> Cmd {
     Cmd::new("docker").args(["build", "-t", image, context]).deadline(Duration::from_secs(1800))
 }
 
-pub fn save(image: &str, archive: &str) -> Cmd {
-    Cmd::new("docker").args(["save", "-o", archive, image]).deadline(Duration::from_secs(600))
+/// `docker image save --platform <os/arch>`: only that platform's manifest (Docker API ≥ 1.48),
+/// which the node's `ctr images import --all-platforms` accepts under the containerd image store.
+pub fn save_platform(images: &[String], platform: &str, archive: &str) -> Cmd {
+    Cmd::new("docker")
+        .args(["image", "save", "--platform", platform, "-o", archive])
+        .args(images.iter().cloned())
+        .deadline(Duration::from_secs(600))
 }
 
-/// `docker info`'s storage driver status: the containerd image store (Docker Desktop's default)
-/// shows `io.containerd.snapshotter`, and `kind load docker-image` fails there (kind#3795).
+/// The daemon's platform (`linux/amd64`, `linux/arm64`): kind's node containers run natively on
+/// it, so it is the node's platform too; and its API version.
+pub fn server_platform() -> Cmd {
+    Cmd::new("docker")
+        .args(["version", "--format", "{{.Server.Os}}/{{.Server.Arch}} {{.Server.APIVersion}}"])
+        .deadline(Duration::from_secs(20))
+}
+
+/// `linux/amd64 1.50` → (`linux/amd64`, `1.50`).
+pub fn parse_server_platform(stdout: &str) -> (String, String) {
+    let mut words = stdout.split_whitespace();
+    (words.next().unwrap_or("").to_string(), words.next().unwrap_or("").to_string())
+}
+
+/// An API version (`1.47`) at least `major.minor`.
+pub fn api_at_least(version: &str, major: u32, minor: u32) -> bool {
+    let mut parts = version.trim().split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (a, b) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (a, b) >= (major, minor)
+}
+
+/// `docker info`'s storage driver status: the containerd image store (Docker Desktop's default
+/// since 4.34, and Docker 29's) shows `io.containerd.snapshotter`.
 pub fn driver_status() -> Cmd {
     Cmd::new("docker").args(["info", "--format", "{{json .DriverStatus}}"]).deadline(Duration::from_secs(20))
 }
 
 pub fn uses_containerd_store(driver_status: &str) -> bool {
     driver_status.contains("io.containerd.snapshotter")
+}
+
+/// The CLI's refusal of `save --platform`: a daemon older than API 1.48 (Docker 27), or a CLI
+/// older than 28.
+pub fn lacks_platform_save(stderr: &str) -> bool {
+    stderr.contains("requires API version 1.48") || stderr.contains("unknown flag: --platform")
 }
 
 /// `kind create cluster` with the config on stdin (`--config -`), so the embedded default works.
@@ -157,9 +207,14 @@ pub fn kind_create_cluster(name: &str, config: crate::secret::Secret, wait: Dura
         .deadline(wait + Duration::from_secs(600))
 }
 
-pub fn kind_load_image(image: &str, cluster: &str) -> Cmd {
+/// `kind load docker-image`: kind saves the images with `docker save` and imports the archive
+/// into the node with `ctr images import --all-platforms --digests`, skipping images the node
+/// already has (kubernetes-sigs/kind `pkg/cmd/kind/load/docker-image/docker-image.go`).
+pub fn kind_load_images(images: &[String], cluster: &str) -> Cmd {
     Cmd::new("kind")
-        .args(["load", "docker-image", image, "--name", cluster])
+        .args(["load", "docker-image"])
+        .args(images.iter().cloned())
+        .args(["--name", cluster])
         .deadline(Duration::from_secs(900))
 }
 
@@ -305,6 +360,16 @@ mod tests {
         );
         assert!(parse_ps("not json").is_err());
         assert!(parse_ps("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_daemons_platform_and_api() {
+        assert_eq!(parse_server_platform("linux/arm64 1.47\n"), ("linux/arm64".into(), "1.47".into()));
+        assert!(api_at_least("1.48", 1, 48) && api_at_least("1.50", 1, 48) && api_at_least("2.0", 1, 48));
+        assert!(!api_at_least("1.47", 1, 48) && !api_at_least("", 1, 48));
+        assert_eq!(short_ref("docker.io/library/postgres:16"), "postgres:16");
+        assert_eq!(short_ref("docker.io/istio/pilot:1.26.0"), "istio/pilot:1.26.0");
+        assert_eq!(short_ref("quay.io/keycloak/keycloak:26"), "quay.io/keycloak/keycloak:26");
     }
 
     #[test]

@@ -272,6 +272,12 @@ impl Kubectl {
             .deadline(Duration::from_secs(120))
     }
 
+    /// Server-side apply of a stream of manifests, printing the objects as applied (a `List`
+    /// of them, or the one object), so their generations are known.
+    pub fn apply_objects(&self, manifests: Secret) -> Cmd {
+        self.apply(manifests).args(["-o", "json"])
+    }
+
     /// Server-side apply of a remote manifest (kubectl fetches it).
     pub fn apply_url(&self, url: &str) -> Cmd {
         self.base()
@@ -447,6 +453,31 @@ pub enum Rollout {
     Done,
     Waiting(String),
     Failed(String),
+}
+
+/// (namespace, name) → metadata.generation of every Deployment in `kubectl apply -o json`'s
+/// output (one object, or a `List` of them).
+pub fn applied_generations(stdout: &str) -> std::result::Result<BTreeMap<(String, String), i64>, String> {
+    let mut out = BTreeMap::new();
+    for doc in serde_json::Deserializer::from_str(stdout).into_iter::<Value>() {
+        let doc = doc.map_err(|e| format!("invalid JSON: {e}"))?;
+        let items = match doc.get("items").and_then(Value::as_array) {
+            Some(items) => items.clone(),
+            None => vec![doc],
+        };
+        for item in items {
+            if item.get("kind").and_then(Value::as_str) != Some("Deployment") {
+                continue;
+            }
+            let meta =
+                |k: &str| item.pointer(&format!("/metadata/{k}")).and_then(Value::as_str).map(String::from);
+            if let (Some(ns), Some(name)) = (meta("namespace"), meta("name")) {
+                let generation = item.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
+                out.insert((ns, name), generation);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// kubectl's `rollout status` rules for a Deployment (pkg/polymorphichelpers/rollout_status.go).

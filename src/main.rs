@@ -9,6 +9,7 @@ mod error;
 mod exec;
 mod http;
 mod kube;
+mod manifests;
 mod observe;
 mod plan;
 #[cfg(test)]

@@ -21,14 +21,15 @@ pub const SEED_SETTLE: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
-    /// Tools on PATH, Docker answering, the cluster and its node container, port bindings,
-    /// legacy proxy containers.
+    /// Tools on PATH, Docker answering, the cluster and its node container, port bindings.
     Preflight(Preflight),
     /// The kube API answers `/readyz` (it can refuse for a while after a Docker restart).
     WaitApi,
     /// Every workload of the stack exists and the connector secret has every key: the
     /// cluster-side input, checked before the first change.
     CheckCluster,
+    /// Remove the legacy socat proxy containers (the first change, after every check).
+    LegacyProxies,
     /// `rollout restart` ztunnel, wait for it, then settle.
     RestartMesh { settle: Duration },
     /// Restart the workloads and register the connectors, each when what it waits for is Ready.
@@ -46,9 +47,12 @@ pub enum Step {
     /// the failing routes, ztunnel first if its evidence points there), then check again.
     Verify { escalate: bool, order: Order, settle: Duration },
     // ---- the bootstrap (`up` with no cluster, or an incomplete stack) ----
-    /// istioctl on PATH, the app images present or buildable, and (when creating) the host ports
-    /// free: all before anything is created.
+    /// istioctl on PATH, the app images present or buildable, every workload deployed by a
+    /// manifest, and (when creating) the host ports free: all before anything is created.
     BootstrapChecks { ports: bool },
+    /// The bootstrap on the graph: the images fetched on the host from the start, `kind create`
+    /// (when `create`), then every task of `graph` the moment what it waits for is done.
+    Bootstrap { create: bool, graph: Graph },
     /// `kind create cluster`.
     CreateCluster,
     /// Gateway API CRDs, then wait until Established.
@@ -63,13 +67,45 @@ pub enum Step {
     Tier(usize),
 }
 
+/// A preparation of the bootstrap graph: done beside the workloads, by the bootstrap's own code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Prep {
+    /// The namespaces and every missing Secret, in one `kubectl apply` on stdin.
+    Secrets,
+    /// The Gateway API CRDs, Established.
+    Crds,
+    /// `istioctl install`, then istiod, istio-cni-node and ztunnel rolled out.
+    Istio,
+    /// Image `i` of `Graph::images` in the node (`kind load`ed; or given up on, with a warning,
+    /// so the kubelet pulls it).
+    Image(usize),
+}
+
+/// An image the bootstrap puts into the node before the pods that run it exist.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Image {
+    /// As the manifests name it; Istio's without a tag (`istioctl version` gives it).
+    pub name: String,
+    pub source: ImageSource,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImageSource {
+    /// Ours (index into `bootstrap.images`): used as it is, or built.
+    Ours(usize),
+    /// A third-party image: pulled on the host unless it is there.
+    Pull,
+    /// One of Istio's, tagged with istioctl's version, pulled likewise.
+    Istio,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Preflight {
     pub tools: Vec<&'static str>,
     /// `docker info`.
     pub docker: bool,
-    /// The cluster exists (`kind get clusters`), its node runs with every port mapping (both
-    /// skipped when `up`'s detection established them), legacy proxies removed.
+    /// The cluster exists (`kind get clusters`) and its node runs with every port mapping
+    /// (skipped when `up`'s detection established them).
     pub cluster: bool,
 }
 
@@ -93,6 +129,11 @@ pub enum Task {
     Await(usize),
     /// Index into `Stack::connect.connectors`: register and wait for RUNNING.
     Register(usize),
+    /// Bootstrap: index into `bootstrap.units`: apply its documents, then wait until its
+    /// deployments are rolled out (and its gateways Programmed).
+    Apply(usize),
+    /// Bootstrap: a preparation the units wait for.
+    Prep(Prep),
 }
 
 impl Task {
@@ -101,6 +142,11 @@ impl Task {
         match self {
             Task::Restart(i) | Task::Await(i) => &stack.workloads[i].name,
             Task::Register(i) => &stack.connect.connectors[i].name,
+            Task::Apply(u) => &stack.bootstrap.units[u].name,
+            Task::Prep(Prep::Secrets) => "the Secrets",
+            Task::Prep(Prep::Crds) => "the Gateway API CRDs",
+            Task::Prep(Prep::Istio) => "Istio",
+            Task::Prep(Prep::Image(_)) => "an image",
         }
     }
 }
@@ -110,6 +156,9 @@ pub struct Graph {
     pub order: Order,
     /// Each task and the tasks that must be done before it starts.
     pub tasks: Vec<(Task, Vec<Task>)>,
+    /// The bootstrap's images, in the order they are fetched: the slowest chains first (empty
+    /// for a recovery).
+    pub images: Vec<Image>,
 }
 
 impl Graph {
@@ -163,6 +212,7 @@ pub fn recover(stack: &Stack, order: Order, settle: Option<Duration>, known: Kno
     }
     steps.extend([
         Step::CheckCluster,
+        Step::LegacyProxies,
         Step::RestartMesh { settle },
         Step::Rollout(graph(stack, order)),
         Step::Smoke,
@@ -202,8 +252,22 @@ pub fn converge_steps(
 }
 
 /// What to run for `up` when there is no cluster (`create`), or when the cluster exists but its
-/// stack is incomplete (a bootstrap that stopped halfway: every step below is idempotent).
+/// stack is incomplete (a bootstrap that stopped halfway: every task is idempotent): the graph.
 pub fn bootstrap(stack: &Stack, create: bool) -> Vec<Step> {
+    vec![
+        Step::Preflight(Preflight {
+            tools: vec!["kind", "kubectl", "docker", "istioctl"],
+            docker: !create,
+            cluster: false,
+        }),
+        Step::BootstrapChecks { ports: create },
+        Step::Bootstrap { create, graph: bootstrap_graph(stack) },
+        Step::Smoke,
+    ]
+}
+
+/// `up --tiers`: the bootstrap before the graph, tier by tier (kept for comparison).
+pub fn bootstrap_tiers(stack: &Stack, create: bool) -> Vec<Step> {
     let mut steps = vec![
         Step::Preflight(Preflight {
             tools: vec!["kind", "kubectl", "docker", "istioctl"],
@@ -241,9 +305,24 @@ pub fn smoke() -> Vec<Step> {
     vec![Step::Smoke]
 }
 
+/// The workloads workload `i` `needs` (indices), the one dependency graph of recovery and
+/// bootstrap.
+fn needs(stack: &Stack, i: usize) -> Vec<usize> {
+    let index = |name: &str| stack.workloads.iter().position(|w| w.name == name);
+    stack.workloads[i].needs.iter().filter_map(|n| index(n)).collect()
+}
+
+/// The workloads connector `i` waits for: the Connect worker and the databases it reads.
+fn connector_needs(stack: &Stack, i: usize) -> Vec<usize> {
+    let index = |name: &str| stack.workloads.iter().position(|w| w.name == name);
+    std::iter::once(stack.connect.workload.as_str())
+        .chain(stack.connect.connectors[i].needs.iter().map(String::as_str))
+        .filter_map(index)
+        .collect()
+}
+
 /// The rollout graph: workloads, then the connectors after Debezium and their databases.
 pub fn graph(stack: &Stack, order: Order) -> Graph {
-    let index = |name: &str| stack.workloads.iter().position(|w| w.name == name);
     let databases: Vec<Task> = stack
         .workloads
         .iter()
@@ -256,7 +335,7 @@ pub fn graph(stack: &Stack, order: Order) -> Graph {
         let mut after: Vec<Task> = match (order, w.role) {
             (Order::Phased, Role::App) => databases.clone(),
             (Order::Phased, Role::Database) => Vec::new(),
-            (Order::Graph, _) => w.needs.iter().filter_map(|n| index(n)).map(Task::Restart).collect(),
+            (Order::Graph, _) => needs(stack, i).into_iter().map(Task::Restart).collect(),
         };
         after.sort();
         after.dedup();
@@ -269,21 +348,120 @@ pub fn graph(stack: &Stack, order: Order) -> Graph {
         .filter(|(_, w)| w.role == Role::App)
         .map(|(i, _)| Task::Restart(i))
         .collect();
-    for (i, c) in stack.connect.connectors.iter().enumerate() {
+    for (i, _) in stack.connect.connectors.iter().enumerate() {
         let mut after: Vec<Task> = match order {
             // The seed registers connectors after every workload has been restarted.
             Order::Phased => databases.iter().chain(apps.iter()).copied().collect(),
-            Order::Graph => std::iter::once(stack.connect.workload.as_str())
-                .chain(c.needs.iter().map(String::as_str))
-                .filter_map(index)
-                .map(Task::Restart)
-                .collect(),
+            Order::Graph => connector_needs(stack, i).into_iter().map(Task::Restart).collect(),
         };
         after.sort();
         after.dedup();
         tasks.push((Task::Register(i), after));
     }
-    Graph { order, tasks }
+    Graph { order, tasks, images: Vec::new() }
+}
+
+/// About how long a connector takes to register once its workloads are Ready (the REST API
+/// answering, the PUT, RUNNING): for the download order only.
+const REGISTER_ESTIMATE: f64 = 5.0;
+
+/// The bootstrap graph: the same `needs` as the recovery, with each workload applied (its unit)
+/// instead of restarted. Every unit waits for Istio (no pod of an ambient namespace before
+/// istiod, istio-cni and ztunnel are Ready), the namespaces and Secrets, its images in the node,
+/// and the units of what its workload needs; the shared objects (the Gateway, the routes) for the
+/// Gateway API CRDs too. Istio waits for its own images.
+pub fn bootstrap_graph(stack: &Stack) -> Graph {
+    let b = &stack.bootstrap;
+    let unit_of = |w: usize| b.units.iter().position(|u| u.workload == Some(w));
+    // Images: ours, Istio's, then every other one a unit runs.
+    let mut images: Vec<Image> = Vec::new();
+    let mut add = |name: &str, source: ImageSource| {
+        if !images.iter().any(|i| i.name == name) {
+            images.push(Image { name: name.to_string(), source });
+        }
+    };
+    for (i, ours) in b.images.iter().enumerate() {
+        add(&ours.image, ImageSource::Ours(i));
+    }
+    for name in b.istio_images.iter().chain(&b.gateway_image) {
+        add(name, ImageSource::Istio);
+    }
+    for u in &b.units {
+        for name in &u.images {
+            add(name, ImageSource::Pull);
+        }
+    }
+    // The download order (Jackson's rule): the image whose longest remaining chain, once it is
+    // in the node, takes longest comes first. A unit's chain is its own `ready_in` and then the
+    // longest chain of what waits for its workload (connectors included).
+    let mut tail: Vec<Option<f64>> = vec![None; stack.workloads.len()];
+    fn chain(stack: &Stack, w: usize, tail: &mut Vec<Option<f64>>) -> f64 {
+        if let Some(t) = tail[w] {
+            return t;
+        }
+        let after = (0..stack.workloads.len())
+            .filter(|d| needs(stack, *d).contains(&w))
+            .map(|d| chain(stack, d, tail))
+            .fold(0.0, f64::max);
+        let registers = (0..stack.connect.connectors.len()).any(|c| connector_needs(stack, c).contains(&w));
+        let register = if registers { REGISTER_ESTIMATE } else { 0.0 };
+        let t = stack.workloads[w].ready_in.as_secs_f64() + after.max(register);
+        tail[w] = Some(t);
+        t
+    }
+    let unit_tail: Vec<f64> = b
+        .units
+        .iter()
+        .map(|u| match u.workload {
+            Some(w) => chain(stack, w, &mut tail),
+            None => crate::stack::DEFAULT_READY_IN.as_secs_f64(),
+        })
+        .collect();
+    let longest = unit_tail.iter().copied().fold(0.0, f64::max);
+    let runs = |u: &crate::stack::Unit, img: &Image| {
+        u.images.contains(&img.name) || (u.shared() && b.gateway_image.as_ref() == Some(&img.name))
+    };
+    let priority = |img: &Image| -> f64 {
+        let users = b.units.iter().zip(&unit_tail).filter(|(u, _)| runs(u, img));
+        let own = users.map(|(_, t)| *t).fold(0.0, f64::max);
+        if b.istio_images.contains(&img.name) { b.istio_ready_in.as_secs_f64() + longest } else { own }
+    };
+    let mut ranked: Vec<(f64, Image)> = images.iter().map(|i| (priority(i), i.clone())).collect();
+    ranked.sort_by(|a, c| {
+        c.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal).then(a.1.name.cmp(&c.1.name))
+    });
+    let images: Vec<Image> = ranked.into_iter().map(|(_, i)| i).collect();
+    let image_task =
+        |name: &str| images.iter().position(|i| i.name == name).map(|i| Task::Prep(Prep::Image(i)));
+
+    let mut tasks: Vec<(Task, Vec<Task>)> =
+        vec![(Task::Prep(Prep::Secrets), vec![]), (Task::Prep(Prep::Crds), vec![])];
+    for i in 0..images.len() {
+        tasks.push((Task::Prep(Prep::Image(i)), vec![]));
+    }
+    tasks.push((Task::Prep(Prep::Istio), b.istio_images.iter().filter_map(|n| image_task(n)).collect()));
+    for (u, unit) in b.units.iter().enumerate() {
+        let mut after = vec![Task::Prep(Prep::Istio), Task::Prep(Prep::Secrets)];
+        after.extend(unit.images.iter().filter_map(|n| image_task(n)));
+        if let Some(w) = unit.workload {
+            after.extend(needs(stack, w).into_iter().filter_map(unit_of).map(Task::Apply));
+        }
+        if unit.shared() {
+            after.push(Task::Prep(Prep::Crds));
+            after.extend(b.gateway_image.iter().filter_map(|n| image_task(n)));
+        }
+        after.sort();
+        after.dedup();
+        tasks.push((Task::Apply(u), after));
+    }
+    for c in 0..stack.connect.connectors.len() {
+        let mut after: Vec<Task> =
+            connector_needs(stack, c).into_iter().filter_map(unit_of).map(Task::Apply).collect();
+        after.sort();
+        after.dedup();
+        tasks.push((Task::Register(c), after));
+    }
+    Graph { order: Order::Graph, tasks, images }
 }
 
 #[cfg(test)]
@@ -297,6 +475,8 @@ mod tests {
             .map(|t| match t {
                 Task::Restart(i) | Task::Await(i) => stack.workloads[*i].name.clone(),
                 Task::Register(i) => stack.connect.connectors[*i].name.clone(),
+                Task::Apply(u) => stack.bootstrap.units[*u].name.clone(),
+                Task::Prep(p) => format!("{p:?}"),
             })
             .collect()
     }
@@ -311,6 +491,7 @@ mod tests {
                 Step::Preflight(_) => "preflight",
                 Step::WaitApi => "api",
                 Step::CheckCluster => "check",
+                Step::LegacyProxies => "proxies",
                 Step::RestartMesh { .. } => "ztunnel",
                 Step::Rollout(_) => "rollout",
                 Step::Connectors => "connectors",
@@ -318,13 +499,14 @@ mod tests {
                 _ => "bootstrap",
             })
             .collect();
-        // Nothing changes before the cluster-side input (workloads, secret keys) is checked.
-        assert_eq!(kinds, ["preflight", "api", "check", "ztunnel", "rollout", "smoke"]);
-        assert_eq!(steps[3], Step::RestartMesh { settle: Duration::ZERO });
+        // Nothing changes before the cluster-side input (workloads, secret keys) is checked: the
+        // legacy proxies go only after it.
+        assert_eq!(kinds, ["preflight", "api", "check", "proxies", "ztunnel", "rollout", "smoke"]);
+        assert_eq!(steps[4], Step::RestartMesh { settle: Duration::ZERO });
         let phased = recover(&stack, Order::Phased, None, Known::default());
-        assert_eq!(phased[3], Step::RestartMesh { settle: SEED_SETTLE });
+        assert_eq!(phased[4], Step::RestartMesh { settle: SEED_SETTLE });
         let overridden = recover(&stack, Order::Phased, Some(Duration::ZERO), Known::default());
-        assert_eq!(overridden[3], Step::RestartMesh { settle: Duration::ZERO });
+        assert_eq!(overridden[4], Step::RestartMesh { settle: Duration::ZERO });
     }
 
     #[test]
@@ -379,13 +561,76 @@ mod tests {
         let steps = recover(&stack, Order::Graph, None, Known { cluster_listed: true, api_ready: true });
         assert_eq!(steps[0], Step::Preflight(Preflight { tools: vec![], docker: false, cluster: true }));
         assert_eq!(steps[1], Step::CheckCluster);
-        assert!(matches!(steps[2], Step::RestartMesh { .. }));
+        assert!(matches!(steps[3], Step::RestartMesh { .. }));
     }
 
     #[test]
-    fn a_bootstrap_creates_then_installs_then_applies_each_tier_then_registers_and_smokes() {
+    fn a_bootstrap_runs_the_recoverys_graph_with_each_workload_applied() {
         let stack = load(Source::Embedded).unwrap();
         let steps = bootstrap(&stack, true);
+        assert_eq!(steps[1], Step::BootstrapChecks { ports: true });
+        let Step::Bootstrap { create: true, graph } = &steps[2] else { panic!("{:?}", steps[2]) };
+        assert_eq!(steps[3], Step::Smoke);
+        let b = &stack.bootstrap;
+        let unit = |name: &str| Task::Apply(b.units.iter().position(|u| u.name == name).unwrap());
+        let image =
+            |name: &str| Task::Prep(Prep::Image(graph.images.iter().position(|i| i.name == name).unwrap()));
+        // The same needs as the recovery: keycloak after keycloak-db, the connectors after
+        // debezium and their databases; every unit after Istio and the Secrets (with the namespaces).
+        let after = |t: Task| graph.after(t).to_vec();
+        assert_eq!(
+            after(unit("keycloak")),
+            [
+                unit("keycloak-db"),
+                Task::Prep(Prep::Secrets),
+                Task::Prep(Prep::Istio),
+                image("quay.io/keycloak/keycloak:26.0.7")
+            ]
+            .into_iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>()
+        );
+        assert_eq!(
+            after(Task::Register(0)),
+            [unit("ecom-db"), unit("debezium")]
+                .into_iter()
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect::<Vec<_>>()
+        );
+        for (task, before) in &graph.tasks {
+            if let Task::Apply(_) = task {
+                assert!(before.contains(&Task::Prep(Prep::Istio)), "{task:?} before Istio");
+                assert!(before.contains(&Task::Prep(Prep::Secrets)), "{task:?} before the Secrets");
+            }
+        }
+        assert!(after(Task::Prep(Prep::Istio)).contains(&image("docker.io/istio/pilot")));
+        let shared = b.units.iter().position(|u| u.shared()).unwrap();
+        assert!(after(Task::Apply(shared)).contains(&Task::Prep(Prep::Crds)));
+        assert!(after(Task::Apply(shared)).contains(&image("docker.io/istio/proxyv2")));
+        // Every manifest belongs to one unit: each workload's, Kiali's, or the shared objects.
+        assert_eq!(b.units.len(), stack.workloads.len() + 2);
+        assert_eq!(b.namespaces.len(), 6);
+        let flink = &b.units[b.units.iter().position(|u| u.name == "flink-taskmanager").unwrap()];
+        let docs: Vec<(&str, &str)> = flink.docs.iter().map(|d| (d.kind.as_str(), d.name.as_str())).collect();
+        assert_eq!(docs, [("Deployment", "flink-taskmanager"), ("Service", "flink-taskmanager")]);
+        let docs: usize = b.units.iter().map(|u| u.docs.len()).sum::<usize>() + b.namespaces.len();
+        assert_eq!(docs, b.tiers.iter().map(|t| t.docs.len()).sum::<usize>());
+        // Downloads: Istio's first (everything waits for it), then the images of the slowest
+        // chains (postgres: keycloak-db → keycloak), the quick leaves last.
+        let order: Vec<&str> = graph.images.iter().map(|i| i.name.as_str()).collect();
+        assert!(order[..3].iter().all(|n| n.starts_with("docker.io/istio/")), "{order:?}");
+        assert_eq!(order[3], "postgres:16.9-alpine", "{order:?}");
+        assert_eq!(order.last(), Some(&"redis:7.4.2-alpine"), "{order:?}");
+        // Resuming on an existing cluster creates nothing.
+        assert!(matches!(bootstrap(&stack, false)[2], Step::Bootstrap { create: false, .. }));
+    }
+
+    #[test]
+    fn a_tiered_bootstrap_creates_then_installs_then_applies_each_tier_then_registers_and_smokes() {
+        let stack = load(Source::Embedded).unwrap();
+        let steps = bootstrap_tiers(&stack, true);
         let n = stack.bootstrap.tiers.len();
         assert_eq!(steps[1], Step::BootstrapChecks { ports: true });
         assert_eq!(steps[2], Step::CreateCluster);
@@ -403,7 +648,7 @@ mod tests {
         assert_eq!(steps[9..9 + n - 1].to_vec(), (1..n).map(Step::Tier).collect::<Vec<_>>());
         assert_eq!(&steps[steps.len() - 2..], &[Step::Connectors, Step::Smoke]);
         // Resuming a bootstrap on an existing cluster creates nothing and checks no host port.
-        let resume = bootstrap(&stack, false);
+        let resume = bootstrap_tiers(&stack, false);
         assert!(!resume.contains(&Step::CreateCluster));
         assert_eq!(resume[1], Step::BootstrapChecks { ports: false });
     }

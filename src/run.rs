@@ -59,6 +59,8 @@ pub enum Action {
     Up {
         order: Order,
         settle: Option<Duration>,
+        /// `--tiers`: bootstrap tier by tier, as before the graph.
+        tiers: bool,
     },
     Down {
         yes: bool,
@@ -98,15 +100,16 @@ impl Config {
         // doctor and status report a cluster config without fixed host ports instead of refusing it.
         let diagnosis = matches!(cli.command, Command::Doctor | Command::Status);
         let mut stack = if diagnosis { stack::load_for_diagnosis(source)? } else { stack::load(source)? };
-        let tolerate = matches!(&cli.command, Command::Up(a) | Command::Recover(a) if a.tolerate);
-        let timings = match &cli.command {
-            Command::Up(args) | Command::Recover(args) => timings_arg(args)?,
-            _ => None,
+        let tolerate = cli.command.recover_args().is_some_and(|a| a.tolerate);
+        let timings = match cli.command.recover_args() {
+            Some(args) => timings_arg(args)?,
+            None => None,
         };
         let action = match &cli.command {
-            Command::Up(args) => Action::Up {
-                order: if args.phased { Order::Phased } else { Order::Graph },
-                settle: duration_arg("--settle", &args.settle)?,
+            Command::Up(up) => Action::Up {
+                order: if up.recover.phased { Order::Phased } else { Order::Graph },
+                settle: duration_arg("--settle", &up.recover.settle)?,
+                tiers: up.tiers,
             },
             Command::Recover(args) => {
                 let order = if args.phased { Order::Phased } else { Order::Graph };
@@ -174,11 +177,7 @@ pub fn run(cli: Cli) -> u8 {
     }
     let ui = Ui::new(color, cli.json);
     // `--timings` keeps every event from the first one on.
-    let ui = if matches!(&cli.command, Command::Up(a) | Command::Recover(a) if a.timings.is_some()) {
-        ui.record()
-    } else {
-        ui
-    };
+    let ui = if cli.command.recover_args().is_some_and(|a| a.timings.is_some()) { ui.record() } else { ui };
     crate::exec::set_verbose(cli.verbose);
     let command = cli.command.name();
     let started = std::time::Instant::now();
@@ -325,7 +324,7 @@ fn execute(config: &Config, ui: &Ui) -> Result<()> {
         Action::Steps { title, steps } => {
             run_steps(config, &ctx(config, ui), title, steps, Instant::now(), crate::exec::spawned())
         }
-        Action::Up { order, settle } => up(config, ui, *order, *settle),
+        Action::Up { order, settle, tiers } => up(config, ui, *order, *settle, *tiers),
         Action::Down { yes } => down(config, ui, *yes),
         Action::Doctor if config.dry_run => {
             print_lines(ui, &crate::doctor::describe(&ctx(config, ui)));
@@ -346,13 +345,20 @@ fn execute(config: &Config, ui: &Ui) -> Result<()> {
 
 /// `bookstore up`: detection, then the bootstrap, its resumption, or the recovery. (`watch`
 /// heals with this.)
-pub(crate) fn up(config: &Config, ui: &Ui, order: Order, settle: Option<Duration>) -> Result<()> {
+/// `tiers`: a bootstrap goes tier by tier (`up --tiers`) instead of on the graph.
+pub(crate) fn up(
+    config: &Config,
+    ui: &Ui,
+    order: Order,
+    settle: Option<Duration>,
+    tiers: bool,
+) -> Result<()> {
     // Detection and the observation only read: they run with --dry-run too, so the printed plan
     // is the one `up` would run here. One context for the observation and the run: what was
     // read is not read again.
     let (started, spawned) = (Instant::now(), crate::exec::spawned());
     let ctx = ctx(config, ui);
-    let steps = steps::plan_up(&ctx, order, settle)?;
+    let steps = steps::plan_up(&ctx, order, settle, tiers)?;
     run_steps(config, &ctx, "up", &steps, started, spawned)
 }
 

@@ -121,7 +121,11 @@ pub fn advice(stack: &Stack, pod: &Pod, owner: Option<&str>, trouble: &Trouble) 
                     format!("kind load docker-image {image} --name {cluster}"),
                     Some(format!(
                         "{image} is built here: if `docker image inspect {image}` fails, build it first \
-                         (`docker build -t {image} \"${}\"`)",
+                         (`docker build -t {image} \"${}\"`); with Docker's containerd image store, \
+                         where that load fails with `content digest … not found` (kind#3795): \
+                         `docker image save --platform \"$(docker version --format \
+                         '{{{{.Server.Os}}}}/{{{{.Server.Arch}}}}')\" -o /tmp/image.tar {image} && kind load \
+                         image-archive /tmp/image.tar --name {cluster}`",
                         i.context_env
                     )),
                 ),

@@ -341,27 +341,18 @@ pub fn placeholder_findings(stack: &Stack, worker: Option<&Deployment>) -> Vec<F
 /// The stack manifest that defines this Deployment: (a path to pass to `kubectl apply -f`, the
 /// Deployment document as JSON).
 pub fn manifest_of(stack: &Stack, namespace: &str, name: &str) -> Option<(String, Value)> {
-    for tier in &stack.bootstrap.tiers {
-        let Ok(files) = stack.source.list(&tier.dir) else { continue };
-        for (rel, text) in files {
-            for doc in text.split("\n---") {
-                let Ok(v) = serde_saphyr::from_str::<Value>(doc) else { continue };
-                let meta =
-                    |k: &str| v.pointer(&format!("/metadata/{k}")).and_then(Value::as_str).unwrap_or("");
-                if v.get("kind").and_then(Value::as_str) == Some("Deployment")
-                    && meta("name") == name
-                    && meta("namespace") == namespace
-                {
-                    let path = match &stack.source {
-                        crate::stack::Source::Embedded => format!("infra/{rel}"),
-                        crate::stack::Source::File(_) => stack.source.describe(&rel),
-                    };
-                    return Some((path, v));
-                }
-            }
-        }
-    }
-    None
+    let doc = stack
+        .bootstrap
+        .tiers
+        .iter()
+        .flat_map(|t| &t.docs)
+        .find(|d| d.deployment() == Some((namespace, name)))?;
+    let value = serde_saphyr::from_str::<Value>(&doc.text).ok()?;
+    let path = match &stack.source {
+        crate::stack::Source::Embedded => format!("infra/{}", doc.file),
+        crate::stack::Source::File(_) => stack.source.describe(&doc.file),
+    };
+    Some((path, value))
 }
 
 pub fn check(ctx: &Ctx, facts: &Observation, report: &mut Report) {

@@ -114,6 +114,7 @@ impl Remedy {
                     Act::Keep => None,
                 },
                 Task::Register(c) => (self.connectors[c].act != Act::Keep).then_some(t),
+                Task::Apply(_) | Task::Prep(_) => None, // the bootstrap's, not in `graph`
             }
         };
         let tasks = full
@@ -121,7 +122,7 @@ impl Remedy {
             .iter()
             .filter_map(|(t, after)| Some((task(*t)?, after.iter().filter_map(|a| task(*a)).collect())))
             .collect();
-        Graph { order, tasks }
+        Graph { order, tasks, images: Vec::new() }
     }
 
     /// Every decision as a line, ztunnel first: what `--dry-run` prints and `--json` reports.

@@ -1,24 +1,47 @@
 //! The bootstrap: a kind cluster from the config, Gateway API CRDs, Istio ambient, the Secrets,
-//! our images, then each tier of manifests. Every step is idempotent, so `up` after a bootstrap
-//! that stopped halfway converges (on an existing cluster it starts after `kind create`).
+//! the images, then every workload on the dependency graph (`run_graph`), each applied the moment
+//! Istio, what it needs and its images are ready; or, with `up --tiers`, each tier of manifests
+//! after the other. Every step is idempotent, so `up` after a bootstrap that stopped halfway
+//! converges (on an existing cluster it starts after `kind create`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
+use std::sync::Arc;
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::docker;
 use crate::error::{Error, Result};
+use crate::plan::{Graph, Prep, Task};
 use crate::secret::Secret;
 use crate::stack::KeySource;
 use crate::ui::human;
 
-use super::{Ctx, rollout};
+use super::{Ctx, images, rollout};
 
-/// Before anything is created: istioctl answers, each app image is present or buildable, and
-/// (when the cluster is to be created) every host port of the cluster config is free.
+/// Before anything is created: every workload is deployed by a manifest, istioctl answers, each
+/// app image is present or buildable, and (when the cluster is to be created) every host port
+/// of the cluster config is free.
 pub fn checks(ctx: &Ctx, ports: bool) -> Result<()> {
     let step = ctx.ui.start("Checking what the bootstrap needs");
+    let units = &ctx.stack.bootstrap.units;
+    let orphans: Vec<String> = ctx
+        .stack
+        .workloads
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !units.iter().any(|u| u.workload == Some(*i)))
+        .map(|(_, w)| format!("{}/{}", w.namespace, w.name))
+        .collect();
+    if !orphans.is_empty() {
+        return Err(Error::input(
+            "stack file",
+            format!(
+                "no manifest of bootstrap.tiers deploys workload(s) {}: the bootstrap could not create them",
+                orphans.join(", ")
+            ),
+        ));
+    }
     let version = docker::istioctl_version()
         .run()
         .map_err(|e| e.with_next("check the istioctl install (`istioctl version --remote=false`)"))?;
@@ -80,6 +103,45 @@ fn present(image: &str) -> Result<bool> {
     Ok(docker::image_present(image).run_unchecked()?.status.success())
 }
 
+/// The bootstrap on the graph: the images start on the host at once (built, or pulled in the
+/// graph's order), the cluster is created, then every task runs the moment what it waits for
+/// is done: the Secrets (with the namespaces, one apply) and the Gateway API CRDs at once, each
+/// image into the node as it arrives, Istio once its images are there, each unit once Istio,
+/// what it needs and its images are, each connector after its workloads.
+pub fn run_graph(ctx: &Ctx, create: bool, graph: &Graph) -> Result<()> {
+    let route = images::Route::detect()?;
+    let host = images::Host::start(ctx, &graph.images, &route)?;
+    if create {
+        create_cluster(ctx)?;
+    }
+    super::mesh::wait_api(ctx)?;
+    let step = ctx.ui.start(&format!(
+        "Bootstrapping {} workloads on the dependency graph (each the moment Istio, what it needs and its images are ready)",
+        ctx.stack.workloads.len()
+    ));
+    let loader = images::Loader::start(ctx, host, &graph.images, route)?;
+    // The preparations run on their own threads, each with a context of its own.
+    let (stack, ui) = (Arc::new(ctx.stack.clone()), ctx.ui.clone());
+    rollout::run_bootstrap(ctx, graph, &|prep, done| match prep {
+        Prep::Image(i) => loader.request(i, done),
+        other => {
+            let (stack, ui) = (Arc::clone(&stack), ui.clone());
+            std::thread::spawn(move || {
+                let c = Ctx::new(&stack, &ui);
+                done.send(match other {
+                    Prep::Secrets => secrets_with_namespaces(&c),
+                    Prep::Crds => install_crds(&c).map(|()| "the Gateway API CRDs established".to_string()),
+                    Prep::Istio => install_istio(&c)
+                        .map(|()| format!("Istio ready: {}", c.stack.bootstrap.istio_ready.join(", "))),
+                    Prep::Image(_) => unreachable!("the loader's"),
+                });
+            });
+        }
+    })?;
+    step.done("all ready");
+    Ok(())
+}
+
 pub fn create_cluster(ctx: &Ctx) -> Result<()> {
     let b = &ctx.stack.bootstrap;
     let name = &ctx.stack.cluster.name;
@@ -100,30 +162,41 @@ pub fn create_cluster(ctx: &Ctx) -> Result<()> {
 }
 
 pub fn gateway_crds(ctx: &Ctx) -> Result<()> {
-    let b = &ctx.stack.bootstrap;
     let step = ctx.ui.start("Installing the Gateway API CRDs");
+    install_crds(ctx)?;
+    step.done("established");
+    Ok(())
+}
+
+fn install_crds(ctx: &Ctx) -> Result<()> {
+    let b = &ctx.stack.bootstrap;
     crds_cmd(ctx)?.run().map_err(|e| ctx.kube.explain(e))?;
     let crds: Vec<String> = b.crds_established.iter().map(|c| format!("crd/{c}")).collect();
     ctx.kube
         .wait_condition("Established", &crds, None, b.crds_timeout)
         .run()
         .map_err(|e| ctx.kube.explain(e))?;
-    step.done("established");
     Ok(())
 }
 
 fn crds_cmd(ctx: &Ctx) -> Result<crate::exec::Cmd> {
-    let crds = &ctx.stack.bootstrap.crds;
-    Ok(if crds.starts_with("https://") || crds.starts_with("http://") {
-        ctx.kube.apply_url(crds)
-    } else {
-        ctx.kube.apply(Secret::unregistered(ctx.stack.source.read(crds)?))
+    let b = &ctx.stack.bootstrap;
+    Ok(match &b.crds_text {
+        None => ctx.kube.apply_url(&b.crds),
+        Some(text) => ctx.kube.apply(Secret::unregistered(text.clone())),
     })
 }
 
 pub fn istio(ctx: &Ctx) -> Result<()> {
     let b = &ctx.stack.bootstrap;
     let step = ctx.ui.start(&format!("Installing Istio ambient (waiting ≤ {})", human(b.istio_timeout)));
+    install_istio(ctx)?;
+    step.done(&b.istio_ready.join(", "));
+    Ok(())
+}
+
+fn install_istio(ctx: &Ctx) -> Result<()> {
+    let b = &ctx.stack.bootstrap;
     docker::istioctl_install(ctx.kube.context(), &b.istio_install).run()?;
     for target in &b.istio_ready {
         let (kind, name) = target.split_once('/').unwrap_or(("deployment", target));
@@ -132,22 +205,21 @@ pub fn istio(ctx: &Ctx) -> Result<()> {
             .run()
             .map_err(|e| ctx.kube.explain(e))?;
     }
-    step.done(&b.istio_ready.join(", "));
     Ok(())
 }
 
-/// The tier's manifests as one stream for `kubectl apply -f -`.
-fn manifests(ctx: &Ctx, tier: usize) -> Result<(Vec<String>, String)> {
-    let files = ctx.stack.source.list(&ctx.stack.bootstrap.tiers[tier].dir)?;
-    let names = files.iter().map(|(n, _)| n.clone()).collect();
-    let text = files.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>().join("\n---\n");
-    Ok((names, text))
+/// The tier's files and its documents as one stream for `kubectl apply -f -`.
+fn manifests(ctx: &Ctx, tier: usize) -> (Vec<String>, String) {
+    let docs = &ctx.stack.bootstrap.tiers[tier].docs;
+    let mut names: Vec<String> = docs.iter().map(|d| d.file.clone()).collect();
+    names.dedup();
+    (names, crate::manifests::stream(docs))
 }
 
 pub fn tier(ctx: &Ctx, index: usize) -> Result<()> {
     let tier = &ctx.stack.bootstrap.tiers[index];
     let step = ctx.ui.start(&format!("Applying {} (waiting ≤ {})", tier.dir, human(tier.timeout)));
-    let (_, text) = manifests(ctx, index)?;
+    let (_, text) = manifests(ctx, index);
     ctx.kube.apply(Secret::unregistered(text)).run().map_err(|e| ctx.kube.explain(e))?;
     rollout::await_ready(ctx, &tier.ready, tier.timeout)?;
     for (namespace, name) in &tier.programmed {
@@ -188,11 +260,10 @@ fn random_password() -> Result<String> {
     Ok(out)
 }
 
-/// Create every Secret of the contract that does not exist yet. Values are generated here, sent
-/// on kubectl's stdin, registered with the redactor, and never printed.
-pub fn secrets(ctx: &Ctx) -> Result<()> {
+/// The Secrets of the contract that do not exist yet, as manifests (values generated here,
+/// registered with the redactor, never printed), and how many exist already.
+fn new_secrets(ctx: &Ctx) -> Result<(Vec<(String, Value)>, usize)> {
     let specs = &ctx.stack.bootstrap.secrets;
-    let step = ctx.ui.start("Creating the Secrets (existing ones are kept)");
     let listing = ctx.kube.secret_names().run().map_err(|e| ctx.kube.explain(e))?;
     let existing: BTreeSet<String> = listing
         .stdout
@@ -234,12 +305,8 @@ pub fn secrets(ctx: &Ctx) -> Result<()> {
                 KeySource::Properties(keys) => {
                     let mut text = String::new();
                     for k in keys {
-                        let v = data.get(k).ok_or_else(|| {
-                            Error::input(
-                                "secrets contract",
-                                format!("{id}: properties key {k} comes before its value"),
-                            )
-                        })?;
+                        // The contract lists each key before the properties that use it (load).
+                        let v = data.get(k).map(String::as_str).unwrap_or_default();
                         text.push_str(&format!("{k}={v}\n"));
                     }
                     Secret::unregistered(text)
@@ -254,45 +321,38 @@ pub fn secrets(ctx: &Ctx) -> Result<()> {
                          "labels": {"app.kubernetes.io/managed-by": "bookstore"}},
             "stringData": data,
         });
+        created.push((id, manifest));
+    }
+    Ok((created, kept))
+}
+
+/// `up --tiers`: create every Secret of the contract that does not exist yet, one apply each,
+/// on kubectl's stdin.
+pub fn secrets(ctx: &Ctx) -> Result<()> {
+    let step = ctx.ui.start("Creating the Secrets (existing ones are kept)");
+    let (created, kept) = new_secrets(ctx)?;
+    for (_, manifest) in &created {
         ctx.kube.apply(Secret::unregistered(manifest.to_string())).run().map_err(|e| ctx.kube.explain(e))?;
-        created.push(id);
     }
     step.done(&format!("{} created, {kept} kept", created.len()));
     Ok(())
 }
 
-/// Build our images when they are missing, then load them into the node. With Docker's
-/// containerd image store, `kind load docker-image` fails (kind#3795): save and load an archive.
-pub fn images(ctx: &Ctx) -> Result<()> {
+/// The graph's first apply: the namespaces and every missing Secret, in one `kubectl apply` on
+/// stdin (the namespaces first in the stream).
+fn secrets_with_namespaces(ctx: &Ctx) -> Result<String> {
+    let (created, kept) = new_secrets(ctx)?;
     let b = &ctx.stack.bootstrap;
-    let name = &ctx.stack.cluster.name;
-    let step = ctx.ui.start(&format!("Loading {} images into the cluster", b.images.len()));
-    let containerd = docker::uses_containerd_store(&docker::driver_status().run()?.stdout);
-    for image in &b.images {
-        if !present(&image.image)? {
-            let dir = std::env::var(&image.context_env).unwrap_or_default();
-            ctx.ui.info(&format!("building {} from {dir}", image.image));
-            docker::build(&image.image, &dir).run()?;
-        }
-        let direct = if containerd { None } else { Some(docker::kind_load_image(&image.image, name).run()) };
-        match direct {
-            Some(Ok(_)) => {}
-            Some(Err(Error::Command { stderr_tail, .. })) if !stderr_tail.contains("content digest") => {
-                return Err(docker::kind_load_image(&image.image, name).failure("failed", &stderr_tail));
-            }
-            Some(Err(e @ (Error::Interrupted | Error::Timeout { .. }))) => return Err(e),
-            _ => {
-                let dir = tempfile::tempdir().map_err(|e| {
-                    Error::step(format!("cannot create a temp dir: {e}"), "check the temp dir")
-                })?;
-                let archive = dir.path().join("image.tar").display().to_string();
-                docker::save(&image.image, &archive).run()?;
-                docker::kind_load_archive(&archive, name).run()?;
-            }
-        }
+    let mut stream = crate::manifests::stream(&b.namespaces);
+    for (_, manifest) in &created {
+        stream.push_str("---\n");
+        stream.push_str(&manifest.to_string());
+        stream.push('\n');
     }
-    step.done(if containerd { "via image archives (containerd image store)" } else { "loaded" });
-    Ok(())
+    if !b.namespaces.is_empty() || !created.is_empty() {
+        ctx.kube.apply(Secret::unregistered(stream)).run().map_err(|e| ctx.kube.explain(e))?;
+    }
+    Ok(format!("{} namespaces and the Secrets: {} created, {kept} kept", b.namespaces.len(), created.len()))
 }
 
 pub fn describe_checks(ctx: &Ctx, ports: bool, lines: &mut Vec<String>) {
@@ -358,18 +418,14 @@ pub fn describe(ctx: &Ctx, step: &crate::plan::Step, lines: &mut Vec<String>) ->
             }
         }
         Step::Images => {
-            lines.push("# Our images into the node".into());
-            lines.push(docker::driver_status().to_string());
-            for image in &b.images {
-                lines.push(format!(
-                    "{}   # with the containerd image store: docker save + kind load image-archive",
-                    docker::kind_load_image(&image.image, &ctx.stack.cluster.name)
-                ));
-            }
+            let names: Vec<String> = b.images.iter().map(|i| i.image.clone()).collect();
+            lines.push("# Our images into the node (each built first when missing)".into());
+            images::Route::describe(ctx.stack, &names, lines);
         }
+        Step::Bootstrap { create, graph } => describe_graph(ctx, *create, graph, lines)?,
         Step::Tier(i) => {
             let tier = &b.tiers[*i];
-            let (names, _) = manifests(ctx, *i)?;
+            let (names, _) = manifests(ctx, *i);
             lines.push(format!("# Tier {}: {}", tier.dir, names.join(", ")));
             lines.push(ctx.kube.apply(Secret::unregistered(String::new())).to_string());
             if !tier.ready.is_empty() {
@@ -389,6 +445,129 @@ pub fn describe(ctx: &Ctx, step: &crate::plan::Step, lines: &mut Vec<String>) ->
             }
         }
         _ => {}
+    }
+    Ok(())
+}
+
+/// `--dry-run` of the bootstrap graph: the images, `kind create`, then each task with what it
+/// waits for and the commands it runs, wave by wave.
+fn describe_graph(ctx: &Ctx, create: bool, graph: &Graph, lines: &mut Vec<String>) -> Result<()> {
+    let stack = ctx.stack;
+    let b = &stack.bootstrap;
+    let name = &stack.cluster.name;
+    lines.push("# Bootstrap on the dependency graph: each task the moment what it waits for is done".into());
+    lines.push(
+        "# Images, from the start, one pull at a time in this order (the slowest chains first):".into(),
+    );
+    lines.push(format!("{}   # what the host has is not pulled", docker::image_list()));
+    lines.push(format!("{}   # the tag of Istio's images", docker::istioctl_version()));
+    let names = images::resolve(&graph.images, "<istioctl version>");
+    for (image, n) in graph.images.iter().zip(&names) {
+        match image.source {
+            crate::plan::ImageSource::Ours(k) => lines.push(format!(
+                "{}   # ours: used as it is, else built from ${}",
+                docker::image_present(n),
+                b.images[k].context_env
+            )),
+            _ => lines.push(format!("{}   # unless on the host", docker::pull(n))),
+        }
+    }
+    if create {
+        lines.push("# Meanwhile, the kind cluster (config on stdin)".into());
+        lines.push(
+            docker::kind_create_cluster(name, Secret::unregistered(String::new()), b.cluster_wait)
+                .to_string(),
+        );
+    }
+    super::mesh::describe_api(ctx, lines);
+    lines.push(format!("{}   # one watch for every readiness wait", ctx.kube.watch_deployments()));
+    let task = |t: &Task| match t {
+        Task::Prep(Prep::Image(i)) => names[*i].clone(),
+        other => super::rollout::task_name(ctx, graph, other),
+    };
+    lines
+        .push("# Each image into the node once it is on the host (those ready together in one load):".into());
+    images::Route::describe(stack, &["<images on the host>".to_string()], lines);
+    for (n, wave) in graph.waves().iter().enumerate() {
+        lines.push(format!("# wave {}", n + 1));
+        for t in wave {
+            if matches!(t, Task::Prep(Prep::Image(_))) {
+                continue; // above
+            }
+            let after: Vec<String> = graph
+                .after(*t)
+                .iter()
+                .map(|a| match a {
+                    Task::Prep(Prep::Image(i)) => format!("image {}", names[*i]),
+                    other => task(other),
+                })
+                .collect();
+            let when = if after.is_empty() {
+                "at once".to_string()
+            } else {
+                format!("once {} done", after.join(", "))
+            };
+            lines.push(format!("# {}: {when}", task(t)));
+            match t {
+                Task::Prep(Prep::Image(_)) => {}
+                Task::Prep(Prep::Secrets) => {
+                    lines.push(ctx.kube.secret_names().to_string());
+                    let mut files: Vec<&str> = b.namespaces.iter().map(|d| d.file.as_str()).collect();
+                    files.dedup();
+                    lines.push(format!(
+                        "{}   # the namespaces ({}) and the missing Secrets, generated here, on stdin",
+                        ctx.kube.apply(Secret::unregistered(String::new())),
+                        files.join(", ")
+                    ));
+                }
+                Task::Prep(Prep::Crds) => {
+                    lines.push(crds_cmd(ctx)?.to_string());
+                    let crds: Vec<String> = b.crds_established.iter().map(|c| format!("crd/{c}")).collect();
+                    lines.push(
+                        ctx.kube.wait_condition("Established", &crds, None, b.crds_timeout).to_string(),
+                    );
+                }
+                Task::Prep(Prep::Istio) => {
+                    lines.push(docker::istioctl_install(ctx.kube.context(), &b.istio_install).to_string());
+                    for target in &b.istio_ready {
+                        let (kind, n) = target.split_once('/').unwrap_or(("deployment", target));
+                        lines.push(
+                            ctx.kube
+                                .rollout_status(kind, n, &stack.mesh.namespace, b.istio_timeout)
+                                .to_string(),
+                        );
+                    }
+                }
+                Task::Apply(u) => {
+                    let unit = &b.units[*u];
+                    let docs: Vec<String> =
+                        unit.docs.iter().map(|d| format!("{} {}", d.kind, d.name)).collect();
+                    let mut files: Vec<&str> = unit.docs.iter().map(|d| d.file.as_str()).collect();
+                    files.dedup();
+                    lines.push(format!("#   {}: {}", files.join(", "), docs.join(", ")));
+                    let ready: Vec<String> = unit.ready.iter().map(|(ns, n)| format!("{ns}/{n}")).collect();
+                    lines.push(format!(
+                        "{}   # with the units due together; until {} rolled out",
+                        ctx.kube.apply_objects(Secret::unregistered(String::new())),
+                        ready.join(", ")
+                    ));
+                    for (ns, g) in &unit.programmed {
+                        lines.push(
+                            ctx.kube
+                                .wait_condition(
+                                    "Programmed",
+                                    &[format!("gateways.gateway.networking.k8s.io/{g}")],
+                                    Some(ns),
+                                    unit.timeout,
+                                )
+                                .to_string(),
+                        );
+                    }
+                }
+                Task::Register(i) => super::connectors::describe(ctx, &stack.connect.connectors[*i], lines)?,
+                Task::Restart(_) | Task::Await(_) => {}
+            }
+        }
     }
     Ok(())
 }

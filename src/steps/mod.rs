@@ -6,6 +6,7 @@ mod bootstrap;
 mod connectors;
 mod converge;
 mod failfast;
+mod images;
 mod inputs;
 mod mesh;
 pub(crate) mod preflight;
@@ -19,13 +20,19 @@ use crate::plan::{self, Order, Step};
 /// `up`'s detection and observation (read-only, with `--dry-run` too): no cluster → the full
 /// bootstrap; a cluster whose stack is incomplete → the bootstrap without `kind create`; a
 /// complete stack → the smallest remedy for what one observation shows.
-pub fn plan_up(ctx: &Ctx, order: Order, settle: Option<std::time::Duration>) -> Result<Vec<Step>> {
+pub fn plan_up(
+    ctx: &Ctx,
+    order: Order,
+    settle: Option<std::time::Duration>,
+    tiers: bool,
+) -> Result<Vec<Step>> {
+    let bootstrap = if tiers { plan::bootstrap_tiers } else { plan::bootstrap };
     let stack = ctx.stack;
     let step = ctx.ui.start("Observing the stack");
     let host = crate::observe::host(ctx)?;
     let Some(node) = host.node else {
         step.done(&format!("no kind cluster {}: bootstrap from scratch", stack.cluster.name));
-        return Ok(plan::bootstrap(stack, true));
+        return Ok(bootstrap(stack, true));
     };
     let node =
         node.map_err(|e| Error::step(e, "check the node container (`docker ps -a`), then run again"))?;
@@ -44,7 +51,7 @@ pub fn plan_up(ctx: &Ctx, order: Order, settle: Option<std::time::Duration>) -> 
             "the stack is incomplete ({} missing): resuming the bootstrap",
             missing.join(", ")
         ));
-        return Ok(plan::bootstrap(stack, false));
+        return Ok(bootstrap(stack, false));
     }
     ctx.seed(&obs);
     // The secret's keys are input: checked before the first change, whatever the remedy.
@@ -69,6 +76,7 @@ pub fn run(ctx: &Ctx, steps: &[Step]) -> Result<()> {
             Step::Preflight(p) => preflight::run(ctx, p)?,
             Step::WaitApi => mesh::wait_api(ctx)?,
             Step::CheckCluster => inputs::run(ctx)?,
+            Step::LegacyProxies => preflight::legacy_proxies(ctx)?,
             Step::RestartMesh { settle } => mesh::restart(ctx, *settle)?,
             Step::RemoveLegacy(names) => preflight::remove_legacy(ctx, names)?,
             Step::Decide(remedy) => converge::decide(ctx, remedy),
@@ -85,7 +93,8 @@ pub fn run(ctx: &Ctx, steps: &[Step]) -> Result<()> {
             Step::GatewayCrds => bootstrap::gateway_crds(ctx)?,
             Step::InstallIstio => bootstrap::istio(ctx)?,
             Step::Secrets => bootstrap::secrets(ctx)?,
-            Step::Images => bootstrap::images(ctx)?,
+            Step::Images => images::tiers_step(ctx)?,
+            Step::Bootstrap { create, graph } => bootstrap::run_graph(ctx, *create, graph)?,
             Step::Tier(i) => bootstrap::tier(ctx, *i)?,
         }
     }
@@ -100,6 +109,7 @@ pub fn describe(ctx: &Ctx, steps: &[Step]) -> Result<Vec<String>> {
             Step::Preflight(p) => preflight::describe(ctx, p, &mut lines),
             Step::WaitApi => mesh::describe_api(ctx, &mut lines),
             Step::CheckCluster => inputs::describe(ctx, &mut lines),
+            Step::LegacyProxies => preflight::describe_legacy_proxies(ctx, &mut lines),
             Step::RestartMesh { settle } => mesh::describe_restart(ctx, *settle, &mut lines),
             Step::RemoveLegacy(names) => lines
                 .push(format!("{}   # legacy socat proxies, found above", crate::docker::rm_force(names))),

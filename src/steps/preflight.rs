@@ -1,6 +1,6 @@
-//! Preflight: tools on PATH, Docker answering, the cluster and its node, port bindings, legacy
-//! proxy containers. Nothing is changed before all of it holds (except removing the legacy
-//! proxies, which carry no data and break ports).
+//! Preflight: tools on PATH, Docker answering, the cluster and its node, port bindings. It
+//! changes nothing; the legacy proxy containers are removed by their own step, once every check
+//! (the cluster-side input included) has passed.
 
 use crate::docker;
 use crate::error::{Error, Result};
@@ -68,15 +68,10 @@ pub fn legacy_proxies(ctx: &Ctx) -> Result<()> {
     if legacy.is_empty() {
         return Ok(());
     }
-    let found = docker::parse_names(&docker::ps_named(legacy).run()?.stdout);
+    let found: Vec<String> =
+        docker::parse_names(&docker::ps_named(legacy).run()?.stdout).into_iter().collect();
     if !found.is_empty() {
-        let names: Vec<String> = found.into_iter().collect();
-        ctx.ui.warn(&format!(
-            "removing legacy socat proxy container(s) {}: they point at stale node IPs; kind's port \
-             mappings replace them",
-            names.join(", ")
-        ));
-        docker::rm_force(&names).run()?;
+        remove_legacy(ctx, &found)?;
     }
     Ok(())
 }
@@ -98,7 +93,6 @@ pub fn run(ctx: &Ctx, p: &Preflight) -> Result<()> {
             }
             node(ctx)?;
         }
-        legacy_proxies(ctx)?;
         let cluster = &ctx.stack.cluster;
         step.done(&format!(
             "cluster {} running, {} port mappings present",
@@ -130,7 +124,11 @@ pub fn describe(ctx: &Ctx, p: &Preflight, lines: &mut Vec<String>) {
             cluster.ports.iter().map(|m| m.container_port.to_string()).collect::<Vec<_>>().join(", ")
         ));
     }
+}
+
+pub fn describe_legacy_proxies(ctx: &Ctx, lines: &mut Vec<String>) {
     if !ctx.stack.legacy_proxies.is_empty() {
+        lines.push("# Remove the legacy socat proxy containers (after every check)".into());
         lines.push(docker::ps_named(&ctx.stack.legacy_proxies).to_string());
         lines.push(format!("{}   # only those found", docker::rm_force(&ctx.stack.legacy_proxies)));
     }

@@ -1,6 +1,8 @@
 //! The rollout graph's executor: each task starts the moment what it waits for is done; restarts
 //! that become due together share one `kubectl rollout restart`, across namespaces; one
 //! `kubectl get --watch` serves every readiness wait; connectors register on their own threads.
+//! The bootstrap runs the same graph with "apply, then wait" tasks beside the restarts (units
+//! due together share one `kubectl apply`) and preparations its own code runs (`StartPrep`).
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
@@ -9,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::connect::Desired;
 use crate::error::{Error, Result};
 use crate::exec::Stream;
 use crate::kube::{Rollout, deployment_rollout};
-use crate::plan::{Graph, Order, Task};
+use crate::plan::{Graph, Order, Prep, Task};
+use crate::secret::Secret;
 use crate::ui::human;
 
 use super::failfast::{FailFast, Needs, Waiting};
@@ -30,6 +32,12 @@ enum Msg {
     WatchEnded,
     Restarted(Result<()>),
     Registered(usize, Result<String>),
+    /// Bootstrap: the apply of these units returned the generations it left.
+    Applied(Vec<usize>, Result<BTreeMap<(String, String), i64>>),
+    /// Bootstrap: a gateway of this unit is Programmed (or its wait failed).
+    Programmed(usize, Result<()>),
+    /// Bootstrap: a preparation is done, with the line that says so.
+    Prepared(Prep, Result<String>),
 }
 
 enum State {
@@ -48,7 +56,52 @@ enum State {
     Registering {
         since: Instant,
     },
+    /// Bootstrap: `applied` holds the generations the apply left (None until it returned).
+    Applying {
+        since: Instant,
+        applied: Option<BTreeMap<(String, String), i64>>,
+        programmed: usize,
+    },
+    Preparing {
+        since: Instant,
+    },
     Done,
+}
+
+/// Starts a bootstrap preparation the moment it is due; it reports through [`Prepared`].
+pub type StartPrep<'p> = dyn Fn(Prep, Prepared) + 'p;
+
+/// How a preparation reports that it is done (from any thread). Dropped unsent (its thread
+/// ended without a word), it reports an error, so no wait hangs on it.
+pub struct Prepared {
+    tx: Option<Sender<Msg>>,
+    prep: Prep,
+}
+
+impl Prepared {
+    /// Done: the line to show (`Ok`), or the error that stops the bootstrap.
+    pub fn send(mut self, result: Result<String>) {
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(Msg::Prepared(self.prep, result));
+        }
+    }
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            let error = if crate::wait::interrupted() {
+                Error::Interrupted
+            } else {
+                let what = format!("{:?}", self.prep);
+                Error::step(
+                    format!("the bootstrap's {what} stopped without a result"),
+                    "run `bookstore up` again",
+                )
+            };
+            let _ = tx.send(Msg::Prepared(self.prep, Err(error)));
+        }
+    }
 }
 
 /// The one `kubectl get deployments --watch` of a wait. kubectl exits 0 when the API server
@@ -127,13 +180,13 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
     let step = ctx.ui.start(&format!("Restarting {restarts}{of} workloads ({order}{waiting})"));
 
     // Everything that can be wrong with the input is checked before the first restart.
-    let mut generation = ctx.deployments()?.clone();
+    let generation = ctx.deployments()?.clone();
     let absent: Vec<String> = graph
         .tasks
         .iter()
         .filter_map(|(t, _)| match t {
             Task::Restart(i) | Task::Await(i) => Some(&stack.workloads[*i]),
-            Task::Register(_) => None,
+            Task::Register(_) | Task::Apply(_) | Task::Prep(_) => None,
         })
         .filter(|w| !generation.contains_key(&(w.namespace.clone(), w.name.clone())))
         .map(|w| format!("{}/{}", w.namespace, w.name))
@@ -141,9 +194,38 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
     if !absent.is_empty() {
         return Err(super::inputs::absent_error(ctx, &absent));
     }
+    execute(ctx, graph, generation, &|_, _| {})?;
+    step.done("all ready");
+    Ok(())
+}
+
+/// The bootstrap graph: its units applied and waited for, its preparations started by
+/// `start_prep`, its connectors registered; one line per task as it is done.
+pub fn run_bootstrap(ctx: &Ctx, graph: &Graph, start_prep: &StartPrep) -> Result<()> {
+    execute(ctx, graph, BTreeMap::new(), start_prep)
+}
+
+/// A task as the progress lines name it.
+pub fn task_name(ctx: &Ctx, graph: &Graph, task: &Task) -> String {
+    match task {
+        Task::Prep(Prep::Image(i)) => graph.images[*i].name.clone(),
+        other => other.name(ctx.stack).to_string(),
+    }
+}
+
+fn execute(
+    ctx: &Ctx,
+    graph: &Graph,
+    mut generation: BTreeMap<(String, String), i64>,
+    start_prep: &StartPrep,
+) -> Result<()> {
+    let stack = ctx.stack;
+    let units = &stack.bootstrap.units;
     let connect = connectors::connect(ctx)?;
-    let desired: Vec<Desired> =
-        stack.connect.connectors.iter().map(|c| ctx.desired(c)).collect::<Result<_>>()?;
+    // Each deployment's latest generation and rollout, from the watch (the bootstrap's waits).
+    let mut latest: BTreeMap<(String, String), (i64, Rollout)> = BTreeMap::new();
+    // The task that released each one (its prerequisite done last), for the progress lines.
+    let mut via: BTreeMap<Task, Task> = BTreeMap::new();
 
     let (tx, rx) = mpsc::channel::<Msg>();
     let mut watch = Watch::start(ctx, &tx)?;
@@ -165,8 +247,13 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
             .collect();
         // Every restart due now, in whatever namespace, goes in one `kubectl rollout restart`.
         let mut batch: Vec<(String, String)> = Vec::new();
+        // Every unit due now goes in one `kubectl apply`.
+        let mut apply: Vec<usize> = Vec::new();
         for task in &due {
             emit_started(ctx, graph, *task, &finished);
+            if let Some(last) = released_by(graph, *task, &finished) {
+                via.insert(*task, last);
+            }
             match *task {
                 Task::Await(i) => {
                     let w = &stack.workloads[i];
@@ -201,13 +288,40 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
                 }
                 Task::Register(i) => {
                     state.insert(*task, State::Registering { since: Instant::now() });
-                    let (api, d, deadline, tx) =
-                        (connect.clone(), desired[i].clone(), stack.connect.timeout, tx.clone());
+                    let d = ctx.desired(&stack.connect.connectors[i])?;
+                    let (api, deadline, tx) = (connect.clone(), stack.connect.timeout, tx.clone());
                     std::thread::spawn(move || {
                         let _ = tx.send(Msg::Registered(i, connectors::register(&api, &d, deadline)));
                     });
                 }
+                Task::Apply(u) => {
+                    apply.push(u);
+                    state.insert(
+                        *task,
+                        State::Applying { since: Instant::now(), applied: None, programmed: 0 },
+                    );
+                }
+                Task::Prep(prep) => {
+                    state.insert(*task, State::Preparing { since: Instant::now() });
+                    start_prep(prep, Prepared { tx: Some(tx.clone()), prep });
+                }
             }
+        }
+        if !apply.is_empty() {
+            // The shared objects first in the stream.
+            apply.sort_by_key(|u| (!units[*u].shared(), *u));
+            let names: Vec<&str> = apply.iter().map(|u| units[*u].name.as_str()).collect();
+            ctx.ui.info(&format!("apply {}", names.join(", ")));
+            let text = crate::manifests::stream(apply.iter().flat_map(|u| &units[*u].docs));
+            let cmd = ctx.kube.apply_objects(Secret::unregistered(text));
+            let (kube, tx) = (ctx.kube.clone(), tx.clone());
+            std::thread::spawn(move || {
+                let result = kube.run(&cmd).and_then(|out| {
+                    crate::kube::applied_generations(&out.stdout)
+                        .map_err(|p| Error::step(format!("`{cmd}` printed {p}"), "run it by hand"))
+                });
+                let _ = tx.send(Msg::Applied(apply, result));
+            });
         }
         send_restarts(ctx, &tx, batch);
         if state.values().all(|s| matches!(s, State::Done)) {
@@ -221,6 +335,7 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
                 (Task::Restart(i) | Task::Await(i), State::Restarting { since, .. }) => {
                     Some(*since + stack.workloads[*i].timeout)
                 }
+                (Task::Apply(u), State::Applying { since, .. }) => Some(*since + units[*u].timeout),
                 _ => None,
             })
             .min();
@@ -252,6 +367,24 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
                 }
                 _ => None,
             })
+            .chain(state.iter().flat_map(|(task, s)| {
+                match (task, s) {
+                    // A unit is applied once what it needs is Ready: every crash counts.
+                    (Task::Apply(u), State::Applying { since, applied: Some(_), .. }) => units[*u]
+                        .ready
+                        .iter()
+                        .map(|(ns, n)| Waiting {
+                            namespace: ns,
+                            name: n,
+                            since: *since,
+                            deadline: units[*u].timeout,
+                            newer_than: None,
+                            needs: Needs::ReadyAtStart,
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                }
+            }))
             .collect();
         failfast.check(ctx, &waiting)?;
         // Take every message already there, so readiness that arrives together starts its
@@ -263,6 +396,19 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
                 Ok(Msg::Event { namespace, name, generation: g, rollout, selector }) => {
                     failfast.learn(&namespace, &name, selector);
                     generation.insert((namespace.clone(), name.clone()), g);
+                    if let Rollout::Failed(why) = &rollout
+                        && let Some(u) = applying_unit(&state, units, &namespace, &name)
+                    {
+                        return Err(Error::step(
+                            format!(
+                                "deployment {namespace}/{name} ({}): {why}\n{}",
+                                units[u].name,
+                                ctx.kube.diagnose(&namespace, &name)
+                            ),
+                            describe_hint(ctx, &namespace, &name),
+                        ));
+                    }
+                    latest.insert((namespace.clone(), name.clone()), (g, rollout.clone()));
                     let Some(i) =
                         stack.workloads.iter().position(|w| w.name == name && w.namespace == namespace)
                     else {
@@ -299,6 +445,46 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
                     }
                 }
                 Ok(Msg::Restarted(result)) => result?,
+                Ok(Msg::Applied(batch, result)) => {
+                    let applied = result?;
+                    for u in batch {
+                        if let Some(State::Applying { applied: a, .. }) = state.get_mut(&Task::Apply(u)) {
+                            *a = Some(applied.clone());
+                        }
+                        for (ns, name) in &units[u].programmed {
+                            let cmd = ctx.kube.wait_condition(
+                                "Programmed",
+                                &[format!("gateways.gateway.networking.k8s.io/{name}")],
+                                Some(ns),
+                                units[u].timeout,
+                            );
+                            let (kube, tx) = (ctx.kube.clone(), tx.clone());
+                            std::thread::spawn(move || {
+                                let _ = tx.send(Msg::Programmed(u, kube.run(&cmd).map(|_| ())));
+                            });
+                        }
+                    }
+                }
+                Ok(Msg::Programmed(u, result)) => {
+                    result?;
+                    if let Some(State::Applying { programmed, .. }) = state.get_mut(&Task::Apply(u)) {
+                        *programmed += 1;
+                    }
+                }
+                Ok(Msg::Prepared(prep, result)) => {
+                    let line = result?;
+                    let task = Task::Prep(prep);
+                    if let Some(State::Preparing { since }) = state.get(&task) {
+                        ctx.ui.ok_item(
+                            &format!("{line} ({})", human(since.elapsed())),
+                            "task_done",
+                            json!({"task": task_name(ctx, graph, &task), "note": line,
+                                   "duration_ms": since.elapsed().as_millis() as u64}),
+                        );
+                    }
+                    state.insert(task, State::Done);
+                    finished.push(task);
+                }
                 Ok(Msg::Registered(i, result)) => {
                     let note = result?;
                     let task = Task::Register(i);
@@ -363,14 +549,59 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
                                 });
                             }
                         }
+                        if let (Task::Apply(u), State::Applying { since, applied, .. }) = (task, s) {
+                            let unit = &units[*u];
+                            if now >= *since + unit.timeout {
+                                let left = unit_left(unit, applied.as_ref(), &latest);
+                                let (ns, name) = left.first().map(|(k, _)| k.clone()).unwrap_or_default();
+                                let detail: Vec<String> =
+                                    left.iter().map(|((ns, n), why)| format!("{ns}/{n}: {why}")).collect();
+                                return Err(Error::Timeout {
+                                    what: format!("{} to be applied and roll out", unit.name),
+                                    after: unit.timeout,
+                                    detail: format!(
+                                        "{}\n{}",
+                                        detail.join("\n"),
+                                        ctx.kube.diagnose(&ns, &name)
+                                    ),
+                                    next: describe_hint(ctx, &ns, &name),
+                                });
+                            }
+                        }
                     }
                 }
                 Err(RecvTimeoutError::Disconnected) => unreachable!("the executor holds a sender"),
             }
         }
+        // Units whose deployments have all rolled out (and gateways are Programmed) are done.
+        let ready: Vec<(usize, Instant)> = state
+            .iter()
+            .filter_map(|(task, s)| match (task, s) {
+                (Task::Apply(u), State::Applying { since, applied: Some(applied), programmed })
+                    if *programmed >= units[*u].programmed.len()
+                        && unit_left(&units[*u], Some(applied), &latest).is_empty() =>
+                {
+                    Some((*u, *since))
+                }
+                _ => None,
+            })
+            .collect();
+        for (u, since) in ready {
+            let task = Task::Apply(u);
+            let unit = &units[u];
+            let after = via.get(&task).map(|t| task_name(ctx, graph, t)).unwrap_or_default();
+            let (ns, name) = unit.ready.first().cloned().unwrap_or_default();
+            ctx.ui.ok_item(
+                &format!("{} ready ({}; applied once {after} was done)", unit.name, human(since.elapsed())),
+                "workload_ready",
+                json!({"workload": unit.name, "namespace": ns, "deployment": name, "after": after,
+                       "duration_ms": since.elapsed().as_millis() as u64}),
+            );
+            state.insert(task, State::Done);
+            finished.push(task);
+        }
     }
     drop(watch);
-    step.done("all ready");
     Ok(())
 }
 
@@ -390,6 +621,41 @@ fn send_restarts(ctx: &Ctx, tx: &Sender<Msg>, batch: Vec<(String, String)>) {
     });
 }
 
+/// The unit being applied that deploys this deployment.
+fn applying_unit(
+    state: &BTreeMap<Task, State>,
+    units: &[crate::stack::Unit],
+    namespace: &str,
+    name: &str,
+) -> Option<usize> {
+    units
+        .iter()
+        .position(|u| u.ready.iter().any(|(ns, n)| ns == namespace && n == name))
+        .filter(|u| matches!(state.get(&Task::Apply(*u)), Some(State::Applying { applied: Some(_), .. })))
+}
+
+/// A unit's deployments not rolled out yet at the generation its apply left (any generation for
+/// one a controller creates), with the last status of each.
+fn unit_left(
+    unit: &crate::stack::Unit,
+    applied: Option<&BTreeMap<(String, String), i64>>,
+    latest: &BTreeMap<(String, String), (i64, Rollout)>,
+) -> Vec<((String, String), String)> {
+    unit.ready
+        .iter()
+        .filter_map(|key| {
+            let wanted = applied.and_then(|a| a.get(key)).copied().unwrap_or(0);
+            match latest.get(key) {
+                Some((g, Rollout::Done)) if *g >= wanted => None,
+                Some((_, Rollout::Waiting(why))) => Some((key.clone(), why.clone())),
+                Some((_, Rollout::Done)) => Some((key.clone(), "the new generation not observed yet".into())),
+                Some((_, Rollout::Failed(why))) => Some((key.clone(), why.clone())),
+                None => Some((key.clone(), "not created yet".into())),
+            }
+        })
+        .collect()
+}
+
 /// Wait until each deployment (namespace, name) has finished its current rollout (no restart):
 /// the bootstrap's tier waits. One watch for all of them.
 pub fn await_ready(ctx: &Ctx, targets: &[(String, String)], timeout: Duration) -> Result<()> {
@@ -406,6 +672,28 @@ pub fn await_ready(ctx: &Ctx, targets: &[(String, String)], timeout: Duration) -
         if crate::wait::interrupted() {
             return Err(Error::Interrupted);
         }
+        // A workload of the tier that needs another of it crash-loops until that one is Ready
+        // (flink-taskmanager, flink-jobmanager): the kubelet's back-off ends it, so it waits.
+        let needs = |ns: &str, name: &str| -> Needs {
+            let stack = ctx.stack;
+            let Some(w) = stack.workloads.iter().find(|w| w.namespace == ns && w.name == name) else {
+                return Needs::ReadyAtStart;
+            };
+            let in_tier: Vec<(String, String)> = w
+                .needs
+                .iter()
+                .filter_map(|n| stack.workloads.iter().find(|x| &x.name == n))
+                .map(|x| (x.namespace.clone(), x.name.clone()))
+                .filter(|k| targets.contains(k))
+                .collect();
+            if in_tier.iter().any(|k| last.contains_key(k)) {
+                Needs::Pending
+            } else if in_tier.is_empty() {
+                Needs::ReadyAtStart
+            } else {
+                Needs::ReadySince
+            }
+        };
         let waiting: Vec<Waiting> = last
             .keys()
             .map(|(ns, name)| Waiting {
@@ -414,7 +702,7 @@ pub fn await_ready(ctx: &Ctx, targets: &[(String, String)], timeout: Duration) -
                 since: start,
                 deadline: timeout,
                 newer_than: None,
-                needs: Needs::ReadyAtStart,
+                needs: needs(ns, name),
             })
             .collect();
         failfast.check(ctx, &waiting)?;
@@ -480,18 +768,26 @@ pub fn missing_workloads(ctx: &Ctx) -> Result<Vec<String>> {
 /// one done).
 fn emit_started(ctx: &Ctx, graph: &Graph, task: Task, finished: &[Task]) {
     let stack = ctx.stack;
-    let after = graph.after(task);
-    let released_by = finished.iter().rev().find(|t| after.contains(t)).map(|t| t.name(stack));
-    let after: Vec<&str> = after.iter().map(|t| t.name(stack)).collect();
+    let name = |t: &Task| task_name(ctx, graph, t);
+    let released_by = released_by(graph, task, finished).map(|t| name(&t));
+    let after: Vec<String> = graph.after(task).iter().map(name).collect();
     let mut fields = match task {
-        Task::Restart(i) | Task::Await(i) => json!({"workload": task.name(stack),
+        Task::Restart(i) | Task::Await(i) => json!({"workload": name(&task),
             "namespace": stack.workloads[i].namespace,
             "action": if matches!(task, Task::Restart(_)) { "restart" } else { "wait" }}),
-        Task::Register(_) => json!({"connector": task.name(stack), "action": "register"}),
+        Task::Register(_) => json!({"connector": name(&task), "action": "register"}),
+        Task::Apply(_) => json!({"workload": name(&task), "action": "apply"}),
+        Task::Prep(_) => json!({"task": name(&task), "action": "prepare"}),
     };
     fields["after"] = json!(after);
     fields["released_by"] = json!(released_by);
     ctx.ui.emit("task_started", fields);
+}
+
+/// Of what `task` waits for, the one done last: what released it.
+fn released_by(graph: &Graph, task: Task, finished: &[Task]) -> Option<Task> {
+    let after = graph.after(task);
+    finished.iter().rev().find(|t| after.contains(t)).copied()
 }
 
 /// Everything workload `i` needs is Ready: its task is done, or it has none (kept, Ready).
@@ -534,10 +830,7 @@ pub fn describe(ctx: &Ctx, graph: &Graph, lines: &mut Vec<String>) -> Result<()>
             ctx.kube.list_events()
         ));
     }
-    let name = |t: &Task| match t {
-        Task::Restart(i) | Task::Await(i) => stack.workloads[*i].name.clone(),
-        Task::Register(i) => stack.connect.connectors[*i].name.clone(),
-    };
+    let name = |t: &Task| task_name(ctx, graph, t);
     let when = |task: &Task| {
         let after: Vec<String> = graph.after(*task).iter().map(name).collect();
         if after.is_empty() { "at once".to_string() } else { format!("once {} Ready", after.join(", ")) }
@@ -571,6 +864,7 @@ pub fn describe(ctx: &Ctx, graph: &Graph, lines: &mut Vec<String>) -> Result<()>
                     lines.push(format!("# connector {} {once}", name(task)));
                     connectors::describe(ctx, &stack.connect.connectors[*i], lines)?;
                 }
+                Task::Apply(_) | Task::Prep(_) => {} // the bootstrap's: `bootstrap::describe_graph`
             }
         }
         if !targets.is_empty() {

@@ -12,7 +12,7 @@ use crate::ui::Ui;
 /// recovery, the connectors, the smoke test). The watcher acts on its own only because acting on
 /// a healthy stack changes nothing (the convergent `up`).
 pub fn converge(config: &Config, ui: &Ui) -> Result<()> {
-    crate::run::up(config, ui, Order::Graph, None)
+    crate::run::up(config, ui, Order::Graph, None, false)
 }
 
 /// After a heal that failed: what `bookstore doctor` finds (read-only), each finding with its

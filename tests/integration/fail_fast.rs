@@ -89,8 +89,8 @@ fn a_pull_timing_out_until_the_deadline_ends_at_the_deadline_not_before() {
     rewrite(
         &sim,
         "stack.yaml",
-        "{ name: ui-service, namespace: ecom, timeout: 180s }",
-        "{ name: ui-service, namespace: ecom, timeout: 6s }",
+        "{ name: ui-service, namespace: ecom, timeout: 180s,",
+        "{ name: ui-service, namespace: ecom, timeout: 6s,",
     );
     sim.fault(Fault::ImagePullBackOff {
         workload: "ui-service".into(),
@@ -158,8 +158,8 @@ fn tolerate_waits_until_the_deadline() {
     rewrite(
         &sim,
         "stack.yaml",
-        "{ name: redis, namespace: infra, timeout: 180s }",
-        "{ name: redis, namespace: infra, timeout: 6s }",
+        "{ name: redis, namespace: infra, timeout: 180s,",
+        "{ name: redis, namespace: infra, timeout: 6s,",
     );
     sim.fault(Fault::CrashLoop { workload: "redis".into() });
     let started = Instant::now();

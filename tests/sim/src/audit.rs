@@ -56,6 +56,23 @@ impl AuditEntry {
         self.source == Source::Controller && self.verb == verb && self.path == subject
     }
 
+    /// A request or stand-in run that changes the world: a kube, Docker or Connect request
+    /// other than GET/HEAD, `kind create|delete|load|export`, `istioctl install`.
+    pub fn is_write(&self) -> bool {
+        match self.source {
+            Source::Kube | Source::Docker | Source::Connect => !matches!(self.verb.as_str(), "GET" | "HEAD"),
+            Source::Standin => {
+                let first = self.path.split_whitespace().next().unwrap_or("");
+                match self.verb.as_str() {
+                    "kind" => matches!(first, "create" | "delete" | "load" | "export"),
+                    "istioctl" => first == "install",
+                    _ => true,
+                }
+            }
+            Source::Http | Source::Controller | Source::Control => false,
+        }
+    }
+
     /// A kube PATCH whose path ends with `/<resource>/<name>` (query ignored).
     pub fn is_kube_patch_of(&self, resource: &str, name: &str) -> bool {
         self.source == Source::Kube

@@ -47,7 +47,8 @@ pub struct BenchOptions {
 }
 
 /// The names `--only` takes.
-pub const SECTIONS: [&str; 7] = ["guide", "recover", "phased", "up", "up-healthy", "up-stale", "watch"];
+pub const SECTIONS: [&str; 8] =
+    ["guide", "recover", "phased", "up", "up-healthy", "up-stale", "watch", "bootstrap"];
 
 impl BenchOptions {
     fn runs_section(&self, slug: &str) -> bool {
@@ -369,6 +370,7 @@ pub fn run(opts: BenchOptions) -> Result<()> {
     let contenders: Vec<Contender> =
         Contender::ALL.into_iter().filter(|c| bench.opts.runs_section(c.slug())).collect();
     let watch = bench.opts.runs_section("watch");
+    let bootstrap = bench.opts.runs_section("bootstrap");
     eprintln!(
         "bench: time scale {scale}, {} run(s) × {} contenders{}; logs in {}",
         bench.opts.runs,
@@ -423,6 +425,12 @@ pub fn run(opts: BenchOptions) -> Result<()> {
         }
         print!("{}", bench.report_watch(&graph, &watched));
     }
+    if bootstrap {
+        if !contenders.is_empty() || watch {
+            println!();
+        }
+        print!("{}", crate::bootbench::run(&bench.opts, &bench.real_kubectl, bench.clk_tck, &bench.logs)?);
+    }
     Ok(())
 }
 
@@ -451,33 +459,8 @@ impl Bench {
         std::fs::write(dir.join("command"), format!("{cmd:?}\n"))?;
 
         let since_ms = sim.clock_ms();
-        let start = Instant::now();
-        let deadline = start + self.deadline;
-        let mut child = cmd.spawn().with_context(|| format!("starting {}", c.label()))?;
-        let mut cpu = Cpu::default();
-        let status = loop {
-            if let Some(s) = read_cpu(child.id(), self.clk_tck) {
-                cpu = s;
-            }
-            if let Some(status) = child.try_wait()? {
-                break Some(status);
-            }
-            if Instant::now() >= deadline {
-                eprintln!("   {} still running at its deadline ({:?}): killed", c.label(), self.deadline);
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            std::thread::sleep(SAMPLE_EVERY);
-        };
-        let exited = start.elapsed().as_secs_f64();
-        let (healthy, unhealthy) = match status {
-            Some(_) => match poll_healthy(&sim, &infra, deadline) {
-                Ok(at) => (Some((at - start).as_secs_f64()), None),
-                Err(why) => (None, Some(why)),
-            },
-            None => (None, Some("the contender was killed at its deadline".to_string())),
-        };
+        let Timed { exited, status, healthy, unhealthy, cpu } =
+            time_contender(&mut cmd, c.label(), &sim, &infra, self.deadline, self.clk_tck)?;
         let audit = sim.audit();
         std::fs::write(dir.join("audit.json"), serde_json::to_string(&audit)?)?;
         drop(sim);
@@ -1028,7 +1011,7 @@ impl Bench {
     }
 }
 
-fn target(what: String, got: Option<(String, bool)>) -> Vec<String> {
+pub(crate) fn target(what: String, got: Option<(String, bool)>) -> Vec<String> {
     match got {
         Some((figure, pass)) => vec![format!("  {what}"), figure, if pass { "PASS" } else { "MISS" }.into()],
         None => vec![format!("  {what}"), "no successful run".into(), "MISS".into()],
@@ -1094,12 +1077,12 @@ fn min(v: &[f64]) -> Option<f64> {
     v.iter().copied().fold(None, |m, x| Some(m.map_or(x, |m: f64| m.min(x))))
 }
 
-fn fmt_opt(v: Option<f64>, decimals: usize) -> String {
+pub(crate) fn fmt_opt(v: Option<f64>, decimals: usize) -> String {
     v.map_or("-".into(), |x| format!("{x:.decimals$}"))
 }
 
 /// A plain aligned table; `align` has one `l` or `r` per column (missing: `r`).
-fn table(align: &str, headers: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn table(align: &str, headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut all: Vec<Vec<String>> = Vec::new();
     if !headers.is_empty() {
         all.push(headers.iter().map(|h| h.to_string()).collect());
@@ -1134,8 +1117,57 @@ fn table(align: &str, headers: &[&str], rows: &[Vec<String>]) -> String {
 
 // ------------------------------------------------------------------ measuring
 
+/// One contender's run as measured: its exit, when every route was healthy after it, its CPU.
+pub(crate) struct Timed {
+    pub exited: f64,
+    pub status: Option<std::process::ExitStatus>,
+    pub healthy: Option<f64>,
+    pub unhealthy: Option<String>,
+    pub cpu: Cpu,
+}
+
+/// Start the contender, sample its CPU until it exits (killed at `deadline`), then poll every
+/// route until healthy within the same deadline; seconds from its start.
+pub(crate) fn time_contender(
+    cmd: &mut Command,
+    label: &str,
+    sim: &Sim,
+    infra: &Infra,
+    deadline: Duration,
+    clk_tck: f64,
+) -> Result<Timed> {
+    let start = Instant::now();
+    let end = start + deadline;
+    let mut child = cmd.spawn().with_context(|| format!("starting {label}"))?;
+    let mut cpu = Cpu::default();
+    let status = loop {
+        if let Some(s) = read_cpu(child.id(), clk_tck) {
+            cpu = s;
+        }
+        if let Some(status) = child.try_wait()? {
+            break Some(status);
+        }
+        if Instant::now() >= end {
+            eprintln!("   {label} still running at its deadline ({deadline:?}): killed");
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(SAMPLE_EVERY);
+    };
+    let exited = start.elapsed().as_secs_f64();
+    let (healthy, unhealthy) = match status {
+        Some(_) => match poll_healthy(sim, infra, end) {
+            Ok(at) => (Some((at - start).as_secs_f64()), None),
+            Err(why) => (None, Some(why)),
+        },
+        None => (None, Some("the contender was killed at its deadline".to_string())),
+    };
+    Ok(Timed { exited, status, healthy, unhealthy, cpu })
+}
+
 /// `<dir>/kubectl`: appends its argv to `calls`, then execs the real kubectl.
-fn write_shim(dir: &Path, real: &Path, calls: &Path) -> Result<PathBuf> {
+pub(crate) fn write_shim(dir: &Path, real: &Path, calls: &Path) -> Result<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(dir)?;
     let script = format!(
@@ -1154,15 +1186,15 @@ fn sh_quote(s: &str) -> String {
 }
 
 #[derive(Debug, Default, Clone, Copy)]
-struct Cpu {
+pub(crate) struct Cpu {
     /// utime + stime, seconds.
-    own: f64,
+    pub own: f64,
     /// cutime + cstime (children waited for), seconds.
-    children: f64,
+    pub children: f64,
 }
 
 /// CPU times of a process from `/proc/<pid>/stat` (fields 14-17, after the `(comm)`).
-fn read_cpu(pid: u32, clk_tck: f64) -> Option<Cpu> {
+pub(crate) fn read_cpu(pid: u32, clk_tck: f64) -> Option<Cpu> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after = &text[text.rfind(')')? + 1..];
     let f: Vec<&str> = after.split_whitespace().collect();
@@ -1171,7 +1203,7 @@ fn read_cpu(pid: u32, clk_tck: f64) -> Option<Cpu> {
     Some(Cpu { own: (tick(11)? + tick(12)?) / clk_tck, children: (tick(13)? + tick(14)?) / clk_tck })
 }
 
-fn clock_ticks() -> f64 {
+pub(crate) fn clock_ticks() -> f64 {
     Command::new("getconf")
         .arg("CLK_TCK")
         .output()
@@ -1181,7 +1213,11 @@ fn clock_ticks() -> f64 {
 }
 
 /// Poll every route until all are healthy (the time of that round) or the deadline.
-fn poll_healthy(sim: &Sim, infra: &Infra, deadline: Instant) -> std::result::Result<Instant, String> {
+pub(crate) fn poll_healthy(
+    sim: &Sim,
+    infra: &Infra,
+    deadline: Instant,
+) -> std::result::Result<Instant, String> {
     loop {
         let last = match stack_healthy(sim, infra) {
             Ok(()) => return Ok(Instant::now()),
@@ -1277,7 +1313,7 @@ fn milestones(
 }
 
 /// `bookstore --json`: (step, seconds) of every `step_finished` event.
-fn json_steps(stdout: &str) -> Vec<(String, f64)> {
+pub(crate) fn json_steps(stdout: &str) -> Vec<(String, f64)> {
     stdout
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())

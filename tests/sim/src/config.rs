@@ -19,6 +19,27 @@ pub struct Stack {
     pub smoke: Smoke,
     #[serde(default)]
     pub legacy_proxies: Vec<String>,
+    #[serde(default)]
+    pub bootstrap: Option<BootstrapSpec>,
+}
+
+/// What the simulator reads of `bootstrap`: where the manifests are, and our images.
+#[derive(Debug, Clone, Deserialize)]
+pub struct BootstrapSpec {
+    #[serde(default)]
+    pub images: Vec<ImageSpec>,
+    #[serde(default)]
+    pub tiers: Vec<TierSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ImageSpec {
+    pub image: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TierSpec {
+    pub dir: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -89,12 +110,17 @@ pub struct KindCluster {
     pub name: Option<String>,
     #[serde(default)]
     pub nodes: Vec<KindNode>,
+    /// kubeadm config patches (a `KubeletConfiguration` one sets the kubelet's image puller).
+    #[serde(default, rename = "kubeadmConfigPatches")]
+    pub kubeadm_config_patches: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct KindNode {
     #[serde(default)]
     pub role: Option<String>,
+    #[serde(default, rename = "kubeadmConfigPatches")]
+    pub kubeadm_config_patches: Vec<String>,
     #[serde(default, rename = "extraPortMappings")]
     pub extra_port_mappings: Vec<PortMapping>,
 }
@@ -119,6 +145,17 @@ impl KindCluster {
     /// The cluster name (`kind`'s default when the file has none).
     pub fn name(&self) -> String {
         self.name.clone().unwrap_or_else(|| "kind".to_string())
+    }
+
+    /// Every kubeadm config patch: the cluster's, then the control-plane node's.
+    pub fn patches(&self) -> Vec<String> {
+        let node =
+            self.nodes.iter().filter(|n| n.role.as_deref().unwrap_or("control-plane") == "control-plane");
+        self.kubeadm_config_patches
+            .iter()
+            .chain(node.flat_map(|n| n.kubeadm_config_patches.iter()))
+            .cloned()
+            .collect()
     }
 
     /// containerPort → hostPort of the control-plane node.
@@ -168,6 +205,43 @@ impl Infra {
             connectors.push((spec.clone(), file));
         }
         Ok(Infra { dir: dir.to_path_buf(), stack, cluster_path, cluster, connectors })
+    }
+
+    /// Every Deployment of the tiers' manifests: (namespace, name, images of its pod template).
+    pub fn deployments(&self) -> Result<Vec<(String, String, Vec<String>)>> {
+        let mut out = Vec::new();
+        let tiers = self.stack.bootstrap.as_ref().map(|b| b.tiers.clone()).unwrap_or_default();
+        for tier in tiers {
+            let dir = self.dir.join(&tier.dir);
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .with_context(|| format!("reading {}", dir.display()))?
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+                .collect();
+            files.sort();
+            for file in files {
+                let text = std::fs::read_to_string(&file)?;
+                for doc in text.split("\n---") {
+                    let Ok(v) = serde_saphyr::from_str::<serde_json::Value>(doc) else { continue };
+                    if v.get("kind").and_then(|k| k.as_str()) != Some("Deployment") {
+                        continue;
+                    }
+                    let meta =
+                        |k: &str| v.pointer(&format!("/metadata/{k}")).and_then(|x| x.as_str()).unwrap_or("");
+                    let images = ["initContainers", "containers"]
+                        .iter()
+                        .filter_map(|k| {
+                            v.pointer(&format!("/spec/template/spec/{k}")).and_then(|c| c.as_array())
+                        })
+                        .flatten()
+                        .filter_map(|c| c.get("image").and_then(|i| i.as_str()).map(String::from))
+                        .collect();
+                    out.push((meta("namespace").to_string(), meta("name").to_string(), images));
+                }
+            }
+        }
+        Ok(out)
     }
 
     pub fn workload(&self, name: &str) -> Option<&WorkloadSpec> {

@@ -35,8 +35,9 @@ pub fn bounce_all(shared: &SharedRef) {
     shared.refresh_ports();
 }
 
-/// Drop every open connection of the kube API and the host ports (the node container restarted;
-/// the Docker daemon itself, and its event streams, carry on).
+/// Drop every open connection of the kube API and the host ports (the node container was
+/// created, deleted or restarted, or its API refuses; the Docker daemon itself, its event streams
+/// and its pulls, carry on).
 pub fn bounce_cluster(shared: &SharedRef) {
     for (p, tx) in &shared.ports {
         if *p != PortId::Docker {
@@ -93,7 +94,7 @@ pub fn fault(shared: &SharedRef, f: Fault) {
     shared.lock().apply_fault(&f);
     if let Fault::ApiRefuseFor { secs } = f {
         shared.lock().api_refusing = true;
-        bounce_all(shared);
+        bounce_cluster(shared);
         let s = shared.clone();
         shared.rt.spawn(async move {
             tokio::time::sleep(Duration::from_secs_f64(secs.max(0.0))).await;

@@ -11,8 +11,18 @@ use crate::server::{self, Handler, Resp};
 use crate::timefmt::{human_duration, rfc3339, rfc3339_nanos};
 use crate::world::{Container, SharedRef, World};
 
+/// The Engine's API version by default (`SimOptions::docker_api_version` sets another).
 pub const API_VERSION: &str = "1.50";
 pub const SERVER_VERSION: &str = "28.2.2";
+
+/// The Engine release that serves an API version (27.x serves 1.47, before `save --platform`).
+fn server_version(api: &str) -> &'static str {
+    match api {
+        "1.47" => "27.5.1",
+        "1.46" => "27.1.2",
+        _ => SERVER_VERSION,
+    }
+}
 
 /// What a container action asks the runtime to do after the world lock is released.
 #[derive(Debug, Default, Clone, Copy)]
@@ -28,6 +38,7 @@ pub fn handler(shared: SharedRef) -> Handler {
             let method = parts.method.as_str().to_string();
             let path_q = parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
             let q = server::query(parts.uri.query());
+            let api = shared.lock().opts.docker_api_version.clone();
             let audit = |w: &mut World, r: &Resp| {
                 let t_ms = w.t_ms();
                 w.audit.push(AuditEntry {
@@ -44,7 +55,12 @@ pub fn handler(shared: SharedRef) -> Handler {
             if method == "GET" && strip_version(parts.uri.path()) == "/events" {
                 let r = crate::docker_events::stream(&shared, &q, api_version(parts.uri.path()));
                 audit(&mut shared.lock(), &r);
-                return Ok(with_headers(r));
+                return Ok(with_headers(r, &api));
+            }
+            if method == "POST" && strip_version(parts.uri.path()) == "/images/create" {
+                let r = pull(&shared, &q).await;
+                audit(&mut shared.lock(), &r);
+                return Ok(with_headers(r, &api));
             }
             let (r, after) = {
                 let mut w = shared.lock();
@@ -57,17 +73,21 @@ pub fn handler(shared: SharedRef) -> Handler {
             }
             shared.refresh_ports();
             shared.wake.notify_one();
-            Ok(with_headers(r))
+            Ok(with_headers(r, &api))
         })
     })
 }
 
-fn with_headers(mut r: Resp) -> Resp {
+fn with_headers(mut r: Resp, api: &str) -> Resp {
     let h = r.headers_mut();
-    h.insert("api-version", hyper::header::HeaderValue::from_static(API_VERSION));
+    if let Ok(v) = hyper::header::HeaderValue::from_str(api) {
+        h.insert("api-version", v);
+    }
     h.insert("docker-experimental", hyper::header::HeaderValue::from_static("false"));
     h.insert("ostype", hyper::header::HeaderValue::from_static("linux"));
-    h.insert("server", hyper::header::HeaderValue::from_static("Docker/28.2.2 (linux)"));
+    if let Ok(v) = hyper::header::HeaderValue::from_str(&format!("Docker/{} (linux)", server_version(api))) {
+        h.insert("server", v);
+    }
     r
 }
 
@@ -96,7 +116,7 @@ fn route(w: &mut World, method: &str, path: &str, q: &[(String, String)]) -> (Re
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (method, segs.as_slice()) {
         ("GET" | "HEAD", ["_ping"]) => (server::resp(200, "text/plain; charset=utf-8", "OK"), none),
-        ("GET", ["version"]) => (server::json(200, &version()), none),
+        ("GET", ["version"]) => (server::json(200, &version(&w.opts.docker_api_version)), none),
         ("GET", ["info"]) => (server::json(200, &info(w)), none),
         ("GET", ["containers", "json"]) => (list(w, q), none),
         ("GET", ["containers", id, "json"]) => match find(w, id) {
@@ -153,20 +173,45 @@ fn route(w: &mut World, method: &str, path: &str, q: &[(String, String)]) -> (Re
                 }
             }
         }
-        ("GET", ["images", "json"]) => (server::json(200, &json!([])), none),
-        // `docker save`: an image archive (its content does not matter to the stand-ins).
+        ("GET", ["images", "json"]) => {
+            let list: Vec<Value> = w
+                .host_images
+                .iter()
+                .map(|i| {
+                    let short = i.trim_start_matches("docker.io/").trim_start_matches("library/");
+                    json!({"Id": crate::images::image_id(short), "RepoTags": [short], "RepoDigests": [],
+                           "Created": 1_735_689_600, "Size": (crate::latency::image_mb(i) * 1e6) as u64,
+                           "SharedSize": -1, "Labels": {}, "Containers": -1, "ParentId": ""})
+                })
+                .collect();
+            (server::json(200, &Value::Array(list)), none)
+        }
+        // `docker save` (`--platform` adds `platform`, API ≥ 1.48): `images.rs`.
         ("GET", ["images", "get"]) => {
-            let names: Vec<&str> = q.iter().filter(|(k, _)| k == "names").map(|(_, v)| v.as_str()).collect();
-            match names.iter().find(|n| !w.opts.images.iter().any(|i| i == *n)) {
-                Some(missing) => (message(404, &format!("reference does not exist: {missing}")), none),
-                None => (server::resp(200, "application/x-tar", vec![0u8; 1024]), none),
+            let names: Vec<String> = q.iter().filter(|(k, _)| k == "names").map(|(_, v)| v.clone()).collect();
+            let platform = q.iter().find(|(k, _)| k == "platform").map(|(_, v)| v.as_str());
+            let platform = match platform.map(crate::images::Platform::parse) {
+                Some(None) => return (message(400, "invalid platform"), none),
+                Some(Some(p)) => Some(p),
+                None => None,
+            };
+            match crate::images::save(w, &names, platform.as_ref()) {
+                Ok(archive) => (server::resp(200, "application/x-tar", archive), none),
+                Err((code, m)) => (message(code, &m), none),
             }
         }
         ("GET", ["images", name @ .., "json"]) if !name.is_empty() => {
             let name = name.join("/");
-            if w.opts.images.contains(&name) {
-                let id = format!("sha256:{}", crate::world::container_id(&name, 7));
-                (server::json(200, &json!({"Id": id, "RepoTags": [name]})), none)
+            if w.host_has(&name) {
+                let id = crate::images::image_id(&name);
+                (
+                    server::json(
+                        200,
+                        &json!({"Id": id, "RepoTags": [name], "Os": crate::images::NODE_OS,
+                                "Architecture": crate::images::NODE_ARCH}),
+                    ),
+                    none,
+                )
             } else {
                 (message(404, &format!("No such image: {name}")), none)
             }
@@ -175,10 +220,55 @@ fn route(w: &mut World, method: &str, path: &str, q: &[(String, String)]) -> (Re
     }
 }
 
+/// `POST /images/create?fromImage=…&tag=…` (`docker pull`): a download on the machine's link;
+/// answers when it is done, with the daemon's JSON progress messages.
+async fn pull(shared: &SharedRef, q: &[(String, String)]) -> Resp {
+    let get = |k: &str| q.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str()).unwrap_or("");
+    let (from, tag) = (get("fromImage"), get("tag"));
+    let reference =
+        if tag.is_empty() || from.contains('@') { from.to_string() } else { format!("{from}:{tag}") };
+    let image = crate::troubles::qualified_image(&reference);
+    let short = reference.trim_start_matches("docker.io/").trim_start_matches("library/").to_string();
+    let line = |v: Value| format!("{v}\r\n");
+    {
+        let mut w = shared.lock();
+        if w.host_images.contains(&image) {
+            let body = line(json!({"status": format!("Status: Image is up to date for {short}")}));
+            return server::resp(200, "application/json", body);
+        }
+        let now = std::time::Instant::now();
+        w.advance_downloads(now);
+        w.link.start(&image, crate::images::Store::Host);
+    }
+    shared.wake.notify_one();
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let w = shared.lock();
+        if w.host_images.contains(&image) {
+            break;
+        }
+        if !w.docker_up {
+            return message(500, "context canceled");
+        }
+    }
+    let id = crate::images::image_id(&short);
+    let digest = format!("sha256:{}", crate::world::container_id(&image, 8));
+    let (repo, tag) = short.rsplit_once(':').unwrap_or((&short, "latest"));
+    let body = [
+        line(json!({"status": format!("Pulling from {}", if repo.contains('/') { repo.to_string() } else { format!("library/{repo}") }), "id": tag})),
+        line(json!({"status": "Pull complete", "progressDetail": {}, "id": &id[7..19]})),
+        line(json!({"status": format!("Digest: {digest}")})),
+        line(json!({"status": format!("Status: Downloaded newer image for {short}")})),
+    ]
+    .concat();
+    server::resp(200, "application/json", body)
+}
+
 /// Removing the kind node removes the cluster.
 pub fn remove_node_if(w: &mut World, c: &Container) {
     if c.labels.contains_key("io.x-k8s.kind.cluster") {
         w.clear_cluster_objects();
+        w.node_images.clear();
         w.cluster = None;
         w.event("cluster-removed", &c.name, "");
     }
@@ -192,11 +282,12 @@ fn find(w: &World, id: &str) -> Option<usize> {
         .or_else(|| if id.len() >= 4 { w.containers.iter().position(|c| c.id.starts_with(id)) } else { None })
 }
 
-fn version() -> Value {
+fn version(api: &str) -> Value {
+    let (os, arch, release) = (crate::images::NODE_OS, crate::images::NODE_ARCH, server_version(api));
     json!({"Platform":{"Name":"Docker Engine - Community"},
-           "Components":[{"Name":"Engine","Version": SERVER_VERSION,"Details":{"ApiVersion": API_VERSION,"Arch":"amd64","GitCommit":"e6534b4","GoVersion":"go1.24.3","KernelVersion":"6.10.14-linuxkit","MinAPIVersion":"1.24","Os":"linux"}}],
-           "Version": SERVER_VERSION,"ApiVersion": API_VERSION,"MinAPIVersion":"1.24","GitCommit":"e6534b4",
-           "GoVersion":"go1.24.3","Os":"linux","Arch":"amd64","KernelVersion":"6.10.14-linuxkit","BuildTime":"2025-05-30T11:00:00.000000000+00:00"})
+           "Components":[{"Name":"Engine","Version": release,"Details":{"ApiVersion": api,"Arch": arch,"GitCommit":"e6534b4","GoVersion":"go1.24.3","KernelVersion":"6.10.14-linuxkit","MinAPIVersion":"1.24","Os": os}}],
+           "Version": release,"ApiVersion": api,"MinAPIVersion":"1.24","GitCommit":"e6534b4",
+           "GoVersion":"go1.24.3","Os": os,"Arch": arch,"KernelVersion":"6.10.14-linuxkit","BuildTime":"2025-05-30T11:00:00.000000000+00:00"})
 }
 
 fn info(w: &World) -> Value {
@@ -213,7 +304,7 @@ fn info(w: &World) -> Value {
            "OSType":"linux","Architecture":"x86_64","IndexServerAddress":"https://index.docker.io/v1/",
            "RegistryConfig":{"IndexConfigs":{},"InsecureRegistryCIDRs":["::1/128","127.0.0.0/8"],"Mirrors":[]},
            "NCPU":2,"MemTotal": 8_221_429_760u64,"DockerRootDir":"/var/lib/docker","Name":"docker-desktop",
-           "Labels":[],"ExperimentalBuild":false,"ServerVersion": SERVER_VERSION,
+           "Labels":[],"ExperimentalBuild":false,"ServerVersion": server_version(&w.opts.docker_api_version),
            "Runtimes":{"runc":{"path":"runc"}},"DefaultRuntime":"runc",
            "Swarm":{"NodeID":"","NodeAddr":"","LocalNodeState":"inactive","ControlAvailable":false,"Error":"","RemoteManagers":null},
            "LiveRestoreEnabled":false,"Isolation":"","InitBinary":"docker-init",

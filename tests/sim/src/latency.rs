@@ -32,6 +32,49 @@ pub const LATENCIES: &[(&str, f64)] = &[
 /// A workload not in the table (e.g. one created by `kubectl apply`).
 pub const DEFAULT_LATENCY: f64 = 3.0;
 
+/// Image sizes, MB as downloaded (compressed, linux/amd64; the order of magnitude of the real
+/// images), by repository (`docker.io/` and `library/` dropped, no tag).
+pub const IMAGE_SIZES_MB: &[(&str, f64)] = &[
+    ("postgres", 105.0),
+    ("apache/kafka", 125.0),
+    ("quay.io/keycloak/keycloak", 220.0),
+    ("dpage/pgadmin4", 160.0),
+    ("redis", 17.0),
+    ("quay.io/debezium/connect", 330.0),
+    ("flink", 330.0),
+    ("apache/superset", 450.0),
+    ("quay.io/kiali/kiali", 85.0),
+    ("prom/prometheus", 110.0),
+    ("istio/pilot", 75.0),
+    ("istio/install-cni", 95.0),
+    ("istio/ztunnel", 30.0),
+    ("istio/proxyv2", 100.0),
+    ("bookstore/ecom-service", 150.0),
+    ("bookstore/inventory-service", 150.0),
+    ("bookstore/ui-service", 60.0),
+];
+
+/// An image not in the table.
+pub const DEFAULT_IMAGE_MB: f64 = 100.0;
+
+/// The machine's download bandwidth, MB/s (200 Mbit/s), shared by every transfer at once: the
+/// host's `docker pull`s and the node's kubelet pulls.
+pub const BANDWIDTH_MB_S: f64 = 25.0;
+
+/// How fast `kind load` moves an image into the node (`docker save` + `ctr images import`), MB/s.
+pub const LOAD_MB_S: f64 = 200.0;
+
+/// MB to download for an image (`postgres:16.9-alpine`, `docker.io/istio/pilot:1.26.0`, …).
+pub fn image_mb(image: &str) -> f64 {
+    let repo = image.split('@').next().unwrap_or(image);
+    let repo = match repo.rsplit_once(':') {
+        Some((r, tag)) if !tag.contains('/') => r,
+        _ => repo,
+    };
+    let repo = repo.trim_start_matches("docker.io/").trim_start_matches("library/");
+    IMAGE_SIZES_MB.iter().find(|(r, _)| *r == repo).map(|(_, mb)| *mb).unwrap_or(DEFAULT_IMAGE_MB)
+}
+
 /// Other simulated delays, seconds at time scale 1.
 pub mod delays {
     /// kubelet CrashLoopBackOff: first back-off, doubling up to the cap.
@@ -83,11 +126,18 @@ impl fmt::Display for LatencyTable {
             writeln!(f, "{n:<20} {s:>8.1}")?;
         }
         writeln!(f, "{:<20} {:>8.1}", "(other)", DEFAULT_LATENCY)?;
-        write!(
+        writeln!(
             f,
             "crash-loop back-off {}s doubling to {}s; all values × time_scale",
             delays::BACKOFF_START,
             delays::BACKOFF_CAP
+        )?;
+        let sizes: Vec<String> = IMAGE_SIZES_MB.iter().map(|(r, mb)| format!("{r} {mb:.0}")).collect();
+        write!(
+            f,
+            "images (MB): {} (other {DEFAULT_IMAGE_MB:.0}); one link of {BANDWIDTH_MB_S:.0} MB/s shared by every \
+             download; kind load {LOAD_MB_S:.0} MB/s",
+            sizes.join(", ")
         )
     }
 }

@@ -7,14 +7,16 @@
 //!   controllers + kubelet that move it (`World::reconcile`)
 //! - [`dataplane`]: host ports: the Istio gateway, NodePorts, the ambient-mesh failure modes
 //! - [`connect`]: Kafka Connect REST (`shared/reference/kafka-connect.md`)
-//! - [`docker`]: the Docker Engine API on a unix socket; [`docker_events`]: its `GET /events`
+//! - [`docker`]: the Docker Engine API on a unix socket; [`docker_events`]: its `GET /events`;
+//!   [`images`]: the local image store, `docker save` archives and the node's containerd importing them
 //! - [`follow`]: a real Docker daemon's container as the node (the kube side follows it)
 //! - [`troubles`]: pod troubles with their Events, istio-cni's reconcile error, extra nodes
 //! - [`control`]: test control (library + HTTP endpoint), [`standins`]: `kind` / `istioctl`
 //! - [`store`]: objects, resourceVersions, watch events, selectors
 //! - [`server`]: switchable listeners (refusing, resetting) and HTTP helpers
 //! - [`config`]: stack.yaml / kind config / connector files; [`latency`]: the latency table
-//! - [`bench`]: `bookstore-sim bench` (the guide vs `bookstore recover` vs the critical path);
+//! - [`bench`]: `bookstore-sim bench` (the guide vs `bookstore recover` vs the critical path;
+//!   [`bootbench`]: the bootstrap's contenders, tiers vs graph, against its bound with downloads);
 //!   [`client`]: a minimal loopback HTTP client
 //! - [`kit`]: what every test shares (the hostile password and its leak forms, the bounded poll,
 //!   a healthy world)
@@ -28,6 +30,7 @@
 
 pub mod audit;
 pub mod bench;
+pub mod bootbench;
 pub mod client;
 pub mod config;
 pub mod connect;
@@ -37,6 +40,7 @@ pub mod docker;
 pub mod docker_events;
 pub mod faults;
 pub mod follow;
+pub mod images;
 pub mod kit;
 pub mod kube;
 pub mod latency;

@@ -48,6 +48,12 @@ enum Cmd {
         /// Start with a simulated Docker restart already done (the broken stack).
         #[arg(long)]
         broken: bool,
+        /// An image present in the host's Docker (repeat for more).
+        #[arg(long = "image")]
+        images: Vec<String>,
+        /// Docker's containerd image store.
+        #[arg(long)]
+        containerd_store: bool,
     },
     /// Talk to a running world: docker-restart ['{"down_secs":3,"api_secs":1}'], docker-stop,
     /// docker-start, audit, pods, connectors, healthy, latencies, fault '<json>'.
@@ -72,7 +78,7 @@ enum Cmd {
         /// The bookstore binary (default: target/release/bookstore next to this binary).
         #[arg(long)]
         bookstore: Option<PathBuf>,
-        /// Only these sections (comma-separated): guide, recover, phased, up, up-healthy, up-stale, watch
+        /// Only these sections (comma-separated): guide, recover, phased, up, up-healthy, up-stale, watch, bootstrap (an empty machine: `up --tiers` vs `up`)
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
     },
@@ -100,6 +106,8 @@ fn run() -> Result<ExitCode> {
             legacy_proxies,
             no_cluster,
             broken,
+            images,
+            containerd_store,
         } => {
             let mut opts = SimOptions {
                 time_scale,
@@ -108,6 +116,8 @@ fn run() -> Result<ExitCode> {
                 old_cluster,
                 legacy_proxies,
                 no_cluster,
+                images,
+                containerd_store,
                 dir: Some(dir),
                 ..SimOptions::default()
             };

@@ -39,11 +39,17 @@ pub struct SimOptions {
     pub dir: Option<PathBuf>,
     /// Images present in the local Docker image store (`docker image inspect` finds them).
     pub images: Vec<String>,
-    /// Docker uses the containerd image store (Docker Desktop's default; kind#3795).
+    /// Docker uses the containerd image store (Docker Desktop's default; kind#3795): the images
+    /// are OCI indexes with a provenance attestation, as `docker build` leaves them there.
     pub containerd_store: bool,
     /// A real Docker daemon's socket: its `<cluster>-control-plane` container is the node
     /// (`follow.rs`); clients get this `DOCKER_HOST` and the simulator serves no Docker API.
     pub real_docker: Option<PathBuf>,
+    /// The Docker Engine API version the daemon serves ("1.50": Docker 28; "1.47": Docker 27,
+    /// which has no `docker image save --platform`).
+    pub docker_api_version: String,
+    /// The machine's download bandwidth, MB/s, shared by every image download at once.
+    pub bandwidth_mb_s: f64,
 }
 
 impl Default for SimOptions {
@@ -66,6 +72,8 @@ impl Default for SimOptions {
             images: Vec::new(),
             containerd_store: false,
             real_docker: None,
+            docker_api_version: crate::docker::API_VERSION.to_string(),
+            bandwidth_mb_s: crate::latency::BANDWIDTH_MB_S,
         }
     }
 }
@@ -216,6 +224,15 @@ impl Sim {
             let node = shared.lock().node_name();
             crate::follow::Follower::start(shared.clone(), socket, node)
         });
+        // The Docker socket is bound on the runtime thread: a client right after `start` must
+        // find it (a loaded machine lags).
+        if opts.real_docker.is_none() {
+            let socket = dir.join("docker.sock");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !socket.exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
         Ok(Sim {
             follower,
             shared,

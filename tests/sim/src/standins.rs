@@ -286,65 +286,120 @@ async fn kind(shared: &SharedRef, req: &StandinReq) -> StandinOut {
                 }
             }
             drop(w);
-            crate::control::bounce_all(shared);
+            crate::control::bounce_cluster(shared);
             out("", err, 0)
         }
         ["create", "cluster"] => create(shared, req, &a, name_flag, scale).await,
         ["load", "docker-image", images @ ..] => {
-            let w = shared.lock();
             let name = name_flag.unwrap_or_else(|| "kind".into());
-            if !clusters(&w).contains(&name) {
-                return out("", format!("ERROR: no nodes found for cluster \"{name}\"\n"), 1);
-            }
             if images.is_empty() {
                 return out("", "ERROR: a list of image names is required\n", 1);
             }
-            if w.opts.containerd_store {
-                // kubernetes-sigs/kind#3795: `docker save` from the containerd image store
-                // yields an archive ctr cannot import.
-                let digest = crate::world::container_id(images[0], 11);
-                return out(
-                    "",
-                    format!(
-                        "ERROR: failed to load image: command \"docker exec --privileged -i {name}-control-plane ctr --namespace=k8s.io images import --all-platforms --digests --snapshotter=overlayfs -\" failed with error: exit status 1\nCommand Output: ctr: content digest sha256:{digest}: not found\n"
-                    ),
-                    1,
-                );
-            }
-            let mut err = String::new();
-            for img in images {
-                err.push_str(&format!(
-                    "Image: \"{img}\" with ID \"sha256:{}\" not yet present on node \"{name}-control-plane\", loading...\n",
-                    crate::world::container_id(img, 3)
-                ));
-            }
-            out("", err, 0)
-        }
-        ["load", "image-archive", files @ ..] => {
-            let w = shared.lock();
-            let name = name_flag.unwrap_or_else(|| "kind".into());
-            if !clusters(&w).contains(&name) {
-                return out("", format!("ERROR: no nodes found for cluster \"{name}\"\n"), 1);
-            }
-            for f in files {
-                let p = resolve(&req.cwd, f);
-                if !p.exists() {
-                    return out(
-                        "",
-                        format!(
-                            "ERROR: failed to load image: open {}: no such file or directory\n",
-                            p.display()
-                        ),
-                        1,
-                    );
+            // kind: `docker image inspect` each image, then the nodes, then `docker save` of
+            // them all piped into the node's `ctr images import --all-platforms --digests`.
+            let (mut err, archive) = {
+                let w = shared.lock();
+                if let Some(missing) = images.iter().find(|i| !w.host_has(i)) {
+                    return out("", format!("ERROR: image: \"{missing}\" not present locally\n"), 1);
+                }
+                if !clusters(&w).contains(&name) {
+                    return out("", format!("ERROR: no nodes found for cluster \"{name}\"\n"), 1);
+                }
+                let mut err = String::new();
+                let mut wanted = false;
+                for img in images {
+                    let id = crate::images::image_id(img);
+                    if w.node_images.contains(&crate::troubles::qualified_image(img)) {
+                        err.push_str(&format!(
+                            "Image: \"{img}\" with ID \"{id}\" found to be already present on all nodes.\n"
+                        ));
+                    } else {
+                        err.push_str(&format!(
+                            "Image: \"{img}\" with ID \"{id}\" not yet present on node \"{name}-control-plane\", loading...\n"
+                        ));
+                        wanted = true;
+                    }
+                }
+                if !wanted {
+                    return out("", err, 0);
+                }
+                let names: Vec<String> = images.iter().map(|s| s.to_string()).collect();
+                match crate::images::save(&w, &names, None) {
+                    Ok(a) => (err, a),
+                    Err((_, m)) => {
+                        err.push_str(&format!(
+                            "ERROR: command \"docker save -o /tmp/images-tar/images.tar {}\" failed with error: exit status 1\nCommand Output: Error response from daemon: {m}\n",
+                            names.join(" ")
+                        ));
+                        return out("", err, 1);
+                    }
+                }
+            };
+            match import(shared, &name, &[archive]).await {
+                Ok(()) => out("", err, 0),
+                Err(e) => {
+                    err.push_str(&e);
+                    out("", err, 1)
                 }
             }
-            out("", "", 0)
+        }
+        ["load", "image-archive", files @ ..] => {
+            let name = name_flag.unwrap_or_else(|| "kind".into());
+            if files.is_empty() {
+                return out("", "ERROR: name of image archive is required\n", 1);
+            }
+            let mut archives = Vec::new();
+            for f in files {
+                let p = resolve(&req.cwd, f);
+                match std::fs::read(&p) {
+                    Ok(bytes) => archives.push(bytes),
+                    Err(_) => {
+                        return out(
+                            "",
+                            format!("ERROR: stat {}: no such file or directory\n", p.display()),
+                            1,
+                        );
+                    }
+                }
+            }
+            if !clusters(&shared.lock()).contains(&name) {
+                return out("", format!("ERROR: no nodes found for cluster \"{name}\"\n"), 1);
+            }
+            match import(shared, &name, &archives).await {
+                Ok(()) => out("", "", 0),
+                Err(e) => out("", e, 1),
+            }
         }
         _ => {
             out("", format!("ERROR: unknown command {:?} for \"kind\" (simulated)\n", req.argv.join(" ")), 1)
         }
     }
+}
+
+/// kind's `nodeutils.LoadImageArchive` for each archive: into the node's containerd, taking
+/// the time its size takes to save and import (`latency::LOAD_MB_S`); its error as kind prints it.
+async fn import(shared: &SharedRef, cluster: &str, archives: &[Vec<u8>]) -> Result<(), String> {
+    let mut names = Vec::new();
+    for archive in archives {
+        match crate::images::import_all_platforms(archive) {
+            Ok(n) => names.extend(n),
+            Err(e) => {
+                return Err(format!(
+                    "ERROR: failed to load image: command \"docker exec --privileged -i {cluster}-control-plane ctr --namespace=k8s.io images import --all-platforms --digests --snapshotter=overlayfs -\" failed with error: exit status 1\nCommand Output: {e}\n"
+                ));
+            }
+        }
+    }
+    let mb: f64 = names.iter().map(|n| crate::latency::image_mb(n)).sum();
+    let scale = shared.lock().scale;
+    tokio::time::sleep(Duration::from_secs_f64(mb / crate::latency::LOAD_MB_S * scale)).await;
+    let mut w = shared.lock();
+    let now = Instant::now();
+    for n in names {
+        w.event("image-loaded", &n, "kind load");
+        w.image_arrived(&n, now);
+    }
+    Ok(())
 }
 
 async fn create(
@@ -397,12 +452,13 @@ async fn create(
     let mut ports: Vec<(u16, u16)> =
         cfg.as_ref().map(|c| c.port_map().into_iter().collect()).unwrap_or_default();
     ports.push((6443, w.kube_port));
-    w.create_cluster(&name, ports);
+    let puller = crate::images::Puller::from_patches(&cfg.as_ref().map(|c| c.patches()).unwrap_or_default());
+    w.create_cluster(&name, ports, puller);
     let path = kubeconfig_path(&w, req, a);
     let _ = std::fs::write(&path, kubeconfig_text(&name, w.kube_port));
     w.event("cluster-created", &name, "");
     drop(w);
-    crate::control::bounce_all(shared);
+    crate::control::bounce_cluster(shared);
     let wait = a.flags.get("--wait").cloned().unwrap_or_default();
     let mut err = format!(
         "Creating cluster \"{name}\" ...\n ✓ Ensuring node image (kindest/node:v1.32.2) 🖼\n ✓ Preparing nodes 📦 \n ✓ Writing configuration 📜\n ✓ Starting control-plane 🕹️\n ✓ Installing CNI 🔌\n ✓ Installing StorageClass 💾\n"

@@ -123,7 +123,7 @@ fn manifest_url(full: &str) -> String {
 }
 
 /// `redis:7` → `docker.io/library/redis:7`, `bookstore/x:1` → `docker.io/bookstore/x:1`.
-fn qualified_image(image: &str) -> String {
+pub(crate) fn qualified_image(image: &str) -> String {
     let first = image.split('/').next().unwrap_or("");
     if image.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost") {
         image.to_string()

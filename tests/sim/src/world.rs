@@ -25,6 +25,16 @@ pub type WlKey = (Res, String, String);
 
 pub const AMBIENT_LABEL: &str = "istio.io/dataplane-mode";
 
+/// What `istioctl install --set profile=ambient` (1.26) deploys: (workload, image).
+pub const ISTIO_IMAGES: [(&str, &str); 3] = [
+    ("istiod", "docker.io/istio/pilot:1.26.0"),
+    ("istio-cni-node", "docker.io/istio/install-cni:1.26.0"),
+    ("ztunnel", "docker.io/istio/ztunnel:1.26.0"),
+];
+
+/// The image of the Deployment Istio creates for a Gateway (`<name>-istio`).
+pub const GATEWAY_IMAGE: &str = "docker.io/istio/proxyv2:1.26.0";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PodPhase {
     /// Container running, not Ready yet; `due` is when it becomes Ready (or exits).
@@ -61,6 +71,8 @@ pub struct PodState {
     pub log: Vec<(SystemTime, String)>,
     /// The image cannot be pulled (fault): the container never starts.
     pub image_pull_error: bool,
+    /// Images (qualified names) the pod waits for: the kubelet is pulling them (`ContainerCreating`).
+    pub pulling: BTreeSet<String>,
 }
 
 impl PodState {
@@ -175,6 +187,14 @@ pub struct World {
     pub bootstrapping: bool,
     /// The Docker daemon's event ring (`GET /events`).
     pub docker_events: crate::docker_events::EventLog,
+    /// Images in the node's containerd (qualified names: `docker.io/…`): preloaded in the node
+    /// image, pulled by the kubelet or `kind load`ed; they stay until the cluster is deleted.
+    pub node_images: BTreeSet<String>,
+    /// Images in the host's Docker image store (qualified names): `SimOptions::images` and what
+    /// `docker pull` fetched.
+    pub host_images: BTreeSet<String>,
+    /// The download link and the kubelet's puller (`images.rs`).
+    pub link: crate::images::Link,
 }
 
 /// What the runtime shares: the world, a wake-up for the controller loop, port switches.
@@ -259,6 +279,8 @@ impl World {
             let pass = opts.secret.get(&spec.password_key).cloned().unwrap_or_default();
             db_creds.insert(db, (user, pass));
         }
+        let host_images = opts.images.iter().map(|i| crate::troubles::qualified_image(i)).collect();
+        let link = crate::images::Link::new(opts.bandwidth_mb_s);
         World {
             scale: opts.time_scale,
             opts,
@@ -285,6 +307,9 @@ impl World {
             db_creds,
             bootstrapping: false,
             docker_events: Default::default(),
+            node_images: BTreeSet::new(),
+            host_images,
+            link,
         }
     }
 
@@ -323,6 +348,62 @@ impl World {
 
     pub fn node_name(&self) -> String {
         format!("{}-control-plane", self.cluster_name())
+    }
+
+    /// The host's Docker has this image (`postgres:16`, `bookstore/x:dev`, qualified or not).
+    pub fn host_has(&self, image: &str) -> bool {
+        self.host_images.contains(&crate::troubles::qualified_image(image))
+    }
+
+    /// Move the downloads on to `now`: finished ones land in their store, pods waiting for an
+    /// image start, the kubelet's puller takes its next request. When the next one finishes.
+    pub fn advance_downloads(&mut self, now: Instant) -> Option<Instant> {
+        for t in self.link.advance(now, self.scale) {
+            match t.store {
+                crate::images::Store::Host => {
+                    self.event("image-pulled", &t.image, "host");
+                    self.host_images.insert(t.image);
+                }
+                crate::images::Store::Node => {
+                    self.event("image-pulled", &t.image, "node");
+                    self.image_arrived(&t.image, now);
+                }
+            }
+        }
+        self.link.pump();
+        self.link.next_done(self.scale)
+    }
+
+    /// An image is in the node (pulled or loaded): the pods waiting for it start.
+    pub fn image_arrived(&mut self, image: &str, now: Instant) {
+        self.node_images.insert(image.to_string());
+        let waiting: Vec<(String, String)> =
+            self.pods.iter().filter(|(_, p)| p.pulling.contains(image)).map(|(k, _)| k.clone()).collect();
+        for k in waiting {
+            let Some(p) = self.pods.get_mut(&k) else { continue };
+            p.pulling.remove(image);
+            if p.pulling.is_empty() {
+                let wl = p.wl.clone();
+                let lat = self.workloads.get(&wl).map(|w| w.latency).unwrap_or(3.0);
+                let d = self.start_due(&wl, now + self.scaled(lat));
+                let p = self.pods.get_mut(&k).expect("listed");
+                p.phase = PodPhase::Starting { due: d };
+                p.started_wall = SystemTime::now();
+                self.container_started(&wl);
+            }
+            self.write_pod(&k);
+        }
+    }
+
+    /// Every image of a pod template (containers and init containers), qualified.
+    fn template_images(template: &Value) -> BTreeSet<String> {
+        ["initContainers", "containers"]
+            .iter()
+            .filter_map(|k| template.pointer(&format!("/spec/{k}")).and_then(Value::as_array))
+            .flatten()
+            .filter_map(|c| c.get("image").and_then(Value::as_str))
+            .map(crate::troubles::qualified_image)
+            .collect()
     }
 
     /// Is this listener supposed to accept connections now?
@@ -428,7 +509,7 @@ impl World {
     // ---------------------------------------------------------------- bootstrap
 
     /// Create the kind node container and an empty cluster (what `kind create cluster` leaves).
-    pub fn create_cluster(&mut self, name: &str, ports: Vec<(u16, u16)>) {
+    pub fn create_cluster(&mut self, name: &str, ports: Vec<(u16, u16)>, puller: crate::images::Puller) {
         let now = SystemTime::now();
         self.containers.retain(|c| c.name != format!("{name}-control-plane"));
         self.containers.push(Container {
@@ -447,6 +528,9 @@ impl World {
         });
         self.container_created_events(&format!("{name}-control-plane"));
         self.cluster = Some(ClusterState { name: name.to_string() });
+        self.node_images.clear();
+        self.link.transfers.retain(|t| t.store == crate::images::Store::Host);
+        self.link.puller = puller;
         self.clear_cluster_objects();
         self.put_namespace("default", false);
         self.workloads.clear();
@@ -463,13 +547,19 @@ impl World {
                    "status":{"conditions":[{"type":"Ready","status":"True","reason":"KubeletReady","message":"kubelet is posting ready status"}],
                              "nodeInfo":{"kubeletVersion":"v1.32.2","containerRuntimeVersion":"containerd://2.0.2"}}}),
         );
-        self.add_deployment("kube-system", "coredns", "registry.k8s.io/coredns/coredns:v1.11.3", 2);
-        self.add_deployment(
-            "local-path-storage",
-            "local-path-provisioner",
-            "docker.io/kindest/local-path-provisioner:v20241212",
-            1,
-        );
+        // The node image preloads what kind itself deploys.
+        for (ns, name, image, n) in [
+            ("kube-system", "coredns", "registry.k8s.io/coredns/coredns:v1.11.3", 2),
+            (
+                "local-path-storage",
+                "local-path-provisioner",
+                "docker.io/kindest/local-path-provisioner:v20241212",
+                1,
+            ),
+        ] {
+            self.node_images.insert(crate::troubles::qualified_image(image));
+            self.add_deployment(ns, name, image, n);
+        }
     }
 
     /// Delete every object of the cluster (DELETED events for watchers) and forget its state.
@@ -538,10 +628,10 @@ impl World {
     pub fn install_istio(&mut self) {
         let ns = self.infra.stack.mesh.namespace.clone();
         self.put_namespace(&ns, false);
-        self.add_deployment(&ns, "istiod", "docker.io/istio/pilot:1.26.0", 1);
-        self.add_daemonset(&ns, "istio-cni-node", "docker.io/istio/install-cni:1.26.0");
+        self.add_deployment(&ns, "istiod", ISTIO_IMAGES[0].1, 1);
+        self.add_daemonset(&ns, "istio-cni-node", ISTIO_IMAGES[1].1);
         let zt = self.infra.stack.mesh.daemonset.clone();
-        self.add_daemonset(&ns, &zt, "docker.io/istio/ztunnel:1.26.0");
+        self.add_daemonset(&ns, &zt, ISTIO_IMAGES[2].1);
     }
 
     /// The healthy BookStore stack after bootstrap, instantly: every pod Ready and registered,
@@ -555,7 +645,8 @@ impl World {
             .filter(|(c, _)| !(self.opts.old_cluster && [32100, 32200, 32300].contains(c)))
             .collect();
         ports.push((6443, self.kube_port));
-        self.create_cluster(&name, ports);
+        let puller = crate::images::Puller::from_patches(&self.infra.cluster.patches());
+        self.create_cluster(&name, ports, puller);
         self.install_istio();
         let ns = self.infra.stack.mesh.namespace.clone();
         self.add_deployment(&ns, "kiali", "quay.io/kiali/kiali:v2.10", 1);
@@ -583,6 +674,18 @@ impl World {
         }
         self.add_volumes_and_worker_env();
         self.put_secret();
+        // A stack that has run holds every image it uses (no recovery waits for a download).
+        for res in [Res::Deployments, Res::DaemonSets] {
+            let templates: Vec<Value> = self
+                .store
+                .list(res, None)
+                .iter()
+                .filter_map(|o| o.pointer("/spec/template").cloned())
+                .collect();
+            for t in templates {
+                self.node_images.extend(Self::template_images(&t));
+            }
+        }
         // Everything Ready, registered, rolled out, with the mesh epoch at start.
         let now = Instant::now();
         self.last_ztunnel_complete = Some(now);
@@ -656,13 +759,7 @@ impl World {
             let key = Key::new(Res::Deployments, &ns, &deploy);
             match self.store.get(&key) {
                 None => {
-                    let mut obj = Self::workload_object(
-                        Res::Deployments,
-                        &ns,
-                        &deploy,
-                        "docker.io/istio/proxyv2:1.26.0",
-                        1,
-                    );
+                    let mut obj = Self::workload_object(Res::Deployments, &ns, &deploy, GATEWAY_IMAGE, 1);
                     obj["metadata"]["labels"]["gateway.networking.k8s.io/gateway-name"] = json!(name);
                     obj["spec"]["template"]["metadata"]["labels"]["gateway.networking.k8s.io/gateway-name"] =
                         json!(name);
@@ -760,11 +857,12 @@ impl World {
     /// the kubelet starts, readies and crash-loops containers, statuses are written.
     /// Returns when something is due next.
     pub fn reconcile(&mut self, now: Instant) -> Option<Instant> {
+        let download = self.advance_downloads(now);
         if !self.docker_up || !self.node_running() {
-            return None;
+            return download;
         }
         self.reconcile_gateways();
-        let mut next: Option<Instant> = None;
+        let mut next: Option<Instant> = download;
         let mut due = |t: Instant| {
             next = Some(next.map_or(t, |n: Instant| n.min(t)));
         };
@@ -928,6 +1026,12 @@ impl World {
         let registered = ambient && self.mesh_valid() && !self.faults.hbone_blocked.contains(&wl.2);
         let wall = SystemTime::now();
         let due = now + self.scaled(latency);
+        let template = self.workloads.get(wl).map(|w| w.template.clone()).unwrap_or(Value::Null);
+        let pulling: BTreeSet<String> =
+            Self::template_images(&template).into_iter().filter(|i| !self.node_images.contains(i)).collect();
+        for image in &pulling {
+            self.link.request(image);
+        }
         let pod = PodState {
             ns: wl.1.clone(),
             name: name.clone(),
@@ -937,7 +1041,9 @@ impl World {
             ip,
             ambient,
             registered,
-            phase: PodPhase::Starting { due: self.start_due(wl, due) },
+            phase: PodPhase::Starting {
+                due: if pulling.is_empty() { self.start_due(wl, due) } else { None },
+            },
             restart_count: 0,
             backoff: 0.0,
             created_wall: wall,
@@ -947,6 +1053,7 @@ impl World {
             last_exit_wall: None,
             log: vec![(wall, format!("starting {}", wl.2))],
             image_pull_error: self.pulls_fail(&wl.2),
+            pulling: pulling.clone(),
         };
         let subject = format!("{}/{}", wl.1, name);
         self.pods.insert((wl.1.clone(), name.clone()), pod);
@@ -961,7 +1068,12 @@ impl World {
                 wl.1
             ));
         }
-        self.container_started(wl);
+        if pulling.is_empty() {
+            self.container_started(wl);
+        } else {
+            self.event("pod-pulling", &subject, &pulling.iter().cloned().collect::<Vec<_>>().join(" "));
+        }
+        self.link.pump();
         self.write_pod(&(wl.1.clone(), name));
     }
 
@@ -1222,9 +1334,10 @@ impl World {
                 "message": format!("back-off {}s restarting failed container={} pod={}", p.backoff.round() as u64, container, p.name)}}),
             _ if p.image_pull_error => json!({"waiting":{"reason":"ImagePullBackOff",
                 "message": format!("Back-off pulling image \"{image}\"")}}),
+            _ if !p.pulling.is_empty() => json!({"waiting":{"reason":"ContainerCreating"}}),
             _ => json!({"running":{"startedAt": started}}),
         };
-        let pod_phase = if p.image_pull_error { "Pending" } else { "Running" };
+        let pod_phase = if p.image_pull_error || !p.pulling.is_empty() { "Pending" } else { "Running" };
         let last_state = match p.last_exit_wall {
             Some(t) => {
                 json!({"terminated":{"exitCode":1,"reason":"Error","startedAt": started,"finishedAt": rfc3339(t)}})
@@ -1258,7 +1371,7 @@ impl World {
                 "containerStatuses": [{
                     "name": container, "image": image, "imageID": format!("docker.io/{image}@sha256:0000"),
                     "containerID": format!("containerd://{}", container_id(&p.name, p.restart_count as u64)),
-                    "ready": ready, "started": !matches!(p.phase, PodPhase::Backoff{..}) && !p.image_pull_error,
+                    "ready": ready, "started": !matches!(p.phase, PodPhase::Backoff{..}) && !p.image_pull_error && p.pulling.is_empty(),
                     "restartCount": p.restart_count, "state": state, "lastState": last_state
                 }]
             }

@@ -418,6 +418,7 @@ fn kind_and_istioctl_standins() {
 
     let mut opts2 = opts();
     opts2.no_cluster = true;
+    opts2.images = vec!["bookstore/ui:1".into()];
     let empty = Sim::start(opts2).expect("starts");
     let o = run(&empty, "kind", &["get", "clusters"]);
     assert!(o.status.success());
@@ -450,6 +451,11 @@ fn kind_and_istioctl_standins() {
     assert!(out.contains("successfully rolled out"));
     let o = run(&empty, "kind", &["load", "docker-image", "bookstore/ui:1", "--name", "bookstore"]);
     assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("not yet present on node"), "{}", stderr(&o));
+    let o = run(&empty, "kind", &["load", "docker-image", "bookstore/ui:1", "--name", "bookstore"]);
+    assert!(stderr(&o).contains("found to be already present on all nodes"), "{}", stderr(&o));
+    let o = run(&empty, "kind", &["load", "docker-image", "bookstore/other:1", "--name", "bookstore"]);
+    assert_eq!(stderr(&o).trim(), "ERROR: image: \"bookstore/other:1\" not present locally");
     let o = run(&empty, "kind", &["delete", "cluster", "--name", "bookstore"]);
     assert!(o.status.success());
     assert!(stderr(&o).contains("Deleted nodes: [\"bookstore-control-plane\"]"));
@@ -719,4 +725,105 @@ fn gateway_api_crds_apply_as_the_real_file() {
     assert!(!over.status.success());
     let err = stderr(&over);
     assert!(err.contains("metadata.annotations: Too long: must have at most 262144 bytes"), "{err}");
+}
+
+/// The containerd image store (kind#3795): a locally built image is an index with a provenance
+/// attestation whose manifest a plain `docker save` leaves out, so kind's all-platforms import
+/// fails, by `load docker-image` and by `load image-archive` of that archive alike; one platform
+/// saved (`docker image save --platform`, API ≥ 1.48) imports. The classic store saves whole.
+#[test]
+fn image_archives_under_the_containerd_and_the_classic_store() {
+    let image = "bookstore/ui-service:dev";
+    let world = |containerd: bool, api: &str| {
+        let sim = Sim::start(SimOptions {
+            containerd_store: containerd,
+            docker_api_version: api.into(),
+            images: vec![image.into()],
+            ..opts()
+        })
+        .expect("starts");
+        sim.wait_healthy(Duration::from_secs(10)).expect("healthy");
+        sim
+    };
+    let sim = world(true, "1.50");
+    let plain = sim.dir().join("plain.tar").display().to_string();
+    ok(&docker(&sim, &["save", "-o", &plain, image]));
+    let o = run(&sim, "kind", &["load", "image-archive", &plain, "--name", "bookstore"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("ctr --namespace=k8s.io images import --all-platforms --digests"), "{err}");
+    assert!(err.contains("Command Output: ctr: content digest sha256:"), "{err}");
+    assert!(err.trim_end().ends_with(": not found"), "{err}");
+    let o = run(&sim, "kind", &["load", "docker-image", image, "--name", "bookstore"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("ctr: content digest sha256:"), "{}", stderr(&o));
+
+    let one = sim.dir().join("one.tar").display().to_string();
+    ok(&docker(&sim, &["image", "save", "--platform", "linux/amd64", "-o", &one, image]));
+    let get = sim.audit().into_iter().rfind(|e| e.source == Source::Docker && e.path.contains("/images/get"));
+    assert!(get.expect("GET /images/get").path.contains("platform="), "the CLI sends the platform");
+    let o = run(&sim, "kind", &["load", "image-archive", &one, "--name", "bookstore"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&sim, "kind", &["load", "docker-image", image, "--name", "bookstore"]);
+    assert!(stderr(&o).contains("already present on all nodes"), "loaded: {}", stderr(&o));
+    let o = docker(&sim, &["image", "save", "--platform", "linux/arm64", "-o", &one, image]);
+    assert!(stderr(&o).contains("no suitable export target found"), "{}", stderr(&o));
+
+    // Docker 27 (API 1.47) has no `save --platform`: the CLI refuses before any request.
+    let old = world(true, "1.47");
+    let o = docker(&old, &["image", "save", "--platform", "linux/amd64", "-o", &one, image]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("1.48"), "{}", stderr(&o));
+
+    // The classic store: the fast path works.
+    let classic = world(false, "1.50");
+    let o = run(&classic, "kind", &["load", "docker-image", image, "--name", "bookstore"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// Downloads: `docker pull` on the host takes its size over the machine's link; the kubelet
+/// pulls what a new pod needs (one at a time by default) and the pod waits in ContainerCreating;
+/// a loaded image is there at once; a stack that has run has every image.
+#[test]
+fn images_download_over_one_link_and_stay_in_the_node() {
+    let sim = Sim::start(SimOptions { no_cluster: true, time_scale: 0.01, bandwidth_mb_s: 10.0, ..opts() })
+        .expect("starts");
+    // redis (17 MB) at 10 MB/s and scale 0.01: about 17 ms.
+    let o = docker(&sim, &["pull", "redis:7.4.2-alpine"]);
+    assert!(ok(&o).contains("docker.io/library/redis:7.4.2-alpine"), "{}", stderr(&o));
+    let listed = ok(&docker(&sim, &["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"]));
+    assert_eq!(listed.trim(), "redis:7.4.2-alpine");
+    let o = docker(&sim, &["pull", "redis:7.4.2-alpine"]);
+    assert!(ok(&o).contains("docker.io/library/redis:7.4.2-alpine"));
+    let pulled = |w: &bookstore_sim::World, store: &str| {
+        w.audit
+            .iter()
+            .filter(|e| {
+                e.is_event("image-pulled", "docker.io/library/redis:7.4.2-alpine") && e.detail == store
+            })
+            .count()
+    };
+    sim.wait_for(Duration::from_secs(1), "one host pull", |w| pulled(w, "host") == 1).unwrap();
+
+    let cfg = sim.dir().join("infra/kind/cluster.yaml").display().to_string();
+    ok(&run(&sim, "kind", &["create", "cluster", "--name", "bookstore", "--config", &cfg]));
+    // A pod whose image the node lacks waits in ContainerCreating until the kubelet pulled it.
+    let manifest = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: cache, namespace: default}\n\
+                    spec:\n  replicas: 1\n  selector: {matchLabels: {app: cache}}\n  template:\n    \
+                    metadata: {labels: {app: cache}}\n    spec: {containers: [{name: c, image: redis:7.4.2-alpine}]}\n";
+    let mut apply = sim.command("kubectl");
+    apply.args(["--context", "kind-bookstore", "apply", "--server-side", "-f", "-"]).stdin(Stdio::piped());
+    apply.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = apply.spawn().unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), manifest.as_bytes()).unwrap();
+    ok(&child.wait_with_output().unwrap());
+    sim.wait_for(Duration::from_secs(5), "the kubelet's pull", |w| pulled(w, "node") == 1).unwrap();
+    let o = run(&sim, "kind", &["load", "docker-image", "redis:7.4.2-alpine", "--name", "bookstore"]);
+    assert!(stderr(&o).contains("already present on all nodes"), "{}", stderr(&o));
+    let out = ok(&kubectl(&sim, &["rollout", "status", "deployment/cache", "--timeout=30s"]));
+    assert!(out.contains("successfully rolled out"), "{out}");
+
+    // A stack that has run needs no download.
+    let healthy = start(opts());
+    assert!(!healthy.audit().iter().any(|e| e.verb == "image-pulled" || e.verb == "pod-pulling"));
 }

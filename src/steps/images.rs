@@ -1,0 +1,423 @@
+//! Images into the node, before the pods that run them exist. Ours are used as they are or built;
+//! the third-party ones (the manifests' and Istio's) are pulled on the host, one after the other
+//! in the graph's order (the slowest chains first), from the moment the checks pass: while the
+//! cluster is created and while Istio installs, when no pod of an ambient namespace may exist yet
+//! for the kubelet to pull for. Each is `kind load`ed as soon as the node exists and it is on the
+//! host, so a `down` then `up` downloads nothing the host already has.
+//!
+//! Why not the kubelet: it pulls only for pods that exist, and one image at a time by default
+//! (kubernetes `pkg/kubelet/images/puller.go`, `serializeImagePulls: true`); no pod of an ambient
+//! namespace may exist before Istio is Ready, nor an app's before its database is. The host pulls
+//! from the start; the kind config still lets the kubelet pull three at a time for whatever the
+//! host could not.
+//!
+//! Loading: with Docker's classic image store, `kind load docker-image` (kind skips what the node
+//! has). With the containerd image store, a built image is an index with a provenance attestation
+//! (a pulled one lists every platform) that a plain `docker save` — kind's own — leaves
+//! incomplete, so the node's `ctr images import --all-platforms --digests` stops with `content
+//! digest sha256:…: not found` (kind#3795, containerd#11344): `docker image save --platform
+//! <the daemon's, which kind's node runs on>` (Docker API ≥ 1.48), then `kind load image-archive`
+//! (kind PR #4247). A failed pull or load of a third-party image is a warning: the kubelet pulls it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Instant;
+
+use crate::docker;
+use crate::error::{Error, Result};
+use crate::plan::{Image, ImageSource};
+use crate::stack::Stack;
+use crate::ui::{Ui, human};
+
+use super::Ctx;
+use super::rollout::Prepared;
+
+/// What went wrong, in one line: the last line kubectl or docker printed on stderr.
+fn why(e: &Error) -> String {
+    match e {
+        Error::Command { stderr_tail, status, .. } => {
+            stderr_tail.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or(status).trim().to_string()
+        }
+        other => other.to_string().lines().next().unwrap_or("").to_string(),
+    }
+}
+
+fn present(image: &str) -> Result<bool> {
+    Ok(docker::image_present(image).run_unchecked()?.status.success())
+}
+
+/// `bookstore up --tiers`' images step: build what is missing, then load all of ours at once.
+pub fn tiers_step(ctx: &Ctx) -> Result<()> {
+    let b = &ctx.stack.bootstrap;
+    let step = ctx.ui.start(&format!("Loading {} images into the cluster", b.images.len()));
+    for image in &b.images {
+        if !present(&image.image)? {
+            let dir = std::env::var(&image.context_env).unwrap_or_default();
+            ctx.ui.info(&format!("building {} from {dir}", image.image));
+            docker::build(&image.image, &dir).run()?;
+        }
+    }
+    let names: Vec<String> = b.images.iter().map(|i| i.image.clone()).collect();
+    let how = Route::detect()?.load(ctx.stack, &names)?;
+    step.done(&how);
+    Ok(())
+}
+
+/// How images get into the node on this machine (one `docker info`, and `docker version` under
+/// the containerd store).
+#[derive(Clone, Debug)]
+pub enum Route {
+    /// The classic image store: `kind load docker-image`.
+    Classic,
+    /// The containerd image store: one archive of this platform (`linux/amd64`), when the
+    /// daemon can save one platform (API ≥ 1.48, Docker 28); else kind's own load, which works
+    /// only for single-manifest images.
+    Containerd { platform: String, one_platform: bool },
+}
+
+impl Route {
+    pub fn detect() -> Result<Route> {
+        if !docker::uses_containerd_store(&docker::driver_status().run()?.stdout) {
+            return Ok(Route::Classic);
+        }
+        let version = docker::server_platform().run()?.stdout;
+        let (platform, api) = docker::parse_server_platform(&version);
+        Ok(Route::Containerd { platform, one_platform: docker::api_at_least(&api, 1, 48) })
+    }
+
+    /// Whether an image pulled on the host can be loaded: not from the containerd store without
+    /// a one-platform save (a pulled image lists every platform, the host has one).
+    pub fn loads_pulled(&self) -> bool {
+        !matches!(self, Route::Containerd { one_platform: false, .. })
+    }
+
+    /// Load these images (present on the host) into the node; what was done, for the report.
+    pub fn load(&self, stack: &Stack, names: &[String]) -> Result<String> {
+        let cluster = &stack.cluster.name;
+        let platform = match self {
+            Route::Classic => {
+                docker::kind_load_images(names, cluster).run()?;
+                return Ok("kind load docker-image".into());
+            }
+            Route::Containerd { platform, one_platform: true } => platform,
+            Route::Containerd { one_platform: false, .. } => return self.load_whole(stack, names),
+        };
+        let dir = tempfile::tempdir().map_err(|e| {
+            Error::step(format!("cannot create a temp dir: {e}"), "check the temp dir (TMPDIR)")
+        })?;
+        let archive = dir.path().join("images.tar").display().to_string();
+        match docker::save_platform(names, platform, &archive).run() {
+            Ok(_) => {
+                docker::kind_load_archive(&archive, cluster).run()?;
+                Ok(format!("one {platform} archive (containerd image store)"))
+            }
+            // A docker CLI older than the daemon (no `save --platform`): as without it.
+            Err(Error::Command { stderr_tail, .. }) if docker::lacks_platform_save(&stderr_tail) => {
+                self.load_whole(stack, names)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// kind's own load under the containerd store (Docker 27 and older cannot save one
+    /// platform): it works for single-manifest images (built with --provenance=false).
+    fn load_whole(&self, stack: &Stack, names: &[String]) -> Result<String> {
+        let load = docker::kind_load_images(names, &stack.cluster.name);
+        match load.run() {
+            Ok(_) => Ok("kind load docker-image".into()),
+            Err(Error::Command { stderr_tail, .. }) if stderr_tail.contains("content digest") => {
+                let rebuild: Vec<String> = stack
+                    .bootstrap
+                    .images
+                    .iter()
+                    .filter(|i| names.contains(&i.image))
+                    .map(|i| format!("docker build --provenance=false -t {} ${}", i.image, i.context_env))
+                    .collect();
+                let rebuild = if rebuild.is_empty() {
+                    String::new()
+                } else {
+                    format!(", or rebuild the images without the attestation (`{}`)", rebuild.join(" && "))
+                };
+                Err(load.failure("failed", &stderr_tail).with_next(format!(
+                    "this Docker (API below 1.48) cannot `docker image save --platform`, and kind \
+                     cannot import a multi-manifest image from the containerd image store \
+                     (kind#3795). Upgrade Docker to 28 or later{rebuild}, or turn off \"Use \
+                     containerd for pulling and storing images\" in Docker Desktop; then run \
+                     `bookstore up` again"
+                )))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn describe(stack: &Stack, names: &[String], lines: &mut Vec<String>) {
+        let cluster = &stack.cluster.name;
+        lines.push(format!("{}   # the image store", docker::driver_status()));
+        lines.push(format!("{}   # the classic store", docker::kind_load_images(names, cluster)));
+        lines.push(format!("{}   # the containerd store (kind#3795):", docker::server_platform()));
+        lines.push(docker::save_platform(names, "<os/arch>", "<tmp>/images.tar").to_string());
+        lines.push(docker::kind_load_archive("<tmp>/images.tar", cluster).to_string());
+    }
+}
+
+/// Each image's name as pulled and loaded: Istio's tagged with istioctl's version.
+pub fn resolve(images: &[Image], istio_version: &str) -> Vec<String> {
+    images
+        .iter()
+        .map(|i| match i.source {
+            ImageSource::Istio => format!("{}:{istio_version}", i.name),
+            _ => i.name.clone(),
+        })
+        .collect()
+}
+
+/// `istioctl version --remote=false`'s client version (`client version: 1.26.0`, or a bare
+/// `1.26.0`).
+pub fn istio_version(stdout: &str) -> Option<String> {
+    let line = stdout.lines().map(str::trim).find(|l| !l.is_empty())?;
+    let v = line.rsplit(':').next()?.trim();
+    (!v.is_empty() && v.chars().next().is_some_and(|c| c.is_ascii_digit())).then(|| v.to_string())
+}
+
+/// Where an image stands on the host.
+#[derive(Clone, Debug)]
+enum OnHost {
+    /// There (as found, built or pulled), with how and how long it took.
+    Ready(String),
+    /// Could not be had (the warning says why): left to the kubelet.
+    Failed(String),
+}
+
+#[derive(Default)]
+struct Board {
+    images: BTreeMap<usize, OnHost>,
+}
+
+/// The host side: builds and pulls running on their own threads from the start.
+pub struct Host {
+    names: Vec<String>,
+    board: Arc<(Mutex<Board>, Condvar)>,
+}
+
+impl Host {
+    /// Start fetching: ours built when missing, the others pulled in `images`' order unless the
+    /// host has them. Returns at once.
+    pub fn start(ctx: &Ctx, images: &[Image], route: &Route) -> Result<Host> {
+        // Istio's images carry istioctl's version; unknown, they are left to the kubelet.
+        let version = docker::istioctl_version().run().ok().and_then(|o| istio_version(&o.stdout));
+        let names = resolve(images, version.as_deref().unwrap_or("<unknown>"));
+        let listing = docker::image_list().run()?;
+        let local: BTreeSet<String> = listing.stdout.lines().map(docker::short_ref).collect();
+        let board: Arc<(Mutex<Board>, Condvar)> = Arc::default();
+        let post = |board: &Arc<(Mutex<Board>, Condvar)>, i: usize, state: OnHost| {
+            let (lock, cv) = &**board;
+            lock.lock().unwrap_or_else(|e| e.into_inner()).images.insert(i, state);
+            cv.notify_all();
+        };
+        let mut builds = Vec::new();
+        let mut pulls = Vec::new();
+        let mut skipped = 0;
+        for (i, (image, name)) in images.iter().zip(&names).enumerate() {
+            let ours = matches!(image.source, ImageSource::Ours(_));
+            if image.source == ImageSource::Istio && version.is_none() {
+                post(&board, i, OnHost::Failed("istioctl's version unknown".into()));
+            } else if !ours && !route.loads_pulled() {
+                post(&board, i, OnHost::Failed("not loadable from this Docker".into()));
+                skipped += 1;
+            } else if local.contains(&docker::short_ref(name)) {
+                post(&board, i, OnHost::Ready("on the host".into()));
+            } else if let ImageSource::Ours(k) = image.source {
+                let dir = std::env::var(&ctx.stack.bootstrap.images[k].context_env).unwrap_or_default();
+                builds.push((i, name.clone(), dir));
+            } else {
+                pulls.push((i, name.clone()));
+            }
+        }
+        if skipped > 0 {
+            ctx.ui.warn(&format!(
+                "this Docker (containerd image store, API below 1.48) cannot save one platform of a pulled \
+                 image for kind (kind#3795): the node's kubelet pulls the {skipped} third-party images"
+            ));
+        }
+        let ui = ctx.ui.clone();
+        let b = Arc::clone(&board);
+        std::thread::spawn(move || {
+            for (i, name, dir) in builds {
+                let started = Instant::now();
+                ui.info(&format!("building {name} from {dir}"));
+                let state = match docker::build(&name, &dir).run() {
+                    Ok(_) => OnHost::Ready(format!("built {}", human(started.elapsed()))),
+                    Err(e) => OnHost::Failed(e.to_string()),
+                };
+                post(&b, i, state);
+            }
+        });
+        if !pulls.is_empty() {
+            let first: Vec<&str> = pulls.iter().take(3).map(|(_, n)| n.as_str()).collect();
+            ctx.ui.info(&format!(
+                "pulling {} image(s) on the host, one after the other, the slowest chains first ({} …)",
+                pulls.len(),
+                first.join(", ")
+            ));
+        }
+        let (ui, b) = (ctx.ui.clone(), Arc::clone(&board));
+        std::thread::spawn(move || {
+            for (i, name) in pulls {
+                if crate::wait::interrupted() {
+                    return;
+                }
+                let started = Instant::now();
+                let state = match docker::pull(&name).run() {
+                    Ok(_) => OnHost::Ready(format!("pulled {}", human(started.elapsed()))),
+                    Err(Error::Interrupted) => return,
+                    Err(e) => {
+                        let why = why(&e);
+                        ui.warn(&format!(
+                            "could not pull {name} on the host ({why}): the node's kubelet pulls it"
+                        ));
+                        OnHost::Failed(why)
+                    }
+                };
+                post(&b, i, state);
+            }
+        });
+        Ok(Host { names, board })
+    }
+
+    pub fn name(&self, i: usize) -> &str {
+        &self.names[i]
+    }
+}
+
+/// The node side: one thread loading, in one `kind load` whatever is requested and on the host.
+pub struct Loader {
+    tx: Sender<(usize, Prepared)>,
+}
+
+impl Loader {
+    /// Start loading (the node exists). `images` is the graph's list; ours failing is fatal.
+    pub fn start(ctx: &Ctx, host: Host, images: &[Image], route: Route) -> Result<Loader> {
+        let (tx, rx) = mpsc::channel::<(usize, Prepared)>();
+        let ours: BTreeSet<usize> = images
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| matches!(i.source, ImageSource::Ours(_)))
+            .map(|(k, _)| k)
+            .collect();
+        let (stack, ui) = (ctx.stack.clone(), ctx.ui.clone());
+        std::thread::spawn(move || load_loop(&stack, &ui, &route, &host, &ours, &rx));
+        Ok(Loader { tx })
+    }
+
+    /// Image `i` into the node; `done` says when.
+    pub fn request(&self, i: usize, done: Prepared) {
+        let _ = self.tx.send((i, done));
+    }
+}
+
+fn load_loop(
+    stack: &Stack,
+    ui: &Ui,
+    route: &Route,
+    host: &Host,
+    ours: &BTreeSet<usize>,
+    rx: &Receiver<(usize, Prepared)>,
+) {
+    let mut wanted: BTreeMap<usize, Prepared> = BTreeMap::new();
+    loop {
+        if wanted.is_empty() {
+            match rx.recv() {
+                Ok((i, done)) => {
+                    wanted.insert(i, done);
+                }
+                Err(_) => return,
+            }
+        }
+        // Wait until some of the requested images are settled on the host.
+        let settled: Vec<(usize, OnHost)> = loop {
+            while let Ok((i, done)) = rx.try_recv() {
+                wanted.insert(i, done);
+            }
+            if crate::wait::interrupted() {
+                return;
+            }
+            let (lock, cv) = &*host.board;
+            let board = lock.lock().unwrap_or_else(|e| e.into_inner());
+            let ready: Vec<(usize, OnHost)> =
+                wanted.keys().filter_map(|i| board.images.get(i).map(|s| (*i, s.clone()))).collect();
+            if !ready.is_empty() {
+                break ready;
+            }
+            let _ = cv.wait_timeout(board, std::time::Duration::from_millis(200));
+        };
+        let mut batch: Vec<(usize, String, Prepared)> = Vec::new();
+        for (i, state) in settled {
+            let Some(done) = wanted.remove(&i) else { continue };
+            match state {
+                OnHost::Failed(why) if ours.contains(&i) => {
+                    done.send(Err(Error::step(
+                        format!("building {}: {why}", host.name(i)),
+                        "fix the build (the docker build command above, by hand), then run `bookstore up` again",
+                    )));
+                    return;
+                }
+                OnHost::Failed(_) => done.send(Ok(format!("{}: left to the kubelet", host.name(i)))),
+                OnHost::Ready(how) => batch.push((i, how, done)),
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        let names: Vec<String> = batch.iter().map(|(i, _, _)| host.name(*i).to_string()).collect();
+        let started = Instant::now();
+        let together = route.load(stack, &names);
+        let together_ok = together.is_ok();
+        let mut lone_error = if names.len() == 1 { together.err() } else { None };
+        for (i, how, done) in batch {
+            let name = host.name(i);
+            // A load of several that failed is tried again for each image alone: one image must
+            // not keep the others out.
+            let result = if together_ok {
+                Ok(())
+            } else if let Some(e) = lone_error.take() {
+                Err(e)
+            } else {
+                route.load(stack, &[name.to_string()]).map(|_| ())
+            };
+            match result {
+                Ok(()) => done
+                    .send(Ok(format!("{name} in the node ({how}, kind load {})", human(started.elapsed())))),
+                // Ours cannot come from anywhere else: the bootstrap stops with the load's error.
+                Err(e) if ours.contains(&i) => {
+                    done.send(Err(e));
+                    return;
+                }
+                Err(e) => {
+                    ui.warn(&format!(
+                        "could not load {name} into the node ({}): the node's kubelet pulls it",
+                        why(&e)
+                    ));
+                    done.send(Ok(format!("{name}: left to the kubelet")));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn istioctl_versions_and_names() {
+        assert_eq!(istio_version("client version: 1.26.0\n").as_deref(), Some("1.26.0"));
+        assert_eq!(istio_version("1.27.1\n").as_deref(), Some("1.27.1"));
+        assert_eq!(istio_version("no client\n"), None);
+        let images = vec![
+            Image { name: "docker.io/istio/pilot".into(), source: ImageSource::Istio },
+            Image { name: "postgres:16".into(), source: ImageSource::Pull },
+        ];
+        assert_eq!(resolve(&images, "1.26.0"), ["docker.io/istio/pilot:1.26.0", "postgres:16"]);
+    }
+}

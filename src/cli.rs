@@ -15,7 +15,7 @@ use crate::error::EXIT_CODES;
     after_help = EXIT_CODES,
     after_long_help = concat!(
         "Examples:\n",
-        "  bookstore up                      # bootstrap the stack if it is not there, else restart what is broken\n",
+        "  bookstore up                      # bootstrap it if absent, else restart what is broken\n",
         "  bookstore up --dry-run            # what up would restart and keep, and why\n",
         "  bookstore recover --dry-run       # print every command and request, change nothing\n",
         "  bookstore recover --phased        # the restart guide's exact phases\n",

@@ -123,10 +123,6 @@ fn labels(v: Option<&Value>) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-pub fn parse_pods(json: &str) -> Result<Vec<Pod>, String> {
-    Ok(items(json)?.iter().map(pod).collect())
-}
-
 /// One pod object (a watch event's `object`).
 pub fn parse_pod(v: &Value) -> Pod {
     pod(v)
@@ -215,6 +211,20 @@ fn pod(v: &Value) -> Pod {
         unscheduled,
         containers,
     }
+}
+
+/// `kubectl get deployments,pods -o json`: one List, each item with its `kind` (kubectl sets it
+/// from the list it came in; by its shape if it were missing: a pod template is a Deployment's).
+pub fn parse_deployments_and_pods(json: &str) -> Result<(Vec<Deployment>, Vec<Pod>), String> {
+    let items = items(json)?;
+    let kind = |i: &&Value| match i.get("kind").and_then(Value::as_str) {
+        Some(k) => k.to_string(),
+        None if i.pointer("/spec/template").is_some() => "Deployment".to_string(),
+        None => "Pod".to_string(),
+    };
+    let deployments = items.iter().filter(|i| kind(i) == "Deployment").map(deployment).collect();
+    let pods = items.iter().filter(|i| kind(i) == "Pod").map(pod).collect();
+    Ok((deployments, pods))
 }
 
 pub fn parse_deployments(json: &str) -> Result<Vec<Deployment>, String> {
@@ -697,25 +707,25 @@ mod tests {
     #[test]
     fn pods_parse_with_ips_containers_and_scheduling() {
         let json = list(json!([
-            {"metadata": {"namespace": "ecom", "name": "db-1", "labels": {"app": "db"},
+            {"kind": "Pod", "metadata": {"namespace": "ecom", "name": "db-1", "labels": {"app": "db"},
                           "creationTimestamp": "2025-11-26T11:30:39Z"},
              "status": {"phase": "Running", "podIP": "10.244.0.7", "podIPs": [{"ip": "10.244.0.7"}, {"ip": "fd00::7"}],
                         "containerStatuses": [{"name": "db", "image": "postgres:17", "ready": true, "restartCount": 2,
                                                "state": {"running": {}}}]}},
-            {"metadata": {"namespace": "ecom", "name": "db-2", "labels": {"app": "db"}},
+            {"kind": "Pod", "metadata": {"namespace": "ecom", "name": "db-2", "labels": {"app": "db"}},
              "spec": {"containers": [{"name": "db", "image": "postgres:17"}]},
              "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
                         "reason": "Unschedulable", "message": "0/1 nodes are available"}]}}
         ]));
-        let pods = parse_pods(&json).unwrap();
+        let (_, pods) = parse_deployments_and_pods(&json).unwrap();
         assert_eq!(pods[0].ips, ["10.244.0.7", "fd00::7"]);
         assert!(pods[0].ready());
         assert_eq!(pods[0].restarts(), 2);
         assert_eq!(pods[1].unscheduled.as_deref(), Some("0/1 nodes are available"));
         assert_eq!(pods[1].containers[0].image, "postgres:17");
         assert_eq!(by_ip(&pods)["fd00::7"].name, "db-1");
-        assert!(parse_pods("{}").is_err());
-        assert!(parse_pods("nope").is_err());
+        assert!(parse_deployments_and_pods("{}").is_err());
+        assert!(parse_deployments_and_pods("nope").is_err());
     }
 
     #[test]

@@ -167,8 +167,11 @@ impl Kubectl {
         self.base().args(["get", "deployments", "--all-namespaces", "-o", "json"])
     }
 
-    pub fn list_pods(&self) -> Cmd {
-        self.base().args(["get", "pods", "--all-namespaces", "-o", "json"]).deadline(Duration::from_secs(30))
+    /// Every deployment and every pod, in one call (kubectl lists both and prints one List).
+    pub fn list_deployments_and_pods(&self) -> Cmd {
+        self.base()
+            .args(["get", "deployments,pods", "--all-namespaces", "-o", "json"])
+            .deadline(Duration::from_secs(30))
     }
 
     /// Core v1 Events of every namespace (the kubelet's and the scheduler's words about pods).

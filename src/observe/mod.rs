@@ -8,14 +8,15 @@ pub mod routes;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::cluster::{Deployment, Pod, parse_deployments, parse_pods};
+use crate::cluster::{Deployment, Pod, parse_deployments};
 use crate::connect::{Connect, Desired};
 use crate::docker::{self, Node};
 use crate::error::{Error, Result};
-use crate::exec::{Cmd, Stream};
+use crate::exec::Stream;
 use crate::kube::Kubectl;
 use crate::secret::Secret;
 use crate::stack::Stack;
@@ -69,7 +70,12 @@ impl<'a> Ctx<'a> {
 
     /// The desired config for one connector: the file's config with the secret's credentials.
     pub fn desired(&self, connector: &crate::stack::Connector) -> Result<Desired> {
-        let creds = self.credentials()?;
+        self.desired_via(&self.kube, connector)
+    }
+
+    /// [`Ctx::desired`], the secret (if not read yet) read through `kube`.
+    fn desired_via(&self, kube: &Kubectl, connector: &crate::stack::Connector) -> Result<Desired> {
+        let creds = self.credentials_via(kube)?;
         let secret = |key: &str| {
             creds.get(key).cloned().ok_or_else(|| {
                 Error::prerequisite(
@@ -87,13 +93,17 @@ impl<'a> Ctx<'a> {
     }
 
     pub fn credentials(&self) -> Result<&BTreeMap<String, Secret>> {
+        self.credentials_via(&self.kube)
+    }
+
+    fn credentials_via(&self, kube: &Kubectl) -> Result<&BTreeMap<String, Secret>> {
         if let Some(s) = self.secrets.get() {
             return Ok(s);
         }
         let connect = &self.stack.connect;
         let keys: Vec<&str> =
             connect.connectors.iter().flat_map(|c| [c.user_key.as_str(), c.password_key.as_str()]).collect();
-        let read = self.kube.read_secret(&connect.secret_namespace, &connect.secret_name, &keys)?;
+        let read = kube.read_secret(&connect.secret_namespace, &connect.secret_name, &keys)?;
         Ok(self.secrets.get_or_init(|| read))
     }
 }
@@ -155,9 +165,14 @@ pub struct Host {
     pub api: Read<()>,
     /// The legacy socat proxy containers that exist (running or not).
     pub legacy: Read<Vec<String>>,
+    /// The cluster, read in the same round (every read tried once): `None` when the node is not
+    /// the cluster's or the API did not answer them; [`cluster`] reads it again then.
+    pub cluster: Option<Observation>,
 }
 
-/// Read the host side in parallel: the node container, the API, the legacy proxies. A node
+/// Read the host side and the cluster in one round of parallel reads: the node container, the
+/// API, the legacy proxies, and everything [`cluster`] reads, each tried once (the cluster's
+/// reads are used only when the node is the cluster's and the API answered them all). A node
 /// container labelled as the cluster's node is what `kind get clusters` lists (kind's
 /// `docker ps -a --filter label=io.x-k8s.kind.cluster`), so kind is asked only when there is no
 /// such container. `Err` when the tools are missing or Docker does not answer.
@@ -166,7 +181,8 @@ pub fn host(ctx: &Ctx) -> Result<Host> {
     let stack = ctx.stack;
     let name = stack.cluster.control_plane_container();
     let legacy = &stack.legacy_proxies;
-    let (node, api, found) = std::thread::scope(|s| {
+    let once = Kubectl::new(stack.cluster.context(), Duration::ZERO);
+    let (node, api, found, parts) = std::thread::scope(|s| {
         let api = s.spawn(|| ctx.kube.readyz().run().map(|_| ()).map_err(|e| e.headline()));
         let found = s.spawn(|| -> Read<Vec<String>> {
             if legacy.is_empty() {
@@ -175,17 +191,25 @@ pub fn host(ctx: &Ctx) -> Result<Host> {
             let out = docker::ps_named(legacy).run().map_err(|e| e.headline())?;
             Ok(docker::parse_names(&out.stdout).into_iter().collect())
         });
+        let parts = s.spawn(|| read_cluster(ctx, &once));
         let node = inspect(&name);
         let panicked = || "the read panicked".to_string();
         (
             node,
             api.join().unwrap_or_else(|_| Err(panicked())),
             found.join().unwrap_or_else(|_| Err(panicked())),
+            join(parts),
         )
     });
     let ours = |n: &Node| n.kind_cluster.as_deref() == Some(stack.cluster.name.as_str());
-    if node.as_ref().is_ok_and(ours) {
-        return Ok(Host { node: Some(node), api, legacy: found });
+    if let Ok(n) = node.as_ref()
+        && ours(n)
+    {
+        let cluster = match (&api, parts) {
+            (Ok(()), Ok(parts)) => Some(parts.with(n.clone())),
+            _ => None,
+        };
+        return Ok(Host { node: Some(node), api, legacy: found, cluster });
     }
     let clusters = match docker::kind_get_clusters().run() {
         Ok(out) => out,
@@ -198,7 +222,7 @@ pub fn host(ctx: &Ctx) -> Result<Host> {
         }
     };
     let listed = docker::parse_names(&clusters.stdout).contains(&stack.cluster.name);
-    Ok(Host { node: listed.then_some(node), api, legacy: found })
+    Ok(Host { node: listed.then_some(node), api, legacy: found, cluster: None })
 }
 
 /// The reads [`host`] and [`cluster`] make, as pasteable lines (for `--dry-run`).
@@ -218,8 +242,10 @@ pub fn describe(ctx: &Ctx, lines: &mut Vec<String>) {
     if !stack.legacy_proxies.is_empty() {
         lines.push(format!("{}   # legacy socat proxies", docker::ps_named(&stack.legacy_proxies)));
     }
-    lines.push(format!("{}   # every workload exists; generations", ctx.kube.list_deployments()));
-    lines.push(format!("{}   # creation and Ready times, IPs, mesh enrolment", ctx.kube.list_pods()));
+    lines.push(format!(
+        "{}   # every workload exists, its generations; pods' creation and Ready times, IPs, mesh enrolment",
+        ctx.kube.list_deployments_and_pods()
+    ));
     let c = &stack.connect;
     lines.push(format!(
         "{}   # every key present, decoded in-process, never printed",
@@ -293,52 +319,74 @@ pub const LOG_TAIL: usize = 2000;
 /// istio-cni's node agent (istioctl's ambient profile).
 pub const CNI_DAEMONSET: &str = "istio-cni-node";
 
-/// Read the cluster in parallel: deployments, pods, every route, the connectors' stored configs;
-/// then the mesh logs (after the probes: a request to a stale pod is what puts its line in
-/// ztunnel's log). `Err` when the deployments or pods cannot be listed.
+/// Read the cluster, every read at once: deployments and pods, every route, the connectors'
+/// stored configs, ztunnel's and istio-cni's logs. `Err` when the deployments or pods cannot be
+/// listed.
 pub fn cluster(ctx: &Ctx, node: Node) -> Result<Observation> {
+    Ok(read_cluster(ctx, &ctx.kube)?.with(node))
+}
+
+/// An observation but for the node it is of.
+struct Parts {
+    deployments: Vec<Deployment>,
+    pods: Vec<Pod>,
+    hbone: Read<Vec<HboneFailure>>,
+    cni: Read<Vec<(String, String, String)>>,
+    routes: Vec<Probe>,
+    connectors: Vec<Stored>,
+}
+
+impl Parts {
+    fn with(self, node: Node) -> Observation {
+        let Parts { deployments, pods, hbone, cni, routes, connectors } = self;
+        Observation { at: now(), node, deployments, pods, hbone, cni, routes, connectors }
+    }
+}
+
+/// The cluster's reads, through `kube` (which retries transient API failures, or not).
+fn read_cluster(ctx: &Ctx, kube: &Kubectl) -> Result<Parts> {
     let stack = ctx.stack;
-    let list = |cmd: Cmd| -> Result<String> { ctx.kube.run(&cmd).map(|o| o.stdout) };
-    let (deployments, pods, routes, connectors) = std::thread::scope(|s| {
-        let deployments = s.spawn(|| list(ctx.kube.list_deployments()));
-        let pods = s.spawn(|| list(ctx.kube.list_pods()));
-        let connectors = s.spawn(|| connectors(ctx));
-        let routes = routes::probe_all(stack, &stack.smoke.checks);
-        (join(deployments), join(pods), routes, connectors.join().unwrap_or_default())
-    });
-    let bad = |cmd: Cmd| move |p: String| Error::step(format!("`{cmd}`: {p}"), "run it by hand");
-    let deployments = parse_deployments(&deployments?).map_err(bad(ctx.kube.list_deployments()))?;
-    let pods = parse_pods(&pods?).map_err(bad(ctx.kube.list_pods()))?;
     let mesh = &stack.mesh;
-    let logs = |daemonset: &str| -> Read<String> {
-        let cmd = ctx.kube.workload_logs("daemonset", daemonset, &mesh.namespace, LOG_TAIL);
-        cmd.run().map(|o| o.stdout).map_err(|e| e.headline())
+    let logs = |daemonset: &str| -> Read<Vec<u8>> {
+        let cmd = kube.workload_logs("daemonset", daemonset, &mesh.namespace, LOG_TAIL);
+        cmd.run().map(|o| o.stdout.into_bytes()).map_err(|e| e.headline())
     };
-    let (hbone, cni) = std::thread::scope(|s| {
+    let panicked = || Err("the read panicked".to_string());
+    let (objects, routes, connectors, hbone, cni) = std::thread::scope(|s| {
+        let objects = s.spawn(|| kube.run(&kube.list_deployments_and_pods()).map(|o| o.stdout));
+        let connectors = s.spawn(|| connectors(ctx, kube));
+        let hbone = s.spawn(|| logs(&mesh.daemonset));
         let cni = s.spawn(|| logs(CNI_DAEMONSET));
-        let hbone = logs(&mesh.daemonset);
-        (hbone, cni.join().unwrap_or_else(|_| Err("the read panicked".into())))
+        let routes = routes::probe_all(stack, &stack.smoke.checks);
+        (
+            join(objects),
+            routes,
+            connectors.join().unwrap_or_default(),
+            hbone.join().unwrap_or_else(|_| panicked()),
+            cni.join().unwrap_or_else(|_| panicked()),
+        )
     });
-    Ok(Observation {
-        at: now(),
-        node,
+    let (deployments, pods) = crate::cluster::parse_deployments_and_pods(&objects?)
+        .map_err(|p| Error::step(format!("`{}`: {p}", kube.list_deployments_and_pods()), "run it by hand"))?;
+    let text = |log: Vec<u8>| String::from_utf8_lossy(&log).into_owned();
+    Ok(Parts {
         deployments,
         pods,
-        hbone: hbone.map(|log| evidence::parse_ztunnel(&log)),
-        cni: cni.map(|log| evidence::parse_cni(&log)),
+        hbone: hbone.map(|log| evidence::parse_ztunnel(&text(log))),
+        cni: cni.map(|log| evidence::parse_cni(&text(log))),
         routes,
         connectors,
     })
 }
 
 /// Each connector's stored config against the desired one (`GET /connectors/{name}/config`).
-fn connectors(ctx: &Ctx) -> Vec<Stored> {
+fn connectors(ctx: &Ctx, kube: &Kubectl) -> Vec<Stored> {
     let wanted = &ctx.stack.connect.connectors;
     let Ok(api) = Connect::for_stack(ctx.stack) else {
         return wanted.iter().map(|_| Stored::Unknown("no fixed host port for Connect".into())).collect();
     };
     let desired: Vec<Read<Desired>> =
-        wanted.iter().map(|c| ctx.desired(c).map_err(|e| e.headline())).collect();
+        wanted.iter().map(|c| ctx.desired_via(kube, c).map_err(|e| e.headline())).collect();
     std::thread::scope(|s| {
         let handles: Vec<_> = wanted.iter().map(|c| s.spawn(|| api.get_config(&c.name).send())).collect();
         handles

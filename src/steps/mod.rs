@@ -44,7 +44,10 @@ pub fn plan_up(
     } else {
         step
     };
-    let obs = crate::observe::cluster(ctx, node)?;
+    let obs = match host.cluster {
+        Some(obs) => obs,
+        None => crate::observe::cluster(ctx, node)?,
+    };
     let missing = obs.missing(stack);
     if !missing.is_empty() {
         step.done(&format!(

@@ -494,7 +494,7 @@ fn dry_run_lists_the_reads_and_changes_nothing() {
     run.expect(0);
     for line in [
         "docker ps -a --filter label=io.x-k8s.kind.cluster=bookstore --format '{{json .}}'",
-        "kubectl --context kind-bookstore get pods --all-namespaces -o json",
+        "kubectl --context kind-bookstore get deployments,pods --all-namespaces -o json",
         "kubectl --context kind-bookstore logs daemonset/ztunnel -n istio-system --tail=2000",
         "kubectl --context kind-bookstore logs daemonset/istio-cni-node -n istio-system --tail=2000",
         "curl -sS http://127.0.0.1:32300/connectors",

@@ -156,23 +156,22 @@ pub fn docker_running() -> Result<()> {
 pub type Read<T> = std::result::Result<T, String>;
 
 /// What the host says, read at once: whether kind lists the cluster, its node container, and
-/// whether the Kubernetes API answers.
+/// the cluster itself.
 pub struct Host {
     /// `docker inspect` of the control-plane node, when `kind get clusters` lists the stack's
     /// cluster (stopped node containers count, as in kind); `None` when it does not.
     pub node: Option<Read<Node>>,
-    /// `kubectl get --raw /readyz`, once (not waited for).
-    pub api: Read<()>,
     /// The legacy socat proxy containers that exist (running or not).
     pub legacy: Read<Vec<String>>,
-    /// The cluster, read in the same round (every read tried once): `None` when the node is not
-    /// the cluster's or the API did not answer them; [`cluster`] reads it again then.
-    pub cluster: Option<Observation>,
+    /// The cluster, read in the same round, each read tried once (`None` when the node is not
+    /// the cluster's). An `Err` that is not a prerequisite means the API did not answer yet:
+    /// wait for it, then [`cluster`] reads it again.
+    pub cluster: Option<Result<Observation>>,
 }
 
 /// Read the host side and the cluster in one round of parallel reads: the node container, the
-/// API, the legacy proxies, and everything [`cluster`] reads, each tried once (the cluster's
-/// reads are used only when the node is the cluster's and the API answered them all). A node
+/// legacy proxies, and everything [`cluster`] reads, each tried once (used only when the node
+/// is the cluster's; an API that does not answer shows as their error). A node
 /// container labelled as the cluster's node is what `kind get clusters` lists (kind's
 /// `docker ps -a --filter label=io.x-k8s.kind.cluster`), so kind is asked only when there is no
 /// such container. `Err` when the tools are missing or Docker does not answer.
@@ -182,8 +181,7 @@ pub fn host(ctx: &Ctx) -> Result<Host> {
     let name = stack.cluster.control_plane_container();
     let legacy = &stack.legacy_proxies;
     let once = Kubectl::new(stack.cluster.context(), Duration::ZERO);
-    let (node, api, found, parts) = std::thread::scope(|s| {
-        let api = s.spawn(|| ctx.kube.readyz().run().map(|_| ()).map_err(|e| e.headline()));
+    let (node, found, parts) = std::thread::scope(|s| {
         let found = s.spawn(|| -> Read<Vec<String>> {
             if legacy.is_empty() {
                 return Ok(Vec::new());
@@ -193,23 +191,14 @@ pub fn host(ctx: &Ctx) -> Result<Host> {
         });
         let parts = s.spawn(|| read_cluster(ctx, &once));
         let node = inspect(&name);
-        let panicked = || "the read panicked".to_string();
-        (
-            node,
-            api.join().unwrap_or_else(|_| Err(panicked())),
-            found.join().unwrap_or_else(|_| Err(panicked())),
-            join(parts),
-        )
+        (node, found.join().unwrap_or_else(|_| Err("the read panicked".to_string())), join(parts))
     });
     let ours = |n: &Node| n.kind_cluster.as_deref() == Some(stack.cluster.name.as_str());
     if let Ok(n) = node.as_ref()
         && ours(n)
     {
-        let cluster = match (&api, parts) {
-            (Ok(()), Ok(parts)) => Some(parts.with(n.clone())),
-            _ => None,
-        };
-        return Ok(Host { node: Some(node), api, legacy: found, cluster });
+        let cluster = Some(parts.map(|p| p.with(n.clone())));
+        return Ok(Host { node: Some(node), legacy: found, cluster });
     }
     let clusters = match docker::kind_get_clusters().run() {
         Ok(out) => out,
@@ -222,7 +211,7 @@ pub fn host(ctx: &Ctx) -> Result<Host> {
         }
     };
     let listed = docker::parse_names(&clusters.stdout).contains(&stack.cluster.name);
-    Ok(Host { node: listed.then_some(node), api, legacy: found, cluster: None })
+    Ok(Host { node: listed.then_some(node), legacy: found, cluster: None })
 }
 
 /// The reads [`host`] and [`cluster`] make, as pasteable lines (for `--dry-run`).
@@ -238,7 +227,7 @@ pub fn describe(ctx: &Ctx, lines: &mut Vec<String>) {
         docker::kind_get_clusters(),
         stack.cluster.name
     ));
-    lines.push(format!("{}   # once; waited for only if it does not answer", ctx.kube.readyz()));
+    lines.push(format!("{}   # only if the reads below find the API not answering", ctx.kube.readyz()));
     if !stack.legacy_proxies.is_empty() {
         lines.push(format!("{}   # legacy socat proxies", docker::ps_named(&stack.legacy_proxies)));
     }

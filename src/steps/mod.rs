@@ -37,16 +37,17 @@ pub fn plan_up(
     let node =
         node.map_err(|e| Error::step(e, "check the node container (`docker ps -a`), then run again"))?;
     preflight::check_node(ctx, &node)?;
-    let step = if host.api.is_err() {
-        step.done(&format!("cluster {} exists; its API does not answer yet", stack.cluster.name));
-        mesh::wait_api(ctx)?;
-        ctx.ui.start("Observing the stack")
-    } else {
-        step
-    };
-    let obs = match host.cluster {
-        Some(obs) => obs,
-        None => crate::observe::cluster(ctx, node)?,
+    let (step, obs) = match host.cluster {
+        Some(Ok(obs)) => (step, obs),
+        Some(Err(e @ (Error::Prerequisite { .. } | Error::Interrupted))) => return Err(e),
+        // The API does not answer yet (it can refuse for a while after a Docker restart).
+        _ => {
+            step.done(&format!("cluster {} exists; its API does not answer yet", stack.cluster.name));
+            mesh::wait_api(ctx)?;
+            let step = ctx.ui.start("Observing the stack");
+            let obs = crate::observe::cluster(ctx, node)?;
+            (step, obs)
+        }
     };
     let missing = obs.missing(stack);
     if !missing.is_empty() {

@@ -155,6 +155,11 @@ impl Cmd {
         self
     }
 
+    /// Whether `other` runs the same program with the same arguments (stdin aside).
+    pub fn same_argv(&self, other: &Cmd) -> bool {
+        self.program == other.program && self.args == other.args
+    }
+
     /// The program and its arguments as given (the printed line is redacted; tests compare these).
     #[cfg(test)]
     pub fn argv(&self) -> Vec<String> {
@@ -182,7 +187,26 @@ impl Cmd {
             eprintln!("   $ {self}");
         }
         let handle = expr.start().map_err(|e| self.spawn_error(e))?;
-        let _live = Live::new();
+        self.finish(handle, Live::new())
+    }
+
+    /// Start the child now, its stdin left open: it gets as far as reading it (kubectl's start-up,
+    /// its kubeconfig) while the caller waits for something else; [`Early::feed`] gives it its
+    /// input and waits for it. Its line is this command's with the fed text as the heredoc.
+    pub fn start_early(&self) -> Result<Early> {
+        let (reader, writer) = std::io::pipe().map_err(|e| self.spawn_error(e))?;
+        let expr = duct::cmd(&self.program, &self.args)
+            .stdin_file(reader)
+            .stdout_capture()
+            .stderr_capture()
+            .unchecked();
+        count(&self.program);
+        let handle = expr.start().map_err(|e| self.spawn_error(e))?;
+        Ok(Early { cmd: self.clone(), handle: Some(handle), stdin: Some(writer), live: Some(Live::new()) })
+    }
+
+    /// Wait for a started child within the deadline (Ctrl-C stops it), then take its output.
+    fn finish(&self, handle: duct::Handle, _live: Live) -> Result<RawOutput> {
         let deadline = Instant::now() + self.deadline;
         // Wait in short slices so Ctrl-C stops the child promptly.
         let mut finished = false;
@@ -277,6 +301,49 @@ fn status_text(status: &std::process::ExitStatus) -> String {
     match status.code() {
         Some(code) => format!("exit {code}"),
         None => "killed by a signal".to_string(),
+    }
+}
+
+/// A child started ahead of need ([`Cmd::start_early`]). Dropped unfed, it is killed and reaped.
+pub struct Early {
+    cmd: Cmd,
+    handle: Option<duct::Handle>,
+    stdin: Option<std::io::PipeWriter>,
+    live: Option<Live>,
+}
+
+impl Early {
+    /// The command it runs.
+    pub fn cmd(&self) -> &Cmd {
+        &self.cmd
+    }
+
+    /// Give it its stdin (no secret: the text is shown as the line's heredoc) and wait for it, as
+    /// [`Cmd::run_unchecked`] does. A child that exited before reading it answers with its output.
+    pub fn feed(mut self, text: String) -> Result<RawOutput> {
+        use std::io::Write;
+        let cmd = self.cmd.clone().stdin_text(text.clone());
+        if verbose() {
+            eprintln!("   $ {cmd}");
+        }
+        if let Some(mut stdin) = self.stdin.take() {
+            // A child that is already gone (EPIPE) tells why in its stderr.
+            let _ = stdin.write_all(text.as_bytes());
+        }
+        let (handle, live) = (self.handle.take(), self.live.take());
+        match (handle, live) {
+            (Some(handle), Some(live)) => cmd.finish(handle, live),
+            _ => Err(Error::step(format!("`{cmd}` was fed twice"), "report this as a bug")),
+        }
+    }
+}
+
+impl Drop for Early {
+    fn drop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.kill();
+            let _ = handle.wait_deadline(Instant::now() + Duration::from_secs(5));
+        }
     }
 }
 

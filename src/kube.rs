@@ -49,6 +49,18 @@ fn whole_seconds(d: Duration) -> u64 {
     d.as_millis().div_ceil(1000).max(1) as u64
 }
 
+/// The objects (kind, namespace, name) as the List `kubectl rollout restart -f -` reads on stdin.
+fn restart_items(targets: &[(&str, &str, &str)]) -> String {
+    let items: Vec<serde_json::Value> = targets
+        .iter()
+        .map(|(kind, ns, name)| {
+            let kind = if *kind == "daemonset" { "DaemonSet" } else { "Deployment" };
+            serde_json::json!({"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": name, "namespace": ns}})
+        })
+        .collect();
+    serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string()
+}
+
 /// The objects `kubectl rollout restart` reports as restarted (`deployment.apps/x restarted`).
 pub fn restarted(stdout: &str) -> Vec<String> {
     stdout
@@ -93,15 +105,36 @@ impl Kubectl {
     /// restarted (kubectl reports each `… restarted`), as is kubectl's refusal of a second restart
     /// within one second (a rerun right after an interrupted run meets it).
     pub fn restart_all(&self, targets: &[(&str, &str, &str)]) -> Result<()> {
+        self.restart_all_early(targets, None)
+    }
+
+    /// `kubectl rollout restart -f -` started ahead of need ([`Kubectl::restart_all_early`]).
+    pub fn restart_early(&self) -> Result<crate::exec::Early> {
+        self.base().args(["rollout", "restart", "-f", "-"]).start_early()
+    }
+
+    /// [`Kubectl::restart_all`], its first attempt made by `early` when given (a `kubectl rollout
+    /// restart -f -` already started, [`Kubectl::restart_early`]): the restart then costs no
+    /// process start-up.
+    pub fn restart_all_early(
+        &self,
+        targets: &[(&str, &str, &str)],
+        early: Option<crate::exec::Early>,
+    ) -> Result<()> {
         let mut left: Vec<(String, String, String)> =
             targets.iter().map(|(k, ns, n)| (k.to_string(), ns.to_string(), n.to_string())).collect();
         let what = format!("{} (the Kubernetes API kept failing)", self.restart_list(targets));
         let next = self.api_hint();
+        let mut early = early;
         Poll::new(&what, self.retry_for, &next).run(|| {
             let refs: Vec<(&str, &str, &str)> =
                 left.iter().map(|(k, ns, n)| (k.as_str(), ns.as_str(), n.as_str())).collect();
             let cmd = self.restart_list(&refs);
-            let out = match cmd.run_unchecked() {
+            let ran = match early.take() {
+                Some(e) if e.cmd().same_argv(&cmd) => e.feed(restart_items(&refs)),
+                _ => cmd.run_unchecked(),
+            };
+            let out = match ran {
                 Ok(out) => out,
                 Err(e) => return Attempt::Fail(e),
             };
@@ -128,18 +161,7 @@ impl Kubectl {
         if let [(kind @ "daemonset", ns, name)] = targets {
             return self.base().args(["rollout", "restart", &format!("{kind}/{name}"), "-n", ns]);
         }
-        let items: Vec<serde_json::Value> = targets
-            .iter()
-            .map(|(kind, ns, name)| {
-                let (api, kind) = match *kind {
-                    "daemonset" => ("apps/v1", "DaemonSet"),
-                    _ => ("apps/v1", "Deployment"),
-                };
-                serde_json::json!({"apiVersion": api, "kind": kind, "metadata": {"name": name, "namespace": ns}})
-            })
-            .collect();
-        let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items});
-        self.base().args(["rollout", "restart", "-f", "-"]).stdin_text(list.to_string())
+        self.base().args(["rollout", "restart", "-f", "-"]).stdin_text(restart_items(targets))
     }
 
     pub fn context(&self) -> &str {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
-use crate::exec::Stream;
+use crate::exec::{Early, Stream};
 use crate::kube::{Rollout, deployment_rollout};
 use crate::plan::{Graph, Order, Prep, Task};
 use crate::secret::Secret;
@@ -231,6 +231,7 @@ fn execute(
     let mut watch = Watch::start(ctx, &tx)?;
     let mut state: BTreeMap<Task, State> = graph.tasks.iter().map(|(t, _)| (*t, State::Waiting)).collect();
     let mut failfast = FailFast::new(ctx);
+    let mut early: Option<Early> = None;
     // Tasks in the order they were done: the last of a task's prerequisites released it.
     let mut finished: Vec<Task> = Vec::new();
 
@@ -323,7 +324,15 @@ fn execute(
                 let _ = tx.send(Msg::Applied(apply, result));
             });
         }
-        send_restarts(ctx, &tx, batch);
+        if !batch.is_empty() {
+            send_restarts(ctx, &tx, batch, early.take());
+        }
+        // The next restart's kubectl starts now, while what it waits for becomes Ready: it
+        // then costs no process start-up on the critical path.
+        if early.is_none() && state.iter().any(|(t, s)| matches!((t, s), (Task::Restart(_), State::Waiting)))
+        {
+            early = ctx.kube.restart_early().ok();
+        }
         if state.values().all(|s| matches!(s, State::Done)) {
             break;
         }
@@ -528,7 +537,9 @@ fn execute(
                             }
                         }
                     }
-                    send_restarts(ctx, &tx, late);
+                    if !late.is_empty() {
+                        send_restarts(ctx, &tx, late, early.take());
+                    }
                     for (task, s) in &state {
                         if let (Task::Restart(i) | Task::Await(i), State::Restarting { since, last, .. }) =
                             (task, s)
@@ -606,18 +617,16 @@ fn execute(
 }
 
 /// One `kubectl rollout restart` for every deployment (namespace, name) of `batch`, on its own
-/// thread; its result comes back as [`Msg::Restarted`].
-fn send_restarts(ctx: &Ctx, tx: &Sender<Msg>, batch: Vec<(String, String)>) {
-    if batch.is_empty() {
-        return;
-    }
+/// thread (made by `early` when one was started ahead); its result comes back as
+/// [`Msg::Restarted`].
+fn send_restarts(ctx: &Ctx, tx: &Sender<Msg>, batch: Vec<(String, String)>, early: Option<Early>) {
     let names: Vec<String> = batch.iter().map(|(ns, n)| format!("{n} ({ns})")).collect();
     ctx.ui.info(&format!("restart {}", names.join(", ")));
     let (kube, tx) = (ctx.kube.clone(), tx.clone());
     std::thread::spawn(move || {
         let targets: Vec<(&str, &str, &str)> =
             batch.iter().map(|(ns, n)| ("deployment", ns.as_str(), n.as_str())).collect();
-        let _ = tx.send(Msg::Restarted(kube.restart_all(&targets)));
+        let _ = tx.send(Msg::Restarted(kube.restart_all_early(&targets, early)));
     });
 }
 

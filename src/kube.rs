@@ -17,6 +17,20 @@ pub struct Kubectl {
     context: String,
     /// How long a command is retried while the apiserver fails transiently.
     retry_for: Duration,
+    /// `kubectl rollout restart -f -` started ahead of need ([`Kubectl::warm_restarts`]), shared
+    /// by every clone: a restart takes one instead of starting kubectl.
+    warm: Warm,
+}
+
+/// Children waiting for their objects on stdin; dropped unused, they are killed and reaped.
+#[derive(Clone, Default)]
+struct Warm(std::sync::Arc<std::sync::Mutex<Vec<crate::exec::Early>>>);
+
+impl std::fmt::Debug for Warm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.0.lock().map(|w| w.len()).unwrap_or(0);
+        write!(f, "Warm({n})")
+    }
 }
 
 /// kubectl's stderr for an apiserver failure that passes on its own (a 503 or 500 while it
@@ -72,7 +86,7 @@ pub fn restarted(stdout: &str) -> Vec<String> {
 
 impl Kubectl {
     pub fn new(context: String, retry_for: Duration) -> Kubectl {
-        Kubectl { context, retry_for }
+        Kubectl { context, retry_for, warm: Warm::default() }
     }
 
     /// Run a command, retrying transient apiserver failures for a while; other failures are
@@ -97,35 +111,18 @@ impl Kubectl {
         )
     }
 
-    /// `rollout restart` of `names`, retrying transient failures (and kubectl's "within the past
-    /// second") for the ones not yet restarted: restarting one twice would restart it twice.
     /// `rollout restart` of every target (kind, namespace, name), in as many namespaces as given,
     /// with one kubectl call: the objects are named on stdin, so kubectl takes each one's
     /// namespace from there. Transient apiserver failures are retried for the targets not yet
     /// restarted (kubectl reports each `… restarted`), as is kubectl's refusal of a second restart
     /// within one second (a rerun right after an interrupted run meets it).
+    /// A warm kubectl ([`Kubectl::warm_restarts`]) makes the first attempt when there is one.
     pub fn restart_all(&self, targets: &[(&str, &str, &str)]) -> Result<()> {
-        self.restart_all_early(targets, None)
-    }
-
-    /// `kubectl rollout restart -f -` started ahead of need ([`Kubectl::restart_all_early`]).
-    pub fn restart_early(&self) -> Result<crate::exec::Early> {
-        self.base().args(["rollout", "restart", "-f", "-"]).start_early()
-    }
-
-    /// [`Kubectl::restart_all`], its first attempt made by `early` when given (a `kubectl rollout
-    /// restart -f -` already started, [`Kubectl::restart_early`]): the restart then costs no
-    /// process start-up.
-    pub fn restart_all_early(
-        &self,
-        targets: &[(&str, &str, &str)],
-        early: Option<crate::exec::Early>,
-    ) -> Result<()> {
         let mut left: Vec<(String, String, String)> =
             targets.iter().map(|(k, ns, n)| (k.to_string(), ns.to_string(), n.to_string())).collect();
         let what = format!("{} (the Kubernetes API kept failing)", self.restart_list(targets));
         let next = self.api_hint();
-        let mut early = early;
+        let mut early = self.take_warm(&self.restart_list(targets));
         Poll::new(&what, self.retry_for, &next).run(|| {
             let refs: Vec<(&str, &str, &str)> =
                 left.iter().map(|(k, ns, n)| (k.as_str(), ns.as_str(), n.as_str())).collect();
@@ -151,6 +148,32 @@ impl Kubectl {
                 Attempt::Fail(self.explain(cmd.failure(&status, &out.stderr)))
             }
         })
+    }
+
+    /// Keep `n` `kubectl rollout restart -f -` started, waiting for their objects on stdin
+    /// (kubectl's start-up and kubeconfig done): the next restarts cost no process start-up.
+    /// Started while what a restart waits for becomes Ready, never on the critical path.
+    pub fn warm_restarts(&self, n: usize) {
+        let Ok(mut warm) = self.warm.0.lock() else { return };
+        while warm.len() < n {
+            match self.base().args(["rollout", "restart", "-f", "-"]).start_early() {
+                Ok(early) => warm.push(early),
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// A warm kubectl that runs `cmd`'s argv, if one is waiting.
+    fn take_warm(&self, cmd: &Cmd) -> Option<crate::exec::Early> {
+        let mut warm = self.warm.0.lock().ok()?;
+        let i = warm.iter().position(|e| e.cmd().same_argv(cmd))?;
+        Some(warm.swap_remove(i))
+    }
+
+    /// Kill and reap the warm kubectls no restart took.
+    pub fn cool(&self) {
+        let unused = self.warm.0.lock().map(|mut w| std::mem::take(&mut *w)).unwrap_or_default();
+        drop(unused);
     }
 
     /// `kubectl rollout restart` of the objects (kind, namespace, name): one DaemonSet (ztunnel)

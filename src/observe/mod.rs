@@ -39,6 +39,14 @@ pub struct Ctx<'a> {
     deployments: OnceLock<BTreeMap<(String, String), i64>>,
 }
 
+impl Drop for Ctx<'_> {
+    /// The restart kubectls started ahead ([`Kubectl::warm_restarts`]) that no restart took are
+    /// killed and reaped with the run's context, whatever the outcome.
+    fn drop(&mut self) {
+        self.kube.cool();
+    }
+}
+
 impl<'a> Ctx<'a> {
     pub fn new(stack: &'a Stack, ui: &'a Ui) -> Ctx<'a> {
         let kube = Kubectl::new(stack.cluster.context(), stack.api_timeout);

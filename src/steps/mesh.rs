@@ -43,6 +43,8 @@ pub fn restart(ctx: &Ctx, settle: Duration) -> Result<()> {
         json!({"workload": workload, "namespace": namespace, "action": "restart", "after": [], "released_by": null}),
     );
     ctx.kube.restart_all(&[("daemonset", mesh.namespace.as_str(), mesh.daemonset.as_str())])?;
+    // The workloads' restarts follow its rollout: their kubectls start during it.
+    ctx.kube.warm_restarts(super::rollout::WARM);
     // `rollout status` within the deadline; a transient API failure mid-wait is retried with
     // the time that is left.
     let start = std::time::Instant::now();

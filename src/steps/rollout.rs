@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
-use crate::exec::{Early, Stream};
+use crate::exec::Stream;
 use crate::kube::{Rollout, deployment_rollout};
 use crate::plan::{Graph, Order, Prep, Task};
 use crate::secret::Secret;
@@ -113,6 +113,11 @@ struct Watch {
 }
 
 const MAX_WATCH_RESTARTS: u32 = 5;
+
+/// How many restart kubectls are kept started ahead of need ([`Kubectl::warm_restarts`]).
+///
+/// [`Kubectl::warm_restarts`]: crate::kube::Kubectl::warm_restarts
+pub const WARM: usize = 2;
 
 impl Watch {
     fn start(ctx: &Ctx, tx: &Sender<Msg>) -> Result<Watch> {
@@ -231,7 +236,6 @@ fn execute(
     let mut watch = Watch::start(ctx, &tx)?;
     let mut state: BTreeMap<Task, State> = graph.tasks.iter().map(|(t, _)| (*t, State::Waiting)).collect();
     let mut failfast = FailFast::new(ctx);
-    let mut early: Option<Early> = None;
     // Tasks in the order they were done: the last of a task's prerequisites released it.
     let mut finished: Vec<Task> = Vec::new();
 
@@ -325,14 +329,14 @@ fn execute(
             });
         }
         if !batch.is_empty() {
-            send_restarts(ctx, &tx, batch, early.take());
+            send_restarts(ctx, &tx, batch);
         }
-        // The next restart's kubectl starts now, while what it waits for becomes Ready: it
-        // then costs no process start-up on the critical path.
-        if early.is_none() && state.iter().any(|(t, s)| matches!((t, s), (Task::Restart(_), State::Waiting)))
-        {
-            early = ctx.kube.restart_early().ok();
-        }
+        // The next restarts' kubectls start now, while what they wait for becomes Ready: they
+        // then cost no process start-up on the critical path. Up to two, because readiness that
+        // arrives a few milliseconds apart (databases restarted together) makes two batches;
+        // never more than restarts are left.
+        let left = state.iter().filter(|(t, s)| matches!((t, s), (Task::Restart(_), State::Waiting))).count();
+        ctx.kube.warm_restarts(left.min(WARM));
         if state.values().all(|s| matches!(s, State::Done)) {
             break;
         }
@@ -538,7 +542,7 @@ fn execute(
                         }
                     }
                     if !late.is_empty() {
-                        send_restarts(ctx, &tx, late, early.take());
+                        send_restarts(ctx, &tx, late);
                     }
                     for (task, s) in &state {
                         if let (Task::Restart(i) | Task::Await(i), State::Restarting { since, last, .. }) =
@@ -617,16 +621,16 @@ fn execute(
 }
 
 /// One `kubectl rollout restart` for every deployment (namespace, name) of `batch`, on its own
-/// thread (made by `early` when one was started ahead); its result comes back as
+/// thread (a warm kubectl when one was started ahead); its result comes back as
 /// [`Msg::Restarted`].
-fn send_restarts(ctx: &Ctx, tx: &Sender<Msg>, batch: Vec<(String, String)>, early: Option<Early>) {
+fn send_restarts(ctx: &Ctx, tx: &Sender<Msg>, batch: Vec<(String, String)>) {
     let names: Vec<String> = batch.iter().map(|(ns, n)| format!("{n} ({ns})")).collect();
     ctx.ui.info(&format!("restart {}", names.join(", ")));
     let (kube, tx) = (ctx.kube.clone(), tx.clone());
     std::thread::spawn(move || {
         let targets: Vec<(&str, &str, &str)> =
             batch.iter().map(|(ns, n)| ("deployment", ns.as_str(), n.as_str())).collect();
-        let _ = tx.send(Msg::Restarted(kube.restart_all_early(&targets, early)));
+        let _ = tx.send(Msg::Restarted(kube.restart_all(&targets)));
     });
 }
 

@@ -114,6 +114,10 @@ struct Watch {
 
 const MAX_WATCH_RESTARTS: u32 = 5;
 
+/// Messages that arrive within this of each other are handled together ([`execute`]'s loop):
+/// a watch line each for deployments that turned Ready at once.
+const TOGETHER: Duration = Duration::from_millis(5);
+
 /// How many restart kubectls are kept started ahead of need ([`Kubectl::warm_restarts`]).
 ///
 /// [`Kubectl::warm_restarts`]: crate::kube::Kubectl::warm_restarts
@@ -332,9 +336,8 @@ fn execute(
             send_restarts(ctx, &tx, batch);
         }
         // The next restarts' kubectls start now, while what they wait for becomes Ready: they
-        // then cost no process start-up on the critical path. Up to two, because readiness that
-        // arrives a few milliseconds apart (databases restarted together) makes two batches;
-        // never more than restarts are left.
+        // then cost no process start-up on the critical path. Up to two: readiness a little
+        // further apart than TOGETHER makes a second batch; never more than restarts are left.
         let left = state.iter().filter(|(t, s)| matches!((t, s), (Task::Restart(_), State::Waiting))).count();
         ctx.kube.warm_restarts(left.min(WARM));
         if state.values().all(|s| matches!(s, State::Done)) {
@@ -400,10 +403,17 @@ fn execute(
             }))
             .collect();
         failfast.check(ctx, &waiting)?;
-        // Take every message already there, so readiness that arrives together starts its
-        // dependents together (one restart command).
+        // Take every message that arrives within TOGETHER of the first, so readiness that
+        // arrives together (deployments restarted together turn Ready within milliseconds of
+        // each other, one watch line each) starts its dependents together: one restart command.
         let first = rx.recv_timeout(wait.min(Duration::from_millis(200)));
-        let more: Vec<Msg> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        let until = Instant::now() + TOGETHER;
+        let more: Vec<Msg> = if first.is_ok() {
+            std::iter::from_fn(|| rx.recv_timeout(until.saturating_duration_since(Instant::now())).ok())
+                .collect()
+        } else {
+            Vec::new()
+        };
         for received in std::iter::once(first).chain(more.into_iter().map(Ok)) {
             match received {
                 Ok(Msg::Event { namespace, name, generation: g, rollout, selector }) => {

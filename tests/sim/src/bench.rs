@@ -452,10 +452,8 @@ impl Bench {
         let infra = Infra::load(&sim.dir().join("infra"))?;
         let calls = dir.join("kubectl.calls");
         let shim = write_shim(&dir.join("shim"), &self.real_kubectl, &calls)?;
-        let mut cmd = self.command(c, &sim, &infra, &shim)?;
-        cmd.stdin(Stdio::null())
-            .stdout(std::fs::File::create(dir.join("stdout"))?)
-            .stderr(std::fs::File::create(dir.join("stderr"))?);
+        let mut cmd = self.command(c, &sim, &infra)?;
+        surround(&mut cmd, &sim, &shim, &dir)?;
         std::fs::write(dir.join("command"), format!("{cmd:?}\n"))?;
 
         let since_ms = sim.clock_ms();
@@ -501,11 +499,10 @@ impl Bench {
             .unwrap_or_default()
     }
 
-    /// The contender's command: the simulator's environment, the shim first on PATH, its own
-    /// temp dir (bookstore's lock), the simulator's folder as working directory.
-    fn command(&self, c: Contender, sim: &Sim, infra: &Infra, shim: &Path) -> Result<Command> {
+    /// The contender's command (its surroundings: [`surround`]).
+    fn command(&self, c: Contender, sim: &Sim, infra: &Infra) -> Result<Command> {
         let scale = self.opts.time_scale;
-        let mut cmd = match c {
+        let cmd = match c {
             Contender::Guide => {
                 let mut cmd = sim.command("bash");
                 cmd.arg(&self.guide)
@@ -534,11 +531,6 @@ impl Bench {
                 cmd
             }
         };
-        let sim_path = sim.env().into_iter().find(|(k, _)| k == "PATH").map(|(_, v)| v).unwrap_or_default();
-        cmd.env("PATH", format!("{}:{sim_path}", shim.display()))
-            .env("TMPDIR", sim.dir())
-            .env("NO_COLOR", "1")
-            .current_dir(sim.dir());
         Ok(cmd)
     }
 
@@ -873,16 +865,9 @@ impl Bench {
         let infra = Infra::load(&sim.dir().join("infra"))?;
         let calls = dir.join("kubectl.calls");
         let shim = write_shim(&dir.join("shim"), &self.real_kubectl, &calls)?;
-        let sim_path = sim.env().into_iter().find(|(k, _)| k == "PATH").map(|(_, v)| v).unwrap_or_default();
         let mut cmd = sim.command(&self.opts.bookstore.to_string_lossy());
         cmd.arg("watch").arg("--stack").arg(sim.stack_path()).args(["--json", "--color", "never"]);
-        cmd.env("PATH", format!("{}:{sim_path}", shim.display()))
-            .env("TMPDIR", sim.dir())
-            .env("NO_COLOR", "1")
-            .current_dir(sim.dir())
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(dir.join("stdout"))?)
-            .stderr(std::fs::File::create(dir.join("stderr"))?);
+        surround(&mut cmd, &sim, &shim, &dir)?;
         std::fs::write(dir.join("command"), format!("{cmd:?}\n"))?;
         let started = Instant::now();
         let mut child = cmd.spawn().context("starting bookstore watch")?;
@@ -1164,6 +1149,21 @@ pub(crate) fn time_contender(
         None => (None, Some("the contender was killed at its deadline".to_string())),
     };
     Ok(Timed { exited, status, healthy, unhealthy, cpu })
+}
+
+/// A contender's surroundings: the simulator's environment with the kubectl shim first on PATH,
+/// its own temp dir (bookstore's lock), the simulator's folder as working directory, no colour,
+/// no stdin, stdout and stderr into `dir`'s files of those names.
+pub(crate) fn surround(cmd: &mut Command, sim: &Sim, shim: &Path, dir: &Path) -> Result<()> {
+    let sim_path = sim.env().into_iter().find(|(k, _)| k == "PATH").map(|(_, v)| v).unwrap_or_default();
+    cmd.env("PATH", format!("{}:{sim_path}", shim.display()))
+        .env("TMPDIR", sim.dir())
+        .env("NO_COLOR", "1")
+        .current_dir(sim.dir())
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(dir.join("stdout"))?)
+        .stderr(std::fs::File::create(dir.join("stderr"))?);
+    Ok(())
 }
 
 /// `<dir>/kubectl`: appends its argv to `calls`, then execs the real kubectl.

@@ -16,12 +16,12 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
-use std::process::Stdio;
 
 use anyhow::Result;
 
 use crate::bench::{
-    BenchOptions, Cpu, Timed, fmt_opt, json_steps, median, table, target, time_contender, write_shim,
+    BenchOptions, Cpu, Timed, fmt_opt, json_steps, median, surround, table, target, time_contender,
+    write_shim,
 };
 use crate::config::Infra;
 use crate::latency::{BANDWIDTH_MB_S, LOAD_MB_S, delays, image_mb, latency_secs};
@@ -241,15 +241,7 @@ pub fn run(opts: &BenchOptions, real_kubectl: &Path, clk_tck: f64, logs: &Path) 
             if c == Boot::Tiers {
                 cmd.arg("--tiers");
             }
-            let sim_path =
-                sim.env().into_iter().find(|(k, _)| k == "PATH").map(|(_, v)| v).unwrap_or_default();
-            cmd.env("PATH", format!("{}:{sim_path}", shim.display()))
-                .env("TMPDIR", sim.dir())
-                .env("NO_COLOR", "1")
-                .current_dir(sim.dir())
-                .stdin(Stdio::null())
-                .stdout(std::fs::File::create(dir.join("stdout"))?)
-                .stderr(std::fs::File::create(dir.join("stderr"))?);
+            surround(&mut cmd, &sim, &shim, &dir)?;
             let Timed { exited, status, healthy, unhealthy, cpu } =
                 time_contender(&mut cmd, c.label(), &sim, &sim_infra, deadline, clk_tck)?;
             let audit = sim.audit();

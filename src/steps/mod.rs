@@ -75,34 +75,32 @@ pub fn plan_up(
 }
 
 pub fn run(ctx: &Ctx, steps: &[Step]) -> Result<()> {
-    steps.iter().try_for_each(|step| run_one(ctx, step))
-}
-
-fn run_one(ctx: &Ctx, step: &Step) -> Result<()> {
-    match step {
-        Step::Preflight(p) => preflight::run(ctx, p)?,
-        Step::WaitApi => mesh::wait_api(ctx)?,
-        Step::CheckCluster => inputs::run(ctx)?,
-        Step::LegacyProxies => preflight::legacy_proxies(ctx)?,
-        Step::RestartMesh { settle } => mesh::restart(ctx, *settle)?,
-        Step::RemoveLegacy(names) => preflight::remove_legacy(ctx, names)?,
-        Step::Decide(remedy) => converge::decide(ctx, remedy),
-        Step::Verify { escalate, order, settle } => converge::verify(ctx, *escalate, *order, *settle)?,
-        Step::Rollout(graph) => rollout::run(ctx, graph)?,
-        Step::Connectors => connectors::run_all(ctx)?,
-        Step::Smoke => {
-            let step = ctx.ui.start("Smoke-testing every route");
-            crate::smoke::run(ctx.stack, ctx.ui, ctx.stack.smoke.timeout)?;
-            step.done(&format!("{} checks pass", ctx.stack.smoke.checks.len()));
+    for step in steps {
+        match step {
+            Step::Preflight(p) => preflight::run(ctx, p)?,
+            Step::WaitApi => mesh::wait_api(ctx)?,
+            Step::CheckCluster => inputs::run(ctx)?,
+            Step::LegacyProxies => preflight::legacy_proxies(ctx)?,
+            Step::RestartMesh { settle } => mesh::restart(ctx, *settle)?,
+            Step::RemoveLegacy(names) => preflight::remove_legacy(ctx, names)?,
+            Step::Decide(remedy) => converge::decide(ctx, remedy),
+            Step::Verify { escalate, order, settle } => converge::verify(ctx, *escalate, *order, *settle)?,
+            Step::Rollout(graph) => rollout::run(ctx, graph)?,
+            Step::Connectors => connectors::run_all(ctx)?,
+            Step::Smoke => {
+                let step = ctx.ui.start("Smoke-testing every route");
+                crate::smoke::run(ctx.stack, ctx.ui, ctx.stack.smoke.timeout)?;
+                step.done(&format!("{} checks pass", ctx.stack.smoke.checks.len()));
+            }
+            Step::BootstrapChecks { ports } => bootstrap::checks(ctx, *ports)?,
+            Step::CreateCluster => bootstrap::create_cluster(ctx)?,
+            Step::GatewayCrds => bootstrap::gateway_crds(ctx)?,
+            Step::InstallIstio => bootstrap::istio(ctx)?,
+            Step::Secrets => bootstrap::secrets(ctx)?,
+            Step::Images => images::tiers_step(ctx)?,
+            Step::Bootstrap { create, graph } => bootstrap::run_graph(ctx, *create, graph)?,
+            Step::Tier(i) => bootstrap::tier(ctx, *i)?,
         }
-        Step::BootstrapChecks { ports } => bootstrap::checks(ctx, *ports)?,
-        Step::CreateCluster => bootstrap::create_cluster(ctx)?,
-        Step::GatewayCrds => bootstrap::gateway_crds(ctx)?,
-        Step::InstallIstio => bootstrap::istio(ctx)?,
-        Step::Secrets => bootstrap::secrets(ctx)?,
-        Step::Images => images::tiers_step(ctx)?,
-        Step::Bootstrap { create, graph } => bootstrap::run_graph(ctx, *create, graph)?,
-        Step::Tier(i) => bootstrap::tier(ctx, *i)?,
     }
     Ok(())
 }

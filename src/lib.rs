@@ -1,0 +1,29 @@
+//! `bookstore` as a library: the binary (`main.rs`) is a thin shell over `run::run`; the rooms
+//! are public so that the simulator and the tests read the stack and the events through the
+//! product's own types (data only: the verdicts stay the product's).
+
+pub mod cli;
+pub mod cluster;
+pub mod connect;
+pub mod docker;
+pub mod doctor;
+pub mod error;
+pub mod exec;
+pub mod http;
+pub mod kube;
+pub mod manifests;
+pub mod observe;
+pub mod plan;
+#[cfg(test)]
+mod proptests;
+pub mod run;
+pub mod secret;
+pub mod smoke;
+pub mod stack;
+pub mod status;
+pub mod steps;
+pub mod timings;
+pub mod troubles;
+pub mod ui;
+pub mod wait;
+pub mod watch;

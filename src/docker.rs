@@ -273,7 +273,7 @@ pub fn parse_inspect(stdout: &str) -> Result<Node, String> {
     let running = c.pointer("/State/Running").and_then(Value::as_bool).unwrap_or(false);
     let status = c.pointer("/State/Status").and_then(Value::as_str).unwrap_or("unknown").to_string();
     let started = c.pointer("/State/StartedAt").and_then(Value::as_str).unwrap_or("").to_string();
-    let started_at = crate::cluster::parse_time(&started);
+    let started_at = crate::utc::parse(&started);
     let kind_cluster =
         c.pointer("/Config/Labels/io.x-k8s.kind.cluster").and_then(Value::as_str).map(String::from);
     let mut bindings = Vec::new();

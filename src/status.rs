@@ -6,7 +6,7 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use crate::cluster::{self, Deployment, Pod};
+use crate::cluster::{Deployment, Pod};
 use crate::error::Result;
 use crate::http::Response;
 use crate::observe::Ctx;
@@ -195,7 +195,7 @@ pub fn render(status: &Status) -> String {
                 (Some(r), Some(d)) => format!("{r}/{d}"),
                 _ => "missing".into(),
             };
-            let age = w.age_seconds.map(cluster::age).unwrap_or_else(|| "-".into());
+            let age = w.age_seconds.map(crate::utc::age).unwrap_or_else(|| "-".into());
             vec![w.name.clone(), w.namespace.clone(), ready, w.restarts.to_string(), age]
         })
         .collect();
@@ -251,7 +251,7 @@ mod tests {
             name: name.into(),
             labels: [("app".to_string(), "ecom-db".to_string())].into(),
             created: Some(created),
-            containers: vec![cluster::Container { restarts, ..cluster::Container::default() }],
+            containers: vec![crate::cluster::Container { restarts, ..crate::cluster::Container::default() }],
             ..Pod::default()
         };
         let rows = workloads(&stack, &[d], &[pod("a", 100, 2), pod("b", 160, 1)], 200);

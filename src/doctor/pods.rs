@@ -1,8 +1,9 @@
 //! Pods that cannot run: crash loops, image pulls, missing sandboxes, container config errors,
 //! unschedulable or long-Pending pods, each with its last log lines and events. What the kubelet
-//! retries and clears by itself ([`cluster::outlook`], the judgement the waits use) is a warning.
+//! retries and clears by itself ([`judge::outlook`], the judgement the waits use) is a warning.
 
-use crate::cluster::{self, Event, Outlook, TroubleKind};
+use crate::cluster::Event;
+use crate::judge::pods::{self as judge, Outlook, TroubleKind};
 use crate::observe::{Ctx, Observation};
 use crate::troubles;
 
@@ -27,7 +28,7 @@ pub fn check(ctx: &Ctx, facts: &Observation, report: &mut Report) {
     let suspicious = facts
         .pods
         .iter()
-        .any(|p| cluster::trouble(p, &[], facts.at).is_some() || p.phase == "Pending" || p.phase.is_empty());
+        .any(|p| judge::trouble(p, &[], facts.at).is_some() || p.phase == "Pending" || p.phase.is_empty());
     let events: Vec<Event> = if suspicious {
         match crate::observe::events(ctx) {
             Ok(events) => events,
@@ -40,7 +41,7 @@ pub fn check(ctx: &Ctx, facts: &Observation, report: &mut Report) {
         Vec::new()
     };
     let troubled: Vec<_> =
-        facts.pods.iter().filter_map(|p| cluster::trouble(p, &events, facts.at).map(|t| (p, t))).collect();
+        facts.pods.iter().filter_map(|p| judge::trouble(p, &events, facts.at).map(|t| (p, t))).collect();
     if troubled.is_empty() {
         let ready = facts.pods.iter().filter(|p| p.ready()).count();
         report.pass(&format!(
@@ -49,7 +50,7 @@ pub fn check(ctx: &Ctx, facts: &Observation, report: &mut Report) {
         ));
         return;
     }
-    let ours = troubles::ours(ctx.stack);
+    let ours = judge::ours(ctx.stack);
     for (i, (pod, trouble)) in troubled.iter().enumerate() {
         let owner = facts.owner(pod).map(|d| d.name.clone());
         let evidence = if i < MAX_REPORTED {
@@ -58,11 +59,11 @@ pub fn check(ctx: &Ctx, facts: &Observation, report: &mut Report) {
             vec![format!("{}: {}", trouble.reason, trouble.message)]
         };
         let needs_ready = owner.as_deref().is_none_or(|o| needs_ready(ctx, facts, &pod.namespace, o));
-        let around = troubles::around(ctx.stack, &facts.pods, &ours, owner.as_deref(), needs_ready);
+        let around = judge::around(ctx.stack, &facts.pods, &ours, owner.as_deref(), needs_ready);
         let (fix, note) = troubles::advice(ctx.stack, pod, owner.as_deref(), trouble);
         let headline = troubles::headline(pod, owner.as_deref(), trouble);
         let subject = format!("{}/{}", pod.namespace, pod.name);
-        let (mut f, note) = match cluster::outlook(pod, trouble, &events, &around) {
+        let (mut f, note) = match judge::outlook(pod, trouble, &events, &around) {
             Outlook::Fatal(why) => {
                 (Finding::error(id(trouble.kind), subject, format!("{headline}: {why}")), note)
             }

@@ -23,9 +23,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::cluster::{Pod, format_time};
+use crate::cluster::Pod;
 use crate::observe::{Observation, Stored};
 use crate::stack::Stack;
+use crate::utc::format as format_time;
 
 use super::{Graph, Order, Task, graph};
 

@@ -1,0 +1,12 @@
+//! The judgements, each said once: what is wrong with the stack and why, resolved from data
+//! already read (the [`Observation`](crate::observe::Observation), a pod watch's snapshot, the
+//! node's `docker inspect`). `plan` (the convergent `up`), `doctor`, `status`, preflight and the
+//! fail-fast waits only render these verdicts, so two of them cannot disagree about a pod.
+//!
+//! Pure: no IO here, no clock either (the time of the observation is passed in). Held by a tidy
+//! test, like the planner.
+//!
+//! - [`pods`]: what is wrong with a pod (a crash loop, an image pull, a sandbox, …) and whether
+//!   waiting fixes it ([`pods::outlook`]).
+
+pub mod pods;

@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::cluster::{Deployment, Pod};
 use crate::error::Result;
 use crate::http::Response;
+use crate::judge::routes::Route as Answer;
 use crate::observe::Ctx;
 use crate::observe::routes::Probe;
 use crate::stack::Stack;
@@ -77,26 +78,21 @@ pub fn workloads(stack: &Stack, deployments: &[Deployment], pods: &[Pod], now: u
 }
 
 pub fn connectors(stack: &Stack, answer: &std::result::Result<Response, String>) -> Vec<ConnectorRow> {
-    let states = match answer {
-        Ok(r) if r.status == 200 => r.json().as_ref().and_then(crate::connect::states),
-        _ => None,
-    };
-    let unknown = match answer {
-        Ok(r) => format!("Connect answered HTTP {}", r.status),
-        Err(e) => format!("Connect did not answer ({e})"),
-    };
+    let listing = crate::judge::connectors::listing(answer);
     stack
         .connect
         .connectors
         .iter()
-        .map(|c| match states.as_ref().map(|s| s.get(&c.name)) {
-            None => ConnectorRow { name: c.name.clone(), state: "unknown".into(), detail: unknown.clone() },
-            Some(None) => ConnectorRow {
+        .map(|c| match listing.as_ref().map(|s| s.get(&c.name)) {
+            Err(unknown) => {
+                ConnectorRow { name: c.name.clone(), state: "unknown".into(), detail: unknown.clone() }
+            }
+            Ok(None) => ConnectorRow {
                 name: c.name.clone(),
                 state: "missing".into(),
                 detail: "not registered (`bookstore connectors`)".into(),
             },
-            Some(Some(s)) => ConnectorRow {
+            Ok(Some(s)) => ConnectorRow {
                 name: c.name.clone(),
                 state: if s.failed() {
                     "FAILED".into()
@@ -112,23 +108,17 @@ pub fn connectors(stack: &Stack, answer: &std::result::Result<Response, String>)
 }
 
 pub fn route(stack: &Stack, probe: &Probe) -> Route {
-    let (status, ok, text) = match &probe.answer {
-        Ok(r) => {
-            let judged = probe.judge(stack);
-            let text = match probe.reset_reason() {
-                Some(reason) => format!("{} upstream reset ({reason})", r.status),
-                None if (200..400).contains(&r.status) => match &judged {
-                    Ok(()) => r.status.to_string(),
-                    Err(why) => {
-                        format!("{}, but {}", r.status, why.trim_end_matches(" (run `bookstore connectors`)"))
-                    }
-                },
-                None => format!("{} {}", r.status, r.summary()).trim_end().to_string(),
-            };
-            (Some(r.status), judged.is_ok(), text)
-        }
-        Err(e) => (None, false, format!("no answer ({e})")),
+    let judged = crate::judge::routes::probe(stack, probe);
+    let status = probe.answer.as_ref().ok().map(|r| r.status);
+    let text = match (&judged, status) {
+        (Answer::Works, Some(s)) => s.to_string(),
+        (Answer::Reset { status, reason }, _) => format!("{status} upstream reset ({reason})"),
+        (Answer::Status { status, summary }, _) => format!("{status} {summary}").trim_end().to_string(),
+        (Answer::Connectors(problems), Some(s)) => format!("{s}, but connectors: {problems}"),
+        (Answer::NoAnswer(e), _) => format!("no answer ({e})"),
+        (_, None) => String::new(),
     };
+    let ok = judged.works();
     Route {
         name: probe.check.name.clone(),
         url: probe.url.clone(),
@@ -148,10 +138,7 @@ pub fn gather(ctx: &Ctx) -> Result<Status> {
         ctx.kube.explain(e).with_next("is the cluster up? `bookstore doctor` says what is wrong")
     })?;
     // The Connect route's own answer (`GET /connectors?expand=status`) gives the connectors' states.
-    let connect_answer = obs
-        .routes
-        .iter()
-        .find(|p| p.check.connectors_running)
+    let connect_answer = crate::judge::routes::connect(&obs.routes)
         .map(|p| p.answer.clone())
         .unwrap_or_else(|| Err("the stack has no Connect route".into()));
     Ok(Status {

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::cluster::{self, Pod};
+use crate::judge::routes::Route;
 use crate::observe::evidence::HboneFailure;
 use crate::observe::routes::Probe;
 use crate::observe::{CNI_DAEMONSET, LOG_TAIL};
@@ -14,15 +15,14 @@ use crate::stack::Stack;
 use super::{Finding, Report};
 
 /// Envoy's resets and other failing routes, one finding each.
-pub fn routes_findings(probes: &[Probe]) -> Vec<Finding> {
+pub fn routes_findings(stack: &Stack, probes: &[Probe]) -> Vec<Finding> {
     let mut resets: Vec<(&Probe, String)> = Vec::new();
     let mut failing: Vec<&Probe> = Vec::new();
     for p in probes {
-        match (&p.answer, p.reset_reason()) {
-            (_, Some(reason)) => resets.push((p, reason)),
-            (Ok(r), None) if !(200..400).contains(&r.status) => failing.push(p),
-            (Ok(_), None) => {}
-            (Err(_), _) => failing.push(p),
+        match crate::judge::routes::probe(stack, p) {
+            Route::Works => {}
+            Route::Reset { reason, .. } => resets.push((p, reason)),
+            _ => failing.push(p),
         }
     }
     let mut out = Vec::new();
@@ -171,7 +171,7 @@ pub fn cni_finding(
 
 pub fn check(ctx: &Ctx, facts: &Observation, report: &mut Report) {
     let probes: Vec<Probe> = facts.routes.iter().filter(|p| !p.check.connectors_running).cloned().collect();
-    let routes = routes_findings(&probes);
+    let routes = routes_findings(ctx.stack, &probes);
     if routes.is_empty() && !probes.is_empty() {
         report.pass(&format!("routes: all {} answer", probes.len()));
     }
@@ -286,7 +286,7 @@ mod tests {
             probe("pgadmin", Err("connection reset".into())),
             probe("kiali", Ok(Response { status: 200, body: "ok".into() })),
         ];
-        let found = routes_findings(&probes);
+        let found = routes_findings(&stack, &probes);
         assert_eq!(found[0].id, "gateway-upstream-reset");
         assert_eq!(found[0].subject, "ui, keycloak");
         assert!(found[0].problem.contains("reason: connection termination"));
@@ -297,6 +297,6 @@ mod tests {
         );
         assert_eq!(found[1].id, "route-failing");
         assert!(found[1].evidence[0].contains("no answer (connection reset)"));
-        assert!(routes_findings(&probes[3..]).is_empty());
+        assert!(routes_findings(&stack, &probes[3..]).is_empty());
     }
 }

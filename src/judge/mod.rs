@@ -6,7 +6,12 @@
 //! Pure: no IO here, no clock either (the time of the observation is passed in). Held by a tidy
 //! test, like the planner.
 //!
+//! - [`routes`]: whether a route works (Envoy's reset, an error status, the connectors RUNNING),
+//!   and Connect's own route.
+//! - [`connectors`]: each connector's state, from what Connect stores and what it runs.
 //! - [`pods`]: what is wrong with a pod (a crash loop, an image pull, a sandbox, …) and whether
 //!   waiting fixes it ([`pods::outlook`]).
 
+pub mod connectors;
 pub mod pods;
+pub mod routes;

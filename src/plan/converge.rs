@@ -24,7 +24,8 @@
 use std::collections::BTreeMap;
 
 use crate::cluster::Pod;
-use crate::observe::{Observation, Stored};
+use crate::judge::connectors::Connector;
+use crate::observe::Observation;
 use crate::stack::Stack;
 use crate::utc::format as format_time;
 
@@ -200,7 +201,12 @@ fn evidence(obs: &Observation, workload: &str, pods: &[&Pod]) -> Vec<String> {
     // before that it answers from the pod being replaced (or has no endpoint).
     let routed = pods.iter().all(|p| p.ready() && p.ready_since.is_some_and(|r| r + GATEWAY_GRACE <= obs.at));
     for probe in obs.routes.iter().filter(|p| p.check.serves.as_deref() == Some(workload)) {
-        if routed && probe.reset_reason().is_some() {
+        if routed
+            && probe
+                .answer
+                .as_ref()
+                .is_ok_and(|r| crate::judge::routes::envoy_reset_reason(&r.body).is_some())
+        {
             let summary = probe.answer.as_ref().map(|r| r.summary()).unwrap_or_default();
             let host = probe.check.host.as_deref().map(|h| format!(" (Host: {h})")).unwrap_or_default();
             why.push(format!("gateway {}{host} answers \"{summary}\"", probe.check.path));
@@ -317,31 +323,9 @@ fn decide_workload(
     )
 }
 
-fn decide_connector(stack: &Stack, obs: &Observation, c: usize, workloads: &[Decision]) -> Decision {
+fn decide_connector(stack: &Stack, judged: &[Connector], c: usize, workloads: &[Decision]) -> Decision {
     let connector = &stack.connect.connectors[c];
-    let mut why = Vec::new();
-    match &obs.connectors[c] {
-        Stored::Absent => why.push("Kafka Connect does not have it".to_string()),
-        Stored::Differs => why.push("Kafka Connect stores another config".to_string()),
-        Stored::Unknown(e) => why.push(format!("its stored config is not known ({e})")),
-        Stored::Matches => {}
-    }
-    if why.is_empty() {
-        let state = obs
-            .routes
-            .iter()
-            .find(|p| p.check.connectors_running)
-            .and_then(|p| p.answer.as_ref().ok())
-            .filter(|r| r.status == 200)
-            .and_then(|r| r.json())
-            .and_then(|v| crate::connect::states(&v))
-            .and_then(|s| s.get(&connector.name).cloned());
-        match state {
-            Some(s) if s.running() => {}
-            Some(s) => why.push(format!("it is {}", s.summary())),
-            None => why.push("its status is not known".to_string()),
-        }
-    }
+    let mut why: Vec<String> = judged[c].why().into_iter().collect();
     // What it needs, and what they need in turn (debezium needs kafka).
     let index = |name: &str| stack.workloads.iter().position(|w| w.name == name);
     let mut needs: Vec<usize> = std::iter::once(stack.connect.workload.as_str())
@@ -377,8 +361,10 @@ pub fn converge(stack: &Stack, obs: &Observation, force: &Force) -> Remedy {
     let ready_at = ztunnel_ready(stack, obs, &ztunnel);
     let workloads: Vec<Decision> =
         (0..stack.workloads.len()).map(|i| decide_workload(stack, obs, i, ready_at, force)).collect();
-    let connectors =
-        (0..stack.connect.connectors.len()).map(|c| decide_connector(stack, obs, c, &workloads)).collect();
+    let judged = crate::judge::connectors::judge(stack, obs);
+    let connectors = (0..stack.connect.connectors.len())
+        .map(|c| decide_connector(stack, &judged, c, &workloads))
+        .collect();
     Remedy { ztunnel, workloads, connectors }
 }
 
@@ -419,6 +405,7 @@ mod tests {
     use super::*;
     use crate::cluster::{Container, Deployment};
     use crate::http::Response;
+    use crate::observe::Stored;
     use crate::observe::evidence::HboneFailure;
     use crate::observe::routes::Probe;
     use crate::stack::{Source, load};

@@ -295,16 +295,6 @@ pub fn parse_events(json: &str) -> Result<Vec<Event>, String> {
         .collect())
 }
 
-/// Every pod by each of its IPs.
-pub fn by_ip(pods: &[Pod]) -> BTreeMap<&str, &Pod> {
-    pods.iter().flat_map(|p| p.ips.iter().map(move |ip| (ip.as_str(), p))).collect()
-}
-
-/// The deployment a pod belongs to, if any.
-pub fn owner<'a>(deployments: &'a [Deployment], pod: &Pod) -> Option<&'a Deployment> {
-    deployments.iter().find(|d| d.selects(pod))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,7 +323,6 @@ mod tests {
         assert_eq!(pods[0].restarts(), 2);
         assert_eq!(pods[1].unscheduled.as_deref(), Some("0/1 nodes are available"));
         assert_eq!(pods[1].containers[0].image, "postgres:17");
-        assert_eq!(by_ip(&pods)["fd00::7"].name, "db-1");
         assert!(parse_deployments_and_pods("{}").is_err());
         assert!(parse_deployments_and_pods("nope").is_err());
     }

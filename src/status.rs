@@ -6,12 +6,12 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use crate::cluster::{Deployment, Pod};
+use crate::cluster::Pod;
 use crate::error::Result;
 use crate::http::Response;
 use crate::judge::routes::Route as Answer;
-use crate::observe::Ctx;
 use crate::observe::routes::Probe;
+use crate::observe::{Ctx, Observation};
 use crate::stack::Stack;
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
@@ -56,14 +56,15 @@ pub struct Status {
     pub routes: Vec<Route>,
 }
 
-pub fn workloads(stack: &Stack, deployments: &[Deployment], pods: &[Pod], now: u64) -> Vec<Workload> {
+/// Each stack workload's row: its pods are `judge::workloads::pods_of`'s (a pod going away is
+/// not counted, as `up` and `doctor` do not judge it).
+pub fn workloads(stack: &Stack, obs: &Observation) -> Vec<Workload> {
     stack
         .workloads
         .iter()
         .map(|w| {
-            let d = deployments.iter().find(|d| d.namespace == w.namespace && d.name == w.name);
-            let mine: Vec<&Pod> =
-                d.map(|d| pods.iter().filter(|p| d.selects(p)).collect()).unwrap_or_default();
+            let d = obs.deployment(&w.namespace, &w.name);
+            let mine: Vec<&Pod> = d.map(|d| crate::judge::workloads::pods_of(obs, d)).unwrap_or_default();
             let newest = mine.iter().filter_map(|p| p.created).max();
             Workload {
                 name: w.name.clone(),
@@ -71,7 +72,7 @@ pub fn workloads(stack: &Stack, deployments: &[Deployment], pods: &[Pod], now: u
                 ready: d.map(|d| d.ready),
                 desired: d.map(|d| d.desired),
                 restarts: mine.iter().map(|p| p.restarts()).sum(),
-                age_seconds: newest.map(|c| now.saturating_sub(c)),
+                age_seconds: newest.map(|c| obs.at.saturating_sub(c)),
             }
         })
         .collect()
@@ -143,7 +144,7 @@ pub fn gather(ctx: &Ctx) -> Result<Status> {
         .unwrap_or_else(|| Err("the stack has no Connect route".into()));
     Ok(Status {
         cluster: stack.cluster.name.clone(),
-        workloads: workloads(stack, &obs.deployments, &obs.pods, obs.at),
+        workloads: workloads(stack, &obs),
         connectors: connectors(stack, &connect_answer),
         routes: obs.routes.iter().map(|p| route(stack, p)).collect(),
     })
@@ -220,6 +221,7 @@ pub fn run(ctx: &Ctx) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::Deployment;
     use crate::stack::{Source, load};
 
     #[test]
@@ -241,7 +243,10 @@ mod tests {
             containers: vec![crate::cluster::Container { restarts, ..crate::cluster::Container::default() }],
             ..Pod::default()
         };
-        let rows = workloads(&stack, &[d], &[pod("a", 100, 2), pod("b", 160, 1)], 200);
+        let going = Pod { terminating: true, ..pod("c", 50, 7) };
+        let mut obs = Observation::of(vec![d], vec![pod("a", 100, 2), pod("b", 160, 1), going]);
+        obs.at = 200;
+        let rows = workloads(&stack, &obs);
         let db = rows.iter().find(|w| w.name == "ecom-db").unwrap();
         assert_eq!((db.ready, db.desired, db.restarts, db.age_seconds), (Some(1), Some(1), 3, Some(40)));
         let missing = rows.iter().find(|w| w.name == "kafka").unwrap();

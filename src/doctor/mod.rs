@@ -200,8 +200,9 @@ fn register_credentials(ctx: &Ctx) {
 
 /// The findings an observation of the cluster shows: pods, the mesh, Kafka and Connect.
 fn cluster_checks(ctx: &Ctx, obs: &Observation, report: &mut Report) {
-    pods::check(ctx, obs, report);
-    mesh::check(ctx, obs, report);
+    let (ztunnel, health) = crate::judge::workloads::judge(ctx.stack, obs);
+    pods::check(ctx, obs, &health, report);
+    mesh::check(ctx, obs, &ztunnel, &health, report);
     kafka::check(ctx, obs, report);
 }
 

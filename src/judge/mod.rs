@@ -9,9 +9,15 @@
 //! - [`routes`]: whether a route works (Envoy's reset, an error status, the connectors RUNNING),
 //!   and Connect's own route.
 //! - [`connectors`]: each connector's state, from what Connect stores and what it runs.
+//! - [`mesh`]: whether a pod's mesh registration is stale, per pod on its node (the time rule
+//!   and the evidence rule), and ztunnel per node.
+//! - [`workloads`]: a workload's pods, whether it is missing, and its verdict (stale, stuck,
+//!   starting, healthy).
 //! - [`pods`]: what is wrong with a pod (a crash loop, an image pull, a sandbox, …) and whether
 //!   waiting fixes it ([`pods::outlook`]).
 
 pub mod connectors;
+pub mod mesh;
 pub mod pods;
 pub mod routes;
+pub mod workloads;

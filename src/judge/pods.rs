@@ -164,7 +164,7 @@ pub enum Outlook {
 #[derive(Clone, Debug, Default)]
 pub struct Around<'a> {
     /// Since when ztunnel and istio-cni have both been Ready on the node, seconds since the
-    /// epoch; `None` when they are not both Ready ([`mesh_ready_since`]).
+    /// epoch; `None` when they are not both Ready ([`super::mesh::mesh_ready_since`]).
     pub mesh_ready_since: Option<u64>,
     /// The images built on this machine (the stack's `bootstrap.images`): no registry has them.
     pub ours: &'a [String],
@@ -172,25 +172,6 @@ pub struct Around<'a> {
     pub needs_ready: bool,
     /// What it needs, for the message (`ecom-db`).
     pub needs: String,
-}
-
-/// Since when every pod of each of these DaemonSets (in `namespace`, by their controller) has
-/// been Ready: the latest of their `Ready` transitions; `None` when one of them has no pod or a
-/// pod not Ready.
-pub fn mesh_ready_since(pods: &[Pod], namespace: &str, daemonsets: &[&str]) -> Option<u64> {
-    let mut since = 0;
-    for ds in daemonsets {
-        let mine: Vec<&Pod> = pods
-            .iter()
-            .filter(|p| p.namespace == namespace && !p.terminating)
-            .filter(|p| p.owner.as_ref().is_some_and(|(kind, name)| kind == "DaemonSet" && name == ds))
-            .collect();
-        if mine.is_empty() || !mine.iter().all(|p| p.ready()) {
-            return None;
-        }
-        since = mine.iter().filter_map(|p| p.ready_since).fold(since, u64::max);
-    }
-    Some(since)
 }
 
 /// What the registry answered, in the kubelet's words (containerd's errors: `…: not found`,
@@ -328,18 +309,8 @@ pub fn around<'a>(
     workload: Option<&str>,
     needs_ready: bool,
 ) -> Around<'a> {
-    let mesh = &stack.mesh;
     let needs = workload.and_then(|w| stack.workload(w)).map(|w| w.needs.join(", ")).unwrap_or_default();
-    Around {
-        mesh_ready_since: mesh_ready_since(
-            pods,
-            &mesh.namespace,
-            &[&mesh.daemonset, crate::observe::CNI_DAEMONSET],
-        ),
-        ours,
-        needs_ready,
-        needs,
-    }
+    Around { mesh_ready_since: super::mesh::mesh_ready_since(stack, pods), ours, needs_ready, needs }
 }
 
 /// The images built on this machine.
@@ -520,7 +491,9 @@ mod tests {
             containers: vec![Container { ready: true, ..Container::default() }],
             ..Pod::default()
         };
-        let mesh = |pods: &[Pod]| mesh_ready_since(pods, "istio-system", &["ztunnel", "istio-cni-node"]);
+        let mesh = |pods: &[Pod]| {
+            super::super::mesh::ready_since(pods, "istio-system", &["ztunnel", "istio-cni-node"])
+        };
         let (zt, cni) = (ready("ztunnel-x7k2p", now - 30), ready("istio-cni-node-q9f4d", now - 100));
         assert_eq!(mesh(&[zt.clone(), cni.clone()]), Some(now - 30));
         let mut reconnecting = zt.clone();

@@ -426,35 +426,6 @@ impl Observation {
     pub fn deployment(&self, namespace: &str, name: &str) -> Option<&Deployment> {
         self.deployments.iter().find(|d| d.namespace == namespace && d.name == name)
     }
-
-    /// The deployment a pod belongs to.
-    pub fn owner(&self, pod: &Pod) -> Option<&Deployment> {
-        crate::cluster::owner(&self.deployments, pod)
-    }
-
-    /// The pods a deployment selects that are not going away.
-    pub fn pods_of(&self, d: &Deployment) -> Vec<&Pod> {
-        self.pods.iter().filter(|p| !p.terminating && d.selects(p)).collect()
-    }
-
-    /// The pods of a DaemonSet (by their controller reference), not going away.
-    pub fn daemon_pods(&self, namespace: &str, name: &str) -> Vec<&Pod> {
-        self.pods
-            .iter()
-            .filter(|p| !p.terminating && p.namespace == namespace)
-            .filter(|p| p.owner.as_ref().is_some_and(|(kind, n)| kind == "DaemonSet" && n == name))
-            .collect()
-    }
-
-    /// The stack workloads the cluster lacks, as `namespace/name`.
-    pub fn missing(&self, stack: &Stack) -> Vec<String> {
-        stack
-            .workloads
-            .iter()
-            .filter(|w| self.deployment(&w.namespace, &w.name).is_none())
-            .map(|w| format!("{}/{}", w.namespace, w.name))
-            .collect()
-    }
 }
 
 /// One `kubectl get pods -A --watch`: every pod's latest state, kept by a reader thread (what the

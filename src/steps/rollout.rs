@@ -777,13 +777,9 @@ pub fn await_ready(ctx: &Ctx, targets: &[(String, String)], timeout: Duration) -
 /// Which stack workloads the cluster lacks (a bootstrap that stopped halfway).
 pub fn missing_workloads(ctx: &Ctx) -> Result<Vec<String>> {
     let present = ctx.deployments()?;
-    Ok(ctx
-        .stack
-        .workloads
-        .iter()
-        .filter(|w| !present.contains_key(&(w.namespace.clone(), w.name.clone())))
-        .map(|w| format!("{}/{}", w.namespace, w.name))
-        .collect())
+    Ok(crate::judge::workloads::missing(ctx.stack, |ns, name| {
+        present.contains_key(&(ns.to_string(), name.to_string()))
+    }))
 }
 
 /// The `task_started` event: a restart sent, a wait for a kept workload's rollout or a

@@ -160,6 +160,25 @@ pub fn docker_running() -> Result<()> {
     Ok(())
 }
 
+/// Wait until the Kubernetes API answers `/readyz` (it refuses for a while after a Docker
+/// restart), within `deadline`: the one `/readyz` wait, `up`'s and `doctor`'s. A kube context that
+/// is not in the kubeconfig fails at once.
+pub fn wait_api(ctx: &Ctx, deadline: Duration, next: &str) -> Result<()> {
+    use crate::wait::{Attempt, Poll};
+    let cmd = ctx.kube.readyz();
+    let what = format!("the Kubernetes API of context {} to answer /readyz", ctx.kube.context());
+    Poll::new(&what, deadline, next).run(|| match cmd.run() {
+        Ok(_) => Attempt::Done(()),
+        Err(e) => match ctx.kube.explain(e) {
+            e @ (Error::Prerequisite { .. } | Error::Interrupted) => Attempt::Fail(e),
+            Error::Command { stderr_tail, .. } => {
+                Attempt::Retry(stderr_tail.lines().last().unwrap_or("").to_string())
+            }
+            other => Attempt::Retry(other.to_string()),
+        },
+    })
+}
+
 /// A read that may fail without failing the observation (a log, an answer): what went wrong.
 pub type Read<T> = std::result::Result<T, String>;
 

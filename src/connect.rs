@@ -65,8 +65,7 @@ impl Connect {
     /// command that shows its worker's log for error advice.
     pub fn for_stack(stack: &crate::stack::Stack) -> Result<Connect> {
         let c = &stack.connect;
-        let namespace =
-            stack.workloads.iter().find(|w| w.name == c.workload).map_or("infra", |w| &w.namespace);
+        let namespace = stack.workload(&c.workload).map_or("infra", |w| &w.namespace);
         let logs = format!(
             "kubectl --context {} -n {namespace} logs deploy/{} --tail=100",
             stack.cluster.context(),

@@ -412,7 +412,7 @@ pub fn check(ctx: &Ctx, facts: &Observation, report: &mut Report) {
 pub fn check_files(ctx: &Ctx, facts: Option<&Observation>, report: &mut Report) {
     let stack = ctx.stack;
     let worker = facts.and_then(|f| {
-        let w = stack.workloads.iter().find(|w| w.name == stack.connect.workload)?;
+        let w = stack.workload(&stack.connect.workload)?;
         f.deployment(&w.namespace, &w.name)
     });
     let found = placeholder_findings(stack, worker);

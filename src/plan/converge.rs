@@ -144,17 +144,12 @@ fn decide_workload(stack: &Stack, obs: &Observation, i: usize, ztunnel: &Ztunnel
 }
 
 fn decide_connector(stack: &Stack, judged: &[Connector], c: usize, workloads: &[Decision]) -> Decision {
-    let connector = &stack.connect.connectors[c];
     let mut why: Vec<String> = judged[c].why().into_iter().collect();
     // What it needs, and what they need in turn (debezium needs kafka).
-    let index = |name: &str| stack.index(name);
-    let mut needs: Vec<usize> = std::iter::once(stack.connect.workload.as_str())
-        .chain(connector.needs.iter().map(String::as_str))
-        .filter_map(index)
-        .collect();
+    let mut needs = super::connector_needs(stack, c);
     let mut k = 0;
     while k < needs.len() {
-        for n in stack.workloads[needs[k]].needs.iter().filter_map(|n| index(n)) {
+        for n in super::needs(stack, needs[k]) {
             if !needs.contains(&n) {
                 needs.push(n);
             }
@@ -364,7 +359,7 @@ mod tests {
                 "superset"
             ]
         );
-        let kafka = stack.workloads.iter().position(|w| w.name == "kafka").unwrap();
+        let kafka = stack.index("kafka").unwrap();
         assert!(
             remedy.workloads[kafka].why[0].contains("before ztunnel's pods were Ready"),
             "{:?}",
@@ -374,10 +369,10 @@ mod tests {
         // checked again afterwards (GET, compare, PUT only if different).
         assert!(remedy.connectors.iter().all(|c| c.act == Act::Restart));
         let g = remedy.graph(&stack, Order::Graph);
-        let debezium = stack.workloads.iter().position(|w| w.name == "debezium").unwrap();
+        let debezium = stack.index("debezium").unwrap();
         assert_eq!(g.after(Task::Restart(debezium)), [Task::Restart(kafka)]);
         // ecom-service needs ecom-db, which is kept and Ready: it restarts at once.
-        let ecom = stack.workloads.iter().position(|w| w.name == "ecom-service").unwrap();
+        let ecom = stack.index("ecom-service").unwrap();
         assert!(g.after(Task::Restart(ecom)).is_empty());
     }
 
@@ -405,7 +400,7 @@ mod tests {
         let remedy = converge(&stack, &obs, &Force::default());
         assert_eq!(restarted(&stack, &remedy), ["inventory-service"]);
         assert_eq!(remedy.ztunnel.act, Act::Keep);
-        let i = stack.workloads.iter().position(|w| w.name == "inventory-service").unwrap();
+        let i = stack.index("inventory-service").unwrap();
         let why = remedy.workloads[i].line("inventory-service", false);
         assert!(why.starts_with("restart inventory-service: gateway /inven/health (Host: myecom.net) answers \"upstream connect error"), "{why}");
         assert!(
@@ -450,7 +445,7 @@ mod tests {
             line: "…".into(),
         }]);
         let remedy = converge(&stack, &obs, &Force::default());
-        let keycloak = stack.workloads.iter().position(|w| w.name == "keycloak").unwrap();
+        let keycloak = stack.index("keycloak").unwrap();
         assert_eq!(remedy.workloads[keycloak].act, Act::Await, "{:?}", remedy.workloads[keycloak]);
         assert!(remedy.restarts().is_empty());
         // Nor while the gateway may not have its endpoint yet: Ready for less than the grace.
@@ -492,12 +487,12 @@ mod tests {
         assert_eq!(got, [("ecom-db".to_string(), Act::Await), ("keycloak-db".to_string(), Act::Await)]);
         assert!(remedy.restarts().is_empty());
         // An escalation that restarts keycloak waits for keycloak-db first.
-        let keycloak = stack.workloads.iter().position(|w| w.name == "keycloak").unwrap();
+        let keycloak = stack.index("keycloak").unwrap();
         let force =
             Force { ztunnel: None, workloads: [(keycloak, "route keycloak still fails".to_string())].into() };
         let remedy = converge(&stack, &obs, &force);
         let g = remedy.graph(&stack, Order::Graph);
-        let kcdb = stack.workloads.iter().position(|w| w.name == "keycloak-db").unwrap();
+        let kcdb = stack.index("keycloak-db").unwrap();
         assert_eq!(g.after(Task::Restart(keycloak)), [Task::Await(kcdb)]);
     }
 
@@ -520,7 +515,7 @@ mod tests {
         p.ready_since = None;
         p.containers[0].ready = false;
         obs.deployments.iter_mut().find(|d| d.name == "redis").unwrap().ready = 0;
-        let redis = stack.workloads.iter().position(|w| w.name == "redis").unwrap();
+        let redis = stack.index("redis").unwrap();
         obs.at = START + 130;
         assert_eq!(converge(&stack, &obs, &Force::default()).workloads[redis].act, Act::Await);
         obs.at = START + 120 + stack.workloads[redis].timeout.as_secs() + 1;
@@ -544,7 +539,7 @@ mod tests {
             })
             .collect();
         let force = escalate(&stack, &obs, &failing);
-        let pgadmin = stack.workloads.iter().position(|w| w.name == "pgadmin").unwrap();
+        let pgadmin = stack.index("pgadmin").unwrap();
         assert_eq!(
             force.workloads.keys().copied().collect::<Vec<_>>(),
             [pgadmin],

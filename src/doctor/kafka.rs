@@ -40,9 +40,9 @@ pub fn connect_findings(stack: &Stack, facts: &Observation, port: u16) -> (Vec<F
                 "Kafka Connect's REST API does not list connectors",
             )
             .evidence(probe.line())
-            .fix("bookstore recover")
+            .fix("bookstore up")
             .note(format!(
-                "the worker's log says why: `kubectl --context {context} -n {ns} logs deploy/{worker} --tail=50`"
+                "restarts the worker if it is stale, then registers the connectors; if it still does not answer, the worker's log says why: `kubectl --context {context} -n {ns} logs deploy/{worker} --tail=50`"
             ));
             return (vec![f], None);
         }

@@ -80,7 +80,7 @@ fn right_after_a_docker_restart_doctor_reports_the_stale_mesh_and_the_lost_conne
     assert!(doctor.evidence("route-failing").contains("pgadmin [pgadmin]: GET http://127.0.0.1:"));
     // The same, for humans, on stderr; the summary is the last event.
     assert!(doctor.run.stderr.contains(" ✗ [gateway-upstream-reset] "), "{}", doctor.run.stderr);
-    assert!(doctor.run.stderr.contains("     fix:      bookstore recover"));
+    assert!(doctor.run.stderr.contains("     fix:      bookstore up"));
     assert!(doctor.run.stderr.contains("ERROR: doctor found"));
     let summary = doctor.events.last().unwrap();
     assert_eq!((summary["event"].as_str(), summary["exit_code"].as_i64()), (Some("summary"), Some(6)));

@@ -69,7 +69,8 @@ pub fn listed(obs: &Observation) -> std::result::Result<BTreeMap<String, State>,
 }
 
 /// Each stack connector judged (index-aligned with `stack.connect.connectors`): what Connect
-/// stores first, then what it runs.
+/// stores (absent, another config), then what it runs; positive evidence first, so a connector
+/// missing from a listing Connect gave is absent even when its stored config could not be read.
 pub fn judge(stack: &Stack, obs: &Observation) -> Vec<Connector> {
     let listed = listed(obs);
     stack
@@ -77,17 +78,22 @@ pub fn judge(stack: &Stack, obs: &Observation) -> Vec<Connector> {
         .connectors
         .iter()
         .enumerate()
-        .map(|(c, connector)| match obs.connectors.get(c) {
-            Some(Stored::Absent) => Connector::Absent,
-            Some(Stored::Differs) => Connector::Differs,
-            Some(Stored::Unknown(e)) => Connector::Unknown(format!("its stored config is not known ({e})")),
-            None => Connector::Unknown("its stored config was not read".into()),
-            Some(Stored::Matches) => match listed.as_ref().map(|l| l.get(&connector.name)) {
-                Ok(Some(s)) if s.running() => Connector::Running,
-                Ok(Some(s)) if s.failed() => Connector::Failed(s.clone()),
-                Ok(Some(s)) => Connector::NotRunning(s.clone()),
-                Ok(None) | Err(_) => Connector::Unknown("its status is not known".into()),
-            },
+        .map(|(c, connector)| {
+            // `None`: Connect did not list; `Some(None)`: it listed, not this one.
+            let state = listed.as_ref().ok().map(|l| l.get(&connector.name));
+            match (obs.connectors.get(c), state) {
+                (Some(Stored::Absent), _) => Connector::Absent,
+                (Some(Stored::Differs), _) => Connector::Differs,
+                (Some(Stored::Unknown(_)), Some(None)) => Connector::Absent,
+                (_, Some(Some(s))) if s.failed() => Connector::Failed(s.clone()),
+                (_, Some(Some(s))) if !s.running() => Connector::NotRunning(s.clone()),
+                (Some(Stored::Unknown(e)), _) => {
+                    Connector::Unknown(format!("its stored config is not known ({e})"))
+                }
+                (None, _) => Connector::Unknown("its stored config was not read".into()),
+                (Some(Stored::Matches), Some(Some(_))) => Connector::Running,
+                (Some(Stored::Matches), _) => Connector::Unknown("its status is not known".into()),
+            }
         })
         .collect()
 }
@@ -99,7 +105,7 @@ mod tests {
     use crate::stack::{Source, load};
 
     #[test]
-    fn stored_first_then_running() {
+    fn what_connect_stores_then_what_it_runs() {
         let stack = load(Source::Embedded).unwrap();
         let mut obs = Observation::of(Vec::new(), Vec::new());
         let check = stack.smoke.checks.iter().find(|c| c.connectors_running).unwrap().clone();
@@ -113,6 +119,14 @@ mod tests {
         assert!(matches!(&judged[1], Connector::Failed(s) if s.summary() == "task 0 FAILED: boom"));
         obs.connectors = vec![Stored::Absent, Stored::Differs];
         assert_eq!(judge(&stack, &obs), [Connector::Absent, Connector::Differs]);
+        // Connect lists its connectors, not this one: absent, whatever its config's GET answered.
+        obs.connectors = vec![Stored::Unknown("HTTP 500: Request timed out".into()), Stored::Matches];
+        assert!(
+            matches!(judge(&stack, &obs)[0], Connector::Unknown(_)),
+            "listed: its config is what is not known"
+        );
+        obs.routes[0].answer = Ok(Response { status: 200, body: "{}".into() });
+        assert_eq!(judge(&stack, &obs)[0], Connector::Absent);
         obs.connectors = vec![Stored::Matches, Stored::Unknown("no answer (refused)".into())];
         obs.routes[0].answer = Err("refused".into());
         let judged = judge(&stack, &obs);

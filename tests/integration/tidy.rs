@@ -200,6 +200,7 @@ fn what_only_reads_changes_nothing() {
         "kind_create_cluster",
         "kind_delete_cluster",
         "kind_load",
+        "delete_pod",
         "docker::build",
         "docker::save",
     ];
@@ -224,6 +225,38 @@ fn what_only_reads_changes_nothing() {
         "ARCHITECTURE.md: the read-only rooms do not reach into steps/\n{}",
         found.join("\n")
     );
+}
+
+/// Recovery deletes nothing but a pod its controller recreates (a restart); `down` alone deletes
+/// the cluster. The argv word `delete` is in two wrappers only: `Kubectl::delete_pod`, which
+/// takes a `PodRestart` (made only from an observed pod controlled by a ReplicaSet, DaemonSet or
+/// StatefulSet: `cluster.rs`), and `kind_delete_cluster`, which only `down` calls. (The e2e half:
+/// the simulator's audit log shows no DELETE of anything else, `faults::*` and `nodes::*`.)
+#[test]
+fn nothing_is_deleted_but_a_pod_its_controller_recreates() {
+    let found = naming(&["\"delete\""], |f| f == "kube.rs" || f == "docker.rs");
+    assert!(found.is_empty(), "ARCHITECTURE.md: recovery deletes nothing\n{}", found.join("\n"));
+    let sources = sources();
+    let kube = &sources.iter().find(|(f, _)| f == "kube.rs").expect("kube.rs").1;
+    let mut deleting = Vec::new();
+    for (at, _) in kube.match_indices("\"delete\"") {
+        let signature = kube[..at].rsplit_once("fn ").map(|(_, s)| s).unwrap_or("");
+        deleting.push(signature.lines().next().unwrap_or("").to_string());
+    }
+    assert!(!deleting.is_empty(), "Kubectl::delete_pod is gone: fix this test");
+    for signature in &deleting {
+        assert!(
+            signature.starts_with("delete_pod(") && signature.contains("&PodRestart)"),
+            "a kubectl delete that takes anything but a PodRestart: fn {signature}"
+        );
+    }
+    let restarts = naming(&["PodRestart {"], |f| f == "cluster.rs");
+    assert!(restarts.is_empty(), "a PodRestart made outside PodRestart::of\n{}", restarts.join("\n"));
+    let found =
+        naming(&["kind_delete_cluster"], |f| f == "docker.rs" || f == "run.rs" || f == "steps/down.rs");
+    assert!(found.is_empty(), "only `down` deletes the cluster\n{}", found.join("\n"));
+    let docker = &sources.iter().find(|(f, _)| f == "docker.rs").expect("docker.rs").1;
+    assert_eq!(docker.matches("\"rm\"").count(), 1, "docker rm: the legacy proxies' only (rm_force)");
 }
 
 /// Where a user reads what `up` does (`bookstore --help`'s examples, `make help`-style target

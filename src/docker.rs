@@ -12,15 +12,30 @@ pub fn info() -> Cmd {
 }
 
 pub fn inspect(container: &str) -> Cmd {
-    Cmd::new("docker").args(["inspect", "--type", "container", container]).deadline(Duration::from_secs(20))
+    inspect_all(&[container.to_string()])
 }
+
+/// `docker inspect` of several containers at once (one JSON array, in the order given).
+pub fn inspect_all(containers: &[String]) -> Cmd {
+    Cmd::new("docker")
+        .args(["inspect", "--type", "container"])
+        .args(containers.iter().cloned())
+        .deadline(Duration::from_secs(20))
+}
+
+/// kind's labels on a node container: the cluster it belongs to, and its role
+/// (`control-plane`, `worker`, `external-load-balancer`): kubernetes-sigs/kind
+/// `pkg/cluster/internal/providers/docker/constants.go`. kind finds its nodes by these, never
+/// by name (`provider.go` `ListNodes`: `docker ps -a --filter label=io.x-k8s.kind.cluster=<c>`).
+pub const CLUSTER_LABEL: &str = "io.x-k8s.kind.cluster";
+pub const ROLE_LABEL: &str = "io.x-k8s.kind.role";
 
 /// Docker's event stream for the containers of a kind cluster, one JSON object a line, from
 /// `since` (a Unix time, `1764156639.123456789`) when given: the daemon replays what it still has
 /// since then. Runs until stopped or Docker goes away (`unexpected EOF`, exit 1).
 pub fn events(cluster: &str, since: Option<&str>) -> Cmd {
     let mut cmd = Cmd::new("docker").args(["events", "--filter", "type=container"]);
-    cmd = cmd.args(["--filter", &format!("label=io.x-k8s.kind.cluster={cluster}")]);
+    cmd = cmd.args(["--filter", &format!("label={CLUSTER_LABEL}={cluster}")]);
     if let Some(t) = since {
         cmd = cmd.args(["--since", t]);
     }
@@ -39,7 +54,7 @@ pub fn ps_named(names: &[String]) -> Cmd {
 /// Every container of a kind cluster, running or not, one JSON object a line.
 pub fn ps_cluster(cluster: &str) -> Cmd {
     Cmd::new("docker")
-        .args(["ps", "-a", "--filter", &format!("label=io.x-k8s.kind.cluster={cluster}")])
+        .args(["ps", "-a", "--filter", &format!("label={CLUSTER_LABEL}={cluster}")])
         .args(["--format", "{{json .}}"])
         .deadline(Duration::from_secs(20))
 }
@@ -69,7 +84,7 @@ impl Listed {
 
     /// kind's node role label (`control-plane`, `worker`, `external-load-balancer`).
     pub fn role(&self) -> &str {
-        self.labels.get("io.x-k8s.kind.role").map(String::as_str).unwrap_or("")
+        self.labels.get(ROLE_LABEL).map(String::as_str).unwrap_or("")
     }
 }
 
@@ -251,6 +266,10 @@ pub fn parse_names(stdout: &str) -> BTreeSet<String> {
 /// What `docker inspect` says about a kind node container.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Node {
+    /// The container's name: kind names the Kubernetes node after it (its hostname).
+    pub name: String,
+    /// Its `io.x-k8s.kind.role` label (`control-plane`, `worker`, …).
+    pub role: String,
     pub running: bool,
     pub status: String,
     /// `State.StartedAt` (seconds since the epoch): new after every start of the container (a
@@ -266,15 +285,26 @@ pub struct Node {
 }
 
 pub fn parse_inspect(stdout: &str) -> Result<Node, String> {
+    parse_inspect_all(stdout)?.into_iter().next().ok_or_else(|| "docker inspect printed no container".into())
+}
+
+/// Every container of a `docker inspect` of several.
+pub fn parse_inspect_all(stdout: &str) -> Result<Vec<Node>, String> {
     let doc: Value =
         serde_json::from_str(stdout).map_err(|e| format!("docker inspect printed invalid JSON: {e}"))?;
-    let c = doc.as_array().and_then(|a| a.first()).ok_or("docker inspect printed no container")?;
+    let all = doc.as_array().ok_or("docker inspect printed no list")?;
+    Ok(all.iter().map(node).collect())
+}
+
+fn node(c: &Value) -> Node {
+    let name = c.get("Name").and_then(Value::as_str).unwrap_or("").trim_start_matches('/').to_string();
+    let label = |key: &str| c.pointer("/Config/Labels").and_then(|l| l.get(key)).and_then(Value::as_str);
+    let role = label(ROLE_LABEL).unwrap_or("").to_string();
     let running = c.pointer("/State/Running").and_then(Value::as_bool).unwrap_or(false);
     let status = c.pointer("/State/Status").and_then(Value::as_str).unwrap_or("unknown").to_string();
     let started = c.pointer("/State/StartedAt").and_then(Value::as_str).unwrap_or("").to_string();
     let started_at = crate::utc::parse(&started);
-    let kind_cluster =
-        c.pointer("/Config/Labels/io.x-k8s.kind.cluster").and_then(Value::as_str).map(String::from);
+    let kind_cluster = label(CLUSTER_LABEL).map(String::from);
     let mut bindings = Vec::new();
     if let Some(map) = c.pointer("/HostConfig/PortBindings").and_then(Value::as_object) {
         for (key, list) in map {
@@ -290,7 +320,7 @@ pub fn parse_inspect(stdout: &str) -> Result<Node, String> {
         }
     }
     bindings.sort();
-    Ok(Node { running, status, started_at, started, kind_cluster, bindings })
+    Node { name, role, running, status, started_at, started, kind_cluster, bindings }
 }
 
 #[cfg(test)]
@@ -307,6 +337,17 @@ mod tests {
         assert_eq!(node.started, "2026-12-01T08:35:19.454939593Z");
         assert_eq!(node.bindings, [(6443, "127.0.0.1".into(), 41234), (30000, "127.0.0.1".into(), 30000)]);
         assert!(parse_inspect("[]").is_err());
+        let two = r#"[{"Name": "/bookstore-control-plane", "State": {"Running": true},
+                       "Config": {"Labels": {"io.x-k8s.kind.cluster": "bookstore", "io.x-k8s.kind.role": "control-plane"}}},
+                      {"Name": "/bookstore-worker", "State": {"Running": false, "Status": "exited"},
+                       "Config": {"Labels": {"io.x-k8s.kind.cluster": "bookstore", "io.x-k8s.kind.role": "worker"}}}]"#;
+        let nodes = parse_inspect_all(two).unwrap();
+        assert_eq!(
+            nodes.iter().map(|n| (n.name.as_str(), n.role.as_str())).collect::<Vec<_>>(),
+            [("bookstore-control-plane", "control-plane"), ("bookstore-worker", "worker")]
+        );
+        assert_eq!(nodes[1].kind_cluster.as_deref(), Some("bookstore"));
+        assert!(!nodes[1].running && nodes[1].status == "exited");
         assert!(parse_inspect("{").is_err());
     }
 

@@ -188,13 +188,23 @@ impl Kubectl {
         self.base().args(["rollout", "restart", "-f", "-"]).stdin_text(restart_items(targets))
     }
 
-    /// Restart one pod by deleting it: its controller recreates it ([`PodRestart`]: the only
-    /// deletion outside `down`). `--wait=false`: the caller waits for the replacement (a pod
-    /// that is not this one, by its UID), not for this one's graceful termination.
-    pub fn delete_pod(&self, pod: &PodRestart) -> Cmd {
-        self.base()
-            .args(["delete", "pod", pod.name(), "-n", pod.namespace(), "--wait=false"])
-            .deadline(Duration::from_secs(30))
+    /// Restart these pods by deleting them: their controllers recreate them ([`PodRestart`]: the
+    /// only deletion outside `down`). One `kubectl delete pod` per namespace; `--wait=false`: the
+    /// caller waits for the replacements (pods that are not these, by UID), not for these ones'
+    /// graceful termination; a pod already gone is no error.
+    pub fn delete_pods(&self, pods: &[PodRestart]) -> Vec<Cmd> {
+        let mut namespaces: Vec<&str> = pods.iter().map(|p| p.namespace()).collect();
+        namespaces.dedup();
+        namespaces
+            .into_iter()
+            .map(|ns| {
+                self.base()
+                    .args(["delete", "pod"])
+                    .args(pods.iter().filter(|p| p.namespace() == ns).map(|p| p.name().to_string()))
+                    .args(["-n", ns, "--wait=false", "--ignore-not-found"])
+                    .deadline(Duration::from_secs(30))
+            })
+            .collect()
     }
 
     pub fn context(&self) -> &str {
@@ -244,8 +254,20 @@ impl Kubectl {
             .deadline(Duration::from_secs(20))
     }
 
-    /// The last `tail` lines of a workload's pod (`daemonset/ztunnel`: kubectl picks its pod; a
-    /// kind cluster of one node has exactly one).
+    /// The last `tail` lines of each pod of a DaemonSet (one per node: ztunnel logs a failed
+    /// HBONE connection on the node it left from, istio-cni a failed reconcile on the pod's
+    /// node), each line prefixed `[pod/<pod>/<container>] `. `--all-pods` is kubectl ≥ 1.31's
+    /// (kubernetes#124732); [`Kubectl::workload_logs`] is what an older one can read.
+    pub fn daemonset_logs(&self, name: &str, namespace: &str, tail: usize) -> Cmd {
+        self.workload_logs("daemonset", name, namespace, tail).arg("--all-pods=true")
+    }
+
+    /// kubectl's refusal of a flag it does not know yet (an older release).
+    pub fn unknown_flag(stderr: &str, flag: &str) -> bool {
+        stderr.contains(&format!("unknown flag: {flag}"))
+    }
+
+    /// The last `tail` lines of a workload's pod (`daemonset/ztunnel`: kubectl picks one pod).
     pub fn workload_logs(&self, kind: &str, name: &str, namespace: &str, tail: usize) -> Cmd {
         self.base()
             .args(["logs", &format!("{kind}/{name}"), "-n", namespace])

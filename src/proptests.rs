@@ -309,7 +309,7 @@ proptest! {
         let wanted = &default_stack().cluster.ports;
         for input in [doc.to_string(), text] {
             if let Ok(node) = crate::docker::parse_inspect(&input) {
-                let _ = crate::judge::node::missing(&node, wanted);
+                let _ = crate::judge::node::missing(std::slice::from_ref(&node), wanted);
             }
         }
     }

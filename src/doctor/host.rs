@@ -13,9 +13,9 @@ use crate::stack::{PortMapping, Stack};
 
 use super::{Finding, Report};
 
-/// Returns the control-plane node when the cluster's API can be reached (Docker up, the node
-/// running).
-pub fn check(ctx: &Ctx, report: &mut Report) -> Result<Option<Node>> {
+/// Returns the cluster's node containers when its API can be reached (Docker up, the control
+/// plane running).
+pub fn check(ctx: &Ctx, report: &mut Report) -> Result<Option<Vec<Node>>> {
     let stack = ctx.stack;
     let missing: Vec<&str> =
         ["docker", "kubectl", "kind"].into_iter().filter(|t| which::which(t).is_err()).collect();
@@ -49,35 +49,41 @@ pub fn check(ctx: &Ctx, report: &mut Report) -> Result<Option<Node>> {
         }
     }
     let ps = docker::ps_cluster(&stack.cluster.name);
-    let nodes = docker::parse_ps(&ps.run()?.stdout)
+    let listed = docker::parse_ps(&ps.run()?.stdout)
         .map_err(|p| Error::step(format!("`{ps}`: {p}"), "run it by hand"))?;
-    let mut findings = nodes_findings(stack, &nodes, &ps.to_string());
-    let reachable = nodes.iter().any(|n| n.name == stack.cluster.control_plane_container() && n.running());
-    if nodes.is_empty() {
+    let mut findings = nodes_findings(stack, &listed, &ps.to_string());
+    if listed.is_empty() {
         report.add_all(findings);
         host_names(stack, report);
         return Ok(None);
     }
+    // Each node container: its role, state and last start; its port bindings.
+    let names: Vec<String> = listed.iter().map(|n| n.name.clone()).collect();
+    let inspect = docker::inspect_all(&names);
+    let nodes = inspect.run().ok().and_then(|out| docker::parse_inspect_all(&out.stdout).ok());
+    let reachable = listed.iter().any(|n| n.role() == "control-plane" && n.running());
     if findings.is_empty() {
-        let roles: Vec<String> =
-            nodes.iter().map(|n| format!("{} ({}, {})", n.name, n.role(), n.state)).collect();
-        report.pass(&format!("kind cluster {}: {}", stack.cluster.name, roles.join(", ")));
+        let each: Vec<String> = match &nodes {
+            Some(nodes) => nodes
+                .iter()
+                .map(|n| format!("{} ({}, {}, started {})", n.name, n.role, n.status, when_started(n)))
+                .collect(),
+            None => listed.iter().map(|n| format!("{} ({}, {})", n.name, n.role(), n.state)).collect(),
+        };
+        report.pass(&format!("kind cluster {}: {}", stack.cluster.name, each.join("; ")));
     }
-    // Port mappings: what the node publishes against what the cluster config asks for.
-    let node_name = stack.cluster.control_plane_container();
-    let inspect = docker::inspect(&node_name);
-    let node = inspect.run().ok().and_then(|out| docker::parse_inspect(&out.stdout).ok());
-    let mut port_findings = match &node {
-        Some(node) => ports_findings(stack, node, &format!("docker inspect {node_name}")),
+    // Port mappings: what the nodes publish against what the cluster config asks for.
+    let mut port_findings = match &nodes {
+        Some(nodes) => ports_findings(stack, nodes, &format!("docker inspect {}", names.join(" "))),
         None => Vec::new(),
     };
-    // A fixed host port the node does not hold right now, yet something accepts connections on.
+    // A fixed host port no node holds right now, yet something accepts connections on.
     let not_held: Vec<&PortMapping> = stack
         .cluster
         .ports
         .iter()
         .filter(|m| m.host_port.is_some())
-        .filter(|m| !(reachable && node.as_ref().is_some_and(|n| holds(n, m))))
+        .filter(|m| !(reachable && nodes.as_ref().is_some_and(|n| holds(n, m))))
         .collect();
     let taken: Vec<&PortMapping> = not_held
         .into_iter()
@@ -86,17 +92,22 @@ pub fn check(ctx: &Ctx, report: &mut Report) -> Result<Option<Node>> {
     if !taken.is_empty() {
         let running = docker::parse_ps(&docker::ps_running().run().map(|o| o.stdout).unwrap_or_default())
             .unwrap_or_default();
-        port_findings.push(taken_finding(stack, &taken, &running));
+        port_findings.push(taken_finding(stack, &taken, &running, &names));
     }
-    if port_findings.is_empty() && node.is_some() {
+    if port_findings.is_empty() && nodes.is_some() {
         let fixed = stack.cluster.ports.len();
-        report.pass(&format!("port mappings: the node publishes all {fixed} of the cluster config"));
+        report.pass(&format!("port mappings: the nodes publish all {fixed} of the cluster config"));
     }
     findings.extend(port_findings);
     report.add_all(findings);
     legacy_proxies(stack, report)?;
     host_names(stack, report);
-    Ok(node.filter(|_| reachable))
+    Ok(nodes.filter(|_| reachable))
+}
+
+/// `2026-12-01T08:51:03Z` (the container's `State.StartedAt`), or "never".
+fn when_started(node: &Node) -> String {
+    node.started_at.map(crate::utc::format).unwrap_or_else(|| "never".into())
 }
 
 /// Node containers: none (no cluster), stopped ones, more than one control plane.
@@ -156,18 +167,23 @@ pub fn nodes_findings(stack: &Stack, nodes: &[Listed], ps: &str) -> Vec<Finding>
     out
 }
 
-/// The cluster config's port mappings against the node's `HostConfig.PortBindings`.
-pub fn ports_findings(stack: &Stack, node: &Node, inspect: &str) -> Vec<Finding> {
+/// The cluster config's port mappings against the nodes' `HostConfig.PortBindings`.
+pub fn ports_findings(stack: &Stack, nodes: &[Node], inspect: &str) -> Vec<Finding> {
     let cluster = &stack.cluster;
     let used: BTreeSet<u16> =
         stack.smoke.checks.iter().map(|c| c.port).chain(std::iter::once(stack.connect.port)).collect();
     let config = stack.source.describe(&stack.cluster_file);
     let mut out = Vec::new();
     let published = |port: u16| {
-        node.bindings
+        let one = nodes.len() == 1;
+        nodes
             .iter()
-            .filter(|(p, _, _)| *p == port)
-            .map(|(_, ip, h)| format!("{}:{h}", if ip.is_empty() { "0.0.0.0" } else { ip }))
+            .flat_map(|n| n.bindings.iter().map(move |b| (n, b)))
+            .filter(|(_, (p, _, _))| *p == port)
+            .map(|(n, (_, ip, h))| {
+                let on = if one { String::new() } else { format!(" ({})", n.name) };
+                format!("{}:{h}{on}", if ip.is_empty() { "0.0.0.0" } else { ip })
+            })
             .collect::<Vec<_>>()
     };
     let mut missing = Vec::new();
@@ -197,7 +213,7 @@ pub fn ports_findings(stack: &Stack, node: &Node, inspect: &str) -> Vec<Finding>
                 .note("port mappings are fixed when a kind cluster is created; down deletes the cluster's data");
                 out.push(f);
             }
-            Some(want) if !holds(node, m) => missing.push((m.container_port, want)),
+            Some(want) if !holds(nodes, m) => missing.push((m.container_port, want)),
             Some(_) => {}
         }
     }
@@ -229,8 +245,8 @@ pub fn ports_findings(stack: &Stack, node: &Node, inspect: &str) -> Vec<Finding>
     out
 }
 
-/// Fixed host ports the node does not hold, held by something else.
-pub fn taken_finding(stack: &Stack, taken: &[&PortMapping], running: &[Listed]) -> Finding {
+/// Fixed host ports no node holds, held by something else (`nodes`: the node containers' names).
+pub fn taken_finding(stack: &Stack, taken: &[&PortMapping], running: &[Listed], nodes: &[String]) -> Finding {
     let ports: Vec<String> = taken.iter().filter_map(|m| m.host_port).map(|p| p.to_string()).collect();
     let mut evidence = Vec::new();
     let mut holders = BTreeSet::new();
@@ -262,15 +278,15 @@ pub fn taken_finding(stack: &Stack, taken: &[&PortMapping], running: &[Listed]) 
         "host-port-taken",
         ports.join(", "),
         format!(
-            "host port(s) {} of the cluster config are held by something other than the node {}, which \
-             cannot publish them (a stopped node will not start)",
+            "host port(s) {} of the cluster config are held by something other than the cluster {}'s nodes, \
+             which cannot publish them (a stopped node will not start)",
             ports.join(", "),
-            stack.cluster.control_plane_container()
+            stack.cluster.name
         ),
     )
     .evidence_lines(evidence)
     .fix(fix)
-    .note(format!("then `docker start {}` if the node is stopped", stack.cluster.control_plane_container()))
+    .note(format!("then `docker start {}` if a node is stopped", nodes.join(" ")))
 }
 
 fn legacy_proxies(stack: &Stack, report: &mut Report) -> Result<()> {
@@ -357,8 +373,8 @@ pub fn describe(ctx: &Ctx, lines: &mut Vec<String>) {
         docker::ps_cluster(&stack.cluster.name)
     ));
     lines.push(format!(
-        "{}   # port bindings against the cluster config",
-        docker::inspect(&stack.cluster.control_plane_container())
+        "{}   # each of them: its last start, its port bindings against the cluster config",
+        crate::observe::describe_inspect(&stack.cluster.name)
     ));
     lines.push(format!("{}   # only when a host port is held by something else", docker::ps_running()));
     if !stack.legacy_proxies.is_empty() {
@@ -416,27 +432,14 @@ mod tests {
             .iter()
             .map(|m| (m.container_port, "127.0.0.1".into(), m.container_port))
             .collect();
-        let node = Node {
-            running: true,
-            status: "running".into(),
-            started_at: None,
-            started: String::new(),
-            kind_cluster: None,
-            bindings: all.clone(),
-        };
+        let node = Node { running: true, status: "running".into(), bindings: all.clone(), ..Node::default() };
+        let node = [node];
         assert!(ports_findings(&stack, &node, "docker inspect n").is_empty());
         let old = Node {
             bindings: all.iter().filter(|(p, _, _)| *p < 32100).cloned().collect(),
-            ..Node {
-                running: true,
-                status: "running".into(),
-                started_at: None,
-                started: String::new(),
-                kind_cluster: None,
-                bindings: vec![],
-            }
+            ..Node { running: true, status: "running".into(), ..Node::default() }
         };
-        let found = ports_findings(&stack, &old, "docker inspect n");
+        let found = ports_findings(&stack, std::slice::from_ref(&old), "docker inspect n");
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].id, "port-mapping-missing");
         assert_eq!(found[0].subject, "32100, 32200, 32300");
@@ -459,10 +462,12 @@ mod tests {
         let kiali = stack.cluster.ports.iter().find(|m| m.container_port == 32100).unwrap();
         let mut proxy = listed("kiali-proxy", "running", "");
         proxy.published = vec![("0.0.0.0".into(), 32100, 32100)];
-        let f = taken_finding(&stack, &[kiali], &[proxy]);
+        let nodes = ["bookstore-control-plane".to_string()];
+        let f = taken_finding(&stack, &[kiali], &[proxy], &nodes);
+        assert!(f.note.as_deref().is_some_and(|n| n.contains("docker start bookstore-control-plane")));
         assert_eq!(f.fix, "docker rm -f kiali-proxy");
         assert!(f.evidence[0].contains("published by container kiali-proxy"));
-        let f = taken_finding(&stack, &[kiali], &[]);
+        let f = taken_finding(&stack, &[kiali], &[], &nodes);
         assert!(f.fix.starts_with("lsof -nP -iTCP:32100"));
         assert!(f.evidence[0].contains("no container publishes it"));
     }

@@ -19,19 +19,22 @@ use crate::stack::Stack;
 use super::{Finding, Report};
 
 /// What restarts what these findings call stale, and how.
-const UP_NOTE: &str = "restarts ztunnel first when it is stale, then what is stale, databases before the apps that migrate \
-                       against them (`bookstore up --dry-run` says why for each)";
+const UP_NOTE: &str = "restarts ztunnel first on the nodes where it is stale (its pod there deleted: its DaemonSet recreates it), \
+                       then what is stale, databases before the apps that migrate against them (`bookstore up --dry-run` \
+                       says why for each)";
 
-/// ztunnel stale or unhealthy on a node: every pod it serves is stale with it.
+/// ztunnel stale or unhealthy on a node: every pod it serves there is stale with it.
 pub fn ztunnel_finding(stack: &Stack, ztunnel: &Ztunnel) -> Option<Finding> {
     let why = ztunnel.stale()?;
     let mesh = &stack.mesh;
+    let nodes: Vec<&str> = ztunnel.stale_nodes().map(|n| n.node.as_str()).filter(|n| !n.is_empty()).collect();
+    let on = if nodes.is_empty() { String::new() } else { format!(" on {}", nodes.join(", ")) };
     Some(
         Finding::error(
             "ztunnel-stale",
             format!("{}/{}", mesh.namespace, mesh.daemonset),
             format!(
-                "{} must be restarted ({why}); every pod in the mesh is then stale with it (root cause 1)",
+                "{} must be restarted{on} ({why}); every pod in the mesh there is then stale with it (root cause 1)",
                 mesh.daemonset
             ),
         )
@@ -344,6 +347,10 @@ mod tests {
         );
         let failures = parse_ztunnel(&log);
         assert_eq!(failures.len(), 3);
+        // `kubectl logs --all-pods` prefixes each pod's lines: the same failures, timestamps read.
+        let prefixed: String =
+            log.lines().map(|l| format!("[pod/ztunnel-7xk2p/istio-proxy] {l}\n")).collect();
+        assert_eq!(parse_ztunnel(&prefixed), failures);
         assert_eq!(failures[0].ip, "10.244.0.18");
         assert_eq!(failures[0].error, "connection failed: deadline has elapsed");
         assert_eq!(failures[1].error, "io error: Connection refused (os error 111)");
@@ -375,6 +382,8 @@ mod tests {
         let json = r#"{"level":"error","scope":"cni-agent","msg":"failed to reconcile inpod rules for pod, try restarting the pod","ns":"ecom","name":"gone-pod"}"#;
         let entries = parse_cni(&format!("{text}\n{json}\nunrelated\n"));
         assert_eq!(entries.len(), 2);
+        let prefixed = parse_cni(&format!("[pod/istio-cni-node-4kq9z/install-cni] {text}\n"));
+        assert_eq!(prefixed[..], entries[..1]);
         assert_eq!((entries[1].0.as_str(), entries[1].1.as_str()), ("ecom", "gone-pod"));
         let stack = load(Source::Embedded).unwrap();
         let mut facts = facts();

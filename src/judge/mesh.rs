@@ -1,12 +1,13 @@
 //! Whether a pod's Istio ambient (HBONE) registration is stale, decided for that pod on its node.
 //! Each rule is said once here (README "What `up` restarts, and why"):
 //!
-//! - The time rule. ztunnel on a node is stale when one of its pods there was created before the
-//!   node container last started (a Docker restart restarts pods in place: same pod, same
+//! - The time rule. ztunnel on a node is stale when one of its pods there was created before
+//!   that node last started (a node restart restarts its pods in place: same pod, same
 //!   `creationTimestamp`), or when it is not healthy there (no pod, or a pod not Ready). A meshed
-//!   pod is stale when it was created before ztunnel on its node became Ready: istio-cni and
+//!   pod is stale when it was created before ztunnel on its own node became Ready: istio-cni and
 //!   ztunnel adopt a pod when it is created, and "existing long-lived pods do not trigger
-//!   re-registration" (the guide). When ztunnel is restarted, every meshed pod is stale.
+//!   re-registration" (the guide). When ztunnel is restarted on a node, every meshed pod there is
+//!   stale.
 //! - The evidence rule, for the pods that hold it now: Envoy's upstream reset on a route their
 //!   workload serves, once every pod serving it has been Ready [`GATEWAY_GRACE`]; ztunnel's failed
 //!   HBONE connections (`deadline has elapsed`, `Connection refused`) to one of the pod's
@@ -16,12 +17,20 @@
 //!
 //! Timestamps are whole seconds (Kubernetes writes them so); a tie counts as after.
 //!
-//! The verdicts are per node: kind's single node today. ztunnel is restarted as a whole (one
-//! DaemonSet rollout), so a stale ztunnel on one node restarts it, and makes stale every meshed
-//! pod, on all of them; several nodes and a shared cluster extend exactly [`ztunnel`] and
-//! [`Ztunnel::ready_for`].
+//! The verdicts are per node: each node's ztunnel is judged against that node's last start, and
+//! each meshed pod against the ztunnel of its own node (`spec.nodeName`). A node restarts alone
+//! (`docker restart <worker>`, an out-of-memory kill) or with every other (a Docker restart):
+//! either way only the pods on the nodes that restarted lost their registration, and the remedy
+//! restarts ztunnel on those nodes only (`plan::converge`: its pod there deleted, the DaemonSet
+//! recreates it on that node). When ztunnel is restarted on a node, every meshed pod on that
+//! node is stale (the new instance never registered them); pods on other nodes are not.
+//!
+//! When a node last started is [`NodeStart`]: kind's nodes say it by their container's
+//! `State.StartedAt`; a cluster without Docker fills the same value from the API (a Node's
+//! bootID, the kubelet's `Rebooted`/`Starting` events, its Ready transition), and the rule
+//! applies unchanged.
 
-use crate::cluster::Pod;
+use crate::cluster::{Pod, PodRestart};
 use crate::observe::evidence::HboneFailure;
 use crate::observe::{CNI_DAEMONSET, Observation};
 use crate::stack::Stack;
@@ -37,18 +46,28 @@ pub fn when(t: Option<u64>) -> String {
     t.map(utc::format).unwrap_or_else(|| "at an unknown time".into())
 }
 
-/// A node of the cluster and when its container last started.
+/// A node of the cluster and when it last started: the per-node input of the time rule.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeStart {
     /// The Kubernetes node name (kind names a node after its container).
     pub name: String,
-    /// `State.StartedAt` of its container; `None` when not known.
+    /// When it last started (seconds since the epoch); `None` when not known.
     pub started_at: Option<u64>,
+    /// What says so, as a reason prints it (`State.StartedAt of its container`).
+    pub evidence: String,
 }
 
-/// The nodes the observation knows: the control-plane node container.
-pub fn nodes(stack: &Stack, obs: &Observation) -> Vec<NodeStart> {
-    vec![NodeStart { name: stack.cluster.control_plane_container(), started_at: obs.node.started_at }]
+/// The nodes the observation knows, each with when it last started: every node container of the
+/// kind cluster (found by kind's labels) and its `State.StartedAt`.
+pub fn nodes(obs: &Observation) -> Vec<NodeStart> {
+    obs.nodes
+        .iter()
+        .map(|n| NodeStart {
+            name: n.name.clone(),
+            started_at: n.started_at,
+            evidence: "State.StartedAt of its container".into(),
+        })
+        .collect()
 }
 
 /// The node a pod runs on (`spec.nodeName`); a pod not scheduled yet counts as on the only node
@@ -99,6 +118,9 @@ pub struct OnNode {
     pub ready_since: Option<u64>,
     /// Why it is kept, when fresh.
     pub kept: String,
+    /// Its pods there (not going away): deleting them restarts it on this node only (its
+    /// DaemonSet recreates a pod on the node whose pod was deleted).
+    pub pods: Vec<PodRestart>,
 }
 
 /// ztunnel's verdict, node by node.
@@ -113,51 +135,67 @@ impl Ztunnel {
         self.nodes.iter().find_map(|n| n.stale.as_deref())
     }
 
+    /// The nodes it is restarted on.
+    pub fn stale_nodes(&self) -> impl Iterator<Item = &OnNode> {
+        self.nodes.iter().filter(|n| n.stale.is_some())
+    }
+
     /// Why it is kept (the first node's reason).
     pub fn kept(&self) -> String {
         self.nodes.first().map(|n| n.kept.clone()).unwrap_or_default()
     }
 
-    /// The same ztunnel, restarted anyway for `why` (an escalation): stale on every node.
-    pub fn restarted(mut self, why: &str) -> Ztunnel {
+    /// The same ztunnel, restarted anyway on `node` (every node when `node` is empty, or not
+    /// one of its nodes) for `why`: an escalation.
+    pub fn restarted_on(mut self, node: &str, why: &str) -> Ztunnel {
         if self.nodes.is_empty() {
             self.nodes.push(OnNode {
                 node: String::new(),
                 stale: None,
                 ready_since: None,
                 kept: String::new(),
+                pods: Vec::new(),
             });
         }
-        for n in &mut self.nodes {
+        let every = node.is_empty() || !self.nodes.iter().any(|n| n.node == node);
+        for n in self.nodes.iter_mut().filter(|n| every || n.node == node) {
             n.stale = Some(why.to_string());
             n.ready_since = None;
         }
         self
     }
 
-    /// When the ztunnel that serves `pod` was Ready: ztunnel on the pod's node (the latest of
-    /// every node's for a pod on none); `None` when ztunnel is restarted (every pod existing now
-    /// predates its new pods).
+    /// When the ztunnel that serves `pod` was Ready: ztunnel on the pod's node (for a pod on no
+    /// node yet, the latest of the fresh nodes'); `None` when it is restarted there (every pod
+    /// existing there now predates its new pod).
     pub fn ready_for(&self, nodes: &[NodeStart], pod: &Pod) -> Option<u64> {
-        if self.stale().is_some() {
-            return None;
-        }
-        let on = node_of(nodes, pod);
-        match self.nodes.iter().find(|n| Some(n.node.as_str()) == on) {
-            Some(n) => n.ready_since,
+        match node_of(nodes, pod) {
+            Some(on) => match self.nodes.iter().find(|n| n.node == on) {
+                Some(n) => n.ready_since,
+                // ztunnel was not judged on a node it has no pod on and that runs no meshed pod.
+                None => self.nodes.iter().filter_map(|n| n.ready_since).max(),
+            },
             None => self.nodes.iter().filter_map(|n| n.ready_since).max(),
         }
     }
 }
 
-/// ztunnel on each node: stale when one of its pods there was created before the node container
-/// last started, or when it has no pod or a pod not Ready there.
+/// ztunnel on each node: stale when one of its pods there was created before the node last
+/// started, or when it has no pod or a pod not Ready there. A node is judged when it runs a
+/// ztunnel pod or a meshed pod (or it is the cluster's only node).
 pub fn ztunnel(stack: &Stack, obs: &Observation) -> Ztunnel {
-    let nodes = nodes(stack, obs);
+    let nodes = nodes(obs);
     let pods = daemon_pods(&obs.pods, &stack.mesh.namespace, &stack.mesh.daemonset);
-    // Every node known: the observed node containers, and those ztunnel's or meshed pods run on.
-    let mut names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
-    for p in pods.iter().copied().chain(obs.pods.iter().filter(|p| p.meshed && !p.terminating)) {
+    let meshed: Vec<&Pod> = obs.pods.iter().filter(|p| p.meshed && !p.terminating).collect();
+    // The nodes to judge: those its pods or meshed pods run on, the observed nodes first.
+    let mut names: Vec<String> = Vec::new();
+    let on = |n: &str| pods.iter().chain(&meshed).any(|p| node_of(&nodes, p) == Some(n));
+    for n in &nodes {
+        if nodes.len() == 1 || on(&n.name) {
+            names.push(n.name.clone());
+        }
+    }
+    for p in pods.iter().chain(&meshed) {
         if let Some(n) = node_of(&nodes, p)
             && !names.iter().any(|x| x == n)
         {
@@ -169,41 +207,41 @@ pub fn ztunnel(stack: &Stack, obs: &Observation) -> Ztunnel {
         .iter()
         .map(|name| {
             let here: Vec<&Pod> = pods.iter().copied().filter(|p| node_of(&nodes, p) == Some(name)).collect();
-            let started = nodes.iter().find(|n| &n.name == name).and_then(|n| n.started_at);
+            let node = nodes.iter().find(|n| &n.name == name);
+            let started = node.and_then(|n| n.started_at);
+            let restarts = || here.iter().filter_map(|p| PodRestart::of(p).ok()).collect();
             let stale = |why: String| OnNode {
                 node: name.clone(),
                 stale: Some(why),
                 ready_since: None,
                 kept: String::new(),
+                pods: restarts(),
             };
             if here.is_empty() {
-                return stale(if one {
-                    "it has no pod".into()
-                } else {
-                    format!("it has no pod on node {name}")
-                });
+                return stale(if one { "it has no pod".into() } else { format!("it has no pod on node {name}") });
             }
-            if let Some(start) = started
+            if let (Some(start), Some(node)) = (started, node)
                 && let Some(p) = here.iter().find(|p| p.created.unwrap_or(0) < start)
             {
                 return stale(format!(
-                    "its pod {} was created {}, before the node container last started ({}): it came back \
+                    "its pod {} on node {name} was created {}, before the node last started ({}, {}): it came back \
                      with the node and holds no registration for the pods that came back with it",
                     p.name,
                     when(p.created),
-                    utc::format(start)
+                    utc::format(start),
+                    node.evidence
                 ));
             }
             if let Some(p) = here.iter().find(|p| !p.ready()) {
                 return stale(format!(
-                    "it is not healthy: its pod {} (created {}) is not Ready",
+                    "it is not healthy on node {name}: its pod {} (created {}) is not Ready",
                     p.name,
                     when(p.created)
                 ));
             }
             let p = here.iter().max_by_key(|p| p.ready_since).expect("not empty");
             let after = started
-                .map(|s| format!(", after the node container started ({})", utc::format(s)))
+                .map(|s| format!(", after node {name} last started ({})", utc::format(s)))
                 .unwrap_or_default();
             OnNode {
                 node: name.clone(),
@@ -215,23 +253,33 @@ pub fn ztunnel(stack: &Stack, obs: &Observation) -> Ztunnel {
                     when(p.created),
                     when(p.ready_since)
                 ),
+                pods: restarts(),
             }
         })
         .collect();
     Ztunnel { nodes: verdicts }
 }
 
+/// ztunnel is back on `node` after its pods there (`gone`: their UIDs) were deleted: a pod of its
+/// DaemonSet on that node, not one of those, not going away, and Ready.
+pub fn back_on<'a>(stack: &Stack, pods: &'a [Pod], node: &str, gone: &[&str]) -> Option<&'a Pod> {
+    daemon_pods(pods, &stack.mesh.namespace, &stack.mesh.daemonset)
+        .into_iter()
+        .find(|p| p.node == node && !gone.contains(&p.uid.as_str()) && p.ready())
+}
+
 /// The time rule for a pod of a meshed workload: why it is stale (`None`: created after ztunnel
 /// on its node was Ready).
 pub fn stale_by_time(ztunnel: &Ztunnel, nodes: &[NodeStart], pod: &Pod) -> Option<String> {
+    let on = node_of(nodes, pod).map(|n| format!(" on its node {n}")).unwrap_or_default();
     match ztunnel.ready_for(nodes, pod) {
         None => Some(format!(
-            "ztunnel is restarted first, and its pod {} was created before ({})",
+            "ztunnel is restarted first{on}, and its pod {} was created before ({})",
             pod.name,
             when(pod.created)
         )),
         Some(t) if pod.created.unwrap_or(0) < t => Some(format!(
-            "its pod {} was created {} before ztunnel's pods were Ready ({})",
+            "its pod {} was created {} before ztunnel's pods were Ready{on} ({})",
             pod.name,
             when(pod.created),
             utc::format(t)
@@ -296,21 +344,40 @@ pub fn evidence(stack: &Stack, obs: &Observation, workload: &str, pods: &[&Pod])
     why
 }
 
-/// Whether ztunnel itself is what is broken, and why: a pod of it not Ready, or HBONE failures
-/// to a pod created after it was Ready (a fresh pod it cannot reach). What an escalation restarts.
-pub fn ztunnel_blame(stack: &Stack, obs: &Observation) -> Option<String> {
+/// Where ztunnel itself is what is broken, and why, node by node: a pod of it not Ready there,
+/// or HBONE failures to a pod on that node created after ztunnel there was Ready (a fresh pod it
+/// cannot reach). What an escalation restarts.
+pub fn ztunnel_blame(stack: &Stack, obs: &Observation) -> Vec<(String, String)> {
+    let nodes = nodes(obs);
     let ztunnel = daemon_pods(&obs.pods, &stack.mesh.namespace, &stack.mesh.daemonset);
-    if let Some(p) = ztunnel.iter().find(|p| !p.ready()) {
-        return Some(format!("its pod {} is not Ready", p.name));
+    let mut blame: Vec<(String, String)> = Vec::new();
+    let mut add = |node: &str, why: String| {
+        if !blame.iter().any(|(n, _)| n == node) {
+            blame.push((node.to_string(), why));
+        }
+    };
+    for p in ztunnel.iter().filter(|p| !p.ready()) {
+        let node = node_of(&nodes, p).unwrap_or("");
+        add(node, format!("its pod {} on node {node} is not Ready", p.name));
     }
-    let ready = ztunnel.iter().filter_map(|p| p.ready_since).max()?;
-    obs.pods.iter().filter(|p| p.created.is_some_and(|c| c >= ready)).find_map(|pod| {
-        let f = hbone(obs, pod).into_iter().next()?;
-        Some(format!(
-            "ztunnel: {} to {}:15008 ({}), a pod created after ztunnel was Ready",
-            f.error, f.ip, pod.name
-        ))
-    })
+    for pod in &obs.pods {
+        let node = node_of(&nodes, pod).unwrap_or("");
+        let here = ztunnel.iter().filter(|z| node_of(&nodes, z).unwrap_or("") == node);
+        let Some(ready) = here.filter_map(|z| z.ready_since).max() else { continue };
+        if pod.created.is_none_or(|c| c < ready) {
+            continue;
+        }
+        if let Some(f) = hbone(obs, pod).into_iter().next() {
+            add(
+                node,
+                format!(
+                    "ztunnel: {} to {}:15008 ({}), a pod on node {node} created after ztunnel there was Ready",
+                    f.error, f.ip, pod.name
+                ),
+            );
+        }
+    }
+    blame
 }
 
 #[cfg(test)]
@@ -338,46 +405,125 @@ mod tests {
         }
     }
 
+    /// A node container of the cluster that last started at `started`.
+    fn node(name: &str, role: &str, started: u64) -> crate::docker::Node {
+        crate::docker::Node {
+            name: name.into(),
+            role: role.into(),
+            running: true,
+            started_at: Some(started),
+            ..crate::docker::Node::default()
+        }
+    }
+
+    /// One control-plane node, started at START.
     fn observed(pods: Vec<Pod>) -> Observation {
         let mut obs = Observation::of(Vec::new(), pods);
         obs.at = START + 1000;
-        obs.node.started_at = Some(START);
+        obs.nodes = vec![node("bookstore-control-plane", "control-plane", START)];
         obs
     }
 
     #[test]
     fn ztunnel_and_the_time_rule_are_judged_on_each_pods_node() {
         let stack = load(Source::Embedded).unwrap();
-        let cp = stack.cluster.control_plane_container();
+        let cp = "bookstore-control-plane";
         // ztunnel on the control plane Ready at START + 13; on a worker (its start not observed)
         // Ready at START + 300.
         let obs = observed(vec![
-            pod("ztunnel-a", &cp, START + 10, Some(START + 13)),
+            pod("ztunnel-a", cp, START + 10, Some(START + 13)),
             pod("ztunnel-b", "worker", START + 290, Some(START + 300)),
-            pod("app-on-cp", &cp, START + 100, Some(START + 105)),
+            pod("app-on-cp", cp, START + 100, Some(START + 105)),
             pod("app-on-worker", "worker", START + 100, Some(START + 105)),
         ]);
         let judged = ztunnel(&stack, &obs);
         assert_eq!(judged.stale(), None, "{judged:?}");
         assert_eq!(judged.nodes.len(), 2);
-        let nodes = nodes(&stack, &obs);
-        assert_eq!(stale_by_time(&judged, &nodes, &obs.pods[2]), None);
-        let why = stale_by_time(&judged, &nodes, &obs.pods[3])
+        let known = nodes(&obs);
+        assert_eq!(stale_by_time(&judged, &known, &obs.pods[2]), None);
+        let why = stale_by_time(&judged, &known, &obs.pods[3])
             .expect("created before its node's ztunnel was Ready");
-        assert!(why.contains("before ztunnel's pods were Ready"), "{why}");
+        assert!(why.contains("before ztunnel's pods were Ready on its node worker"), "{why}");
 
         // A ztunnel pod that came back with the node it runs on; a node with meshed pods and no
-        // ztunnel pod: stale either way, and then every meshed pod is.
-        let obs = observed(vec![pod("ztunnel-a", &cp, START - 3600, Some(START + 5))]);
-        assert!(ztunnel(&stack, &obs).stale().unwrap().contains("before the node container last started"));
+        // ztunnel pod: stale either way, and then every meshed pod there is.
+        let obs = observed(vec![pod("ztunnel-a", cp, START - 3600, Some(START + 5))]);
+        let why = ztunnel(&stack, &obs).stale().unwrap().to_string();
+        assert!(why.contains("on node bookstore-control-plane was created"), "{why}");
+        assert!(
+            why.contains(
+                "before the node last started (2027-01-15T08:00:00Z, State.StartedAt of its container)"
+            ),
+            "{why}"
+        );
         let obs = observed(vec![
-            pod("ztunnel-a", &cp, START + 10, Some(START + 13)),
+            pod("ztunnel-a", cp, START + 10, Some(START + 13)),
             pod("app-on-worker", "worker", START + 100, Some(START + 105)),
         ]);
         let judged = ztunnel(&stack, &obs);
         assert_eq!(judged.stale(), Some("it has no pod on node worker"));
-        let why = stale_by_time(&judged, &nodes, &obs.pods[1]).unwrap();
-        assert!(why.starts_with("ztunnel is restarted first"), "{why}");
+        let why = stale_by_time(&judged, &known, &obs.pods[1]).unwrap();
+        assert!(why.starts_with("ztunnel is restarted first on its node worker"), "{why}");
+    }
+
+    #[test]
+    fn a_worker_that_restarted_alone_makes_stale_only_its_ztunnel_and_the_pods_on_it() {
+        let stack = load(Source::Embedded).unwrap();
+        // Three nodes started at START; worker2 restarted alone at START + 500 (its pods came back
+        // in place: same creation times).
+        let mut obs = observed(vec![
+            pod("ztunnel-cp", "bookstore-control-plane", START + 10, Some(START + 13)),
+            pod("ztunnel-w1", "bookstore-worker", START + 10, Some(START + 14)),
+            pod("ztunnel-w2", "bookstore-worker2", START + 10, Some(START + 515)),
+            pod("app-on-w1", "bookstore-worker", START + 100, Some(START + 105)),
+            pod("app-on-w2", "bookstore-worker2", START + 100, Some(START + 520)),
+        ]);
+        obs.nodes.push(node("bookstore-worker", "worker", START));
+        obs.nodes.push(node("bookstore-worker2", "worker", START + 500));
+        for (p, uid) in obs.pods.iter_mut().zip(["u-cp", "u-w1", "u-w2", "u-a1", "u-a2"]) {
+            p.uid = uid.into();
+        }
+        let judged = ztunnel(&stack, &obs);
+        let stale: Vec<&str> = judged.stale_nodes().map(|n| n.node.as_str()).collect();
+        assert_eq!(stale, ["bookstore-worker2"], "{judged:?}");
+        let w2 = judged.stale_nodes().next().unwrap();
+        assert_eq!(w2.pods.iter().map(|p| p.name()).collect::<Vec<_>>(), ["ztunnel-w2"]);
+        assert!(
+            w2.stale.as_deref().unwrap().contains("its pod ztunnel-w2 on node bookstore-worker2 was created")
+        );
+        let nodes = nodes(&obs);
+        assert_eq!(
+            stale_by_time(&judged, &nodes, &obs.pods[3]),
+            None,
+            "a pod on a node that did not restart"
+        );
+        let why = stale_by_time(&judged, &nodes, &obs.pods[4]).unwrap();
+        assert!(why.starts_with("ztunnel is restarted first on its node bookstore-worker2"), "{why}");
+
+        // The restart is done on worker2 once a pod of ztunnel there that is not the deleted one
+        // is Ready; the deleted one, going away or not, never counts.
+        let gone = ["u-w2"];
+        assert!(back_on(&stack, &obs.pods, "bookstore-worker2", &gone).is_none());
+        let mut new = pod("ztunnel-w2b", "bookstore-worker2", START + 600, None);
+        new.uid = "u-w2b".into();
+        obs.pods.push(new);
+        assert!(back_on(&stack, &obs.pods, "bookstore-worker2", &gone).is_none(), "not Ready yet");
+        let last = obs.pods.last_mut().unwrap();
+        last.ready_since = Some(START + 604);
+        last.containers[0].ready = true;
+        assert_eq!(
+            back_on(&stack, &obs.pods, "bookstore-worker2", &gone).map(|p| p.name.as_str()),
+            Some("ztunnel-w2b")
+        );
+        assert!(back_on(&stack, &obs.pods, "bookstore-worker", &["u-w1"]).is_none());
+
+        // An escalation blames the node whose ztunnel cannot reach a fresh pod there, and
+        // restarts it on that node only.
+        obs.pods.retain(|p| p.name != "ztunnel-w2b");
+        let judged = judged.restarted_on("bookstore-worker", "escalated");
+        let stale: Vec<&str> = judged.stale_nodes().map(|n| n.node.as_str()).collect();
+        assert_eq!(stale, ["bookstore-worker", "bookstore-worker2"]);
+        assert_eq!(judged.clone().restarted_on("", "all").stale_nodes().count(), 3);
     }
 
     #[test]

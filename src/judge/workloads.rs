@@ -115,17 +115,18 @@ pub fn health(stack: &Stack, obs: &Observation, i: usize, ztunnel: &Ztunnel) -> 
     let Some(d) = obs.deployment(&w.namespace, &w.name) else {
         return Health::Missing;
     };
-    let nodes = mesh::nodes(stack, obs);
+    let nodes = mesh::nodes(obs);
     let serving = serving(obs, d);
     let pods = pods_of(obs, d);
     let newest = serving.first().copied();
     let meshed = pods.iter().any(|p| p.meshed);
     // A restart just sent: the controller has not created the new pods the rules would judge.
     let rollout_starting = d.generation > d.observed_generation;
-    let time = match (meshed && !rollout_starting, ztunnel.stale()) {
-        (false, _) => None,
-        (true, Some(_)) => serving.last().and_then(|p| mesh::stale_by_time(ztunnel, &nodes, p)),
-        (true, None) => serving.iter().find_map(|p| mesh::stale_by_time(ztunnel, &nodes, p)),
+    // Each serving pod against ztunnel on its own node (oldest first: the first reason is the
+    // oldest pod's).
+    let time = match meshed && !rollout_starting {
+        false => None,
+        true => serving.iter().rev().find_map(|p| mesh::stale_by_time(ztunnel, &nodes, p)),
     };
     let stale = Stale { evidence: mesh::evidence(stack, obs, &w.name, &serving), time };
     if !stale.reasons().is_empty() {

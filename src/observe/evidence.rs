@@ -13,10 +13,19 @@ pub struct HboneFailure {
     pub line: String,
 }
 
+/// A line as the container wrote it: `kubectl logs --prefix` (and `--all-pods`) put
+/// `[pod/<pod>/<container>] ` before it.
+fn unprefixed(line: &str) -> &str {
+    match line.strip_prefix("[pod/").and_then(|rest| rest.split_once("] ")) {
+        Some((_, line)) => line,
+        None => line,
+    }
+}
+
 /// ztunnel's lines with `deadline has elapsed` / `Connection refused` to `<ip>:15008`.
 pub fn parse_ztunnel(log: &str) -> Vec<HboneFailure> {
     let mut out = Vec::new();
-    for line in log.lines() {
+    for line in log.lines().map(unprefixed) {
         if !(line.contains("deadline has elapsed") || line.contains("Connection refused")) {
             continue;
         }
@@ -38,7 +47,7 @@ pub fn parse_ztunnel(log: &str) -> Vec<HboneFailure> {
 /// istio-cni's `failed to reconcile inpod rules for pod …`: (namespace, pod, line).
 pub fn parse_cni(log: &str) -> Vec<(String, String, String)> {
     let mut out = Vec::new();
-    for line in log.lines().filter(|l| l.contains("failed to reconcile inpod rules")) {
+    for line in log.lines().map(unprefixed).filter(|l| l.contains("failed to reconcile inpod rules")) {
         let field = |key: &str| -> Option<String> {
             // Text format: `… ns=ecom name=ecom-db-x`; JSON format: `"ns":"ecom","name":"…"`.
             let text = line

@@ -182,33 +182,33 @@ pub fn wait_api(ctx: &Ctx, deadline: Duration, next: &str) -> Result<()> {
 /// A read that may fail without failing the observation (a log, an answer): what went wrong.
 pub type Read<T> = std::result::Result<T, String>;
 
-/// What the host says, read at once: whether kind lists the cluster, its node container, and
+/// What the host says, read at once: whether kind lists the cluster, its node containers, and
 /// the cluster itself.
 pub struct Host {
-    /// `docker inspect` of the control-plane node, when `kind get clusters` lists the stack's
-    /// cluster (stopped node containers count, as in kind); `None` when it does not.
-    pub node: Option<Read<Node>>,
+    /// Every node container of the cluster ([`nodes`]: found by kind's labels, control planes
+    /// first), when the cluster exists (stopped node containers count, as in kind); `None` when
+    /// there is none and `kind get clusters` does not list it either.
+    pub nodes: Option<Read<Vec<Node>>>,
     /// The legacy socat proxy containers that exist (running or not).
     pub legacy: Read<Vec<String>>,
-    /// The cluster, read in the same round, each read tried once (`None` when the node is not
-    /// the cluster's). An `Err` that is not a prerequisite means the API did not answer yet:
-    /// wait for it, then [`cluster`] reads it again.
+    /// The cluster, read in the same round, each read tried once (`None` when there is no node
+    /// container of the cluster). An `Err` that is not a prerequisite means the API did not
+    /// answer yet: wait for it, then [`cluster`] reads it again.
     pub cluster: Option<Result<Observation>>,
 }
 
-/// Read the host side and the cluster in one round of parallel reads: the node container, the
-/// legacy proxies, and everything [`cluster`] reads, each tried once (used only when the node
-/// is the cluster's; an API that does not answer shows as their error). A node
-/// container labelled as the cluster's node is what `kind get clusters` lists (kind's
-/// `docker ps -a --filter label=io.x-k8s.kind.cluster`), so kind is asked only when there is no
-/// such container. `Err` when the tools are missing or Docker does not answer.
+/// Read the host side and the cluster in one round of parallel reads: the node containers, the
+/// legacy proxies, and everything [`cluster`] reads, each tried once (used only when the cluster
+/// has node containers; an API that does not answer shows as their error). Node containers
+/// labelled as the cluster's are what `kind get clusters` lists (kind's `docker ps -a --filter
+/// label=io.x-k8s.kind.cluster`), so kind is asked only when there is none. `Err` when the
+/// tools are missing or Docker does not answer.
 pub fn host(ctx: &Ctx) -> Result<Host> {
     tools(&["kind", "kubectl", "docker"])?;
     let stack = ctx.stack;
-    let name = stack.cluster.control_plane_container();
     let legacy = &stack.legacy_proxies;
     let once = Kubectl::new(stack.cluster.context(), Duration::ZERO);
-    let (node, found, parts) = std::thread::scope(|s| {
+    let (nodes, found, parts) = std::thread::scope(|s| {
         let found = s.spawn(|| -> Read<Vec<String>> {
             if legacy.is_empty() {
                 return Ok(Vec::new());
@@ -217,15 +217,14 @@ pub fn host(ctx: &Ctx) -> Result<Host> {
             Ok(docker::parse_names(&out.stdout).into_iter().collect())
         });
         let parts = s.spawn(|| read_cluster(ctx, &once));
-        let node = inspect(&name);
-        (node, found.join().unwrap_or_else(|_| Err("the read panicked".to_string())), join(parts))
+        let nodes = nodes(&stack.cluster.name);
+        (nodes, found.join().unwrap_or_else(|_| Err("the read panicked".to_string())), join(parts))
     });
-    let ours = |n: &Node| n.kind_cluster.as_deref() == Some(stack.cluster.name.as_str());
-    if let Ok(n) = node.as_ref()
-        && ours(n)
+    if let Ok(n) = nodes.as_ref()
+        && !n.is_empty()
     {
         let cluster = Some(parts.map(|p| p.with(n.clone())));
-        return Ok(Host { node: Some(node), legacy: found, cluster });
+        return Ok(Host { nodes: Some(nodes), legacy: found, cluster });
     }
     let clusters = match docker::kind_get_clusters().run() {
         Ok(out) => out,
@@ -238,7 +237,48 @@ pub fn host(ctx: &Ctx) -> Result<Host> {
         }
     };
     let listed = docker::parse_names(&clusters.stdout).contains(&stack.cluster.name);
-    Ok(Host { node: listed.then_some(node), legacy: found, cluster: None })
+    let nodes = match nodes {
+        Ok(n) if n.is_empty() => Err(format!(
+            "`kind get clusters` lists {}, but `{}` finds none of its node containers",
+            stack.cluster.name,
+            docker::ps_cluster(&stack.cluster.name)
+        )),
+        other => other,
+    };
+    Ok(Host { nodes: listed.then_some(nodes), legacy: found, cluster: None })
+}
+
+/// Every node container of the cluster, found as kind finds them (`docker ps -a --filter
+/// label=io.x-k8s.kind.cluster=<name>`, kind's `ListNodes`), never by a guessed name, then one
+/// `docker inspect` of them all: each with its role, state, `State.StartedAt` and port
+/// bindings; control planes first, then by name. Empty when no container carries the label.
+pub fn nodes(cluster: &str) -> Read<Vec<Node>> {
+    let ps = docker::ps_cluster(cluster);
+    let out = ps.run().map_err(|e| e.headline())?;
+    let listed = docker::parse_ps(&out.stdout).map_err(|p| format!("`{ps}`: {p}"))?;
+    if listed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let names: Vec<String> = listed.into_iter().map(|l| l.name).collect();
+    let cmd = docker::inspect_all(&names);
+    let out = cmd.run().map_err(|e| e.headline())?;
+    let mut nodes = docker::parse_inspect_all(&out.stdout).map_err(|p| format!("`{cmd}`: {p}"))?;
+    nodes.sort_by(|a, b| (a.role != "control-plane", &a.name).cmp(&(b.role != "control-plane", &b.name)));
+    Ok(nodes)
+}
+
+/// The node containers' `docker inspect` as [`nodes`] runs it, for `--dry-run`: their names are
+/// read (`docker ps`, read-only) so the line is the one the run spawns.
+pub fn describe_inspect(cluster: &str) -> String {
+    let ps = docker::ps_cluster(cluster);
+    let names: Vec<String> = ps
+        .run()
+        .ok()
+        .and_then(|out| docker::parse_ps(&out.stdout).ok())
+        .map(|listed| listed.into_iter().map(|l| l.name).collect())
+        .filter(|names: &Vec<String>| !names.is_empty())
+        .unwrap_or_else(|| vec!["<node>…".to_string()]);
+    docker::inspect_all(&names).to_string()
 }
 
 /// The reads [`host`] and [`cluster`] make, as pasteable lines (for `--dry-run`).
@@ -246,8 +286,12 @@ pub fn describe(ctx: &Ctx, lines: &mut Vec<String>) {
     let stack = ctx.stack;
     lines.push("# Observe the stack (read-only, in parallel; these run with --dry-run too)".into());
     lines.push(format!(
-        "{}   # the cluster's node: running, its port mappings, State.StartedAt",
-        docker::inspect(&stack.cluster.control_plane_container())
+        "{}   # the cluster's node containers, by kind's label",
+        docker::ps_cluster(&stack.cluster.name)
+    ));
+    lines.push(format!(
+        "{}   # each of them: running, its port mappings, State.StartedAt",
+        describe_inspect(&stack.cluster.name)
     ));
     lines.push(format!(
         "{}   # only when there is no such node container: must list {}",
@@ -259,7 +303,7 @@ pub fn describe(ctx: &Ctx, lines: &mut Vec<String>) {
         lines.push(format!("{}   # legacy socat proxies", docker::ps_named(&stack.legacy_proxies)));
     }
     lines.push(format!(
-        "{}   # every workload exists, its generations; pods' creation and Ready times, IPs, mesh enrolment",
+        "{}   # every workload exists, its generations; pods' nodes, creation and Ready times, IPs, mesh enrolment",
         ctx.kube.list_deployments_and_pods()
     ));
     let c = &stack.connect;
@@ -280,8 +324,8 @@ pub fn describe(ctx: &Ctx, lines: &mut Vec<String>) {
     let mesh = &stack.mesh;
     for daemonset in [mesh.daemonset.as_str(), CNI_DAEMONSET] {
         lines.push(format!(
-            "{}   # failed HBONE connections / in-pod reconciles",
-            ctx.kube.workload_logs("daemonset", daemonset, &mesh.namespace, LOG_TAIL)
+            "{}   # failed HBONE connections / in-pod reconciles, on every node",
+            ctx.kube.daemonset_logs(daemonset, &mesh.namespace, LOG_TAIL)
         ));
     }
 }
@@ -316,8 +360,8 @@ pub enum Stored {
 pub struct Observation {
     /// When it was read (seconds since the epoch).
     pub at: u64,
-    /// The control-plane node container (`docker inspect`).
-    pub node: Node,
+    /// The cluster's node containers ([`nodes`]), control planes first.
+    pub nodes: Vec<Node>,
     pub deployments: Vec<Deployment>,
     pub pods: Vec<Pod>,
     /// ztunnel's failed HBONE connections in its last [`LOG_TAIL`] log lines.
@@ -338,11 +382,11 @@ pub const CNI_DAEMONSET: &str = "istio-cni-node";
 /// Read the cluster, every read at once: deployments and pods, every route, the connectors'
 /// stored configs, ztunnel's and istio-cni's logs. `Err` when the deployments or pods cannot be
 /// listed.
-pub fn cluster(ctx: &Ctx, node: Node) -> Result<Observation> {
-    Ok(read_cluster(ctx, &ctx.kube)?.with(node))
+pub fn cluster(ctx: &Ctx, nodes: Vec<Node>) -> Result<Observation> {
+    Ok(read_cluster(ctx, &ctx.kube)?.with(nodes))
 }
 
-/// An observation but for the node it is of.
+/// An observation but for the nodes it is of.
 struct Parts {
     deployments: Vec<Deployment>,
     pods: Vec<Pod>,
@@ -353,9 +397,9 @@ struct Parts {
 }
 
 impl Parts {
-    fn with(self, node: Node) -> Observation {
+    fn with(self, nodes: Vec<Node>) -> Observation {
         let Parts { deployments, pods, hbone, cni, routes, connectors } = self;
-        Observation { at: now(), node, deployments, pods, hbone, cni, routes, connectors }
+        Observation { at: now(), nodes, deployments, pods, hbone, cni, routes, connectors }
     }
 }
 
@@ -363,9 +407,17 @@ impl Parts {
 fn read_cluster(ctx: &Ctx, kube: &Kubectl) -> Result<Parts> {
     let stack = ctx.stack;
     let mesh = &stack.mesh;
+    // Every pod's log: one per node. A kubectl older than `--all-pods` reads one pod's.
     let logs = |daemonset: &str| -> Read<Vec<u8>> {
-        let cmd = kube.workload_logs("daemonset", daemonset, &mesh.namespace, LOG_TAIL);
-        cmd.run().map(|o| o.stdout.into_bytes()).map_err(|e| e.headline())
+        let cmd = kube.daemonset_logs(daemonset, &mesh.namespace, LOG_TAIL);
+        match cmd.run() {
+            Ok(o) => Ok(o.stdout.into_bytes()),
+            Err(Error::Command { stderr_tail, .. }) if Kubectl::unknown_flag(&stderr_tail, "--all-pods") => {
+                let one = kube.workload_logs("daemonset", daemonset, &mesh.namespace, LOG_TAIL);
+                one.run().map(|o| o.stdout.into_bytes()).map_err(|e| e.headline())
+            }
+            Err(e) => Err(e.headline()),
+        }
     };
     let panicked = || Err("the read panicked".to_string());
     let (objects, routes, connectors, hbone, cni) = std::thread::scope(|s| {
@@ -432,7 +484,7 @@ impl Observation {
     pub fn of(deployments: Vec<Deployment>, pods: Vec<Pod>) -> Observation {
         Observation {
             at: 0,
-            node: Node::default(),
+            nodes: Vec::new(),
             deployments,
             pods,
             hbone: Ok(Vec::new()),

@@ -91,9 +91,9 @@ pub fn verify(ctx: &Ctx, escalate: bool, order: Order, settle: Duration) -> Resu
     }
     ctx.ui.warn(&format!("{} route(s) still fail after the remedy: escalating once", failed.probes.len()));
     let step = ctx.ui.start("Observing the stack again");
-    let node = observe::inspect(&stack.cluster.control_plane_container())
-        .map_err(|e| Error::step(e, "check the node container (`docker ps`), then run again"))?;
-    let obs = observe::cluster(ctx, node)?;
+    let nodes = observe::nodes(&stack.cluster.name)
+        .map_err(|e| Error::step(e, "check the node containers (`docker ps`), then run again"))?;
+    let obs = observe::cluster(ctx, nodes)?;
     let force = converge::escalate(stack, &obs, &failed.probes);
     let remedy = converge::converge(stack, &obs, &force);
     step.done(&format!(
@@ -110,8 +110,8 @@ pub fn verify(ctx: &Ctx, escalate: bool, order: Order, settle: Duration) -> Resu
 
 /// A failed smoke test, with the doctor's findings for what is left printed first.
 fn with_findings(ctx: &Ctx, error: Error) -> Error {
-    if let Ok(node) = observe::inspect(&ctx.stack.cluster.control_plane_container())
-        && let Ok(obs) = observe::cluster(ctx, node)
+    if let Ok(nodes) = observe::nodes(&ctx.stack.cluster.name)
+        && let Ok(obs) = observe::cluster(ctx, nodes)
     {
         crate::doctor::report_cluster(ctx, &obs);
     }

@@ -1,11 +1,15 @@
-//! The kube API's readiness, and ztunnel's restart (Istio ambient root cause 1).
+//! The kube API's readiness, and ztunnel's restart (Istio ambient root cause 1): the guide's
+//! `rollout restart` of its DaemonSet (`recover`), or on the nodes that need it only (`up`).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use crate::cluster::PodRestart;
 use crate::error::{Error, Result};
+use crate::plan::converge::NodeRestart;
 use crate::ui::human;
+use crate::wait::{Attempt, Poll};
 
 use super::Ctx;
 
@@ -72,6 +76,106 @@ pub fn restart(ctx: &Ctx, settle: Duration) -> Result<()> {
         step.done("");
     }
     Ok(())
+}
+
+/// Restart ztunnel on these nodes only: its pods there deleted at once ([`PodRestart`]s: its
+/// DaemonSet recreates a pod on each node whose pod was deleted; a `rollout restart` would
+/// restart it on every node), then one pod watch until each node has a new pod of it Ready (not
+/// a deleted one, by UID), within the mesh's deadline; then settle. kubectl's `rollout status`
+/// cannot wait for this: the DaemonSet's status counts a node's oldest pod (the DaemonSet
+/// controller's `updateDaemonSetStatus`) and may still show the deleted one available.
+pub fn restart_on(ctx: &Ctx, nodes: &[NodeRestart], settle: Duration) -> Result<()> {
+    let mesh = &ctx.stack.mesh;
+    let names: Vec<&str> = nodes.iter().map(|n| n.node.as_str()).collect();
+    let step = ctx.ui.start(&format!(
+        "Restarting {} on {} (waiting ≤ {})",
+        mesh.daemonset,
+        names.join(", "),
+        human(mesh.timeout)
+    ));
+    let sent = Instant::now();
+    let (workload, namespace) = (&mesh.daemonset, &mesh.namespace);
+    ctx.ui.emit(
+        "task_started",
+        json!({"workload": workload, "namespace": namespace, "action": "restart", "after": [], "released_by": null}),
+    );
+    // The watch first: its snapshot then holds every pod the deletes lead to.
+    let mut watch = crate::observe::PodWatch::start(ctx)?;
+    let pods: Vec<PodRestart> = nodes.iter().flat_map(|n| n.pods.iter().cloned()).collect();
+    for cmd in ctx.kube.delete_pods(&pods) {
+        ctx.kube.run(&cmd)?;
+    }
+    // The workloads' restarts follow: their kubectls start during the wait.
+    ctx.kube.warm_restarts(super::rollout::WARM);
+    let gone: Vec<&str> = pods.iter().map(|p| p.uid()).collect();
+    let what = format!("{namespace}/{workload} on {} to be Ready again", names.join(", "));
+    let next = format!(
+        "see why: `kubectl --context {} -n {namespace} get pods -o wide` (its pods on {}) and their logs",
+        ctx.kube.context(),
+        names.join(", ")
+    );
+    let poll = Poll {
+        first: Duration::from_millis(20),
+        ceiling: Duration::from_millis(20),
+        ..Poll::new(&what, mesh.timeout, &next)
+    };
+    let waited = poll.run(|| {
+        if watch.ended() {
+            match crate::observe::PodWatch::start(ctx) {
+                Ok(w) => watch = w,
+                Err(e) => return Attempt::Retry(e.headline()),
+            }
+        }
+        let now = watch.snapshot();
+        let waiting: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| crate::judge::mesh::back_on(ctx.stack, &now, n, &gone).is_none())
+            .collect();
+        if waiting.is_empty() {
+            Attempt::Done(())
+        } else {
+            Attempt::Retry(format!("no new pod of it Ready yet on {}", waiting.join(", ")))
+        }
+    });
+    if let Err(Error::Timeout { what, after, detail, next }) = waited {
+        let diagnosis = ctx.kube.diagnose(namespace, workload);
+        return Err(Error::Timeout { what, after, detail: format!("{detail}\n{diagnosis}"), next });
+    }
+    waited?;
+    ctx.ui.emit(
+        "workload_ready",
+        json!({"workload": workload, "namespace": namespace, "duration_ms": sent.elapsed().as_millis() as u64}),
+    );
+    step.done(&format!("a new pod Ready on each of {}", names.len()));
+    if !settle.is_zero() {
+        let step = ctx.ui.start(&format!("Letting the mesh settle for {}", human(settle)));
+        crate::wait::sleep(settle)?;
+        step.done("");
+    }
+    Ok(())
+}
+
+pub fn describe_restart_on(ctx: &Ctx, nodes: &[NodeRestart], settle: Duration, lines: &mut Vec<String>) {
+    let mesh = &ctx.stack.mesh;
+    let names: Vec<&str> = nodes.iter().map(|n| n.node.as_str()).collect();
+    lines.push(format!(
+        "# Restart ztunnel first on {} only, so the workloads restarted next register with a fresh instance: \
+         its pods there deleted, its DaemonSet recreates them on their nodes",
+        names.join(", ")
+    ));
+    lines.push(format!(
+        "{}   # one watch: a new pod of it Ready on each node (≤ {})",
+        ctx.kube.watch_pods(),
+        human(mesh.timeout)
+    ));
+    let pods: Vec<PodRestart> = nodes.iter().flat_map(|n| n.pods.iter().cloned()).collect();
+    for cmd in ctx.kube.delete_pods(&pods) {
+        lines.push(cmd.to_string());
+    }
+    if !settle.is_zero() {
+        lines.push(format!("sleep {}", settle.as_secs_f64()));
+    }
 }
 
 pub fn describe_api(ctx: &Ctx, lines: &mut Vec<String>) {

@@ -30,13 +30,13 @@ pub fn plan_up(
     let stack = ctx.stack;
     let step = ctx.ui.start("Observing the stack");
     let host = crate::observe::host(ctx)?;
-    let Some(node) = host.node else {
+    let Some(nodes) = host.nodes else {
         step.done(&format!("no kind cluster {}: bootstrap from scratch", stack.cluster.name));
         return Ok(bootstrap(stack, true));
     };
-    let node =
-        node.map_err(|e| Error::step(e, "check the node container (`docker ps -a`), then run again"))?;
-    preflight::check_node(ctx, &node)?;
+    let nodes =
+        nodes.map_err(|e| Error::step(e, "check the node containers (`docker ps -a`), then run again"))?;
+    preflight::check_nodes(ctx, &nodes)?;
     let (step, obs) = match host.cluster {
         Some(Ok(obs)) => (step, obs),
         Some(Err(e @ (Error::Prerequisite { .. } | Error::Interrupted))) => return Err(e),
@@ -45,7 +45,7 @@ pub fn plan_up(
             step.done(&format!("cluster {} exists; its API does not answer yet", stack.cluster.name));
             mesh::wait_api(ctx)?;
             let step = ctx.ui.start("Observing the stack");
-            let obs = crate::observe::cluster(ctx, node)?;
+            let obs = crate::observe::cluster(ctx, nodes)?;
             (step, obs)
         }
     };
@@ -82,6 +82,7 @@ pub fn run(ctx: &Ctx, steps: &[Step]) -> Result<()> {
             Step::CheckCluster => inputs::run(ctx)?,
             Step::LegacyProxies => preflight::legacy_proxies(ctx)?,
             Step::RestartMesh { settle } => mesh::restart(ctx, *settle)?,
+            Step::RestartZtunnel { nodes, settle } => mesh::restart_on(ctx, nodes, *settle)?,
             Step::RemoveLegacy(names) => preflight::remove_legacy(ctx, names)?,
             Step::Decide(remedy) => converge::decide(ctx, remedy),
             Step::Verify { escalate, order, settle } => converge::verify(ctx, *escalate, *order, *settle)?,
@@ -115,6 +116,9 @@ pub fn describe(ctx: &Ctx, steps: &[Step]) -> Result<Vec<String>> {
             Step::CheckCluster => inputs::describe(ctx, &mut lines),
             Step::LegacyProxies => preflight::describe_legacy_proxies(ctx, &mut lines),
             Step::RestartMesh { settle } => mesh::describe_restart(ctx, *settle, &mut lines),
+            Step::RestartZtunnel { nodes, settle } => {
+                mesh::describe_restart_on(ctx, nodes, *settle, &mut lines)
+            }
             Step::RemoveLegacy(names) => lines
                 .push(format!("{}   # legacy socat proxies, found above", crate::docker::rm_force(names))),
             Step::Decide(remedy) => {

@@ -17,25 +17,37 @@ pub fn cluster_exists(ctx: &Ctx) -> Result<bool> {
     Ok(docker::parse_names(&clusters.stdout).contains(&ctx.stack.cluster.name))
 }
 
-/// The node container runs and has every port mapping the cluster config asks for.
+/// Every node container of the cluster runs, and they publish every port mapping the cluster
+/// config asks for.
 pub fn node(ctx: &Ctx) -> Result<()> {
-    let inspect = docker::inspect(&ctx.stack.cluster.control_plane_container());
-    let node = docker::parse_inspect(&inspect.run()?.stdout)
-        .map_err(|problem| Error::step(format!("`{inspect}`: {problem}"), "run the command above by hand"))?;
-    check_node(ctx, &node)
+    let nodes = crate::observe::nodes(&ctx.stack.cluster.name)
+        .map_err(|e| Error::step(e, "check the node containers (`docker ps -a`), then run again"))?;
+    check_nodes(ctx, &nodes)
 }
 
-/// What `docker inspect` says of the node: it runs, with every port mapping of the config.
-pub fn check_node(ctx: &Ctx, node: &docker::Node) -> Result<()> {
+/// What `docker inspect` says of the nodes: each runs, and they publish every port mapping of
+/// the config.
+pub fn check_nodes(ctx: &Ctx, nodes: &[docker::Node]) -> Result<()> {
     let cluster = &ctx.stack.cluster;
-    let node_name = cluster.control_plane_container();
-    if !node.running {
+    if nodes.is_empty() {
         return Err(Error::prerequisite(
-            format!("the kind node container `{node_name}` is {}", node.status),
-            format!("start it with `docker start {node_name}` (or restart Docker Desktop), then run again"),
+            format!("no node container carries the label io.x-k8s.kind.cluster={}", cluster.name),
+            "check `docker ps -a`; `bookstore up` creates the cluster when kind does not list it",
         ));
     }
-    let missing = crate::judge::node::missing(node, &cluster.ports);
+    let stopped: Vec<&docker::Node> = nodes.iter().filter(|n| !n.running).collect();
+    if !stopped.is_empty() {
+        let what: Vec<String> = stopped.iter().map(|n| format!("`{}` is {}", n.name, n.status)).collect();
+        let names: Vec<&str> = stopped.iter().map(|n| n.name.as_str()).collect();
+        return Err(Error::prerequisite(
+            format!("the kind node container {}", what.join(", ")),
+            format!(
+                "start it with `docker start {}` (or restart Docker Desktop), then run again",
+                names.join(" ")
+            ),
+        ));
+    }
+    let missing = crate::judge::node::missing(nodes, &cluster.ports);
     if !missing.is_empty() {
         let ports: Vec<String> = missing.iter().map(|m| m.container_port.to_string()).collect();
         return Err(Error::prerequisite(
@@ -119,8 +131,12 @@ pub fn describe(ctx: &Ctx, p: &Preflight, lines: &mut Vec<String>) {
     if p.docker {
         lines.push(format!("{}   # must list {}", docker::kind_get_clusters(), cluster.name));
         lines.push(format!(
-            "{}   # running, with the mappings {}",
-            docker::inspect(&cluster.control_plane_container()),
+            "{}   # the cluster's node containers, by kind's label",
+            docker::ps_cluster(&cluster.name)
+        ));
+        lines.push(format!(
+            "{}   # each running, with the mappings {}",
+            crate::observe::describe_inspect(&cluster.name),
             cluster.ports.iter().map(|m| m.container_port.to_string()).collect::<Vec<_>>().join(", ")
         ));
     }

@@ -200,7 +200,7 @@ fn what_only_reads_changes_nothing() {
         "kind_create_cluster",
         "kind_delete_cluster",
         "kind_load",
-        "delete_pod",
+        "delete_pods",
         "docker::build",
         "docker::save",
     ];
@@ -228,7 +228,7 @@ fn what_only_reads_changes_nothing() {
 }
 
 /// Recovery deletes nothing but a pod its controller recreates (a restart); `down` alone deletes
-/// the cluster. The argv word `delete` is in two wrappers only: `Kubectl::delete_pod`, which
+/// the cluster. The argv word `delete` is in two wrappers only: `Kubectl::delete_pods`, which
 /// takes a `PodRestart` (made only from an observed pod controlled by a ReplicaSet, DaemonSet or
 /// StatefulSet: `cluster.rs`), and `kind_delete_cluster`, which only `down` calls. (The e2e half:
 /// the simulator's audit log shows no DELETE of anything else, `faults::*` and `nodes::*`.)
@@ -243,10 +243,10 @@ fn nothing_is_deleted_but_a_pod_its_controller_recreates() {
         let signature = kube[..at].rsplit_once("fn ").map(|(_, s)| s).unwrap_or("");
         deleting.push(signature.lines().next().unwrap_or("").to_string());
     }
-    assert!(!deleting.is_empty(), "Kubectl::delete_pod is gone: fix this test");
+    assert!(!deleting.is_empty(), "Kubectl::delete_pods is gone: fix this test");
     for signature in &deleting {
         assert!(
-            signature.starts_with("delete_pod(") && signature.contains("&PodRestart)"),
+            signature.starts_with("delete_pods(") && signature.contains("&[PodRestart])"),
             "a kubectl delete that takes anything but a PodRestart: fn {signature}"
         );
     }

@@ -381,10 +381,8 @@ mod tests {
             zt.node = n.to_string();
             obs.pods.push(zt.clone());
         }
-        let mut i = 0;
-        for p in obs.pods.iter_mut().filter(|p| p.meshed) {
+        for (i, p) in obs.pods.iter_mut().filter(|p| p.meshed).enumerate() {
             p.node = ["bookstore-worker", "bookstore-worker2"][i % 2].into();
-            i += 1;
         }
         obs
     }

@@ -3,8 +3,9 @@
 //!
 //! Rooms (one module each):
 //! - [`kube`]: the fake kube-apiserver (wire behaviour of `shared/reference/kube-api.md`)
-//! - [`world`]: the state (object store, workloads, pods, containers, connectors) and the
-//!   controllers + kubelet that move it (`World::reconcile`)
+//! - [`world`]: the state (object store, workloads, pods, containers, connectors) and, one
+//!   module each, the controllers, the kubelet, the mesh, Docker restarts and the bootstrap
+//!   that move it (`World::reconcile`)
 //! - [`dataplane`]: host ports: the Istio gateway, NodePorts, the ambient-mesh failure modes
 //! - [`connect`]: Kafka Connect REST (`shared/reference/kafka-connect.md`)
 //! - [`docker`]: the Docker Engine API on a unix socket; [`docker_events`]: its `GET /events`;
@@ -16,7 +17,7 @@
 //! - [`server`]: switchable listeners (refusing, resetting) and HTTP helpers
 //! - [`config`]: stack.yaml / kind config / connector files; [`latency`]: the latency table
 //! - [`bench`]: `bookstore-sim bench` (the guide vs `bookstore recover` vs the critical path;
-//!   [`bootbench`]: the bootstrap's contenders, tiers vs graph, against its bound with downloads);
+//!   `bench::bootstrap`: the bootstrap's contenders, tiers vs graph, against its bound with downloads);
 //!   [`client`]: a minimal loopback HTTP client
 //! - [`kit`]: what every test shares (the hostile password and its leak forms, the bounded poll,
 //!   a healthy world)
@@ -30,7 +31,6 @@
 
 pub mod audit;
 pub mod bench;
-pub mod bootbench;
 pub mod client;
 pub mod config;
 pub mod connect;

@@ -18,7 +18,7 @@ pub mod bootstrap;
 mod contenders;
 mod measure;
 mod report;
-mod schedule;
+pub mod schedule;
 mod watch;
 
 use measure::{milestones, parse_secs, poll_healthy};

@@ -112,6 +112,19 @@ impl Schedule {
     }
 }
 
+/// The same graph backwards: each node after what waits for it. Its schedule's `done_at(name)` is
+/// then the node's tail (itself and the longest chain of what waits for it), and its `chain(name)`
+/// that chain, last first: the bootstrap's bound orders its downloads by these tails.
+pub fn reversed(nodes: &[PathNode]) -> Vec<PathNode> {
+    nodes
+        .iter()
+        .map(|n| PathNode {
+            after: nodes.iter().filter(|m| m.after.contains(&n.name)).map(|m| m.name.clone()).collect(),
+            ..n.clone()
+        })
+        .collect()
+}
+
 /// The Connect REST API node's name in [`recovery_graph`].
 fn connect_api(workload: &str) -> String {
     format!("{workload} REST API")
@@ -195,6 +208,21 @@ mod tests {
         assert!(close(s.done_at("connector").unwrap(), 44.0));
         let to_connector: Vec<&str> = s.chain("connector").iter().map(|n| n.name.as_str()).collect();
         assert_eq!(to_connector, ["ztunnel", "kafka", "debezium", "connector"]);
+    }
+
+    #[test]
+    fn backwards_a_nodes_finish_is_its_tail() {
+        let nodes = vec![
+            PathNode::new("ztunnel", 4.0, "", &[]),
+            PathNode::new("kafka", 15.0, "", &["ztunnel"]),
+            PathNode::new("debezium", 20.0, "", &["ztunnel", "kafka"]),
+            PathNode::new("connector", 5.0, "", &["debezium"]),
+        ];
+        let back = Schedule::new(reversed(&nodes)).unwrap();
+        assert!(close(back.done_at("kafka").unwrap(), 40.0));
+        assert!(close(back.done_at("ztunnel").unwrap(), 44.0));
+        let from_kafka: Vec<&str> = back.chain("kafka").iter().rev().map(|n| n.name.as_str()).collect();
+        assert_eq!(from_kafka, ["kafka", "debezium", "connector"]);
     }
 
     #[test]

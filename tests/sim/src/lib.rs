@@ -15,7 +15,8 @@
 //! - [`control`]: test control (library + HTTP endpoint), [`standins`]: `kind` / `istioctl`
 //! - [`store`]: objects, resourceVersions, watch events, selectors
 //! - [`server`]: switchable listeners (refusing, resetting) and HTTP helpers
-//! - [`config`]: stack.yaml / kind config / connector files; [`latency`]: the latency table
+//! - [`config`]: the stack through the product's library (data only), the kind config as kind
+//!   reads it; [`latency`]: the latency table
 //! - [`bench`]: `bookstore-sim bench` (the guide vs `bookstore recover` vs the critical path;
 //!   `bench::bootstrap`: the bootstrap's contenders, tiers vs graph, against its bound with downloads);
 //!   [`client`]: a minimal loopback HTTP client

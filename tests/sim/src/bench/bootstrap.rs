@@ -91,7 +91,7 @@ pub fn bootstrap_bound(infra: &Infra, on_host: &[String], bandwidth: f64, scale:
     }
     let gateway = delays::OBSERVE + latency_secs("bookstore-gateway-istio");
     bump(GATEWAY_IMAGE, (gateway, "the gateway".into()));
-    for (_, name, images) in infra.deployments()? {
+    for (_, name, images) in infra.deployments() {
         let t = workload_tails
             .get(&name)
             .cloned()
@@ -178,12 +178,7 @@ impl BootRun {
 
 /// The images our stack builds (present on the empty machine's host).
 fn ours(infra: &Infra) -> Vec<String> {
-    infra
-        .stack
-        .bootstrap
-        .as_ref()
-        .map(|b| b.images.iter().map(|i| i.image.clone()).collect())
-        .unwrap_or_default()
+    infra.stack.bootstrap.images.iter().map(|i| i.image.clone()).collect()
 }
 
 /// A fresh empty machine: Docker runs, no cluster, our images built (the stack copy's Gateway

@@ -7,7 +7,7 @@ use anyhow::Result;
 
 use super::{
     Bench, Contender, GUIDE_SETTLE_SECS, RunResult, STALE_WORKLOAD, Schedule, Timed, json_steps, milestones,
-    parse_secs, recovery_graph, surround, time_contender, write_shim,
+    recovery_graph, surround, time_contender, write_shim,
 };
 use crate::audit::Source;
 use crate::config::Infra;
@@ -101,7 +101,7 @@ impl Bench {
                     cmd.arg("--phased");
                     GUIDE_SETTLE_SECS
                 } else {
-                    infra.stack.mesh.settle.as_deref().and_then(parse_secs).unwrap_or(1.0)
+                    infra.stack.mesh.settle.as_secs_f64()
                 };
                 // The product's settle is a sleep like the guide's: scaled like it, off scale 1.
                 if scale != 1.0 {
@@ -128,7 +128,7 @@ impl Bench {
                 } else if c == Contender::Phased {
                     format!(" --settle {}ms", (GUIDE_SETTLE_SECS * scale * 1000.0).round() as u64)
                 } else {
-                    let s = infra.stack.mesh.settle.as_deref().and_then(parse_secs).unwrap_or(1.0);
+                    let s = infra.stack.mesh.settle.as_secs_f64();
                     format!(" --settle {}ms", (s * scale * 1000.0).round() as u64)
                 };
                 let phased = if c == Contender::Phased { " --phased" } else { "" };

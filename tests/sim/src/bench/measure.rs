@@ -146,7 +146,7 @@ pub(crate) fn poll_healthy(
 /// Every smoke check of the stack file answers 2xx through its host port with its Host header;
 /// the Connect check also needs every connector and its tasks RUNNING.
 pub(super) fn stack_healthy(sim: &Sim, infra: &Infra) -> std::result::Result<(), String> {
-    let names: Vec<&str> = infra.connectors.iter().map(|(_, f)| f.name.as_str()).collect();
+    let names: Vec<&str> = infra.connectors().iter().map(|c| c.name.as_str()).collect();
     for c in &infra.stack.smoke.checks {
         let addr = format!("127.0.0.1:{}", sim.host_port(c.port));
         let path = if c.connectors_running {
@@ -208,12 +208,12 @@ pub(super) fn milestones(
         .stack
         .workloads
         .iter()
-        .filter(|w| w.role.as_deref() == Some("database"))
+        .filter(|w| w.role == crate::config::Role::Database)
         .map(|w| rolled(&w.name))
         .collect();
     let all: Vec<Option<f64>> = infra.stack.workloads.iter().map(|w| rolled(&w.name)).collect();
     let connectors: Vec<Option<f64>> =
-        infra.connectors.iter().map(|(_, f)| first("connector-stored", &f.name)).collect();
+        infra.connectors().iter().map(|c| first("connector-stored", &c.name)).collect();
     let connect = infra.stack.connect.workload.as_str();
     vec![
         (infra.stack.mesh.daemonset.clone(), rolled(&infra.stack.mesh.daemonset)),
@@ -239,19 +239,6 @@ pub(crate) fn json_steps(stdout: &str) -> Vec<(String, f64)> {
         .collect()
 }
 
-/// `"500ms"`, `"1s"`, `"2m"` → seconds.
-pub(super) fn parse_secs(text: &str) -> Option<f64> {
-    let t = text.trim();
-    let (n, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit() && c != '.')?);
-    let v: f64 = n.parse().ok()?;
-    match unit {
-        "ms" => Some(v / 1000.0),
-        "s" => Some(v),
-        "m" => Some(v * 60.0),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,7 +254,5 @@ mod tests {
         assert!(connectors_running(body, &["a"]).is_ok());
         assert!(connectors_running(body, &["a", "b"]).is_err());
         assert!(connectors_running(r#"{"a":{}}"#, &["a"]).is_err());
-        assert_eq!(parse_secs("1s"), Some(1.0));
-        assert_eq!(parse_secs("250ms"), Some(0.25));
     }
 }

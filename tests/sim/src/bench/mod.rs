@@ -21,7 +21,7 @@ mod report;
 pub mod schedule;
 mod watch;
 
-use measure::{milestones, parse_secs, poll_healthy};
+use measure::{milestones, poll_healthy};
 use watch::WatchRun;
 
 pub use measure::connectors_running;

@@ -65,9 +65,9 @@ impl Bench {
             delays::OBSERVE
         );
         let last_connector = infra
-            .connectors
+            .connectors()
             .iter()
-            .filter_map(|(_, f)| graph.done_at(&f.name).map(|t| (f.name.clone(), t)))
+            .filter_map(|c| graph.done_at(&c.name).map(|t| (c.name.clone(), t)))
             .fold(None::<(String, f64)>, |acc, (n, t)| match acc {
                 Some((_, a)) if a >= t => acc,
                 _ => Some((n, t)),

@@ -153,7 +153,7 @@ pub fn recovery_graph(infra: &Infra, scale: f64, controller: bool) -> Vec<PathNo
         nodes.push(rollout(&w.name, &after));
     }
     let connect = &infra.stack.connect;
-    if !infra.connectors.is_empty() {
+    if !infra.connectors().is_empty() {
         let api = connect_api(&connect.workload);
         nodes.push(PathNode::new(
             &api,
@@ -163,11 +163,11 @@ pub fn recovery_graph(infra: &Infra, scale: f64, controller: bool) -> Vec<PathNo
         ));
         let status =
             (delays::CONNECT_NO_STATUS * scale).max(delays::CONNECT_NO_STATUS_MIN_MS as f64 / 1000.0);
-        for (spec, file) in &infra.connectors {
+        for c in infra.connectors() {
             let after: Vec<&str> =
-                std::iter::once(api.as_str()).chain(spec.needs.iter().map(String::as_str)).collect();
+                std::iter::once(api.as_str()).chain(c.needs.iter().map(String::as_str)).collect();
             nodes.push(PathNode::new(
-                &file.name,
+                &c.name,
                 status,
                 &format!(
                     "PUT, then no status for {:.1}, ≥ {} ms",

@@ -168,7 +168,7 @@ impl World {
                 json!({"metadata":{"name": w.name, "namespace": w.namespace, "labels":{"app": w.name}},
                        "spec":{"type":"ClusterIP","selector":{"app": w.name},"ports":[{"port": 8080,"protocol":"TCP"}]}}),
             );
-            let pvc = w.role.as_deref() == Some("database") || (w.name == "kafka" && self.opts.kafka_pvc);
+            let pvc = w.role == crate::config::Role::Database || (w.name == "kafka" && self.opts.kafka_pvc);
             if pvc {
                 self.store.put(
                     Res::Pvcs,
@@ -197,7 +197,7 @@ impl World {
         self.last_ztunnel_complete = Some(now);
         self.instant_ready(now);
         self.age_bootstrap();
-        for (_, file) in self.infra.connectors.clone() {
+        for file in self.infra.connectors().to_vec() {
             let mut config = file.config.clone();
             let db =
                 config.get("database.hostname").and_then(|h| h.split('.').next()).unwrap_or("").to_string();
@@ -258,8 +258,8 @@ impl World {
         let b64 = base64::engine::general_purpose::STANDARD;
         let data: serde_json::Map<String, Value> =
             self.opts.secret.iter().map(|(k, v)| (k.clone(), json!(b64.encode(v.as_bytes())))).collect();
-        let s = &self.infra.stack.connect.secret;
-        let obj = json!({"metadata":{"name": s.name, "namespace": s.namespace},"type":"Opaque","data": data});
+        let c = &self.infra.stack.connect;
+        let obj = json!({"metadata":{"name": c.secret_name, "namespace": c.secret_namespace},"type":"Opaque","data": data});
         self.store.put(Res::Secrets, obj);
     }
 

@@ -345,7 +345,14 @@ fn condition(old: &Value, typ: &str, status: &str, reason: &str, message: &str) 
            "lastTransitionTime": transition, "lastUpdateTime": update})
 }
 
-/// kubectl's rollout-status rules (kube-api.md §8): Ok when done, Err(waiting message) otherwise.
+/// kubectl's rollout-status rules (kube-api.md §8; kubectl's `polymorphichelpers/rollout_status.go`):
+/// Ok when done, Err(waiting message, or the progress deadline's error) otherwise.
+///
+/// The product reads rollouts by the same rule (`bookstore::kube::deployment_rollout`), and this
+/// copy stays the simulator's own: it is the model's record of when a rollout completed (the mesh
+/// epoch, `World::healthy`, a Gateway's `Programmed`), the oracle the tests hold the product
+/// against; borrowing the product's would move the oracle with any mistake in it. The test below
+/// holds both copies to kubectl's branches.
 pub fn rollout_done(obj: &Value) -> Result<(), String> {
     let name = str_at(obj, "/metadata/name");
     let gen_ = i64_at(obj, "/metadata/generation");
@@ -373,6 +380,12 @@ pub fn rollout_done(obj: &Value) -> Result<(), String> {
     if gen_ > observed {
         return Err("Waiting for deployment spec update to be observed...".into());
     }
+    let timed_out = obj.pointer("/status/conditions").and_then(Value::as_array).is_some_and(|cs| {
+        cs.iter().any(|c| c["type"] == "Progressing" && c["reason"] == "ProgressDeadlineExceeded")
+    });
+    if timed_out {
+        return Err(format!("deployment \"{name}\" exceeded its progress deadline"));
+    }
     let replicas = i64_at(obj, "/spec/replicas");
     let updated = i64_at(obj, "/status/updatedReplicas");
     let total = i64_at(obj, "/status/replicas");
@@ -394,4 +407,50 @@ pub fn rollout_done(obj: &Value) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each branch of kubectl's `DeploymentStatusViewer.Status`, and what the simulator's copy and
+    /// the product's (`bookstore::kube::deployment_rollout`) make of it: done or not, alike.
+    #[test]
+    fn the_rollout_rule_is_kubectls_in_the_simulator_and_in_the_product() {
+        let d = |generation: i64, observed: i64, replicas: i64, updated: i64, total: i64, available: i64| {
+            json!({"kind": "Deployment", "metadata": {"name": "x", "generation": generation},
+                   "spec": {"replicas": replicas},
+                   "status": {"observedGeneration": observed, "updatedReplicas": updated,
+                              "replicas": total, "availableReplicas": available}})
+        };
+        let mut timed_out = d(2, 2, 1, 1, 1, 1);
+        timed_out["status"]["conditions"] =
+            json!([{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]);
+        let mut omitted = d(1, 1, 1, 0, 0, 0);
+        omitted["status"] = json!({"observedGeneration": 1}); // the apiserver omits zero counts
+        let cases = [
+            ("spec update not observed", d(3, 2, 1, 1, 1, 1), false),
+            ("progress deadline exceeded", timed_out, false),
+            ("new replicas not all updated", d(3, 3, 2, 1, 1, 1), false),
+            ("old replicas pending termination", d(3, 3, 1, 1, 2, 1), false),
+            ("updated replicas not available", d(3, 3, 1, 1, 1, 0), false),
+            ("successfully rolled out", d(3, 3, 1, 1, 1, 1), true),
+            ("scaled to zero", d(1, 1, 0, 0, 0, 0), true),
+            ("zero counts omitted", omitted, false),
+        ];
+        for (what, obj, done) in cases {
+            assert_eq!(rollout_done(&obj).is_ok(), done, "simulator: {what}");
+            let product = bookstore::kube::deployment_rollout(&obj) == bookstore::kube::Rollout::Done;
+            assert_eq!(product, done, "product: {what}");
+        }
+        let ds = |observed: i64, desired: i64, updated: i64, available: i64| {
+            json!({"kind": "DaemonSet", "metadata": {"name": "ztunnel", "generation": 2},
+                   "status": {"observedGeneration": observed, "desiredNumberScheduled": desired,
+                              "updatedNumberScheduled": updated, "numberAvailable": available}})
+        };
+        assert!(rollout_done(&ds(1, 1, 1, 1)).is_err(), "spec update not observed");
+        assert!(rollout_done(&ds(2, 1, 0, 1)).is_err(), "new pods not updated");
+        assert!(rollout_done(&ds(2, 1, 1, 0)).is_err(), "updated pods not available");
+        assert!(rollout_done(&ds(2, 1, 1, 1)).is_ok());
+    }
 }

@@ -286,11 +286,11 @@ impl World {
     ) -> World {
         let store = Store::new();
         let mut db_creds = BTreeMap::new();
-        for (spec, file) in &infra.connectors {
-            let host = file.config.get("database.hostname").cloned().unwrap_or_default();
+        for c in infra.connectors() {
+            let host = c.config.get("database.hostname").cloned().unwrap_or_default();
             let db = host.split('.').next().unwrap_or("").to_string();
-            let user = opts.secret.get(&spec.user_key).cloned().unwrap_or_default();
-            let pass = opts.secret.get(&spec.password_key).cloned().unwrap_or_default();
+            let user = opts.secret.get(&c.user_key).cloned().unwrap_or_default();
+            let pass = opts.secret.get(&c.password_key).cloned().unwrap_or_default();
             db_creds.insert(db, (user, pass));
         }
         let host_images = opts.images.iter().map(|i| crate::troubles::qualified_image(i)).collect();
@@ -426,8 +426,8 @@ impl World {
                 self.faults.task_failed.insert(connector.clone());
             }
             Fault::RemoveSecretKey { key } => {
-                let s = self.infra.stack.connect.secret.clone();
-                let k = Key::new(Res::Secrets, &s.namespace, &s.name);
+                let c = &self.infra.stack.connect;
+                let k = Key::new(Res::Secrets, &c.secret_namespace, &c.secret_name);
                 if let Some(mut obj) = self.store.get(&k).cloned() {
                     if let Some(d) = obj.get_mut("data").and_then(Value::as_object_mut) {
                         d.remove(key);

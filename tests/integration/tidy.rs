@@ -185,9 +185,7 @@ fn what_only_reads_changes_nothing() {
 /// needed", nor "recovers it" (that is `recover`, which restarts everything).
 #[test]
 fn every_description_of_up_says_it_bootstraps() {
-    let help =
-        std::process::Command::new(crate::harness::BIN).arg("--help").output().expect("bookstore runs");
-    let help = String::from_utf8_lossy(&help.stdout).into_owned();
+    let help = bookstore_sim::kit::Test::new().arg("--help").run().stdout;
     let example =
         help.lines().find(|l| l.trim_start().starts_with("bookstore up ")).expect("an `up` example");
     let makefile = std::fs::read_to_string(root().join("Makefile")).expect("Makefile");

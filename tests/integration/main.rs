@@ -9,6 +9,7 @@ mod doctor;
 mod fail_fast;
 mod faults;
 mod inputs;
+mod manifests;
 mod recover;
 mod sim_e2e;
 mod status;

@@ -20,8 +20,8 @@
 //! - [`bench`]: `bookstore-sim bench` (the guide vs `bookstore recover` vs the critical path;
 //!   `bench::bootstrap`: the bootstrap's contenders, tiers vs graph, against its bound with downloads);
 //!   [`client`]: a minimal loopback HTTP client
-//! - [`kit`]: what every test shares (the hostile password and its leak forms, the bounded poll,
-//!   a healthy world)
+//! - [`kit`]: the one test kit (a world started and waited on, the `Test` builder that runs
+//!   `bookstore` in it with expectations, the one bounded poll, the hostile password)
 //!
 //! Invariants: only `server` accepts connections; nothing awaits while holding the world lock;
 //! the workload list, dependencies, routes and ports come from the `infra/` copy.

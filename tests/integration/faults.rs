@@ -212,7 +212,13 @@ fn a_rollout_that_never_completes() {
     c.deadline("- { name: keycloak,", "2s");
     c.sim().fault(Fault::RolloutNeverCompletes { workload: "keycloak".into() });
     c.mark();
-    let run = Test::new().world(&c).args(["up"]).json().code(124).run();
+    let run = Test::new()
+        .world(&c)
+        .args(["up"])
+        .json()
+        .code(124)
+        .stderr_has("kubectl --context kind-bookstore -n identity")
+        .run();
     run.says(&["identity/keycloak", "keycloak-", "not Ready"], "get pods -l app=keycloak");
     let keycloak: Vec<_> = c.sim().pods().into_iter().filter(|p| p.workload == "keycloak").collect();
     assert!(keycloak.iter().any(|p| !p.ready), "{keycloak:?}");
@@ -794,6 +800,8 @@ fn two_runs_at_once() {
     c.sim().fault(Fault::ApiRefuseFor { secs: 0.0 });
     let first = first.wait();
     first.expect(0);
+    // The lock went with the process: the next run goes ahead.
+    Test::new().world(&c).args(["connectors"]).json().run();
     c.assert_recovered();
     finish(&c, name, Ends::Recovered);
 }

@@ -84,6 +84,10 @@ fn legacy_socat_proxies_are_reported_and_removed() {
     let sim = World::start(SimOptions { legacy_proxies: true, ..World::options() });
     let run = Test::new().world(&sim).args(["up"]).code(0).run();
     assert!(run.stderr.contains("legacy socat proxy"), "{}", run.stderr);
+    // In one command, after every check.
+    let rm: Vec<String> =
+        sim.argv().iter().map(|a| a.join(" ")).filter(|l| l.starts_with("docker rm")).collect();
+    assert_eq!(rm, ["docker rm -f debezium-proxy flink-proxy kiali-proxy"]);
     let deleted: Vec<String> = sim
         .audit()
         .iter()
@@ -96,6 +100,7 @@ fn legacy_socat_proxies_are_reported_and_removed() {
             "{proxy} not removed: {deleted:?}"
         );
     }
+    sim.check();
 }
 
 #[test]

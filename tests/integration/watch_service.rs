@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use bookstore_sim::kit::Test;
+use bookstore_sim::kit::{Test, read_argv_log};
 use serde_json::Value;
 
 struct Home {
@@ -61,18 +61,9 @@ impl Home {
     /// Every recorded argv since the last call, one Vec per command (the log is then cleared).
     fn argv(&self) -> Vec<Vec<String>> {
         let log = self.dir.path().join("argv.log");
-        let bytes = std::fs::read(&log).unwrap_or_default();
+        let argv = read_argv_log(&log);
         let _ = std::fs::remove_file(&log);
-        bytes
-            .split(|b| *b == 0x1e)
-            .filter(|r| !r.is_empty())
-            .map(|r| {
-                let mut f: Vec<String> =
-                    r.split(|b| *b == 0x1f).map(|x| String::from_utf8_lossy(x).into_owned()).collect();
-                f.pop();
-                f
-            })
-            .collect()
+        argv
     }
 
     /// Every file under HOME.

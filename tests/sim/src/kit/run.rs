@@ -59,6 +59,15 @@ impl Run {
         self.stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
     }
 
+    /// Every line of stdout one JSON object (panics naming the first that is not).
+    #[track_caller]
+    fn every_line_an_event(&self) -> Vec<Value> {
+        let parse = |l: &str| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not one JSON event a line ({e}): {l}"))
+        };
+        self.stdout.lines().map(parse).collect()
+    }
+
     /// The events with this `event`.
     pub fn events_named(&self, name: &str) -> Vec<Value> {
         self.events().into_iter().filter(|e| e["event"] == name).collect()
@@ -68,13 +77,7 @@ impl Run {
     /// `summary` with the exit code; a failed run also has its `error` event.
     #[track_caller]
     pub fn assert_events(&self) {
-        let events: Vec<Value> = self
-            .stdout
-            .lines()
-            .map(|l| {
-                serde_json::from_str(l).unwrap_or_else(|e| panic!("not one JSON event a line ({e}): {l}"))
-            })
-            .collect();
+        let events = self.every_line_an_event();
         assert!(events.iter().all(|e| e["event"].is_string() && e["t_ms"].is_u64()), "{}", self.stdout);
         let last = events.last().unwrap_or_else(|| panic!("no summary event\n{}", self.stderr));
         assert_eq!(last["event"], "summary", "{}", self.stdout);
@@ -127,13 +130,7 @@ impl Run {
     /// The findings of `doctor --json`.
     #[track_caller]
     pub fn findings(&self) -> Findings {
-        let events: Vec<Value> = self
-            .stdout
-            .lines()
-            .map(|l| {
-                serde_json::from_str(l).unwrap_or_else(|e| panic!("not one JSON object a line ({e}): {l}"))
-            })
-            .collect();
+        let events = self.every_line_an_event();
         let findings = events.iter().filter(|e| e["event"] == "finding").cloned().collect();
         Findings { findings, stderr: self.stderr.clone() }
     }

@@ -278,17 +278,7 @@ impl World {
 
     /// Every argv a run gave the real kubectl and docker since the mark, one Vec per child.
     pub fn argv(&self) -> Vec<Vec<String>> {
-        let bytes = std::fs::read(self.wrap.join("argv.log")).unwrap_or_default();
-        bytes
-            .split(|b| *b == 0x1e)
-            .filter(|r| !r.is_empty())
-            .map(|r| {
-                let mut fields: Vec<String> =
-                    r.split(|b| *b == 0x1f).map(|f| String::from_utf8_lossy(f).into_owned()).collect();
-                fields.pop(); // the empty field after the last separator
-                fields
-            })
-            .collect()
+        read_argv_log(&self.wrap.join("argv.log"))
     }
 
     /// Processes still running with this world's kubeconfig: children (or grandchildren) of
@@ -507,6 +497,22 @@ pub fn assert_recovery_order(audit: &[AuditEntry]) {
         );
     }
     assert!(audit.iter().all(|e| e.verb != "DELETE"), "recovery deleted something");
+}
+
+/// An argv log as the recording wrappers (and a test's own stand-ins) write it: fields ended by
+/// \037, records by \036, each record written at once. One Vec per command.
+pub fn read_argv_log(path: &Path) -> Vec<Vec<String>> {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    bytes
+        .split(|b| *b == 0x1e)
+        .filter(|r| !r.is_empty())
+        .map(|r| {
+            let mut fields: Vec<String> =
+                r.split(|b| *b == 0x1f).map(|f| String::from_utf8_lossy(f).into_owned()).collect();
+            fields.pop(); // the empty field after the last separator
+            fields
+        })
+        .collect()
 }
 
 fn files_under(dir: &Path) -> Vec<PathBuf> {

@@ -3,6 +3,7 @@
 //! (`bookstore_sim::kit`: a `World` started and waited on, a `Test` builder with expectations,
 //! one bounded poll); `tidy` checks the repository's own rules.
 
+mod agreement;
 mod bootstrap;
 mod converge;
 mod doctor;

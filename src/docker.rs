@@ -86,6 +86,20 @@ impl Listed {
     pub fn role(&self) -> &str {
         self.labels.get(ROLE_LABEL).map(String::as_str).unwrap_or("")
     }
+
+    /// What `docker ps` tells of a node: its state and the ports it publishes now (a running
+    /// container's; `State.StartedAt` takes a `docker inspect`).
+    pub fn node(&self) -> Node {
+        Node {
+            name: self.name.clone(),
+            role: self.role().to_string(),
+            running: self.running(),
+            status: self.state.clone(),
+            kind_cluster: self.labels.get(CLUSTER_LABEL).cloned(),
+            bindings: self.published.iter().map(|(ip, host, port)| (*port, ip.clone(), *host)).collect(),
+            ..Node::default()
+        }
+    }
 }
 
 pub fn parse_ps(stdout: &str) -> Result<Vec<Listed>, String> {

@@ -110,7 +110,7 @@ pub fn restart_on(ctx: &Ctx, nodes: &[NodeRestart], settle: Duration) -> Result<
     let gone: Vec<&str> = pods.iter().map(|p| p.uid()).collect();
     let what = format!("{namespace}/{workload} on {} to be Ready again", names.join(", "));
     let next = format!(
-        "see why: `kubectl --context {} -n {namespace} get pods -o wide` (its pods on {}) and their logs",
+        "see why: `kubectl --context {} -n {namespace} get pods -l app={workload} -o wide` (its pods on {}) and their logs",
         ctx.kube.context(),
         names.join(", ")
     );

@@ -20,8 +20,10 @@ pub fn cluster_exists(ctx: &Ctx) -> Result<bool> {
 /// Every node container of the cluster runs, and they publish every port mapping the cluster
 /// config asks for.
 pub fn node(ctx: &Ctx) -> Result<()> {
-    let nodes = crate::observe::nodes(&ctx.stack.cluster.name)
-        .map_err(|e| Error::step(e, "check the node containers (`docker ps -a`), then run again"))?;
+    let ps = docker::ps_cluster(&ctx.stack.cluster.name);
+    let listed = docker::parse_ps(&ps.run()?.stdout)
+        .map_err(|problem| Error::step(format!("`{ps}`: {problem}"), "run the command above by hand"))?;
+    let nodes: Vec<docker::Node> = listed.iter().map(docker::Listed::node).collect();
     check_nodes(ctx, &nodes)
 }
 
@@ -33,6 +35,20 @@ pub fn check_nodes(ctx: &Ctx, nodes: &[docker::Node]) -> Result<()> {
         return Err(Error::prerequisite(
             format!("no node container carries the label io.x-k8s.kind.cluster={}", cluster.name),
             "check `docker ps -a`; `bookstore up` creates the cluster when kind does not list it",
+        ));
+    }
+    let control_planes: Vec<&str> =
+        nodes.iter().filter(|n| n.role == "control-plane").map(|n| n.name.as_str()).collect();
+    if control_planes.len() > 1 {
+        return Err(Error::prerequisite(
+            format!(
+                "the cluster `{}` has {} control-plane nodes ({}): kind clusters with more than one do not \
+                 survive a Docker restart (kubernetes-sigs/kind#1689); nothing was restarted",
+                cluster.name,
+                control_planes.len(),
+                control_planes.join(", ")
+            ),
+            "recreate it with one control plane: `bookstore down && bookstore up` (down deletes the cluster and its data)",
         ));
     }
     let stopped: Vec<&docker::Node> = nodes.iter().filter(|n| !n.running).collect();
@@ -131,12 +147,8 @@ pub fn describe(ctx: &Ctx, p: &Preflight, lines: &mut Vec<String>) {
     if p.docker {
         lines.push(format!("{}   # must list {}", docker::kind_get_clusters(), cluster.name));
         lines.push(format!(
-            "{}   # the cluster's node containers, by kind's label",
-            docker::ps_cluster(&cluster.name)
-        ));
-        lines.push(format!(
-            "{}   # each running, with the mappings {}",
-            crate::observe::describe_inspect(&cluster.name),
+            "{}   # the cluster's node containers, by kind's label: each running, one control plane, the mappings {}",
+            docker::ps_cluster(&cluster.name),
             cluster.ports.iter().map(|m| m.container_port.to_string()).collect::<Vec<_>>().join(", ")
         ));
     }

@@ -57,7 +57,7 @@ fn right_after_a_docker_restart_doctor_reports_the_stale_mesh_and_the_lost_conne
     // The time rule, as `up` judges it: ztunnel came back with the node, so every pod in the mesh
     // is stale, whether or not traffic to it failed yet (the databases had none).
     let ztunnel = doctor.evidence("ztunnel-stale");
-    assert!(ztunnel.contains("before the node container last started"), "{ztunnel}");
+    assert!(ztunnel.contains("before the node last started"), "{ztunnel}");
     let stale = doctor.finding("mesh-registration-stale");
     assert_eq!(stale["subject"].as_str().unwrap().split(", ").count(), 16, "{stale}");
     assert!(

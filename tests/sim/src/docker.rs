@@ -110,6 +110,38 @@ fn strip_version(path: &str) -> &str {
     path
 }
 
+/// `docker stop|kill|start|restart <container>` as the daemon does it (its events; a kind node's
+/// pods stopped, or restarted in place when it starts). A node other than the control plane
+/// leaves the kube API up: only its own pods stop or restart (and the host ports it publishes,
+/// if any). `None` for a start of a running container (304); else whether the kube API's
+/// connections drop (the control plane stopped or restarted).
+pub fn container_action(w: &mut World, i: usize, action: &str, signal: &str) -> Option<bool> {
+    let is_node = w.containers[i].labels.contains_key("io.x-k8s.kind.cluster");
+    let was = w.containers[i].running;
+    if action == "start" && was {
+        return None;
+    }
+    w.action_events(i, action, was, signal);
+    let name = w.containers[i].name.clone();
+    let api = is_node && name == w.node_name();
+    match action {
+        "stop" | "kill" => {
+            w.containers[i].running = false;
+            if is_node && !api {
+                w.node_stopped(&name);
+            }
+        }
+        _ => {
+            w.containers[i].running = true;
+            w.containers[i].started = SystemTime::now();
+            if is_node {
+                w.restart_pods_in_place(Some(&name));
+            }
+        }
+    }
+    Some(api)
+}
+
 fn route(w: &mut World, method: &str, path: &str, q: &[(String, String)]) -> (Resp, After) {
     let path = strip_version(path);
     let none = After::default();
@@ -150,27 +182,10 @@ fn route(w: &mut World, method: &str, path: &str, q: &[(String, String)]) -> (Re
             let Some(i) = find(w, id) else {
                 return (message(404, &format!("No such container: {id}")), none);
             };
-            let is_node = w.containers[i].labels.contains_key("io.x-k8s.kind.cluster");
-            let wall = SystemTime::now();
             let signal = q.iter().find(|(k, _)| k == "signal").map(|(_, v)| v.as_str()).unwrap_or("9");
-            w.action_events(i, action, w.containers[i].running, signal);
-            match *action {
-                "stop" | "kill" => {
-                    w.containers[i].running = false;
-                    (server::resp(204, "text/plain", ""), After { bounce_all: is_node })
-                }
-                _ => {
-                    let was = w.containers[i].running;
-                    if *action == "start" && was {
-                        return (server::resp(304, "text/plain", ""), none);
-                    }
-                    w.containers[i].running = true;
-                    w.containers[i].started = wall;
-                    if is_node {
-                        w.restart_pods_in_place();
-                    }
-                    (server::resp(204, "text/plain", ""), After { bounce_all: is_node })
-                }
+            match container_action(w, i, action, signal) {
+                Some(api) => (server::resp(204, "text/plain", ""), After { bounce_all: api }),
+                None => (server::resp(304, "text/plain", ""), none),
             }
         }
         ("GET", ["images", "json"]) => {

@@ -50,6 +50,9 @@ pub struct SimOptions {
     pub docker_api_version: String,
     /// The machine's download bandwidth, MB/s, shared by every image download at once.
     pub bandwidth_mb_s: f64,
+    /// Worker nodes beside the control plane in the healthy world's cluster (`<c>-worker`,
+    /// `<c>-worker2`, …: kind's names); a `kind create` takes them from its config.
+    pub workers: usize,
 }
 
 impl Default for SimOptions {
@@ -74,6 +77,7 @@ impl Default for SimOptions {
             real_docker: None,
             docker_api_version: crate::docker::API_VERSION.to_string(),
             bandwidth_mb_s: crate::latency::BANDWIDTH_MB_S,
+            workers: 0,
         }
     }
 }
@@ -342,6 +346,27 @@ impl Sim {
 
     pub fn docker_stop(&self) {
         crate::control::docker_stop(&self.shared);
+    }
+
+    /// `docker restart <node>` of one node container: only the pods on it restart in place (the
+    /// kube API stays up unless it is the control plane). Returns at once.
+    pub fn restart_node(&self, node: &str) {
+        let api = {
+            let mut w = self.shared.lock();
+            let Some(i) = w.containers.iter().position(|c| c.name == node) else { return };
+            w.record(crate::audit::Source::Control, "node-restart", node, "");
+            crate::docker::container_action(&mut w, i, "restart", "15").unwrap_or(false)
+        };
+        if api {
+            crate::control::bounce_cluster(&self.shared);
+        }
+        self.shared.refresh_ports();
+        self.shared.wake.notify_one();
+    }
+
+    /// The cluster's node containers, the control plane first.
+    pub fn nodes(&self) -> Vec<String> {
+        self.shared.lock().nodes()
     }
 
     pub fn docker_start(&self) {

@@ -14,25 +14,15 @@ use super::{
 use crate::store::{Key, Res, i64_at};
 
 impl World {
-    /// Create the kind node container and an empty cluster (what `kind create cluster` leaves).
-    pub fn create_cluster(&mut self, name: &str, ports: Vec<(u16, u16)>, puller: crate::images::Puller) {
-        let now = SystemTime::now();
-        self.containers.retain(|c| c.name != format!("{name}-control-plane"));
-        self.containers.push(Container {
-            id: container_id(&format!("{name}-control-plane"), self.t_ms()),
-            name: format!("{name}-control-plane"),
-            image: "kindest/node:v1.32.2".into(),
-            labels: BTreeMap::from([
-                ("io.x-k8s.kind.cluster".into(), name.to_string()),
-                ("io.x-k8s.kind.role".into(), "control-plane".into()),
-            ]),
-            ports,
-            running: true,
-            created: now,
-            started: now,
-            cmd: vec![],
-        });
-        self.container_created_events(&format!("{name}-control-plane"));
+    /// Create the kind node containers (the control plane first; each with its port mappings)
+    /// and an empty cluster (what `kind create cluster` leaves).
+    pub fn create_cluster(
+        &mut self,
+        name: &str,
+        nodes: Vec<crate::config::NodeSpec>,
+        puller: crate::images::Puller,
+    ) {
+        self.create_nodes(name, &nodes);
         self.cluster = Some(ClusterState { name: name.to_string() });
         self.node_images.clear();
         self.link.transfers.retain(|t| t.store == crate::images::Store::Host);
@@ -45,14 +35,7 @@ impl World {
         for ns in ["kube-system", "kube-public", "kube-node-lease", "local-path-storage"] {
             self.put_namespace(ns, false);
         }
-        let node = self.node_name();
-        self.store.put(
-            Res::Nodes,
-            json!({"metadata":{"name": node, "labels":{"kubernetes.io/hostname": node, "node-role.kubernetes.io/control-plane":""}},
-                   "spec":{"podCIDR":"10.244.0.0/24"},
-                   "status":{"conditions":[{"type":"Ready","status":"True","reason":"KubeletReady","message":"kubelet is posting ready status"}],
-                             "nodeInfo":{"kubeletVersion":"v1.32.2","containerRuntimeVersion":"containerd://2.0.2"}}}),
-        );
+        self.write_nodes(Instant::now());
         // The node image preloads what kind itself deploys.
         for (ns, name, image, n) in [
             ("kube-system", "coredns", "registry.k8s.io/coredns/coredns:v1.11.3", 2),
@@ -111,9 +94,16 @@ impl World {
                            "template": template},
                    "status":{}})
         } else {
+            // Istio's charts: ztunnel surges (`maxSurge: 1, maxUnavailable: 0`, manifests/charts/
+            // ztunnel/templates/daemonset.yaml), istio-cni does not (`maxUnavailable: 1`).
+            let strategy = if name == "ztunnel" {
+                json!({"maxSurge": 1, "maxUnavailable": 0})
+            } else {
+                json!({"maxSurge": 0, "maxUnavailable": 1})
+            };
             json!({"metadata":{"name": name, "namespace": ns, "labels":{"app": name}},
                    "spec":{"selector":{"matchLabels":{"app": name}},
-                           "updateStrategy":{"type":"RollingUpdate","rollingUpdate":{"maxSurge":0,"maxUnavailable":1}},
+                           "updateStrategy":{"type":"RollingUpdate","rollingUpdate": strategy},
                            "revisionHistoryLimit":10,
                            "template": template},
                    "status":{"currentNumberScheduled":0,"desiredNumberScheduled":0,"numberMisscheduled":0,"numberReady":0}})
@@ -152,7 +142,15 @@ impl World {
             .collect();
         ports.push((6443, self.kube_port));
         let puller = crate::images::Puller::from_patches(&self.infra.cluster.patches());
-        self.create_cluster(&name, ports, puller);
+        let mut nodes: Vec<crate::config::NodeSpec> =
+            super::nodes::node_names(&name, self.opts.workers)
+                .into_iter()
+                .map(|(node, role)| (node, role, Vec::new()))
+                .collect();
+        nodes[0].2 = ports;
+        self.bootstrapping = true;
+        self.create_cluster(&name, nodes, puller);
+        self.bootstrapping = false;
         self.install_istio();
         let ns = self.infra.stack.mesh.namespace.clone();
         self.add_deployment(&ns, "kiali", "quay.io/kiali/kiali:v2.10", 1);
@@ -192,9 +190,8 @@ impl World {
                 self.node_images.extend(Self::template_images(&t));
             }
         }
-        // Everything Ready, registered, rolled out, with the mesh epoch at start.
+        // Everything Ready, registered, rolled out.
         let now = Instant::now();
-        self.last_ztunnel_complete = Some(now);
         self.instant_ready(now);
         self.age_bootstrap();
         for file in self.infra.connectors().to_vec() {
@@ -270,11 +267,16 @@ impl World {
     pub(super) fn age_bootstrap(&mut self) {
         let wall = SystemTime::now();
         let ago = |secs: u64| wall.checked_sub(Duration::from_secs(secs)).unwrap_or(wall);
-        let node = self.node_name();
-        for c in self.containers.iter_mut().filter(|c| c.name == node) {
+        let nodes = self.nodes();
+        for c in self.containers.iter_mut().filter(|c| nodes.contains(&c.name)) {
             c.created = ago(7200);
             c.started = ago(7200);
         }
+        // The Nodes' Ready transitions with them.
+        for node in &nodes {
+            self.store.delete(&Key::new(Res::Nodes, "", node));
+        }
+        self.write_nodes(Instant::now());
         let mesh_ns = self.infra.stack.mesh.namespace.clone();
         let keys: Vec<(String, String)> = self.pods.keys().cloned().collect();
         for k in keys {
@@ -293,14 +295,24 @@ impl World {
         self.bootstrapping = true;
         self.reconcile(now);
         let keys: Vec<(String, String)> = self.pods.keys().cloned().collect();
-        for k in keys {
-            if let Some(p) = self.pods.get_mut(&k) {
+        for k in &keys {
+            if let Some(p) = self.pods.get_mut(k) {
                 p.phase = PodPhase::Ready;
                 p.ready_since = None;
                 p.ready_wall = Some(p.created_wall);
-                p.registered = true;
             }
-            self.write_pod(&k);
+        }
+        // Every meshed pod registered by the ztunnel of its node.
+        for k in &keys {
+            let Some(node) = self.pods.get(k).map(|p| p.node.clone()) else { continue };
+            let ztunnel = self.ztunnel_pod_on(&node).map(|z| z.name.clone());
+            if let Some(p) = self.pods.get_mut(k)
+                && p.ambient
+            {
+                p.registered = ztunnel.is_some() && !self.faults.hbone_blocked.contains(&p.wl.2);
+                p.registered_with = ztunnel;
+            }
+            self.write_pod(k);
         }
         self.reconcile(now);
         self.bootstrapping = false;
@@ -316,6 +328,5 @@ impl World {
                 w.completed_gen = gen_;
             }
         }
-        self.last_ztunnel_complete = Some(now);
     }
 }

@@ -12,7 +12,16 @@ use crate::store::{Key, Res};
 use crate::timefmt::rfc3339;
 
 impl World {
-    pub(super) fn create_pod(&mut self, wl: &WlKey, tgen: i64, latency: f64, now: Instant) {
+    /// A new pod of `wl` on `node` (a DaemonSet's), or where the scheduler puts it.
+    pub(super) fn create_pod(
+        &mut self,
+        wl: &WlKey,
+        tgen: i64,
+        latency: f64,
+        now: Instant,
+        node: Option<&str>,
+    ) {
+        let node = node.map(String::from).unwrap_or_else(|| self.schedule(now));
         let n = self.alloc_name();
         let hash = template_hash(&wl.2, tgen);
         let name = if wl.0 == Res::Deployments {
@@ -22,7 +31,12 @@ impl World {
         };
         let ip = self.alloc_ip();
         let ambient = self.ns_ambient(&wl.1);
-        let registered = ambient && self.mesh_valid() && !self.faults.hbone_blocked.contains(&wl.2);
+        // Registered by the fresh ztunnel of its node, if there is one now.
+        let registered_with = match ambient && !self.faults.hbone_blocked.contains(&wl.2) {
+            true => self.ztunnel_pod_on(&node).map(|z| z.name.clone()),
+            false => None,
+        };
+        let registered = registered_with.is_some();
         let wall = SystemTime::now();
         let due = now + self.scaled(latency);
         let template = self.workloads.get(wl).map(|w| w.template.clone()).unwrap_or(Value::Null);
@@ -35,11 +49,13 @@ impl World {
             ns: wl.1.clone(),
             name: name.clone(),
             wl: wl.clone(),
+            node: node.clone(),
             template_gen: tgen,
             hash,
             ip,
             ambient,
             registered,
+            registered_with,
             phase: PodPhase::Starting {
                 due: if pulling.is_empty() { self.start_due(wl, due) } else { None },
             },
@@ -59,13 +75,16 @@ impl World {
         self.event("pod-started", &subject, if registered { "registered" } else { "" });
         if registered {
             let uid = name.clone();
-            self.ztunnel_log(format!(
-                "{}  info inpod::statemanager pod received, starting proxy uid={} name={} namespace={}",
-                crate::timefmt::rfc3339_millis(wall),
-                uid,
-                name,
-                wl.1
-            ));
+            self.ztunnel_log(
+                &node,
+                format!(
+                    "{}  info inpod::statemanager pod received, starting proxy uid={} name={} namespace={}",
+                    crate::timefmt::rfc3339_millis(wall),
+                    uid,
+                    name,
+                    wl.1
+                ),
+            );
         }
         if pulling.is_empty() {
             self.container_started(wl);
@@ -121,10 +140,14 @@ impl World {
                         p.ready_wall = Some(SystemTime::now());
                         self.event("pod-ready", &subject, &wl.2);
                         if self.is_ztunnel(&wl) {
+                            self.ztunnel_ready(k);
+                            let name = k.1.clone();
                             let ambient: Vec<String> = self
                                 .pods
                                 .values()
-                                .filter(|p| p.ambient && p.registered)
+                                .filter(|p| {
+                                    p.ambient && p.registered && p.registered_with.as_deref() == Some(&name)
+                                })
                                 .map(|p| format!("uid={} name={} namespace={}", p.name, p.name, p.ns))
                                 .collect();
                             let ts = crate::timefmt::rfc3339_millis(SystemTime::now());
@@ -180,9 +203,12 @@ impl World {
     }
 
     pub fn delete_pod(&mut self, k: &(String, String)) {
-        if self.pods.remove(k).is_some() {
+        if let Some(p) = self.pods.remove(k) {
             self.store.delete(&Key::new(Res::Pods, &k.0, &k.1));
-            self.event("pod-deleted", &format!("{}/{}", k.0, k.1), "");
+            self.event("pod-deleted", &format!("{}/{}", k.0, k.1), &p.node);
+            if self.is_ztunnel(&p.wl) {
+                self.ztunnel_gone(&p.name);
+            }
         }
     }
 
@@ -238,11 +264,11 @@ impl World {
             "metadata": {"name": p.name, "namespace": p.ns, "labels": labels, "annotations": annotations,
                          "creationTimestamp": created,
                          "ownerReferences":[{"apiVersion":"apps/v1","kind": owner_kind,"name": owner_name,"controller":true,"uid":"00000000-0000-4000-8000-000000000001"}]},
-            "spec": {"nodeName": self.node_name(), "containers": template.pointer("/spec/containers").cloned().unwrap_or(json!([{"name": container, "image": image}])),
+            "spec": {"nodeName": p.node, "containers": template.pointer("/spec/containers").cloned().unwrap_or(json!([{"name": container, "image": image}])),
                      "restartPolicy":"Always"},
             "status": {
                 "phase": pod_phase,
-                "hostIP": "172.18.0.2", "podIP": p.ip, "podIPs": [{"ip": p.ip}],
+                "hostIP": self.host_ip(&p.node), "podIP": p.ip, "podIPs": [{"ip": p.ip}],
                 "startTime": created, "qosClass": "BestEffort",
                 "conditions": [
                     {"type":"PodReadyToStartContainers","status":"True","lastTransitionTime": created},

@@ -1,5 +1,10 @@
-//! Istio ambient: which namespaces are in the mesh, when a new pod registers (a completed
-//! ztunnel rollout after the last Docker restart), ztunnel's log, and who reaches whom.
+//! Istio ambient: which namespaces are in the mesh, when a pod registers, ztunnel's log, and
+//! who reaches whom. Per node, as the guide tells it: a pod is registered by the ztunnel of its
+//! own node, when it is created, if that ztunnel is fresh (Ready, and created after its node last
+//! started: one that came back with its node in place registers nothing) and only with that
+//! instance: a new ztunnel pod on the node (a deletion, a rollout) never registered the pods that
+//! were there before it, and a node restart leaves every pod on it unregistered. Pods on other
+//! nodes keep theirs.
 
 use std::time::SystemTime;
 
@@ -15,35 +20,64 @@ impl World {
             .is_some_and(|v| v == "ambient")
     }
 
-    /// New pods register with ztunnel only after a completed ztunnel rollout that came after the
-    /// last Docker restart.
-    pub(super) fn mesh_valid(&self) -> bool {
-        match (self.last_ztunnel_complete, self.last_docker_restart) {
-            (Some(z), Some(d)) => z > d,
-            (Some(_), None) => true,
-            (None, _) => false,
-        }
-    }
-
     pub fn is_ztunnel(&self, wl: &WlKey) -> bool {
         wl.0 == Res::DaemonSets
             && wl.1 == self.infra.stack.mesh.namespace
             && wl.2 == self.infra.stack.mesh.daemonset
     }
 
-    pub(super) fn ztunnel_pod_name(&self) -> Option<(String, String)> {
-        let ns = &self.infra.stack.mesh.namespace;
-        let ds = &self.infra.stack.mesh.daemonset;
+    /// The fresh ztunnel pod on `node`: Ready, created after the node last started.
+    pub fn ztunnel_pod_on(&self, node: &str) -> Option<&PodState> {
+        let started = self.node_started(node)?;
         self.pods
             .values()
-            .filter(|p| p.wl.0 == Res::DaemonSets && &p.wl.1 == ns && &p.wl.2 == ds)
+            .filter(|p| self.is_ztunnel(&p.wl) && p.node == node && p.is_ready())
+            .find(|p| p.created_wall >= started)
+    }
+
+    /// A ztunnel pod became Ready on its node: if it is fresh there, the pods it did not register
+    /// (they came before it) are stale from now on.
+    pub(super) fn ztunnel_ready(&mut self, k: &(String, String)) {
+        let Some(z) = self.pods.get(k) else { return };
+        let (node, name) = (z.node.clone(), z.name.clone());
+        if self.ztunnel_pod_on(&node).map(|p| p.name.as_str()) != Some(name.as_str()) {
+            return;
+        }
+        let stale: Vec<(String, String)> = self
+            .pods
+            .iter()
+            .filter(|(_, p)| {
+                p.node == node && p.ambient && p.registered && p.registered_with.as_deref() != Some(&name)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &stale {
+            if let Some(p) = self.pods.get_mut(k) {
+                p.registered = false;
+            }
+        }
+        self.event("mesh-epoch", &format!("{}/{}", k.0, self.infra.stack.mesh.daemonset), &node);
+    }
+
+    /// A ztunnel pod is gone: the pods it registered have no HBONE listener any more.
+    pub(super) fn ztunnel_gone(&mut self, name: &str) {
+        for p in self.pods.values_mut().filter(|p| p.registered_with.as_deref() == Some(name)) {
+            p.registered = false;
+        }
+    }
+
+    /// The ztunnel pod whose log a line on `node` goes to (the newest there, Ready first).
+    pub(super) fn ztunnel_pod_name(&self, node: &str) -> Option<(String, String)> {
+        self.pods
+            .values()
+            .filter(|p| self.is_ztunnel(&p.wl) && (p.node == node || node.is_empty()))
             .max_by_key(|p| (p.is_ready(), p.created_wall))
             .map(|p| (p.ns.clone(), p.name.clone()))
     }
 
-    /// Append a line to the current ztunnel pod's log.
-    pub fn ztunnel_log(&mut self, line: String) {
-        if let Some(k) = self.ztunnel_pod_name()
+    /// Append a line to the log of the ztunnel pod on `node`.
+    pub fn ztunnel_log(&mut self, node: &str, line: String) {
+        if let Some(k) = self.ztunnel_pod_name(node).or_else(|| self.ztunnel_pod_name(""))
             && let Some(p) = self.pods.get_mut(&k)
         {
             p.log.push((SystemTime::now(), line));
@@ -70,7 +104,14 @@ impl World {
             to.name,
             error
         );
-        self.ztunnel_log(line);
+        // Logged by the ztunnel of the node the connection left from (the source's pod there).
+        let node = self
+            .pods
+            .values()
+            .find(|p| p.wl.2 == from && p.is_ready())
+            .map(|p| p.node.clone())
+            .unwrap_or_else(|| to.node.clone());
+        self.ztunnel_log(&node, line);
     }
 
     /// A Ready pod of `workload` that `from` can reach, if any.

@@ -14,6 +14,7 @@ mod controllers;
 mod downloads;
 mod kubelet;
 mod mesh;
+mod nodes;
 mod restarts;
 
 pub use controllers::rollout_done;
@@ -68,11 +69,15 @@ pub struct PodState {
     pub ns: String,
     pub name: String,
     pub wl: WlKey,
+    /// The node it runs on (`spec.nodeName`): the scheduler's pick, or its DaemonSet's node.
+    pub node: String,
     pub template_gen: i64,
     pub hash: String,
     pub ip: String,
     pub ambient: bool,
     pub registered: bool,
+    /// The ztunnel pod (on its node) that registered it: a newer instance there never did.
+    pub registered_with: Option<String>,
     pub phase: PodPhase,
     pub restart_count: u32,
     pub backoff: f64,
@@ -182,10 +187,11 @@ pub struct World {
     pub docker_up: bool,
     pub api_refusing: bool,
     pub containers: Vec<Container>,
+    /// A worker's kubelet joins late: its Node turns Ready at this time (`kind create` waits for
+    /// the control plane only).
+    pub node_ready_at: BTreeMap<String, Instant>,
     pub workloads: BTreeMap<WlKey, WlState>,
     pub pods: BTreeMap<(String, String), PodState>,
-    pub last_docker_restart: Option<Instant>,
-    pub last_ztunnel_complete: Option<Instant>,
     pub connectors: BTreeMap<String, StoredConnector>,
     pub faults: FaultState,
     pub audit: Vec<AuditEntry>,
@@ -306,10 +312,9 @@ impl World {
             docker_up: true,
             api_refusing: false,
             containers: Vec::new(),
+            node_ready_at: BTreeMap::new(),
             workloads: BTreeMap::new(),
             pods: BTreeMap::new(),
-            last_docker_restart: None,
-            last_ztunnel_complete: None,
             connectors: BTreeMap::new(),
             faults: FaultState::default(),
             audit: Vec::new(),
@@ -360,6 +365,7 @@ impl World {
         }
     }
 
+    /// The control plane's node (its container serves the kube API).
     pub fn node_name(&self) -> String {
         format!("{}-control-plane", self.cluster_name())
     }
@@ -472,6 +478,7 @@ impl World {
                 name: p.name.clone(),
                 workload: p.wl.2.clone(),
                 ip: p.ip.clone(),
+                node: p.node.clone(),
                 ready: p.is_ready(),
                 ambient: p.ambient,
                 registered: p.registered,
@@ -490,6 +497,8 @@ pub struct PodView {
     pub name: String,
     pub workload: String,
     pub ip: String,
+    #[serde(default)]
+    pub node: String,
     pub ready: bool,
     pub ambient: bool,
     pub registered: bool,

@@ -1,5 +1,7 @@
-//! Docker restarts: the daemon stopping and starting, and the node's pods restarted in place
-//! (same pods, restartCount+1, their mesh registration stale).
+//! Docker restarts: the daemon stopping and starting (every node with it), one node container
+//! stopped or restarted alone (`docker restart <worker>`), and a node's pods restarted in place
+//! when it starts again (same pods, restartCount+1, their mesh registration stale): only the pods
+//! on the nodes that restarted.
 
 use std::collections::BTreeSet;
 use std::time::{Instant, SystemTime};
@@ -29,7 +31,7 @@ impl World {
         }
         self.record(Source::Control, "docker-start", "", "");
         self.daemon_started_events();
-        self.restart_pods_in_place();
+        self.restart_pods_in_place(None);
     }
 
     pub fn docker_restart(&mut self) {
@@ -38,14 +40,34 @@ impl World {
         self.docker_start();
     }
 
-    /// The node container restarted: every container restarts, the mesh loses every pod.
-    pub fn restart_pods_in_place(&mut self) {
+    /// A node container stopped (`docker stop`, its kubelet gone): its pods stop serving and
+    /// stay as they are until it starts again.
+    pub fn node_stopped(&mut self, node: &str) {
+        let keys: Vec<(String, String)> =
+            self.pods.iter().filter(|(_, p)| p.node == node).map(|(k, _)| k.clone()).collect();
+        for k in &keys {
+            if let Some(p) = self.pods.get_mut(k) {
+                p.phase = PodPhase::Starting { due: None };
+                p.ready_since = None;
+            }
+            self.write_pod(k);
+        }
+        self.event("node-stopped", node, "");
+    }
+
+    /// A node container started again (`node`; every node: `None`): the kubelet restarts its
+    /// pods in place, and the mesh has lost every one of them.
+    pub fn restart_pods_in_place(&mut self, node: Option<&str>) {
         if self.cluster.is_none() {
             return;
         }
         let now = Instant::now();
-        self.last_docker_restart = Some(now);
-        let keys: Vec<(String, String)> = self.pods.keys().cloned().collect();
+        let keys: Vec<(String, String)> = self
+            .pods
+            .iter()
+            .filter(|(_, p)| node.is_none_or(|n| p.node == n))
+            .map(|(k, _)| k.clone())
+            .collect();
         let mut started: BTreeSet<WlKey> = BTreeSet::new();
         for k in &keys {
             let Some(p) = self.pods.get(k) else { continue };
@@ -67,6 +89,9 @@ impl World {
         for wl in started {
             self.container_started(&wl);
         }
-        self.event("docker-restart", "", "");
+        match node {
+            None => self.event("docker-restart", "", ""),
+            Some(n) => self.event("node-restart", n, ""),
+        }
     }
 }

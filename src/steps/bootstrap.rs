@@ -158,7 +158,41 @@ pub fn create_cluster(ctx: &Ctx) -> Result<()> {
         e.with_next("kind leaves nothing behind on failure; check `docker info` (memory ≥ 8 GiB) and run `bookstore up` again")
     })?;
     step.done("created");
+    wait_nodes(ctx)
+}
+
+/// Every node Ready, when the config declares workers: kind's `--wait` covers the control planes
+/// only (kind `pkg/cluster/internal/create/actions/waitforready/waitforready.go`), and a
+/// worker's kubelet posts Ready a while after it joined. Istio's DaemonSets and the workloads
+/// then start on nodes that run.
+fn wait_nodes(ctx: &Ctx) -> Result<()> {
+    let Some(cmd) = nodes_ready(ctx) else { return Ok(()) };
+    let b = &ctx.stack.bootstrap;
+    let step = ctx.ui.start(&format!(
+        "Waiting ≤ {} for its {} worker node(s) to be Ready",
+        human(b.cluster_wait),
+        ctx.stack.cluster.workers
+    ));
+    ctx.kube.run(&cmd).map_err(|e| {
+        e.with_next(format!(
+            "see why: `kubectl --context {} get nodes -o wide` and `docker logs <node>`",
+            ctx.kube.context()
+        ))
+    })?;
+    step.done("every node Ready");
     Ok(())
+}
+
+/// `kubectl wait --for=condition=Ready nodes --all`, when the cluster config declares workers.
+fn nodes_ready(ctx: &Ctx) -> Option<crate::exec::Cmd> {
+    (ctx.stack.cluster.workers > 0).then(|| {
+        ctx.kube.wait_condition(
+            "Ready",
+            &["nodes".to_string(), "--all".to_string()],
+            None,
+            ctx.stack.bootstrap.cluster_wait,
+        )
+    })
 }
 
 pub fn gateway_crds(ctx: &Ctx) -> Result<()> {
@@ -386,6 +420,9 @@ pub fn describe(ctx: &Ctx, step: &crate::plan::Step, lines: &mut Vec<String>) ->
                 )
                 .to_string(),
             );
+            if let Some(cmd) = nodes_ready(ctx) {
+                lines.push(format!("{cmd}   # kind waits for the control plane only"));
+            }
         }
         Step::GatewayCrds => {
             lines.push(format!("# Gateway API CRDs ({})", b.crds));
@@ -478,6 +515,9 @@ fn describe_graph(ctx: &Ctx, create: bool, graph: &Graph, lines: &mut Vec<String
             docker::kind_create_cluster(name, Secret::unregistered(String::new()), b.cluster_wait)
                 .to_string(),
         );
+        if let Some(cmd) = nodes_ready(ctx) {
+            lines.push(format!("{cmd}   # kind waits for the control plane only"));
+        }
     }
     super::mesh::describe_api(ctx, lines);
     lines.push(format!("{}   # one watch for every readiness wait", ctx.kube.watch_deployments()));

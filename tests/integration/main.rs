@@ -11,6 +11,7 @@ mod fail_fast;
 mod faults;
 mod inputs;
 mod manifests;
+mod nodes;
 mod recover;
 mod sim_e2e;
 mod status;

@@ -142,11 +142,10 @@ impl World {
             .collect();
         ports.push((6443, self.kube_port));
         let puller = crate::images::Puller::from_patches(&self.infra.cluster.patches());
-        let mut nodes: Vec<crate::config::NodeSpec> =
-            super::nodes::node_names(&name, self.opts.workers)
-                .into_iter()
-                .map(|(node, role)| (node, role, Vec::new()))
-                .collect();
+        let mut nodes: Vec<crate::config::NodeSpec> = super::nodes::node_names(&name, self.opts.workers)
+            .into_iter()
+            .map(|(node, role)| (node, role, Vec::new()))
+            .collect();
         nodes[0].2 = ports;
         self.bootstrapping = true;
         self.create_cluster(&name, nodes, puller);

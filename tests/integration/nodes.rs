@@ -139,7 +139,11 @@ fn a_cluster_config_with_workers_is_bootstrapped_on_every_node() {
     world.edit("kind/cluster.yaml", |text| format!("{text}  - role: worker\n  - role: worker\n"));
     world.mark();
     let run = Test::new().world(&world).args(["up"]).json().code(0).run();
-    assert!(run.stderr.contains("Waiting ≤ 2m for its 2 worker node(s) to be Ready: every node Ready"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("Waiting ≤ 2m for its 2 worker node(s) to be Ready: every node Ready"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(world.nodes(), ["bookstore-control-plane", "bookstore-worker", "bookstore-worker2"]);
     // Every node Ready before Istio installs, Istio's pods on each, the stack on the workers.
     let audit = world.audit();

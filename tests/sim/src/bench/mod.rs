@@ -56,8 +56,8 @@ pub struct BenchOptions {
 }
 
 /// The names `--only` takes.
-pub const SECTIONS: [&str; 8] =
-    ["guide", "recover", "phased", "up", "up-healthy", "up-stale", "watch", "bootstrap"];
+pub const SECTIONS: [&str; 9] =
+    ["guide", "recover", "phased", "up", "up-healthy", "up-stale", "up-worker", "watch", "bootstrap"];
 
 impl BenchOptions {
     fn runs_section(&self, slug: &str) -> bool {
@@ -79,19 +79,25 @@ enum Contender {
     /// `bookstore up` on a healthy stack but for one workload whose pod lost its mesh
     /// registration (`Fault::StaleWorkload` on [`STALE_WORKLOAD`]).
     UpStale,
+    /// `bookstore up` on three nodes after one worker ([`RESTARTED_WORKER`]) restarted alone
+    /// (`docker restart`): its pods back in place, stale (issue 19).
+    UpWorker,
 }
 
 /// The workload `Contender::UpStale` finds stale.
 const STALE_WORKLOAD: &str = "inventory-service";
+/// The worker `Contender::UpWorker` restarts (of a control plane and two workers).
+const RESTARTED_WORKER: &str = "bookstore-worker";
 
 impl Contender {
-    const ALL: [Contender; 6] = [
+    const ALL: [Contender; 7] = [
         Contender::Guide,
         Contender::Recover,
         Contender::Phased,
         Contender::Up,
         Contender::UpHealthy,
         Contender::UpStale,
+        Contender::UpWorker,
     ];
 
     fn label(self) -> &'static str {
@@ -102,6 +108,7 @@ impl Contender {
             Contender::Up => "bookstore up",
             Contender::UpHealthy => "up, healthy stack",
             Contender::UpStale => "up, one stale workload",
+            Contender::UpWorker => "up, one worker restarted",
         }
     }
 
@@ -113,6 +120,7 @@ impl Contender {
             Contender::Up => "up",
             Contender::UpHealthy => "up-healthy",
             Contender::UpStale => "up-stale",
+            Contender::UpWorker => "up-worker",
         }
     }
 
@@ -121,13 +129,14 @@ impl Contender {
         match self {
             Contender::UpHealthy => "healthy (no Docker restart)",
             Contender::UpStale => "healthy, then fault stale_workload inventory-service",
+            Contender::UpWorker => "3 nodes, docker restart bookstore-worker + wait_healthy",
             _ => "docker_restart + wait_healthy",
         }
     }
 
     fn verb(self) -> &'static str {
         match self {
-            Contender::Up | Contender::UpHealthy | Contender::UpStale => "up",
+            Contender::Up | Contender::UpHealthy | Contender::UpStale | Contender::UpWorker => "up",
             _ => "recover",
         }
     }
@@ -147,8 +156,16 @@ struct RunResult {
     cpu_self: f64,
     cpu_children: f64,
     crash_loops: usize,
-    /// `rollout restart` PATCHes (deployments and daemonsets) the contender sent.
+    /// `rollout restart` PATCHes (deployments and daemonsets) the contender sent, and pods it
+    /// deleted (a restart).
     restarts: usize,
+    /// What it restarted (deployments, daemonsets whose pods it deleted), and what was stale
+    /// before it started (`UpWorker`: ztunnel and the workloads with a pod on the worker).
+    restarted: std::collections::BTreeSet<String>,
+    stale: std::collections::BTreeSet<String>,
+    /// The restarted node's own critical path (`UpWorker`): its ztunnel, then the slowest chain
+    /// among the stale workloads (and the connectors they need), seconds × the time scale.
+    node_path: Option<(Vec<String>, f64)>,
     milestones: Vec<(String, Option<f64>)>,
     /// `bookstore --json` step_finished events: (step, seconds).
     steps: Vec<(String, f64)>,

@@ -154,6 +154,11 @@ impl World {
         // Surge done: once enough new pods are Ready, old pods (and extras) go.
         let new_ready =
             self.pods.values().filter(|p| &p.wl == wl && p.template_gen == tgen && p.is_ready()).count();
+        if wl.0 == Res::DaemonSets {
+            // A node's new pod Ready: its old one goes now, the next node starts.
+            let obj = self.store.get(&key).cloned().unwrap_or(Value::Null);
+            self.daemon_pods(wl, &obj, tgen, latency, now);
+        }
         if wl.0 == Res::Deployments && new_ready >= replicas {
             let mut doomed: Vec<(String, String)> = self
                 .pods
@@ -197,33 +202,35 @@ impl World {
                 self.create_pod(wl, tgen, latency, now, Some(node));
             }
         }
-        // The rolling update: the node under way first, else the next with an old pod.
-        let updating = nodes
-            .iter()
-            .find(|n| !on(self, n, Some(false)).is_empty() && !on(self, n, Some(true)).is_empty());
-        match updating {
-            Some(node) => {
-                let new_ready = on(self, node, Some(true)).iter().any(|k| self.pods[k].is_ready());
-                if new_ready {
-                    for k in on(self, node, Some(false)) {
-                        self.delete_pod(&k);
-                    }
-                }
+        // The rolling update: the node under way finishes once its new pod is Ready (its old
+        // one goes), then the next node with an old pod starts (in the same pass).
+        let updating = |w: &World| {
+            nodes
+                .iter()
+                .find(|n| !on(w, n, Some(false)).is_empty() && !on(w, n, Some(true)).is_empty())
+                .cloned()
+        };
+        if let Some(node) = updating(self)
+            && on(self, &node, Some(true)).iter().any(|k| self.pods[k].is_ready())
+        {
+            for k in on(self, &node, Some(false)) {
+                self.delete_pod(&k);
             }
-            None => {
-                let unavailable =
-                    nodes.iter().any(|n| on(self, n, Some(true)).iter().any(|k| !self.pods[k].is_ready()));
-                let next = nodes.iter().find(|n| !on(self, n, Some(false)).is_empty()).cloned();
-                if let Some(node) = next {
-                    if surge {
-                        self.create_pod(wl, tgen, latency, now, Some(&node));
-                    } else if !unavailable {
-                        for k in on(self, &node, Some(false)) {
-                            self.delete_pod(&k);
-                        }
-                        self.create_pod(wl, tgen, latency, now, Some(&node));
-                    }
+        }
+        if updating(self).is_some() {
+            return;
+        }
+        let unavailable =
+            nodes.iter().any(|n| on(self, n, Some(true)).iter().any(|k| !self.pods[k].is_ready()));
+        let next = nodes.iter().find(|n| !on(self, n, Some(false)).is_empty()).cloned();
+        if let Some(node) = next {
+            if surge {
+                self.create_pod(wl, tgen, latency, now, Some(&node));
+            } else if !unavailable {
+                for k in on(self, &node, Some(false)) {
+                    self.delete_pod(&k);
                 }
+                self.create_pod(wl, tgen, latency, now, Some(&node));
             }
         }
     }

@@ -109,6 +109,14 @@ pub struct Container {
     pub created: SystemTime,
     #[serde(skip)]
     pub started: SystemTime,
+    /// When it last stopped (`State.FinishedAt`).
+    #[serde(skip)]
+    pub finished: SystemTime,
+    /// Its last exit code (`State.ExitCode`): what the daemon's restart policy looks at
+    /// (`restart_policy.rs`).
+    pub exit_code: i32,
+    /// `docker stop`ped by hand (moby's `HasBeenManuallyStopped`): `unless-stopped` stays down.
+    pub stopped_by_user: bool,
     pub cmd: Vec<String>,
 }
 
@@ -524,6 +532,9 @@ impl World {
             running: true,
             created: now,
             started: now,
+            finished: now,
+            exit_code: 0,
+            stopped_by_user: false,
             cmd: vec![],
         });
         self.container_created_events(&format!("{name}-control-plane"));
@@ -722,6 +733,9 @@ impl World {
                     running: true,
                     created: wall,
                     started: wall,
+                    finished: wall,
+                    exit_code: 0,
+                    stopped_by_user: false,
                     cmd: vec![format!("TCP-LISTEN:{port},fork,reuseaddr"), format!("TCP:172.19.0.4:{port}")],
                 });
             }
@@ -806,6 +820,7 @@ impl World {
         for c in self.containers.iter_mut().filter(|c| c.name == node) {
             c.created = ago(7200);
             c.started = ago(7200);
+            c.finished = ago(7200);
         }
         let mesh_ns = self.infra.stack.mesh.namespace.clone();
         let keys: Vec<(String, String)> = self.pods.keys().cloned().collect();
@@ -1393,18 +1408,43 @@ impl World {
         self.record(Source::Control, "docker-stop", "", "");
     }
 
-    /// Docker comes back: containers with a restart policy start; every pod restarts in place
-    /// with its HBONE registration stale; Kafka without a volume starts empty.
+    /// Docker comes back: the containers its restart policy restarts start (`restart_policy.rs`;
+    /// the node unless it halted cleanly); if the node is among them every pod restarts in place
+    /// with its HBONE registration stale, and Kafka without a volume starts empty.
     pub fn docker_start(&mut self) {
         self.docker_up = true;
         let wall = SystemTime::now();
-        for c in &mut self.containers {
-            c.running = true;
-            c.started = wall;
+        let mut restarted = Vec::new();
+        for (i, c) in self.containers.iter_mut().enumerate() {
+            if !c.running && crate::restart_policy::restarts_with_daemon(c) {
+                c.running = true;
+                c.started = wall;
+                restarted.push(i);
+            }
         }
         self.record(Source::Control, "docker-start", "", "");
-        self.daemon_started_events();
-        self.restart_pods_in_place();
+        self.daemon_started_events(&restarted);
+        if self.node_running() {
+            self.restart_pods_in_place();
+        } else if self.cluster.is_some() {
+            let node = self.node_name();
+            self.event("node-left-exited", &node, "");
+        }
+    }
+
+    /// A host time on Docker's clock (`SimOptions::docker_clock_offset_ms`).
+    pub fn docker_time(&self, t: SystemTime) -> SystemTime {
+        let offset = self.opts.docker_clock_offset_ms;
+        let shift = Duration::from_millis(offset.unsigned_abs());
+        if offset < 0 { t.checked_sub(shift).unwrap_or(t) } else { t + shift }
+    }
+
+    /// Now on Docker's clock, nanoseconds since the epoch (an event's `timeNano`).
+    pub fn docker_nanos(&self) -> u128 {
+        crate::docker_events::offset_nanos(
+            crate::docker_events::now_nanos(),
+            self.opts.docker_clock_offset_ms,
+        )
     }
 
     pub fn docker_restart(&mut self) {

@@ -31,6 +31,32 @@ fn docker_daemon_down() {
     c.finish(Ends::ExplainedThenRecovered);
 }
 
+/// Docker down, as the docker CLI of Docker Desktop ≤ 4.40 and distributions' docker 26/27 tells
+/// it (v27.5.1: `docker info --format` exits 0 with the daemon away) and as docker 29 words it
+/// (`failed to connect to the docker API at …`): "Docker is not running" (3) on every release.
+#[test]
+fn docker_daemon_down_on_other_docker_cli_releases() {
+    use bookstore_sim::docker_cli::DockerCli;
+    for (cli, words) in [
+        (DockerCli::V27_5_1, "Cannot connect to the Docker daemon"),
+        (DockerCli::V29, "failed to connect to the docker API at unix://"),
+    ] {
+        let mut c = Case::with(
+            "docker daemon down, other docker CLI releases",
+            SimOptions { docker_cli: cli, ..options() },
+        );
+        c.sim.docker_stop();
+        until("the Docker socket to go", || !c.sim.docker_socket().exists());
+        c.mark();
+        let run = c.run(&["up"]);
+        run.expect(3);
+        says(&run, &["Docker is not running", "docker version", words], "start Docker");
+        c.finish(Ends::Explained);
+    }
+}
+
+/// A node stopped by hand: `up` starts it (control planes first), waits for its API, and heals
+/// as after any restart.
 #[test]
 fn node_container_stopped() {
     let mut c = Case::broken("node containers stopped");
@@ -38,14 +64,40 @@ fn node_container_stopped() {
     assert!(out.status.success());
     c.mark();
     let run = c.run(&["up"]);
-    run.expect(3);
-    says(&run, &["bookstore-control-plane", "exited"], "docker start bookstore-control-plane");
-    c.assert_nothing_restarted();
-    let out = c.sim.command("docker").args(["start", "bookstore-control-plane"]).output().unwrap();
-    assert!(out.status.success());
-    c.run(&["up"]).expect(0);
+    run.expect(0);
+    assert!(
+        run.stderr.contains("the kind node bookstore-control-plane is exited (exit 137): starting it"),
+        "{}",
+        run.stderr
+    );
+    let starts: Vec<String> = c
+        .audit()
+        .iter()
+        .filter(|e| e.verb == "POST" && e.path.contains("/start"))
+        .map(|e| e.path_only().to_string())
+        .collect();
+    assert_eq!(starts.len(), 1, "{starts:?}");
+    assert!(starts[0].ends_with("/containers/bookstore-control-plane/start"), "{starts:?}");
     c.assert_recovered();
-    c.finish(Ends::ExplainedThenRecovered);
+    c.finish(Ends::Recovered);
+}
+
+/// Docker comes back without the node (kind#3244: it halted cleanly, exit 0, and kind's
+/// `--restart=on-failure:1` restarts only a node that failed), and the API it boots takes longer
+/// than `api_timeout`: `up` starts it, waits for the API with a node's boot budget (5 min), heals.
+#[test]
+fn node_left_exited_by_docker_with_an_api_slow_to_boot() {
+    let opts = SimOptions { node_left_exited: true, api_boot_secs: 2.5, ..options() };
+    let mut c = Case::with("node left exited by Docker, its API slow to boot", opts);
+    c.edit("stack.yaml", |s| s.replace("api_timeout: 15s", "api_timeout: 1s"));
+    c.sim.docker_restart();
+    c.mark();
+    let run = c.run(&["up"]);
+    run.expect(0);
+    assert!(run.stderr.contains("is exited (exit 0): starting it"), "{}", run.stderr);
+    assert!(run.stderr.contains("Waiting ≤ 5m for the Kubernetes API"), "{}", run.stderr);
+    c.assert_recovered();
+    c.finish(Ends::Recovered);
 }
 
 #[test]

@@ -23,7 +23,7 @@ pub const CONTEXT: &str = "kind-bookstore";
 pub use bookstore_sim::kit::{HOSTILE as SENTINEL, leaks_in};
 
 /// How many rows `faults.rs` declares (the summary line is printed when the last one finishes).
-pub const ROWS: u32 = 51;
+pub const ROWS: u32 = 54;
 
 /// Generous bound for anything a row waits on (never reached in a passing run).
 pub const BOUND: Duration = Duration::from_secs(60);
@@ -108,7 +108,10 @@ impl Case {
         }
         let wrap = sim.dir().join("wrap");
         for tool in ["kubectl", "docker"] {
-            let real = which::which(tool).expect("the real client is installed");
+            // The simulator's own docker CLI (another release's recorded behaviour) when it has one.
+            let shim = sim.dir().join("bin").join(tool);
+            let real =
+                if shim.is_file() { shim } else { which::which(tool).expect("the real client is installed") };
             let script = format!(
                 "#!/bin/sh\n\
                  # Records argv (fields \\037, records \\036) in one write, then becomes the real client.\n\

@@ -219,6 +219,36 @@ impl fmt::Display for Request {
 mod tests {
     use super::*;
 
+    /// A port is free only if nothing holds it by either test. On macOS a bind with
+    /// SO_REUSEADDR to `127.0.0.1:P` succeeds while another process listens on `*:P` (BSD
+    /// sockets; Linux refuses it), and a forwarded port (Docker Desktop's, iptables DNAT)
+    /// accepts with nothing bound here: the connect catches both.
+    #[test]
+    fn a_port_that_binds_but_answers_is_taken() {
+        assert!(judge_port(true, false));
+        assert!(!judge_port(true, true), "bind succeeded, a connect was answered: taken");
+        assert!(!judge_port(false, false));
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = held.local_addr().unwrap().port();
+        assert!(!port_free("127.0.0.1", port));
+        assert!(!port_free("0.0.0.0", port), "the wildcard is checked through loopback");
+        drop(held);
+        assert!(port_free("127.0.0.1", port));
+    }
+
+    #[test]
+    fn a_docker_endpoint_is_looked_at_without_a_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("docker.sock");
+        let host = format!("unix://{}", path.display());
+        assert_eq!(endpoint_accepts(&host), Some(false), "no socket file");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        assert_eq!(endpoint_accepts(&host), Some(true));
+        drop(listener);
+        assert_eq!(endpoint_accepts(&host), Some(false), "a socket file nobody listens on");
+        assert_eq!(endpoint_accepts("ssh://me@host"), None, "a connect cannot tell");
+    }
+
     #[test]
     fn an_answer_is_summed_up_in_one_line() {
         let page = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body><center><h1>502 Bad Gateway</h1></center></body></html>";

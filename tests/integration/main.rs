@@ -3,6 +3,7 @@
 //! the simulator through the real `kubectl` and `docker` clients (`simkit` has their helpers).
 
 mod bootstrap;
+mod chaos;
 mod converge;
 mod doctor;
 mod fail_fast;

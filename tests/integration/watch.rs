@@ -17,11 +17,11 @@ use crate::simkit::{assert_every_route_answers, assert_recovery_order};
 /// well under a second here).
 const STOP_BOUND: Duration = Duration::from_secs(10);
 
-fn is(event: &str) -> impl Fn(&Value) -> bool + '_ {
+pub(crate) fn is(event: &str) -> impl Fn(&Value) -> bool + '_ {
     move |v: &Value| v["event"] == event
 }
 
-fn heal_finished(outcome: &str) -> impl Fn(&Value) -> bool + '_ {
+pub(crate) fn heal_finished(outcome: &str) -> impl Fn(&Value) -> bool + '_ {
     move |v: &Value| v["event"] == "heal_finished" && v["outcome"] == outcome
 }
 
@@ -35,7 +35,7 @@ fn watch(c: &Case, interval: &str) -> Running {
 }
 
 /// Stop it the way a service manager does; it ends by itself within the bound.
-fn terminate(c: &Case, mut w: Running) -> Run {
+pub(crate) fn terminate(c: &Case, mut w: Running) -> Run {
     w.terminate();
     let deadline = Instant::now() + STOP_BOUND;
     while !w.exited() {
@@ -46,7 +46,7 @@ fn terminate(c: &Case, mut w: Running) -> Run {
 }
 
 /// Nothing left behind, no secret anywhere, nothing deleted.
-fn assert_clean(c: &Case, runs: &[&Run]) {
+pub(crate) fn assert_clean(c: &Case, runs: &[&Run]) {
     assert_eq!(c.live_clients(), Vec::<String>::new(), "children outlived the watcher");
     for a in c.argv() {
         let line = a.join(" ");
@@ -65,7 +65,7 @@ fn assert_clean(c: &Case, runs: &[&Run]) {
     assert_eq!(deletes, Vec::<String>::new(), "something was deleted");
 }
 
-fn events(run: &Run) -> Vec<Value> {
+pub(crate) fn events(run: &Run) -> Vec<Value> {
     run.stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
 }
 

@@ -198,3 +198,18 @@ fn every_description_of_up_says_it_bootstraps() {
         assert!(!line.contains("bootstrap is needed"), "{where_}: {line}");
     }
 }
+
+/// Docker's liveness is one judgement: `docker version` (failing on every CLI release), never
+/// `docker info --format '{{.ServerVersion}}'`, which exits 0 with the daemon away before docker
+/// CLI 28.1. The watcher tells time by Docker's clock only (Docker Desktop's VM clock drifts).
+#[test]
+fn docker_liveness_and_the_watchers_clock() {
+    let found = naming(&["{{.ServerVersion}}"], |_| false);
+    assert!(found.is_empty(), "ARCHITECTURE.md: Docker's liveness is `docker version`\n{}", found.join("\n"));
+    let found = naming(&["SystemTime"], |f| !f.starts_with("watch/mod.rs"));
+    assert!(
+        found.is_empty(),
+        "ARCHITECTURE.md: the watcher compares Docker's timestamps only\n{}",
+        found.join("\n")
+    );
+}

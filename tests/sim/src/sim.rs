@@ -330,6 +330,10 @@ impl Sim {
         for k in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"] {
             c.env_remove(k);
         }
+        // HOME is this world's: so are the user's folders under it (bookstore's state file).
+        for k in ["XDG_STATE_HOME", "XDG_DATA_HOME", "XDG_CONFIG_HOME"] {
+            c.env_remove(k);
+        }
         c.env("NO_PROXY", "127.0.0.1,localhost");
         c
     }

@@ -6,7 +6,6 @@ use serde_json::json;
 
 use crate::error::{Error, Result};
 use crate::ui::human;
-use crate::wait::{Attempt, Poll};
 
 use super::Ctx;
 
@@ -17,22 +16,8 @@ pub fn wait_api(ctx: &Ctx) -> Result<()> {
 /// The wait for `/readyz`, within `deadline`; `why` follows the step's title.
 pub fn wait_api_within(ctx: &Ctx, deadline: Duration, why: &str) -> Result<()> {
     let step = ctx.ui.start(&format!("Waiting ≤ {} for the Kubernetes API{why}", human(deadline)));
-    let cmd = ctx.kube.readyz();
-    let what = format!("the Kubernetes API of context {} to answer /readyz", ctx.kube.context());
     let next = "check the node container (`docker ps`); after a Docker restart the API can take a minute";
-    Poll::new(&what, deadline, next).run(|| match cmd.run() {
-        Ok(_) => Attempt::Done(()),
-        Err(err) => {
-            let explained = ctx.kube.explain(err);
-            match explained {
-                Error::Prerequisite { .. } => Attempt::Fail(explained),
-                Error::Command { stderr_tail, .. } => {
-                    Attempt::Retry(stderr_tail.lines().last().unwrap_or("").to_string())
-                }
-                other => Attempt::Retry(other.to_string()),
-            }
-        }
-    })?;
+    crate::observe::wait_api(ctx, deadline, next)?;
     step.done("ready");
     Ok(())
 }

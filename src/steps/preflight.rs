@@ -43,7 +43,7 @@ pub fn check_node(ctx: &Ctx, node: &docker::Node) -> Result<()> {
 /// The node has every port mapping the cluster config asks for (fixed when kind created it).
 pub fn check_mappings(ctx: &Ctx, node: &docker::Node) -> Result<()> {
     let cluster = &ctx.stack.cluster;
-    let missing = docker::missing_bindings(node, &cluster.ports);
+    let missing = crate::judge::node::missing(node, &cluster.ports);
     if !missing.is_empty() {
         let ports: Vec<String> = missing.iter().map(|m| m.container_port.to_string()).collect();
         return Err(Error::prerequisite(

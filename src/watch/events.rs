@@ -39,7 +39,7 @@ pub fn unix_time_nanos(nanos: u128) -> String {
 /// A Docker timestamp (`State.StartedAt`: `2026-12-01T08:35:19.454939593Z`) in nanoseconds
 /// since the epoch, on Docker's own clock; `None` for Docker's zero time (never) or bad text.
 pub fn nanos_of(text: &str) -> Option<u128> {
-    let secs = crate::cluster::parse_time(text)?;
+    let secs = crate::utc::parse(text)?;
     let t = text.trim();
     let fraction: String =
         t.get(19..)?.strip_prefix('.').unwrap_or("").chars().take_while(char::is_ascii_digit).collect();

@@ -160,7 +160,7 @@ def kubectl():
 def docker():
     if SCENARIO.get("docker_down"):
         fail("Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?")
-    if ARGS[:1] == ["info"]:
+    if ARGS[:1] == ["version"]:
         print("28.2.2")
         return
     if ARGS[:1] == ["inspect"]:

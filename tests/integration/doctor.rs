@@ -105,7 +105,11 @@ fn docker_down_and_no_cluster_are_findings_with_their_fix() {
     sim.docker_stop();
     let doctor = Doctor::run(&sim);
     doctor.run.expect(6);
-    assert!(doctor.evidence("docker-not-running").contains("docker info --format"), "{}", doctor.run.stderr);
+    assert!(
+        doctor.evidence("docker-not-running").contains("docker version --format"),
+        "{}",
+        doctor.run.stderr
+    );
     assert!(doctor.fix("docker-not-running").contains("start Docker Desktop"));
     assert!(!doctor.has("cluster-missing"), "nothing past Docker is judged while it is down");
 

@@ -12,11 +12,11 @@
 use std::time::Duration;
 
 use bookstore_sim::docker_cli::DockerCli;
+use bookstore_sim::kit::{Running, World};
 use bookstore_sim::{Fault, SimOptions};
 use serde_json::Value;
 
-use crate::faults::case::{Case, Running, options, until};
-use crate::watch::{assert_clean, events, heal_finished, is, terminate};
+use crate::watch::{assert_clean, heal_finished, is, spawn_watch, terminate};
 
 /// Docker Desktop restarts per run.
 const RESTARTS: usize = 3;
@@ -88,12 +88,13 @@ fn chaos(seed: u64) {
     let cli = [DockerCli::Installed, DockerCli::V27_5_1, DockerCli::V29][draw.below(3) as usize];
     let left_exited = draw.below(3) == 0;
     // Faster than the other watcher tests: three restarts and their heals fit in seconds.
-    let opts = SimOptions { docker_cli: cli, node_left_exited: left_exited, time_scale: SCALE, ..options() };
-    let mut c = Case::with("watch: chaos", opts);
+    let opts =
+        SimOptions { docker_cli: cli, node_left_exited: left_exited, time_scale: SCALE, ..World::options() };
+    let c = World::start(opts).short_deadlines();
     // Connect answers 500 for a while during one of the heals.
     let connect_500 = draw.below(RESTARTS as u64) as usize;
     c.mark();
-    let w = c.spawn(&["watch", "--interval", "0"]);
+    let w = spawn_watch(&c, "0");
     w.until_event("the first look", heal_finished("ok"));
     let mut plan = Vec::new();
     for i in 0..RESTARTS {
@@ -114,18 +115,18 @@ fn chaos(seed: u64) {
             wait_for(&w, moment);
         }
         if i == connect_500 {
-            c.sim.fault(Fault::Connect500Timeout { count: 2 + draw.below(6) as u32 });
+            c.sim().fault(Fault::Connect500Timeout { count: 2 + draw.below(6) as u32 });
         }
-        c.sim.docker_desktop_restart(down, api);
+        c.sim().docker_desktop_restart(down, api);
     }
     eprintln!("chaos seed {seed}: {cli:?}, node left exited: {left_exited}; restarts: {}", plan.join("; "));
     // After the last restart: healed, with no other command.
-    until("the stack healed after the last restart", || recovered(&c));
+    c.until("the stack healed after the last restart", || recovered(&c));
     c.assert_recovered();
-    let run = terminate(&c, w);
+    let run = terminate(w);
     run.expect(0);
     assert!(run.stderr.contains("stopped watching (SIGTERM)"), "{}", run.stderr);
-    let ev = events(&run);
+    let ev = run.events();
     let outcomes: Vec<String> = ev
         .iter()
         .filter(|e| e["event"] == "heal_finished")
@@ -159,9 +160,9 @@ fn wait_for(w: &Running, moment: Moment) {
 }
 
 /// Every pod Ready and registered with the mesh, both connectors as the files say (polled:
-/// [`Case::assert_recovered`] then says what is wrong, if anything).
-fn recovered(c: &Case) -> bool {
-    c.sim.wait_healthy(Duration::from_millis(1)).is_ok()
-        && c.sim.pods().iter().all(|p| p.ready && (!p.ambient || p.registered))
-        && c.sim.connectors() == c.expected_connectors()
+/// [`World::assert_recovered`] then says what is wrong, if anything).
+fn recovered(c: &World) -> bool {
+    c.sim().wait_healthy(Duration::from_millis(1)).is_ok()
+        && c.sim().pods().iter().all(|p| p.ready && (!p.ambient || p.registered))
+        && c.sim().connectors() == c.expected_connectors()
 }

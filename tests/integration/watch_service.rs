@@ -11,9 +11,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use bookstore_sim::kit::{Run, Test, read_argv_log};
 use serde_json::Value;
-
-use crate::harness::{BIN, Run};
 
 struct Home {
     dir: tempfile::TempDir,
@@ -92,44 +91,36 @@ impl Home {
     }
 
     /// `bookstore watch --stack <the checkout's> <args>` with this HOME, the stand-ins first on
-    /// PATH, umask 002 (a plist must come out 0644 all the same), and `env`.
+    /// PATH, umask 002 (a plist must come out 0644 all the same), and `env`; the exit code is the
+    /// test's to read.
     fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
-        let path = format!("{}:{}", self.dir.path().join("bin").display(), std::env::var("PATH").unwrap());
-        let mut cmd = Command::new("sh");
-        cmd.args(["-c", "umask 002; exec \"$@\"", "sh", BIN, "watch", "--stack"])
+        let mut test = Test::new()
+            .args(["watch", "--stack"])
             .arg(&self.stack)
             .args(args)
+            .umask(0o002)
+            .path_first(self.dir.path().join("bin"))
             .env("HOME", self.home())
-            .env("PATH", path)
-            .env("NO_COLOR", "1")
             .env("KUBECONFIG", "/tmp/kube $HOME 100%")
-            .env("USER", "ann");
+            .env("USER", "ann")
+            .any_code();
         for var in
             ["DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_CONFIG", "XDG_DATA_HOME", "XDG_STATE_HOME", "FAIL_ON"]
         {
-            cmd.env_remove(var);
+            test = test.env_remove(var);
         }
         for (k, v) in env {
-            cmd.env(k, v);
+            test = test.env(*k, *v);
         }
-        Run::from(cmd.output().unwrap())
+        test.run()
     }
 
     /// Every recorded argv since the last call, one Vec per command (the log is then cleared).
     fn argv(&self) -> Vec<Vec<String>> {
         let log = self.dir.path().join("argv.log");
-        let bytes = std::fs::read(&log).unwrap_or_default();
+        let argv = read_argv_log(&log);
         let _ = std::fs::remove_file(&log);
-        bytes
-            .split(|b| *b == 0x1e)
-            .filter(|r| !r.is_empty())
-            .map(|r| {
-                let mut f: Vec<String> =
-                    r.split(|b| *b == 0x1f).map(|x| String::from_utf8_lossy(x).into_owned()).collect();
-                f.pop();
-                f
-            })
-            .collect()
+        argv
     }
 
     /// Every file under HOME.
@@ -173,13 +164,12 @@ fn mode(path: &Path) -> u32 {
 fn assert_the_copy_runs(data: &Path) {
     let copy = data.join("bin/bookstore");
     assert_eq!(mode(&copy) & 0o111, 0o111, "the copy is executable");
-    let out = Command::new(&copy)
+    Test::new()
+        .program(&copy)
         .args(["watch", "--dry-run", "--stack"])
         .arg(data.join("stack/stack.yaml"))
         .env_remove("DOCKER_HOST")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "the copy: {}", String::from_utf8_lossy(&out.stderr));
+        .run();
 }
 
 #[test]

@@ -2,18 +2,23 @@
 //! CLI: other docker CLI releases when the daemon is away, a node Docker does not restart, Docker
 //! Desktop's VM clock, the kube API booting after the node starts.
 
-mod common;
-
 use std::time::{Duration, SystemTime};
 
+use bookstore_sim::SimOptions;
 use bookstore_sim::docker_cli::DockerCli;
-use bookstore_sim::{Sim, SimOptions};
-use common::*;
+use bookstore_sim::kit::{World, eventually};
+
+/// These tests' time scale: the simulator's own wire behaviour, fast.
+const SCALE: f64 = 0.02;
+
+fn opts() -> SimOptions {
+    SimOptions { time_scale: SCALE, ..SimOptions::default() }
+}
 
 const NODE: &str = "bookstore-control-plane";
 
-fn inspect(sim: &Sim, format: &str) -> String {
-    ok(&docker(sim, &["inspect", "--format", format, NODE])).trim().to_string()
+fn inspect(sim: &World, format: &str) -> String {
+    sim.docker(&["inspect", "--format", format, NODE]).ok().trim().to_string()
 }
 
 #[test]
@@ -23,30 +28,30 @@ fn docker_cli_releases_disagree_on_a_daemon_that_is_away() {
         (DockerCli::V27_5_1, 0, "Cannot connect to the Docker daemon at unix://"),
         (DockerCli::V29, 1, "failed to connect to the docker API at unix://"),
     ] {
-        let sim = start(SimOptions { docker_cli: cli, ..opts() });
-        assert_eq!(ok(&docker(&sim, &["info", "--format", "{{.ServerVersion}}"])).trim(), "28.2.2");
+        let sim = World::start(SimOptions { docker_cli: cli, ..opts() });
+        assert_eq!(sim.docker(&["info", "--format", "{{.ServerVersion}}"]).ok().trim(), "28.2.2");
         sim.docker_stop();
         // The socket goes with the daemon (its listener, on the simulator's runtime).
         eventually(Duration::from_secs(10), "the Docker socket to go", || {
             (!sim.docker_socket().exists()).then_some(())
         });
-        let info = docker(&sim, &["info", "--format", "{{.ServerVersion}}"]);
-        assert_eq!(info.status.code(), Some(info_exit), "{cli:?}: {}", stderr(&info));
-        assert_eq!(String::from_utf8_lossy(&info.stdout), "\n", "{cli:?}");
-        assert!(stderr(&info).contains(words), "{cli:?}: {}", stderr(&info));
+        let info = sim.docker(&["info", "--format", "{{.ServerVersion}}"]);
+        assert_eq!(info.code, info_exit, "{cli:?}: {}", info.stderr);
+        assert_eq!(info.stdout, "\n", "{cli:?}");
+        assert!(info.stderr.contains(words), "{cli:?}: {}", info.stderr);
         // `docker version` fails on every release.
-        let version = docker(&sim, &["version", "--format", "{{.Server.Version}}"]);
-        assert_eq!(version.status.code(), Some(1), "{cli:?}");
-        assert!(stderr(&version).contains(words), "{cli:?}: {}", stderr(&version));
+        let version = sim.docker(&["version", "--format", "{{.Server.Version}}"]);
+        assert_eq!(version.code, 1, "{cli:?}");
+        assert!(version.stderr.contains(words), "{cli:?}: {}", version.stderr);
         // What needs no daemon still works.
-        ok(&docker(&sim, &["context", "inspect", "--format", "{{.Endpoints.docker.Host}}"]));
+        sim.docker(&["context", "inspect", "--format", "{{.Endpoints.docker.Host}}"]).ok();
     }
 }
 
 #[test]
 fn a_node_that_halts_cleanly_is_left_exited_when_docker_comes_back() {
     for left in [false, true] {
-        let sim = start(SimOptions { node_left_exited: left, ..opts() });
+        let sim = World::start(SimOptions { node_left_exited: left, ..opts() });
         let before = inspect(&sim, "{{.State.StartedAt}}");
         assert_eq!(
             inspect(
@@ -62,10 +67,8 @@ fn a_node_that_halts_cleanly_is_left_exited_when_docker_comes_back() {
             assert_eq!(state, "exited 0");
             assert_eq!(inspect(&sim, "{{.State.StartedAt}}"), before, "not started again");
             // The kube API stays down until somebody starts the node.
-            assert!(
-                kubectl(&sim, &["get", "--raw", "/readyz", "--request-timeout=2s"]).status.code() != Some(0)
-            );
-            ok(&docker(&sim, &["start", NODE]));
+            assert!(!sim.kubectl(&["get", "--raw", "/readyz", "--request-timeout=2s"]).success());
+            sim.docker(&["start", NODE]).ok();
         } else {
             assert_eq!(state, "running 0");
         }
@@ -76,8 +79,8 @@ fn a_node_that_halts_cleanly_is_left_exited_when_docker_comes_back() {
 
 #[test]
 fn the_engine_api_tells_time_by_docker_desktops_vm_clock() {
-    let sim = start(SimOptions { docker_clock_offset_ms: -90_000, api_boot_secs: 0.5, ..opts() });
-    ok(&docker(&sim, &["restart", NODE]));
+    let sim = World::start(SimOptions { docker_clock_offset_ms: -90_000, api_boot_secs: 0.5, ..opts() });
+    sim.docker(&["restart", NODE]).ok();
     // The restart's `start` is 90 s old by the daemon's clock: its `timeNano` says so, and a
     // `--since` of the host's clock 60 s ago misses it (`since`/`until` are the daemon's).
     let host_now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap();
@@ -108,7 +111,7 @@ fn the_engine_api_tells_time_by_docker_desktops_vm_clock() {
     assert_eq!(replay(&(host_now.as_secs() - 60).to_string()), None, "a host-clock since missed nothing");
     // The node's API boots after its start: it refuses for a while, then answers.
     eventually(Duration::from_secs(10), "the kube API to answer again", || {
-        kubectl(&sim, &["get", "--raw", "/readyz", "--request-timeout=2s"]).status.success().then_some(())
+        sim.kubectl(&["get", "--raw", "/readyz", "--request-timeout=2s"]).success().then_some(())
     });
     assert!(
         sim.audit().iter().any(|e| e.verb == "fault" && e.detail.contains("api_refuse_for")),

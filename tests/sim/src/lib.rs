@@ -11,7 +11,8 @@
 //!   [`images`]: the local image store, `docker save` archives and the node's containerd importing them
 //! - [`follow`]: a real Docker daemon's container as the node (the kube side follows it)
 //! - [`troubles`]: pod troubles with their Events, istio-cni's reconcile error, extra nodes
-//! - [`control`]: test control (library + HTTP endpoint), [`standins`]: `kind` / `istioctl`
+//! - [`control`]: test control (library + HTTP endpoint), [`standins`]: `kind` / `istioctl`;
+//!   [`istioctl`]: what a release's install runs and `manifest generate` prints
 //! - [`store`]: objects, resourceVersions, watch events, selectors
 //! - [`server`]: switchable listeners (refusing, resetting) and HTTP helpers
 //! - [`config`]: stack.yaml / kind config / connector files; [`latency`]: the latency table
@@ -41,6 +42,7 @@ pub mod docker_events;
 pub mod faults;
 pub mod follow;
 pub mod images;
+pub mod istioctl;
 pub mod kit;
 pub mod kube;
 pub mod latency;

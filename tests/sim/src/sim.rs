@@ -50,7 +50,12 @@ pub struct SimOptions {
     pub docker_api_version: String,
     /// The machine's download bandwidth, MB/s, shared by every image download at once.
     pub bandwidth_mb_s: f64,
+    /// The release the `istioctl` stand-in is (`istioctl version`, the images it installs).
+    pub istio_version: String,
 }
+
+/// The istioctl release of a world unless told otherwise.
+pub const ISTIO_VERSION: &str = "1.26.0";
 
 impl Default for SimOptions {
     fn default() -> Self {
@@ -74,6 +79,7 @@ impl Default for SimOptions {
             real_docker: None,
             docker_api_version: crate::docker::API_VERSION.to_string(),
             bandwidth_mb_s: crate::latency::BANDWIDTH_MB_S,
+            istio_version: ISTIO_VERSION.to_string(),
         }
     }
 }
@@ -354,6 +360,12 @@ impl Sim {
 
     pub fn audit(&self) -> Vec<AuditEntry> {
         self.shared.lock().audit.clone()
+    }
+
+    /// What the images did so far: pods created before their image was in the node, what was
+    /// loaded and whether a pod runs it, what the kubelet pulled.
+    pub fn image_audit(&self) -> crate::images::ImageAudit {
+        crate::images::ImageAudit::of(&self.shared.lock())
     }
 
     /// The connectors Kafka Connect has stored (name → raw config).

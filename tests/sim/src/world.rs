@@ -25,16 +25,6 @@ pub type WlKey = (Res, String, String);
 
 pub const AMBIENT_LABEL: &str = "istio.io/dataplane-mode";
 
-/// What `istioctl install --set profile=ambient` (1.26) deploys: (workload, image).
-pub const ISTIO_IMAGES: [(&str, &str); 3] = [
-    ("istiod", "docker.io/istio/pilot:1.26.0"),
-    ("istio-cni-node", "docker.io/istio/install-cni:1.26.0"),
-    ("ztunnel", "docker.io/istio/ztunnel:1.26.0"),
-];
-
-/// The image of the Deployment Istio creates for a Gateway (`<name>-istio`).
-pub const GATEWAY_IMAGE: &str = "docker.io/istio/proxyv2:1.26.0";
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PodPhase {
     /// Container running, not Ready yet; `due` is when it becomes Ready (or exits).
@@ -195,6 +185,10 @@ pub struct World {
     pub host_images: BTreeSet<String>,
     /// The download link and the kubelet's puller (`images.rs`).
     pub link: crate::images::Link,
+    /// The node's image import, shared by the `kind load`s under way (`images.rs`).
+    pub importer: crate::images::Importer,
+    /// What `istioctl install` installed (`istioctl.rs`): its images, its gateways' image.
+    pub istio: Option<crate::istioctl::Install>,
 }
 
 /// What the runtime shares: the world, a wake-up for the controller loop, port switches.
@@ -310,6 +304,8 @@ impl World {
             node_images: BTreeSet::new(),
             host_images,
             link,
+            importer: crate::images::Importer::new(crate::latency::LOAD_MB_S),
+            istio: None,
         }
     }
 
@@ -531,6 +527,7 @@ impl World {
         self.node_images.clear();
         self.link.transfers.retain(|t| t.store == crate::images::Store::Host);
         self.link.puller = puller;
+        self.istio = None;
         self.clear_cluster_objects();
         self.put_namespace("default", false);
         self.workloads.clear();
@@ -624,14 +621,21 @@ impl World {
         self.store.put(Res::DaemonSets, obj);
     }
 
-    /// What `istioctl install --set profile=ambient` creates.
-    pub fn install_istio(&mut self) {
+    /// What `istioctl install` creates for this install (the ambient profile: istiod, istio-cni,
+    /// ztunnel, with the images of its release and flags).
+    pub fn install_istio(&mut self, install: &crate::istioctl::Install) {
         let ns = self.infra.stack.mesh.namespace.clone();
         self.put_namespace(&ns, false);
-        self.add_deployment(&ns, "istiod", ISTIO_IMAGES[0].1, 1);
-        self.add_daemonset(&ns, "istio-cni-node", ISTIO_IMAGES[1].1);
         let zt = self.infra.stack.mesh.daemonset.clone();
-        self.add_daemonset(&ns, &zt, ISTIO_IMAGES[2].1);
+        for (deployment, name, _, image) in install.workloads() {
+            let name = if name == "ztunnel" { zt.as_str() } else { name };
+            if deployment {
+                self.add_deployment(&ns, name, &image, 1);
+            } else {
+                self.add_daemonset(&ns, name, &image);
+            }
+        }
+        self.istio = Some(install.clone());
     }
 
     /// The healthy BookStore stack after bootstrap, instantly: every pod Ready and registered,
@@ -647,7 +651,7 @@ impl World {
         ports.push((6443, self.kube_port));
         let puller = crate::images::Puller::from_patches(&self.infra.cluster.patches());
         self.create_cluster(&name, ports, puller);
-        self.install_istio();
+        self.install_istio(&crate::istioctl::Install::ambient(&self.opts.istio_version));
         let ns = self.infra.stack.mesh.namespace.clone();
         self.add_deployment(&ns, "kiali", "quay.io/kiali/kiali:v2.10", 1);
         for ns in self.infra.app_namespaces() {
@@ -759,7 +763,8 @@ impl World {
             let key = Key::new(Res::Deployments, &ns, &deploy);
             match self.store.get(&key) {
                 None => {
-                    let mut obj = Self::workload_object(Res::Deployments, &ns, &deploy, GATEWAY_IMAGE, 1);
+                    let image = self.istio.as_ref().map(|i| i.gateway_image()).unwrap_or_default();
+                    let mut obj = Self::workload_object(Res::Deployments, &ns, &deploy, &image, 1);
                     obj["metadata"]["labels"]["gateway.networking.k8s.io/gateway-name"] = json!(name);
                     obj["spec"]["template"]["metadata"]["labels"]["gateway.networking.k8s.io/gateway-name"] =
                         json!(name);

@@ -449,6 +449,26 @@ fn kind_and_istioctl_standins() {
         &["rollout", "status", "daemonset/ztunnel", "-n", "istio-system", "--timeout=30s"],
     ));
     assert!(out.contains("successfully rolled out"));
+    // `manifest generate` with the install's flags prints what the install deployed.
+    assert_eq!(ok(&run(&empty, "istioctl", &["version", "--remote=false"])).trim(), "client version: 1.26.0");
+    let manifest = ok(&run(&empty, "istioctl", &["manifest", "generate", "--set", "profile=ambient"]));
+    let deployed = ok(&kubectl(
+        &empty,
+        &[
+            "get",
+            "daemonset",
+            "ztunnel",
+            "-n",
+            "istio-system",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}",
+        ],
+    ));
+    assert_eq!(deployed, "docker.io/istio/ztunnel:1.26.0-distroless");
+    assert!(manifest.contains(&format!("image: {deployed}\n")), "{manifest}");
+    let o =
+        run(&empty, "istioctl", &["manifest", "generate", "--set", "profile=ambient", "--skip-confirmation"]);
+    assert_eq!(stderr(&o).trim(), "Error: unknown flag: --skip-confirmation");
     let o = run(&empty, "kind", &["load", "docker-image", "bookstore/ui:1", "--name", "bookstore"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("not yet present on node"), "{}", stderr(&o));

@@ -8,6 +8,7 @@ mod doctor;
 mod fail_fast;
 mod faults;
 mod harness;
+mod images;
 mod inputs;
 mod recover;
 mod sim_e2e;

@@ -36,6 +36,11 @@ pub enum ImageSource {
     Istio,
 }
 
+/// How many `kind load`s run at once: one. The node's import is one containerd on one disk;
+/// two at once share it (the first needed ends later) and save only a load's start
+/// (`bookstore-sim bench --only bootstrap` measured two: no faster, see the README).
+pub const LOADS_AT_ONCE: usize = 1;
+
 /// About how long a connector takes to register once its workloads are Ready (the REST API
 /// answering, the PUT, RUNNING): for the order only.
 const REGISTER_ESTIMATE: f64 = 5.0;

@@ -179,6 +179,10 @@ struct Board {
     wanted: BTreeMap<usize, Prepared>,
     /// The bootstrap is over (the loader dropped): nothing more is asked.
     closed: bool,
+    /// `kind load`s under way.
+    loading: usize,
+    /// One of ours could not be loaded: the bootstrap stops.
+    stopped: bool,
 }
 
 /// The host side: builds and pulls running on their own threads from the start.
@@ -321,81 +325,107 @@ fn load_loop(
     loads: &[Vec<usize>],
 ) {
     let mut begun = vec![false; loads.len()];
-    loop {
-        // The next load: the first in order whose images are all asked for and settled.
-        let settled: Vec<(usize, OnHost, Prepared)> = {
-            let (lock, cv) = &*host.board;
-            let mut board = lock.lock().unwrap_or_else(|e| e.into_inner());
-            loop {
-                if crate::wait::interrupted() || board.closed {
-                    return;
+    let (lock, cv) = &*host.board;
+    std::thread::scope(|s| {
+        loop {
+            // The next load: the first in order whose images are all asked for and settled,
+            // once fewer than LOADS_AT_ONCE are under way.
+            let settled: Vec<(usize, OnHost, Prepared)> = {
+                let mut board = lock.lock().unwrap_or_else(|e| e.into_inner());
+                loop {
+                    if crate::wait::interrupted() || board.closed || board.stopped {
+                        return;
+                    }
+                    let ready = |i: usize| board.wanted.contains_key(&i) && board.images.contains_key(&i);
+                    let next = crate::plan::images::next_load(loads, &begun, ready);
+                    if let Some(l) = next.filter(|_| board.loading < crate::plan::images::LOADS_AT_ONCE) {
+                        begun[l] = true;
+                        board.loading += 1;
+                        break loads[l]
+                            .iter()
+                            .filter_map(|i| Some((*i, board.images[i].clone(), board.wanted.remove(i)?)))
+                            .collect();
+                    }
+                    if begun.iter().all(|b| *b) {
+                        return;
+                    }
+                    board = cv
+                        .wait_timeout(board, std::time::Duration::from_millis(200))
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
                 }
-                let ready = |i: usize| board.wanted.contains_key(&i) && board.images.contains_key(&i);
-                if let Some(l) = crate::plan::images::next_load(loads, &begun, ready) {
-                    begun[l] = true;
-                    break loads[l]
-                        .iter()
-                        .filter_map(|i| Some((*i, board.images[i].clone(), board.wanted.remove(i)?)))
-                        .collect();
-                }
-                if begun.iter().all(|b| *b) {
-                    return;
-                }
-                board = cv
-                    .wait_timeout(board, std::time::Duration::from_millis(200))
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0;
-            }
-        };
-        let mut batch: Vec<(usize, String, Prepared)> = Vec::new();
-        for (i, state, done) in settled {
-            match state {
-                OnHost::Failed(why) if ours.contains(&i) => {
-                    done.send(Err(Error::step(
-                        format!("building {}: {why}", host.name(i)),
-                        "fix the build (the docker build command above, by hand), then run `bookstore up` again",
-                    )));
-                    return;
-                }
-                OnHost::Failed(_) => done.send(Ok(format!("{}: left to the kubelet", host.name(i)))),
-                OnHost::Ready(how) => batch.push((i, how, done)),
-            }
-        }
-        if batch.is_empty() {
-            continue;
-        }
-        let names: Vec<String> = batch.iter().map(|(i, _, _)| host.name(*i).to_string()).collect();
-        let started = Instant::now();
-        let together = route.load(stack, &names);
-        let together_ok = together.is_ok();
-        let mut lone_error = if names.len() == 1 { together.err() } else { None };
-        for (i, how, done) in batch {
-            let name = host.name(i);
-            // A load of several that failed is tried again for each image alone: one image must
-            // not keep the others out.
-            let result = if together_ok {
-                Ok(())
-            } else if let Some(e) = lone_error.take() {
-                Err(e)
-            } else {
-                route.load(stack, &[name.to_string()]).map(|_| ())
             };
-            match result {
-                Ok(()) => done
-                    .send(Ok(format!("{name} in the node ({how}, kind load {})", human(started.elapsed())))),
-                // Ours cannot come from anywhere else: the bootstrap stops with the load's error.
-                Err(e) if ours.contains(&i) => {
-                    done.send(Err(e));
-                    return;
-                }
-                Err(e) => {
-                    ui.warn(&format!(
-                        "could not load {name} into the node ({}): the node's kubelet pulls it",
-                        why(&e)
-                    ));
-                    done.send(Ok(format!("{name}: left to the kubelet")));
-                }
+            s.spawn(move || {
+                let go_on = load(stack, ui, route, host, ours, settled);
+                let mut board = lock.lock().unwrap_or_else(|e| e.into_inner());
+                board.loading -= 1;
+                board.stopped |= !go_on;
+                cv.notify_all();
+            });
+        }
+    });
+}
+
+/// One `kind load` of the settled images of a load (those given up on left to the kubelet);
+/// false when one of ours failed, which stops the bootstrap.
+fn load(
+    stack: &Stack,
+    ui: &Ui,
+    route: &Route,
+    host: &Host,
+    ours: &BTreeSet<usize>,
+    settled: Vec<(usize, OnHost, Prepared)>,
+) -> bool {
+    let mut batch: Vec<(usize, String, Prepared)> = Vec::new();
+    for (i, state, done) in settled {
+        match state {
+            OnHost::Failed(why) if ours.contains(&i) => {
+                done.send(Err(Error::step(
+                    format!("building {}: {why}", host.name(i)),
+                    "fix the build (the docker build command above, by hand), then run `bookstore up` again",
+                )));
+                return false;
+            }
+            OnHost::Failed(_) => done.send(Ok(format!("{}: left to the kubelet", host.name(i)))),
+            OnHost::Ready(how) => batch.push((i, how, done)),
+        }
+    }
+    if batch.is_empty() {
+        return true;
+    }
+    let names: Vec<String> = batch.iter().map(|(i, _, _)| host.name(*i).to_string()).collect();
+    let started = Instant::now();
+    let together = route.load(stack, &names);
+    let together_ok = together.is_ok();
+    let mut lone_error = if names.len() == 1 { together.err() } else { None };
+    for (i, how, done) in batch {
+        let name = host.name(i);
+        // A load of several that failed is tried again for each image alone: one image must
+        // not keep the others out.
+        let result = if together_ok {
+            Ok(())
+        } else if let Some(e) = lone_error.take() {
+            Err(e)
+        } else {
+            route.load(stack, &[name.to_string()]).map(|_| ())
+        };
+        match result {
+            Ok(()) => {
+                done.send(Ok(format!("{name} in the node ({how}, kind load {})", human(started.elapsed()))))
+            }
+            // Ours cannot come from anywhere else: the bootstrap stops with the load's error.
+            Err(e) if ours.contains(&i) => {
+                done.send(Err(e));
+                return false;
+            }
+            Err(e) => {
+                ui.warn(&format!(
+                    "could not load {name} into the node ({}): the node's kubelet pulls it",
+                    why(&e)
+                ));
+                done.send(Ok(format!("{name}: left to the kubelet")));
             }
         }
     }
+    true
 }

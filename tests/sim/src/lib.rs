@@ -17,7 +17,8 @@
 //! - [`server`]: switchable listeners (refusing, resetting) and HTTP helpers
 //! - [`config`]: stack.yaml / kind config / connector files; [`latency`]: the latency table
 //! - [`bench`]: `bookstore-sim bench` (the guide vs `bookstore recover` vs the critical path;
-//!   [`bootbench`]: the bootstrap's contenders, tiers vs graph, against its bound with downloads);
+//!   [`bootbench`]: the bootstrap's contenders, tiers vs graph vs a naive script, on a cold and a
+//!   warm machine, each against its bound with downloads and loads);
 //!   [`client`]: a minimal loopback HTTP client
 //! - [`kit`]: what every test shares (the hostile password and its leak forms, the bounded poll,
 //!   a healthy world)

@@ -160,6 +160,8 @@ fn up_on_an_empty_machine_builds_the_whole_stack_and_a_second_up_recovers_it() {
     assert!(loads.iter().all(|l| l.starts_with("load docker-image ")), "{loads:?}");
     assert!(APP_IMAGES.iter().all(|i| loads.iter().any(|l| l.contains(i))), "{loads:?}");
     the_hard_rules_held(&sim, &audit);
+    // Istio's (distroless) images in the node before its pods, loaded first and alone (issue 23).
+    crate::images::the_images_held(&sim, &run.stderr, "cold");
 
     // A second `up` finds the stack complete and healthy (every pod created after ztunnel was
     // Ready): nothing is restarted, and the secrets are kept.

@@ -50,14 +50,12 @@ fn qualified(image: &str) -> String {
     }
 }
 
-/// The bootstrap on this machine, and what its images did.
-fn bootstrap_and_check(sim: &Sim, world: &str) -> Vec<AuditEntry> {
-    let run = bookstore(sim, &["up"]);
-    run.expect(0);
+/// What the images of a bootstrap that succeeded (`stderr`) did on this machine. The cold world's
+/// bootstrap is `bootstrap::up_on_an_empty_machine_*`'s.
+pub fn the_images_held(sim: &Sim, stderr: &str, world: &str) -> Vec<AuditEntry> {
     assert!(
-        run.stderr.contains("istioctl 1.26.0 (tested: Istio 1.25–1.31); it runs docker.io/istio/"),
-        "{world}: {}",
-        run.stderr
+        stderr.contains("istioctl 1.26.0 (tested: Istio 1.25–1.31); it runs docker.io/istio/"),
+        "{world}: {stderr}"
     );
     let images = sim.image_audit();
     assert!(
@@ -114,21 +112,16 @@ fn bootstrap_and_check(sim: &Sim, world: &str) -> Vec<AuditEntry> {
     audit
 }
 
+/// The warm machine: the host has every image (a second bootstrap): nothing is downloaded. (The
+/// cold one is `bootstrap::up_on_an_empty_machine_*`'s, checked with `the_images_held` too.)
 #[test]
-fn istios_images_are_in_the_node_before_its_pods_on_a_cold_and_on_a_warm_machine() {
-    // Cold: the host has our images; everything else is pulled on the host, then loaded.
-    let cold = machine(OURS.iter().map(|s| s.to_string()).collect(), "1.26.0");
-    let audit = bootstrap_and_check(&cold, "cold");
-    let pulls: Vec<&AuditEntry> =
-        audit.iter().filter(|e| e.source == Source::Docker && e.path.contains("/images/create")).collect();
-    assert!(pulls[0].path.contains("istio"), "Istio's images first: {}", pulls[0].path);
-    drop(cold);
-
-    // Warm: the host has every image (a second bootstrap): nothing is downloaded.
+fn istios_images_are_in_the_node_before_its_pods_on_a_warm_machine() {
     let infra = Infra::load(&SimOptions::default().infra_dir).unwrap();
     let all = every_image(&infra, &stack_install(&infra, "1.26.0").unwrap()).unwrap();
     let warm = machine(all, "1.26.0");
-    let audit = bootstrap_and_check(&warm, "warm");
+    let run = bookstore(&warm, &["up"]);
+    run.expect(0);
+    let audit = the_images_held(&warm, &run.stderr, "warm");
     assert!(
         !audit.iter().any(|e| e.verb == "image-pulled" || e.path.contains("/images/create")),
         "the warm machine downloaded an image"

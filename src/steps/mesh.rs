@@ -6,29 +6,14 @@ use serde_json::json;
 
 use crate::error::{Error, Result};
 use crate::ui::human;
-use crate::wait::{Attempt, Poll};
 
 use super::Ctx;
 
 pub fn wait_api(ctx: &Ctx) -> Result<()> {
     let deadline = ctx.stack.api_timeout;
     let step = ctx.ui.start(&format!("Waiting ≤ {} for the Kubernetes API", human(deadline)));
-    let cmd = ctx.kube.readyz();
-    let what = format!("the Kubernetes API of context {} to answer /readyz", ctx.kube.context());
     let next = "check the node container (`docker ps`); after a Docker restart the API can take a minute";
-    Poll::new(&what, deadline, next).run(|| match cmd.run() {
-        Ok(_) => Attempt::Done(()),
-        Err(err) => {
-            let explained = ctx.kube.explain(err);
-            match explained {
-                Error::Prerequisite { .. } => Attempt::Fail(explained),
-                Error::Command { stderr_tail, .. } => {
-                    Attempt::Retry(stderr_tail.lines().last().unwrap_or("").to_string())
-                }
-                other => Attempt::Retry(other.to_string()),
-            }
-        }
-    })?;
+    crate::observe::wait_api(ctx, deadline, next)?;
     step.done("ready");
     Ok(())
 }

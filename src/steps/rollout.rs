@@ -432,9 +432,7 @@ fn execute(
                         ));
                     }
                     latest.insert((namespace.clone(), name.clone()), (g, rollout.clone()));
-                    let Some(i) =
-                        stack.workloads.iter().position(|w| w.name == name && w.namespace == namespace)
-                    else {
+                    let Some(i) = stack.index_of(&namespace, &name) else {
                         continue;
                     };
                     let task =
@@ -699,13 +697,13 @@ pub fn await_ready(ctx: &Ctx, targets: &[(String, String)], timeout: Duration) -
         // (flink-taskmanager, flink-jobmanager): the kubelet's back-off ends it, so it waits.
         let needs = |ns: &str, name: &str| -> Needs {
             let stack = ctx.stack;
-            let Some(w) = stack.workloads.iter().find(|w| w.namespace == ns && w.name == name) else {
+            let Some(w) = stack.index_of(ns, name).map(|i| &stack.workloads[i]) else {
                 return Needs::ReadyAtStart;
             };
             let in_tier: Vec<(String, String)> = w
                 .needs
                 .iter()
-                .filter_map(|n| stack.workloads.iter().find(|x| &x.name == n))
+                .filter_map(|n| stack.workload(n))
                 .map(|x| (x.namespace.clone(), x.name.clone()))
                 .filter(|k| targets.contains(k))
                 .collect();
@@ -777,13 +775,9 @@ pub fn await_ready(ctx: &Ctx, targets: &[(String, String)], timeout: Duration) -
 /// Which stack workloads the cluster lacks (a bootstrap that stopped halfway).
 pub fn missing_workloads(ctx: &Ctx) -> Result<Vec<String>> {
     let present = ctx.deployments()?;
-    Ok(ctx
-        .stack
-        .workloads
-        .iter()
-        .filter(|w| !present.contains_key(&(w.namespace.clone(), w.name.clone())))
-        .map(|w| format!("{}/{}", w.namespace, w.name))
-        .collect())
+    Ok(crate::judge::workloads::missing(ctx.stack, |ns, name| {
+        present.contains_key(&(ns.to_string(), name.to_string()))
+    }))
 }
 
 /// The `task_started` event: a restart sent, a wait for a kept workload's rollout or a
@@ -816,7 +810,7 @@ fn released_by(graph: &Graph, task: Task, finished: &[Task]) -> Option<Task> {
 /// Everything workload `i` needs is Ready: its task is done, or it has none (kept, Ready).
 fn needs_done(stack: &crate::stack::Stack, state: &BTreeMap<Task, State>, i: usize) -> bool {
     stack.workloads[i].needs.iter().all(|need| {
-        stack.workloads.iter().position(|w| &w.name == need).is_none_or(|j| {
+        stack.index(need).is_none_or(|j| {
             [Task::Restart(j), Task::Await(j)]
                 .iter()
                 .filter_map(|t| state.get(t))

@@ -3,24 +3,22 @@
 //! critical path's order, on a cold machine and on one whose host has every image; and an
 //! istioctl outside the tested range stopping the bootstrap before anything is created.
 
-use bookstore_sim::bootbench::{every_image, stack_install};
+use bookstore_sim::bench::bootstrap::{every_image, stack_install};
 use bookstore_sim::config::Infra;
+use bookstore_sim::kit::{Test, World};
 use bookstore_sim::{AuditEntry, Sim, SimOptions, Source};
-
-use crate::simkit::bookstore;
 
 const OURS: [&str; 3] =
     ["bookstore/ecom-service:dev", "bookstore/inventory-service:dev", "bookstore/ui-service:dev"];
 
-fn machine(images: Vec<String>, istio_version: &str) -> Sim {
-    Sim::start(SimOptions {
+fn machine(images: Vec<String>, istio_version: &str) -> World {
+    World::start(SimOptions {
         time_scale: 0.05,
         no_cluster: true,
         images,
         istio_version: istio_version.into(),
         ..SimOptions::default()
     })
-    .expect("simulator starts")
 }
 
 /// Each `kind load`'s images (argv, in order) and when it started; each image's arrival.
@@ -119,8 +117,7 @@ fn istios_images_are_in_the_node_before_its_pods_on_a_warm_machine() {
     let infra = Infra::load(&SimOptions::default().infra_dir).unwrap();
     let all = every_image(&infra, &stack_install(&infra, "1.26.0").unwrap()).unwrap();
     let warm = machine(all, "1.26.0");
-    let run = bookstore(&warm, &["up"]);
-    run.expect(0);
+    let run = Test::new().world(&warm).args(["up"]).code(0).run();
     let audit = the_images_held(&warm, &run.stderr, "warm");
     assert!(
         !audit.iter().any(|e| e.verb == "image-pulled" || e.path.contains("/images/create")),
@@ -132,8 +129,7 @@ fn istios_images_are_in_the_node_before_its_pods_on_a_warm_machine() {
 fn an_istioctl_outside_the_tested_range_stops_the_bootstrap_before_anything_is_created() {
     for (version, why) in [("1.24.3", "reconcileIptablesOnStartup"), ("1.32.0", "Gateway API v1.4.1")] {
         let sim = machine(OURS.iter().map(|s| s.to_string()).collect(), version);
-        let run = bookstore(&sim, &["up"]);
-        run.expect(3);
+        let run = Test::new().world(&sim).args(["up"]).code(3).run();
         let text = &run.stderr;
         assert!(
             text.contains(&format!("istioctl {version} is outside the tested range Istio 1.25–1.31")),

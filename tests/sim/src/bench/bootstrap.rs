@@ -25,12 +25,13 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde_json::Value;
 
+use crate::bench::schedule::reversed;
 use crate::bench::{
-    BenchOptions, Cpu, Timed, fmt_opt, json_steps, median, surround, table, target, time_contender,
-    write_shim,
+    BenchOptions, Cpu, Schedule, Timed, fmt_opt, json_steps, median, recovery_graph, surround, table, target,
+    time_contender, write_shim,
 };
 use crate::config::Infra;
 use crate::images::ImageAudit;
@@ -68,42 +69,16 @@ pub struct Bound {
 }
 
 /// What remains once a workload's image is in the node: the controller's observe delay, its
-/// latency, then the longest of what waits for it (workloads that `need` it, the connectors).
-fn tails(infra: &Infra) -> BTreeMap<String, (f64, String)> {
-    fn tail(infra: &Infra, name: &str, memo: &mut BTreeMap<String, (f64, String)>) -> (f64, String) {
-        if let Some(t) = memo.get(name) {
-            return t.clone();
-        }
-        let own = delays::OBSERVE + latency_secs(name);
-        let mut best = (0.0, String::new());
-        for d in infra.stack.workloads.iter().filter(|w| w.needs.iter().any(|n| n == name)) {
-            let t = tail(infra, &d.name, memo);
-            if t.0 > best.0 {
-                best = t;
-            }
-        }
-        // The connectors: after Connect's worker has joined its group, each until its status shows.
-        let status = delays::CONNECT_NO_STATUS;
-        if infra.stack.connect.workload == name {
-            let t = delays::CONNECT_JOIN + status;
-            if t > best.0 {
-                best = (t, "the connectors".into());
-            }
-        }
-        if infra.stack.connect.connectors.iter().any(|c| c.needs.iter().any(|n| n == name)) && status > best.0
-        {
-            best = (status, "its connector".into());
-        }
-        let chain = if best.1.is_empty() { name.to_string() } else { format!("{name} → {}", best.1) };
-        let t = (own + best.0, chain);
-        memo.insert(name.to_string(), t.clone());
-        t
-    }
-    let mut memo = BTreeMap::new();
-    for w in &infra.stack.workloads {
-        tail(infra, &w.name, &mut memo);
-    }
-    memo
+/// latency, then the longest of what waits for it (workloads that `need` it, Connect's worker
+/// joining, the connectors): the recovery's graph read backwards ([`reversed`]), so the chains
+/// and their arithmetic are the bench's one [`Schedule`].
+fn tails(infra: &Infra) -> Result<BTreeMap<String, (f64, String)>> {
+    let back = Schedule::new(reversed(&recovery_graph(infra, 1.0, true)))?;
+    let tail = |name: &str| {
+        let chain: Vec<&str> = back.chain(name).iter().rev().map(|n| n.name.as_str()).collect();
+        (back.done_at(name).unwrap_or(0.0), chain.join(" → "))
+    };
+    Ok(infra.stack.workloads.iter().map(|w| (w.name.clone(), tail(&w.name))).collect())
 }
 
 /// The bootstrap's lower bound in this world, × `scale`. `install`: what istioctl installs;
@@ -116,7 +91,7 @@ pub fn bootstrap_bound(
     scale: f64,
 ) -> Result<Bound> {
     let node = KIND_CREATE_SECS;
-    let workload_tails = tails(infra);
+    let workload_tails = tails(infra)?;
     let longest =
         workload_tails.values().cloned().fold((0.0, String::new()), |a, b| if b.0 > a.0 { b } else { a });
     let istio_ready = |name: &str| delays::OBSERVE + latency_secs(name);
@@ -134,7 +109,7 @@ pub fn bootstrap_bound(
     }
     let gateway = delays::OBSERVE + latency_secs("bookstore-gateway-istio");
     bump(&install.gateway_image(), (gateway, "the gateway".into()));
-    for (_, name, images) in infra.deployments()? {
+    for (_, name, images) in infra.deployments() {
         let t = workload_tails
             .get(&name)
             .cloned()
@@ -195,39 +170,23 @@ pub fn bootstrap_bound(
 
 /// What istioctl installs for the stack's flags (`bootstrap.istio.install`) at `version`.
 pub fn stack_install(infra: &Infra, version: &str) -> Result<Install> {
-    let flags: Vec<String> = stack_value(infra)?
-        .pointer("/bootstrap/istio/install")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(String::from).collect())
-        .unwrap_or_default();
-    Install::from_sets(version, &crate::istioctl::sets(&flags)).map_err(anyhow::Error::msg)
+    let sets = crate::istioctl::sets(&infra.stack.bootstrap.istio_install);
+    Install::from_sets(version, &sets).map_err(anyhow::Error::msg)
 }
 
 /// Every image a bootstrap of this stack runs: ours, the manifests', Istio's.
 pub fn every_image(infra: &Infra, install: &Install) -> Result<Vec<String>> {
     let mut all = ours(infra);
-    all.extend(infra.deployments()?.into_iter().flat_map(|(_, _, images)| images));
+    all.extend(infra.deployments().into_iter().flat_map(|(_, _, images)| images));
     all.extend(install.images());
     let mut seen = std::collections::BTreeSet::new();
     all.retain(|i| seen.insert(crate::troubles::qualified_image(i)));
     Ok(all)
 }
 
-/// The stack file as data (what the naive script is told: the CRDs' URL, Istio's flags, …).
-fn stack_value(infra: &Infra) -> Result<Value> {
-    let path = infra.dir.join("stack.yaml");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    serde_saphyr::from_str(&text).with_context(|| format!("parsing {}", path.display()))
-}
-
 /// The images our stack builds (present on the empty machine's host).
 fn ours(infra: &Infra) -> Vec<String> {
-    infra
-        .stack
-        .bootstrap
-        .as_ref()
-        .map(|b| b.images.iter().map(|i| i.image.clone()).collect())
-        .unwrap_or_default()
+    infra.stack.bootstrap.images.iter().map(|i| i.image.clone()).collect()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -324,25 +283,21 @@ fn empty_machine(scale: f64, images: Vec<String>) -> Result<Sim> {
 }
 
 /// The Secrets the contract names, as one manifest a user keeps (fixed values for `random`).
-fn secrets_manifest(infra: &Infra, stack: &Value) -> Result<String> {
-    let file = stack.pointer("/bootstrap/secrets").and_then(Value::as_str).context("bootstrap.secrets")?;
-    let text = std::fs::read_to_string(infra.dir.join(file))?;
-    let contract: Value = serde_saphyr::from_str(&text)?;
+fn secrets_manifest(infra: &Infra) -> String {
+    use bookstore::stack::KeySource;
     let mut values: BTreeMap<String, String> = BTreeMap::new();
     let mut out = String::new();
-    for s in contract["secrets"].as_array().into_iter().flatten() {
-        let (name, ns) = (s["name"].as_str().unwrap_or(""), s["namespace"].as_str().unwrap_or(""));
+    for s in &infra.stack.bootstrap.secrets {
+        let (name, ns) = (s.name.as_str(), s.namespace.as_str());
         let mut data = serde_json::Map::new();
-        for k in s["keys"].as_array().into_iter().flatten() {
-            let key = k["key"].as_str().unwrap_or("");
-            let value = match k["value"].as_str().unwrap_or("") {
-                "fixed" => k["default"].as_str().unwrap_or("").to_string(),
-                "copy" => values.get(k["from"].as_str().unwrap_or("")).cloned().unwrap_or_default(),
-                "properties" => k["keys"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
+        for (key, source) in &s.keys {
+            let value = match source {
+                KeySource::Fixed(v) => v.clone(),
+                KeySource::Copy(n, secret, k) => {
+                    values.get(&format!("{n}/{secret}/{k}")).cloned().unwrap_or_default()
+                }
+                KeySource::Properties(keys) => keys
+                    .iter()
                     .map(|p| {
                         format!(
                             "{p}={}\n",
@@ -350,52 +305,38 @@ fn secrets_manifest(infra: &Infra, stack: &Value) -> Result<String> {
                         )
                     })
                     .collect(),
-                _ => format!("naive{}{}", name.len(), key.replace(|c: char| !c.is_ascii_alphanumeric(), "")),
+                KeySource::Random => {
+                    format!("naive{}{}", name.len(), key.replace(|c: char| !c.is_ascii_alphanumeric(), ""))
+                }
             };
             values.insert(format!("{ns}/{name}/{key}"), value.clone());
-            data.insert(key.to_string(), Value::String(value));
+            data.insert(key.clone(), Value::String(value));
         }
         let secret = serde_json::json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
             "metadata": {"name": name, "namespace": ns}, "stringData": data});
         let _ = writeln!(out, "---\n{secret}");
     }
-    Ok(out)
+    out
 }
 
 /// The naive script's command and its environment, from the stack copy.
 fn naive_command(sim: &Sim, infra: &Infra, dir: &Path) -> Result<std::process::Command> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("seed/naive-bootstrap.sh");
-    let stack = stack_value(infra)?;
-    let strings = |path: &str| -> Vec<String> {
-        stack
-            .pointer(path)
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .map(String::from)
-            .collect()
-    };
+    let b = &infra.stack.bootstrap;
     let secrets = dir.join("secrets.yaml");
-    std::fs::write(&secrets, secrets_manifest(infra, &stack)?)?;
+    std::fs::write(&secrets, secrets_manifest(infra))?;
     let deployments: Vec<String> =
-        infra.deployments()?.into_iter().map(|(ns, name, _)| format!("{ns}/{name}")).collect();
-    let gateways: Vec<String> = stack
-        .pointer("/bootstrap/tiers")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .flat_map(|t| t["programmed"].as_array().cloned().unwrap_or_default())
-        .filter_map(|g| g.as_str().map(String::from))
-        .collect();
+        infra.deployments().into_iter().map(|(ns, name, _)| format!("{ns}/{name}")).collect();
+    let gateways: Vec<String> =
+        b.tiers.iter().flat_map(|t| t.programmed.iter().map(|(ns, g)| format!("{ns}/{g}"))).collect();
     let mut cmd = sim.command("bash");
     cmd.arg(script)
         .env("INFRA", &infra.dir)
         .env("CLUSTER", infra.cluster.name())
         .env("OUR_IMAGES", ours(infra).join(" "))
-        .env("CRDS", stack.pointer("/bootstrap/gateway_api/crds").and_then(Value::as_str).unwrap_or(""))
-        .env("ESTABLISHED", strings("/bootstrap/gateway_api/established").join(" "))
-        .env("ISTIO_FLAGS", strings("/bootstrap/istio/install").join(" "))
+        .env("CRDS", &b.crds)
+        .env("ESTABLISHED", b.crds_established.join(" "))
+        .env("ISTIO_FLAGS", b.istio_install.join(" "))
         .env("SECRETS", &secrets)
         .env("DEPLOYMENTS", deployments.join(" "))
         .env("GATEWAYS", gateways.join(" "))
@@ -683,7 +624,7 @@ mod tests {
         let all = every_image(&infra, &install).unwrap();
         assert!(all.contains(&"docker.io/istio/proxyv2:1.26.0-distroless".to_string()), "{all:?}");
         assert!(all.contains(&"bookstore/ecom-service:dev".to_string()));
-        let secrets = secrets_manifest(&infra, &stack_value(&infra).unwrap()).unwrap();
+        let secrets = secrets_manifest(&infra);
         let debezium = secrets.lines().find(|l| l.contains("debezium-db-credentials")).unwrap();
         let doc: Value = serde_json::from_str(debezium).unwrap();
         assert_eq!(doc["stringData"]["ECOM_DB_USER"], "ecomuser");

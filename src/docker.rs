@@ -322,11 +322,23 @@ pub fn istioctl_version() -> Cmd {
     Cmd::new("istioctl").args(["version", "--remote=false"]).deadline(Duration::from_secs(30))
 }
 
-pub fn istioctl_install(context: &str, args: &[String]) -> Cmd {
+/// `istioctl install` with the stack's flags (`bootstrap.istio.install`, said once for this and
+/// `istioctl_manifest`), on the cluster's context, without asking.
+pub fn istioctl_install(context: &str, flags: &[String]) -> Cmd {
     Cmd::new("istioctl")
         .args(["install", "--context", context])
-        .args(args.iter().cloned())
+        .args(flags.iter().cloned())
+        .arg("--skip-confirmation")
         .deadline(Duration::from_secs(900))
+}
+
+/// `istioctl manifest generate` with the same flags: what the install would apply (read-only,
+/// no cluster needed), the images of its workloads among it.
+pub fn istioctl_manifest(flags: &[String]) -> Cmd {
+    Cmd::new("istioctl")
+        .args(["manifest", "generate"])
+        .args(flags.iter().cloned())
+        .deadline(Duration::from_secs(120))
 }
 
 pub fn kind_get_clusters() -> Cmd {

@@ -3,6 +3,7 @@
 //! nothing in this room changes anything.
 
 pub mod evidence;
+pub mod istio;
 pub mod routes;
 
 use std::collections::BTreeMap;

@@ -10,6 +10,7 @@ mod converge;
 mod doctor;
 mod fail_fast;
 mod faults;
+mod images;
 mod inputs;
 mod manifests;
 mod recover;

@@ -64,7 +64,12 @@ pub struct SimOptions {
     /// refuses this many real seconds longer (the kubelet restarts etcd and the apiserver as
     /// static pods).
     pub api_boot_secs: f64,
+    /// The release the `istioctl` stand-in is (`istioctl version`, the images it installs).
+    pub istio_version: String,
 }
+
+/// The istioctl release of a world unless told otherwise.
+pub const ISTIO_VERSION: &str = "1.26.0";
 
 impl Default for SimOptions {
     fn default() -> Self {
@@ -92,6 +97,7 @@ impl Default for SimOptions {
             docker_cli: crate::docker_cli::DockerCli::Installed,
             docker_clock_offset_ms: 0,
             api_boot_secs: 0.0,
+            istio_version: ISTIO_VERSION.to_string(),
         }
     }
 }
@@ -377,6 +383,12 @@ impl Sim {
 
     pub fn audit(&self) -> Vec<AuditEntry> {
         self.shared.lock().audit.clone()
+    }
+
+    /// What the images did so far: pods created before their image was in the node, what was
+    /// loaded and whether a pod runs it, what the kubelet pulled.
+    pub fn image_audit(&self) -> crate::images::ImageAudit {
+        crate::images::ImageAudit::of(&self.shared.lock())
     }
 
     /// The connectors Kafka Connect has stored (name → raw config).

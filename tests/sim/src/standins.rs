@@ -335,7 +335,7 @@ async fn kind(shared: &SharedRef, req: &StandinReq) -> StandinOut {
                     }
                 }
             };
-            match import(shared, &name, &[archive]).await {
+            match import(shared, &name, &[archive], images.len()).await {
                 Ok(()) => out("", err, 0),
                 Err(e) => {
                     err.push_str(&e);
@@ -365,7 +365,7 @@ async fn kind(shared: &SharedRef, req: &StandinReq) -> StandinOut {
             if !clusters(&shared.lock()).contains(&name) {
                 return out("", format!("ERROR: no nodes found for cluster \"{name}\"\n"), 1);
             }
-            match import(shared, &name, &archives).await {
+            match import(shared, &name, &archives, 0).await {
                 Ok(()) => out("", "", 0),
                 Err(e) => out("", e, 1),
             }
@@ -376,9 +376,15 @@ async fn kind(shared: &SharedRef, req: &StandinReq) -> StandinOut {
     }
 }
 
-/// kind's `nodeutils.LoadImageArchive` for each archive: into the node's containerd, taking
-/// the time its size takes to save and import (`latency::LOAD_MB_S`); its error as kind prints it.
-async fn import(shared: &SharedRef, cluster: &str, archives: &[Vec<u8>]) -> Result<(), String> {
+/// kind's `nodeutils.LoadImageArchive` for each archive: into the node's containerd, after the
+/// load's own start (`checked`: the images `load docker-image` inspected), its bytes through the
+/// node's import shared with the loads under way (`images::Importer`); its error as kind prints it.
+async fn import(
+    shared: &SharedRef,
+    cluster: &str,
+    archives: &[Vec<u8>],
+    checked: usize,
+) -> Result<(), String> {
     let mut names = Vec::new();
     for archive in archives {
         match crate::images::import_all_platforms(archive) {
@@ -390,9 +396,28 @@ async fn import(shared: &SharedRef, cluster: &str, archives: &[Vec<u8>]) -> Resu
             }
         }
     }
-    let mb: f64 = names.iter().map(|n| crate::latency::image_mb(n)).sum();
     let scale = shared.lock().scale;
-    tokio::time::sleep(Duration::from_secs_f64(mb / crate::latency::LOAD_MB_S * scale)).await;
+    let start = crate::latency::KIND_LOAD_START_S + crate::latency::KIND_LOAD_PER_IMAGE_S * checked as f64;
+    tokio::time::sleep(Duration::from_secs_f64(start * scale)).await;
+    let mb: f64 = names.iter().map(|n| crate::latency::image_mb(n)).sum();
+    let id = {
+        let mut w = shared.lock();
+        w.importer.advance(Instant::now(), scale);
+        w.importer.start(mb)
+    };
+    loop {
+        let due = {
+            let mut w = shared.lock();
+            w.importer.advance(Instant::now(), scale);
+            match w.importer.done_at(id, scale) {
+                Some(due) => due,
+                None => break,
+            }
+        };
+        // Others ending or starting change the share: look again at least every 20 ms.
+        let wait = due.saturating_duration_since(Instant::now()).min(Duration::from_millis(20));
+        tokio::time::sleep(wait.max(Duration::from_millis(1))).await;
+    }
     let mut w = shared.lock();
     let now = Instant::now();
     for n in names {
@@ -478,30 +503,68 @@ async fn create(
 async fn istioctl(shared: &SharedRef, req: &StandinReq) -> StandinOut {
     let a = parse(&req.argv);
     let pos: Vec<&str> = a.positional.iter().map(String::as_str).collect();
-    let (reachable, port) = {
+    let (reachable, port, version) = {
         let w = shared.lock();
-        (w.docker_up && w.node_running() && !w.api_refusing, w.kube_port)
+        (w.docker_up && w.node_running() && !w.api_refusing, w.kube_port, w.opts.istio_version.clone())
     };
     let refused = format!(
         "Error: failed to get Kubernetes version: Get \"http://127.0.0.1:{port}/version?timeout=5s\": dial tcp 127.0.0.1:{port}: connect: connection refused\n"
     );
+    let client = format!("client version: {version}\n");
     match pos.first().copied() {
-        Some("version") if a.flags.get("--remote").map(String::as_str) == Some("false") => {
-            out("client version: 1.26.0\n", "", 0)
-        }
+        Some("version") if a.flags.get("--remote").map(String::as_str) == Some("false") => out(client, "", 0),
         Some("version") => {
             if !reachable {
-                return out("client version: 1.26.0\n", refused, 1);
+                return out(client, refused, 1);
             }
             let w = shared.lock();
             let proxies = w.pods.values().filter(|p| p.wl.2 == "ztunnel").count();
+            let control = w.istio.as_ref().map_or("none".to_string(), |i| i.version.clone());
             out(
                 format!(
-                    "client version: 1.26.0\ncontrol plane version: 1.26.0\ndata plane version: 1.26.0 ({proxies} proxies)\n"
+                    "{client}control plane version: {control}\ndata plane version: {control} ({proxies} proxies)\n"
                 ),
                 "",
                 0,
             )
+        }
+        Some("manifest") if pos.get(1) == Some(&"generate") => {
+            // Its flags (`addManifestGenerateFlags`) and istioctl's global ones; cobra refuses others.
+            const KNOWN: &[&str] = &[
+                "--set",
+                "-s",
+                "--filename",
+                "-f",
+                "--force",
+                "--manifests",
+                "-d",
+                "--charts",
+                "--revision",
+                "-r",
+                "--cluster-specific",
+                "--context",
+                "--kubeconfig",
+                "-c",
+                "--istioNamespace",
+                "-i",
+                "--namespace",
+                "-n",
+                "--vklog",
+            ];
+            if let Some(bad) = a.flags.keys().find(|f| !KNOWN.contains(&f.as_str())) {
+                return out("", format!("Error: unknown flag: {bad}\n"), 1);
+            }
+            if pos.len() > 2 {
+                return out(
+                    "",
+                    format!("Error: generate accepts no positional arguments, got {:?}\n", &pos[2..]),
+                    1,
+                );
+            }
+            match crate::istioctl::Install::from_sets(&version, &crate::istioctl::sets(&req.argv)) {
+                Ok(install) => out(install.manifest(), "", 0),
+                Err(e) => out("", format!("{e}\n"), 1),
+            }
         }
         Some("install") => {
             if !reachable {
@@ -513,22 +576,26 @@ async fn istioctl(shared: &SharedRef, req: &StandinReq) -> StandinOut {
             let answer = req.stdin.as_deref().unwrap_or("").trim().to_uppercase();
             if !skip && !matches!(answer.as_str(), "Y" | "YES") {
                 return out(
-                    "This will install the Istio 1.26.0 profile \"ambient\" into the cluster. Proceed? (y/N) Cancelled.\n",
+                    format!(
+                        "This will install the Istio {version} profile \"ambient\" into the cluster. Proceed? (y/N) Cancelled.\n"
+                    ),
                     "",
                     1,
                 );
             }
-            let sets = a.flags.get("--set").cloned().unwrap_or_default();
-            if !sets.lines().any(|l| l.trim() == "profile=ambient")
-                && a.flags.get("--profile").map(String::as_str) != Some("ambient")
-            {
+            let install =
+                match crate::istioctl::Install::from_sets(&version, &crate::istioctl::sets(&req.argv)) {
+                    Ok(i) => i,
+                    Err(e) => return out("", format!("{e}\n"), 1),
+                };
+            if install.profile != "ambient" {
                 return out(
                     "",
                     "Error: the simulator only installs the ambient profile (--set profile=ambient)\n",
                     1,
                 );
             }
-            shared.lock().install_istio();
+            shared.lock().install_istio(&install);
             shared.wake.notify_one();
             let deadline = Instant::now() + Duration::from_secs(300);
             loop {

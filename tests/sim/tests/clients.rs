@@ -453,6 +453,28 @@ fn kind_and_istioctl_standins() {
         .client("kubectl", &["rollout", "status", "daemonset/ztunnel", "-n", "istio-system", "--timeout=30s"])
         .ok();
     assert!(out.contains("successfully rolled out"));
+    // `manifest generate` with the install's flags prints what the install deployed.
+    assert_eq!(
+        empty.client("istioctl", &["version", "--remote=false"]).ok().trim(),
+        "client version: 1.26.0"
+    );
+    let manifest = empty.client("istioctl", &["manifest", "generate", "--set", "profile=ambient"]).ok();
+    let deployed = empty
+        .kubectl(&[
+            "get",
+            "daemonset",
+            "ztunnel",
+            "-n",
+            "istio-system",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}",
+        ])
+        .ok();
+    assert_eq!(deployed, "docker.io/istio/ztunnel:1.26.0-distroless");
+    assert!(manifest.contains(&format!("image: {deployed}\n")), "{manifest}");
+    let o = empty
+        .client("istioctl", &["manifest", "generate", "--set", "profile=ambient", "--skip-confirmation"]);
+    assert_eq!(o.stderr.trim(), "Error: unknown flag: --skip-confirmation");
     let o = empty.client("kind", &["load", "docker-image", "bookstore/ui:1", "--name", "bookstore"]);
     assert!(o.success(), "{}", o.stderr);
     assert!(o.stderr.contains("not yet present on node"), "{}", o.stderr);

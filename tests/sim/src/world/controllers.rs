@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime};
 
 use serde_json::{Value, json};
 
-use super::{GATEWAY_IMAGE, PodState, WlKey, WlState, World, template_hash};
+use super::{PodState, WlKey, WlState, World, template_hash};
 use crate::latency::{delays, latency_secs};
 use crate::store::{Key, Res, i64_at, str_at};
 use crate::timefmt::rfc3339;
@@ -184,7 +184,8 @@ impl World {
             let key = Key::new(Res::Deployments, &ns, &deploy);
             match self.store.get(&key) {
                 None => {
-                    let mut obj = Self::workload_object(Res::Deployments, &ns, &deploy, GATEWAY_IMAGE, 1);
+                    let image = self.istio.as_ref().map(|i| i.gateway_image()).unwrap_or_default();
+                    let mut obj = Self::workload_object(Res::Deployments, &ns, &deploy, &image, 1);
                     obj["metadata"]["labels"]["gateway.networking.k8s.io/gateway-name"] = json!(name);
                     obj["spec"]["template"]["metadata"]["labels"]["gateway.networking.k8s.io/gateway-name"] =
                         json!(name);

@@ -39,16 +39,6 @@ pub type WlKey = (Res, String, String);
 
 pub const AMBIENT_LABEL: &str = "istio.io/dataplane-mode";
 
-/// What `istioctl install --set profile=ambient` (1.26) deploys: (workload, image).
-pub const ISTIO_IMAGES: [(&str, &str); 3] = [
-    ("istiod", "docker.io/istio/pilot:1.26.0"),
-    ("istio-cni-node", "docker.io/istio/install-cni:1.26.0"),
-    ("ztunnel", "docker.io/istio/ztunnel:1.26.0"),
-];
-
-/// The image of the Deployment Istio creates for a Gateway (`<name>-istio`).
-pub const GATEWAY_IMAGE: &str = "docker.io/istio/proxyv2:1.26.0";
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PodPhase {
     /// Container running, not Ready yet; `due` is when it becomes Ready (or exits).
@@ -217,6 +207,10 @@ pub struct World {
     pub host_images: BTreeSet<String>,
     /// The download link and the kubelet's puller (`images.rs`).
     pub link: crate::images::Link,
+    /// The node's image import, shared by the `kind load`s under way (`images.rs`).
+    pub importer: crate::images::Importer,
+    /// What `istioctl install` installed (`istioctl.rs`): its images, its gateways' image.
+    pub istio: Option<crate::istioctl::Install>,
 }
 
 /// What the runtime shares: the world, a wake-up for the controller loop, port switches.
@@ -332,6 +326,8 @@ impl World {
             node_images: BTreeSet::new(),
             host_images,
             link,
+            importer: crate::images::Importer::new(crate::latency::LOAD_MB_S),
+            istio: None,
         }
     }
 

@@ -193,13 +193,18 @@ fn no_sandbox(p: &Pod) -> bool {
     }
 }
 
-/// Whether the mesh has settled, so that what it adopted can be judged: on every node that runs
-/// meshed pods, istio-cni-node and ztunnel Ready, and every meshed pod scheduled there with a
-/// running sandbox. `Err(why)` while a pod of those is still coming up: wait, act on nothing. A
+/// Whether the mesh has settled after its node started (within the mesh's deadline of it), so
+/// that what it adopted can be judged: on every node that runs meshed pods, istio-cni-node and
+/// ztunnel Ready, and every meshed pod scheduled there with a running sandbox. `Err(why)` while a pod of those is still coming up: wait, act on nothing. A
 /// pod that cannot come up by waiting (a crash loop, an image pull) is not waited for: it is
 /// judged as it is.
 pub fn settled(stack: &Stack, obs: &Observation) -> Result<(), String> {
     let mesh = &stack.mesh;
+    // Only right after the node started: later, what is not Ready is judged as it is.
+    let recent = obs.node.started_at.is_some_and(|s| obs.at < s + mesh.timeout.as_secs());
+    if !recent {
+        return Ok(());
+    }
     let meshed: Vec<&Pod> =
         obs.pods.iter().filter(|p| p.meshed && !p.terminating && !p.node.is_empty()).collect();
     if meshed.is_empty() {
@@ -798,6 +803,7 @@ mod tests {
     #[test]
     fn nothing_is_judged_until_the_mesh_has_settled() {
         let (stack, mut obs) = restarted("Up", ADDED);
+        obs.at = START + 10;
         assert_eq!(settled(&stack, &obs), Ok(()));
         obs.pods[1].sandbox = Some(false);
         obs.pods[1].ready_since = None;
@@ -811,6 +817,10 @@ mod tests {
         zt.ready_since = None;
         zt.containers[0].ready = false;
         assert!(settled(&stack, &obs).unwrap_err().contains("ztunnel's pod ztunnel-a is not Ready yet"));
+        // Long after the node started, a pod not Ready is judged as it is.
+        obs.at = START + 3600;
+        assert_eq!(settled(&stack, &obs), Ok(()));
+        obs.at = START + 10;
         obs.pods[0].containers[0].waiting = Some(("CrashLoopBackOff".into(), "back-off 40s".into()));
         assert_eq!(settled(&stack, &obs), Ok(()));
     }

@@ -10,6 +10,9 @@
 //! - [`docker`]: the Docker Engine API on a unix socket; [`docker_events`]: its `GET /events`;
 //!   [`images`]: the local image store, `docker save` archives and the node's containerd importing them
 //! - [`follow`]: a real Docker daemon's container as the node (the kube side follows it)
+//! - [`capture`]: Istio ambient's capture of pods per node (istio-cni's CNI ADD and start-up scan,
+//!   kindnet's rewrite window, the fail-open path, ztunnel's snapshot), its log lines and
+//!   ztunnel's `workloadState`
 //! - [`troubles`]: pod troubles with their Events, istio-cni's reconcile error, extra nodes
 //! - [`control`]: test control (library + HTTP endpoint), [`standins`]: `kind` / `istioctl`
 //! - [`store`]: objects, resourceVersions, watch events, selectors
@@ -31,6 +34,7 @@
 pub mod audit;
 pub mod bench;
 pub mod bootbench;
+pub mod capture;
 pub mod client;
 pub mod config;
 pub mod connect;
@@ -53,6 +57,7 @@ pub mod troubles;
 pub mod world;
 
 pub use audit::{AuditEntry, Source};
+pub use capture::MeshReturn;
 pub use faults::{Fault, PullError};
 pub use latency::LatencyTable;
 pub use sim::{Sim, SimOptions};

@@ -50,6 +50,9 @@ pub struct SimOptions {
     pub docker_api_version: String,
     /// The machine's download bandwidth, MB/s, shared by every image download at once.
     pub bandwidth_mb_s: f64,
+    /// How the mesh comes back after a node restart (`capture.rs`): the guide's world (nothing
+    /// re-adopted) or one where it re-adopts all but some pods drawn with a seed.
+    pub mesh_return: crate::capture::MeshReturn,
 }
 
 impl Default for SimOptions {
@@ -74,6 +77,7 @@ impl Default for SimOptions {
             real_docker: None,
             docker_api_version: crate::docker::API_VERSION.to_string(),
             bandwidth_mb_s: crate::latency::BANDWIDTH_MB_S,
+            mesh_return: crate::capture::MeshReturn::Guide,
         }
     }
 }

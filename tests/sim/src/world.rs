@@ -25,6 +25,9 @@ pub type WlKey = (Res, String, String);
 
 pub const AMBIENT_LABEL: &str = "istio.io/dataplane-mode";
 
+/// istio-cni's node agent DaemonSet (istioctl's ambient profile).
+pub const CNI_DAEMONSET: &str = "istio-cni-node";
+
 /// What `istioctl install --set profile=ambient` (1.26) deploys: (workload, image).
 pub const ISTIO_IMAGES: [(&str, &str); 3] = [
     ("istiod", "docker.io/istio/pilot:1.26.0"),
@@ -57,8 +60,27 @@ pub struct PodState {
     pub template_gen: i64,
     pub hash: String,
     pub ip: String,
+    /// The node it runs on.
+    pub node: String,
+    /// `metadata.uid` (the store's, read back after its first write).
+    pub uid: String,
     pub ambient: bool,
+    /// In the mesh: istio-cni's rules and a ztunnel proxy in its current netns (`capture.rs`
+    /// decides it), and no fault took it.
     pub registered: bool,
+    /// Its current sandbox's network namespace (`None`: no sandbox, e.g. right after a node
+    /// restart), and the netns holding istio-cni's in-pod rules.
+    pub netns: Option<u64>,
+    pub rules: Option<u64>,
+    /// When its sandbox condition (`PodReadyToStartContainers`) last changed.
+    pub sandbox_wall: SystemTime,
+    /// Its `ambient.istio.io/redirection` annotation: written by istio-cni on its first capture
+    /// (`enabled`, or `pending` while ztunnel is not connected); a node restart leaves it.
+    pub enrolled: Option<&'static str>,
+    /// istio-cni left it `pending` (no ztunnel at its ADD): handed over when ztunnel connects.
+    pub pending_add: bool,
+    /// A fault took its registration (`stale_workload`, `cni_reconcile_failed`).
+    pub lost: bool,
     pub phase: PodPhase,
     pub restart_count: u32,
     pub backoff: f64,
@@ -82,6 +104,11 @@ impl PodState {
     /// Traffic through the mesh works for this pod.
     pub fn mesh_ok(&self) -> bool {
         !self.ambient || self.registered
+    }
+    /// Plaintext from outside the mesh reaches it: no istio-cni rules in its current netns to
+    /// redirect it to a ztunnel that is not there, and no fault in the way.
+    pub fn plaintext_ok(&self) -> bool {
+        self.mesh_ok() || (self.netns.is_some() && self.rules != self.netns && !self.lost)
     }
 }
 
@@ -170,8 +197,12 @@ pub struct World {
     pub containers: Vec<Container>,
     pub workloads: BTreeMap<WlKey, WlState>,
     pub pods: BTreeMap<(String, String), PodState>,
-    pub last_docker_restart: Option<Instant>,
-    pub last_ztunnel_complete: Option<Instant>,
+    /// The mesh on each node (`capture.rs`): istio-cni in the chain, its agent, ztunnel's
+    /// proxies, what happens next.
+    pub mesh: BTreeMap<String, crate::capture::NodeMesh>,
+    pub next_netns: u64,
+    /// istio-cni's `reconcileIptablesOnStartup` (the stack's `istioctl install` sets it).
+    pub reconcile: bool,
     pub connectors: BTreeMap<String, StoredConnector>,
     pub faults: FaultState,
     pub audit: Vec<AuditEntry>,
@@ -294,8 +325,9 @@ impl World {
             containers: Vec::new(),
             workloads: BTreeMap::new(),
             pods: BTreeMap::new(),
-            last_docker_restart: None,
-            last_ztunnel_complete: None,
+            mesh: BTreeMap::new(),
+            next_netns: 0,
+            reconcile: true,
             connectors: BTreeMap::new(),
             faults: FaultState::default(),
             audit: Vec::new(),
@@ -448,16 +480,6 @@ impl World {
             .is_some_and(|v| v == "ambient")
     }
 
-    /// New pods register with ztunnel only after a completed ztunnel rollout that came after the
-    /// last Docker restart.
-    fn mesh_valid(&self) -> bool {
-        match (self.last_ztunnel_complete, self.last_docker_restart) {
-            (Some(z), Some(d)) => z > d,
-            (Some(_), None) => true,
-            (None, _) => false,
-        }
-    }
-
     pub fn is_ztunnel(&self, wl: &WlKey) -> bool {
         wl.0 == Res::DaemonSets
             && wl.1 == self.infra.stack.mesh.namespace
@@ -487,15 +509,19 @@ impl World {
     }
 
     /// A failed HBONE connection to a stale pod: ztunnel's log line.
+    /// Refused when nothing listens on 15008 in its current netns (no ztunnel proxy there: a pod
+    /// outside the mesh, or one that lost its listeners); a timeout when something drops the
+    /// connection (a fault's lost registration, a NetworkPolicy).
     pub fn log_hbone_failure(&mut self, from: &str, to: &PodState) {
-        let error = if self.faults.listeners_lost.contains(&(to.ns.clone(), to.name.clone())) {
+        let lost_listeners = self.faults.listeners_lost.contains(&(to.ns.clone(), to.name.clone()));
+        let error = if lost_listeners || !self.listening(to) {
             "io error: Connection refused (os error 111)"
         } else {
             "connection failed: deadline has elapsed"
         };
         let line = format!(
-            "{}  error access connection complete src.addr=10.244.0.1:{} src.workload=\"{}\" dst.addr={}:15008 dst.hbone_addr={}:80 dst.workload=\"{}\" direction=\"outbound\" bytes_sent=0 bytes_recv=0 duration=\"10001ms\" error=\"{}\"",
-            crate::timefmt::rfc3339_millis(SystemTime::now()),
+            "{}\terror\taccess\tconnection complete\tsrc.addr=10.244.0.1:{} src.workload=\"{}\" dst.addr={}:15008 dst.hbone_addr={}:80 dst.workload=\"{}\" direction=\"outbound\" bytes_sent=0 bytes_recv=0 duration=\"10001ms\" error=\"{}\"",
+            crate::timefmt::rfc3339_micros(SystemTime::now()),
             40000 + (self.audit.len() % 20000),
             from,
             to.ip,
@@ -686,11 +712,14 @@ impl World {
                 self.node_images.extend(Self::template_images(&t));
             }
         }
-        // Everything Ready, registered, rolled out, with the mesh epoch at start.
+        // Everything Ready, captured (the mesh running on the node before the pods), rolled out;
+        // then aged, and the mesh's history written with those times.
         let now = Instant::now();
-        self.last_ztunnel_complete = Some(now);
+        let node = self.node_name();
+        self.mesh.insert(node, crate::capture::NodeMesh::running(self.reconcile));
         self.instant_ready(now);
         self.age_bootstrap();
+        self.mesh_history();
         for (_, file) in self.infra.connectors.clone() {
             let mut config = file.config.clone();
             let db =
@@ -814,6 +843,7 @@ impl World {
                 let (created, ready) = if p.ns == mesh_ns { (3600, 3590) } else { (3500, 3400) };
                 p.created_wall = ago(created);
                 p.started_wall = ago(created);
+                p.sandbox_wall = ago(created);
                 p.ready_wall = Some(ago(ready));
             }
             self.write_pod(&k);
@@ -830,7 +860,6 @@ impl World {
                 p.phase = PodPhase::Ready;
                 p.ready_since = None;
                 p.ready_wall = Some(p.created_wall);
-                p.registered = true;
             }
             self.write_pod(&k);
         }
@@ -848,7 +877,6 @@ impl World {
                 w.completed_gen = gen_;
             }
         }
-        self.last_ztunnel_complete = Some(now);
     }
 
     // ---------------------------------------------------------------- controllers + kubelet
@@ -862,7 +890,11 @@ impl World {
             return download;
         }
         self.reconcile_gateways();
-        let mut next: Option<Instant> = download;
+        let mesh = self.advance_mesh(now);
+        let mut next: Option<Instant> = match (download, mesh) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let mut due = |t: Instant| {
             next = Some(next.map_or(t, |n: Instant| n.min(t)));
         };
@@ -1023,8 +1055,8 @@ impl World {
         };
         let ip = self.alloc_ip();
         let ambient = self.ns_ambient(&wl.1);
-        let registered = ambient && self.mesh_valid() && !self.faults.hbone_blocked.contains(&wl.2);
         let wall = SystemTime::now();
+        let node = self.node_name();
         let due = now + self.scaled(latency);
         let template = self.workloads.get(wl).map(|w| w.template.clone()).unwrap_or(Value::Null);
         let pulling: BTreeSet<String> =
@@ -1039,8 +1071,16 @@ impl World {
             template_gen: tgen,
             hash,
             ip,
+            node,
+            uid: String::new(),
             ambient,
-            registered,
+            registered: false,
+            netns: None,
+            rules: None,
+            sandbox_wall: wall,
+            enrolled: None,
+            pending_add: false,
+            lost: false,
             phase: PodPhase::Starting {
                 due: if pulling.is_empty() { self.start_due(wl, due) } else { None },
             },
@@ -1056,18 +1096,20 @@ impl World {
             pulling: pulling.clone(),
         };
         let subject = format!("{}/{}", wl.1, name);
-        self.pods.insert((wl.1.clone(), name.clone()), pod);
-        self.event("pod-started", &subject, if registered { "registered" } else { "" });
-        if registered {
-            let uid = name.clone();
-            self.ztunnel_log(format!(
-                "{}  info inpod::statemanager pod received, starting proxy uid={} name={} namespace={}",
-                crate::timefmt::rfc3339_millis(wall),
-                uid,
-                name,
-                wl.1
-            ));
+        let key = (wl.1.clone(), name.clone());
+        self.pods.insert(key.clone(), pod);
+        // Its UID once the store has given it one, then its first sandbox: its CNI ADD.
+        self.write_pod(&key);
+        let uid = self
+            .store
+            .get(&Key::new(Res::Pods, &key.0, &key.1))
+            .map(|o| str_at(o, "/metadata/uid").to_string());
+        if let Some(p) = self.pods.get_mut(&key) {
+            p.uid = uid.unwrap_or_default();
         }
+        self.mesh_pod_created(&key);
+        let registered = self.pods.get(&key).is_some_and(|p| p.registered);
+        self.event("pod-started", &subject, if registered { "registered" } else { "" });
         if pulling.is_empty() {
             self.container_started(wl);
         } else {
@@ -1136,27 +1178,19 @@ impl World {
                         p.ready_since = Some(now);
                         p.ready_wall = Some(SystemTime::now());
                         self.event("pod-ready", &subject, &wl.2);
-                        if self.is_ztunnel(&wl) {
-                            let ambient: Vec<String> = self
-                                .pods
-                                .values()
-                                .filter(|p| p.ambient && p.registered)
-                                .map(|p| format!("uid={} name={} namespace={}", p.name, p.name, p.ns))
-                                .collect();
-                            let ts = crate::timefmt::rfc3339_millis(SystemTime::now());
-                            let p = self.pods.get_mut(k).expect("checked");
-                            p.log.push((SystemTime::now(), format!("{ts}  info ztunnel ready")));
-                            for a in ambient {
-                                p.log.push((
-                                    SystemTime::now(),
-                                    format!(
-                                        "{ts}  info inpod::statemanager pod received, starting proxy {a}"
-                                    ),
-                                ));
-                            }
-                        }
                     }
                     Err(need) => {
+                        // A caller in the mesh reaches its dependency through its ztunnel: the
+                        // refusal of a dependency outside the mesh is in ztunnel's log.
+                        let caller = self.pods.get(k).cloned().expect("checked");
+                        let callee = self.ready_pod(&need).cloned();
+                        if let Some(callee) = callee
+                            && caller.ambient
+                            && caller.registered
+                            && !callee.mesh_ok()
+                        {
+                            self.log_hbone_failure(&caller.name, &callee);
+                        }
                         let p = self.pods.get_mut(k).expect("checked");
                         p.restart_count += 1;
                         p.backoff = if p.backoff == 0.0 {
@@ -1196,9 +1230,10 @@ impl World {
     }
 
     pub fn delete_pod(&mut self, k: &(String, String)) {
-        if self.pods.remove(k).is_some() {
+        if let Some(p) = self.pods.remove(k) {
             self.store.delete(&Key::new(Res::Pods, &k.0, &k.1));
             self.event("pod-deleted", &format!("{}/{}", k.0, k.1), "");
+            self.mesh_pod_deleted(&p);
         }
     }
 
@@ -1296,10 +1331,6 @@ impl World {
             }
             let kind = wl.0.kind();
             self.event("rollout-complete", &format!("{}/{}", wl.1, wl.2), kind);
-            if self.is_ztunnel(wl) {
-                self.last_ztunnel_complete = Some(now);
-                self.event("mesh-epoch", &format!("{}/{}", wl.1, wl.2), "");
-            }
         }
     }
 
@@ -1348,9 +1379,11 @@ impl World {
         let ready_t = rfc3339(p.ready_wall.unwrap_or(p.started_wall));
         let created = rfc3339(p.created_wall);
         let mut annotations = json!({});
-        if p.ambient {
-            annotations["ambient.istio.io/redirection"] = json!("enabled");
+        if let (true, Some(value)) = (p.ambient, p.enrolled) {
+            annotations["ambient.istio.io/redirection"] = json!(value);
         }
+        let (sandbox_s, sandbox_t) =
+            (if p.netns.is_some() { "True" } else { "False" }, rfc3339(p.sandbox_wall));
         let obj = json!({
             "metadata": {"name": p.name, "namespace": p.ns, "labels": labels, "annotations": annotations,
                          "creationTimestamp": created,
@@ -1362,7 +1395,7 @@ impl World {
                 "hostIP": "172.18.0.2", "podIP": p.ip, "podIPs": [{"ip": p.ip}],
                 "startTime": created, "qosClass": "BestEffort",
                 "conditions": [
-                    {"type":"PodReadyToStartContainers","status":"True","lastTransitionTime": created},
+                    {"type":"PodReadyToStartContainers","status": sandbox_s,"lastTransitionTime": sandbox_t},
                     {"type":"Initialized","status":"True","lastTransitionTime": created},
                     {"type":"Ready","status": ready_s,"lastTransitionTime": ready_t},
                     {"type":"ContainersReady","status": ready_s,"lastTransitionTime": ready_t},
@@ -1419,7 +1452,6 @@ impl World {
             return;
         }
         let now = Instant::now();
-        self.last_docker_restart = Some(now);
         let keys: Vec<(String, String)> = self.pods.keys().cloned().collect();
         let mut started: BTreeSet<WlKey> = BTreeSet::new();
         for k in &keys {
@@ -1432,11 +1464,36 @@ impl World {
             p.restart_count += 1;
             p.started_wall = SystemTime::now();
             p.ready_since = None;
-            if p.ambient {
-                p.registered = false;
-            }
             p.log.push((SystemTime::now(), format!("starting {} (node restart)", wl.2)));
             started.insert(wl);
+        }
+        // Every sandbox, istio-cni's agent and ztunnel start again (`capture.rs`); a container
+        // starts in its sandbox.
+        let node = self.node_name();
+        self.mesh_node_started(&node, now);
+        let sandboxes: Vec<((String, String), Instant)> = self
+            .mesh
+            .get(&node)
+            .map(|m| {
+                m.timeline
+                    .iter()
+                    .filter_map(|(t, s)| match s {
+                        crate::capture::Step::Sandbox(ns, n) => Some(((ns.clone(), n.clone()), *t)),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let bump = self.scaled(0.1);
+        for (k, t) in sandboxes {
+            if let Some(p) = self.pods.get_mut(&k)
+                && let PodPhase::Starting { due: Some(d) } = p.phase
+                && d <= t
+            {
+                p.phase = PodPhase::Starting { due: Some(t + bump) };
+            }
+        }
+        for k in &keys {
             self.write_pod(k);
         }
         for wl in started {

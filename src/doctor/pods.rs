@@ -89,12 +89,12 @@ pub fn check(ctx: &Ctx, facts: &Observation, health: &[Health], report: &mut Rep
             .as_deref()
             .and_then(|o| ctx.stack.index_of(&pod.namespace, o))
             .is_some_and(|i| matches!(health.get(i), Some(Health::BackOff { .. })));
-        let (fix, note) = if backoff && trouble.kind == TroubleKind::CrashLoop {
-            let end = "deletes it once what it needs is Ready: its ReplicaSet recreates it without the kubelet's \
-                       back-off (kept per pod UID)";
-            ("bookstore up".to_string(), Some(note.map_or(end.to_string(), |n| format!("{end}; {n}"))))
+        let note = if backoff && trouble.kind == TroubleKind::CrashLoop {
+            let end = "bookstore up deletes it once what it needs is Ready: its ReplicaSet recreates it without \
+                       the kubelet's back-off (kept per pod UID)";
+            Some(note.map_or(end.to_string(), |n| format!("{n}; {end}")))
         } else {
-            (fix, note)
+            note
         };
         f = f.evidence_lines(evidence).fix(fix);
         if let Some(note) = note {

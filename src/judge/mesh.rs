@@ -275,8 +275,9 @@ pub fn adoption(obs: &Observation, nodes: &[NodeStart], pod: &Pod) -> Adoption {
         .filter(|l| l.about(&pod.uid, &pod.namespace, &pod.name))
         .filter(|l| l.at.is_some_and(|t| since.is_none_or(|s| t >= s)))
         .collect();
-    let capture = mine.iter().rev().find(|l| matches!(l.says, CniSays::Snapshot | CniSays::Added));
-    let Some(capture) = capture else {
+    // Lines are in the order istio-cni wrote them: "later" is by that order (whole seconds tie).
+    let at = mine.iter().rposition(|l| matches!(l.says, CniSays::Snapshot | CniSays::Added));
+    let Some(capture) = at.map(|i| mine[i]) else {
         let but = match mine.iter().rev().find(|l| matches!(l.says, CniSays::Failed(_))) {
             Some(f) => format!("; it logged `{}` at {}", f.what(), when(f.at)),
             None => String::new(),
@@ -285,7 +286,7 @@ pub fn adoption(obs: &Observation, nodes: &[NodeStart], pod: &Pod) -> Adoption {
             "istio-cni logged no capture of it since its sandbox started ({since_text}){but}"
         ));
     };
-    if let Some(f) = mine.iter().find(|l| matches!(l.says, CniSays::Failed(_)) && l.at >= capture.at) {
+    if let Some(f) = mine[at.unwrap_or(0)..].iter().find(|l| matches!(l.says, CniSays::Failed(_))) {
         return Adoption::Not(format!(
             "istio-cni logged `{}` at {}, after it {} at {}",
             f.what(),
@@ -295,7 +296,8 @@ pub fn adoption(obs: &Observation, nodes: &[NodeStart], pod: &Pod) -> Adoption {
         ));
     }
     if capture.says == CniSays::Snapshot {
-        let reconciled = lines.iter().any(|l| l.says == CniSays::ReconcileMode && l.at <= capture.at);
+        let reconciled =
+            lines.iter().take_while(|l| !std::ptr::eq(*l, capture)).any(|l| l.says == CniSays::ReconcileMode);
         if !reconciled {
             return Adoption::Not(format!(
                 "istio-cni {} at {}, but logged no `inpod reconcile mode enabled`: its start-up scan then \

@@ -135,6 +135,21 @@ fn worlds() -> Vec<World> {
             },
         },
         World {
+            // Issue 22: the mesh re-adopted every pod but one database's after a Docker restart;
+            // the app that needs it crash-loops (refused at 15008).
+            name: "the mesh re-adopted all but one database",
+            options: crate::readopt::readopted_options,
+            setup: |sim| {
+                crate::readopt::restart_readopted(sim);
+            },
+        },
+        World {
+            // Issue 22: an app in its crash-loop back-off whose database is Ready.
+            name: "a crash-looping app whose database is Ready",
+            options,
+            setup: crate::readopt::crash_looping_app,
+        },
+        World {
             name: "ztunnel disconnected from istio-cni",
             options,
             setup: |sim| {

@@ -10,6 +10,7 @@ mod fail_fast;
 mod faults;
 mod harness;
 mod inputs;
+mod readopt;
 mod recover;
 mod sim_e2e;
 mod simkit;

@@ -38,18 +38,19 @@ fn a_docker_restart_is_recovered_by_up_in_the_right_order() {
     assert!(bookstore_sim::kit::leaks_in(format!("{}{}", run.stderr, run.stdout).as_bytes()).is_empty());
 }
 
+/// The model's teeth: restarting ztunnel repairs no pod the mesh left out (istio-cni resends its
+/// cached snapshot, `keep` for each); only a pod's new sandbox, through its CNI ADD, is captured.
 #[test]
-fn restarting_the_apps_without_ztunnel_leaves_the_gateway_broken() {
+fn restarting_ztunnel_alone_leaves_the_gateway_broken() {
     let sim = start(options());
     sim.docker_restart();
     sim.wait_healthy(Duration::from_secs(30)).unwrap();
-    // What a user might try: restart every deployment, but not ztunnel.
-    for ns in ["ecom", "inventory", "identity", "analytics", "infra", "observability"] {
-        let out = sim
-            .command("kubectl")
-            .args(["--context", "kind-bookstore", "rollout", "restart", "deployment", "-n", ns])
-            .output()
-            .unwrap();
+    // What a user might try: step 1 of the guide only.
+    for args in [
+        &["rollout", "restart", "daemonset/ztunnel", "-n", "istio-system"][..],
+        &["rollout", "status", "daemonset/ztunnel", "-n", "istio-system", "--timeout=60s"][..],
+    ] {
+        let out = sim.command("kubectl").args(["--context", "kind-bookstore"]).args(args).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
     sim.wait_healthy(Duration::from_secs(30)).unwrap();

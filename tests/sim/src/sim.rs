@@ -370,6 +370,20 @@ impl Sim {
         self.shared.lock().pod_views()
     }
 
+    /// Wait until the stack is back after a node restart as far as the kubelet brings it: the
+    /// mesh's timeline done (every sandbox made, istio-cni installed, ztunnel connected) and
+    /// every pod Ready or in a crash loop's back-off (an app refused by a database outside the
+    /// mesh, say).
+    pub fn wait_settled(&self, timeout: Duration) -> Result<()> {
+        self.wait_for(timeout, "every pod Ready or crash-looping, the mesh settled", |w| {
+            w.mesh.values().all(|m| m.timeline.is_empty())
+                && w.pods.values().all(|p| {
+                    p.is_ready()
+                        || (matches!(p.phase, crate::world::PodPhase::Backoff { .. }) && p.restart_count > 0)
+                })
+        })
+    }
+
     /// Wait until every workload is rolled out and every pod is Ready.
     pub fn wait_healthy(&self, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;

@@ -89,9 +89,9 @@ fn the_mesh_readopted_all_but_one_database_up_restarts_it_alone_and_replaces_its
 
     // The database alone restarted; ztunnel kept; the app's crash-looping pod deleted (its
     // ReplicaSet recreates it: a restart without the back-off), once the database was Ready.
-    assert_eq!(patched(&audit, "deployments"), [db.clone()], "{}", run.stderr);
+    assert_eq!(patched(&audit, "deployments"), std::slice::from_ref(&db), "{}", run.stderr);
     assert!(patched(&audit, "daemonsets").is_empty(), "ztunnel is not restarted: {}", run.stderr);
-    assert_eq!(deleted_pods(&audit), [looping.clone()]);
+    assert_eq!(deleted_pods(&audit), std::slice::from_ref(&looping));
     let db_ready = audit
         .iter()
         .position(|e| e.verb == "pod-ready" && e.detail == db)
@@ -158,7 +158,7 @@ fn a_crash_looping_app_whose_database_is_ready_is_replaced_at_once() {
     let run = bookstore(&sim, &["up"]);
     run.expect(0);
     let audit = sim.audit().split_off(since);
-    assert_eq!(deleted_pods(&audit), [looping.clone()]);
+    assert_eq!(deleted_pods(&audit), std::slice::from_ref(&looping));
     assert!(patched(&audit, "deployments").is_empty(), "a pod delete, not a rollout: {}", run.stderr);
     assert!(run.stderr.contains(&format!("delete {looping} (inventory)")), "{}", run.stderr);
     let pods = sim.pods().into_iter().filter(|p| p.workload == "inventory-service").collect::<Vec<_>>();

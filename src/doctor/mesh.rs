@@ -439,6 +439,35 @@ mod tests {
     }
 
     #[test]
+    fn right_after_its_node_started_the_mesh_settling_is_a_warning() {
+        let stack = load(Source::Embedded).unwrap();
+        let mut facts = facts();
+        let zt = Pod {
+            namespace: "istio-system".into(),
+            name: "ztunnel-x".into(),
+            node: "bookstore-control-plane".into(),
+            phase: "Running".into(),
+            owner: Some(("DaemonSet".into(), "ztunnel".into())),
+            containers: vec![crate::cluster::Container::default()],
+            ..Pod::default()
+        };
+        for p in facts.pods.iter_mut() {
+            p.meshed = true;
+            p.node = "bookstore-control-plane".into();
+        }
+        facts.pods.push(zt);
+        facts.at = 1_800_000_010;
+        facts.node.started_at = Some(1_800_000_000);
+        let f = settling_finding(&stack, &facts).expect("ztunnel not Ready yet, 10 s after the node started");
+        assert_eq!((f.id, f.severity), ("mesh-settling", crate::doctor::Severity::Warning));
+        assert!(f.problem.contains("ztunnel's pod ztunnel-x is not Ready yet"), "{}", f.problem);
+        assert_eq!(f.fix, "bookstore doctor");
+        // Long after, what is not Ready is judged as it is (ztunnel-stale), not waited for.
+        facts.at = 1_800_003_600;
+        assert!(settling_finding(&stack, &facts).is_none());
+    }
+
+    #[test]
     fn routes_group_envoy_resets_apart_from_other_failures() {
         let stack = load(Source::Embedded).unwrap();
         let probe = |name: &str, answer: Result<Response, String>| Probe {

@@ -268,21 +268,29 @@ fn execute(
                 via.insert(*task, last);
             }
             match *task {
-                Task::Await(i) => {
+                Task::Await(i) | Task::Replace(i) => {
+                    // No new generation: the current rollout (a replaced pod's: its ReplicaSet's
+                    // new pod) is what is waited for.
                     let w = &stack.workloads[i];
                     let current =
                         generation.get(&(w.namespace.clone(), w.name.clone())).copied().unwrap_or(0);
+                    let replace = matches!(task, Task::Replace(_));
+                    let last =
+                        if replace { "its pods in back-off deleted" } else { "waiting for its rollout" };
                     state.insert(
                         *task,
                         State::Restarting {
                             since: Instant::now(),
-                            // Its current rollout is what is waited for.
                             before: current - 1,
-                            last: "waiting for its rollout".into(),
+                            last: last.into(),
                             needs_ready: needs_done(stack, &state, i),
-                            restart_if_late: true,
+                            restart_if_late: !replace,
                         },
                     );
+                    if replace {
+                        deleting.insert(i);
+                        send_deletes(ctx, &tx, i, graph.deletes.get(&i).cloned().unwrap_or_default());
+                    }
                 }
                 Task::Restart(i) => {
                     let w = &stack.workloads[i];
@@ -298,24 +306,6 @@ fn execute(
                             restart_if_late: false,
                         },
                     );
-                }
-                Task::Replace(i) => {
-                    let w = &stack.workloads[i];
-                    let current =
-                        generation.get(&(w.namespace.clone(), w.name.clone())).copied().unwrap_or(0);
-                    state.insert(
-                        *task,
-                        State::Restarting {
-                            since: Instant::now(),
-                            // No new generation: its ReplicaSet's new pods are waited for.
-                            before: current - 1,
-                            last: "its pods in back-off deleted".into(),
-                            needs_ready: needs_done(stack, &state, i),
-                            restart_if_late: false,
-                        },
-                    );
-                    deleting.insert(i);
-                    send_deletes(ctx, &tx, i, graph.deletes.get(&i).cloned().unwrap_or_default());
                 }
                 Task::Register(i) => {
                     state.insert(*task, State::Registering { since: Instant::now() });

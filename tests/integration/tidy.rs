@@ -258,6 +258,17 @@ fn the_only_deletes_are_down_and_restarting_a_controlled_pod() {
     );
 }
 
+/// What the mesh adopted is read from the outside only: the API, the logs, and ztunnel's config
+/// dump through istioctl's port-forward (ztunnel's admin port listens on localhost only): nothing
+/// runs inside a pod or a node (no `kubectl exec`, no `docker exec`).
+#[test]
+fn nothing_runs_inside_a_pod_or_a_node() {
+    let found = naming(&["\"exec\"", "\"debug\"", "\"attach\""], |_| false);
+    assert!(found.is_empty(), "ARCHITECTURE.md: nothing runs inside a pod or a node\n{}", found.join("\n"));
+    let docker = sources().into_iter().find(|(f, _)| f == "docker.rs").expect("docker.rs").1;
+    assert!(docker.contains("[\"ztunnel-config\", \"all\", \"--node\""), "ztunnel's state through istioctl");
+}
+
 /// Where a user reads what `up` does (`bookstore --help`'s examples, `make help`-style target
 /// comments), it says what `up` does today: it bootstraps a stack that is not there (or half
 /// done) and restarts what is broken in one that is, not only "reports that a bootstrap is

@@ -923,7 +923,7 @@ impl Bench {
         let ztunnel = runs.iter().any(|r| r.ztunnel_restarted);
         rows.push(target(
             format!(
-                "up, mesh re-adopted all but {outside} (seed {READOPT_SEED}): ≤ the kubelet's in-place restarts ({back:.2} s, \
+                "up, mesh re-adopted all but {workload} (seed {READOPT_SEED}): ≤ the kubelet's in-place restarts ({back:.2} s, \
                  before it) + its restart {own:.2} + 2 = {:.2} s, it alone restarted, ztunnel kept",
                 back + limit
             ),

@@ -10,8 +10,12 @@ use crate::ui::human;
 use super::Ctx;
 
 pub fn wait_api(ctx: &Ctx) -> Result<()> {
-    let deadline = ctx.stack.api_timeout;
-    let step = ctx.ui.start(&format!("Waiting ≤ {} for the Kubernetes API", human(deadline)));
+    wait_api_within(ctx, ctx.stack.api_timeout, "")
+}
+
+/// The wait for `/readyz`, within `deadline`; `why` follows the step's title.
+pub fn wait_api_within(ctx: &Ctx, deadline: Duration, why: &str) -> Result<()> {
+    let step = ctx.ui.start(&format!("Waiting ≤ {} for the Kubernetes API{why}", human(deadline)));
     let next = "check the node container (`docker ps`); after a Docker restart the API can take a minute";
     crate::observe::wait_api(ctx, deadline, next)?;
     step.done("ready");

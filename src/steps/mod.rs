@@ -9,6 +9,7 @@ mod failfast;
 mod images;
 mod inputs;
 mod mesh;
+pub(crate) mod nodes;
 pub(crate) mod preflight;
 pub(crate) mod rollout;
 
@@ -36,7 +37,17 @@ pub fn plan_up(
     };
     let node =
         node.map_err(|e| Error::step(e, "check the node container (`docker ps -a`), then run again"))?;
-    preflight::check_node(ctx, &node)?;
+    preflight::check_mappings(ctx, &node)?;
+    if !node.running {
+        // Docker came back without it (kind's `on-failure:1` restarts only a node that failed).
+        step.done(&format!(
+            "the kind node {} is {} (exit {}): starting it",
+            stack.cluster.control_plane_container(),
+            node.status,
+            node.exit_code
+        ));
+        return Ok(plan::start_nodes(order, settle, tiers));
+    }
     let observed = node.clone();
     let (step, obs) = match host.cluster {
         Some(Ok(obs)) => (step, obs),
@@ -111,9 +122,39 @@ pub fn run(ctx: &Ctx, steps: &[Step]) -> Result<()> {
             Step::Images => images::tiers_step(ctx)?,
             Step::Bootstrap { create, graph } => bootstrap::run_graph(ctx, *create, graph)?,
             Step::Tier(i) => bootstrap::tier(ctx, *i)?,
+            Step::StartNodes => nodes::start(ctx)?,
+            Step::Converge { order, settle, tiers } => {
+                let steps = plan_up(ctx, *order, *settle, *tiers)?;
+                if steps.contains(&Step::StartNodes) {
+                    let node = ctx.stack.cluster.control_plane_container();
+                    return Err(Error::prerequisite(
+                        format!("the kind node {node} stopped again right after `docker start {node}`"),
+                        format!("see why: `docker logs --tail 50 {node}`"),
+                    ));
+                }
+                run(ctx, &steps)?;
+            }
         }
     }
     Ok(())
+}
+
+/// Wait for the kube API of a node that has (re)started, with `budget`: at once when it
+/// answers, else saying so once (the kubelet restarts etcd and the apiserver as static pods,
+/// which takes minutes on some laptops). `watch` waits so before each heal.
+pub fn wait_booting_api(ctx: &Ctx, budget: std::time::Duration) -> Result<()> {
+    nodes::wait_booting_api(ctx, budget)
+}
+
+/// The API wait after a node start: [`nodes::BOOT`], or the stack's `api_timeout` if longer.
+pub fn boot_budget(ctx: &Ctx) -> std::time::Duration {
+    nodes::boot_budget(ctx)
+}
+
+/// `docker start` every stopped node of the cluster, control planes first (`watch` starts a
+/// node that stopped together with Docker; `up` does it through [`plan::start_nodes`]).
+pub fn start_nodes(ctx: &Ctx) -> Result<()> {
+    nodes::start_stopped(ctx)
 }
 
 /// The exact commands and requests `run` would make, as pasteable lines, secrets masked.
@@ -148,6 +189,12 @@ pub fn describe(ctx: &Ctx, steps: &[Step]) -> Result<Vec<String>> {
                 }
             }
             Step::BootstrapChecks { ports } => bootstrap::describe_checks(ctx, *ports, &mut lines),
+            Step::StartNodes => nodes::describe(ctx, &mut lines),
+            Step::Converge { .. } => lines.push(
+                "# Then observe again and run what `bookstore up` plans (after a node start every pod \
+                 restarted in place: ztunnel and the workloads it left stale, the connectors, the smoke test)"
+                    .into(),
+            ),
             other => bootstrap::describe(ctx, other, &mut lines)?,
         }
     }

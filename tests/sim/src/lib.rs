@@ -10,6 +10,8 @@
 //! - [`connect`]: Kafka Connect REST (`shared/reference/kafka-connect.md`)
 //! - [`docker`]: the Docker Engine API on a unix socket; [`docker_events`]: its `GET /events`;
 //!   [`images`]: the local image store, `docker save` archives and the node's containerd importing them
+//!   [`docker_cli`]: other docker CLI releases' recorded behaviour; [`restart_policy`]: what a
+//!   starting daemon restarts
 //! - [`follow`]: a real Docker daemon's container as the node (the kube side follows it)
 //! - [`capture`]: Istio ambient's capture of pods per node (istio-cni's CNI ADD and start-up scan,
 //!   kindnet's rewrite window, the fail-open path, ztunnel's snapshot), its log lines and
@@ -42,6 +44,7 @@ pub mod connect;
 pub mod control;
 pub mod dataplane;
 pub mod docker;
+pub mod docker_cli;
 pub mod docker_events;
 pub mod faults;
 pub mod follow;
@@ -49,6 +52,7 @@ pub mod images;
 pub mod kit;
 pub mod kube;
 pub mod latency;
+pub mod restart_policy;
 pub mod server;
 pub mod sim;
 pub mod standins;

@@ -322,6 +322,17 @@ pub fn istioctl_version() -> Cmd {
     Cmd::new("istioctl").args(["version", "--remote=false"]).deadline(Duration::from_secs(30))
 }
 
+/// ztunnel's admin config dump on one node, read-only: istioctl port-forwards to the ztunnel
+/// pod's admin port 15000, which listens on localhost only (ztunnel `src/config.rs`), so the API
+/// server's pod proxy cannot reach it. `--node` finds the pod of the DaemonSet named `ztunnel`
+/// in `--istio-namespace` on that node (istioctl `ztunnelconfig.go` `PodOnNodeFromDaemonset`).
+pub fn istioctl_ztunnel_config(context: &str, namespace: &str, node: &str) -> Cmd {
+    Cmd::new("istioctl")
+        .args(["ztunnel-config", "all", "--node", node, "--istio-namespace", namespace])
+        .args(["--context", context, "-o", "json"])
+        .deadline(Duration::from_secs(20))
+}
+
 /// `istioctl install` with the stack's flags (`bootstrap.istio.install`, said once for this and
 /// `istioctl_manifest`), on the cluster's context, without asking.
 pub fn istioctl_install(context: &str, flags: &[String]) -> Cmd {

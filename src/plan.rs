@@ -120,6 +120,9 @@ pub enum Task {
     /// Index into `Stack::workloads`: no restart, wait until its current rollout is done (`up`
     /// leaves it alone, but what needs it waits for it).
     Await(usize),
+    /// Index into `Stack::workloads`: delete its pods in the kubelet's back-off (`Graph::deletes`),
+    /// then wait until its ReplicaSet's new pods are Ready.
+    Replace(usize),
     /// Index into `Stack::connect.connectors`: register and wait for RUNNING.
     Register(usize),
     /// Bootstrap: index into `bootstrap.units`: apply its documents, then wait until its
@@ -133,7 +136,7 @@ impl Task {
     /// The workload's or the connector's name.
     pub fn name(self, stack: &Stack) -> &str {
         match self {
-            Task::Restart(i) | Task::Await(i) => &stack.workloads[i].name,
+            Task::Restart(i) | Task::Await(i) | Task::Replace(i) => &stack.workloads[i].name,
             Task::Register(i) => &stack.connect.connectors[i].name,
             Task::Apply(u) => &stack.bootstrap.units[u].name,
             Task::Prep(Prep::Secrets) => "the Secrets",
@@ -152,6 +155,9 @@ pub struct Graph {
     /// The bootstrap's images, in the order they are fetched: the slowest chains first (empty
     /// for a recovery).
     pub images: Vec<Image>,
+    /// The pods each [`Task::Replace`] deletes, by workload index (observed in the kubelet's
+    /// back-off; each one its controller recreates).
+    pub deletes: std::collections::BTreeMap<usize, Vec<crate::cluster::PodRestart>>,
 }
 
 impl Graph {
@@ -357,7 +363,7 @@ pub fn graph(stack: &Stack, order: Order) -> Graph {
         after.dedup();
         tasks.push((Task::Register(i), after));
     }
-    Graph { order, tasks, images: Vec::new() }
+    Graph { order, tasks, images: Vec::new(), deletes: Default::default() }
 }
 
 /// The bootstrap graph: the same `needs` as the recovery, with each workload applied (its unit)
@@ -399,7 +405,7 @@ pub fn bootstrap_graph(stack: &Stack, istio: &istio::Images) -> Graph {
         after.dedup();
         tasks.push((Task::Register(c), after));
     }
-    Graph { order: Order::Graph, tasks, images }
+    Graph { order: Order::Graph, tasks, images, deletes: Default::default() }
 }
 
 #[cfg(test)]
@@ -411,7 +417,7 @@ mod tests {
         tasks
             .iter()
             .map(|t| match t {
-                Task::Restart(i) | Task::Await(i) => stack.workloads[*i].name.clone(),
+                Task::Restart(i) | Task::Await(i) | Task::Replace(i) => stack.workloads[*i].name.clone(),
                 Task::Register(i) => stack.connect.connectors[*i].name.clone(),
                 Task::Apply(u) => stack.bootstrap.units[*u].name.clone(),
                 Task::Prep(p) => format!("{p:?}"),

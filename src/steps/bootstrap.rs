@@ -566,7 +566,7 @@ fn describe_graph(ctx: &Ctx, create: bool, graph: &Graph, lines: &mut Vec<String
                     }
                 }
                 Task::Register(i) => super::connectors::describe(ctx, &stack.connect.connectors[*i], lines)?,
-                Task::Restart(_) | Task::Await(_) => {}
+                Task::Restart(_) | Task::Await(_) | Task::Replace(_) => {}
             }
         }
     }

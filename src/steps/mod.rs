@@ -48,6 +48,7 @@ pub fn plan_up(
         ));
         return Ok(plan::start_nodes(order, settle, tiers));
     }
+    let observed = node.clone();
     let (step, obs) = match host.cluster {
         Some(Ok(obs)) => (step, obs),
         Some(Err(e @ (Error::Prerequisite { .. } | Error::Interrupted))) => return Err(e),
@@ -68,6 +69,16 @@ pub fn plan_up(
         ));
         return bootstrap(false);
     }
+    let (step, obs) = match crate::judge::mesh::settled(stack, &obs) {
+        Ok(()) => (step, obs),
+        Err(why) => {
+            step.done(&format!("the mesh is settling: {why}"));
+            mesh::settle(ctx, &obs)?;
+            let step = ctx.ui.start("Observing the stack");
+            let obs = crate::observe::cluster(ctx, observed)?;
+            (step, obs)
+        }
+    };
     ctx.seed(&obs);
     // The secret's keys are input: checked before the first change, whatever the remedy.
     let keys = ctx.credentials()?.len();

@@ -13,6 +13,7 @@ mod faults;
 mod images;
 mod inputs;
 mod manifests;
+mod readopt;
 mod recover;
 mod sim_e2e;
 mod status;

@@ -50,6 +50,14 @@ const PROFILES: &[(&str, &[&str], &str)] = &[
 
 impl Install {
     /// `istioctl install`/`manifest generate` with these `--set`s (`path=value`), at `version`.
+    /// Whether istio-cni's agent reconciles the in-pod rules of the pods it finds at start-up:
+    /// `values.cni.ambient.reconcileIptablesOnStartup` as set, else the chart's default, false
+    /// through 1.28 and true from 1.29 (istio/istio#58509).
+    pub fn reconciles_on_startup(&self) -> bool {
+        let minor = self.version.split('.').nth(1).and_then(|m| m.parse::<u32>().ok()).unwrap_or(0);
+        self.reconcile_iptables.unwrap_or(minor >= 29)
+    }
+
     pub fn from_sets(version: &str, sets: &[String]) -> Result<Install, String> {
         let mut install = Install {
             version: version.to_string(),
@@ -207,7 +215,7 @@ impl Install {
                 "cni" => {
                     objects.push(json!({"apiVersion": "v1", "kind": "ServiceAccount",
                         "metadata": {"labels": labels("Cni"), "name": "istio-cni", "namespace": ns}}));
-                    let reconcile = self.reconcile_iptables.unwrap_or(false);
+                    let reconcile = self.reconciles_on_startup();
                     objects.push(json!({"apiVersion": "v1", "kind": "ConfigMap",
                         "metadata": {"labels": labels("Cni"), "name": "istio-cni-config", "namespace": ns},
                         "data": {"AMBIENT_ENABLED": "true", "AMBIENT_RECONCILE_POD_RULES_ON_STARTUP": reconcile.to_string(),

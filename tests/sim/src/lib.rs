@@ -13,6 +13,9 @@
 //!   [`docker_cli`]: other docker CLI releases' recorded behaviour; [`restart_policy`]: what a
 //!   starting daemon restarts
 //! - [`follow`]: a real Docker daemon's container as the node (the kube side follows it)
+//! - [`capture`]: Istio ambient's capture of pods per node (istio-cni's CNI ADD and start-up scan,
+//!   kindnet's rewrite window, the fail-open path, ztunnel's snapshot), its log lines and
+//!   ztunnel's `workloadState`
 //! - [`troubles`]: pod troubles with their Events, istio-cni's reconcile error, extra nodes
 //! - [`control`]: test control (library + HTTP endpoint), [`standins`]: `kind` / `istioctl`;
 //!   [`istioctl`]: what a release's install runs and `manifest generate` prints
@@ -36,6 +39,7 @@
 
 pub mod audit;
 pub mod bench;
+pub mod capture;
 pub mod client;
 pub mod config;
 pub mod connect;
@@ -61,6 +65,7 @@ pub mod troubles;
 pub mod world;
 
 pub use audit::{AuditEntry, Source};
+pub use capture::MeshReturn;
 pub use faults::{Fault, PullError};
 pub use latency::LatencyTable;
 pub use sim::{Sim, SimOptions};

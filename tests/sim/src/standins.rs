@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
 use crate::audit::Source;
 use crate::config::KindCluster;
@@ -500,6 +501,117 @@ async fn create(
     out("", err, 0)
 }
 
+/// `istioctl ztunnel-config all|workloads [<pod>[.<ns>]] [--node N] -o json|short`: ztunnel's
+/// admin config dump, fetched through a port-forward to its pod's port 15000 (istioctl
+/// `ztunnelconfig.go`), raw for `all -o json` (so its `workloadState`), or its workload summary
+/// (PROTOCOL HBONE for a pod annotated `enabled`: what istiod tells ztunnel, not its capture).
+fn ztunnel_config(shared: &SharedRef, a: &Args, pos: &[&str], refused: &str) -> StandinOut {
+    let w = shared.lock();
+    if !(w.docker_up && w.node_running() && !w.api_refusing) {
+        return out("", refused.to_string(), 1);
+    }
+    let cluster = format!("kind-{}", w.cluster_name());
+    if let Some(ctx) = a.flags.get("--context").filter(|c| **c != cluster) {
+        return out("", format!("Error: context \"{ctx}\" does not exist\n"), 1);
+    }
+    let ns = a.flags.get("--istio-namespace").cloned().unwrap_or_else(|| "istio-system".into());
+    let ds = w.infra.stack.mesh.daemonset.clone();
+    let ztunnel = |p: &&crate::world::PodState| p.wl.0 == Res::DaemonSets && p.wl.2 == ds && p.ns == ns;
+    let pod = match (a.flags.get("--node"), pos.get(2)) {
+        (Some(node), _) => {
+            if ds != "ztunnel" || w.store.get(&Key::new(Res::DaemonSets, &ns, "ztunnel")).is_none() {
+                return out("", "Error: daemonsets.apps \"ztunnel\" not found\n", 1);
+            }
+            match w.pods.values().filter(ztunnel).find(|p| &p.node == node) {
+                Some(p) => p.clone(),
+                None => return out("", "Error: no pods found\n", 1),
+            }
+        }
+        (None, Some(name)) => {
+            let (name, pns) = name.split_once('.').unwrap_or((name, ns.as_str()));
+            match w.pods.get(&(pns.to_string(), name.to_string())) {
+                Some(p) if ztunnel(&p) => p.clone(),
+                Some(p) => {
+                    return out(
+                        "",
+                        format!(
+                            "Error: workloads command is only supported by Ztunnel proxies: {}\n",
+                            p.name
+                        ),
+                        1,
+                    );
+                }
+                None => return out("", format!("Error: pods \"{name}\" not found\n"), 1),
+            }
+        }
+        (None, None) => match w.pods.values().filter(ztunnel).max_by_key(|p| p.created_wall) {
+            Some(p) => p.clone(),
+            None => return out("", format!("Error: no running pods found for daemonset/{ds}\n"), 1),
+        },
+    };
+    if matches!(pod.phase, crate::world::PodPhase::Backoff { .. }) || pod.netns.is_none() {
+        return out(
+            "",
+            format!(
+                "Error: failed to execute command on {}.{} Ztunnel: failure running port forward process: error upgrading \
+                 connection: unable to upgrade connection: container not found (\"istio-proxy\")\n",
+                pod.name, pod.ns
+            ),
+            1,
+        );
+    }
+    let state: serde_json::Map<String, Value> = w
+        .workload_state(&pod.node)
+        .into_iter()
+        .map(|(uid, (name, namespace, state))| {
+            (uid, json!({"info": {"name": name, "namespace": namespace, "serviceAccount": "default"}, "state": state}))
+        })
+        .collect();
+    let workloads: Vec<Value> = w
+        .pods
+        .values()
+        .map(|p| {
+            let hbone = p.ambient && p.enrolled == Some("enabled");
+            json!({"uid": format!("Kubernetes//Pod/{}/{}", p.ns, p.name), "workloadIps": [p.ip],
+                   "protocol": if hbone { "HBONE" } else { "TCP" }, "name": p.name, "namespace": p.ns,
+                   "serviceAccount": "default", "workloadName": p.wl.2, "workloadType": "deployment",
+                   "canonicalName": p.wl.2, "canonicalRevision": "latest", "clusterId": "Kubernetes",
+                   "trustDomain": "cluster.local", "node": p.node,
+                   "status": if p.is_ready() { "Healthy" } else { "Unhealthy" }})
+        })
+        .collect();
+    let output = a.flags.get("-o").or(a.flags.get("--output")).map(String::as_str).unwrap_or("short");
+    match (pos.get(1).copied(), output) {
+        (Some("all"), "json") => {
+            let dump = json!({"certificates": [], "policies": [], "services": [], "workloads": workloads,
+                "staticConfig": {"policies": [], "services": [], "workloads": []},
+                "version": {"version": "1.26.0", "rustVersion": "1.85.0", "buildProfile": "release"},
+                "config": {"adminAddr": {"Localhost": [true, 15000]}, "proxyMode": "Shared", "inpodEnabled": true},
+                "workloadState": state});
+            out(format!("{}\n", serde_json::to_string_pretty(&dump).unwrap_or_default()), "", 0)
+        }
+        (Some("workload" | "workloads" | "w" | "all"), "short") => {
+            let mut text = String::from("NAMESPACE POD NAME ADDRESS NODE WAYPOINT PROTOCOL\n");
+            for v in &workloads {
+                text.push_str(&format!(
+                    "{} {} {} {} None {}\n",
+                    v["namespace"].as_str().unwrap_or(""),
+                    v["name"].as_str().unwrap_or(""),
+                    v["workloadIps"][0].as_str().unwrap_or(""),
+                    v["node"].as_str().unwrap_or(""),
+                    v["protocol"].as_str().unwrap_or("")
+                ));
+            }
+            out(text, "", 0)
+        }
+        (_, other) => out(
+            "",
+            format!("Error: output format \"{other}\" not supported (simulated: all -o json, workloads)\n"),
+            1,
+        ),
+    }
+}
+
 async fn istioctl(shared: &SharedRef, req: &StandinReq) -> StandinOut {
     let a = parse(&req.argv);
     let pos: Vec<&str> = a.positional.iter().map(String::as_str).collect();
@@ -595,7 +707,12 @@ async fn istioctl(shared: &SharedRef, req: &StandinReq) -> StandinOut {
                     1,
                 );
             }
-            shared.lock().install_istio(&install);
+            {
+                let mut w = shared.lock();
+                // istio-cni's start-up reconcile, as the install's flags and release set it.
+                w.reconcile = install.reconciles_on_startup();
+                w.install_istio(&install);
+            }
             shared.wake.notify_one();
             let deadline = Instant::now() + Duration::from_secs(300);
             loop {
@@ -633,6 +750,7 @@ async fn istioctl(shared: &SharedRef, req: &StandinReq) -> StandinOut {
                 0,
             )
         }
+        Some("ztunnel-config") | Some("zc") => ztunnel_config(shared, &a, &pos, &refused),
         Some("x") | Some("experimental") if pos.get(1) == Some(&"precheck") => {
             out("✔ No issues found when checking the cluster. Istio is safe to install or upgrade!\n", "", 0)
         }

@@ -200,11 +200,14 @@ impl World {
                 self.node_images.extend(Self::template_images(&t));
             }
         }
-        // Everything Ready, registered, rolled out, with the mesh epoch at start.
+        // Everything Ready, captured (the mesh running on the node before the pods), rolled out;
+        // then aged, and the mesh's history written with those times.
         let now = Instant::now();
-        self.last_ztunnel_complete = Some(now);
+        let node = self.node_name();
+        self.mesh.insert(node, crate::capture::NodeMesh::running(self.reconcile));
         self.instant_ready(now);
         self.age_bootstrap();
+        self.mesh_history();
         for file in self.infra.connectors().to_vec() {
             let mut config = file.config.clone();
             let db =
@@ -294,6 +297,7 @@ impl World {
                 let (created, ready) = if p.ns == mesh_ns { (3600, 3590) } else { (3500, 3400) };
                 p.created_wall = ago(created);
                 p.started_wall = ago(created);
+                p.sandbox_wall = ago(created);
                 p.ready_wall = Some(ago(ready));
             }
             self.write_pod(&k);
@@ -310,7 +314,6 @@ impl World {
                 p.phase = PodPhase::Ready;
                 p.ready_since = None;
                 p.ready_wall = Some(p.created_wall);
-                p.registered = true;
             }
             self.write_pod(&k);
         }
@@ -328,6 +331,5 @@ impl World {
                 w.completed_gen = gen_;
             }
         }
-        self.last_ztunnel_complete = Some(now);
     }
 }

@@ -22,7 +22,11 @@ impl World {
             return download;
         }
         self.reconcile_gateways();
-        let mut next: Option<Instant> = download;
+        let mesh = self.advance_mesh(now);
+        let mut next: Option<Instant> = match (download, mesh) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let mut due = |t: Instant| {
             next = Some(next.map_or(t, |n: Instant| n.min(t)));
         };
@@ -306,10 +310,6 @@ impl World {
             }
             let kind = wl.0.kind();
             self.event("rollout-complete", &format!("{}/{}", wl.1, wl.2), kind);
-            if self.is_ztunnel(wl) {
-                self.last_ztunnel_complete = Some(now);
-                self.event("mesh-epoch", &format!("{}/{}", wl.1, wl.2), "");
-            }
         }
     }
 }

@@ -36,6 +36,13 @@ pub struct Pod {
     pub created: Option<u64>,
     /// When its `Ready` condition last turned True (`lastTransitionTime`); `None` while not Ready.
     pub ready_since: Option<u64>,
+    /// `PodReadyToStartContainers` (`PodHasNetwork` before Kubernetes 1.29): `Some(true)` while
+    /// its current sandbox runs with its network set up, `Some(false)` while it has none (after a
+    /// node restart, until the kubelet has made a new one); `None` when the condition is absent.
+    pub sandbox: Option<bool>,
+    /// When that condition last turned True: when its current sandbox (network namespace) was
+    /// made.
+    pub sandbox_since: Option<u64>,
     /// `metadata.deletionTimestamp` is set: it is going away.
     pub terminating: bool,
     /// istio-cni enrolled it in the ambient mesh (`ambient.istio.io/redirection: enabled`).
@@ -228,6 +235,16 @@ fn pod(v: &Value) -> Pod {
         .flatten()
         .find(|c| c["type"] == "Ready" && c["status"] == "True")
         .and_then(|c| crate::utc::parse(&text(c, "/lastTransitionTime")));
+    let sandbox = v
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "PodReadyToStartContainers" || c["type"] == "PodHasNetwork");
+    let sandbox_since = sandbox
+        .filter(|c| c["status"] == "True")
+        .and_then(|c| crate::utc::parse(&text(c, "/lastTransitionTime")));
+    let sandbox = sandbox.map(|c| c["status"] == "True");
     let owner = v
         .pointer("/metadata/ownerReferences")
         .and_then(Value::as_array)
@@ -276,6 +293,8 @@ fn pod(v: &Value) -> Pod {
         node: text(v, "/spec/nodeName"),
         created: crate::utc::parse(&text(v, "/metadata/creationTimestamp")),
         ready_since,
+        sandbox,
+        sandbox_since,
         terminating: v.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null()),
         meshed: text(v, "/metadata/annotations/ambient.istio.io~1redirection") == "enabled",
         owner,

@@ -191,7 +191,8 @@ impl Kubectl {
     /// Restart these pods by deleting them: their controllers recreate them ([`PodRestart`]: the
     /// only deletion outside `down`). One `kubectl delete pod` per namespace; `--wait=false`: the
     /// caller waits for the replacements (pods that are not these, by UID), not for these ones'
-    /// graceful termination; a pod already gone is no error.
+    /// graceful termination; a pod already gone (its controller replaced it meanwhile) is no
+    /// error.
     pub fn delete_pods(&self, pods: &[PodRestart]) -> Vec<Cmd> {
         let mut namespaces: Vec<&str> = pods.iter().map(|p| p.namespace()).collect();
         namespaces.dedup();

@@ -3,6 +3,7 @@
 //! nothing in this room changes anything.
 
 pub mod evidence;
+pub mod istio;
 pub mod routes;
 
 use std::collections::BTreeMap;
@@ -22,7 +23,7 @@ use crate::secret::Secret;
 use crate::stack::Stack;
 use crate::ui::Ui;
 
-use evidence::HboneFailure;
+use evidence::{CniLine, HboneFailure, Proxy, ZtunnelLine};
 use routes::Probe;
 
 /// What every step can reach.
@@ -149,15 +150,27 @@ pub fn tools(tools: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// Does Docker answer `probe` ([`docker::server_version`])? Its version, or why not (the probe,
+/// and what the CLI said). The one judgement of Docker's liveness: preflight, doctor and the
+/// watcher ask it. `Err` only when the run is interrupted.
+pub fn docker_answers(probe: &crate::exec::Cmd) -> Result<Read<String>> {
+    Ok(match probe.run() {
+        Ok(out) if docker::answered(&out.stdout) => Ok(out.stdout.trim().to_string()),
+        Ok(_) => Err(format!("`{probe}` printed no server version")),
+        Err(Error::Interrupted) => return Err(Error::Interrupted),
+        Err(Error::Command { stderr_tail, .. }) => Err(format!("`{probe}` failed:\n{}", stderr_tail.trim())),
+        Err(other) => Err(format!("`{probe}`: {}", other.headline())),
+    })
+}
+
 pub fn docker_running() -> Result<()> {
-    let info = docker::info();
-    if let Err(Error::Command { stderr_tail, .. }) = info.run() {
-        return Err(Error::prerequisite(
-            format!("Docker is not running: `{info}` failed:\n{stderr_tail}"),
-            "start Docker Desktop (or the docker service) and wait until `docker info` answers, then run again",
-        ));
+    match docker_answers(&docker::server_version())? {
+        Ok(_) => Ok(()),
+        Err(why) => Err(Error::prerequisite(
+            format!("Docker is not running: {why}"),
+            "start Docker Desktop (or the docker service) and wait until `docker version` shows its Server, then run again",
+        )),
     }
-    Ok(())
 }
 
 /// Wait until the Kubernetes API answers `/readyz` (it refuses for a while after a Docker
@@ -216,8 +229,12 @@ pub fn host(ctx: &Ctx) -> Result<Host> {
             let out = docker::ps_named(legacy).run().map_err(|e| e.headline())?;
             Ok(docker::parse_names(&out.stdout).into_iter().collect())
         });
-        let parts = s.spawn(|| read_cluster(ctx, &once));
+        // ztunnel's state is read on each node, once the node containers are listed.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let parts = s.spawn(|| read_cluster(ctx, &once, Names::Later(rx)));
         let nodes = nodes(&stack.cluster.name);
+        let _ =
+            tx.send(nodes.as_ref().map(|n| n.iter().map(|n| n.name.clone()).collect()).unwrap_or_default());
         (nodes, found.join().unwrap_or_else(|_| Err("the read panicked".to_string())), join(parts))
     });
     if let Ok(n) = nodes.as_ref()
@@ -299,6 +316,11 @@ pub fn describe(ctx: &Ctx, lines: &mut Vec<String>) {
         stack.cluster.name
     ));
     lines.push(format!("{}   # only if the reads below find the API not answering", ctx.kube.readyz()));
+    let mesh = &stack.mesh;
+    lines.push(format!(
+        "{}   # on each node: ztunnel's workloadState, the pods it runs a proxy for (read-only, port-forwarded)",
+        docker::istioctl_ztunnel_config(ctx.kube.context(), &mesh.namespace, "<node>")
+    ));
     if !stack.legacy_proxies.is_empty() {
         lines.push(format!("{}   # legacy socat proxies", docker::ps_named(&stack.legacy_proxies)));
     }
@@ -321,10 +343,9 @@ pub fn describe(ctx: &Ctx, lines: &mut Vec<String>) {
             lines.push(format!("{req}   # once"));
         }
     }
-    let mesh = &stack.mesh;
     for daemonset in [mesh.daemonset.as_str(), CNI_DAEMONSET] {
         lines.push(format!(
-            "{}   # failed HBONE connections / in-pod reconciles, on every node",
+            "{}   # failed HBONE connections and proxies started / each pod's capture, on every node",
             ctx.kube.daemonset_logs(daemonset, &mesh.namespace, LOG_TAIL)
         ));
     }
@@ -366,8 +387,14 @@ pub struct Observation {
     pub pods: Vec<Pod>,
     /// ztunnel's failed HBONE connections in its last [`LOG_TAIL`] log lines.
     pub hbone: Read<Vec<HboneFailure>>,
-    /// istio-cni's failed in-pod reconciles: (namespace, pod, line).
-    pub cni: Read<Vec<(String, String, String)>>,
+    /// ztunnel's proxies in the same lines: each pod it was handed, each snapshot it took.
+    pub proxies: Read<Vec<ZtunnelLine>>,
+    /// istio-cni's capture lines in its last [`LOG_TAIL`] log lines: each pod sent in its
+    /// start-up snapshot or added by a CNI ADD, each failure, the reconcile mode.
+    pub cni: Read<Vec<CniLine>>,
+    /// ztunnel's `workloadState` on each node (`istioctl ztunnel-config all --node <node> -o
+    /// json`): pod UID → its proxy.
+    pub workload_state: Vec<(String, Read<BTreeMap<String, Proxy>>)>,
     /// Every route's answer (the Connect route's `?expand=status` included).
     pub routes: Vec<Probe>,
     /// Each stack connector (index-aligned with `stack.connect.connectors`) as Connect stores it.
@@ -383,7 +410,14 @@ pub const CNI_DAEMONSET: &str = "istio-cni-node";
 /// stored configs, ztunnel's and istio-cni's logs. `Err` when the deployments or pods cannot be
 /// listed.
 pub fn cluster(ctx: &Ctx, nodes: Vec<Node>) -> Result<Observation> {
-    Ok(read_cluster(ctx, &ctx.kube)?.with(nodes))
+    let names = nodes.iter().map(|n| n.name.clone()).collect();
+    Ok(read_cluster(ctx, &ctx.kube, Names::Known(names))?.with(nodes))
+}
+
+/// The nodes' names, known, or sent once listed (the reads go ahead meanwhile).
+enum Names {
+    Known(Vec<String>),
+    Later(std::sync::mpsc::Receiver<Vec<String>>),
 }
 
 /// An observation but for the nodes it is of.
@@ -391,20 +425,41 @@ struct Parts {
     deployments: Vec<Deployment>,
     pods: Vec<Pod>,
     hbone: Read<Vec<HboneFailure>>,
-    cni: Read<Vec<(String, String, String)>>,
+    proxies: Read<Vec<ZtunnelLine>>,
+    cni: Read<Vec<CniLine>>,
+    workload_state: Vec<(String, Read<BTreeMap<String, Proxy>>)>,
     routes: Vec<Probe>,
     connectors: Vec<Stored>,
 }
 
 impl Parts {
     fn with(self, nodes: Vec<Node>) -> Observation {
-        let Parts { deployments, pods, hbone, cni, routes, connectors } = self;
-        Observation { at: now(), nodes, deployments, pods, hbone, cni, routes, connectors }
+        let Parts { deployments, pods, hbone, proxies, cni, workload_state, routes, connectors } = self;
+        Observation {
+            at: now(),
+            nodes,
+            deployments,
+            pods,
+            hbone,
+            proxies,
+            cni,
+            workload_state,
+            routes,
+            connectors,
+        }
     }
 }
 
+/// ztunnel's `workloadState` on `node`, through istioctl (read-only).
+fn workload_state(ctx: &Ctx, node: &str) -> Read<BTreeMap<String, Proxy>> {
+    let mesh = &ctx.stack.mesh;
+    let cmd = docker::istioctl_ztunnel_config(ctx.kube.context(), &mesh.namespace, node);
+    let out = cmd.run().map_err(|e| e.headline())?;
+    evidence::parse_workload_state(&out.stdout).map_err(|p| format!("`{cmd}`: {p}"))
+}
+
 /// The cluster's reads, through `kube` (which retries transient API failures, or not).
-fn read_cluster(ctx: &Ctx, kube: &Kubectl) -> Result<Parts> {
+fn read_cluster(ctx: &Ctx, kube: &Kubectl, names: Names) -> Result<Parts> {
     let stack = ctx.stack;
     let mesh = &stack.mesh;
     // Every pod's log: one per node. A kubectl older than `--all-pods` reads one pod's.
@@ -420,28 +475,48 @@ fn read_cluster(ctx: &Ctx, kube: &Kubectl) -> Result<Parts> {
         }
     };
     let panicked = || Err("the read panicked".to_string());
-    let (objects, routes, connectors, hbone, cni) = std::thread::scope(|s| {
+    // ztunnel's workloadState on every node, each read at once.
+    let states = || -> Vec<(String, Read<BTreeMap<String, Proxy>>)> {
+        let names = match names {
+            Names::Known(names) => names,
+            Names::Later(rx) => rx.recv().unwrap_or_default(),
+        };
+        std::thread::scope(|s| {
+            let reads: Vec<_> = names.iter().map(|n| s.spawn(|| workload_state(ctx, n))).collect();
+            names
+                .iter()
+                .zip(reads)
+                .map(|(n, r)| (n.clone(), r.join().unwrap_or_else(|_| Err("the read panicked".to_string()))))
+                .collect()
+        })
+    };
+    let (objects, routes, connectors, ztunnel, cni, state) = std::thread::scope(|s| {
         let objects = s.spawn(|| kube.run(&kube.list_deployments_and_pods()).map(|o| o.stdout));
         let connectors = s.spawn(|| connectors(ctx, kube));
-        let hbone = s.spawn(|| logs(&mesh.daemonset));
+        let ztunnel = s.spawn(|| logs(&mesh.daemonset));
         let cni = s.spawn(|| logs(CNI_DAEMONSET));
+        let state = s.spawn(states);
         let routes = routes::probe_all(stack, &stack.smoke.checks);
         (
             join(objects),
             routes,
             connectors.join().unwrap_or_default(),
-            hbone.join().unwrap_or_else(|_| panicked()),
+            ztunnel.join().unwrap_or_else(|_| panicked()),
             cni.join().unwrap_or_else(|_| panicked()),
+            state.join().unwrap_or_default(),
         )
     });
     let (deployments, pods) = crate::cluster::parse_deployments_and_pods(&objects?)
         .map_err(|p| Error::step(format!("`{}`: {p}", kube.list_deployments_and_pods()), "run it by hand"))?;
     let text = |log: Vec<u8>| String::from_utf8_lossy(&log).into_owned();
+    let ztunnel = ztunnel.map(text);
     Ok(Parts {
         deployments,
         pods,
-        hbone: hbone.map(|log| evidence::parse_ztunnel(&text(log))),
+        hbone: ztunnel.as_deref().map(evidence::parse_ztunnel).map_err(Clone::clone),
+        proxies: ztunnel.as_deref().map(evidence::parse_ztunnel_proxies).map_err(Clone::clone),
         cni: cni.map(|log| evidence::parse_cni(&text(log))),
+        workload_state: state,
         routes,
         connectors,
     })
@@ -488,7 +563,9 @@ impl Observation {
             deployments,
             pods,
             hbone: Ok(Vec::new()),
+            proxies: Ok(Vec::new()),
             cni: Ok(Vec::new()),
+            workload_state: Vec::new(),
             routes: Vec::new(),
             connectors: Vec::new(),
         }

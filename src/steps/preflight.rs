@@ -27,8 +27,8 @@ pub fn node(ctx: &Ctx) -> Result<()> {
     check_nodes(ctx, &nodes)
 }
 
-/// What `docker inspect` says of the nodes: each runs, and they publish every port mapping of
-/// the config.
+/// What `docker ps` or `docker inspect` says of the nodes: one control plane, each running,
+/// every port mapping of the config published.
 pub fn check_nodes(ctx: &Ctx, nodes: &[docker::Node]) -> Result<()> {
     let cluster = &ctx.stack.cluster;
     if nodes.is_empty() {
@@ -37,6 +37,25 @@ pub fn check_nodes(ctx: &Ctx, nodes: &[docker::Node]) -> Result<()> {
             "check `docker ps -a`; `bookstore up` creates the cluster when kind does not list it",
         ));
     }
+    one_control_plane(ctx, nodes)?;
+    let stopped: Vec<&docker::Node> = nodes.iter().filter(|n| !n.running).collect();
+    if !stopped.is_empty() {
+        let what: Vec<String> = stopped.iter().map(|n| format!("`{}` is {}", n.name, n.status)).collect();
+        let names: Vec<&str> = stopped.iter().map(|n| n.name.as_str()).collect();
+        return Err(Error::prerequisite(
+            format!("the kind node container {}", what.join(", ")),
+            format!(
+                "start it: `bookstore up` starts it and heals the stack (or `docker start {}`), then run again",
+                names.join(" ")
+            ),
+        ));
+    }
+    check_mappings(ctx, nodes)
+}
+
+/// One control plane: kind clusters with several do not survive a Docker restart (kind#1689).
+pub fn one_control_plane(ctx: &Ctx, nodes: &[docker::Node]) -> Result<()> {
+    let cluster = &ctx.stack.cluster;
     let control_planes: Vec<&str> =
         nodes.iter().filter(|n| n.role == "control-plane").map(|n| n.name.as_str()).collect();
     if control_planes.len() > 1 {
@@ -51,18 +70,13 @@ pub fn check_nodes(ctx: &Ctx, nodes: &[docker::Node]) -> Result<()> {
             "recreate it with one control plane: `bookstore down && bookstore up` (down deletes the cluster and its data)",
         ));
     }
-    let stopped: Vec<&docker::Node> = nodes.iter().filter(|n| !n.running).collect();
-    if !stopped.is_empty() {
-        let what: Vec<String> = stopped.iter().map(|n| format!("`{}` is {}", n.name, n.status)).collect();
-        let names: Vec<&str> = stopped.iter().map(|n| n.name.as_str()).collect();
-        return Err(Error::prerequisite(
-            format!("the kind node container {}", what.join(", ")),
-            format!(
-                "start it with `docker start {}` (or restart Docker Desktop), then run again",
-                names.join(" ")
-            ),
-        ));
-    }
+    Ok(())
+}
+
+/// The nodes publish every port mapping the cluster config asks for (fixed when kind created
+/// them; a stopped container keeps its `HostConfig.PortBindings`).
+pub fn check_mappings(ctx: &Ctx, nodes: &[docker::Node]) -> Result<()> {
+    let cluster = &ctx.stack.cluster;
     let missing = crate::judge::node::missing(nodes, &cluster.ports);
     if !missing.is_empty() {
         let ports: Vec<String> = missing.iter().map(|m| m.container_port.to_string()).collect();
@@ -138,7 +152,7 @@ pub fn describe(ctx: &Ctx, p: &Preflight, lines: &mut Vec<String>) {
         lines.push(format!("# Preflight: {} on PATH", p.tools.join(", ")));
     }
     if p.docker {
-        lines.push(docker::info().to_string());
+        lines.push(docker::server_version().to_string());
     }
     if !p.cluster {
         return;

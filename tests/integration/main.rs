@@ -5,13 +5,16 @@
 
 mod agreement;
 mod bootstrap;
+mod chaos;
 mod converge;
 mod doctor;
 mod fail_fast;
 mod faults;
+mod images;
 mod inputs;
 mod manifests;
 mod nodes;
+mod readopt;
 mod recover;
 mod sim_e2e;
 mod status;

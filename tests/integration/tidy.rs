@@ -209,6 +209,7 @@ fn what_only_reads_changes_nothing() {
         "delete_pods",
         "docker::build",
         "docker::save",
+        "docker::start(",
     ];
     let readers = |f: &str| {
         f.starts_with("observe/")
@@ -233,36 +234,61 @@ fn what_only_reads_changes_nothing() {
     );
 }
 
-/// Recovery deletes nothing but a pod its controller recreates (a restart); `down` alone deletes
-/// the cluster. The argv word `delete` is in two wrappers only: `Kubectl::delete_pods`, which
-/// takes a `PodRestart` (made only from an observed pod controlled by a ReplicaSet, DaemonSet or
-/// StatefulSet: `cluster.rs`), and `kind_delete_cluster`, which only `down` calls. (The e2e half:
-/// the simulator's audit log shows no DELETE of anything else, `faults::*` and `nodes::*`.)
+/// Nothing that holds data is deleted: the only deletions are `down`'s `kind delete cluster` and
+/// `Kubectl::delete_pods`, which takes `PodRestart`s (a pod its ReplicaSet, DaemonSet or
+/// StatefulSet recreates, checked from the observed pod's ownerReferences: `cluster.rs`), so a
+/// delete is a restart. No other argv says `delete`, nothing but `cluster.rs` makes a
+/// `PodRestart`, and only `down` calls `kind_delete_cluster`. (The e2e half: the simulator's audit
+/// log shows no DELETE of anything else, `faults::*` and `nodes::*`.)
 #[test]
-fn nothing_is_deleted_but_a_pod_its_controller_recreates() {
-    let found = naming(&["\"delete\""], |f| f == "kube.rs" || f == "docker.rs");
-    assert!(found.is_empty(), "ARCHITECTURE.md: recovery deletes nothing\n{}", found.join("\n"));
-    let sources = sources();
-    let kube = &sources.iter().find(|(f, _)| f == "kube.rs").expect("kube.rs").1;
-    let mut deleting = Vec::new();
-    for (at, _) in kube.match_indices("\"delete\"") {
-        let signature = kube[..at].rsplit_once("fn ").map(|(_, s)| s).unwrap_or("");
-        deleting.push(signature.lines().next().unwrap_or("").to_string());
+fn the_only_deletes_are_down_and_restarting_a_controlled_pod() {
+    let mut found = Vec::new();
+    for (file, code) in sources() {
+        let deletes = code.matches("\"delete\"").count();
+        let allowed = match file.as_str() {
+            "kube.rs" | "docker.rs" => 1,
+            _ => 0,
+        };
+        if deletes != allowed {
+            found.push(format!("{file} names `\"delete\"` {deletes} time(s), {allowed} allowed"));
+        }
+        if file != "cluster.rs" && code.contains("PodRestart {") {
+            found.push(format!("{file} builds a PodRestart by hand (use PodRestart::of)"));
+        }
     }
-    assert!(!deleting.is_empty(), "Kubectl::delete_pods is gone: fix this test");
-    for signature in &deleting {
-        assert!(
-            signature.starts_with("delete_pods(") && signature.contains("&[PodRestart])"),
-            "a kubectl delete that takes anything but a PodRestart: fn {signature}"
-        );
-    }
-    let restarts = naming(&["PodRestart {"], |f| f == "cluster.rs");
-    assert!(restarts.is_empty(), "a PodRestart made outside PodRestart::of\n{}", restarts.join("\n"));
-    let found =
-        naming(&["kind_delete_cluster"], |f| f == "docker.rs" || f == "run.rs" || f == "steps/down.rs");
-    assert!(found.is_empty(), "only `down` deletes the cluster\n{}", found.join("\n"));
-    let docker = &sources.iter().find(|(f, _)| f == "docker.rs").expect("docker.rs").1;
+    let kube = sources().into_iter().find(|(f, _)| f == "kube.rs").expect("kube.rs").1;
+    let at = kube.find("\"delete\"").expect("Kubectl::delete_pods is gone: fix this test");
+    let signature = kube[..at].rsplit_once("fn ").map(|(_, s)| s).unwrap_or("");
+    assert!(
+        signature.starts_with("delete_pods(&self, pods: &[PodRestart])"),
+        "a kubectl delete that takes anything but PodRestarts: fn {}",
+        signature.lines().next().unwrap_or("")
+    );
+    let docker = sources().into_iter().find(|(f, _)| f == "docker.rs").expect("docker.rs").1;
+    assert!(docker.contains("[\"delete\", \"cluster\""), "docker.rs's delete is kind's cluster delete");
     assert_eq!(docker.matches("\"rm\"").count(), 1, "docker rm: the legacy proxies' only (rm_force)");
+    let callers =
+        naming(&["kind_delete_cluster"], |f| f == "docker.rs" || f == "run.rs" || f == "steps/down.rs");
+    found.extend(callers.into_iter().map(|c| format!("only `down` deletes the cluster: {c}")));
+    assert!(
+        found.is_empty(),
+        "ARCHITECTURE.md: deleting a controller-owned pod is a restart\n{}",
+        found.join("\n")
+    );
+}
+
+/// What the mesh adopted is read from the outside only: the API, the logs, and ztunnel's config
+/// dump through istioctl's port-forward (ztunnel's admin port listens on localhost only): nothing
+/// runs inside a pod or a node (no `kubectl exec`, no `docker exec`).
+#[test]
+fn nothing_runs_inside_a_pod_or_a_node() {
+    // The planner and the judge build no command (their own tidy tests): an image tag's `-debug`
+    // variant named there is not a `kubectl debug`.
+    let pure = |f: &str| f.starts_with("plan") || f.starts_with("judge/");
+    let found = naming(&["\"exec\"", "\"debug\"", "\"attach\""], pure);
+    assert!(found.is_empty(), "ARCHITECTURE.md: nothing runs inside a pod or a node\n{}", found.join("\n"));
+    let docker = sources().into_iter().find(|(f, _)| f == "docker.rs").expect("docker.rs").1;
+    assert!(docker.contains("[\"ztunnel-config\", \"all\", \"--node\""), "ztunnel's state through istioctl");
 }
 
 /// Where a user reads what `up` does (`bookstore --help`'s examples, `make help`-style target
@@ -282,6 +308,21 @@ fn every_description_of_up_says_it_bootstraps() {
     }
 }
 
+/// Docker's liveness is one judgement: `docker version` (failing on every CLI release), never
+/// `docker info --format '{{.ServerVersion}}'`, which exits 0 with the daemon away before docker
+/// CLI 28.1. The watcher tells time by Docker's clock only (Docker Desktop's VM clock drifts).
+#[test]
+fn docker_liveness_and_the_watchers_clock() {
+    let found = naming(&["{{.ServerVersion}}"], |_| false);
+    assert!(found.is_empty(), "ARCHITECTURE.md: Docker's liveness is `docker version`\n{}", found.join("\n"));
+    let found = naming(&["SystemTime"], |f| !f.starts_with("watch/mod.rs"));
+    assert!(
+        found.is_empty(),
+        "ARCHITECTURE.md: the watcher compares Docker's timestamps only\n{}",
+        found.join("\n")
+    );
+}
+
 /// Every test file: the integration tests and the simulator's client tests (but this one, which
 /// names what the others must not).
 fn test_sources() -> Vec<(String, String)> {
@@ -298,15 +339,13 @@ fn test_sources() -> Vec<(String, String)> {
     out
 }
 
-/// One kit runs `bookstore`: only `kit::Test` names the binary to run it (watch_service.rs names
-/// it as the path a unit file must hold, and runs it through the kit).
+/// One kit runs `bookstore`: only `kit::Test` names the binary to run it (the copy an installed
+/// service runs, too, is run through it: `Test::program`).
 #[test]
 fn only_the_kit_runs_bookstore() {
     let named: Vec<String> = test_sources()
         .into_iter()
-        .filter(|(file, text)| {
-            text.contains("CARGO_BIN_EXE_bookstore") && file != "tests/integration/watch_service.rs"
-        })
+        .filter(|(_, text)| text.contains("CARGO_BIN_EXE_bookstore"))
         .map(|(file, _)| file)
         .collect();
     assert_eq!(named, Vec::<String>::new(), "run bookstore with bookstore_sim::kit::Test");

@@ -19,10 +19,21 @@ impl Bench {
         let dir = self.logs.join(format!("run{run}-{}", c.slug()));
         std::fs::create_dir_all(&dir)?;
         let workers = if c == Contender::UpWorker { 2 } else { 0 };
-        let sim =
-            Sim::start(SimOptions { time_scale: self.opts.time_scale, workers, ..SimOptions::default() })?;
+        let readopted = matches!(c, Contender::UpReadopted | Contender::RecoverReadopted);
+        let mesh_return = if readopted {
+            crate::capture::MeshReturn::Readopted { seed: super::READOPT_SEED, outside: 1, among: Vec::new() }
+        } else {
+            crate::capture::MeshReturn::Guide
+        };
+        let sim = Sim::start(SimOptions {
+            time_scale: self.opts.time_scale,
+            mesh_return,
+            workers,
+            ..SimOptions::default()
+        })?;
         let infra = Infra::load(&sim.dir().join("infra"))?;
         let mut stale = BTreeSet::new();
+        let mut back = None;
         match c {
             Contender::UpHealthy => {}
             Contender::UpStale => {
@@ -34,6 +45,12 @@ impl Bench {
                 stale.insert(infra.stack.mesh.daemonset.clone());
                 sim.restart_node(RESTARTED_WORKER);
                 sim.wait_healthy(self.settle_deadline)?;
+            }
+            Contender::UpReadopted | Contender::RecoverReadopted => {
+                let restarted = std::time::Instant::now();
+                sim.docker_restart();
+                sim.wait_settled(self.settle_deadline)?;
+                back = Some(restarted.elapsed().as_secs_f64());
             }
             _ => {
                 sim.docker_restart();
@@ -97,13 +114,28 @@ impl Bench {
                 .count(),
             restarts: audit
                 .iter()
-                .filter(|e| e.t_ms >= since_ms && e.source == Source::Kube && e.verb == "PATCH")
-                .filter(|e| e.path.contains("/deployments/") || e.path.contains("/daemonsets/"))
-                .count()
-                + deleted.len(),
+                .filter(|e| e.t_ms >= since_ms && e.source == Source::Kube)
+                .filter(|e| {
+                    (e.verb == "PATCH"
+                        && (e.path.contains("/deployments/") || e.path.contains("/daemonsets/")))
+                        || (e.verb == "DELETE" && e.path.contains("/pods/"))
+                })
+                .count(),
+            ztunnel_restarted: audit.iter().any(|e| {
+                e.t_ms >= since_ms
+                    && e.source == Source::Kube
+                    && ((e.verb == "PATCH" && e.path.contains("/daemonsets/ztunnel"))
+                        || (e.verb == "DELETE" && e.path.contains("/pods/ztunnel")))
+            }),
             restarted,
             stale,
             node_path,
+            back,
+            outside: audit
+                .iter()
+                .filter(|e| e.verb == "mesh-outside")
+                .flat_map(|e| e.detail.split_whitespace().map(String::from).collect::<Vec<_>>())
+                .collect(),
             milestones: milestones(&audit, since_ms, &infra, &self.critical_end(&infra)),
             steps,
             unhealthy,

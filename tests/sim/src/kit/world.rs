@@ -78,7 +78,11 @@ impl World {
         }
         let wrap = sim.dir().join("wrap");
         for tool in ["kubectl", "docker"] {
-            let real = which::which(tool).expect("the real client is installed");
+            // The simulator's own docker CLI (another release's recorded behaviour, `docker_cli.rs`)
+            // when it has one, else the installed client.
+            let shim = sim.dir().join("bin").join(tool);
+            let real =
+                if shim.is_file() { shim } else { which::which(tool).expect("the real client is installed") };
             let script = format!(
                 "#!/bin/sh\n\
                  # Records argv (fields \\037, records \\036) in one write, then becomes the real client.\n\
@@ -370,7 +374,8 @@ impl World {
             let read = match e.source {
                 Source::Kube | Source::Connect | Source::Http => e.verb == "GET",
                 Source::Docker => e.verb == "GET" || e.verb == "HEAD",
-                Source::Standin => false,
+                // istioctl's read of ztunnel's config dump (a port-forward).
+                Source::Standin => e.verb == "istioctl" && e.path.starts_with("ztunnel-config "),
                 Source::Controller | Source::Control => true,
             };
             assert!(read, "something was changed: {} {} {}", e.verb, e.path, e.detail);
@@ -511,24 +516,28 @@ pub fn restarted_pod(audit: &[AuditEntry], delete: &AuditEntry) -> bool {
 }
 
 /// When ztunnel was fresh again after a recovery: its rollout completed (`recover`), or, when
-/// `up` restarted it node by node (its pods there deleted), its last new pod Ready (the
-/// simulator's `mesh-epoch`, one a node).
+/// `up` restarted it node by node (its pods there deleted), its last new pod Ready (one a pod
+/// deleted).
 pub fn ztunnel_restarted(audit: &[AuditEntry]) -> Option<u64> {
-    let first_delete = audit
+    let deletes: Vec<u64> = audit
         .iter()
-        .find(|e| {
+        .filter(|e| {
             e.source == Source::Kube
                 && e.verb == "DELETE"
                 && e.path_only().starts_with("/api/v1/namespaces/istio-system/pods/ztunnel")
         })
-        .map(|e| e.t_ms);
-    match first_delete {
+        .map(|e| e.t_ms)
+        .collect();
+    match deletes.first() {
         None => audit.iter().find(|e| e.is_event("rollout-complete", "istio-system/ztunnel")).map(|e| e.t_ms),
+        // One new pod Ready a pod deleted: the last of them.
         Some(t) => audit
             .iter()
-            .filter(|e| e.source == Source::Controller && e.verb == "mesh-epoch" && e.t_ms >= t)
+            .filter(|e| e.source == Source::Controller && e.verb == "pod-ready" && e.detail == "ztunnel")
+            .filter(|e| e.t_ms >= *t)
             .map(|e| e.t_ms)
-            .max(),
+            .take(deletes.len())
+            .last(),
     }
 }
 

@@ -7,10 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 use base64::Engine;
 use serde_json::{Value, json};
 
-use super::{
-    AMBIENT_LABEL, ClusterState, Container, ISTIO_IMAGES, PodPhase, StoredConnector, WlKey, World,
-    container_id,
-};
+use super::{AMBIENT_LABEL, ClusterState, Container, PodPhase, StoredConnector, WlKey, World, container_id};
 use crate::store::{Key, Res, i64_at};
 
 impl World {
@@ -27,6 +24,7 @@ impl World {
         self.node_images.clear();
         self.link.transfers.retain(|t| t.store == crate::images::Store::Host);
         self.link.puller = puller;
+        self.istio = None;
         self.clear_cluster_objects();
         self.put_namespace("default", false);
         self.workloads.clear();
@@ -120,14 +118,21 @@ impl World {
         self.store.put(Res::DaemonSets, obj);
     }
 
-    /// What `istioctl install --set profile=ambient` creates.
-    pub fn install_istio(&mut self) {
+    /// What `istioctl install` creates for this install (the ambient profile: istiod, istio-cni,
+    /// ztunnel, with the images of its release and flags).
+    pub fn install_istio(&mut self, install: &crate::istioctl::Install) {
         let ns = self.infra.stack.mesh.namespace.clone();
         self.put_namespace(&ns, false);
-        self.add_deployment(&ns, "istiod", ISTIO_IMAGES[0].1, 1);
-        self.add_daemonset(&ns, "istio-cni-node", ISTIO_IMAGES[1].1);
         let zt = self.infra.stack.mesh.daemonset.clone();
-        self.add_daemonset(&ns, &zt, ISTIO_IMAGES[2].1);
+        for (deployment, name, _, image) in install.workloads() {
+            let name = if name == "ztunnel" { zt.as_str() } else { name };
+            if deployment {
+                self.add_deployment(&ns, name, &image, 1);
+            } else {
+                self.add_daemonset(&ns, name, &image);
+            }
+        }
+        self.istio = Some(install.clone());
     }
 
     /// The healthy BookStore stack after bootstrap, instantly: every pod Ready and registered,
@@ -150,7 +155,7 @@ impl World {
         self.bootstrapping = true;
         self.create_cluster(&name, nodes, puller);
         self.bootstrapping = false;
-        self.install_istio();
+        self.install_istio(&crate::istioctl::Install::ambient(&self.opts.istio_version));
         let ns = self.infra.stack.mesh.namespace.clone();
         self.add_deployment(&ns, "kiali", "quay.io/kiali/kiali:v2.10", 1);
         for ns in self.infra.app_namespaces() {
@@ -189,10 +194,15 @@ impl World {
                 self.node_images.extend(Self::template_images(&t));
             }
         }
-        // Everything Ready, registered, rolled out.
+        // Everything Ready, captured (the mesh running on each node before the pods), rolled
+        // out; then aged, and the mesh's history written with those times.
         let now = Instant::now();
+        for node in self.nodes() {
+            self.mesh.insert(node, crate::capture::NodeMesh::running(self.reconcile));
+        }
         self.instant_ready(now);
         self.age_bootstrap();
+        self.mesh_history();
         for file in self.infra.connectors().to_vec() {
             let mut config = file.config.clone();
             let db =
@@ -224,6 +234,9 @@ impl World {
                     running: true,
                     created: wall,
                     started: wall,
+                    finished: wall,
+                    exit_code: 0,
+                    stopped_by_user: false,
                     cmd: vec![format!("TCP-LISTEN:{port},fork,reuseaddr"), format!("TCP:172.19.0.4:{port}")],
                 });
             }
@@ -270,6 +283,7 @@ impl World {
         for c in self.containers.iter_mut().filter(|c| nodes.contains(&c.name)) {
             c.created = ago(7200);
             c.started = ago(7200);
+            c.finished = ago(7200);
         }
         // The Nodes' Ready transitions with them.
         for node in &nodes {
@@ -283,6 +297,7 @@ impl World {
                 let (created, ready) = if p.ns == mesh_ns { (3600, 3590) } else { (3500, 3400) };
                 p.created_wall = ago(created);
                 p.started_wall = ago(created);
+                p.sandbox_wall = ago(created);
                 p.ready_wall = Some(ago(ready));
             }
             self.write_pod(&k);
@@ -294,24 +309,13 @@ impl World {
         self.bootstrapping = true;
         self.reconcile(now);
         let keys: Vec<(String, String)> = self.pods.keys().cloned().collect();
-        for k in &keys {
-            if let Some(p) = self.pods.get_mut(k) {
+        for k in keys {
+            if let Some(p) = self.pods.get_mut(&k) {
                 p.phase = PodPhase::Ready;
                 p.ready_since = None;
                 p.ready_wall = Some(p.created_wall);
             }
-        }
-        // Every meshed pod registered by the ztunnel of its node.
-        for k in &keys {
-            let Some(node) = self.pods.get(k).map(|p| p.node.clone()) else { continue };
-            let ztunnel = self.ztunnel_pod_on(&node).map(|z| z.name.clone());
-            if let Some(p) = self.pods.get_mut(k)
-                && p.ambient
-            {
-                p.registered = ztunnel.is_some() && !self.faults.hbone_blocked.contains(&p.wl.2);
-                p.registered_with = ztunnel;
-            }
-            self.write_pod(k);
+            self.write_pod(&k);
         }
         self.reconcile(now);
         self.bootstrapping = false;

@@ -31,12 +31,6 @@ impl World {
         };
         let ip = self.alloc_ip();
         let ambient = self.ns_ambient(&wl.1);
-        // Registered by the fresh ztunnel of its node, if there is one now.
-        let registered_with = match ambient && !self.faults.hbone_blocked.contains(&wl.2) {
-            true => self.ztunnel_pod_on(&node).map(|z| z.name.clone()),
-            false => None,
-        };
-        let registered = registered_with.is_some();
         let wall = SystemTime::now();
         let due = now + self.scaled(latency);
         let template = self.workloads.get(wl).map(|w| w.template.clone()).unwrap_or(Value::Null);
@@ -53,9 +47,15 @@ impl World {
             template_gen: tgen,
             hash,
             ip,
+            uid: String::new(),
             ambient,
-            registered,
-            registered_with,
+            registered: false,
+            netns: None,
+            rules: None,
+            sandbox_wall: wall,
+            enrolled: None,
+            pending_add: false,
+            lost: false,
             phase: PodPhase::Starting {
                 due: if pulling.is_empty() { self.start_due(wl, due) } else { None },
             },
@@ -71,21 +71,20 @@ impl World {
             pulling: pulling.clone(),
         };
         let subject = format!("{}/{}", wl.1, name);
-        self.pods.insert((wl.1.clone(), name.clone()), pod);
-        self.event("pod-started", &subject, if registered { "registered" } else { "" });
-        if registered {
-            let uid = name.clone();
-            self.ztunnel_log(
-                &node,
-                format!(
-                    "{}  info inpod::statemanager pod received, starting proxy uid={} name={} namespace={}",
-                    crate::timefmt::rfc3339_millis(wall),
-                    uid,
-                    name,
-                    wl.1
-                ),
-            );
+        let key = (wl.1.clone(), name.clone());
+        self.pods.insert(key.clone(), pod);
+        // Its UID once the store has given it one, then its first sandbox: its CNI ADD.
+        self.write_pod(&key);
+        let uid = self
+            .store
+            .get(&Key::new(Res::Pods, &key.0, &key.1))
+            .map(|o| crate::store::str_at(o, "/metadata/uid").to_string());
+        if let Some(p) = self.pods.get_mut(&key) {
+            p.uid = uid.unwrap_or_default();
         }
+        self.mesh_pod_created(&key);
+        let registered = self.pods.get(&key).is_some_and(|p| p.registered);
+        self.event("pod-started", &subject, if registered { "registered" } else { "" });
         if pulling.is_empty() {
             self.container_started(wl);
         } else {
@@ -139,31 +138,19 @@ impl World {
                         p.ready_since = Some(now);
                         p.ready_wall = Some(SystemTime::now());
                         self.event("pod-ready", &subject, &wl.2);
-                        if self.is_ztunnel(&wl) {
-                            self.ztunnel_ready(k);
-                            let name = k.1.clone();
-                            let ambient: Vec<String> = self
-                                .pods
-                                .values()
-                                .filter(|p| {
-                                    p.ambient && p.registered && p.registered_with.as_deref() == Some(&name)
-                                })
-                                .map(|p| format!("uid={} name={} namespace={}", p.name, p.name, p.ns))
-                                .collect();
-                            let ts = crate::timefmt::rfc3339_millis(SystemTime::now());
-                            let p = self.pods.get_mut(k).expect("checked");
-                            p.log.push((SystemTime::now(), format!("{ts}  info ztunnel ready")));
-                            for a in ambient {
-                                p.log.push((
-                                    SystemTime::now(),
-                                    format!(
-                                        "{ts}  info inpod::statemanager pod received, starting proxy {a}"
-                                    ),
-                                ));
-                            }
-                        }
                     }
                     Err(need) => {
+                        // A caller in the mesh reaches its dependency through its ztunnel: the
+                        // refusal of a dependency outside the mesh is in ztunnel's log.
+                        let caller = self.pods.get(k).cloned().expect("checked");
+                        let callee = self.ready_pod(&need).cloned();
+                        if let Some(callee) = callee
+                            && caller.ambient
+                            && caller.registered
+                            && !callee.mesh_ok()
+                        {
+                            self.log_hbone_failure(&caller.name, &callee);
+                        }
                         let p = self.pods.get_mut(k).expect("checked");
                         p.restart_count += 1;
                         p.backoff = if p.backoff == 0.0 {
@@ -205,10 +192,10 @@ impl World {
     pub fn delete_pod(&mut self, k: &(String, String)) {
         if let Some(p) = self.pods.remove(k) {
             self.store.delete(&Key::new(Res::Pods, &k.0, &k.1));
-            self.event("pod-deleted", &format!("{}/{}", k.0, k.1), &p.node);
-            if self.is_ztunnel(&p.wl) {
-                self.ztunnel_gone(&p.name);
-            }
+            // Its controller, which recreates it.
+            let owner = if p.wl.0 == Res::Deployments { "ReplicaSet" } else { "DaemonSet" };
+            self.event("pod-deleted", &format!("{}/{}", k.0, k.1), owner);
+            self.mesh_pod_deleted(&p);
         }
     }
 
@@ -257,9 +244,11 @@ impl World {
         let ready_t = rfc3339(p.ready_wall.unwrap_or(p.started_wall));
         let created = rfc3339(p.created_wall);
         let mut annotations = json!({});
-        if p.ambient {
-            annotations["ambient.istio.io/redirection"] = json!("enabled");
+        if let (true, Some(value)) = (p.ambient, p.enrolled) {
+            annotations["ambient.istio.io/redirection"] = json!(value);
         }
+        let (sandbox_s, sandbox_t) =
+            (if p.netns.is_some() { "True" } else { "False" }, rfc3339(p.sandbox_wall));
         let obj = json!({
             "metadata": {"name": p.name, "namespace": p.ns, "labels": labels, "annotations": annotations,
                          "creationTimestamp": created,
@@ -271,7 +260,7 @@ impl World {
                 "hostIP": self.host_ip(&p.node), "podIP": p.ip, "podIPs": [{"ip": p.ip}],
                 "startTime": created, "qosClass": "BestEffort",
                 "conditions": [
-                    {"type":"PodReadyToStartContainers","status":"True","lastTransitionTime": created},
+                    {"type":"PodReadyToStartContainers","status": sandbox_s,"lastTransitionTime": sandbox_t},
                     {"type":"Initialized","status":"True","lastTransitionTime": created},
                     {"type":"Ready","status": ready_s,"lastTransitionTime": ready_t},
                     {"type":"ContainersReady","status": ready_s,"lastTransitionTime": ready_t},

@@ -1,10 +1,5 @@
-//! Istio ambient: which namespaces are in the mesh, when a pod registers, ztunnel's log, and
-//! who reaches whom. Per node, as the guide tells it: a pod is registered by the ztunnel of its
-//! own node, when it is created, if that ztunnel is fresh (Ready, and created after its node last
-//! started: one that came back with its node in place registers nothing) and only with that
-//! instance: a new ztunnel pod on the node (a deletion, a rollout) never registered the pods that
-//! were there before it, and a node restart leaves every pod on it unregistered. Pods on other
-//! nodes keep theirs.
+//! Istio ambient: which namespaces are in the mesh, ztunnel's log, and who reaches whom. Which
+//! pods are in the mesh is `capture.rs`'s: istio-cni's capture state machine.
 
 use std::time::SystemTime;
 
@@ -24,46 +19,6 @@ impl World {
         wl.0 == Res::DaemonSets
             && wl.1 == self.infra.stack.mesh.namespace
             && wl.2 == self.infra.stack.mesh.daemonset
-    }
-
-    /// The fresh ztunnel pod on `node`: Ready, created after the node last started.
-    pub fn ztunnel_pod_on(&self, node: &str) -> Option<&PodState> {
-        let started = self.node_started(node)?;
-        self.pods
-            .values()
-            .filter(|p| self.is_ztunnel(&p.wl) && p.node == node && p.is_ready())
-            .find(|p| p.created_wall >= started)
-    }
-
-    /// A ztunnel pod became Ready on its node: if it is fresh there, the pods it did not register
-    /// (they came before it) are stale from now on.
-    pub(super) fn ztunnel_ready(&mut self, k: &(String, String)) {
-        let Some(z) = self.pods.get(k) else { return };
-        let (node, name) = (z.node.clone(), z.name.clone());
-        if self.ztunnel_pod_on(&node).map(|p| p.name.as_str()) != Some(name.as_str()) {
-            return;
-        }
-        let stale: Vec<(String, String)> = self
-            .pods
-            .iter()
-            .filter(|(_, p)| {
-                p.node == node && p.ambient && p.registered && p.registered_with.as_deref() != Some(&name)
-            })
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in &stale {
-            if let Some(p) = self.pods.get_mut(k) {
-                p.registered = false;
-            }
-        }
-        self.event("mesh-epoch", &format!("{}/{}", k.0, self.infra.stack.mesh.daemonset), &node);
-    }
-
-    /// A ztunnel pod is gone: the pods it registered have no HBONE listener any more.
-    pub(super) fn ztunnel_gone(&mut self, name: &str) {
-        for p in self.pods.values_mut().filter(|p| p.registered_with.as_deref() == Some(name)) {
-            p.registered = false;
-        }
     }
 
     /// The ztunnel pod whose log a line on `node` goes to (the newest there, Ready first).
@@ -88,15 +43,19 @@ impl World {
     }
 
     /// A failed HBONE connection to a stale pod: ztunnel's log line.
+    /// Refused when nothing listens on 15008 in its current netns (no ztunnel proxy there: a pod
+    /// outside the mesh, or one that lost its listeners); a timeout when something drops the
+    /// connection (a fault's lost registration, a NetworkPolicy).
     pub fn log_hbone_failure(&mut self, from: &str, to: &PodState) {
-        let error = if self.faults.listeners_lost.contains(&(to.ns.clone(), to.name.clone())) {
+        let lost_listeners = self.faults.listeners_lost.contains(&(to.ns.clone(), to.name.clone()));
+        let error = if lost_listeners || !self.listening(to) {
             "io error: Connection refused (os error 111)"
         } else {
             "connection failed: deadline has elapsed"
         };
         let line = format!(
-            "{}  error access connection complete src.addr=10.244.0.1:{} src.workload=\"{}\" dst.addr={}:15008 dst.hbone_addr={}:80 dst.workload=\"{}\" direction=\"outbound\" bytes_sent=0 bytes_recv=0 duration=\"10001ms\" error=\"{}\"",
-            crate::timefmt::rfc3339_millis(SystemTime::now()),
+            "{}\terror\taccess\tconnection complete\tsrc.addr=10.244.0.1:{} src.workload=\"{}\" dst.addr={}:15008 dst.hbone_addr={}:80 dst.workload=\"{}\" direction=\"outbound\" bytes_sent=0 bytes_recv=0 duration=\"10001ms\" error=\"{}\"",
+            crate::timefmt::rfc3339_micros(SystemTime::now()),
             40000 + (self.audit.len() % 20000),
             from,
             to.ip,

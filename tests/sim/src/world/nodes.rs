@@ -111,6 +111,9 @@ impl World {
                 running: true,
                 created: now,
                 started: now,
+                finished: now,
+                exit_code: 0,
+                stopped_by_user: false,
                 cmd: vec![],
             });
             self.container_created_events(node);

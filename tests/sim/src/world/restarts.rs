@@ -1,10 +1,10 @@
 //! Docker restarts: the daemon stopping and starting (every node with it), one node container
 //! stopped or restarted alone (`docker restart <worker>`), and a node's pods restarted in place
-//! when it starts again (same pods, restartCount+1, their mesh registration stale): only the pods
-//! on the nodes that restarted.
+//! when it starts again (same pods, restartCount+1, new sandboxes: the mesh's restart timeline
+//! on that node, `capture.rs`): only the pods on the nodes that restarted.
 
 use std::collections::BTreeSet;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::{PodPhase, WlKey, World};
 use crate::audit::Source;
@@ -20,18 +20,56 @@ impl World {
         self.record(Source::Control, "docker-stop", "", "");
     }
 
-    /// Docker comes back: containers with a restart policy start; every pod restarts in place
-    /// with its HBONE registration stale; Kafka without a volume starts empty.
+    /// Docker comes back: the containers its restart policy restarts start (`restart_policy.rs`;
+    /// the node unless it halted cleanly); if the node is among them every pod restarts in place
+    /// in a new sandbox (what the mesh adopts again is `capture.rs`'s), and Kafka without a
+    /// volume starts empty.
     pub fn docker_start(&mut self) {
         self.docker_up = true;
         let wall = SystemTime::now();
-        for c in &mut self.containers {
-            c.running = true;
-            c.started = wall;
+        let mut restarted = Vec::new();
+        for (i, c) in self.containers.iter_mut().enumerate() {
+            if !c.running && crate::restart_policy::restarts_with_daemon(c) {
+                c.running = true;
+                c.started = wall;
+                restarted.push(i);
+            }
         }
         self.record(Source::Control, "docker-start", "", "");
-        self.daemon_started_events();
-        self.restart_pods_in_place(None);
+        self.daemon_started_events(&restarted);
+        if self.node_running() {
+            let nodes = self.nodes();
+            let started: Vec<String> = restarted
+                .iter()
+                .map(|i| self.containers[*i].name.clone())
+                .filter(|n| nodes.contains(n))
+                .collect();
+            if started.len() == nodes.len() {
+                self.restart_pods_in_place(None);
+            } else {
+                for n in started {
+                    self.restart_pods_in_place(Some(&n));
+                }
+            }
+        } else if self.cluster.is_some() {
+            let node = self.node_name();
+            self.event("node-left-exited", &node, "");
+        }
+    }
+
+    /// A host time on Docker's clock (`SimOptions::docker_clock_offset_ms`).
+    pub fn docker_time(&self, t: SystemTime) -> SystemTime {
+        let offset = self.opts.docker_clock_offset_ms;
+        let shift = Duration::from_millis(offset.unsigned_abs());
+        if offset < 0 { t.checked_sub(shift).unwrap_or(t) } else { t + shift }
+    }
+
+    /// Now on Docker's clock, nanoseconds since the epoch (an event's `timeNano`).
+    pub fn docker_nanos(&self) -> u128 {
+        crate::docker_events::offset_nanos(
+            crate::docker_events::now_nanos(),
+            self.opts.docker_clock_offset_ms,
+        )
     }
 
     pub fn docker_restart(&mut self) {
@@ -79,11 +117,35 @@ impl World {
             p.restart_count += 1;
             p.started_wall = SystemTime::now();
             p.ready_since = None;
-            if p.ambient {
-                p.registered = false;
-            }
             p.log.push((SystemTime::now(), format!("starting {} (node restart)", wl.2)));
             started.insert(wl);
+        }
+        // On each node that started, every sandbox, istio-cni's agent and ztunnel start again
+        // (`capture.rs`); a container starts in its sandbox.
+        let restarted: Vec<String> = match node {
+            Some(n) => vec![n.to_string()],
+            None => self.nodes(),
+        };
+        let mut sandboxes: Vec<((String, String), Instant)> = Vec::new();
+        for n in &restarted {
+            self.mesh_node_started(n, now);
+            if let Some(m) = self.mesh.get(n) {
+                sandboxes.extend(m.timeline.iter().filter_map(|(t, s)| match s {
+                    crate::capture::Step::Sandbox(ns, p) => Some(((ns.clone(), p.clone()), *t)),
+                    _ => None,
+                }));
+            }
+        }
+        let bump = self.scaled(0.1);
+        for (k, t) in sandboxes {
+            if let Some(p) = self.pods.get_mut(&k)
+                && let PodPhase::Starting { due: Some(d) } = p.phase
+                && d <= t
+            {
+                p.phase = PodPhase::Starting { due: Some(t + bump) };
+            }
+        }
+        for k in &keys {
             self.write_pod(k);
         }
         for wl in started {

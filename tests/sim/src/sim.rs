@@ -405,8 +405,18 @@ impl Sim {
         self.shared.lock().nodes()
     }
 
+    /// Docker comes back; returns once its socket accepts connections again (its listener is
+    /// bound on the simulator's runtime: a client right after would otherwise race it).
     pub fn docker_start(&self) {
         crate::control::docker_start(&self.shared);
+        if self.shared.lock().opts.real_docker.is_some() {
+            return;
+        }
+        let socket = self.docker_socket();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     pub fn fault(&self, f: Fault) {

@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod cluster;
+pub mod config;
 pub mod connect;
 pub mod docker;
 pub mod doctor;
@@ -11,6 +12,7 @@ pub mod error;
 pub mod exec;
 pub mod http;
 pub mod kube;
+pub mod lock;
 pub mod manifests;
 pub mod observe;
 pub mod plan;

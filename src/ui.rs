@@ -159,6 +159,35 @@ impl Ui {
         self.write_line(&format!(" {} {text}", self.paint("✓", 32)));
     }
 
+    /// A dry run's lines: pasteable, on stdout (results, not progress), or `plan` events with
+    /// `--json`; through the redactor like every other line.
+    pub fn plan(&self, lines: &[String]) {
+        if self.json {
+            for line in lines {
+                self.emit("plan", json!({"line": line}));
+            }
+            return;
+        }
+        let mut out = std::io::stdout().lock();
+        for line in lines {
+            let _ = writeln!(out, "{}", secret::redact(line));
+        }
+    }
+
+    /// Ask a question on stderr (the caller checked that stdin is a terminal); the answer read
+    /// from stdin, trimmed.
+    pub fn ask(&self, question: &str) -> String {
+        {
+            let _state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "{} ", secret::redact(question));
+            let _ = err.flush();
+        }
+        let mut answer = String::new();
+        let _ = std::io::stdin().read_line(&mut answer);
+        answer.trim().to_string()
+    }
+
     /// A line on stderr as it is (the `--timings` text).
     pub fn plain(&self, text: &str) {
         self.write_line(text);

@@ -4,11 +4,11 @@
 
 use crate::error::{Error, Result};
 
-use super::{Ctx, rollout};
+use super::Ctx;
 
 pub fn run(ctx: &Ctx) -> Result<()> {
     let step = ctx.ui.start("Checking the cluster against the stack file");
-    let absent = rollout::missing_workloads(ctx)?;
+    let absent = missing_workloads(ctx)?;
     if !absent.is_empty() {
         return Err(absent_error(ctx, &absent));
     }
@@ -21,6 +21,18 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         c.secret_name
     ));
     Ok(())
+}
+
+/// Which stack workloads the cluster lacks.
+fn missing_workloads(ctx: &Ctx) -> Result<Vec<String>> {
+    let present = ctx.deployments()?;
+    Ok(ctx
+        .stack
+        .workloads
+        .iter()
+        .filter(|w| !present.contains_key(&(w.namespace.clone(), w.name.clone())))
+        .map(|w| format!("{}/{}", w.namespace, w.name))
+        .collect())
 }
 
 /// The stack names deployments the cluster does not have.

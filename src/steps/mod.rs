@@ -5,27 +5,75 @@
 mod bootstrap;
 mod connectors;
 mod converge;
+pub mod down;
 mod failfast;
 mod images;
 mod inputs;
 mod mesh;
 pub(crate) mod preflight;
 pub(crate) mod rollout;
+pub mod service;
 
 pub use crate::observe::Ctx;
 
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::plan::{self, Order, Step};
+use crate::ui::Ui;
+
+/// The context a command's steps run in: the stack, `--tolerate`.
+fn ctx<'a>(config: &'a Config, ui: &'a Ui) -> Ctx<'a> {
+    let mut ctx = Ctx::new(&config.stack, ui);
+    ctx.tolerate = config.tolerate;
+    ctx
+}
+
+/// `recover`, `connectors`, `smoke`: their steps, run or printed.
+pub fn execute(config: &Config, ui: &Ui, title: &str, steps: &[Step]) -> Result<()> {
+    run_or_print(config, &ctx(config, ui), title, steps, Instant::now(), crate::exec::spawned())
+}
+
+/// `bookstore up` (and each heal of `watch`): detection and the observation (read-only, with
+/// `--dry-run` too, so the printed plan is the one `up` would run here), then the bootstrap, its
+/// resumption, or the convergent recovery. One context for the observation and the run: what
+/// was read is not read again. `tiers`: a bootstrap goes tier by tier (`up --tiers`).
+pub fn up(config: &Config, ui: &Ui, order: Order, settle: Option<Duration>, tiers: bool) -> Result<()> {
+    let (started, spawned) = (Instant::now(), crate::exec::spawned());
+    let ctx = ctx(config, ui);
+    let steps = plan_up(&ctx, order, settle, tiers)?;
+    run_or_print(config, &ctx, "up", &steps, started, spawned)
+}
+
+/// Run the steps (or print them with `--dry-run`); `started` and `spawned`: when the command
+/// began and the child count then (for `up`, before its observation).
+fn run_or_print(
+    config: &Config,
+    ctx: &Ctx,
+    title: &str,
+    steps: &[Step],
+    started: Instant,
+    spawned: usize,
+) -> Result<()> {
+    let ui = ctx.ui;
+    if config.dry_run {
+        ui.plan(&describe(ctx, steps)?);
+        return Ok(());
+    }
+    run(ctx, steps)?;
+    ui.ok_line(&format!(
+        "bookstore {title} finished in {} ({} commands run)",
+        crate::ui::human(started.elapsed()),
+        crate::exec::spawned() - spawned
+    ));
+    Ok(())
+}
 
 /// `up`'s detection and observation (read-only, with `--dry-run` too): no cluster → the full
 /// bootstrap; a cluster whose stack is incomplete → the bootstrap without `kind create`; a
 /// complete stack → the smallest remedy for what one observation shows.
-pub fn plan_up(
-    ctx: &Ctx,
-    order: Order,
-    settle: Option<std::time::Duration>,
-    tiers: bool,
-) -> Result<Vec<Step>> {
+pub fn plan_up(ctx: &Ctx, order: Order, settle: Option<Duration>, tiers: bool) -> Result<Vec<Step>> {
     let bootstrap = if tiers { plan::bootstrap_tiers } else { plan::bootstrap };
     let stack = ctx.stack;
     let step = ctx.ui.start("Observing the stack");

@@ -774,18 +774,6 @@ pub fn await_ready(ctx: &Ctx, targets: &[(String, String)], timeout: Duration) -
     Ok(())
 }
 
-/// Which stack workloads the cluster lacks (a bootstrap that stopped halfway).
-pub fn missing_workloads(ctx: &Ctx) -> Result<Vec<String>> {
-    let present = ctx.deployments()?;
-    Ok(ctx
-        .stack
-        .workloads
-        .iter()
-        .filter(|w| !present.contains_key(&(w.namespace.clone(), w.name.clone())))
-        .map(|w| format!("{}/{}", w.namespace, w.name))
-        .collect())
-}
-
 /// The `task_started` event: a restart sent, a wait for a kept workload's rollout or a
 /// registration begun, what the plan made it wait for, and which of those released it (the last
 /// one done).

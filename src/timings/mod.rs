@@ -1,8 +1,8 @@
 //! `--timings`: where a run's minutes went, after `cargo build --timings`. Pure: the run's own
 //! events (the ones `--json` prints, kept in memory by `Ui::record`) go in, a [`Timeline`] comes
 //! out, and the timeline renders as one self-contained HTML page (`html.rs`), a few lines of text
-//! for the terminal (`text.rs`) or a JSON document ([`Timeline::to_json`]). No IO here: `run.rs`
-//! writes the files.
+//! for the terminal (`text.rs`) or a JSON document ([`Timeline::to_json`]). No IO but in
+//! `files.rs`, which writes them.
 //!
 //! A bar is a workload (its restart sent → Ready), a connector (registration begun → RUNNING) or a
 //! phase (a step with no workload inside: preflight, `kind create`, the Istio install, the smoke
@@ -15,6 +15,7 @@
 //! `plan::graph`), and its own duration is restart → Ready. Whatever the wall time holds beyond the
 //! chain is bookstore's own work between them (listing, starting the watch, spawning kubectl).
 
+mod files;
 mod html;
 mod text;
 
@@ -22,6 +23,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
+pub use files::write;
 pub use html::html;
 pub use text::text;
 

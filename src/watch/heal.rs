@@ -2,9 +2,9 @@
 //! here, and only here, so the convergent `up` and the read-only observation replace them in one
 //! line each.
 
+use crate::config::Config;
 use crate::error::Result;
 use crate::plan::Order;
-use crate::run::Config;
 use crate::stack::Stack;
 use crate::ui::Ui;
 
@@ -12,7 +12,7 @@ use crate::ui::Ui;
 /// recovery, the connectors, the smoke test). The watcher acts on its own only because acting on
 /// a healthy stack changes nothing (the convergent `up`).
 pub fn converge(config: &Config, ui: &Ui) -> Result<()> {
-    crate::run::up(config, ui, Order::Graph, None, false)
+    crate::steps::up(config, ui, Order::Graph, None, false)
 }
 
 /// After a heal that failed: what `bookstore doctor` finds (read-only), each finding with its

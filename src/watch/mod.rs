@@ -17,7 +17,6 @@
 
 mod events;
 mod heal;
-pub mod service;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,10 +25,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::json;
 
+use crate::config::Config;
 use crate::docker;
 use crate::error::{Error, Result};
 use crate::exec::Stream;
-use crate::run::Config;
 use crate::ui::{Ui, human};
 use crate::wait;
 
@@ -428,7 +427,7 @@ impl Watcher<'_> {
         let holder = format!("pid {} running `bookstore watch` (healing: {reason})", std::process::id());
         let mut said = false;
         let _lock = loop {
-            match crate::run::lock_as(&self.config.stack.cluster.name, &holder) {
+            match crate::lock::acquire(&self.config.stack.cluster.name, &holder) {
                 Ok(lock) => break lock,
                 Err(Error::Busy { holder: other, .. }) => {
                     if !std::mem::replace(&mut said, true) {

@@ -197,3 +197,212 @@ fn every_description_of_up_says_it_bootstraps() {
         assert!(!line.contains("bootstrap is needed"), "{where_}: {line}");
     }
 }
+
+/// A module of `src/` (`steps::rollout`; the crate root is empty) and its code: comment lines
+/// dropped, its `mod tests` cut off, test-only files (`#[cfg(test)] mod x;`) left out.
+fn modules() -> Vec<(Vec<String>, String)> {
+    let mut out: Vec<(Vec<String>, String)> = sources()
+        .into_iter()
+        .map(|(file, code)| {
+            let mut path: Vec<String> = file.trim_end_matches(".rs").split('/').map(String::from).collect();
+            if matches!(path.last().map(String::as_str), Some("mod" | "lib" | "main")) {
+                path.pop();
+            }
+            let code = match code.find("#[cfg(test)]\nmod tests") {
+                Some(at) => code[..at].to_string(),
+                None => code,
+            };
+            (path, code)
+        })
+        .collect();
+    let test_only: Vec<Vec<String>> = out
+        .iter()
+        .flat_map(|(path, code)| {
+            code.split("#[cfg(test)]\n").skip(1).filter_map(move |after| {
+                let line = after.lines().next()?.trim();
+                let name = line.strip_prefix("pub(crate) ").unwrap_or(line).strip_prefix("mod ")?;
+                let name = name.strip_suffix(';')?;
+                Some(path.iter().cloned().chain([name.to_string()]).collect())
+            })
+        })
+        .collect();
+    out.retain(|(path, _)| !test_only.contains(path));
+    out
+}
+
+/// The paths a piece of code names from `crate::` or `super::` (use trees with braces expanded),
+/// each resolved against `module`.
+fn paths_named(module: &[String], code: &str) -> Vec<Vec<String>> {
+    fn ident(s: &str) -> (&str, &str) {
+        let end = s.find(|c: char| !(c.is_alphanumeric() || c == '_')).unwrap_or(s.len());
+        (&s[..end], &s[end..])
+    }
+    /// One use tree after `prefix::`: `a::b`, `a::{b, c::d}`, `{a, b}`.
+    fn tree(prefix: Vec<String>, s: &str, out: &mut Vec<Vec<String>>) -> usize {
+        let mut at = 0;
+        let mut path = prefix;
+        loop {
+            let rest = s[at..].trim_start();
+            at = s.len() - rest.len();
+            if let Some(inner) = rest.strip_prefix('{') {
+                let mut used = 1;
+                loop {
+                    let part = &inner[used - 1..];
+                    let part_trim = part.trim_start();
+                    used += part.len() - part_trim.len();
+                    if part_trim.starts_with('}') {
+                        used += 1;
+                        break;
+                    }
+                    used += tree(path.clone(), part_trim, out);
+                    let after = inner[used - 1..].trim_start();
+                    used = inner.len() - after.len() + 1;
+                    if let Some(a) = after.strip_prefix(',') {
+                        used = inner.len() - a.len() + 1;
+                    } else if after.starts_with('}') {
+                        used += 1;
+                        break;
+                    } else {
+                        break;
+                    }
+                }
+                out.push(path);
+                return at + used;
+            }
+            let (name, after) = ident(rest);
+            if name.is_empty() {
+                out.push(path);
+                return at;
+            }
+            path.push(name.to_string());
+            at = s.len() - after.len();
+            match after.strip_prefix("::") {
+                Some(next) => at = s.len() - next.len(),
+                None => {
+                    out.push(path);
+                    return at;
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (root, base) in
+        [("crate::", Vec::new()), ("super::", module[..module.len().saturating_sub(1)].to_vec())]
+    {
+        for (at, _) in code.match_indices(root) {
+            if code[..at].ends_with(|c: char| c.is_alphanumeric() || c == '_' || c == ':') {
+                continue; // `super::super::`, handled by the first `super::`, or `x::crate::`
+            }
+            let mut base = base.clone();
+            let mut rest = &code[at + root.len()..];
+            while let Some(r) = rest.strip_prefix("super::") {
+                base.pop();
+                rest = r;
+            }
+            tree(base, rest, &mut out);
+        }
+    }
+    out
+}
+
+/// Each module and the modules it imports (the longest module prefix of each path it names),
+/// a module's own ancestors and descendants aside: containment is not an import.
+fn imports() -> Vec<(String, Vec<String>)> {
+    let modules = modules();
+    let known: Vec<&Vec<String>> = modules.iter().map(|(p, _)| p).collect();
+    modules
+        .iter()
+        .map(|(module, code)| {
+            let mut to: Vec<String> = paths_named(module, code)
+                .into_iter()
+                .filter_map(|path| {
+                    (1..=path.len()).rev().map(|n| path[..n].to_vec()).find(|p| known.contains(&p))
+                })
+                .filter(|p| !(p.starts_with(module) || module.starts_with(p)))
+                .map(|p| p.join("::"))
+                .collect();
+            to.sort();
+            to.dedup();
+            (module.join("::"), to)
+        })
+        .collect()
+}
+
+/// The cycles of a graph, as `a → b → a`.
+fn cycles(graph: &[(String, Vec<String>)]) -> Vec<String> {
+    fn visit(
+        node: &str,
+        graph: &[(String, Vec<String>)],
+        stack: &mut Vec<String>,
+        done: &mut Vec<String>,
+        found: &mut Vec<String>,
+    ) {
+        if let Some(at) = stack.iter().position(|n| n == node) {
+            let mut cycle = stack[at..].to_vec();
+            cycle.push(node.to_string());
+            found.push(cycle.join(" → "));
+            return;
+        }
+        if done.iter().any(|n| n == node) {
+            return;
+        }
+        stack.push(node.to_string());
+        for (_, to) in graph.iter().filter(|(n, _)| n == node) {
+            for next in to {
+                visit(next, graph, stack, done, found);
+            }
+        }
+        stack.pop();
+        done.push(node.to_string());
+    }
+    let (mut done, mut found) = (Vec::new(), Vec::new());
+    for (node, _) in graph {
+        visit(node, graph, &mut Vec::new(), &mut done, &mut found);
+    }
+    found
+}
+
+/// No module imports one that imports it back, however far round: not between files (`steps::
+/// inputs` and `steps::rollout`), nor between rooms (`run` and `watch`). The layers point one way.
+#[test]
+fn no_module_imports_one_that_imports_it_back() {
+    let graph = imports();
+    assert!(graph.iter().any(|(m, to)| m == "steps::rollout" && to.iter().any(|t| t == "kube")));
+    let found = cycles(&graph);
+    assert!(found.is_empty(), "ARCHITECTURE.md: import cycles between modules:\n{}", found.join("\n"));
+    let mut rooms: Vec<(String, Vec<String>)> = Vec::new();
+    for (module, to) in &graph {
+        let room = module.split("::").next().unwrap_or("").to_string();
+        let to: Vec<String> = to
+            .iter()
+            .map(|t| t.split("::").next().unwrap_or("").to_string())
+            .filter(|t| *t != room && !t.is_empty())
+            .collect();
+        if room.is_empty() {
+            continue;
+        }
+        match rooms.iter_mut().find(|(r, _)| *r == room) {
+            Some((_, all)) => all.extend(to),
+            None => rooms.push((room, to)),
+        }
+    }
+    let found = cycles(&rooms);
+    assert!(found.is_empty(), "ARCHITECTURE.md: import cycles between rooms:\n{}", found.join("\n"));
+}
+
+/// The cycle check sees what it must: a use tree with braces, `super::` between siblings, and a
+/// cycle however far round.
+#[test]
+fn the_cycle_check_reads_use_trees_and_finds_long_cycles() {
+    let module: Vec<String> = ["steps", "rollout"].map(String::from).to_vec();
+    let named = paths_named(&module, "use crate::{kube::{Rollout, x}, plan};\nuse super::{Ctx, inputs::f};");
+    let named: Vec<String> = named.iter().map(|p| p.join("::")).collect();
+    for want in ["kube::Rollout", "kube::x", "plan", "steps::Ctx", "steps::inputs::f"] {
+        assert!(named.iter().any(|n| n == want), "{want} not in {named:?}");
+    }
+    let g = |edges: &[(&str, &[&str])]| -> Vec<(String, Vec<String>)> {
+        edges.iter().map(|(a, to)| (a.to_string(), to.iter().map(|t| t.to_string()).collect())).collect()
+    };
+    assert_eq!(cycles(&g(&[("a", &["b"]), ("b", &["c"]), ("c", &["a"])])), ["a → b → c → a"]);
+    assert!(cycles(&g(&[("a", &["b", "c"]), ("b", &["c"]), ("c", &[])])).is_empty());
+}

@@ -8,31 +8,11 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::config::{Config, Manager, ServiceOp as Op};
 use crate::error::{Error, Result};
 use crate::exec::{Cmd, quote};
-use crate::run::Config;
 use crate::stack::Source;
 use crate::ui::Ui;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Op {
-    Install,
-    Uninstall,
-    Status,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Manager {
-    Launchd,
-    Systemd,
-}
-
-impl Manager {
-    /// This machine's: launchd on macOS, systemd elsewhere.
-    pub fn native() -> Manager {
-        if cfg!(target_os = "macos") { Manager::Launchd } else { Manager::Systemd }
-    }
-}
 
 pub const LABEL: &str = "dev.bookstore.watch";
 pub const UNIT: &str = "bookstore-watch.service";
@@ -210,7 +190,7 @@ pub fn run(config: &Config, ui: &Ui, op: Op, manager: Manager, interval: Option<
         Manager::Systemd => "systemctl",
     };
     if config.dry_run {
-        print(ui, &describe(&plan, op));
+        ui.plan(&describe(&plan, op));
         return Ok(());
     }
     crate::observe::tools(&[tool])?;
@@ -242,18 +222,6 @@ pub fn describe(plan: &Plan, op: Op) -> Vec<String> {
             lines
         }
         Op::Status => vec![format!("test -f {file}"), plan.status.to_string()],
-    }
-}
-
-fn print(ui: &Ui, lines: &[String]) {
-    if ui.json() {
-        for line in lines {
-            ui.emit("plan", serde_json::json!({"line": line}));
-        }
-    } else {
-        for line in lines {
-            println!("{line}");
-        }
     }
 }
 

@@ -9,6 +9,7 @@ pub mod connect;
 pub mod docker;
 pub mod doctor;
 pub mod error;
+pub mod event;
 pub mod exec;
 pub mod http;
 pub mod kube;

@@ -7,6 +7,7 @@ use std::time::Instant;
 use crate::cli::{Cli, ColorArg, Command as Args};
 use crate::config::{Command, Config, Effect};
 use crate::error::{Result, code};
+use crate::event::{Event, Outcome};
 use crate::ui::{Color, Ui};
 use crate::{doctor, exec, lock, observe, status, steps, timings, watch};
 
@@ -52,13 +53,17 @@ pub fn run(cli: Cli) -> u8 {
     };
     // `status --json` prints one document and nothing else when it succeeds.
     if !(command == "status" && code == code::OK) {
-        let mut summary = serde_json::json!({"command": command, "outcome": if code == 0 { "ok" } else { "failed" },
-            "exit_code": code, "duration_ms": started.elapsed().as_millis() as u64,
-            "commands": exec::spawned(), "programs": exec::spawned_by_program()});
-        if let Some(out) = &timings {
-            summary["timings"] = serde_json::json!(timings::write(&ui, out, &summary, started_unix));
-        }
-        ui.emit("summary", summary);
+        let summary = |timings| Event::Summary {
+            command: command.to_string(),
+            outcome: Outcome::of(code == code::OK),
+            exit_code: code,
+            duration_ms: started.elapsed().as_millis() as u64,
+            commands: exec::spawned(),
+            programs: exec::spawned_by_program(),
+            timings,
+        };
+        let written = timings.as_ref().map(|out| timings::write(&ui, out, summary(None), started_unix));
+        ui.emit(summary(written));
     }
     code
 }

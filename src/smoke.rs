@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
+use crate::event::Event;
 use crate::observe::routes::{self, Probe};
 use crate::stack::{Check, Stack};
 use crate::ui::{Ui, human};
@@ -38,8 +39,7 @@ pub fn check(stack: &Stack, ui: &Ui, deadline: Duration) -> std::result::Result<
             match probe.judge(stack) {
                 Ok(()) => ui.ok_item(
                     &format!("{} {} ({})", probe.check.name, probe.url, human(start.elapsed())),
-                    "check_passed",
-                    serde_json::json!({"check": probe.check.name, "url": probe.url}),
+                    Event::CheckPassed { check: probe.check.name.clone(), url: probe.url.clone() },
                 ),
                 Err(why) => failing.push((probe, why)),
             }
@@ -58,10 +58,11 @@ pub fn check(stack: &Stack, ui: &Ui, deadline: Duration) -> std::result::Result<
                 })
                 .collect();
             for (p, why) in &failing {
-                ui.emit(
-                    "check_failed",
-                    serde_json::json!({"check": p.check.name, "url": p.url, "reason": why}),
-                );
+                ui.emit(Event::CheckFailed {
+                    check: p.check.name.clone(),
+                    url: p.url.clone(),
+                    reason: why.clone(),
+                });
             }
             let stale = failing.iter().any(|(p, _)| p.reset_reason().is_some());
             let next = if stale {

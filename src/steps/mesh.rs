@@ -2,9 +2,8 @@
 
 use std::time::Duration;
 
-use serde_json::json;
-
 use crate::error::{Error, Result};
+use crate::event::{Event, Subject, TaskAction};
 use crate::ui::human;
 use crate::wait::{Attempt, Poll};
 
@@ -38,10 +37,12 @@ pub fn restart(ctx: &Ctx, settle: Duration) -> Result<()> {
     let step = ctx.ui.start(&format!("Restarting {} (waiting ≤ {})", mesh.daemonset, human(mesh.timeout)));
     let sent = std::time::Instant::now();
     let (workload, namespace) = (&mesh.daemonset, &mesh.namespace);
-    ctx.ui.emit(
-        "task_started",
-        json!({"workload": workload, "namespace": namespace, "action": "restart", "after": [], "released_by": null}),
-    );
+    ctx.ui.emit(Event::TaskStarted {
+        subject: Subject::Workload { workload: workload.clone(), namespace: namespace.clone() },
+        action: TaskAction::Restart,
+        after: Vec::new(),
+        released_by: None,
+    });
     ctx.kube.restart_all(&[("daemonset", mesh.namespace.as_str(), mesh.daemonset.as_str())])?;
     // The workloads' restarts follow its rollout: their kubectls start during it.
     ctx.kube.warm_restarts(super::rollout::WARM);
@@ -76,10 +77,13 @@ pub fn restart(ctx: &Ctx, settle: Duration) -> Result<()> {
             Err(other) => return Err(ctx.kube.explain(other)),
         }
     }
-    ctx.ui.emit(
-        "workload_ready",
-        json!({"workload": workload, "namespace": namespace, "duration_ms": sent.elapsed().as_millis() as u64}),
-    );
+    ctx.ui.emit(Event::WorkloadReady {
+        workload: workload.clone(),
+        namespace: namespace.clone(),
+        duration_ms: sent.elapsed().as_millis() as u64,
+        deployment: None,
+        after: None,
+    });
     step.done("rolled out");
     if !settle.is_zero() {
         let step = ctx.ui.start(&format!("Letting the mesh settle for {}", human(settle)));

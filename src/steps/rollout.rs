@@ -9,9 +9,10 @@ use std::io::BufRead;
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::event::{Event, Subject, TaskAction};
 use crate::exec::Stream;
 use crate::kube::{Rollout, deployment_rollout};
 use crate::plan::{Graph, Order, Prep, Task};
@@ -447,9 +448,13 @@ fn execute(
                             Rollout::Done => {
                                 ctx.ui.ok_item(
                                     &format!("{name} ready ({})", human(since.elapsed())),
-                                    "workload_ready",
-                                    json!({"workload": name, "namespace": namespace,
-                                           "duration_ms": since.elapsed().as_millis() as u64}),
+                                    Event::WorkloadReady {
+                                        workload: name.clone(),
+                                        namespace: namespace.clone(),
+                                        duration_ms: since.elapsed().as_millis() as u64,
+                                        deployment: None,
+                                        after: None,
+                                    },
                                 );
                                 state.insert(task, State::Done);
                                 finished.push(task);
@@ -500,9 +505,11 @@ fn execute(
                     if let Some(State::Preparing { since }) = state.get(&task) {
                         ctx.ui.ok_item(
                             &format!("{line} ({})", human(since.elapsed())),
-                            "task_done",
-                            json!({"task": task_name(ctx, graph, &task), "note": line,
-                                   "duration_ms": since.elapsed().as_millis() as u64}),
+                            Event::TaskDone {
+                                task: task_name(ctx, graph, &task),
+                                note: line,
+                                duration_ms: since.elapsed().as_millis() as u64,
+                            },
                         );
                     }
                     state.insert(task, State::Done);
@@ -515,8 +522,11 @@ fn execute(
                         let name = &stack.connect.connectors[i].name;
                         ctx.ui.ok_item(
                             &format!("connector {name} {note} ({})", human(since.elapsed())),
-                            "connector_registered",
-                            json!({"connector": name, "note": note, "duration_ms": since.elapsed().as_millis() as u64}),
+                            Event::ConnectorRegistered {
+                                connector: name.clone(),
+                                note,
+                                duration_ms: since.elapsed().as_millis() as u64,
+                            },
                         );
                     }
                     state.insert(task, State::Done);
@@ -618,9 +628,13 @@ fn execute(
             let (ns, name) = unit.ready.first().cloned().unwrap_or_default();
             ctx.ui.ok_item(
                 &format!("{} ready ({}; applied once {after} was done)", unit.name, human(since.elapsed())),
-                "workload_ready",
-                json!({"workload": unit.name, "namespace": ns, "deployment": name, "after": after,
-                       "duration_ms": since.elapsed().as_millis() as u64}),
+                Event::WorkloadReady {
+                    workload: unit.name.clone(),
+                    namespace: ns,
+                    duration_ms: since.elapsed().as_millis() as u64,
+                    deployment: Some(name),
+                    after: Some(after),
+                },
             );
             state.insert(task, State::Done);
             finished.push(task);
@@ -749,9 +763,13 @@ pub fn await_ready(ctx: &Ctx, targets: &[(String, String)], timeout: Duration) -
                         Rollout::Done => {
                             ctx.ui.ok_item(
                                 &format!("{} ready ({})", key.1, human(start.elapsed())),
-                                "workload_ready",
-                                json!({"workload": key.1, "namespace": key.0,
-                                       "duration_ms": start.elapsed().as_millis() as u64}),
+                                Event::WorkloadReady {
+                                    workload: key.1.clone(),
+                                    namespace: key.0.clone(),
+                                    duration_ms: start.elapsed().as_millis() as u64,
+                                    deployment: None,
+                                    after: None,
+                                },
                             );
                             last.remove(&key);
                         }
@@ -782,17 +800,19 @@ fn emit_started(ctx: &Ctx, graph: &Graph, task: Task, finished: &[Task]) {
     let name = |t: &Task| task_name(ctx, graph, t);
     let released_by = released_by(graph, task, finished).map(|t| name(&t));
     let after: Vec<String> = graph.after(task).iter().map(name).collect();
-    let mut fields = match task {
-        Task::Restart(i) | Task::Await(i) => json!({"workload": name(&task),
-            "namespace": stack.workloads[i].namespace,
-            "action": if matches!(task, Task::Restart(_)) { "restart" } else { "wait" }}),
-        Task::Register(_) => json!({"connector": name(&task), "action": "register"}),
-        Task::Apply(_) => json!({"workload": name(&task), "action": "apply"}),
-        Task::Prep(_) => json!({"task": name(&task), "action": "prepare"}),
+    let workload = |namespace: &str| Subject::Workload { workload: name(&task), namespace: namespace.into() };
+    let (subject, action) = match task {
+        Task::Restart(i) => (workload(&stack.workloads[i].namespace), TaskAction::Restart),
+        Task::Await(i) => (workload(&stack.workloads[i].namespace), TaskAction::Wait),
+        Task::Register(_) => (Subject::Connector { connector: name(&task) }, TaskAction::Register),
+        // The namespace its Ready event names: its first deployment's.
+        Task::Apply(u) => {
+            let unit = &stack.bootstrap.units[u];
+            (workload(unit.ready.first().map_or("", |(ns, _)| ns.as_str())), TaskAction::Apply)
+        }
+        Task::Prep(_) => (Subject::Task { task: name(&task) }, TaskAction::Prepare),
     };
-    fields["after"] = json!(after);
-    fields["released_by"] = json!(released_by);
-    ctx.ui.emit("task_started", fields);
+    ctx.ui.emit(Event::TaskStarted { subject, action, after, released_by });
 }
 
 /// Of what `task` waits for, the one done last: what released it.

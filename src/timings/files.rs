@@ -5,17 +5,17 @@
 use std::io::IsTerminal;
 
 use crate::config::TimingsOut;
+use crate::event::{Event, Stamped};
 use crate::secret;
 use crate::ui::Ui;
 
 use super::Timeline;
 
 /// Write the timeline of this run; returns the paths written.
-pub fn write(ui: &Ui, out: &TimingsOut, summary: &serde_json::Value, started_unix: u64) -> Vec<String> {
+/// `summary`: the run's `summary` event (it comes last, after this).
+pub fn write(ui: &Ui, out: &TimingsOut, summary: Event, started_unix: u64) -> Vec<String> {
     let mut events = ui.recorded();
-    let mut last = summary.clone();
-    last["event"] = "summary".into();
-    events.push(last);
+    events.push(Stamped { event: summary, t_ms: ui.elapsed_ms() });
     let timeline = Timeline::from_events(&events, started_unix);
     if std::io::stderr().is_terminal() {
         let width = console::Term::stderr().size().1 as usize;

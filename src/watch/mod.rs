@@ -23,11 +23,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant, SystemTime};
 
-use serde_json::json;
-
 use crate::config::Config;
 use crate::docker;
 use crate::error::{Error, Result};
+use crate::event::{Event, HealOutcome, Seen};
 use crate::exec::Stream;
 use crate::ui::{Ui, human};
 use crate::wait;
@@ -236,21 +235,21 @@ impl Watcher<'_> {
         if let Docker::Down { since } = self.docker {
             self.ui.ok_item(
                 &format!("Docker is back (it was away {})", human(since.elapsed())),
-                "docker_up",
-                json!({"down_ms": since.elapsed().as_millis() as u64}),
+                Event::DockerUp { down_ms: since.elapsed().as_millis() as u64 },
             );
         }
         let first = self.docker == Docker::Unknown;
         self.docker = Docker::Up;
-        if !self.look_at_node("inspect") {
+        if !self.look_at_node(Seen::Inspect) {
             self.node_running = false;
         }
-        self.ui.emit(
-            "watching",
-            json!({"cluster": self.config.stack.cluster.name, "node": self.node,
-                   "started_at": self.started_at, "since": events::unix_time(since),
-                   "command": cmd.to_string()}),
-        );
+        self.ui.emit(Event::Watching {
+            cluster: self.config.stack.cluster.name.clone(),
+            node: self.node.clone(),
+            started_at: self.started_at.clone(),
+            since: events::unix_time(since),
+            command: cmd.to_string(),
+        });
         if !self.interval.is_zero() {
             // A first look at the stack right away, then every interval.
             self.next_check = Some(Instant::now());
@@ -279,7 +278,7 @@ impl Watcher<'_> {
             return;
         }
         self.docker = Docker::Down { since: Instant::now() };
-        self.ui.emit("docker_down", json!({"message": why}));
+        self.ui.emit(Event::DockerDown { message: why.to_string() });
         self.ui.warn_line(&format!(
             "Docker is not running ({why}): waiting for it (rechecking every {} at most)",
             human(RECONNECT_CEILING)
@@ -287,10 +286,10 @@ impl Watcher<'_> {
     }
 
     /// `docker inspect` the node. A heal is due for a start not healed yet: one its `start`
-    /// event announced (`seen` = "event"), or a `State.StartedAt` other than the one seen before
+    /// event announced (`seen` = [`Seen::Event`]), or a `State.StartedAt` other than the one seen before
     /// (however the watcher missed the event).
     /// Whether the node could be looked at (Docker answered).
-    fn look_at_node(&mut self, seen: &str) -> bool {
+    fn look_at_node(&mut self, seen: Seen) -> bool {
         let inspect = docker::inspect(&self.node).not_cancellable().deadline(Duration::from_secs(10));
         let node = match inspect.run() {
             Ok(out) => docker::parse_inspect(&out.stdout),
@@ -322,13 +321,16 @@ impl Watcher<'_> {
         self.node_running = node.running;
         let before = self.started_at.replace(node.started.clone());
         let new = match seen {
-            "event" => true,
-            _ => before.is_some_and(|b| b != node.started),
+            Seen::Event => true,
+            Seen::Inspect | Seen::Check => before.is_some_and(|b| b != node.started),
         };
         if node.running && new && self.handled.as_deref() != Some(node.started.as_str()) {
             self.handled = Some(node.started.clone());
-            self.ui
-                .emit("node_started", json!({"node": self.node, "started_at": node.started, "seen": seen}));
+            self.ui.emit(Event::NodeStarted {
+                node: self.node.clone(),
+                started_at: node.started.clone(),
+                seen,
+            });
             self.owe(format!("{} started again at {}", self.node, node.started));
         }
         true
@@ -350,12 +352,12 @@ impl Watcher<'_> {
                 self.last_event = e.time_nano;
                 match e.action.as_str() {
                     "start" => {
-                        self.look_at_node("event");
+                        self.look_at_node(Seen::Event);
                     }
                     "die" => {
                         self.node_running = false;
                         let code = e.exit_code.clone().unwrap_or_default();
-                        self.ui.emit("node_stopped", json!({"node": self.node, "exit_code": code}));
+                        self.ui.emit(Event::NodeStopped { node: self.node.clone(), exit_code: code.clone() });
                         self.ui.info(&format!(
                             "{} stopped (exit {code}): healing once it starts again",
                             self.node
@@ -400,7 +402,7 @@ impl Watcher<'_> {
     fn check(&mut self) {
         self.next_check = Some(Instant::now() + self.interval);
         // Routes are judged only with the node up and Docker answering (not while it goes away).
-        if !self.look_at_node("check") || self.owed.is_some() || !self.node_running {
+        if !self.look_at_node(Seen::Check) || self.owed.is_some() || !self.node_running {
             return;
         }
         let failures = heal::check(&self.config.stack);
@@ -408,7 +410,11 @@ impl Watcher<'_> {
             return;
         }
         for (check, url, reason) in &failures {
-            self.ui.emit("check_failed", json!({"check": check, "url": url, "reason": reason}));
+            self.ui.emit(Event::CheckFailed {
+                check: check.clone(),
+                url: url.clone(),
+                reason: reason.clone(),
+            });
         }
         let names: Vec<&str> = failures.iter().map(|(c, _, _)| c.as_str()).collect();
         let first = &failures[0];
@@ -449,7 +455,7 @@ impl Watcher<'_> {
         wait::resume();
         self.heals += 1;
         let n = self.heals;
-        self.ui.emit("heal_started", json!({"heal": n, "reason": reason}));
+        self.ui.emit(Event::HealStarted { heal: n, reason: reason.clone() });
         let started = Instant::now();
         let spawned = crate::exec::spawned();
         self.healing.store(events::nanos(SystemTime::now()) as u64, Ordering::SeqCst);
@@ -458,15 +464,21 @@ impl Watcher<'_> {
         let took = started.elapsed();
         let duration_ms = took.as_millis() as u64;
         let commands = crate::exec::spawned() - spawned;
+        let finished = |outcome, failed: Option<(&Error, Duration)>| Event::HealFinished {
+            heal: n,
+            outcome,
+            duration_ms,
+            commands,
+            exit_code: failed.map(|(e, _)| e.code()),
+            message: failed.map(|(e, _)| e.to_string()),
+            retry_in_ms: failed.map(|(_, retry)| retry.as_millis() as u64),
+        };
         match result {
             Ok(()) => {
                 self.owed = None;
                 self.retry_backoff = RETRY_FIRST;
                 self.ui.ok_line(&format!("Healed in {} ({commands} commands): {reason}", human(took)));
-                self.ui.emit(
-                    "heal_finished",
-                    json!({"heal": n, "outcome": "ok", "duration_ms": duration_ms, "commands": commands}),
-                );
+                self.ui.emit(finished(HealOutcome::Ok, None));
                 if !self.interval.is_zero() {
                     self.next_check = Some(Instant::now() + self.interval);
                 }
@@ -478,10 +490,7 @@ impl Watcher<'_> {
                     "Heal stopped after {}: Docker or the node went away in the middle; it starts over once they are back",
                     human(took)
                 ));
-                self.ui.emit(
-                    "heal_finished",
-                    json!({"heal": n, "outcome": "cancelled", "duration_ms": duration_ms, "commands": commands}),
-                );
+                self.ui.emit(finished(HealOutcome::Cancelled, None));
                 self.retry_at = Instant::now();
             }
             Err(err) if !self.docker_answers() => {
@@ -491,10 +500,7 @@ impl Watcher<'_> {
                     human(took),
                     err.code()
                 ));
-                self.ui.emit(
-                    "heal_finished",
-                    json!({"heal": n, "outcome": "cancelled", "duration_ms": duration_ms, "commands": commands}),
-                );
+                self.ui.emit(finished(HealOutcome::Cancelled, None));
                 // (Not at once: the stream's end is on its way.)
                 self.retry_at = Instant::now() + Duration::from_secs(1);
             }
@@ -508,12 +514,7 @@ impl Watcher<'_> {
                 }
                 heal::diagnose(self.config, self.ui);
                 self.ui.info(&format!("retrying in {} (or fix it and run `bookstore up`)", human(retry)));
-                self.ui.emit(
-                    "heal_finished",
-                    json!({"heal": n, "outcome": "failed", "duration_ms": duration_ms, "commands": commands,
-                           "exit_code": err.code(), "message": err.to_string(),
-                           "retry_in_ms": retry.as_millis() as u64}),
-                );
+                self.ui.emit(finished(HealOutcome::Failed, Some((&err, retry))));
             }
         }
         Ok(())

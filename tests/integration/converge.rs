@@ -5,14 +5,10 @@
 
 use std::collections::BTreeSet;
 
+use bookstore::event::{self, Decided, DecisionAction, Event};
 use bookstore_sim::Source;
-use serde_json::Value;
 
 use crate::faults::case::Case;
-
-fn events(stdout: &str) -> Vec<Value> {
-    stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
-}
 
 #[test]
 fn up_on_a_healthy_stack_is_a_check_and_no_change() {
@@ -30,13 +26,19 @@ fn up_on_a_healthy_stack_is_a_check_and_no_change() {
         .collect();
     assert!(writes.is_empty(), "a healthy stack was changed: {writes:?}");
     // Every route was still checked, and every workload's decision is reported.
-    let events = events(&run.stdout);
-    let passed = events.iter().filter(|e| e["event"] == "check_passed").count();
+    let events = event::parse(&run.stdout);
+    let passed = events.iter().filter(|e| matches!(e.event, Event::CheckPassed { .. })).count();
     assert_eq!(passed, 9, "{}", run.stdout);
     let kept: BTreeSet<&str> = events
         .iter()
-        .filter(|e| e["event"] == "decision" && e["action"] == "keep")
-        .filter_map(|e| e["workload"].as_str())
+        .filter_map(|e| match &e.event {
+            Event::Decision {
+                subject: Decided::Workload { workload, .. },
+                action: DecisionAction::Keep,
+                ..
+            } => Some(workload.as_str()),
+            _ => None,
+        })
         .collect();
     assert_eq!(kept.len(), 17, "ztunnel and the 16 workloads are kept: {kept:?}");
     c.check();
@@ -66,10 +68,12 @@ fn agree(command: &'static str) {
     c.mark();
     let dry = c.run(&[command, "--dry-run"]);
     dry.expect(0);
-    let plan: Vec<String> = events(&dry.stdout)
-        .iter()
-        .filter(|e| e["event"] == "plan")
-        .filter_map(|e| e["line"].as_str().map(String::from))
+    let plan: Vec<String> = event::parse(&dry.stdout)
+        .into_iter()
+        .filter_map(|e| match e.event {
+            Event::Plan { line } => Some(line),
+            _ => None,
+        })
         .collect();
     assert!(c.patches().is_empty(), "the dry run changed something");
     // The commands, without their comments (heredocs print on the lines after theirs).

@@ -5,6 +5,7 @@
 use std::net::ToSocketAddrs;
 use std::time::Duration;
 
+use bookstore::event::{Event, Severity};
 use bookstore_sim::{AuditEntry, Fault, PullError, Sim, SimOptions, Source};
 
 use crate::harness::{BIN, HOSTILE, Run};
@@ -36,8 +37,8 @@ fn right_after_a_docker_restart_doctor_reports_the_stale_mesh_and_the_lost_conne
 
     // Root cause 1: the gateway's Envoy 503 with its reason ...
     let gateway = doctor.finding("gateway-upstream-reset");
-    assert_eq!(gateway["severity"], "error");
-    assert!(gateway["problem"].as_str().unwrap().contains("reason: connection termination"));
+    assert_eq!(gateway.severity, Severity::Error);
+    assert!(gateway.problem.contains("reason: connection termination"));
     let evidence = doctor.evidence("gateway-upstream-reset");
     assert!(
         evidence.contains("(Host: myecom.net) → 503 upstream connect error or disconnect/reset before headers. reset reason: connection termination"),
@@ -71,7 +72,7 @@ fn right_after_a_docker_restart_doctor_reports_the_stale_mesh_and_the_lost_conne
     assert!(doctor.run.stderr.contains("     fix:      bookstore recover"));
     assert!(doctor.run.stderr.contains("ERROR: doctor found"));
     let summary = doctor.events.last().unwrap();
-    assert_eq!((summary["event"].as_str(), summary["exit_code"].as_i64()), (Some("summary"), Some(6)));
+    assert!(matches!(summary.event, Event::Summary { exit_code: 6, .. }), "{summary:?}");
     assert!(
         bookstore_sim::kit::leaks_in(format!("{}{}", doctor.run.stdout, doctor.run.stderr).as_bytes())
             .is_empty()
@@ -173,7 +174,7 @@ fn an_older_cluster_without_the_new_port_mappings_gets_the_guides_advice() {
     let doctor = Doctor::run(&sim);
     doctor.run.expect(6);
     let f = doctor.finding("port-mapping-missing");
-    assert_eq!(f["subject"], "32100, 32200, 32300");
+    assert_eq!(f.subject, "32100, 32200, 32300");
     let evidence = doctor.evidence("port-mapping-missing");
     assert!(
         evidence.contains(
@@ -241,7 +242,7 @@ fn legacy_socat_proxies_are_a_warning_with_the_rm_command() {
     let doctor = Doctor::run(&sim);
     doctor.run.expect(0);
     let f = doctor.finding("legacy-proxy");
-    assert_eq!(f["severity"], "warning");
+    assert_eq!(f.severity, Severity::Warning);
     assert_eq!(doctor.fix("legacy-proxy"), "docker rm -f debezium-proxy flink-proxy kiali-proxy");
     assert!(doctor.run.stderr.contains(" ! [legacy-proxy] "), "{}", doctor.run.stderr);
 }
@@ -252,7 +253,7 @@ fn route_host_names_not_resolving_to_this_machine_are_a_warning() {
     rewrite(&sim, "stack.yaml", "host: idp.keycloak.net", "host: idp.bookstore-doctor.invalid");
     let doctor = Doctor::run(&sim);
     let f = doctor.finding("host-name-not-local");
-    assert_eq!(f["severity"], "warning");
+    assert_eq!(f.severity, Severity::Warning);
     let evidence = doctor.evidence("host-name-not-local");
     assert!(evidence.contains("idp.bookstore-doctor.invalid does not resolve"), "{evidence}");
     // myecom.net is named exactly when this machine's resolver does not send it to loopback.
@@ -320,8 +321,8 @@ fn pods_in_trouble_are_reported_with_their_log_lines_and_events() {
     );
     // A tag that does not exist is not retried away: an error, saying why.
     let f = doctor.finding("pod-image-pull-failing");
-    assert_eq!(f["severity"], "error");
-    assert!(f["problem"].as_str().unwrap().contains("the registry answered `not found`"), "{f}");
+    assert_eq!(f.severity, Severity::Error);
+    assert!(f.problem.contains("the registry answered `not found`"), "{f:?}");
     assert_eq!(
         doctor.fix("pod-image-pull-failing"),
         "docker pull bookstore/prometheus:1.0.0 && kind load docker-image bookstore/prometheus:1.0.0 --name bookstore"
@@ -341,8 +342,8 @@ fn pods_in_trouble_are_reported_with_their_log_lines_and_events() {
     assert!(pending.contains("event Warning FailedScheduling"), "{pending}");
     // The subject names the pod; the problem its deployment.
     let f = doctor.finding("pod-image-pull-failing");
-    assert!(f["subject"].as_str().unwrap().starts_with("observability/prometheus-"));
-    assert!(f["problem"].as_str().unwrap().contains("(deployment prometheus) cannot pull its image"));
+    assert!(f.subject.starts_with("observability/prometheus-"));
+    assert!(f.problem.contains("(deployment prometheus) cannot pull its image"));
 }
 
 /// What the kubelet retries away is a warning, with what waiting fixes; the same sandbox failure
@@ -358,8 +359,8 @@ fn a_sandbox_failing_while_ztunnel_reconnects_is_a_warning_and_an_error_once_it_
     .unwrap();
     let doctor = Doctor::run(&sim);
     let f = doctor.finding("pod-sandbox-failing");
-    assert_eq!(f["severity"], "warning", "{f}");
-    let note = f["note"].as_str().unwrap();
+    assert_eq!(f.severity, Severity::Warning, "{f:?}");
+    let note = f.note.as_deref().unwrap_or_default();
     assert!(note.starts_with("waiting fixes it: ztunnel or istio-cni is not Ready"), "{note}");
     assert!(doctor.evidence("pod-sandbox-failing").contains("no ztunnel connection"));
 
@@ -377,10 +378,8 @@ fn a_sandbox_failing_while_ztunnel_reconnects_is_a_warning_and_an_error_once_it_
     .unwrap();
     let doctor = Doctor::run(&sim);
     let f = doctor.finding("pod-sandbox-failing");
-    assert_eq!(f["severity"], "error", "{f}");
-    assert!(
-        f["problem"].as_str().unwrap().contains("the sandbox still fails with ztunnel and istio-cni Ready")
-    );
+    assert_eq!(f.severity, Severity::Error, "{f:?}");
+    assert!(f.problem.contains("the sandbox still fails with ztunnel and istio-cni Ready"));
 }
 
 #[test]
@@ -413,7 +412,7 @@ fn kafka_volume_and_config_providers_are_read_from_the_deployments() {
     let sim = start(options());
     let doctor = Doctor::run(&sim);
     doctor.run.expect(0);
-    assert_eq!(doctor.finding("kafka-no-volume")["severity"], "warning");
+    assert_eq!(doctor.finding("kafka-no-volume").severity, Severity::Warning);
     assert_eq!(
         doctor.evidence("kafka-no-volume"),
         "deployment infra/kafka: spec.template.spec.volumes has no persistentVolumeClaim"
@@ -458,7 +457,7 @@ fn kafka_volume_and_config_providers_are_read_from_the_deployments() {
     assert!(
         doctor.fix("connector-placeholder-keyless").contains("credentials.properties:ECOM_DB_PASSWORD}\"")
     );
-    assert_eq!(doctor.finding("connector-placeholder-keyless")["severity"], "warning");
+    assert_eq!(doctor.finding("connector-placeholder-keyless").severity, Severity::Warning);
     bookstore(&sim, &["connectors"]).expect(0);
 }
 
@@ -469,7 +468,7 @@ fn a_failed_connector_shows_the_first_line_of_its_trace() {
     let doctor = Doctor::run(&sim);
     doctor.run.expect(6);
     let f = doctor.finding("connector-failed");
-    assert_eq!(f["subject"], "inventory-connector");
+    assert_eq!(f.subject, "inventory-connector");
     assert!(
         doctor
             .evidence("connector-failed")

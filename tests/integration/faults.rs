@@ -8,6 +8,7 @@
 
 pub mod case;
 
+use bookstore::event::Event;
 use bookstore_sim::{Fault, PullError, Sim, SimOptions, Source};
 
 use case::{CONTEXT, Case, Ends, SENTINEL, options, says, until};
@@ -835,7 +836,10 @@ fn ctrl_c_once_kafka_is_ready_again() {
     let mut c = Case::broken("Ctrl-C once kafka is Ready again");
     c.mark();
     let running = c.spawn(&["up"]);
-    running.until_event("kafka ready", |v| v["event"] == "workload_ready" && v["workload"] == "kafka");
+    running.until_event(
+        "kafka ready",
+        |e| matches!(e, Event::WorkloadReady { workload, .. } if workload == "kafka"),
+    );
     running.interrupt();
     c.wait_ended(running).expect(130);
     let first = restarts(&c);

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use bookstore::event::{Event, Stamped};
 use serde_json::{Value, json};
 
 use crate::harness::{HOSTILE, World};
@@ -309,18 +310,19 @@ fn json_events_go_to_stdout_one_per_line() {
     let world = World::new();
     let run = world.run(&["recover", "--json"]);
     run.expect(0);
-    let events: Vec<Value> =
-        run.stdout.lines().map(|l| serde_json::from_str(l).expect("one JSON object a line")).collect();
-    let kinds: Vec<&str> = events.iter().map(|e| e["event"].as_str().unwrap()).collect();
-    assert_eq!(kinds.first(), Some(&"step_started"));
+    let events: Vec<Event> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<Stamped>(l).expect("one event a line").event)
+        .collect();
+    assert!(matches!(events.first(), Some(Event::StepStarted { .. })));
+    let count = |f: fn(&Event) -> bool| events.iter().filter(|e| f(e)).count();
     // ztunnel and the 16 workloads, each restarted (`task_started`) and then Ready.
-    assert_eq!(kinds.iter().filter(|k| **k == "workload_ready").count(), 17);
-    assert_eq!(kinds.iter().filter(|k| **k == "task_started").count(), 17 + 2);
-    assert_eq!(kinds.iter().filter(|k| **k == "connector_registered").count(), 2);
-    assert_eq!(kinds.iter().filter(|k| **k == "check_passed").count(), 9);
-    let summary = events.last().unwrap();
-    assert_eq!(summary["event"], "summary");
-    assert_eq!(summary["exit_code"], 0);
+    assert_eq!(count(|e| matches!(e, Event::WorkloadReady { .. })), 17);
+    assert_eq!(count(|e| matches!(e, Event::TaskStarted { .. })), 17 + 2);
+    assert_eq!(count(|e| matches!(e, Event::ConnectorRegistered { .. })), 2);
+    assert_eq!(count(|e| matches!(e, Event::CheckPassed { .. })), 9);
+    assert!(matches!(events.last(), Some(Event::Summary { exit_code: 0, .. })), "{}", run.stdout);
     assert!(!run.stdout.contains(HOSTILE));
     // Human progress is still on stderr.
     assert!(run.stderr.contains("✓ ecom-db ready"));

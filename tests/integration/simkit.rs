@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use bookstore::event::{Event, Severity, Stamped};
 use bookstore_sim::{AuditEntry, Sim, SimOptions, Source};
-use serde_json::Value;
 
 use crate::harness::{BIN, HOSTILE, Run};
 
@@ -29,8 +29,20 @@ pub fn bookstore(sim: &Sim, args: &[&str]) -> Run {
 /// `bookstore doctor --json`: the human report (stderr) and the finding events (stdout).
 pub struct Doctor {
     pub run: Run,
-    pub findings: Vec<Value>,
-    pub events: Vec<Value>,
+    pub findings: Vec<Found>,
+    pub events: Vec<Stamped>,
+}
+
+/// A `finding` event.
+#[derive(Debug)]
+pub struct Found {
+    pub id: String,
+    pub severity: Severity,
+    pub subject: String,
+    pub problem: String,
+    pub evidence: Vec<String>,
+    pub fix: String,
+    pub note: Option<String>,
 }
 
 impl Doctor {
@@ -40,57 +52,58 @@ impl Doctor {
 
     /// What `bookstore doctor --json` printed.
     pub fn from(run: Run) -> Doctor {
-        let events: Vec<Value> = run
+        let events: Vec<Stamped> = run
             .stdout
             .lines()
-            .map(|l| {
-                serde_json::from_str(l).unwrap_or_else(|e| panic!("not one JSON object a line ({e}): {l}"))
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not one event a line ({e}): {l}")))
+            .collect();
+        let findings = events
+            .iter()
+            .filter_map(|e| match &e.event {
+                Event::Finding { id, severity, subject, problem, evidence, fix, note } => Some(Found {
+                    id: id.clone(),
+                    severity: *severity,
+                    subject: subject.clone(),
+                    problem: problem.clone(),
+                    evidence: evidence.clone(),
+                    fix: fix.clone(),
+                    note: note.clone(),
+                }),
+                _ => None,
             })
             .collect();
-        let findings = events.iter().filter(|e| e["event"] == "finding").cloned().collect();
         Doctor { run, findings, events }
     }
 
     pub fn ids(&self) -> Vec<String> {
-        self.findings.iter().filter_map(|f| f["id"].as_str().map(String::from)).collect()
+        self.findings.iter().map(|f| f.id.clone()).collect()
     }
 
     /// The finding with this id (panics naming the ids found, and the report).
     #[track_caller]
-    pub fn finding(&self, id: &str) -> &Value {
-        self.findings.iter().find(|f| f["id"] == id).unwrap_or_else(|| {
+    pub fn finding(&self, id: &str) -> &Found {
+        self.findings.iter().find(|f| f.id == id).unwrap_or_else(|| {
             panic!("no finding {id}; found {:?}\n--- stderr\n{}", self.ids(), self.run.stderr)
         })
     }
 
     pub fn has(&self, id: &str) -> bool {
-        self.findings.iter().any(|f| f["id"] == id)
+        self.findings.iter().any(|f| f.id == id)
     }
 
     /// All evidence lines of a finding, joined.
     #[track_caller]
     pub fn evidence(&self, id: &str) -> String {
-        let f = self.finding(id);
-        f["evidence"]
-            .as_array()
-            .expect("evidence list")
-            .iter()
-            .filter_map(Value::as_str)
-            .collect::<Vec<_>>()
-            .join("\n")
+        self.finding(id).evidence.join("\n")
     }
 
     #[track_caller]
     pub fn fix(&self, id: &str) -> String {
-        self.finding(id)["fix"].as_str().expect("fix").to_string()
+        self.finding(id).fix.clone()
     }
 
     pub fn errors(&self) -> Vec<String> {
-        self.findings
-            .iter()
-            .filter(|f| f["severity"] == "error")
-            .filter_map(|f| f["id"].as_str().map(String::from))
-            .collect()
+        self.findings.iter().filter(|f| f.severity == Severity::Error).map(|f| f.id.clone()).collect()
     }
 }
 

@@ -6,8 +6,8 @@
 
 use std::time::{Duration, Instant};
 
+use bookstore::event::{Event, HealOutcome};
 use bookstore_sim::{AuditEntry, Fault, Source};
-use serde_json::Value;
 
 use crate::faults::case::{Case, Running, leaks_in, until};
 use crate::harness::Run;
@@ -17,18 +17,14 @@ use crate::simkit::{assert_every_route_answers, assert_recovery_order};
 /// well under a second here).
 const STOP_BOUND: Duration = Duration::from_secs(10);
 
-fn is(event: &str) -> impl Fn(&Value) -> bool + '_ {
-    move |v: &Value| v["event"] == event
-}
-
-fn heal_finished(outcome: &str) -> impl Fn(&Value) -> bool + '_ {
-    move |v: &Value| v["event"] == "heal_finished" && v["outcome"] == outcome
+fn heal_finished(want: HealOutcome) -> impl Fn(&Event) -> bool {
+    move |e: &Event| matches!(e, Event::HealFinished { outcome, .. } if *outcome == want)
 }
 
 /// Start the watcher and wait until it follows Docker's events.
 fn watch(c: &Case, interval: &str) -> Running {
     let w = c.spawn(&["watch", "--interval", interval]);
-    w.until_event("watching", is("watching"));
+    w.until_event("watching", |e| matches!(e, Event::Watching { .. }));
     w
 }
 
@@ -63,8 +59,8 @@ fn assert_clean(c: &Case, runs: &[&Run]) {
     assert_eq!(deletes, Vec::<String>::new(), "something was deleted");
 }
 
-fn events(run: &Run) -> Vec<Value> {
-    run.stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+fn events(run: &Run) -> Vec<Event> {
+    bookstore::event::parse(&run.stdout).into_iter().map(|e| e.event).collect()
 }
 
 fn changes(audit: &[AuditEntry]) -> Vec<String> {
@@ -88,12 +84,13 @@ fn docker_desktop_restarts_are_healed_without_any_other_command() {
         // Docker goes away for a second (its socket too), then the node starts again with a
         // new State.StartedAt, every pod stale, Kafka's topics gone.
         c.sim.docker_desktop_restart(1.0, 0.5);
-        w.until_event("docker_down", is("docker_down"));
-        w.until_event("docker_up", is("docker_up"));
-        w.until_event("node_started", is("node_started"));
-        w.until_event(&format!("heal {restart} finished ok"), |v| {
-            v["event"] == "heal_finished" && v["heal"] == restart && v["outcome"] == "ok"
-        });
+        w.until_event("docker_down", |e| matches!(e, Event::DockerDown { .. }));
+        w.until_event("docker_up", |e| matches!(e, Event::DockerUp { .. }));
+        w.until_event("node_started", |e| matches!(e, Event::NodeStarted { .. }));
+        w.until_event(
+            &format!("heal {restart} finished ok"),
+            |e| matches!(e, Event::HealFinished { heal, outcome: HealOutcome::Ok, .. } if *heal == restart),
+        );
         c.assert_recovered();
         assert_every_route_answers(&c.sim);
         assert_recovery_order(&c.sim.audit().split_off(mark));
@@ -103,7 +100,11 @@ fn docker_desktop_restarts_are_healed_without_any_other_command() {
     assert!(run.stderr.contains("Docker is not running"), "{}", run.stderr);
     assert!(run.stderr.contains("Healed in"), "{}", run.stderr);
     let ev = events(&run);
-    assert_eq!(ev.iter().filter(|e| e["event"] == "heal_started").count(), 2, "one heal per restart");
+    assert_eq!(
+        ev.iter().filter(|e| matches!(e, Event::HealStarted { .. })).count(),
+        2,
+        "one heal per restart"
+    );
     assert_clean(&c, &[&run]);
 }
 
@@ -113,13 +114,13 @@ fn a_restart_in_the_middle_of_a_heal_ends_healed() {
     c.mark();
     let w = watch(&c, "0");
     c.sim.docker_desktop_restart(0.5, 0.0);
-    w.until_event("heal_started", is("heal_started"));
+    w.until_event("heal_started", |e| matches!(e, Event::HealStarted { .. }));
     w.until_step("Restarting 16 workloads");
     // Docker Desktop restarts again while the heal restarts the workloads.
     c.sim.docker_desktop_restart(1.0, 0.0);
-    w.until_event("the heal stopped", heal_finished("cancelled"));
-    w.until_event("docker_up", is("docker_up"));
-    w.until_event("the heal that starts over", heal_finished("ok"));
+    w.until_event("the heal stopped", heal_finished(HealOutcome::Cancelled));
+    w.until_event("docker_up", |e| matches!(e, Event::DockerUp { .. }));
+    w.until_event("the heal that starts over", heal_finished(HealOutcome::Ok));
     c.assert_recovered();
     assert_every_route_answers(&c.sim);
     let run = terminate(&c, w);
@@ -154,24 +155,29 @@ fn a_heal_that_fails_is_retried_with_backoff() {
     let w = watch(&c, "0");
     c.sim.fault(Fault::RolloutNeverCompletes { workload: "redis".into() });
     c.sim.docker_desktop_restart(0.3, 0.0);
-    w.until_event("the heal failing", heal_finished("failed"));
+    w.until_event("the heal failing", heal_finished(HealOutcome::Failed));
     // The cause goes away; the retry (after its backoff, not at once) heals.
     c.sim.fault(Fault::Clear);
-    w.until_event("the retry healing", heal_finished("ok"));
+    w.until_event("the retry healing", heal_finished(HealOutcome::Ok));
     c.assert_recovered();
     let run = terminate(&c, w);
     run.expect(0);
     let ev = events(&run);
-    let failed = ev.iter().find(|e| heal_finished("failed")(e)).unwrap();
-    assert_eq!(failed["exit_code"], 124, "{failed}");
-    assert!(failed["message"].as_str().unwrap().contains("infra/redis"), "{failed}");
-    assert_eq!(failed["retry_in_ms"], 5000);
-    assert_eq!(ev.iter().filter(|e| e["event"] == "heal_started").count(), 2, "no hot loop");
+    let failed = ev.iter().find(|e| heal_finished(HealOutcome::Failed)(e)).unwrap();
+    let Event::HealFinished { exit_code, message, retry_in_ms, .. } = failed else { unreachable!() };
+    assert_eq!(*exit_code, Some(124), "{failed:?}");
+    assert!(message.as_deref().unwrap_or_default().contains("infra/redis"), "{failed:?}");
+    assert_eq!(*retry_in_ms, Some(5000));
+    assert_eq!(ev.iter().filter(|e| matches!(e, Event::HealStarted { .. })).count(), 2, "no hot loop");
     assert!(run.stderr.contains("retrying in 5.0s"), "{}", run.stderr);
     // With what `bookstore doctor` finds then (the heal stopped before the connectors).
     let report = &run.stderr[run.stderr.find("what `bookstore doctor` finds now").expect("a diagnosis")..];
     assert!(report.contains("[connectors-missing]"), "{report}");
-    assert!(ev.iter().any(|e| e["event"] == "finding" && e["id"] == "connectors-missing"), "{}", run.stdout);
+    assert!(
+        ev.iter().any(|e| matches!(e, Event::Finding { id, .. } if id == "connectors-missing")),
+        "{}",
+        run.stdout
+    );
     assert_clean(&c, &[&run]);
 }
 
@@ -185,7 +191,7 @@ fn a_manual_run_while_the_watcher_heals_is_told_so() {
     let manual = c.run(&["up"]);
     manual.expect(5);
     assert!(manual.stderr.contains("running `bookstore watch` (healing:"), "{}", manual.stderr);
-    w.until_event("the heal", heal_finished("ok"));
+    w.until_event("the heal", heal_finished(HealOutcome::Ok));
     c.assert_recovered();
     let run = terminate(&c, w);
     run.expect(0);
@@ -207,7 +213,7 @@ fn the_watcher_waits_for_a_manual_run() {
     assert!(w.stderr().contains("running `bookstore up` to finish before healing"), "{}", w.stderr());
     let manual = c.wait_ended(manual);
     manual.expect(0);
-    w.until_event("the watcher's heal", heal_finished("ok"));
+    w.until_event("the watcher's heal", heal_finished(HealOutcome::Ok));
     c.assert_recovered();
     let run = terminate(&c, w);
     run.expect(0);
@@ -227,7 +233,7 @@ fn on_a_healthy_stack_the_watcher_only_reads() {
     let run = terminate(&c, w);
     run.expect(0);
     assert_eq!(changes(&c.audit()), Vec::<String>::new(), "the watcher changed something");
-    assert!(!events(&run).iter().any(|e| e["event"] == "heal_started"), "{}", run.stderr);
+    assert!(!events(&run).iter().any(|e| matches!(e, Event::HealStarted { .. })), "{}", run.stderr);
     assert_clean(&c, &[&run]);
 }
 
@@ -239,7 +245,7 @@ fn a_heal_on_a_healthy_stack_restarts_nothing() {
     c.mark();
     c.sim.fault(Fault::ConnectReset { count: 1 });
     let w = watch(&c, "1s");
-    w.until_event("the heal", heal_finished("ok"));
+    w.until_event("the heal", heal_finished(HealOutcome::Ok));
     let run = terminate(&c, w);
     run.expect(0);
     assert_eq!(c.patches(), Vec::<String>::new(), "a heal restarted something on a healthy stack");
@@ -259,7 +265,7 @@ fn docker_down_is_said_once_and_ctrl_c_ends_the_watcher() {
     c.sim.docker_stop();
     c.mark();
     let mut w = c.spawn(&["watch"]);
-    w.until_event("docker_down", is("docker_down"));
+    w.until_event("docker_down", |e| matches!(e, Event::DockerDown { .. }));
     // It keeps trying (capped backoff) without saying it again.
     until("a few reconnect attempts", || {
         c.argv().iter().filter(|a| a.get(1).is_some_and(|x| x == "info")).count() >= 4
@@ -273,6 +279,6 @@ fn docker_down_is_said_once_and_ctrl_c_ends_the_watcher() {
     let run = c.wait_ended(w);
     run.expect(130);
     assert_eq!(run.stderr.matches("Docker is not running").count(), 1, "{}", run.stderr);
-    assert_eq!(events(&run).iter().filter(|e| e["event"] == "docker_down").count(), 1);
+    assert_eq!(events(&run).iter().filter(|e| matches!(e, Event::DockerDown { .. })).count(), 1);
     assert_clean(&c, &[&run]);
 }

@@ -11,6 +11,7 @@ use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bookstore::event::{Event, Stamped};
 use bookstore_sim::{AuditEntry, Sim, SimOptions, Source};
 use serde_json::Value;
 
@@ -461,17 +462,17 @@ impl Case {
 
 /// `--json` output: one event object per line, the last a `summary` with the exit code.
 fn check_json(run: &Run) {
-    let events: Vec<Value> = run
+    let events: Vec<Stamped> = run
         .stdout
         .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON event ({e}): {l}")))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not an event ({e}): {l}")))
         .collect();
-    assert!(events.iter().all(|e| e["event"].is_string() && e["t_ms"].is_u64()), "{}", run.stdout);
     let last = events.last().unwrap_or_else(|| panic!("no summary event\n{}", run.stderr));
-    assert_eq!(last["event"], "summary", "{}", run.stdout);
-    assert_eq!(last["exit_code"], run.code, "{}", run.stdout);
+    let code = |c: u8| i32::from(c) == run.code;
+    assert!(matches!(last.event, Event::Summary { exit_code, .. } if code(exit_code)), "{}", run.stdout);
     if run.code != 0 {
-        assert!(events.iter().any(|e| e["event"] == "error" && e["exit_code"] == run.code), "{}", run.stdout);
+        let error = |e: &Stamped| matches!(e.event, Event::Error { exit_code, .. } if code(exit_code));
+        assert!(events.iter().any(error), "{}", run.stdout);
     }
 }
 
@@ -503,13 +504,13 @@ impl Running {
     }
 
     /// Read `--json` events until one satisfies `pred` (bounded).
-    pub fn until_event(&self, what: &str, pred: impl Fn(&Value) -> bool) {
+    pub fn until_event(&self, what: &str, pred: impl Fn(&Event) -> bool) {
         let deadline = Instant::now() + BOUND;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.events.recv_timeout(left) {
                 Ok(line) => {
-                    if serde_json::from_str::<Value>(&line).is_ok_and(|v| pred(&v)) {
+                    if serde_json::from_str::<Stamped>(&line).is_ok_and(|e| pred(&e.event)) {
                         return;
                     }
                 }
@@ -520,9 +521,10 @@ impl Running {
 
     /// Until a `step_started` event whose step contains `text`.
     pub fn until_step(&self, text: &str) {
-        self.until_event(&format!("step_started ~ {text}"), |v| {
-            v["event"] == "step_started" && v["step"].as_str().is_some_and(|s| s.contains(text))
-        });
+        self.until_event(
+            &format!("step_started ~ {text}"),
+            |e| matches!(e, Event::StepStarted { step } if step.contains(text)),
+        );
     }
 
     /// Ctrl-C: SIGINT to the bookstore process only (not its process group), so stopping the

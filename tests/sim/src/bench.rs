@@ -21,6 +21,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use bookstore::event::{Event, HealOutcome};
 use serde_json::Value;
 
 use crate::audit::{AuditEntry, Source};
@@ -871,14 +872,8 @@ impl Bench {
         std::fs::write(dir.join("command"), format!("{cmd:?}\n"))?;
         let started = Instant::now();
         let mut child = cmd.spawn().context("starting bookstore watch")?;
-        let events = |name: &str| -> Vec<Value> {
-            std::fs::read_to_string(dir.join("stdout"))
-                .unwrap_or_default()
-                .lines()
-                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-                .filter(|v| v["event"] == name)
-                .collect()
-        };
+        let events =
+            || bookstore::event::parse(&std::fs::read_to_string(dir.join("stdout")).unwrap_or_default());
         let until = |what: &str, deadline: Instant, f: &dyn Fn() -> bool| -> Result<()> {
             while !f() {
                 if Instant::now() > deadline {
@@ -888,8 +883,9 @@ impl Bench {
             }
             Ok(())
         };
-        let watching =
-            until("watching event", started + Duration::from_secs(60), &|| !events("watching").is_empty());
+        let watching = until("watching event", started + Duration::from_secs(60), &|| {
+            events().iter().any(|e| matches!(e.event, Event::Watching { .. }))
+        });
         if let Err(e) = watching {
             let _ = child.kill();
             let _ = child.wait();
@@ -904,7 +900,9 @@ impl Bench {
             Ok(at) => (Some((at - back).as_secs_f64()), None),
             Err(why) => (None, Some(why)),
         };
-        let _ = until("heal_finished event", back + self.deadline, &|| !events("heal_finished").is_empty());
+        let _ = until("heal_finished event", back + self.deadline, &|| {
+            events().iter().any(|e| matches!(e.event, Event::HealFinished { .. }))
+        });
         // A service manager's stop.
         let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
         let stop_by = Instant::now() + Duration::from_secs(10);
@@ -923,17 +921,25 @@ impl Bench {
         drop(sim);
         // The watcher's clock starts with it: its t_ms on the bench's clock, from Docker's return
         // (the first heal that starts after it, and how that heal ended).
-        let after_back = |v: &Value| {
-            let at = started + Duration::from_secs_f64(v["t_ms"].as_f64()? / 1000.0);
+        let after_back = |t_ms: u64| {
+            let at = started + Duration::from_millis(t_ms);
             (at >= back).then(|| (at - back).as_secs_f64())
         };
-        let heal = events("heal_started").iter().find(|v| after_back(v).is_some()).cloned();
-        let finished =
-            heal.as_ref().and_then(|h| events("heal_finished").into_iter().find(|f| f["heal"] == h["heal"]));
+        let events = events();
+        let heal = events.iter().find_map(|e| match e.event {
+            Event::HealStarted { heal, .. } => after_back(e.t_ms).map(|at| (heal, at)),
+            _ => None,
+        });
+        let finished = heal.and_then(|(n, _)| {
+            events.iter().find_map(|e| match e.event {
+                Event::HealFinished { heal, outcome, .. } if heal == n => Some((outcome, e.t_ms)),
+                _ => None,
+            })
+        });
         Ok(WatchRun {
             run,
-            heal_started: heal.as_ref().and_then(after_back),
-            heal_finished: finished.as_ref().filter(|f| f["outcome"] == "ok").and_then(after_back),
+            heal_started: heal.map(|(_, at)| at),
+            heal_finished: finished.filter(|(o, _)| *o == HealOutcome::Ok).and_then(|(_, t)| after_back(t)),
             healthy,
             code,
             kubectl: std::fs::read_to_string(&calls).map(|t| t.lines().count()).unwrap_or(0),
@@ -1314,14 +1320,13 @@ fn milestones(
 
 /// `bookstore --json`: (step, seconds) of every `step_finished` event.
 pub(crate) fn json_steps(stdout: &str) -> Vec<(String, f64)> {
-    stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["event"] == "step_finished")
-        .map(|v| {
-            let step = v["step"].as_str().unwrap_or("").to_string();
-            let step = step.split(" (").next().unwrap_or("").to_string();
-            (step, v["duration_ms"].as_f64().unwrap_or(0.0) / 1000.0)
+    bookstore::event::parse(stdout)
+        .into_iter()
+        .filter_map(|e| match e.event {
+            Event::StepFinished { step, duration_ms, .. } => {
+                Some((step.split(" (").next().unwrap_or("").to_string(), duration_ms as f64 / 1000.0))
+            }
+            _ => None,
         })
         .collect()
 }

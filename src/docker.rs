@@ -1,4 +1,6 @@
-//! Typed `docker` and `kind` commands, and parsers for what they print.
+//! Typed `docker`, `kind` and `istioctl` commands, and parsers for what they print. The free
+//! functions read; what changes something is a method of [`DockerWrite`], which only the steps
+//! hold.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -119,10 +121,6 @@ pub fn parse_ports(text: &str) -> Vec<(String, u16, u16)> {
     out
 }
 
-pub fn rm_force(names: &[String]) -> Cmd {
-    Cmd::new("docker").args(["rm", "-f"]).args(names.iter().cloned()).deadline(Duration::from_secs(60))
-}
-
 /// `docker image inspect`: exit 0 when the image is present locally.
 pub fn image_present(image: &str) -> Cmd {
     Cmd::new("docker")
@@ -141,24 +139,6 @@ pub fn image_list() -> Cmd {
 pub fn short_ref(name: &str) -> String {
     let name = name.trim();
     name.strip_prefix("docker.io/").unwrap_or(name).trim_start_matches("library/").to_string()
-}
-
-/// `docker pull -q`: the image into the host's store (its reference on stdout).
-pub fn pull(image: &str) -> Cmd {
-    Cmd::new("docker").args(["pull", "-q", image]).deadline(Duration::from_secs(1800))
-}
-
-pub fn build(image: &str, context: &str) -> Cmd {
-    Cmd::new("docker").args(["build", "-t", image, context]).deadline(Duration::from_secs(1800))
-}
-
-/// `docker image save --platform <os/arch>`: only that platform's manifest (Docker API ≥ 1.48),
-/// which the node's `ctr images import --all-platforms` accepts under the containerd image store.
-pub fn save_platform(images: &[String], platform: &str, archive: &str) -> Cmd {
-    Cmd::new("docker")
-        .args(["image", "save", "--platform", platform, "-o", archive])
-        .args(images.iter().cloned())
-        .deadline(Duration::from_secs(600))
 }
 
 /// The daemon's platform (`linux/amd64`, `linux/arm64`): kind's node containers run natively on
@@ -198,49 +178,82 @@ pub fn lacks_platform_save(stderr: &str) -> bool {
     stderr.contains("requires API version 1.48") || stderr.contains("unknown flag: --platform")
 }
 
-/// `kind create cluster` with the config on stdin (`--config -`), so the embedded default works.
-pub fn kind_create_cluster(name: &str, config: crate::secret::Secret, wait: Duration) -> Cmd {
-    Cmd::new("kind")
-        .args(["create", "cluster", "--name", name, "--config", "-"])
-        .arg(format!("--wait={}s", wait.as_secs()))
-        .stdin(config)
-        .deadline(wait + Duration::from_secs(600))
-}
-
-/// `kind load docker-image`: kind saves the images with `docker save` and imports the archive
-/// into the node with `ctr images import --all-platforms --digests`, skipping images the node
-/// already has (kubernetes-sigs/kind `pkg/cmd/kind/load/docker-image/docker-image.go`).
-pub fn kind_load_images(images: &[String], cluster: &str) -> Cmd {
-    Cmd::new("kind")
-        .args(["load", "docker-image"])
-        .args(images.iter().cloned())
-        .args(["--name", cluster])
-        .deadline(Duration::from_secs(900))
-}
-
-pub fn kind_load_archive(archive: &str, cluster: &str) -> Cmd {
-    Cmd::new("kind")
-        .args(["load", "image-archive", archive, "--name", cluster])
-        .deadline(Duration::from_secs(900))
-}
-
 pub fn istioctl_version() -> Cmd {
     Cmd::new("istioctl").args(["version", "--remote=false"]).deadline(Duration::from_secs(30))
-}
-
-pub fn istioctl_install(context: &str, args: &[String]) -> Cmd {
-    Cmd::new("istioctl")
-        .args(["install", "--context", context])
-        .args(args.iter().cloned())
-        .deadline(Duration::from_secs(900))
 }
 
 pub fn kind_get_clusters() -> Cmd {
     Cmd::new("kind").args(["get", "clusters"]).deadline(Duration::from_secs(30))
 }
 
-pub fn kind_delete_cluster(name: &str) -> Cmd {
-    Cmd::new("kind").args(["delete", "cluster", "--name", name]).deadline(Duration::from_secs(300))
+/// The commands that change something (containers, images, the kind cluster, Istio): only the
+/// steps hold one (the read-only rooms cannot name it: `tests/integration/tidy.rs`).
+#[derive(Clone, Copy, Debug)]
+pub struct DockerWrite(());
+
+impl DockerWrite {
+    pub(crate) fn new() -> DockerWrite {
+        DockerWrite(())
+    }
+
+    pub fn rm_force(&self, names: &[String]) -> Cmd {
+        Cmd::new("docker").args(["rm", "-f"]).args(names.iter().cloned()).deadline(Duration::from_secs(60))
+    }
+
+    /// `docker pull -q`: the image into the host's store (its reference on stdout).
+    pub fn pull(&self, image: &str) -> Cmd {
+        Cmd::new("docker").args(["pull", "-q", image]).deadline(Duration::from_secs(1800))
+    }
+
+    pub fn build(&self, image: &str, context: &str) -> Cmd {
+        Cmd::new("docker").args(["build", "-t", image, context]).deadline(Duration::from_secs(1800))
+    }
+
+    /// `docker image save --platform <os/arch>`: only that platform's manifest (Docker API ≥ 1.48),
+    /// which the node's `ctr images import --all-platforms` accepts under the containerd image store.
+    pub fn save_platform(&self, images: &[String], platform: &str, archive: &str) -> Cmd {
+        Cmd::new("docker")
+            .args(["image", "save", "--platform", platform, "-o", archive])
+            .args(images.iter().cloned())
+            .deadline(Duration::from_secs(600))
+    }
+
+    /// `kind create cluster` with the config on stdin (`--config -`), so the embedded default works.
+    pub fn kind_create_cluster(&self, name: &str, config: crate::secret::Secret, wait: Duration) -> Cmd {
+        Cmd::new("kind")
+            .args(["create", "cluster", "--name", name, "--config", "-"])
+            .arg(format!("--wait={}s", wait.as_secs()))
+            .stdin(config)
+            .deadline(wait + Duration::from_secs(600))
+    }
+
+    /// `kind load docker-image`: kind saves the images with `docker save` and imports the archive
+    /// into the node with `ctr images import --all-platforms --digests`, skipping images the node
+    /// already has (kubernetes-sigs/kind `pkg/cmd/kind/load/docker-image/docker-image.go`).
+    pub fn kind_load_images(&self, images: &[String], cluster: &str) -> Cmd {
+        Cmd::new("kind")
+            .args(["load", "docker-image"])
+            .args(images.iter().cloned())
+            .args(["--name", cluster])
+            .deadline(Duration::from_secs(900))
+    }
+
+    pub fn kind_load_archive(&self, archive: &str, cluster: &str) -> Cmd {
+        Cmd::new("kind")
+            .args(["load", "image-archive", archive, "--name", cluster])
+            .deadline(Duration::from_secs(900))
+    }
+
+    pub fn istioctl_install(&self, context: &str, args: &[String]) -> Cmd {
+        Cmd::new("istioctl")
+            .args(["install", "--context", context])
+            .args(args.iter().cloned())
+            .deadline(Duration::from_secs(900))
+    }
+
+    pub fn kind_delete_cluster(&self, name: &str) -> Cmd {
+        Cmd::new("kind").args(["delete", "cluster", "--name", name]).deadline(Duration::from_secs(300))
+    }
 }
 
 /// One name per line: `kind get clusters` ("No kind clusters found." goes to stderr) and

@@ -25,7 +25,8 @@ use crate::ui::Ui;
 use evidence::HboneFailure;
 use routes::Probe;
 
-/// What every step can reach.
+/// What a command reads through: the stack, kubectl's read half, the ui, and what is read once
+/// per run. The steps' own context (`steps::Ctx`) adds the change halves.
 pub struct Ctx<'a> {
     pub stack: &'a Stack,
     pub kube: Kubectl,
@@ -37,14 +38,6 @@ pub struct Ctx<'a> {
     secrets: OnceLock<BTreeMap<String, Secret>>,
     /// Every deployment's generation, listed once per run (before the first change).
     deployments: OnceLock<BTreeMap<(String, String), i64>>,
-}
-
-impl Drop for Ctx<'_> {
-    /// The restart kubectls started ahead ([`Kubectl::warm_restarts`]) that no restart took are
-    /// killed and reaped with the run's context, whatever the outcome.
-    fn drop(&mut self) {
-        self.kube.cool();
-    }
 }
 
 impl<'a> Ctx<'a> {

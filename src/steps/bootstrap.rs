@@ -149,7 +149,7 @@ pub fn create_cluster(ctx: &Ctx) -> Result<()> {
         "Creating kind cluster {name} (waiting ≤ {} for the control plane)",
         human(b.cluster_wait)
     ));
-    let cmd = docker::kind_create_cluster(
+    let cmd = ctx.docker.kind_create_cluster(
         name,
         Secret::unregistered(ctx.stack.cluster.raw.clone()),
         b.cluster_wait,
@@ -182,8 +182,8 @@ fn install_crds(ctx: &Ctx) -> Result<()> {
 fn crds_cmd(ctx: &Ctx) -> Result<crate::exec::Cmd> {
     let b = &ctx.stack.bootstrap;
     Ok(match &b.crds_text {
-        None => ctx.kube.apply_url(&b.crds),
-        Some(text) => ctx.kube.apply(Secret::unregistered(text.clone())),
+        None => ctx.write.apply_url(&b.crds),
+        Some(text) => ctx.write.apply(Secret::unregistered(text.clone())),
     })
 }
 
@@ -197,7 +197,7 @@ pub fn istio(ctx: &Ctx) -> Result<()> {
 
 fn install_istio(ctx: &Ctx) -> Result<()> {
     let b = &ctx.stack.bootstrap;
-    docker::istioctl_install(ctx.kube.context(), &b.istio_install).run()?;
+    ctx.docker.istioctl_install(ctx.kube.context(), &b.istio_install).run()?;
     for target in &b.istio_ready {
         let (kind, name) = target.split_once('/').unwrap_or(("deployment", target));
         ctx.kube
@@ -220,7 +220,7 @@ pub fn tier(ctx: &Ctx, index: usize) -> Result<()> {
     let tier = &ctx.stack.bootstrap.tiers[index];
     let step = ctx.ui.start(&format!("Applying {} (waiting ≤ {})", tier.dir, human(tier.timeout)));
     let (_, text) = manifests(ctx, index);
-    ctx.kube.apply(Secret::unregistered(text)).run().map_err(|e| ctx.kube.explain(e))?;
+    ctx.write.apply(Secret::unregistered(text)).run().map_err(|e| ctx.kube.explain(e))?;
     rollout::await_ready(ctx, &tier.ready, tier.timeout)?;
     for (namespace, name) in &tier.programmed {
         ctx.kube
@@ -332,7 +332,7 @@ pub fn secrets(ctx: &Ctx) -> Result<()> {
     let step = ctx.ui.start("Creating the Secrets (existing ones are kept)");
     let (created, kept) = new_secrets(ctx)?;
     for (_, manifest) in &created {
-        ctx.kube.apply(Secret::unregistered(manifest.to_string())).run().map_err(|e| ctx.kube.explain(e))?;
+        ctx.write.apply(Secret::unregistered(manifest.to_string())).run().map_err(|e| ctx.kube.explain(e))?;
     }
     step.done(&format!("{} created, {kept} kept", created.len()));
     Ok(())
@@ -350,7 +350,7 @@ fn secrets_with_namespaces(ctx: &Ctx) -> Result<String> {
         stream.push('\n');
     }
     if !b.namespaces.is_empty() || !created.is_empty() {
-        ctx.kube.apply(Secret::unregistered(stream)).run().map_err(|e| ctx.kube.explain(e))?;
+        ctx.write.apply(Secret::unregistered(stream)).run().map_err(|e| ctx.kube.explain(e))?;
     }
     Ok(format!("{} namespaces and the Secrets: {} created, {kept} kept", b.namespaces.len(), created.len()))
 }
@@ -379,12 +379,13 @@ pub fn describe(ctx: &Ctx, step: &crate::plan::Step, lines: &mut Vec<String>) ->
         Step::CreateCluster => {
             lines.push("# Create the kind cluster (config on stdin)".into());
             lines.push(
-                docker::kind_create_cluster(
-                    &ctx.stack.cluster.name,
-                    Secret::unregistered(String::new()),
-                    b.cluster_wait,
-                )
-                .to_string(),
+                ctx.docker
+                    .kind_create_cluster(
+                        &ctx.stack.cluster.name,
+                        Secret::unregistered(String::new()),
+                        b.cluster_wait,
+                    )
+                    .to_string(),
             );
         }
         Step::GatewayCrds => {
@@ -395,7 +396,7 @@ pub fn describe(ctx: &Ctx, step: &crate::plan::Step, lines: &mut Vec<String>) ->
         }
         Step::InstallIstio => {
             lines.push("# Istio ambient".into());
-            lines.push(docker::istioctl_install(ctx.kube.context(), &b.istio_install).to_string());
+            lines.push(ctx.docker.istioctl_install(ctx.kube.context(), &b.istio_install).to_string());
             for target in &b.istio_ready {
                 let (kind, name) = target.split_once('/').unwrap_or(("deployment", target));
                 lines.push(
@@ -411,7 +412,7 @@ pub fn describe(ctx: &Ctx, step: &crate::plan::Step, lines: &mut Vec<String>) ->
             for spec in &b.secrets {
                 lines.push(format!(
                     "{}   # {}/{} unless it exists",
-                    ctx.kube.apply(Secret::unregistered(String::new())),
+                    ctx.write.apply(Secret::unregistered(String::new())),
                     spec.namespace,
                     spec.name
                 ));
@@ -420,14 +421,14 @@ pub fn describe(ctx: &Ctx, step: &crate::plan::Step, lines: &mut Vec<String>) ->
         Step::Images => {
             let names: Vec<String> = b.images.iter().map(|i| i.image.clone()).collect();
             lines.push("# Our images into the node (each built first when missing)".into());
-            images::Route::describe(ctx.stack, &names, lines);
+            images::Route::describe(ctx.docker, ctx.stack, &names, lines);
         }
         Step::Bootstrap { create, graph } => describe_graph(ctx, *create, graph, lines)?,
         Step::Tier(i) => {
             let tier = &b.tiers[*i];
             let (names, _) = manifests(ctx, *i);
             lines.push(format!("# Tier {}: {}", tier.dir, names.join(", ")));
-            lines.push(ctx.kube.apply(Secret::unregistered(String::new())).to_string());
+            lines.push(ctx.write.apply(Secret::unregistered(String::new())).to_string());
             if !tier.ready.is_empty() {
                 let list: Vec<String> = tier.ready.iter().map(|(ns, n)| format!("{ns}/{n}")).collect();
                 lines.push(format!(
@@ -469,13 +470,14 @@ fn describe_graph(ctx: &Ctx, create: bool, graph: &Graph, lines: &mut Vec<String
                 docker::image_present(n),
                 b.images[k].context_env
             )),
-            _ => lines.push(format!("{}   # unless on the host", docker::pull(n))),
+            _ => lines.push(format!("{}   # unless on the host", ctx.docker.pull(n))),
         }
     }
     if create {
         lines.push("# Meanwhile, the kind cluster (config on stdin)".into());
         lines.push(
-            docker::kind_create_cluster(name, Secret::unregistered(String::new()), b.cluster_wait)
+            ctx.docker
+                .kind_create_cluster(name, Secret::unregistered(String::new()), b.cluster_wait)
                 .to_string(),
         );
     }
@@ -487,7 +489,7 @@ fn describe_graph(ctx: &Ctx, create: bool, graph: &Graph, lines: &mut Vec<String
     };
     lines
         .push("# Each image into the node once it is on the host (those ready together in one load):".into());
-    images::Route::describe(stack, &["<images on the host>".to_string()], lines);
+    images::Route::describe(ctx.docker, stack, &["<images on the host>".to_string()], lines);
     for (n, wave) in graph.waves().iter().enumerate() {
         lines.push(format!("# wave {}", n + 1));
         for t in wave {
@@ -516,7 +518,7 @@ fn describe_graph(ctx: &Ctx, create: bool, graph: &Graph, lines: &mut Vec<String
                     files.dedup();
                     lines.push(format!(
                         "{}   # the namespaces ({}) and the missing Secrets, generated here, on stdin",
-                        ctx.kube.apply(Secret::unregistered(String::new())),
+                        ctx.write.apply(Secret::unregistered(String::new())),
                         files.join(", ")
                     ));
                 }
@@ -528,7 +530,7 @@ fn describe_graph(ctx: &Ctx, create: bool, graph: &Graph, lines: &mut Vec<String
                     );
                 }
                 Task::Prep(Prep::Istio) => {
-                    lines.push(docker::istioctl_install(ctx.kube.context(), &b.istio_install).to_string());
+                    lines.push(ctx.docker.istioctl_install(ctx.kube.context(), &b.istio_install).to_string());
                     for target in &b.istio_ready {
                         let (kind, n) = target.split_once('/').unwrap_or(("deployment", target));
                         lines.push(
@@ -548,7 +550,7 @@ fn describe_graph(ctx: &Ctx, create: bool, graph: &Graph, lines: &mut Vec<String
                     let ready: Vec<String> = unit.ready.iter().map(|(ns, n)| format!("{ns}/{n}")).collect();
                     lines.push(format!(
                         "{}   # with the units due together; until {} rolled out",
-                        ctx.kube.apply_objects(Secret::unregistered(String::new())),
+                        ctx.write.apply_objects(Secret::unregistered(String::new())),
                         ready.join(", ")
                     ));
                     for (ns, g) in &unit.programmed {

@@ -4,13 +4,13 @@
 use std::io::IsTerminal;
 
 use crate::config::Config;
-use crate::docker;
+use crate::docker::{self, DockerWrite};
 use crate::error::{Error, Result};
 use crate::ui::Ui;
 
 pub fn run(config: &Config, ui: &Ui, yes: bool) -> Result<()> {
     let name = &config.stack.cluster.name;
-    let delete = docker::kind_delete_cluster(name);
+    let delete = DockerWrite::new().kind_delete_cluster(name);
     if config.dry_run {
         ui.plan(&[docker::kind_get_clusters().to_string(), delete.to_string()]);
         return Ok(());

@@ -24,7 +24,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
-use crate::docker;
+use crate::docker::{self, DockerWrite};
 use crate::error::{Error, Result};
 use crate::plan::{Image, ImageSource};
 use crate::stack::Stack;
@@ -55,11 +55,11 @@ pub fn tiers_step(ctx: &Ctx) -> Result<()> {
         if !present(&image.image)? {
             let dir = std::env::var(&image.context_env).unwrap_or_default();
             ctx.ui.info(&format!("building {} from {dir}", image.image));
-            docker::build(&image.image, &dir).run()?;
+            ctx.docker.build(&image.image, &dir).run()?;
         }
     }
     let names: Vec<String> = b.images.iter().map(|i| i.image.clone()).collect();
-    let how = Route::detect()?.load(ctx.stack, &names)?;
+    let how = Route::detect()?.load(ctx.docker, ctx.stack, &names)?;
     step.done(&how);
     Ok(())
 }
@@ -93,28 +93,28 @@ impl Route {
     }
 
     /// Load these images (present on the host) into the node; what was done, for the report.
-    pub fn load(&self, stack: &Stack, names: &[String]) -> Result<String> {
+    pub fn load(&self, docker: DockerWrite, stack: &Stack, names: &[String]) -> Result<String> {
         let cluster = &stack.cluster.name;
         let platform = match self {
             Route::Classic => {
-                docker::kind_load_images(names, cluster).run()?;
+                docker.kind_load_images(names, cluster).run()?;
                 return Ok("kind load docker-image".into());
             }
             Route::Containerd { platform, one_platform: true } => platform,
-            Route::Containerd { one_platform: false, .. } => return self.load_whole(stack, names),
+            Route::Containerd { one_platform: false, .. } => return self.load_whole(docker, stack, names),
         };
         let dir = tempfile::tempdir().map_err(|e| {
             Error::step(format!("cannot create a temp dir: {e}"), "check the temp dir (TMPDIR)")
         })?;
         let archive = dir.path().join("images.tar").display().to_string();
-        match docker::save_platform(names, platform, &archive).run() {
+        match docker.save_platform(names, platform, &archive).run() {
             Ok(_) => {
-                docker::kind_load_archive(&archive, cluster).run()?;
+                docker.kind_load_archive(&archive, cluster).run()?;
                 Ok(format!("one {platform} archive (containerd image store)"))
             }
             // A docker CLI older than the daemon (no `save --platform`): as without it.
             Err(Error::Command { stderr_tail, .. }) if docker::lacks_platform_save(&stderr_tail) => {
-                self.load_whole(stack, names)
+                self.load_whole(docker, stack, names)
             }
             Err(e) => Err(e),
         }
@@ -122,8 +122,8 @@ impl Route {
 
     /// kind's own load under the containerd store (Docker 27 and older cannot save one
     /// platform): it works for single-manifest images (built with --provenance=false).
-    fn load_whole(&self, stack: &Stack, names: &[String]) -> Result<String> {
-        let load = docker::kind_load_images(names, &stack.cluster.name);
+    fn load_whole(&self, docker: DockerWrite, stack: &Stack, names: &[String]) -> Result<String> {
+        let load = docker.kind_load_images(names, &stack.cluster.name);
         match load.run() {
             Ok(_) => Ok("kind load docker-image".into()),
             Err(Error::Command { stderr_tail, .. }) if stderr_tail.contains("content digest") => {
@@ -151,13 +151,13 @@ impl Route {
         }
     }
 
-    pub fn describe(stack: &Stack, names: &[String], lines: &mut Vec<String>) {
+    pub fn describe(docker: DockerWrite, stack: &Stack, names: &[String], lines: &mut Vec<String>) {
         let cluster = &stack.cluster.name;
         lines.push(format!("{}   # the image store", docker::driver_status()));
-        lines.push(format!("{}   # the classic store", docker::kind_load_images(names, cluster)));
+        lines.push(format!("{}   # the classic store", docker.kind_load_images(names, cluster)));
         lines.push(format!("{}   # the containerd store (kind#3795):", docker::server_platform()));
-        lines.push(docker::save_platform(names, "<os/arch>", "<tmp>/images.tar").to_string());
-        lines.push(docker::kind_load_archive("<tmp>/images.tar", cluster).to_string());
+        lines.push(docker.save_platform(names, "<os/arch>", "<tmp>/images.tar").to_string());
+        lines.push(docker.kind_load_archive("<tmp>/images.tar", cluster).to_string());
     }
 }
 
@@ -240,13 +240,13 @@ impl Host {
                  image for kind (kind#3795): the node's kubelet pulls the {skipped} third-party images"
             ));
         }
-        let ui = ctx.ui.clone();
+        let (ui, writer) = (ctx.ui.clone(), ctx.docker);
         let b = Arc::clone(&board);
         std::thread::spawn(move || {
             for (i, name, dir) in builds {
                 let started = Instant::now();
                 ui.info(&format!("building {name} from {dir}"));
-                let state = match docker::build(&name, &dir).run() {
+                let state = match writer.build(&name, &dir).run() {
                     Ok(_) => OnHost::Ready(format!("built {}", human(started.elapsed()))),
                     Err(e) => OnHost::Failed(e.to_string()),
                 };
@@ -268,7 +268,7 @@ impl Host {
                     return;
                 }
                 let started = Instant::now();
-                let state = match docker::pull(&name).run() {
+                let state = match writer.pull(&name).run() {
                     Ok(_) => OnHost::Ready(format!("pulled {}", human(started.elapsed()))),
                     Err(Error::Interrupted) => return,
                     Err(e) => {
@@ -305,8 +305,8 @@ impl Loader {
             .filter(|(_, i)| matches!(i.source, ImageSource::Ours(_)))
             .map(|(k, _)| k)
             .collect();
-        let (stack, ui) = (ctx.stack.clone(), ctx.ui.clone());
-        std::thread::spawn(move || load_loop(&stack, &ui, &route, &host, &ours, &rx));
+        let (stack, ui, docker) = (ctx.stack.clone(), ctx.ui.clone(), ctx.docker);
+        std::thread::spawn(move || load_loop(docker, &stack, &ui, &route, &host, &ours, &rx));
         Ok(Loader { tx })
     }
 
@@ -317,6 +317,7 @@ impl Loader {
 }
 
 fn load_loop(
+    docker: DockerWrite,
     stack: &Stack,
     ui: &Ui,
     route: &Route,
@@ -371,7 +372,7 @@ fn load_loop(
         }
         let names: Vec<String> = batch.iter().map(|(i, _, _)| host.name(*i).to_string()).collect();
         let started = Instant::now();
-        let together = route.load(stack, &names);
+        let together = route.load(docker, stack, &names);
         let together_ok = together.is_ok();
         let mut lone_error = if names.len() == 1 { together.err() } else { None };
         for (i, how, done) in batch {
@@ -383,7 +384,7 @@ fn load_loop(
             } else if let Some(e) = lone_error.take() {
                 Err(e)
             } else {
-                route.load(stack, &[name.to_string()]).map(|_| ())
+                route.load(docker, stack, &[name.to_string()]).map(|_| ())
             };
             match result {
                 Ok(()) => done

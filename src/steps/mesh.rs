@@ -43,9 +43,9 @@ pub fn restart(ctx: &Ctx, settle: Duration) -> Result<()> {
         after: Vec::new(),
         released_by: None,
     });
-    ctx.kube.restart_all(&[("daemonset", mesh.namespace.as_str(), mesh.daemonset.as_str())])?;
+    ctx.write.restart_all(&[("daemonset", mesh.namespace.as_str(), mesh.daemonset.as_str())])?;
     // The workloads' restarts follow its rollout: their kubectls start during it.
-    ctx.kube.warm_restarts(super::rollout::WARM);
+    ctx.write.warm_restarts(super::rollout::WARM);
     // `rollout status` within the deadline; a transient API failure mid-wait is retried with
     // the time that is left.
     let start = std::time::Instant::now();
@@ -102,7 +102,9 @@ pub fn describe_restart(ctx: &Ctx, settle: Duration, lines: &mut Vec<String>) {
     let mesh = &ctx.stack.mesh;
     lines.push("# Restart ztunnel first, so every workload re-registers with a fresh instance".into());
     lines.push(
-        ctx.kube.restart_list(&[("daemonset", mesh.namespace.as_str(), mesh.daemonset.as_str())]).to_string(),
+        ctx.write
+            .restart_list(&[("daemonset", mesh.namespace.as_str(), mesh.daemonset.as_str())])
+            .to_string(),
     );
     lines.push(
         ctx.kube.rollout_status("daemonset", &mesh.daemonset, &mesh.namespace, mesh.timeout).to_string(),

@@ -14,14 +14,57 @@ pub(crate) mod preflight;
 pub(crate) mod rollout;
 pub mod service;
 
-pub use crate::observe::Ctx;
-
+use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
+
+use crate::docker::DockerWrite;
+use crate::kube::KubectlWrite;
+use crate::stack::Stack;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::plan::{self, Order, Step};
 use crate::ui::Ui;
+
+/// What a step can reach: the read-only context ([`crate::observe::Ctx`], by `Deref`) and the
+/// change halves of the wrappers, which only the steps hold.
+pub struct Ctx<'a> {
+    read: crate::observe::Ctx<'a>,
+    /// kubectl's changes (apply, rollout restart).
+    pub write: KubectlWrite,
+    /// docker's, kind's and istioctl's changes.
+    pub docker: DockerWrite,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(stack: &'a Stack, ui: &'a Ui) -> Ctx<'a> {
+        let read = crate::observe::Ctx::new(stack, ui);
+        let write = KubectlWrite::new(&read.kube);
+        Ctx { read, write, docker: DockerWrite::new() }
+    }
+}
+
+impl<'a> Deref for Ctx<'a> {
+    type Target = crate::observe::Ctx<'a>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.read
+    }
+}
+
+impl DerefMut for Ctx<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.read
+    }
+}
+
+impl Drop for Ctx<'_> {
+    /// The restart kubectls started ahead ([`KubectlWrite::warm_restarts`]) that no restart took
+    /// are killed and reaped with the run's context, whatever the outcome.
+    fn drop(&mut self) {
+        self.write.cool();
+    }
+}
 
 /// The context a command's steps run in: the stack, `--tolerate`.
 fn ctx<'a>(config: &'a Config, ui: &'a Ui) -> Ctx<'a> {
@@ -163,8 +206,9 @@ pub fn describe(ctx: &Ctx, steps: &[Step]) -> Result<Vec<String>> {
             Step::CheckCluster => inputs::describe(ctx, &mut lines),
             Step::LegacyProxies => preflight::describe_legacy_proxies(ctx, &mut lines),
             Step::RestartMesh { settle } => mesh::describe_restart(ctx, *settle, &mut lines),
-            Step::RemoveLegacy(names) => lines
-                .push(format!("{}   # legacy socat proxies, found above", crate::docker::rm_force(names))),
+            Step::RemoveLegacy(names) => {
+                lines.push(format!("{}   # legacy socat proxies, found above", ctx.docker.rm_force(names)))
+            }
             Step::Decide(remedy) => {
                 crate::observe::describe(ctx, &mut lines);
                 converge::describe_decide(ctx, remedy, &mut lines);

@@ -58,7 +58,7 @@ pub fn remove_legacy(ctx: &Ctx, names: &[String]) -> Result<()> {
          mappings replace them",
         names.join(", ")
     ));
-    docker::rm_force(names).run()?;
+    ctx.docker.rm_force(names).run()?;
     Ok(())
 }
 
@@ -130,6 +130,6 @@ pub fn describe_legacy_proxies(ctx: &Ctx, lines: &mut Vec<String>) {
     if !ctx.stack.legacy_proxies.is_empty() {
         lines.push("# Remove the legacy socat proxy containers (after every check)".into());
         lines.push(docker::ps_named(&ctx.stack.legacy_proxies).to_string());
-        lines.push(format!("{}   # only those found", docker::rm_force(&ctx.stack.legacy_proxies)));
+        lines.push(format!("{}   # only those found", ctx.docker.rm_force(&ctx.stack.legacy_proxies)));
     }
 }

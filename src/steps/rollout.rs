@@ -323,7 +323,7 @@ fn execute(
             let names: Vec<&str> = apply.iter().map(|u| units[*u].name.as_str()).collect();
             ctx.ui.info(&format!("apply {}", names.join(", ")));
             let text = crate::manifests::stream(apply.iter().flat_map(|u| &units[*u].docs));
-            let cmd = ctx.kube.apply_objects(Secret::unregistered(text));
+            let cmd = ctx.write.apply_objects(Secret::unregistered(text));
             let (kube, tx) = (ctx.kube.clone(), tx.clone());
             std::thread::spawn(move || {
                 let result = kube.run(&cmd).and_then(|out| {
@@ -340,7 +340,7 @@ fn execute(
         // then cost no process start-up on the critical path. Up to two: readiness a little
         // further apart than TOGETHER makes a second batch; never more than restarts are left.
         let left = state.iter().filter(|(t, s)| matches!((t, s), (Task::Restart(_), State::Waiting))).count();
-        ctx.kube.warm_restarts(left.min(WARM));
+        ctx.write.warm_restarts(left.min(WARM));
         if state.values().all(|s| matches!(s, State::Done)) {
             break;
         }
@@ -650,11 +650,11 @@ fn execute(
 fn send_restarts(ctx: &Ctx, tx: &Sender<Msg>, batch: Vec<(String, String)>) {
     let names: Vec<String> = batch.iter().map(|(ns, n)| format!("{n} ({ns})")).collect();
     ctx.ui.info(&format!("restart {}", names.join(", ")));
-    let (kube, tx) = (ctx.kube.clone(), tx.clone());
+    let (write, tx) = (ctx.write.clone(), tx.clone());
     std::thread::spawn(move || {
         let targets: Vec<(&str, &str, &str)> =
             batch.iter().map(|(ns, n)| ("deployment", ns.as_str(), n.as_str())).collect();
-        let _ = tx.send(Msg::Restarted(kube.restart_all(&targets)));
+        let _ = tx.send(Msg::Restarted(write.restart_all(&targets)));
     });
 }
 
@@ -904,7 +904,7 @@ pub fn describe(ctx: &Ctx, graph: &Graph, lines: &mut Vec<String>) -> Result<()>
                 n + 1
             ));
             lines.extend(notes);
-            lines.push(ctx.kube.restart_list(&targets).to_string());
+            lines.push(ctx.write.restart_list(&targets).to_string());
         }
     }
     Ok(())

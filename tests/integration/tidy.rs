@@ -97,8 +97,12 @@ fn sources() -> Vec<(String, String)> {
 
 /// The files (outside `allowed`) whose code names one of `words`.
 fn naming(words: &[&str], allowed: impl Fn(&str) -> bool) -> Vec<String> {
-    sources()
-        .into_iter()
+    naming_in(&sources(), words, allowed)
+}
+
+fn naming_in(sources: &[(String, String)], words: &[&str], allowed: impl Fn(&str) -> bool) -> Vec<String> {
+    sources
+        .iter()
         .filter(|(file, _)| !allowed(file))
         .flat_map(|(file, code)| {
             words
@@ -144,38 +148,53 @@ fn the_planner_reads_no_file_and_spawns_nothing() {
     assert!(found.is_empty(), "ARCHITECTURE.md: the planner does no IO\n{}", found.join("\n"));
 }
 
+/// The rooms that only read: they are given the read-only `observe::Ctx` and kubectl's read half.
+fn reader(f: &str) -> bool {
+    ["observe/", "doctor/", "judge/"].iter().any(|room| f.starts_with(room))
+        || ["status.rs", "smoke.rs", "troubles.rs"].contains(&f)
+}
+
+/// Only the steps change anything: kubectl's and docker's change halves are types (`KubectlWrite`,
+/// `DockerWrite`) that only `steps/` holds; a read-only room neither names them nor reaches into
+/// `steps/` for its context. (The doc tests of `KubectlWrite` show the read half has no change
+/// method and the read-only context no change half.)
+const WRITERS: [&str; 4] = ["KubectlWrite", "DockerWrite", "crate::steps", "steps::Ctx"];
+
 #[test]
 fn what_only_reads_changes_nothing() {
-    // The typed wrappers that change something: only the steps call them.
-    let changes = [
-        "restart_all",
-        "restart_list",
-        ".apply(",
-        "apply_url",
-        "put_config",
-        "rm_force",
-        "kind_create_cluster",
-        "kind_delete_cluster",
-        "kind_load",
-        "docker::build",
-        "docker::save",
-    ];
-    let readers = |f: &str| {
-        f.starts_with("observe/") || f.starts_with("doctor/") || f == "status.rs" || f == "smoke.rs"
-    };
-    let found = naming(&changes, |f| !readers(f));
+    let writers = WRITERS;
+    let found = naming(&writers, |f| !reader(f));
     assert!(
         found.is_empty(),
-        "ARCHITECTURE.md: observe, doctor, status and smoke change nothing\n{}",
+        "ARCHITECTURE.md: observe, doctor, status, smoke and troubles change nothing\n{}",
         found.join("\n")
     );
-    let found = naming(&["crate::steps"], |f| {
-        !(f.starts_with("observe/") || f.starts_with("doctor/") || f == "status.rs")
+    let found = naming(&writers[..2], |f| f.starts_with("steps/") || f == "kube.rs" || f == "docker.rs");
+    assert!(found.is_empty(), "ARCHITECTURE.md: only steps/ holds the change halves\n{}", found.join("\n"));
+    // The only files written outside steps/: the lock and the --timings files.
+    let found = naming(&["fs::write", "create_dir", "remove_file", "OpenOptions", "File::create"], |f| {
+        f.starts_with("steps/") || f == "lock.rs" || f == "timings/files.rs" || f == "proptests.rs"
     });
-    assert!(
-        found.is_empty(),
-        "ARCHITECTURE.md: the read-only rooms do not reach into steps/\n{}",
-        found.join("\n")
+    assert!(found.is_empty(), "ARCHITECTURE.md: only steps/ changes anything\n{}", found.join("\n"));
+}
+
+/// The rule above has teeth: a reader that names a change half is caught.
+#[test]
+fn the_read_only_rule_sees_a_reader_holding_a_change_half() {
+    let code = |file: &str, text: &str| (file.to_string(), text.to_string());
+    let tree = [
+        code("doctor/mesh.rs", "fn probe(kube: &crate::kube::KubectlWrite) {}"),
+        code("status.rs", "use crate::steps::Ctx;"),
+        code("steps/rollout.rs", "fn restart(w: &crate::kube::KubectlWrite) {}"),
+    ];
+    let found = naming_in(&tree, &WRITERS, |f| !reader(f));
+    assert_eq!(
+        found,
+        [
+            "doctor/mesh.rs names `KubectlWrite`",
+            "status.rs names `crate::steps`",
+            "status.rs names `steps::Ctx`"
+        ]
     );
 }
 

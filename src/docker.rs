@@ -219,11 +219,11 @@ impl DockerWrite {
     }
 
     /// `kind create cluster` with the config on stdin (`--config -`), so the embedded default works.
-    pub fn kind_create_cluster(&self, name: &str, config: crate::secret::Secret, wait: Duration) -> Cmd {
+    pub fn kind_create_cluster(&self, name: &str, config: &str, wait: Duration) -> Cmd {
         Cmd::new("kind")
             .args(["create", "cluster", "--name", name, "--config", "-"])
             .arg(format!("--wait={}s", wait.as_secs()))
-            .stdin(config)
+            .stdin(config, "the cluster config")
             .deadline(wait + Duration::from_secs(600))
     }
 

@@ -435,19 +435,20 @@ impl KubectlWrite {
         self.kube.base().args(["rollout", "restart", "-f", "-"]).stdin_text(restart_items(targets))
     }
 
-    /// Server-side apply of manifests sent on stdin (never in argv: they can hold secrets).
-    pub fn apply(&self, manifests: Secret) -> Cmd {
+    /// Server-side apply of manifests on stdin (never in argv): give it them with
+    /// [`Cmd::stdin`], or say what they will be with [`Cmd::later`] (and [`Cmd::secret`] when
+    /// they hold secrets).
+    pub fn apply(&self) -> Cmd {
         self.kube
             .base()
             .args(["apply", "--server-side", "--field-manager=bookstore", "--force-conflicts", "-f", "-"])
-            .stdin(manifests)
             .deadline(Duration::from_secs(120))
     }
 
-    /// Server-side apply of a stream of manifests, printing the objects as applied (a `List`
-    /// of them, or the one object), so their generations are known.
-    pub fn apply_objects(&self, manifests: Secret) -> Cmd {
-        self.apply(manifests).args(["-o", "json"])
+    /// Server-side apply of a stream of manifests on stdin, printing the objects as applied (a
+    /// `List` of them, or the one object), so their generations are known.
+    pub fn apply_objects(&self) -> Cmd {
+        self.apply().args(["-o", "json"])
     }
 
     /// Server-side apply of a remote manifest (kubectl fetches it).
@@ -457,6 +458,12 @@ impl KubectlWrite {
             .args(["apply", "--server-side", "--field-manager=bookstore", "--force-conflicts", "-f", url])
             .deadline(Duration::from_secs(180))
     }
+}
+
+/// A Gateway API Gateway by its full resource name: Istio serves a `gateway` kind too
+/// (networking.istio.io), and `gateway/<name>` leaves kubectl to pick one (istio/istio#44354).
+pub fn gateway(name: &str) -> String {
+    format!("gateways.gateway.networking.k8s.io/{name}")
 }
 
 /// Decode the named keys of a `kubectl get secret -o json` document.

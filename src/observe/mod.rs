@@ -143,7 +143,11 @@ pub fn tools(tools: &[&str]) -> Result<()> {
 }
 
 pub fn docker_running() -> Result<()> {
-    let info = docker::info();
+    docker_answers(&docker::info())
+}
+
+/// `docker info` answers (else: Docker is not running, with what it said).
+pub fn docker_answers(info: &crate::exec::Cmd) -> Result<()> {
     if let Err(Error::Command { stderr_tail, .. }) = info.run() {
         return Err(Error::prerequisite(
             format!("Docker is not running: `{info}` failed:\n{stderr_tail}"),

@@ -47,10 +47,10 @@ fn present(image: &str) -> Result<bool> {
     Ok(docker::image_present(image).run_unchecked()?.status.success())
 }
 
-/// `bookstore up --tiers`' images step: build what is missing, then load all of ours at once.
-pub fn tiers_step(ctx: &Ctx) -> Result<()> {
+/// `bookstore up --tiers`' images step: build what is missing, then load all of ours at once;
+/// the note says how they were loaded.
+pub fn tiers_step(ctx: &Ctx) -> Result<String> {
     let b = &ctx.stack.bootstrap;
-    let step = ctx.ui.start(&format!("Loading {} images into the cluster", b.images.len()));
     for image in &b.images {
         if !present(&image.image)? {
             let dir = std::env::var(&image.context_env).unwrap_or_default();
@@ -59,9 +59,14 @@ pub fn tiers_step(ctx: &Ctx) -> Result<()> {
         }
     }
     let names: Vec<String> = b.images.iter().map(|i| i.image.clone()).collect();
-    let how = Route::detect()?.load(ctx.docker, ctx.stack, &names)?;
-    step.done(&how);
-    Ok(())
+    Route::detect()?.load(ctx.docker, ctx.stack, &names)
+}
+
+/// The commands of [`tiers_step`].
+pub fn describe_tiers(ctx: &Ctx, lines: &mut Vec<String>) {
+    let names: Vec<String> = ctx.stack.bootstrap.images.iter().map(|i| i.image.clone()).collect();
+    lines.push("# Our images into the node (each built first when missing)".into());
+    Route::describe(ctx.docker, ctx.stack, &names, lines);
 }
 
 /// How images get into the node on this machine (one `docker info`, and `docker version` under

@@ -1,18 +1,27 @@
 //! The kube API's readiness, and ztunnel's restart (Istio ambient root cause 1).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::event::{Event, Subject, TaskAction};
+use crate::exec::Cmd;
 use crate::ui::human;
 use crate::wait::{Attempt, Poll};
 
 use super::Ctx;
+use super::op::{Op, Part};
 
-pub fn wait_api(ctx: &Ctx) -> Result<()> {
+/// Wait for the API: `/readyz` retried until it answers or the deadline.
+pub fn api_part(ctx: &Ctx) -> Part {
     let deadline = ctx.stack.api_timeout;
-    let step = ctx.ui.start(&format!("Waiting ≤ {} for the Kubernetes API", human(deadline)));
-    let cmd = ctx.kube.readyz();
+    Part::new(
+        format!("Waiting ≤ {} for the Kubernetes API", human(deadline)),
+        vec![Op::Api { cmd: ctx.kube.readyz(), deadline }],
+        "ready",
+    )
+}
+
+pub fn wait_api(ctx: &Ctx, cmd: &Cmd, deadline: Duration) -> Result<()> {
     let what = format!("the Kubernetes API of context {} to answer /readyz", ctx.kube.context());
     let next = "check the node container (`docker ps`); after a Docker restart the API can take a minute";
     Poll::new(&what, deadline, next).run(|| match cmd.run() {
@@ -27,15 +36,45 @@ pub fn wait_api(ctx: &Ctx) -> Result<()> {
                 other => Attempt::Retry(other.to_string()),
             }
         }
-    })?;
-    step.done("ready");
-    Ok(())
+    })
 }
 
-pub fn restart(ctx: &Ctx, settle: Duration) -> Result<()> {
+/// ztunnel restarted and rolled out, then the settle (when not zero).
+pub fn restart_parts(ctx: &Ctx, settle: Duration) -> Vec<Part> {
     let mesh = &ctx.stack.mesh;
-    let step = ctx.ui.start(&format!("Restarting {} (waiting ≤ {})", mesh.daemonset, human(mesh.timeout)));
-    let sent = std::time::Instant::now();
+    let mut parts = vec![Part::new(
+        format!("Restarting {} (waiting ≤ {})", mesh.daemonset, human(mesh.timeout)),
+        vec![
+            Op::Note("Restart ztunnel first, so every workload re-registers with a fresh instance".into()),
+            Op::RestartMesh {
+                restart: ctx.write.restart_list(&ztunnel(ctx)),
+                status: ctx.kube.rollout_status("daemonset", &mesh.daemonset, &mesh.namespace, mesh.timeout),
+            },
+        ],
+        "rolled out",
+    )];
+    if !settle.is_zero() {
+        parts.push(Part::new(
+            format!("Letting the mesh settle for {}", human(settle)),
+            vec![Op::Pause(settle)],
+            "",
+        ));
+    }
+    parts
+}
+
+/// ztunnel as a restart target (kind, namespace, name).
+fn ztunnel<'a>(ctx: &'a Ctx) -> [(&'a str, &'a str, &'a str); 1] {
+    let mesh = &ctx.stack.mesh;
+    [("daemonset", mesh.namespace.as_str(), mesh.daemonset.as_str())]
+}
+
+/// Restart ztunnel (`restart_all` runs the restart command of [`restart_parts`], retried on a
+/// transient API failure), then its `rollout status` (`status`) within the deadline; a
+/// transient API failure mid-wait is retried with the time that is left.
+pub fn restart(ctx: &Ctx, status: &Cmd) -> Result<()> {
+    let mesh = &ctx.stack.mesh;
+    let sent = Instant::now();
     let (workload, namespace) = (&mesh.daemonset, &mesh.namespace);
     ctx.ui.emit(Event::TaskStarted {
         subject: Subject::Workload { workload: workload.clone(), namespace: namespace.clone() },
@@ -43,12 +82,10 @@ pub fn restart(ctx: &Ctx, settle: Duration) -> Result<()> {
         after: Vec::new(),
         released_by: None,
     });
-    ctx.write.restart_all(&[("daemonset", mesh.namespace.as_str(), mesh.daemonset.as_str())])?;
+    ctx.write.restart_all(&ztunnel(ctx))?;
     // The workloads' restarts follow its rollout: their kubectls start during it.
     ctx.write.warm_restarts(super::rollout::WARM);
-    // `rollout status` within the deadline; a transient API failure mid-wait is retried with
-    // the time that is left.
-    let start = std::time::Instant::now();
+    let start = Instant::now();
     let timed_out = |detail: String| Error::Timeout {
         what: format!("daemonset {}/{} rollout", mesh.namespace, mesh.daemonset),
         after: mesh.timeout,
@@ -60,9 +97,9 @@ pub fn restart(ctx: &Ctx, settle: Duration) -> Result<()> {
             mesh.daemonset
         ),
     };
+    let mut status = status.clone();
     loop {
         let left = mesh.timeout.saturating_sub(start.elapsed());
-        let status = ctx.kube.rollout_status("daemonset", &mesh.daemonset, &mesh.namespace, left);
         match status.run() {
             Ok(_) => break,
             Err(Error::Command { stderr_tail, .. }) if stderr_tail.contains("timed out") => {
@@ -76,6 +113,9 @@ pub fn restart(ctx: &Ctx, settle: Duration) -> Result<()> {
             }
             Err(other) => return Err(ctx.kube.explain(other)),
         }
+        // Again, with the time that is left.
+        let left = mesh.timeout.saturating_sub(start.elapsed());
+        status = ctx.kube.rollout_status("daemonset", &mesh.daemonset, &mesh.namespace, left);
     }
     ctx.ui.emit(Event::WorkloadReady {
         workload: workload.clone(),
@@ -84,32 +124,5 @@ pub fn restart(ctx: &Ctx, settle: Duration) -> Result<()> {
         deployment: None,
         after: None,
     });
-    step.done("rolled out");
-    if !settle.is_zero() {
-        let step = ctx.ui.start(&format!("Letting the mesh settle for {}", human(settle)));
-        crate::wait::sleep(settle)?;
-        step.done("");
-    }
     Ok(())
-}
-
-pub fn describe_api(ctx: &Ctx, lines: &mut Vec<String>) {
-    lines.push(format!("# Wait for the Kubernetes API (retried, ≤ {})", human(ctx.stack.api_timeout)));
-    lines.push(ctx.kube.readyz().to_string());
-}
-
-pub fn describe_restart(ctx: &Ctx, settle: Duration, lines: &mut Vec<String>) {
-    let mesh = &ctx.stack.mesh;
-    lines.push("# Restart ztunnel first, so every workload re-registers with a fresh instance".into());
-    lines.push(
-        ctx.write
-            .restart_list(&[("daemonset", mesh.namespace.as_str(), mesh.daemonset.as_str())])
-            .to_string(),
-    );
-    lines.push(
-        ctx.kube.rollout_status("daemonset", &mesh.daemonset, &mesh.namespace, mesh.timeout).to_string(),
-    );
-    if !settle.is_zero() {
-        lines.push(format!("sleep {}", settle.as_secs_f64()));
-    }
 }

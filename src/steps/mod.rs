@@ -6,10 +6,12 @@ mod bootstrap;
 mod connectors;
 mod converge;
 pub mod down;
+mod executor;
 mod failfast;
 mod images;
 mod inputs;
 mod mesh;
+pub mod op;
 pub(crate) mod preflight;
 pub(crate) mod rollout;
 pub mod service;
@@ -25,6 +27,8 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::plan::{self, Order, Step};
 use crate::ui::Ui;
+
+use op::{Op, Part};
 
 /// What a step can reach: the read-only context ([`crate::observe::Ctx`], by `Deref`) and the
 /// change halves of the wrappers, which only the steps hold.
@@ -86,6 +90,14 @@ pub fn up(config: &Config, ui: &Ui, order: Order, settle: Option<Duration>, tier
     let (started, spawned) = (Instant::now(), crate::exec::spawned());
     let ctx = ctx(config, ui);
     let steps = plan_up(&ctx, order, settle, tiers)?;
+    if config.dry_run {
+        // What was read, then what runs.
+        let mut lines = Vec::new();
+        crate::observe::describe(&ctx, &mut lines);
+        lines.extend(describe(&ctx, &steps)?);
+        ui.plan(&lines);
+        return Ok(());
+    }
     run_or_print(config, &ctx, "up", &steps, started, spawned)
 }
 
@@ -134,7 +146,7 @@ pub fn plan_up(ctx: &Ctx, order: Order, settle: Option<Duration>, tiers: bool) -
         // The API does not answer yet (it can refuse for a while after a Docker restart).
         _ => {
             step.done(&format!("cluster {} exists; its API does not answer yet", stack.cluster.name));
-            mesh::wait_api(ctx)?;
+            executor::run_part(ctx, &mesh::api_part(ctx))?;
             let step = ctx.ui.start("Observing the stack");
             let obs = crate::observe::cluster(ctx, node)?;
             (step, obs)
@@ -165,72 +177,70 @@ pub fn plan_up(ctx: &Ctx, order: Order, settle: Option<Duration>, tiers: bool) -
     Ok(plan::converge_steps(stack, remedy, legacy, order, settle))
 }
 
+/// Each plan step's operations, as values (one match, every variant): what [`run`] executes and
+/// [`describe`] prints.
+pub fn parts(ctx: &Ctx, step: &Step) -> Result<Vec<Part>> {
+    let stack = ctx.stack;
+    let quiet = |op: Op| vec![Part::quiet(vec![op])];
+    Ok(match step {
+        Step::Preflight(p) => vec![preflight::part(ctx, p)],
+        Step::WaitApi => vec![mesh::api_part(ctx)],
+        Step::CheckCluster => vec![inputs::part(ctx)],
+        Step::LegacyProxies => preflight::legacy_parts(ctx),
+        Step::RestartMesh { settle } => mesh::restart_parts(ctx, *settle),
+        Step::Rollout(graph) => quiet(Op::Graph(graph.clone())),
+        Step::Connectors => connectors::parts(ctx),
+        Step::Smoke => vec![Part::new(
+            "Smoke-testing every route",
+            vec![Op::Smoke],
+            format!("{} checks pass", stack.smoke.checks.len()),
+        )],
+        Step::RemoveLegacy(names) => {
+            quiet(Op::Remove { names: names.clone(), cmd: ctx.docker.rm_force(names) })
+        }
+        Step::Decide(remedy) => quiet(Op::Decide(remedy.clone())),
+        Step::Verify { escalate, order, settle } => {
+            quiet(Op::Verify { escalate: *escalate, order: *order, settle: *settle })
+        }
+        Step::BootstrapChecks { ports } => vec![bootstrap::checks_part(ctx, *ports)],
+        Step::Bootstrap { create, graph } => {
+            quiet(Op::Bootstrap(Box::new(bootstrap::on_graph(ctx, *create, graph))))
+        }
+        Step::CreateCluster => vec![bootstrap::create_part(ctx)],
+        Step::GatewayCrds => {
+            vec![Part::new("Installing the Gateway API CRDs", bootstrap::crds_ops(ctx), "established")]
+        }
+        Step::InstallIstio => vec![bootstrap::istio_part(ctx)],
+        Step::Secrets => vec![Part::new(
+            "Creating the Secrets (existing ones are kept)",
+            vec![bootstrap::secrets_op(ctx, false)],
+            "",
+        )],
+        Step::Images => vec![Part::new(
+            format!("Loading {} images into the cluster", stack.bootstrap.images.len()),
+            vec![Op::LoadImages],
+            "",
+        )],
+        Step::Tier(i) => vec![bootstrap::tier_part(ctx, *i)],
+    })
+}
+
+/// Run the steps: each one's operations, the moment it is its turn.
 pub fn run(ctx: &Ctx, steps: &[Step]) -> Result<()> {
     for step in steps {
-        match step {
-            Step::Preflight(p) => preflight::run(ctx, p)?,
-            Step::WaitApi => mesh::wait_api(ctx)?,
-            Step::CheckCluster => inputs::run(ctx)?,
-            Step::LegacyProxies => preflight::legacy_proxies(ctx)?,
-            Step::RestartMesh { settle } => mesh::restart(ctx, *settle)?,
-            Step::RemoveLegacy(names) => preflight::remove_legacy(ctx, names)?,
-            Step::Decide(remedy) => converge::decide(ctx, remedy),
-            Step::Verify { escalate, order, settle } => converge::verify(ctx, *escalate, *order, *settle)?,
-            Step::Rollout(graph) => rollout::run(ctx, graph)?,
-            Step::Connectors => connectors::run_all(ctx)?,
-            Step::Smoke => {
-                let step = ctx.ui.start("Smoke-testing every route");
-                crate::smoke::run(ctx.stack, ctx.ui, ctx.stack.smoke.timeout)?;
-                step.done(&format!("{} checks pass", ctx.stack.smoke.checks.len()));
-            }
-            Step::BootstrapChecks { ports } => bootstrap::checks(ctx, *ports)?,
-            Step::CreateCluster => bootstrap::create_cluster(ctx)?,
-            Step::GatewayCrds => bootstrap::gateway_crds(ctx)?,
-            Step::InstallIstio => bootstrap::istio(ctx)?,
-            Step::Secrets => bootstrap::secrets(ctx)?,
-            Step::Images => images::tiers_step(ctx)?,
-            Step::Bootstrap { create, graph } => bootstrap::run_graph(ctx, *create, graph)?,
-            Step::Tier(i) => bootstrap::tier(ctx, *i)?,
+        for part in parts(ctx, step)? {
+            executor::run_part(ctx, &part)?;
         }
     }
     Ok(())
 }
 
-/// The exact commands and requests `run` would make, as pasteable lines, secrets masked.
+/// The exact commands and requests `run` would make, as pasteable lines, secrets masked: the
+/// same operations, printed.
 pub fn describe(ctx: &Ctx, steps: &[Step]) -> Result<Vec<String>> {
     let mut lines = Vec::new();
     for step in steps {
-        match step {
-            Step::Preflight(p) => preflight::describe(ctx, p, &mut lines),
-            Step::WaitApi => mesh::describe_api(ctx, &mut lines),
-            Step::CheckCluster => inputs::describe(ctx, &mut lines),
-            Step::LegacyProxies => preflight::describe_legacy_proxies(ctx, &mut lines),
-            Step::RestartMesh { settle } => mesh::describe_restart(ctx, *settle, &mut lines),
-            Step::RemoveLegacy(names) => {
-                lines.push(format!("{}   # legacy socat proxies, found above", ctx.docker.rm_force(names)))
-            }
-            Step::Decide(remedy) => {
-                crate::observe::describe(ctx, &mut lines);
-                converge::describe_decide(ctx, remedy, &mut lines);
-            }
-            Step::Verify { escalate, .. } => converge::describe_verify(ctx, *escalate, &mut lines)?,
-            Step::Rollout(graph) => rollout::describe(ctx, graph, &mut lines)?,
-            Step::Connectors => {
-                lines.push("# Register the Debezium connectors".into());
-                connectors::describe_all(ctx, &mut lines)?;
-            }
-            Step::Smoke => {
-                lines.push(format!(
-                    "# Smoke test: every route, retried until all pass (≤ {})",
-                    crate::ui::human(ctx.stack.smoke.timeout)
-                ));
-                for check in &ctx.stack.smoke.checks {
-                    lines.push(crate::observe::routes::request(ctx.stack, check)?.to_string());
-                }
-            }
-            Step::BootstrapChecks { ports } => bootstrap::describe_checks(ctx, *ports, &mut lines),
-            other => bootstrap::describe(ctx, other, &mut lines)?,
-        }
+        lines.extend(executor::lines(ctx, &parts(ctx, step)?)?);
     }
     Ok(lines)
 }

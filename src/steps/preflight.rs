@@ -4,22 +4,51 @@
 
 use crate::docker;
 use crate::error::{Error, Result};
-use crate::observe::{docker_running, tools};
+use crate::exec::Cmd;
 use crate::plan::Preflight;
 
 use super::Ctx;
+use super::op::{Op, Part};
+
+/// The checks of `p`, as operations.
+pub fn part(ctx: &Ctx, p: &Preflight) -> Part {
+    let cluster = &ctx.stack.cluster;
+    let mut ops = Vec::new();
+    if !p.tools.is_empty() {
+        ops.push(Op::Tools(p.tools.clone()));
+    }
+    if p.docker {
+        ops.push(Op::DockerAnswers(docker::info()));
+    }
+    // Without `docker`, `up`'s detection already listed the cluster and checked its node.
+    if p.cluster && p.docker {
+        ops.push(Op::ListsCluster(docker::kind_get_clusters()));
+        ops.push(Op::NodeRuns(docker::inspect(&cluster.control_plane_container())));
+    }
+    let done = if p.cluster {
+        format!("cluster {} running, {} port mappings present", cluster.name, cluster.ports.len())
+    } else {
+        p.tools.join(", ")
+    };
+    Part::new("Checking prerequisites", ops, done)
+}
 
 /// `kind get clusters` lists the stack's cluster (stopped node containers count, as in kind).
-pub fn cluster_exists(ctx: &Ctx) -> Result<bool> {
-    let clusters = docker::kind_get_clusters().run().map_err(|e| {
+pub fn lists_cluster(ctx: &Ctx, cmd: &Cmd) -> Result<()> {
+    let clusters = cmd.run().map_err(|e| {
         e.with_next("check that Docker answers (`docker ps`) and that kind works (`kind get clusters`)")
     })?;
-    Ok(docker::parse_names(&clusters.stdout).contains(&ctx.stack.cluster.name))
+    if !docker::parse_names(&clusters.stdout).contains(&ctx.stack.cluster.name) {
+        return Err(Error::prerequisite(
+            format!("no kind cluster named `{}` (kind get clusters)", ctx.stack.cluster.name),
+            "create it with `bookstore up`",
+        ));
+    }
+    Ok(())
 }
 
 /// The node container runs and has every port mapping the cluster config asks for.
-pub fn node(ctx: &Ctx) -> Result<()> {
-    let inspect = docker::inspect(&ctx.stack.cluster.control_plane_container());
+pub fn node_runs(ctx: &Ctx, inspect: &Cmd) -> Result<()> {
     let node = docker::parse_inspect(&inspect.run()?.stdout)
         .map_err(|problem| Error::step(format!("`{inspect}`: {problem}"), "run the command above by hand"))?;
     check_node(ctx, &node)
@@ -51,85 +80,35 @@ pub fn check_node(ctx: &Ctx, node: &docker::Node) -> Result<()> {
     Ok(())
 }
 
-/// Remove these legacy socat proxy containers (found by the observation).
-pub fn remove_legacy(ctx: &Ctx, names: &[String]) -> Result<()> {
+/// The old socat proxy containers, removed if there are any: they point at stale node IPs and
+/// hold the host ports.
+pub fn legacy_parts(ctx: &Ctx) -> Vec<Part> {
+    let legacy = &ctx.stack.legacy_proxies;
+    if legacy.is_empty() {
+        return Vec::new();
+    }
+    vec![Part::quiet(vec![
+        Op::Note("Remove the legacy socat proxy containers (after every check)".into()),
+        Op::RemoveFound { list: docker::ps_named(legacy), remove: ctx.docker.rm_force(legacy) },
+    ])]
+}
+
+/// Remove the containers `list` finds.
+pub fn remove_found(ctx: &Ctx, list: &Cmd) -> Result<()> {
+    let found: Vec<String> = docker::parse_names(&list.run()?.stdout).into_iter().collect();
+    if found.is_empty() {
+        return Ok(());
+    }
+    remove(ctx, &found, &ctx.docker.rm_force(&found))
+}
+
+/// Remove these legacy socat proxy containers (`rm`: their `docker rm -f`).
+pub fn remove(ctx: &Ctx, names: &[String], rm: &Cmd) -> Result<()> {
     ctx.ui.warn(&format!(
         "removing legacy socat proxy container(s) {}: they point at stale node IPs; kind's port \
          mappings replace them",
         names.join(", ")
     ));
-    ctx.docker.rm_force(names).run()?;
+    rm.run()?;
     Ok(())
-}
-
-/// Remove the old socat proxy containers: they point at stale node IPs and hold the host ports.
-pub fn legacy_proxies(ctx: &Ctx) -> Result<()> {
-    let legacy = &ctx.stack.legacy_proxies;
-    if legacy.is_empty() {
-        return Ok(());
-    }
-    let found: Vec<String> =
-        docker::parse_names(&docker::ps_named(legacy).run()?.stdout).into_iter().collect();
-    if !found.is_empty() {
-        remove_legacy(ctx, &found)?;
-    }
-    Ok(())
-}
-
-pub fn run(ctx: &Ctx, p: &Preflight) -> Result<()> {
-    let step = ctx.ui.start("Checking prerequisites");
-    tools(&p.tools)?;
-    if p.docker {
-        docker_running()?;
-    }
-    if p.cluster {
-        // Without `docker`, `up`'s detection already listed the cluster and checked its node.
-        if p.docker {
-            if !cluster_exists(ctx)? {
-                return Err(Error::prerequisite(
-                    format!("no kind cluster named `{}` (kind get clusters)", ctx.stack.cluster.name),
-                    "create it with `bookstore up`",
-                ));
-            }
-            node(ctx)?;
-        }
-        let cluster = &ctx.stack.cluster;
-        step.done(&format!(
-            "cluster {} running, {} port mappings present",
-            cluster.name,
-            cluster.ports.len()
-        ));
-    } else {
-        step.done(&p.tools.join(", "));
-    }
-    Ok(())
-}
-
-pub fn describe(ctx: &Ctx, p: &Preflight, lines: &mut Vec<String>) {
-    if !p.tools.is_empty() {
-        lines.push(format!("# Preflight: {} on PATH", p.tools.join(", ")));
-    }
-    if p.docker {
-        lines.push(docker::info().to_string());
-    }
-    if !p.cluster {
-        return;
-    }
-    let cluster = &ctx.stack.cluster;
-    if p.docker {
-        lines.push(format!("{}   # must list {}", docker::kind_get_clusters(), cluster.name));
-        lines.push(format!(
-            "{}   # running, with the mappings {}",
-            docker::inspect(&cluster.control_plane_container()),
-            cluster.ports.iter().map(|m| m.container_port.to_string()).collect::<Vec<_>>().join(", ")
-        ));
-    }
-}
-
-pub fn describe_legacy_proxies(ctx: &Ctx, lines: &mut Vec<String>) {
-    if !ctx.stack.legacy_proxies.is_empty() {
-        lines.push("# Remove the legacy socat proxy containers (after every check)".into());
-        lines.push(docker::ps_named(&ctx.stack.legacy_proxies).to_string());
-        lines.push(format!("{}   # only those found", ctx.docker.rm_force(&ctx.stack.legacy_proxies)));
-    }
 }

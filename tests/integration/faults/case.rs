@@ -101,7 +101,11 @@ impl Case {
     }
 
     pub fn with(name: &'static str, opts: SimOptions) -> Case {
-        let sim = bookstore_sim::kit::healthy(opts, BOUND);
+        Case::on(name, bookstore_sim::kit::healthy(opts, BOUND))
+    }
+
+    /// A row on a simulator already started (an empty machine: no cluster yet).
+    pub fn on(name: &'static str, sim: Sim) -> Case {
         let stack = std::fs::read_to_string(sim.stack_path()).unwrap();
         std::fs::write(sim.stack_path(), shorten(&stack)).unwrap();
         for sub in ["tmp", "wrap"] {

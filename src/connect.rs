@@ -65,8 +65,7 @@ impl Connect {
     /// command that shows its worker's log for error advice.
     pub fn for_stack(stack: &crate::stack::Stack) -> Result<Connect> {
         let c = &stack.connect;
-        let namespace =
-            stack.workloads.iter().find(|w| w.name == c.workload).map_or("infra", |w| &w.namespace);
+        let namespace = stack.workload(&c.workload).map_or("infra", |w| &w.namespace);
         let logs = format!(
             "kubectl --context {} -n {namespace} logs deploy/{} --tail=100",
             stack.cluster.context(),
@@ -166,19 +165,16 @@ impl Connect {
         let next = format!("inspect it: `curl -s {}`", req.url);
         Poll::within(&what, deadline, &next).run(|| match within(&req, deadline).send() {
             Err(e) => Attempt::Retry(e),
-            Ok(r) if r.status == 200 => match r.json() {
-                Some(v) => match running(&v) {
-                    Ok(true) => Attempt::Done(()),
-                    Ok(false) => Attempt::Retry(answer(&r)),
-                    Err(trace) => Attempt::Fail(Error::step(
-                        format!("connector {name} FAILED:\n{trace}"),
-                        format!(
-                            "fix the cause above, then run `bookstore connectors` (see `curl -s {}`)",
-                            req.url
-                        ),
-                    )),
-                },
-                None => Attempt::Retry(answer(&r)),
+            Ok(r) if r.status == 200 => match r.json().as_ref().map(State::of) {
+                Some(s) if s.failed() => Attempt::Fail(Error::step(
+                    format!("connector {name} FAILED:\n{}", s.failures()),
+                    format!(
+                        "fix the cause above, then run `bookstore connectors` (see `curl -s {}`)",
+                        req.url
+                    ),
+                )),
+                Some(s) if s.running() => Attempt::Done(()),
+                _ => Attempt::Retry(answer(&r)),
             },
             Ok(r) => Attempt::Retry(answer(&r)),
         })
@@ -190,42 +186,43 @@ fn within(req: &Request, deadline: Deadline) -> Request {
     req.clone().timeout(deadline.cap(req.timeout, LAST_TRY))
 }
 
-/// `Ok(true)` when the connector and all its tasks run, `Err(trace)` when any FAILED.
-pub fn running(status: &Value) -> std::result::Result<bool, String> {
-    let state = |v: &Value| v.get("state").and_then(Value::as_str).unwrap_or("").to_string();
-    let connector = status.get("connector").map(state).unwrap_or_default();
-    let tasks: Vec<&Value> =
-        status.get("tasks").and_then(Value::as_array).map(|t| t.iter().collect()).unwrap_or_default();
-    let failed: Vec<String> = std::iter::once(status.get("connector"))
-        .flatten()
-        .chain(tasks.iter().copied())
-        .filter(|v| state(v) == "FAILED")
-        .map(|v| {
-            let trace = v.get("trace").and_then(Value::as_str).unwrap_or("(no trace)");
-            let first: Vec<&str> = trace.lines().take(3).collect();
-            let id = v.get("id").map(|i| format!("task {i}")).unwrap_or_else(|| "connector".into());
-            format!("  {id}: {}", first.join("\n    "))
-        })
-        .collect();
-    if !failed.is_empty() {
-        return Err(failed.join("\n"));
-    }
-    Ok(connector == "RUNNING" && !tasks.is_empty() && tasks.iter().all(|t| state(t) == "RUNNING"))
-}
-
-/// A connector's state from `GET /connectors?expand=status`.
+/// A connector's state, as Connect reports it (`GET /connectors/{name}/status`, or each entry's
+/// `status` in `GET /connectors?expand=status`). Parsed once here: the registration's wait, the
+/// routes' judgement, `status` and `doctor` read it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct State {
     /// The connector's own state (`RUNNING`, `FAILED`, `PAUSED`, `UNASSIGNED`, …; empty while
     /// its status is not known yet).
     pub connector: String,
-    /// (task id, state, first line of its trace).
+    /// (task id, state, its trace).
     pub tasks: Vec<(u64, String, Option<String>)>,
-    /// The connector's own trace's first line, when it FAILED.
+    /// The connector's own trace, when it FAILED.
     pub trace: Option<String>,
 }
 
+fn first_line(trace: &str) -> &str {
+    trace.lines().next().unwrap_or("").trim()
+}
+
 impl State {
+    /// One connector's status object: `{"connector": {"state", "trace"}, "tasks": [{"id", "state", "trace"}]}`.
+    pub fn of(status: &Value) -> State {
+        let state = |v: &Value| v.get("state").and_then(Value::as_str).unwrap_or("").to_string();
+        let trace = |v: &Value| v.get("trace").and_then(Value::as_str).map(String::from);
+        let connector = status.get("connector");
+        let tasks = status
+            .get("tasks")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|t| (t.get("id").and_then(Value::as_u64).unwrap_or(0), state(t), trace(t)))
+            .collect();
+        let own = connector.map(state).unwrap_or_default();
+        let trace = connector.filter(|_| own == "FAILED").and_then(trace);
+        State { connector: own, tasks, trace }
+    }
+
+    /// The connector and every task RUNNING (a connector without tasks does not run yet).
     pub fn running(&self) -> bool {
         self.connector == "RUNNING" && !self.tasks.is_empty() && self.tasks.iter().all(|t| t.1 == "RUNNING")
     }
@@ -237,39 +234,40 @@ impl State {
     /// `RUNNING (1/1 tasks)`, `FAILED: task 0: org.apache…ConnectException: …`, …
     pub fn summary(&self) -> String {
         if let Some(trace) = &self.trace {
-            return format!("FAILED: {trace}");
+            return format!("FAILED: {}", first_line(trace));
         }
         if let Some((id, _, trace)) = self.tasks.iter().find(|t| t.1 == "FAILED") {
-            return format!("task {id} FAILED: {}", trace.as_deref().unwrap_or("(no trace)"));
+            return format!("task {id} FAILED: {}", trace.as_deref().map_or("(no trace)", first_line));
         }
         let running = self.tasks.iter().filter(|t| t.1 == "RUNNING").count();
         let state = if self.connector.is_empty() { "status not known yet" } else { &self.connector };
         format!("{state} ({running}/{} tasks running)", self.tasks.len())
     }
+
+    /// What FAILED, each part with the first lines of its trace (a registration's error).
+    pub fn failures(&self) -> String {
+        let part = |id: String, trace: &Option<String>| {
+            let lines: Vec<&str> = trace.as_deref().unwrap_or("(no trace)").lines().take(3).collect();
+            format!("  {id}: {}", lines.join("\n    "))
+        };
+        let own = (self.connector == "FAILED").then(|| part("connector".into(), &self.trace));
+        let tasks = self
+            .tasks
+            .iter()
+            .filter(|t| t.1 == "FAILED")
+            .map(|(id, _, trace)| part(format!("task {id}"), trace));
+        own.into_iter().chain(tasks).collect::<Vec<_>>().join("\n")
+    }
 }
 
 /// `GET /connectors?expand=status` → each connector's state.
 pub fn states(answer: &Value) -> Option<BTreeMap<String, State>> {
-    let first_line = |v: &Value| {
-        v.get("trace").and_then(Value::as_str).and_then(|t| t.lines().next()).map(|l| l.trim().to_string())
-    };
     let mut out = BTreeMap::new();
     for (name, entry) in answer.as_object()? {
-        let status = entry.get("status");
-        let connector = status.and_then(|s| s.get("connector"));
-        let tasks = status
-            .and_then(|s| s.get("tasks"))
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .map(|t| {
-                let state = t.get("state").and_then(Value::as_str).unwrap_or("").to_string();
-                (t.get("id").and_then(Value::as_u64).unwrap_or(0), state, first_line(t))
-            })
-            .collect();
-        let state = connector.and_then(|c| c.get("state")).and_then(Value::as_str).unwrap_or("").to_string();
-        let trace = connector.filter(|_| state == "FAILED").and_then(first_line);
-        out.insert(name.clone(), State { connector: state, tasks, trace });
+        out.insert(
+            name.clone(),
+            entry.get("status").map(State::of).unwrap_or_else(|| State::of(&Value::Null)),
+        );
     }
     Some(out)
 }
@@ -325,13 +323,15 @@ mod tests {
     #[test]
     fn running_means_connector_and_every_task() {
         let s = |c: &str, t: &[&str]| {
-            json!({"connector": {"state": c}, "tasks": t.iter().enumerate()
-                .map(|(i, s)| json!({"id": i, "state": s, "trace": "boom\n\tat x"})).collect::<Vec<_>>()})
+            State::of(&json!({"connector": {"state": c}, "tasks": t.iter().enumerate()
+                .map(|(i, s)| json!({"id": i, "state": s, "trace": "boom\n\tat x"})).collect::<Vec<_>>()}))
         };
-        assert_eq!(running(&s("RUNNING", &["RUNNING"])), Ok(true));
-        assert_eq!(running(&s("RUNNING", &[])), Ok(false));
-        assert_eq!(running(&s("UNASSIGNED", &["RUNNING"])), Ok(false));
-        assert!(running(&s("RUNNING", &["FAILED"])).unwrap_err().contains("task 0: boom"));
+        assert!(s("RUNNING", &["RUNNING"]).running());
+        assert!(!s("RUNNING", &[]).running());
+        assert!(!s("UNASSIGNED", &["RUNNING"]).running());
+        let failed = s("RUNNING", &["FAILED"]);
+        assert!(failed.failed() && !failed.running());
+        assert_eq!(failed.failures(), "  task 0: boom\n    \tat x");
     }
 
     #[test]

@@ -8,7 +8,6 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::exec::Cmd;
-use crate::stack::PortMapping;
 
 pub fn info() -> Cmd {
     Cmd::new("docker").args(["info", "--format", "{{.ServerVersion}}"]).deadline(Duration::from_secs(20))
@@ -286,7 +285,7 @@ pub fn parse_inspect(stdout: &str) -> Result<Node, String> {
     let running = c.pointer("/State/Running").and_then(Value::as_bool).unwrap_or(false);
     let status = c.pointer("/State/Status").and_then(Value::as_str).unwrap_or("unknown").to_string();
     let started = c.pointer("/State/StartedAt").and_then(Value::as_str).unwrap_or("").to_string();
-    let started_at = crate::cluster::parse_time(&started);
+    let started_at = crate::utc::parse(&started);
     let kind_cluster =
         c.pointer("/Config/Labels/io.x-k8s.kind.cluster").and_then(Value::as_str).map(String::from);
     let mut bindings = Vec::new();
@@ -307,19 +306,6 @@ pub fn parse_inspect(stdout: &str) -> Result<Node, String> {
     Ok(Node { running, status, started_at, started, kind_cluster, bindings })
 }
 
-/// The cluster config's mappings that the node container does not have (the seed's "older
-/// cluster" case: mappings are fixed when the cluster is created).
-pub fn missing_bindings<'a>(node: &Node, wanted: &'a [PortMapping]) -> Vec<&'a PortMapping> {
-    wanted
-        .iter()
-        .filter(|m| {
-            !node.bindings.iter().any(|(port, _, host)| {
-                *port == m.container_port && m.host_port.is_none_or(|want| want == *host)
-            })
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,16 +319,6 @@ mod tests {
         assert!(node.running);
         assert_eq!(node.started, "2026-12-01T08:35:19.454939593Z");
         assert_eq!(node.bindings, [(6443, "127.0.0.1".into(), 41234), (30000, "127.0.0.1".into(), 30000)]);
-        let m = |c: u16, h: u16| PortMapping {
-            container_port: c,
-            host_port: Some(h),
-            host_port_raw: Some(h.into()),
-            listen_address: "127.0.0.1".into(),
-            protocol: "TCP".into(),
-        };
-        let wanted = [m(30000, 30000), m(32300, 32300)];
-        let missing = missing_bindings(&node, &wanted);
-        assert_eq!(missing, [&wanted[1]]);
         assert!(parse_inspect("[]").is_err());
         assert!(parse_inspect("{").is_err());
     }

@@ -200,8 +200,8 @@ impl fmt::Display for Error {
             ),
             Error::Findings { errors, warnings } => format!(
                 "doctor found {errors} problem(s) of severity error and {warnings} warning(s), each above \
-                 with its evidence\nNext: run each `fix:` command (or `bookstore recover` for the mesh and \
-                 connectors), then `bookstore doctor` again"
+                 with its evidence\nNext: run each `fix:` command (or `bookstore up`, which restarts and registers what \
+                 these call broken), then `bookstore doctor` again"
             ),
             Error::Interrupted => "interrupted (Ctrl-C): the running commands were stopped\nNext: run it \
                                    again when ready (recovery is safe to rerun: it converges from \

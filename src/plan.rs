@@ -337,16 +337,14 @@ pub fn smoke() -> Vec<Step> {
 /// The workloads workload `i` `needs` (indices), the one dependency graph of recovery and
 /// bootstrap.
 fn needs(stack: &Stack, i: usize) -> Vec<usize> {
-    let index = |name: &str| stack.workloads.iter().position(|w| w.name == name);
-    stack.workloads[i].needs.iter().filter_map(|n| index(n)).collect()
+    stack.workloads[i].needs.iter().filter_map(|n| stack.index(n)).collect()
 }
 
 /// The workloads connector `i` waits for: the Connect worker and the databases it reads.
 fn connector_needs(stack: &Stack, i: usize) -> Vec<usize> {
-    let index = |name: &str| stack.workloads.iter().position(|w| w.name == name);
     std::iter::once(stack.connect.workload.as_str())
         .chain(stack.connect.connectors[i].needs.iter().map(String::as_str))
-        .filter_map(index)
+        .filter_map(|n| stack.index(n))
         .collect()
 }
 

@@ -309,7 +309,7 @@ proptest! {
         let wanted = &default_stack().cluster.ports;
         for input in [doc.to_string(), text] {
             if let Ok(node) = crate::docker::parse_inspect(&input) {
-                let _ = crate::docker::missing_bindings(&node, wanted);
+                let _ = crate::judge::node::missing(&node, wanted);
             }
         }
     }
@@ -357,7 +357,7 @@ proptest! {
 
     #[test]
     fn connector_status_never_panics(doc in around(sample_status())) {
-        let _ = crate::connect::running(&doc);
+        let _ = crate::connect::State::of(&doc).summary();
     }
 
     #[test]
@@ -380,9 +380,9 @@ proptest! {
         let stack = default_stack();
         for check in &stack.smoke.checks {
             for body in [map.to_string(), text.clone(), format!("upstream connect error or disconnect/reset before headers. reset reason: {text}")] {
-                let _ = crate::observe::routes::judge(stack, check, Ok(Response { status, body }));
+                let _ = crate::judge::routes::judge(stack, check, &Ok(Response { status, body }));
             }
-            let _ = crate::observe::routes::judge(stack, check, Err(text.clone()));
+            let _ = crate::judge::routes::judge(stack, check, &Err(text.clone()));
         }
     }
 }

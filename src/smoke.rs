@@ -1,10 +1,11 @@
-//! The smoke test: every route probed (as `observe::routes` probes and judges it), retried within
-//! a deadline, every failure reported (not only the first).
+//! The smoke test: every route probed (as `observe::routes` probes it, judged by
+//! `judge::routes`), retried within a deadline, every failure reported (not only the first).
 
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::event::Event;
+use crate::judge::routes::{self as judge, Route};
 use crate::observe::routes::{self, Probe};
 use crate::stack::{Check, Stack};
 use crate::ui::{Ui, human};
@@ -34,14 +35,14 @@ pub fn check(stack: &Stack, ui: &Ui, deadline: Duration) -> std::result::Result<
     let mut delay = Duration::from_millis(200);
     loop {
         let probes = routes::probe_all(stack, pending.iter().copied());
-        let mut failing: Vec<(Probe, String)> = Vec::new();
+        let mut failing: Vec<(Probe, Route)> = Vec::new();
         for probe in probes {
-            match probe.judge(stack) {
-                Ok(()) => ui.ok_item(
+            match judge::probe(stack, &probe) {
+                Route::Works => ui.ok_item(
                     &format!("{} {} ({})", probe.check.name, probe.url, human(start.elapsed())),
                     Event::CheckPassed { check: probe.check.name.clone(), url: probe.url.clone() },
                 ),
-                Err(why) => failing.push((probe, why)),
+                failed => failing.push((probe, failed)),
             }
         }
         if failing.is_empty() {
@@ -51,20 +52,21 @@ pub fn check(stack: &Stack, ui: &Ui, deadline: Duration) -> std::result::Result<
         if left.is_zero() {
             let failures = failing
                 .iter()
-                .map(|(p, why)| {
+                .map(|(p, route)| {
+                    let why = route.why().unwrap_or_default();
                     let host = p.check.host.as_deref().map(|h| format!(" (Host: {h})")).unwrap_or_default();
                     let serves = p.check.serves.as_deref().map(|s| format!(" [{s}]")).unwrap_or_default();
                     format!("{}{serves}: GET {}{host}: {why}", p.check.name, p.url)
                 })
                 .collect();
-            for (p, why) in &failing {
+            for (p, route) in &failing {
                 ui.emit(Event::CheckFailed {
                     check: p.check.name.clone(),
                     url: p.url.clone(),
-                    reason: why.clone(),
+                    reason: route.why().unwrap_or_default(),
                 });
             }
-            let stale = failing.iter().any(|(p, _)| p.reset_reason().is_some());
+            let stale = failing.iter().any(|(_, route)| route.reset().is_some());
             let next = if stale {
                 "run `bookstore recover` (restarts ztunnel, then every workload)".to_string()
             } else {

@@ -307,6 +307,23 @@ pub struct Stack {
     pub legacy_proxies: Vec<String>,
 }
 
+impl Stack {
+    /// The index in `workloads` of the workload named `name` (names are unique: checked on load).
+    pub fn index(&self, name: &str) -> Option<usize> {
+        self.workloads.iter().position(|w| w.name == name)
+    }
+
+    /// The workload named `name`.
+    pub fn workload(&self, name: &str) -> Option<&Workload> {
+        self.index(name).map(|i| &self.workloads[i])
+    }
+
+    /// The index of the workload that is deployment `namespace`/`name`.
+    pub fn index_of(&self, namespace: &str, name: &str) -> Option<usize> {
+        self.index(name).filter(|i| self.workloads[*i].namespace == namespace)
+    }
+}
+
 // ---- the file formats -------------------------------------------------------------------------
 
 #[derive(Deserialize)]

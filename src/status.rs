@@ -6,11 +6,12 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use crate::cluster::{self, Deployment, Pod};
+use crate::cluster::Pod;
 use crate::error::Result;
 use crate::http::Response;
-use crate::observe::Ctx;
+use crate::judge::routes::Route as Answer;
 use crate::observe::routes::Probe;
+use crate::observe::{Ctx, Observation};
 use crate::stack::Stack;
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
@@ -55,14 +56,15 @@ pub struct Status {
     pub routes: Vec<Route>,
 }
 
-pub fn workloads(stack: &Stack, deployments: &[Deployment], pods: &[Pod], now: u64) -> Vec<Workload> {
+/// Each stack workload's row: its pods are `judge::workloads::pods_of`'s (a pod going away is
+/// not counted, as `up` and `doctor` do not judge it).
+pub fn workloads(stack: &Stack, obs: &Observation) -> Vec<Workload> {
     stack
         .workloads
         .iter()
         .map(|w| {
-            let d = deployments.iter().find(|d| d.namespace == w.namespace && d.name == w.name);
-            let mine: Vec<&Pod> =
-                d.map(|d| pods.iter().filter(|p| d.selects(p)).collect()).unwrap_or_default();
+            let d = obs.deployment(&w.namespace, &w.name);
+            let mine: Vec<&Pod> = d.map(|d| crate::judge::workloads::pods_of(obs, d)).unwrap_or_default();
             let newest = mine.iter().filter_map(|p| p.created).max();
             Workload {
                 name: w.name.clone(),
@@ -70,33 +72,28 @@ pub fn workloads(stack: &Stack, deployments: &[Deployment], pods: &[Pod], now: u
                 ready: d.map(|d| d.ready),
                 desired: d.map(|d| d.desired),
                 restarts: mine.iter().map(|p| p.restarts()).sum(),
-                age_seconds: newest.map(|c| now.saturating_sub(c)),
+                age_seconds: newest.map(|c| obs.at.saturating_sub(c)),
             }
         })
         .collect()
 }
 
 pub fn connectors(stack: &Stack, answer: &std::result::Result<Response, String>) -> Vec<ConnectorRow> {
-    let states = match answer {
-        Ok(r) if r.status == 200 => r.json().as_ref().and_then(crate::connect::states),
-        _ => None,
-    };
-    let unknown = match answer {
-        Ok(r) => format!("Connect answered HTTP {}", r.status),
-        Err(e) => format!("Connect did not answer ({e})"),
-    };
+    let listing = crate::judge::connectors::listing(answer);
     stack
         .connect
         .connectors
         .iter()
-        .map(|c| match states.as_ref().map(|s| s.get(&c.name)) {
-            None => ConnectorRow { name: c.name.clone(), state: "unknown".into(), detail: unknown.clone() },
-            Some(None) => ConnectorRow {
+        .map(|c| match listing.as_ref().map(|s| s.get(&c.name)) {
+            Err(unknown) => {
+                ConnectorRow { name: c.name.clone(), state: "unknown".into(), detail: unknown.clone() }
+            }
+            Ok(None) => ConnectorRow {
                 name: c.name.clone(),
                 state: "missing".into(),
                 detail: "not registered (`bookstore connectors`)".into(),
             },
-            Some(Some(s)) => ConnectorRow {
+            Ok(Some(s)) => ConnectorRow {
                 name: c.name.clone(),
                 state: if s.failed() {
                     "FAILED".into()
@@ -112,23 +109,17 @@ pub fn connectors(stack: &Stack, answer: &std::result::Result<Response, String>)
 }
 
 pub fn route(stack: &Stack, probe: &Probe) -> Route {
-    let (status, ok, text) = match &probe.answer {
-        Ok(r) => {
-            let judged = probe.judge(stack);
-            let text = match probe.reset_reason() {
-                Some(reason) => format!("{} upstream reset ({reason})", r.status),
-                None if (200..400).contains(&r.status) => match &judged {
-                    Ok(()) => r.status.to_string(),
-                    Err(why) => {
-                        format!("{}, but {}", r.status, why.trim_end_matches(" (run `bookstore connectors`)"))
-                    }
-                },
-                None => format!("{} {}", r.status, r.summary()).trim_end().to_string(),
-            };
-            (Some(r.status), judged.is_ok(), text)
-        }
-        Err(e) => (None, false, format!("no answer ({e})")),
+    let judged = crate::judge::routes::probe(stack, probe);
+    let status = probe.answer.as_ref().ok().map(|r| r.status);
+    let text = match (&judged, status) {
+        (Answer::Works, Some(s)) => s.to_string(),
+        (Answer::Reset { status, reason }, _) => format!("{status} upstream reset ({reason})"),
+        (Answer::Status { status, summary }, _) => format!("{status} {summary}").trim_end().to_string(),
+        (Answer::Connectors(problems), Some(s)) => format!("{s}, but connectors: {problems}"),
+        (Answer::NoAnswer(e), _) => format!("no answer ({e})"),
+        (_, None) => String::new(),
     };
+    let ok = judged.works();
     Route {
         name: probe.check.name.clone(),
         url: probe.url.clone(),
@@ -148,15 +139,12 @@ pub fn gather(ctx: &Ctx) -> Result<Status> {
         ctx.kube.explain(e).with_next("is the cluster up? `bookstore doctor` says what is wrong")
     })?;
     // The Connect route's own answer (`GET /connectors?expand=status`) gives the connectors' states.
-    let connect_answer = obs
-        .routes
-        .iter()
-        .find(|p| p.check.connectors_running)
+    let connect_answer = crate::judge::routes::connect(&obs.routes)
         .map(|p| p.answer.clone())
         .unwrap_or_else(|| Err("the stack has no Connect route".into()));
     Ok(Status {
         cluster: stack.cluster.name.clone(),
-        workloads: workloads(stack, &obs.deployments, &obs.pods, obs.at),
+        workloads: workloads(stack, &obs),
         connectors: connectors(stack, &connect_answer),
         routes: obs.routes.iter().map(|p| route(stack, p)).collect(),
     })
@@ -195,7 +183,7 @@ pub fn render(status: &Status) -> String {
                 (Some(r), Some(d)) => format!("{r}/{d}"),
                 _ => "missing".into(),
             };
-            let age = w.age_seconds.map(cluster::age).unwrap_or_else(|| "-".into());
+            let age = w.age_seconds.map(crate::utc::age).unwrap_or_else(|| "-".into());
             vec![w.name.clone(), w.namespace.clone(), ready, w.restarts.to_string(), age]
         })
         .collect();
@@ -233,6 +221,7 @@ pub fn run(ctx: &Ctx) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::Deployment;
     use crate::stack::{Source, load};
 
     #[test]
@@ -251,10 +240,13 @@ mod tests {
             name: name.into(),
             labels: [("app".to_string(), "ecom-db".to_string())].into(),
             created: Some(created),
-            containers: vec![cluster::Container { restarts, ..cluster::Container::default() }],
+            containers: vec![crate::cluster::Container { restarts, ..crate::cluster::Container::default() }],
             ..Pod::default()
         };
-        let rows = workloads(&stack, &[d], &[pod("a", 100, 2), pod("b", 160, 1)], 200);
+        let going = Pod { terminating: true, ..pod("c", 50, 7) };
+        let mut obs = Observation::of(vec![d], vec![pod("a", 100, 2), pod("b", 160, 1), going]);
+        obs.at = 200;
+        let rows = workloads(&stack, &obs);
         let db = rows.iter().find(|w| w.name == "ecom-db").unwrap();
         assert_eq!((db.ready, db.desired, db.restarts, db.age_seconds), (Some(1), Some(1), 3, Some(40)));
         let missing = rows.iter().find(|w| w.name == "kafka").unwrap();

@@ -1,44 +1,12 @@
 //! A troubled pod, told the way a user can act on it: what Kubernetes says (its status, its last
 //! log lines, its events) and the command that fixes it. Used by `doctor` and by the recovery's
-//! waits when they fail fast. Reads through the typed `kubectl` wrapper; the advice is pure, and
-//! so is what the judgement ([`cluster::outlook`]) is told about the stack ([`around`]).
+//! waits when they fail fast. Reads through the typed `kubectl` wrapper; the advice is pure. The
+//! judgement itself ([`pods::outlook`]) is `judge`'s.
 
-use crate::cluster::{self, Around, Event, Pod, Trouble, TroubleKind};
+use crate::cluster::{Event, Pod};
+use crate::judge::pods::{self, Trouble, TroubleKind};
 use crate::kube::Kubectl;
 use crate::stack::Stack;
-
-/// What the judgement needs around a pod of the stack: since when ztunnel and istio-cni are both
-/// Ready (read from `pods`, every pod of the cluster), our images, and what its workload needs.
-/// `needs_ready` is the caller's: the waits know when a dependency became Ready, `doctor` only
-/// whether it is now.
-pub fn around<'a>(
-    stack: &Stack,
-    pods: &[Pod],
-    ours: &'a [String],
-    workload: Option<&str>,
-    needs_ready: bool,
-) -> Around<'a> {
-    let mesh = &stack.mesh;
-    let needs = workload
-        .and_then(|w| stack.workloads.iter().find(|x| x.name == w))
-        .map(|w| w.needs.join(", "))
-        .unwrap_or_default();
-    Around {
-        mesh_ready_since: cluster::mesh_ready_since(
-            pods,
-            &mesh.namespace,
-            &[&mesh.daemonset, crate::observe::CNI_DAEMONSET],
-        ),
-        ours,
-        needs_ready,
-        needs,
-    }
-}
-
-/// The images built on this machine.
-pub fn ours(stack: &Stack) -> Vec<String> {
-    stack.bootstrap.images.iter().map(|i| i.image.clone()).collect()
-}
 
 /// How many log lines and events a report shows.
 pub const LOG_LINES: usize = 5;
@@ -85,7 +53,7 @@ pub fn evidence(kube: &Kubectl, pod: &Pod, trouble: &Trouble, events: &[Event]) 
     // event before them says why.
     let echo =
         |e: &&Event| e.message.strip_prefix("Error: ").is_some_and(|r| !r.contains(char::is_whitespace));
-    let mine: Vec<&Event> = cluster::events_of(events, pod).into_iter().filter(|e| !echo(e)).collect();
+    let mine: Vec<&Event> = pods::events_of(events, pod).into_iter().filter(|e| !echo(e)).collect();
     for e in mine.iter().rev().take(EVENTS).rev() {
         let times = if e.count > 1 { format!(" (×{})", e.count) } else { String::new() };
         lines.push(clip(&format!("event {} {}{times}: {}", e.typ, e.reason, e.message)));
@@ -176,7 +144,7 @@ pub fn headline(pod: &Pod, owner: Option<&str>, trouble: &Trouble) -> String {
         TroubleKind::Config => format!("cannot create its container ({})", trouble.reason),
         TroubleKind::Unschedulable => "fits no node (Unschedulable)".to_string(),
         TroubleKind::Pending => {
-            format!("has been Pending for over {}s ({})", cluster::PENDING_GRACE, trouble.reason)
+            format!("has been Pending for over {}s ({})", pods::PENDING_GRACE, trouble.reason)
         }
     };
     format!("pod {}/{}{owner} {what}", pod.namespace, pod.name)

@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 
 use crate::docker::{self, Listed, Node};
 use crate::error::{Error, Result};
+use crate::judge::node::holds;
 use crate::observe::Ctx;
 use crate::stack::{PortMapping, Stack};
 
@@ -96,11 +97,6 @@ pub fn check(ctx: &Ctx, report: &mut Report) -> Result<Option<Node>> {
     legacy_proxies(stack, report)?;
     host_names(stack, report);
     Ok(node.filter(|_| reachable))
-}
-
-/// The node publishes this mapping's container port on its fixed host port.
-fn holds(node: &Node, m: &PortMapping) -> bool {
-    node.bindings.iter().any(|(port, _, host)| *port == m.container_port && Some(*host) == m.host_port)
 }
 
 /// Node containers: none (no cluster), stopped ones, more than one control plane.

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::cluster::Deployment;
 use crate::connect::Connect;
-use crate::observe::routes::Probe;
+use crate::judge::connectors::Connector;
 use crate::observe::{Ctx, Observation};
 use crate::stack::Stack;
 
@@ -21,56 +21,52 @@ pub const KAFKA: &str = "kafka";
 /// reaches Connect through bookstore).
 pub const INJECTED: [&str; 2] = ["database.user", "database.password"];
 
-/// The connectors against the stack's connector files.
-/// `probe` is the Connect route's `GET /connectors?expand=status`: the connectors it lists, each
-/// with its state.
-pub fn connect_findings(stack: &Stack, probe: &Probe, port: u16) -> (Vec<Finding>, Option<String>) {
+/// The connectors as `judge::connectors` judges them (what Connect stores, then runs), against
+/// the stack's connector files; Connect's own route (`GET /connectors?expand=status`) is the
+/// evidence. `port`: Connect's host port (for the pasteable restart line of a FAILED connector).
+pub fn connect_findings(stack: &Stack, facts: &Observation, port: u16) -> (Vec<Finding>, Option<String>) {
     let context = stack.cluster.context();
     let worker = &stack.connect.workload;
-    let ns =
-        stack.workloads.iter().find(|w| &w.name == worker).map(|w| w.namespace.clone()).unwrap_or_default();
-    let not_answering = |line: String| {
-        Finding::error(
-            "connect-not-answering",
-            worker.as_str(),
-            "Kafka Connect's REST API does not list connectors",
-        )
-        .evidence(line)
-        .fix("bookstore recover")
-        .note(format!(
-            "the worker's log says why: `kubectl --context {context} -n {ns} logs deploy/{worker} --tail=50`"
-        ))
+    let ns = stack.workload(worker).map(|w| w.namespace.clone()).unwrap_or_default();
+    let Some(probe) = crate::judge::routes::connect(&facts.routes) else {
+        return (Vec::new(), None);
     };
-    let states: BTreeMap<String, crate::connect::State> = match &probe.answer {
-        Ok(r) if r.status == 200 => match r.json().as_ref().and_then(crate::connect::states) {
-            Some(states) => states,
-            None => return (vec![not_answering(probe.line())], None),
-        },
-        _ => return (vec![not_answering(probe.line())], None),
+    let listed = match crate::judge::connectors::listing(&probe.answer) {
+        Ok(listed) => listed,
+        Err(_) => {
+            let f = Finding::error(
+                "connect-not-answering",
+                worker.as_str(),
+                "Kafka Connect's REST API does not list connectors",
+            )
+            .evidence(probe.line())
+            .fix("bookstore up")
+            .note(format!(
+                "restarts the worker if it is stale, then registers the connectors; if it still does not answer, the worker's log says why: `kubectl --context {context} -n {ns} logs deploy/{worker} --tail=50`"
+            ));
+            return (vec![f], None);
+        }
     };
-    let names: Vec<&String> = states.keys().collect();
+    let judged = crate::judge::connectors::judge(stack, facts);
+    let named = |pick: &dyn Fn(&Connector) -> bool| -> Vec<&crate::stack::Connector> {
+        stack.connect.connectors.iter().zip(&judged).filter(|(_, j)| pick(j)).map(|(c, _)| c).collect()
+    };
     let mut out = Vec::new();
-    let wanted: Vec<&str> = stack.connect.connectors.iter().map(|c| c.name.as_str()).collect();
-    let missing: Vec<&str> = wanted.iter().copied().filter(|w| !names.iter().any(|n| n == w)).collect();
+    let wanted = stack.connect.connectors.len();
+    let missing = named(&|j| *j == Connector::Absent);
     if !missing.is_empty() {
-        let problem = if names.is_empty() {
+        let problem = if listed.is_empty() {
             format!(
-                "Kafka Connect has no connectors although the stack has {} connector file(s): Kafka lost its \
-                 topics, and Connect's config topic with them (root cause 2)",
-                wanted.len()
+                "Kafka Connect has no connectors although the stack has {wanted} connector file(s): Kafka lost its \
+                 topics, and Connect's config topic with them (root cause 2)"
             )
         } else {
-            format!("Kafka Connect lacks {} of the stack's {} connectors", missing.len(), wanted.len())
+            format!("Kafka Connect lacks {} of the stack's {wanted} connectors", missing.len())
         };
-        let files: Vec<String> = stack
-            .connect
-            .connectors
-            .iter()
-            .filter(|c| missing.contains(&c.name.as_str()))
-            .map(|c| format!("{} ({})", c.name, c.file))
-            .collect();
+        let files: Vec<String> = missing.iter().map(|c| format!("{} ({})", c.name, c.file)).collect();
+        let names: Vec<&str> = missing.iter().map(|c| c.name.as_str()).collect();
         out.push(
-            Finding::error("connectors-missing", missing.join(", "), problem)
+            Finding::error("connectors-missing", names.join(", "), problem)
                 .evidence(probe.line())
                 .evidence(format!("connector files: {}", files.join(", ")))
                 .fix("bookstore connectors")
@@ -79,22 +75,47 @@ pub fn connect_findings(stack: &Stack, probe: &Probe, port: u16) -> (Vec<Finding
     }
     // Only for the pasteable restart line of a FAILED connector.
     let api = Connect::new(port, String::new());
-    let mut running = 0;
-    for name in wanted.iter().filter(|w| !missing.contains(w)) {
-        match states.get(*name) {
-            Some(s) if s.failed() => out.push(
-                Finding::error("connector-failed", *name, format!("connector {name} is FAILED"))
-                    .evidence(format!("{name}: {}", s.summary()))
-                    .evidence(format!("(GET {})", probe.url))
-                    .fix(api.restart_failed_line(name))
-                    .note("fix the cause the trace names first; `bookstore connectors` re-registers it with the secret's credentials"),
-            ),
-            Some(s) if s.running() => running += 1,
-            _ => {}
-        }
+    for (c, j) in stack.connect.connectors.iter().zip(&judged) {
+        let name = c.name.as_str();
+        let finding = match j {
+            Connector::Running | Connector::Absent => continue,
+            Connector::Failed(s) => Finding::error("connector-failed", name, format!("connector {name} is FAILED"))
+                .evidence(format!("{name}: {}", s.summary()))
+                .evidence(format!("(GET {})", probe.url))
+                .fix(api.restart_failed_line(name))
+                .note("fix the cause the trace names first; `bookstore connectors` re-registers it with the secret's credentials"),
+            Connector::NotRunning(s) => Finding::error(
+                "connector-not-running",
+                name,
+                format!("connector {name} is not RUNNING"),
+            )
+            .evidence(format!("{name}: {}", s.summary()))
+            .evidence(format!("(GET {})", probe.url))
+            .fix("bookstore connectors")
+            .note("registers it again (GET, compare, PUT only if different), then waits for RUNNING"),
+            Connector::Differs => Finding::error(
+                "connector-config-differs",
+                name,
+                format!(
+                    "Kafka Connect stores connector {name} with another config than {} with the secret's credentials",
+                    c.file
+                ),
+            )
+            .evidence(format!("GET {} differs from the desired config", api.get_config(name).url))
+            .fix("bookstore connectors")
+            .note("PUTs the flat config with the credentials read from the secret"),
+            Connector::Unknown(why) => Finding::error(
+                "connector-state-unknown",
+                name,
+                format!("the state of connector {name} is not known: {why}"),
+            )
+            .evidence(probe.line())
+            .fix("bookstore connectors"),
+        };
+        out.push(finding);
     }
-    let pass =
-        (out.is_empty()).then(|| format!("Kafka Connect: {running} of {} connectors RUNNING", wanted.len()));
+    let running = judged.iter().filter(|j| j.running()).count();
+    let pass = out.is_empty().then(|| format!("Kafka Connect: {running} of {wanted} connectors RUNNING"));
     (out, pass)
 }
 
@@ -356,7 +377,6 @@ pub fn manifest_of(stack: &Stack, namespace: &str, name: &str) -> Option<(String
 }
 
 pub fn check(ctx: &Ctx, facts: &Observation, report: &mut Report) {
-    let probe = facts.routes.iter().find(|p| p.check.connectors_running);
     let stack = ctx.stack;
     match stack
         .workloads
@@ -375,9 +395,10 @@ pub fn check(ctx: &Ctx, facts: &Observation, report: &mut Report) {
         }
     }
     check_files(ctx, Some(facts), report);
+    let probe = crate::judge::routes::connect(&facts.routes);
     match (probe, stack.cluster.host_port(stack.connect.port)) {
-        (Some(probe), Ok(port)) => {
-            let (findings, pass) = connect_findings(stack, probe, port);
+        (Some(_), Ok(port)) => {
+            let (findings, pass) = connect_findings(stack, facts, port);
             if let Some(pass) = pass {
                 report.pass(&pass);
             }
@@ -391,7 +412,7 @@ pub fn check(ctx: &Ctx, facts: &Observation, report: &mut Report) {
 pub fn check_files(ctx: &Ctx, facts: Option<&Observation>, report: &mut Report) {
     let stack = ctx.stack;
     let worker = facts.and_then(|f| {
-        let w = stack.workloads.iter().find(|w| w.name == stack.connect.workload)?;
+        let w = stack.workload(&stack.connect.workload)?;
         f.deployment(&w.namespace, &w.name)
     });
     let found = placeholder_findings(stack, worker);
@@ -482,22 +503,29 @@ mod tests {
 
     #[test]
     fn connectors_missing_failed_or_running() {
+        use crate::observe::Stored;
+        use crate::observe::routes::Probe;
         let stack = load(Source::Embedded).unwrap();
         let ok = |body: &str| Ok(Response { status: 200, body: body.into() });
         let check = stack.smoke.checks.iter().find(|c| c.connectors_running).unwrap().clone();
-        let probe = |answer: Result<Response, String>| Probe {
-            check: check.clone(),
-            url: "http://127.0.0.1:32300/connectors?expand=status".into(),
-            answer,
+        let facts = |answer: Result<Response, String>, stored: Stored| {
+            let mut obs = Observation::of(Vec::new(), Vec::new());
+            obs.routes = vec![Probe {
+                check: check.clone(),
+                url: "http://127.0.0.1:32300/connectors?expand=status".into(),
+                answer,
+            }];
+            obs.connectors = vec![stored.clone(), stored];
+            obs
         };
-        let (found, pass) = connect_findings(&stack, &probe(ok("{}")), 32300);
+        let (found, pass) = connect_findings(&stack, &facts(ok("{}"), Stored::Absent), 32300);
         assert!(pass.is_none());
         assert_eq!(found[0].id, "connectors-missing");
         assert_eq!(found[0].evidence[0], "GET http://127.0.0.1:32300/connectors?expand=status → 200 {}");
         assert_eq!(found[0].fix, "bookstore connectors");
         let status = r#"{"ecom-connector":{"status":{"connector":{"state":"RUNNING"},"tasks":[{"id":0,"state":"FAILED","trace":"org.apache.kafka.connect.errors.ConnectException: boom\n\tat x"}]}},
                         "inventory-connector":{"status":{"connector":{"state":"RUNNING"},"tasks":[{"id":0,"state":"RUNNING"}]}}}"#;
-        let (found, _) = connect_findings(&stack, &probe(ok(status)), 32300);
+        let (found, _) = connect_findings(&stack, &facts(ok(status), Stored::Matches), 32300);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].id, "connector-failed");
         assert_eq!(
@@ -508,7 +536,10 @@ mod tests {
             found[0].fix,
             "curl -sS -X POST 'http://127.0.0.1:32300/connectors/ecom-connector/restart?includeTasks=true&onlyFailed=true'"
         );
-        let (found, _) = connect_findings(&stack, &probe(Err("connection refused".into())), 32300);
+        let (found, _) = connect_findings(&stack, &facts(ok(status), Stored::Differs), 32300);
+        assert_eq!(found.iter().map(|f| f.id).collect::<Vec<_>>(), ["connector-config-differs"; 2]);
+        let (found, _) =
+            connect_findings(&stack, &facts(Err("connection refused".into()), Stored::Matches), 32300);
         assert_eq!(found[0].id, "connect-not-answering");
         assert!(found[0].evidence[0].ends_with("→ no answer (connection refused)"));
     }

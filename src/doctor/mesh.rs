@@ -1,10 +1,15 @@
-//! Root cause 1, the mesh: every route's answer (Envoy's upstream reset with its reason), the
-//! HBONE connections ztunnel's log says failed (each target IP mapped back to its pod), and the
-//! pods istio-cni could not reconcile.
+//! Root cause 1, the mesh, rendered from `judge::mesh` and `judge::workloads`: ztunnel stale on
+//! its node, the workloads the time rule calls stale, every route's answer (Envoy's upstream
+//! reset with its reason), the HBONE connections ztunnel's log says failed to a pod since it was
+//! created (each target IP mapped back to its pod), and the pods istio-cni could not reconcile.
+//! What `doctor` calls broken here is what `bookstore up` restarts.
 
 use std::collections::BTreeMap;
 
-use crate::cluster::{self, Pod};
+use crate::cluster::Pod;
+use crate::judge::mesh::{self, Ztunnel};
+use crate::judge::routes::Route;
+use crate::judge::workloads::{self, Health};
 use crate::observe::evidence::HboneFailure;
 use crate::observe::routes::Probe;
 use crate::observe::{CNI_DAEMONSET, LOG_TAIL};
@@ -13,16 +18,92 @@ use crate::stack::Stack;
 
 use super::{Finding, Report};
 
-/// Envoy's resets and other failing routes, one finding each.
-pub fn routes_findings(probes: &[Probe]) -> Vec<Finding> {
+/// What restarts what these findings call stale, and how.
+const UP_NOTE: &str = "restarts ztunnel first when it is stale, then what is stale, databases before the apps that migrate \
+                       against them (`bookstore up --dry-run` says why for each)";
+
+/// ztunnel stale or unhealthy on a node: every pod it serves is stale with it.
+pub fn ztunnel_finding(stack: &Stack, ztunnel: &Ztunnel) -> Option<Finding> {
+    let why = ztunnel.stale()?;
+    let mesh = &stack.mesh;
+    Some(
+        Finding::error(
+            "ztunnel-stale",
+            format!("{}/{}", mesh.namespace, mesh.daemonset),
+            format!(
+                "{} must be restarted ({why}); every pod in the mesh is then stale with it (root cause 1)",
+                mesh.daemonset
+            ),
+        )
+        .evidence_lines(ztunnel.nodes.iter().filter_map(|n| {
+            n.stale
+                .as_ref()
+                .map(|why| format!("node {}: {why}", if n.node.is_empty() { "?" } else { &n.node }))
+        }))
+        .fix("bookstore up")
+        .note(UP_NOTE),
+    )
+}
+
+/// The workloads the time rule calls stale: created before ztunnel was Ready (or ztunnel stale).
+pub fn stale_finding(stack: &Stack, health: &[Health]) -> Option<Finding> {
+    let stale: Vec<(String, String)> = stack
+        .workloads
+        .iter()
+        .zip(health)
+        .filter_map(|(w, h)| match h {
+            Health::Stale(s) => s.time.clone().map(|why| (format!("{}/{}", w.namespace, w.name), why)),
+            _ => None,
+        })
+        .collect();
+    if stale.is_empty() {
+        return None;
+    }
+    let subjects: Vec<&str> = stale.iter().map(|(w, _)| w.as_str()).collect();
+    Some(
+        Finding::error(
+            "mesh-registration-stale",
+            subjects.join(", "),
+            format!(
+                "{} workload(s) in the mesh have pods that ztunnel never registered: istio-cni and ztunnel adopt \
+                 a pod when it is created, and these were created before ztunnel's pods were Ready (root cause 1)",
+                stale.len()
+            ),
+        )
+        .evidence_lines(stale.iter().map(|(w, why)| format!("deployment {w}: {why}")))
+        .fix("bookstore up")
+        .note(UP_NOTE),
+    )
+}
+
+/// Failing routes, one finding each kind: Envoy's resets, other failures, and, as a warning, a
+/// route whose workload up keeps because its pods became Ready too recently for the gateway to
+/// have them as endpoints.
+pub fn routes_findings(
+    stack: &Stack,
+    facts: &Observation,
+    health: &[Health],
+    probes: &[Probe],
+) -> Vec<Finding> {
     let mut resets: Vec<(&Probe, String)> = Vec::new();
     let mut failing: Vec<&Probe> = Vec::new();
+    let mut settling: Vec<&Probe> = Vec::new();
     for p in probes {
-        match (&p.answer, p.reset_reason()) {
-            (_, Some(reason)) => resets.push((p, reason)),
-            (Ok(r), None) if !(200..400).contains(&r.status) => failing.push(p),
-            (Ok(_), None) => {}
-            (Err(_), _) => failing.push(p),
+        let judged = crate::judge::routes::probe(stack, p);
+        if judged.works() {
+            continue;
+        }
+        let kept = p.check.serves.as_deref().and_then(|s| stack.index(s)).filter(|i| {
+            let w = &stack.workloads[*i];
+            let routed = facts
+                .deployment(&w.namespace, &w.name)
+                .is_some_and(|d| mesh::routed(facts, &workloads::serving(facts, d)));
+            matches!(health.get(*i), Some(Health::Healthy(_))) && !routed
+        });
+        match judged {
+            _ if kept.is_some() => settling.push(p),
+            Route::Reset { reason, .. } => resets.push((p, reason)),
+            _ => failing.push(p),
         }
     }
     let mut out = Vec::new();
@@ -43,8 +124,8 @@ pub fn routes_findings(probes: &[Probe]) -> Vec<Finding> {
                 ),
             )
             .evidence_lines(resets.iter().map(|(p, _)| p.line()))
-            .fix("bookstore recover")
-            .note("restarts ztunnel, then every workload, so each registers with the new ztunnel"),
+            .fix("bookstore up")
+            .note(UP_NOTE),
         );
     }
     if !failing.is_empty() {
@@ -59,38 +140,56 @@ pub fn routes_findings(probes: &[Probe]) -> Vec<Finding> {
                 let serves = p.check.serves.as_deref().map(|s| format!(" [{s}]")).unwrap_or_default();
                 format!("{}{serves}: {}", p.check.name, p.line())
             }))
-            .fix("bookstore recover")
-            .note("if a pod above is in trouble, fix that first; `bookstore smoke` rechecks every route"),
+            .fix("bookstore up")
+            .note("restarts what is stale behind them; if a pod above is in trouble, fix that first; `bookstore smoke` rechecks every route"),
+        );
+    }
+    if !settling.is_empty() {
+        let routes: Vec<&str> = settling.iter().map(|p| p.check.name.as_str()).collect();
+        out.push(
+            Finding::warning(
+                "gateway-endpoint-settling",
+                routes.join(", "),
+                format!(
+                    "{} route(s) fail while the pods behind them became Ready less than {}s ago: the gateway may \
+                     not have them as endpoints yet",
+                    routes.len(),
+                    mesh::GATEWAY_GRACE
+                ),
+            )
+            .evidence_lines(settling.iter().map(|p| p.line()))
+            .fix("bookstore doctor")
+            .note("run it again in a few seconds; a failure that stays is then judged"),
         );
     }
     out
 }
 
-/// Failures grouped by the pod that holds the target IP now; lines to IPs no pod holds are
-/// history (those pods were replaced) and only counted.
-pub fn ztunnel_finding(failures: &[HboneFailure], facts: &Observation) -> (Option<Finding>, usize) {
-    let by_ip = cluster::by_ip(&facts.pods);
-    let mut per_pod: BTreeMap<(String, String), Vec<&HboneFailure>> = BTreeMap::new();
-    let mut unmapped = 0;
-    for f in failures {
-        match by_ip.get(f.ip.as_str()) {
-            Some(pod) => per_pod.entry((pod.namespace.clone(), pod.name.clone())).or_default().push(f),
-            None => unmapped += 1,
+/// ztunnel's failed HBONE connections, grouped by the pod they were to: a current pod that held
+/// the target IP when the line was logged. Lines to IPs no such pod holds are history (those pods
+/// were replaced) and only counted.
+pub fn hbone_finding(stack: &Stack, facts: &Observation) -> (Option<Finding>, usize) {
+    let mut per_pod: BTreeMap<(String, String), (&Pod, Vec<&HboneFailure>)> = BTreeMap::new();
+    for pod in workloads::current(stack, facts) {
+        let lines = mesh::hbone(facts, pod);
+        if !lines.is_empty() {
+            per_pod.insert((pod.namespace.clone(), pod.name.clone()), (pod, lines));
         }
     }
+    let logged = facts.hbone.as_ref().map_or(0, Vec::len);
+    let unmapped = logged - per_pod.values().map(|(_, l)| l.len()).sum::<usize>();
     if per_pod.is_empty() {
         return (None, unmapped);
     }
     let pods: Vec<String> = per_pod.keys().map(|(ns, n)| format!("{ns}/{n}")).collect();
     // One log line as it is, then each target IP mapped back to its pod.
     let mut evidence = Vec::new();
-    if let Some(first) = per_pod.values().next().and_then(|l| l.last()) {
+    if let Some(first) = per_pod.values().next().and_then(|(_, l)| l.last()) {
         evidence.push(format!("ztunnel: {}", first.line));
     }
-    for ((ns, name), list) in &per_pod {
-        let pod = facts.pods.iter().find(|p| &p.namespace == ns && &p.name == name);
+    for ((ns, name), (pod, list)) in &per_pod {
         let owner =
-            pod.and_then(|p| facts.owner(p)).map(|d| format!(" (deployment {})", d.name)).unwrap_or_default();
+            workloads::owner(facts, pod).map(|d| format!(" (deployment {})", d.name)).unwrap_or_default();
         let last = list[list.len() - 1];
         evidence.push(format!(
             "dst.addr={}:15008 is pod {ns}/{name}{owner}: {} line(s), error=\"{}\"",
@@ -100,7 +199,8 @@ pub fn ztunnel_finding(failures: &[HboneFailure], facts: &Observation) -> (Optio
         ));
     }
     if unmapped > 0 {
-        evidence.push(format!("(and {unmapped} line(s) to IPs no current pod has: pods since replaced)"));
+        evidence
+            .push(format!("(and {unmapped} line(s) to IPs no current pod held then: pods since replaced)"));
     }
     let finding = Finding::error(
         "ztunnel-hbone-failing",
@@ -112,21 +212,15 @@ pub fn ztunnel_finding(failures: &[HboneFailure], facts: &Observation) -> (Optio
         ),
     )
     .evidence_lines(evidence)
-    .fix("bookstore recover")
-    .note("restarts ztunnel first, then every workload so each registers with it; restarting only the workloads does not help");
+    .fix("bookstore up")
+    .note(UP_NOTE);
     (Some(finding), unmapped)
 }
 
-pub fn cni_finding(
-    stack: &Stack,
-    entries: &[(String, String, String)],
-    facts: &Observation,
-) -> Option<Finding> {
-    let current: Vec<(&Pod, &String)> = entries
-        .iter()
-        .filter_map(|(ns, name, line)| {
-            facts.pods.iter().find(|p| &p.namespace == ns && &p.name == name).map(|p| (p, line))
-        })
+pub fn cni_finding(stack: &Stack, facts: &Observation) -> Option<Finding> {
+    let current: Vec<(&Pod, &str)> = workloads::current(stack, facts)
+        .into_iter()
+        .flat_map(|p| mesh::cni(facts, p).into_iter().map(move |line| (p, line)))
         .collect();
     if current.is_empty() {
         return None;
@@ -135,7 +229,7 @@ pub fn cni_finding(
     let mut restarts: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut deletes = Vec::new();
     for (pod, _) in &current {
-        match facts.owner(pod) {
+        match workloads::owner(facts, pod) {
             Some(d) => {
                 restarts.entry(pod.namespace.clone()).or_default().push(format!("deployment/{}", d.name))
             }
@@ -169,16 +263,25 @@ pub fn cni_finding(
     )
 }
 
-pub fn check(ctx: &Ctx, facts: &Observation, report: &mut Report) {
+pub fn check(ctx: &Ctx, facts: &Observation, ztunnel: &Ztunnel, health: &[Health], report: &mut Report) {
+    let stack = ctx.stack;
+    match ztunnel_finding(stack, ztunnel) {
+        Some(f) => report.add(f),
+        None => report.pass(&format!("{}: {}", stack.mesh.daemonset, ztunnel.kept())),
+    }
+    match stale_finding(stack, health) {
+        Some(f) => report.add(f),
+        None => report.pass("mesh: every workload's pods were created after ztunnel's were Ready"),
+    }
     let probes: Vec<Probe> = facts.routes.iter().filter(|p| !p.check.connectors_running).cloned().collect();
-    let routes = routes_findings(&probes);
+    let routes = routes_findings(stack, facts, health, &probes);
     if routes.is_empty() && !probes.is_empty() {
         report.pass(&format!("routes: all {} answer", probes.len()));
     }
     report.add_all(routes);
-    let mesh = &ctx.stack.mesh;
+    let mesh = &stack.mesh;
     match &facts.hbone {
-        Ok(failures) => match ztunnel_finding(failures, facts) {
+        Ok(_) => match hbone_finding(stack, facts) {
             (Some(f), _) => report.add(f),
             (None, old) => {
                 let old = if old > 0 { format!(" ({old} to pods since replaced)") } else { String::new() };
@@ -191,7 +294,7 @@ pub fn check(ctx: &Ctx, facts: &Observation, report: &mut Report) {
         Err(e) => report.skip(&format!("ztunnel's log: {e}")),
     }
     match &facts.cni {
-        Ok(entries) => match cni_finding(ctx.stack, entries, facts) {
+        Ok(_) => match cni_finding(stack, facts) {
             Some(f) => report.add(f),
             None => report.pass(&format!("{CNI_DAEMONSET}: no failed in-pod reconcile for a current pod")),
         },
@@ -244,15 +347,25 @@ mod tests {
         assert_eq!(failures[0].ip, "10.244.0.18");
         assert_eq!(failures[0].error, "connection failed: deadline has elapsed");
         assert_eq!(failures[1].error, "io error: Connection refused (os error 111)");
-        let (finding, unmapped) = ztunnel_finding(&failures, &facts());
+        let stack = load(Source::Embedded).unwrap();
+        let mut facts = facts();
+        facts.hbone = Ok(failures.clone());
+        let (finding, unmapped) = hbone_finding(&stack, &facts);
         let f = finding.unwrap();
         assert_eq!(unmapped, 1);
         assert_eq!(f.id, "ztunnel-hbone-failing");
         assert_eq!(f.subject, "ecom/ecom-db-y, ecom/ui-service-x");
         assert!(f.evidence.iter().any(|e| e.starts_with("dst.addr=10.244.0.18:15008 is pod ecom/ui-service-x (deployment ui-service): 1 line(s), error=\"connection failed")), "{:?}", f.evidence);
         assert!(f.evidence.iter().any(|e| e.contains("Connection refused")));
-        assert_eq!(f.fix, "bookstore recover");
-        let (none, _) = ztunnel_finding(&parse_ztunnel("info all good\n"), &facts());
+        assert_eq!(f.fix, "bookstore up");
+        // A line logged before the pod holding its IP now was created is about the IP's previous
+        // holder: history, not evidence against this pod.
+        let ui = facts.pods.iter_mut().find(|p| p.name == "ui-service-x").unwrap();
+        ui.created = crate::utc::parse("2026-11-26T14:05:02Z");
+        let (f, unmapped) = hbone_finding(&stack, &facts);
+        assert_eq!((f.unwrap().subject.as_str(), unmapped), ("ecom/ecom-db-y", 2));
+        facts.hbone = Ok(parse_ztunnel("info all good\n"));
+        let (none, _) = hbone_finding(&stack, &facts);
         assert!(none.is_none());
     }
 
@@ -264,10 +377,13 @@ mod tests {
         assert_eq!(entries.len(), 2);
         assert_eq!((entries[1].0.as_str(), entries[1].1.as_str()), ("ecom", "gone-pod"));
         let stack = load(Source::Embedded).unwrap();
-        let f = cni_finding(&stack, &entries, &facts()).unwrap();
+        let mut facts = facts();
+        facts.cni = Ok(entries.clone());
+        let f = cni_finding(&stack, &facts).unwrap();
         assert_eq!(f.subject, "ecom/ui-service-x", "a pod that no longer exists is history");
         assert_eq!(f.fix, "kubectl --context kind-bookstore -n ecom rollout restart deployment/ui-service");
-        assert!(cni_finding(&stack, &entries[1..], &facts()).is_none());
+        facts.cni = Ok(entries[1..].to_vec());
+        assert!(cni_finding(&stack, &facts).is_none());
     }
 
     #[test]
@@ -286,7 +402,9 @@ mod tests {
             probe("pgadmin", Err("connection reset".into())),
             probe("kiali", Ok(Response { status: 200, body: "ok".into() })),
         ];
-        let found = routes_findings(&probes);
+        let facts = facts();
+        let health = vec![Health::Missing; stack.workloads.len()];
+        let found = routes_findings(&stack, &facts, &health, &probes);
         assert_eq!(found[0].id, "gateway-upstream-reset");
         assert_eq!(found[0].subject, "ui, keycloak");
         assert!(found[0].problem.contains("reason: connection termination"));
@@ -297,6 +415,6 @@ mod tests {
         );
         assert_eq!(found[1].id, "route-failing");
         assert!(found[1].evidence[0].contains("no answer (connection reset)"));
-        assert!(routes_findings(&probes[3..]).is_empty());
+        assert!(routes_findings(&stack, &facts, &health, &probes[3..]).is_empty());
     }
 }

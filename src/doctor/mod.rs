@@ -206,8 +206,9 @@ fn register_credentials(ctx: &Ctx) {
 
 /// The findings an observation of the cluster shows: pods, the mesh, Kafka and Connect.
 fn cluster_checks(ctx: &Ctx, obs: &Observation, report: &mut Report) {
-    pods::check(ctx, obs, report);
-    mesh::check(ctx, obs, report);
+    let (ztunnel, health) = crate::judge::workloads::judge(ctx.stack, obs);
+    pods::check(ctx, obs, &health, report);
+    mesh::check(ctx, obs, &ztunnel, &health, report);
     kafka::check(ctx, obs, report);
 }
 
@@ -218,21 +219,9 @@ pub fn report_cluster(ctx: &Ctx, obs: &Observation) {
 
 /// The API answers `/readyz` (retried briefly: it refuses for a while after a Docker restart).
 fn api_ready(ctx: &Ctx, report: &mut Report) -> bool {
-    use crate::wait::{Attempt, Poll};
     let cmd = ctx.kube.readyz();
     let deadline = ctx.stack.api_timeout.min(std::time::Duration::from_secs(10));
-    let what = "the Kubernetes API to answer /readyz";
-    let result = Poll::new(what, deadline, "").run(|| match cmd.run() {
-        Ok(_) => Attempt::Done(()),
-        Err(e) => match ctx.kube.explain(e) {
-            e @ Error::Prerequisite { .. } => Attempt::Fail(e),
-            Error::Command { stderr_tail, .. } => {
-                Attempt::Retry(stderr_tail.lines().last().unwrap_or("").to_string())
-            }
-            Error::Interrupted => Attempt::Fail(Error::Interrupted),
-            other => Attempt::Retry(other.to_string()),
-        },
-    });
+    let result = crate::observe::wait_api(ctx, deadline, "");
     let node = ctx.stack.cluster.control_plane_container();
     match result {
         Ok(()) => {

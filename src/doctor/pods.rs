@@ -1,8 +1,12 @@
 //! Pods that cannot run: crash loops, image pulls, missing sandboxes, container config errors,
 //! unschedulable or long-Pending pods, each with its last log lines and events. What the kubelet
-//! retries and clears by itself ([`cluster::outlook`], the judgement the waits use) is a warning.
+//! retries and clears by itself ([`judge::outlook`], the judgement the waits use) is a warning.
+//! Then the workloads `judge::workloads::health` calls missing or stuck past their deadline (what
+//! `up` restarts).
 
-use crate::cluster::{self, Event, Outlook, TroubleKind};
+use crate::cluster::{Event, Pod};
+use crate::judge::pods::{self as judge, Outlook, TroubleKind};
+use crate::judge::workloads::{self, Health};
 use crate::observe::{Ctx, Observation};
 use crate::troubles;
 
@@ -22,12 +26,13 @@ pub fn id(kind: TroubleKind) -> &'static str {
     }
 }
 
-pub fn check(ctx: &Ctx, facts: &Observation, report: &mut Report) {
+pub fn check(ctx: &Ctx, facts: &Observation, health: &[Health], report: &mut Report) {
+    // A pod going away is no longer anyone's: not judged.
+    let pods: Vec<&Pod> = facts.pods.iter().filter(|p| !p.terminating).collect();
     // Events are read only when a pod may need them (a sandbox failure is only seen there).
-    let suspicious = facts
-        .pods
+    let suspicious = pods
         .iter()
-        .any(|p| cluster::trouble(p, &[], facts.at).is_some() || p.phase == "Pending" || p.phase.is_empty());
+        .any(|p| judge::trouble(p, &[], facts.at).is_some() || p.phase == "Pending" || p.phase.is_empty());
     let events: Vec<Event> = if suspicious {
         match crate::observe::events(ctx) {
             Ok(events) => events,
@@ -40,29 +45,33 @@ pub fn check(ctx: &Ctx, facts: &Observation, report: &mut Report) {
         Vec::new()
     };
     let troubled: Vec<_> =
-        facts.pods.iter().filter_map(|p| cluster::trouble(p, &events, facts.at).map(|t| (p, t))).collect();
+        pods.iter().filter_map(|p| judge::trouble(p, &events, facts.at).map(|t| (*p, t))).collect();
+    workloads_check(ctx, facts, health, &troubled, report);
     if troubled.is_empty() {
-        let ready = facts.pods.iter().filter(|p| p.ready()).count();
+        let ready = pods.iter().filter(|p| p.ready()).count();
         report.pass(&format!(
             "pods: {ready} of {} ready; none crash-looping, failing to pull, without a sandbox or stuck Pending",
-            facts.pods.len()
+            pods.len()
         ));
         return;
     }
-    let ours = troubles::ours(ctx.stack);
+    let ours = judge::ours(ctx.stack);
     for (i, (pod, trouble)) in troubled.iter().enumerate() {
-        let owner = facts.owner(pod).map(|d| d.name.clone());
+        let owner = workloads::owner(facts, pod).map(|d| d.name.clone());
         let evidence = if i < MAX_REPORTED {
             troubles::evidence(&ctx.kube, pod, trouble, &events)
         } else {
             vec![format!("{}: {}", trouble.reason, trouble.message)]
         };
-        let needs_ready = owner.as_deref().is_none_or(|o| needs_ready(ctx, facts, &pod.namespace, o));
-        let around = troubles::around(ctx.stack, &facts.pods, &ours, owner.as_deref(), needs_ready);
+        let needs_ready = owner
+            .as_deref()
+            .and_then(|o| ctx.stack.index_of(&pod.namespace, o))
+            .is_none_or(|i| workloads::needs_ready(ctx.stack, facts, i));
+        let around = judge::around(ctx.stack, &facts.pods, &ours, owner.as_deref(), needs_ready);
         let (fix, note) = troubles::advice(ctx.stack, pod, owner.as_deref(), trouble);
         let headline = troubles::headline(pod, owner.as_deref(), trouble);
         let subject = format!("{}/{}", pod.namespace, pod.name);
-        let (mut f, note) = match cluster::outlook(pod, trouble, &events, &around) {
+        let (mut f, note) = match judge::outlook(pod, trouble, &events, &around) {
             Outlook::Fatal(why) => {
                 (Finding::error(id(trouble.kind), subject, format!("{headline}: {why}")), note)
             }
@@ -84,16 +93,69 @@ pub fn check(ctx: &Ctx, facts: &Observation, report: &mut Report) {
     }
 }
 
-/// Whether every workload this stack workload needs is Ready now (true when it is not ours).
-fn needs_ready(ctx: &Ctx, facts: &Observation, namespace: &str, name: &str) -> bool {
+/// The workloads the cluster lacks, and those whose newest pod has not become Ready within their
+/// deadline (unless a trouble above already names it): what `up` restarts.
+fn workloads_check(
+    ctx: &Ctx,
+    facts: &Observation,
+    health: &[Health],
+    troubled: &[(&Pod, judge::Trouble)],
+    report: &mut Report,
+) {
     let stack = ctx.stack;
-    let Some(w) = stack.workloads.iter().find(|w| w.name == name && w.namespace == namespace) else {
-        return true;
-    };
-    w.needs.iter().all(|need| {
-        let ns = stack.workloads.iter().find(|x| &x.name == need).map(|x| x.namespace.as_str());
-        facts.deployments.iter().any(|d| {
-            Some(d.namespace.as_str()) == ns && &d.name == need && d.desired > 0 && d.ready >= d.desired
-        })
-    })
+    let missing: Vec<String> = stack
+        .workloads
+        .iter()
+        .zip(health)
+        .filter(|(_, h)| **h == Health::Missing)
+        .map(|(w, _)| format!("{}/{}", w.namespace, w.name))
+        .collect();
+    if !missing.is_empty() {
+        report.add(
+            Finding::error(
+                "workload-missing",
+                missing.join(", "),
+                format!("{} deployment(s) named in the stack file are not in the cluster", missing.len()),
+            )
+            .evidence(format!(
+                "`kubectl --context {} get deployments -A` lists none of them",
+                stack.cluster.context()
+            ))
+            .fix("bookstore up")
+            .note("resumes the bootstrap: applies what is missing, each once what it needs is Ready"),
+        );
+    }
+    for (w, h) in stack.workloads.iter().zip(health) {
+        let Health::Stuck(why) = h else { continue };
+        let named = troubled.iter().any(|(p, _)| {
+            workloads::owner(facts, p).is_some_and(|d| d.namespace == w.namespace && d.name == w.name)
+        });
+        if named {
+            continue;
+        }
+        let newest = facts
+            .deployment(&w.namespace, &w.name)
+            .and_then(|d| workloads::serving(facts, d).first().copied());
+        let state = newest.map(|p| {
+            let ready = p.containers.iter().filter(|c| c.ready).count();
+            format!(
+                "pod {}/{}: phase {}, {ready}/{} container(s) ready, {} restart(s)",
+                p.namespace,
+                p.name,
+                if p.phase.is_empty() { "unknown" } else { &p.phase },
+                p.containers.len(),
+                p.restarts()
+            )
+        });
+        report.add(
+            Finding::error(
+                "pod-not-ready",
+                format!("{}/{}", w.namespace, w.name),
+                format!("deployment {}/{}: {why}", w.namespace, w.name),
+            )
+            .evidence_lines(state)
+            .fix("bookstore up")
+            .note("restarts it; if its new pod does not become Ready either, its log and events say why"),
+        );
+    }
 }

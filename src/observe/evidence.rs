@@ -29,7 +29,7 @@ pub fn parse_ztunnel(log: &str) -> Vec<HboneFailure> {
             None if line.contains("deadline has elapsed") => "deadline has elapsed".to_string(),
             None => "Connection refused".to_string(),
         };
-        let at = line.split_whitespace().next().and_then(crate::cluster::parse_time);
+        let at = line.split_whitespace().next().and_then(crate::utc::parse);
         out.push(HboneFailure { at, ip, error, line: line.trim().to_string() });
     }
     out

@@ -157,6 +157,25 @@ pub fn docker_answers(info: &crate::exec::Cmd) -> Result<()> {
     Ok(())
 }
 
+/// Wait until the Kubernetes API answers `/readyz` (it refuses for a while after a Docker
+/// restart), within `deadline`: the one `/readyz` wait, `up`'s and `doctor`'s. A kube context that
+/// is not in the kubeconfig fails at once.
+pub fn wait_api(ctx: &Ctx, deadline: Duration, next: &str) -> Result<()> {
+    use crate::wait::{Attempt, Poll};
+    let cmd = ctx.kube.readyz();
+    let what = format!("the Kubernetes API of context {} to answer /readyz", ctx.kube.context());
+    Poll::new(&what, deadline, next).run(|| match cmd.run() {
+        Ok(_) => Attempt::Done(()),
+        Err(e) => match ctx.kube.explain(e) {
+            e @ (Error::Prerequisite { .. } | Error::Interrupted) => Attempt::Fail(e),
+            Error::Command { stderr_tail, .. } => {
+                Attempt::Retry(stderr_tail.lines().last().unwrap_or("").to_string())
+            }
+            other => Attempt::Retry(other.to_string()),
+        },
+    })
+}
+
 /// A read that may fail without failing the observation (a log, an answer): what went wrong.
 pub type Read<T> = std::result::Result<T, String>;
 
@@ -422,35 +441,6 @@ impl Observation {
 
     pub fn deployment(&self, namespace: &str, name: &str) -> Option<&Deployment> {
         self.deployments.iter().find(|d| d.namespace == namespace && d.name == name)
-    }
-
-    /// The deployment a pod belongs to.
-    pub fn owner(&self, pod: &Pod) -> Option<&Deployment> {
-        crate::cluster::owner(&self.deployments, pod)
-    }
-
-    /// The pods a deployment selects that are not going away.
-    pub fn pods_of(&self, d: &Deployment) -> Vec<&Pod> {
-        self.pods.iter().filter(|p| !p.terminating && d.selects(p)).collect()
-    }
-
-    /// The pods of a DaemonSet (by their controller reference), not going away.
-    pub fn daemon_pods(&self, namespace: &str, name: &str) -> Vec<&Pod> {
-        self.pods
-            .iter()
-            .filter(|p| !p.terminating && p.namespace == namespace)
-            .filter(|p| p.owner.as_ref().is_some_and(|(kind, n)| kind == "DaemonSet" && n == name))
-            .collect()
-    }
-
-    /// The stack workloads the cluster lacks, as `namespace/name`.
-    pub fn missing(&self, stack: &Stack) -> Vec<String> {
-        stack
-            .workloads
-            .iter()
-            .filter(|w| self.deployment(&w.namespace, &w.name).is_none())
-            .map(|w| format!("{}/{}", w.namespace, w.name))
-            .collect()
     }
 }
 

@@ -1,38 +1,26 @@
 //! The convergent plan: from the stack and one observation, what `up` restarts and why, and
 //! what it keeps and why. A pure function of its inputs, tested as data; `steps` carries it out.
 //!
-//! The rule (README "What `up` restarts, and why"):
-//! - ztunnel is restarted when one of its pods was created before the node container last started
-//!   (a Docker restart restarts pods in place: same pod, same `creationTimestamp`), or when it is
-//!   not healthy (no pod, or a pod not Ready).
-//! - A meshed workload is stale when one of its serving pods (the newest `replicas` of them) was
-//!   created before ztunnel's current pods became Ready: istio-cni and ztunnel adopt a pod when it
-//!   is created, and "existing long-lived pods do not trigger re-registration" (the guide). When
-//!   ztunnel itself is restarted, every meshed workload is stale.
-//! - Evidence catches what timestamps cannot, for the pods that hold it now: Envoy's upstream
-//!   reset on a route the workload serves, ztunnel's failed HBONE connections to one of its pods'
-//!   `<ip>:15008` logged after that pod was created, istio-cni's failed in-pod reconcile of one of
-//!   its pods (the log line itself says to restart the pod).
-//! - A workload restarted after ztunnel was Ready, or rolling out now, is left alone; one that is
-//!   not Ready yet is waited for, so what needs it waits too.
-//! - A connector is registered (GET, compare, PUT only if different) when Connect lacks it, stores
-//!   another config, does not run it, or when a workload it needs restarts (Kafka without a volume
-//!   loses Connect's config topic with its pod).
-//!
-//! Timestamps are whole seconds (Kubernetes writes them so); a tie counts as after.
+//! The verdicts are `judge`'s (`judge::mesh`: the time rule and the evidence rule, per pod on
+//! its node; `judge::workloads::health`; `judge::connectors`); here they become decisions:
+//! - ztunnel is restarted when `judge::mesh::ztunnel` finds it stale or unhealthy on a node.
+//! - A workload is restarted when it is missing, stale in the mesh or stuck past its deadline;
+//!   waited for while it rolls out or starts (so what needs it waits too); kept when healthy.
+//! - A connector is registered (GET, compare, PUT only if different) when Connect lacks it,
+//!   stores another config, does not run it, or when a workload it needs restarts (Kafka without
+//!   a volume loses Connect's config topic with its pod).
+//! - An escalation ([`Force`]) adds restarts the evidence of a failed verification asks for.
 
 use std::collections::BTreeMap;
 
-use crate::cluster::{Pod, format_time};
-use crate::observe::{Observation, Stored};
+use crate::judge;
+use crate::judge::connectors::Connector;
+use crate::judge::mesh::Ztunnel;
+use crate::judge::workloads::Health;
+use crate::observe::Observation;
 use crate::stack::Stack;
 
 use super::{Graph, Order, Task, graph};
-
-/// How long a pod must have been Ready before what the gateway answers for its route counts as
-/// evidence against it: the gateway learns a new endpoint a moment after it is Ready, and answers
-/// from the pod it replaces until then.
-pub const GATEWAY_GRACE: u64 = 2;
 
 /// What happens to one workload, ztunnel or connector.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,222 +122,34 @@ impl Remedy {
     }
 }
 
-/// When ztunnel's current pods were all Ready (the latest of their Ready times); `None` when it is
-/// restarted (every pod existing now predates its new pods).
-fn ztunnel_ready(stack: &Stack, obs: &Observation, ztunnel: &Decision) -> Option<u64> {
-    if ztunnel.act != Act::Keep {
-        return None;
+fn decide_ztunnel(ztunnel: &Ztunnel) -> Decision {
+    match ztunnel.stale() {
+        Some(why) => Decision::new(Act::Restart, why),
+        None => Decision::new(Act::Keep, ztunnel.kept()),
     }
-    obs.daemon_pods(&stack.mesh.namespace, &stack.mesh.daemonset).iter().filter_map(|p| p.ready_since).max()
 }
 
-fn when(t: Option<u64>) -> String {
-    t.map(format_time).unwrap_or_else(|| "at an unknown time".into())
+fn decide_workload(stack: &Stack, obs: &Observation, i: usize, ztunnel: &Ztunnel, force: &Force) -> Decision {
+    let forced = force.workloads.get(&i);
+    match (judge::workloads::health(stack, obs, i, ztunnel), forced) {
+        (Health::Missing, _) => Decision::new(Act::Restart, "its deployment is missing"),
+        (Health::Stale(stale), forced) => {
+            Decision { act: Act::Restart, why: forced.cloned().into_iter().chain(stale.reasons()).collect() }
+        }
+        (_, Some(why)) => Decision::new(Act::Restart, why.clone()),
+        (Health::Stuck(why), None) => Decision::new(Act::Restart, why),
+        (Health::Starting(why), None) => Decision::new(Act::Await, why),
+        (Health::Healthy(why), None) => Decision::new(Act::Keep, why),
+    }
 }
 
-fn decide_ztunnel(stack: &Stack, obs: &Observation, force: &Force) -> Decision {
-    if let Some(why) = &force.ztunnel {
-        return Decision::new(Act::Restart, why.clone());
-    }
-    let pods = obs.daemon_pods(&stack.mesh.namespace, &stack.mesh.daemonset);
-    let started = obs.node.started_at;
-    if pods.is_empty() {
-        return Decision::new(Act::Restart, "it has no pod");
-    }
-    if let Some(start) = started
-        && let Some(p) = pods.iter().find(|p| p.created.unwrap_or(0) < start)
-    {
-        return Decision::new(
-            Act::Restart,
-            format!(
-                "its pod {} was created {}, before the node container last started ({}): it came back \
-                 with the node and holds no registration for the pods that came back with it",
-                p.name,
-                when(p.created),
-                format_time(start)
-            ),
-        );
-    }
-    if let Some(p) = pods.iter().find(|p| !p.ready()) {
-        return Decision::new(
-            Act::Restart,
-            format!("it is not healthy: its pod {} (created {}) is not Ready", p.name, when(p.created)),
-        );
-    }
-    let p = pods.iter().max_by_key(|p| p.ready_since).expect("not empty");
-    let after = started
-        .map(|s| format!(", after the node container started ({})", format_time(s)))
-        .unwrap_or_default();
-    Decision::new(
-        Act::Keep,
-        format!(
-            "its pod {} was created {}{after}, Ready since {}",
-            p.name,
-            when(p.created),
-            when(p.ready_since)
-        ),
-    )
-}
-
-/// The evidence against the pods that serve a workload (its newest `replicas` pods: while a
-/// rollout replaces an old pod, what the old one answers is not evidence against the new).
-fn evidence(obs: &Observation, workload: &str, pods: &[&Pod]) -> Vec<String> {
-    let mut why = Vec::new();
-    // The gateway reaches a serving pod only once it is Ready and the gateway has its endpoint;
-    // before that it answers from the pod being replaced (or has no endpoint).
-    let routed = pods.iter().all(|p| p.ready() && p.ready_since.is_some_and(|r| r + GATEWAY_GRACE <= obs.at));
-    for probe in obs.routes.iter().filter(|p| p.check.serves.as_deref() == Some(workload)) {
-        if routed && probe.reset_reason().is_some() {
-            let summary = probe.answer.as_ref().map(|r| r.summary()).unwrap_or_default();
-            let host = probe.check.host.as_deref().map(|h| format!(" (Host: {h})")).unwrap_or_default();
-            why.push(format!("gateway {}{host} answers \"{summary}\"", probe.check.path));
-        }
-    }
-    for f in obs.hbone.iter().flatten() {
-        let Some(pod) = pods.iter().find(|p| p.ips.contains(&f.ip)) else { continue };
-        // A line from before the pod existed is about the IP's previous holder.
-        if f.at.is_some_and(|at| at < pod.created.unwrap_or(0)) {
-            continue;
-        }
-        let line = format!("ztunnel: {} to {}:15008 ({})", f.error, f.ip, pod.name);
-        if !why.contains(&line) {
-            why.push(line);
-        }
-    }
-    for (ns, name, _) in obs.cni.iter().flatten() {
-        if pods.iter().any(|p| &p.namespace == ns && &p.name == name) {
-            why.push(format!("istio-cni: failed to reconcile inpod rules for pod {name}"));
-        }
-    }
-    why
-}
-
-fn decide_workload(
-    stack: &Stack,
-    obs: &Observation,
-    i: usize,
-    ready_at: Option<u64>,
-    force: &Force,
-) -> Decision {
-    let w = &stack.workloads[i];
-    let Some(d) = obs.deployment(&w.namespace, &w.name) else {
-        return Decision::new(Act::Restart, "its deployment is missing");
-    };
-    let mut pods = obs.pods_of(d);
-    pods.sort_by_key(|p| std::cmp::Reverse(p.created));
-    let serving: Vec<&Pod> = pods.iter().take(d.desired.max(1) as usize).copied().collect();
-    let mut why = evidence(obs, &w.name, &serving);
-    if let Some(f) = force.workloads.get(&i) {
-        why.insert(0, f.clone());
-    }
-    let meshed = pods.iter().any(|p| p.meshed);
-    let rollout_starting = d.generation > d.observed_generation;
-    match ready_at {
-        _ if !meshed => {}
-        None if !pods.is_empty() && !rollout_starting => {
-            let p = serving.last().expect("not empty");
-            why.push(format!(
-                "ztunnel is restarted first, and its pod {} was created before ({})",
-                p.name,
-                when(p.created)
-            ));
-        }
-        None => {}
-        Some(t) => {
-            if let Some(p) = serving.iter().find(|p| p.created.unwrap_or(0) < t)
-                && !rollout_starting
-            {
-                why.push(format!(
-                    "its pod {} was created {} before ztunnel's pods were Ready ({})",
-                    p.name,
-                    when(p.created),
-                    format_time(t)
-                ));
-            }
-        }
-    }
-    if !why.is_empty() {
-        return Decision { act: Act::Restart, why };
-    }
-    let newest = pods.first();
-    if d.desired == 0 {
-        return Decision::new(Act::Keep, "scaled to 0");
-    }
-    // A pod that has not become Ready within the workload's own deadline is not waited for again.
-    if let Some(p) = newest
-        && !p.ready()
-        && p.created.is_some_and(|c| obs.at.saturating_sub(c) > w.timeout.as_secs())
-    {
-        return Decision::new(
-            Act::Restart,
-            format!(
-                "its pod {} has not become Ready since it was created {} (its deadline is {})",
-                p.name,
-                when(p.created),
-                crate::ui::human(w.timeout)
-            ),
-        );
-    }
-    let serving_ready = serving.iter().all(|p| p.ready());
-    if rollout_starting || d.ready < d.desired || d.updated < d.desired || pods.is_empty() || !serving_ready {
-        let what = match newest {
-            Some(p) => format!("its pod {} (created {}) is not Ready yet", p.name, when(p.created)),
-            None => "its new pod is being created".to_string(),
-        };
-        return Decision::new(Act::Await, format!("{what}: wait for it"));
-    }
-    let p = newest.expect("desired > 0 and ready");
-    Decision::new(
-        Act::Keep,
-        match (meshed, ready_at) {
-            (false, _) => format!("not in the ambient mesh; Ready since {}", when(p.ready_since)),
-            (true, Some(t)) => {
-                format!(
-                    "its pod {} was created {}, after ztunnel was Ready ({})",
-                    p.name,
-                    when(p.created),
-                    format_time(t)
-                )
-            }
-            (true, None) => format!("its pod {} is rolling out", p.name),
-        },
-    )
-}
-
-fn decide_connector(stack: &Stack, obs: &Observation, c: usize, workloads: &[Decision]) -> Decision {
-    let connector = &stack.connect.connectors[c];
-    let mut why = Vec::new();
-    match &obs.connectors[c] {
-        Stored::Absent => why.push("Kafka Connect does not have it".to_string()),
-        Stored::Differs => why.push("Kafka Connect stores another config".to_string()),
-        Stored::Unknown(e) => why.push(format!("its stored config is not known ({e})")),
-        Stored::Matches => {}
-    }
-    if why.is_empty() {
-        let state = obs
-            .routes
-            .iter()
-            .find(|p| p.check.connectors_running)
-            .and_then(|p| p.answer.as_ref().ok())
-            .filter(|r| r.status == 200)
-            .and_then(|r| r.json())
-            .and_then(|v| crate::connect::states(&v))
-            .and_then(|s| s.get(&connector.name).cloned());
-        match state {
-            Some(s) if s.running() => {}
-            Some(s) => why.push(format!("it is {}", s.summary())),
-            None => why.push("its status is not known".to_string()),
-        }
-    }
+fn decide_connector(stack: &Stack, judged: &[Connector], c: usize, workloads: &[Decision]) -> Decision {
+    let mut why: Vec<String> = judged[c].why().into_iter().collect();
     // What it needs, and what they need in turn (debezium needs kafka).
-    let index = |name: &str| stack.workloads.iter().position(|w| w.name == name);
-    let mut needs: Vec<usize> = std::iter::once(stack.connect.workload.as_str())
-        .chain(connector.needs.iter().map(String::as_str))
-        .filter_map(index)
-        .collect();
+    let mut needs = super::connector_needs(stack, c);
     let mut k = 0;
     while k < needs.len() {
-        for n in stack.workloads[needs[k]].needs.iter().filter_map(|n| index(n)) {
+        for n in super::needs(stack, needs[k]) {
             if !needs.contains(&n) {
                 needs.push(n);
             }
@@ -372,12 +172,17 @@ fn decide_connector(stack: &Stack, obs: &Observation, c: usize, workloads: &[Dec
 
 /// The smallest remedy for what `obs` shows, plus what `force` adds (an escalation).
 pub fn converge(stack: &Stack, obs: &Observation, force: &Force) -> Remedy {
-    let ztunnel = decide_ztunnel(stack, obs, force);
-    let ready_at = ztunnel_ready(stack, obs, &ztunnel);
+    let mut judged = judge::mesh::ztunnel(stack, obs);
+    if let Some(why) = &force.ztunnel {
+        judged = judged.restarted(why);
+    }
+    let ztunnel = decide_ztunnel(&judged);
     let workloads: Vec<Decision> =
-        (0..stack.workloads.len()).map(|i| decide_workload(stack, obs, i, ready_at, force)).collect();
-    let connectors =
-        (0..stack.connect.connectors.len()).map(|c| decide_connector(stack, obs, c, &workloads)).collect();
+        (0..stack.workloads.len()).map(|i| decide_workload(stack, obs, i, &judged, force)).collect();
+    let judged = crate::judge::connectors::judge(stack, obs);
+    let connectors = (0..stack.connect.connectors.len())
+        .map(|c| decide_connector(stack, &judged, c, &workloads))
+        .collect();
     Remedy { ztunnel, workloads, connectors }
 }
 
@@ -388,36 +193,22 @@ pub fn escalate(stack: &Stack, obs: &Observation, failing: &[crate::observe::rou
     let mut force = Force::default();
     for probe in failing {
         let Some(serves) = probe.check.serves.as_deref() else { continue };
-        if let Some(i) = stack.workloads.iter().position(|w| w.name == serves) {
+        if let Some(i) = stack.index(serves) {
             force.workloads.entry(i).or_insert_with(|| {
                 format!("route {} still fails after the remedy: {}", probe.check.name, probe.line())
             });
         }
     }
-    let ztunnel = obs.daemon_pods(&stack.mesh.namespace, &stack.mesh.daemonset);
-    if let Some(p) = ztunnel.iter().find(|p| !p.ready()) {
-        force.ztunnel = Some(format!("its pod {} is not Ready", p.name));
-    } else if let Some(ready) = ztunnel.iter().filter_map(|p| p.ready_since).max() {
-        let fresh_failing = obs.hbone.iter().flatten().find_map(|f| {
-            let pod =
-                obs.pods.iter().find(|p| p.ips.contains(&f.ip) && p.created.is_some_and(|c| c >= ready))?;
-            f.at.is_none_or(|at| at >= pod.created.unwrap_or(0)).then(|| {
-                format!(
-                    "ztunnel: {} to {}:15008 ({}), a pod created after ztunnel was Ready",
-                    f.error, f.ip, pod.name
-                )
-            })
-        });
-        force.ztunnel = fresh_failing;
-    }
+    force.ztunnel = judge::mesh::ztunnel_blame(stack, obs);
     force
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::{Container, Deployment};
+    use crate::cluster::{Container, Deployment, Pod};
     use crate::http::Response;
+    use crate::observe::Stored;
     use crate::observe::evidence::HboneFailure;
     use crate::observe::routes::Probe;
     use crate::stack::{Source, load};
@@ -568,7 +359,7 @@ mod tests {
                 "superset"
             ]
         );
-        let kafka = stack.workloads.iter().position(|w| w.name == "kafka").unwrap();
+        let kafka = stack.index("kafka").unwrap();
         assert!(
             remedy.workloads[kafka].why[0].contains("before ztunnel's pods were Ready"),
             "{:?}",
@@ -578,10 +369,10 @@ mod tests {
         // checked again afterwards (GET, compare, PUT only if different).
         assert!(remedy.connectors.iter().all(|c| c.act == Act::Restart));
         let g = remedy.graph(&stack, Order::Graph);
-        let debezium = stack.workloads.iter().position(|w| w.name == "debezium").unwrap();
+        let debezium = stack.index("debezium").unwrap();
         assert_eq!(g.after(Task::Restart(debezium)), [Task::Restart(kafka)]);
         // ecom-service needs ecom-db, which is kept and Ready: it restarts at once.
-        let ecom = stack.workloads.iter().position(|w| w.name == "ecom-service").unwrap();
+        let ecom = stack.index("ecom-service").unwrap();
         assert!(g.after(Task::Restart(ecom)).is_empty());
     }
 
@@ -609,7 +400,7 @@ mod tests {
         let remedy = converge(&stack, &obs, &Force::default());
         assert_eq!(restarted(&stack, &remedy), ["inventory-service"]);
         assert_eq!(remedy.ztunnel.act, Act::Keep);
-        let i = stack.workloads.iter().position(|w| w.name == "inventory-service").unwrap();
+        let i = stack.index("inventory-service").unwrap();
         let why = remedy.workloads[i].line("inventory-service", false);
         assert!(why.starts_with("restart inventory-service: gateway /inven/health (Host: myecom.net) answers \"upstream connect error"), "{why}");
         assert!(
@@ -654,7 +445,7 @@ mod tests {
             line: "…".into(),
         }]);
         let remedy = converge(&stack, &obs, &Force::default());
-        let keycloak = stack.workloads.iter().position(|w| w.name == "keycloak").unwrap();
+        let keycloak = stack.index("keycloak").unwrap();
         assert_eq!(remedy.workloads[keycloak].act, Act::Await, "{:?}", remedy.workloads[keycloak]);
         assert!(remedy.restarts().is_empty());
         // Nor while the gateway may not have its endpoint yet: Ready for less than the grace.
@@ -696,12 +487,12 @@ mod tests {
         assert_eq!(got, [("ecom-db".to_string(), Act::Await), ("keycloak-db".to_string(), Act::Await)]);
         assert!(remedy.restarts().is_empty());
         // An escalation that restarts keycloak waits for keycloak-db first.
-        let keycloak = stack.workloads.iter().position(|w| w.name == "keycloak").unwrap();
+        let keycloak = stack.index("keycloak").unwrap();
         let force =
             Force { ztunnel: None, workloads: [(keycloak, "route keycloak still fails".to_string())].into() };
         let remedy = converge(&stack, &obs, &force);
         let g = remedy.graph(&stack, Order::Graph);
-        let kcdb = stack.workloads.iter().position(|w| w.name == "keycloak-db").unwrap();
+        let kcdb = stack.index("keycloak-db").unwrap();
         assert_eq!(g.after(Task::Restart(keycloak)), [Task::Await(kcdb)]);
     }
 
@@ -724,7 +515,7 @@ mod tests {
         p.ready_since = None;
         p.containers[0].ready = false;
         obs.deployments.iter_mut().find(|d| d.name == "redis").unwrap().ready = 0;
-        let redis = stack.workloads.iter().position(|w| w.name == "redis").unwrap();
+        let redis = stack.index("redis").unwrap();
         obs.at = START + 130;
         assert_eq!(converge(&stack, &obs, &Force::default()).workloads[redis].act, Act::Await);
         obs.at = START + 120 + stack.workloads[redis].timeout.as_secs() + 1;
@@ -748,7 +539,7 @@ mod tests {
             })
             .collect();
         let force = escalate(&stack, &obs, &failing);
-        let pgadmin = stack.workloads.iter().position(|w| w.name == "pgadmin").unwrap();
+        let pgadmin = stack.index("pgadmin").unwrap();
         assert_eq!(
             force.workloads.keys().copied().collect::<Vec<_>>(),
             [pgadmin],

@@ -1,5 +1,5 @@
 //! Fail fast during the readiness waits: a pod that waiting cannot fix (judged by
-//! [`cluster::outlook`], the judgement `doctor` uses too) stops the wait with the pod's status,
+//! [`judge::outlook`], the judgement `doctor` uses too) stops the wait with the pod's status,
 //! last log lines and events instead of sitting out its deadline: a crash loop with everything it
 //! needs Ready, an image that does not exist, is denied or is ours and not in the node, a sandbox
 //! that still fails with ztunnel and istio-cni Ready. What the kubelet retries and clears by
@@ -15,8 +15,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use crate::cluster::{self, Outlook, Pod};
+use crate::cluster::{self, Pod};
 use crate::error::{Error, Result};
+use crate::judge::pods::{self as judge, Outlook};
 use crate::observe::PodWatch;
 use crate::troubles;
 
@@ -149,12 +150,12 @@ impl FailFast {
             self.last = Some(Instant::now());
             self.events = crate::observe::events(ctx).unwrap_or_default();
         }
-        let ours = troubles::ours(ctx.stack);
+        let ours = judge::ours(ctx.stack);
         let mut found = None;
         for (w, p) in &mine {
-            let Some(trouble) = cluster::trouble(p, &self.events, now) else { continue };
-            let around = troubles::around(ctx.stack, &pods, &ours, Some(w.name), crash_counts(p));
-            match cluster::outlook(p, &trouble, &self.events, &around) {
+            let Some(trouble) = judge::trouble(p, &self.events, now) else { continue };
+            let around = judge::around(ctx.stack, &pods, &ours, Some(w.name), crash_counts(p));
+            match judge::outlook(p, &trouble, &self.events, &around) {
                 Outlook::Fatal(why) => {
                     found = Some((*w, *p, trouble, why));
                     break;
@@ -177,7 +178,7 @@ impl FailFast {
         let evidence = troubles::evidence(&ctx.kube, pod, &trouble, &self.events);
         let (fix, note) = match trouble.kind {
             // `bookstore recover` is what is running: the log says what to fix first.
-            cluster::TroubleKind::CrashLoop => (
+            judge::TroubleKind::CrashLoop => (
                 "the log lines above say why it exits: fix that, then rerun (recovery is safe to rerun)"
                     .to_string(),
                 None,

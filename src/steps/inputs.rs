@@ -42,13 +42,9 @@ pub fn secret_keys(ctx: &Ctx) -> Result<String> {
 /// Which stack workloads the cluster lacks.
 fn missing_workloads(ctx: &Ctx) -> Result<Vec<String>> {
     let present = ctx.deployments()?;
-    Ok(ctx
-        .stack
-        .workloads
-        .iter()
-        .filter(|w| !present.contains_key(&(w.namespace.clone(), w.name.clone())))
-        .map(|w| format!("{}/{}", w.namespace, w.name))
-        .collect())
+    Ok(crate::judge::workloads::missing(ctx.stack, |ns, name| {
+        present.contains_key(&(ns.to_string(), name.to_string()))
+    }))
 }
 
 /// The stack names deployments the cluster does not have.

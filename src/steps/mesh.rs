@@ -6,7 +6,6 @@ use crate::error::{Error, Result};
 use crate::event::{Event, Subject, TaskAction};
 use crate::exec::Cmd;
 use crate::ui::human;
-use crate::wait::{Attempt, Poll};
 
 use super::Ctx;
 use super::op::{Op, Part};
@@ -21,22 +20,10 @@ pub fn api_part(ctx: &Ctx) -> Part {
     )
 }
 
-pub fn wait_api(ctx: &Ctx, cmd: &Cmd, deadline: Duration) -> Result<()> {
-    let what = format!("the Kubernetes API of context {} to answer /readyz", ctx.kube.context());
+/// The one `/readyz` wait ([`crate::observe::wait_api`]: `cmd` is its command).
+pub fn wait_api(ctx: &Ctx, _cmd: &Cmd, deadline: Duration) -> Result<()> {
     let next = "check the node container (`docker ps`); after a Docker restart the API can take a minute";
-    Poll::new(&what, deadline, next).run(|| match cmd.run() {
-        Ok(_) => Attempt::Done(()),
-        Err(err) => {
-            let explained = ctx.kube.explain(err);
-            match explained {
-                Error::Prerequisite { .. } => Attempt::Fail(explained),
-                Error::Command { stderr_tail, .. } => {
-                    Attempt::Retry(stderr_tail.lines().last().unwrap_or("").to_string())
-                }
-                other => Attempt::Retry(other.to_string()),
-            }
-        }
-    })
+    crate::observe::wait_api(ctx, deadline, next)
 }
 
 /// ztunnel restarted and rolled out, then the settle (when not zero).

@@ -152,7 +152,7 @@ pub fn plan_up(ctx: &Ctx, order: Order, settle: Option<Duration>, tiers: bool) -
             (step, obs)
         }
     };
-    let missing = obs.missing(stack);
+    let missing = crate::judge::workloads::missing(stack, |ns, name| obs.deployment(ns, name).is_some());
     if !missing.is_empty() {
         step.done(&format!(
             "the stack is incomplete ({} missing): resuming the bootstrap",

@@ -64,7 +64,7 @@ pub fn check_node(ctx: &Ctx, node: &docker::Node) -> Result<()> {
             format!("start it with `docker start {node_name}` (or restart Docker Desktop), then run again"),
         ));
     }
-    let missing = docker::missing_bindings(node, &cluster.ports);
+    let missing = crate::judge::node::missing(node, &cluster.ports);
     if !missing.is_empty() {
         let ports: Vec<String> = missing.iter().map(|m| m.container_port.to_string()).collect();
         return Err(Error::prerequisite(

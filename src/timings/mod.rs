@@ -534,28 +534,11 @@ pub fn secs(ms: u64) -> String {
 }
 
 /// Unix seconds as `2026-01-31T08:40:00Z`.
-pub fn utc(unix: u64) -> String {
-    let (y, m, d) = civil_from_days((unix / 86_400) as i64);
-    let s = unix % 86_400;
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", s / 3600, s / 60 % 60, s % 60)
-}
+pub use crate::utc::format as utc;
 
 /// The file-name stamp: `20260131T084000Z`.
 pub fn stamp(unix: u64) -> String {
     utc(unix).replace(['-', ':'], "")
-}
-
-/// Howard Hinnant's civil_from_days (the inverse of `cluster::parse_time`'s days_from_civil).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 #[cfg(test)]

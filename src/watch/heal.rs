@@ -27,6 +27,9 @@ pub fn diagnose(config: &Config, ui: &Ui) {
 pub fn check(stack: &Stack) -> Vec<(String, String, String)> {
     crate::observe::routes::probe_all(stack, &stack.smoke.checks)
         .into_iter()
-        .filter_map(|p| p.judge(stack).err().map(|why| (p.check.name.clone(), p.url.clone(), why)))
+        .filter_map(|p| {
+            let why = crate::judge::routes::probe(stack, &p).why()?;
+            Some((p.check.name.clone(), p.url.clone(), why))
+        })
         .collect()
 }

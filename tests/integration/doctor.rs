@@ -44,7 +44,7 @@ fn right_after_a_docker_restart_doctor_reports_the_stale_mesh_and_the_lost_conne
         evidence.contains("(Host: myecom.net) → 503 upstream connect error or disconnect/reset before headers. reset reason: connection termination"),
         "{evidence}"
     );
-    assert_eq!(doctor.fix("gateway-upstream-reset"), "bookstore recover");
+    assert_eq!(doctor.fix("gateway-upstream-reset"), "bookstore up");
     // ... and ztunnel's `deadline has elapsed` lines, each target IP mapped back to its pod.
     let hbone = doctor.evidence("ztunnel-hbone-failing");
     assert!(hbone.contains("error=\"connection failed: deadline has elapsed\""), "{hbone}");
@@ -56,7 +56,19 @@ fn right_after_a_docker_restart_doctor_reports_the_stale_mesh_and_the_lost_conne
         );
         assert!(hbone.contains(&mapped), "{mapped} not in\n{hbone}");
     }
-    assert_eq!(doctor.fix("ztunnel-hbone-failing"), "bookstore recover");
+    assert_eq!(doctor.fix("ztunnel-hbone-failing"), "bookstore up");
+    // The time rule, as `up` judges it: ztunnel came back with the node, so every pod in the mesh
+    // is stale, whether or not traffic to it failed yet (the databases had none).
+    let ztunnel = doctor.evidence("ztunnel-stale");
+    assert!(ztunnel.contains("before the node container last started"), "{ztunnel}");
+    let stale = doctor.finding("mesh-registration-stale");
+    assert_eq!(stale.subject.split(", ").count(), 16, "{stale:?}");
+    assert!(
+        doctor
+            .evidence("mesh-registration-stale")
+            .contains("deployment ecom/ecom-db: ztunnel is restarted first")
+    );
+    assert_eq!(doctor.fix("mesh-registration-stale"), "bookstore up");
     // Root cause 2: `GET /connectors` is empty while the stack has connector files.
     let connectors = doctor.evidence("connectors-missing");
     assert!(
@@ -69,7 +81,7 @@ fn right_after_a_docker_restart_doctor_reports_the_stale_mesh_and_the_lost_conne
     assert!(doctor.evidence("route-failing").contains("pgadmin [pgadmin]: GET http://127.0.0.1:"));
     // The same, for humans, on stderr; the summary is the last event.
     assert!(doctor.run.stderr.contains(" ✗ [gateway-upstream-reset] "), "{}", doctor.run.stderr);
-    assert!(doctor.run.stderr.contains("     fix:      bookstore recover"));
+    assert!(doctor.run.stderr.contains("     fix:      bookstore up"));
     assert!(doctor.run.stderr.contains("ERROR: doctor found"));
     let summary = doctor.events.last().unwrap();
     assert!(matches!(summary.event, Event::Summary { exit_code: 6, .. }), "{summary:?}");

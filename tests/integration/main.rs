@@ -2,6 +2,7 @@
 //! HTTP stand-ins (fast, no cluster); `sim_e2e`, `doctor`, `status` and `fail_fast` run it against
 //! the simulator through the real `kubectl` and `docker` clients (`simkit` has their helpers).
 
+mod agreement;
 mod bootstrap;
 mod converge;
 mod doctor;

@@ -148,6 +148,49 @@ fn the_planner_reads_no_file_and_spawns_nothing() {
     assert!(found.is_empty(), "ARCHITECTURE.md: the planner does no IO\n{}", found.join("\n"));
 }
 
+/// The judge resolves data already read into verdicts: no process, no socket, no file, no clock,
+/// no thread, and none of the reads (`observe`'s IO, `troubles`' logs). Types are data: the
+/// Observation, a pod, docker's `Node`.
+#[test]
+fn the_judge_does_no_io() {
+    let io = [
+        "std::fs",
+        "std::io",
+        "std::net",
+        "std::process",
+        "std::time",
+        "SystemTime",
+        "Instant",
+        "crate::exec",
+        "Cmd",
+        ".run(",
+        ".send(",
+        "crate::kube",
+        "crate::http::Request",
+        "Connect::",
+        "thread::",
+        "crate::troubles",
+        "observe::host",
+        "observe::cluster(",
+        "observe::events",
+        "observe::inspect",
+        "observe::wait_api",
+        "observe::now",
+        "PodWatch",
+        "ui::Ui",
+        ".emit(",
+        "wait::",
+    ];
+    let mut found = naming(&io, |f| !f.starts_with("judge/"));
+    // docker's typed values are data; its commands are not.
+    for (file, code) in sources().into_iter().filter(|(f, _)| f.starts_with("judge/")) {
+        if code.replace("crate::docker::Node", "").contains("docker::") {
+            found.push(format!("{file} names a docker command"));
+        }
+    }
+    assert!(found.is_empty(), "ARCHITECTURE.md: the judge does no IO\n{}", found.join("\n"));
+}
+
 /// The rooms that only read: they are given the read-only `observe::Ctx` and kubectl's read half.
 fn reader(f: &str) -> bool {
     ["observe/", "doctor/", "judge/"].iter().any(|room| f.starts_with(room))

@@ -273,8 +273,7 @@ impl Executor<'_, '_> {
             ));
         }
         self.latest.insert((namespace.clone(), name.clone()), (g, rollout.clone()));
-        let Some(i) = ctx.stack.workloads.iter().position(|w| w.name == name && w.namespace == namespace)
-        else {
+        let Some(i) = ctx.stack.index_of(&namespace, &name) else {
             return Ok(());
         };
         let task = if self.state.contains_key(&Task::Await(i)) { Task::Await(i) } else { Task::Restart(i) };
@@ -579,7 +578,7 @@ fn unit_left(
 /// Everything workload `i` needs is Ready: its task is done, or it has none (kept, Ready).
 fn needs_done(stack: &crate::stack::Stack, state: &BTreeMap<Task, State>, i: usize) -> bool {
     stack.workloads[i].needs.iter().all(|need| {
-        stack.workloads.iter().position(|w| &w.name == need).is_none_or(|j| {
+        stack.index(need).is_none_or(|j| {
             [Task::Restart(j), Task::Await(j)]
                 .iter()
                 .filter_map(|t| state.get(t))

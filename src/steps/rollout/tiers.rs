@@ -34,13 +34,13 @@ pub fn await_ready(ctx: &Ctx, targets: &[(String, String)], timeout: Duration) -
         // (flink-taskmanager, flink-jobmanager): the kubelet's back-off ends it, so it waits.
         let needs = |ns: &str, name: &str| -> Needs {
             let stack = ctx.stack;
-            let Some(w) = stack.workloads.iter().find(|w| w.namespace == ns && w.name == name) else {
+            let Some(w) = stack.index_of(ns, name).map(|i| &stack.workloads[i]) else {
                 return Needs::ReadyAtStart;
             };
             let in_tier: Vec<(String, String)> = w
                 .needs
                 .iter()
-                .filter_map(|n| stack.workloads.iter().find(|x| &x.name == n))
+                .filter_map(|n| stack.workload(n))
                 .map(|x| (x.namespace.clone(), x.name.clone()))
                 .filter(|k| targets.contains(k))
                 .collect();

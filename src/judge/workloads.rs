@@ -1,0 +1,168 @@
+//! A stack workload against the cluster: whether its deployment exists, which pods are its, and
+//! its verdict ([`health`]): missing, stale in the mesh (why), stuck past its deadline, starting,
+//! or healthy. What `up` restarts, waits for or keeps, and what `doctor` reports.
+
+use crate::cluster::{Deployment, Pod};
+use crate::observe::Observation;
+use crate::stack::Stack;
+
+use super::mesh::{self, Ztunnel, when};
+
+/// The pods a deployment selects that are not going away: a terminating pod is no longer the
+/// workload's (`status` counts its restarts and age from these, `up` and `doctor` judge them).
+pub fn pods_of<'a>(obs: &'a Observation, d: &Deployment) -> Vec<&'a Pod> {
+    obs.pods.iter().filter(|p| !p.terminating && d.selects(p)).collect()
+}
+
+/// The pods that serve a deployment: its newest `replicas` pods (at least one), newest first.
+/// While a rollout replaces an old pod, the old one is not the workload's any more.
+pub fn serving<'a>(obs: &'a Observation, d: &Deployment) -> Vec<&'a Pod> {
+    let mut pods = pods_of(obs, d);
+    pods.sort_by_key(|p| std::cmp::Reverse(p.created));
+    pods.truncate(d.desired.max(1) as usize);
+    pods
+}
+
+/// The pods the verdicts are about: every pod not going away, a stack workload's only while it
+/// serves it (what an old pod a rollout replaces shows is not evidence against the workload).
+pub fn current<'a>(stack: &Stack, obs: &'a Observation) -> Vec<&'a Pod> {
+    let serving: Vec<&Pod> = stack
+        .workloads
+        .iter()
+        .filter_map(|w| obs.deployment(&w.namespace, &w.name))
+        .flat_map(|d| serving(obs, d))
+        .collect();
+    obs.pods
+        .iter()
+        .filter(|p| !p.terminating)
+        .filter(|p| match owner(obs, p) {
+            Some(d) if stack.index_of(&d.namespace, &d.name).is_some() => {
+                serving.iter().any(|s| std::ptr::eq(*s, *p))
+            }
+            _ => true,
+        })
+        .collect()
+}
+
+/// The deployment a pod belongs to.
+pub fn owner<'a>(obs: &'a Observation, pod: &Pod) -> Option<&'a Deployment> {
+    obs.deployments.iter().find(|d| d.selects(pod))
+}
+
+/// The stack workloads the cluster lacks (`exists(namespace, name)` says whether it has a
+/// deployment), as `namespace/name`: a bootstrap that stopped halfway.
+pub fn missing(stack: &Stack, exists: impl Fn(&str, &str) -> bool) -> Vec<String> {
+    stack
+        .workloads
+        .iter()
+        .filter(|w| !exists(&w.namespace, &w.name))
+        .map(|w| format!("{}/{}", w.namespace, w.name))
+        .collect()
+}
+
+/// Every workload that workload `i` needs is Ready now.
+pub fn needs_ready(stack: &Stack, obs: &Observation, i: usize) -> bool {
+    stack.workloads[i].needs.iter().all(|need| {
+        stack
+            .workload(need)
+            .and_then(|w| obs.deployment(&w.namespace, &w.name))
+            .is_some_and(|d| d.desired > 0 && d.ready >= d.desired)
+    })
+}
+
+/// Why a workload's mesh registration is stale.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stale {
+    /// The evidence rule: Envoy's resets, ztunnel's failed HBONE connections, istio-cni's failed
+    /// reconciles, one a line.
+    pub evidence: Vec<String>,
+    /// The time rule: a serving pod created before ztunnel was Ready, or ztunnel restarted.
+    pub time: Option<String>,
+}
+
+impl Stale {
+    /// Every reason, the evidence first.
+    pub fn reasons(&self) -> Vec<String> {
+        self.evidence.iter().cloned().chain(self.time.clone()).collect()
+    }
+}
+
+/// One workload's verdict.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Health {
+    /// Its deployment is not in the cluster.
+    Missing,
+    /// Its pods' mesh registration is stale: restart it.
+    Stale(Stale),
+    /// Its newest pod has not become Ready within the workload's own deadline (why): restart it.
+    Stuck(String),
+    /// Rolling out, or its pod is not Ready yet (why): wait for it.
+    Starting(String),
+    /// Healthy (why): keep it.
+    Healthy(String),
+}
+
+/// ztunnel judged, then every workload (index-aligned with `stack.workloads`).
+pub fn judge(stack: &Stack, obs: &Observation) -> (Ztunnel, Vec<Health>) {
+    let ztunnel = mesh::ztunnel(stack, obs);
+    let health = (0..stack.workloads.len()).map(|i| health(stack, obs, i, &ztunnel)).collect();
+    (ztunnel, health)
+}
+
+/// Workload `i`'s verdict, with ztunnel judged as `ztunnel` (restarted: every meshed pod is stale).
+pub fn health(stack: &Stack, obs: &Observation, i: usize, ztunnel: &Ztunnel) -> Health {
+    let w = &stack.workloads[i];
+    let Some(d) = obs.deployment(&w.namespace, &w.name) else {
+        return Health::Missing;
+    };
+    let nodes = mesh::nodes(stack, obs);
+    let serving = serving(obs, d);
+    let pods = pods_of(obs, d);
+    let newest = serving.first().copied();
+    let meshed = pods.iter().any(|p| p.meshed);
+    // A restart just sent: the controller has not created the new pods the rules would judge.
+    let rollout_starting = d.generation > d.observed_generation;
+    let time = match (meshed && !rollout_starting, ztunnel.stale()) {
+        (false, _) => None,
+        (true, Some(_)) => serving.last().and_then(|p| mesh::stale_by_time(ztunnel, &nodes, p)),
+        (true, None) => serving.iter().find_map(|p| mesh::stale_by_time(ztunnel, &nodes, p)),
+    };
+    let stale = Stale { evidence: mesh::evidence(stack, obs, &w.name, &serving), time };
+    if !stale.reasons().is_empty() {
+        return Health::Stale(stale);
+    }
+    if d.desired == 0 {
+        return Health::Healthy("scaled to 0".into());
+    }
+    // A pod that has not become Ready within the workload's own deadline is not waited for again.
+    if let Some(p) = newest
+        && !p.ready()
+        && p.created.is_some_and(|c| obs.at.saturating_sub(c) > w.timeout.as_secs())
+    {
+        return Health::Stuck(format!(
+            "its pod {} has not become Ready since it was created {} (its deadline is {})",
+            p.name,
+            when(p.created),
+            crate::ui::human(w.timeout)
+        ));
+    }
+    let serving_ready = serving.iter().all(|p| p.ready());
+    if rollout_starting || d.ready < d.desired || d.updated < d.desired || pods.is_empty() || !serving_ready {
+        let what = match newest {
+            Some(p) => format!("its pod {} (created {}) is not Ready yet", p.name, when(p.created)),
+            None => "its new pod is being created".to_string(),
+        };
+        return Health::Starting(format!("{what}: wait for it"));
+    }
+    let p = newest.expect("desired > 0 and ready");
+    Health::Healthy(match (meshed, ztunnel.ready_for(&nodes, p)) {
+        (false, _) => format!("not in the ambient mesh; Ready since {}", when(p.ready_since)),
+        (true, Some(t)) => format!(
+            "its pod {} was created {}, after ztunnel was Ready ({})",
+            p.name,
+            when(p.created),
+            crate::utc::format(t)
+        ),
+        (true, None) => format!("its pod {} is rolling out", p.name),
+    })
+}

@@ -118,3 +118,106 @@ fn agree(command: &'static str) {
     assert_eq!(restarted, restarts_planned);
     c.check();
 }
+
+/// A dry-run line back into its words (single quotes as exec.rs writes them), without its
+/// comment and heredoc.
+fn words_of(line: &str) -> Vec<String> {
+    let line = line.split("   # ").next().unwrap_or("");
+    let line = line.split(" <<'EOF'").next().unwrap_or("");
+    let (mut words, mut word, mut quoted, mut any) = (Vec::new(), String::new(), false, false);
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                any = true;
+            }
+            '\\' if !quoted && chars.peek() == Some(&'\'') => word.push(chars.next().unwrap()),
+            ' ' if !quoted => {
+                if any || !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+                any = false;
+            }
+            c => word.push(c),
+        }
+    }
+    if any || !word.is_empty() {
+        words.push(word);
+    }
+    words
+}
+
+/// Whether `argv` is what the dry-run line `dry` says, where the dry run names a value only the
+/// run knows by a placeholder (`<istioctl version>`, `<images on the host>`): a word that is one
+/// stands for one or more words, a word that holds one for one word around it.
+fn fits(dry: &[String], argv: &[String]) -> bool {
+    let placeholder = |w: &str| w.find('<').zip(w.rfind('>')).filter(|(a, b)| a < b);
+    match (dry.split_first(), argv.split_first()) {
+        (None, None) => true,
+        (Some((d, rest)), Some((a, more))) => match placeholder(d) {
+            Some((0, end)) if end == d.len() - 1 => (1..=argv.len()).any(|n| fits(rest, &argv[n..])),
+            Some((start, end)) => {
+                a.starts_with(&d[..start]) && a.ends_with(&d[end + 1..]) && fits(rest, more)
+            }
+            None => d == a && fits(rest, more),
+        },
+        _ => false,
+    }
+}
+
+#[test]
+fn a_dry_run_line_fits_the_argv_it_stands_for() {
+    let w = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
+    let dry =
+        words_of("kind load docker-image '<images on the host>' --name bookstore   # the classic store");
+    assert_eq!(dry, ["kind", "load", "docker-image", "<images on the host>", "--name", "bookstore"]);
+    assert!(fits(&dry, &w("kind load docker-image a:1 b:2 --name bookstore")));
+    assert!(!fits(&dry, &w("kind load docker-image --name bookstore")));
+    let pull = words_of("docker pull -q 'docker.io/istio/pilot:<istioctl version>'");
+    assert!(fits(&pull, &w("docker pull -q docker.io/istio/pilot:1.26.0")));
+    assert!(!fits(&pull, &w("docker pull -q docker.io/istio/ztunnel:1.26.0")));
+    assert_eq!(
+        words_of(r"kubectl get -o 'jsonpath={.x}' 'it'\''s'"),
+        ["kubectl", "get", "-o", "jsonpath={.x}", "it's"]
+    );
+}
+
+/// The bootstrap on an empty machine: every command its run spawns (kubectl and docker through
+/// the recording wrappers, kind and istioctl as their stand-ins record them) is a line of its
+/// dry run, which comes from the same operations; where the dry run cannot know a value (Istio's
+/// tag before istioctl is asked, which images arrive together for one load) it says so with a
+/// placeholder.
+#[test]
+fn the_dry_run_of_a_bootstrap_shows_every_command_the_run_spawns() {
+    let mut c = Case::on("bootstrap: the dry run and the run agree", crate::bootstrap::empty_machine(true));
+    c.mark();
+    let dry = c.run(&["up", "--dry-run"]);
+    dry.expect(0);
+    assert!(!c.audit().iter().any(|e| e.is_write()), "the dry run changed something");
+    let plan: Vec<String> = event::parse(&dry.stdout)
+        .into_iter()
+        .filter_map(|e| match e.event {
+            Event::Plan { line } => Some(line),
+            _ => None,
+        })
+        .collect();
+    let commands: Vec<Vec<String>> =
+        plan.iter().filter(|l| !l.starts_with('#')).map(|l| words_of(l)).collect();
+
+    c.mark();
+    let run = c.run(&["up"]);
+    run.expect(0);
+    let mut argv = c.argv();
+    argv.extend(c.audit().into_iter().filter(|e| e.source == Source::Standin).map(|e| {
+        std::iter::once(e.verb.clone()).chain(serde_json::from_str::<Vec<String>>(&e.body).unwrap()).collect()
+    }));
+    assert!(argv.iter().any(|a| a[0] == "kind") && argv.iter().any(|a| a[0] == "istioctl"), "{argv:?}");
+    let unshown: Vec<String> =
+        argv.iter().filter(|a| !commands.iter().any(|c| fits(c, a))).map(|a| line_of(a)).collect();
+    assert!(
+        unshown.is_empty(),
+        "spawned, not in the dry run: {unshown:#?}\n--- dry run\n{}",
+        plan.join("\n")
+    );
+}

@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::event::{Event, Subject, TaskAction};
 use crate::exec::Cmd;
 use crate::ui::human;
+use crate::wait::{Attempt, Poll};
 
 use super::Ctx;
 use super::op::{Op, Part};
@@ -73,37 +74,39 @@ pub fn restart(ctx: &Ctx, status: &Cmd) -> Result<()> {
     // The workloads' restarts follow its rollout: their kubectls start during it.
     ctx.write.warm_restarts(super::rollout::WARM);
     let start = Instant::now();
+    let what = format!("daemonset {}/{} rollout", mesh.namespace, mesh.daemonset);
+    let next = format!(
+        "see why: `kubectl --context {} -n {} get pods -l app={} -o wide` and its logs",
+        ctx.kube.context(),
+        mesh.namespace,
+        mesh.daemonset
+    );
     let timed_out = |detail: String| Error::Timeout {
-        what: format!("daemonset {}/{} rollout", mesh.namespace, mesh.daemonset),
+        what: what.clone(),
         after: mesh.timeout,
         detail,
-        next: format!(
-            "see why: `kubectl --context {} -n {} get pods -l app={} -o wide` and its logs",
-            ctx.kube.context(),
-            mesh.namespace,
-            mesh.daemonset
-        ),
+        next: next.clone(),
     };
     let mut status = status.clone();
-    loop {
+    Poll::new(&what, mesh.timeout, &next).run(|| {
+        let ran = status.run();
         let left = mesh.timeout.saturating_sub(start.elapsed());
-        match status.run() {
-            Ok(_) => break,
+        match ran {
+            Ok(_) => Attempt::Done(()),
             Err(Error::Command { stderr_tail, .. }) if stderr_tail.contains("timed out") => {
                 let diagnosis = ctx.kube.diagnose(&mesh.namespace, &mesh.daemonset);
-                return Err(timed_out(format!("{stderr_tail}\n{diagnosis}")));
+                Attempt::Fail(timed_out(format!("{stderr_tail}\n{diagnosis}")))
             }
             Err(Error::Command { stderr_tail, .. })
                 if crate::kube::transient(&stderr_tail) && left > Duration::from_secs(1) =>
             {
-                crate::wait::sleep(Duration::from_millis(500))?;
+                // Again, with the time that is left.
+                status = ctx.kube.rollout_status("daemonset", &mesh.daemonset, &mesh.namespace, left);
+                Attempt::Retry(stderr_tail.lines().last().unwrap_or("").to_string())
             }
-            Err(other) => return Err(ctx.kube.explain(other)),
+            Err(other) => Attempt::Fail(ctx.kube.explain(other)),
         }
-        // Again, with the time that is left.
-        let left = mesh.timeout.saturating_sub(start.elapsed());
-        status = ctx.kube.rollout_status("daemonset", &mesh.daemonset, &mesh.namespace, left);
-    }
+    })?;
     ctx.ui.emit(Event::WorkloadReady {
         workload: workload.clone(),
         namespace: namespace.clone(),

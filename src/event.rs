@@ -90,15 +90,7 @@ pub enum Event {
         line: String,
     },
     /// One of `doctor`'s findings.
-    Finding {
-        id: String,
-        severity: Severity,
-        subject: String,
-        problem: String,
-        evidence: Vec<String>,
-        fix: String,
-        note: Option<String>,
-    },
+    Finding(Finding),
     /// `watch`: the event stream (re)connected.
     Watching {
         cluster: String,
@@ -155,6 +147,18 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         timings: Option<Vec<String>>,
     },
+}
+
+/// A finding of `doctor`, as its event carries it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    pub id: String,
+    pub severity: Severity,
+    pub subject: String,
+    pub problem: String,
+    pub evidence: Vec<String>,
+    pub fix: String,
+    pub note: Option<String>,
 }
 
 /// Whom a task or a decision is about.
@@ -313,7 +317,7 @@ mod tests {
             Event::CheckPassed { check: s("ui"), url: s("http://x") },
             Event::CheckFailed { check: s("ui"), url: s("http://x"), reason: s("503") },
             Event::Plan { line: s("kubectl get pods") },
-            Event::Finding {
+            Event::Finding(Finding {
                 id: s("ztunnel-stale"),
                 severity: Severity::Error,
                 subject: s("ztunnel"),
@@ -321,7 +325,7 @@ mod tests {
                 evidence: vec![s("e")],
                 fix: s("f"),
                 note: Some(s("n")),
-            },
+            }),
             Event::Watching {
                 cluster: s("bookstore"),
                 node: s("bookstore-control-plane"),

@@ -225,6 +225,11 @@ impl Kubectl {
         cmd.arg(format!("--timeout={}s", whole_seconds(timeout))).deadline(timeout + Duration::from_secs(15))
     }
 
+    /// `kubectl wait` until a Gateway API Gateway is `Programmed` (by its full name: [`gateway`]).
+    pub fn wait_programmed(&self, namespace: &str, name: &str, timeout: Duration) -> Cmd {
+        self.wait_condition("Programmed", &[gateway(name)], Some(namespace), timeout)
+    }
+
     /// `<namespace>/<name>` of every Secret (names only; no data is printed).
     pub fn secret_names(&self) -> Cmd {
         self.base().args([
@@ -303,7 +308,7 @@ impl Kubectl {
 
 /// A Gateway API Gateway by its full resource name: Istio serves a `gateway` kind too
 /// (networking.istio.io), and `gateway/<name>` leaves kubectl to pick one (istio/istio#44354).
-pub fn gateway(name: &str) -> String {
+fn gateway(name: &str) -> String {
     format!("gateways.gateway.networking.k8s.io/{name}")
 }
 

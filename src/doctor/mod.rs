@@ -129,7 +129,7 @@ impl<'a> Report<'a> {
     }
 
     pub fn add(&mut self, f: Finding) {
-        self.ui.emit(Event::Finding {
+        self.ui.emit(Event::Finding(event::Finding {
             id: f.id.to_string(),
             severity: match f.severity {
                 Severity::Error => event::Severity::Error,
@@ -140,7 +140,7 @@ impl<'a> Report<'a> {
             evidence: f.evidence.clone(),
             fix: f.fix.clone(),
             note: f.note.clone(),
-        });
+        }));
         let head = format!("[{}] {}", f.id, f.problem);
         match f.severity {
             Severity::Error => self.ui.fail_line(&head),

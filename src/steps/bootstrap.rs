@@ -209,12 +209,7 @@ pub fn tier_part(ctx: &Ctx, index: usize) -> Part {
         });
     }
     for (namespace, name) in &tier.programmed {
-        let wait = ctx.kube.wait_condition(
-            "Programmed",
-            &[crate::kube::gateway(name)],
-            Some(namespace),
-            tier.timeout,
-        );
+        let wait = ctx.kube.wait_programmed(namespace, name, tier.timeout);
         ops.push(Op::Run { cmd: wait, why: String::new() });
     }
     Part::new(
@@ -508,16 +503,7 @@ pub fn describe_graph(ctx: &Ctx, on: &OnGraph, print: PrintParts, lines: &mut Ve
                         &format!("with the units due together; until {} rolled out", ready.join(", ")),
                     ));
                     for (ns, g) in &unit.programmed {
-                        lines.push(
-                            ctx.kube
-                                .wait_condition(
-                                    "Programmed",
-                                    &[crate::kube::gateway(g)],
-                                    Some(ns),
-                                    unit.timeout,
-                                )
-                                .to_string(),
-                        );
+                        lines.push(ctx.kube.wait_programmed(ns, g, unit.timeout).to_string());
                     }
                 }
                 Task::Register(i) => super::connectors::describe(ctx, &stack.connect.connectors[*i], lines)?,

@@ -307,7 +307,7 @@ impl Timeline {
                 Event::Info { .. }
                 | Event::Warning { .. }
                 | Event::Plan { .. }
-                | Event::Finding { .. }
+                | Event::Finding(_)
                 | Event::Watching { .. }
                 | Event::DockerDown { .. }
                 | Event::DockerUp { .. }

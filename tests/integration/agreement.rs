@@ -19,7 +19,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use bookstore::event::{Event, Severity, Stamped};
+use bookstore::event::{Event, Finding, Severity, Stamped};
 use bookstore::stack::{Source, Stack};
 use bookstore_sim::{Fault, PullError, Sim, SimOptions};
 
@@ -258,7 +258,9 @@ fn doctor(run: &Run, stack: &Stack, pods: &BTreeMap<String, String>) -> Verdicts
     let mut v = Verdicts { code: run.code, ..Verdicts::default() };
     for line in run.stdout.lines() {
         let e: Stamped = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
-        let Event::Finding { id, severity: Severity::Error, subject, .. } = e.event else { continue };
+        let Event::Finding(Finding { id, severity: Severity::Error, subject, .. }) = e.event else {
+            continue;
+        };
         let subjects: Vec<&str> = subject.split(", ").collect();
         let name = |map: &mut BTreeMap<String, Vec<String>>, what: &str| {
             map.entry(what.to_string()).or_default().push(id.clone())

@@ -44,6 +44,17 @@ fn up_on_a_healthy_stack_is_a_check_and_no_change() {
     c.check();
 }
 
+/// The lines of a `--dry-run --json`: its `plan` events.
+fn plan_lines(stdout: &str) -> Vec<String> {
+    event::parse(stdout)
+        .into_iter()
+        .filter_map(|e| match e.event {
+            Event::Plan { line } => Some(line),
+            _ => None,
+        })
+        .collect()
+}
+
 /// A recorded argv as the dry run prints a command: each word quoted as exec.rs quotes it.
 fn line_of(argv: &[String]) -> String {
     let quote = |w: &str| {
@@ -68,13 +79,7 @@ fn agree(command: &'static str) {
     c.mark();
     let dry = c.run(&[command, "--dry-run"]);
     dry.expect(0);
-    let plan: Vec<String> = event::parse(&dry.stdout)
-        .into_iter()
-        .filter_map(|e| match e.event {
-            Event::Plan { line } => Some(line),
-            _ => None,
-        })
-        .collect();
+    let plan: Vec<String> = plan_lines(&dry.stdout);
     assert!(c.patches().is_empty(), "the dry run changed something");
     // The commands, without their comments (heredocs print on the lines after theirs).
     let commands: Vec<&str> = plan.iter().map(|l| l.split("   # ").next().unwrap_or("")).collect();
@@ -195,13 +200,7 @@ fn the_dry_run_of_a_bootstrap_shows_every_command_the_run_spawns() {
     let dry = c.run(&["up", "--dry-run"]);
     dry.expect(0);
     assert!(!c.audit().iter().any(|e| e.is_write()), "the dry run changed something");
-    let plan: Vec<String> = event::parse(&dry.stdout)
-        .into_iter()
-        .filter_map(|e| match e.event {
-            Event::Plan { line } => Some(line),
-            _ => None,
-        })
-        .collect();
+    let plan: Vec<String> = plan_lines(&dry.stdout);
     let commands: Vec<Vec<String>> =
         plan.iter().filter(|l| !l.starts_with('#')).map(|l| words_of(l)).collect();
 

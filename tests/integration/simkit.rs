@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use bookstore::event::{Event, Severity, Stamped};
+use bookstore::event::{Event, Finding as Found, Severity, Stamped};
 use bookstore_sim::{AuditEntry, Sim, SimOptions, Source};
 
 use crate::harness::{BIN, HOSTILE, Run};
@@ -33,18 +33,6 @@ pub struct Doctor {
     pub events: Vec<Stamped>,
 }
 
-/// A `finding` event.
-#[derive(Debug)]
-pub struct Found {
-    pub id: String,
-    pub severity: Severity,
-    pub subject: String,
-    pub problem: String,
-    pub evidence: Vec<String>,
-    pub fix: String,
-    pub note: Option<String>,
-}
-
 impl Doctor {
     pub fn run(sim: &Sim) -> Doctor {
         Doctor::from(bookstore(sim, &["doctor", "--json"]))
@@ -60,15 +48,7 @@ impl Doctor {
         let findings = events
             .iter()
             .filter_map(|e| match &e.event {
-                Event::Finding { id, severity, subject, problem, evidence, fix, note } => Some(Found {
-                    id: id.clone(),
-                    severity: *severity,
-                    subject: subject.clone(),
-                    problem: problem.clone(),
-                    evidence: evidence.clone(),
-                    fix: fix.clone(),
-                    note: note.clone(),
-                }),
+                Event::Finding(f) => Some(f.clone()),
                 _ => None,
             })
             .collect();

@@ -102,6 +102,11 @@ fn bars(dom: &str) -> Vec<BTreeMap<String, String>> {
         .collect()
 }
 
+/// The names of the `--timings=json` document's bars of this kind.
+fn names_of(bars: &[Value], kind: &str) -> BTreeSet<String> {
+    bars.iter().filter(|b| b["kind"] == kind).map(|b| b["name"].as_str().unwrap().to_string()).collect()
+}
+
 /// Every workload the run restarted: the kube PATCHes that set `restartedAt`.
 fn restarted(audit: &[AuditEntry]) -> BTreeSet<String> {
     audit
@@ -154,13 +159,7 @@ fn a_recoverys_timings_page_opens_in_a_browser_with_a_bar_per_restarted_workload
     // The JSON document: the same bars, the critical path a chain along the plan's edges.
     let doc: Value = serde_json::from_str(&std::fs::read_to_string(json).unwrap()).expect("JSON");
     let doc_bars = doc["bars"].as_array().expect("bars");
-    let of_kind = |kind: &str| -> BTreeSet<String> {
-        doc_bars
-            .iter()
-            .filter(|b| b["kind"] == kind)
-            .map(|b| b["name"].as_str().unwrap().to_string())
-            .collect()
-    };
+    let of_kind = |kind: &str| names_of(doc_bars, kind);
     assert_eq!(of_kind("workload"), restarted);
     assert_eq!(of_kind("connector"), BTreeSet::from(["ecom-connector".into(), "inventory-connector".into()]));
     let chain: Vec<&Value> = doc_bars.iter().filter(|b| b["critical"] == true).collect();
@@ -296,13 +295,7 @@ fn the_bootstraps_timings_page_has_a_named_bar_per_preparation_workload_and_conn
     let (page, json) = (&files[0], &files[1]);
     let doc: Value = serde_json::from_str(&std::fs::read_to_string(json).unwrap()).expect("JSON");
     let doc_bars = doc["bars"].as_array().expect("bars");
-    let named = |kind: &str| -> BTreeSet<String> {
-        doc_bars
-            .iter()
-            .filter(|b| b["kind"] == kind)
-            .map(|b| b["name"].as_str().unwrap().to_string())
-            .collect()
-    };
+    let named = |kind: &str| names_of(doc_bars, kind);
     // Every task a named bar that turned Ready (no bar without a name, none left unfinished).
     for b in doc_bars {
         assert!(!b["name"].as_str().unwrap().is_empty(), "a nameless bar: {b}");

@@ -174,7 +174,7 @@ fn a_heal_that_fails_is_retried_with_backoff() {
     let report = &run.stderr[run.stderr.find("what `bookstore doctor` finds now").expect("a diagnosis")..];
     assert!(report.contains("[connectors-missing]"), "{report}");
     assert!(
-        ev.iter().any(|e| matches!(e, Event::Finding { id, .. } if id == "connectors-missing")),
+        ev.iter().any(|e| matches!(e, Event::Finding(f) if f.id == "connectors-missing")),
         "{}",
         run.stdout
     );

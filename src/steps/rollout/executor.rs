@@ -323,12 +323,7 @@ impl Executor<'_, '_> {
             }
             let unit = &ctx.stack.bootstrap.units[u];
             for (ns, name) in &unit.programmed {
-                let cmd = ctx.kube.wait_condition(
-                    "Programmed",
-                    &[crate::kube::gateway(name)],
-                    Some(ns),
-                    unit.timeout,
-                );
+                let cmd = ctx.kube.wait_programmed(ns, name, unit.timeout);
                 let (kube, tx) = (ctx.kube.clone(), self.tx.clone());
                 std::thread::spawn(move || {
                     let _ = tx.send(Msg::Programmed(u, kube.run(&cmd).map(|_| ())));

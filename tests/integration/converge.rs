@@ -5,17 +5,15 @@
 
 use std::collections::BTreeSet;
 
-use bookstore::event::{self, Decided, DecisionAction, Event};
+use bookstore::event::{Decided, DecisionAction, Event};
 use bookstore_sim::Source;
-
-use crate::faults::case::Case;
+use bookstore_sim::kit::{Run, Test, World};
 
 #[test]
 fn up_on_a_healthy_stack_is_a_check_and_no_change() {
-    let mut c = Case::healthy("up on a healthy stack");
+    let c = World::healthy().short_deadlines();
     c.mark();
-    let run = c.run(&["up"]);
-    run.expect(0);
+    let run = Test::new().world(&c).args(["up"]).json().code(0).run();
     assert!(run.stderr.contains("✓ Stack healthy: nothing to restart"), "{}", run.stderr);
     c.assert_nothing_restarted();
     let writes: Vec<String> = c
@@ -26,12 +24,12 @@ fn up_on_a_healthy_stack_is_a_check_and_no_change() {
         .collect();
     assert!(writes.is_empty(), "a healthy stack was changed: {writes:?}");
     // Every route was still checked, and every workload's decision is reported.
-    let events = event::parse(&run.stdout);
-    let passed = events.iter().filter(|e| matches!(e.event, Event::CheckPassed { .. })).count();
+    let events = run.events();
+    let passed = events.iter().filter(|e| matches!(e, Event::CheckPassed { .. })).count();
     assert_eq!(passed, 9, "{}", run.stdout);
     let kept: BTreeSet<&str> = events
         .iter()
-        .filter_map(|e| match &e.event {
+        .filter_map(|e| match e {
             Event::Decision {
                 subject: Decided::Workload { workload, .. },
                 action: DecisionAction::Keep,
@@ -45,23 +43,19 @@ fn up_on_a_healthy_stack_is_a_check_and_no_change() {
 }
 
 /// The lines of a `--dry-run --json`: its `plan` events.
-fn plan_lines(stdout: &str) -> Vec<String> {
-    event::parse(stdout)
+fn plan_lines(run: &Run) -> Vec<String> {
+    run.events()
         .into_iter()
-        .filter_map(|e| match e.event {
+        .filter_map(|e| match e {
             Event::Plan { line } => Some(line),
             _ => None,
         })
         .collect()
 }
 
-/// A recorded argv as the dry run prints a command: each word quoted as exec.rs quotes it.
+/// A recorded argv as the dry run prints a command: each word quoted by the product's own rule.
 fn line_of(argv: &[String]) -> String {
-    let quote = |w: &str| {
-        let plain = !w.is_empty() && w.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c));
-        if plain { w.to_string() } else { format!("'{}'", w.replace('\'', r"'\''")) }
-    };
-    argv.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ")
+    argv.iter().map(|w| bookstore::exec::quote(w)).collect::<Vec<_>>().join(" ")
 }
 
 #[test]
@@ -75,11 +69,10 @@ fn the_dry_run_of_recover_shows_every_command_the_run_spawns() {
 }
 
 fn agree(command: &'static str) {
-    let mut c = Case::broken(command);
+    let c = World::broken().short_deadlines();
     c.mark();
-    let dry = c.run(&[command, "--dry-run"]);
-    dry.expect(0);
-    let plan: Vec<String> = plan_lines(&dry.stdout);
+    let dry = Test::new().world(&c).args([command, "--dry-run"]).json().code(0).run();
+    let plan = plan_lines(&dry);
     assert!(c.patches().is_empty(), "the dry run changed something");
     // The commands, without their comments (heredocs print on the lines after theirs).
     let commands: Vec<&str> = plan.iter().map(|l| l.split("   # ").next().unwrap_or("")).collect();
@@ -99,8 +92,7 @@ fn agree(command: &'static str) {
     };
 
     c.mark();
-    let run = c.run(&[command]);
-    run.expect(0);
+    Test::new().world(&c).args([command]).json().code(0).run();
     let argv = c.argv();
     assert!(!argv.is_empty());
     let unshown: Vec<String> = argv
@@ -122,6 +114,37 @@ fn agree(command: &'static str) {
         .collect();
     assert_eq!(restarted, restarts_planned);
     c.check();
+}
+
+/// The bootstrap on an empty machine: every command its run spawns (kubectl and docker through
+/// the recording wrappers, kind and istioctl as their stand-ins record them) is a line of its
+/// dry run, which comes from the same operations; where the dry run cannot know a value (Istio's
+/// tag before istioctl is asked, which images arrive together for one load) it says so with a
+/// placeholder.
+#[test]
+fn the_dry_run_of_a_bootstrap_shows_every_command_the_run_spawns() {
+    let c = crate::bootstrap::empty_machine(true);
+    c.mark();
+    let dry = Test::new().world(&c).args(["up", "--dry-run"]).json().code(0).run();
+    assert!(!c.audit().iter().any(|e| e.is_write()), "the dry run changed something");
+    let plan = plan_lines(&dry);
+    let commands: Vec<Vec<String>> =
+        plan.iter().filter(|l| !l.starts_with('#')).map(|l| words_of(l)).collect();
+
+    c.mark();
+    Test::new().world(&c).args(["up"]).json().code(0).run();
+    let mut argv = c.argv();
+    argv.extend(c.audit().into_iter().filter(|e| e.source == Source::Standin).map(|e| {
+        std::iter::once(e.verb.clone()).chain(serde_json::from_str::<Vec<String>>(&e.body).unwrap()).collect()
+    }));
+    assert!(argv.iter().any(|a| a[0] == "kind") && argv.iter().any(|a| a[0] == "istioctl"), "{argv:?}");
+    let unshown: Vec<String> =
+        argv.iter().filter(|a| !commands.iter().any(|c| fits(c, a))).map(|a| line_of(a)).collect();
+    assert!(
+        unshown.is_empty(),
+        "spawned, not in the dry run: {unshown:#?}\n--- dry run\n{}",
+        plan.join("\n")
+    );
 }
 
 /// A dry-run line back into its words (single quotes as exec.rs writes them), without its
@@ -185,38 +208,5 @@ fn a_dry_run_line_fits_the_argv_it_stands_for() {
     assert_eq!(
         words_of(r"kubectl get -o 'jsonpath={.x}' 'it'\''s'"),
         ["kubectl", "get", "-o", "jsonpath={.x}", "it's"]
-    );
-}
-
-/// The bootstrap on an empty machine: every command its run spawns (kubectl and docker through
-/// the recording wrappers, kind and istioctl as their stand-ins record them) is a line of its
-/// dry run, which comes from the same operations; where the dry run cannot know a value (Istio's
-/// tag before istioctl is asked, which images arrive together for one load) it says so with a
-/// placeholder.
-#[test]
-fn the_dry_run_of_a_bootstrap_shows_every_command_the_run_spawns() {
-    let mut c = Case::on("bootstrap: the dry run and the run agree", crate::bootstrap::empty_machine(true));
-    c.mark();
-    let dry = c.run(&["up", "--dry-run"]);
-    dry.expect(0);
-    assert!(!c.audit().iter().any(|e| e.is_write()), "the dry run changed something");
-    let plan: Vec<String> = plan_lines(&dry.stdout);
-    let commands: Vec<Vec<String>> =
-        plan.iter().filter(|l| !l.starts_with('#')).map(|l| words_of(l)).collect();
-
-    c.mark();
-    let run = c.run(&["up"]);
-    run.expect(0);
-    let mut argv = c.argv();
-    argv.extend(c.audit().into_iter().filter(|e| e.source == Source::Standin).map(|e| {
-        std::iter::once(e.verb.clone()).chain(serde_json::from_str::<Vec<String>>(&e.body).unwrap()).collect()
-    }));
-    assert!(argv.iter().any(|a| a[0] == "kind") && argv.iter().any(|a| a[0] == "istioctl"), "{argv:?}");
-    let unshown: Vec<String> =
-        argv.iter().filter(|a| !commands.iter().any(|c| fits(c, a))).map(|a| line_of(a)).collect();
-    assert!(
-        unshown.is_empty(),
-        "spawned, not in the dry run: {unshown:#?}\n--- dry run\n{}",
-        plan.join("\n")
     );
 }

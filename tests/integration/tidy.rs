@@ -261,9 +261,7 @@ fn the_read_only_rule_sees_a_reader_holding_a_change_half() {
 /// needed", nor "recovers it" (that is `recover`, which restarts everything).
 #[test]
 fn every_description_of_up_says_it_bootstraps() {
-    let help =
-        std::process::Command::new(crate::harness::BIN).arg("--help").output().expect("bookstore runs");
-    let help = String::from_utf8_lossy(&help.stdout).into_owned();
+    let help = bookstore_sim::kit::Test::new().arg("--help").run().stdout;
     let example =
         help.lines().find(|l| l.trim_start().starts_with("bookstore up ")).expect("an `up` example");
     let makefile = std::fs::read_to_string(root().join("Makefile")).expect("Makefile");
@@ -272,6 +270,55 @@ fn every_description_of_up_says_it_bootstraps() {
         assert!(line.contains("bootstrap") && line.contains("what is broken"), "{where_}: {line}");
         assert!(!line.contains("bootstrap is needed"), "{where_}: {line}");
     }
+}
+
+/// Every test file: the integration tests and the simulator's client tests (but this one, which
+/// names what the others must not).
+fn test_sources() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for dir in ["tests/integration", "tests/sim/tests"] {
+        for entry in std::fs::read_dir(root().join(dir)).expect("folder") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "rs") && !path.ends_with("tidy.rs") {
+                let rel = path.strip_prefix(root()).expect("under the root").display().to_string();
+                out.push((rel, std::fs::read_to_string(&path).expect("a test file")));
+            }
+        }
+    }
+    out
+}
+
+/// One kit runs `bookstore`: only `kit::Test` names the binary to run it (watch_service.rs names
+/// it as the path a unit file must hold, and runs it through the kit).
+#[test]
+fn only_the_kit_runs_bookstore() {
+    let named: Vec<String> = test_sources()
+        .into_iter()
+        .filter(|(file, text)| {
+            text.contains("CARGO_BIN_EXE_bookstore") && file != "tests/integration/watch_service.rs"
+        })
+        .map(|(file, _)| file)
+        .collect();
+    assert_eq!(named, Vec::<String>::new(), "run bookstore with bookstore_sim::kit::Test");
+    let kit = std::fs::read_to_string(root().join("tests/sim/src/kit/test.rs")).expect("the kit");
+    assert!(kit.contains("CARGO_BIN_EXE_bookstore"), "the kit finds the binary");
+}
+
+/// One bounded poll: no test makes a deadline of its own (`Instant::now() + …` and a loop);
+/// every wait goes through `kit::poll` / `kit::eventually` / `World::until` / `Running`.
+#[test]
+fn no_test_polls_by_hand() {
+    let own: Vec<String> = test_sources()
+        .into_iter()
+        .flat_map(|(file, text)| {
+            text.lines()
+                .enumerate()
+                .filter(|(_, l)| l.contains("Instant::now() +") && !l.trim_start().starts_with("//"))
+                .map(|(n, l)| format!("{file}:{}: {}", n + 1, l.trim()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(own, Vec::<String>::new(), "wait with bookstore_sim::kit::poll or eventually");
 }
 
 /// A module of `src/` (`steps::rollout`; the crate root is empty) and its code: comment lines

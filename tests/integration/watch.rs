@@ -4,14 +4,11 @@
 //! SIGTERM and Ctrl-C. Every run is checked for the sentinel password (argv, output) and for
 //! children left behind.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bookstore::event::{Event, HealOutcome};
+use bookstore_sim::kit::{Run, Running, Test, World, assert_recovery_order, leaks_in};
 use bookstore_sim::{AuditEntry, Fault, Source};
-
-use crate::faults::case::{Case, Running, leaks_in, until};
-use crate::harness::Run;
-use crate::simkit::{assert_every_route_answers, assert_recovery_order};
 
 /// How long a watcher may take to end after SIGTERM / Ctrl-C (a bound, not a goal: it takes
 /// well under a second here).
@@ -22,25 +19,20 @@ fn heal_finished(want: HealOutcome) -> impl Fn(&Event) -> bool {
 }
 
 /// Start the watcher and wait until it follows Docker's events.
-fn watch(c: &Case, interval: &str) -> Running {
-    let w = c.spawn(&["watch", "--interval", interval]);
+fn watch<'w>(c: &'w World, interval: &str) -> Running<'w> {
+    let w = Test::new().world(c).args(["watch", "--interval", interval]).json().any_code().spawn();
     w.until_event("watching", |e| matches!(e, Event::Watching { .. }));
     w
 }
 
 /// Stop it the way a service manager does; it ends by itself within the bound.
-fn terminate(c: &Case, mut w: Running) -> Run {
+fn terminate(w: Running) -> Run {
     w.terminate();
-    let deadline = Instant::now() + STOP_BOUND;
-    while !w.exited() {
-        assert!(Instant::now() < deadline, "the watcher did not end within {STOP_BOUND:?} of SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    c.wait_ended(w)
+    w.ends_within(STOP_BOUND, "SIGTERM")
 }
 
 /// Nothing left behind, no secret anywhere, nothing deleted.
-fn assert_clean(c: &Case, runs: &[&Run]) {
+fn assert_clean(c: &World, runs: &[&Run]) {
     assert_eq!(c.live_clients(), Vec::<String>::new(), "children outlived the watcher");
     for a in c.argv() {
         let line = a.join(" ");
@@ -59,10 +51,6 @@ fn assert_clean(c: &Case, runs: &[&Run]) {
     assert_eq!(deletes, Vec::<String>::new(), "something was deleted");
 }
 
-fn events(run: &Run) -> Vec<Event> {
-    bookstore::event::parse(&run.stdout).into_iter().map(|e| e.event).collect()
-}
-
 fn changes(audit: &[AuditEntry]) -> Vec<String> {
     audit
         .iter()
@@ -76,14 +64,14 @@ fn changes(audit: &[AuditEntry]) -> Vec<String> {
 
 #[test]
 fn docker_desktop_restarts_are_healed_without_any_other_command() {
-    let mut c = Case::healthy("watch: Docker Desktop restarts");
+    let c = World::healthy().short_deadlines();
     c.mark();
     let w = watch(&c, "0");
     for restart in 1..=2 {
-        let mark = c.sim.audit().len();
+        let mark = c.sim().audit().len();
         // Docker goes away for a second (its socket too), then the node starts again with a
         // new State.StartedAt, every pod stale, Kafka's topics gone.
-        c.sim.docker_desktop_restart(1.0, 0.5);
+        c.sim().docker_desktop_restart(1.0, 0.5);
         w.until_event("docker_down", |e| matches!(e, Event::DockerDown { .. }));
         w.until_event("docker_up", |e| matches!(e, Event::DockerUp { .. }));
         w.until_event("node_started", |e| matches!(e, Event::NodeStarted { .. }));
@@ -92,14 +80,14 @@ fn docker_desktop_restarts_are_healed_without_any_other_command() {
             |e| matches!(e, Event::HealFinished { heal, outcome: HealOutcome::Ok, .. } if *heal == restart),
         );
         c.assert_recovered();
-        assert_every_route_answers(&c.sim);
-        assert_recovery_order(&c.sim.audit().split_off(mark));
+        c.assert_every_route_answers();
+        assert_recovery_order(&c.sim().audit().split_off(mark));
     }
-    let run = terminate(&c, w);
+    let run = terminate(w);
     run.expect(0);
     assert!(run.stderr.contains("Docker is not running"), "{}", run.stderr);
     assert!(run.stderr.contains("Healed in"), "{}", run.stderr);
-    let ev = events(&run);
+    let ev = run.events();
     assert_eq!(
         ev.iter().filter(|e| matches!(e, Event::HealStarted { .. })).count(),
         2,
@@ -110,20 +98,20 @@ fn docker_desktop_restarts_are_healed_without_any_other_command() {
 
 #[test]
 fn a_restart_in_the_middle_of_a_heal_ends_healed() {
-    let mut c = Case::healthy("watch: a restart during a heal");
+    let c = World::healthy().short_deadlines();
     c.mark();
     let w = watch(&c, "0");
-    c.sim.docker_desktop_restart(0.5, 0.0);
+    c.sim().docker_desktop_restart(0.5, 0.0);
     w.until_event("heal_started", |e| matches!(e, Event::HealStarted { .. }));
     w.until_step("Restarting 16 workloads");
     // Docker Desktop restarts again while the heal restarts the workloads.
-    c.sim.docker_desktop_restart(1.0, 0.0);
+    c.sim().docker_desktop_restart(1.0, 0.0);
     w.until_event("the heal stopped", heal_finished(HealOutcome::Cancelled));
     w.until_event("docker_up", |e| matches!(e, Event::DockerUp { .. }));
     w.until_event("the heal that starts over", heal_finished(HealOutcome::Ok));
     c.assert_recovered();
-    assert_every_route_answers(&c.sim);
-    let run = terminate(&c, w);
+    c.assert_every_route_answers();
+    let run = terminate(w);
     run.expect(0);
     assert!(run.stderr.contains("Heal stopped after"), "{}", run.stderr);
     assert_clean(&c, &[&run]);
@@ -131,38 +119,37 @@ fn a_restart_in_the_middle_of_a_heal_ends_healed() {
 
 #[test]
 fn sigterm_in_the_middle_of_a_heal_stops_it_and_its_children() {
-    let mut c = Case::healthy("watch: SIGTERM during a heal");
+    let c = World::healthy().short_deadlines();
     c.mark();
     let w = watch(&c, "0");
-    c.sim.docker_desktop_restart(0.3, 0.0);
+    c.sim().docker_desktop_restart(0.3, 0.0);
     w.until_step("Restarting 16 workloads");
-    let run = terminate(&c, w);
+    let run = terminate(w);
     run.expect(0);
     assert!(run.stderr.contains("stopped watching (SIGTERM)"), "{}", run.stderr);
     assert_clean(&c, &[&run]);
     // What it stopped converges on the next run.
-    let rerun = c.run(&["up"]);
-    rerun.expect(0);
+    let rerun = Test::new().world(&c).args(["up"]).json().code(0).run();
     c.assert_recovered();
     assert_clean(&c, &[&run, &rerun]);
 }
 
 #[test]
 fn a_heal_that_fails_is_retried_with_backoff() {
-    let mut c = Case::healthy("watch: a failing heal");
+    let c = World::healthy().short_deadlines();
     c.deadline("- { name: redis,", "1s");
     c.mark();
     let w = watch(&c, "0");
-    c.sim.fault(Fault::RolloutNeverCompletes { workload: "redis".into() });
-    c.sim.docker_desktop_restart(0.3, 0.0);
+    c.sim().fault(Fault::RolloutNeverCompletes { workload: "redis".into() });
+    c.sim().docker_desktop_restart(0.3, 0.0);
     w.until_event("the heal failing", heal_finished(HealOutcome::Failed));
     // The cause goes away; the retry (after its backoff, not at once) heals.
-    c.sim.fault(Fault::Clear);
+    c.sim().fault(Fault::Clear);
     w.until_event("the retry healing", heal_finished(HealOutcome::Ok));
     c.assert_recovered();
-    let run = terminate(&c, w);
+    let run = terminate(w);
     run.expect(0);
-    let ev = events(&run);
+    let ev = run.events();
     let failed = ev.iter().find(|e| heal_finished(HealOutcome::Failed)(e)).unwrap();
     let Event::HealFinished { exit_code, message, retry_in_ms, .. } = failed else { unreachable!() };
     assert_eq!(*exit_code, Some(124), "{failed:?}");
@@ -183,57 +170,56 @@ fn a_heal_that_fails_is_retried_with_backoff() {
 
 #[test]
 fn a_manual_run_while_the_watcher_heals_is_told_so() {
-    let mut c = Case::healthy("watch: a manual run during a heal");
+    let c = World::healthy().short_deadlines();
     c.mark();
     let w = watch(&c, "0");
-    c.sim.docker_desktop_restart(0.3, 0.0);
+    c.sim().docker_desktop_restart(0.3, 0.0);
     w.until_step("Restarting 16 workloads");
-    let manual = c.run(&["up"]);
-    manual.expect(5);
+    let manual = Test::new().world(&c).args(["up"]).json().code(5).run();
     assert!(manual.stderr.contains("running `bookstore watch` (healing:"), "{}", manual.stderr);
     w.until_event("the heal", heal_finished(HealOutcome::Ok));
     c.assert_recovered();
-    let run = terminate(&c, w);
+    let run = terminate(w);
     run.expect(0);
     assert_clean(&c, &[&run, &manual]);
 }
 
 #[test]
 fn the_watcher_waits_for_a_manual_run() {
-    let mut c = Case::broken("watch: waits for a manual run");
-    c.sim.fault(Fault::ApiRefuseFor { secs: 4.0 });
+    let c = World::broken().short_deadlines();
+    c.sim().fault(Fault::ApiRefuseFor { secs: 4.0 });
     c.mark();
     // `up` holds the lock while it waits for the API; the stack is still broken meanwhile.
-    let manual = c.spawn(&["up"]);
+    let manual = Test::new().world(&c).args(["up"]).json().any_code().spawn();
     manual.until_step("for the Kubernetes API");
     let w = watch(&c, "1s");
     // Its first check finds the routes failing and the lock taken: it waits, then heals once
     // `up` has finished.
-    until("the watcher to wait for the manual run", || w.stderr().contains("to finish before healing"));
+    c.until("the watcher to wait for the manual run", || w.stderr().contains("to finish before healing"));
     assert!(w.stderr().contains("running `bookstore up` to finish before healing"), "{}", w.stderr());
-    let manual = c.wait_ended(manual);
+    let manual = manual.wait();
     manual.expect(0);
     w.until_event("the watcher's heal", heal_finished(HealOutcome::Ok));
     c.assert_recovered();
-    let run = terminate(&c, w);
+    let run = terminate(w);
     run.expect(0);
     assert_clean(&c, &[&run, &manual]);
 }
 
 #[test]
 fn on_a_healthy_stack_the_watcher_only_reads() {
-    let mut c = Case::healthy("watch: a healthy stack");
+    let c = World::healthy().short_deadlines();
     c.mark();
     let w = watch(&c, "200ms");
     // Several rounds of checks: every route probed, nothing changed.
-    until("three rounds of checks", || {
+    c.until("three rounds of checks", || {
         c.audit().iter().filter(|e| e.source == Source::Connect && e.path.contains("expand=status")).count()
             >= 3
     });
-    let run = terminate(&c, w);
+    let run = terminate(w);
     run.expect(0);
     assert_eq!(changes(&c.audit()), Vec::<String>::new(), "the watcher changed something");
-    assert!(!events(&run).iter().any(|e| matches!(e, Event::HealStarted { .. })), "{}", run.stderr);
+    assert!(!run.events().iter().any(|e| matches!(e, Event::HealStarted { .. })), "{}", run.stderr);
     assert_clean(&c, &[&run]);
 }
 
@@ -241,12 +227,12 @@ fn on_a_healthy_stack_the_watcher_only_reads() {
 fn a_heal_on_a_healthy_stack_restarts_nothing() {
     // The check sees Connect reset once (a blip): it heals, and healing a healthy stack must
     // change nothing.
-    let mut c = Case::healthy("watch: a heal on a healthy stack");
+    let c = World::healthy().short_deadlines();
     c.mark();
-    c.sim.fault(Fault::ConnectReset { count: 1 });
+    c.sim().fault(Fault::ConnectReset { count: 1 });
     let w = watch(&c, "1s");
     w.until_event("the heal", heal_finished(HealOutcome::Ok));
-    let run = terminate(&c, w);
+    let run = terminate(w);
     run.expect(0);
     assert_eq!(c.patches(), Vec::<String>::new(), "a heal restarted something on a healthy stack");
     let puts: Vec<String> = c
@@ -261,24 +247,19 @@ fn a_heal_on_a_healthy_stack_restarts_nothing() {
 
 #[test]
 fn docker_down_is_said_once_and_ctrl_c_ends_the_watcher() {
-    let mut c = Case::healthy("watch: Docker down, then Ctrl-C");
-    c.sim.docker_stop();
+    let c = World::healthy().short_deadlines();
+    c.sim().docker_stop();
     c.mark();
-    let mut w = c.spawn(&["watch"]);
+    let w = Test::new().world(&c).args(["watch"]).json().any_code().spawn();
     w.until_event("docker_down", |e| matches!(e, Event::DockerDown { .. }));
     // It keeps trying (capped backoff) without saying it again.
-    until("a few reconnect attempts", || {
+    c.until("a few reconnect attempts", || {
         c.argv().iter().filter(|a| a.get(1).is_some_and(|x| x == "info")).count() >= 4
     });
     w.interrupt();
-    let deadline = Instant::now() + STOP_BOUND;
-    while !w.exited() {
-        assert!(Instant::now() < deadline, "the watcher did not end within {STOP_BOUND:?} of Ctrl-C");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let run = c.wait_ended(w);
+    let run = w.ends_within(STOP_BOUND, "Ctrl-C");
     run.expect(130);
     assert_eq!(run.stderr.matches("Docker is not running").count(), 1, "{}", run.stderr);
-    assert_eq!(events(&run).iter().filter(|e| matches!(e, Event::DockerDown { .. })).count(), 1);
+    assert_eq!(run.events().iter().filter(|e| matches!(e, Event::DockerDown { .. })).count(), 1);
     assert_clean(&c, &[&run]);
 }

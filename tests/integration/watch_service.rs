@@ -7,9 +7,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use bookstore_sim::kit::{Test, read_argv_log};
 use serde_json::Value;
-
-use crate::harness::{BIN, Run};
 
 struct Home {
     dir: tempfile::TempDir,
@@ -46,38 +45,25 @@ impl Home {
         self.dir.path().join("home")
     }
 
-    fn run(&self, args: &[&str], fail_on: &str) -> Run {
-        let path = format!("{}:{}", self.dir.path().join("bin").display(), std::env::var("PATH").unwrap());
-        let out = Command::new(BIN)
+    /// `bookstore watch --stack <the repository's>` in this home, the stand-ins first on PATH, a
+    /// kubeconfig path a unit must quote.
+    fn watch(&self) -> Test<'static> {
+        Test::new()
             .args(["watch", "--stack"])
             .arg(&self.stack)
-            .args(args)
+            .path_first(self.dir.path().join("bin"))
             .env("HOME", self.home())
-            .env("PATH", path)
-            .env("NO_COLOR", "1")
-            .env("FAIL_ON", fail_on)
+            .env("FAIL_ON", "")
             .env("KUBECONFIG", "/tmp/kube config 100%")
             .env_remove("DOCKER_HOST")
-            .output()
-            .unwrap();
-        Run::from(out)
     }
 
     /// Every recorded argv since the last call, one Vec per command (the log is then cleared).
     fn argv(&self) -> Vec<Vec<String>> {
         let log = self.dir.path().join("argv.log");
-        let bytes = std::fs::read(&log).unwrap_or_default();
+        let argv = read_argv_log(&log);
         let _ = std::fs::remove_file(&log);
-        bytes
-            .split(|b| *b == 0x1e)
-            .filter(|r| !r.is_empty())
-            .map(|r| {
-                let mut f: Vec<String> =
-                    r.split(|b| *b == 0x1f).map(|x| String::from_utf8_lossy(x).into_owned()).collect();
-                f.pop();
-                f
-            })
-            .collect()
+        argv
     }
 
     /// Every file under HOME.
@@ -102,14 +88,14 @@ fn argv(items: &[&str]) -> Vec<String> {
 }
 
 fn bin() -> String {
-    Path::new(BIN).canonicalize().unwrap().display().to_string()
+    Path::new(env!("CARGO_BIN_EXE_bookstore")).canonicalize().unwrap().display().to_string()
 }
 
 #[test]
 fn systemd_install_writes_a_unit_that_verifies_and_uninstall_undoes_it() {
     let h = Home::new();
     let before = h.files();
-    let run = h.run(&["--install", "--manager", "systemd"], "");
+    let run = h.watch().args(["--install", "--manager", "systemd"]).any_code().run();
     run.expect(0);
     let unit = h.home().join(".config/systemd/user/bookstore-watch.service");
     let text = std::fs::read_to_string(&unit).unwrap();
@@ -134,12 +120,12 @@ fn systemd_install_writes_a_unit_that_verifies_and_uninstall_undoes_it() {
         Err(_) => eprintln!("SKIPPED systemd-analyze verify: systemd-analyze is not installed here"),
     }
 
-    let status = h.run(&["--status", "--manager", "systemd"], "");
+    let status = h.watch().args(["--status", "--manager", "systemd"]).any_code().run();
     status.expect(0);
     assert!(status.stderr.contains("active (running)"), "{}", status.stderr);
     assert_eq!(h.argv(), [argv(&["systemctl", "--user", "status", "--no-pager", "bookstore-watch.service"])]);
 
-    h.run(&["--uninstall", "--manager", "systemd"], "").expect(0);
+    h.watch().args(["--uninstall", "--manager", "systemd"]).any_code().run().expect(0);
     assert_eq!(
         h.argv(),
         [
@@ -148,7 +134,7 @@ fn systemd_install_writes_a_unit_that_verifies_and_uninstall_undoes_it() {
         ]
     );
     assert_eq!(h.files(), before, "uninstall left or removed files");
-    let status = h.run(&["--status", "--manager", "systemd"], "");
+    let status = h.watch().args(["--status", "--manager", "systemd"]).any_code().run();
     status.expect(3);
     assert!(status.stderr.contains("bookstore watch --install"), "{}", status.stderr);
     assert!(h.argv().is_empty(), "status of an uninstalled service asks nothing of systemctl");
@@ -158,7 +144,7 @@ fn systemd_install_writes_a_unit_that_verifies_and_uninstall_undoes_it() {
 fn launchd_install_writes_a_property_list_and_uninstall_undoes_it() {
     let h = Home::new();
     let before = h.files();
-    h.run(&["--install", "--manager", "launchd", "--interval", "30s"], "").expect(0);
+    h.watch().args(["--install", "--manager", "launchd", "--interval", "30s"]).any_code().run().expect(0);
     let plist = h.home().join("Library/LaunchAgents/dev.bookstore.watch.plist");
     // Read back as a property list by Python's plistlib (what launchd's format is).
     let out = Command::new("python3")
@@ -189,7 +175,7 @@ fn launchd_install_writes_a_property_list_and_uninstall_undoes_it() {
     assert_eq!(h.argv(), [argv(&["launchctl", "bootstrap", &domain, &plist.display().to_string()])]);
 
     // Installing again replaces it: the old one is booted out first.
-    h.run(&["--install", "--manager", "launchd"], "").expect(0);
+    h.watch().args(["--install", "--manager", "launchd"]).any_code().run().expect(0);
     let label = format!("{domain}/dev.bookstore.watch");
     assert_eq!(
         h.argv(),
@@ -199,10 +185,10 @@ fn launchd_install_writes_a_property_list_and_uninstall_undoes_it() {
         ]
     );
 
-    h.run(&["--status", "--manager", "launchd"], "").expect(0);
+    h.watch().args(["--status", "--manager", "launchd"]).any_code().run().expect(0);
     assert_eq!(h.argv(), [argv(&["launchctl", "print", &label])]);
 
-    h.run(&["--uninstall", "--manager", "launchd"], "").expect(0);
+    h.watch().args(["--uninstall", "--manager", "launchd"]).any_code().run().expect(0);
     assert_eq!(h.argv(), [argv(&["launchctl", "bootout", &label])]);
     assert_eq!(h.files(), before, "uninstall left or removed files");
 }
@@ -210,13 +196,13 @@ fn launchd_install_writes_a_property_list_and_uninstall_undoes_it() {
 #[test]
 fn dry_run_prints_the_file_and_the_commands_and_changes_nothing() {
     let h = Home::new();
-    let run = h.run(&["--install", "--manager", "systemd", "--dry-run"], "");
+    let run = h.watch().args(["--install", "--manager", "systemd", "--dry-run"]).any_code().run();
     run.expect(0);
     let unit = h.home().join(".config/systemd/user/bookstore-watch.service");
     assert!(run.stdout.contains(&format!("cat > {} <<'EOF'\n", unit.display())), "{}", run.stdout);
     assert!(run.stdout.contains(&format!("ExecStart={} watch --stack", bin())), "{}", run.stdout);
     assert!(run.stdout.contains("systemctl --user enable --now bookstore-watch.service"), "{}", run.stdout);
-    let run = h.run(&["--uninstall", "--manager", "launchd", "--dry-run"], "");
+    let run = h.watch().args(["--uninstall", "--manager", "launchd", "--dry-run"]).any_code().run();
     run.expect(0);
     assert!(run.stdout.contains("launchctl bootout gui/"), "{}", run.stdout);
     assert!(run.stdout.contains("rm "), "{}", run.stdout);
@@ -229,7 +215,7 @@ fn dry_run_prints_the_file_and_the_commands_and_changes_nothing() {
 fn an_install_the_service_manager_refuses_leaves_nothing_behind() {
     let h = Home::new();
     let before = h.files();
-    let run = h.run(&["--install", "--manager", "systemd"], "enable");
+    let run = h.watch().args(["--install", "--manager", "systemd"]).env("FAIL_ON", "enable").any_code().run();
     run.expect(1);
     assert!(run.stderr.contains("systemctl --user enable --now bookstore-watch.service"), "{}", run.stderr);
     assert!(run.stderr.contains("enable failed"), "{}", run.stderr);

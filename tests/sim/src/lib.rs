@@ -3,8 +3,9 @@
 //!
 //! Rooms (one module each):
 //! - [`kube`]: the fake kube-apiserver (wire behaviour of `shared/reference/kube-api.md`)
-//! - [`world`]: the state (object store, workloads, pods, containers, connectors) and the
-//!   controllers + kubelet that move it (`World::reconcile`)
+//! - [`world`]: the state (object store, workloads, pods, containers, connectors) and, one
+//!   module each, the controllers, the kubelet, the mesh, Docker restarts and the bootstrap
+//!   that move it (`World::reconcile`)
 //! - [`dataplane`]: host ports: the Istio gateway, NodePorts, the ambient-mesh failure modes
 //! - [`connect`]: Kafka Connect REST (`shared/reference/kafka-connect.md`)
 //! - [`docker`]: the Docker Engine API on a unix socket; [`docker_events`]: its `GET /events`;
@@ -14,12 +15,13 @@
 //! - [`control`]: test control (library + HTTP endpoint), [`standins`]: `kind` / `istioctl`
 //! - [`store`]: objects, resourceVersions, watch events, selectors
 //! - [`server`]: switchable listeners (refusing, resetting) and HTTP helpers
-//! - [`config`]: stack.yaml / kind config / connector files; [`latency`]: the latency table
+//! - [`config`]: the stack through the product's library (data only), the kind config as kind
+//!   reads it; [`latency`]: the latency table
 //! - [`bench`]: `bookstore-sim bench` (the guide vs `bookstore recover` vs the critical path;
-//!   [`bootbench`]: the bootstrap's contenders, tiers vs graph, against its bound with downloads);
+//!   `bench::bootstrap`: the bootstrap's contenders, tiers vs graph, against its bound with downloads);
 //!   [`client`]: a minimal loopback HTTP client
-//! - [`kit`]: what every test shares (the hostile password and its leak forms, the bounded poll,
-//!   a healthy world)
+//! - [`kit`]: the one test kit (a world started and waited on, the `Test` builder that runs
+//!   `bookstore` in it with expectations, the one bounded poll, the hostile password)
 //!
 //! Invariants: only `server` accepts connections; nothing awaits while holding the world lock;
 //! the workload list, dependencies, routes and ports come from the `infra/` copy.
@@ -30,7 +32,6 @@
 
 pub mod audit;
 pub mod bench;
-pub mod bootbench;
 pub mod client;
 pub mod config;
 pub mod connect;

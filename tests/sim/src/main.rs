@@ -1,6 +1,6 @@
 //! `bookstore-sim serve` runs a simulated world in the foreground; `bookstore-sim ctl` talks to
 //! a running one through its control endpoint; `bookstore-sim bench` races the restart guide's
-//! procedure against `bookstore recover` (see `bench.rs`).
+//! procedure against `bookstore recover` (see `bench/`).
 
 use std::io::Write;
 use std::path::PathBuf;

@@ -366,33 +366,19 @@ impl Sim {
         self.shared.lock().pod_views()
     }
 
-    /// Wait until every workload is rolled out and every pod is Ready.
+    /// Wait until every workload is rolled out and every pod is Ready (the kit's one poll,
+    /// every 10 ms).
     pub fn wait_healthy(&self, timeout: Duration) -> Result<()> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let r = self.shared.lock().healthy();
-            match r {
-                Ok(()) => return Ok(()),
-                Err(why) if Instant::now() >= deadline => {
-                    bail!("simulated stack not healthy after {timeout:?}: {why}")
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(10)),
-            }
-        }
+        crate::kit::poll(timeout, Duration::from_millis(10), || self.shared.lock().healthy())
+            .map_err(|why| anyhow::anyhow!("simulated stack not healthy after {timeout:?}: {why}"))
     }
 
-    /// Wait until `pred` holds on the world (polled every 10 ms).
+    /// Wait until `pred` holds on the world (the kit's one poll, every 10 ms).
     pub fn wait_for(&self, timeout: Duration, what: &str, pred: impl Fn(&World) -> bool) -> Result<()> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if pred(&self.shared.lock()) {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                bail!("timed out after {timeout:?} waiting for {what}");
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        crate::kit::poll(timeout, Duration::from_millis(10), || {
+            if pred(&self.shared.lock()) { Ok(()) } else { Err(()) }
+        })
+        .map_err(|()| anyhow::anyhow!("timed out after {timeout:?} waiting for {what}"))
     }
 
     /// The simulator's clock: milliseconds since it started (the audit log's `t_ms`).

@@ -19,9 +19,10 @@ use std::path::Path;
 
 use anyhow::Result;
 
+use crate::bench::schedule::reversed;
 use crate::bench::{
-    BenchOptions, Cpu, Timed, fmt_opt, json_steps, median, surround, table, target, time_contender,
-    write_shim,
+    BenchOptions, Cpu, Schedule, Timed, fmt_opt, json_steps, median, recovery_graph, surround, table, target,
+    time_contender, write_shim,
 };
 use crate::config::Infra;
 use crate::latency::{BANDWIDTH_MB_S, LOAD_MB_S, delays, image_mb, latency_secs};
@@ -58,51 +59,22 @@ pub struct Bound {
 }
 
 /// What remains once a workload's image is in the node: the controller's observe delay, its
-/// latency, then the longest of what waits for it (workloads that `need` it, the connectors).
-fn tails(infra: &Infra) -> BTreeMap<String, (f64, String)> {
-    let workloads = &infra.stack.workloads;
-    let connect = &infra.stack.connect;
-    fn tail(infra: &Infra, name: &str, memo: &mut BTreeMap<String, (f64, String)>) -> (f64, String) {
-        if let Some(t) = memo.get(name) {
-            return t.clone();
-        }
-        let own = delays::OBSERVE + latency_secs(name);
-        let mut best = (0.0, String::new());
-        for d in infra.stack.workloads.iter().filter(|w| w.needs.iter().any(|n| n == name)) {
-            let t = tail(infra, &d.name, memo);
-            if t.0 > best.0 {
-                best = t;
-            }
-        }
-        // The connectors: after Connect's worker has joined its group, each until its status shows.
-        let status = delays::CONNECT_NO_STATUS;
-        if infra.stack.connect.workload == name {
-            let t = delays::CONNECT_JOIN + status;
-            if t > best.0 {
-                best = (t, "the connectors".into());
-            }
-        }
-        if infra.stack.connect.connectors.iter().any(|c| c.needs.iter().any(|n| n == name)) && status > best.0
-        {
-            best = (status, "its connector".into());
-        }
-        let chain = if best.1.is_empty() { name.to_string() } else { format!("{name} → {}", best.1) };
-        let t = (own + best.0, chain);
-        memo.insert(name.to_string(), t.clone());
-        t
-    }
-    let mut memo = BTreeMap::new();
-    let _ = (workloads, connect);
-    for w in &infra.stack.workloads {
-        tail(infra, &w.name, &mut memo);
-    }
-    memo
+/// latency, then the longest of what waits for it (workloads that `need` it, Connect's worker
+/// joining, the connectors): the recovery's graph read backwards ([`reversed`]), so the chains
+/// and their arithmetic are the bench's one [`Schedule`].
+fn tails(infra: &Infra) -> Result<BTreeMap<String, (f64, String)>> {
+    let back = Schedule::new(reversed(&recovery_graph(infra, 1.0, true)))?;
+    let tail = |name: &str| {
+        let chain: Vec<&str> = back.chain(name).iter().rev().map(|n| n.name.as_str()).collect();
+        (back.done_at(name).unwrap_or(0.0), chain.join(" → "))
+    };
+    Ok(infra.stack.workloads.iter().map(|w| (w.name.clone(), tail(&w.name))).collect())
 }
 
 /// The bootstrap's lower bound in this world, × `scale`. `on_host`: images the host has.
 pub fn bootstrap_bound(infra: &Infra, on_host: &[String], bandwidth: f64, scale: f64) -> Result<Bound> {
     let node = KIND_CREATE_SECS;
-    let workload_tails = tails(infra);
+    let workload_tails = tails(infra)?;
     let longest =
         workload_tails.values().cloned().fold((0.0, String::new()), |a, b| if b.0 > a.0 { b } else { a });
     let istio_ready = |name: &str| delays::OBSERVE + latency_secs(name);
@@ -119,7 +91,7 @@ pub fn bootstrap_bound(infra: &Infra, on_host: &[String], bandwidth: f64, scale:
     }
     let gateway = delays::OBSERVE + latency_secs("bookstore-gateway-istio");
     bump(GATEWAY_IMAGE, (gateway, "the gateway".into()));
-    for (_, name, images) in infra.deployments()? {
+    for (_, name, images) in infra.deployments() {
         let t = workload_tails
             .get(&name)
             .cloned()
@@ -206,12 +178,7 @@ impl BootRun {
 
 /// The images our stack builds (present on the empty machine's host).
 fn ours(infra: &Infra) -> Vec<String> {
-    infra
-        .stack
-        .bootstrap
-        .as_ref()
-        .map(|b| b.images.iter().map(|i| i.image.clone()).collect())
-        .unwrap_or_default()
+    infra.stack.bootstrap.images.iter().map(|i| i.image.clone()).collect()
 }
 
 /// A fresh empty machine: Docker runs, no cluster, our images built (the stack copy's Gateway

@@ -1,0 +1,72 @@
+//! Docker restarts: the daemon stopping and starting, and the node's pods restarted in place
+//! (same pods, restartCount+1, their mesh registration stale).
+
+use std::collections::BTreeSet;
+use std::time::{Instant, SystemTime};
+
+use super::{PodPhase, WlKey, World};
+use crate::audit::Source;
+
+impl World {
+    /// Docker daemon (and so the kind node) stops: pods freeze, listeners close.
+    pub fn docker_stop(&mut self) {
+        self.daemon_stopping_events();
+        self.docker_up = false;
+        for c in &mut self.containers {
+            c.running = false;
+        }
+        self.record(Source::Control, "docker-stop", "", "");
+    }
+
+    /// Docker comes back: containers with a restart policy start; every pod restarts in place
+    /// with its HBONE registration stale; Kafka without a volume starts empty.
+    pub fn docker_start(&mut self) {
+        self.docker_up = true;
+        let wall = SystemTime::now();
+        for c in &mut self.containers {
+            c.running = true;
+            c.started = wall;
+        }
+        self.record(Source::Control, "docker-start", "", "");
+        self.daemon_started_events();
+        self.restart_pods_in_place();
+    }
+
+    pub fn docker_restart(&mut self) {
+        self.record(Source::Control, "docker-restart", "", "");
+        self.docker_stop();
+        self.docker_start();
+    }
+
+    /// The node container restarted: every container restarts, the mesh loses every pod.
+    pub fn restart_pods_in_place(&mut self) {
+        if self.cluster.is_none() {
+            return;
+        }
+        let now = Instant::now();
+        self.last_docker_restart = Some(now);
+        let keys: Vec<(String, String)> = self.pods.keys().cloned().collect();
+        let mut started: BTreeSet<WlKey> = BTreeSet::new();
+        for k in &keys {
+            let Some(p) = self.pods.get(k) else { continue };
+            let lat = self.workloads.get(&p.wl).map(|w| w.latency).unwrap_or(3.0);
+            let wl = p.wl.clone();
+            let d = self.start_due(&wl, now + self.scaled(lat));
+            let p = self.pods.get_mut(k).expect("listed");
+            p.phase = PodPhase::Starting { due: d };
+            p.restart_count += 1;
+            p.started_wall = SystemTime::now();
+            p.ready_since = None;
+            if p.ambient {
+                p.registered = false;
+            }
+            p.log.push((SystemTime::now(), format!("starting {} (node restart)", wl.2)));
+            started.insert(wl);
+            self.write_pod(k);
+        }
+        for wl in started {
+            self.container_started(&wl);
+        }
+        self.event("docker-restart", "", "");
+    }
+}

@@ -96,7 +96,8 @@ pub enum Event {
         cluster: String,
         node: String,
         started_at: Option<String>,
-        since: String,
+        /// The `--since` of its `docker events` (after the last event handled); none at first.
+        since: Option<String>,
         command: String,
     },
     DockerDown {
@@ -114,9 +115,19 @@ pub enum Event {
         node: String,
         exit_code: String,
     },
+    /// The node is not running while Docker answers: stopped together with Docker (and not
+    /// started again: the heal starts it), or stopped while Docker ran (left as it is).
+    NodeExited {
+        node: String,
+        exit_code: String,
+        stopped_with_docker: bool,
+        action: NodeAction,
+    },
     HealStarted {
         heal: u32,
         reason: String,
+        /// The heal starts the node first.
+        start_node: bool,
     },
     HealFinished {
         heal: u32,
@@ -251,6 +262,18 @@ pub enum Seen {
     Inspect,
     /// Found by the periodic check.
     Check,
+    /// On the first connect: another start than the one the state file says was healed.
+    State,
+}
+
+/// What `watch` does with a node that is not running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeAction {
+    /// Stopped together with Docker, not started again by it: the heal starts it.
+    Start,
+    /// Stopped while Docker ran: left as it is.
+    None,
 }
 
 /// The events of a run's `--json` stdout, in order (lines that are not events skipped).
@@ -330,14 +353,20 @@ mod tests {
                 cluster: s("bookstore"),
                 node: s("bookstore-control-plane"),
                 started_at: Some(s("2026-01-01T00:00:00Z")),
-                since: s("1.0"),
+                since: Some(s("1.0")),
                 command: s("docker events"),
             },
             Event::DockerDown { message: s("m") },
             Event::DockerUp { down_ms: 1 },
             Event::NodeStarted { node: s("n"), started_at: s("t"), seen: Seen::Event },
             Event::NodeStopped { node: s("n"), exit_code: s("137") },
-            Event::HealStarted { heal: 1, reason: s("r") },
+            Event::NodeExited {
+                node: s("n"),
+                exit_code: s("0"),
+                stopped_with_docker: true,
+                action: NodeAction::Start,
+            },
+            Event::HealStarted { heal: 1, reason: s("r"), start_node: false },
             Event::HealFinished {
                 heal: 1,
                 outcome: HealOutcome::Failed,

@@ -24,6 +24,7 @@ pub mod run;
 pub mod secret;
 pub mod smoke;
 pub mod stack;
+pub mod state;
 pub mod status;
 pub mod steps;
 pub mod timings;

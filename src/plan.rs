@@ -65,6 +65,13 @@ pub enum Step {
     Images,
     /// Apply one tier of manifests (index into `bootstrap.tiers`) and wait for it.
     Tier(usize),
+    // ---- a node Docker did not start again (`up` on a cluster whose node is exited) ----
+    /// `docker start` every stopped node of the cluster, control planes first; then wait for
+    /// the kube API as a node that has just booted needs.
+    StartNodes,
+    /// Observe again and run what `up` plans then (after a node start: every pod restarted in
+    /// place, so ztunnel and what the start left stale).
+    Converge { order: Order, settle: Option<Duration>, tiers: bool },
 }
 
 impl Step {
@@ -91,7 +98,9 @@ impl Step {
             | Step::InstallIstio
             | Step::Secrets
             | Step::Images
-            | Step::Tier(_) => true,
+            | Step::Tier(_)
+            | Step::StartNodes
+            | Step::Converge { .. } => true,
         }
     }
 }
@@ -278,6 +287,13 @@ pub fn converge_steps(
     }
     steps.push(Step::Verify { escalate: true, order, settle });
     steps
+}
+
+/// What to run for `up` when the cluster's node container is not running: start it (Docker
+/// does not restart a kind node that exited 0: `--restart=on-failure:1`), then converge as
+/// after any restart.
+pub fn start_nodes(order: Order, settle: Option<Duration>, tiers: bool) -> Vec<Step> {
+    vec![Step::StartNodes, Step::Converge { order, settle, tiers }]
 }
 
 /// What to run for `up` when there is no cluster (`create`), or when the cluster exists but its

@@ -142,19 +142,32 @@ pub fn tools(tools: &[&str]) -> Result<()> {
     Ok(())
 }
 
-pub fn docker_running() -> Result<()> {
-    docker_answers(&docker::info())
+/// Does Docker answer `probe` ([`docker::server_version`])? Its version, or why not (the probe,
+/// and what the CLI said). The one judgement of Docker's liveness: preflight, doctor and the
+/// watcher ask it. `Err` only when the run is interrupted.
+pub fn docker_answers(probe: &crate::exec::Cmd) -> Result<Read<String>> {
+    Ok(match probe.run() {
+        Ok(out) if docker::answered(&out.stdout) => Ok(out.stdout.trim().to_string()),
+        Ok(_) => Err(format!("`{probe}` printed no server version")),
+        Err(Error::Interrupted) => return Err(Error::Interrupted),
+        Err(Error::Command { stderr_tail, .. }) => Err(format!("`{probe}` failed:\n{}", stderr_tail.trim())),
+        Err(other) => Err(format!("`{probe}`: {}", other.headline())),
+    })
 }
 
-/// `docker info` answers (else: Docker is not running, with what it said).
-pub fn docker_answers(info: &crate::exec::Cmd) -> Result<()> {
-    if let Err(Error::Command { stderr_tail, .. }) = info.run() {
-        return Err(Error::prerequisite(
-            format!("Docker is not running: `{info}` failed:\n{stderr_tail}"),
-            "start Docker Desktop (or the docker service) and wait until `docker info` answers, then run again",
-        ));
+pub fn docker_running() -> Result<()> {
+    docker_running_by(&docker::server_version())
+}
+
+/// Docker answers `probe`, else a prerequisite error: Docker is not running, and why.
+pub fn docker_running_by(probe: &crate::exec::Cmd) -> Result<()> {
+    match docker_answers(probe)? {
+        Ok(_) => Ok(()),
+        Err(why) => Err(Error::prerequisite(
+            format!("Docker is not running: {why}"),
+            "start Docker Desktop (or the docker service) and wait until `docker version` shows its Server, then run again",
+        )),
     }
-    Ok(())
 }
 
 /// Wait until the Kubernetes API answers `/readyz` (it refuses for a while after a Docker

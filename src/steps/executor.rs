@@ -6,7 +6,7 @@ use crate::error::Result;
 use crate::ui::human;
 
 use super::op::{Op, Part, line};
-use super::{Ctx, bootstrap, connectors, converge, images, inputs, mesh, preflight, rollout};
+use super::{Ctx, bootstrap, connectors, converge, images, inputs, mesh, nodes, preflight, rollout};
 
 /// Run a part: its progress line, its operations in order, its note.
 pub fn run_part(ctx: &Ctx, part: &Part) -> Result<String> {
@@ -31,7 +31,7 @@ pub fn run(ctx: &Ctx, op: &Op) -> Result<Option<String>> {
         }
         Op::Pause(d) => crate::wait::sleep(*d)?,
         Op::Tools(tools) => crate::observe::tools(tools)?,
-        Op::DockerAnswers(cmd) => crate::observe::docker_answers(cmd)?,
+        Op::DockerAnswers(cmd) => crate::observe::docker_running_by(cmd)?,
         Op::ListsCluster(cmd) => preflight::lists_cluster(ctx, cmd)?,
         Op::NodeRuns(cmd) => preflight::node_runs(ctx, cmd)?,
         Op::Workloads(_) => return inputs::workloads(ctx).map(Some),
@@ -50,6 +50,8 @@ pub fn run(ctx: &Ctx, op: &Op) -> Result<Option<String>> {
             return bootstrap::secrets(ctx, list, apply, *namespaces).map(Some);
         }
         Op::LoadImages => return images::tiers_step(ctx).map(Some),
+        Op::StartNodes => nodes::start(ctx)?,
+        Op::Converge { order, settle, tiers } => super::converge_again(ctx, *order, *settle, *tiers)?,
         Op::Graph(graph) => rollout::run(ctx, graph)?,
         Op::Register(i) => return connectors::register_one(ctx, *i).map(Some),
         Op::Smoke => crate::smoke::run(ctx.stack, ctx.ui, ctx.stack.smoke.timeout)?,
@@ -131,6 +133,12 @@ pub fn print(ctx: &Ctx, op: &Op, out: &mut Vec<String>) -> Result<()> {
             out.push(line(apply, &format!("{what}, generated here, on stdin; nothing when none is missing")));
         }
         Op::LoadImages => images::describe_tiers(ctx, out),
+        Op::StartNodes => nodes::describe(ctx, out),
+        Op::Converge { .. } => out.push(
+            "# Then observe again and run what `bookstore up` plans (after a node start every pod \
+             restarted in place: ztunnel and the workloads it left stale, the connectors, the smoke test)"
+                .into(),
+        ),
         Op::Graph(graph) => rollout::describe(ctx, graph, out)?,
         Op::Register(i) => connectors::describe(ctx, &stack.connect.connectors[*i], out)?,
         Op::Smoke => {

@@ -21,6 +21,15 @@ pub fn api_part(ctx: &Ctx) -> Part {
     )
 }
 
+/// The wait for `/readyz`, within `deadline`; `why` follows the step's title.
+pub fn wait_api_within(ctx: &Ctx, deadline: Duration, why: &str) -> Result<()> {
+    let step = ctx.ui.start(&format!("Waiting ≤ {} for the Kubernetes API{why}", human(deadline)));
+    let next = "check the node container (`docker ps`); after a Docker restart the API can take a minute";
+    crate::observe::wait_api(ctx, deadline, next)?;
+    step.done("ready");
+    Ok(())
+}
+
 /// The one `/readyz` wait ([`crate::observe::wait_api`]: `cmd` is its command).
 pub fn wait_api(ctx: &Ctx, _cmd: &Cmd, deadline: Duration) -> Result<()> {
     let next = "check the node container (`docker ps`); after a Docker restart the API can take a minute";

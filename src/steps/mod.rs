@@ -11,6 +11,7 @@ mod failfast;
 mod images;
 mod inputs;
 mod mesh;
+pub(crate) mod nodes;
 pub mod op;
 pub(crate) mod preflight;
 pub(crate) mod rollout;
@@ -139,7 +140,17 @@ pub fn plan_up(ctx: &Ctx, order: Order, settle: Option<Duration>, tiers: bool) -
     };
     let node =
         node.map_err(|e| Error::step(e, "check the node container (`docker ps -a`), then run again"))?;
-    preflight::check_node(ctx, &node)?;
+    preflight::check_mappings(ctx, &node)?;
+    if !node.running {
+        // Docker came back without it (kind's `on-failure:1` restarts only a node that failed).
+        step.done(&format!(
+            "the kind node {} is {} (exit {}): starting it",
+            stack.cluster.control_plane_container(),
+            node.status,
+            node.exit_code
+        ));
+        return Ok(plan::start_nodes(order, settle, tiers));
+    }
     let (step, obs) = match host.cluster {
         Some(Ok(obs)) => (step, obs),
         Some(Err(e @ (Error::Prerequisite { .. } | Error::Interrupted))) => return Err(e),
@@ -222,6 +233,10 @@ pub fn parts(ctx: &Ctx, step: &Step) -> Result<Vec<Part>> {
             "",
         )],
         Step::Tier(i) => vec![bootstrap::tier_part(ctx, *i)],
+        Step::StartNodes => quiet(Op::StartNodes),
+        Step::Converge { order, settle, tiers } => {
+            quiet(Op::Converge { order: *order, settle: *settle, tiers: *tiers })
+        }
     })
 }
 
@@ -233,6 +248,37 @@ pub fn run(ctx: &Ctx, steps: &[Step]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// After a node start: observe again and run what `up` plans (every pod restarted in place).
+fn converge_again(ctx: &Ctx, order: Order, settle: Option<Duration>, tiers: bool) -> Result<()> {
+    let steps = plan_up(ctx, order, settle, tiers)?;
+    if steps.contains(&Step::StartNodes) {
+        let node = ctx.stack.cluster.control_plane_container();
+        return Err(Error::prerequisite(
+            format!("the kind node {node} stopped again right after `docker start {node}`"),
+            format!("see why: `docker logs --tail 50 {node}`"),
+        ));
+    }
+    run(ctx, &steps)
+}
+
+/// Wait for the kube API of a node that has (re)started, with `budget`: at once when it
+/// answers, else saying so once (the kubelet restarts etcd and the apiserver as static pods,
+/// which takes minutes on some laptops). `watch` waits so before each heal.
+pub fn wait_booting_api(ctx: &Ctx, budget: std::time::Duration) -> Result<()> {
+    nodes::wait_booting_api(ctx, budget)
+}
+
+/// The API wait after a node start: [`nodes::BOOT`], or the stack's `api_timeout` if longer.
+pub fn boot_budget(ctx: &Ctx) -> std::time::Duration {
+    nodes::boot_budget(ctx)
+}
+
+/// `docker start` every stopped node of the cluster, control planes first (`watch` starts a
+/// node that stopped together with Docker; `up` does it through [`plan::start_nodes`]).
+pub fn start_nodes(ctx: &Ctx) -> Result<()> {
+    nodes::start_stopped(ctx)
 }
 
 /// The exact commands and requests `run` would make, as pasteable lines, secrets masked: the

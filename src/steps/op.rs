@@ -84,6 +84,11 @@ pub enum Op {
     Secrets { list: Cmd, reads: Vec<Cmd>, apply: Cmd, namespaces: bool },
     /// Our images built when missing, then loaded into the node (`up --tiers`).
     LoadImages,
+    /// Every stopped node of the cluster started (control planes first), then its API waited for
+    /// with the boot budget.
+    StartNodes,
+    /// After a node start: observe again and run what `up` plans.
+    Converge { order: Order, settle: Option<Duration>, tiers: bool },
 
     // ---- named handlers of several operations ----
     /// The rollout graph: restarts, waits and registrations, each when what it waits for is done.

@@ -18,7 +18,7 @@ pub fn part(ctx: &Ctx, p: &Preflight) -> Part {
         ops.push(Op::Tools(p.tools.clone()));
     }
     if p.docker {
-        ops.push(Op::DockerAnswers(docker::info()));
+        ops.push(Op::DockerAnswers(docker::server_version()));
     }
     // Without `docker`, `up`'s detection already listed the cluster and checked its node.
     if p.cluster && p.docker {
@@ -56,14 +56,22 @@ pub fn node_runs(ctx: &Ctx, inspect: &Cmd) -> Result<()> {
 
 /// What `docker inspect` says of the node: it runs, with every port mapping of the config.
 pub fn check_node(ctx: &Ctx, node: &docker::Node) -> Result<()> {
-    let cluster = &ctx.stack.cluster;
-    let node_name = cluster.control_plane_container();
+    let node_name = ctx.stack.cluster.control_plane_container();
+    check_mappings(ctx, node)?;
     if !node.running {
         return Err(Error::prerequisite(
             format!("the kind node container `{node_name}` is {}", node.status),
-            format!("start it with `docker start {node_name}` (or restart Docker Desktop), then run again"),
+            format!(
+                "start it: `bookstore up` starts it and heals the stack (or `docker start {node_name}`), then run again"
+            ),
         ));
     }
+    Ok(())
+}
+
+/// The node has every port mapping the cluster config asks for (fixed when kind created it).
+pub fn check_mappings(ctx: &Ctx, node: &docker::Node) -> Result<()> {
+    let cluster = &ctx.stack.cluster;
     let missing = crate::judge::node::missing(node, &cluster.ports);
     if !missing.is_empty() {
         let ports: Vec<String> = missing.iter().map(|m| m.container_port.to_string()).collect();

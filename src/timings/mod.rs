@@ -313,6 +313,7 @@ impl Timeline {
                 | Event::DockerUp { .. }
                 | Event::NodeStarted { .. }
                 | Event::NodeStopped { .. }
+                | Event::NodeExited { .. }
                 | Event::HealStarted { .. }
                 | Event::HealFinished { .. } => {}
             }

@@ -102,7 +102,11 @@ fn docker_down_and_no_cluster_are_findings_with_their_fix() {
     let sim = World::healthy();
     sim.docker_stop();
     let (doctor_run, doctor) = run_doctor(&sim, 6);
-    assert!(doctor.evidence("docker-not-running").contains("docker info --format"), "{}", doctor_run.stderr);
+    assert!(
+        doctor.evidence("docker-not-running").contains("docker version --format"),
+        "{}",
+        doctor_run.stderr
+    );
     assert!(doctor.fix("docker-not-running").contains("start Docker Desktop"));
     assert!(!doctor.has("cluster-missing"), "nothing past Docker is judged while it is down");
 

@@ -5,6 +5,7 @@
 
 mod agreement;
 mod bootstrap;
+mod chaos;
 mod converge;
 mod doctor;
 mod fail_fast;

@@ -10,6 +10,8 @@
 //! - [`connect`]: Kafka Connect REST (`shared/reference/kafka-connect.md`)
 //! - [`docker`]: the Docker Engine API on a unix socket; [`docker_events`]: its `GET /events`;
 //!   [`images`]: the local image store, `docker save` archives and the node's containerd importing them
+//!   [`docker_cli`]: other docker CLI releases' recorded behaviour; [`restart_policy`]: what a
+//!   starting daemon restarts
 //! - [`follow`]: a real Docker daemon's container as the node (the kube side follows it)
 //! - [`troubles`]: pod troubles with their Events, istio-cni's reconcile error, extra nodes
 //! - [`control`]: test control (library + HTTP endpoint), [`standins`]: `kind` / `istioctl`
@@ -38,6 +40,7 @@ pub mod connect;
 pub mod control;
 pub mod dataplane;
 pub mod docker;
+pub mod docker_cli;
 pub mod docker_events;
 pub mod faults;
 pub mod follow;
@@ -45,6 +48,7 @@ pub mod images;
 pub mod kit;
 pub mod kube;
 pub mod latency;
+pub mod restart_policy;
 pub mod server;
 pub mod sim;
 pub mod standins;

@@ -50,6 +50,20 @@ pub struct SimOptions {
     pub docker_api_version: String,
     /// The machine's download bandwidth, MB/s, shared by every image download at once.
     pub bandwidth_mb_s: f64,
+    /// Docker comes back without the kind node (kind#3244): the node halts cleanly (exit 0) at
+    /// its stop signal and `on-failure:1` leaves it `exited` (`restart_policy.rs`).
+    pub node_left_exited: bool,
+    /// Which docker CLI the clients run (`docker_cli.rs`): the installed one, or a recorded
+    /// behaviour of another release first on PATH.
+    pub docker_cli: crate::docker_cli::DockerCli,
+    /// Docker Desktop's VM clock against the host's, milliseconds (negative: behind, as after
+    /// the host slept): every timestamp of the Engine API (events, `State.StartedAt`/`FinishedAt`,
+    /// `Created`, `SystemTime`, `since`/`until`) is on it; the kube API's stay on the host's.
+    pub docker_clock_offset_ms: i64,
+    /// After every start of the node container (Docker's restore, `docker start`), the kube API
+    /// refuses this many real seconds longer (the kubelet restarts etcd and the apiserver as
+    /// static pods).
+    pub api_boot_secs: f64,
 }
 
 impl Default for SimOptions {
@@ -74,6 +88,10 @@ impl Default for SimOptions {
             real_docker: None,
             docker_api_version: crate::docker::API_VERSION.to_string(),
             bandwidth_mb_s: crate::latency::BANDWIDTH_MB_S,
+            node_left_exited: false,
+            docker_cli: crate::docker_cli::DockerCli::Installed,
+            docker_clock_offset_ms: 0,
+            api_boot_secs: 0.0,
         }
     }
 }
@@ -150,6 +168,7 @@ impl Sim {
         };
         std::fs::write(dir.join("kubeconfig"), kubeconfig)?;
         crate::standins::write_scripts(&dir.join("bin"), control_port)?;
+        crate::docker_cli::install(&dir.join("bin"), opts.docker_cli)?;
         std::fs::write(dir.join("control.url"), format!("http://127.0.0.1:{control_port}\n"))?;
 
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -309,6 +328,10 @@ impl Sim {
             c.env(k, v);
         }
         for k in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"] {
+            c.env_remove(k);
+        }
+        // HOME is this world's: so are the user's folders under it (bookstore's state file).
+        for k in ["XDG_STATE_HOME", "XDG_DATA_HOME", "XDG_CONFIG_HOME"] {
             c.env_remove(k);
         }
         c.env("NO_PROXY", "127.0.0.1,localhost");

@@ -588,6 +588,9 @@ impl World {
             running: true,
             created: wall,
             started: wall,
+            finished: wall,
+            exit_code: 0,
+            stopped_by_user: false,
             cmd: vec![],
         });
     }

@@ -20,6 +20,7 @@ pub struct Test<'w> {
     env: Vec<(OsString, Option<OsString>)>,
     path_first: Vec<PathBuf>,
     stdin: Option<Vec<u8>>,
+    umask: Option<u32>,
     code: Option<i32>,
     stdout_has: Vec<String>,
     stderr_has: Vec<String>,
@@ -44,11 +45,24 @@ impl<'w> Test<'w> {
             env: vec![("NO_COLOR".into(), Some("1".into()))],
             path_first: Vec::new(),
             stdin: None,
+            umask: None,
             code: Some(0),
             stdout_has: Vec::new(),
             stderr_has: Vec::new(),
             stderr_lacks: Vec::new(),
         }
+    }
+
+    /// Another copy of `bookstore` (what an installed service runs), not this build's.
+    pub fn program(mut self, path: impl Into<PathBuf>) -> Self {
+        self.program = path.into();
+        self
+    }
+
+    /// Run it under this umask (what a user's shell may have: files it writes must not take it).
+    pub fn umask(mut self, mask: u32) -> Self {
+        self.umask = Some(mask);
+        self
     }
 
     /// Run in this world: its environment, `--stack` its stack copy.
@@ -133,11 +147,24 @@ impl<'w> Test<'w> {
 
     /// The command as it will run.
     pub fn command(&self) -> Command {
-        let mut cmd = match self.world {
-            Some(w) => w.sim().command(&self.program.to_string_lossy()),
-            None => Command::new(&self.program),
+        // A umask is set by a shell that then becomes the program (the argv passed as "$@").
+        let (program, first): (OsString, Vec<OsString>) = match self.umask {
+            None => (self.program.clone().into(), Vec::new()),
+            Some(mask) => (
+                "sh".into(),
+                vec![
+                    "-c".into(),
+                    format!("umask {mask:03o}; exec \"$@\"").into(),
+                    "sh".into(),
+                    self.program.clone().into(),
+                ],
+            ),
         };
-        cmd.args(&self.args);
+        let mut cmd = match self.world {
+            Some(w) => w.sim().command(&program.to_string_lossy()),
+            None => Command::new(&program),
+        };
+        cmd.args(first).args(&self.args);
         if let Some(w) = self.world {
             if self.stack {
                 cmd.arg("--stack").arg(w.stack_path());

@@ -78,7 +78,11 @@ impl World {
         }
         let wrap = sim.dir().join("wrap");
         for tool in ["kubectl", "docker"] {
-            let real = which::which(tool).expect("the real client is installed");
+            // The simulator's own docker CLI (another release's recorded behaviour, `docker_cli.rs`)
+            // when it has one, else the installed client.
+            let shim = sim.dir().join("bin").join(tool);
+            let real =
+                if shim.is_file() { shim } else { which::which(tool).expect("the real client is installed") };
             let script = format!(
                 "#!/bin/sh\n\
                  # Records argv (fields \\037, records \\036) in one write, then becomes the real client.\n\

@@ -30,6 +30,9 @@ impl World {
             running: true,
             created: now,
             started: now,
+            finished: now,
+            exit_code: 0,
+            stopped_by_user: false,
             cmd: vec![],
         });
         self.container_created_events(&format!("{name}-control-plane"));
@@ -228,6 +231,9 @@ impl World {
                     running: true,
                     created: wall,
                     started: wall,
+                    finished: wall,
+                    exit_code: 0,
+                    stopped_by_user: false,
                     cmd: vec![format!("TCP-LISTEN:{port},fork,reuseaddr"), format!("TCP:172.19.0.4:{port}")],
                 });
             }
@@ -274,6 +280,7 @@ impl World {
         for c in self.containers.iter_mut().filter(|c| c.name == node) {
             c.created = ago(7200);
             c.started = ago(7200);
+            c.finished = ago(7200);
         }
         let mesh_ns = self.infra.stack.mesh.namespace.clone();
         let keys: Vec<(String, String)> = self.pods.keys().cloned().collect();

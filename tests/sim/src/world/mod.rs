@@ -123,6 +123,14 @@ pub struct Container {
     pub created: SystemTime,
     #[serde(skip)]
     pub started: SystemTime,
+    /// When it last stopped (`State.FinishedAt`).
+    #[serde(skip)]
+    pub finished: SystemTime,
+    /// Its last exit code (`State.ExitCode`): what the daemon's restart policy looks at
+    /// (`restart_policy.rs`).
+    pub exit_code: i32,
+    /// `docker stop`ped by hand (moby's `HasBeenManuallyStopped`): `unless-stopped` stays down.
+    pub stopped_by_user: bool,
     pub cmd: Vec<String>,
 }
 

@@ -2,7 +2,7 @@
 //! (same pods, restartCount+1, their mesh registration stale).
 
 use std::collections::BTreeSet;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::{PodPhase, WlKey, World};
 use crate::audit::Source;
@@ -18,18 +18,43 @@ impl World {
         self.record(Source::Control, "docker-stop", "", "");
     }
 
-    /// Docker comes back: containers with a restart policy start; every pod restarts in place
-    /// with its HBONE registration stale; Kafka without a volume starts empty.
+    /// Docker comes back: the containers its restart policy restarts start (`restart_policy.rs`;
+    /// the node unless it halted cleanly); if the node is among them every pod restarts in place
+    /// with its HBONE registration stale, and Kafka without a volume starts empty.
     pub fn docker_start(&mut self) {
         self.docker_up = true;
         let wall = SystemTime::now();
-        for c in &mut self.containers {
-            c.running = true;
-            c.started = wall;
+        let mut restarted = Vec::new();
+        for (i, c) in self.containers.iter_mut().enumerate() {
+            if !c.running && crate::restart_policy::restarts_with_daemon(c) {
+                c.running = true;
+                c.started = wall;
+                restarted.push(i);
+            }
         }
         self.record(Source::Control, "docker-start", "", "");
-        self.daemon_started_events();
-        self.restart_pods_in_place();
+        self.daemon_started_events(&restarted);
+        if self.node_running() {
+            self.restart_pods_in_place();
+        } else if self.cluster.is_some() {
+            let node = self.node_name();
+            self.event("node-left-exited", &node, "");
+        }
+    }
+
+    /// A host time on Docker's clock (`SimOptions::docker_clock_offset_ms`).
+    pub fn docker_time(&self, t: SystemTime) -> SystemTime {
+        let offset = self.opts.docker_clock_offset_ms;
+        let shift = Duration::from_millis(offset.unsigned_abs());
+        if offset < 0 { t.checked_sub(shift).unwrap_or(t) } else { t + shift }
+    }
+
+    /// Now on Docker's clock, nanoseconds since the epoch (an event's `timeNano`).
+    pub fn docker_nanos(&self) -> u128 {
+        crate::docker_events::offset_nanos(
+            crate::docker_events::now_nanos(),
+            self.opts.docker_clock_offset_ms,
+        )
     }
 
     pub fn docker_restart(&mut self) {

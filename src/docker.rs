@@ -271,6 +271,26 @@ pub fn istioctl_version() -> Cmd {
     Cmd::new("istioctl").args(["version", "--remote=false"]).deadline(Duration::from_secs(30))
 }
 
+/// ztunnel's admin config dump on one node, read-only: istioctl port-forwards to the ztunnel
+/// pod's admin port 15000, which listens on localhost only (ztunnel `src/config.rs`), so the API
+/// server's pod proxy cannot reach it. `--node` finds the pod of the DaemonSet named `ztunnel`
+/// in `--istio-namespace` on that node (istioctl `ztunnelconfig.go` `PodOnNodeFromDaemonset`).
+pub fn istioctl_ztunnel_config(context: &str, namespace: &str, node: &str) -> Cmd {
+    Cmd::new("istioctl")
+        .args(["ztunnel-config", "all", "--node", node, "--istio-namespace", namespace])
+        .args(["--context", context, "-o", "json"])
+        .deadline(Duration::from_secs(20))
+}
+
+/// `istioctl manifest generate` with the same flags: what the install would apply (read-only,
+/// no cluster needed), the images of its workloads among it.
+pub fn istioctl_manifest(flags: &[String]) -> Cmd {
+    Cmd::new("istioctl")
+        .args(["manifest", "generate"])
+        .args(flags.iter().cloned())
+        .deadline(Duration::from_secs(120))
+}
+
 pub fn kind_get_clusters() -> Cmd {
     Cmd::new("kind").args(["get", "clusters"]).deadline(Duration::from_secs(30))
 }
@@ -339,10 +359,13 @@ impl DockerWrite {
             .deadline(Duration::from_secs(900))
     }
 
-    pub fn istioctl_install(&self, context: &str, args: &[String]) -> Cmd {
+    /// `istioctl install` with the stack's flags (`bootstrap.istio.install`, said once for this
+    /// and `istioctl_manifest`), on the cluster's context, without asking.
+    pub fn istioctl_install(&self, context: &str, flags: &[String]) -> Cmd {
         Cmd::new("istioctl")
             .args(["install", "--context", context])
-            .args(args.iter().cloned())
+            .args(flags.iter().cloned())
+            .arg("--skip-confirmation")
             .deadline(Duration::from_secs(900))
     }
 

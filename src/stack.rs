@@ -281,14 +281,17 @@ pub struct Bootstrap {
     pub crds_text: Option<String>,
     pub crds_established: Vec<String>,
     pub crds_timeout: Duration,
+    /// The pinned Gateway API release (`v1.4.1`).
+    pub gateway_api_version: String,
+    /// The Istio releases tested with it (`bootstrap.gateway_api.istio`): istioctl is checked
+    /// against them before anything is created.
+    pub istio_range: IstioRange,
+    /// The flags of `istioctl install` and of `istioctl manifest generate` alike (the `--set`s):
+    /// said once, so the images read are the images installed.
     pub istio_install: Vec<String>,
     /// `kind/name` in istio-system.
     pub istio_ready: Vec<String>,
     pub istio_timeout: Duration,
-    /// The images `istioctl install` deploys (repository, tagged with istioctl's version).
-    pub istio_images: Vec<String>,
-    /// The image of the gateways Istio deploys for a Gateway (repository, likewise tagged).
-    pub gateway_image: Option<String>,
     /// About how long Istio takes to become Ready once its images are in the node.
     pub istio_ready_in: Duration,
     pub secrets: Vec<SecretSpec>,
@@ -356,6 +359,42 @@ fn duration(what: &str, text: &str) -> Result<Duration> {
     parse_duration(text).ok_or_else(|| {
         Error::input("stack file", format!("{what}: `{text}` is not a duration (use e.g. 90s, 2m, 500ms)"))
     })
+}
+
+/// The Istio releases (minor versions, both ends included) the stack was tested with:
+/// `bootstrap.gateway_api.istio`, e.g. `1.25 - 1.31`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IstioRange {
+    pub from: (u32, u32),
+    pub to: (u32, u32),
+}
+
+impl IstioRange {
+    pub fn parse(text: &str) -> std::result::Result<IstioRange, String> {
+        let bad = || format!("`{text}` is not a range of Istio minor releases such as `1.25 - 1.31`");
+        let (from, to) = text.split_once('-').ok_or_else(bad)?;
+        let one = |v: &str| -> std::result::Result<(u32, u32), String> {
+            let v = v.trim();
+            let (major, minor) = v.split_once('.').ok_or_else(bad)?;
+            Ok((major.parse().map_err(|_| bad())?, minor.parse().map_err(|_| bad())?))
+        };
+        let range = IstioRange { from: one(from)?, to: one(to)? };
+        if range.from > range.to {
+            return Err(format!("`{text}`: the first release is after the last"));
+        }
+        Ok(range)
+    }
+
+    /// Whether Istio `major.minor` is one of them.
+    pub fn contains(&self, major: u32, minor: u32) -> bool {
+        (self.from..=self.to).contains(&(major, minor))
+    }
+}
+
+impl std::fmt::Display for IstioRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}–{}.{}", self.from.0, self.from.1, self.to.0, self.to.1)
+    }
 }
 
 #[cfg(test)]

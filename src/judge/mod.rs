@@ -18,6 +18,7 @@
 //!   waiting fixes it ([`pods::outlook`]).
 
 pub mod connectors;
+pub mod members;
 pub mod mesh;
 pub mod node;
 pub mod pods;

@@ -2,52 +2,12 @@
 //! its verdict ([`health`]): missing, stale in the mesh (why), stuck past its deadline, starting,
 //! or healthy. What `up` restarts, waits for or keeps, and what `doctor` reports.
 
-use crate::cluster::{Deployment, Pod};
+use crate::cluster::{Pod, PodRestart};
 use crate::observe::Observation;
 use crate::stack::Stack;
 
+pub use super::members::{current, owner, pods_of, serving};
 use super::mesh::{self, Ztunnel, when};
-
-/// The pods a deployment selects that are not going away: a terminating pod is no longer the
-/// workload's (`status` counts its restarts and age from these, `up` and `doctor` judge them).
-pub fn pods_of<'a>(obs: &'a Observation, d: &Deployment) -> Vec<&'a Pod> {
-    obs.pods.iter().filter(|p| !p.terminating && d.selects(p)).collect()
-}
-
-/// The pods that serve a deployment: its newest `replicas` pods (at least one), newest first.
-/// While a rollout replaces an old pod, the old one is not the workload's any more.
-pub fn serving<'a>(obs: &'a Observation, d: &Deployment) -> Vec<&'a Pod> {
-    let mut pods = pods_of(obs, d);
-    pods.sort_by_key(|p| std::cmp::Reverse(p.created));
-    pods.truncate(d.desired.max(1) as usize);
-    pods
-}
-
-/// The pods the verdicts are about: every pod not going away, a stack workload's only while it
-/// serves it (what an old pod a rollout replaces shows is not evidence against the workload).
-pub fn current<'a>(stack: &Stack, obs: &'a Observation) -> Vec<&'a Pod> {
-    let serving: Vec<&Pod> = stack
-        .workloads
-        .iter()
-        .filter_map(|w| obs.deployment(&w.namespace, &w.name))
-        .flat_map(|d| serving(obs, d))
-        .collect();
-    obs.pods
-        .iter()
-        .filter(|p| !p.terminating)
-        .filter(|p| match owner(obs, p) {
-            Some(d) if stack.index_of(&d.namespace, &d.name).is_some() => {
-                serving.iter().any(|s| std::ptr::eq(*s, *p))
-            }
-            _ => true,
-        })
-        .collect()
-}
-
-/// The deployment a pod belongs to.
-pub fn owner<'a>(obs: &'a Observation, pod: &Pod) -> Option<&'a Deployment> {
-    obs.deployments.iter().find(|d| d.selects(pod))
-}
 
 /// The stack workloads the cluster lacks (`exists(namespace, name)` says whether it has a
 /// deployment), as `namespace/name`: a bootstrap that stopped halfway.
@@ -94,6 +54,11 @@ pub enum Health {
     Missing,
     /// Its pods' mesh registration is stale: restart it.
     Stale(Stale),
+    /// A pod serving it is in the kubelet's crash-loop back-off (why): once what it needs is
+    /// Ready, delete these pods (each a restart: its ReplicaSet recreates it) so that the new ones
+    /// start at once instead of waiting out the back-off (10 s doubling to 5 min, kept per pod
+    /// UID in the kubelet's memory: a new pod has none).
+    BackOff { why: String, pods: Vec<PodRestart> },
     /// Its newest pod has not become Ready within the workload's own deadline (why): restart it.
     Stuck(String),
     /// Rolling out, or its pod is not Ready yet (why): wait for it.
@@ -109,6 +74,32 @@ pub fn judge(stack: &Stack, obs: &Observation) -> (Ztunnel, Vec<Health>) {
     (ztunnel, health)
 }
 
+/// The serving pods in the kubelet's crash-loop back-off, as [`Health::BackOff`] (none, or one
+/// its controller would not recreate: `None`).
+fn back_off(obs: &Observation, serving: &[&Pod]) -> Option<Health> {
+    use crate::judge::pods::{TroubleKind, trouble};
+    let looping: Vec<(&Pod, String)> = serving
+        .iter()
+        .filter_map(|p| {
+            let t = trouble(p, &[], obs.at).filter(|t| t.kind == TroubleKind::CrashLoop)?;
+            Some((*p, t.message))
+        })
+        .collect();
+    let (first, message) = looping.first()?;
+    let pods: Vec<PodRestart> =
+        looping.iter().map(|(p, _)| PodRestart::of(p)).collect::<Result<_, _>>().ok()?;
+    let message = if message.is_empty() { String::new() } else { format!(": {message}") };
+    Some(Health::BackOff {
+        why: format!(
+            "its pod {} is in the kubelet's crash-loop back-off ({} restarts{message}): deleted once what it needs \
+             is Ready, its replacement starts at once (a new pod has no back-off)",
+            first.name,
+            first.restarts()
+        ),
+        pods,
+    })
+}
+
 /// Workload `i`'s verdict, with ztunnel judged as `ztunnel` (restarted: every meshed pod is stale).
 pub fn health(stack: &Stack, obs: &Observation, i: usize, ztunnel: &Ztunnel) -> Health {
     let w = &stack.workloads[i];
@@ -122,17 +113,28 @@ pub fn health(stack: &Stack, obs: &Observation, i: usize, ztunnel: &Ztunnel) -> 
     let meshed = pods.iter().any(|p| p.meshed);
     // A restart just sent: the controller has not created the new pods the rules would judge.
     let rollout_starting = d.generation > d.observed_generation;
-    let time = match (meshed && !rollout_starting, ztunnel.stale()) {
-        (false, _) => None,
-        (true, Some(_)) => serving.last().and_then(|p| mesh::stale_by_time(ztunnel, &nodes, p)),
-        (true, None) => serving.iter().find_map(|p| mesh::stale_by_time(ztunnel, &nodes, p)),
+    // The pods the time rule looks at: every serving pod, or, when ztunnel is restarted, the
+    // oldest (all predate its new pods). Those kept say why: fresh, or adopted on evidence.
+    let judged: Vec<mesh::InMesh> = match (meshed && !rollout_starting, ztunnel.stale()) {
+        (false, _) => Vec::new(),
+        (true, Some(_)) => {
+            serving.last().map(|p| mesh::in_mesh(obs, ztunnel, &nodes, p)).into_iter().collect()
+        }
+        (true, None) => serving.iter().map(|p| mesh::in_mesh(obs, ztunnel, &nodes, p)).collect(),
     };
+    let time = judged.iter().find_map(|v| match v {
+        mesh::InMesh::Stale(why) => Some(why.clone()),
+        _ => None,
+    });
     let stale = Stale { evidence: mesh::evidence(stack, obs, &w.name, &serving), time };
     if !stale.reasons().is_empty() {
         return Health::Stale(stale);
     }
     if d.desired == 0 {
         return Health::Healthy("scaled to 0".into());
+    }
+    if !rollout_starting && let Some(health) = back_off(obs, &serving) {
+        return health;
     }
     // A pod that has not become Ready within the workload's own deadline is not waited for again.
     if let Some(p) = newest
@@ -155,8 +157,16 @@ pub fn health(stack: &Stack, obs: &Observation, i: usize, ztunnel: &Ztunnel) -> 
         return Health::Starting(format!("{what}: wait for it"));
     }
     let p = newest.expect("desired > 0 and ready");
+    let adopted: Vec<&str> = judged
+        .iter()
+        .filter_map(|v| match v {
+            mesh::InMesh::Adopted(evidence) => Some(evidence.as_str()),
+            _ => None,
+        })
+        .collect();
     Health::Healthy(match (meshed, ztunnel.ready_for(&nodes, p)) {
         (false, _) => format!("not in the ambient mesh; Ready since {}", when(p.ready_since)),
+        (true, _) if !adopted.is_empty() => adopted.join("; "),
         (true, Some(t)) => format!(
             "its pod {} was created {}, after ztunnel was Ready ({})",
             p.name,

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::cluster::PodRestart;
 use crate::error::Result;
 use crate::exec::Cmd;
 use crate::wait::{Attempt, Poll};
@@ -145,6 +146,16 @@ impl KubectlWrite {
             return self.kube.base().args(["rollout", "restart", &format!("{kind}/{name}"), "-n", ns]);
         }
         self.kube.base().args(["rollout", "restart", "-f", "-"]).stdin_text(restart_items(targets))
+    }
+
+    /// Restart one pod by deleting it: its controller recreates it ([`PodRestart`]: the only
+    /// deletion outside `down`). `--wait=false`: the caller waits for the replacement (a pod
+    /// that is not this one, by its UID), not for this one's graceful termination.
+    pub fn delete_pod(&self, pod: &PodRestart) -> Cmd {
+        self.kube
+            .base()
+            .args(["delete", "pod", pod.name(), "-n", pod.namespace(), "--wait=false"])
+            .deadline(Duration::from_secs(30))
     }
 
     /// Server-side apply of manifests on stdin (never in argv): give it them with

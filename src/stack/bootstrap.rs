@@ -24,8 +24,9 @@ pub(super) struct BootstrapFile {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct GatewayApiFile {
-    #[allow(dead_code)]
     version: String,
+    /// The Istio minor releases tested with these CRDs (`1.25 - 1.31`).
+    istio: String,
     crds: String,
     established: Vec<String>,
     timeout: String,
@@ -37,10 +38,11 @@ struct IstioFile {
     install: Vec<String>,
     ready: Vec<String>,
     timeout: String,
+    /// Gone: Istio's images come from `istioctl manifest generate` (refused with a reason).
     #[serde(default)]
-    images: Vec<String>,
+    images: Option<serde::de::IgnoredAny>,
     #[serde(default)]
-    gateway_image: Option<String>,
+    gateway_image: Option<serde::de::IgnoredAny>,
     #[serde(default)]
     ready_in: Option<String>,
 }
@@ -156,17 +158,27 @@ pub(super) fn load_bootstrap(
             .map_err(|p| Error::input(format!("Gateway API CRD file {}", source.describe(crds)), p))?;
         Some(text)
     };
+    if file.istio.images.is_some() || file.istio.gateway_image.is_some() {
+        return Err(Error::input(
+            "stack file",
+            "bootstrap.istio.images and gateway_image are no longer read: Istio's images are what \
+             `istioctl manifest generate` prints for bootstrap.istio.install's flags; remove them",
+        ));
+    }
+    check_istio_flags(&file.istio.install).map_err(|p| Error::input("stack file", p))?;
+    let istio_range = IstioRange::parse(&file.gateway_api.istio)
+        .map_err(|p| Error::input("stack file", format!("bootstrap.gateway_api.istio: {p}")))?;
     Ok(Bootstrap {
         cluster_wait: duration("bootstrap.cluster_wait", &file.cluster_wait)?,
         crds: file.gateway_api.crds.clone(),
         crds_text,
         crds_established: file.gateway_api.established.clone(),
         crds_timeout: duration("bootstrap.gateway_api.timeout", &file.gateway_api.timeout)?,
+        gateway_api_version: file.gateway_api.version.clone(),
+        istio_range,
         istio_install: file.istio.install.clone(),
         istio_ready: file.istio.ready.clone(),
         istio_timeout: duration("bootstrap.istio.timeout", &file.istio.timeout)?,
-        istio_images: file.istio.images.clone(),
-        gateway_image: file.istio.gateway_image.clone(),
         istio_ready_in: match &file.istio.ready_in {
             Some(d) => duration("bootstrap.istio.ready_in", d)?,
             None => DEFAULT_READY_IN,
@@ -181,6 +193,33 @@ pub(super) fn load_bootstrap(
         units,
         tiers,
     })
+}
+
+/// `bootstrap.istio.install` holds only what `istioctl install` and `istioctl manifest generate`
+/// both take (the settings: `--set`, `-f`, `--revision`, `--manifests`, `--force`): bookstore runs
+/// both with them, and adds `--context` and `--skip-confirmation` to the install itself.
+pub(super) fn check_istio_flags(flags: &[String]) -> std::result::Result<(), String> {
+    const WITH_VALUE: [&str; 8] =
+        ["--set", "-s", "--filename", "-f", "--revision", "-r", "--manifests", "-d"];
+    let mut i = 0;
+    while i < flags.len() {
+        let flag = flags[i].as_str();
+        let name = flag.split_once('=').map_or(flag, |(n, _)| n);
+        if WITH_VALUE.contains(&flag) {
+            if i + 1 >= flags.len() {
+                return Err(format!("bootstrap.istio.install: `{flag}` needs a value"));
+            }
+            i += 1;
+        } else if !(WITH_VALUE.contains(&name) && flag.contains('=') || flag == "--force") {
+            return Err(format!(
+                "bootstrap.istio.install: `{flag}` is not a setting both `istioctl install` and `istioctl \
+                 manifest generate` take (bookstore runs both with these flags, and adds --context and \
+                 --skip-confirmation to the install itself)"
+            ));
+        }
+        i += 1;
+    }
+    Ok(())
 }
 
 /// The tiers' documents as the bootstrap graph's units. A file that deploys nothing holds shared

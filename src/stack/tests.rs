@@ -1,6 +1,6 @@
 //! The stack file's loading and cross-checks, as data.
 
-use super::bootstrap::check_crds;
+use super::bootstrap::{check_crds, check_istio_flags};
 use super::load::check_connector_name;
 use super::validate::find_cycle;
 use super::*;
@@ -106,4 +106,20 @@ fn cycles_are_named() {
     let cycle = find_cycle(&[w("a", &["b"]), w("b", &["c"]), w("c", &["a"])]).unwrap();
     assert_eq!(cycle, ["a", "b", "c", "a"]);
     assert!(find_cycle(&[w("a", &[]), w("b", &["a"])]).is_none());
+}
+
+#[test]
+fn istios_flags_are_those_install_and_manifest_generate_both_take() {
+    let flags = |f: &[&str]| check_istio_flags(&f.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    assert!(
+        flags(&["--set", "profile=ambient", "-s", "a=b", "--set=c=d", "-f", "x.yaml", "--force"]).is_ok()
+    );
+    let confirm = flags(&["--set", "profile=ambient", "--skip-confirmation"]).unwrap_err();
+    assert!(confirm.contains("`--skip-confirmation` is not a setting both"), "{confirm}");
+    assert!(flags(&["--context", "kind-x"]).is_err());
+    assert!(flags(&["--set"]).unwrap_err().contains("needs a value"));
+    assert!(flags(&["profile=ambient"]).is_err());
+    let stack = load(Source::Embedded).unwrap();
+    assert_eq!(stack.bootstrap.istio_range.to_string(), "1.25–1.31");
+    assert_eq!(stack.bootstrap.gateway_api_version, "v1.4.1");
 }

@@ -23,14 +23,13 @@ use crate::ui::human;
 use super::op::{self, OnGraph, Op, Part};
 use super::{Ctx, images, rollout};
 
-/// Before anything is created: every workload is deployed by a manifest, istioctl answers, each
-/// app image is present or buildable, and (when the cluster is to be created) every host port
-/// of the cluster config is free.
+/// Before anything is created: every workload is deployed by a manifest, each app image is
+/// present or buildable, and (when the cluster is to be created) every host port of the cluster
+/// config is free. (istioctl's release was judged when the bootstrap was planned.)
 pub fn checks_part(ctx: &Ctx, ports: bool) -> Part {
     let mut ops = vec![
-        Op::Note("Bootstrap checks: istioctl, our images present or buildable, host ports free".into()),
+        Op::Note("Bootstrap checks: our images present or buildable, host ports free".into()),
         Op::Deployed,
-        Op::Istioctl(docker::istioctl_version()),
     ];
     if ports {
         ops.push(Op::PortsFree);
@@ -42,7 +41,7 @@ pub fn checks_part(ctx: &Ctx, ports: bool) -> Part {
             context_env: image.context_env.clone(),
         });
     }
-    Part::new("Checking what the bootstrap needs", ops, "")
+    Part::new("Checking what the bootstrap needs", ops, "ready")
 }
 
 /// Every workload is deployed by a manifest of `bootstrap.tiers`.
@@ -66,14 +65,6 @@ pub fn deployed(ctx: &Ctx) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-/// istioctl answers: its version, for the note.
-pub fn istioctl(version: &Cmd) -> Result<String> {
-    let out = version
-        .run()
-        .map_err(|e| e.with_next("check the istioctl install (`istioctl version --remote=false`)"))?;
-    Ok(format!("istioctl {}", out.stdout.lines().next().unwrap_or("").trim()))
 }
 
 /// Every host port of the cluster config is free (checked before the cluster is created).
@@ -397,7 +388,7 @@ pub fn run_graph(ctx: &Ctx, on: &OnGraph, run_part: RunPart) -> Result<()> {
         "Bootstrapping {} workloads on the dependency graph (each the moment Istio, what it needs and its images are ready)",
         ctx.stack.workloads.len()
     ));
-    let loader = images::Loader::start(ctx, host, &graph.images, route)?;
+    let loader = images::Loader::start(ctx, host, graph, route)?;
     // The preparations run on their own threads, each with a context of its own.
     let (stack, ui) = (Arc::new(ctx.stack.clone()), ctx.ui.clone());
     rollout::run_bootstrap(ctx, graph, &|prep, done| match prep {
@@ -426,11 +417,10 @@ pub fn describe_graph(ctx: &Ctx, on: &OnGraph, print: PrintParts, lines: &mut Ve
     let graph = &on.graph;
     lines.push("# Bootstrap on the dependency graph: each task the moment what it waits for is done".into());
     lines.push(
-        "# Images, from the start, one pull at a time in this order (the slowest chains first):".into(),
+        "# Images, from the start, one pull at a time in this order (the slowest chains first; Istio's as `istioctl manifest generate` names them):".into(),
     );
     lines.push(format!("{}   # what the host has is not pulled", docker::image_list()));
-    lines.push(format!("{}   # the tag of Istio's images", docker::istioctl_version()));
-    let names = images::resolve(&graph.images, "<istioctl version>");
+    let names: Vec<String> = graph.images.iter().map(|i| i.name.clone()).collect();
     for (image, n) in graph.images.iter().zip(&names) {
         match image.source {
             crate::plan::ImageSource::Ours(k) => lines.push(format!(
@@ -453,9 +443,15 @@ pub fn describe_graph(ctx: &Ctx, on: &OnGraph, print: PrintParts, lines: &mut Ve
         Task::Prep(Prep::Image(i)) => names[*i].clone(),
         other => super::rollout::task_name(ctx, graph, other),
     };
-    lines
-        .push("# Each image into the node once it is on the host (those ready together in one load):".into());
-    images::Route::describe(ctx.docker, stack, &["<images on the host>".to_string()], lines);
+    lines.push(
+        "# Into the node one load at a time, in this order, each once its images are on the host (else the next that is):"
+            .into(),
+    );
+    for (n, load) in graph.loads().iter().enumerate() {
+        let load: Vec<&str> = load.iter().map(|i| names[*i].as_str()).collect();
+        lines.push(format!("#   {}. {}", n + 1, load.join(" ")));
+    }
+    images::Route::describe(ctx.docker, stack, &["<the load's images>".to_string()], lines);
     if graph.tasks.iter().any(|(t, _)| matches!(t, Task::Register(_))) {
         let c = &stack.connect;
         lines.push(op::line(
@@ -507,7 +503,7 @@ pub fn describe_graph(ctx: &Ctx, on: &OnGraph, print: PrintParts, lines: &mut Ve
                     }
                 }
                 Task::Register(i) => super::connectors::describe(ctx, &stack.connect.connectors[*i], lines)?,
-                Task::Restart(_) | Task::Await(_) => {}
+                Task::Restart(_) | Task::Await(_) | Task::Replace(_) => {}
             }
         }
     }

@@ -35,8 +35,8 @@ pub fn decide(ctx: &Ctx, remedy: &Remedy) {
     );
     for (name, namespace, d, connector) in &all {
         let action = match (d.act, connector) {
-            (Act::Restart, false) => DecisionAction::Restart,
-            (Act::Restart, true) => DecisionAction::Register,
+            (Act::Restart | Act::Replace, false) => DecisionAction::Restart,
+            (Act::Restart | Act::Replace, true) => DecisionAction::Register,
             (Act::Await, _) => DecisionAction::Wait,
             (Act::Keep, _) => DecisionAction::Keep,
         };

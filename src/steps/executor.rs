@@ -37,7 +37,6 @@ pub fn run(ctx: &Ctx, op: &Op) -> Result<Option<String>> {
         Op::Workloads(_) => return inputs::workloads(ctx).map(Some),
         Op::SecretKeys { .. } => return inputs::secret_keys(ctx).map(Some),
         Op::Deployed => bootstrap::deployed(ctx)?,
-        Op::Istioctl(cmd) => return bootstrap::istioctl(cmd).map(Some),
         Op::PortsFree => bootstrap::ports_free(ctx)?,
         Op::ImagePresent { cmd, image, context_env } => bootstrap::image_present(cmd, image, context_env)?,
         Op::Api { cmd, deadline } => mesh::wait_api(ctx, cmd, *deadline)?,
@@ -92,7 +91,6 @@ pub fn print(ctx: &Ctx, op: &Op, out: &mut Vec<String>) -> Result<()> {
         Op::Workloads(cmd) => out.push(line(cmd, "every workload exists")),
         Op::SecretKeys { cmd, why } => out.push(line(cmd, why)),
         Op::Deployed => {}
-        Op::Istioctl(cmd) => out.push(cmd.to_string()),
         Op::PortsFree => {
             let list: Vec<String> =
                 stack.cluster.ports.iter().filter_map(|m| m.host_port).map(|p| p.to_string()).collect();

@@ -36,6 +36,59 @@ pub fn wait_api(ctx: &Ctx, _cmd: &Cmd, deadline: Duration) -> Result<()> {
     crate::observe::wait_api(ctx, deadline, next)
 }
 
+/// After a node restart nothing is judged until the mesh has settled there
+/// (`judge::mesh::settled`: istio-cni-node and ztunnel Ready, every meshed pod with a running
+/// sandbox): wait for it, read-only (`--dry-run` too), re-reading the pods only (through the one
+/// retry loop, [`Poll`]). Past the deadline the stack is judged as it is: what the mesh has not
+/// proven it adopted is restarted.
+pub fn settle(ctx: &Ctx, obs: &crate::observe::Observation) -> Result<()> {
+    let stack = ctx.stack;
+    let deadline = stack.mesh.timeout;
+    let step = ctx.ui.start(&format!(
+        "Waiting ≤ {} for the mesh to settle (istio-cni-node and ztunnel Ready, every meshed pod's sandbox running)",
+        human(deadline)
+    ));
+    let start = std::time::Instant::now();
+    let cmd = ctx.kube.list_deployments_and_pods();
+    let poll = Poll {
+        first: Duration::from_millis(250),
+        ceiling: Duration::from_millis(250),
+        ..Poll::new("the mesh to settle", deadline, "")
+    };
+    let settled = poll.run(|| {
+        let out = match ctx.kube.run(&cmd) {
+            Ok(out) => out,
+            Err(e) => return Attempt::Fail(e),
+        };
+        let (deployments, pods) = match crate::cluster::parse_deployments_and_pods(&out.stdout) {
+            Ok(read) => read,
+            Err(p) => return Attempt::Fail(Error::step(format!("`{cmd}`: {p}"), "run it by hand")),
+        };
+        let now = crate::observe::Observation { deployments, pods, ..obs.clone() };
+        match crate::judge::mesh::settled(stack, &now) {
+            Ok(()) => Attempt::Done(()),
+            Err(why) => Attempt::Retry(why),
+        }
+    });
+    match settled {
+        Ok(()) => {
+            step.done(&format!("settled after {}", human(start.elapsed())));
+            Ok(())
+        }
+        Err(Error::Timeout { detail, .. }) => {
+            drop(step);
+            let why = detail.trim_start_matches("last answer: ");
+            ctx.ui.warn(&format!(
+                "the mesh did not settle within {} ({why}): judging it as it is; what it has not proven it \
+                 adopted is restarted",
+                human(deadline)
+            ));
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// ztunnel restarted and rolled out, then the settle (when not zero).
 pub fn restart_parts(ctx: &Ctx, settle: Duration) -> Vec<Part> {
     let mesh = &ctx.stack.mesh;

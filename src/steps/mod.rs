@@ -95,6 +95,10 @@ pub fn up(config: &Config, ui: &Ui, order: Order, settle: Option<Duration>, tier
         // What was read, then what runs.
         let mut lines = Vec::new();
         crate::observe::describe(&ctx, &mut lines);
+        if steps.iter().any(|s| matches!(s, Step::BootstrapChecks { .. })) {
+            // A bootstrap's plan reads istioctl first (its release, the images it installs).
+            crate::observe::istio::describe(ctx.stack, &mut lines);
+        }
         lines.extend(describe(&ctx, &steps)?);
         ui.plan(&lines);
         return Ok(());
@@ -130,13 +134,13 @@ fn run_or_print(
 /// bootstrap; a cluster whose stack is incomplete → the bootstrap without `kind create`; a
 /// complete stack → the smallest remedy for what one observation shows.
 pub fn plan_up(ctx: &Ctx, order: Order, settle: Option<Duration>, tiers: bool) -> Result<Vec<Step>> {
-    let bootstrap = if tiers { plan::bootstrap_tiers } else { plan::bootstrap };
     let stack = ctx.stack;
+    let bootstrap = |create: bool| bootstrap_plan(ctx, create, tiers);
     let step = ctx.ui.start("Observing the stack");
     let host = crate::observe::host(ctx)?;
     let Some(node) = host.node else {
         step.done(&format!("no kind cluster {}: bootstrap from scratch", stack.cluster.name));
-        return Ok(bootstrap(stack, true));
+        return bootstrap(true);
     };
     let node =
         node.map_err(|e| Error::step(e, "check the node container (`docker ps -a`), then run again"))?;
@@ -151,6 +155,7 @@ pub fn plan_up(ctx: &Ctx, order: Order, settle: Option<Duration>, tiers: bool) -
         ));
         return Ok(plan::start_nodes(order, settle, tiers));
     }
+    let observed = node.clone();
     let (step, obs) = match host.cluster {
         Some(Ok(obs)) => (step, obs),
         Some(Err(e @ (Error::Prerequisite { .. } | Error::Interrupted))) => return Err(e),
@@ -169,8 +174,18 @@ pub fn plan_up(ctx: &Ctx, order: Order, settle: Option<Duration>, tiers: bool) -
             "the stack is incomplete ({} missing): resuming the bootstrap",
             missing.join(", ")
         ));
-        return Ok(bootstrap(stack, false));
+        return bootstrap(false);
     }
+    let (step, obs) = match crate::judge::mesh::settled(stack, &obs) {
+        Ok(()) => (step, obs),
+        Err(why) => {
+            step.done(&format!("the mesh is settling: {why}"));
+            mesh::settle(ctx, &obs)?;
+            let step = ctx.ui.start("Observing the stack");
+            let obs = crate::observe::cluster(ctx, observed)?;
+            (step, obs)
+        }
+    };
     ctx.seed(&obs);
     // The secret's keys are input: checked before the first change, whatever the remedy.
     let keys = ctx.credentials()?.len();
@@ -186,6 +201,32 @@ pub fn plan_up(ctx: &Ctx, order: Order, settle: Option<Duration>, tiers: bool) -
     ));
     let legacy = host.legacy.unwrap_or_default();
     Ok(plan::converge_steps(stack, remedy, legacy, order, settle))
+}
+
+/// A bootstrap's plan, after istioctl is judged (read-only, before anything is created): its
+/// release in the stack's tested range (exit 3 otherwise), and the images its install and its
+/// gateways run, from `istioctl manifest generate` with the install's own flags.
+fn bootstrap_plan(ctx: &Ctx, create: bool, tiers: bool) -> Result<Vec<Step>> {
+    let stack = ctx.stack;
+    let b = &stack.bootstrap;
+    let step = ctx.ui.start("Reading istioctl (its release, and the images its install runs)");
+    let read = crate::observe::istio::read(stack)?;
+    let version = plan::istio::check(&read.version?, &b.istio_range, &b.gateway_api_version)?;
+    let manifest = read.manifest.map_err(|e| {
+        e.with_next("check bootstrap.istio.install in the stack file (the flags of `istioctl install`)")
+    })?;
+    let images = plan::istio::images(&manifest).map_err(|p| {
+        Error::step(
+            format!("`{}` printed {p}", crate::docker::istioctl_manifest(&b.istio_install)),
+            "run it by hand and check its output; check bootstrap.istio.install in the stack file",
+        )
+    })?;
+    step.done(&format!(
+        "istioctl {version} (tested: Istio {}); it runs {}",
+        b.istio_range,
+        images.all().join(", ")
+    ));
+    Ok(if tiers { plan::bootstrap_tiers(stack, create) } else { plan::bootstrap(stack, create, &images) })
 }
 
 /// Each plan step's operations, as values (one match, every variant): what [`run`] executes and

@@ -56,8 +56,6 @@ pub enum Op {
     SecretKeys { cmd: Cmd, why: String },
     /// Every workload is deployed by a manifest of the bootstrap.
     Deployed,
-    /// istioctl answers; its version is the note.
-    Istioctl(Cmd),
     /// Every host port of the cluster config is free.
     PortsFree,
     /// Our image is on the host, else its build context is set.

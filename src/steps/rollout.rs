@@ -51,7 +51,7 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
         .tasks
         .iter()
         .filter_map(|(t, _)| match t {
-            Task::Restart(i) | Task::Await(i) => Some(&stack.workloads[*i]),
+            Task::Restart(i) | Task::Await(i) | Task::Replace(i) => Some(&stack.workloads[*i]),
             Task::Register(_) | Task::Apply(_) | Task::Prep(_) => None,
         })
         .filter(|w| !generation.contains_key(&(w.namespace.clone(), w.name.clone())))
@@ -99,6 +99,8 @@ fn emit_started(ctx: &Ctx, graph: &Graph, task: Task, finished: &[Task]) {
     let (subject, action) = match task {
         Task::Restart(i) => (workload(&stack.workloads[i].namespace), TaskAction::Restart),
         Task::Await(i) => (workload(&stack.workloads[i].namespace), TaskAction::Wait),
+        // A replaced pod is a restart.
+        Task::Replace(i) => (workload(&stack.workloads[i].namespace), TaskAction::Restart),
         Task::Register(_) => (Subject::Connector { connector: name(&task) }, TaskAction::Register),
         // The namespace its Ready event names: its first deployment's.
         Task::Apply(u) => {
@@ -172,6 +174,19 @@ pub fn describe(ctx: &Ctx, graph: &Graph, lines: &mut Vec<String>) -> Result<()>
                         w.namespace,
                         when(task)
                     ));
+                }
+                Task::Replace(i) => {
+                    let w = &stack.workloads[*i];
+                    lines.push(format!(
+                        "# {} ({}): {}, delete its pods in the kubelet's back-off (its ReplicaSet recreates them, \
+                         without the back-off), then wait until they are Ready",
+                        w.name,
+                        w.namespace,
+                        when(task)
+                    ));
+                    for pod in graph.deletes.get(i).into_iter().flatten() {
+                        lines.push(ctx.write.delete_pod(pod).to_string());
+                    }
                 }
                 Task::Register(i) => {
                     let after: Vec<String> = graph.after(*task).iter().map(name).collect();

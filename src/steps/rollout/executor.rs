@@ -2,7 +2,7 @@
 //! message (a watch line, a restart sent, an apply returned, a Gateway Programmed, a
 //! preparation done, a registration done, a deadline).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
@@ -62,6 +62,7 @@ pub(super) fn execute(
         latest: BTreeMap::new(),
         via: BTreeMap::new(),
         finished: Vec::new(),
+        deleting: BTreeSet::new(),
         watch: Watch::start(ctx, &tx)?,
         tx,
         failfast: FailFast::new(ctx),
@@ -93,6 +94,10 @@ pub(super) fn execute(
                     executor.on_event(namespace, name, generation, rollout, selector)?;
                 }
                 Ok(Msg::Restarted(result)) => result?,
+                Ok(Msg::Deleted(i, result)) => {
+                    result?;
+                    executor.deleting.remove(&i);
+                }
                 Ok(Msg::Applied(batch, result)) => executor.on_applied(batch, result)?,
                 Ok(Msg::Programmed(u, result)) => executor.on_programmed(u, result)?,
                 Ok(Msg::Prepared(prep, result)) => executor.on_prepared(prep, result)?,
@@ -122,6 +127,8 @@ struct Executor<'c, 'a> {
     via: BTreeMap<Task, Task>,
     /// Tasks in the order they were done: the last of a task's prerequisites released it.
     finished: Vec<Task>,
+    /// Workloads whose back-off pods are being deleted: their rollout is not done before.
+    deleting: BTreeSet<usize>,
     watch: Watch,
     tx: Sender<Msg>,
     failfast: FailFast,
@@ -155,17 +162,29 @@ impl Executor<'_, '_> {
             }
             let now = Instant::now();
             let state = match task {
-                Task::Await(i) => {
+                Task::Await(i) | Task::Replace(i) => {
+                    // No new generation: the current rollout (a replaced pod's: its ReplicaSet's
+                    // new pod) is what is waited for.
                     let w = &stack.workloads[i];
                     let current =
                         self.generation.get(&(w.namespace.clone(), w.name.clone())).copied().unwrap_or(0);
+                    let replace = matches!(task, Task::Replace(_));
+                    if replace {
+                        self.deleting.insert(i);
+                        let pods = self.graph.deletes.get(&i).cloned().unwrap_or_default();
+                        send_deletes(ctx, &self.tx, i, pods);
+                    }
                     State::Restarting {
                         since: now,
-                        // Its current rollout is what is waited for.
                         before: current - 1,
-                        last: "waiting for its rollout".into(),
+                        last: if replace {
+                            "its pods in back-off deleted"
+                        } else {
+                            "waiting for its rollout"
+                        }
+                        .into(),
                         needs_ready: needs_done(stack, &self.state, i),
-                        restart_if_late: true,
+                        restart_if_late: !replace,
                     }
                 }
                 Task::Restart(i) => {
@@ -236,7 +255,7 @@ impl Executor<'_, '_> {
         self.state
             .iter()
             .filter_map(|(task, s)| match (task, s) {
-                (Task::Restart(i) | Task::Await(i), State::Restarting { since, .. }) => {
+                (Task::Restart(i) | Task::Await(i) | Task::Replace(i), State::Restarting { since, .. }) => {
                     Some(*since + workloads[*i].timeout)
                 }
                 (Task::Apply(u), State::Applying { since, .. }) => Some(*since + self.units()[*u].timeout),
@@ -276,12 +295,16 @@ impl Executor<'_, '_> {
         let Some(i) = ctx.stack.index_of(&namespace, &name) else {
             return Ok(());
         };
-        let task = if self.state.contains_key(&Task::Await(i)) { Task::Await(i) } else { Task::Restart(i) };
+        let task = [Task::Await(i), Task::Replace(i)]
+            .into_iter()
+            .find(|t| self.state.contains_key(t))
+            .unwrap_or(Task::Restart(i));
+        let deleting = self.deleting.contains(&i);
         let Some(State::Restarting { since, before, last, .. }) = self.state.get_mut(&task) else {
             return Ok(());
         };
-        if g <= *before {
-            return Ok(()); // an event from before our restart
+        if g <= *before || deleting {
+            return Ok(()); // an event from before our restart (or before the pods are deleted)
         }
         match rollout {
             Rollout::Done => {
@@ -409,7 +432,11 @@ impl Executor<'_, '_> {
             send_restarts(ctx, &self.tx, late);
         }
         for (task, s) in &self.state {
-            if let (Task::Restart(i) | Task::Await(i), State::Restarting { since, last, .. }) = (task, s) {
+            if let (
+                Task::Restart(i) | Task::Await(i) | Task::Replace(i),
+                State::Restarting { since, last, .. },
+            ) = (task, s)
+            {
                 let w = &stack.workloads[*i];
                 if now >= *since + w.timeout {
                     return Err(Error::Timeout {
@@ -488,7 +515,10 @@ fn waiting<'s>(stack: &'s crate::stack::Stack, state: &'s BTreeMap<Task, State>)
     let mut out = Vec::new();
     for (task, s) in state {
         match (task, s) {
-            (Task::Restart(i) | Task::Await(i), State::Restarting { since, needs_ready, .. }) => {
+            (
+                Task::Restart(i) | Task::Await(i) | Task::Replace(i),
+                State::Restarting { since, needs_ready, .. },
+            ) => {
                 out.push(Waiting {
                     namespace: &stack.workloads[*i].namespace,
                     name: &stack.workloads[*i].name,
@@ -535,6 +565,26 @@ fn send_restarts(ctx: &Ctx, tx: &Sender<Msg>, batch: Vec<(String, String)>) {
     });
 }
 
+/// Delete the pods a [`Task::Replace`] of workload `i` names, on their own thread; the result
+/// comes back as [`Msg::Deleted`]. A pod already gone (its controller replaced it meanwhile) is
+/// done.
+fn send_deletes(ctx: &Ctx, tx: &Sender<Msg>, i: usize, pods: Vec<crate::cluster::PodRestart>) {
+    let names: Vec<String> = pods.iter().map(|p| format!("{} ({})", p.name(), p.namespace())).collect();
+    ctx.ui.info(&format!(
+        "delete {} (its back-off ends with it; its ReplicaSet recreates it)",
+        names.join(", ")
+    ));
+    let (kube, write, tx) = (ctx.kube.clone(), ctx.write.clone(), tx.clone());
+    std::thread::spawn(move || {
+        let result = pods.iter().try_for_each(|p| match kube.run(&write.delete_pod(p)) {
+            Ok(_) => Ok(()),
+            Err(e) if e.to_string().contains("NotFound") => Ok(()),
+            Err(e) => Err(e),
+        });
+        let _ = tx.send(Msg::Deleted(i, result));
+    });
+}
+
 /// The unit being applied that deploys this deployment.
 fn applying_unit(
     state: &BTreeMap<Task, State>,
@@ -574,7 +624,7 @@ fn unit_left(
 fn needs_done(stack: &crate::stack::Stack, state: &BTreeMap<Task, State>, i: usize) -> bool {
     stack.workloads[i].needs.iter().all(|need| {
         stack.index(need).is_none_or(|j| {
-            [Task::Restart(j), Task::Await(j)]
+            [Task::Restart(j), Task::Await(j), Task::Replace(j)]
                 .iter()
                 .filter_map(|t| state.get(t))
                 .all(|s| matches!(s, State::Done))

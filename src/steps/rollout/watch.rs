@@ -24,6 +24,8 @@ pub(super) enum Msg {
     },
     WatchEnded,
     Restarted(Result<()>),
+    /// The pods a [`crate::plan::Task::Replace`] deletes are deleted (workload index).
+    Deleted(usize, Result<()>),
     Registered(usize, Result<String>),
     /// Bootstrap: the apply of these units returned the generations it left.
     Applied(Vec<usize>, Result<BTreeMap<(String, String), i64>>),

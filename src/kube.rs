@@ -226,6 +226,11 @@ impl Kubectl {
             .deadline(Duration::from_secs(30))
     }
 
+    /// Every Node (each one's `spec.providerID` names the engine kind built it with).
+    pub fn list_nodes(&self) -> Cmd {
+        self.base().args(["get", "nodes", "-o", "json"]).deadline(Duration::from_secs(30))
+    }
+
     /// The last `tail` lines of every container of one pod.
     pub fn pod_logs(&self, namespace: &str, pod: &str, tail: usize) -> Cmd {
         self.base()
@@ -571,6 +576,19 @@ pub fn deployment_rollout(obj: &Value) -> Rollout {
         return Rollout::Waiting(format!("{available} of {updated} updated replicas are available"));
     }
     Rollout::Done
+}
+
+/// `istioctl version --remote=false`: the client's release (the tag of Istio's images).
+pub fn istioctl_version() -> Cmd {
+    Cmd::new("istioctl").args(["version", "--remote=false"]).deadline(Duration::from_secs(30))
+}
+
+/// `istioctl install` on the kind context, like every kubectl call.
+pub fn istioctl_install(context: &str, args: &[String]) -> Cmd {
+    Cmd::new("istioctl")
+        .args(["install", "--context", context])
+        .args(args.iter().cloned())
+        .deadline(Duration::from_secs(900))
 }
 
 #[cfg(test)]

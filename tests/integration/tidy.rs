@@ -136,7 +136,7 @@ fn the_planner_reads_no_file_and_spawns_nothing() {
         ".run(",
         ".send(",
         "crate::kube",
-        "crate::docker",
+        "crate::engine",
         "crate::http::Request",
         "thread::",
     ];
@@ -146,7 +146,7 @@ fn the_planner_reads_no_file_and_spawns_nothing() {
 
 /// The judge resolves data already read into verdicts: no process, no socket, no file, no clock,
 /// no thread, and none of the reads (`observe`'s IO, `troubles`' logs). Types are data: the
-/// Observation, a pod, docker's `Node`.
+/// Observation, a pod, the engine's `Node` and `Kind`.
 #[test]
 fn the_judge_does_no_io() {
     let io = [
@@ -178,10 +178,11 @@ fn the_judge_does_no_io() {
         "wait::",
     ];
     let mut found = naming(&io, |f| !f.starts_with("judge/"));
-    // docker's typed values are data; its commands are not.
+    // The engine's typed values are data; its commands are not.
     for (file, code) in sources().into_iter().filter(|(f, _)| f.starts_with("judge/")) {
-        if code.replace("crate::docker::Node", "").contains("docker::") {
-            found.push(format!("{file} names a docker command"));
+        let data = code.replace("crate::engine::Node", "").replace("crate::engine::Kind", "");
+        if data.contains("engine::") || data.contains("Engine") {
+            found.push(format!("{file} names an engine command"));
         }
     }
     assert!(found.is_empty(), "ARCHITECTURE.md: the judge does no IO\n{}", found.join("\n"));
@@ -200,9 +201,8 @@ fn what_only_reads_changes_nothing() {
         "kind_create_cluster",
         "kind_delete_cluster",
         "kind_load",
-        "docker::build",
-        "docker::save",
-        "docker::start(",
+        "EngineWrite",
+        ".write().",
     ];
     let readers = |f: &str| {
         f.starts_with("observe/")

@@ -7,6 +7,7 @@ use std::time::Duration;
 use base64::Engine;
 use serde_json::Value;
 
+use crate::cluster::PodRestart;
 use crate::error::{Error, Result};
 use crate::exec::{Cmd, Output};
 use crate::secret::Secret;
@@ -185,6 +186,15 @@ impl Kubectl {
             return self.base().args(["rollout", "restart", &format!("{kind}/{name}"), "-n", ns]);
         }
         self.base().args(["rollout", "restart", "-f", "-"]).stdin_text(restart_items(targets))
+    }
+
+    /// Restart one pod by deleting it: its controller recreates it ([`PodRestart`]: the only
+    /// deletion outside `down`). `--wait=false`: the caller waits for the replacement (a pod
+    /// that is not this one, by its UID), not for this one's graceful termination.
+    pub fn delete_pod(&self, pod: &PodRestart) -> Cmd {
+        self.base()
+            .args(["delete", "pod", pod.name(), "-n", pod.namespace(), "--wait=false"])
+            .deadline(Duration::from_secs(30))
     }
 
     pub fn context(&self) -> &str {
@@ -583,12 +593,34 @@ pub fn istioctl_version() -> Cmd {
     Cmd::new("istioctl").args(["version", "--remote=false"]).deadline(Duration::from_secs(30))
 }
 
-/// `istioctl install` on the kind context, like every kubectl call.
-pub fn istioctl_install(context: &str, args: &[String]) -> Cmd {
+/// ztunnel's admin config dump on one node, read-only: istioctl port-forwards to the ztunnel
+/// pod's admin port 15000, which listens on localhost only (ztunnel `src/config.rs`), so the API
+/// server's pod proxy cannot reach it. `--node` finds the pod of the DaemonSet named `ztunnel`
+/// in `--istio-namespace` on that node (istioctl `ztunnelconfig.go` `PodOnNodeFromDaemonset`).
+pub fn istioctl_ztunnel_config(context: &str, namespace: &str, node: &str) -> Cmd {
+    Cmd::new("istioctl")
+        .args(["ztunnel-config", "all", "--node", node, "--istio-namespace", namespace])
+        .args(["--context", context, "-o", "json"])
+        .deadline(Duration::from_secs(20))
+}
+
+/// `istioctl install` with the stack's flags (`bootstrap.istio.install`, said once for this and
+/// `istioctl_manifest`), on the cluster's context, like every kubectl call, without asking.
+pub fn istioctl_install(context: &str, flags: &[String]) -> Cmd {
     Cmd::new("istioctl")
         .args(["install", "--context", context])
-        .args(args.iter().cloned())
+        .args(flags.iter().cloned())
+        .arg("--skip-confirmation")
         .deadline(Duration::from_secs(900))
+}
+
+/// `istioctl manifest generate` with the same flags: what the install would apply (read-only,
+/// no cluster needed), the images of its workloads among it.
+pub fn istioctl_manifest(flags: &[String]) -> Cmd {
+    Cmd::new("istioctl")
+        .args(["manifest", "generate"])
+        .args(flags.iter().cloned())
+        .deadline(Duration::from_secs(120))
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! nothing in this room changes anything.
 
 pub mod evidence;
+pub mod istio;
 pub mod routes;
 
 use std::collections::BTreeMap;
@@ -22,7 +23,7 @@ use crate::secret::Secret;
 use crate::stack::Stack;
 use crate::ui::Ui;
 
-use evidence::HboneFailure;
+use evidence::{CniLine, HboneFailure, Proxy, ZtunnelLine};
 use routes::Probe;
 
 /// What every step can reach.
@@ -336,6 +337,15 @@ pub fn describe(ctx: &Ctx, lines: &mut Vec<String>) {
         stack.cluster.name
     ));
     lines.push(format!("{}   # only if the reads below find the API not answering", ctx.kube.readyz()));
+    let mesh = &stack.mesh;
+    lines.push(format!(
+        "{}   # ztunnel's workloadState: the pods it runs a proxy for (read-only, port-forwarded)",
+        crate::kube::istioctl_ztunnel_config(
+            ctx.kube.context(),
+            &mesh.namespace,
+            &stack.cluster.control_plane_container()
+        )
+    ));
     if !stack.legacy_proxies.is_empty() {
         lines.push(format!("{}   # legacy socat proxies", engine.ps_named(&stack.legacy_proxies)));
     }
@@ -360,10 +370,9 @@ pub fn describe(ctx: &Ctx, lines: &mut Vec<String>) {
             lines.push(format!("{req}   # once"));
         }
     }
-    let mesh = &stack.mesh;
     for daemonset in [mesh.daemonset.as_str(), CNI_DAEMONSET] {
         lines.push(format!(
-            "{}   # failed HBONE connections / in-pod reconciles",
+            "{}   # failed HBONE connections and proxies started / each pod's capture",
             ctx.kube.workload_logs("daemonset", daemonset, &mesh.namespace, LOG_TAIL)
         ));
     }
@@ -416,8 +425,14 @@ pub struct Observation {
     pub pods: Vec<Pod>,
     /// ztunnel's failed HBONE connections in its last [`LOG_TAIL`] log lines.
     pub hbone: Read<Vec<HboneFailure>>,
-    /// istio-cni's failed in-pod reconciles: (namespace, pod, line).
-    pub cni: Read<Vec<(String, String, String)>>,
+    /// ztunnel's proxies in the same lines: each pod it was handed, each snapshot it took.
+    pub proxies: Read<Vec<ZtunnelLine>>,
+    /// istio-cni's capture lines in its last [`LOG_TAIL`] log lines: each pod sent in its
+    /// start-up snapshot or added by a CNI ADD, each failure, the reconcile mode.
+    pub cni: Read<Vec<CniLine>>,
+    /// ztunnel's `workloadState` on each node (`istioctl ztunnel-config all --node <node> -o
+    /// json`): pod UID → its proxy.
+    pub workload_state: Vec<(String, Read<BTreeMap<String, Proxy>>)>,
     /// Every route's answer (the Connect route's `?expand=status` included).
     pub routes: Vec<Probe>,
     /// Each stack connector (index-aligned with `stack.connect.connectors`) as Connect stores it.
@@ -443,7 +458,9 @@ struct Parts {
     deployments: Vec<Deployment>,
     pods: Vec<Pod>,
     hbone: Read<Vec<HboneFailure>>,
-    cni: Read<Vec<(String, String, String)>>,
+    proxies: Read<Vec<ZtunnelLine>>,
+    cni: Read<Vec<CniLine>>,
+    workload_state: Vec<(String, Read<BTreeMap<String, Proxy>>)>,
     routes: Vec<Probe>,
     connectors: Vec<Stored>,
     provider_ids: Read<Vec<(String, String)>>,
@@ -451,9 +468,39 @@ struct Parts {
 
 impl Parts {
     fn with(self, node: Node) -> Observation {
-        let Parts { deployments, pods, hbone, cni, routes, connectors, provider_ids } = self;
-        Observation { at: now(), node, deployments, pods, hbone, cni, routes, connectors, provider_ids }
+        let Parts {
+            deployments,
+            pods,
+            hbone,
+            proxies,
+            cni,
+            workload_state,
+            routes,
+            connectors,
+            provider_ids,
+        } = self;
+        Observation {
+            at: now(),
+            node,
+            deployments,
+            pods,
+            hbone,
+            proxies,
+            cni,
+            workload_state,
+            routes,
+            connectors,
+            provider_ids,
+        }
     }
+}
+
+/// ztunnel's `workloadState` on `node`, through istioctl (read-only).
+fn workload_state(ctx: &Ctx, node: &str) -> Read<BTreeMap<String, Proxy>> {
+    let mesh = &ctx.stack.mesh;
+    let cmd = crate::kube::istioctl_ztunnel_config(ctx.kube.context(), &mesh.namespace, node);
+    let out = cmd.run().map_err(|e| e.headline())?;
+    evidence::parse_workload_state(&out.stdout).map_err(|p| format!("`{cmd}`: {p}"))
 }
 
 /// The cluster's reads, through `kube` (which retries transient API failures, or not).
@@ -465,7 +512,8 @@ fn read_cluster(ctx: &Ctx, kube: &Kubectl) -> Result<Parts> {
         cmd.run().map(|o| o.stdout.into_bytes()).map_err(|e| e.headline())
     };
     let panicked = || Err("the read panicked".to_string());
-    let (objects, routes, connectors, hbone, cni, nodes) = std::thread::scope(|s| {
+    let node = stack.cluster.control_plane_container();
+    let (objects, routes, connectors, ztunnel, cni, state, nodes) = std::thread::scope(|s| {
         let objects = s.spawn(|| kube.run(&kube.list_deployments_and_pods()).map(|o| o.stdout));
         let nodes = s.spawn(|| -> Read<Vec<(String, String)>> {
             let out = kube.list_nodes().run().map_err(|e| e.headline())?;
@@ -475,26 +523,31 @@ fn read_cluster(ctx: &Ctx, kube: &Kubectl) -> Result<Parts> {
                 .collect())
         });
         let connectors = s.spawn(|| connectors(ctx, kube));
-        let hbone = s.spawn(|| logs(&mesh.daemonset));
+        let ztunnel = s.spawn(|| logs(&mesh.daemonset));
         let cni = s.spawn(|| logs(CNI_DAEMONSET));
+        let state = s.spawn(|| workload_state(ctx, &node));
         let routes = routes::probe_all(stack, &stack.smoke.checks);
         (
             join(objects),
             routes,
             connectors.join().unwrap_or_default(),
-            hbone.join().unwrap_or_else(|_| panicked()),
+            ztunnel.join().unwrap_or_else(|_| panicked()),
             cni.join().unwrap_or_else(|_| panicked()),
+            state.join().unwrap_or_else(|_| Err("the read panicked".to_string())),
             nodes.join().unwrap_or_else(|_| Err("the read panicked".to_string())),
         )
     });
     let (deployments, pods) = crate::cluster::parse_deployments_and_pods(&objects?)
         .map_err(|p| Error::step(format!("`{}`: {p}", kube.list_deployments_and_pods()), "run it by hand"))?;
     let text = |log: Vec<u8>| String::from_utf8_lossy(&log).into_owned();
+    let ztunnel = ztunnel.map(text);
     Ok(Parts {
         deployments,
         pods,
-        hbone: hbone.map(|log| evidence::parse_ztunnel(&text(log))),
+        hbone: ztunnel.as_deref().map(evidence::parse_ztunnel).map_err(Clone::clone),
+        proxies: ztunnel.as_deref().map(evidence::parse_ztunnel_proxies).map_err(Clone::clone),
         cni: cni.map(|log| evidence::parse_cni(&text(log))),
+        workload_state: vec![(node, state)],
         routes,
         connectors,
         provider_ids: nodes,
@@ -542,7 +595,9 @@ impl Observation {
             deployments,
             pods,
             hbone: Ok(Vec::new()),
+            proxies: Ok(Vec::new()),
             cni: Ok(Vec::new()),
+            workload_state: Vec::new(),
             routes: Vec::new(),
             connectors: Vec::new(),
             provider_ids: Ok(Vec::new()),

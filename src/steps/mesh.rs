@@ -22,6 +22,44 @@ pub fn wait_api_within(ctx: &Ctx, deadline: Duration, why: &str) -> Result<()> {
     Ok(())
 }
 
+/// After a node restart nothing is judged until the mesh has settled there
+/// (`judge::mesh::settled`: istio-cni-node and ztunnel Ready, every meshed pod with a running
+/// sandbox): wait for it, read-only (`--dry-run` too), re-reading the pods only. Past the
+/// deadline the stack is judged as it is: what the mesh has not proven it adopted is restarted.
+pub fn settle(ctx: &Ctx, obs: &crate::observe::Observation) -> Result<()> {
+    let stack = ctx.stack;
+    let deadline = stack.mesh.timeout;
+    let step = ctx.ui.start(&format!(
+        "Waiting ≤ {} for the mesh to settle (istio-cni-node and ztunnel Ready, every meshed pod's sandbox running)",
+        human(deadline)
+    ));
+    let start = std::time::Instant::now();
+    let cmd = ctx.kube.list_deployments_and_pods();
+    loop {
+        crate::wait::sleep(Duration::from_millis(250))?;
+        let out = ctx.kube.run(&cmd)?;
+        let (deployments, pods) = crate::cluster::parse_deployments_and_pods(&out.stdout)
+            .map_err(|p| Error::step(format!("`{cmd}`: {p}"), "run it by hand"))?;
+        let now = crate::observe::Observation { deployments, pods, ..obs.clone() };
+        match crate::judge::mesh::settled(stack, &now) {
+            Ok(()) => {
+                step.done(&format!("settled after {}", human(start.elapsed())));
+                return Ok(());
+            }
+            Err(why) if start.elapsed() >= deadline => {
+                drop(step);
+                ctx.ui.warn(&format!(
+                    "the mesh did not settle within {} ({why}): judging it as it is; what it has not proven it \
+                     adopted is restarted",
+                    human(deadline)
+                ));
+                return Ok(());
+            }
+            Err(_) => {}
+        }
+    }
+}
+
 pub fn restart(ctx: &Ctx, settle: Duration) -> Result<()> {
     let mesh = &ctx.stack.mesh;
     let step = ctx.ui.start(&format!("Restarting {} (waiting ≤ {})", mesh.daemonset, human(mesh.timeout)));

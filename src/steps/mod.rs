@@ -27,8 +27,8 @@ pub fn plan_up(
     settle: Option<std::time::Duration>,
     tiers: bool,
 ) -> Result<Vec<Step>> {
-    let bootstrap = if tiers { plan::bootstrap_tiers } else { plan::bootstrap };
     let stack = ctx.stack;
+    let bootstrap = |create: bool| bootstrap_plan(ctx, create, tiers);
     let step = ctx.ui.start("Observing the stack");
     let host = crate::observe::host(ctx)?;
     // The cluster's Nodes name the engine that built it: nothing is done on another engine's
@@ -36,7 +36,7 @@ pub fn plan_up(
     crate::observe::engine_agrees(ctx.engine(), &host.provider_ids)?;
     let Some(node) = host.node else {
         step.done(&format!("no kind cluster {}: bootstrap from scratch", stack.cluster.name));
-        return Ok(bootstrap(stack, true));
+        return bootstrap(true);
     };
     let node = node.map_err(|e| {
         Error::step(
@@ -55,6 +55,7 @@ pub fn plan_up(
         ));
         return Ok(plan::start_nodes(order, settle, tiers));
     }
+    let observed = node.clone();
     let (step, obs) = match host.cluster {
         Some(Ok(obs)) => (step, obs),
         Some(Err(e @ (Error::Prerequisite { .. } | Error::Interrupted))) => return Err(e),
@@ -73,8 +74,18 @@ pub fn plan_up(
             "the stack is incomplete ({} missing): resuming the bootstrap",
             missing.join(", ")
         ));
-        return Ok(bootstrap(stack, false));
+        return bootstrap(false);
     }
+    let (step, obs) = match crate::judge::mesh::settled(stack, &obs) {
+        Ok(()) => (step, obs),
+        Err(why) => {
+            step.done(&format!("the mesh is settling: {why}"));
+            mesh::settle(ctx, &obs)?;
+            let step = ctx.ui.start("Observing the stack");
+            let obs = crate::observe::cluster(ctx, observed)?;
+            (step, obs)
+        }
+    };
     ctx.seed(&obs);
     // The secret's keys are input: checked before the first change, whatever the remedy.
     let keys = ctx.credentials()?.len();
@@ -90,6 +101,32 @@ pub fn plan_up(
     ));
     let legacy = host.legacy.unwrap_or_default();
     Ok(plan::converge_steps(stack, remedy, legacy, order, settle))
+}
+
+/// A bootstrap's plan, after istioctl is judged (read-only, before anything is created): its
+/// release in the stack's tested range (exit 3 otherwise), and the images its install and its
+/// gateways run, from `istioctl manifest generate` with the install's own flags.
+fn bootstrap_plan(ctx: &Ctx, create: bool, tiers: bool) -> Result<Vec<Step>> {
+    let stack = ctx.stack;
+    let b = &stack.bootstrap;
+    let step = ctx.ui.start("Reading istioctl (its release, and the images its install runs)");
+    let read = crate::observe::istio::read(stack)?;
+    let version = plan::istio::check(&read.version?, &b.istio_range, &b.gateway_api_version)?;
+    let manifest = read.manifest.map_err(|e| {
+        e.with_next("check bootstrap.istio.install in the stack file (the flags of `istioctl install`)")
+    })?;
+    let images = plan::istio::images(&manifest).map_err(|p| {
+        Error::step(
+            format!("`{}` printed {p}", crate::kube::istioctl_manifest(&b.istio_install)),
+            "run it by hand and check its output; check bootstrap.istio.install in the stack file",
+        )
+    })?;
+    step.done(&format!(
+        "istioctl {version} (tested: Istio {}); it runs {}",
+        b.istio_range,
+        images.all().join(", ")
+    ));
+    Ok(if tiers { plan::bootstrap_tiers(stack, create) } else { plan::bootstrap(stack, create, &images) })
 }
 
 pub fn run(ctx: &Ctx, steps: &[Step]) -> Result<()> {

@@ -141,6 +141,21 @@ fn worlds() -> Vec<Setting> {
             },
         },
         Setting {
+            // Issue 22: the mesh re-adopted every pod but one database's after a Docker restart;
+            // the app that needs it crash-loops (refused at 15008).
+            name: "the mesh re-adopted all but one database",
+            options: crate::readopt::readopted_options,
+            setup: |sim| {
+                crate::readopt::restart_readopted(sim);
+            },
+        },
+        Setting {
+            // Issue 22: an app in its crash-loop back-off whose database is Ready.
+            name: "a crash-looping app whose database is Ready",
+            options: World::options,
+            setup: crate::readopt::crash_looping_app,
+        },
+        Setting {
             name: "ztunnel disconnected from istio-cni",
             options: World::options,
             setup: |sim| {

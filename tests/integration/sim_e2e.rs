@@ -31,14 +31,19 @@ fn a_docker_restart_is_recovered_by_up_in_the_right_order() {
     assert!(bookstore_sim::kit::leaks_in(format!("{}{}", run.stderr, run.stdout).as_bytes()).is_empty());
 }
 
+/// The model's teeth: restarting ztunnel repairs no pod the mesh left out (istio-cni resends its
+/// cached snapshot, `keep` for each); only a pod's new sandbox, through its CNI ADD, is captured.
 #[test]
-fn restarting_the_apps_without_ztunnel_leaves_the_gateway_broken() {
+fn restarting_ztunnel_alone_leaves_the_gateway_broken() {
     let sim = World::healthy();
     sim.docker_restart();
     sim.wait_healthy(BOUND).unwrap();
-    // What a user might try: restart every deployment, but not ztunnel.
-    for ns in ["ecom", "inventory", "identity", "analytics", "infra", "observability"] {
-        sim.kubectl(&["rollout", "restart", "deployment", "-n", ns]).ok();
+    // What a user might try: step 1 of the guide only.
+    for args in [
+        &["rollout", "restart", "daemonset/ztunnel", "-n", "istio-system"][..],
+        &["rollout", "status", "daemonset/ztunnel", "-n", "istio-system", "--timeout=60s"][..],
+    ] {
+        sim.kubectl(args).ok();
     }
     sim.wait_healthy(BOUND).unwrap();
     let (status, body) = sim.get(30000, Some("myecom.net"), "/").expect("the gateway answers");

@@ -201,6 +201,7 @@ fn what_only_reads_changes_nothing() {
         "kind_create_cluster",
         "kind_delete_cluster",
         "kind_load",
+        "delete_pod",
         "EngineWrite",
         ".write().",
     ];
@@ -225,6 +226,51 @@ fn what_only_reads_changes_nothing() {
         "ARCHITECTURE.md: the read-only rooms do not reach into steps/\n{}",
         found.join("\n")
     );
+}
+
+/// Nothing that holds data is deleted: the only deletions are `down`'s `kind delete cluster` and
+/// `Kubectl::delete_pod`, which takes a `PodRestart` (a pod its ReplicaSet, DaemonSet or
+/// StatefulSet recreates, checked from the observed pod's ownerReferences), so a delete is a
+/// restart. No other argv says `delete`, and nothing but `cluster.rs` makes a `PodRestart`.
+#[test]
+fn the_only_deletes_are_down_and_restarting_a_controlled_pod() {
+    let mut found = Vec::new();
+    for (file, code) in sources() {
+        let deletes = code.matches("\"delete\"").count();
+        let allowed = match file.as_str() {
+            "kube.rs" | "docker.rs" => 1,
+            _ => 0,
+        };
+        if deletes != allowed {
+            found.push(format!("{file} names `\"delete\"` {deletes} time(s), {allowed} allowed"));
+        }
+        if file != "cluster.rs" && code.contains("PodRestart {") {
+            found.push(format!("{file} builds a PodRestart by hand (use PodRestart::of)"));
+        }
+    }
+    let kube = sources().into_iter().find(|(f, _)| f == "kube.rs").expect("kube.rs").1;
+    assert!(kube.contains("pub fn delete_pod(&self, pod: &PodRestart)"), "delete_pod takes a PodRestart");
+    let docker = sources().into_iter().find(|(f, _)| f == "docker.rs").expect("docker.rs").1;
+    assert!(docker.contains("[\"delete\", \"cluster\""), "docker.rs's delete is kind's cluster delete");
+    assert!(
+        found.is_empty(),
+        "ARCHITECTURE.md: deleting a controller-owned pod is a restart\n{}",
+        found.join("\n")
+    );
+}
+
+/// What the mesh adopted is read from the outside only: the API, the logs, and ztunnel's config
+/// dump through istioctl's port-forward (ztunnel's admin port listens on localhost only): nothing
+/// runs inside a pod or a node (no `kubectl exec`, no `docker exec`).
+#[test]
+fn nothing_runs_inside_a_pod_or_a_node() {
+    // The planner and the judge build no command (their own tidy tests): an image tag's `-debug`
+    // variant named there is not a `kubectl debug`.
+    let pure = |f: &str| f.starts_with("plan") || f.starts_with("judge/");
+    let found = naming(&["\"exec\"", "\"debug\"", "\"attach\""], pure);
+    assert!(found.is_empty(), "ARCHITECTURE.md: nothing runs inside a pod or a node\n{}", found.join("\n"));
+    let docker = sources().into_iter().find(|(f, _)| f == "docker.rs").expect("docker.rs").1;
+    assert!(docker.contains("[\"ztunnel-config\", \"all\", \"--node\""), "ztunnel's state through istioctl");
 }
 
 /// Where a user reads what `up` does (`bookstore --help`'s examples, `make help`-style target

@@ -163,6 +163,12 @@ fn serve(
             let (b, ct) = body_for(&workload, path);
             Ok(server::resp(200, ct, b))
         }
+        // NodePort traffic comes from outside the mesh, in plaintext: a pod without istio-cni's
+        // rules in its netns (captured by nothing) takes it directly.
+        Backend::Stale(p) if p.plaintext_ok() => {
+            let (b, ct) = body_for(&workload, path);
+            Ok(server::resp(200, ct, b))
+        }
         Backend::Stale(p) => {
             w.log_hbone_failure("kube-proxy", &p);
             Err(io::Error::new(io::ErrorKind::ConnectionReset, "stale"))

@@ -13,14 +13,19 @@
 //!   [`docker_cli`]: other docker CLI releases' recorded behaviour; [`restart_policy`]: what a
 //!   starting daemon restarts
 //! - [`follow`]: a real Docker daemon's container as the node (the kube side follows it)
+//! - [`capture`]: Istio ambient's capture of pods per node (istio-cni's CNI ADD and start-up scan,
+//!   kindnet's rewrite window, the fail-open path, ztunnel's snapshot), its log lines and
+//!   ztunnel's `workloadState`
 //! - [`troubles`]: pod troubles with their Events, istio-cni's reconcile error, extra nodes
-//! - [`control`]: test control (library + HTTP endpoint), [`standins`]: `kind` / `istioctl`
+//! - [`control`]: test control (library + HTTP endpoint), [`standins`]: `kind` / `istioctl`;
+//!   [`istioctl`]: what a release's install runs and `manifest generate` prints
 //! - [`store`]: objects, resourceVersions, watch events, selectors
 //! - [`server`]: switchable listeners (refusing, resetting) and HTTP helpers
 //! - [`config`]: the stack through the product's library (data only), the kind config as kind
 //!   reads it; [`latency`]: the latency table
 //! - [`bench`]: `bookstore-sim bench` (the guide vs `bookstore recover` vs the critical path;
-//!   `bench::bootstrap`: the bootstrap's contenders, tiers vs graph, against its bound with downloads);
+//!   `bench::bootstrap`: the bootstrap's contenders, tiers vs graph vs a naive script, on a cold
+//!   and a warm machine, each against its bound with downloads and loads);
 //!   [`client`]: a minimal loopback HTTP client
 //! - [`kit`]: the one test kit (a world started and waited on, the `Test` builder that runs
 //!   `bookstore` in it with expectations, the one bounded poll, the hostile password)
@@ -34,6 +39,7 @@
 
 pub mod audit;
 pub mod bench;
+pub mod capture;
 pub mod client;
 pub mod config;
 pub mod connect;
@@ -45,6 +51,7 @@ pub mod docker_events;
 pub mod faults;
 pub mod follow;
 pub mod images;
+pub mod istioctl;
 pub mod kit;
 pub mod kube;
 pub mod latency;
@@ -58,6 +65,7 @@ pub mod troubles;
 pub mod world;
 
 pub use audit::{AuditEntry, Source};
+pub use capture::MeshReturn;
 pub use faults::{Fault, PullError};
 pub use latency::LatencyTable;
 pub use sim::{Sim, SimOptions};

@@ -50,6 +50,9 @@ pub struct SimOptions {
     pub docker_api_version: String,
     /// The machine's download bandwidth, MB/s, shared by every image download at once.
     pub bandwidth_mb_s: f64,
+    /// How the mesh comes back after a node restart (`capture.rs`): the guide's world (nothing
+    /// re-adopted) or one where it re-adopts all but some pods drawn with a seed.
+    pub mesh_return: crate::capture::MeshReturn,
     /// Docker comes back without the kind node (kind#3244): the node halts cleanly (exit 0) at
     /// its stop signal and `on-failure:1` leaves it `exited` (`restart_policy.rs`).
     pub node_left_exited: bool,
@@ -68,7 +71,12 @@ pub struct SimOptions {
     /// (`kind://<provider>/<cluster>/<node>`, kind `pkg/cluster/internal/kubeadm/config.go`):
     /// `docker`, `podman` or `nerdctl`.
     pub node_provider: String,
+    /// The release the `istioctl` stand-in is (`istioctl version`, the images it installs).
+    pub istio_version: String,
 }
+
+/// The istioctl release of a world unless told otherwise.
+pub const ISTIO_VERSION: &str = "1.26.0";
 
 impl Default for SimOptions {
     fn default() -> Self {
@@ -92,11 +100,13 @@ impl Default for SimOptions {
             real_docker: None,
             docker_api_version: crate::docker::API_VERSION.to_string(),
             bandwidth_mb_s: crate::latency::BANDWIDTH_MB_S,
+            mesh_return: crate::capture::MeshReturn::Guide,
             node_left_exited: false,
             docker_cli: crate::docker_cli::DockerCli::Installed,
             docker_clock_offset_ms: 0,
             api_boot_secs: 0.0,
             node_provider: "docker".to_string(),
+            istio_version: ISTIO_VERSION.to_string(),
         }
     }
 }
@@ -384,6 +394,12 @@ impl Sim {
         self.shared.lock().audit.clone()
     }
 
+    /// What the images did so far: pods created before their image was in the node, what was
+    /// loaded and whether a pod runs it, what the kubelet pulled.
+    pub fn image_audit(&self) -> crate::images::ImageAudit {
+        crate::images::ImageAudit::of(&self.shared.lock())
+    }
+
     /// The connectors Kafka Connect has stored (name → raw config).
     pub fn connectors(&self) -> BTreeMap<String, BTreeMap<String, String>> {
         self.shared.lock().connectors.iter().map(|(k, v)| (k.clone(), v.config.clone())).collect()
@@ -392,6 +408,20 @@ impl Sim {
     /// Every pod with its readiness and mesh registration.
     pub fn pods(&self) -> Vec<PodView> {
         self.shared.lock().pod_views()
+    }
+
+    /// Wait until the stack is back after a node restart as far as the kubelet brings it: the
+    /// mesh's timeline done (every sandbox made, istio-cni installed, ztunnel connected) and
+    /// every pod Ready or in a crash loop's back-off (an app refused by a database outside the
+    /// mesh, say).
+    pub fn wait_settled(&self, timeout: Duration) -> Result<()> {
+        self.wait_for(timeout, "every pod Ready or crash-looping, the mesh settled", |w| {
+            w.mesh.values().all(|m| m.timeline.is_empty())
+                && w.pods.values().all(|p| {
+                    p.is_ready()
+                        || (matches!(p.phase, crate::world::PodPhase::Backoff { .. }) && p.restart_count > 0)
+                })
+        })
     }
 
     /// Wait until every workload is rolled out and every pod is Ready (the kit's one poll,

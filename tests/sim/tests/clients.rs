@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use bookstore_sim::kit::{Run, World, eventually, get, http, put_json};
-use bookstore_sim::{Fault, PullError, Sim, SimOptions, Source};
+use bookstore_sim::{Fault, MeshReturn, PullError, Sim, SimOptions, Source};
 use serde_json::Value;
 
 /// These tests' time scale: the simulator's own wire behaviour, fast.
@@ -246,15 +246,15 @@ fn docker_restart_breaks_gateway_and_empties_connect() {
     });
     assert_eq!((s, body.as_str()), (200, "[]"));
     assert!(sim.connectors().is_empty());
-    // A stale NodePort backend resets the connection.
+    // A NodePort's plaintext from outside the mesh reaches a pod that nothing captured.
     sim.wait_for(Duration::from_secs(10), "pgadmin Ready", |w| w.ready_pod("pgadmin").is_some())
         .expect("pgadmin ready");
-    assert!(get(sim.host_port(31111), "localhost", "/misc/ping").is_err());
-    // ztunnel's log names the stale pod's HBONE port.
+    assert_eq!(get(sim.host_port(31111), "localhost", "/misc/ping").map(|r| r.0), Ok(200));
+    // ztunnel's log names the HBONE port nothing listens on in the pod's new netns.
     let logs =
         sim.kubectl(&["logs", "-l", "app=ztunnel", "-n", "istio-system", "--since=10m", "--tail=-1"]).ok();
     assert!(
-        logs.contains("error=\"connection failed: deadline has elapsed\"") && logs.contains(":15008"),
+        logs.contains("error=\"io error: Connection refused (os error 111)\"") && logs.contains(":15008"),
         "{logs}"
     );
     assert!(sim.pods().iter().filter(|p| p.ambient).all(|p| !p.registered));
@@ -272,38 +272,156 @@ fn restart(sim: &World, ns: &str, deploys: &[&str]) {
     }
 }
 
+/// The capture model's teeth (`capture.rs`): after the guide's Docker restart, restarting ztunnel
+/// repairs no pod (istio-cni resends its cached snapshot: `keep` for each); a restarted pod's new
+/// sandbox goes through the CNI ADD and is in the mesh again, whether or not ztunnel restarted.
+/// A new app in the mesh cannot reach its database outside it (refused at 15008): databases first.
 #[test]
-fn apps_without_ztunnel_stay_broken_ztunnel_first_heals() {
+fn restarting_ztunnel_repairs_nothing_a_restarted_pod_is_captured_again() {
     let sim = World::start(opts());
     let gw = sim.host_port(30000);
     sim.docker_restart();
-    // Restart the apps (DB first) but not ztunnel: new pods are not registered.
-    restart(&sim, "ecom", &["ecom-db"]);
-    // kubectl refuses a second restart of the same object within one second (restartedAt has
-    // second resolution).
-    std::thread::sleep(Duration::from_millis(1100));
-    sim.kubectl(&["rollout", "restart", "deployment/ui-service", "deployment/ecom-service", "-n", "ecom"])
-        .ok();
-    sim.kubectl(&["rollout", "status", "deployment/ui-service", "-n", "ecom", "--timeout=60s"]).ok();
-    let (s, body) = get(gw, "myecom.net", "/").expect("gateway answers");
-    assert_eq!((s, body.as_str()), (503, ENVOY_503));
-
-    // The right order: ztunnel rollout, then DBs, then apps.
+    sim.wait_healthy(Duration::from_secs(20)).expect("pods Ready again");
     sim.kubectl(&["rollout", "restart", "daemonset/ztunnel", "-n", "istio-system"]).ok();
     sim.kubectl(&["rollout", "status", "daemonset/ztunnel", "-n", "istio-system", "--timeout=90s"]).ok();
+    sim.wait_for(Duration::from_secs(5), "the new ztunnel's snapshot", |w| {
+        w.mesh.values().all(|m| m.ztunnel.is_some())
+    })
+    .unwrap();
+    let (s, body) = get(gw, "myecom.net", "/").expect("gateway answers");
+    assert_eq!((s, body.as_str()), (503, ENVOY_503));
+    assert!(sim.pods().iter().filter(|p| p.ambient).all(|p| !p.registered));
+
     restart(&sim, "ecom", &["ecom-db"]);
     std::thread::sleep(Duration::from_millis(1100));
     restart(&sim, "ecom", &["ecom-service", "ui-service"]);
     assert_eq!(get(gw, "myecom.net", "/").map(|r| r.0), Ok(200));
     assert_eq!(get(gw, "myecom.net", "/ecom/books").map(|r| r.0), Ok(200));
-    // Not restarted yet: still the Envoy 503.
+    // Not restarted: still outside the mesh.
     let (s, body) = get(gw, "myecom.net", "/inven/health").expect("answers");
     assert_eq!((s, body.as_str()), (503, ENVOY_503));
-    let audit = sim.audit();
-    let epoch = audit.iter().position(|e| e.verb == "mesh-epoch").expect("ztunnel rollout completed");
-    let last_db_patch =
-        audit.iter().rposition(|e| e.is_kube_patch_of("deployments", "ecom-db")).expect("ecom-db patched");
-    assert!(epoch < last_db_patch);
+    let cni = sim.kubectl(&["logs", "daemonset/istio-cni-node", "-n", "istio-system", "--tail=-1"]).ok();
+    assert!(cni.contains("\tinfo\tcni-agent\tadding pod to the mesh\tns=ecom name=ui-service-"), "{cni}");
+    assert!(cni.contains("\tinfo\tcni-agent\tsending pod add to ztunnel\tuid=5a1e"), "{cni}");
+
+    // An app restarted before its database: in the mesh, it is refused by the database outside.
+    restart(&sim, "identity", &["keycloak-db"]);
+    std::thread::sleep(Duration::from_millis(1100));
+    sim.kubectl(&["rollout", "restart", "deployment/inventory-service", "-n", "inventory"]).ok();
+    sim.wait_for(Duration::from_secs(20), "inventory-service's crash loop", |w| {
+        w.pod_views().iter().any(|p| p.workload == "inventory-service" && p.crash_loop)
+    })
+    .unwrap();
+    let zt = sim.kubectl(&["logs", "daemonset/ztunnel", "-n", "istio-system", "--tail=-1"]).ok();
+    let db = sim.pods().into_iter().find(|p| p.workload == "inventory-db").unwrap();
+    assert!(
+        zt.lines().any(|l| l.contains("src.workload=\"inventory-service-")
+            && l.contains(&format!("dst.addr={}:15008", db.ip))
+            && l.contains("error=\"io error: Connection refused (os error 111)\"")),
+        "{zt}"
+    );
+}
+
+/// The capture state machine through the real clients: the guide's world adopts nothing after a
+/// Docker restart (istio-cni's scan finds no netns: `sending 'keep'`; ztunnel's workloadState is
+/// empty), the re-adopted world all but the pod drawn; `istioctl ztunnel-config all -o json`
+/// prints ztunnel's dump; the API server's pod proxy cannot reach its admin port.
+#[test]
+fn after_a_docker_restart_ztunnel_holds_what_istio_cni_captured() {
+    let state = |sim: &World| -> serde_json::Map<String, Value> {
+        let out = sim.client(
+            "istioctl",
+            &[
+                "ztunnel-config",
+                "all",
+                "--node",
+                "bookstore-control-plane",
+                "--istio-namespace",
+                "istio-system",
+                "--context",
+                "kind-bookstore",
+                "-o",
+                "json",
+            ],
+        );
+        assert!(out.success(), "{}", out.stderr);
+        let dump: Value = serde_json::from_str(&out.stdout).expect("the config dump is JSON");
+        assert!(dump["workloads"].as_array().is_some_and(|w| !w.is_empty()));
+        dump["workloadState"].as_object().cloned().expect("workloadState")
+    };
+    let sim = World::start(opts());
+    let meshed = sim.pods().into_iter().filter(|p| p.ambient).count();
+    assert_eq!(state(&sim).len(), meshed, "the healthy world: every meshed pod Up");
+    sim.docker_restart();
+    sim.wait_healthy(Duration::from_secs(20)).expect("pods Ready again");
+    assert!(state(&sim).is_empty(), "the guide's world: nothing adopted");
+    let cni = sim.kubectl(&["logs", "daemonset/istio-cni-node", "-n", "istio-system", "--tail=-1"]).ok();
+    assert!(cni.contains("\tinfo\tcni-agent\tinpod reconcile mode enabled"), "{cni}");
+    assert!(cni.contains("\terror\tcni-agent\tfailed to reconcile inpod rules for pod, try restarting the pod, or removing and re-adding it to the mesh: can't find netns for pod"), "{cni}");
+    assert!(cni.contains("netns is not available for pod, sending 'keep' to ztunnel\tuid="), "{cni}");
+    assert!(
+        !cni.contains("adding pod to the mesh"),
+        "the previous container's lines are not this one's: {cni}"
+    );
+    let zt = sim.kubectl(&["logs", "daemonset/ztunnel", "-n", "istio-system", "--tail=-1"]).ok();
+    assert!(zt.contains("\tinfo\tinpod::statemanager\treceived snapshot sent\t"), "{zt}");
+    // The annotation survives and proves nothing; istioctl's PROTOCOL comes from it.
+    let pods: Value =
+        serde_json::from_str(&sim.kubectl(&["get", "pods", "-n", "ecom", "-o", "json"]).ok()).unwrap();
+    assert!(
+        pods["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["metadata"]["annotations"]["ambient.istio.io/redirection"] == "enabled")
+    );
+    let summary = sim.client("istioctl", &["ztunnel-config", "workloads"]).ok();
+    assert!(summary.lines().any(|l| l.starts_with("ecom ui-service-") && l.ends_with(" HBONE")), "{summary}");
+    // The pod proxy: ztunnel's admin port listens on localhost only.
+    let zt_pod = sim.pods().into_iter().find(|p| p.workload == "ztunnel").unwrap();
+    let proxied = sim.kubectl(&[
+        "get",
+        "--raw",
+        &format!("/api/v1/namespaces/istio-system/pods/{}:15000/proxy/config_dump", zt_pod.name),
+    ]);
+    assert!(!proxied.success());
+    assert!(
+        proxied.stderr.contains(&format!("Error from server (ServiceUnavailable): error trying to reach service: dial tcp {}:15000: connect: connection refused", zt_pod.ip)),
+        "{}",
+        proxied.stderr
+    );
+
+    // The mesh re-adopts all but one pod, drawn with the seed.
+    let sim = World::start(SimOptions {
+        mesh_return: MeshReturn::Readopted { seed: 7, outside: 1, among: vec![] },
+        ..opts()
+    });
+    sim.docker_restart();
+    sim.wait_for(Duration::from_secs(20), "the mesh settled", |w| {
+        w.mesh.values().all(|m| m.timeline.is_empty())
+    })
+    .unwrap();
+    let outside: Vec<_> = sim.pods().into_iter().filter(|p| p.ambient && !p.registered).collect();
+    assert_eq!(outside.len(), 1, "{outside:?}");
+    let state = state(&sim);
+    assert_eq!(state.len(), meshed - 1);
+    assert!(state.values().all(|v| v["state"] == "Up"));
+    let cni = sim.kubectl(&["logs", "daemonset/istio-cni-node", "-n", "istio-system", "--tail=-1"]).ok();
+    assert!(cni.contains("sending pod to ztunnel as part of snapshot\tuid="), "{cni}");
+    assert!(cni.contains("sending pod add to ztunnel\tuid="), "some pods by their CNI ADD: {cni}");
+    let again = World::start(SimOptions {
+        mesh_return: MeshReturn::Readopted { seed: 7, outside: 1, among: vec![] },
+        ..opts()
+    });
+    again.docker_restart();
+    again
+        .wait_for(Duration::from_secs(20), "the mesh settled", |w| {
+            w.mesh.values().all(|m| m.timeline.is_empty())
+        })
+        .unwrap();
+    let drawn: Vec<String> =
+        again.pods().into_iter().filter(|p| p.ambient && !p.registered).map(|p| p.workload).collect();
+    assert_eq!(drawn, [outside[0].workload.clone()], "the same seed draws the same pod");
 }
 
 #[test]
@@ -453,6 +571,28 @@ fn kind_and_istioctl_standins() {
         .client("kubectl", &["rollout", "status", "daemonset/ztunnel", "-n", "istio-system", "--timeout=30s"])
         .ok();
     assert!(out.contains("successfully rolled out"));
+    // `manifest generate` with the install's flags prints what the install deployed.
+    assert_eq!(
+        empty.client("istioctl", &["version", "--remote=false"]).ok().trim(),
+        "client version: 1.26.0"
+    );
+    let manifest = empty.client("istioctl", &["manifest", "generate", "--set", "profile=ambient"]).ok();
+    let deployed = empty
+        .kubectl(&[
+            "get",
+            "daemonset",
+            "ztunnel",
+            "-n",
+            "istio-system",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}",
+        ])
+        .ok();
+    assert_eq!(deployed, "docker.io/istio/ztunnel:1.26.0-distroless");
+    assert!(manifest.contains(&format!("image: {deployed}\n")), "{manifest}");
+    let o = empty
+        .client("istioctl", &["manifest", "generate", "--set", "profile=ambient", "--skip-confirmation"]);
+    assert_eq!(o.stderr.trim(), "Error: unknown flag: --skip-confirmation");
     let o = empty.client("kind", &["load", "docker-image", "bookstore/ui:1", "--name", "bookstore"]);
     assert!(o.success(), "{}", o.stderr);
     assert!(o.stderr.contains("not yet present on node"), "{}", o.stderr);
@@ -641,7 +781,10 @@ fn full_recovery_procedure_heals_everything() {
     }
     assert!(sim.pods().iter().all(|p| p.ready && (!p.ambient || p.registered)));
     let audit = sim.audit();
-    let epoch = audit.iter().position(|e| e.verb == "mesh-epoch").expect("epoch");
+    let epoch = audit
+        .iter()
+        .position(|e| e.verb == "rollout-complete" && e.path == "istio-system/ztunnel")
+        .expect("ztunnel's rollout completed");
     let first_deploy_patch = audit
         .iter()
         .position(|e| e.source == Source::Kube && e.verb == "PATCH" && e.path.contains("/deployments/"))
@@ -671,7 +814,8 @@ fn a_restart_long_after_the_last_rollout_does_not_exceed_the_progress_deadline()
     // keycloak takes 400 ms to be Ready again: meanwhile the last rollout's condition stands, and
     // a restart then rolls out.
     assert_eq!(progressing(&sim), Some(Value::from("NewReplicaSetAvailable")));
-    restart(&sim, "identity", &["keycloak"]);
+    // Its database first: a keycloak in the mesh cannot reach one left outside it.
+    restart(&sim, "identity", &["keycloak-db", "keycloak"]);
     assert_eq!(progressing(&sim), Some(Value::from("NewReplicaSetAvailable")));
 }
 

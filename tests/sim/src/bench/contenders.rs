@@ -17,11 +17,28 @@ impl Bench {
     pub(super) fn run_once(&self, c: Contender, run: usize) -> Result<RunResult> {
         let dir = self.logs.join(format!("run{run}-{}", c.slug()));
         std::fs::create_dir_all(&dir)?;
-        let sim = Sim::start(SimOptions { time_scale: self.opts.time_scale, ..SimOptions::default() })?;
+        let readopted = matches!(c, Contender::UpReadopted | Contender::RecoverReadopted);
+        let mesh_return = if readopted {
+            crate::capture::MeshReturn::Readopted { seed: super::READOPT_SEED, outside: 1, among: Vec::new() }
+        } else {
+            crate::capture::MeshReturn::Guide
+        };
+        let sim = Sim::start(SimOptions {
+            time_scale: self.opts.time_scale,
+            mesh_return,
+            ..SimOptions::default()
+        })?;
+        let mut back = None;
         match c {
             Contender::UpHealthy => {}
             Contender::UpStale => {
                 sim.fault(crate::faults::Fault::StaleWorkload { workload: STALE_WORKLOAD.into() })
+            }
+            Contender::UpReadopted | Contender::RecoverReadopted => {
+                let restarted = std::time::Instant::now();
+                sim.docker_restart();
+                sim.wait_settled(self.settle_deadline)?;
+                back = Some(restarted.elapsed().as_secs_f64());
             }
             _ => {
                 sim.docker_restart();
@@ -61,9 +78,25 @@ impl Bench {
                 .count(),
             restarts: audit
                 .iter()
-                .filter(|e| e.t_ms >= since_ms && e.source == Source::Kube && e.verb == "PATCH")
-                .filter(|e| e.path.contains("/deployments/") || e.path.contains("/daemonsets/"))
+                .filter(|e| e.t_ms >= since_ms && e.source == Source::Kube)
+                .filter(|e| {
+                    (e.verb == "PATCH"
+                        && (e.path.contains("/deployments/") || e.path.contains("/daemonsets/")))
+                        || (e.verb == "DELETE" && e.path.contains("/pods/"))
+                })
                 .count(),
+            ztunnel_restarted: audit.iter().any(|e| {
+                e.t_ms >= since_ms
+                    && e.source == Source::Kube
+                    && e.verb == "PATCH"
+                    && e.path.contains("/daemonsets/ztunnel")
+            }),
+            back,
+            outside: audit
+                .iter()
+                .filter(|e| e.verb == "mesh-outside")
+                .flat_map(|e| e.detail.split_whitespace().map(String::from).collect::<Vec<_>>())
+                .collect(),
             milestones: milestones(&audit, since_ms, &infra, &self.critical_end(&infra)),
             steps,
             unhealthy,

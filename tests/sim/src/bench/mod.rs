@@ -57,8 +57,18 @@ pub struct BenchOptions {
 }
 
 /// The names `--only` takes.
-pub const SECTIONS: [&str; 8] =
-    ["guide", "recover", "phased", "up", "up-healthy", "up-stale", "watch", "bootstrap"];
+pub const SECTIONS: [&str; 10] = [
+    "guide",
+    "recover",
+    "phased",
+    "up",
+    "up-healthy",
+    "up-stale",
+    "up-readopted",
+    "recover-readopted",
+    "watch",
+    "bootstrap",
+];
 
 impl BenchOptions {
     fn runs_section(&self, slug: &str) -> bool {
@@ -80,19 +90,31 @@ enum Contender {
     /// `bookstore up` on a healthy stack but for one workload whose pod lost its mesh
     /// registration (`Fault::StaleWorkload` on [`STALE_WORKLOAD`]).
     UpStale,
+    /// `bookstore up` after a Docker restart in which the mesh re-adopted every pod but one,
+    /// drawn with [`READOPT_SEED`] (issue 22).
+    UpReadopted,
+    /// `bookstore recover` in that world: the whole remedy, what `up` did there before it judged
+    /// what the mesh re-adopted.
+    RecoverReadopted,
 }
+
+/// The seed that draws the one pod the mesh does not re-adopt in the `*-readopted` worlds
+/// (`MeshReturn::Readopted`: inventory-service, a pod nothing needs).
+pub const READOPT_SEED: u64 = 7;
 
 /// The workload `Contender::UpStale` finds stale.
 const STALE_WORKLOAD: &str = "inventory-service";
 
 impl Contender {
-    const ALL: [Contender; 6] = [
+    const ALL: [Contender; 8] = [
         Contender::Guide,
         Contender::Recover,
         Contender::Phased,
         Contender::Up,
         Contender::UpHealthy,
         Contender::UpStale,
+        Contender::UpReadopted,
+        Contender::RecoverReadopted,
     ];
 
     fn label(self) -> &'static str {
@@ -103,6 +125,8 @@ impl Contender {
             Contender::Up => "bookstore up",
             Contender::UpHealthy => "up, healthy stack",
             Contender::UpStale => "up, one stale workload",
+            Contender::UpReadopted => "up, mesh re-adopted all but one",
+            Contender::RecoverReadopted => "recover, mesh re-adopted all but one",
         }
     }
 
@@ -114,6 +138,8 @@ impl Contender {
             Contender::Up => "up",
             Contender::UpHealthy => "up-healthy",
             Contender::UpStale => "up-stale",
+            Contender::UpReadopted => "up-readopted",
+            Contender::RecoverReadopted => "recover-readopted",
         }
     }
 
@@ -122,13 +148,16 @@ impl Contender {
         match self {
             Contender::UpHealthy => "healthy (no Docker restart)",
             Contender::UpStale => "healthy, then fault stale_workload inventory-service",
+            Contender::UpReadopted | Contender::RecoverReadopted => {
+                "mesh_return Readopted{seed 7, one pod}; docker_restart + wait_settled"
+            }
             _ => "docker_restart + wait_healthy",
         }
     }
 
     fn verb(self) -> &'static str {
         match self {
-            Contender::Up | Contender::UpHealthy | Contender::UpStale => "up",
+            Contender::Up | Contender::UpHealthy | Contender::UpStale | Contender::UpReadopted => "up",
             _ => "recover",
         }
     }
@@ -148,8 +177,15 @@ struct RunResult {
     cpu_self: f64,
     cpu_children: f64,
     crash_loops: usize,
-    /// `rollout restart` PATCHes (deployments and daemonsets) the contender sent.
+    /// `rollout restart` PATCHes (deployments and daemonsets) and pod DELETEs the contender sent.
     restarts: usize,
+    /// ztunnel was restarted.
+    ztunnel_restarted: bool,
+    /// Seconds from the Docker restart until the kubelet had every pod back (Ready, or in a
+    /// crash loop's back-off), before the contender started.
+    back: Option<f64>,
+    /// The pods the mesh did not re-adopt (the `mesh-outside` event).
+    outside: Vec<String>,
     milestones: Vec<(String, Option<f64>)>,
     /// `bookstore --json` step_finished events: (step, seconds).
     steps: Vec<(String, f64)>,

@@ -355,7 +355,8 @@ impl World {
             let read = match e.source {
                 Source::Kube | Source::Connect | Source::Http => e.verb == "GET",
                 Source::Docker => e.verb == "GET" || e.verb == "HEAD",
-                Source::Standin => false,
+                // istioctl's read of ztunnel's config dump (a port-forward).
+                Source::Standin => e.verb == "istioctl" && e.path.starts_with("ztunnel-config "),
                 Source::Controller | Source::Control => true,
             };
             assert!(read, "something was changed: {} {} {}", e.verb, e.path, e.detail);
@@ -404,15 +405,33 @@ impl World {
         assert!(!runs.is_empty(), "nothing ran in this world");
         c.runs = runs.len() as u32;
 
-        // Nothing deleted: no kube DELETE at all (PVCs, namespaces, secrets, workloads), no
-        // Docker container removed but the legacy proxies, no connector deleted.
+        // Nothing deleted: no kube DELETE (PVCs, namespaces, secrets, workloads) but of a pod
+        // its ReplicaSet, DaemonSet or StatefulSet recreates (a restart: the simulator's
+        // `pod-deleted` event names the controller), no Docker container removed but the legacy
+        // proxies, no connector deleted.
         let audit = self.audit();
+        let restarted = |path: &str| {
+            let Some((ns, name)) = path.split_once("/namespaces/").and_then(|(_, r)| r.split_once("/pods/"))
+            else {
+                return false;
+            };
+            audit.iter().any(|e| {
+                e.source == Source::Controller
+                    && e.verb == "pod-deleted"
+                    && e.path == format!("{ns}/{name}")
+                    && ["ReplicaSet", "DaemonSet", "StatefulSet"].contains(&e.detail.as_str())
+            })
+        };
         for e in audit.iter().filter(|e| e.verb == "DELETE") {
             let legacy_proxy = e.source == Source::Docker
                 && ["kiali-proxy", "flink-proxy", "debezium-proxy"]
                     .iter()
                     .any(|p| e.path_only().ends_with(&format!("/containers/{p}")));
-            if matches!(e.source, Source::Kube | Source::Connect | Source::Docker) && !legacy_proxy {
+            let pod_restart = e.source == Source::Kube && restarted(e.path_only());
+            if matches!(e.source, Source::Kube | Source::Connect | Source::Docker)
+                && !legacy_proxy
+                && !pod_restart
+            {
                 c.deletes += 1;
                 c.problems.push(format!("DELETE {:?} {}", e.source, e.path));
             }

@@ -7,10 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 use base64::Engine;
 use serde_json::{Value, json};
 
-use super::{
-    AMBIENT_LABEL, ClusterState, Container, ISTIO_IMAGES, PodPhase, StoredConnector, WlKey, World,
-    container_id,
-};
+use super::{AMBIENT_LABEL, ClusterState, Container, PodPhase, StoredConnector, WlKey, World, container_id};
 use crate::store::{Key, Res, i64_at};
 
 impl World {
@@ -40,6 +37,7 @@ impl World {
         self.node_images.clear();
         self.link.transfers.retain(|t| t.store == crate::images::Store::Host);
         self.link.puller = puller;
+        self.istio = None;
         self.clear_cluster_objects();
         self.put_namespace("default", false);
         self.workloads.clear();
@@ -133,14 +131,21 @@ impl World {
         self.store.put(Res::DaemonSets, obj);
     }
 
-    /// What `istioctl install --set profile=ambient` creates.
-    pub fn install_istio(&mut self) {
+    /// What `istioctl install` creates for this install (the ambient profile: istiod, istio-cni,
+    /// ztunnel, with the images of its release and flags).
+    pub fn install_istio(&mut self, install: &crate::istioctl::Install) {
         let ns = self.infra.stack.mesh.namespace.clone();
         self.put_namespace(&ns, false);
-        self.add_deployment(&ns, "istiod", ISTIO_IMAGES[0].1, 1);
-        self.add_daemonset(&ns, "istio-cni-node", ISTIO_IMAGES[1].1);
         let zt = self.infra.stack.mesh.daemonset.clone();
-        self.add_daemonset(&ns, &zt, ISTIO_IMAGES[2].1);
+        for (deployment, name, _, image) in install.workloads() {
+            let name = if name == "ztunnel" { zt.as_str() } else { name };
+            if deployment {
+                self.add_deployment(&ns, name, &image, 1);
+            } else {
+                self.add_daemonset(&ns, name, &image);
+            }
+        }
+        self.istio = Some(install.clone());
     }
 
     /// The healthy BookStore stack after bootstrap, instantly: every pod Ready and registered,
@@ -156,7 +161,7 @@ impl World {
         ports.push((6443, self.kube_port));
         let puller = crate::images::Puller::from_patches(&self.infra.cluster.patches());
         self.create_cluster(&name, ports, puller);
-        self.install_istio();
+        self.install_istio(&crate::istioctl::Install::ambient(&self.opts.istio_version));
         let ns = self.infra.stack.mesh.namespace.clone();
         self.add_deployment(&ns, "kiali", "quay.io/kiali/kiali:v2.10", 1);
         for ns in self.infra.app_namespaces() {
@@ -195,11 +200,14 @@ impl World {
                 self.node_images.extend(Self::template_images(&t));
             }
         }
-        // Everything Ready, registered, rolled out, with the mesh epoch at start.
+        // Everything Ready, captured (the mesh running on the node before the pods), rolled out;
+        // then aged, and the mesh's history written with those times.
         let now = Instant::now();
-        self.last_ztunnel_complete = Some(now);
+        let node = self.node_name();
+        self.mesh.insert(node, crate::capture::NodeMesh::running(self.reconcile));
         self.instant_ready(now);
         self.age_bootstrap();
+        self.mesh_history();
         for file in self.infra.connectors().to_vec() {
             let mut config = file.config.clone();
             let db =
@@ -289,6 +297,7 @@ impl World {
                 let (created, ready) = if p.ns == mesh_ns { (3600, 3590) } else { (3500, 3400) };
                 p.created_wall = ago(created);
                 p.started_wall = ago(created);
+                p.sandbox_wall = ago(created);
                 p.ready_wall = Some(ago(ready));
             }
             self.write_pod(&k);
@@ -305,7 +314,6 @@ impl World {
                 p.phase = PodPhase::Ready;
                 p.ready_since = None;
                 p.ready_wall = Some(p.created_wall);
-                p.registered = true;
             }
             self.write_pod(&k);
         }
@@ -323,6 +331,5 @@ impl World {
                 w.completed_gen = gen_;
             }
         }
-        self.last_ztunnel_complete = Some(now);
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime};
 
 use serde_json::{Value, json};
 
-use super::{GATEWAY_IMAGE, PodState, WlKey, WlState, World, template_hash};
+use super::{PodState, WlKey, WlState, World, template_hash};
 use crate::latency::{delays, latency_secs};
 use crate::store::{Key, Res, i64_at, str_at};
 use crate::timefmt::rfc3339;
@@ -22,7 +22,11 @@ impl World {
             return download;
         }
         self.reconcile_gateways();
-        let mut next: Option<Instant> = download;
+        let mesh = self.advance_mesh(now);
+        let mut next: Option<Instant> = match (download, mesh) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let mut due = |t: Instant| {
             next = Some(next.map_or(t, |n: Instant| n.min(t)));
         };
@@ -184,7 +188,8 @@ impl World {
             let key = Key::new(Res::Deployments, &ns, &deploy);
             match self.store.get(&key) {
                 None => {
-                    let mut obj = Self::workload_object(Res::Deployments, &ns, &deploy, GATEWAY_IMAGE, 1);
+                    let image = self.istio.as_ref().map(|i| i.gateway_image()).unwrap_or_default();
+                    let mut obj = Self::workload_object(Res::Deployments, &ns, &deploy, &image, 1);
                     obj["metadata"]["labels"]["gateway.networking.k8s.io/gateway-name"] = json!(name);
                     obj["spec"]["template"]["metadata"]["labels"]["gateway.networking.k8s.io/gateway-name"] =
                         json!(name);
@@ -305,10 +310,6 @@ impl World {
             }
             let kind = wl.0.kind();
             self.event("rollout-complete", &format!("{}/{}", wl.1, wl.2), kind);
-            if self.is_ztunnel(wl) {
-                self.last_ztunnel_complete = Some(now);
-                self.event("mesh-epoch", &format!("{}/{}", wl.1, wl.2), "");
-            }
         }
     }
 }

@@ -22,8 +22,8 @@ impl World {
         };
         let ip = self.alloc_ip();
         let ambient = self.ns_ambient(&wl.1);
-        let registered = ambient && self.mesh_valid() && !self.faults.hbone_blocked.contains(&wl.2);
         let wall = SystemTime::now();
+        let node = self.node_name();
         let due = now + self.scaled(latency);
         let template = self.workloads.get(wl).map(|w| w.template.clone()).unwrap_or(Value::Null);
         let pulling: BTreeSet<String> =
@@ -38,8 +38,16 @@ impl World {
             template_gen: tgen,
             hash,
             ip,
+            node,
+            uid: String::new(),
             ambient,
-            registered,
+            registered: false,
+            netns: None,
+            rules: None,
+            sandbox_wall: wall,
+            enrolled: None,
+            pending_add: false,
+            lost: false,
             phase: PodPhase::Starting {
                 due: if pulling.is_empty() { self.start_due(wl, due) } else { None },
             },
@@ -55,18 +63,20 @@ impl World {
             pulling: pulling.clone(),
         };
         let subject = format!("{}/{}", wl.1, name);
-        self.pods.insert((wl.1.clone(), name.clone()), pod);
-        self.event("pod-started", &subject, if registered { "registered" } else { "" });
-        if registered {
-            let uid = name.clone();
-            self.ztunnel_log(format!(
-                "{}  info inpod::statemanager pod received, starting proxy uid={} name={} namespace={}",
-                crate::timefmt::rfc3339_millis(wall),
-                uid,
-                name,
-                wl.1
-            ));
+        let key = (wl.1.clone(), name.clone());
+        self.pods.insert(key.clone(), pod);
+        // Its UID once the store has given it one, then its first sandbox: its CNI ADD.
+        self.write_pod(&key);
+        let uid = self
+            .store
+            .get(&Key::new(Res::Pods, &key.0, &key.1))
+            .map(|o| crate::store::str_at(o, "/metadata/uid").to_string());
+        if let Some(p) = self.pods.get_mut(&key) {
+            p.uid = uid.unwrap_or_default();
         }
+        self.mesh_pod_created(&key);
+        let registered = self.pods.get(&key).is_some_and(|p| p.registered);
+        self.event("pod-started", &subject, if registered { "registered" } else { "" });
         if pulling.is_empty() {
             self.container_started(wl);
         } else {
@@ -120,27 +130,19 @@ impl World {
                         p.ready_since = Some(now);
                         p.ready_wall = Some(SystemTime::now());
                         self.event("pod-ready", &subject, &wl.2);
-                        if self.is_ztunnel(&wl) {
-                            let ambient: Vec<String> = self
-                                .pods
-                                .values()
-                                .filter(|p| p.ambient && p.registered)
-                                .map(|p| format!("uid={} name={} namespace={}", p.name, p.name, p.ns))
-                                .collect();
-                            let ts = crate::timefmt::rfc3339_millis(SystemTime::now());
-                            let p = self.pods.get_mut(k).expect("checked");
-                            p.log.push((SystemTime::now(), format!("{ts}  info ztunnel ready")));
-                            for a in ambient {
-                                p.log.push((
-                                    SystemTime::now(),
-                                    format!(
-                                        "{ts}  info inpod::statemanager pod received, starting proxy {a}"
-                                    ),
-                                ));
-                            }
-                        }
                     }
                     Err(need) => {
+                        // A caller in the mesh reaches its dependency through its ztunnel: the
+                        // refusal of a dependency outside the mesh is in ztunnel's log.
+                        let caller = self.pods.get(k).cloned().expect("checked");
+                        let callee = self.ready_pod(&need).cloned();
+                        if let Some(callee) = callee
+                            && caller.ambient
+                            && caller.registered
+                            && !callee.mesh_ok()
+                        {
+                            self.log_hbone_failure(&caller.name, &callee);
+                        }
                         let p = self.pods.get_mut(k).expect("checked");
                         p.restart_count += 1;
                         p.backoff = if p.backoff == 0.0 {
@@ -180,9 +182,12 @@ impl World {
     }
 
     pub fn delete_pod(&mut self, k: &(String, String)) {
-        if self.pods.remove(k).is_some() {
+        if let Some(p) = self.pods.remove(k) {
             self.store.delete(&Key::new(Res::Pods, &k.0, &k.1));
-            self.event("pod-deleted", &format!("{}/{}", k.0, k.1), "");
+            // Its controller, which recreates it.
+            let owner = if p.wl.0 == Res::Deployments { "ReplicaSet" } else { "DaemonSet" };
+            self.event("pod-deleted", &format!("{}/{}", k.0, k.1), owner);
+            self.mesh_pod_deleted(&p);
         }
     }
 
@@ -231,9 +236,11 @@ impl World {
         let ready_t = rfc3339(p.ready_wall.unwrap_or(p.started_wall));
         let created = rfc3339(p.created_wall);
         let mut annotations = json!({});
-        if p.ambient {
-            annotations["ambient.istio.io/redirection"] = json!("enabled");
+        if let (true, Some(value)) = (p.ambient, p.enrolled) {
+            annotations["ambient.istio.io/redirection"] = json!(value);
         }
+        let (sandbox_s, sandbox_t) =
+            (if p.netns.is_some() { "True" } else { "False" }, rfc3339(p.sandbox_wall));
         let obj = json!({
             "metadata": {"name": p.name, "namespace": p.ns, "labels": labels, "annotations": annotations,
                          "creationTimestamp": created,
@@ -245,7 +252,7 @@ impl World {
                 "hostIP": "172.18.0.2", "podIP": p.ip, "podIPs": [{"ip": p.ip}],
                 "startTime": created, "qosClass": "BestEffort",
                 "conditions": [
-                    {"type":"PodReadyToStartContainers","status":"True","lastTransitionTime": created},
+                    {"type":"PodReadyToStartContainers","status": sandbox_s,"lastTransitionTime": sandbox_t},
                     {"type":"Initialized","status":"True","lastTransitionTime": created},
                     {"type":"Ready","status": ready_s,"lastTransitionTime": ready_t},
                     {"type":"ContainersReady","status": ready_s,"lastTransitionTime": ready_t},

@@ -1,5 +1,5 @@
-//! Istio ambient: which namespaces are in the mesh, when a new pod registers (a completed
-//! ztunnel rollout after the last Docker restart), ztunnel's log, and who reaches whom.
+//! Istio ambient: which namespaces are in the mesh, ztunnel's log, and who reaches whom. Which
+//! pods are in the mesh is `capture.rs`'s: istio-cni's capture state machine.
 
 use std::time::SystemTime;
 
@@ -13,16 +13,6 @@ impl World {
             .and_then(|o| o.pointer("/metadata/labels"))
             .and_then(|l| l.get(AMBIENT_LABEL))
             .is_some_and(|v| v == "ambient")
-    }
-
-    /// New pods register with ztunnel only after a completed ztunnel rollout that came after the
-    /// last Docker restart.
-    pub(super) fn mesh_valid(&self) -> bool {
-        match (self.last_ztunnel_complete, self.last_docker_restart) {
-            (Some(z), Some(d)) => z > d,
-            (Some(_), None) => true,
-            (None, _) => false,
-        }
     }
 
     pub fn is_ztunnel(&self, wl: &WlKey) -> bool {
@@ -54,15 +44,19 @@ impl World {
     }
 
     /// A failed HBONE connection to a stale pod: ztunnel's log line.
+    /// Refused when nothing listens on 15008 in its current netns (no ztunnel proxy there: a pod
+    /// outside the mesh, or one that lost its listeners); a timeout when something drops the
+    /// connection (a fault's lost registration, a NetworkPolicy).
     pub fn log_hbone_failure(&mut self, from: &str, to: &PodState) {
-        let error = if self.faults.listeners_lost.contains(&(to.ns.clone(), to.name.clone())) {
+        let lost_listeners = self.faults.listeners_lost.contains(&(to.ns.clone(), to.name.clone()));
+        let error = if lost_listeners || !self.listening(to) {
             "io error: Connection refused (os error 111)"
         } else {
             "connection failed: deadline has elapsed"
         };
         let line = format!(
-            "{}  error access connection complete src.addr=10.244.0.1:{} src.workload=\"{}\" dst.addr={}:15008 dst.hbone_addr={}:80 dst.workload=\"{}\" direction=\"outbound\" bytes_sent=0 bytes_recv=0 duration=\"10001ms\" error=\"{}\"",
-            crate::timefmt::rfc3339_millis(SystemTime::now()),
+            "{}\terror\taccess\tconnection complete\tsrc.addr=10.244.0.1:{} src.workload=\"{}\" dst.addr={}:15008 dst.hbone_addr={}:80 dst.workload=\"{}\" direction=\"outbound\" bytes_sent=0 bytes_recv=0 duration=\"10001ms\" error=\"{}\"",
+            crate::timefmt::rfc3339_micros(SystemTime::now()),
             40000 + (self.audit.len() % 20000),
             from,
             to.ip,

@@ -39,15 +39,8 @@ pub type WlKey = (Res, String, String);
 
 pub const AMBIENT_LABEL: &str = "istio.io/dataplane-mode";
 
-/// What `istioctl install --set profile=ambient` (1.26) deploys: (workload, image).
-pub const ISTIO_IMAGES: [(&str, &str); 3] = [
-    ("istiod", "docker.io/istio/pilot:1.26.0"),
-    ("istio-cni-node", "docker.io/istio/install-cni:1.26.0"),
-    ("ztunnel", "docker.io/istio/ztunnel:1.26.0"),
-];
-
-/// The image of the Deployment Istio creates for a Gateway (`<name>-istio`).
-pub const GATEWAY_IMAGE: &str = "docker.io/istio/proxyv2:1.26.0";
+/// istio-cni's node agent DaemonSet (istioctl's ambient profile).
+pub const CNI_DAEMONSET: &str = "istio-cni-node";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PodPhase {
@@ -71,8 +64,27 @@ pub struct PodState {
     pub template_gen: i64,
     pub hash: String,
     pub ip: String,
+    /// The node it runs on.
+    pub node: String,
+    /// `metadata.uid` (the store's, read back after its first write).
+    pub uid: String,
     pub ambient: bool,
+    /// In the mesh: istio-cni's rules and a ztunnel proxy in its current netns (`capture.rs`
+    /// decides it), and no fault took it.
     pub registered: bool,
+    /// Its current sandbox's network namespace (`None`: no sandbox, e.g. right after a node
+    /// restart), and the netns holding istio-cni's in-pod rules.
+    pub netns: Option<u64>,
+    pub rules: Option<u64>,
+    /// When its sandbox condition (`PodReadyToStartContainers`) last changed.
+    pub sandbox_wall: SystemTime,
+    /// Its `ambient.istio.io/redirection` annotation: written by istio-cni on its first capture
+    /// (`enabled`, or `pending` while ztunnel is not connected); a node restart leaves it.
+    pub enrolled: Option<&'static str>,
+    /// istio-cni left it `pending` (no ztunnel at its ADD): handed over when ztunnel connects.
+    pub pending_add: bool,
+    /// A fault took its registration (`stale_workload`, `cni_reconcile_failed`).
+    pub lost: bool,
     pub phase: PodPhase,
     pub restart_count: u32,
     pub backoff: f64,
@@ -96,6 +108,11 @@ impl PodState {
     /// Traffic through the mesh works for this pod.
     pub fn mesh_ok(&self) -> bool {
         !self.ambient || self.registered
+    }
+    /// Plaintext from outside the mesh reaches it: no istio-cni rules in its current netns to
+    /// redirect it to a ztunnel that is not there, and no fault in the way.
+    pub fn plaintext_ok(&self) -> bool {
+        self.mesh_ok() || (self.netns.is_some() && self.rules != self.netns && !self.lost)
     }
 }
 
@@ -192,8 +209,12 @@ pub struct World {
     pub containers: Vec<Container>,
     pub workloads: BTreeMap<WlKey, WlState>,
     pub pods: BTreeMap<(String, String), PodState>,
-    pub last_docker_restart: Option<Instant>,
-    pub last_ztunnel_complete: Option<Instant>,
+    /// The mesh on each node (`capture.rs`): istio-cni in the chain, its agent, ztunnel's
+    /// proxies, what happens next.
+    pub mesh: BTreeMap<String, crate::capture::NodeMesh>,
+    pub next_netns: u64,
+    /// istio-cni's `reconcileIptablesOnStartup` (the stack's `istioctl install` sets it).
+    pub reconcile: bool,
     pub connectors: BTreeMap<String, StoredConnector>,
     pub faults: FaultState,
     pub audit: Vec<AuditEntry>,
@@ -217,6 +238,10 @@ pub struct World {
     pub host_images: BTreeSet<String>,
     /// The download link and the kubelet's puller (`images.rs`).
     pub link: crate::images::Link,
+    /// The node's image import, shared by the `kind load`s under way (`images.rs`).
+    pub importer: crate::images::Importer,
+    /// What `istioctl install` installed (`istioctl.rs`): its images, its gateways' image.
+    pub istio: Option<crate::istioctl::Install>,
 }
 
 /// What the runtime shares: the world, a wake-up for the controller loop, port switches.
@@ -316,8 +341,9 @@ impl World {
             containers: Vec::new(),
             workloads: BTreeMap::new(),
             pods: BTreeMap::new(),
-            last_docker_restart: None,
-            last_ztunnel_complete: None,
+            mesh: BTreeMap::new(),
+            next_netns: 0,
+            reconcile: true,
             connectors: BTreeMap::new(),
             faults: FaultState::default(),
             audit: Vec::new(),
@@ -332,6 +358,8 @@ impl World {
             node_images: BTreeSet::new(),
             host_images,
             link,
+            importer: crate::images::Importer::new(crate::latency::LOAD_MB_S),
+            istio: None,
         }
     }
 

@@ -1,5 +1,5 @@
 //! Docker restarts: the daemon stopping and starting, and the node's pods restarted in place
-//! (same pods, restartCount+1, their mesh registration stale).
+//! (same pods, restartCount+1, new sandboxes: the mesh's restart timeline, `capture.rs`).
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant, SystemTime};
@@ -20,7 +20,8 @@ impl World {
 
     /// Docker comes back: the containers its restart policy restarts start (`restart_policy.rs`;
     /// the node unless it halted cleanly); if the node is among them every pod restarts in place
-    /// with its HBONE registration stale, and Kafka without a volume starts empty.
+    /// in a new sandbox (what the mesh adopts again is `capture.rs`'s), and Kafka without a
+    /// volume starts empty.
     pub fn docker_start(&mut self) {
         self.docker_up = true;
         let wall = SystemTime::now();
@@ -69,7 +70,6 @@ impl World {
             return;
         }
         let now = Instant::now();
-        self.last_docker_restart = Some(now);
         let keys: Vec<(String, String)> = self.pods.keys().cloned().collect();
         let mut started: BTreeSet<WlKey> = BTreeSet::new();
         for k in &keys {
@@ -82,11 +82,36 @@ impl World {
             p.restart_count += 1;
             p.started_wall = SystemTime::now();
             p.ready_since = None;
-            if p.ambient {
-                p.registered = false;
-            }
             p.log.push((SystemTime::now(), format!("starting {} (node restart)", wl.2)));
             started.insert(wl);
+        }
+        // Every sandbox, istio-cni's agent and ztunnel start again (`capture.rs`); a container
+        // starts in its sandbox.
+        let node = self.node_name();
+        self.mesh_node_started(&node, now);
+        let sandboxes: Vec<((String, String), Instant)> = self
+            .mesh
+            .get(&node)
+            .map(|m| {
+                m.timeline
+                    .iter()
+                    .filter_map(|(t, s)| match s {
+                        crate::capture::Step::Sandbox(ns, n) => Some(((ns.clone(), n.clone()), *t)),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let bump = self.scaled(0.1);
+        for (k, t) in sandboxes {
+            if let Some(p) = self.pods.get_mut(&k)
+                && let PodPhase::Starting { due: Some(d) } = p.phase
+                && d <= t
+            {
+                p.phase = PodPhase::Starting { due: Some(t + bump) };
+            }
+        }
+        for k in &keys {
             self.write_pod(k);
         }
         for wl in started {

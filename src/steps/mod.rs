@@ -1,5 +1,5 @@
 //! Steps: each plan step's execution and its `--dry-run` description, side by side so they cannot
-//! drift apart. Steps call the typed wrappers (`kube`, `docker`, `connect`, `smoke`); they never
+//! drift apart. Steps call the typed wrappers (`kube`, `engine`, `connect`, `smoke`); they never
 //! spawn processes or open sockets themselves.
 
 mod bootstrap;
@@ -31,12 +31,19 @@ pub fn plan_up(
     let bootstrap = |create: bool| bootstrap_plan(ctx, create, tiers);
     let step = ctx.ui.start("Observing the stack");
     let host = crate::observe::host(ctx)?;
+    // The cluster's Nodes name the engine that built it: nothing is done on another engine's
+    // word (no bootstrap beside a cluster the other engine has, no start of the wrong nodes).
+    crate::observe::engine_agrees(ctx.engine(), &host.provider_ids)?;
     let Some(node) = host.node else {
         step.done(&format!("no kind cluster {}: bootstrap from scratch", stack.cluster.name));
         return bootstrap(true);
     };
-    let node =
-        node.map_err(|e| Error::step(e, "check the node container (`docker ps -a`), then run again"))?;
+    let node = node.map_err(|e| {
+        Error::step(
+            e,
+            format!("check the node containers (`{} ps -a`), then run again", ctx.engine().program),
+        )
+    })?;
     preflight::check_mappings(ctx, &node)?;
     if !node.running {
         // Docker came back without it (kind's `on-failure:1` restarts only a node that failed).
@@ -110,7 +117,7 @@ fn bootstrap_plan(ctx: &Ctx, create: bool, tiers: bool) -> Result<Vec<Step>> {
     })?;
     let images = plan::istio::images(&manifest).map_err(|p| {
         Error::step(
-            format!("`{}` printed {p}", crate::docker::istioctl_manifest(&b.istio_install)),
+            format!("`{}` printed {p}", crate::kube::istioctl_manifest(&b.istio_install)),
             "run it by hand and check its output; check bootstrap.istio.install in the stack file",
         )
     })?;
@@ -153,9 +160,10 @@ pub fn run(ctx: &Ctx, steps: &[Step]) -> Result<()> {
                 let steps = plan_up(ctx, *order, *settle, *tiers)?;
                 if steps.contains(&Step::StartNodes) {
                     let node = ctx.stack.cluster.control_plane_container();
+                    let program = &ctx.engine().program;
                     return Err(Error::prerequisite(
-                        format!("the kind node {node} stopped again right after `docker start {node}`"),
-                        format!("see why: `docker logs --tail 50 {node}`"),
+                        format!("the kind node {node} stopped again right after `{program} start {node}`"),
+                        format!("see why: `{program} logs --tail 50 {node}`"),
                     ));
                 }
                 run(ctx, &steps)?;
@@ -177,7 +185,7 @@ pub fn boot_budget(ctx: &Ctx) -> std::time::Duration {
     nodes::boot_budget(ctx)
 }
 
-/// `docker start` every stopped node of the cluster, control planes first (`watch` starts a
+/// `<engine> start` every stopped node of the cluster, control planes first (`watch` starts a
 /// node that stopped together with Docker; `up` does it through [`plan::start_nodes`]).
 pub fn start_nodes(ctx: &Ctx) -> Result<()> {
     nodes::start_stopped(ctx)
@@ -193,8 +201,10 @@ pub fn describe(ctx: &Ctx, steps: &[Step]) -> Result<Vec<String>> {
             Step::CheckCluster => inputs::describe(ctx, &mut lines),
             Step::LegacyProxies => preflight::describe_legacy_proxies(ctx, &mut lines),
             Step::RestartMesh { settle } => mesh::describe_restart(ctx, *settle, &mut lines),
-            Step::RemoveLegacy(names) => lines
-                .push(format!("{}   # legacy socat proxies, found above", crate::docker::rm_force(names))),
+            Step::RemoveLegacy(names) => lines.push(format!(
+                "{}   # legacy socat proxies, found above",
+                ctx.engine().write().rm_force(names)
+            )),
             Step::Decide(remedy) => {
                 crate::observe::describe(ctx, &mut lines);
                 converge::describe_decide(ctx, remedy, &mut lines);

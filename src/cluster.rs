@@ -181,6 +181,22 @@ pub struct Event {
     pub last: Option<u64>,
 }
 
+/// A Node as the API reports it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Node {
+    pub name: String,
+    /// `spec.providerID`: kind's kubelet runs with `kind://<engine>/<cluster>/<node>`.
+    pub provider_id: String,
+}
+
+/// Nodes from `kubectl get nodes -o json`.
+pub fn parse_nodes(json: &str) -> Result<Vec<Node>, String> {
+    Ok(items(json)?
+        .iter()
+        .map(|v| Node { name: text(v, "/metadata/name"), provider_id: text(v, "/spec/providerID") })
+        .collect())
+}
+
 fn items(json: &str) -> Result<Vec<Value>, String> {
     let doc: Value = serde_json::from_str(json).map_err(|e| format!("kubectl printed invalid JSON: {e}"))?;
     match doc.get("items").and_then(Value::as_array) {

@@ -96,9 +96,12 @@ pub enum Event {
         cluster: String,
         node: String,
         started_at: Option<String>,
-        /// The `--since` of its `docker events` (after the last event handled); none at first.
+        /// The `--since` of its `<engine> events` (after the last event handled); none at first,
+        /// and none from an engine that cannot replay (nerdctl).
         since: Option<String>,
         command: String,
+        /// The node engine's program (`docker`, `podman`, `nerdctl`, …).
+        engine: String,
     },
     DockerDown {
         message: String,
@@ -122,6 +125,10 @@ pub enum Event {
         exit_code: String,
         stopped_with_docker: bool,
         action: NodeAction,
+        /// The container's state (`exited`, podman's `created` after a reboot).
+        state: String,
+        /// Why it is judged stopped with the engine or not (`judge::engine::stopped_with_engine`).
+        why: String,
     },
     HealStarted {
         heal: u32,
@@ -355,6 +362,7 @@ mod tests {
                 started_at: Some(s("2026-01-01T00:00:00Z")),
                 since: Some(s("1.0")),
                 command: s("docker events"),
+                engine: s("docker"),
             },
             Event::DockerDown { message: s("m") },
             Event::DockerUp { down_ms: 1 },
@@ -365,6 +373,8 @@ mod tests {
                 exit_code: s("0"),
                 stopped_with_docker: true,
                 action: NodeAction::Start,
+                state: s("exited"),
+                why: s("w"),
             },
             Event::HealStarted { heal: 1, reason: s("r"), start_node: false },
             Event::HealFinished {

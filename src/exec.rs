@@ -89,6 +89,9 @@ fn verbose() -> bool {
 pub struct Cmd {
     program: String,
     args: Vec<String>,
+    /// Set in the child's environment (the node engine kind must use, the Docker context it
+    /// must keep): printed before the program, as a shell takes them.
+    env: Vec<(String, String)>,
     /// Fed to the child's stdin (manifests, a cluster config, object lists): never in argv.
     stdin: Option<Stdin>,
     /// Its stdin holds a secret: the line never shows it.
@@ -122,6 +125,7 @@ impl Cmd {
         Cmd {
             program: program.to_string(),
             args: Vec::new(),
+            env: Vec::new(),
             stdin: None,
             secret: false,
             deadline: Duration::from_secs(60),
@@ -141,6 +145,17 @@ impl Cmd {
     {
         self.args.extend(args.into_iter().map(Into::into));
         self
+    }
+
+    /// Set `key=value` in the child's environment (never a secret: it is printed).
+    pub fn env(mut self, key: &str, value: impl Into<String>) -> Cmd {
+        self.env.push((key.to_string(), value.into()));
+        self
+    }
+
+    /// The child's environment beyond this process's.
+    pub fn envs(&self) -> &[(String, String)] {
+        &self.env
     }
 
     /// Feed these bytes to the child's stdin; the printed line says what they are (`what`).
@@ -195,7 +210,7 @@ impl Cmd {
 
     /// Whether `other` runs the same program with the same arguments (stdin aside).
     pub fn same_argv(&self, other: &Cmd) -> bool {
-        self.program == other.program && self.args == other.args
+        self.program == other.program && self.args == other.args && self.env == other.env
     }
 
     /// The program and its arguments as given (the printed line is redacted; tests compare these).
@@ -215,7 +230,7 @@ impl Cmd {
 
     /// Run to completion and return the output whatever the exit status.
     pub fn run_unchecked(&self) -> Result<RawOutput> {
-        let expr = duct::cmd(&self.program, &self.args).stdout_capture().stderr_capture().unchecked();
+        let expr = self.expr().stdout_capture().stderr_capture().unchecked();
         let expr = match &self.stdin {
             Some(Stdin::Text(text)) => expr.stdin_bytes(text.as_bytes().to_vec()),
             Some(Stdin::Bytes { bytes, .. }) => expr.stdin_bytes(bytes.clone()),
@@ -240,11 +255,7 @@ impl Cmd {
     /// input and waits for it. Its line is this command's with the fed text as the heredoc.
     pub fn start_early(&self) -> Result<Early> {
         let (reader, writer) = std::io::pipe().map_err(|e| self.spawn_error(e))?;
-        let expr = duct::cmd(&self.program, &self.args)
-            .stdin_file(reader)
-            .stdout_capture()
-            .stderr_capture()
-            .unchecked();
+        let expr = self.expr().stdin_file(reader).stdout_capture().stderr_capture().unchecked();
         count(&self.program);
         let handle = expr.start().map_err(|e| self.spawn_error(e))?;
         Ok(Early { cmd: self.clone(), handle: Some(handle), stdin: Some(writer), live: Some(Live::new()) })
@@ -302,7 +313,8 @@ impl Cmd {
         if verbose() {
             eprintln!("   $ {self}   (streaming)");
         }
-        let reader = duct::cmd(&self.program, &self.args)
+        let reader = self
+            .expr()
             .stdin_null()
             .stderr_file(stderr)
             .unchecked()
@@ -315,6 +327,11 @@ impl Cmd {
             stderr: stderr_read,
             _live: Live::new(),
         })
+    }
+
+    /// The child as duct runs it: its argv and its environment.
+    fn expr(&self) -> duct::Expression {
+        self.env.iter().fold(duct::cmd(&self.program, &self.args), |e, (k, v)| e.env(k, v))
     }
 
     pub fn failure(&self, status: &str, stderr: &str) -> Error {
@@ -462,7 +479,11 @@ pub fn quote(word: &str) -> String {
 impl fmt::Display for Cmd {
     /// A line that can be pasted into a shell, secrets masked.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut line = quote(&self.program);
+        let mut line = String::new();
+        for (key, value) in &self.env {
+            line.push_str(&format!("{key}={} ", quote(value)));
+        }
+        line.push_str(&quote(&self.program));
         for arg in &self.args {
             line.push(' ');
             line.push_str(&quote(arg));
@@ -490,6 +511,14 @@ mod tests {
     fn command_lines_are_pasteable() {
         let cmd = Cmd::new("kubectl").args(["get", "secret", "-o", "jsonpath={.data.A}", "it's"]);
         assert_eq!(cmd.to_string(), r"kubectl get secret -o 'jsonpath={.data.A}' 'it'\''s'");
+        let kind = Cmd::new("kind").args(["get", "clusters"]).env("KIND_EXPERIMENTAL_PROVIDER", "podman");
+        assert_eq!(kind.to_string(), "KIND_EXPERIMENTAL_PROVIDER=podman kind get clusters");
+    }
+
+    #[test]
+    fn the_child_gets_its_environment() {
+        let out = Cmd::new("env").env("BOOKSTORE_T", "a b").run().unwrap();
+        assert!(out.stdout.lines().any(|l| l == "BOOKSTORE_T=a b"), "{}", out.stdout);
     }
 
     #[test]

@@ -123,6 +123,11 @@ impl Kubectl {
             .deadline(Duration::from_secs(30))
     }
 
+    /// Every Node (each one's `spec.providerID` names the engine kind built it with).
+    pub fn list_nodes(&self) -> Cmd {
+        self.base().args(["get", "nodes", "-o", "json"]).deadline(Duration::from_secs(30))
+    }
+
     /// The last `tail` lines of every container of one pod.
     pub fn pod_logs(&self, namespace: &str, pod: &str, tail: usize) -> Cmd {
         self.base()
@@ -310,6 +315,31 @@ impl Kubectl {
 /// (networking.istio.io), and `gateway/<name>` leaves kubectl to pick one (istio/istio#44354).
 fn gateway(name: &str) -> String {
     format!("gateways.gateway.networking.k8s.io/{name}")
+}
+
+/// `istioctl version --remote=false`: the client's release (the tag of Istio's images).
+pub fn istioctl_version() -> Cmd {
+    Cmd::new("istioctl").args(["version", "--remote=false"]).deadline(Duration::from_secs(30))
+}
+
+/// ztunnel's admin config dump on one node, read-only: istioctl port-forwards to the ztunnel
+/// pod's admin port 15000, which listens on localhost only (ztunnel `src/config.rs`), so the API
+/// server's pod proxy cannot reach it. `--node` finds the pod of the DaemonSet named `ztunnel`
+/// in `--istio-namespace` on that node (istioctl `ztunnelconfig.go` `PodOnNodeFromDaemonset`).
+pub fn istioctl_ztunnel_config(context: &str, namespace: &str, node: &str) -> Cmd {
+    Cmd::new("istioctl")
+        .args(["ztunnel-config", "all", "--node", node, "--istio-namespace", namespace])
+        .args(["--context", context, "-o", "json"])
+        .deadline(Duration::from_secs(20))
+}
+
+/// `istioctl manifest generate` with the same flags: what the install would apply (read-only,
+/// no cluster needed), the images of its workloads among it.
+pub fn istioctl_manifest(flags: &[String]) -> Cmd {
+    Cmd::new("istioctl")
+        .args(["manifest", "generate"])
+        .args(flags.iter().cloned())
+        .deadline(Duration::from_secs(120))
 }
 
 #[cfg(test)]

@@ -72,6 +72,17 @@ impl KubectlWrite {
         KubectlWrite { kube: kube.clone(), warm: Warm::default() }
     }
 
+    /// `istioctl install` with the stack's flags (`bootstrap.istio.install`, said once for this
+    /// and [`super::istioctl_manifest`]), on the cluster's context like every kubectl call,
+    /// without asking.
+    pub fn istioctl_install(&self, flags: &[String]) -> Cmd {
+        Cmd::new("istioctl")
+            .args(["install", "--context", self.kube.context()])
+            .args(flags.iter().cloned())
+            .arg("--skip-confirmation")
+            .deadline(Duration::from_secs(900))
+    }
+
     /// `rollout restart` of every target (kind, namespace, name), in as many namespaces as given,
     /// with one kubectl call: the objects are named on stdin, so kubectl takes each one's
     /// namespace from there. Transient apiserver failures are retried for the targets not yet

@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use crate::docker;
 use crate::error::{Error, Result};
 use crate::exec::Cmd;
 use crate::plan::{Graph, Prep, Task};
@@ -36,7 +35,7 @@ pub fn checks_part(ctx: &Ctx, ports: bool) -> Part {
     }
     for image in &ctx.stack.bootstrap.images {
         ops.push(Op::ImagePresent {
-            cmd: docker::image_present(&image.image),
+            cmd: ctx.engine().image_present(&image.image),
             image: image.image.clone(),
             context_env: image.context_env.clone(),
         });
@@ -89,7 +88,7 @@ pub fn ports_free(ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
-/// Our image is on the host (`present`: its `docker image inspect`), else its build context is set.
+/// Our image is on the host (`present`: its `<engine> image inspect`), else its build context is set.
 pub fn image_present(present: &Cmd, image: &str, context_env: &str) -> Result<()> {
     if present.run_unchecked()?.status.success() {
         return Ok(());
@@ -120,15 +119,22 @@ pub fn create_part(ctx: &Ctx) -> Part {
         format!("Creating kind cluster {name} (waiting ≤ {} for the control plane)", human(b.cluster_wait)),
         vec![
             Op::Note("Create the kind cluster (config on stdin)".into()),
-            Op::CreateCluster(ctx.docker.kind_create_cluster(name, &ctx.stack.cluster.raw, b.cluster_wait)),
+            Op::CreateCluster(ctx.engine_write.kind_create_cluster(
+                name,
+                &ctx.stack.cluster.raw,
+                b.cluster_wait,
+            )),
         ],
         "created",
     )
 }
 
-pub fn create_cluster(cmd: &Cmd) -> Result<()> {
+pub fn create_cluster(ctx: &Ctx, cmd: &Cmd) -> Result<()> {
     cmd.run().map_err(|e| {
-        e.with_next("kind leaves nothing behind on failure; check `docker info` (memory ≥ 8 GiB) and run `bookstore up` again")
+        e.with_next(format!(
+            "kind leaves nothing behind on failure; check `{} info` (memory ≥ 8 GiB) and run `bookstore up` again",
+            ctx.engine().program
+        ))
     })?;
     Ok(())
 }
@@ -157,10 +163,7 @@ pub fn istio_ops(ctx: &Ctx) -> Vec<Op> {
     let b = &ctx.stack.bootstrap;
     let mut ops = vec![
         Op::Note("Istio ambient".into()),
-        Op::Run {
-            cmd: ctx.docker.istioctl_install(ctx.kube.context(), &b.istio_install),
-            why: String::new(),
-        },
+        Op::Run { cmd: ctx.write.istioctl_install(&b.istio_install), why: String::new() },
     ];
     for target in &b.istio_ready {
         let (kind, name) = target.split_once('/').unwrap_or(("deployment", target));
@@ -419,17 +422,17 @@ pub fn describe_graph(ctx: &Ctx, on: &OnGraph, print: PrintParts, lines: &mut Ve
     lines.push(
         "# Images, from the start, one pull at a time in this order (the slowest chains first; Istio's as `istioctl manifest generate` names them):".into(),
     );
-    lines.push(format!("{}   # what the host has is not pulled", docker::image_list()));
+    lines.push(format!("{}   # what the host has is not pulled", ctx.engine().image_list()));
     let names: Vec<String> = graph.images.iter().map(|i| i.name.clone()).collect();
     for (image, n) in graph.images.iter().zip(&names) {
         match image.source {
             crate::plan::ImageSource::Ours(k) => lines.push(format!(
                 "{}   # ours: used as it is, else built from ${}",
-                docker::image_present(n),
+                ctx.engine().image_present(n),
                 b.images[k].context_env
             )),
             crate::plan::ImageSource::Pull | crate::plan::ImageSource::Istio => {
-                lines.push(format!("{}   # unless on the host", ctx.docker.pull(n)))
+                lines.push(format!("{}   # unless on the host", ctx.engine_write.pull(n)))
             }
         }
     }
@@ -451,7 +454,7 @@ pub fn describe_graph(ctx: &Ctx, on: &OnGraph, print: PrintParts, lines: &mut Ve
         let load: Vec<&str> = load.iter().map(|i| names[*i].as_str()).collect();
         lines.push(format!("#   {}. {}", n + 1, load.join(" ")));
     }
-    images::Route::describe(ctx.docker, stack, &["<the load's images>".to_string()], lines);
+    images::Route::describe(ctx.engine_write, stack, &["<the load's images>".to_string()], lines);
     if graph.tasks.iter().any(|(t, _)| matches!(t, Task::Register(_))) {
         let c = &stack.connect;
         lines.push(op::line(

@@ -4,15 +4,16 @@
 use std::io::IsTerminal;
 
 use crate::config::Config;
-use crate::docker::{self, DockerWrite};
+use crate::engine::{self, Engine};
 use crate::error::{Error, Result};
 use crate::ui::Ui;
 
 pub fn run(config: &Config, ui: &Ui, yes: bool) -> Result<()> {
     let name = &config.stack.cluster.name;
-    let delete = DockerWrite::new().kind_delete_cluster(name);
+    let engine = Engine::for_run();
+    let delete = engine.write().kind_delete_cluster(name);
     if config.dry_run {
-        ui.plan(&[docker::kind_get_clusters().to_string(), delete.to_string()]);
+        ui.plan(&[engine.kind_get_clusters().to_string(), delete.to_string()]);
         return Ok(());
     }
     if which::which("kind").is_err() {
@@ -21,8 +22,8 @@ pub fn run(config: &Config, ui: &Ui, yes: bool) -> Result<()> {
             "install kind: https://kind.sigs.k8s.io",
         ));
     }
-    let clusters = docker::kind_get_clusters().run()?;
-    if !docker::parse_names(&clusters.stdout).contains(name) {
+    let clusters = engine.kind_get_clusters().run()?;
+    if !engine::parse_names(&clusters.stdout).contains(name) {
         ui.ok_line(&format!("no kind cluster named {name}: nothing to delete"));
         return Ok(());
     }

@@ -31,7 +31,7 @@ pub fn run(ctx: &Ctx, op: &Op) -> Result<Option<String>> {
         }
         Op::Pause(d) => crate::wait::sleep(*d)?,
         Op::Tools(tools) => crate::observe::tools(tools)?,
-        Op::DockerAnswers(cmd) => crate::observe::docker_running_by(cmd)?,
+        Op::EngineAnswers(cmd) => crate::observe::engine_running(ctx.engine(), cmd)?,
         Op::ListsCluster(cmd) => preflight::lists_cluster(ctx, cmd)?,
         Op::NodeRuns(cmd) => preflight::node_runs(ctx, cmd)?,
         Op::Workloads(_) => return inputs::workloads(ctx).map(Some),
@@ -43,7 +43,7 @@ pub fn run(ctx: &Ctx, op: &Op) -> Result<Option<String>> {
         Op::RolledOut { targets, timeout, .. } => rollout::await_ready(ctx, targets, *timeout)?,
         Op::RemoveFound { list, .. } => preflight::remove_found(ctx, list)?,
         Op::Remove { names, cmd } => preflight::remove(ctx, names, cmd)?,
-        Op::CreateCluster(cmd) => bootstrap::create_cluster(cmd)?,
+        Op::CreateCluster(cmd) => bootstrap::create_cluster(ctx, cmd)?,
         Op::RestartMesh { status, .. } => mesh::restart(ctx, status)?,
         Op::Secrets { list, apply, namespaces, .. } => {
             return bootstrap::secrets(ctx, list, apply, *namespaces).map(Some);
@@ -81,12 +81,18 @@ pub fn print(ctx: &Ctx, op: &Op, out: &mut Vec<String>) -> Result<()> {
         Op::Run { cmd, why } => out.push(line(cmd, why)),
         Op::Pause(d) => out.push(format!("sleep {}", d.as_secs_f64())),
         Op::Tools(tools) => out.push(format!("# Preflight: {} on PATH", tools.join(", "))),
-        Op::DockerAnswers(cmd) => out.push(cmd.to_string()),
+        Op::EngineAnswers(cmd) => {
+            ctx.engine().describe(out);
+            out.push(cmd.to_string());
+        }
         Op::ListsCluster(cmd) => out.push(line(cmd, &format!("must list {}", stack.cluster.name))),
         Op::NodeRuns(cmd) => {
             let ports: Vec<String> =
                 stack.cluster.ports.iter().map(|m| m.container_port.to_string()).collect();
-            out.push(line(cmd, &format!("running, with the mappings {}", ports.join(", "))));
+            out.push(line(
+                cmd,
+                &format!("the node containers, by kind's label: running, publishing {}", ports.join(", ")),
+            ));
         }
         Op::Workloads(cmd) => out.push(line(cmd, "every workload exists")),
         Op::SecretKeys { cmd, why } => out.push(line(cmd, why)),

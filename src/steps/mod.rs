@@ -1,5 +1,5 @@
 //! Steps: each plan step's execution and its `--dry-run` description, side by side so they cannot
-//! drift apart. Steps call the typed wrappers (`kube`, `docker`, `connect`, `smoke`); they never
+//! drift apart. Steps call the typed wrappers (`kube`, `engine`, `connect`, `smoke`); they never
 //! spawn processes or open sockets themselves.
 
 mod bootstrap;
@@ -20,7 +20,7 @@ pub mod service;
 use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
-use crate::docker::DockerWrite;
+use crate::engine::{Engine, EngineWrite};
 use crate::kube::KubectlWrite;
 use crate::stack::Stack;
 
@@ -37,15 +37,16 @@ pub struct Ctx<'a> {
     read: crate::observe::Ctx<'a>,
     /// kubectl's changes (apply, rollout restart).
     pub write: KubectlWrite,
-    /// docker's, kind's and istioctl's changes.
-    pub docker: DockerWrite,
+    /// The node engine's changes, kind's among them (start a node, remove a container, pull,
+    /// build, save, kind create/load/delete): the engine of the run, its endpoint pinned.
+    pub engine_write: EngineWrite<'static>,
 }
 
 impl<'a> Ctx<'a> {
     pub fn new(stack: &'a Stack, ui: &'a Ui) -> Ctx<'a> {
         let read = crate::observe::Ctx::new(stack, ui);
         let write = KubectlWrite::new(&read.kube);
-        Ctx { read, write, docker: DockerWrite::new() }
+        Ctx { read, write, engine_write: Engine::for_run().write() }
     }
 }
 
@@ -138,12 +139,19 @@ pub fn plan_up(ctx: &Ctx, order: Order, settle: Option<Duration>, tiers: bool) -
     let bootstrap = |create: bool| bootstrap_plan(ctx, create, tiers);
     let step = ctx.ui.start("Observing the stack");
     let host = crate::observe::host(ctx)?;
+    // The cluster's Nodes name the engine that built it: nothing is done on another engine's
+    // word (no bootstrap beside a cluster the other engine has, no start of the wrong nodes).
+    preflight::engine_agrees(ctx.engine(), &host.provider_ids)?;
     let Some(node) = host.node else {
         step.done(&format!("no kind cluster {}: bootstrap from scratch", stack.cluster.name));
         return bootstrap(true);
     };
-    let node =
-        node.map_err(|e| Error::step(e, "check the node container (`docker ps -a`), then run again"))?;
+    let node = node.map_err(|e| {
+        Error::step(
+            e,
+            format!("check the node containers (`{} ps -a`), then run again", ctx.engine().program),
+        )
+    })?;
     preflight::check_mappings(ctx, &node)?;
     if !node.running {
         // Docker came back without it (kind's `on-failure:1` restarts only a node that failed).
@@ -217,7 +225,7 @@ fn bootstrap_plan(ctx: &Ctx, create: bool, tiers: bool) -> Result<Vec<Step>> {
     })?;
     let images = plan::istio::images(&manifest).map_err(|p| {
         Error::step(
-            format!("`{}` printed {p}", crate::docker::istioctl_manifest(&b.istio_install)),
+            format!("`{}` printed {p}", crate::kube::istioctl_manifest(&b.istio_install)),
             "run it by hand and check its output; check bootstrap.istio.install in the stack file",
         )
     })?;
@@ -248,7 +256,7 @@ pub fn parts(ctx: &Ctx, step: &Step) -> Result<Vec<Part>> {
             format!("{} checks pass", stack.smoke.checks.len()),
         )],
         Step::RemoveLegacy(names) => {
-            quiet(Op::Remove { names: names.clone(), cmd: ctx.docker.rm_force(names) })
+            quiet(Op::Remove { names: names.clone(), cmd: ctx.engine_write.rm_force(names) })
         }
         Step::Decide(remedy) => quiet(Op::Decide(remedy.clone())),
         Step::Verify { escalate, order, settle } => {
@@ -296,9 +304,10 @@ fn converge_again(ctx: &Ctx, order: Order, settle: Option<Duration>, tiers: bool
     let steps = plan_up(ctx, order, settle, tiers)?;
     if steps.contains(&Step::StartNodes) {
         let node = ctx.stack.cluster.control_plane_container();
+        let program = &ctx.engine().program;
         return Err(Error::prerequisite(
-            format!("the kind node {node} stopped again right after `docker start {node}`"),
-            format!("see why: `docker logs --tail 50 {node}`"),
+            format!("the kind node {node} stopped again right after `{program} start {node}`"),
+            format!("see why: `{program} logs --tail 50 {node}`"),
         ));
     }
     run(ctx, &steps)
@@ -316,7 +325,7 @@ pub fn boot_budget(ctx: &Ctx) -> std::time::Duration {
     nodes::boot_budget(ctx)
 }
 
-/// `docker start` every stopped node of the cluster, control planes first (`watch` starts a
+/// `<engine> start` every stopped node of the cluster, control planes first (`watch` starts a
 /// node that stopped together with Docker; `up` does it through [`plan::start_nodes`]).
 pub fn start_nodes(ctx: &Ctx) -> Result<()> {
     nodes::start_stopped(ctx)

@@ -44,11 +44,12 @@ pub enum Op {
     // ---- checks, before the first change (`preflight`, `inputs`, `bootstrap`) ----
     /// These tools on PATH.
     Tools(Vec<&'static str>),
-    /// `docker info` answers (else: Docker is not running).
-    DockerAnswers(Cmd),
+    /// The node engine answers its version probe (else: it is not running, and how to start it).
+    EngineAnswers(Cmd),
     /// `kind get clusters` lists the stack's cluster.
     ListsCluster(Cmd),
-    /// `docker inspect` of the node: it runs, with every port mapping of the cluster config.
+    /// The node containers by kind's label (`<engine> ps`): the control plane runs, with every
+    /// port mapping of the cluster config.
     NodeRuns(Cmd),
     /// Every workload of the stack exists (the run's deployment listing).
     Workloads(Cmd),

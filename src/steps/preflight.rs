@@ -1,8 +1,8 @@
-//! Preflight: tools on PATH, Docker answering, the cluster and its node, port bindings. It
-//! changes nothing; the legacy proxy containers are removed by their own step, once every check
-//! (the cluster-side input included) has passed.
+//! Preflight: tools on PATH, the node engine answering, the cluster and its node, port bindings.
+//! It changes nothing; the legacy proxy containers are removed by their own step, once every
+//! check (the cluster-side input included) has passed.
 
-use crate::docker;
+use crate::engine::Node;
 use crate::error::{Error, Result};
 use crate::exec::Cmd;
 use crate::plan::Preflight;
@@ -13,32 +13,45 @@ use super::op::{Op, Part};
 /// The checks of `p`, as operations.
 pub fn part(ctx: &Ctx, p: &Preflight) -> Part {
     let cluster = &ctx.stack.cluster;
+    let engine = ctx.engine();
+    let tools = engine_tools(ctx, &p.tools);
     let mut ops = Vec::new();
-    if !p.tools.is_empty() {
-        ops.push(Op::Tools(p.tools.clone()));
+    if !tools.is_empty() {
+        ops.push(Op::Tools(tools.clone()));
     }
     if p.docker {
-        ops.push(Op::DockerAnswers(docker::server_version()));
+        ops.push(Op::EngineAnswers(engine.version()));
     }
     // Without `docker`, `up`'s detection already listed the cluster and checked its node.
     if p.cluster && p.docker {
-        ops.push(Op::ListsCluster(docker::kind_get_clusters()));
-        ops.push(Op::NodeRuns(docker::inspect(&cluster.control_plane_container())));
+        ops.push(Op::ListsCluster(engine.kind_get_clusters()));
+        ops.push(Op::NodeRuns(engine.ps_cluster(&cluster.name)));
     }
     let done = if p.cluster {
         format!("cluster {} running, {} port mappings present", cluster.name, cluster.ports.len())
     } else {
-        p.tools.join(", ")
+        tools.join(", ")
     };
     Part::new("Checking prerequisites", ops, done)
 }
 
+/// The plan's tools with `docker` standing for the node engine's CLI (`podman`, `nerdctl`, …).
+fn engine_tools(ctx: &Ctx, tools: &[&'static str]) -> Vec<&'static str> {
+    let program: &'static str = ctx.engine().program.as_str();
+    tools.iter().map(|t| if *t == "docker" { program } else { t }).collect()
+}
+
 /// `kind get clusters` lists the stack's cluster (stopped node containers count, as in kind).
 pub fn lists_cluster(ctx: &Ctx, cmd: &Cmd) -> Result<()> {
+    let engine = ctx.engine();
     let clusters = cmd.run().map_err(|e| {
-        e.with_next("check that Docker answers (`docker ps`) and that kind works (`kind get clusters`)")
+        e.with_next(format!(
+            "check that {} answers (`{} ps`) and that kind works (`kind get clusters`)",
+            engine.kind.title(),
+            engine.program
+        ))
     })?;
-    if !docker::parse_names(&clusters.stdout).contains(&ctx.stack.cluster.name) {
+    if !crate::engine::parse_names(&clusters.stdout).contains(&ctx.stack.cluster.name) {
         return Err(Error::prerequisite(
             format!("no kind cluster named `{}` (kind get clusters)", ctx.stack.cluster.name),
             "create it with `bookstore up`",
@@ -47,30 +60,42 @@ pub fn lists_cluster(ctx: &Ctx, cmd: &Cmd) -> Result<()> {
     Ok(())
 }
 
-/// The node container runs and has every port mapping the cluster config asks for.
-pub fn node_runs(ctx: &Ctx, inspect: &Cmd) -> Result<()> {
-    let node = docker::parse_inspect(&inspect.run()?.stdout)
-        .map_err(|problem| Error::step(format!("`{inspect}`: {problem}"), "run the command above by hand"))?;
-    check_node(ctx, &node)
+/// The node container (found by kind's labels: `ps` is [`crate::engine::Engine::ps_cluster`])
+/// runs and has every port mapping the cluster config asks for: read from `ps` alone (a running
+/// container's published ports are its bindings).
+pub fn node_runs(ctx: &Ctx, ps: &Cmd) -> Result<()> {
+    let engine = ctx.engine();
+    let mut listed = engine
+        .parse_ps(&ps.run()?.stdout)
+        .map_err(|problem| Error::step(format!("`{ps}`: {problem}"), "run the command above by hand"))?;
+    listed.sort_by_key(|n| n.role() != "control-plane");
+    let Some(node) = listed.first() else {
+        return Err(Error::prerequisite(
+            format!("`{ps}` finds no node container"),
+            "create the cluster with `bookstore up`",
+        ));
+    };
+    check_node(ctx, &node.node())
 }
 
-/// What `docker inspect` says of the node: it runs, with every port mapping of the config.
-pub fn check_node(ctx: &Ctx, node: &docker::Node) -> Result<()> {
-    let node_name = ctx.stack.cluster.control_plane_container();
-    check_mappings(ctx, node)?;
+/// What `ps` or `inspect` says of the node: it runs, with every port mapping of the config.
+pub fn check_node(ctx: &Ctx, node: &Node) -> Result<()> {
+    // A stopped container publishes nothing (`ps`): whether it runs is said first.
     if !node.running {
         return Err(Error::prerequisite(
-            format!("the kind node container `{node_name}` is {}", node.status),
+            format!("the kind node container `{}` is {}", node.name, node.status),
             format!(
-                "start it: `bookstore up` starts it and heals the stack (or `docker start {node_name}`), then run again"
+                "start it: `bookstore up` starts it and heals the stack (or `{} start {}`), then run again",
+                ctx.engine().program,
+                node.name
             ),
         ));
     }
-    Ok(())
+    check_mappings(ctx, node)
 }
 
 /// The node has every port mapping the cluster config asks for (fixed when kind created it).
-pub fn check_mappings(ctx: &Ctx, node: &docker::Node) -> Result<()> {
+pub fn check_mappings(ctx: &Ctx, node: &Node) -> Result<()> {
     let cluster = &ctx.stack.cluster;
     let missing = crate::judge::node::missing(node, &cluster.ports);
     if !missing.is_empty() {
@@ -97,20 +122,20 @@ pub fn legacy_parts(ctx: &Ctx) -> Vec<Part> {
     }
     vec![Part::quiet(vec![
         Op::Note("Remove the legacy socat proxy containers (after every check)".into()),
-        Op::RemoveFound { list: docker::ps_named(legacy), remove: ctx.docker.rm_force(legacy) },
+        Op::RemoveFound { list: ctx.engine().ps_named(legacy), remove: ctx.engine_write.rm_force(legacy) },
     ])]
 }
 
 /// Remove the containers `list` finds.
 pub fn remove_found(ctx: &Ctx, list: &Cmd) -> Result<()> {
-    let found: Vec<String> = docker::parse_names(&list.run()?.stdout).into_iter().collect();
+    let found: Vec<String> = crate::engine::parse_names(&list.run()?.stdout).into_iter().collect();
     if found.is_empty() {
         return Ok(());
     }
-    remove(ctx, &found, &ctx.docker.rm_force(&found))
+    remove(ctx, &found, &ctx.engine_write.rm_force(&found))
 }
 
-/// Remove these legacy socat proxy containers (`rm`: their `docker rm -f`).
+/// Remove these legacy socat proxy containers (`rm`: their `<engine> rm -f`).
 pub fn remove(ctx: &Ctx, names: &[String], rm: &Cmd) -> Result<()> {
     ctx.ui.warn(&format!(
         "removing legacy socat proxy container(s) {}: they point at stale node IPs; kind's port \
@@ -119,4 +144,25 @@ pub fn remove(ctx: &Ctx, names: &[String], rm: &Cmd) -> Result<()> {
     ));
     rm.run()?;
     Ok(())
+}
+
+/// The cluster's Nodes that name another engine than this run's, said as a prerequisite error
+/// (nothing is changed on the wrong engine's word); `Ok` when they agree or say nothing.
+pub fn engine_agrees(
+    engine: &crate::engine::Engine,
+    provider_ids: &crate::observe::Read<Vec<(String, String)>>,
+) -> Result<()> {
+    let Ok(ids) = provider_ids else { return Ok(()) };
+    let foreign = crate::judge::engine::disagreeing(engine.kind, ids);
+    let Some((node, id)) = foreign.first() else { return Ok(()) };
+    let provider = crate::judge::engine::provider_id(id).map_or("", |(p, _, _)| p);
+    Err(Error::prerequisite(
+        format!(
+            "the cluster was built by {provider} (node {node}: spec.providerID {id}), but this run's node engine is {} ({})",
+            engine.program, engine.why
+        ),
+        format!(
+            "run bookstore on the engine that built it: `KIND_EXPERIMENTAL_PROVIDER={provider} bookstore …` (as for kind)"
+        ),
+    ))
 }

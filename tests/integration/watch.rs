@@ -38,7 +38,7 @@ pub(crate) fn terminate(w: Running) -> Run {
     w.ends_within(STOP_BOUND, "SIGTERM")
 }
 
-/// Nothing left behind, no secret anywhere, nothing deleted.
+/// Nothing left behind, no secret anywhere, nothing deleted (but pods their controller recreates).
 pub(crate) fn assert_clean(c: &World, runs: &[&Run]) {
     assert_eq!(c.live_clients(), Vec::<String>::new(), "children outlived the watcher");
     for a in c.argv() {
@@ -49,13 +49,8 @@ pub(crate) fn assert_clean(c: &World, runs: &[&Run]) {
         assert!(leaks_in(run.stdout.as_bytes()).is_empty(), "the password on stdout");
         assert!(leaks_in(run.stderr.as_bytes()).is_empty(), "the password on stderr");
     }
-    let deletes: Vec<String> = c
-        .audit()
-        .iter()
-        .filter(|e| e.verb == "DELETE")
-        .map(|e| format!("{:?} {}", e.source, e.path))
-        .collect();
-    assert_eq!(deletes, Vec::<String>::new(), "something was deleted");
+    // A crash-looping app's pod deleted so its ReplicaSet recreates it is a restart (issue 22).
+    assert_eq!(c.deletes(), Vec::<String>::new(), "something was deleted");
 }
 
 fn changes(audit: &[AuditEntry]) -> Vec<String> {
@@ -489,4 +484,58 @@ fn inspect_started(c: &World) -> String {
         .stdout
         .trim()
         .to_string()
+}
+
+/// The Docker endpoint is resolved once and named on every docker call: without `DOCKER_HOST`,
+/// the docker config's current context (`sim`, this world's daemon) is pinned when the watcher
+/// starts, so a `docker context use` in another shell during the watcher's life does not move it
+/// to another daemon: the next Docker Desktop restart is still seen and healed on `sim`.
+#[test]
+fn a_docker_context_use_during_the_watchers_life_does_not_move_it() {
+    let c = World::start(fast()).short_deadlines();
+    let config = c.dir().join("docker-config");
+    let socket = format!("host=unix://{}", c.docker_socket().display());
+    let docker = |args: &[&str]| {
+        let out = std::process::Command::new("docker")
+            .args(args)
+            .env("DOCKER_CONFIG", &config)
+            .env_remove("DOCKER_HOST")
+            .output()
+            .expect("docker runs");
+        assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    docker(&["context", "create", "sim", "--docker", &socket]);
+    docker(&["context", "create", "elsewhere", "--docker", "host=unix:///nonexistent/docker.sock"]);
+    docker(&["context", "use", "sim"]);
+    c.mark();
+    let w = Test::new()
+        .world(&c)
+        .args(["watch", "--interval", "0"])
+        .env("DOCKER_CONFIG", &config)
+        .env_remove("DOCKER_HOST")
+        .json()
+        .any_code()
+        .spawn();
+    w.until_event("watching on the pinned context", |e: &Event| {
+        matches!(e, Event::Watching { command, .. } if command.starts_with("docker --context sim events "))
+    });
+    w.until_event("the first look", heal_finished(HealOutcome::Ok));
+    docker(&["context", "use", "elsewhere"]);
+    c.sim().docker_desktop_restart(0.5, 0.2);
+    w.until_event("node_started", |e: &Event| matches!(e, Event::NodeStarted { .. }));
+    w.until_event("the heal", |e: &Event| {
+        matches!(e, Event::HealFinished { heal: 2, outcome: HealOutcome::Ok, .. })
+    });
+    c.assert_recovered();
+    let run = terminate(w);
+    run.expect(0);
+    let docker_calls: Vec<String> =
+        c.argv().into_iter().filter(|a| a[0] == "docker").map(|a| a[1..].join(" ")).collect();
+    let resolving = |a: &String| a == "-v" || a.starts_with("context inspect ");
+    let unpinned: Vec<&String> =
+        docker_calls.iter().filter(|a| !resolving(a) && !a.starts_with("--context sim ")).collect();
+    assert!(unpinned.is_empty(), "docker calls not on the pinned context: {unpinned:#?}");
+    let resolved = docker_calls.iter().filter(|a| a.starts_with("context inspect ")).count();
+    assert_eq!(resolved, 1, "the endpoint is resolved once: {docker_calls:#?}");
+    assert_clean(&c, &[&run]);
 }

@@ -1,5 +1,5 @@
 //! A world to run `bookstore` in: a simulator started and waited on, PATH wrappers that record
-//! every argv of the real `kubectl` and `docker`, a mark from which the audit log and the argv
+//! every argv of the real `kubectl`, `docker` and (where installed) `podman`, a mark from which the audit log and the argv
 //! are read, and the checks every run in it must pass (nothing deleted, the hostile password
 //! nowhere but in Connect, kubectl always on the kind context).
 
@@ -77,7 +77,9 @@ impl World {
             std::fs::create_dir_all(sim.dir().join(sub)).expect("world folders");
         }
         let wrap = sim.dir().join("wrap");
-        for tool in ["kubectl", "docker"] {
+        // podman too where it is installed: the real-podman test runs bookstore on it.
+        let podman = which::which("podman").is_ok().then_some("podman");
+        for tool in ["kubectl", "docker"].into_iter().chain(podman) {
             // The simulator's own docker CLI (another release's recorded behaviour, `docker_cli.rs`)
             // when it has one, else the installed client.
             let shim = sim.dir().join("bin").join(tool);
@@ -395,18 +397,12 @@ impl World {
         assert!(checks.problems.is_empty(), "{:#?}", checks.problems);
     }
 
-    /// Deletes, the password in argv, outputs and files, kubectl's context, what reached
-    /// Connect, since the mark (the runs: all of them).
-    pub fn checks(&self) -> Checks {
-        let mut c = Checks::default();
-        let runs = self.runs.borrow();
-        assert!(!runs.is_empty(), "nothing ran in this world");
-        c.runs = runs.len() as u32;
-
-        // Nothing deleted: no kube DELETE (PVCs, namespaces, secrets, workloads) but of a pod
-        // its ReplicaSet, DaemonSet or StatefulSet recreates (a restart: the simulator's
-        // `pod-deleted` event names the controller), no Docker container removed but the legacy
-        // proxies, no connector deleted.
+    /// What was deleted that must not be: no kube DELETE (PVCs, namespaces, secrets, workloads)
+    /// but of a pod its ReplicaSet, DaemonSet or StatefulSet recreates (a restart: the
+    /// simulator's `pod-deleted` event names the controller), no Docker container removed but the
+    /// legacy proxies, no connector deleted. Since the mark.
+    pub fn deletes(&self) -> Vec<String> {
+        let mut found = Vec::new();
         let audit = self.audit();
         let restarted = |path: &str| {
             let Some((ns, name)) = path.split_once("/namespaces/").and_then(|(_, r)| r.split_once("/pods/"))
@@ -430,9 +426,24 @@ impl World {
                 && !legacy_proxy
                 && !pod_restart
             {
-                c.deletes += 1;
-                c.problems.push(format!("DELETE {:?} {}", e.source, e.path));
+                found.push(format!("DELETE {:?} {}", e.source, e.path));
             }
+        }
+        found
+    }
+
+    /// Deletes, the password in argv, outputs and files, kubectl's context, what reached
+    /// Connect, since the mark (the runs: all of them).
+    pub fn checks(&self) -> Checks {
+        let mut c = Checks::default();
+        let runs = self.runs.borrow();
+        assert!(!runs.is_empty(), "nothing ran in this world");
+        c.runs = runs.len() as u32;
+
+        let audit = self.audit();
+        for problem in self.deletes() {
+            c.deletes += 1;
+            c.problems.push(problem);
         }
 
         // The password: not in any argv, output, or file; kubectl always names the kind context.

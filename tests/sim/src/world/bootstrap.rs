@@ -50,7 +50,7 @@ impl World {
         self.store.put(
             Res::Nodes,
             json!({"metadata":{"name": node, "labels":{"kubernetes.io/hostname": node, "node-role.kubernetes.io/control-plane":""}},
-                   "spec":{"podCIDR":"10.244.0.0/24"},
+                   "spec":{"podCIDR":"10.244.0.0/24", "providerID": format!("kind://{}/{name}/{node}", self.opts.node_provider)},
                    "status":{"conditions":[{"type":"Ready","status":"True","reason":"KubeletReady","message":"kubelet is posting ready status"}],
                              "nodeInfo":{"kubeletVersion":"v1.32.2","containerRuntimeVersion":"containerd://2.0.2"}}}),
         );

@@ -560,6 +560,28 @@ pub fn parse_names(stdout: &str) -> std::collections::BTreeSet<String> {
 }
 
 /// The engine's changes: only `steps/` (and the watcher's heal, through them) make one.
+///
+/// The read half has none of these commands, nothing outside the crate can make one, and the
+/// read-only context carries none: each of these fails to compile (the doc tests check that
+/// they do).
+///
+/// ```compile_fail,E0599
+/// fn reader(engine: &bookstore::engine::Engine) {
+///     let _ = engine.start("bookstore-control-plane");
+/// }
+/// ```
+///
+/// ```compile_fail,E0624
+/// fn reader(engine: &bookstore::engine::Engine) {
+///     let _ = engine.write();
+/// }
+/// ```
+///
+/// ```compile_fail,E0609
+/// fn reader(ctx: &bookstore::observe::Ctx) {
+///     let _ = &ctx.engine_write;
+/// }
+/// ```
 #[derive(Clone, Copy, Debug)]
 pub struct EngineWrite<'a> {
     engine: &'a Engine,

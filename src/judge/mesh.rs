@@ -435,7 +435,7 @@ fn works(
                 utc::format(start)
             )
         })?;
-    let meshed: Vec<&Pod> = crate::judge::workloads::current(stack, obs)
+    let meshed: Vec<&Pod> = super::members::current(stack, obs)
         .into_iter()
         .filter(|p| p.meshed && node_of(nodes, p) == Some(node))
         .collect();

@@ -21,6 +21,7 @@
 
 pub mod connectors;
 pub mod engine;
+pub mod members;
 pub mod mesh;
 pub mod node;
 pub mod pods;

@@ -72,7 +72,7 @@ impl Pod {
 /// the same claims. So deleting such a pod is a restart and loses nothing that is not recreated;
 /// deleting anything else (a bare pod, a static pod's mirror, a Job's pod, any other object)
 /// loses it. Made only from an observed pod whose controller reference names one of those kinds
-/// ([`PodRestart::of`]); `Kubectl::delete_pods` takes nothing else.
+/// ([`PodRestart::of`]); `KubectlWrite::delete_pod` takes nothing else.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PodRestart {
     namespace: String,
@@ -179,6 +179,22 @@ pub struct Event {
     pub count: u64,
     /// `lastTimestamp` (or `eventTime`), seconds since the epoch.
     pub last: Option<u64>,
+}
+
+/// A Node as the API reports it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Node {
+    pub name: String,
+    /// `spec.providerID`: kind's kubelet runs with `kind://<engine>/<cluster>/<node>`.
+    pub provider_id: String,
+}
+
+/// Nodes from `kubectl get nodes -o json`.
+pub fn parse_nodes(json: &str) -> Result<Vec<Node>, String> {
+    Ok(items(json)?
+        .iter()
+        .map(|v| Node { name: text(v, "/metadata/name"), provider_id: text(v, "/spec/providerID") })
+        .collect())
 }
 
 fn items(json: &str) -> Result<Vec<Value>, String> {

@@ -468,12 +468,12 @@ mod tests {
         }
         facts.pods.push(zt);
         facts.at = 1_800_000_010;
-        facts.nodes = vec![crate::docker::Node {
+        facts.nodes = vec![crate::engine::Node {
             name: "bookstore-control-plane".into(),
             role: "control-plane".into(),
             running: true,
             started_at: Some(1_800_000_000),
-            ..crate::docker::Node::default()
+            ..crate::engine::Node::default()
         }];
         let f = settling_finding(&stack, &facts).expect("ztunnel not Ready yet, 10 s after the node started");
         assert_eq!((f.id, f.severity), ("mesh-settling", crate::doctor::Severity::Warning));

@@ -13,9 +13,8 @@ mod kafka;
 mod mesh;
 mod pods;
 
-use serde_json::json;
-
 use crate::error::{Error, Result};
+use crate::event::{self, Event};
 use crate::observe::{Ctx, Observation};
 use crate::ui::Ui;
 
@@ -130,11 +129,18 @@ impl<'a> Report<'a> {
     }
 
     pub fn add(&mut self, f: Finding) {
-        self.ui.emit(
-            "finding",
-            json!({"id": f.id, "severity": f.severity.as_str(), "subject": f.subject,
-                   "problem": f.problem, "evidence": f.evidence, "fix": f.fix, "note": f.note}),
-        );
+        self.ui.emit(Event::Finding(event::Finding {
+            id: f.id.to_string(),
+            severity: match f.severity {
+                Severity::Error => event::Severity::Error,
+                Severity::Warning => event::Severity::Warning,
+            },
+            subject: f.subject.clone(),
+            problem: f.problem.clone(),
+            evidence: f.evidence.clone(),
+            fix: f.fix.clone(),
+            note: f.note.clone(),
+        }));
         let head = format!("[{}] {}", f.id, f.problem);
         match f.severity {
             Severity::Error => self.ui.fail_line(&head),
@@ -200,6 +206,13 @@ fn register_credentials(ctx: &Ctx) {
 
 /// The findings an observation of the cluster shows: pods, the mesh, Kafka and Connect.
 fn cluster_checks(ctx: &Ctx, obs: &Observation, report: &mut Report) {
+    match host::mismatch_finding(ctx.engine(), &obs.provider_ids) {
+        Some(f) => report.add(f),
+        None if obs.provider_ids.as_ref().is_ok_and(|ids| !ids.is_empty()) => {
+            report.pass(&format!("the cluster's Nodes say {} built it", ctx.engine().kind.provider()))
+        }
+        None => {}
+    }
     let (ztunnel, health) = crate::judge::workloads::judge(ctx.stack, obs);
     pods::check(ctx, obs, &health, report);
     mesh::check(ctx, obs, &ztunnel, &health, report);
@@ -212,7 +225,7 @@ pub fn report_cluster(ctx: &Ctx, obs: &Observation) {
 }
 
 /// The API answers `/readyz` (retried briefly: it refuses for a while after a Docker restart).
-fn api_ready(ctx: &Ctx, nodes: &[crate::docker::Node], report: &mut Report) -> bool {
+fn api_ready(ctx: &Ctx, nodes: &[crate::engine::Node], report: &mut Report) -> bool {
     let cmd = ctx.kube.readyz();
     let deadline = ctx.stack.api_timeout.min(std::time::Duration::from_secs(10));
     let result = crate::observe::wait_api(ctx, deadline, "");
@@ -243,7 +256,7 @@ fn api_ready(ctx: &Ctx, nodes: &[crate::docker::Node], report: &mut Report) -> b
                     format!("the Kubernetes API does not answer (waited {})", crate::ui::human(deadline)),
                 )
                 .evidence(format!("`{cmd}`: {}", detail.trim()))
-                .fix(format!("docker restart {node}"))
+                .fix(format!("{} restart {node}", ctx.engine().program))
                 .note("after a Docker restart the API can take a minute: rerun `bookstore doctor` first"),
             );
             false
@@ -253,8 +266,10 @@ fn api_ready(ctx: &Ctx, nodes: &[crate::docker::Node], report: &mut Report) -> b
 
 /// The commands and requests `doctor` makes, for `--dry-run`.
 pub fn describe(ctx: &Ctx) -> Vec<String> {
-    let mut lines =
-        vec!["# Diagnose (read-only): Docker, the kind node, ports, the cluster, the mesh, Connect".into()];
+    let mut lines = vec![
+        "# Diagnose (read-only): the node engine, the kind node, ports, the cluster, the mesh, Connect"
+            .into(),
+    ];
     host::describe(ctx, &mut lines);
     lines.push(ctx.kube.readyz().to_string());
     crate::observe::describe(ctx, &mut lines);

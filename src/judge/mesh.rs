@@ -501,7 +501,7 @@ fn works(
                 utc::format(start)
             )
         })?;
-    let meshed: Vec<&Pod> = crate::judge::workloads::current(stack, obs)
+    let meshed: Vec<&Pod> = super::members::current(stack, obs)
         .into_iter()
         .filter(|p| p.meshed && node_of(nodes, p) == Some(node))
         .collect();
@@ -724,13 +724,13 @@ mod tests {
     }
 
     /// A node container of the cluster that last started at `started`.
-    fn node(name: &str, role: &str, started: u64) -> crate::docker::Node {
-        crate::docker::Node {
+    fn node(name: &str, role: &str, started: u64) -> crate::engine::Node {
+        crate::engine::Node {
             name: name.into(),
             role: role.into(),
             running: true,
             started_at: Some(started),
-            ..crate::docker::Node::default()
+            ..crate::engine::Node::default()
         }
     }
 

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::cluster::{Deployment, Pod, parse_deployments};
 use crate::connect::{Connect, Desired};
-use crate::docker::{self, Node};
+use crate::engine::{self, Engine, Node};
 use crate::error::{Error, Result};
 use crate::exec::Stream;
 use crate::kube::Kubectl;
@@ -26,7 +26,8 @@ use crate::ui::Ui;
 use evidence::{CniLine, HboneFailure, Proxy, ZtunnelLine};
 use routes::Probe;
 
-/// What every step can reach.
+/// What a command reads through: the stack, kubectl's read half, the ui, and what is read once
+/// per run. The steps' own context (`steps::Ctx`) adds the change halves.
 pub struct Ctx<'a> {
     pub stack: &'a Stack,
     pub kube: Kubectl,
@@ -40,18 +41,15 @@ pub struct Ctx<'a> {
     deployments: OnceLock<BTreeMap<(String, String), i64>>,
 }
 
-impl Drop for Ctx<'_> {
-    /// The restart kubectls started ahead ([`Kubectl::warm_restarts`]) that no restart took are
-    /// killed and reaped with the run's context, whatever the outcome.
-    fn drop(&mut self) {
-        self.kube.cool();
-    }
-}
-
 impl<'a> Ctx<'a> {
     pub fn new(stack: &'a Stack, ui: &'a Ui) -> Ctx<'a> {
         let kube = Kubectl::new(stack.cluster.context(), stack.api_timeout);
         Ctx { stack, kube, ui, tolerate: false, secrets: OnceLock::new(), deployments: OnceLock::new() }
+    }
+
+    /// The node engine of the run ([`Engine::for_run`]: chosen once, its endpoint pinned).
+    pub fn engine(&self) -> &'static Engine {
+        Engine::for_run()
     }
 
     /// Take the deployments' generations from an observation instead of listing them again.
@@ -134,6 +132,12 @@ pub fn install_hint(tool: &str) -> &'static str {
         "docker" => {
             "install Docker Desktop (macOS/Windows) or Docker Engine (Linux): https://docs.docker.com/get-docker/"
         }
+        "podman" => {
+            "install Podman: https://podman.io/docs/installation (e.g. `brew install podman`, `apt-get install podman`)"
+        }
+        "nerdctl" | "finch" | "nerdctl.lima" => {
+            "install Rancher Desktop (containerd mode), finch or lima, whose nerdctl kind uses"
+        }
         "istioctl" => {
             "install istioctl: https://istio.io/latest/docs/setup/additional-setup/download-istio-release/ (e.g. `brew install istioctl`)"
         }
@@ -150,12 +154,12 @@ pub fn tools(tools: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// Does Docker answer `probe` ([`docker::server_version`])? Its version, or why not (the probe,
-/// and what the CLI said). The one judgement of Docker's liveness: preflight, doctor and the
-/// watcher ask it. `Err` only when the run is interrupted.
-pub fn docker_answers(probe: &crate::exec::Cmd) -> Result<Read<String>> {
+/// Does the node engine answer `probe` ([`Engine::version`])? Its version, or why not (the
+/// probe, and what the CLI said). The one judgement of the engine's liveness: preflight, doctor
+/// and the watcher ask it. `Err` only when the run is interrupted.
+pub fn engine_answers(engine: &Engine, probe: &crate::exec::Cmd) -> Result<Read<String>> {
     Ok(match probe.run() {
-        Ok(out) if docker::answered(&out.stdout) => Ok(out.stdout.trim().to_string()),
+        Ok(out) if engine.answered(&out.stdout) => Ok(out.stdout.trim().to_string()),
         Ok(_) => Err(format!("`{probe}` printed no server version")),
         Err(Error::Interrupted) => return Err(Error::Interrupted),
         Err(Error::Command { stderr_tail, .. }) => Err(format!("`{probe}` failed:\n{}", stderr_tail.trim())),
@@ -163,14 +167,26 @@ pub fn docker_answers(probe: &crate::exec::Cmd) -> Result<Read<String>> {
     })
 }
 
-pub fn docker_running() -> Result<()> {
-    match docker_answers(&docker::server_version())? {
+/// The engine answers `probe` ([`Engine::version`]), or a prerequisite error saying how to
+/// start it.
+pub fn engine_running(engine: &Engine, probe: &crate::exec::Cmd) -> Result<()> {
+    match engine_answers(engine, probe)? {
         Ok(_) => Ok(()),
         Err(why) => Err(Error::prerequisite(
-            format!("Docker is not running: {why}"),
-            "start Docker Desktop (or the docker service) and wait until `docker version` shows its Server, then run again",
+            format!("{} is not running: {why}", engine.kind.title()),
+            start_hint(engine),
         )),
     }
+}
+
+/// How to start the engine, then run again.
+pub fn start_hint(engine: &Engine) -> String {
+    let what = match engine.kind {
+        engine::Kind::Docker => "start Docker Desktop (or the docker service)",
+        engine::Kind::Podman => "start it (`podman machine start` on macOS and Windows)",
+        engine::Kind::Nerdctl => "start Rancher Desktop, finch or lima (`finch vm start`, `limactl start`)",
+    };
+    format!("{what} and wait until `{}` answers, then run again", engine.version())
 }
 
 /// Wait until the Kubernetes API answers `/readyz` (it refuses for a while after a Docker
@@ -208,16 +224,20 @@ pub struct Host {
     /// container of the cluster). An `Err` that is not a prerequisite means the API did not
     /// answer yet: wait for it, then [`cluster`] reads it again.
     pub cluster: Option<Result<Observation>>,
+    /// The kube context's Nodes and their `spec.providerID`, read in the same round (also when
+    /// the engine finds no node container: a cluster another engine built).
+    pub provider_ids: Read<Vec<(String, String)>>,
 }
 
 /// Read the host side and the cluster in one round of parallel reads: the node containers, the
-/// legacy proxies, and everything [`cluster`] reads, each tried once (used only when the cluster
-/// has node containers; an API that does not answer shows as their error). Node containers
-/// labelled as the cluster's are what `kind get clusters` lists (kind's `docker ps -a --filter
-/// label=io.x-k8s.kind.cluster`), so kind is asked only when there is none. `Err` when the
-/// tools are missing or Docker does not answer.
+/// legacy proxies, and everything [`cluster`] reads, each tried once (used only when the
+/// cluster has a node container; an API that does not answer shows as their error). Node
+/// containers labelled as the cluster's are what `kind get clusters` lists (kind's `<engine> ps
+/// -a --filter label=io.x-k8s.kind.cluster`), so kind is asked only when there is none. `Err`
+/// when the tools are missing or the engine does not answer.
 pub fn host(ctx: &Ctx) -> Result<Host> {
-    tools(&["kind", "kubectl", "docker"])?;
+    let engine = ctx.engine();
+    tools(&["kind", "kubectl", &engine.program])?;
     let stack = ctx.stack;
     let legacy = &stack.legacy_proxies;
     let once = Kubectl::new(stack.cluster.context(), Duration::ZERO);
@@ -226,108 +246,110 @@ pub fn host(ctx: &Ctx) -> Result<Host> {
             if legacy.is_empty() {
                 return Ok(Vec::new());
             }
-            let out = docker::ps_named(legacy).run().map_err(|e| e.headline())?;
-            Ok(docker::parse_names(&out.stdout).into_iter().collect())
+            let out = engine.ps_named(legacy).run().map_err(|e| e.headline())?;
+            Ok(engine::parse_names(&out.stdout).into_iter().collect())
         });
         // ztunnel's state is read on each node, once the node containers are listed.
         let (tx, rx) = std::sync::mpsc::channel();
         let parts = s.spawn(|| read_cluster(ctx, &once, Names::Later(rx)));
-        let nodes = nodes(&stack.cluster.name);
+        let nodes = engine.nodes(&stack.cluster.name);
         let _ =
             tx.send(nodes.as_ref().map(|n| n.iter().map(|n| n.name.clone()).collect()).unwrap_or_default());
         (nodes, found.join().unwrap_or_else(|_| Err("the read panicked".to_string())), join(parts))
     });
+    let provider_ids = match &parts {
+        Ok(p) => p.provider_ids.clone(),
+        Err(e) => Err(e.headline()),
+    };
     if let Ok(n) = nodes.as_ref()
         && !n.is_empty()
     {
         let cluster = Some(parts.map(|p| p.with(n.clone())));
-        return Ok(Host { nodes: Some(nodes), legacy: found, cluster });
+        return Ok(Host { nodes: Some(nodes), legacy: found, cluster, provider_ids });
     }
-    let clusters = match docker::kind_get_clusters().run() {
+    let clusters = match engine.kind_get_clusters().run() {
         Ok(out) => out,
         Err(Error::Interrupted) => return Err(Error::Interrupted),
         Err(e) => {
-            docker_running()?;
-            return Err(e.with_next(
-                "check that Docker answers (`docker ps`) and that kind works (`kind get clusters`)",
-            ));
+            engine_running(engine, &engine.version())?;
+            return Err(e.with_next(format!(
+                "check that {} answers (`{} ps`) and that kind works (`kind get clusters`)",
+                engine.kind.title(),
+                engine.program
+            )));
         }
     };
-    let listed = docker::parse_names(&clusters.stdout).contains(&stack.cluster.name);
+    let listed = engine::parse_names(&clusters.stdout).contains(&stack.cluster.name);
     let nodes = match nodes {
         Ok(n) if n.is_empty() => Err(format!(
             "`kind get clusters` lists {}, but `{}` finds none of its node containers",
             stack.cluster.name,
-            docker::ps_cluster(&stack.cluster.name)
+            engine.ps_cluster(&stack.cluster.name)
         )),
         other => other,
     };
-    Ok(Host { nodes: listed.then_some(nodes), legacy: found, cluster: None })
+    Ok(Host { nodes: listed.then_some(nodes), legacy: found, cluster: None, provider_ids })
 }
 
-/// Every node container of the cluster, found as kind finds them (`docker ps -a --filter
-/// label=io.x-k8s.kind.cluster=<name>`, kind's `ListNodes`), never by a guessed name, then one
-/// `docker inspect` of them all: each with its role, state, `State.StartedAt` and port
-/// bindings; control planes first, then by name. Empty when no container carries the label.
-pub fn nodes(cluster: &str) -> Read<Vec<Node>> {
-    let ps = docker::ps_cluster(cluster);
-    let out = ps.run().map_err(|e| e.headline())?;
-    let listed = docker::parse_ps(&out.stdout).map_err(|p| format!("`{ps}`: {p}"))?;
-    if listed.is_empty() {
-        return Ok(Vec::new());
+/// Every node container of the cluster, found by kind's labels ([`Engine::nodes`]), control
+/// planes first; an error when there is none.
+pub fn nodes(ctx: &Ctx) -> Read<Vec<Node>> {
+    let engine = ctx.engine();
+    let nodes = engine.nodes(&ctx.stack.cluster.name)?;
+    if nodes.is_empty() {
+        return Err(format!("`{}` finds no node container", engine.ps_cluster(&ctx.stack.cluster.name)));
     }
-    let names: Vec<String> = listed.into_iter().map(|l| l.name).collect();
-    let cmd = docker::inspect_all(&names);
-    let out = cmd.run().map_err(|e| e.headline())?;
-    let mut nodes = docker::parse_inspect_all(&out.stdout).map_err(|p| format!("`{cmd}`: {p}"))?;
-    nodes.sort_by(|a, b| (a.role != "control-plane", &a.name).cmp(&(b.role != "control-plane", &b.name)));
     Ok(nodes)
 }
 
-/// The node containers' `docker inspect` as [`nodes`] runs it, for `--dry-run`: their names are
-/// read (`docker ps`, read-only) so the line is the one the run spawns.
-pub fn describe_inspect(cluster: &str) -> String {
-    let ps = docker::ps_cluster(cluster);
-    let names: Vec<String> = ps
+/// The node containers' `inspect` as [`Engine::nodes`] runs it, for `--dry-run`: their names are
+/// read (`ps`, read-only) so the line is the one the run spawns.
+pub fn describe_inspect(engine: &Engine, cluster: &str) -> String {
+    let names: Vec<String> = engine
+        .ps_cluster(cluster)
         .run()
         .ok()
-        .and_then(|out| docker::parse_ps(&out.stdout).ok())
+        .and_then(|out| engine.parse_ps(&out.stdout).ok())
         .map(|listed| listed.into_iter().map(|l| l.name).collect())
         .filter(|names: &Vec<String>| !names.is_empty())
         .unwrap_or_else(|| vec!["<node>…".to_string()]);
-    docker::inspect_all(&names).to_string()
+    engine.inspect_all(&names).to_string()
 }
 
 /// The reads [`host`] and [`cluster`] make, as pasteable lines (for `--dry-run`).
 pub fn describe(ctx: &Ctx, lines: &mut Vec<String>) {
     let stack = ctx.stack;
+    let engine = ctx.engine();
     lines.push("# Observe the stack (read-only, in parallel; these run with --dry-run too)".into());
+    engine.describe(lines);
     lines.push(format!(
         "{}   # the cluster's node containers, by kind's label",
-        docker::ps_cluster(&stack.cluster.name)
+        engine.ps_cluster(&stack.cluster.name)
     ));
     lines.push(format!(
         "{}   # each of them: running, its port mappings, State.StartedAt",
-        describe_inspect(&stack.cluster.name)
+        describe_inspect(engine, &stack.cluster.name)
     ));
     lines.push(format!(
         "{}   # only when there is no such node container: must list {}",
-        docker::kind_get_clusters(),
+        engine.kind_get_clusters(),
         stack.cluster.name
     ));
     lines.push(format!("{}   # only if the reads below find the API not answering", ctx.kube.readyz()));
     let mesh = &stack.mesh;
     lines.push(format!(
         "{}   # on each node: ztunnel's workloadState, the pods it runs a proxy for (read-only, port-forwarded)",
-        docker::istioctl_ztunnel_config(ctx.kube.context(), &mesh.namespace, "<node>")
+        crate::kube::istioctl_ztunnel_config(ctx.kube.context(), &mesh.namespace, "<node>")
     ));
     if !stack.legacy_proxies.is_empty() {
-        lines.push(format!("{}   # legacy socat proxies", docker::ps_named(&stack.legacy_proxies)));
+        lines.push(format!("{}   # legacy socat proxies", engine.ps_named(&stack.legacy_proxies)));
     }
     lines.push(format!(
         "{}   # every workload exists, its generations; pods' nodes, creation and Ready times, IPs, mesh enrolment",
         ctx.kube.list_deployments_and_pods()
     ));
+    lines
+        .push(format!("{}   # each Node's spec.providerID: the engine that built it", ctx.kube.list_nodes()));
     let c = &stack.connect;
     lines.push(format!(
         "{}   # every key present, decoded in-process, never printed",
@@ -349,13 +371,6 @@ pub fn describe(ctx: &Ctx, lines: &mut Vec<String>) {
             ctx.kube.daemonset_logs(daemonset, &mesh.namespace, LOG_TAIL)
         ));
     }
-}
-
-/// `docker inspect` of one container, parsed.
-pub fn inspect(container: &str) -> Read<Node> {
-    let cmd = docker::inspect(container);
-    let out = cmd.run().map_err(|e| e.headline())?;
-    docker::parse_inspect(&out.stdout).map_err(|p| format!("`{cmd}`: {p}"))
 }
 
 fn join<T>(handle: std::thread::ScopedJoinHandle<'_, Result<T>>) -> Result<T> {
@@ -399,6 +414,8 @@ pub struct Observation {
     pub routes: Vec<Probe>,
     /// Each stack connector (index-aligned with `stack.connect.connectors`) as Connect stores it.
     pub connectors: Vec<Stored>,
+    /// Each Node's name and `spec.providerID` (`kind://<engine>/<cluster>/<node>`).
+    pub provider_ids: Read<Vec<(String, String)>>,
 }
 
 /// How far back the mesh logs are read.
@@ -430,11 +447,22 @@ struct Parts {
     workload_state: Vec<(String, Read<BTreeMap<String, Proxy>>)>,
     routes: Vec<Probe>,
     connectors: Vec<Stored>,
+    provider_ids: Read<Vec<(String, String)>>,
 }
 
 impl Parts {
     fn with(self, nodes: Vec<Node>) -> Observation {
-        let Parts { deployments, pods, hbone, proxies, cni, workload_state, routes, connectors } = self;
+        let Parts {
+            deployments,
+            pods,
+            hbone,
+            proxies,
+            cni,
+            workload_state,
+            routes,
+            connectors,
+            provider_ids,
+        } = self;
         Observation {
             at: now(),
             nodes,
@@ -446,6 +474,7 @@ impl Parts {
             workload_state,
             routes,
             connectors,
+            provider_ids,
         }
     }
 }
@@ -453,7 +482,7 @@ impl Parts {
 /// ztunnel's `workloadState` on `node`, through istioctl (read-only).
 fn workload_state(ctx: &Ctx, node: &str) -> Read<BTreeMap<String, Proxy>> {
     let mesh = &ctx.stack.mesh;
-    let cmd = docker::istioctl_ztunnel_config(ctx.kube.context(), &mesh.namespace, node);
+    let cmd = crate::kube::istioctl_ztunnel_config(ctx.kube.context(), &mesh.namespace, node);
     let out = cmd.run().map_err(|e| e.headline())?;
     evidence::parse_workload_state(&out.stdout).map_err(|p| format!("`{cmd}`: {p}"))
 }
@@ -490,8 +519,15 @@ fn read_cluster(ctx: &Ctx, kube: &Kubectl, names: Names) -> Result<Parts> {
                 .collect()
         })
     };
-    let (objects, routes, connectors, ztunnel, cni, state) = std::thread::scope(|s| {
+    let (objects, routes, connectors, ztunnel, cni, state, nodes) = std::thread::scope(|s| {
         let objects = s.spawn(|| kube.run(&kube.list_deployments_and_pods()).map(|o| o.stdout));
+        let nodes = s.spawn(|| -> Read<Vec<(String, String)>> {
+            let out = kube.list_nodes().run().map_err(|e| e.headline())?;
+            Ok(crate::cluster::parse_nodes(&out.stdout)?
+                .into_iter()
+                .map(|n| (n.name, n.provider_id))
+                .collect())
+        });
         let connectors = s.spawn(|| connectors(ctx, kube));
         let ztunnel = s.spawn(|| logs(&mesh.daemonset));
         let cni = s.spawn(|| logs(CNI_DAEMONSET));
@@ -504,6 +540,7 @@ fn read_cluster(ctx: &Ctx, kube: &Kubectl, names: Names) -> Result<Parts> {
             ztunnel.join().unwrap_or_else(|_| panicked()),
             cni.join().unwrap_or_else(|_| panicked()),
             state.join().unwrap_or_default(),
+            nodes.join().unwrap_or_else(|_| Err("the read panicked".to_string())),
         )
     });
     let (deployments, pods) = crate::cluster::parse_deployments_and_pods(&objects?)
@@ -519,6 +556,7 @@ fn read_cluster(ctx: &Ctx, kube: &Kubectl, names: Names) -> Result<Parts> {
         workload_state: state,
         routes,
         connectors,
+        provider_ids: nodes,
     })
 }
 
@@ -568,6 +606,7 @@ impl Observation {
             workload_state: Vec::new(),
             routes: Vec::new(),
             connectors: Vec::new(),
+            provider_ids: Ok(Vec::new()),
         }
     }
 

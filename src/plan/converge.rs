@@ -306,12 +306,12 @@ mod tests {
         }
         let mut obs = Observation::of(deployments, pods);
         obs.at = START + 1000;
-        obs.nodes = vec![crate::docker::Node {
+        obs.nodes = vec![crate::engine::Node {
             name: "bookstore-control-plane".into(),
             role: "control-plane".into(),
             running: true,
             started_at: Some(START),
-            ..crate::docker::Node::default()
+            ..crate::engine::Node::default()
         }];
         let running = r#"{"state":"RUNNING"}"#;
         let states = format!(
@@ -379,12 +379,12 @@ mod tests {
     /// pod on each, the stack's pods on the workers in turn.
     fn three_nodes(stack: &Stack) -> Observation {
         let mut obs = world(stack, START + 60, |_| START + 120);
-        let node = |name: &str, role: &str| crate::docker::Node {
+        let node = |name: &str, role: &str| crate::engine::Node {
             name: name.into(),
             role: role.into(),
             running: true,
             started_at: Some(START),
-            ..crate::docker::Node::default()
+            ..crate::engine::Node::default()
         };
         obs.nodes = vec![
             node("bookstore-control-plane", "control-plane"),

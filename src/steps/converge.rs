@@ -4,9 +4,8 @@
 
 use std::time::Duration;
 
-use serde_json::json;
-
 use crate::error::{Error, Result};
+use crate::event::{Decided, DecisionAction, Event};
 use crate::observe;
 use crate::plan::converge::{self, Act, Decision, Remedy};
 use crate::plan::{Order, Step};
@@ -36,16 +35,17 @@ pub fn decide(ctx: &Ctx, remedy: &Remedy) {
     );
     for (name, namespace, d, connector) in &all {
         let action = match (d.act, connector) {
-            (Act::Restart | Act::Replace, false) => "restart",
-            (Act::Restart | Act::Replace, true) => "register",
-            (Act::Await, _) => "wait",
-            (Act::Keep, _) => "keep",
+            (Act::Restart | Act::Replace, false) => DecisionAction::Restart,
+            (Act::Restart | Act::Replace, true) => DecisionAction::Register,
+            (Act::Await, _) => DecisionAction::Wait,
+            (Act::Keep, _) => DecisionAction::Keep,
         };
-        let kind = if *connector { "connector" } else { "workload" };
-        ctx.ui.emit(
-            "decision",
-            json!({kind: name, "namespace": namespace, "action": action, "reason": d.why.join("; ")}),
-        );
+        let subject = if *connector {
+            Decided::Connector { connector: name.to_string() }
+        } else {
+            Decided::Workload { workload: name.to_string(), namespace: namespace.to_string() }
+        };
+        ctx.ui.emit(Event::Decision { subject, action, reason: d.why.join("; ") });
     }
     if remedy.nothing_to_do() {
         ctx.ui.ok_line("Stack healthy: nothing to restart");
@@ -91,8 +91,12 @@ pub fn verify(ctx: &Ctx, escalate: bool, order: Order, settle: Duration) -> Resu
     }
     ctx.ui.warn(&format!("{} route(s) still fail after the remedy: escalating once", failed.probes.len()));
     let step = ctx.ui.start("Observing the stack again");
-    let nodes = observe::nodes(&stack.cluster.name)
-        .map_err(|e| Error::step(e, "check the node containers (`docker ps`), then run again"))?;
+    let nodes = observe::nodes(ctx).map_err(|e| {
+        Error::step(
+            e,
+            format!("check the node containers (`{} ps -a`), then run again", ctx.engine().program),
+        )
+    })?;
     let obs = observe::cluster(ctx, nodes)?;
     let force = converge::escalate(stack, &obs, &failed.probes);
     let remedy = converge::converge(stack, &obs, &force);
@@ -110,7 +114,7 @@ pub fn verify(ctx: &Ctx, escalate: bool, order: Order, settle: Duration) -> Resu
 
 /// A failed smoke test, with the doctor's findings for what is left printed first.
 fn with_findings(ctx: &Ctx, error: Error) -> Error {
-    if let Ok(nodes) = observe::nodes(&ctx.stack.cluster.name)
+    if let Ok(nodes) = observe::nodes(ctx)
         && let Ok(obs) = observe::cluster(ctx, nodes)
     {
         crate::doctor::report_cluster(ctx, &obs);

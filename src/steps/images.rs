@@ -19,13 +19,18 @@
 //! incomplete, so the node's `ctr images import --all-platforms --digests` stops with `content
 //! digest sha256:…: not found` (kind#3795, containerd#11344): `docker image save --platform
 //! <the daemon's, which kind's node runs on>` (Docker API ≥ 1.48), then `kind load image-archive`
-//! (kind PR #4247). A failed pull or load of a third-party image is a warning: the kubelet pulls it.
+//! (kind PR #4247). podman and nerdctl: kind's `load docker-image` reads the image with `docker`
+//! whatever its provider (`docker image inspect`, `docker save` in
+//! `pkg/cmd/kind/load/docker-image/docker-image.go`), so the engine saves them (`podman save
+//! --multi-image-archive`, `nerdctl save`) and `kind load image-archive` imports the archive into
+//! the nodes it finds through the engine. A failed pull or load of a third-party image is a
+//! warning: the kubelet pulls it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
-use crate::docker;
+use crate::engine::{self, Engine, EngineWrite, Kind};
 use crate::error::{Error, Result};
 use crate::plan::{Graph, Image, ImageSource};
 use crate::stack::Stack;
@@ -45,30 +50,37 @@ fn why(e: &Error) -> String {
 }
 
 fn present(image: &str) -> Result<bool> {
-    Ok(docker::image_present(image).run_unchecked()?.status.success())
+    Ok(Engine::for_run().image_present(image).run_unchecked()?.status.success())
 }
 
-/// `bookstore up --tiers`' images step: build what is missing, then load all of ours at once.
-pub fn tiers_step(ctx: &Ctx) -> Result<()> {
+/// `bookstore up --tiers`' images step: build what is missing, then load all of ours at once;
+/// the note says how they were loaded.
+pub fn tiers_step(ctx: &Ctx) -> Result<String> {
     let b = &ctx.stack.bootstrap;
-    let step = ctx.ui.start(&format!("Loading {} images into the cluster", b.images.len()));
     for image in &b.images {
         if !present(&image.image)? {
             let dir = std::env::var(&image.context_env).unwrap_or_default();
             ctx.ui.info(&format!("building {} from {dir}", image.image));
-            docker::build(&image.image, &dir).run()?;
+            ctx.engine_write.build(&image.image, &dir).run()?;
         }
     }
     let names: Vec<String> = b.images.iter().map(|i| i.image.clone()).collect();
-    let how = Route::detect()?.load(ctx.stack, &names)?;
-    step.done(&how);
-    Ok(())
+    Route::detect()?.load(ctx.engine_write, ctx.stack, &names)
+}
+
+/// The commands of [`tiers_step`].
+pub fn describe_tiers(ctx: &Ctx, lines: &mut Vec<String>) {
+    let names: Vec<String> = ctx.stack.bootstrap.images.iter().map(|i| i.image.clone()).collect();
+    lines.push("# Our images into the node (each built first when missing)".into());
+    Route::describe(ctx.engine_write, ctx.stack, &names, lines);
 }
 
 /// How images get into the node on this machine (one `docker info`, and `docker version` under
-/// the containerd store).
+/// the containerd store; podman and nerdctl save an archive).
 #[derive(Clone, Debug)]
 pub enum Route {
+    /// podman, nerdctl: `<engine> save`, then `kind load image-archive`.
+    Archive,
     /// The classic image store: `kind load docker-image`.
     Classic,
     /// The containerd image store: one archive of this platform (`linux/amd64`), when the
@@ -79,12 +91,16 @@ pub enum Route {
 
 impl Route {
     pub fn detect() -> Result<Route> {
-        if !docker::uses_containerd_store(&docker::driver_status().run()?.stdout) {
+        let engine = Engine::for_run();
+        if engine.kind != Kind::Docker {
+            return Ok(Route::Archive);
+        }
+        if !engine::docker::uses_containerd_store(&engine.driver_status().run()?.stdout) {
             return Ok(Route::Classic);
         }
-        let version = docker::server_platform().run()?.stdout;
-        let (platform, api) = docker::parse_server_platform(&version);
-        Ok(Route::Containerd { platform, one_platform: docker::api_at_least(&api, 1, 48) })
+        let version = engine.server_platform().run()?.stdout;
+        let (platform, api) = engine::docker::parse_server_platform(&version);
+        Ok(Route::Containerd { platform, one_platform: engine::docker::api_at_least(&api, 1, 48) })
     }
 
     /// Whether an image pulled on the host can be loaded: not from the containerd store without
@@ -94,28 +110,34 @@ impl Route {
     }
 
     /// Load these images (present on the host) into the node; what was done, for the report.
-    pub fn load(&self, stack: &Stack, names: &[String]) -> Result<String> {
+    pub fn load(&self, write: EngineWrite, stack: &Stack, names: &[String]) -> Result<String> {
         let cluster = &stack.cluster.name;
         let platform = match self {
             Route::Classic => {
-                docker::kind_load_images(names, cluster).run()?;
+                write.kind_load_images(names, cluster).run()?;
                 return Ok("kind load docker-image".into());
             }
-            Route::Containerd { platform, one_platform: true } => platform,
-            Route::Containerd { one_platform: false, .. } => return self.load_whole(stack, names),
+            Route::Archive => None,
+            Route::Containerd { platform, one_platform: true } => Some(platform),
+            Route::Containerd { one_platform: false, .. } => return self.load_whole(write, stack, names),
         };
         let dir = tempfile::tempdir().map_err(|e| {
             Error::step(format!("cannot create a temp dir: {e}"), "check the temp dir (TMPDIR)")
         })?;
         let archive = dir.path().join("images.tar").display().to_string();
-        match docker::save_platform(names, platform, &archive).run() {
+        let Some(platform) = platform else {
+            write.save(names, &archive).run()?;
+            write.kind_load_archive(&archive, cluster).run()?;
+            return Ok(format!("{} save, kind load image-archive", Engine::for_run().program));
+        };
+        match write.save_platform(names, platform, &archive).run() {
             Ok(_) => {
-                docker::kind_load_archive(&archive, cluster).run()?;
+                write.kind_load_archive(&archive, cluster).run()?;
                 Ok(format!("one {platform} archive (containerd image store)"))
             }
             // A docker CLI older than the daemon (no `save --platform`): as without it.
-            Err(Error::Command { stderr_tail, .. }) if docker::lacks_platform_save(&stderr_tail) => {
-                self.load_whole(stack, names)
+            Err(Error::Command { stderr_tail, .. }) if engine::docker::lacks_platform_save(&stderr_tail) => {
+                self.load_whole(write, stack, names)
             }
             Err(e) => Err(e),
         }
@@ -123,8 +145,8 @@ impl Route {
 
     /// kind's own load under the containerd store (Docker 27 and older cannot save one
     /// platform): it works for single-manifest images (built with --provenance=false).
-    fn load_whole(&self, stack: &Stack, names: &[String]) -> Result<String> {
-        let load = docker::kind_load_images(names, &stack.cluster.name);
+    fn load_whole(&self, write: EngineWrite, stack: &Stack, names: &[String]) -> Result<String> {
+        let load = write.kind_load_images(names, &stack.cluster.name);
         match load.run() {
             Ok(_) => Ok("kind load docker-image".into()),
             Err(Error::Command { stderr_tail, .. }) if stderr_tail.contains("content digest") => {
@@ -152,13 +174,19 @@ impl Route {
         }
     }
 
-    pub fn describe(stack: &Stack, names: &[String], lines: &mut Vec<String>) {
+    pub fn describe(write: EngineWrite, stack: &Stack, names: &[String], lines: &mut Vec<String>) {
         let cluster = &stack.cluster.name;
-        lines.push(format!("{}   # the image store", docker::driver_status()));
-        lines.push(format!("{}   # the classic store", docker::kind_load_images(names, cluster)));
-        lines.push(format!("{}   # the containerd store (kind#3795):", docker::server_platform()));
-        lines.push(docker::save_platform(names, "<os/arch>", "<tmp>/images.tar").to_string());
-        lines.push(docker::kind_load_archive("<tmp>/images.tar", cluster).to_string());
+        let engine = Engine::for_run();
+        if engine.kind != Kind::Docker {
+            lines.push(write.save(names, "<tmp>/images.tar").to_string());
+            lines.push(write.kind_load_archive("<tmp>/images.tar", cluster).to_string());
+            return;
+        }
+        lines.push(format!("{}   # the image store", engine.driver_status()));
+        lines.push(format!("{}   # the classic store", write.kind_load_images(names, cluster)));
+        lines.push(format!("{}   # the containerd store (kind#3795):", engine.server_platform()));
+        lines.push(write.save_platform(names, "<os/arch>", "<tmp>/images.tar").to_string());
+        lines.push(write.kind_load_archive("<tmp>/images.tar", cluster).to_string());
     }
 }
 
@@ -196,8 +224,9 @@ impl Host {
     /// host has them. Returns at once.
     pub fn start(ctx: &Ctx, images: &[Image], route: &Route) -> Result<Host> {
         let names: Vec<String> = images.iter().map(|i| i.name.clone()).collect();
-        let listing = docker::image_list().run()?;
-        let local: BTreeSet<String> = listing.stdout.lines().map(docker::short_ref).collect();
+        let engine = ctx.engine();
+        let listing = engine.image_list().run()?;
+        let local: BTreeSet<String> = listing.stdout.lines().map(engine::short_ref).collect();
         let board: Arc<(Mutex<Board>, Condvar)> = Arc::default();
         let post = |board: &Arc<(Mutex<Board>, Condvar)>, i: usize, state: OnHost| {
             let (lock, cv) = &**board;
@@ -212,7 +241,7 @@ impl Host {
             if !ours && !route.loads_pulled() {
                 post(&board, i, OnHost::Failed("not loadable from this Docker".into()));
                 skipped += 1;
-            } else if local.contains(&docker::short_ref(name)) {
+            } else if local.contains(&engine::short_ref(name)) {
                 post(&board, i, OnHost::Ready("on the host".into()));
             } else if let ImageSource::Ours(k) = image.source {
                 let dir = std::env::var(&ctx.stack.bootstrap.images[k].context_env).unwrap_or_default();
@@ -227,13 +256,13 @@ impl Host {
                  image for kind (kind#3795): the node's kubelet pulls the {skipped} third-party images"
             ));
         }
-        let ui = ctx.ui.clone();
+        let (ui, writer) = (ctx.ui.clone(), ctx.engine_write);
         let b = Arc::clone(&board);
         std::thread::spawn(move || {
             for (i, name, dir) in builds {
                 let started = Instant::now();
                 ui.info(&format!("building {name} from {dir}"));
-                let state = match docker::build(&name, &dir).run() {
+                let state = match writer.build(&name, &dir).run() {
                     Ok(_) => OnHost::Ready(format!("built {}", human(started.elapsed()))),
                     Err(e) => OnHost::Failed(e.to_string()),
                 };
@@ -255,7 +284,7 @@ impl Host {
                     return;
                 }
                 let started = Instant::now();
-                let state = match docker::pull(&name).run() {
+                let state = match writer.pull(&name).run() {
                     Ok(_) => OnHost::Ready(format!("pulled {}", human(started.elapsed()))),
                     Err(Error::Interrupted) => return,
                     Err(e) => {
@@ -295,8 +324,8 @@ impl Loader {
             .collect();
         let loads = graph.loads();
         let board = Arc::clone(&host.board);
-        let (stack, ui) = (ctx.stack.clone(), ctx.ui.clone());
-        std::thread::spawn(move || load_loop(&stack, &ui, &route, &host, &ours, &loads));
+        let (stack, ui, write) = (ctx.stack.clone(), ctx.ui.clone(), ctx.engine_write);
+        std::thread::spawn(move || load_loop(write, &stack, &ui, &route, &host, &ours, &loads));
         Ok(Loader { board })
     }
 
@@ -317,6 +346,7 @@ impl Drop for Loader {
 }
 
 fn load_loop(
+    write: EngineWrite<'static>,
     stack: &Stack,
     ui: &Ui,
     route: &Route,
@@ -356,7 +386,7 @@ fn load_loop(
                 }
             };
             s.spawn(move || {
-                let go_on = load(stack, ui, route, host, ours, settled);
+                let go_on = load(write, stack, ui, route, host, ours, settled);
                 let mut board = lock.lock().unwrap_or_else(|e| e.into_inner());
                 board.loading -= 1;
                 board.stopped |= !go_on;
@@ -369,6 +399,7 @@ fn load_loop(
 /// One `kind load` of the settled images of a load (those given up on left to the kubelet);
 /// false when one of ours failed, which stops the bootstrap.
 fn load(
+    write: EngineWrite<'static>,
     stack: &Stack,
     ui: &Ui,
     route: &Route,
@@ -395,7 +426,7 @@ fn load(
     }
     let names: Vec<String> = batch.iter().map(|(i, _, _)| host.name(*i).to_string()).collect();
     let started = Instant::now();
-    let together = route.load(stack, &names);
+    let together = route.load(write, stack, &names);
     let together_ok = together.is_ok();
     let mut lone_error = if names.len() == 1 { together.err() } else { None };
     for (i, how, done) in batch {
@@ -407,7 +438,7 @@ fn load(
         } else if let Some(e) = lone_error.take() {
             Err(e)
         } else {
-            route.load(stack, &[name.to_string()]).map(|_| ())
+            route.load(write, stack, &[name.to_string()]).map(|_| ())
         };
         match result {
             Ok(()) => {

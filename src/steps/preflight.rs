@@ -1,51 +1,99 @@
-//! Preflight: tools on PATH, Docker answering, the cluster and its node, port bindings. It
-//! changes nothing; the legacy proxy containers are removed by their own step, once every check
-//! (the cluster-side input included) has passed.
+//! Preflight: tools on PATH, the node engine answering, the cluster and its node, port bindings.
+//! It changes nothing; the legacy proxy containers are removed by their own step, once every
+//! check (the cluster-side input included) has passed.
 
-use crate::docker;
+use crate::engine::Node;
 use crate::error::{Error, Result};
-use crate::observe::{docker_running, tools};
+use crate::exec::Cmd;
 use crate::plan::Preflight;
 
 use super::Ctx;
+use super::op::{Op, Part};
 
-/// `kind get clusters` lists the stack's cluster (stopped node containers count, as in kind).
-pub fn cluster_exists(ctx: &Ctx) -> Result<bool> {
-    let clusters = docker::kind_get_clusters().run().map_err(|e| {
-        e.with_next("check that Docker answers (`docker ps`) and that kind works (`kind get clusters`)")
-    })?;
-    Ok(docker::parse_names(&clusters.stdout).contains(&ctx.stack.cluster.name))
+/// The checks of `p`, as operations.
+pub fn part(ctx: &Ctx, p: &Preflight) -> Part {
+    let cluster = &ctx.stack.cluster;
+    let engine = ctx.engine();
+    let tools = engine_tools(ctx, &p.tools);
+    let mut ops = Vec::new();
+    if !tools.is_empty() {
+        ops.push(Op::Tools(tools.clone()));
+    }
+    if p.docker {
+        ops.push(Op::EngineAnswers(engine.version()));
+    }
+    // Without `docker`, `up`'s detection already listed the cluster and checked its node.
+    if p.cluster && p.docker {
+        ops.push(Op::ListsCluster(engine.kind_get_clusters()));
+        ops.push(Op::NodeRuns(engine.ps_cluster(&cluster.name)));
+    }
+    let done = if p.cluster {
+        format!("cluster {} running, {} port mappings present", cluster.name, cluster.ports.len())
+    } else {
+        tools.join(", ")
+    };
+    Part::new("Checking prerequisites", ops, done)
 }
 
-/// Every node container of the cluster runs, and they publish every port mapping the cluster
-/// config asks for.
-pub fn node(ctx: &Ctx) -> Result<()> {
-    let ps = docker::ps_cluster(&ctx.stack.cluster.name);
-    let listed = docker::parse_ps(&ps.run()?.stdout)
+/// The plan's tools with `docker` standing for the node engine's CLI (`podman`, `nerdctl`, …).
+fn engine_tools(ctx: &Ctx, tools: &[&'static str]) -> Vec<&'static str> {
+    let program: &'static str = ctx.engine().program.as_str();
+    tools.iter().map(|t| if *t == "docker" { program } else { t }).collect()
+}
+
+/// `kind get clusters` lists the stack's cluster (stopped node containers count, as in kind).
+pub fn lists_cluster(ctx: &Ctx, cmd: &Cmd) -> Result<()> {
+    let engine = ctx.engine();
+    let clusters = cmd.run().map_err(|e| {
+        e.with_next(format!(
+            "check that {} answers (`{} ps`) and that kind works (`kind get clusters`)",
+            engine.kind.title(),
+            engine.program
+        ))
+    })?;
+    if !crate::engine::parse_names(&clusters.stdout).contains(&ctx.stack.cluster.name) {
+        return Err(Error::prerequisite(
+            format!("no kind cluster named `{}` (kind get clusters)", ctx.stack.cluster.name),
+            "create it with `bookstore up`",
+        ));
+    }
+    Ok(())
+}
+
+/// Every node container of the cluster (found by kind's labels: `ps` is
+/// [`crate::engine::Engine::ps_cluster`]) runs, one of them the control plane, and they publish
+/// every port mapping the cluster config asks for: read from `ps` alone (a running container's
+/// published ports are its bindings).
+pub fn node_runs(ctx: &Ctx, ps: &Cmd) -> Result<()> {
+    let engine = ctx.engine();
+    let listed = engine
+        .parse_ps(&ps.run()?.stdout)
         .map_err(|problem| Error::step(format!("`{ps}`: {problem}"), "run the command above by hand"))?;
-    let nodes: Vec<docker::Node> = listed.iter().map(docker::Listed::node).collect();
+    if listed.is_empty() {
+        return Err(Error::prerequisite(
+            format!("`{ps}` finds no node container"),
+            "create the cluster with `bookstore up`",
+        ));
+    }
+    let mut nodes: Vec<Node> = listed.iter().map(|l| l.node()).collect();
+    crate::engine::start_order(&mut nodes);
     check_nodes(ctx, &nodes)
 }
 
-/// What `docker ps` or `docker inspect` says of the nodes: one control plane, each running,
-/// every port mapping of the config published.
-pub fn check_nodes(ctx: &Ctx, nodes: &[docker::Node]) -> Result<()> {
-    let cluster = &ctx.stack.cluster;
-    if nodes.is_empty() {
-        return Err(Error::prerequisite(
-            format!("no node container carries the label io.x-k8s.kind.cluster={}", cluster.name),
-            "check `docker ps -a`; `bookstore up` creates the cluster when kind does not list it",
-        ));
-    }
+/// What `ps` or `inspect` says of the nodes: one control plane, each running, every port
+/// mapping of the config published.
+pub fn check_nodes(ctx: &Ctx, nodes: &[Node]) -> Result<()> {
     one_control_plane(ctx, nodes)?;
-    let stopped: Vec<&docker::Node> = nodes.iter().filter(|n| !n.running).collect();
+    // A stopped container publishes nothing (`ps`): whether it runs is said first.
+    let stopped: Vec<&Node> = nodes.iter().filter(|n| !n.running).collect();
     if !stopped.is_empty() {
         let what: Vec<String> = stopped.iter().map(|n| format!("`{}` is {}", n.name, n.status)).collect();
         let names: Vec<&str> = stopped.iter().map(|n| n.name.as_str()).collect();
         return Err(Error::prerequisite(
             format!("the kind node container {}", what.join(", ")),
             format!(
-                "start it: `bookstore up` starts it and heals the stack (or `docker start {}`), then run again",
+                "start it: `bookstore up` starts it and heals the stack (or `{} start {}`), then run again",
+                ctx.engine().program,
                 names.join(" ")
             ),
         ));
@@ -54,7 +102,7 @@ pub fn check_nodes(ctx: &Ctx, nodes: &[docker::Node]) -> Result<()> {
 }
 
 /// One control plane: kind clusters with several do not survive a Docker restart (kind#1689).
-pub fn one_control_plane(ctx: &Ctx, nodes: &[docker::Node]) -> Result<()> {
+pub fn one_control_plane(ctx: &Ctx, nodes: &[Node]) -> Result<()> {
     let cluster = &ctx.stack.cluster;
     let control_planes: Vec<&str> =
         nodes.iter().filter(|n| n.role == "control-plane").map(|n| n.name.as_str()).collect();
@@ -75,7 +123,7 @@ pub fn one_control_plane(ctx: &Ctx, nodes: &[docker::Node]) -> Result<()> {
 
 /// The nodes publish every port mapping the cluster config asks for (fixed when kind created
 /// them; a stopped container keeps its `HostConfig.PortBindings`).
-pub fn check_mappings(ctx: &Ctx, nodes: &[docker::Node]) -> Result<()> {
+pub fn check_mappings(ctx: &Ctx, nodes: &[Node]) -> Result<()> {
     let cluster = &ctx.stack.cluster;
     let missing = crate::judge::node::missing(nodes, &cluster.ports);
     if !missing.is_empty() {
@@ -93,85 +141,56 @@ pub fn check_mappings(ctx: &Ctx, nodes: &[docker::Node]) -> Result<()> {
     Ok(())
 }
 
-/// Remove these legacy socat proxy containers (found by the observation).
-pub fn remove_legacy(ctx: &Ctx, names: &[String]) -> Result<()> {
+/// The old socat proxy containers, removed if there are any: they point at stale node IPs and
+/// hold the host ports.
+pub fn legacy_parts(ctx: &Ctx) -> Vec<Part> {
+    let legacy = &ctx.stack.legacy_proxies;
+    if legacy.is_empty() {
+        return Vec::new();
+    }
+    vec![Part::quiet(vec![
+        Op::Note("Remove the legacy socat proxy containers (after every check)".into()),
+        Op::RemoveFound { list: ctx.engine().ps_named(legacy), remove: ctx.engine_write.rm_force(legacy) },
+    ])]
+}
+
+/// Remove the containers `list` finds.
+pub fn remove_found(ctx: &Ctx, list: &Cmd) -> Result<()> {
+    let found: Vec<String> = crate::engine::parse_names(&list.run()?.stdout).into_iter().collect();
+    if found.is_empty() {
+        return Ok(());
+    }
+    remove(ctx, &found, &ctx.engine_write.rm_force(&found))
+}
+
+/// Remove these legacy socat proxy containers (`rm`: their `<engine> rm -f`).
+pub fn remove(ctx: &Ctx, names: &[String], rm: &Cmd) -> Result<()> {
     ctx.ui.warn(&format!(
         "removing legacy socat proxy container(s) {}: they point at stale node IPs; kind's port \
          mappings replace them",
         names.join(", ")
     ));
-    docker::rm_force(names).run()?;
+    rm.run()?;
     Ok(())
 }
 
-/// Remove the old socat proxy containers: they point at stale node IPs and hold the host ports.
-pub fn legacy_proxies(ctx: &Ctx) -> Result<()> {
-    let legacy = &ctx.stack.legacy_proxies;
-    if legacy.is_empty() {
-        return Ok(());
-    }
-    let found: Vec<String> =
-        docker::parse_names(&docker::ps_named(legacy).run()?.stdout).into_iter().collect();
-    if !found.is_empty() {
-        remove_legacy(ctx, &found)?;
-    }
-    Ok(())
-}
-
-pub fn run(ctx: &Ctx, p: &Preflight) -> Result<()> {
-    let step = ctx.ui.start("Checking prerequisites");
-    tools(&p.tools)?;
-    if p.docker {
-        docker_running()?;
-    }
-    if p.cluster {
-        // Without `docker`, `up`'s detection already listed the cluster and checked its node.
-        if p.docker {
-            if !cluster_exists(ctx)? {
-                return Err(Error::prerequisite(
-                    format!("no kind cluster named `{}` (kind get clusters)", ctx.stack.cluster.name),
-                    "create it with `bookstore up`",
-                ));
-            }
-            node(ctx)?;
-        }
-        let cluster = &ctx.stack.cluster;
-        step.done(&format!(
-            "cluster {} running, {} port mappings present",
-            cluster.name,
-            cluster.ports.len()
-        ));
-    } else {
-        step.done(&p.tools.join(", "));
-    }
-    Ok(())
-}
-
-pub fn describe(ctx: &Ctx, p: &Preflight, lines: &mut Vec<String>) {
-    if !p.tools.is_empty() {
-        lines.push(format!("# Preflight: {} on PATH", p.tools.join(", ")));
-    }
-    if p.docker {
-        lines.push(docker::server_version().to_string());
-    }
-    if !p.cluster {
-        return;
-    }
-    let cluster = &ctx.stack.cluster;
-    if p.docker {
-        lines.push(format!("{}   # must list {}", docker::kind_get_clusters(), cluster.name));
-        lines.push(format!(
-            "{}   # the cluster's node containers, by kind's label: each running, one control plane, the mappings {}",
-            docker::ps_cluster(&cluster.name),
-            cluster.ports.iter().map(|m| m.container_port.to_string()).collect::<Vec<_>>().join(", ")
-        ));
-    }
-}
-
-pub fn describe_legacy_proxies(ctx: &Ctx, lines: &mut Vec<String>) {
-    if !ctx.stack.legacy_proxies.is_empty() {
-        lines.push("# Remove the legacy socat proxy containers (after every check)".into());
-        lines.push(docker::ps_named(&ctx.stack.legacy_proxies).to_string());
-        lines.push(format!("{}   # only those found", docker::rm_force(&ctx.stack.legacy_proxies)));
-    }
+/// The cluster's Nodes that name another engine than this run's, said as a prerequisite error
+/// (nothing is changed on the wrong engine's word); `Ok` when they agree or say nothing.
+pub fn engine_agrees(
+    engine: &crate::engine::Engine,
+    provider_ids: &crate::observe::Read<Vec<(String, String)>>,
+) -> Result<()> {
+    let Ok(ids) = provider_ids else { return Ok(()) };
+    let foreign = crate::judge::engine::disagreeing(engine.kind, ids);
+    let Some((node, id)) = foreign.first() else { return Ok(()) };
+    let provider = crate::judge::engine::provider_id(id).map_or("", |(p, _, _)| p);
+    Err(Error::prerequisite(
+        format!(
+            "the cluster was built by {provider} (node {node}: spec.providerID {id}), but this run's node engine is {} ({})",
+            engine.program, engine.why
+        ),
+        format!(
+            "run bookstore on the engine that built it: `KIND_EXPERIMENTAL_PROVIDER={provider} bookstore …` (as for kind)"
+        ),
+    ))
 }

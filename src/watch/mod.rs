@@ -1,21 +1,24 @@
-//! `bookstore watch`: the stack heals itself after Docker restarts.
+//! `bookstore watch`: the stack heals itself after Docker (or Podman, or nerdctl) restarts.
 //!
-//! It follows Docker's event stream for the kind cluster's containers (`docker events` with the
-//! cluster's label, JSON lines, through the real docker CLI) and Docker's own availability
-//! (`docker version`, which fails on every CLI release when the daemon does not answer). When
-//! the node container starts again (a Docker Desktop restart, `docker restart`, a reboot) it runs
+//! It follows the node engine's event stream for the kind cluster's containers (`docker events`
+//! / `podman events` with the cluster's label, nerdctl's unfiltered, JSON lines, through the real
+//! CLI, read by [`crate::engine`]) and the engine's own availability (its `version`, which fails
+//! whenever the engine does not answer). When the node container starts again (a Docker Desktop
+//! restart, `docker restart`, a reboot) it runs
 //! the heal ([`heal::converge`]: what `bookstore up` runs), once the Kubernetes API answers (its
 //! own budget: minutes, after a node start). A start it could not see is caught three times
 //! over: every reconnect asks for the events since the last one it saw (`--since`, on Docker's
-//! clock), compares the node's `State.StartedAt` with the one it saw before, and the first
+//! clock; nerdctl replays nothing, so this comparison is what catches its missed starts),
+//! compares the node's `State.StartedAt` with the one it saw before, and the first
 //! connect runs one convergent heal (a check on a healthy stack) and compares with the start it
 //! last healed (its state file, [`state`]): a login agent starts after Docker has restarted the
 //! node. A light periodic check (`--interval`) probes every route once and heals what fails.
 //!
-//! A node Docker did not start again (kind's `--restart=on-failure:1` restarts only a node that
-//! failed): one that stopped together with Docker (its `die` came as the daemon went away, or it
-//! is found exited when Docker comes back and this daemon never saw it die) is started by the
-//! heal; one stopped while Docker ran is left as it is, and said so.
+//! A node its engine did not start again (kind's `--restart=on-failure:1` restarts only a node
+//! that failed; its podman nodes have no restart policy): one that stopped together with the
+//! engine (its `die` came as the engine went away, the engine's current run never saw it die,
+//! podman reset it to `created` after a reboot) is started by the heal; one stopped while the
+//! engine ran is left as it is, and said so. The judgement is [`crate::judge::engine::stopped_with_engine`].
 //!
 //! While Docker is away it probes with a backoff up to 30 s and watches the endpoint's socket
 //! (a connect, no process) to notice it back at once. Docker's timestamps are compared only with
@@ -27,22 +30,19 @@
 //! heal starts over once they are back; a heal that fails is retried with backoff. SIGINT and
 //! SIGTERM stop the running child and end the watcher (exit 130 / 0).
 
-mod events;
 mod heal;
-pub mod service;
-pub mod state;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-
-use crate::docker::{self, Node};
+use crate::config::Config;
+use crate::engine::{ContainerEvent, Engine, Node};
 use crate::error::{Error, Result};
+use crate::event::{Event, HealOutcome, NodeAction, Seen};
 use crate::exec::Stream;
-use crate::run::Config;
+use crate::state;
 use crate::ui::{Ui, human};
 use crate::wait;
 
@@ -66,7 +66,7 @@ const TICK: Duration = Duration::from_millis(100);
 
 /// What the stream's reader thread tells the watcher.
 enum Msg {
-    Event(events::ContainerEvent),
+    Event(ContainerEvent),
     /// The `docker events` child of this generation ended (Docker went away, or it was stopped).
     Ended(u64),
 }
@@ -101,7 +101,12 @@ struct Owed {
 struct Watcher<'a> {
     config: &'a Config,
     ui: &'a Ui,
+    /// The node engine, chosen once: a `docker context use` elsewhere does not move the watcher.
+    engine: &'static Engine,
     node: String,
+    /// The node container's ID, as last inspected (nerdctl's events name it by this only);
+    /// shared with the stream's reader.
+    node_id: Arc<std::sync::Mutex<String>>,
     interval: Duration,
     tx: Sender<Msg>,
     rx: Receiver<Msg>,
@@ -122,6 +127,8 @@ struct Watcher<'a> {
     /// The start a heal is owed (or was done) for: each start is healed once.
     handled: Option<String>,
     node_running: bool,
+    /// The node was running when the event stream last ended (the engine went away).
+    running_at_outage: bool,
     node_missing_said: bool,
     stop: Option<NodeStop>,
     owed: Option<Owed>,
@@ -141,21 +148,28 @@ pub fn describe(config: &Config, interval: Duration) -> Vec<String> {
     let cluster = &config.stack.cluster;
     let node = cluster.control_plane_container();
     let state = state::StateFile::for_cluster(&cluster.name);
-    let mut lines = vec![
-        format!(
-            "{}   # Docker answers? (while it is away: backoff ≤ 30s, and its socket watched)",
-            docker::server_version()
-        ),
-        format!(
-            "{}   # its endpoint, whose socket is watched while Docker is away",
-            docker::context_inspect()
-        ),
-        "# Follow the kind cluster's containers (reconnecting with --since <the last event seen> \
-         once Docker is back)"
-            .to_string(),
-        docker::events(&cluster.name, None).to_string(),
-        format!("{}   # State.StartedAt, after every reconnect and every check", docker::inspect(&node)),
-    ];
+    let engine = Engine::for_run();
+    let mut lines = Vec::new();
+    engine.describe(&mut lines);
+    lines.push(format!(
+        "{}   # {} answers? (while it is away: backoff ≤ 30s, and its socket watched)",
+        engine.version(),
+        engine.kind.title()
+    ));
+    if let Some(host) = engine.host() {
+        lines.push(format!("# its endpoint {host}, whose socket is watched while it is away"));
+    }
+    let since = if engine.replays() {
+        "reconnecting with --since <the last event seen> once it is back"
+    } else {
+        "it replays nothing: every node's start compared on each reconnect"
+    };
+    lines.push(format!("# Follow the kind cluster's containers ({since})"));
+    lines.push(engine.events(&cluster.name, None).to_string());
+    lines.push(format!(
+        "{}   # State.StartedAt, after every reconnect and every check",
+        engine.inspect(&node)
+    ));
     if let Some(path) = state.path() {
         lines.push(format!("# The start last healed, per node: {}", path.display()));
     }
@@ -177,21 +191,18 @@ pub fn describe(config: &Config, interval: Duration) -> Vec<String> {
 
 pub fn run(config: &Config, ui: &Ui, interval: Duration) -> Result<()> {
     wait::on_terminate();
-    crate::observe::tools(&["docker", "kubectl", "kind"])?;
+    let engine = Engine::for_run();
+    crate::observe::tools(&[engine.program.as_str(), "kubectl", "kind"])?;
     let (tx, rx) = mpsc::channel();
     let now = Instant::now();
-    let endpoint = docker::context_inspect()
-        .not_cancellable()
-        .deadline(Duration::from_secs(10))
-        .run()
-        .ok()
-        .and_then(|out| docker::parse_context(&out.stdout).ok())
-        .map(|c| c.host)
-        .filter(|host| crate::http::endpoint_accepts(host).is_some());
+    let endpoint =
+        engine.host().map(String::from).filter(|host| crate::http::endpoint_accepts(host).is_some());
     let mut w = Watcher {
         config,
         ui,
+        engine,
         node: config.stack.cluster.control_plane_container(),
+        node_id: Arc::default(),
         interval,
         tx,
         rx,
@@ -206,6 +217,7 @@ pub fn run(config: &Config, ui: &Ui, interval: Duration) -> Result<()> {
         started_at: None,
         handled: None,
         node_running: false,
+        running_at_outage: false,
         node_missing_said: false,
         stop: None,
         owed: None,
@@ -222,8 +234,11 @@ pub fn run(config: &Config, ui: &Ui, interval: Duration) -> Result<()> {
         format!("every route checked every {}", human(interval))
     };
     ui.info(&format!(
-        "watching the kind node {} of cluster {} (Docker's events; {check}); Ctrl-C to stop",
-        w.node, config.stack.cluster.name
+        "watching the kind node {} of cluster {} ({}'s events: {}; {check}); Ctrl-C to stop",
+        w.node,
+        config.stack.cluster.name,
+        engine.kind.title(),
+        engine.summary()
     ));
     w.run()
 }
@@ -287,8 +302,8 @@ impl Watcher<'_> {
 
     /// Docker answers? Then open the event stream and look at the node.
     fn connect(&mut self) {
-        let probe = docker::server_version().not_cancellable().deadline(Duration::from_secs(10));
-        let why = match crate::observe::docker_answers(&probe) {
+        let probe = self.engine.version().not_cancellable().deadline(Duration::from_secs(10));
+        let why = match crate::observe::engine_answers(self.engine, &probe) {
             Ok(Ok(_)) => None,
             Ok(Err(why)) => Some(why),
             Err(_) => return, // stopping: the loop ends it
@@ -301,8 +316,8 @@ impl Watcher<'_> {
         // Everything since the last event seen (Docker's clock): what happened while the stream
         // was down is replayed by the daemon (what it still has), replays of what was handled
         // are skipped by time. The first stream needs none: the node is inspected below.
-        let since = (self.last_event > 0).then(|| events::unix_time_nanos(self.last_event));
-        let cmd = docker::events(&self.config.stack.cluster.name, since.as_deref());
+        let since = (self.last_event > 0 && self.engine.replays()).then_some(self.last_event);
+        let cmd = self.engine.events(&self.config.stack.cluster.name, since);
         let mut stream = match cmd.stream() {
             Ok(s) => s,
             Err(err) => {
@@ -314,28 +329,31 @@ impl Watcher<'_> {
         let Some(reader) = stream.take_reader() else { return };
         self.generation += 1;
         let generation = self.generation;
-        let (tx, healing, node) = (self.tx.clone(), Arc::clone(&self.healing), self.node.clone());
-        std::thread::spawn(move || pump(reader, &tx, &healing, &node, generation));
+        let (tx, healing) = (self.tx.clone(), Arc::clone(&self.healing));
+        let (engine, node, id) = (self.engine, self.node.clone(), Arc::clone(&self.node_id));
+        std::thread::spawn(move || pump(engine, reader, &tx, &healing, (&node, &id), generation));
         self.stream = Some((generation, stream, Instant::now()));
 
         if let Docker::Down { since } = self.docker {
             self.ui.ok_item(
-                &format!("Docker is back (it was away {})", human(since.elapsed())),
-                "docker_up",
-                json!({"down_ms": since.elapsed().as_millis() as u64}),
+                &format!("{} is back (it was away {})", self.engine.kind.title(), human(since.elapsed())),
+                Event::DockerUp { down_ms: since.elapsed().as_millis() as u64 },
             );
         }
         let first = self.generation == 1;
         self.docker = Docker::Up;
         self.reconnect_backoff = RECONNECT_FIRST;
-        if !self.look_at_node("inspect") {
+        if !self.look_at_node(Seen::Inspect) {
             self.node_running = false;
         }
-        self.ui.emit(
-            "watching",
-            json!({"cluster": self.config.stack.cluster.name, "node": self.node,
-                   "started_at": self.started_at, "since": since, "command": cmd.to_string()}),
-        );
+        self.ui.emit(Event::Watching {
+            cluster: self.config.stack.cluster.name.clone(),
+            node: self.node.clone(),
+            started_at: self.started_at.clone(),
+            since: since.map(crate::engine::docker::unix_time_nanos),
+            command: cmd.to_string(),
+            engine: self.engine.program.clone(),
+        });
         if !self.interval.is_zero() {
             // A first look at the stack right away, then every interval.
             self.next_check = Some(Instant::now());
@@ -359,8 +377,11 @@ impl Watcher<'_> {
                 self.node
             ),
             Some(healed) => {
-                self.ui
-                    .emit("node_started", json!({"node": self.node, "started_at": started, "seen": "state"}));
+                self.ui.emit(Event::NodeStarted {
+                    node: self.node.clone(),
+                    started_at: started.to_string(),
+                    seen: Seen::State,
+                });
                 format!(
                     "{} started at {started}, while the watcher was not running (the last start healed: {healed})",
                     self.node
@@ -392,24 +413,27 @@ impl Watcher<'_> {
         }
         self.docker = Docker::Down { since: Instant::now() };
         self.endpoint_up = self.endpoint.as_deref().and_then(crate::http::endpoint_accepts).unwrap_or(true);
-        self.ui.emit("docker_down", json!({"message": why}));
+        self.ui.emit(Event::DockerDown { message: why.to_string() });
         let watched = match &self.endpoint {
             Some(host) => {
                 format!("watching {host}, and asking again every {} at most", human(RECONNECT_CEILING))
             }
             None => format!("asking again every {} at most", human(RECONNECT_CEILING)),
         };
-        self.ui.warn_line(&format!("Docker is not running ({why}): waiting for it ({watched})"));
+        self.ui.warn_line(&format!(
+            "{} is not running ({why}): waiting for it ({watched})",
+            self.engine.kind.title()
+        ));
     }
 
     /// `docker inspect` the node. A heal is due for a start not healed yet: one its `start`
-    /// event announced (`seen` = "event"), or a `State.StartedAt` other than the one seen before
+    /// event announced (`seen` = [`Seen::Event`]), or a `State.StartedAt` other than the one seen before
     /// (however the watcher missed the event). A node not running is judged ([`Self::node_exited`]).
     /// Whether the node could be looked at (Docker answered).
-    fn look_at_node(&mut self, seen: &str) -> bool {
-        let inspect = docker::inspect(&self.node).not_cancellable().deadline(Duration::from_secs(10));
+    fn look_at_node(&mut self, seen: Seen) -> bool {
+        let inspect = self.engine.inspect(&self.node).not_cancellable().deadline(Duration::from_secs(10));
         let node = match inspect.run() {
-            Ok(out) => docker::parse_inspect(&out.stdout),
+            Ok(out) => self.engine.parse_inspect(&out.stdout),
             Err(Error::Command { stderr_tail, .. }) if stderr_tail.contains("No such") => {
                 self.node_running = false;
                 if !std::mem::replace(&mut self.node_missing_said, true) {
@@ -421,8 +445,8 @@ impl Watcher<'_> {
                 }
                 return true;
             }
-            // Docker going away: the event stream's end says so.
-            Err(Error::Command { stderr_tail, .. }) if docker::unreachable(&stderr_tail) => return false,
+            // The engine going away: the event stream's end says so.
+            Err(Error::Command { stderr_tail, .. }) if self.engine.unreachable(&stderr_tail) => return false,
             Err(err) => Err(first_line(&err.to_string())),
         };
         let node = match node {
@@ -434,6 +458,10 @@ impl Watcher<'_> {
         };
         self.node_missing_said = false;
         self.node_running = node.running;
+        if node.running {
+            self.running_at_outage = false;
+        }
+        *self.node_id.lock().unwrap_or_else(|p| p.into_inner()) = node.id.clone();
         let before = self.started_at.replace(node.started.clone());
         if !node.running {
             self.node_exited(&node);
@@ -445,78 +473,103 @@ impl Watcher<'_> {
             self.owed = None;
         }
         let new = match seen {
-            "event" => true,
-            _ => before.is_some_and(|b| b != node.started),
+            Seen::Event => true,
+            Seen::Inspect | Seen::Check | Seen::State => before.is_some_and(|b| b != node.started),
         };
         if new && self.handled.as_deref() != Some(node.started.as_str()) {
             self.handled = Some(node.started.clone());
-            self.ui
-                .emit("node_started", json!({"node": self.node, "started_at": node.started, "seen": seen}));
+            self.ui.emit(Event::NodeStarted {
+                node: self.node.clone(),
+                started_at: node.started.clone(),
+                seen,
+            });
             self.owe(format!("{} started again at {}", self.node, node.started), false);
         }
         true
     }
 
-    /// The node is not running while Docker answers. Stopped together with Docker (its `die` came
-    /// as Docker went away, or Docker's current daemon never saw it die: it stopped before this
-    /// daemon started), Docker did not start it again: the heal starts it. Stopped while Docker
-    /// ran (a `docker stop`, a crash): left as it is, said once.
+    /// The node is not running while its engine answers. Stopped together with the engine (its
+    /// `die` came as the engine went away, the engine's current run never saw it die, podman
+    /// reset it to `created` after a reboot), the engine did not start it again: the heal starts
+    /// it. Stopped while the engine ran (a `docker stop`, a crash): left as it is, said once.
+    /// The judgement is [`crate::judge::engine::stopped_with_engine`]'s.
     fn node_exited(&mut self, node: &Node) {
         if self.owed.as_ref().is_some_and(|o| o.start) {
             return;
         }
-        let with_docker = match &self.stop {
-            Some(stop) => stop.with_docker,
-            None => !self.died_under_this_daemon(node),
-        };
+        let seen = self.stop.as_ref().map(|s| s.with_docker);
+        let remembered = if seen.is_none() { self.remembers_exit(node) } else { None };
+        let verdict = crate::judge::engine::stopped_with_engine(&crate::judge::engine::Stop {
+            state: node.status.clone(),
+            seen,
+            remembered,
+            across_outage: self.running_at_outage,
+        });
         let code = self.stop.as_ref().map_or(node.exit_code.to_string(), |s| s.exit_code.clone());
         if self.stop.is_none() {
-            let at = events::nanos_of(&node.finished).unwrap_or(0);
+            let at = crate::utc::nanos(&node.finished).unwrap_or(0);
             let seen = Instant::now();
+            let with_docker = verdict.is_ok();
             self.stop = Some(NodeStop { at, seen, exit_code: code.clone(), with_docker, said: false });
         }
-        if with_docker {
-            self.ui.emit(
-                "node_exited",
-                json!({"node": self.node, "exit_code": code, "stopped_with_docker": true, "action": "start"}),
-            );
-            self.owe(
-                format!(
-                    "{} stopped together with Docker (exit {code}) and Docker did not start it again \
-                     (kind's --restart=on-failure:1 restarts only a node that failed): starting it",
-                    self.node
-                ),
-                true,
-            );
-            return;
-        }
-        let said = self.stop.as_ref().is_some_and(|s| s.said);
-        if !said {
-            self.ui.emit(
-                "node_exited",
-                json!({"node": self.node, "exit_code": code, "stopped_with_docker": false, "action": "none"}),
-            );
-            self.ui.warn(&format!(
-                "{} was stopped while Docker ran (exit {code}; `docker stop`, or it failed): left as it is; \
-                 `bookstore up` starts it and heals the stack (or `docker start {}`)",
-                self.node, self.node
-            ));
-        }
-        if let Some(stop) = &mut self.stop {
-            stop.said = true;
+        let (engine, program) = (self.engine.kind.title(), &self.engine.program);
+        match verdict {
+            Ok(why) => {
+                self.ui.emit(Event::NodeExited {
+                    node: self.node.clone(),
+                    exit_code: code.clone(),
+                    stopped_with_docker: true,
+                    action: NodeAction::Start,
+                    state: node.status.clone(),
+                    why: why.clone(),
+                });
+                self.owe(
+                    format!(
+                        "{} stopped together with {engine} ({why}; exit {code}) and {engine} did not start it \
+                         again (kind's nodes restart only after a failure, podman's never): starting it",
+                        self.node
+                    ),
+                    true,
+                );
+            }
+            Err(why) => {
+                let said = self.stop.as_ref().is_some_and(|s| s.said);
+                if !said {
+                    self.ui.emit(Event::NodeExited {
+                        node: self.node.clone(),
+                        exit_code: code.clone(),
+                        stopped_with_docker: false,
+                        action: NodeAction::None,
+                        state: node.status.clone(),
+                        why: why.clone(),
+                    });
+                    self.ui.warn(&format!(
+                        "{} was stopped while {engine} ran ({why}; exit {code}; `{program} stop`, or it failed): \
+                         left as it is; `bookstore up` starts it and heals the stack (or `{program} start {}`)",
+                        self.node, self.node
+                    ));
+                }
+                if let Some(stop) = &mut self.stop {
+                    stop.said = true;
+                }
+            }
         }
     }
 
-    /// Does Docker's current daemon remember the node's last `die`? Its ring of events is empty
-    /// when it starts, so a `die` replayed around `State.FinishedAt` happened while it ran.
-    fn died_under_this_daemon(&self, node: &Node) -> bool {
-        let Some(finished) = events::nanos_of(&node.finished) else { return false };
+    /// Does the engine's current run remember the node's last exit? A daemon's ring of events
+    /// is empty when it starts, podman's log lives on tmpfs: an exit replayed around
+    /// `State.FinishedAt` happened while it ran. `None`: the engine cannot replay (nerdctl).
+    fn remembers_exit(&self, node: &Node) -> Option<bool> {
+        let Some(finished) = crate::utc::nanos(&node.finished) else { return Some(false) };
         let (since, until) = (finished.saturating_sub(1_000_000_000), finished + 1_000_000_000);
-        let cmd =
-            docker::past_dies(&self.node, &events::unix_time_nanos(since), &events::unix_time_nanos(until))
-                .not_cancellable();
-        cmd.run()
-            .is_ok_and(|out| out.stdout.lines().any(|l| events::parse(l).is_some_and(|e| e.action == "die")))
+        let cmd = self.engine.past_exits(&self.node, since, until)?.not_cancellable();
+        Some(cmd.run().is_ok_and(|out| {
+            out.stdout.lines().filter_map(|l| self.engine.parse_event(l)).any(|e| {
+                e.action == "die"
+                    && e.is_about(&self.node, &node.id)
+                    && (since..=until).contains(&e.time_nano)
+            })
+        }))
     }
 
     fn owe(&mut self, reason: String, start: bool) {
@@ -529,20 +582,22 @@ impl Watcher<'_> {
     fn handle(&mut self, msg: Msg) {
         match msg {
             Msg::Event(e) => {
-                if e.time_nano <= self.last_event || e.name != self.node {
+                let id = self.node_id.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                if e.time_nano <= self.last_event || !e.is_about(&self.node, &id) {
                     return;
                 }
                 self.last_event = e.time_nano;
                 match e.action.as_str() {
                     "start" => {
-                        self.look_at_node("event");
+                        self.look_at_node(Seen::Event);
                     }
                     "die" => {
                         self.node_running = false;
                         let code = e.exit_code.clone().unwrap_or_default();
-                        self.ui.emit("node_stopped", json!({"node": self.node, "exit_code": code}));
+                        self.ui.emit(Event::NodeStopped { node: self.node.clone(), exit_code: code.clone() });
+                        let engine = self.engine.kind.title();
                         self.ui.info(&format!(
-                            "{} stopped (exit {code}): if Docker is going away, it is started once Docker is \
+                            "{} stopped (exit {code}): if {engine} is going away, it is started once {engine} is \
                              back; stopped by hand, it is left stopped",
                             self.node
                         ));
@@ -575,6 +630,7 @@ impl Watcher<'_> {
                 {
                     stop.with_docker = true;
                 }
+                self.running_at_outage = self.node_running;
                 let tail = stream.stderr_tail();
                 drop(stream);
                 if wait::stopping() {
@@ -599,7 +655,7 @@ impl Watcher<'_> {
     fn check(&mut self) {
         self.next_check = Some(Instant::now() + self.interval);
         // Routes are judged only with the node up and Docker answering (not while it goes away).
-        if !self.look_at_node("check") || self.owed.is_some() || !self.node_running {
+        if !self.look_at_node(Seen::Check) || self.owed.is_some() || !self.node_running {
             return;
         }
         let failures = heal::check(&self.config.stack);
@@ -607,7 +663,11 @@ impl Watcher<'_> {
             return;
         }
         for (check, url, reason) in &failures {
-            self.ui.emit("check_failed", json!({"check": check, "url": url, "reason": reason}));
+            self.ui.emit(Event::CheckFailed {
+                check: check.clone(),
+                url: url.clone(),
+                reason: reason.clone(),
+            });
         }
         let names: Vec<&str> = failures.iter().map(|(c, _, _)| c.as_str()).collect();
         let first = &failures[0];
@@ -625,8 +685,8 @@ impl Watcher<'_> {
 
     /// Docker answers now.
     fn docker_answers(&self) -> bool {
-        let probe = docker::server_version().not_cancellable().deadline(Duration::from_secs(10));
-        matches!(crate::observe::docker_answers(&probe), Ok(Ok(_)))
+        let probe = self.engine.version().not_cancellable().deadline(Duration::from_secs(10));
+        matches!(crate::observe::engine_answers(self.engine, &probe), Ok(Ok(_)))
     }
 
     /// One heal, holding the lock; a manual run holding it is waited for.
@@ -639,7 +699,7 @@ impl Watcher<'_> {
         let holder = format!("pid {} running `bookstore watch` (healing: {reason})", std::process::id());
         let mut said = false;
         let _lock = loop {
-            match crate::run::lock_as(&self.config.stack.cluster.name, &holder) {
+            match crate::lock::acquire(&self.config.stack.cluster.name, &holder) {
                 Ok(lock) => break lock,
                 Err(Error::Busy { holder: other, .. }) => {
                     if !std::mem::replace(&mut said, true) {
@@ -662,7 +722,7 @@ impl Watcher<'_> {
         wait::resume();
         self.heals += 1;
         let n = self.heals;
-        self.ui.emit("heal_started", json!({"heal": n, "reason": reason, "start_node": start}));
+        self.ui.emit(Event::HealStarted { heal: n, reason: reason.clone(), start_node: start });
         let started = Instant::now();
         let spawned = crate::exec::spawned();
         // A `die` after the node's last start (or, for a node to start, after its last stop)
@@ -670,7 +730,7 @@ impl Watcher<'_> {
         let from = if start {
             self.stop.as_ref().map_or(0, |s| s.at)
         } else {
-            self.started_at.as_deref().and_then(events::nanos_of).unwrap_or(0)
+            self.started_at.as_deref().and_then(crate::utc::nanos).unwrap_or(0)
         };
         self.healing.store(from.max(1) as u64, Ordering::SeqCst);
         let result = heal::prepare(self.config, self.ui, start)
@@ -679,6 +739,15 @@ impl Watcher<'_> {
         let took = started.elapsed();
         let duration_ms = took.as_millis() as u64;
         let commands = crate::exec::spawned() - spawned;
+        let finished = |outcome, failed: Option<(&Error, Duration)>| Event::HealFinished {
+            heal: n,
+            outcome,
+            duration_ms,
+            commands,
+            exit_code: failed.map(|(e, _)| e.code()),
+            message: failed.map(|(e, _)| e.to_string()),
+            retry_in_ms: failed.map(|(_, retry)| retry.as_millis() as u64),
+        };
         match result {
             Ok(()) => {
                 self.owed = None;
@@ -686,10 +755,7 @@ impl Watcher<'_> {
                 self.retry_backoff = RETRY_FIRST;
                 self.healed();
                 self.ui.ok_line(&format!("Healed in {} ({commands} commands): {reason}", human(took)));
-                self.ui.emit(
-                    "heal_finished",
-                    json!({"heal": n, "outcome": "ok", "duration_ms": duration_ms, "commands": commands}),
-                );
+                self.ui.emit(finished(HealOutcome::Ok, None));
                 if !self.interval.is_zero() {
                     self.next_check = Some(Instant::now() + self.interval);
                 }
@@ -698,26 +764,22 @@ impl Watcher<'_> {
             Err(_) if wait::stopping() => return Ok(()),
             Err(_) if wait::cancelled() => {
                 self.ui.fail_line(&format!(
-                    "Heal stopped after {}: Docker or the node went away in the middle; it starts over once they are back",
-                    human(took)
+                    "Heal stopped after {}: {} or the node went away in the middle; it starts over once they are back",
+                    human(took),
+                    self.engine.kind.title()
                 ));
-                self.ui.emit(
-                    "heal_finished",
-                    json!({"heal": n, "outcome": "cancelled", "duration_ms": duration_ms, "commands": commands}),
-                );
+                self.ui.emit(finished(HealOutcome::Cancelled, None));
                 self.retry_at = Instant::now();
             }
             Err(err) if !self.docker_answers() => {
                 // Docker went away under the heal (the stream's end may not have said so yet).
+                let engine = self.engine.kind.title();
                 self.ui.fail_line(&format!(
-                    "Heal stopped after {} (exit {}): Docker does not answer; it starts over once Docker is back",
+                    "Heal stopped after {} (exit {}): {engine} does not answer; it starts over once {engine} is back",
                     human(took),
                     err.error().code()
                 ));
-                self.ui.emit(
-                    "heal_finished",
-                    json!({"heal": n, "outcome": "cancelled", "duration_ms": duration_ms, "commands": commands}),
-                );
+                self.ui.emit(finished(HealOutcome::Cancelled, None));
                 // (Not at once: the stream's end is on its way.)
                 self.retry_at = Instant::now() + Duration::from_secs(1);
             }
@@ -735,12 +797,7 @@ impl Watcher<'_> {
                     heal::diagnose(self.config, self.ui);
                 }
                 self.ui.info(&format!("retrying in {} (or fix it and run `bookstore up`)", human(retry)));
-                self.ui.emit(
-                    "heal_finished",
-                    json!({"heal": n, "outcome": "failed", "duration_ms": duration_ms, "commands": commands,
-                           "exit_code": err.code(), "message": err.to_string(),
-                           "retry_in_ms": retry.as_millis() as u64}),
-                );
+                self.ui.emit(finished(HealOutcome::Failed, Some((err, retry))));
             }
         }
         Ok(())
@@ -749,8 +806,9 @@ impl Watcher<'_> {
     /// After a heal: the node's start it healed (a heal that started the node gave it a new
     /// one) is handled, and kept in the state file.
     fn healed(&mut self) {
-        let inspect = docker::inspect(&self.node).not_cancellable().deadline(Duration::from_secs(10));
-        let Some(node) = inspect.run().ok().and_then(|out| docker::parse_inspect(&out.stdout).ok()) else {
+        let inspect = self.engine.inspect(&self.node).not_cancellable().deadline(Duration::from_secs(10));
+        let Some(node) = inspect.run().ok().and_then(|out| self.engine.parse_inspect(&out.stdout).ok())
+        else {
             return;
         };
         if !node.running {
@@ -768,12 +826,20 @@ impl Watcher<'_> {
 
 /// The reader thread: the stream's lines as messages. A heal in progress is cancelled when the
 /// node dies after the start (or stop) it began from, or when the stream ends (Docker went away).
-fn pump(reader: impl std::io::BufRead, tx: &Sender<Msg>, healing: &AtomicU64, node: &str, generation: u64) {
+fn pump(
+    engine: &Engine,
+    reader: impl std::io::BufRead,
+    tx: &Sender<Msg>,
+    healing: &AtomicU64,
+    (node, id): (&str, &std::sync::Mutex<String>),
+    generation: u64,
+) {
     for line in reader.lines() {
         let Ok(line) = line else { break };
-        let Some(event) = events::parse(&line) else { continue };
+        let Some(event) = engine.parse_event(&line) else { continue };
         let from = healing.load(Ordering::SeqCst) as u128;
-        if event.action == "die" && event.name == node && from != 0 && event.time_nano > from {
+        let ours = || event.is_about(node, &id.lock().unwrap_or_else(|p| p.into_inner()));
+        if event.action == "die" && from != 0 && event.time_nano > from && ours() {
             wait::cancel();
         }
         if tx.send(Msg::Event(event)).is_err() {

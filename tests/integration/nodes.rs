@@ -140,7 +140,7 @@ fn a_cluster_config_with_workers_is_bootstrapped_on_every_node() {
     world.mark();
     let run = Test::new().world(&world).args(["up"]).json().code(0).run();
     assert!(
-        run.stderr.contains("Waiting ≤ 2m for its 2 worker node(s) to be Ready: every node Ready"),
+        run.stderr.contains("then for its 2 worker node(s) to be Ready): created, every node Ready"),
         "{}",
         run.stderr
     );

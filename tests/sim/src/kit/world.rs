@@ -1,5 +1,5 @@
 //! A world to run `bookstore` in: a simulator started and waited on, PATH wrappers that record
-//! every argv of the real `kubectl` and `docker`, a mark from which the audit log and the argv
+//! every argv of the real `kubectl`, `docker` and (where installed) `podman`, a mark from which the audit log and the argv
 //! are read, and the checks every run in it must pass (nothing deleted, the hostile password
 //! nowhere but in Connect, kubectl always on the kind context).
 
@@ -77,7 +77,9 @@ impl World {
             std::fs::create_dir_all(sim.dir().join(sub)).expect("world folders");
         }
         let wrap = sim.dir().join("wrap");
-        for tool in ["kubectl", "docker"] {
+        // podman too where it is installed: the real-podman test runs bookstore on it.
+        let podman = which::which("podman").is_ok().then_some("podman");
+        for tool in ["kubectl", "docker"].into_iter().chain(podman) {
             // The simulator's own docker CLI (another release's recorded behaviour, `docker_cli.rs`)
             // when it has one, else the installed client.
             let shim = sim.dir().join("bin").join(tool);
@@ -416,6 +418,29 @@ impl World {
         assert!(checks.problems.is_empty(), "{:#?}", checks.problems);
     }
 
+    /// What was deleted that must not be: no kube DELETE but of a pod its controller recreates (a
+    /// restart: a ReplicaSet's, DaemonSet's or StatefulSet's, as the API had it when it was
+    /// deleted), so no PVC, namespace, secret, workload or bare pod; no Docker container removed
+    /// but the legacy proxies, no connector deleted. Since the mark.
+    pub fn deletes(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        let audit = self.audit();
+        for e in audit.iter().filter(|e| e.verb == "DELETE") {
+            let legacy_proxy = e.source == Source::Docker
+                && ["kiali-proxy", "flink-proxy", "debezium-proxy"]
+                    .iter()
+                    .any(|p| e.path_only().ends_with(&format!("/containers/{p}")));
+            let pod_restart = e.source == Source::Kube && restarted_pod(&audit, e);
+            if matches!(e.source, Source::Kube | Source::Connect | Source::Docker)
+                && !legacy_proxy
+                && !pod_restart
+            {
+                found.push(format!("DELETE {:?} {}", e.source, e.path));
+            }
+        }
+        found
+    }
+
     /// Deletes, the password in argv, outputs and files, kubectl's context, what reached
     /// Connect, since the mark (the runs: all of them).
     pub fn checks(&self) -> Checks {
@@ -424,23 +449,10 @@ impl World {
         assert!(!runs.is_empty(), "nothing ran in this world");
         c.runs = runs.len() as u32;
 
-        // Nothing deleted: no kube DELETE but of a pod its controller recreates (a restart: a
-        // ReplicaSet's, DaemonSet's or StatefulSet's, as the API had it when it was deleted),
-        // so no PVC, namespace, secret, workload or bare pod; no Docker container removed but
-        // the legacy proxies, no connector deleted.
         let audit = self.audit();
-        for e in audit.iter().filter(|e| e.verb == "DELETE") {
-            let legacy_proxy = e.source == Source::Docker
-                && ["kiali-proxy", "flink-proxy", "debezium-proxy"]
-                    .iter()
-                    .any(|p| e.path_only().ends_with(&format!("/containers/{p}")));
-            if e.source == Source::Kube && restarted_pod(&audit, e) {
-                continue;
-            }
-            if matches!(e.source, Source::Kube | Source::Connect | Source::Docker) && !legacy_proxy {
-                c.deletes += 1;
-                c.problems.push(format!("DELETE {:?} {}", e.source, e.path));
-            }
+        for problem in self.deletes() {
+            c.deletes += 1;
+            c.problems.push(problem);
         }
 
         // The password: not in any argv, output, or file; kubectl always names the kind context.

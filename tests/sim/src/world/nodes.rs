@@ -159,7 +159,7 @@ impl World {
                 None => json!(rfc3339(self.node_started(&node).unwrap_or(SystemTime::now()))),
             };
             let obj = json!({"metadata":{"name": node, "labels": labels},
-                   "spec":{"podCIDR": format!("10.244.{i}.0/24"), "providerID": format!("kind://docker/{cluster}/{node}"), "taints": taints},
+                   "spec":{"podCIDR": format!("10.244.{i}.0/24"), "providerID": format!("kind://{}/{cluster}/{node}", self.opts.node_provider), "taints": taints},
                    "status":{"conditions":[{"type":"Ready","status": status,"reason": reason,"message": message,
                                             "lastTransitionTime": transition}],
                              "addresses":[{"type":"InternalIP","address": format!("172.18.0.{}", i + 2)},{"type":"Hostname","address": node}],

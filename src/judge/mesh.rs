@@ -38,12 +38,15 @@
 //! either way only the pods on the nodes that restarted lost their registration, and the remedy
 //! restarts ztunnel on those nodes only (`plan::converge`: its pod there deleted, the DaemonSet
 //! recreates it on that node). When ztunnel is restarted on a node, every meshed pod on that
-//! node is stale (the new instance never registered them); pods on other nodes are not.
+//! node is restarted after it, as the guide does; pods on other nodes are not.
 //!
 //! When a node last started is [`NodeStart`]: kind's nodes say it by their container's
 //! `State.StartedAt`; a cluster without Docker fills the same value from the API (a Node's
 //! bootID, the kubelet's `Rebooted`/`Starting` events, its Ready transition), and the rule
 //! applies unchanged.
+//!
+//! Size: the mesh's four rules (settled, adoption, ztunnel per node, evidence) share their types
+//! and facts, and are tested here as data (the last ~300 lines).
 
 use crate::cluster::{Pod, PodRestart};
 use crate::observe::evidence::{CniLine, CniSays, HboneFailure, ZtunnelSays};

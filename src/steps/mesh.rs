@@ -105,14 +105,15 @@ pub fn restart_parts(ctx: &Ctx, settle: Duration) -> Vec<Part> {
         ],
         "rolled out",
     )];
-    if !settle.is_zero() {
-        parts.push(Part::new(
-            format!("Letting the mesh settle for {}", human(settle)),
-            vec![Op::Pause(settle)],
-            "",
-        ));
-    }
+    parts.extend(settle_part(settle));
     parts
+}
+
+/// The mesh's settle after ztunnel's restart, unless it is zero.
+fn settle_part(settle: Duration) -> Option<Part> {
+    (!settle.is_zero()).then(|| {
+        Part::new(format!("Letting the mesh settle for {}", human(settle)), vec![Op::Pause(settle)], "")
+    })
 }
 
 /// ztunnel as a restart target (kind, namespace, name).
@@ -201,13 +202,7 @@ pub fn restart_on_parts(ctx: &Ctx, nodes: &[NodeRestart], settle: Duration) -> V
         ],
         format!("a new pod Ready on each of {}", names.len()),
     )];
-    if !settle.is_zero() {
-        parts.push(Part::new(
-            format!("Letting the mesh settle for {}", human(settle)),
-            vec![Op::Pause(settle)],
-            "",
-        ));
-    }
+    parts.extend(settle_part(settle));
     parts
 }
 

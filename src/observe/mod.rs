@@ -256,9 +256,10 @@ pub fn host(ctx: &Ctx) -> Result<Host> {
         // ztunnel's state is read on each node, once the node containers are listed.
         let (tx, rx) = std::sync::mpsc::channel();
         let parts = s.spawn(|| read_cluster(ctx, &once, Names::Later(rx)));
-        let nodes = engine.nodes(&stack.cluster.name);
-        let _ =
-            tx.send(nodes.as_ref().map(|n| n.iter().map(|n| n.name.clone()).collect()).unwrap_or_default());
+        // (A failed listing drops `tx`: the reads on each node then read none.)
+        let nodes = engine.nodes_then(&stack.cluster.name, |names| {
+            let _ = tx.send(names);
+        });
         (nodes, found.join().unwrap_or_else(|_| Err("the read panicked".to_string())), join(parts))
     });
     let provider_ids = match &parts {

@@ -256,8 +256,9 @@ pub fn host(ctx: &Ctx) -> Result<Host> {
         // ztunnel's state is read on each node, once the node containers are listed.
         let (tx, rx) = std::sync::mpsc::channel();
         let parts = s.spawn(|| read_cluster(ctx, &once, Names::Later(rx)));
-        // (A failed listing drops `tx`: the reads on each node then read none.)
-        let nodes = engine.nodes_then(&stack.cluster.name, |names| {
+        // `tx` moves into the closure: a failed listing drops it unsent, and the reads on each
+        // node then read none (rather than wait for names that never come).
+        let nodes = engine.nodes_then(&stack.cluster.name, move |names| {
             let _ = tx.send(names);
         });
         (nodes, found.join().unwrap_or_else(|_| Err("the read panicked".to_string())), join(parts))

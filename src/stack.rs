@@ -137,11 +137,50 @@ pub struct Cluster {
     pub name: String,
     pub control_planes: usize,
     pub ports: Vec<PortMapping>,
+    /// Which cluster this run works on: the kind cluster (the default), or a shared one the
+    /// stack file allows (`--context`; [`Stack::target`]).
+    pub target: Target,
+}
+
+/// The cluster a run works on.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Target {
+    /// `kind-<cluster>`: kind, Docker and istioctl are the tool's to drive.
+    #[default]
+    Kind,
+    /// A context the stack file lists under `allow_contexts:` (a team's k3s, a cloud dev
+    /// cluster): no docker, kind or istioctl install ever; restarts read from the API; routes
+    /// through `kubectl port-forward`.
+    Shared(Allowed),
+}
+
+/// One `allow_contexts:` entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Allowed {
+    /// The kube context, exactly as the kubeconfig names it.
+    pub context: String,
+    /// `up` may deploy the stack there when it is absent (`bootstrap: true`); by default it is
+    /// refused: a shared cluster is not bootstrapped by accident.
+    pub bootstrap: bool,
 }
 
 impl Cluster {
+    /// The kube context every kubectl call carries: `kind-<cluster>`, or the allowed shared one.
     pub fn context(&self) -> String {
+        match &self.target {
+            Target::Kind => self.kind_context(),
+            Target::Shared(a) => a.context.clone(),
+        }
+    }
+
+    /// kind's context for this cluster (`kind-<cluster>`, for every provider).
+    pub fn kind_context(&self) -> String {
         format!("kind-{}", self.name)
+    }
+
+    /// A shared cluster: no Docker, no kind, no host ports.
+    pub fn shared(&self) -> bool {
+        matches!(self.target, Target::Shared(_))
     }
 
     pub fn control_plane_container(&self) -> String {
@@ -305,9 +344,60 @@ pub struct Stack {
     pub connect: Connect,
     pub smoke: Smoke,
     pub legacy_proxies: Vec<String>,
+    /// `allow_contexts:`: the shared clusters this stack may change (exact context names).
+    pub allow_contexts: Vec<Allowed>,
 }
 
 impl Stack {
+    /// The cluster `--context` names, checked against the stack file before anything runs
+    /// (Tilt's `allow_k8s_contexts`): `kind-<cluster>` (or no `--context`) is the kind cluster;
+    /// any other context must be listed under `allow_contexts:`, else the run is refused (exit 3)
+    /// naming the context and how to allow it. The current context is never used implicitly.
+    pub fn target(&self, context: Option<&str>) -> Result<Target> {
+        let kind = self.cluster.kind_context();
+        let Some(context) = context.filter(|c| *c != kind) else { return Ok(Target::Kind) };
+        if let Some(allowed) = self.allow_contexts.iter().find(|a| a.context == context) {
+            // Every route and Connect are reached through a port-forward to the Service holding
+            // their node port: each must have one in the manifests.
+            let ports = self.smoke.checks.iter().map(|c| (c.name.as_str(), c.port));
+            for (what, port) in ports.chain([("connect", self.connect.port)]) {
+                if self.node_port_service(port).is_none() {
+                    return Err(Error::input(
+                        "stack file",
+                        format!(
+                            "`{what}` uses port {port}, and no Service of the manifests has nodePort \
+                             {port}: on the shared cluster `{context}` it is reached through \
+                             `kubectl port-forward service/<name>`, so one must"
+                        ),
+                    ));
+                }
+            }
+            return Ok(Target::Shared(allowed.clone()));
+        }
+        let file = self.source.describe("stack.yaml");
+        Err(Error::prerequisite(
+            format!(
+                "kube context `{context}` is not this stack's kind cluster ({kind}) and the stack file \
+                 does not allow it: bookstore changes only the kind cluster and the shared clusters \
+                 its stack file names (it might be production)"
+            ),
+            format!(
+                "if `{context}` is a development cluster you may change, add it to {file}:\n  \
+                 allow_contexts: [{context}]\nthen run again; otherwise drop --context (or \
+                 BOOKSTORE_CONTEXT) to work on {kind}"
+            ),
+        ))
+    }
+
+    /// The Service of the manifests that has node port `node_port`: (namespace, name, its port).
+    /// On kind the host port lands there; on a shared cluster a port-forward names it.
+    pub fn node_port_service(&self, node_port: u16) -> Option<(String, String, u16)> {
+        self.bootstrap.tiers.iter().flat_map(|t| &t.docs).find_map(|d| {
+            let (_, port) = d.node_ports.iter().find(|(n, _)| *n == node_port)?;
+            Some((d.namespace.clone().unwrap_or_else(|| "default".into()), d.name.clone(), *port))
+        })
+    }
+
     /// The index in `workloads` of the workload named `name` (names are unique: checked on load).
     pub fn index(&self, name: &str) -> Option<usize> {
         self.workloads.iter().position(|w| w.name == name)
@@ -339,6 +429,24 @@ struct StackFile {
     #[serde(default)]
     legacy_proxies: Vec<String>,
     bootstrap: BootstrapFile,
+    #[serde(default)]
+    allow_contexts: Vec<AllowFile>,
+}
+
+/// An `allow_contexts:` entry: a context name, or `{name, bootstrap}`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum AllowFile {
+    Name(String),
+    Entry(AllowEntry),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AllowEntry {
+    name: String,
+    #[serde(default)]
+    bootstrap: bool,
 }
 
 #[derive(Deserialize)]
@@ -661,6 +769,14 @@ fn load_unchecked_ports(source: Source) -> Result<Stack> {
                 .collect(),
         },
         legacy_proxies: file.legacy_proxies.clone(),
+        allow_contexts: file
+            .allow_contexts
+            .iter()
+            .map(|a| match a {
+                AllowFile::Name(name) => Allowed { context: name.clone(), bootstrap: false },
+                AllowFile::Entry(e) => Allowed { context: e.name.clone(), bootstrap: e.bootstrap },
+            })
+            .collect(),
     };
     validate(&stack)?;
     Ok(stack)
@@ -969,6 +1085,7 @@ pub fn parse_cluster(text: &str) -> std::result::Result<Cluster, String> {
         name: file.name.unwrap_or_else(|| "kind".into()),
         control_planes: control_planes.max(usize::from(file.nodes.is_empty())),
         ports,
+        target: Target::Kind,
     })
 }
 
@@ -1027,6 +1144,18 @@ fn validate(stack: &Stack) -> Result<()> {
              survive a Docker restart (kubernetes-sigs/kind#1689): use one",
             stack.cluster.control_planes
         ));
+    }
+    let mut contexts = BTreeSet::new();
+    for a in &stack.allow_contexts {
+        if a.context.trim().is_empty() || !contexts.insert(a.context.as_str()) {
+            return bad(format!("allow_contexts: `{}` is empty or listed twice", a.context));
+        }
+        if a.context == stack.cluster.kind_context() {
+            return bad(format!(
+                "allow_contexts: `{}` is the kind cluster's own context, allowed anyway: list only shared clusters",
+                a.context
+            ));
+        }
     }
     let mut names = BTreeSet::new();
     for w in &stack.workloads {
@@ -1144,6 +1273,40 @@ mod tests {
         assert_eq!(stack.workloads.len(), 16);
         assert_eq!(stack.connect.connectors.len(), 2);
         assert_eq!(stack.mesh.timeout, Duration::from_secs(90));
+    }
+
+    #[test]
+    fn a_context_other_than_kind_is_refused_unless_the_stack_file_allows_it() {
+        let mut stack = load(Source::Embedded).unwrap();
+        assert_eq!(stack.target(None).unwrap(), Target::Kind);
+        assert_eq!(stack.target(Some("kind-bookstore")).unwrap(), Target::Kind);
+        let refused = stack.target(Some("gke_team_dev")).unwrap_err();
+        assert_eq!(refused.code(), crate::error::code::PREREQUISITE);
+        let text = refused.to_string();
+        assert!(text.contains("kube context `gke_team_dev`"), "{text}");
+        assert!(text.contains("allow_contexts: [gke_team_dev]"), "{text}");
+
+        let file = "allow_contexts:\n  - k3s-dev\n  - { name: gke_team_dev, bootstrap: true }\n";
+        let parsed: StackFile =
+            serde_saphyr::from_str(&(Source::Embedded.read("stack.yaml").unwrap() + file)).unwrap();
+        assert_eq!(parsed.allow_contexts.len(), 2);
+        stack.allow_contexts = vec![
+            Allowed { context: "k3s-dev".into(), bootstrap: false },
+            Allowed { context: "gke_team_dev".into(), bootstrap: true },
+        ];
+        let Target::Shared(k3s) = stack.target(Some("k3s-dev")).unwrap() else { panic!("shared") };
+        assert!(!k3s.bootstrap);
+        stack.cluster.target = Target::Shared(k3s);
+        assert_eq!(stack.cluster.context(), "k3s-dev");
+        assert!(stack.target(Some("k3s-dev2")).is_err(), "exact names only");
+        // Every route is reached through the Service holding its node port.
+        assert_eq!(
+            stack.node_port_service(30000),
+            Some(("infra".into(), "bookstore-gateway-nodeport".into(), 80))
+        );
+        stack.smoke.checks[0].port = 30999;
+        let err = stack.target(Some("k3s-dev")).unwrap_err().to_string();
+        assert!(err.contains("no Service of the manifests has nodePort 30999"), "{err}");
     }
 
     #[test]

@@ -187,6 +187,9 @@ pub fn run(cli: Cli) -> u8 {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let (result, timings) = match Config::from_cli(cli) {
         Ok(config) => {
+            // On a shared cluster docker, kind and istioctl never run, whatever a room forgets.
+            let shared = config.stack.cluster.shared();
+            crate::exec::forbid(if shared { &["docker", "kind", "istioctl"] } else { &[] });
             let timings = config.timings.clone().filter(|_| !config.dry_run);
             if config.dry_run && config.timings.is_some() {
                 ui.info("--dry-run: nothing runs, so --timings writes no timeline");
@@ -410,6 +413,15 @@ fn print_lines(ui: &Ui, lines: &[String]) {
 
 fn down(config: &Config, ui: &Ui, yes: bool) -> Result<()> {
     let name = &config.stack.cluster.name;
+    if config.stack.cluster.shared() {
+        return Err(Error::prerequisite(
+            format!(
+                "`down` deletes the kind cluster {name}; on the shared cluster `{}` bookstore deletes nothing",
+                config.stack.cluster.context()
+            ),
+            "drop --context to delete the kind cluster",
+        ));
+    }
     let delete = docker::kind_delete_cluster(name);
     if config.dry_run {
         print_lines(ui, &[docker::kind_get_clusters().to_string(), delete.to_string()]);

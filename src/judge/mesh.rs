@@ -44,11 +44,23 @@ pub struct NodeStart {
     pub name: String,
     /// `State.StartedAt` of its container; `None` when not known.
     pub started_at: Option<u64>,
+    /// The evidence for `started_at`, when it is not the node container's `State.StartedAt`: on a
+    /// shared cluster, what the API shows ([`super::boots`]).
+    pub source: Option<String>,
 }
 
-/// The nodes the observation knows: the control-plane node container.
+/// The nodes the observation knows: the control-plane node container on kind; on a shared
+/// cluster every Node, each started when the API's evidence says ([`super::boots`]).
 pub fn nodes(stack: &Stack, obs: &Observation) -> Vec<NodeStart> {
-    vec![NodeStart { name: stack.cluster.control_plane_container(), started_at: obs.node.started_at }]
+    if stack.cluster.shared() {
+        let events = obs.node_events.as_deref().unwrap_or_default();
+        return super::boots::last_started(&obs.api_nodes, events, &obs.pods);
+    }
+    vec![NodeStart {
+        name: stack.cluster.control_plane_container(),
+        started_at: obs.node.started_at,
+        source: None,
+    }]
 }
 
 /// The node a pod runs on (`spec.nodeName`); a pod not scheduled yet counts as on the only node
@@ -169,7 +181,9 @@ pub fn ztunnel(stack: &Stack, obs: &Observation) -> Ztunnel {
         .iter()
         .map(|name| {
             let here: Vec<&Pod> = pods.iter().copied().filter(|p| node_of(&nodes, p) == Some(name)).collect();
-            let started = nodes.iter().find(|n| &n.name == name).and_then(|n| n.started_at);
+            let start = nodes.iter().find(|n| &n.name == name);
+            let started = start.and_then(|n| n.started_at);
+            let evidence = start.and_then(|n| n.source.clone());
             let stale = |why: String| OnNode {
                 node: name.clone(),
                 stale: Some(why),
@@ -186,12 +200,15 @@ pub fn ztunnel(stack: &Stack, obs: &Observation) -> Ztunnel {
             if let Some(start) = started
                 && let Some(p) = here.iter().find(|p| p.created.unwrap_or(0) < start)
             {
+                let started = match &evidence {
+                    Some(evidence) => format!("before {evidence}"),
+                    None => format!("before the node container last started ({})", utc::format(start)),
+                };
                 return stale(format!(
-                    "its pod {} was created {}, before the node container last started ({}): it came back \
-                     with the node and holds no registration for the pods that came back with it",
+                    "its pod {} was created {}, {started}: it came back with the node and holds no \
+                     registration for the pods that came back with it",
                     p.name,
                     when(p.created),
-                    utc::format(start)
                 ));
             }
             if let Some(p) = here.iter().find(|p| !p.ready()) {
@@ -202,9 +219,11 @@ pub fn ztunnel(stack: &Stack, obs: &Observation) -> Ztunnel {
                 ));
             }
             let p = here.iter().max_by_key(|p| p.ready_since).expect("not empty");
-            let after = started
-                .map(|s| format!(", after the node container started ({})", utc::format(s)))
-                .unwrap_or_default();
+            let after = match (started, &evidence) {
+                (Some(s), None) => format!(", after the node container started ({})", utc::format(s)),
+                (Some(s), Some(_)) => format!(", after node {name} last started ({})", utc::format(s)),
+                (None, _) => String::new(),
+            };
             OnNode {
                 node: name.clone(),
                 stale: None,

@@ -203,8 +203,15 @@ pub struct Host {
 /// `docker ps -a --filter label=io.x-k8s.kind.cluster`), so kind is asked only when there is no
 /// such container. `Err` when the tools are missing or Docker does not answer.
 pub fn host(ctx: &Ctx) -> Result<Host> {
-    tools(&["kind", "kubectl", "docker"])?;
     let stack = ctx.stack;
+    if stack.cluster.shared() {
+        // A shared cluster: no Docker, no kind, no node container; the cluster is its API.
+        tools(&["kubectl"])?;
+        let once = Kubectl::new(stack.cluster.context(), Duration::ZERO);
+        let cluster = read_cluster(ctx, &once).map(|p| p.with(Node::default()));
+        return Ok(Host { node: Some(Ok(Node::default())), legacy: Ok(Vec::new()), cluster: Some(cluster) });
+    }
+    tools(&["kind", "kubectl", "docker"])?;
     let name = stack.cluster.control_plane_container();
     let legacy = &stack.legacy_proxies;
     let once = Kubectl::new(stack.cluster.context(), Duration::ZERO);
@@ -245,6 +252,20 @@ pub fn host(ctx: &Ctx) -> Result<Host> {
 pub fn describe(ctx: &Ctx, lines: &mut Vec<String>) {
     let stack = ctx.stack;
     lines.push("# Observe the stack (read-only, in parallel; these run with --dry-run too)".into());
+    if stack.cluster.shared() {
+        lines.push(format!("{}   # every Node: bootID, Ready and its transition", ctx.kube.list_nodes()));
+        lines.push(format!(
+            "{}   # the kubelet's Starting and Rebooted events (kept 1 h)",
+            ctx.kube.list_node_events()
+        ));
+    } else {
+        describe_host(ctx, lines);
+    }
+    describe_cluster(ctx, lines);
+}
+
+fn describe_host(ctx: &Ctx, lines: &mut Vec<String>) {
+    let stack = ctx.stack;
     lines.push(format!(
         "{}   # the cluster's node: running, its port mappings, State.StartedAt",
         docker::inspect(&stack.cluster.control_plane_container())
@@ -258,6 +279,10 @@ pub fn describe(ctx: &Ctx, lines: &mut Vec<String>) {
     if !stack.legacy_proxies.is_empty() {
         lines.push(format!("{}   # legacy socat proxies", docker::ps_named(&stack.legacy_proxies)));
     }
+}
+
+fn describe_cluster(ctx: &Ctx, lines: &mut Vec<String>) {
+    let stack = ctx.stack;
     lines.push(format!(
         "{}   # every workload exists, its generations; pods' creation and Ready times, IPs, mesh enrolment",
         ctx.kube.list_deployments_and_pods()
@@ -316,8 +341,12 @@ pub enum Stored {
 pub struct Observation {
     /// When it was read (seconds since the epoch).
     pub at: u64,
-    /// The control-plane node container (`docker inspect`).
+    /// The control-plane node container (`docker inspect`; empty on a shared cluster).
     pub node: Node,
+    /// On a shared cluster: every Node as the API reports it (bootID, Ready), and the events on
+    /// Nodes (the kubelet's `Starting` and `Rebooted`); what `judge::boots` dates restarts by.
+    pub api_nodes: Vec<crate::cluster::Node>,
+    pub node_events: Read<Vec<crate::cluster::Event>>,
     pub deployments: Vec<Deployment>,
     pub pods: Vec<Pod>,
     /// ztunnel's failed HBONE connections in its last [`LOG_TAIL`] log lines.
@@ -346,6 +375,8 @@ pub fn cluster(ctx: &Ctx, node: Node) -> Result<Observation> {
 struct Parts {
     deployments: Vec<Deployment>,
     pods: Vec<Pod>,
+    api_nodes: Vec<crate::cluster::Node>,
+    node_events: Read<Vec<crate::cluster::Event>>,
     hbone: Read<Vec<HboneFailure>>,
     cni: Read<Vec<(String, String, String)>>,
     routes: Vec<Probe>,
@@ -354,8 +385,19 @@ struct Parts {
 
 impl Parts {
     fn with(self, node: Node) -> Observation {
-        let Parts { deployments, pods, hbone, cni, routes, connectors } = self;
-        Observation { at: now(), node, deployments, pods, hbone, cni, routes, connectors }
+        let Parts { deployments, pods, api_nodes, node_events, hbone, cni, routes, connectors } = self;
+        Observation {
+            at: now(),
+            node,
+            deployments,
+            pods,
+            api_nodes,
+            node_events,
+            hbone,
+            cni,
+            routes,
+            connectors,
+        }
     }
 }
 
@@ -368,8 +410,18 @@ fn read_cluster(ctx: &Ctx, kube: &Kubectl) -> Result<Parts> {
         cmd.run().map(|o| o.stdout.into_bytes()).map_err(|e| e.headline())
     };
     let panicked = || Err("the read panicked".to_string());
-    let (objects, routes, connectors, hbone, cni) = std::thread::scope(|s| {
+    let shared = stack.cluster.shared();
+    let (objects, routes, connectors, hbone, cni, nodes) = std::thread::scope(|s| {
         let objects = s.spawn(|| kube.run(&kube.list_deployments_and_pods()).map(|o| o.stdout));
+        // A shared cluster's restarts are read from the API: its Nodes and their events.
+        let nodes = s.spawn(move || -> Result<Option<(String, Read<Vec<crate::cluster::Event>>)>> {
+            if !shared {
+                return Ok(None);
+            }
+            let events = kube.list_node_events().run().map_err(|e| e.headline());
+            let events = events.and_then(|o| crate::cluster::parse_events(&o.stdout));
+            Ok(Some((kube.run(&kube.list_nodes())?.stdout, events)))
+        });
         let connectors = s.spawn(|| connectors(ctx, kube));
         let hbone = s.spawn(|| logs(&mesh.daemonset));
         let cni = s.spawn(|| logs(CNI_DAEMONSET));
@@ -380,14 +432,25 @@ fn read_cluster(ctx: &Ctx, kube: &Kubectl) -> Result<Parts> {
             connectors.join().unwrap_or_default(),
             hbone.join().unwrap_or_else(|_| panicked()),
             cni.join().unwrap_or_else(|_| panicked()),
+            join(nodes),
         )
     });
+    let (api_nodes, node_events) = match nodes? {
+        Some((json, events)) => {
+            let nodes = crate::cluster::parse_nodes(&json)
+                .map_err(|p| Error::step(format!("`{}`: {p}", kube.list_nodes()), "run it by hand"))?;
+            (nodes, events)
+        }
+        None => (Vec::new(), Ok(Vec::new())),
+    };
     let (deployments, pods) = crate::cluster::parse_deployments_and_pods(&objects?)
         .map_err(|p| Error::step(format!("`{}`: {p}", kube.list_deployments_and_pods()), "run it by hand"))?;
     let text = |log: Vec<u8>| String::from_utf8_lossy(&log).into_owned();
     Ok(Parts {
         deployments,
         pods,
+        api_nodes,
+        node_events,
         hbone: hbone.map(|log| evidence::parse_ztunnel(&text(log))),
         cni: cni.map(|log| evidence::parse_cni(&text(log))),
         routes,
@@ -435,6 +498,8 @@ impl Observation {
             node: Node::default(),
             deployments,
             pods,
+            api_nodes: Vec::new(),
+            node_events: Ok(Vec::new()),
             hbone: Ok(Vec::new()),
             cni: Ok(Vec::new()),
             routes: Vec::new(),

@@ -36,7 +36,9 @@ pub fn plan_up(
     };
     let node =
         node.map_err(|e| Error::step(e, "check the node container (`docker ps -a`), then run again"))?;
-    preflight::check_node(ctx, &node)?;
+    if !stack.cluster.shared() {
+        preflight::check_node(ctx, &node)?;
+    }
     let (step, obs) = match host.cluster {
         Some(Ok(obs)) => (step, obs),
         Some(Err(e @ (Error::Prerequisite { .. } | Error::Interrupted))) => return Err(e),
@@ -50,6 +52,20 @@ pub fn plan_up(
         }
     };
     let missing = crate::judge::workloads::missing(stack, |ns, name| obs.deployment(ns, name).is_some());
+    if !missing.is_empty() && stack.cluster.shared() {
+        return Err(Error::prerequisite(
+            format!(
+                "the stack is not on the shared cluster `{}` ({} of {} workloads missing: {}): bookstore \
+                 heals the stack there but never bootstraps a shared cluster; nothing was changed",
+                stack.cluster.context(),
+                missing.len(),
+                stack.workloads.len(),
+                missing.join(", ")
+            ),
+            "deploy the stack there the way your team does (its manifests are under infra/k8s), or work \
+             on the kind cluster (drop --context)",
+        ));
+    }
     if !missing.is_empty() {
         step.done(&format!(
             "the stack is incomplete ({} missing): resuming the bootstrap",

@@ -65,7 +65,7 @@ pub fn remove_legacy(ctx: &Ctx, names: &[String]) -> Result<()> {
 /// Remove the old socat proxy containers: they point at stale node IPs and hold the host ports.
 pub fn legacy_proxies(ctx: &Ctx) -> Result<()> {
     let legacy = &ctx.stack.legacy_proxies;
-    if legacy.is_empty() {
+    if legacy.is_empty() || ctx.stack.cluster.shared() {
         return Ok(());
     }
     let found: Vec<String> =
@@ -78,6 +78,15 @@ pub fn legacy_proxies(ctx: &Ctx) -> Result<()> {
 
 pub fn run(ctx: &Ctx, p: &Preflight) -> Result<()> {
     let step = ctx.ui.start("Checking prerequisites");
+    if ctx.stack.cluster.shared() {
+        // A shared cluster: kubectl is the only tool; its API is waited for next.
+        tools(&["kubectl"])?;
+        step.done(&format!(
+            "kubectl; shared cluster {} (no docker, kind or istioctl)",
+            ctx.stack.cluster.context()
+        ));
+        return Ok(());
+    }
     tools(&p.tools)?;
     if p.docker {
         docker_running()?;
@@ -106,6 +115,13 @@ pub fn run(ctx: &Ctx, p: &Preflight) -> Result<()> {
 }
 
 pub fn describe(ctx: &Ctx, p: &Preflight, lines: &mut Vec<String>) {
+    if ctx.stack.cluster.shared() {
+        lines.push(format!(
+            "# Preflight: kubectl on PATH (shared cluster {}: no docker, kind or istioctl)",
+            ctx.stack.cluster.context()
+        ));
+        return;
+    }
     if !p.tools.is_empty() {
         lines.push(format!("# Preflight: {} on PATH", p.tools.join(", ")));
     }
@@ -127,7 +143,7 @@ pub fn describe(ctx: &Ctx, p: &Preflight, lines: &mut Vec<String>) {
 }
 
 pub fn describe_legacy_proxies(ctx: &Ctx, lines: &mut Vec<String>) {
-    if !ctx.stack.legacy_proxies.is_empty() {
+    if !ctx.stack.legacy_proxies.is_empty() && !ctx.stack.cluster.shared() {
         lines.push("# Remove the legacy socat proxy containers (after every check)".into());
         lines.push(docker::ps_named(&ctx.stack.legacy_proxies).to_string());
         lines.push(format!("{}   # only those found", docker::rm_force(&ctx.stack.legacy_proxies)));

@@ -44,6 +44,7 @@ pub mod images;
 pub mod kit;
 pub mod kube;
 pub mod latency;
+pub mod portforward;
 pub mod server;
 pub mod sim;
 pub mod standins;

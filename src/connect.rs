@@ -15,11 +15,19 @@ use crate::wait::{Attempt, Deadline, Poll};
 /// The shortest time a request gets when a deadline is about to end: enough for a last answer.
 const LAST_TRY: Duration = Duration::from_millis(200);
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Connect {
     base: String,
     /// The command that shows the worker's log (with the kind context), for advice.
     logs: String,
+    /// On a shared cluster, the port-forward `base` goes through (stopped with the last clone).
+    port: Option<std::sync::Arc<crate::ports::Port>>,
+}
+
+impl std::fmt::Debug for Connect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connect").field("base", &self.base).finish()
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,12 +79,16 @@ impl Connect {
             stack.cluster.context(),
             c.workload
         );
-        Ok(Connect::new(stack.cluster.host_port(c.port)?, logs))
+        // On a shared cluster, a port-forward held as long as this value.
+        let port = crate::ports::open(stack, c.port)?;
+        let mut api = Connect::new(port.local, logs);
+        api.port = Some(std::sync::Arc::new(port));
+        Ok(api)
     }
 
     /// `logs`: the pasteable command that shows the worker's log.
     pub fn new(host_port: u16, logs: String) -> Connect {
-        Connect { base: format!("http://127.0.0.1:{host_port}"), logs }
+        Connect { base: format!("http://127.0.0.1:{host_port}"), logs, port: None }
     }
 
     pub fn list(&self) -> Request {

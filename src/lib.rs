@@ -15,6 +15,7 @@ pub mod kube;
 pub mod manifests;
 pub mod observe;
 pub mod plan;
+pub mod ports;
 #[cfg(test)]
 mod proptests;
 pub mod run;

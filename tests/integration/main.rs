@@ -11,6 +11,7 @@ mod faults;
 mod harness;
 mod inputs;
 mod recover;
+mod shared;
 mod sim_e2e;
 mod simkit;
 mod status;

@@ -276,7 +276,7 @@ pub fn forwarded(
     let path = req.path_q.split('?').next().unwrap_or("/").to_string();
     let r = if routes(&w.infra.stack, node_port).is_empty() {
         let workload = crate::store::str_at(&labels, "/app");
-        let (b, ct) = body_for(&workload, &path);
+        let (b, ct) = body_for(workload, &path);
         Ok(server::resp(200, ct, b))
     } else {
         serve(w, node_port, &req.host, &req.path_q)

@@ -140,7 +140,7 @@ const FLAG_FIN: u8 = 0x01;
 
 enum Frame {
     Control { kind: u16, data: Vec<u8> },
-    Data { stream: u32, flags: u8, data: Vec<u8> },
+    Data { stream: u32, data: Vec<u8> },
 }
 
 /// Complete frames at the front of `buf` (removed from it).
@@ -155,12 +155,11 @@ fn frames(buf: &mut Vec<u8>) -> Vec<Frame> {
             return out;
         }
         let data = buf[8..8 + len].to_vec();
-        let flags = buf[4];
         if buf[0] & 0x80 != 0 {
             out.push(Frame::Control { kind: u16::from_be_bytes([buf[2], buf[3]]), data });
         } else {
             let stream = u32::from_be_bytes([buf[0] & 0x7f, buf[1], buf[2], buf[3]]);
-            out.push(Frame::Data { stream, flags, data });
+            out.push(Frame::Data { stream, data });
         }
         buf.drain(..8 + len);
     }
@@ -406,7 +405,7 @@ async fn serve<T: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                 }
                 Frame::Control { kind: GOAWAY, .. } => break 'read,
                 Frame::Control { kind: RST_STREAM, .. } | Frame::Control { .. } => {}
-                Frame::Data { stream, data, .. } => {
+                Frame::Data { stream, data } => {
                     let Some(pair) = pairs.values_mut().find(|p| p.data == Some(stream)) else {
                         continue;
                     };

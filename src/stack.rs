@@ -379,7 +379,7 @@ impl Stack {
             format!(
                 "kube context `{context}` is not this stack's kind cluster ({kind}) and the stack file \
                  does not allow it: bookstore changes only the kind cluster and the shared clusters \
-                 its stack file names (it might be production)"
+                 its stack file names (it may be a live cluster)"
             ),
             format!(
                 "if `{context}` is a development cluster you may change, add it to {file}:\n  \

@@ -452,7 +452,7 @@ mod tests {
     #[test]
     fn the_websocket_accept_key_is_rfc_6455s() {
         // RFC 6455 §1.3's example.
-        assert_eq!(accept_key("dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kwOeMAX/bGHPcE=");
+        assert_eq!(accept_key("dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
     }
 
     #[test]

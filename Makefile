@@ -31,5 +31,5 @@ demo-watch:  ## `bookstore watch` heals a simulated Docker Desktop restart while
 watch:       ## heal the stack by itself after every Docker restart (foreground; Ctrl-C to stop)
 	scripts/bookstore watch
 
-bench:       ## the restart guide vs bookstore recover, watch, and the bootstrap (up --tiers vs up), on the simulator (BENCH_ARGS="--only bootstrap --runs 1")
+bench:       ## the restart guide vs bookstore recover, watch, and the bootstrap (tiers, graph, a naive script; cold and warm), on the simulator (BENCH_ARGS="--only bootstrap --runs 1")
 	cargo build --release -p bookstore -p bookstore-sim && target/release/bookstore-sim bench $(BENCH_ARGS)

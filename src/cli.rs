@@ -151,7 +151,8 @@ pub struct WatchArgs {
     pub interval: String,
 
     /// Run `bookstore watch` at login as a user service (a LaunchAgent on macOS, a systemd user
-    /// unit on Linux) with this stack file; with --dry-run, print the file and the commands
+    /// unit on Linux), from a copy of this binary and of the stack's folder that a reinstall
+    /// replaces; with --dry-run, print the files and the commands
     #[arg(long, group = "service")]
     pub install: bool,
 

@@ -27,6 +27,8 @@ pub struct Container {
 pub struct Pod {
     pub namespace: String,
     pub name: String,
+    /// `metadata.uid`: a pod recreated under the same name (a StatefulSet's) is another pod.
+    pub uid: String,
     pub labels: BTreeMap<String, String>,
     pub phase: String,
     /// `status.podIP` and `status.podIPs`.
@@ -37,6 +39,13 @@ pub struct Pod {
     pub created: Option<u64>,
     /// When its `Ready` condition last turned True (`lastTransitionTime`); `None` while not Ready.
     pub ready_since: Option<u64>,
+    /// `PodReadyToStartContainers` (`PodHasNetwork` before Kubernetes 1.29): `Some(true)` while
+    /// its current sandbox runs with its network set up, `Some(false)` while it has none (after a
+    /// node restart, until the kubelet has made a new one); `None` when the condition is absent.
+    pub sandbox: Option<bool>,
+    /// When that condition last turned True: when its current sandbox (network namespace) was
+    /// made.
+    pub sandbox_since: Option<u64>,
     /// `metadata.deletionTimestamp` is set: it is going away.
     pub terminating: bool,
     /// istio-cni enrolled it in the ambient mesh (`ambient.istio.io/redirection: enabled`).
@@ -57,6 +66,71 @@ impl Pod {
 
     pub fn restarts(&self) -> u64 {
         self.containers.iter().map(|c| c.restarts).sum()
+    }
+}
+
+/// A restart of one pod by deleting it, the only deletion of a cluster object outside `down`.
+/// Its controller creates its replacement: a ReplicaSet (a Deployment's) another pod from the
+/// same template, a DaemonSet one on the same node, a StatefulSet one under the same name with
+/// the same claims. So deleting such a pod is a restart and loses nothing that is not recreated;
+/// deleting anything else (a bare pod, a static pod's mirror, a Job's pod, any other object)
+/// loses it. Made only from an observed pod whose controller reference names one of those kinds
+/// ([`PodRestart::of`]); `Kubectl::delete_pod` takes nothing else.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodRestart {
+    namespace: String,
+    name: String,
+    uid: String,
+    node: String,
+    controller: (String, String),
+}
+
+impl PodRestart {
+    /// The controllers that recreate a pod deleted under them.
+    pub const CONTROLLERS: [&str; 3] = ["ReplicaSet", "DaemonSet", "StatefulSet"];
+
+    /// The restart of `pod`, if its controller recreates it; why not otherwise.
+    pub fn of(pod: &Pod) -> Result<PodRestart, String> {
+        let who = format!("pod {}/{}", pod.namespace, pod.name);
+        match &pod.owner {
+            Some((kind, name)) if Self::CONTROLLERS.contains(&kind.as_str()) && !name.is_empty() => {
+                Ok(PodRestart {
+                    namespace: pod.namespace.clone(),
+                    name: pod.name.clone(),
+                    uid: pod.uid.clone(),
+                    node: pod.node.clone(),
+                    controller: (kind.clone(), name.clone()),
+                })
+            }
+            Some((kind, name)) => Err(format!(
+                "{who} is controlled by {kind} {name}, which does not recreate a deleted pod: deleting it would lose it"
+            )),
+            None => Err(format!("{who} has no controller: deleting it would lose it")),
+        }
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The deleted pod's `metadata.uid`: its replacement has another (a StatefulSet's keeps the
+    /// name).
+    pub fn uid(&self) -> &str {
+        &self.uid
+    }
+
+    /// The node it ran on (`spec.nodeName`; empty when it was not scheduled).
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Its controller: (kind, name).
+    pub fn controller(&self) -> (&str, &str) {
+        (&self.controller.0, &self.controller.1)
     }
 }
 
@@ -199,6 +273,16 @@ fn pod(v: &Value) -> Pod {
         .flatten()
         .find(|c| c["type"] == "Ready" && c["status"] == "True")
         .and_then(|c| crate::utc::parse(&text(c, "/lastTransitionTime")));
+    let sandbox = v
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "PodReadyToStartContainers" || c["type"] == "PodHasNetwork");
+    let sandbox_since = sandbox
+        .filter(|c| c["status"] == "True")
+        .and_then(|c| crate::utc::parse(&text(c, "/lastTransitionTime")));
+    let sandbox = sandbox.map(|c| c["status"] == "True");
     let owner = v
         .pointer("/metadata/ownerReferences")
         .and_then(Value::as_array)
@@ -241,12 +325,15 @@ fn pod(v: &Value) -> Pod {
     Pod {
         namespace: text(v, "/metadata/namespace"),
         name: text(v, "/metadata/name"),
+        uid: text(v, "/metadata/uid"),
         labels: labels(v.pointer("/metadata/labels")),
         phase: text(v, "/status/phase"),
         ips,
         node: text(v, "/spec/nodeName"),
         created: crate::utc::parse(&text(v, "/metadata/creationTimestamp")),
         ready_since,
+        sandbox,
+        sandbox_since,
         terminating: v.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null()),
         meshed: text(v, "/metadata/annotations/ambient.istio.io~1redirection") == "enabled",
         owner,
@@ -368,6 +455,43 @@ mod tests {
         assert_eq!(pods[1].containers[0].image, "postgres:17");
         assert!(parse_deployments_and_pods("{}").is_err());
         assert!(parse_deployments_and_pods("nope").is_err());
+    }
+
+    #[test]
+    fn only_a_pod_its_controller_recreates_can_be_restarted_by_deleting_it() {
+        let pod = |owner: Option<(&str, &str)>| Pod {
+            namespace: "istio-system".into(),
+            name: "ztunnel-x2".into(),
+            uid: "u-1".into(),
+            node: "bookstore-worker".into(),
+            owner: owner.map(|(k, n)| (k.to_string(), n.to_string())),
+            ..Pod::default()
+        };
+        for kind in PodRestart::CONTROLLERS {
+            let r = PodRestart::of(&pod(Some((kind, "ztunnel")))).unwrap();
+            assert_eq!(
+                (r.namespace(), r.name(), r.uid(), r.node()),
+                ("istio-system", "ztunnel-x2", "u-1", "bookstore-worker")
+            );
+            assert_eq!(r.controller(), (kind, "ztunnel"));
+        }
+        // A static pod's mirror (owned by its Node), a Job's pod, a bare pod: deleting loses them.
+        for owner in [
+            Some(("Node", "bookstore-control-plane")),
+            Some(("Job", "migrate")),
+            Some(("ReplicaSet", "")),
+            None,
+        ] {
+            let why = PodRestart::of(&pod(owner)).unwrap_err();
+            assert!(why.contains("deleting it would lose it"), "{why}");
+        }
+        // The controller reference is read from ownerReferences[controller=true] only.
+        let json = list(json!([{"kind": "Pod", "metadata": {"namespace": "ns", "name": "p", "uid": "u-9",
+            "ownerReferences": [{"kind": "ReplicaSet", "name": "rs", "controller": false},
+                                {"kind": "StatefulSet", "name": "db", "controller": true}]}}]));
+        let (_, pods) = parse_deployments_and_pods(&json).unwrap();
+        assert_eq!(pods[0].uid, "u-9");
+        assert_eq!(PodRestart::of(&pods[0]).unwrap().controller(), ("StatefulSet", "db"));
     }
 
     #[test]

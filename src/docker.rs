@@ -7,8 +7,103 @@ use serde_json::Value;
 
 use crate::exec::Cmd;
 
-pub fn info() -> Cmd {
-    Cmd::new("docker").args(["info", "--format", "{{.ServerVersion}}"]).deadline(Duration::from_secs(20))
+/// Docker's liveness probe: `docker version --format '{{.Server.Version}}'` fails whenever the
+/// daemon does not answer, on every CLI release (docker/cli `cli/command/system/version.go`
+/// returns the server's error: v27.5.1 `:190-193`, HEAD `:222-229`). `docker info --format`
+/// does not: before 28.1 it prints the error on stderr and exits 0 (v27.5.1
+/// `cli/command/system/info.go:102-123`), and from 28.1 it still does for any error that is
+/// not a failure to connect (`addServerInfo`).
+pub fn server_version() -> Cmd {
+    Cmd::new("docker").args(["version", "--format", "{{.Server.Version}}"]).deadline(Duration::from_secs(20))
+}
+
+/// What the probe printed says the daemon answered (its version; never empty when it did).
+pub fn answered(stdout: &str) -> bool {
+    !stdout.trim().is_empty()
+}
+
+/// The docker CLI's words for a daemon it cannot reach, every release's: `Cannot connect to the
+/// Docker daemon at …` (a socket that refuses, a timeout; moby `client/errors.go:35-41`), docker
+/// 29's `failed to connect to the docker API at …` (a socket file that does not exist, a DNS
+/// failure; `client/request.go:173-181`), `permission denied while trying to connect to the
+/// Docker daemon socket` (before 29) / `… to the docker API` (29, `request.go:171`), and
+/// `error during connect` (Windows pipes, ssh).
+pub fn unreachable(stderr: &str) -> bool {
+    [
+        "Cannot connect to the Docker daemon",
+        "failed to connect to the docker API",
+        "permission denied while trying to connect to the Docker daemon",
+        "permission denied while trying to connect to the docker API",
+        "error during connect",
+    ]
+    .iter()
+    .any(|words| stderr.contains(words))
+}
+
+/// The Docker endpoint the CLI would use here (`DOCKER_HOST`, else the context `DOCKER_CONTEXT`
+/// or the config names), with what it needs besides its address: `docker context inspect` works
+/// without a daemon.
+pub fn context_inspect() -> Cmd {
+    Cmd::new("docker")
+        .args(["context", "inspect", "--format", "{{json .}}"])
+        .deadline(Duration::from_secs(20))
+}
+
+/// A context as `docker context inspect --format '{{json .}}'` prints it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Context {
+    pub name: String,
+    /// `unix:///…`, `tcp://…`, `ssh://…`, `npipe://…`.
+    pub host: String,
+    /// The context keeps TLS material (or skips verification): its address alone is not enough.
+    pub tls: bool,
+}
+
+pub fn parse_context(stdout: &str) -> Result<Context, String> {
+    let v: Value = serde_json::from_str(stdout.trim())
+        .map_err(|e| format!("docker context inspect printed invalid JSON: {e}"))?;
+    let host = v.pointer("/Endpoints/docker/Host").and_then(Value::as_str).unwrap_or("");
+    if host.is_empty() {
+        return Err("docker context inspect names no Docker endpoint".into());
+    }
+    let material = v.get("TLSMaterial").and_then(Value::as_object).is_some_and(|m| !m.is_empty());
+    let skip = v.pointer("/Endpoints/docker/SkipTLSVerify").and_then(Value::as_bool).unwrap_or(false);
+    Ok(Context {
+        name: v.get("Name").and_then(Value::as_str).unwrap_or("").to_string(),
+        host: host.to_string(),
+        tls: material || skip,
+    })
+}
+
+/// The socket file of a `unix://` endpoint.
+pub fn socket_path(host: &str) -> Option<std::path::PathBuf> {
+    host.strip_prefix("unix://").filter(|p| !p.is_empty()).map(std::path::PathBuf::from)
+}
+
+/// `docker start`: a stopped node container runs again (its kubelet restarts every pod in place).
+pub fn start(container: &str) -> Cmd {
+    Cmd::new("docker").args(["start", container]).deadline(Duration::from_secs(120))
+}
+
+/// The order kind brings a cluster's node containers up in: control planes first (the API the
+/// others join), then the external load balancer, then the workers.
+pub fn start_order(nodes: &mut [Listed]) {
+    let rank = |n: &Listed| match n.role() {
+        "control-plane" => 0,
+        "external-load-balancer" => 1,
+        _ => 2,
+    };
+    nodes.sort_by(|a, b| rank(a).cmp(&rank(b)).then_with(|| a.name.cmp(&b.name)));
+}
+
+/// Replay what the daemon still holds of one container's `die` events in `[since, until]`
+/// (Unix times on Docker's own clock): the daemon's ring is emptied when it restarts, so a `die`
+/// found here happened while this daemon ran.
+pub fn past_dies(container: &str, since: &str, until: &str) -> Cmd {
+    Cmd::new("docker")
+        .args(["events", "--filter", "type=container", "--filter", &format!("container={container}")])
+        .args(["--filter", "event=die", "--since", since, "--until", until, "--format", "{{json .}}"])
+        .deadline(Duration::from_secs(20))
 }
 
 pub fn inspect(container: &str) -> Cmd {
@@ -227,11 +322,34 @@ pub fn istioctl_version() -> Cmd {
     Cmd::new("istioctl").args(["version", "--remote=false"]).deadline(Duration::from_secs(30))
 }
 
-pub fn istioctl_install(context: &str, args: &[String]) -> Cmd {
+/// ztunnel's admin config dump on one node, read-only: istioctl port-forwards to the ztunnel
+/// pod's admin port 15000, which listens on localhost only (ztunnel `src/config.rs`), so the API
+/// server's pod proxy cannot reach it. `--node` finds the pod of the DaemonSet named `ztunnel`
+/// in `--istio-namespace` on that node (istioctl `ztunnelconfig.go` `PodOnNodeFromDaemonset`).
+pub fn istioctl_ztunnel_config(context: &str, namespace: &str, node: &str) -> Cmd {
+    Cmd::new("istioctl")
+        .args(["ztunnel-config", "all", "--node", node, "--istio-namespace", namespace])
+        .args(["--context", context, "-o", "json"])
+        .deadline(Duration::from_secs(20))
+}
+
+/// `istioctl install` with the stack's flags (`bootstrap.istio.install`, said once for this and
+/// `istioctl_manifest`), on the cluster's context, without asking.
+pub fn istioctl_install(context: &str, flags: &[String]) -> Cmd {
     Cmd::new("istioctl")
         .args(["install", "--context", context])
-        .args(args.iter().cloned())
+        .args(flags.iter().cloned())
+        .arg("--skip-confirmation")
         .deadline(Duration::from_secs(900))
+}
+
+/// `istioctl manifest generate` with the same flags: what the install would apply (read-only,
+/// no cluster needed), the images of its workloads among it.
+pub fn istioctl_manifest(flags: &[String]) -> Cmd {
+    Cmd::new("istioctl")
+        .args(["manifest", "generate"])
+        .args(flags.iter().cloned())
+        .deadline(Duration::from_secs(120))
 }
 
 pub fn kind_get_clusters() -> Cmd {
@@ -258,6 +376,10 @@ pub struct Node {
     pub started_at: Option<u64>,
     /// `State.StartedAt` as Docker prints it (nanoseconds): two starts within a second differ.
     pub started: String,
+    /// `State.FinishedAt` as Docker prints it (`0001-01-01T00:00:00Z` if it never stopped).
+    pub finished: String,
+    /// `State.ExitCode`.
+    pub exit_code: i64,
     /// Its `io.x-k8s.kind.cluster` label: the kind cluster it is a node of (what `kind get
     /// clusters` lists).
     pub kind_cluster: Option<String>,
@@ -272,6 +394,8 @@ pub fn parse_inspect(stdout: &str) -> Result<Node, String> {
     let running = c.pointer("/State/Running").and_then(Value::as_bool).unwrap_or(false);
     let status = c.pointer("/State/Status").and_then(Value::as_str).unwrap_or("unknown").to_string();
     let started = c.pointer("/State/StartedAt").and_then(Value::as_str).unwrap_or("").to_string();
+    let finished = c.pointer("/State/FinishedAt").and_then(Value::as_str).unwrap_or("").to_string();
+    let exit_code = c.pointer("/State/ExitCode").and_then(Value::as_i64).unwrap_or(0);
     let started_at = crate::utc::parse(&started);
     let kind_cluster =
         c.pointer("/Config/Labels/io.x-k8s.kind.cluster").and_then(Value::as_str).map(String::from);
@@ -290,7 +414,7 @@ pub fn parse_inspect(stdout: &str) -> Result<Node, String> {
         }
     }
     bindings.sort();
-    Ok(Node { running, status, started_at, started, kind_cluster, bindings })
+    Ok(Node { running, status, started_at, started, finished, exit_code, kind_cluster, bindings })
 }
 
 #[cfg(test)]

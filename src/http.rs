@@ -5,20 +5,52 @@
 //! on 127.0.0.1), and always has a deadline.
 
 use std::fmt;
+use std::net::ToSocketAddrs;
 use std::time::Duration;
 
 use crate::exec::quote;
 use crate::secret::{self, Secret};
 
-/// Whether nothing listens on `address:port` (a bind succeeds and is released at once).
+/// Whether nothing holds `address:port`: a bind succeeds (released at once) and nothing accepts
+/// a connection there. Both, because a bind alone can lie: on macOS (BSD sockets) a bind with
+/// SO_REUSEADDR, which Rust's listener sets, succeeds on `127.0.0.1:P` while another process
+/// listens on the wildcard `*:P`, and Docker's own port forwarding (vpnkit, or iptables DNAT
+/// with the userland proxy off) accepts connections with nothing bound on the host.
 pub fn port_free(address: &str, port: u16) -> bool {
-    std::net::TcpListener::bind((address, port)).is_ok()
+    let bound = std::net::TcpListener::bind((address, port)).is_ok();
+    let target = match address {
+        "" | "0.0.0.0" => "127.0.0.1",
+        "::" => "::1",
+        a => a,
+    };
+    let answered = (target, port)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .is_some_and(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_millis(300)).is_ok());
+    judge_port(bound, answered)
+}
+
+/// The port's verdict from the bind and the connect: free only when the bind succeeded and the
+/// connect did not.
+pub fn judge_port(bound: bool, answered: bool) -> bool {
+    bound && !answered
+}
+
+/// Whether a Docker endpoint accepts a connection now (`unix://` socket, `tcp://host:port`);
+/// `None` for endpoints a connect cannot tell (`ssh://`, `npipe://`). A connect, no process.
+pub fn endpoint_accepts(host: &str) -> Option<bool> {
+    if let Some(path) = host.strip_prefix("unix://") {
+        return Some(std::os::unix::net::UnixStream::connect(path).is_ok());
+    }
+    let address = host.strip_prefix("tcp://")?.trim_end_matches('/');
+    let target = address.to_socket_addrs().ok()?.next()?;
+    Some(std::net::TcpStream::connect_timeout(&target, Duration::from_millis(200)).is_ok())
 }
 
 /// The addresses the system resolver gives a host name (what a browser would use: /etc/hosts,
 /// then DNS). `Err` carries the resolver's words.
 pub fn resolve(host: &str) -> Result<Vec<std::net::IpAddr>, String> {
-    use std::net::ToSocketAddrs;
     (host, 80).to_socket_addrs().map(|a| a.map(|s| s.ip()).collect()).map_err(|e| e.to_string())
 }
 
@@ -186,6 +218,36 @@ impl fmt::Display for Request {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A port is free only if nothing holds it by either test. On macOS a bind with
+    /// SO_REUSEADDR to `127.0.0.1:P` succeeds while another process listens on `*:P` (BSD
+    /// sockets; Linux refuses it), and a forwarded port (Docker Desktop's, iptables DNAT)
+    /// accepts with nothing bound here: the connect catches both.
+    #[test]
+    fn a_port_that_binds_but_answers_is_taken() {
+        assert!(judge_port(true, false));
+        assert!(!judge_port(true, true), "bind succeeded, a connect was answered: taken");
+        assert!(!judge_port(false, false));
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = held.local_addr().unwrap().port();
+        assert!(!port_free("127.0.0.1", port));
+        assert!(!port_free("0.0.0.0", port), "the wildcard is checked through loopback");
+        drop(held);
+        assert!(port_free("127.0.0.1", port));
+    }
+
+    #[test]
+    fn a_docker_endpoint_is_looked_at_without_a_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("docker.sock");
+        let host = format!("unix://{}", path.display());
+        assert_eq!(endpoint_accepts(&host), Some(false), "no socket file");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        assert_eq!(endpoint_accepts(&host), Some(true));
+        drop(listener);
+        assert_eq!(endpoint_accepts(&host), Some(false), "a socket file nobody listens on");
+        assert_eq!(endpoint_accepts("ssh://me@host"), None, "a connect cannot tell");
+    }
 
     #[test]
     fn an_answer_is_summed_up_in_one_line() {

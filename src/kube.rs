@@ -7,6 +7,7 @@ use std::time::Duration;
 use base64::Engine;
 use serde_json::Value;
 
+use crate::cluster::PodRestart;
 use crate::error::{Error, Result};
 use crate::exec::{Cmd, Output};
 use crate::secret::Secret;
@@ -185,6 +186,15 @@ impl Kubectl {
             return self.base().args(["rollout", "restart", &format!("{kind}/{name}"), "-n", ns]);
         }
         self.base().args(["rollout", "restart", "-f", "-"]).stdin_text(restart_items(targets))
+    }
+
+    /// Restart one pod by deleting it: its controller recreates it ([`PodRestart`]: the only
+    /// deletion outside `down`). `--wait=false`: the caller waits for the replacement (a pod
+    /// that is not this one, by its UID), not for this one's graceful termination.
+    pub fn delete_pod(&self, pod: &PodRestart) -> Cmd {
+        self.base()
+            .args(["delete", "pod", pod.name(), "-n", pod.namespace(), "--wait=false"])
+            .deadline(Duration::from_secs(30))
     }
 
     pub fn context(&self) -> &str {

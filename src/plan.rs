@@ -4,6 +4,10 @@
 use std::time::Duration;
 
 pub mod converge;
+pub mod images;
+pub mod istio;
+
+pub use images::{Image, ImageSource};
 
 use crate::stack::{Role, Stack};
 
@@ -65,6 +69,13 @@ pub enum Step {
     Images,
     /// Apply one tier of manifests (index into `bootstrap.tiers`) and wait for it.
     Tier(usize),
+    // ---- a node Docker did not start again (`up` on a cluster whose node is exited) ----
+    /// `docker start` every stopped node of the cluster, control planes first; then wait for
+    /// the kube API as a node that has just booted needs.
+    StartNodes,
+    /// Observe again and run what `up` plans then (after a node start: every pod restarted in
+    /// place, so ztunnel and what the start left stale).
+    Converge { order: Order, settle: Option<Duration>, tiers: bool },
 }
 
 /// A preparation of the bootstrap graph: done beside the workloads, by the bootstrap's own code.
@@ -79,24 +90,6 @@ pub enum Prep {
     /// Image `i` of `Graph::images` in the node (`kind load`ed; or given up on, with a warning,
     /// so the kubelet pulls it).
     Image(usize),
-}
-
-/// An image the bootstrap puts into the node before the pods that run it exist.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Image {
-    /// As the manifests name it; Istio's without a tag (`istioctl version` gives it).
-    pub name: String,
-    pub source: ImageSource,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ImageSource {
-    /// Ours (index into `bootstrap.images`): used as it is, or built.
-    Ours(usize),
-    /// A third-party image: pulled on the host unless it is there.
-    Pull,
-    /// One of Istio's, tagged with istioctl's version, pulled likewise.
-    Istio,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -127,6 +120,9 @@ pub enum Task {
     /// Index into `Stack::workloads`: no restart, wait until its current rollout is done (`up`
     /// leaves it alone, but what needs it waits for it).
     Await(usize),
+    /// Index into `Stack::workloads`: delete its pods in the kubelet's back-off (`Graph::deletes`),
+    /// then wait until its ReplicaSet's new pods are Ready.
+    Replace(usize),
     /// Index into `Stack::connect.connectors`: register and wait for RUNNING.
     Register(usize),
     /// Bootstrap: index into `bootstrap.units`: apply its documents, then wait until its
@@ -140,7 +136,7 @@ impl Task {
     /// The workload's or the connector's name.
     pub fn name(self, stack: &Stack) -> &str {
         match self {
-            Task::Restart(i) | Task::Await(i) => &stack.workloads[i].name,
+            Task::Restart(i) | Task::Await(i) | Task::Replace(i) => &stack.workloads[i].name,
             Task::Register(i) => &stack.connect.connectors[i].name,
             Task::Apply(u) => &stack.bootstrap.units[u].name,
             Task::Prep(Prep::Secrets) => "the Secrets",
@@ -159,6 +155,9 @@ pub struct Graph {
     /// The bootstrap's images, in the order they are fetched: the slowest chains first (empty
     /// for a recovery).
     pub images: Vec<Image>,
+    /// The pods each [`Task::Replace`] deletes, by workload index (observed in the kubelet's
+    /// back-off; each one its controller recreates).
+    pub deletes: std::collections::BTreeMap<usize, Vec<crate::cluster::PodRestart>>,
 }
 
 impl Graph {
@@ -251,9 +250,17 @@ pub fn converge_steps(
     steps
 }
 
+/// What to run for `up` when the cluster's node container is not running: start it (Docker
+/// does not restart a kind node that exited 0: `--restart=on-failure:1`), then converge as
+/// after any restart.
+pub fn start_nodes(order: Order, settle: Option<Duration>, tiers: bool) -> Vec<Step> {
+    vec![Step::StartNodes, Step::Converge { order, settle, tiers }]
+}
+
 /// What to run for `up` when there is no cluster (`create`), or when the cluster exists but its
 /// stack is incomplete (a bootstrap that stopped halfway: every task is idempotent): the graph.
-pub fn bootstrap(stack: &Stack, create: bool) -> Vec<Step> {
+/// `istio`: what istioctl's install and gateways run (`istioctl manifest generate`).
+pub fn bootstrap(stack: &Stack, create: bool, istio: &istio::Images) -> Vec<Step> {
     vec![
         Step::Preflight(Preflight {
             tools: vec!["kind", "kubectl", "docker", "istioctl"],
@@ -261,7 +268,7 @@ pub fn bootstrap(stack: &Stack, create: bool) -> Vec<Step> {
             cluster: false,
         }),
         Step::BootstrapChecks { ports: create },
-        Step::Bootstrap { create, graph: bootstrap_graph(stack) },
+        Step::Bootstrap { create, graph: bootstrap_graph(stack, istio) },
         Step::Smoke,
     ]
 }
@@ -356,79 +363,18 @@ pub fn graph(stack: &Stack, order: Order) -> Graph {
         after.dedup();
         tasks.push((Task::Register(i), after));
     }
-    Graph { order, tasks, images: Vec::new() }
+    Graph { order, tasks, images: Vec::new(), deletes: Default::default() }
 }
-
-/// About how long a connector takes to register once its workloads are Ready (the REST API
-/// answering, the PUT, RUNNING): for the download order only.
-const REGISTER_ESTIMATE: f64 = 5.0;
 
 /// The bootstrap graph: the same `needs` as the recovery, with each workload applied (its unit)
 /// instead of restarted. Every unit waits for Istio (no pod of an ambient namespace before
 /// istiod, istio-cni and ztunnel are Ready), the namespaces and Secrets, its images in the node,
 /// and the units of what its workload needs; the shared objects (the Gateway, the routes) for the
 /// Gateway API CRDs too. Istio waits for its own images.
-pub fn bootstrap_graph(stack: &Stack) -> Graph {
+pub fn bootstrap_graph(stack: &Stack, istio: &istio::Images) -> Graph {
     let b = &stack.bootstrap;
     let unit_of = |w: usize| b.units.iter().position(|u| u.workload == Some(w));
-    // Images: ours, Istio's, then every other one a unit runs.
-    let mut images: Vec<Image> = Vec::new();
-    let mut add = |name: &str, source: ImageSource| {
-        if !images.iter().any(|i| i.name == name) {
-            images.push(Image { name: name.to_string(), source });
-        }
-    };
-    for (i, ours) in b.images.iter().enumerate() {
-        add(&ours.image, ImageSource::Ours(i));
-    }
-    for name in b.istio_images.iter().chain(&b.gateway_image) {
-        add(name, ImageSource::Istio);
-    }
-    for u in &b.units {
-        for name in &u.images {
-            add(name, ImageSource::Pull);
-        }
-    }
-    // The download order (Jackson's rule): the image whose longest remaining chain, once it is
-    // in the node, takes longest comes first. A unit's chain is its own `ready_in` and then the
-    // longest chain of what waits for its workload (connectors included).
-    let mut tail: Vec<Option<f64>> = vec![None; stack.workloads.len()];
-    fn chain(stack: &Stack, w: usize, tail: &mut Vec<Option<f64>>) -> f64 {
-        if let Some(t) = tail[w] {
-            return t;
-        }
-        let after = (0..stack.workloads.len())
-            .filter(|d| needs(stack, *d).contains(&w))
-            .map(|d| chain(stack, d, tail))
-            .fold(0.0, f64::max);
-        let registers = (0..stack.connect.connectors.len()).any(|c| connector_needs(stack, c).contains(&w));
-        let register = if registers { REGISTER_ESTIMATE } else { 0.0 };
-        let t = stack.workloads[w].ready_in.as_secs_f64() + after.max(register);
-        tail[w] = Some(t);
-        t
-    }
-    let unit_tail: Vec<f64> = b
-        .units
-        .iter()
-        .map(|u| match u.workload {
-            Some(w) => chain(stack, w, &mut tail),
-            None => crate::stack::DEFAULT_READY_IN.as_secs_f64(),
-        })
-        .collect();
-    let longest = unit_tail.iter().copied().fold(0.0, f64::max);
-    let runs = |u: &crate::stack::Unit, img: &Image| {
-        u.images.contains(&img.name) || (u.shared() && b.gateway_image.as_ref() == Some(&img.name))
-    };
-    let priority = |img: &Image| -> f64 {
-        let users = b.units.iter().zip(&unit_tail).filter(|(u, _)| runs(u, img));
-        let own = users.map(|(_, t)| *t).fold(0.0, f64::max);
-        if b.istio_images.contains(&img.name) { b.istio_ready_in.as_secs_f64() + longest } else { own }
-    };
-    let mut ranked: Vec<(f64, Image)> = images.iter().map(|i| (priority(i), i.clone())).collect();
-    ranked.sort_by(|a, c| {
-        c.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal).then(a.1.name.cmp(&c.1.name))
-    });
-    let images: Vec<Image> = ranked.into_iter().map(|(_, i)| i).collect();
+    let images = images::ranked(stack, istio);
     let image_task =
         |name: &str| images.iter().position(|i| i.name == name).map(|i| Task::Prep(Prep::Image(i)));
 
@@ -437,7 +383,7 @@ pub fn bootstrap_graph(stack: &Stack) -> Graph {
     for i in 0..images.len() {
         tasks.push((Task::Prep(Prep::Image(i)), vec![]));
     }
-    tasks.push((Task::Prep(Prep::Istio), b.istio_images.iter().filter_map(|n| image_task(n)).collect()));
+    tasks.push((Task::Prep(Prep::Istio), istio.installed().iter().filter_map(|n| image_task(n)).collect()));
     for (u, unit) in b.units.iter().enumerate() {
         let mut after = vec![Task::Prep(Prep::Istio), Task::Prep(Prep::Secrets)];
         after.extend(unit.images.iter().filter_map(|n| image_task(n)));
@@ -446,7 +392,7 @@ pub fn bootstrap_graph(stack: &Stack) -> Graph {
         }
         if unit.shared() {
             after.push(Task::Prep(Prep::Crds));
-            after.extend(b.gateway_image.iter().filter_map(|n| image_task(n)));
+            after.extend(istio.gateway.iter().filter_map(|n| image_task(n)));
         }
         after.sort();
         after.dedup();
@@ -459,7 +405,7 @@ pub fn bootstrap_graph(stack: &Stack) -> Graph {
         after.dedup();
         tasks.push((Task::Register(c), after));
     }
-    Graph { order: Order::Graph, tasks, images }
+    Graph { order: Order::Graph, tasks, images, deletes: Default::default() }
 }
 
 #[cfg(test)]
@@ -471,7 +417,7 @@ mod tests {
         tasks
             .iter()
             .map(|t| match t {
-                Task::Restart(i) | Task::Await(i) => stack.workloads[*i].name.clone(),
+                Task::Restart(i) | Task::Await(i) | Task::Replace(i) => stack.workloads[*i].name.clone(),
                 Task::Register(i) => stack.connect.connectors[*i].name.clone(),
                 Task::Apply(u) => stack.bootstrap.units[*u].name.clone(),
                 Task::Prep(p) => format!("{p:?}"),
@@ -565,7 +511,7 @@ mod tests {
     #[test]
     fn a_bootstrap_runs_the_recoverys_graph_with_each_workload_applied() {
         let stack = load(Source::Embedded).unwrap();
-        let steps = bootstrap(&stack, true);
+        let steps = bootstrap(&stack, true, &istio::sample());
         assert_eq!(steps[1], Step::BootstrapChecks { ports: true });
         let Step::Bootstrap { create: true, graph } = &steps[2] else { panic!("{:?}", steps[2]) };
         assert_eq!(steps[3], Step::Smoke);
@@ -603,10 +549,10 @@ mod tests {
                 assert!(before.contains(&Task::Prep(Prep::Secrets)), "{task:?} before the Secrets");
             }
         }
-        assert!(after(Task::Prep(Prep::Istio)).contains(&image("docker.io/istio/pilot")));
+        assert!(after(Task::Prep(Prep::Istio)).contains(&image("docker.io/istio/pilot:1.26.0-distroless")));
         let shared = b.units.iter().position(|u| u.shared()).unwrap();
         assert!(after(Task::Apply(shared)).contains(&Task::Prep(Prep::Crds)));
-        assert!(after(Task::Apply(shared)).contains(&image("docker.io/istio/proxyv2")));
+        assert!(after(Task::Apply(shared)).contains(&image("docker.io/istio/proxyv2:1.26.0-distroless")));
         // Every manifest belongs to one unit: each workload's, Kiali's, or the shared objects.
         assert_eq!(b.units.len(), stack.workloads.len() + 2);
         assert_eq!(b.namespaces.len(), 6);
@@ -622,7 +568,10 @@ mod tests {
         assert_eq!(order[3], "postgres:16.9-alpine", "{order:?}");
         assert_eq!(order.last(), Some(&"redis:7.4.2-alpine"), "{order:?}");
         // Resuming on an existing cluster creates nothing.
-        assert!(matches!(bootstrap(&stack, false)[2], Step::Bootstrap { create: false, .. }));
+        assert!(matches!(
+            bootstrap(&stack, false, &istio::sample())[2],
+            Step::Bootstrap { create: false, .. }
+        ));
     }
 
     #[test]

@@ -300,6 +300,22 @@ proptest! {
         let _ = crate::cluster::parse_deployments(&text);
         let _ = crate::observe::evidence::parse_ztunnel(&text);
         let _ = crate::observe::evidence::parse_cni(&text);
+        let _ = crate::observe::evidence::parse_ztunnel_proxies(&text);
+        let _ = crate::observe::evidence::parse_workload_state(&text);
+    }
+
+    #[test]
+    fn mesh_evidence_never_panics(
+        dump in around(json!({"workloadState": {"u1": {"info": {"name": "a", "namespace": "b"}, "state": "Up"}}})),
+        line in "[ -~\t]{0,80}(uid|ns|name|pod|namespace)=[ -~]{0,20}[ -~\t]{0,40}",
+    ) {
+        let _ = crate::observe::evidence::parse_workload_state(&dump.to_string());
+        for log in [format!("2026-12-01T09:12:04.5Z\tinfo\tcni-agent\tsending pod add to ztunnel\t{line}"), line.clone()] {
+            for l in crate::observe::evidence::parse_cni(&log) {
+                let _ = (l.what(), l.about("u", "ns", "name"));
+            }
+            let _ = crate::observe::evidence::parse_ztunnel_proxies(&format!("pod received, starting proxy {log}"));
+        }
     }
 
     // ---- docker and kind --------------------------------------------------------------------

@@ -312,14 +312,17 @@ pub struct Bootstrap {
     pub crds_text: Option<String>,
     pub crds_established: Vec<String>,
     pub crds_timeout: Duration,
+    /// The pinned Gateway API release (`v1.4.1`).
+    pub gateway_api_version: String,
+    /// The Istio releases tested with it (`bootstrap.gateway_api.istio`): istioctl is checked
+    /// against them before anything is created.
+    pub istio_range: crate::plan::istio::Range,
+    /// The flags of `istioctl install` and of `istioctl manifest generate` alike (the `--set`s):
+    /// said once, so the images read are the images installed.
     pub istio_install: Vec<String>,
     /// `kind/name` in istio-system.
     pub istio_ready: Vec<String>,
     pub istio_timeout: Duration,
-    /// The images `istioctl install` deploys (repository, tagged with istioctl's version).
-    pub istio_images: Vec<String>,
-    /// The image of the gateways Istio deploys for a Gateway (repository, likewise tagged).
-    pub gateway_image: Option<String>,
     /// About how long Istio takes to become Ready once its images are in the node.
     pub istio_ready_in: Duration,
     pub secrets: Vec<SecretSpec>,
@@ -463,8 +466,9 @@ struct BootstrapFile {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct GatewayApiFile {
-    #[allow(dead_code)]
     version: String,
+    /// The Istio minor releases tested with these CRDs (`1.25 - 1.31`).
+    istio: String,
     crds: String,
     established: Vec<String>,
     timeout: String,
@@ -476,10 +480,11 @@ struct IstioFile {
     install: Vec<String>,
     ready: Vec<String>,
     timeout: String,
+    /// Gone: Istio's images come from `istioctl manifest generate` (refused with a reason).
     #[serde(default)]
-    images: Vec<String>,
+    images: Option<serde::de::IgnoredAny>,
     #[serde(default)]
-    gateway_image: Option<String>,
+    gateway_image: Option<serde::de::IgnoredAny>,
     #[serde(default)]
     ready_in: Option<String>,
 }
@@ -846,17 +851,27 @@ fn load_bootstrap(source: &Source, file: &BootstrapFile, workloads: &[Workload])
             .map_err(|p| Error::input(format!("Gateway API CRD file {}", source.describe(crds)), p))?;
         Some(text)
     };
+    if file.istio.images.is_some() || file.istio.gateway_image.is_some() {
+        return Err(Error::input(
+            "stack file",
+            "bootstrap.istio.images and gateway_image are no longer read: Istio's images are what \
+             `istioctl manifest generate` prints for bootstrap.istio.install's flags; remove them",
+        ));
+    }
+    check_istio_flags(&file.istio.install).map_err(|p| Error::input("stack file", p))?;
+    let istio_range = crate::plan::istio::Range::parse(&file.gateway_api.istio)
+        .map_err(|p| Error::input("stack file", format!("bootstrap.gateway_api.istio: {p}")))?;
     Ok(Bootstrap {
         cluster_wait: duration("bootstrap.cluster_wait", &file.cluster_wait)?,
         crds: file.gateway_api.crds.clone(),
         crds_text,
         crds_established: file.gateway_api.established.clone(),
         crds_timeout: duration("bootstrap.gateway_api.timeout", &file.gateway_api.timeout)?,
+        gateway_api_version: file.gateway_api.version.clone(),
+        istio_range,
         istio_install: file.istio.install.clone(),
         istio_ready: file.istio.ready.clone(),
         istio_timeout: duration("bootstrap.istio.timeout", &file.istio.timeout)?,
-        istio_images: file.istio.images.clone(),
-        gateway_image: file.istio.gateway_image.clone(),
         istio_ready_in: match &file.istio.ready_in {
             Some(d) => duration("bootstrap.istio.ready_in", d)?,
             None => DEFAULT_READY_IN,
@@ -871,6 +886,33 @@ fn load_bootstrap(source: &Source, file: &BootstrapFile, workloads: &[Workload])
         units,
         tiers,
     })
+}
+
+/// `bootstrap.istio.install` holds only what `istioctl install` and `istioctl manifest generate`
+/// both take (the settings: `--set`, `-f`, `--revision`, `--manifests`, `--force`): bookstore runs
+/// both with them, and adds `--context` and `--skip-confirmation` to the install itself.
+fn check_istio_flags(flags: &[String]) -> std::result::Result<(), String> {
+    const WITH_VALUE: [&str; 8] =
+        ["--set", "-s", "--filename", "-f", "--revision", "-r", "--manifests", "-d"];
+    let mut i = 0;
+    while i < flags.len() {
+        let flag = flags[i].as_str();
+        let name = flag.split_once('=').map_or(flag, |(n, _)| n);
+        if WITH_VALUE.contains(&flag) {
+            if i + 1 >= flags.len() {
+                return Err(format!("bootstrap.istio.install: `{flag}` needs a value"));
+            }
+            i += 1;
+        } else if !(WITH_VALUE.contains(&name) && flag.contains('=') || flag == "--force") {
+            return Err(format!(
+                "bootstrap.istio.install: `{flag}` is not a setting both `istioctl install` and `istioctl \
+                 manifest generate` take (bookstore runs both with these flags, and adds --context and \
+                 --skip-confirmation to the install itself)"
+            ));
+        }
+        i += 1;
+    }
+    Ok(())
 }
 
 /// The tiers' documents as the bootstrap graph's units. A file that deploys nothing holds shared
@@ -1287,8 +1329,10 @@ mod tests {
         assert!(text.contains("allow_contexts: [gke_team_dev]"), "{text}");
 
         let file = "allow_contexts:\n  - k3s-dev\n  - { name: gke_team_dev, bootstrap: true }\n";
-        let parsed: StackFile =
-            serde_saphyr::from_str(&(Source::Embedded.read("stack.yaml").unwrap() + file)).unwrap();
+        let parsed: StackFile = serde_saphyr::from_str(
+            &Source::Embedded.read("stack.yaml").unwrap().replace("allow_contexts: []\n", file),
+        )
+        .unwrap();
         assert_eq!(parsed.allow_contexts.len(), 2);
         stack.allow_contexts = vec![
             Allowed { context: "k3s-dev".into(), bootstrap: false },
@@ -1373,6 +1417,22 @@ mod tests {
         ))
         .unwrap_err();
         assert_eq!(later, "n/b key p: properties key U is not a key listed before it");
+    }
+
+    #[test]
+    fn istios_flags_are_those_install_and_manifest_generate_both_take() {
+        let flags = |f: &[&str]| check_istio_flags(&f.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert!(
+            flags(&["--set", "profile=ambient", "-s", "a=b", "--set=c=d", "-f", "x.yaml", "--force"]).is_ok()
+        );
+        let confirm = flags(&["--set", "profile=ambient", "--skip-confirmation"]).unwrap_err();
+        assert!(confirm.contains("`--skip-confirmation` is not a setting both"), "{confirm}");
+        assert!(flags(&["--context", "kind-x"]).is_err());
+        assert!(flags(&["--set"]).unwrap_err().contains("needs a value"));
+        assert!(flags(&["profile=ambient"]).is_err());
+        let stack = load(Source::Embedded).unwrap();
+        assert_eq!(stack.bootstrap.istio_range.to_string(), "1.25–1.31");
+        assert_eq!(stack.bootstrap.gateway_api_version, "v1.4.1");
     }
 
     #[test]

@@ -30,19 +30,13 @@ pub fn check(ctx: &Ctx, report: &mut Report) -> Result<Option<Node>> {
         host_names(stack, report);
         return Ok(None);
     }
-    let info = docker::info();
-    match info.run() {
-        Ok(out) => report.pass(&format!("Docker {} answers", out.stdout.trim())),
-        Err(Error::Interrupted) => return Err(Error::Interrupted),
-        Err(e) => {
-            let why = match &e {
-                Error::Command { stderr_tail, .. } => stderr_tail.lines().last().unwrap_or("").to_string(),
-                other => other.to_string(),
-            };
+    match crate::observe::docker_answers(&docker::server_version())? {
+        Ok(version) => report.pass(&format!("Docker {version} answers")),
+        Err(why) => {
             report.add(
                 Finding::error("docker-not-running", "docker", "Docker does not answer")
-                    .evidence(format!("`{info}`: {why}"))
-                    .fix("start Docker Desktop (or `sudo systemctl start docker`), then `docker info`"),
+                    .evidence_lines(why.lines().map(String::from))
+                    .fix("start Docker Desktop (or `sudo systemctl start docker`), then `docker version`"),
             );
             host_names(stack, report);
             return Ok(None);
@@ -351,7 +345,7 @@ pub fn host_names_finding(bad: &[(String, String)]) -> Option<Finding> {
 
 pub fn describe(ctx: &Ctx, lines: &mut Vec<String>) {
     let stack = ctx.stack;
-    lines.push(docker::info().to_string());
+    lines.push(docker::server_version().to_string());
     lines.push(format!(
         "{}   # node containers, their state and role",
         docker::ps_cluster(&stack.cluster.name)
@@ -421,6 +415,8 @@ mod tests {
             status: "running".into(),
             started_at: None,
             started: String::new(),
+            finished: String::new(),
+            exit_code: 0,
             kind_cluster: None,
             bindings: all.clone(),
         };
@@ -432,6 +428,8 @@ mod tests {
                 status: "running".into(),
                 started_at: None,
                 started: String::new(),
+                finished: String::new(),
+                exit_code: 0,
                 kind_cluster: None,
                 bindings: vec![],
             }

@@ -19,8 +19,8 @@ use crate::stack::Stack;
 use super::{Finding, Report};
 
 /// What restarts what these findings call stale, and how.
-const UP_NOTE: &str = "restarts ztunnel first when it is stale, then what is stale, databases before the apps that migrate \
-                       against them (`bookstore up --dry-run` says why for each)";
+const UP_NOTE: &str = "restarts ztunnel first when it is unhealthy or not shown to work, then what is stale, databases \
+                       before the apps that migrate against them (`bookstore up --dry-run` says why for each)";
 
 /// ztunnel stale or unhealthy on a node: every pod it serves is stale with it.
 pub fn ztunnel_finding(stack: &Stack, ztunnel: &Ztunnel) -> Option<Finding> {
@@ -65,8 +65,9 @@ pub fn stale_finding(stack: &Stack, health: &[Health]) -> Option<Finding> {
             "mesh-registration-stale",
             subjects.join(", "),
             format!(
-                "{} workload(s) in the mesh have pods that ztunnel never registered: istio-cni and ztunnel adopt \
-                 a pod when it is created, and these were created before ztunnel's pods were Ready (root cause 1)",
+                "{} workload(s) in the mesh have pods the mesh has not adopted: created before ztunnel's pods were \
+                 Ready (a node restart restarts them in place), and neither ztunnel's workloadState nor istio-cni's \
+                 log shows them captured since their sandbox started (root cause 1)",
                 stale.len()
             ),
         )
@@ -170,8 +171,9 @@ pub fn routes_findings(
 /// were replaced) and only counted.
 pub fn hbone_finding(stack: &Stack, facts: &Observation) -> (Option<Finding>, usize) {
     let mut per_pod: BTreeMap<(String, String), (&Pod, Vec<&HboneFailure>)> = BTreeMap::new();
+    let nodes = mesh::nodes(stack, facts);
     for pod in workloads::current(stack, facts) {
-        let lines = mesh::hbone(facts, pod);
+        let lines = mesh::hbone(facts, &nodes, pod);
         if !lines.is_empty() {
             per_pod.insert((pod.namespace.clone(), pod.name.clone()), (pod, lines));
         }
@@ -263,15 +265,65 @@ pub fn cni_finding(stack: &Stack, facts: &Observation) -> Option<Finding> {
     )
 }
 
+/// The mesh settling after its node started: what it adopted is judged once it has.
+pub fn settling_finding(stack: &Stack, facts: &Observation) -> Option<Finding> {
+    let why = mesh::settled(stack, facts).err()?;
+    Some(
+        Finding::warning(
+            "mesh-settling",
+            format!("{}/{}", stack.mesh.namespace, CNI_DAEMONSET),
+            format!(
+                "the mesh is settling ({why}): which pods it adopted since their node started is judged once \
+             istio-cni-node and ztunnel are Ready and every meshed pod has a running sandbox"
+            ),
+        )
+        .fix("bookstore doctor")
+        .note(format!(
+            "run it again in a few seconds; `bookstore up` waits for it (≤ {}) before it judges",
+            crate::ui::human(stack.mesh.timeout)
+        )),
+    )
+}
+
+/// The pods kept on evidence that the mesh adopted them since their sandbox started, one line
+/// each (what `up --dry-run` says for each keep).
+fn adopted_lines(stack: &Stack, facts: &Observation, ztunnel: &Ztunnel) -> Vec<String> {
+    let nodes = mesh::nodes(stack, facts);
+    workloads::current(stack, facts)
+        .into_iter()
+        .filter(|p| p.meshed)
+        .filter_map(|p| match mesh::in_mesh(facts, ztunnel, &nodes, p) {
+            mesh::InMesh::Adopted(evidence) => Some(evidence),
+            _ => None,
+        })
+        .collect()
+}
+
 pub fn check(ctx: &Ctx, facts: &Observation, ztunnel: &Ztunnel, health: &[Health], report: &mut Report) {
     let stack = ctx.stack;
+    if let Some(f) = settling_finding(stack, facts) {
+        report.add(f);
+    }
     match ztunnel_finding(stack, ztunnel) {
         Some(f) => report.add(f),
         None => report.pass(&format!("{}: {}", stack.mesh.daemonset, ztunnel.kept())),
     }
     match stale_finding(stack, health) {
         Some(f) => report.add(f),
-        None => report.pass("mesh: every workload's pods were created after ztunnel's were Ready"),
+        None => {
+            let adopted = adopted_lines(stack, facts, ztunnel);
+            report.pass(&format!(
+                "mesh: every meshed workload's pods were created after ztunnel was Ready{}",
+                if adopted.is_empty() {
+                    String::new()
+                } else {
+                    format!(", or adopted since their sandbox started ({} pods)", adopted.len())
+                }
+            ));
+            for line in adopted {
+                report.pass(&format!("  {line}"));
+            }
+        }
     }
     let probes: Vec<Probe> = facts.routes.iter().filter(|p| !p.check.connectors_running).cloned().collect();
     let routes = routes_findings(stack, facts, health, &probes);
@@ -375,7 +427,7 @@ mod tests {
         let json = r#"{"level":"error","scope":"cni-agent","msg":"failed to reconcile inpod rules for pod, try restarting the pod","ns":"ecom","name":"gone-pod"}"#;
         let entries = parse_cni(&format!("{text}\n{json}\nunrelated\n"));
         assert_eq!(entries.len(), 2);
-        assert_eq!((entries[1].0.as_str(), entries[1].1.as_str()), ("ecom", "gone-pod"));
+        assert_eq!(entries[1].pod, Some(("ecom".to_string(), "gone-pod".to_string())));
         let stack = load(Source::Embedded).unwrap();
         let mut facts = facts();
         facts.cni = Ok(entries.clone());
@@ -384,6 +436,35 @@ mod tests {
         assert_eq!(f.fix, "kubectl --context kind-bookstore -n ecom rollout restart deployment/ui-service");
         facts.cni = Ok(entries[1..].to_vec());
         assert!(cni_finding(&stack, &facts).is_none());
+    }
+
+    #[test]
+    fn right_after_its_node_started_the_mesh_settling_is_a_warning() {
+        let stack = load(Source::Embedded).unwrap();
+        let mut facts = facts();
+        let zt = Pod {
+            namespace: "istio-system".into(),
+            name: "ztunnel-x".into(),
+            node: "bookstore-control-plane".into(),
+            phase: "Running".into(),
+            owner: Some(("DaemonSet".into(), "ztunnel".into())),
+            containers: vec![crate::cluster::Container::default()],
+            ..Pod::default()
+        };
+        for p in facts.pods.iter_mut() {
+            p.meshed = true;
+            p.node = "bookstore-control-plane".into();
+        }
+        facts.pods.push(zt);
+        facts.at = 1_800_000_010;
+        facts.node.started_at = Some(1_800_000_000);
+        let f = settling_finding(&stack, &facts).expect("ztunnel not Ready yet, 10 s after the node started");
+        assert_eq!((f.id, f.severity), ("mesh-settling", crate::doctor::Severity::Warning));
+        assert!(f.problem.contains("ztunnel's pod ztunnel-x is not Ready yet"), "{}", f.problem);
+        assert_eq!(f.fix, "bookstore doctor");
+        // Long after, what is not Ready is judged as it is (ztunnel-stale), not waited for.
+        facts.at = 1_800_003_600;
+        assert!(settling_finding(&stack, &facts).is_none());
     }
 
     #[test]

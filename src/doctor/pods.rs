@@ -85,6 +85,17 @@ pub fn check(ctx: &Ctx, facts: &Observation, health: &[Health], report: &mut Rep
                 (Finding::warning(id(trouble.kind), subject, headline), note)
             }
         };
+        let backoff = owner
+            .as_deref()
+            .and_then(|o| ctx.stack.index_of(&pod.namespace, o))
+            .is_some_and(|i| matches!(health.get(i), Some(Health::BackOff { .. })));
+        let note = if backoff && trouble.kind == TroubleKind::CrashLoop {
+            let end = "bookstore up deletes it once what it needs is Ready: its ReplicaSet recreates it without \
+                       the kubelet's back-off (kept per pod UID)";
+            Some(note.map_or(end.to_string(), |n| format!("{n}; {end}")))
+        } else {
+            note
+        };
         f = f.evidence_lines(evidence).fix(fix);
         if let Some(note) = note {
             f = f.note(note);

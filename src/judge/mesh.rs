@@ -1,18 +1,34 @@
 //! Whether a pod's Istio ambient (HBONE) registration is stale, decided for that pod on its node.
 //! Each rule is said once here (README "What `up` restarts, and why"):
 //!
-//! - The time rule. ztunnel on a node is stale when one of its pods there was created before the
-//!   node container last started (a Docker restart restarts pods in place: same pod, same
-//!   `creationTimestamp`), or when it is not healthy there (no pod, or a pod not Ready). A meshed
-//!   pod is stale when it was created before ztunnel on its node became Ready: istio-cni and
-//!   ztunnel adopt a pod when it is created, and "existing long-lived pods do not trigger
-//!   re-registration" (the guide). When ztunnel is restarted, every meshed pod is stale.
+//! - Settled first. After a node restart nothing is judged until the mesh has settled there:
+//!   istio-cni-node and ztunnel Ready, and every meshed pod with a running sandbox
+//!   ([`settled`]); `up` waits for it, `doctor` says it is settling.
+//! - Adoption, on positive evidence only ([`adoption`]). A meshed pod created before ztunnel on
+//!   its node became Ready (every pod a node restart restarted in place is) is kept only when the
+//!   mesh adopted it since its sandbox started: its UID `Up` in ztunnel's `workloadState` on its
+//!   node AND a capture line for it in istio-cni's log since then (its CNI ADD, or the start-up
+//!   snapshot with the in-pod rules reconciled), with no later failure for it. istio-cni
+//!   re-captures a restarted pod only on those two paths; a sandbox that came up while kindnet's
+//!   rewrite had dropped istio-cni from the CNI chain, or through the plugin's fail-open path,
+//!   stays outside the mesh, and restarting ztunnel does nothing for it (ztunnel writes no
+//!   iptables; on a restart istio-cni resends its cached snapshot). The
+//!   `ambient.istio.io/redirection: enabled` annotation survives a node restart and proves
+//!   nothing, nor does ztunnel's `PROTOCOL HBONE`, derived from it. Without that evidence the pod
+//!   is stale (the guide's model: "existing long-lived pods do not trigger re-registration").
+//!   A pod created after ztunnel was Ready got its sandbox through the CNI ADD: kept.
+//! - ztunnel itself, per node ([`ztunnel`]): restarted when it is unhealthy there (no pod, or not
+//!   Ready), not because it came back with the node: a ztunnel pod that came back with its node
+//!   is kept on evidence that it works (Ready, istio-cni's snapshot received since the node
+//!   started, and pods adopted since); when unsure (it adopted none, or its state cannot be
+//!   read), the safe remedy: restart it. When ztunnel is restarted, every meshed pod is
+//!   restarted after it, as the guide does.
 //! - The evidence rule, for the pods that hold it now: Envoy's upstream reset on a route their
 //!   workload serves, once every pod serving it has been Ready [`GATEWAY_GRACE`]; ztunnel's failed
 //!   HBONE connections (`deadline has elapsed`, `Connection refused`) to one of the pod's
-//!   `<ip>:15008` logged at or after the pod was created (an earlier line is about the IP's
-//!   previous holder); istio-cni's failed in-pod reconcile naming the pod (the line itself says to
-//!   restart it).
+//!   `<ip>:15008` logged at or after the pod was created, or was adopted (an earlier line is about
+//!   the IP's previous holder, or the pod's previous sandbox); istio-cni's failures naming the pod
+//!   since its sandbox started (a failed in-pod reconcile says to restart it).
 //!
 //! Timestamps are whole seconds (Kubernetes writes them so); a tie counts as after.
 //!
@@ -22,7 +38,7 @@
 //! [`Ztunnel::ready_for`].
 
 use crate::cluster::Pod;
-use crate::observe::evidence::HboneFailure;
+use crate::observe::evidence::{CniLine, CniSays, HboneFailure, ZtunnelSays};
 use crate::observe::{CNI_DAEMONSET, Observation};
 use crate::stack::Stack;
 use crate::utc;
@@ -47,6 +63,17 @@ pub struct NodeStart {
     /// The evidence for `started_at`, when it is not the node container's `State.StartedAt`: on a
     /// shared cluster, what the API shows ([`super::boots`]).
     pub source: Option<String>,
+}
+
+impl NodeStart {
+    /// How its last start is known, for a verdict: "the node container last started (…)", or the
+    /// API's evidence on a shared cluster.
+    fn started(&self, start: u64) -> String {
+        match &self.source {
+            Some(evidence) => evidence.clone(),
+            None => format!("the node container last started ({})", utc::format(start)),
+        }
+    }
 }
 
 /// The nodes the observation knows: the control-plane node container on kind; on a shared
@@ -162,8 +189,178 @@ impl Ztunnel {
     }
 }
 
-/// ztunnel on each node: stale when one of its pods there was created before the node container
-/// last started, or when it has no pod or a pod not Ready there.
+/// When the node `pod` runs on last started, when known.
+fn node_start(nodes: &[NodeStart], pod: &Pod) -> Option<u64> {
+    let on = node_of(nodes, pod)?;
+    nodes.iter().find(|n| n.name == on).and_then(|n| n.started_at)
+}
+
+/// A pod that is coming up: not Ready, not going away, and no container in a state waiting
+/// cannot fix (a crash loop's back-off, an image that cannot be pulled, a config error).
+fn coming_up(p: &Pod) -> bool {
+    !p.ready()
+        && !p.terminating
+        && p.containers.iter().all(|c| {
+            c.waiting
+                .as_ref()
+                .is_none_or(|(reason, _)| reason == "ContainerCreating" || reason == "PodInitializing")
+        })
+}
+
+/// A pod whose sandbox is not running yet (`PodReadyToStartContainers` not True; without that
+/// condition, Pending with its containers being created).
+fn no_sandbox(p: &Pod) -> bool {
+    match p.sandbox {
+        Some(running) => !running,
+        None => p.phase == "Pending" && p.unscheduled.is_none(),
+    }
+}
+
+/// Whether the mesh has settled after its node started (within the mesh's deadline of it), so
+/// that what it adopted can be judged: on every node that runs meshed pods, istio-cni-node and
+/// ztunnel Ready, and every meshed pod scheduled there with a running sandbox. `Err(why)` while a pod of those is still coming up: wait, act on nothing. A
+/// pod that cannot come up by waiting (a crash loop, an image pull) is not waited for: it is
+/// judged as it is.
+pub fn settled(stack: &Stack, obs: &Observation) -> Result<(), String> {
+    let mesh = &stack.mesh;
+    // Only right after the node started: later, what is not Ready is judged as it is.
+    let last = nodes(stack, obs).iter().filter_map(|n| n.started_at).max();
+    let recent = last.is_some_and(|s| obs.at < s + mesh.timeout.as_secs());
+    if !recent {
+        return Ok(());
+    }
+    let meshed: Vec<&Pod> =
+        obs.pods.iter().filter(|p| p.meshed && !p.terminating && !p.node.is_empty()).collect();
+    if meshed.is_empty() {
+        return Ok(());
+    }
+    for ds in [CNI_DAEMONSET, mesh.daemonset.as_str()] {
+        if let Some(p) = daemon_pods(&obs.pods, &mesh.namespace, ds).into_iter().find(|p| coming_up(p)) {
+            return Err(format!("{ds}'s pod {} is not Ready yet", p.name));
+        }
+    }
+    let waiting: Vec<&str> =
+        meshed.iter().filter(|p| no_sandbox(p) && coming_up(p)).map(|p| p.name.as_str()).collect();
+    match waiting.as_slice() {
+        [] => Ok(()),
+        [one] => Err(format!("the pod {one} has no running sandbox yet")),
+        [first, ..] => Err(format!("{} meshed pods have no running sandbox yet ({first}, …)", waiting.len())),
+    }
+}
+
+/// Whether the mesh adopted a pod since its sandbox started, and the evidence.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Adoption {
+    /// Both sides say so: ztunnel runs its proxy, istio-cni captured it (the capture line's time).
+    Adopted { evidence: String, at: Option<u64> },
+    /// What is missing, or what says otherwise.
+    Not(String),
+}
+
+/// Whether the mesh adopted `pod` since its sandbox started (and its node last started): its UID
+/// `Up` in ztunnel's `workloadState` on its node, and istio-cni's capture line for it since then
+/// (`sending pod add to ztunnel`: its CNI ADD; or `sending pod to ztunnel as part of snapshot`
+/// from an agent that logged `inpod reconcile mode enabled`, so its scan rewrote the pod's
+/// in-pod rules), with no failure for it after that capture (nor, for the snapshot, a failed
+/// reconcile since the sandbox started).
+pub fn adoption(obs: &Observation, nodes: &[NodeStart], pod: &Pod) -> Adoption {
+    let on = node_of(nodes, pod).unwrap_or("");
+    let since = [pod.sandbox_since, node_start(nodes, pod), pod.created].into_iter().flatten().max();
+    let since_text = when(since);
+    let state = match obs.workload_state.iter().find(|(n, _)| n == on).or(obs.workload_state.first()) {
+        None => return Adoption::Not("ztunnel's workloadState was not read".into()),
+        Some((_, Err(e))) => {
+            return Adoption::Not(format!("ztunnel's workloadState could not be read ({e})"));
+        }
+        Some((_, Ok(state))) => state,
+    };
+    match state.get(&pod.uid) {
+        None => {
+            return Adoption::Not(format!(
+                "ztunnel runs no proxy for its UID {} (its workloadState on node {on} lacks it)",
+                pod.uid
+            ));
+        }
+        Some(p) if p.state != "Up" => {
+            return Adoption::Not(format!(
+                "ztunnel's proxy for its UID {} is {}, not Up",
+                pod.uid,
+                if p.state.is_empty() { "in no state" } else { &p.state }
+            ));
+        }
+        Some(_) => {}
+    }
+    let lines = match &obs.cni {
+        Ok(lines) => lines,
+        Err(e) => return Adoption::Not(format!("istio-cni's log could not be read ({e})")),
+    };
+    let mine: Vec<&CniLine> = lines
+        .iter()
+        .filter(|l| l.about(&pod.uid, &pod.namespace, &pod.name))
+        .filter(|l| l.at.is_some_and(|t| since.is_none_or(|s| t >= s)))
+        .collect();
+    // Lines are in the order istio-cni wrote them: "later" is by that order (whole seconds tie).
+    let at = mine.iter().rposition(|l| matches!(l.says, CniSays::Snapshot | CniSays::Added));
+    let Some(capture) = at.map(|i| mine[i]) else {
+        let but = match mine.iter().rev().find(|l| matches!(l.says, CniSays::Failed(_))) {
+            Some(f) => format!("; it logged `{}` at {}", f.what(), when(f.at)),
+            None => String::new(),
+        };
+        return Adoption::Not(format!(
+            "istio-cni logged no capture of it since its sandbox started ({since_text}){but}"
+        ));
+    };
+    if let Some(f) = mine[at.unwrap_or(0)..].iter().find(|l| matches!(l.says, CniSays::Failed(_))) {
+        return Adoption::Not(format!(
+            "istio-cni logged `{}` at {}, after it {} at {}",
+            f.what(),
+            when(f.at),
+            capture.what(),
+            when(capture.at)
+        ));
+    }
+    if capture.says == CniSays::Snapshot {
+        let reconciled =
+            lines.iter().take_while(|l| !std::ptr::eq(*l, capture)).any(|l| l.says == CniSays::ReconcileMode);
+        if !reconciled {
+            return Adoption::Not(format!(
+                "istio-cni {} at {}, but logged no `inpod reconcile mode enabled`: its start-up scan then \
+                 writes no in-pod rules (reconcileIptablesOnStartup off)",
+                capture.what(),
+                when(capture.at)
+            ));
+        }
+        if let Some(f) = mine.iter().find(|l| l.says == CniSays::Failed(RECONCILE_FAILED.into())) {
+            return Adoption::Not(format!("istio-cni logged `{}` at {}", f.what(), when(f.at)));
+        }
+    }
+    let received = obs
+        .proxies
+        .iter()
+        .flatten()
+        .filter(|l| matches!(&l.says, ZtunnelSays::Received { uid } if *uid == pod.uid))
+        .filter_map(|l| l.at)
+        .filter(|t| since.is_none_or(|s| *t >= s))
+        .max();
+    let at = received.map(|t| format!(" at {}", utc::format(t))).unwrap_or_default();
+    Adoption::Adopted {
+        evidence: format!(
+            "ztunnel adopted {} (uid {}){at}: Up in its workloadState; istio-cni: {} at {}",
+            pod.name,
+            pod.uid,
+            capture.what(),
+            when(capture.at)
+        ),
+        at: capture.at,
+    }
+}
+
+/// istio-cni's words for a failed in-pod reconcile ([`CniSays::Failed`]).
+const RECONCILE_FAILED: &str = "failed to reconcile inpod rules for pod";
+
+/// ztunnel on each node: stale when it has no pod there or a pod not Ready; when its pod came
+/// back with the node (created before the node container last started), kept only on evidence
+/// that it works: istio-cni's snapshot received since the node started, and pods adopted since.
 pub fn ztunnel(stack: &Stack, obs: &Observation) -> Ztunnel {
     let nodes = nodes(stack, obs);
     let pods = daemon_pods(&obs.pods, &stack.mesh.namespace, &stack.mesh.daemonset);
@@ -183,7 +380,7 @@ pub fn ztunnel(stack: &Stack, obs: &Observation) -> Ztunnel {
             let here: Vec<&Pod> = pods.iter().copied().filter(|p| node_of(&nodes, p) == Some(name)).collect();
             let start = nodes.iter().find(|n| &n.name == name);
             let started = start.and_then(|n| n.started_at);
-            let evidence = start.and_then(|n| n.source.clone());
+            let last = |s: u64| start.map(|n| n.started(s)).unwrap_or_default();
             let stale = |why: String| OnNode {
                 node: name.clone(),
                 stale: Some(why),
@@ -197,20 +394,6 @@ pub fn ztunnel(stack: &Stack, obs: &Observation) -> Ztunnel {
                     format!("it has no pod on node {name}")
                 });
             }
-            if let Some(start) = started
-                && let Some(p) = here.iter().find(|p| p.created.unwrap_or(0) < start)
-            {
-                let started = match &evidence {
-                    Some(evidence) => format!("before {evidence}"),
-                    None => format!("before the node container last started ({})", utc::format(start)),
-                };
-                return stale(format!(
-                    "its pod {} was created {}, {started}: it came back with the node and holds no \
-                     registration for the pods that came back with it",
-                    p.name,
-                    when(p.created),
-                ));
-            }
             if let Some(p) = here.iter().find(|p| !p.ready()) {
                 return stale(format!(
                     "it is not healthy: its pod {} (created {}) is not Ready",
@@ -219,63 +402,163 @@ pub fn ztunnel(stack: &Stack, obs: &Observation) -> Ztunnel {
                 ));
             }
             let p = here.iter().max_by_key(|p| p.ready_since).expect("not empty");
-            let after = match (started, &evidence) {
-                (Some(s), None) => format!(", after the node container started ({})", utc::format(s)),
-                (Some(s), Some(_)) => format!(", after node {name} last started ({})", utc::format(s)),
-                (None, _) => String::new(),
+            let ready_since = here.iter().filter_map(|p| p.ready_since).max();
+            let came_back = started.and_then(|start| {
+                here.iter().find(|p| p.created.unwrap_or(0) < start).map(|p| (p, start))
+            });
+            let kept = match came_back {
+                None => {
+                    let after = started.map(|s| format!(", after {}", last(s))).unwrap_or_default();
+                    format!("its pod {} was created {}{after}, Ready since {}", p.name, when(p.created), when(p.ready_since))
+                }
+                Some((back, start)) => match works(stack, obs, &nodes, name, start) {
+                    Ok(evidence) => format!(
+                        "its pod {} came back with the node (created {}, before {}) and works: Ready since {}; \
+                         {evidence}",
+                        back.name,
+                        when(back.created),
+                        last(start),
+                        when(ready_since)
+                    ),
+                    Err(why) => {
+                        return stale(format!(
+                            "its pod {} came back with the node (created {}, before {}) and nothing shows it \
+                             works: {why}; restarting it is the safe remedy",
+                            back.name,
+                            when(back.created),
+                            last(start)
+                        ));
+                    }
+                },
             };
-            OnNode {
-                node: name.clone(),
-                stale: None,
-                ready_since: here.iter().filter_map(|p| p.ready_since).max(),
-                kept: format!(
-                    "its pod {} was created {}{after}, Ready since {}",
-                    p.name,
-                    when(p.created),
-                    when(p.ready_since)
-                ),
-            }
+            OnNode { node: name.clone(), stale: None, ready_since, kept }
         })
         .collect();
     Ztunnel { nodes: verdicts }
 }
 
-/// The time rule for a pod of a meshed workload: why it is stale (`None`: created after ztunnel
-/// on its node was Ready).
-pub fn stale_by_time(ztunnel: &Ztunnel, nodes: &[NodeStart], pod: &Pod) -> Option<String> {
+/// The evidence that ztunnel on `node` works since the node started at `start`: istio-cni's
+/// snapshot received since (`received snapshot sent`), and the meshed pods there it adopted.
+fn works(
+    stack: &Stack,
+    obs: &Observation,
+    nodes: &[NodeStart],
+    node: &str,
+    start: u64,
+) -> Result<String, String> {
+    let proxies = obs.proxies.as_ref().map_err(|e| format!("its log could not be read ({e})"))?;
+    let snapshot = proxies
+        .iter()
+        .filter(|l| l.says == ZtunnelSays::SnapshotDone)
+        .filter_map(|l| l.at)
+        .filter(|t| *t >= start)
+        .max()
+        .ok_or_else(|| {
+            format!(
+                "its log shows no snapshot from istio-cni (`received snapshot sent`) since {}",
+                utc::format(start)
+            )
+        })?;
+    let meshed: Vec<&Pod> = crate::judge::workloads::current(stack, obs)
+        .into_iter()
+        .filter(|p| p.meshed && node_of(nodes, p) == Some(node))
+        .collect();
+    let adopted =
+        meshed.iter().filter(|p| matches!(adoption(obs, nodes, p), Adoption::Adopted { .. })).count();
+    if adopted == 0 && !meshed.is_empty() {
+        let why = match adoption(obs, nodes, meshed[0]) {
+            Adoption::Not(why) => why,
+            Adoption::Adopted { .. } => unreachable!("counted"),
+        };
+        return Err(format!(
+            "it adopted none of the {} meshed pod(s) on the node since (e.g. {}: {why})",
+            meshed.len(),
+            meshed[0].name
+        ));
+    }
+    Ok(format!(
+        "istio-cni's snapshot received at {}; it adopted {adopted} of the {} meshed pod(s) on the node",
+        utc::format(snapshot),
+        meshed.len()
+    ))
+}
+
+/// A meshed pod's verdict, on its node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InMesh {
+    /// Created after ztunnel on its node was Ready: its sandbox got its CNI ADD (why).
+    Fresh(String),
+    /// Adopted since its sandbox started, on evidence (which).
+    Adopted(String),
+    /// Stale (why).
+    Stale(String),
+}
+
+/// A pod of a meshed workload: fresh (created after ztunnel on its node was Ready), adopted on
+/// evidence ([`adoption`]), or stale (ztunnel is restarted, or nothing shows it was adopted).
+pub fn in_mesh(obs: &Observation, ztunnel: &Ztunnel, nodes: &[NodeStart], pod: &Pod) -> InMesh {
     match ztunnel.ready_for(nodes, pod) {
-        None => Some(format!(
+        None => InMesh::Stale(format!(
             "ztunnel is restarted first, and its pod {} was created before ({})",
             pod.name,
             when(pod.created)
         )),
-        Some(t) if pod.created.unwrap_or(0) < t => Some(format!(
-            "its pod {} was created {} before ztunnel's pods were Ready ({})",
+        Some(t) if pod.created.unwrap_or(0) >= t => InMesh::Fresh(format!(
+            "its pod {} was created {}, after ztunnel was Ready ({})",
             pod.name,
             when(pod.created),
             utc::format(t)
         )),
-        Some(_) => None,
+        Some(t) => match adoption(obs, nodes, pod) {
+            Adoption::Adopted { evidence, .. } => InMesh::Adopted(evidence),
+            Adoption::Not(why) => InMesh::Stale(format!(
+                "its pod {} was created {} before ztunnel's pods were Ready ({}), and nothing shows the mesh \
+                 adopted it since its sandbox started: {why}",
+                pod.name,
+                when(pod.created),
+                utc::format(t)
+            )),
+        },
     }
 }
 
-/// ztunnel's failed HBONE connections to this pod: to one of its IPs, logged when it existed (a
-/// line from before it was created is about the IP's previous holder).
-pub fn hbone<'a>(obs: &'a Observation, pod: &Pod) -> Vec<&'a HboneFailure> {
-    obs.hbone.iter().flatten().filter(|f| pod.ips.contains(&f.ip) && !before(f, pod)).collect()
+/// Since when a line is about this pod: its creation, or its capture when the mesh adopted it
+/// (a line from before is about the IP's previous holder, or the pod's previous sandbox).
+fn evidence_since(obs: &Observation, nodes: &[NodeStart], pod: &Pod) -> u64 {
+    let created = pod.created.unwrap_or(0);
+    match adoption(obs, nodes, pod) {
+        Adoption::Adopted { at: Some(at), .. } => at.max(created),
+        _ => created,
+    }
 }
 
-fn before(f: &HboneFailure, pod: &Pod) -> bool {
-    f.at.is_some_and(|at| at < pod.created.unwrap_or(0))
-}
-
-/// istio-cni's failed in-pod reconciles of this pod (the log lines).
-pub fn cni<'a>(obs: &'a Observation, pod: &Pod) -> Vec<&'a str> {
-    obs.cni
+/// ztunnel's failed HBONE connections to this pod: to one of its IPs, logged when it existed and,
+/// when the mesh adopted it, since then.
+pub fn hbone<'a>(obs: &'a Observation, nodes: &[NodeStart], pod: &Pod) -> Vec<&'a HboneFailure> {
+    let since = evidence_since(obs, nodes, pod);
+    obs.hbone
         .iter()
         .flatten()
-        .filter(|(ns, name, _)| *ns == pod.namespace && *name == pod.name)
-        .map(|(_, _, line)| line.as_str())
+        .filter(|f| pod.ips.contains(&f.ip) && f.at.is_none_or(|at| at >= since))
+        .collect()
+}
+
+/// istio-cni's failures naming this pod since its sandbox started (a line without a time counts),
+/// not followed by a capture by the CNI ADD (the lines).
+pub fn cni<'a>(obs: &'a Observation, pod: &Pod) -> Vec<&'a str> {
+    let Ok(lines) = &obs.cni else { return Vec::new() };
+    let since = pod.sandbox_since.or(pod.created).unwrap_or(0);
+    let mine: Vec<&CniLine> = lines
+        .iter()
+        .filter(|l| l.about(&pod.uid, &pod.namespace, &pod.name) && l.at.is_none_or(|t| t >= since))
+        .collect();
+    mine.iter()
+        .enumerate()
+        .filter(|(i, l)| {
+            matches!(l.says, CniSays::Failed(_))
+                && !mine[i + 1..].iter().any(|later| later.says == CniSays::Added)
+        })
+        .map(|(_, l)| l.line.as_str())
         .collect()
 }
 
@@ -300,16 +583,25 @@ pub fn evidence(stack: &Stack, obs: &Observation, workload: &str, pods: &[&Pod])
             }
         }
     }
-    for f in obs.hbone.iter().flatten() {
-        let Some(pod) = pods.iter().find(|p| p.ips.contains(&f.ip) && !before(f, p)) else { continue };
-        let line = format!("ztunnel: {} to {}:15008 ({})", f.error, f.ip, pod.name);
-        if !why.contains(&line) {
-            why.push(line);
+    let nodes = nodes(stack, obs);
+    for pod in pods {
+        for f in hbone(obs, &nodes, pod) {
+            let line = format!("ztunnel: {} to {}:15008 ({})", f.error, f.ip, pod.name);
+            if !why.contains(&line) {
+                why.push(line);
+            }
         }
     }
     for pod in pods {
-        if !cni(obs, pod).is_empty() {
-            why.push(format!("istio-cni: failed to reconcile inpod rules for pod {}", pod.name));
+        if let Some(line) = cni(obs, pod).first() {
+            let what = obs
+                .cni
+                .iter()
+                .flatten()
+                .find(|l| l.line == *line)
+                .map(|l| l.what().to_string())
+                .unwrap_or_else(|| RECONCILE_FAILED.to_string());
+            why.push(format!("istio-cni: {what} {}", pod.name));
         }
     }
     why
@@ -323,8 +615,9 @@ pub fn ztunnel_blame(stack: &Stack, obs: &Observation) -> Option<String> {
         return Some(format!("its pod {} is not Ready", p.name));
     }
     let ready = ztunnel.iter().filter_map(|p| p.ready_since).max()?;
+    let nodes = nodes(stack, obs);
     obs.pods.iter().filter(|p| p.created.is_some_and(|c| c >= ready)).find_map(|pod| {
-        let f = hbone(obs, pod).into_iter().next()?;
+        let f = hbone(obs, &nodes, pod).into_iter().next()?;
         Some(format!(
             "ztunnel: {} to {}:15008 ({}), a pod created after ztunnel was Ready",
             f.error, f.ip, pod.name
@@ -380,9 +673,10 @@ mod tests {
         assert_eq!(judged.stale(), None, "{judged:?}");
         assert_eq!(judged.nodes.len(), 2);
         let nodes = nodes(&stack, &obs);
-        assert_eq!(stale_by_time(&judged, &nodes, &obs.pods[2]), None);
-        let why = stale_by_time(&judged, &nodes, &obs.pods[3])
-            .expect("created before its node's ztunnel was Ready");
+        assert!(matches!(in_mesh(&obs, &judged, &nodes, &obs.pods[2]), InMesh::Fresh(_)));
+        let InMesh::Stale(why) = in_mesh(&obs, &judged, &nodes, &obs.pods[3]) else {
+            panic!("created before its node's ztunnel was Ready, and not shown adopted");
+        };
         assert!(why.contains("before ztunnel's pods were Ready"), "{why}");
 
         // A ztunnel pod that came back with the node it runs on; a node with meshed pods and no
@@ -395,7 +689,7 @@ mod tests {
         ]);
         let judged = ztunnel(&stack, &obs);
         assert_eq!(judged.stale(), Some("it has no pod on node worker"));
-        let why = stale_by_time(&judged, &nodes, &obs.pods[1]).unwrap();
+        let InMesh::Stale(why) = in_mesh(&obs, &judged, &nodes, &obs.pods[1]) else { panic!("stale") };
         assert!(why.starts_with("ztunnel is restarted first"), "{why}");
     }
 
@@ -409,9 +703,151 @@ mod tests {
             error: "connection failed: deadline has elapsed".into(),
             line: "…".into(),
         };
+        let nodes = [NodeStart { name: String::new(), started_at: Some(START), source: None }];
         obs.hbone = Ok(vec![line(START + 99)]);
-        assert!(hbone(&obs, &obs.pods[0]).is_empty(), "about the IP's previous holder");
+        assert!(hbone(&obs, &nodes, &obs.pods[0]).is_empty(), "about the IP's previous holder");
         obs.hbone = Ok(vec![line(START + 99), line(START + 100)]);
-        assert_eq!(hbone(&obs, &obs.pods[0]).len(), 1, "a tie counts as after");
+        assert_eq!(hbone(&obs, &nodes, &obs.pods[0]).len(), 1, "a tie counts as after");
+    }
+
+    /// A node restart at START restarted ztunnel and the app in place (created an hour before);
+    /// ztunnel took istio-cni's snapshot at START + 3 and was Ready at START + 4.
+    fn restarted(app_state: &str, cni: &str) -> (Stack, Observation) {
+        let stack = load(Source::Embedded).unwrap();
+        let cp = stack.cluster.control_plane_container();
+        let mut app = pod("redis-6b5-abcde", &cp, START - 3600, Some(START + 5));
+        app.uid = "u-redis".into();
+        app.sandbox = Some(true);
+        app.sandbox_since = Some(START + 1);
+        let mut obs = observed(vec![pod("ztunnel-a", &cp, START - 3600, Some(START + 4)), app]);
+        let zlog = "2027-01-15T08:00:03.100000Z\tinfo\tinpod::statemanager\tpod received, starting proxy\tuid=\"u-redis\" name=\"redis-6b5-abcde\" namespace=\"ecom\"\n\
+             2027-01-15T08:00:03.200000Z\tinfo\tinpod::statemanager\treceived snapshot sent\t\n";
+        assert_eq!(utc::format(START), "2027-01-15T08:00:00Z", "the lines below are written for START");
+        obs.proxies = Ok(crate::observe::evidence::parse_ztunnel_proxies(zlog));
+        obs.cni = Ok(crate::observe::evidence::parse_cni(cni));
+        let state = format!(
+            r#"{{"workloadState": {{"u-redis": {{"info": {{"name": "redis-6b5-abcde", "namespace": "ecom"}}, "state": "{app_state}"}}}}}}"#
+        );
+        obs.workload_state = vec![(cp, crate::observe::evidence::parse_workload_state(&state))];
+        (stack, obs)
+    }
+
+    const RECONCILE: &str = "2027-01-15T08:00:00.500000Z\tinfo\tcni-agent\tinpod reconcile mode enabled\n";
+    const SNAPSHOT: &str = "2027-01-15T08:00:03.000000Z\tinfo\tcni-agent\tsending pod to ztunnel as part of snapshot\tuid=u-redis name=redis-6b5-abcde namespace=ecom serviceAccount=default\n";
+    const ADDED: &str = "2027-01-15T08:00:06.000000Z\tinfo\tcni-agent\tsending pod add to ztunnel\tuid=u-redis name=redis-6b5-abcde namespace=ecom serviceAccount=default conn_uuid=1\n";
+
+    #[test]
+    fn a_pod_restarted_in_place_is_kept_only_on_both_sides_evidence_since_its_sandbox_started() {
+        let adopted = |state: &str, cni: &str| {
+            let (stack, obs) = restarted(state, cni);
+            let nodes = nodes(&stack, &obs);
+            (
+                adoption(&obs, &nodes, &obs.pods[1]),
+                in_mesh(&obs, &ztunnel(&stack, &obs), &nodes, &obs.pods[1]),
+            )
+        };
+        // The start-up snapshot, with the in-pod rules reconciled; or its CNI ADD.
+        let (a, verdict) = adopted("Up", &format!("{RECONCILE}{SNAPSHOT}"));
+        let Adoption::Adopted { evidence, .. } = a else { panic!("{a:?}") };
+        assert_eq!(
+            evidence,
+            "ztunnel adopted redis-6b5-abcde (uid u-redis) at 2027-01-15T08:00:03Z: Up in its workloadState; \
+             istio-cni: sent in the start-up snapshot at 2027-01-15T08:00:03Z"
+        );
+        assert_eq!(verdict, InMesh::Adopted(evidence));
+        assert!(matches!(adopted("Up", ADDED).0, Adoption::Adopted { .. }));
+        // What proves nothing: the snapshot without the reconcile (no in-pod rules), ztunnel's
+        // entry alone, a capture from before its sandbox started, an entry not Up.
+        // (Its only pod not adopted, ztunnel is not shown to work either: restarted first.)
+        let not = |state: &str, cni: &str| match adopted(state, cni) {
+            (Adoption::Not(why), InMesh::Stale(stale)) => {
+                assert!(stale.starts_with("ztunnel is restarted first"), "{stale}");
+                why
+            }
+            other => panic!("{other:?}"),
+        };
+        assert!(not("Up", SNAPSHOT).contains("inpod reconcile mode enabled"));
+        assert!(not("Up", "").contains("istio-cni logged no capture of it since its sandbox started"));
+        let before = SNAPSHOT.replace("08:00:03", "07:59:59");
+        assert!(not("Up", &format!("{RECONCILE}{before}")).contains("no capture"));
+        assert!(not("Pending", ADDED).contains("is Pending, not Up"));
+        assert!(not("Up", "").contains("no capture"));
+        let (_, mut obs) = restarted("Up", ADDED);
+        obs.workload_state.clear();
+        let stack = load(Source::Embedded).unwrap();
+        assert!(
+            matches!(adoption(&obs, &nodes(&stack, &obs), &obs.pods[1]), Adoption::Not(w) if w.contains("not read"))
+        );
+        // A failure after the capture, or a failed reconcile with the snapshot.
+        let failed = "2027-01-15T08:00:07.000000Z\terror\tcni-agent\tfailed to handle add event: no ztunnel connection\tns=ecom name=redis-6b5-abcde\n";
+        assert!(not("Up", &format!("{ADDED}{failed}")).contains("failed to handle add event"));
+        let reconcile_failed = "2027-01-15T08:00:01.500000Z\terror\tcni-agent\tfailed to reconcile inpod rules for pod, try restarting the pod, or removing and re-adding it to the mesh: exit status 1\tns=ecom name=redis-6b5-abcde\n";
+        assert!(
+            not("Up", &format!("{RECONCILE}{reconcile_failed}{SNAPSHOT}")).contains("failed to reconcile")
+        );
+        // A refused HBONE connection logged before it was adopted is about its previous sandbox.
+        let (stack, mut obs) = restarted("Up", &format!("{RECONCILE}{SNAPSHOT}"));
+        let ip = obs.pods[1].ips[0].clone();
+        let refused = |at| HboneFailure {
+            at: Some(at),
+            ip: ip.clone(),
+            error: "io error: Connection refused (os error 111)".into(),
+            line: String::new(),
+        };
+        obs.hbone = Ok(vec![refused(START + 2)]);
+        let nodes = nodes(&stack, &obs);
+        assert!(hbone(&obs, &nodes, &obs.pods[1]).is_empty());
+        obs.hbone = Ok(vec![refused(START + 2), refused(START + 9)]);
+        assert_eq!(hbone(&obs, &nodes, &obs.pods[1]).len(), 1);
+    }
+
+    #[test]
+    fn ztunnel_that_came_back_with_its_node_is_kept_only_when_it_is_shown_to_work() {
+        let (stack, obs) = restarted("Up", &format!("{RECONCILE}{SNAPSHOT}"));
+        let judged = ztunnel(&stack, &obs);
+        assert_eq!(judged.stale(), None, "{judged:?}");
+        assert!(
+            judged
+                .kept()
+                .contains("istio-cni's snapshot received at 2027-01-15T08:00:03Z; it adopted 1 of the 1"),
+            "{}",
+            judged.kept()
+        );
+        // It adopted none of the pods (the guide's world): not shown to work, restarted.
+        let (stack, obs) = restarted("Up", "");
+        let why = ztunnel(&stack, &obs).stale().unwrap().to_string();
+        assert!(
+            why.contains("came back with the node") && why.contains("adopted none of the 1 meshed pod(s)"),
+            "{why}"
+        );
+        // No snapshot since the node started.
+        let (stack, mut obs) = restarted("Up", &format!("{RECONCILE}{SNAPSHOT}"));
+        obs.proxies = Ok(Vec::new());
+        assert!(ztunnel(&stack, &obs).stale().unwrap().contains("no snapshot from istio-cni"));
+    }
+
+    #[test]
+    fn nothing_is_judged_until_the_mesh_has_settled() {
+        let (stack, mut obs) = restarted("Up", ADDED);
+        obs.at = START + 10;
+        assert_eq!(settled(&stack, &obs), Ok(()));
+        obs.pods[1].sandbox = Some(false);
+        obs.pods[1].ready_since = None;
+        obs.pods[1].containers[0].ready = false;
+        obs.pods[1].containers[0].waiting = Some(("ContainerCreating".into(), String::new()));
+        assert!(settled(&stack, &obs).unwrap_err().contains("has no running sandbox yet"));
+        // A pod waiting cannot fix is judged as it is.
+        obs.pods[1].containers[0].waiting = Some(("CrashLoopBackOff".into(), "back-off 10s".into()));
+        assert_eq!(settled(&stack, &obs), Ok(()));
+        let zt = &mut obs.pods[0];
+        zt.ready_since = None;
+        zt.containers[0].ready = false;
+        assert!(settled(&stack, &obs).unwrap_err().contains("ztunnel's pod ztunnel-a is not Ready yet"));
+        // Long after the node started, a pod not Ready is judged as it is.
+        obs.at = START + 3600;
+        assert_eq!(settled(&stack, &obs), Ok(()));
+        obs.at = START + 10;
+        obs.pods[0].containers[0].waiting = Some(("CrashLoopBackOff".into(), "back-off 40s".into()));
+        assert_eq!(settled(&stack, &obs), Ok(()));
     }
 }

@@ -2,7 +2,7 @@
 //! its verdict ([`health`]): missing, stale in the mesh (why), stuck past its deadline, starting,
 //! or healthy. What `up` restarts, waits for or keeps, and what `doctor` reports.
 
-use crate::cluster::{Deployment, Pod};
+use crate::cluster::{Deployment, Pod, PodRestart};
 use crate::observe::Observation;
 use crate::stack::Stack;
 
@@ -94,6 +94,11 @@ pub enum Health {
     Missing,
     /// Its pods' mesh registration is stale: restart it.
     Stale(Stale),
+    /// A pod serving it is in the kubelet's crash-loop back-off (why): once what it needs is
+    /// Ready, delete these pods (each a restart: its ReplicaSet recreates it) so that the new ones
+    /// start at once instead of waiting out the back-off (10 s doubling to 5 min, kept per pod
+    /// UID in the kubelet's memory: a new pod has none).
+    BackOff { why: String, pods: Vec<PodRestart> },
     /// Its newest pod has not become Ready within the workload's own deadline (why): restart it.
     Stuck(String),
     /// Rolling out, or its pod is not Ready yet (why): wait for it.
@@ -109,6 +114,32 @@ pub fn judge(stack: &Stack, obs: &Observation) -> (Ztunnel, Vec<Health>) {
     (ztunnel, health)
 }
 
+/// The serving pods in the kubelet's crash-loop back-off, as [`Health::BackOff`] (none, or one
+/// its controller would not recreate: `None`).
+fn back_off(obs: &Observation, serving: &[&Pod]) -> Option<Health> {
+    use crate::judge::pods::{TroubleKind, trouble};
+    let looping: Vec<(&Pod, String)> = serving
+        .iter()
+        .filter_map(|p| {
+            let t = trouble(p, &[], obs.at).filter(|t| t.kind == TroubleKind::CrashLoop)?;
+            Some((*p, t.message))
+        })
+        .collect();
+    let (first, message) = looping.first()?;
+    let pods: Vec<PodRestart> =
+        looping.iter().map(|(p, _)| PodRestart::of(p)).collect::<Result<_, _>>().ok()?;
+    let message = if message.is_empty() { String::new() } else { format!(": {message}") };
+    Some(Health::BackOff {
+        why: format!(
+            "its pod {} is in the kubelet's crash-loop back-off ({} restarts{message}): deleted once what it needs \
+             is Ready, its replacement starts at once (a new pod has no back-off)",
+            first.name,
+            first.restarts()
+        ),
+        pods,
+    })
+}
+
 /// Workload `i`'s verdict, with ztunnel judged as `ztunnel` (restarted: every meshed pod is stale).
 pub fn health(stack: &Stack, obs: &Observation, i: usize, ztunnel: &Ztunnel) -> Health {
     let w = &stack.workloads[i];
@@ -122,17 +153,28 @@ pub fn health(stack: &Stack, obs: &Observation, i: usize, ztunnel: &Ztunnel) -> 
     let meshed = pods.iter().any(|p| p.meshed);
     // A restart just sent: the controller has not created the new pods the rules would judge.
     let rollout_starting = d.generation > d.observed_generation;
-    let time = match (meshed && !rollout_starting, ztunnel.stale()) {
-        (false, _) => None,
-        (true, Some(_)) => serving.last().and_then(|p| mesh::stale_by_time(ztunnel, &nodes, p)),
-        (true, None) => serving.iter().find_map(|p| mesh::stale_by_time(ztunnel, &nodes, p)),
+    // The pods the time rule looks at: every serving pod, or, when ztunnel is restarted, the
+    // oldest (all predate its new pods). Those kept say why: fresh, or adopted on evidence.
+    let judged: Vec<mesh::InMesh> = match (meshed && !rollout_starting, ztunnel.stale()) {
+        (false, _) => Vec::new(),
+        (true, Some(_)) => {
+            serving.last().map(|p| mesh::in_mesh(obs, ztunnel, &nodes, p)).into_iter().collect()
+        }
+        (true, None) => serving.iter().map(|p| mesh::in_mesh(obs, ztunnel, &nodes, p)).collect(),
     };
+    let time = judged.iter().find_map(|v| match v {
+        mesh::InMesh::Stale(why) => Some(why.clone()),
+        _ => None,
+    });
     let stale = Stale { evidence: mesh::evidence(stack, obs, &w.name, &serving), time };
     if !stale.reasons().is_empty() {
         return Health::Stale(stale);
     }
     if d.desired == 0 {
         return Health::Healthy("scaled to 0".into());
+    }
+    if !rollout_starting && let Some(health) = back_off(obs, &serving) {
+        return health;
     }
     // A pod that has not become Ready within the workload's own deadline is not waited for again.
     if let Some(p) = newest
@@ -155,8 +197,16 @@ pub fn health(stack: &Stack, obs: &Observation, i: usize, ztunnel: &Ztunnel) -> 
         return Health::Starting(format!("{what}: wait for it"));
     }
     let p = newest.expect("desired > 0 and ready");
+    let adopted: Vec<&str> = judged
+        .iter()
+        .filter_map(|v| match v {
+            mesh::InMesh::Adopted(evidence) => Some(evidence.as_str()),
+            _ => None,
+        })
+        .collect();
     Health::Healthy(match (meshed, ztunnel.ready_for(&nodes, p)) {
         (false, _) => format!("not in the ambient mesh; Ready since {}", when(p.ready_since)),
+        (true, _) if !adopted.is_empty() => adopted.join("; "),
         (true, Some(t)) => format!(
             "its pod {} was created {}, after ztunnel was Ready ({})",
             p.name,

@@ -3,6 +3,7 @@
 //! nothing in this room changes anything.
 
 pub mod evidence;
+pub mod istio;
 pub mod routes;
 
 use std::collections::BTreeMap;
@@ -22,7 +23,7 @@ use crate::secret::Secret;
 use crate::stack::Stack;
 use crate::ui::Ui;
 
-use evidence::HboneFailure;
+use evidence::{CniLine, HboneFailure, Proxy, ZtunnelLine};
 use routes::Probe;
 
 /// What every step can reach.
@@ -149,15 +150,27 @@ pub fn tools(tools: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// Does Docker answer `probe` ([`docker::server_version`])? Its version, or why not (the probe,
+/// and what the CLI said). The one judgement of Docker's liveness: preflight, doctor and the
+/// watcher ask it. `Err` only when the run is interrupted.
+pub fn docker_answers(probe: &crate::exec::Cmd) -> Result<Read<String>> {
+    Ok(match probe.run() {
+        Ok(out) if docker::answered(&out.stdout) => Ok(out.stdout.trim().to_string()),
+        Ok(_) => Err(format!("`{probe}` printed no server version")),
+        Err(Error::Interrupted) => return Err(Error::Interrupted),
+        Err(Error::Command { stderr_tail, .. }) => Err(format!("`{probe}` failed:\n{}", stderr_tail.trim())),
+        Err(other) => Err(format!("`{probe}`: {}", other.headline())),
+    })
+}
+
 pub fn docker_running() -> Result<()> {
-    let info = docker::info();
-    if let Err(Error::Command { stderr_tail, .. }) = info.run() {
-        return Err(Error::prerequisite(
-            format!("Docker is not running: `{info}` failed:\n{stderr_tail}"),
-            "start Docker Desktop (or the docker service) and wait until `docker info` answers, then run again",
-        ));
+    match docker_answers(&docker::server_version())? {
+        Ok(_) => Ok(()),
+        Err(why) => Err(Error::prerequisite(
+            format!("Docker is not running: {why}"),
+            "start Docker Desktop (or the docker service) and wait until `docker version` shows its Server, then run again",
+        )),
     }
-    Ok(())
 }
 
 /// Wait until the Kubernetes API answers `/readyz` (it refuses for a while after a Docker
@@ -261,9 +274,11 @@ pub fn describe(ctx: &Ctx, lines: &mut Vec<String>) {
     } else {
         describe_host(ctx, lines);
     }
+    lines.push(format!("{}   # only if the reads below find the API not answering", ctx.kube.readyz()));
     describe_cluster(ctx, lines);
 }
 
+/// The host side's reads on kind: the node container, kind, istioctl, the legacy proxies.
 fn describe_host(ctx: &Ctx, lines: &mut Vec<String>) {
     let stack = ctx.stack;
     lines.push(format!(
@@ -275,14 +290,24 @@ fn describe_host(ctx: &Ctx, lines: &mut Vec<String>) {
         docker::kind_get_clusters(),
         stack.cluster.name
     ));
-    lines.push(format!("{}   # only if the reads below find the API not answering", ctx.kube.readyz()));
+    let mesh = &stack.mesh;
+    lines.push(format!(
+        "{}   # ztunnel's workloadState: the pods it runs a proxy for (read-only, port-forwarded)",
+        docker::istioctl_ztunnel_config(
+            ctx.kube.context(),
+            &mesh.namespace,
+            &stack.cluster.control_plane_container()
+        )
+    ));
     if !stack.legacy_proxies.is_empty() {
         lines.push(format!("{}   # legacy socat proxies", docker::ps_named(&stack.legacy_proxies)));
     }
 }
 
+/// The cluster's reads, on kind and on a shared cluster alike.
 fn describe_cluster(ctx: &Ctx, lines: &mut Vec<String>) {
     let stack = ctx.stack;
+    let mesh = &stack.mesh;
     lines.push(format!(
         "{}   # every workload exists, its generations; pods' creation and Ready times, IPs, mesh enrolment",
         ctx.kube.list_deployments_and_pods()
@@ -302,10 +327,9 @@ fn describe_cluster(ctx: &Ctx, lines: &mut Vec<String>) {
             lines.push(format!("{req}   # once"));
         }
     }
-    let mesh = &stack.mesh;
     for daemonset in [mesh.daemonset.as_str(), CNI_DAEMONSET] {
         lines.push(format!(
-            "{}   # failed HBONE connections / in-pod reconciles",
+            "{}   # failed HBONE connections and proxies started / each pod's capture",
             ctx.kube.workload_logs("daemonset", daemonset, &mesh.namespace, LOG_TAIL)
         ));
     }
@@ -351,8 +375,14 @@ pub struct Observation {
     pub pods: Vec<Pod>,
     /// ztunnel's failed HBONE connections in its last [`LOG_TAIL`] log lines.
     pub hbone: Read<Vec<HboneFailure>>,
-    /// istio-cni's failed in-pod reconciles: (namespace, pod, line).
-    pub cni: Read<Vec<(String, String, String)>>,
+    /// ztunnel's proxies in the same lines: each pod it was handed, each snapshot it took.
+    pub proxies: Read<Vec<ZtunnelLine>>,
+    /// istio-cni's capture lines in its last [`LOG_TAIL`] log lines: each pod sent in its
+    /// start-up snapshot or added by a CNI ADD, each failure, the reconcile mode.
+    pub cni: Read<Vec<CniLine>>,
+    /// ztunnel's `workloadState` on each node (`istioctl ztunnel-config all --node <node> -o
+    /// json`): pod UID → its proxy.
+    pub workload_state: Vec<(String, Read<BTreeMap<String, Proxy>>)>,
     /// Every route's answer (the Connect route's `?expand=status` included).
     pub routes: Vec<Probe>,
     /// Each stack connector (index-aligned with `stack.connect.connectors`) as Connect stores it.
@@ -378,27 +408,50 @@ struct Parts {
     api_nodes: Vec<crate::cluster::Node>,
     node_events: Read<Vec<crate::cluster::Event>>,
     hbone: Read<Vec<HboneFailure>>,
-    cni: Read<Vec<(String, String, String)>>,
+    proxies: Read<Vec<ZtunnelLine>>,
+    cni: Read<Vec<CniLine>>,
+    workload_state: Vec<(String, Read<BTreeMap<String, Proxy>>)>,
     routes: Vec<Probe>,
     connectors: Vec<Stored>,
 }
 
 impl Parts {
     fn with(self, node: Node) -> Observation {
-        let Parts { deployments, pods, api_nodes, node_events, hbone, cni, routes, connectors } = self;
-        Observation {
-            at: now(),
-            node,
+        let Parts {
             deployments,
             pods,
             api_nodes,
             node_events,
             hbone,
+            proxies,
             cni,
+            workload_state,
+            routes,
+            connectors,
+        } = self;
+        Observation {
+            at: now(),
+            node,
+            api_nodes,
+            node_events,
+            deployments,
+            pods,
+            hbone,
+            proxies,
+            cni,
+            workload_state,
             routes,
             connectors,
         }
     }
+}
+
+/// ztunnel's `workloadState` on `node`, through istioctl (read-only).
+fn workload_state(ctx: &Ctx, node: &str) -> Read<BTreeMap<String, Proxy>> {
+    let mesh = &ctx.stack.mesh;
+    let cmd = docker::istioctl_ztunnel_config(ctx.kube.context(), &mesh.namespace, node);
+    let out = cmd.run().map_err(|e| e.headline())?;
+    evidence::parse_workload_state(&out.stdout).map_err(|p| format!("`{cmd}`: {p}"))
 }
 
 /// The cluster's reads, through `kube` (which retries transient API failures, or not).
@@ -410,8 +463,9 @@ fn read_cluster(ctx: &Ctx, kube: &Kubectl) -> Result<Parts> {
         cmd.run().map(|o| o.stdout.into_bytes()).map_err(|e| e.headline())
     };
     let panicked = || Err("the read panicked".to_string());
+    let node = stack.cluster.control_plane_container();
     let shared = stack.cluster.shared();
-    let (objects, routes, connectors, hbone, cni, nodes) = std::thread::scope(|s| {
+    let (objects, routes, connectors, ztunnel, cni, state, nodes) = std::thread::scope(|s| {
         let objects = s.spawn(|| kube.run(&kube.list_deployments_and_pods()).map(|o| o.stdout));
         // A shared cluster's restarts are read from the API: its Nodes and their events.
         let nodes = s.spawn(move || -> Result<Option<(String, Read<Vec<crate::cluster::Event>>)>> {
@@ -423,15 +477,21 @@ fn read_cluster(ctx: &Ctx, kube: &Kubectl) -> Result<Parts> {
             Ok(Some((kube.run(&kube.list_nodes())?.stdout, events)))
         });
         let connectors = s.spawn(|| connectors(ctx, kube));
-        let hbone = s.spawn(|| logs(&mesh.daemonset));
+        let ztunnel = s.spawn(|| logs(&mesh.daemonset));
         let cni = s.spawn(|| logs(CNI_DAEMONSET));
+        // istioctl never runs on a shared cluster: no adoption is proven there (the safe remedy).
+        let state = s.spawn(|| match shared {
+            true => Err("not read: bookstore runs no istioctl on a shared cluster".to_string()),
+            false => workload_state(ctx, &node),
+        });
         let routes = routes::probe_all(stack, &stack.smoke.checks);
         (
             join(objects),
             routes,
             connectors.join().unwrap_or_default(),
-            hbone.join().unwrap_or_else(|_| panicked()),
+            ztunnel.join().unwrap_or_else(|_| panicked()),
             cni.join().unwrap_or_else(|_| panicked()),
+            state.join().unwrap_or_else(|_| Err("the read panicked".to_string())),
             join(nodes),
         )
     });
@@ -446,13 +506,16 @@ fn read_cluster(ctx: &Ctx, kube: &Kubectl) -> Result<Parts> {
     let (deployments, pods) = crate::cluster::parse_deployments_and_pods(&objects?)
         .map_err(|p| Error::step(format!("`{}`: {p}", kube.list_deployments_and_pods()), "run it by hand"))?;
     let text = |log: Vec<u8>| String::from_utf8_lossy(&log).into_owned();
+    let ztunnel = ztunnel.map(text);
     Ok(Parts {
         deployments,
         pods,
         api_nodes,
         node_events,
-        hbone: hbone.map(|log| evidence::parse_ztunnel(&text(log))),
+        hbone: ztunnel.as_deref().map(evidence::parse_ztunnel).map_err(Clone::clone),
+        proxies: ztunnel.as_deref().map(evidence::parse_ztunnel_proxies).map_err(Clone::clone),
         cni: cni.map(|log| evidence::parse_cni(&text(log))),
+        workload_state: vec![(node, state)],
         routes,
         connectors,
     })
@@ -496,12 +559,14 @@ impl Observation {
         Observation {
             at: 0,
             node: Node::default(),
-            deployments,
-            pods,
             api_nodes: Vec::new(),
             node_events: Ok(Vec::new()),
+            deployments,
+            pods,
             hbone: Ok(Vec::new()),
+            proxies: Ok(Vec::new()),
             cni: Ok(Vec::new()),
+            workload_state: Vec::new(),
             routes: Vec::new(),
             connectors: Vec::new(),
         }

@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::cluster::PodRestart;
 use crate::judge;
 use crate::judge::connectors::Connector;
 use crate::judge::mesh::Ztunnel;
@@ -27,6 +28,9 @@ use super::{Graph, Order, Task, graph};
 pub enum Act {
     /// `rollout restart` it (a connector: register it).
     Restart,
+    /// Delete its pods that are in the kubelet's back-off once what it needs is Ready (a restart:
+    /// their ReplicaSet recreates them, without the back-off).
+    Replace,
     /// Leave it, but wait until it is Ready (it is rolling out or starting).
     Await,
     /// Leave it: it is healthy.
@@ -48,8 +52,8 @@ impl Decision {
     /// `restart ecom-db: its pod … ; …` (connectors: `register …`).
     pub fn line(&self, subject: &str, connector: bool) -> String {
         let verb = match (self.act, connector) {
-            (Act::Restart, false) => "restart",
-            (Act::Restart, true) => "register",
+            (Act::Restart | Act::Replace, false) => "restart",
+            (Act::Restart | Act::Replace, true) => "register",
             (Act::Await, _) => "wait for",
             (Act::Keep, _) => "keep",
         };
@@ -74,6 +78,8 @@ pub struct Remedy {
     pub workloads: Vec<Decision>,
     /// Index-aligned with `stack.connect.connectors`.
     pub connectors: Vec<Decision>,
+    /// The pods each workload replaced ([`Act::Replace`]) deletes, by workload index.
+    pub deletes: BTreeMap<usize, Vec<PodRestart>>,
 }
 
 impl Remedy {
@@ -84,9 +90,11 @@ impl Remedy {
             && self.connectors.iter().all(|d| d.act == Act::Keep)
     }
 
-    /// The workloads restarted (indexes).
+    /// The workloads restarted, by a rollout or by replacing their pods (indexes).
     pub fn restarts(&self) -> Vec<usize> {
-        (0..self.workloads.len()).filter(|i| self.workloads[*i].act == Act::Restart).collect()
+        (0..self.workloads.len())
+            .filter(|i| matches!(self.workloads[*i].act, Act::Restart | Act::Replace))
+            .collect()
     }
 
     /// The rollout graph of this remedy: the full graph (in `order`) cut down to the workloads
@@ -96,8 +104,9 @@ impl Remedy {
         let full = graph(stack, order);
         let task = |t: Task| -> Option<Task> {
             match t {
-                Task::Restart(i) | Task::Await(i) => match self.workloads[i].act {
+                Task::Restart(i) | Task::Await(i) | Task::Replace(i) => match self.workloads[i].act {
                     Act::Restart => Some(Task::Restart(i)),
+                    Act::Replace => Some(Task::Replace(i)),
                     Act::Await => Some(Task::Await(i)),
                     Act::Keep => None,
                 },
@@ -110,7 +119,7 @@ impl Remedy {
             .iter()
             .filter_map(|(t, after)| Some((task(*t)?, after.iter().filter_map(|a| task(*a)).collect())))
             .collect();
-        Graph { order, tasks, images: Vec::new() }
+        Graph { order, tasks, images: Vec::new(), deletes: self.deletes.clone() }
     }
 
     /// Every decision as a line, ztunnel first: what `--dry-run` prints and `--json` reports.
@@ -129,14 +138,14 @@ fn decide_ztunnel(ztunnel: &Ztunnel) -> Decision {
     }
 }
 
-fn decide_workload(stack: &Stack, obs: &Observation, i: usize, ztunnel: &Ztunnel, force: &Force) -> Decision {
-    let forced = force.workloads.get(&i);
-    match (judge::workloads::health(stack, obs, i, ztunnel), forced) {
+fn decide_workload(health: Health, forced: Option<&String>) -> Decision {
+    match (health, forced) {
         (Health::Missing, _) => Decision::new(Act::Restart, "its deployment is missing"),
         (Health::Stale(stale), forced) => {
             Decision { act: Act::Restart, why: forced.cloned().into_iter().chain(stale.reasons()).collect() }
         }
         (_, Some(why)) => Decision::new(Act::Restart, why.clone()),
+        (Health::BackOff { why, .. }, None) => Decision::new(Act::Replace, why),
         (Health::Stuck(why), None) => Decision::new(Act::Restart, why),
         (Health::Starting(why), None) => Decision::new(Act::Await, why),
         (Health::Healthy(why), None) => Decision::new(Act::Keep, why),
@@ -158,7 +167,7 @@ fn decide_connector(stack: &Stack, judged: &[Connector], c: usize, workloads: &[
     }
     let restarted: Vec<&str> = needs
         .iter()
-        .filter(|n| workloads[**n].act == Act::Restart)
+        .filter(|n| matches!(workloads[**n].act, Act::Restart | Act::Replace))
         .map(|n| stack.workloads[*n].name.as_str())
         .collect();
     if !restarted.is_empty() {
@@ -177,13 +186,24 @@ pub fn converge(stack: &Stack, obs: &Observation, force: &Force) -> Remedy {
         judged = judged.restarted(why);
     }
     let ztunnel = decide_ztunnel(&judged);
+    let health: Vec<Health> =
+        (0..stack.workloads.len()).map(|i| judge::workloads::health(stack, obs, i, &judged)).collect();
     let workloads: Vec<Decision> =
-        (0..stack.workloads.len()).map(|i| decide_workload(stack, obs, i, &judged, force)).collect();
+        health.iter().enumerate().map(|(i, h)| decide_workload(h.clone(), force.workloads.get(&i))).collect();
+    let deletes = health
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| workloads[*i].act == Act::Replace)
+        .filter_map(|(i, h)| match h {
+            Health::BackOff { pods, .. } => Some((i, pods)),
+            _ => None,
+        })
+        .collect();
     let judged = crate::judge::connectors::judge(stack, obs);
     let connectors = (0..stack.connect.connectors.len())
         .map(|c| decide_connector(stack, &judged, c, &workloads))
         .collect();
-    Remedy { ztunnel, workloads, connectors }
+    Remedy { ztunnel, workloads, connectors, deletes }
 }
 
 /// What one escalation restarts after a failed verification: the workloads behind the routes
@@ -328,6 +348,122 @@ mod tests {
         assert_eq!(remedy.graph(&stack, Order::Graph), graph(&stack, Order::Graph));
     }
 
+    /// After a node restart at START the mesh re-adopted every pod restarted in place but those
+    /// of `outside`: ztunnel took istio-cni's snapshot (reconcile mode) and runs their proxies.
+    fn readopted(stack: &Stack, outside: &[&str]) -> Observation {
+        let mut obs = world(stack, START - 3600, |_| START - 3500);
+        let mut cni =
+            format!("{}\tinfo\tcni-agent\tinpod reconcile mode enabled\n", crate::utc::format(START + 1));
+        let mut state = serde_json::Map::new();
+        for p in obs.pods.iter_mut() {
+            p.uid = format!("uid-{}", p.name);
+            p.ready_since = Some(START + 6);
+            p.sandbox = Some(true);
+            p.sandbox_since = Some(START + 1);
+            if !p.meshed {
+                continue;
+            }
+            if outside.iter().any(|w| p.labels.get("app").is_some_and(|a| a == w)) {
+                cni.push_str(&format!(
+                    "{}\tinfo\tcni-agent\tnetns is not available for pod, sending 'keep' to ztunnel\tuid={}\n",
+                    crate::utc::format(START + 2),
+                    p.uid
+                ));
+                continue;
+            }
+            cni.push_str(&format!(
+                "{}\tinfo\tcni-agent\tsending pod to ztunnel as part of snapshot\tuid={} name={} namespace={} serviceAccount=default\n",
+                crate::utc::format(START + 2),
+                p.uid,
+                p.name,
+                p.namespace
+            ));
+            state.insert(
+                p.uid.clone(),
+                serde_json::json!({"info": {"name": p.name, "namespace": p.namespace}, "state": "Up"}),
+            );
+        }
+        obs.cni = Ok(crate::observe::evidence::parse_cni(&cni));
+        obs.proxies = Ok(crate::observe::evidence::parse_ztunnel_proxies(&format!(
+            "{}\tinfo\tinpod::statemanager\treceived snapshot sent\t\n",
+            crate::utc::format(START + 2)
+        )));
+        let node = stack.cluster.control_plane_container();
+        obs.workload_state = vec![(
+            node,
+            Ok(crate::observe::evidence::parse_workload_state(
+                &serde_json::json!({"workloadState": state}).to_string(),
+            )
+            .unwrap()),
+        )];
+        obs
+    }
+
+    #[test]
+    fn after_a_node_restart_only_what_the_mesh_did_not_readopt_restarts() {
+        let stack = load(Source::Embedded).unwrap();
+        let obs = readopted(&stack, &["keycloak-db"]);
+        let remedy = converge(&stack, &obs, &Force::default());
+        assert_eq!(remedy.ztunnel.act, Act::Keep, "{:?}", remedy.ztunnel);
+        assert!(
+            remedy.ztunnel.why[0].contains("came back with the node")
+                && remedy.ztunnel.why[0].contains("it adopted 15 of the 16"),
+            "{:?}",
+            remedy.ztunnel
+        );
+        assert_eq!(restarted(&stack, &remedy), ["keycloak-db"]);
+        let kcdb = stack.index("keycloak-db").unwrap();
+        let why = remedy.workloads[kcdb].why.join("; ");
+        assert!(why.starts_with("istio-cni: netns is not available for pod keycloak-db-abc12; "), "{why}");
+        assert!(why.contains("ztunnel runs no proxy for its UID uid-keycloak-db-abc12"), "{why}");
+        // Each keep says its evidence.
+        let redis = stack.index("redis").unwrap();
+        assert_eq!(
+            remedy.workloads[redis].line("redis", false),
+            format!(
+                "keep redis: ztunnel adopted redis-abc12 (uid uid-redis-abc12): Up in its workloadState; istio-cni: \
+                 sent in the start-up snapshot at {}",
+                crate::utc::format(START + 2)
+            )
+        );
+        // Nothing else: not keycloak (its pool survives), not the connectors.
+        assert!(remedy.connectors.iter().all(|c| c.act == Act::Keep));
+        assert_eq!(remedy.graph(&stack, Order::Graph).tasks, [(Task::Restart(kcdb), vec![])]);
+
+        // keycloak reached keycloak-db through the mesh before it was restarted: refused, it
+        // crash-loops. Its pod is deleted once keycloak-db is Ready, ending the back-off.
+        let mut obs = readopted(&stack, &["keycloak-db"]);
+        let kc = obs.pods.iter_mut().find(|p| p.name == "keycloak-abc12").unwrap();
+        kc.owner = Some(("ReplicaSet".into(), "keycloak-6d8f9".into()));
+        kc.ready_since = None;
+        kc.containers[0].ready = false;
+        kc.containers[0].restarts = 3;
+        kc.containers[0].waiting =
+            Some(("CrashLoopBackOff".into(), "back-off 40s restarting failed container=keycloak".into()));
+        obs.deployments.iter_mut().find(|d| d.name == "keycloak").unwrap().ready = 0;
+        let remedy = converge(&stack, &obs, &Force::default());
+        let keycloak = stack.index("keycloak").unwrap();
+        assert_eq!(remedy.workloads[keycloak].act, Act::Replace, "{:?}", remedy.workloads[keycloak]);
+        assert!(remedy.workloads[keycloak].line("keycloak", false).starts_with("restart keycloak: its pod keycloak-abc12 is in the kubelet's crash-loop back-off (3 restarts: back-off 40s"), "{:?}", remedy.workloads[keycloak]);
+        assert_eq!(restarted(&stack, &remedy), ["keycloak-db", "keycloak"]);
+        let g = remedy.graph(&stack, Order::Graph);
+        assert_eq!(g.after(Task::Replace(keycloak)), [Task::Restart(kcdb)]);
+        assert_eq!(g.deletes[&keycloak].iter().map(|p| p.name()).collect::<Vec<_>>(), ["keycloak-abc12"]);
+
+        // The guide's world: the mesh re-adopted nothing. ztunnel is not shown to work: the whole
+        // remedy, as today.
+        let all: Vec<&str> = stack.workloads.iter().map(|w| w.name.as_str()).collect();
+        let remedy = converge(&stack, &readopted(&stack, &all), &Force::default());
+        assert_eq!(remedy.ztunnel.act, Act::Restart);
+        assert!(
+            remedy.ztunnel.why[0].contains("adopted none of the 16 meshed pod(s)"),
+            "{:?}",
+            remedy.ztunnel
+        );
+        assert_eq!(remedy.restarts().len(), stack.workloads.len());
+        assert_eq!(remedy.graph(&stack, Order::Graph), graph(&stack, Order::Graph));
+    }
+
     #[test]
     fn after_an_interrupted_recovery_only_what_is_still_stale_restarts() {
         let stack = load(Source::Embedded).unwrap();
@@ -392,11 +528,11 @@ mod tests {
             error: "connection failed: deadline has elapsed".into(),
             line: "…".into(),
         }]);
-        obs.cni = Ok(vec![(
-            "inventory".into(),
-            inv.name.clone(),
-            "failed to reconcile inpod rules for pod".into(),
-        )]);
+        obs.cni = Ok(crate::observe::evidence::parse_cni(&format!(
+            "{}\terror\tcni-agent\tfailed to reconcile inpod rules for pod, try restarting the pod\tns=inventory name={}",
+            crate::utc::format(START + 300),
+            inv.name
+        )));
         let remedy = converge(&stack, &obs, &Force::default());
         assert_eq!(restarted(&stack, &remedy), ["inventory-service"]);
         assert_eq!(remedy.ztunnel.act, Act::Keep);

@@ -19,9 +19,9 @@ use crate::ui::human;
 
 use super::{Ctx, images, rollout};
 
-/// Before anything is created: every workload is deployed by a manifest, istioctl answers, each
-/// app image is present or buildable, and (when the cluster is to be created) every host port
-/// of the cluster config is free.
+/// Before anything is created: every workload is deployed by a manifest, each app image is
+/// present or buildable, and (when the cluster is to be created) every host port of the cluster
+/// config is free. (istioctl's release was judged when the bootstrap was planned.)
 pub fn checks(ctx: &Ctx, ports: bool) -> Result<()> {
     let step = ctx.ui.start("Checking what the bootstrap needs");
     let units = &ctx.stack.bootstrap.units;
@@ -42,10 +42,6 @@ pub fn checks(ctx: &Ctx, ports: bool) -> Result<()> {
             ),
         ));
     }
-    let version = docker::istioctl_version()
-        .run()
-        .map_err(|e| e.with_next("check the istioctl install (`istioctl version --remote=false`)"))?;
-    let version = version.stdout.lines().next().unwrap_or("").trim().to_string();
     if ports {
         for m in &ctx.stack.cluster.ports {
             let Some(port) = m.host_port else { continue };
@@ -95,7 +91,7 @@ pub fn checks(ctx: &Ctx, ports: bool) -> Result<()> {
             }
         }
     }
-    step.done(&format!("istioctl {version}"));
+    step.done("ready");
     Ok(())
 }
 
@@ -119,7 +115,7 @@ pub fn run_graph(ctx: &Ctx, create: bool, graph: &Graph) -> Result<()> {
         "Bootstrapping {} workloads on the dependency graph (each the moment Istio, what it needs and its images are ready)",
         ctx.stack.workloads.len()
     ));
-    let loader = images::Loader::start(ctx, host, &graph.images, route)?;
+    let loader = images::Loader::start(ctx, host, graph, route)?;
     // The preparations run on their own threads, each with a context of its own.
     let (stack, ui) = (Arc::new(ctx.stack.clone()), ctx.ui.clone());
     rollout::run_bootstrap(ctx, graph, &|prep, done| match prep {
@@ -356,8 +352,8 @@ fn secrets_with_namespaces(ctx: &Ctx) -> Result<String> {
 }
 
 pub fn describe_checks(ctx: &Ctx, ports: bool, lines: &mut Vec<String>) {
-    lines.push("# Bootstrap checks: istioctl, our images present or buildable, host ports free".into());
-    lines.push(docker::istioctl_version().to_string());
+    lines.push("# Bootstrap checks: istioctl's release and images (read above), our images present or buildable, host ports free".into());
+    crate::observe::istio::describe(ctx.stack, lines);
     if ports {
         let list: Vec<String> =
             ctx.stack.cluster.ports.iter().filter_map(|m| m.host_port).map(|p| p.to_string()).collect();
@@ -457,11 +453,10 @@ fn describe_graph(ctx: &Ctx, create: bool, graph: &Graph, lines: &mut Vec<String
     let name = &stack.cluster.name;
     lines.push("# Bootstrap on the dependency graph: each task the moment what it waits for is done".into());
     lines.push(
-        "# Images, from the start, one pull at a time in this order (the slowest chains first):".into(),
+        "# Images, from the start, one pull at a time in this order (the slowest chains first; Istio's as `istioctl manifest generate` names them):".into(),
     );
     lines.push(format!("{}   # what the host has is not pulled", docker::image_list()));
-    lines.push(format!("{}   # the tag of Istio's images", docker::istioctl_version()));
-    let names = images::resolve(&graph.images, "<istioctl version>");
+    let names: Vec<String> = graph.images.iter().map(|i| i.name.clone()).collect();
     for (image, n) in graph.images.iter().zip(&names) {
         match image.source {
             crate::plan::ImageSource::Ours(k) => lines.push(format!(
@@ -485,9 +480,15 @@ fn describe_graph(ctx: &Ctx, create: bool, graph: &Graph, lines: &mut Vec<String
         Task::Prep(Prep::Image(i)) => names[*i].clone(),
         other => super::rollout::task_name(ctx, graph, other),
     };
-    lines
-        .push("# Each image into the node once it is on the host (those ready together in one load):".into());
-    images::Route::describe(stack, &["<images on the host>".to_string()], lines);
+    lines.push(
+        "# Into the node one load at a time, in this order, each once its images are on the host (else the next that is):"
+            .into(),
+    );
+    for (n, load) in graph.loads().iter().enumerate() {
+        let load: Vec<&str> = load.iter().map(|i| names[*i].as_str()).collect();
+        lines.push(format!("#   {}. {}", n + 1, load.join(" ")));
+    }
+    images::Route::describe(stack, &["<the load's images>".to_string()], lines);
     for (n, wave) in graph.waves().iter().enumerate() {
         lines.push(format!("# wave {}", n + 1));
         for t in wave {
@@ -565,7 +566,7 @@ fn describe_graph(ctx: &Ctx, create: bool, graph: &Graph, lines: &mut Vec<String
                     }
                 }
                 Task::Register(i) => super::connectors::describe(ctx, &stack.connect.connectors[*i], lines)?,
-                Task::Restart(_) | Task::Await(_) => {}
+                Task::Restart(_) | Task::Await(_) | Task::Replace(_) => {}
             }
         }
     }

@@ -36,8 +36,8 @@ pub fn decide(ctx: &Ctx, remedy: &Remedy) {
     );
     for (name, namespace, d, connector) in &all {
         let action = match (d.act, connector) {
-            (Act::Restart, false) => "restart",
-            (Act::Restart, true) => "register",
+            (Act::Restart | Act::Replace, false) => "restart",
+            (Act::Restart | Act::Replace, true) => "register",
             (Act::Await, _) => "wait",
             (Act::Keep, _) => "keep",
         };

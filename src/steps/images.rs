@@ -1,9 +1,11 @@
 //! Images into the node, before the pods that run them exist. Ours are used as they are or built;
-//! the third-party ones (the manifests' and Istio's) are pulled on the host, one after the other
-//! in the graph's order (the slowest chains first), from the moment the checks pass: while the
-//! cluster is created and while Istio installs, when no pod of an ambient namespace may exist yet
-//! for the kubelet to pull for. Each is `kind load`ed as soon as the node exists and it is on the
-//! host, so a `down` then `up` downloads nothing the host already has.
+//! the third-party ones (the manifests' and Istio's, as `istioctl manifest generate` names them)
+//! are pulled on the host, one after the other in the graph's order (the slowest chains first),
+//! from the moment the checks pass: while the cluster is created and while Istio installs, when
+//! no pod of an ambient namespace may exist yet for the kubelet to pull for. They go into the node
+//! in the graph's loads (`Graph::loads`, `plan::images::next_load`: Istio's first and alone, then
+//! each chain's), one `kind load` at a time, each as soon as its images are on the host, so a
+//! `down` then `up` downloads nothing the host already has and Istio waits for no other image.
 //!
 //! Why not the kubelet: it pulls only for pods that exist, and one image at a time by default
 //! (kubernetes `pkg/kubelet/images/puller.go`, `serializeImagePulls: true`); no pod of an ambient
@@ -20,13 +22,12 @@
 //! (kind PR #4247). A failed pull or load of a third-party image is a warning: the kubelet pulls it.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 use crate::docker;
 use crate::error::{Error, Result};
-use crate::plan::{Image, ImageSource};
+use crate::plan::{Graph, Image, ImageSource};
 use crate::stack::Stack;
 use crate::ui::{Ui, human};
 
@@ -161,25 +162,6 @@ impl Route {
     }
 }
 
-/// Each image's name as pulled and loaded: Istio's tagged with istioctl's version.
-pub fn resolve(images: &[Image], istio_version: &str) -> Vec<String> {
-    images
-        .iter()
-        .map(|i| match i.source {
-            ImageSource::Istio => format!("{}:{istio_version}", i.name),
-            _ => i.name.clone(),
-        })
-        .collect()
-}
-
-/// `istioctl version --remote=false`'s client version (`client version: 1.26.0`, or a bare
-/// `1.26.0`).
-pub fn istio_version(stdout: &str) -> Option<String> {
-    let line = stdout.lines().map(str::trim).find(|l| !l.is_empty())?;
-    let v = line.rsplit(':').next()?.trim();
-    (!v.is_empty() && v.chars().next().is_some_and(|c| c.is_ascii_digit())).then(|| v.to_string())
-}
-
 /// Where an image stands on the host.
 #[derive(Clone, Debug)]
 enum OnHost {
@@ -191,7 +173,16 @@ enum OnHost {
 
 #[derive(Default)]
 struct Board {
+    /// Each image's state on the host, once settled.
     images: BTreeMap<usize, OnHost>,
+    /// The images the graph asked into the node, and how to say when each is there.
+    wanted: BTreeMap<usize, Prepared>,
+    /// The bootstrap is over (the loader dropped): nothing more is asked.
+    closed: bool,
+    /// `kind load`s under way.
+    loading: usize,
+    /// One of ours could not be loaded: the bootstrap stops.
+    stopped: bool,
 }
 
 /// The host side: builds and pulls running on their own threads from the start.
@@ -204,9 +195,7 @@ impl Host {
     /// Start fetching: ours built when missing, the others pulled in `images`' order unless the
     /// host has them. Returns at once.
     pub fn start(ctx: &Ctx, images: &[Image], route: &Route) -> Result<Host> {
-        // Istio's images carry istioctl's version; unknown, they are left to the kubelet.
-        let version = docker::istioctl_version().run().ok().and_then(|o| istio_version(&o.stdout));
-        let names = resolve(images, version.as_deref().unwrap_or("<unknown>"));
+        let names: Vec<String> = images.iter().map(|i| i.name.clone()).collect();
         let listing = docker::image_list().run()?;
         let local: BTreeSet<String> = listing.stdout.lines().map(docker::short_ref).collect();
         let board: Arc<(Mutex<Board>, Condvar)> = Arc::default();
@@ -220,9 +209,7 @@ impl Host {
         let mut skipped = 0;
         for (i, (image, name)) in images.iter().zip(&names).enumerate() {
             let ours = matches!(image.source, ImageSource::Ours(_));
-            if image.source == ImageSource::Istio && version.is_none() {
-                post(&board, i, OnHost::Failed("istioctl's version unknown".into()));
-            } else if !ours && !route.loads_pulled() {
+            if !ours && !route.loads_pulled() {
                 post(&board, i, OnHost::Failed("not loadable from this Docker".into()));
                 skipped += 1;
             } else if local.contains(&docker::short_ref(name)) {
@@ -290,29 +277,42 @@ impl Host {
     }
 }
 
-/// The node side: one thread loading, in one `kind load` whatever is requested and on the host.
+/// The node side: one thread loading the graph's loads one at a time, in their order, each as
+/// soon as its images are asked for and settled on the host.
 pub struct Loader {
-    tx: Sender<(usize, Prepared)>,
+    board: Arc<(Mutex<Board>, Condvar)>,
 }
 
 impl Loader {
-    /// Start loading (the node exists). `images` is the graph's list; ours failing is fatal.
-    pub fn start(ctx: &Ctx, host: Host, images: &[Image], route: Route) -> Result<Loader> {
-        let (tx, rx) = mpsc::channel::<(usize, Prepared)>();
-        let ours: BTreeSet<usize> = images
+    /// Start loading (the node exists). Ours failing is fatal.
+    pub fn start(ctx: &Ctx, host: Host, graph: &Graph, route: Route) -> Result<Loader> {
+        let ours: BTreeSet<usize> = graph
+            .images
             .iter()
             .enumerate()
             .filter(|(_, i)| matches!(i.source, ImageSource::Ours(_)))
             .map(|(k, _)| k)
             .collect();
+        let loads = graph.loads();
+        let board = Arc::clone(&host.board);
         let (stack, ui) = (ctx.stack.clone(), ctx.ui.clone());
-        std::thread::spawn(move || load_loop(&stack, &ui, &route, &host, &ours, &rx));
-        Ok(Loader { tx })
+        std::thread::spawn(move || load_loop(&stack, &ui, &route, &host, &ours, &loads));
+        Ok(Loader { board })
     }
 
     /// Image `i` into the node; `done` says when.
     pub fn request(&self, i: usize, done: Prepared) {
-        let _ = self.tx.send((i, done));
+        let (lock, cv) = &*self.board;
+        lock.lock().unwrap_or_else(|e| e.into_inner()).wanted.insert(i, done);
+        cv.notify_all();
+    }
+}
+
+impl Drop for Loader {
+    fn drop(&mut self) {
+        let (lock, cv) = &*self.board;
+        lock.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
+        cv.notify_all();
     }
 }
 
@@ -322,102 +322,110 @@ fn load_loop(
     route: &Route,
     host: &Host,
     ours: &BTreeSet<usize>,
-    rx: &Receiver<(usize, Prepared)>,
+    loads: &[Vec<usize>],
 ) {
-    let mut wanted: BTreeMap<usize, Prepared> = BTreeMap::new();
-    loop {
-        if wanted.is_empty() {
-            match rx.recv() {
-                Ok((i, done)) => {
-                    wanted.insert(i, done);
+    let mut begun = vec![false; loads.len()];
+    let (lock, cv) = &*host.board;
+    std::thread::scope(|s| {
+        loop {
+            // The next load: the first in order whose images are all asked for and settled,
+            // once fewer than LOADS_AT_ONCE are under way.
+            let settled: Vec<(usize, OnHost, Prepared)> = {
+                let mut board = lock.lock().unwrap_or_else(|e| e.into_inner());
+                loop {
+                    if crate::wait::interrupted() || board.closed || board.stopped {
+                        return;
+                    }
+                    let ready = |i: usize| board.wanted.contains_key(&i) && board.images.contains_key(&i);
+                    let next = crate::plan::images::next_load(loads, &begun, ready);
+                    if let Some(l) = next.filter(|_| board.loading < crate::plan::images::LOADS_AT_ONCE) {
+                        begun[l] = true;
+                        board.loading += 1;
+                        break loads[l]
+                            .iter()
+                            .filter_map(|i| Some((*i, board.images[i].clone(), board.wanted.remove(i)?)))
+                            .collect();
+                    }
+                    if begun.iter().all(|b| *b) {
+                        return;
+                    }
+                    board = cv
+                        .wait_timeout(board, std::time::Duration::from_millis(200))
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
                 }
-                Err(_) => return,
-            }
-        }
-        // Wait until some of the requested images are settled on the host.
-        let settled: Vec<(usize, OnHost)> = loop {
-            while let Ok((i, done)) = rx.try_recv() {
-                wanted.insert(i, done);
-            }
-            if crate::wait::interrupted() {
-                return;
-            }
-            let (lock, cv) = &*host.board;
-            let board = lock.lock().unwrap_or_else(|e| e.into_inner());
-            let ready: Vec<(usize, OnHost)> =
-                wanted.keys().filter_map(|i| board.images.get(i).map(|s| (*i, s.clone()))).collect();
-            if !ready.is_empty() {
-                break ready;
-            }
-            let _ = cv.wait_timeout(board, std::time::Duration::from_millis(200));
-        };
-        let mut batch: Vec<(usize, String, Prepared)> = Vec::new();
-        for (i, state) in settled {
-            let Some(done) = wanted.remove(&i) else { continue };
-            match state {
-                OnHost::Failed(why) if ours.contains(&i) => {
-                    done.send(Err(Error::step(
-                        format!("building {}: {why}", host.name(i)),
-                        "fix the build (the docker build command above, by hand), then run `bookstore up` again",
-                    )));
-                    return;
-                }
-                OnHost::Failed(_) => done.send(Ok(format!("{}: left to the kubelet", host.name(i)))),
-                OnHost::Ready(how) => batch.push((i, how, done)),
-            }
-        }
-        if batch.is_empty() {
-            continue;
-        }
-        let names: Vec<String> = batch.iter().map(|(i, _, _)| host.name(*i).to_string()).collect();
-        let started = Instant::now();
-        let together = route.load(stack, &names);
-        let together_ok = together.is_ok();
-        let mut lone_error = if names.len() == 1 { together.err() } else { None };
-        for (i, how, done) in batch {
-            let name = host.name(i);
-            // A load of several that failed is tried again for each image alone: one image must
-            // not keep the others out.
-            let result = if together_ok {
-                Ok(())
-            } else if let Some(e) = lone_error.take() {
-                Err(e)
-            } else {
-                route.load(stack, &[name.to_string()]).map(|_| ())
             };
-            match result {
-                Ok(()) => done
-                    .send(Ok(format!("{name} in the node ({how}, kind load {})", human(started.elapsed())))),
-                // Ours cannot come from anywhere else: the bootstrap stops with the load's error.
-                Err(e) if ours.contains(&i) => {
-                    done.send(Err(e));
-                    return;
-                }
-                Err(e) => {
-                    ui.warn(&format!(
-                        "could not load {name} into the node ({}): the node's kubelet pulls it",
-                        why(&e)
-                    ));
-                    done.send(Ok(format!("{name}: left to the kubelet")));
-                }
-            }
+            s.spawn(move || {
+                let go_on = load(stack, ui, route, host, ours, settled);
+                let mut board = lock.lock().unwrap_or_else(|e| e.into_inner());
+                board.loading -= 1;
+                board.stopped |= !go_on;
+                cv.notify_all();
+            });
         }
-    }
+    });
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn istioctl_versions_and_names() {
-        assert_eq!(istio_version("client version: 1.26.0\n").as_deref(), Some("1.26.0"));
-        assert_eq!(istio_version("1.27.1\n").as_deref(), Some("1.27.1"));
-        assert_eq!(istio_version("no client\n"), None);
-        let images = vec![
-            Image { name: "docker.io/istio/pilot".into(), source: ImageSource::Istio },
-            Image { name: "postgres:16".into(), source: ImageSource::Pull },
-        ];
-        assert_eq!(resolve(&images, "1.26.0"), ["docker.io/istio/pilot:1.26.0", "postgres:16"]);
+/// One `kind load` of the settled images of a load (those given up on left to the kubelet);
+/// false when one of ours failed, which stops the bootstrap.
+fn load(
+    stack: &Stack,
+    ui: &Ui,
+    route: &Route,
+    host: &Host,
+    ours: &BTreeSet<usize>,
+    settled: Vec<(usize, OnHost, Prepared)>,
+) -> bool {
+    let mut batch: Vec<(usize, String, Prepared)> = Vec::new();
+    for (i, state, done) in settled {
+        match state {
+            OnHost::Failed(why) if ours.contains(&i) => {
+                done.send(Err(Error::step(
+                    format!("building {}: {why}", host.name(i)),
+                    "fix the build (the docker build command above, by hand), then run `bookstore up` again",
+                )));
+                return false;
+            }
+            OnHost::Failed(_) => done.send(Ok(format!("{}: left to the kubelet", host.name(i)))),
+            OnHost::Ready(how) => batch.push((i, how, done)),
+        }
     }
+    if batch.is_empty() {
+        return true;
+    }
+    let names: Vec<String> = batch.iter().map(|(i, _, _)| host.name(*i).to_string()).collect();
+    let started = Instant::now();
+    let together = route.load(stack, &names);
+    let together_ok = together.is_ok();
+    let mut lone_error = if names.len() == 1 { together.err() } else { None };
+    for (i, how, done) in batch {
+        let name = host.name(i);
+        // A load of several that failed is tried again for each image alone: one image must
+        // not keep the others out.
+        let result = if together_ok {
+            Ok(())
+        } else if let Some(e) = lone_error.take() {
+            Err(e)
+        } else {
+            route.load(stack, &[name.to_string()]).map(|_| ())
+        };
+        match result {
+            Ok(()) => {
+                done.send(Ok(format!("{name} in the node ({how}, kind load {})", human(started.elapsed()))))
+            }
+            // Ours cannot come from anywhere else: the bootstrap stops with the load's error.
+            Err(e) if ours.contains(&i) => {
+                done.send(Err(e));
+                return false;
+            }
+            Err(e) => {
+                ui.warn(&format!(
+                    "could not load {name} into the node ({}): the node's kubelet pulls it",
+                    why(&e)
+                ));
+                done.send(Ok(format!("{name}: left to the kubelet")));
+            }
+        }
+    }
+    true
 }

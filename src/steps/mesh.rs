@@ -10,12 +10,54 @@ use crate::ui::human;
 use super::Ctx;
 
 pub fn wait_api(ctx: &Ctx) -> Result<()> {
-    let deadline = ctx.stack.api_timeout;
-    let step = ctx.ui.start(&format!("Waiting ≤ {} for the Kubernetes API", human(deadline)));
+    wait_api_within(ctx, ctx.stack.api_timeout, "")
+}
+
+/// The wait for `/readyz`, within `deadline`; `why` follows the step's title.
+pub fn wait_api_within(ctx: &Ctx, deadline: Duration, why: &str) -> Result<()> {
+    let step = ctx.ui.start(&format!("Waiting ≤ {} for the Kubernetes API{why}", human(deadline)));
     let next = "check the node container (`docker ps`); after a Docker restart the API can take a minute";
     crate::observe::wait_api(ctx, deadline, next)?;
     step.done("ready");
     Ok(())
+}
+
+/// After a node restart nothing is judged until the mesh has settled there
+/// (`judge::mesh::settled`: istio-cni-node and ztunnel Ready, every meshed pod with a running
+/// sandbox): wait for it, read-only (`--dry-run` too), re-reading the pods only. Past the
+/// deadline the stack is judged as it is: what the mesh has not proven it adopted is restarted.
+pub fn settle(ctx: &Ctx, obs: &crate::observe::Observation) -> Result<()> {
+    let stack = ctx.stack;
+    let deadline = stack.mesh.timeout;
+    let step = ctx.ui.start(&format!(
+        "Waiting ≤ {} for the mesh to settle (istio-cni-node and ztunnel Ready, every meshed pod's sandbox running)",
+        human(deadline)
+    ));
+    let start = std::time::Instant::now();
+    let cmd = ctx.kube.list_deployments_and_pods();
+    loop {
+        crate::wait::sleep(Duration::from_millis(250))?;
+        let out = ctx.kube.run(&cmd)?;
+        let (deployments, pods) = crate::cluster::parse_deployments_and_pods(&out.stdout)
+            .map_err(|p| Error::step(format!("`{cmd}`: {p}"), "run it by hand"))?;
+        let now = crate::observe::Observation { deployments, pods, ..obs.clone() };
+        match crate::judge::mesh::settled(stack, &now) {
+            Ok(()) => {
+                step.done(&format!("settled after {}", human(start.elapsed())));
+                return Ok(());
+            }
+            Err(why) if start.elapsed() >= deadline => {
+                drop(step);
+                ctx.ui.warn(&format!(
+                    "the mesh did not settle within {} ({why}): judging it as it is; what it has not proven it \
+                     adopted is restarted",
+                    human(deadline)
+                ));
+                return Ok(());
+            }
+            Err(_) => {}
+        }
+    }
 }
 
 pub fn restart(ctx: &Ctx, settle: Duration) -> Result<()> {

@@ -9,6 +9,7 @@ mod failfast;
 mod images;
 mod inputs;
 mod mesh;
+pub(crate) mod nodes;
 pub(crate) mod preflight;
 pub(crate) mod rollout;
 
@@ -26,19 +27,30 @@ pub fn plan_up(
     settle: Option<std::time::Duration>,
     tiers: bool,
 ) -> Result<Vec<Step>> {
-    let bootstrap = if tiers { plan::bootstrap_tiers } else { plan::bootstrap };
     let stack = ctx.stack;
+    let bootstrap = |create: bool| bootstrap_plan(ctx, create, tiers);
     let step = ctx.ui.start("Observing the stack");
     let host = crate::observe::host(ctx)?;
     let Some(node) = host.node else {
         step.done(&format!("no kind cluster {}: bootstrap from scratch", stack.cluster.name));
-        return Ok(bootstrap(stack, true));
+        return bootstrap(true);
     };
     let node =
         node.map_err(|e| Error::step(e, "check the node container (`docker ps -a`), then run again"))?;
     if !stack.cluster.shared() {
-        preflight::check_node(ctx, &node)?;
+        preflight::check_mappings(ctx, &node)?;
+        if !node.running {
+            // Docker came back without it (kind's `on-failure:1` restarts only a node that failed).
+            step.done(&format!(
+                "the kind node {} is {} (exit {}): starting it",
+                stack.cluster.control_plane_container(),
+                node.status,
+                node.exit_code
+            ));
+            return Ok(plan::start_nodes(order, settle, tiers));
+        }
     }
+    let observed = node.clone();
     let (step, obs) = match host.cluster {
         Some(Ok(obs)) => (step, obs),
         Some(Err(e @ (Error::Prerequisite { .. } | Error::Interrupted))) => return Err(e),
@@ -71,8 +83,18 @@ pub fn plan_up(
             "the stack is incomplete ({} missing): resuming the bootstrap",
             missing.join(", ")
         ));
-        return Ok(bootstrap(stack, false));
+        return bootstrap(false);
     }
+    let (step, obs) = match crate::judge::mesh::settled(stack, &obs) {
+        Ok(()) => (step, obs),
+        Err(why) => {
+            step.done(&format!("the mesh is settling: {why}"));
+            mesh::settle(ctx, &obs)?;
+            let step = ctx.ui.start("Observing the stack");
+            let obs = crate::observe::cluster(ctx, observed)?;
+            (step, obs)
+        }
+    };
     ctx.seed(&obs);
     // The secret's keys are input: checked before the first change, whatever the remedy.
     let keys = ctx.credentials()?.len();
@@ -88,6 +110,32 @@ pub fn plan_up(
     ));
     let legacy = host.legacy.unwrap_or_default();
     Ok(plan::converge_steps(stack, remedy, legacy, order, settle))
+}
+
+/// A bootstrap's plan, after istioctl is judged (read-only, before anything is created): its
+/// release in the stack's tested range (exit 3 otherwise), and the images its install and its
+/// gateways run, from `istioctl manifest generate` with the install's own flags.
+fn bootstrap_plan(ctx: &Ctx, create: bool, tiers: bool) -> Result<Vec<Step>> {
+    let stack = ctx.stack;
+    let b = &stack.bootstrap;
+    let step = ctx.ui.start("Reading istioctl (its release, and the images its install runs)");
+    let read = crate::observe::istio::read(stack)?;
+    let version = plan::istio::check(&read.version?, &b.istio_range, &b.gateway_api_version)?;
+    let manifest = read.manifest.map_err(|e| {
+        e.with_next("check bootstrap.istio.install in the stack file (the flags of `istioctl install`)")
+    })?;
+    let images = plan::istio::images(&manifest).map_err(|p| {
+        Error::step(
+            format!("`{}` printed {p}", crate::docker::istioctl_manifest(&b.istio_install)),
+            "run it by hand and check its output; check bootstrap.istio.install in the stack file",
+        )
+    })?;
+    step.done(&format!(
+        "istioctl {version} (tested: Istio {}); it runs {}",
+        b.istio_range,
+        images.all().join(", ")
+    ));
+    Ok(if tiers { plan::bootstrap_tiers(stack, create) } else { plan::bootstrap(stack, create, &images) })
 }
 
 pub fn run(ctx: &Ctx, steps: &[Step]) -> Result<()> {
@@ -116,9 +164,39 @@ pub fn run(ctx: &Ctx, steps: &[Step]) -> Result<()> {
             Step::Images => images::tiers_step(ctx)?,
             Step::Bootstrap { create, graph } => bootstrap::run_graph(ctx, *create, graph)?,
             Step::Tier(i) => bootstrap::tier(ctx, *i)?,
+            Step::StartNodes => nodes::start(ctx)?,
+            Step::Converge { order, settle, tiers } => {
+                let steps = plan_up(ctx, *order, *settle, *tiers)?;
+                if steps.contains(&Step::StartNodes) {
+                    let node = ctx.stack.cluster.control_plane_container();
+                    return Err(Error::prerequisite(
+                        format!("the kind node {node} stopped again right after `docker start {node}`"),
+                        format!("see why: `docker logs --tail 50 {node}`"),
+                    ));
+                }
+                run(ctx, &steps)?;
+            }
         }
     }
     Ok(())
+}
+
+/// Wait for the kube API of a node that has (re)started, with `budget`: at once when it
+/// answers, else saying so once (the kubelet restarts etcd and the apiserver as static pods,
+/// which takes minutes on some laptops). `watch` waits so before each heal.
+pub fn wait_booting_api(ctx: &Ctx, budget: std::time::Duration) -> Result<()> {
+    nodes::wait_booting_api(ctx, budget)
+}
+
+/// The API wait after a node start: [`nodes::BOOT`], or the stack's `api_timeout` if longer.
+pub fn boot_budget(ctx: &Ctx) -> std::time::Duration {
+    nodes::boot_budget(ctx)
+}
+
+/// `docker start` every stopped node of the cluster, control planes first (`watch` starts a
+/// node that stopped together with Docker; `up` does it through [`plan::start_nodes`]).
+pub fn start_nodes(ctx: &Ctx) -> Result<()> {
+    nodes::start_stopped(ctx)
 }
 
 /// The exact commands and requests `run` would make, as pasteable lines, secrets masked.
@@ -153,6 +231,12 @@ pub fn describe(ctx: &Ctx, steps: &[Step]) -> Result<Vec<String>> {
                 }
             }
             Step::BootstrapChecks { ports } => bootstrap::describe_checks(ctx, *ports, &mut lines),
+            Step::StartNodes => nodes::describe(ctx, &mut lines),
+            Step::Converge { .. } => lines.push(
+                "# Then observe again and run what `bookstore up` plans (after a node start every pod \
+                 restarted in place: ztunnel and the workloads it left stale, the connectors, the smoke test)"
+                    .into(),
+            ),
             other => bootstrap::describe(ctx, other, &mut lines)?,
         }
     }

@@ -27,14 +27,22 @@ pub fn node(ctx: &Ctx) -> Result<()> {
 
 /// What `docker inspect` says of the node: it runs, with every port mapping of the config.
 pub fn check_node(ctx: &Ctx, node: &docker::Node) -> Result<()> {
-    let cluster = &ctx.stack.cluster;
-    let node_name = cluster.control_plane_container();
+    let node_name = ctx.stack.cluster.control_plane_container();
+    check_mappings(ctx, node)?;
     if !node.running {
         return Err(Error::prerequisite(
             format!("the kind node container `{node_name}` is {}", node.status),
-            format!("start it with `docker start {node_name}` (or restart Docker Desktop), then run again"),
+            format!(
+                "start it: `bookstore up` starts it and heals the stack (or `docker start {node_name}`), then run again"
+            ),
         ));
     }
+    Ok(())
+}
+
+/// The node has every port mapping the cluster config asks for (fixed when kind created it).
+pub fn check_mappings(ctx: &Ctx, node: &docker::Node) -> Result<()> {
+    let cluster = &ctx.stack.cluster;
     let missing = crate::judge::node::missing(node, &cluster.ports);
     if !missing.is_empty() {
         let ports: Vec<String> = missing.iter().map(|m| m.container_port.to_string()).collect();
@@ -126,7 +134,7 @@ pub fn describe(ctx: &Ctx, p: &Preflight, lines: &mut Vec<String>) {
         lines.push(format!("# Preflight: {} on PATH", p.tools.join(", ")));
     }
     if p.docker {
-        lines.push(docker::info().to_string());
+        lines.push(docker::server_version().to_string());
     }
     if !p.cluster {
         return;

@@ -31,6 +31,8 @@ enum Msg {
     },
     WatchEnded,
     Restarted(Result<()>),
+    /// The pods a [`Task::Replace`] deletes are deleted (workload index).
+    Deleted(usize, Result<()>),
     Registered(usize, Result<String>),
     /// Bootstrap: the apply of these units returned the generations it left.
     Applied(Vec<usize>, Result<BTreeMap<(String, String), i64>>),
@@ -194,7 +196,7 @@ pub fn run(ctx: &Ctx, graph: &Graph) -> Result<()> {
         .tasks
         .iter()
         .filter_map(|(t, _)| match t {
-            Task::Restart(i) | Task::Await(i) => Some(&stack.workloads[*i]),
+            Task::Restart(i) | Task::Await(i) | Task::Replace(i) => Some(&stack.workloads[*i]),
             Task::Register(_) | Task::Apply(_) | Task::Prep(_) => None,
         })
         .filter(|w| !generation.contains_key(&(w.namespace.clone(), w.name.clone())))
@@ -242,6 +244,8 @@ fn execute(
     let mut failfast = FailFast::new(ctx);
     // Tasks in the order they were done: the last of a task's prerequisites released it.
     let mut finished: Vec<Task> = Vec::new();
+    // Workloads whose back-off pods are being deleted: their rollout is not done before.
+    let mut deleting: std::collections::BTreeSet<usize> = std::collections::BTreeSet::new();
 
     loop {
         // Start every task whose prerequisites are done.
@@ -264,21 +268,29 @@ fn execute(
                 via.insert(*task, last);
             }
             match *task {
-                Task::Await(i) => {
+                Task::Await(i) | Task::Replace(i) => {
+                    // No new generation: the current rollout (a replaced pod's: its ReplicaSet's
+                    // new pod) is what is waited for.
                     let w = &stack.workloads[i];
                     let current =
                         generation.get(&(w.namespace.clone(), w.name.clone())).copied().unwrap_or(0);
+                    let replace = matches!(task, Task::Replace(_));
+                    let last =
+                        if replace { "its pods in back-off deleted" } else { "waiting for its rollout" };
                     state.insert(
                         *task,
                         State::Restarting {
                             since: Instant::now(),
-                            // Its current rollout is what is waited for.
                             before: current - 1,
-                            last: "waiting for its rollout".into(),
+                            last: last.into(),
                             needs_ready: needs_done(stack, &state, i),
-                            restart_if_late: true,
+                            restart_if_late: !replace,
                         },
                     );
+                    if replace {
+                        deleting.insert(i);
+                        send_deletes(ctx, &tx, i, graph.deletes.get(&i).cloned().unwrap_or_default());
+                    }
                 }
                 Task::Restart(i) => {
                     let w = &stack.workloads[i];
@@ -348,7 +360,7 @@ fn execute(
         let deadline = state
             .iter()
             .filter_map(|(task, s)| match (task, s) {
-                (Task::Restart(i) | Task::Await(i), State::Restarting { since, .. }) => {
+                (Task::Restart(i) | Task::Await(i) | Task::Replace(i), State::Restarting { since, .. }) => {
                     Some(*since + stack.workloads[*i].timeout)
                 }
                 (Task::Apply(u), State::Applying { since, .. }) => Some(*since + units[*u].timeout),
@@ -365,22 +377,23 @@ fn execute(
         let waiting: Vec<Waiting> = state
             .iter()
             .filter_map(|(task, s)| match (task, s) {
-                (Task::Restart(i) | Task::Await(i), State::Restarting { since, needs_ready, .. }) => {
-                    Some(Waiting {
-                        namespace: &stack.workloads[*i].namespace,
-                        name: &stack.workloads[*i].name,
-                        since: *since,
-                        deadline: stack.workloads[*i].timeout,
-                        newer_than: Some(now_wall.saturating_sub(since.elapsed().as_secs())),
-                        needs: if *needs_ready {
-                            Needs::ReadyAtStart
-                        } else if needs_done(stack, &state, *i) {
-                            Needs::ReadySince
-                        } else {
-                            Needs::Pending
-                        },
-                    })
-                }
+                (
+                    Task::Restart(i) | Task::Await(i) | Task::Replace(i),
+                    State::Restarting { since, needs_ready, .. },
+                ) => Some(Waiting {
+                    namespace: &stack.workloads[*i].namespace,
+                    name: &stack.workloads[*i].name,
+                    since: *since,
+                    deadline: stack.workloads[*i].timeout,
+                    newer_than: Some(now_wall.saturating_sub(since.elapsed().as_secs())),
+                    needs: if *needs_ready {
+                        Needs::ReadyAtStart
+                    } else if needs_done(stack, &state, *i) {
+                        Needs::ReadySince
+                    } else {
+                        Needs::Pending
+                    },
+                }),
                 _ => None,
             })
             .chain(state.iter().flat_map(|(task, s)| {
@@ -435,10 +448,12 @@ fn execute(
                     let Some(i) = stack.index_of(&namespace, &name) else {
                         continue;
                     };
-                    let task =
-                        if state.contains_key(&Task::Await(i)) { Task::Await(i) } else { Task::Restart(i) };
+                    let task = [Task::Await(i), Task::Replace(i)]
+                        .into_iter()
+                        .find(|t| state.contains_key(t))
+                        .unwrap_or(Task::Restart(i));
                     if let Some(State::Restarting { since, before, last, .. }) = state.get_mut(&task) {
-                        if g <= *before {
+                        if g <= *before || deleting.contains(&i) {
                             continue; // an event from before our restart
                         }
                         match rollout {
@@ -466,6 +481,10 @@ fn execute(
                     }
                 }
                 Ok(Msg::Restarted(result)) => result?,
+                Ok(Msg::Deleted(i, result)) => {
+                    result?;
+                    deleting.remove(&i);
+                }
                 Ok(Msg::Applied(batch, result)) => {
                     let applied = result?;
                     for u in batch {
@@ -553,8 +572,10 @@ fn execute(
                         send_restarts(ctx, &tx, late);
                     }
                     for (task, s) in &state {
-                        if let (Task::Restart(i) | Task::Await(i), State::Restarting { since, last, .. }) =
-                            (task, s)
+                        if let (
+                            Task::Restart(i) | Task::Await(i) | Task::Replace(i),
+                            State::Restarting { since, last, .. },
+                        ) = (task, s)
                         {
                             let w = &stack.workloads[*i];
                             if now >= *since + w.timeout {
@@ -639,6 +660,26 @@ fn send_restarts(ctx: &Ctx, tx: &Sender<Msg>, batch: Vec<(String, String)>) {
         let targets: Vec<(&str, &str, &str)> =
             batch.iter().map(|(ns, n)| ("deployment", ns.as_str(), n.as_str())).collect();
         let _ = tx.send(Msg::Restarted(kube.restart_all(&targets)));
+    });
+}
+
+/// Delete the pods a [`Task::Replace`] of workload `i` names, on their own thread; the result
+/// comes back as [`Msg::Deleted`]. A pod already gone (its controller replaced it meanwhile) is
+/// done.
+fn send_deletes(ctx: &Ctx, tx: &Sender<Msg>, i: usize, pods: Vec<crate::cluster::PodRestart>) {
+    let names: Vec<String> = pods.iter().map(|p| format!("{} ({})", p.name(), p.namespace())).collect();
+    ctx.ui.info(&format!(
+        "delete {} (its back-off ends with it; its ReplicaSet recreates it)",
+        names.join(", ")
+    ));
+    let (kube, tx) = (ctx.kube.clone(), tx.clone());
+    std::thread::spawn(move || {
+        let result = pods.iter().try_for_each(|p| match kube.run(&kube.delete_pod(p)) {
+            Ok(_) => Ok(()),
+            Err(e) if e.to_string().contains("NotFound") => Ok(()),
+            Err(e) => Err(e),
+        });
+        let _ = tx.send(Msg::Deleted(i, result));
     });
 }
 
@@ -789,9 +830,9 @@ fn emit_started(ctx: &Ctx, graph: &Graph, task: Task, finished: &[Task]) {
     let released_by = released_by(graph, task, finished).map(|t| name(&t));
     let after: Vec<String> = graph.after(task).iter().map(name).collect();
     let mut fields = match task {
-        Task::Restart(i) | Task::Await(i) => json!({"workload": name(&task),
+        Task::Restart(i) | Task::Await(i) | Task::Replace(i) => json!({"workload": name(&task),
             "namespace": stack.workloads[i].namespace,
-            "action": if matches!(task, Task::Restart(_)) { "restart" } else { "wait" }}),
+            "action": if matches!(task, Task::Await(_)) { "wait" } else { "restart" }}),
         Task::Register(_) => json!({"connector": name(&task), "action": "register"}),
         Task::Apply(_) => json!({"workload": name(&task), "action": "apply"}),
         Task::Prep(_) => json!({"task": name(&task), "action": "prepare"}),
@@ -811,7 +852,7 @@ fn released_by(graph: &Graph, task: Task, finished: &[Task]) -> Option<Task> {
 fn needs_done(stack: &crate::stack::Stack, state: &BTreeMap<Task, State>, i: usize) -> bool {
     stack.workloads[i].needs.iter().all(|need| {
         stack.index(need).is_none_or(|j| {
-            [Task::Restart(j), Task::Await(j)]
+            [Task::Restart(j), Task::Await(j), Task::Replace(j)]
                 .iter()
                 .filter_map(|t| state.get(t))
                 .all(|s| matches!(s, State::Done))
@@ -870,6 +911,19 @@ pub fn describe(ctx: &Ctx, graph: &Graph, lines: &mut Vec<String>) -> Result<()>
                         w.namespace,
                         when(task)
                     ));
+                }
+                Task::Replace(i) => {
+                    let w = &stack.workloads[*i];
+                    lines.push(format!(
+                        "# {} ({}): {}, delete its pods in the kubelet's back-off (its ReplicaSet recreates them, \
+                         without the back-off), then wait until they are Ready",
+                        w.name,
+                        w.namespace,
+                        when(task)
+                    ));
+                    for pod in graph.deletes.get(i).into_iter().flatten() {
+                        lines.push(ctx.kube.delete_pod(pod).to_string());
+                    }
                 }
                 Task::Register(i) => {
                     let after: Vec<String> = graph.after(*task).iter().map(name).collect();

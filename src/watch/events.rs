@@ -1,7 +1,5 @@
 //! What `docker events --format '{{json .}}'` prints, as the watcher needs it. Pure.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
 use serde_json::Value;
 
 /// One container event (`events.Message`).
@@ -33,14 +31,24 @@ pub fn parse(line: &str) -> Option<ContainerEvent> {
     Some(ContainerEvent { action, name: attr("name")?, time_nano, exit_code: attr("exitCode") })
 }
 
-/// A wall-clock time as `docker events --since` takes it: `1764156639.123456789`.
-pub fn unix_time(t: SystemTime) -> String {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
-    format!("{}.{:09}", d.as_secs(), d.subsec_nanos())
+/// Nanoseconds since the epoch (Docker's `timeNano`) as `--since`/`--until` take them.
+pub fn unix_time_nanos(nanos: u128) -> String {
+    format!("{}.{:09}", nanos / 1_000_000_000, nanos % 1_000_000_000)
 }
 
-pub fn nanos(t: SystemTime) -> u128 {
-    t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_nanos()
+/// A Docker timestamp (`State.StartedAt`: `2026-12-01T08:35:19.454939593Z`) in nanoseconds
+/// since the epoch, on Docker's own clock; `None` for Docker's zero time (never) or bad text.
+pub fn nanos_of(text: &str) -> Option<u128> {
+    let secs = crate::utc::parse(text)?;
+    let t = text.trim();
+    let fraction: String =
+        t.get(19..)?.strip_prefix('.').unwrap_or("").chars().take_while(char::is_ascii_digit).collect();
+    let mut digits = fraction.chars().take(9).collect::<String>();
+    while digits.len() < 9 {
+        digits.push('0');
+    }
+    let nanos = secs as u128 * 1_000_000_000 + digits.parse::<u128>().ok()?;
+    (nanos > 0).then_some(nanos)
 }
 
 #[cfg(test)]
@@ -69,8 +77,17 @@ mod tests {
 
     #[test]
     fn since_is_a_unix_time_with_nanoseconds() {
-        let t = UNIX_EPOCH + Duration::from_nanos(1_796_114_135_000_000_042);
-        assert_eq!(unix_time(t), "1796114135.000000042");
-        assert_eq!(nanos(t), 1_796_114_135_000_000_042);
+        assert_eq!(unix_time_nanos(1_796_114_135_000_000_042), "1796114135.000000042");
+    }
+
+    #[test]
+    fn dockers_timestamps_in_nanoseconds() {
+        assert_eq!(nanos_of("1970-01-01T00:00:01.5Z"), Some(1_500_000_000));
+        assert_eq!(nanos_of("2026-12-01T08:35:19.454939593Z").map(|n| n % 1_000_000_000), Some(454_939_593));
+        assert_eq!(nanos_of("2026-12-01T08:35:19Z").map(|n| n % 1_000_000_000), Some(0));
+        let later = nanos_of("2026-12-01T08:35:19.454939594Z").unwrap();
+        assert!(later > nanos_of("2026-12-01T08:35:19.454939593Z").unwrap());
+        assert_eq!(nanos_of("0001-01-01T00:00:00Z"), None, "Docker's zero time is never");
+        assert_eq!(nanos_of("garbage"), None);
     }
 }

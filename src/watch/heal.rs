@@ -2,11 +2,40 @@
 //! here, and only here, so the convergent `up` and the read-only observation replace them in one
 //! line each.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::observe::Ctx;
 use crate::plan::Order;
 use crate::run::Config;
 use crate::stack::Stack;
 use crate::ui::Ui;
+
+/// How a heal failed: before it ran (the node could not be started, or its API did not answer
+/// within the watcher's budget: a node still booting is no finding for the doctor), or the heal
+/// itself.
+pub enum Failure {
+    Before(Error),
+    Heal(Error),
+}
+
+impl Failure {
+    pub fn error(&self) -> &Error {
+        match self {
+            Failure::Before(e) | Failure::Heal(e) => e,
+        }
+    }
+}
+
+/// Before the heal: the node started when Docker did not start it again (`start`), then the
+/// Kubernetes API waited for with the watcher's own budget (minutes: after a node start the
+/// kubelet restarts etcd and the apiserver), said once when it does not answer at once.
+pub fn prepare(config: &Config, ui: &Ui, start: bool) -> Result<(), Failure> {
+    let ctx = Ctx::new(&config.stack, ui);
+    if start {
+        crate::steps::start_nodes(&ctx).map_err(Failure::Before)?;
+    }
+    let budget = crate::steps::boot_budget(&ctx);
+    crate::steps::wait_booting_api(&ctx, budget).map_err(Failure::Before)
+}
 
 /// Heal the stack: what `bookstore up` runs (detection, then the bootstrap's resumption or the
 /// recovery, the connectors, the smoke test). The watcher acts on its own only because acting on

@@ -1,47 +1,67 @@
 //! `bookstore watch`: the stack heals itself after Docker restarts.
 //!
 //! It follows Docker's event stream for the kind cluster's containers (`docker events` with the
-//! cluster's label, JSON lines, through the real docker CLI) and Docker's own availability. When
+//! cluster's label, JSON lines, through the real docker CLI) and Docker's own availability
+//! (`docker version`, which fails on every CLI release when the daemon does not answer). When
 //! the node container starts again (a Docker Desktop restart, `docker restart`, a reboot) it runs
-//! the heal ([`heal::converge`]: what `bookstore up` runs, which waits for the Kubernetes API
-//! first). A start it could not see (Docker was down, the stream was being reconnected) is caught
-//! twice over: every reconnect asks for the events since the stream ended (`--since`) and
-//! compares the node's `State.StartedAt` with the one it saw before. A light periodic check
-//! (`--interval`) probes every route once and heals what fails the same way.
+//! the heal ([`heal::converge`]: what `bookstore up` runs), once the Kubernetes API answers (its
+//! own budget: minutes, after a node start). A start it could not see is caught three times
+//! over: every reconnect asks for the events since the last one it saw (`--since`, on Docker's
+//! clock), compares the node's `State.StartedAt` with the one it saw before, and the first
+//! connect runs one convergent heal (a check on a healthy stack) and compares with the start it
+//! last healed (its state file, [`state`]): a login agent starts after Docker has restarted the
+//! node. A light periodic check (`--interval`) probes every route once and heals what fails.
+//!
+//! A node Docker did not start again (kind's `--restart=on-failure:1` restarts only a node that
+//! failed): one that stopped together with Docker (its `die` came as the daemon went away, or it
+//! is found exited when Docker comes back and this daemon never saw it die) is started by the
+//! heal; one stopped while Docker ran is left as it is, and said so.
+//!
+//! While Docker is away it probes with a backoff up to 30 s and watches the endpoint's socket
+//! (a connect, no process) to notice it back at once. Docker's timestamps are compared only with
+//! Docker's timestamps (Docker Desktop's VM clock drifts from the host's after sleep).
 //!
 //! One heal at a time, each holding the cluster's lock (a manual run waits for it, or is told
-//! the watcher is healing; the watcher waits for a manual run). Docker going away in the middle
-//! of a heal cancels it ([`crate::wait::cancel`]: its children are stopped) and the heal starts
-//! over once Docker and the node are back; a heal that fails is retried with backoff. SIGINT
-//! and SIGTERM stop the running child and end the watcher (exit 130 / 0).
+//! the watcher is healing; the watcher waits for a manual run). Docker or the node going away in
+//! the middle of a heal cancels it ([`crate::wait::cancel`]: its children are stopped) and the
+//! heal starts over once they are back; a heal that fails is retried with backoff. SIGINT and
+//! SIGTERM stop the running child and end the watcher (exit 130 / 0).
 
 mod events;
 mod heal;
 pub mod service;
+pub mod state;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::docker;
+use crate::docker::{self, Node};
 use crate::error::{Error, Result};
 use crate::exec::Stream;
 use crate::run::Config;
 use crate::ui::{Ui, human};
 use crate::wait;
 
-/// Reconnecting to Docker: the first retry, and the ceiling of the doubling backoff.
-const RECONNECT_FIRST: Duration = Duration::from_millis(200);
-const RECONNECT_CEILING: Duration = Duration::from_secs(2);
+/// Probing Docker while it is away: the first retry, and the ceiling of the doubling backoff
+/// (~120 probes an hour at most; the endpoint's socket tells sooner when it is back).
+const RECONNECT_FIRST: Duration = Duration::from_millis(500);
+const RECONNECT_CEILING: Duration = Duration::from_secs(30);
+/// The ceiling while the endpoint's socket accepts connections but Docker does not answer yet.
+const RECONNECT_SOCKET_UP: Duration = Duration::from_secs(2);
 /// A heal that failed: the first retry, and the ceiling.
 const RETRY_FIRST: Duration = Duration::from_secs(5);
 const RETRY_CEILING: Duration = Duration::from_secs(300);
 /// A stream that ends sooner than this after it started counts against the reconnect backoff.
 const SHORT_STREAM: Duration = Duration::from_secs(2);
-/// How long the watcher sleeps at most between looks at its flags (SIGINT, SIGTERM).
+/// A node whose `die` came this long (or less) before the event stream ended stopped together
+/// with Docker (a daemon stops its containers, then goes: moby's shutdown timeout is 15 s).
+const WITH_DOCKER: Duration = Duration::from_secs(20);
+/// How long the watcher sleeps at most between looks at its flags (SIGINT, SIGTERM) and at the
+/// endpoint's socket while Docker is away.
 const TICK: Duration = Duration::from_millis(100);
 
 /// What the stream's reader thread tells the watcher.
@@ -58,6 +78,26 @@ enum Docker {
     Down { since: Instant },
 }
 
+/// How the node last stopped, as this watcher saw it (its `die`).
+struct NodeStop {
+    /// The `die`'s `timeNano` (Docker's clock).
+    at: u128,
+    /// When the watcher read it (this host's monotonic clock).
+    seen: Instant,
+    exit_code: String,
+    /// The event stream ended (Docker went away) within [`WITH_DOCKER`] of it.
+    with_docker: bool,
+    /// Said that it is left stopped.
+    said: bool,
+}
+
+/// A heal that is due.
+struct Owed {
+    reason: String,
+    /// The node is not running and stopped with Docker: the heal starts it first.
+    start: bool,
+}
+
 struct Watcher<'a> {
     config: &'a Config,
     ui: &'a Ui,
@@ -70,9 +110,12 @@ struct Watcher<'a> {
     docker: Docker,
     reconnect_at: Instant,
     reconnect_backoff: Duration,
-    /// When the last stream ended (wall clock): the next one asks for the events since then.
-    ended_wall: Option<SystemTime>,
-    /// The newest event handled (`timeNano`): a replay never acts twice.
+    /// The Docker endpoint (`unix://…`, `tcp://…`), when a connect can tell it is there.
+    endpoint: Option<String>,
+    /// Whether the endpoint accepted a connection at the last look.
+    endpoint_up: bool,
+    /// The newest event handled (`timeNano`, Docker's clock): a replay never acts twice, and a
+    /// reconnect asks for the events since then.
     last_event: u128,
     /// The node's `State.StartedAt` as last seen, and whether it runs.
     started_at: Option<String>,
@@ -80,28 +123,47 @@ struct Watcher<'a> {
     handled: Option<String>,
     node_running: bool,
     node_missing_said: bool,
-    /// A heal is due, and why.
-    owed: Option<String>,
+    stop: Option<NodeStop>,
+    owed: Option<Owed>,
     retry_at: Instant,
     retry_backoff: Duration,
     heals: u32,
     next_check: Option<Instant>,
-    /// While a heal runs: when it started (wall clock, ns); 0 otherwise. The reader thread
-    /// cancels the heal when the node dies after this, or the stream ends.
+    /// While a heal runs: the node's last start or stop it began from (`State.StartedAt` /
+    /// `FinishedAt`, Docker's clock, ns); 0 otherwise. The reader thread cancels the heal when
+    /// the node dies after it, or the stream ends.
     healing: Arc<AtomicU64>,
+    state: state::StateFile,
 }
 
 /// The watcher's commands (`--dry-run`).
 pub fn describe(config: &Config, interval: Duration) -> Vec<String> {
     let cluster = &config.stack.cluster;
     let node = cluster.control_plane_container();
+    let state = state::StateFile::for_cluster(&cluster.name);
     let mut lines = vec![
-        "# Follow the kind cluster's containers (reconnecting with --since <when the stream ended> \
+        format!(
+            "{}   # Docker answers? (while it is away: backoff ≤ 30s, and its socket watched)",
+            docker::server_version()
+        ),
+        format!(
+            "{}   # its endpoint, whose socket is watched while Docker is away",
+            docker::context_inspect()
+        ),
+        "# Follow the kind cluster's containers (reconnecting with --since <the last event seen> \
          once Docker is back)"
             .to_string(),
         docker::events(&cluster.name, None).to_string(),
         format!("{}   # State.StartedAt, after every reconnect and every check", docker::inspect(&node)),
     ];
+    if let Some(path) = state.path() {
+        lines.push(format!("# The start last healed, per node: {}", path.display()));
+    }
+    lines.push(
+        "# On the first connect, when the node starts again or a check fails: the Kubernetes API waited \
+         for (≤ 5m), then what `bookstore up` runs (see `bookstore up --dry-run`)"
+            .to_string(),
+    );
     if !interval.is_zero() {
         lines.push(format!("# Every {}: every route once (read-only)", human(interval)));
         for check in &config.stack.smoke.checks {
@@ -110,10 +172,6 @@ pub fn describe(config: &Config, interval: Duration) -> Vec<String> {
             }
         }
     }
-    lines.push(
-        "# When the node starts again or a check fails: what `bookstore up` runs (see `bookstore up --dry-run`)"
-            .to_string(),
-    );
     lines
 }
 
@@ -122,6 +180,14 @@ pub fn run(config: &Config, ui: &Ui, interval: Duration) -> Result<()> {
     crate::observe::tools(&["docker", "kubectl", "kind"])?;
     let (tx, rx) = mpsc::channel();
     let now = Instant::now();
+    let endpoint = docker::context_inspect()
+        .not_cancellable()
+        .deadline(Duration::from_secs(10))
+        .run()
+        .ok()
+        .and_then(|out| docker::parse_context(&out.stdout).ok())
+        .map(|c| c.host)
+        .filter(|host| crate::http::endpoint_accepts(host).is_some());
     let mut w = Watcher {
         config,
         ui,
@@ -134,18 +200,21 @@ pub fn run(config: &Config, ui: &Ui, interval: Duration) -> Result<()> {
         docker: Docker::Unknown,
         reconnect_at: now,
         reconnect_backoff: RECONNECT_FIRST,
-        ended_wall: None,
+        endpoint,
+        endpoint_up: true,
         last_event: 0,
         started_at: None,
         handled: None,
         node_running: false,
         node_missing_said: false,
+        stop: None,
         owed: None,
         retry_at: now,
         retry_backoff: RETRY_FIRST,
         heals: 0,
         next_check: None,
         healing: Arc::new(AtomicU64::new(0)),
+        state: state::StateFile::for_cluster(&config.stack.cluster.name),
     };
     let check = if interval.is_zero() {
         "no periodic check".to_string()
@@ -171,11 +240,15 @@ impl Watcher<'_> {
                 self.handle(msg);
             }
             let now = Instant::now();
-            if self.stream.is_none() && now >= self.reconnect_at {
-                self.connect();
-                continue;
+            if self.stream.is_none() {
+                self.watch_endpoint();
+                if Instant::now() >= self.reconnect_at {
+                    self.connect();
+                    continue;
+                }
             }
-            if self.stream.is_some() && self.node_running && self.owed.is_some() && now >= self.retry_at {
+            let healable = self.owed.as_ref().is_some_and(|o| o.start || self.node_running);
+            if self.stream.is_some() && healable && now >= self.retry_at {
                 self.heal()?;
                 continue;
             }
@@ -198,27 +271,38 @@ impl Watcher<'_> {
         if wait::terminated() { Ok(()) } else { Err(Error::Interrupted) }
     }
 
+    /// While Docker is away: its endpoint accepting connections again means it is coming back
+    /// (probe now); not accepting, nothing to probe for but the slow backoff.
+    fn watch_endpoint(&mut self) {
+        if !matches!(self.docker, Docker::Down { .. }) {
+            return;
+        }
+        let Some(up) = self.endpoint.as_deref().and_then(crate::http::endpoint_accepts) else { return };
+        if up && !self.endpoint_up {
+            self.reconnect_at = Instant::now();
+            self.reconnect_backoff = RECONNECT_FIRST;
+        }
+        self.endpoint_up = up;
+    }
+
     /// Docker answers? Then open the event stream and look at the node.
     fn connect(&mut self) {
-        let info = docker::info().not_cancellable().deadline(Duration::from_secs(10));
-        if let Err(err) = info.run() {
-            let why = match &err {
-                Error::Command { stderr_tail, .. } => stderr_tail.lines().last().unwrap_or("").to_string(),
-                other => first_line(&other.to_string()),
-            };
-            self.docker_down(&format!("`{info}` failed: {why}"));
+        let probe = docker::server_version().not_cancellable().deadline(Duration::from_secs(10));
+        let why = match crate::observe::docker_answers(&probe) {
+            Ok(Ok(_)) => None,
+            Ok(Err(why)) => Some(why),
+            Err(_) => return, // stopping: the loop ends it
+        };
+        if let Some(why) = why {
+            self.docker_down(&why.lines().map(str::trim).collect::<Vec<_>>().join(" "));
             self.reconnect_later();
             return;
         }
-        // Everything since the last stream ended (or since now): what happens while the new
-        // stream subscribes is replayed by the daemon, not lost.
-        // (A second before the last one ended: what it may not have delivered yet; replays of
-        // what it did are skipped by time.)
-        let since = match self.ended_wall {
-            Some(t) => t.checked_sub(Duration::from_secs(1)).unwrap_or(t),
-            None => SystemTime::now(),
-        };
-        let cmd = docker::events(&self.config.stack.cluster.name, Some(&events::unix_time(since)));
+        // Everything since the last event seen (Docker's clock): what happened while the stream
+        // was down is replayed by the daemon (what it still has), replays of what was handled
+        // are skipped by time. The first stream needs none: the node is inspected below.
+        let since = (self.last_event > 0).then(|| events::unix_time_nanos(self.last_event));
+        let cmd = docker::events(&self.config.stack.cluster.name, since.as_deref());
         let mut stream = match cmd.stream() {
             Ok(s) => s,
             Err(err) => {
@@ -241,37 +325,64 @@ impl Watcher<'_> {
                 json!({"down_ms": since.elapsed().as_millis() as u64}),
             );
         }
-        let first = self.docker == Docker::Unknown;
+        let first = self.generation == 1;
         self.docker = Docker::Up;
+        self.reconnect_backoff = RECONNECT_FIRST;
         if !self.look_at_node("inspect") {
             self.node_running = false;
         }
         self.ui.emit(
             "watching",
             json!({"cluster": self.config.stack.cluster.name, "node": self.node,
-                   "started_at": self.started_at, "since": events::unix_time(since),
-                   "command": cmd.to_string()}),
+                   "started_at": self.started_at, "since": since, "command": cmd.to_string()}),
         );
         if !self.interval.is_zero() {
             // A first look at the stack right away, then every interval.
             self.next_check = Some(Instant::now());
         }
-        if first && self.started_at.is_some() {
-            self.ui.detail(
-                "",
-                &format!("{} started at {}", self.node, self.started_at.as_deref().unwrap_or("")),
-            );
+        if first {
+            self.first_look();
         }
     }
 
-    /// `docker info` answers now.
-    fn docker_answers(&self) -> bool {
-        docker::info().not_cancellable().deadline(Duration::from_secs(10)).run().is_ok()
+    /// The first connect: a start that happened before the watcher ran (a login agent starts
+    /// after Docker has restarted the node) is healed like one it saw. One convergent heal,
+    /// whatever the state file says (on a healthy stack it is a check); the file says why.
+    fn first_look(&mut self) {
+        let Some(started) = self.started_at.clone() else { return };
+        if !self.node_running || self.owed.is_some() {
+            return;
+        }
+        let reason = match self.state.last_healed(&self.node) {
+            Some(healed) if healed == started => format!(
+                "first look: {} has not started again since the heal of its start at {started}",
+                self.node
+            ),
+            Some(healed) => {
+                self.ui
+                    .emit("node_started", json!({"node": self.node, "started_at": started, "seen": "state"}));
+                format!(
+                    "{} started at {started}, while the watcher was not running (the last start healed: {healed})",
+                    self.node
+                )
+            }
+            None => format!("first look: no heal of {} recorded (it started at {started})", self.node),
+        };
+        self.handled = Some(started);
+        self.owe(reason, false);
     }
 
+    /// The next probe: soon while the endpoint's socket accepts (Docker is starting), at the
+    /// ceiling while it does not (its socket accepting again brings the probe forward), on the
+    /// doubling backoff where no socket tells.
     fn reconnect_later(&mut self) {
-        self.reconnect_at = Instant::now() + self.reconnect_backoff;
-        self.reconnect_backoff = (self.reconnect_backoff * 2).min(RECONNECT_CEILING);
+        let (wait, ceiling) = match (&self.endpoint, self.endpoint_up) {
+            (Some(_), true) => (self.reconnect_backoff, RECONNECT_SOCKET_UP),
+            (Some(_), false) => (RECONNECT_CEILING, RECONNECT_SOCKET_UP),
+            (None, _) => (self.reconnect_backoff, RECONNECT_CEILING),
+        };
+        self.reconnect_at = Instant::now() + wait;
+        self.reconnect_backoff = (self.reconnect_backoff * 2).min(ceiling);
     }
 
     /// Say once that Docker is not running.
@@ -280,16 +391,20 @@ impl Watcher<'_> {
             return;
         }
         self.docker = Docker::Down { since: Instant::now() };
+        self.endpoint_up = self.endpoint.as_deref().and_then(crate::http::endpoint_accepts).unwrap_or(true);
         self.ui.emit("docker_down", json!({"message": why}));
-        self.ui.warn_line(&format!(
-            "Docker is not running ({why}): waiting for it (rechecking every {} at most)",
-            human(RECONNECT_CEILING)
-        ));
+        let watched = match &self.endpoint {
+            Some(host) => {
+                format!("watching {host}, and asking again every {} at most", human(RECONNECT_CEILING))
+            }
+            None => format!("asking again every {} at most", human(RECONNECT_CEILING)),
+        };
+        self.ui.warn_line(&format!("Docker is not running ({why}): waiting for it ({watched})"));
     }
 
     /// `docker inspect` the node. A heal is due for a start not healed yet: one its `start`
     /// event announced (`seen` = "event"), or a `State.StartedAt` other than the one seen before
-    /// (however the watcher missed the event).
+    /// (however the watcher missed the event). A node not running is judged ([`Self::node_exited`]).
     /// Whether the node could be looked at (Docker answered).
     fn look_at_node(&mut self, seen: &str) -> bool {
         let inspect = docker::inspect(&self.node).not_cancellable().deadline(Duration::from_secs(10));
@@ -307,9 +422,7 @@ impl Watcher<'_> {
                 return true;
             }
             // Docker going away: the event stream's end says so.
-            Err(Error::Command { stderr_tail, .. }) if stderr_tail.contains("Cannot connect") => {
-                return false;
-            }
+            Err(Error::Command { stderr_tail, .. }) if docker::unreachable(&stderr_tail) => return false,
             Err(err) => Err(first_line(&err.to_string())),
         };
         let node = match node {
@@ -322,22 +435,93 @@ impl Watcher<'_> {
         self.node_missing_said = false;
         self.node_running = node.running;
         let before = self.started_at.replace(node.started.clone());
+        if !node.running {
+            self.node_exited(&node);
+            return true;
+        }
+        self.stop = None;
+        if self.owed.as_ref().is_some_and(|o| o.start) {
+            // Started meanwhile (by hand, or by a heal that was cut short): heal it as it is.
+            self.owed = None;
+        }
         let new = match seen {
             "event" => true,
             _ => before.is_some_and(|b| b != node.started),
         };
-        if node.running && new && self.handled.as_deref() != Some(node.started.as_str()) {
+        if new && self.handled.as_deref() != Some(node.started.as_str()) {
             self.handled = Some(node.started.clone());
             self.ui
                 .emit("node_started", json!({"node": self.node, "started_at": node.started, "seen": seen}));
-            self.owe(format!("{} started again at {}", self.node, node.started));
+            self.owe(format!("{} started again at {}", self.node, node.started), false);
         }
         true
     }
 
-    fn owe(&mut self, reason: String) {
+    /// The node is not running while Docker answers. Stopped together with Docker (its `die` came
+    /// as Docker went away, or Docker's current daemon never saw it die: it stopped before this
+    /// daemon started), Docker did not start it again: the heal starts it. Stopped while Docker
+    /// ran (a `docker stop`, a crash): left as it is, said once.
+    fn node_exited(&mut self, node: &Node) {
+        if self.owed.as_ref().is_some_and(|o| o.start) {
+            return;
+        }
+        let with_docker = match &self.stop {
+            Some(stop) => stop.with_docker,
+            None => !self.died_under_this_daemon(node),
+        };
+        let code = self.stop.as_ref().map_or(node.exit_code.to_string(), |s| s.exit_code.clone());
+        if self.stop.is_none() {
+            let at = events::nanos_of(&node.finished).unwrap_or(0);
+            let seen = Instant::now();
+            self.stop = Some(NodeStop { at, seen, exit_code: code.clone(), with_docker, said: false });
+        }
+        if with_docker {
+            self.ui.emit(
+                "node_exited",
+                json!({"node": self.node, "exit_code": code, "stopped_with_docker": true, "action": "start"}),
+            );
+            self.owe(
+                format!(
+                    "{} stopped together with Docker (exit {code}) and Docker did not start it again \
+                     (kind's --restart=on-failure:1 restarts only a node that failed): starting it",
+                    self.node
+                ),
+                true,
+            );
+            return;
+        }
+        let said = self.stop.as_ref().is_some_and(|s| s.said);
+        if !said {
+            self.ui.emit(
+                "node_exited",
+                json!({"node": self.node, "exit_code": code, "stopped_with_docker": false, "action": "none"}),
+            );
+            self.ui.warn(&format!(
+                "{} was stopped while Docker ran (exit {code}; `docker stop`, or it failed): left as it is; \
+                 `bookstore up` starts it and heals the stack (or `docker start {}`)",
+                self.node, self.node
+            ));
+        }
+        if let Some(stop) = &mut self.stop {
+            stop.said = true;
+        }
+    }
+
+    /// Does Docker's current daemon remember the node's last `die`? Its ring of events is empty
+    /// when it starts, so a `die` replayed around `State.FinishedAt` happened while it ran.
+    fn died_under_this_daemon(&self, node: &Node) -> bool {
+        let Some(finished) = events::nanos_of(&node.finished) else { return false };
+        let (since, until) = (finished.saturating_sub(1_000_000_000), finished + 1_000_000_000);
+        let cmd =
+            docker::past_dies(&self.node, &events::unix_time_nanos(since), &events::unix_time_nanos(until))
+                .not_cancellable();
+        cmd.run()
+            .is_ok_and(|out| out.stdout.lines().any(|l| events::parse(l).is_some_and(|e| e.action == "die")))
+    }
+
+    fn owe(&mut self, reason: String, start: bool) {
         self.ui.info(&format!("{reason}: healing"));
-        self.owed = Some(reason);
+        self.owed = Some(Owed { reason, start });
         self.retry_at = Instant::now();
         self.retry_backoff = RETRY_FIRST;
     }
@@ -358,14 +542,24 @@ impl Watcher<'_> {
                         let code = e.exit_code.clone().unwrap_or_default();
                         self.ui.emit("node_stopped", json!({"node": self.node, "exit_code": code}));
                         self.ui.info(&format!(
-                            "{} stopped (exit {code}): healing once it starts again",
+                            "{} stopped (exit {code}): if Docker is going away, it is started once Docker is \
+                             back; stopped by hand, it is left stopped",
                             self.node
                         ));
+                        let seen = Instant::now();
+                        self.stop = Some(NodeStop {
+                            at: e.time_nano,
+                            seen,
+                            exit_code: code,
+                            with_docker: false,
+                            said: false,
+                        });
                     }
                     "destroy" => {
                         self.node_running = false;
                         self.started_at = None;
                         self.handled = None;
+                        self.stop = None;
                     }
                     _ => {}
                 }
@@ -376,7 +570,11 @@ impl Watcher<'_> {
                     self.stream = Some((current, stream, started));
                     return;
                 }
-                self.ended_wall = Some(SystemTime::now());
+                if let Some(stop) = &mut self.stop
+                    && stop.seen.elapsed() <= WITH_DOCKER
+                {
+                    stop.with_docker = true;
+                }
                 let tail = stream.stderr_tail();
                 drop(stream);
                 if wait::stopping() {
@@ -413,18 +611,31 @@ impl Watcher<'_> {
         }
         let names: Vec<&str> = failures.iter().map(|(c, _, _)| c.as_str()).collect();
         let first = &failures[0];
-        self.owe(format!(
-            "the check found {} route(s) failing ({}; {}: {})",
-            failures.len(),
-            names.join(", "),
-            first.0,
-            first.2
-        ));
+        self.owe(
+            format!(
+                "the check found {} route(s) failing ({}; {}: {})",
+                failures.len(),
+                names.join(", "),
+                first.0,
+                first.2
+            ),
+            false,
+        );
+    }
+
+    /// Docker answers now.
+    fn docker_answers(&self) -> bool {
+        let probe = docker::server_version().not_cancellable().deadline(Duration::from_secs(10));
+        matches!(crate::observe::docker_answers(&probe), Ok(Ok(_)))
     }
 
     /// One heal, holding the lock; a manual run holding it is waited for.
     fn heal(&mut self) -> Result<()> {
-        let reason = self.owed.clone().unwrap_or_default();
+        let Some(Owed { reason, start }) =
+            self.owed.as_ref().map(|o| Owed { reason: o.reason.clone(), start: o.start })
+        else {
+            return Ok(());
+        };
         let holder = format!("pid {} running `bookstore watch` (healing: {reason})", std::process::id());
         let mut said = false;
         let _lock = loop {
@@ -439,7 +650,8 @@ impl Watcher<'_> {
                         Err(RecvTimeoutError::Timeout) => {}
                         Err(RecvTimeoutError::Disconnected) => unreachable!("the watcher holds a sender"),
                     }
-                    if wait::stopping() || self.stream.is_none() || !self.node_running {
+                    let healable = self.owed.as_ref().is_some_and(|o| o.start || self.node_running);
+                    if wait::stopping() || self.stream.is_none() || !healable {
                         return Ok(());
                     }
                 }
@@ -450,11 +662,19 @@ impl Watcher<'_> {
         wait::resume();
         self.heals += 1;
         let n = self.heals;
-        self.ui.emit("heal_started", json!({"heal": n, "reason": reason}));
+        self.ui.emit("heal_started", json!({"heal": n, "reason": reason, "start_node": start}));
         let started = Instant::now();
         let spawned = crate::exec::spawned();
-        self.healing.store(events::nanos(SystemTime::now()) as u64, Ordering::SeqCst);
-        let result = heal::converge(self.config, self.ui);
+        // A `die` after the node's last start (or, for a node to start, after its last stop)
+        // calls this heal off: Docker's clock against Docker's clock.
+        let from = if start {
+            self.stop.as_ref().map_or(0, |s| s.at)
+        } else {
+            self.started_at.as_deref().and_then(events::nanos_of).unwrap_or(0)
+        };
+        self.healing.store(from.max(1) as u64, Ordering::SeqCst);
+        let result = heal::prepare(self.config, self.ui, start)
+            .and_then(|()| heal::converge(self.config, self.ui).map_err(heal::Failure::Heal));
         self.healing.store(0, Ordering::SeqCst);
         let took = started.elapsed();
         let duration_ms = took.as_millis() as u64;
@@ -462,7 +682,9 @@ impl Watcher<'_> {
         match result {
             Ok(()) => {
                 self.owed = None;
+                self.stop = None;
                 self.retry_backoff = RETRY_FIRST;
+                self.healed();
                 self.ui.ok_line(&format!("Healed in {} ({commands} commands): {reason}", human(took)));
                 self.ui.emit(
                     "heal_finished",
@@ -490,7 +712,7 @@ impl Watcher<'_> {
                 self.ui.fail_line(&format!(
                     "Heal stopped after {} (exit {}): Docker does not answer; it starts over once Docker is back",
                     human(took),
-                    err.code()
+                    err.error().code()
                 ));
                 self.ui.emit(
                     "heal_finished",
@@ -499,15 +721,19 @@ impl Watcher<'_> {
                 // (Not at once: the stream's end is on its way.)
                 self.retry_at = Instant::now() + Duration::from_secs(1);
             }
-            Err(err) => {
+            Err(failure) => {
                 let retry = self.retry_backoff;
                 self.retry_at = Instant::now() + retry;
                 self.retry_backoff = (retry * 2).min(RETRY_CEILING);
+                let err = failure.error();
                 self.ui.fail_line(&format!("Heal failed after {} (exit {}):", human(took), err.code()));
                 for line in err.to_string().lines() {
                     self.ui.detail("", line);
                 }
-                heal::diagnose(self.config, self.ui);
+                // A node still booting is no finding: only a heal that ran is diagnosed.
+                if let heal::Failure::Heal(_) = failure {
+                    heal::diagnose(self.config, self.ui);
+                }
                 self.ui.info(&format!("retrying in {} (or fix it and run `bookstore up`)", human(retry)));
                 self.ui.emit(
                     "heal_finished",
@@ -519,17 +745,35 @@ impl Watcher<'_> {
         }
         Ok(())
     }
+
+    /// After a heal: the node's start it healed (a heal that started the node gave it a new
+    /// one) is handled, and kept in the state file.
+    fn healed(&mut self) {
+        let inspect = docker::inspect(&self.node).not_cancellable().deadline(Duration::from_secs(10));
+        let Some(node) = inspect.run().ok().and_then(|out| docker::parse_inspect(&out.stdout).ok()) else {
+            return;
+        };
+        if !node.running {
+            return;
+        }
+        self.node_running = true;
+        self.started_at = Some(node.started.clone());
+        self.handled = Some(node.started.clone());
+        if let Err(e) = self.state.healed(&self.node, &node.started) {
+            let path = self.state.path().map(|p| p.display().to_string()).unwrap_or_default();
+            self.ui.warn(&format!("cannot write {path}: {e} (a restart while the watcher is not running is then healed as a first look)"));
+        }
+    }
 }
 
 /// The reader thread: the stream's lines as messages. A heal in progress is cancelled when the
-/// node dies after it started, or when the stream ends (Docker went away).
+/// node dies after the start (or stop) it began from, or when the stream ends (Docker went away).
 fn pump(reader: impl std::io::BufRead, tx: &Sender<Msg>, healing: &AtomicU64, node: &str, generation: u64) {
     for line in reader.lines() {
         let Ok(line) = line else { break };
         let Some(event) = events::parse(&line) else { continue };
-        let heal_started = healing.load(Ordering::SeqCst) as u128;
-        if event.action == "die" && event.name == node && heal_started != 0 && event.time_nano > heal_started
-        {
+        let from = healing.load(Ordering::SeqCst) as u128;
+        if event.action == "die" && event.name == node && from != 0 && event.time_nano > from {
             wait::cancel();
         }
         if tx.send(Msg::Event(event)).is_err() {

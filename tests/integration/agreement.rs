@@ -20,76 +20,82 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bookstore::stack::{Source, Stack};
-use bookstore_sim::{Fault, PullError, Sim, SimOptions};
+use bookstore_sim::kit::{Run, Test, World};
+use bookstore_sim::{Fault, PullError, SimOptions};
 use serde_json::Value;
-
-use crate::harness::{BIN, Run};
-use crate::simkit::{docker, docker_restart, kubectl, options, rewrite, start};
 
 const BOUND: Duration = Duration::from_secs(30);
 
 /// One world: how it is set up from a healthy stack (its own options), and how long after that
 /// it is settled.
-struct World {
+struct Setting {
     name: &'static str,
     options: fn() -> SimOptions,
-    setup: fn(&Sim),
+    setup: fn(&World),
 }
 
-fn restart(sim: &Sim, workload: &str, namespace: &str) {
-    kubectl(sim, &["rollout", "restart", &format!("deployment/{workload}"), "-n", namespace]).expect(0);
+fn restart(sim: &World, workload: &str, namespace: &str) {
+    sim.kubectl(&["rollout", "restart", &format!("deployment/{workload}"), "-n", namespace]).expect(0);
 }
 
 /// Until `workload` has `n` pods.
-fn pods(sim: &Sim, workload: &str, n: usize) {
+fn pods(sim: &World, workload: &str, n: usize) {
     let what = format!("{workload} to have {n} pods");
     sim.wait_for(BOUND, &what, |w| w.pods.values().filter(|p| p.wl.2 == workload).count() == n).unwrap();
 }
 
-fn worlds() -> Vec<World> {
+fn worlds() -> Vec<Setting> {
     vec![
-        World { name: "a healthy stack", options, setup: |_| {} },
-        World { name: "right after a Docker restart", options, setup: docker_restart },
-        World {
-            name: "a Docker restart, Kafka on its volume",
-            options: || SimOptions { kafka_pvc: true, ..options() },
-            setup: docker_restart,
+        Setting { name: "a healthy stack", options: World::options, setup: |_| {} },
+        Setting {
+            name: "right after a Docker restart",
+            options: World::options,
+            setup: |w| w.restart_docker(),
         },
-        World {
+        Setting {
+            name: "a Docker restart, Kafka on its volume",
+            options: || SimOptions { kafka_pvc: true, ..World::options() },
+            setup: |w| w.restart_docker(),
+        },
+        Setting {
             // The recovery was interrupted: ztunnel and two workloads restarted since.
             name: "an interrupted recovery",
-            options,
+            options: World::options,
             setup: |sim| {
-                docker_restart(sim);
-                kubectl(sim, &["rollout", "restart", "daemonset/ztunnel", "-n", "istio-system"]).expect(0);
-                kubectl(
-                    sim,
-                    &["rollout", "status", "daemonset/ztunnel", "-n", "istio-system", "--timeout=30s"],
-                )
+                sim.restart_docker();
+                sim.kubectl(&["rollout", "restart", "daemonset/ztunnel", "-n", "istio-system"]).expect(0);
+                sim.kubectl(&[
+                    "rollout",
+                    "status",
+                    "daemonset/ztunnel",
+                    "-n",
+                    "istio-system",
+                    "--timeout=30s",
+                ])
                 .expect(0);
                 restart(sim, "ecom-db", "ecom");
                 restart(sim, "redis", "infra");
                 sim.wait_healthy(BOUND).unwrap();
             },
         },
-        World {
+        Setting {
             // The mesh's evidence on a healthy stack: Envoy's reset, ztunnel's and istio-cni's
             // lines, HBONE blocked for good; a FAILED connector.
             name: "stale, unreconciled and blocked pods, a FAILED connector",
-            options,
+            options: World::options,
             setup: |sim| {
                 sim.fault(Fault::StaleWorkload { workload: "inventory-service".into() });
                 sim.fault(Fault::CniReconcileFailed { workload: "pgadmin".into() });
                 sim.fault(Fault::HboneBlocked { workload: "keycloak".into() });
                 sim.fault(Fault::ConnectorTaskFailed { connector: "inventory-connector".into() });
                 // Traffic to the blocked workload, so ztunnel logs it.
-                let _ = crate::simkit::get_as(sim, 30000, Some("idp.keycloak.net"), "/realms/bookstore");
+                let _ = sim.get(30000, Some("idp.keycloak.net"), "/realms/bookstore");
             },
         },
-        World {
+        Setting {
             // Each trouble on a new pod of its workload, as a restart makes them.
             name: "pods in trouble after their restart",
-            options,
+            options: World::options,
             setup: |sim| {
                 for (fault, workload, ns) in [
                     (Fault::CrashLoop { workload: "redis".into() }, "redis", "infra"),
@@ -134,21 +140,36 @@ fn worlds() -> Vec<World> {
                 .unwrap();
             },
         },
-        World {
+        Setting {
+            // Issue 22: the mesh re-adopted every pod but one database's after a Docker restart;
+            // the app that needs it crash-loops (refused at 15008).
+            name: "the mesh re-adopted all but one database",
+            options: crate::readopt::readopted_options,
+            setup: |sim| {
+                crate::readopt::restart_readopted(sim);
+            },
+        },
+        Setting {
+            // Issue 22: an app in its crash-loop back-off whose database is Ready.
+            name: "a crash-looping app whose database is Ready",
+            options: World::options,
+            setup: crate::readopt::crash_looping_app,
+        },
+        Setting {
             name: "ztunnel disconnected from istio-cni",
-            options,
+            options: World::options,
             setup: |sim| {
                 sim.fault(Fault::ZtunnelDisconnects { secs: 600.0 });
                 restart(sim, "pgadmin", "infra");
                 pods(sim, "pgadmin", 2);
             },
         },
-        World {
+        Setting {
             name: "ztunnel crash-looping",
-            options,
+            options: World::options,
             setup: |sim| {
                 sim.fault(Fault::CrashLoop { workload: "ztunnel".into() });
-                kubectl(sim, &["rollout", "restart", "daemonset/ztunnel", "-n", "istio-system"]).expect(0);
+                sim.kubectl(&["rollout", "restart", "daemonset/ztunnel", "-n", "istio-system"]).expect(0);
                 sim.wait_for(BOUND, "ztunnel's crash loop", |w| {
                     w.pod_views()
                         .iter()
@@ -157,52 +178,51 @@ fn worlds() -> Vec<World> {
                 .unwrap();
             },
         },
-        World {
+        Setting {
             name: "Connect never reachable",
-            options,
+            options: World::options,
             setup: |sim| sim.fault(Fault::ConnectReset { count: 1_000_000 }),
         },
-        World {
+        Setting {
             name: "Connect answering 409 for every connector",
-            options,
+            options: World::options,
             setup: |sim| sim.fault(Fault::Connect409Storm { message: String::new(), count: 1_000_000 }),
         },
-        World {
+        Setting {
             name: "Connect answering an HTML 502 page",
-            options,
+            options: World::options,
             setup: |sim| sim.fault(Fault::ConnectHtml502 { count: 1_000_000 }),
         },
-        World {
+        Setting {
             name: "a secret key missing",
-            options,
+            options: World::options,
             setup: |sim| sim.fault(Fault::RemoveSecretKey { key: "INVENTORY_DB_USER".into() }),
         },
-        World {
+        Setting {
             name: "the secret missing",
-            options,
+            options: World::options,
             setup: |sim| {
-                kubectl(sim, &["delete", "secret", "debezium-db-credentials", "-n", "infra"]).expect(0);
+                sim.kubectl(&["delete", "secret", "debezium-db-credentials", "-n", "infra"]).expect(0);
             },
         },
-        World {
+        Setting {
             name: "the node container stopped",
-            options,
+            options: World::options,
             setup: |sim| {
-                docker(sim, &["stop", "bookstore-control-plane"]).expect(0);
+                sim.docker(&["stop", "bookstore-control-plane"]).expect(0);
             },
         },
-        World { name: "Docker down", options, setup: |sim| sim.docker_stop() },
-        World {
+        Setting { name: "Docker down", options: World::options, setup: |sim| sim.docker_stop() },
+        Setting {
             name: "a node without the new port mappings",
-            options: || SimOptions { old_cluster: true, ..options() },
+            options: || SimOptions { old_cluster: true, ..World::options() },
             setup: |sim| sim.docker_restart(),
         },
-        World {
+        Setting {
             name: "the kube API refusing",
-            options,
+            options: World::options,
             setup: |sim| {
-                rewrite(
-                    sim,
+                sim.rewrite(
                     "stack.yaml",
                     "cluster: kind/cluster.yaml\n",
                     "cluster: kind/cluster.yaml\napi_timeout: 1s\n",
@@ -210,35 +230,34 @@ fn worlds() -> Vec<World> {
                 sim.fault(Fault::ApiRefuseFor { secs: 600.0 });
             },
         },
-        World {
+        Setting {
             name: "the kind context missing from the kubeconfig",
-            options,
+            options: World::options,
             setup: |sim| {
                 let empty = "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n";
                 std::fs::write(sim.kubeconfig_path(), empty).unwrap();
             },
         },
-        World {
+        Setting {
             name: "a second control plane and the legacy proxies",
-            options: || SimOptions { legacy_proxies: true, ..options() },
+            options: || SimOptions { legacy_proxies: true, ..World::options() },
             setup: |sim| sim.fault(Fault::ExtraControlPlane),
         },
-        World {
+        Setting {
             name: "a stack workload the cluster lacks",
-            options,
+            options: World::options,
             setup: |sim| {
-                rewrite(
-                    sim,
+                sim.rewrite(
                     "stack.yaml",
                     "  - { name: ui-service,",
                     "  - { name: ghost-service, namespace: ecom, timeout: 20s }\n  - { name: ui-service,",
                 )
             },
         },
-        World {
+        Setting {
             name: "a connector file that is not JSON",
-            options,
-            setup: |sim| rewrite(sim, "debezium/connectors/ecom-connector.json", "{", "{ name: "),
+            options: World::options,
+            setup: |sim| sim.rewrite("debezium/connectors/ecom-connector.json", "{", "{ name: "),
         },
     ]
 }
@@ -397,27 +416,14 @@ fn disagreements(
     out
 }
 
-fn run(sim: &Sim, args: &[&str]) -> std::process::Child {
-    let mut cmd = sim.command(BIN);
-    cmd.args(args)
-        .arg("--stack")
-        .arg(sim.stack_path())
-        .env("NO_COLOR", "1")
-        .env("TMPDIR", sim.dir())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    cmd.spawn().expect("bookstore runs")
-}
-
 /// One world: set up, both commands at once, their verdicts compared.
-fn judge(world: &World) -> (String, Vec<String>) {
-    let sim = start((world.options)());
+fn judge(world: &Setting) -> (String, Vec<String>) {
+    let sim = World::start((world.options)());
     (world.setup)(&sim);
-    let doctor_run = run(&sim, &["doctor", "--json"]);
-    let up_run = run(&sim, &["up", "--dry-run"]);
-    let doctor_run = Run::from(doctor_run.wait_with_output().unwrap());
-    let up_run = Run::from(up_run.wait_with_output().unwrap());
+    let doctor_run = Test::new().world(&sim).args(["doctor", "--json"]).any_code().spawn();
+    let up_run = Test::new().world(&sim).args(["up", "--dry-run"]).any_code().spawn();
+    let doctor_run: Run = doctor_run.wait();
+    let up_run: Run = up_run.wait();
     let pods: BTreeMap<String, String> =
         sim.pods().into_iter().map(|p| (format!("{}/{}", p.namespace, p.name), p.workload)).collect();
     let stack = bookstore::stack::load_for_diagnosis(Source::File(sim.stack_path()));

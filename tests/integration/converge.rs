@@ -6,20 +6,13 @@
 use std::collections::BTreeSet;
 
 use bookstore_sim::Source;
-use serde_json::Value;
-
-use crate::faults::case::Case;
-
-fn events(stdout: &str) -> Vec<Value> {
-    stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
-}
+use bookstore_sim::kit::{Test, World};
 
 #[test]
 fn up_on_a_healthy_stack_is_a_check_and_no_change() {
-    let mut c = Case::healthy("up on a healthy stack");
+    let c = World::healthy().short_deadlines();
     c.mark();
-    let run = c.run(&["up"]);
-    run.expect(0);
+    let run = Test::new().world(&c).args(["up"]).json().code(0).run();
     assert!(run.stderr.contains("✓ Stack healthy: nothing to restart"), "{}", run.stderr);
     c.assert_nothing_restarted();
     let writes: Vec<String> = c
@@ -30,7 +23,7 @@ fn up_on_a_healthy_stack_is_a_check_and_no_change() {
         .collect();
     assert!(writes.is_empty(), "a healthy stack was changed: {writes:?}");
     // Every route was still checked, and every workload's decision is reported.
-    let events = events(&run.stdout);
+    let events = run.events();
     let passed = events.iter().filter(|e| e["event"] == "check_passed").count();
     assert_eq!(passed, 9, "{}", run.stdout);
     let kept: BTreeSet<&str> = events
@@ -42,13 +35,9 @@ fn up_on_a_healthy_stack_is_a_check_and_no_change() {
     c.check();
 }
 
-/// A recorded argv as the dry run prints a command: each word quoted as exec.rs quotes it.
+/// A recorded argv as the dry run prints a command: each word quoted by the product's own rule.
 fn line_of(argv: &[String]) -> String {
-    let quote = |w: &str| {
-        let plain = !w.is_empty() && w.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c));
-        if plain { w.to_string() } else { format!("'{}'", w.replace('\'', r"'\''")) }
-    };
-    argv.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ")
+    argv.iter().map(|w| bookstore::exec::quote(w)).collect::<Vec<_>>().join(" ")
 }
 
 #[test]
@@ -62,11 +51,11 @@ fn the_dry_run_of_recover_shows_every_command_the_run_spawns() {
 }
 
 fn agree(command: &'static str) {
-    let mut c = Case::broken(command);
+    let c = World::broken().short_deadlines();
     c.mark();
-    let dry = c.run(&[command, "--dry-run"]);
-    dry.expect(0);
-    let plan: Vec<String> = events(&dry.stdout)
+    let dry = Test::new().world(&c).args([command, "--dry-run"]).json().code(0).run();
+    let plan: Vec<String> = dry
+        .events()
         .iter()
         .filter(|e| e["event"] == "plan")
         .filter_map(|e| e["line"].as_str().map(String::from))
@@ -90,8 +79,7 @@ fn agree(command: &'static str) {
     };
 
     c.mark();
-    let run = c.run(&[command]);
-    run.expect(0);
+    Test::new().world(&c).args([command]).json().code(0).run();
     let argv = c.argv();
     assert!(!argv.is_empty());
     let unshown: Vec<String> = argv

@@ -8,16 +8,15 @@ use std::time::{Duration, Instant};
 
 use bookstore_sim::{Fault, PullError};
 
-use crate::simkit::{bookstore, kubectl, options, rewrite, start};
+use bookstore_sim::kit::{Test, World};
 
 #[test]
 fn a_crash_loop_stops_the_wait_at_once_with_its_log_and_events() {
-    let sim = start(options());
+    let sim = World::healthy();
     sim.fault(Fault::CrashLoop { workload: "redis".into() });
     sim.docker_restart();
     let started = Instant::now();
-    let run = bookstore(&sim, &["up"]);
-    run.expect(1);
+    let run = Test::new().world(&sim).args(["up"]).code(1).run();
     // redis's deadline is 180 s: the wait gave up long before it.
     assert!(started.elapsed() < Duration::from_secs(60), "took {:?}", started.elapsed());
     let err = &run.stderr;
@@ -34,14 +33,13 @@ fn a_crash_loop_stops_the_wait_at_once_with_its_log_and_events() {
 
 #[test]
 fn an_image_that_cannot_be_pulled_stops_the_wait() {
-    let sim = start(options());
+    let sim = World::healthy();
     sim.fault(Fault::ImagePullBackOff {
         workload: "ui-service".into(),
         error: PullError::NotFound,
         secs: None,
     });
-    let run = bookstore(&sim, &["recover"]);
-    run.expect(1);
+    let run = Test::new().world(&sim).args(["recover"]).code(1).run();
     let err = &run.stderr;
     assert!(err.contains("deployment ecom/ui-service cannot become ready by waiting"), "{err}");
     assert!(err.contains("cannot pull its image bookstore/ui-service:1.0.0 (ImagePullBackOff)"), "{err}");
@@ -51,10 +49,9 @@ fn an_image_that_cannot_be_pulled_stops_the_wait() {
 
 #[test]
 fn a_sandbox_that_cannot_be_created_stops_the_wait() {
-    let sim = start(options());
+    let sim = World::healthy();
     sim.fault(Fault::SandboxCreationFails { workload: "prometheus".into() });
-    let run = bookstore(&sim, &["recover"]);
-    run.expect(1);
+    let run = Test::new().world(&sim).args(["recover"]).code(1).run();
     let err = &run.stderr;
     assert!(err.contains("deployment observability/prometheus cannot become ready by waiting"), "{err}");
     assert!(err.contains("gets no sandbox (FailedCreatePodSandBox)"), "{err}");
@@ -64,15 +61,14 @@ fn a_sandbox_that_cannot_be_created_stops_the_wait() {
 
 #[test]
 fn a_rate_limited_pull_is_waited_out_and_the_pod_starts() {
-    let sim = start(options());
+    let sim = World::healthy();
     let fault = Fault::ImagePullBackOff {
         workload: "ui-service".into(),
         error: PullError::RateLimited,
         secs: Some(6.0),
     };
     sim.fault(fault);
-    let run = bookstore(&sim, &["recover"]);
-    run.expect(0);
+    let run = Test::new().world(&sim).args(["recover"]).code(0).run();
     let err = &run.stderr;
     assert!(err.contains("waiting it out: pod ecom/ui-service-"), "{err}");
     assert!(err.contains("cannot pull its image bookstore/ui-service:1.0.0 (ImagePullBackOff)"), "{err}");
@@ -85,9 +81,8 @@ fn a_rate_limited_pull_is_waited_out_and_the_pod_starts() {
 
 #[test]
 fn a_pull_timing_out_until_the_deadline_ends_at_the_deadline_not_before() {
-    let sim = start(options());
-    rewrite(
-        &sim,
+    let sim = World::healthy();
+    sim.rewrite(
         "stack.yaml",
         "{ name: ui-service, namespace: ecom, timeout: 180s,",
         "{ name: ui-service, namespace: ecom, timeout: 6s,",
@@ -98,8 +93,7 @@ fn a_pull_timing_out_until_the_deadline_ends_at_the_deadline_not_before() {
         secs: None,
     });
     let started = Instant::now();
-    let run = bookstore(&sim, &["recover"]);
-    run.expect(124);
+    let run = Test::new().world(&sim).args(["recover"]).code(124).run();
     assert!(started.elapsed() >= Duration::from_secs(6));
     let err = &run.stderr;
     assert!(err.contains("waiting it out: pod ecom/ui-service-"), "{err}");
@@ -110,10 +104,10 @@ fn a_pull_timing_out_until_the_deadline_ends_at_the_deadline_not_before() {
 
 #[test]
 fn our_image_not_in_the_node_stops_the_wait() {
-    let sim = start(options());
+    let sim = World::healthy();
     // ui-service as the bootstrap deploys it: our image, never pulled.
     let template = r#"{"spec":{"template":{"spec":{"containers":[{"name":"ui-service","image":"bookstore/ui-service:dev","imagePullPolicy":"Never"}]}}}}"#;
-    kubectl(&sim, &["patch", "deployment", "ui-service", "-n", "ecom", "--type=merge", "-p", template])
+    sim.kubectl(&["patch", "deployment", "ui-service", "-n", "ecom", "--type=merge", "-p", template])
         .expect(0);
     sim.wait_healthy(Duration::from_secs(30)).unwrap();
     sim.fault(Fault::ImagePullBackOff {
@@ -121,8 +115,7 @@ fn our_image_not_in_the_node_stops_the_wait() {
         error: PullError::NotLoaded,
         secs: None,
     });
-    let run = bookstore(&sim, &["recover"]);
-    run.expect(1);
+    let run = Test::new().world(&sim).args(["recover"]).code(1).run();
     let err = &run.stderr;
     assert!(err.contains("deployment ecom/ui-service cannot become ready by waiting"), "{err}");
     assert!(err.contains("cannot pull its image bookstore/ui-service:dev (ErrImageNeverPull)"), "{err}");
@@ -136,10 +129,9 @@ fn our_image_not_in_the_node_stops_the_wait() {
 
 #[test]
 fn a_sandbox_failing_while_ztunnel_reconnects_is_waited_out() {
-    let sim = start(options());
+    let sim = World::healthy();
     sim.fault(Fault::ZtunnelDisconnects { secs: 6.0 });
-    let run = bookstore(&sim, &["recover"]);
-    run.expect(0);
+    let run = Test::new().world(&sim).args(["recover"]).code(0).run();
     let err = &run.stderr;
     assert!(err.contains("waiting it out: pod "), "{err}");
     assert!(
@@ -148,23 +140,21 @@ fn a_sandbox_failing_while_ztunnel_reconnects_is_waited_out() {
     );
     assert!(!err.contains("cannot become ready by waiting"), "{err}");
     // The kubelet did retry sandboxes that failed: the events say so.
-    let events = kubectl(&sim, &["get", "events", "-A", "-o", "json"]);
+    let events = sim.kubectl(&["get", "events", "-A", "-o", "json"]);
     assert!(events.stdout.contains("no ztunnel connection"), "no sandbox failure was modelled");
 }
 
 #[test]
 fn tolerate_waits_until_the_deadline() {
-    let sim = start(options());
-    rewrite(
-        &sim,
+    let sim = World::healthy();
+    sim.rewrite(
         "stack.yaml",
         "{ name: redis, namespace: infra, timeout: 180s,",
         "{ name: redis, namespace: infra, timeout: 6s,",
     );
     sim.fault(Fault::CrashLoop { workload: "redis".into() });
     let started = Instant::now();
-    let run = bookstore(&sim, &["recover", "--tolerate"]);
-    run.expect(124);
+    let run = Test::new().world(&sim).args(["recover", "--tolerate"]).code(124).run();
     assert!(started.elapsed() >= Duration::from_secs(6));
     assert!(
         run.stderr.contains("timed out after 6.0s: deployment infra/redis to finish its rollout"),

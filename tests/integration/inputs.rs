@@ -2,34 +2,33 @@
 //! input) and the simulator's audit log shows no write, on an empty machine and on a running
 //! stack, for `up` and `up --dry-run` alike.
 
-use bookstore_sim::{AuditEntry, Fault, Sim, SimOptions, Source};
+use bookstore_sim::{AuditEntry, Fault, SimOptions, Source};
 
-use crate::simkit::{bookstore, options, rewrite, start};
+use bookstore_sim::kit::{Test, World};
 
 /// What changed the world: requests other than GET, `kind create|load|…`, `istioctl install`.
 fn writes(audit: &[AuditEntry]) -> Vec<String> {
     audit.iter().filter(|e| e.is_write()).map(|e| format!("{:?} {} {}", e.source, e.verb, e.path)).collect()
 }
 
-fn empty_machine() -> Sim {
+fn empty_machine() -> World {
     let opts = SimOptions {
         no_cluster: true,
         images: ["ecom-service", "inventory-service", "ui-service"]
             .iter()
             .map(|n| format!("bookstore/{n}:dev"))
             .collect(),
-        ..options()
+        ..World::options()
     };
-    Sim::start(opts).expect("simulator starts")
+    World::start(opts)
 }
 
 #[test]
 fn a_stack_naming_a_missing_tier_folder_changes_nothing() {
-    for sim in [empty_machine(), start(options())] {
-        rewrite(&sim, "stack.yaml", "dir: k8s/25-cdc", "dir: k8s/25-cdcc");
+    for sim in [empty_machine(), World::healthy()] {
+        sim.rewrite("stack.yaml", "dir: k8s/25-cdc", "dir: k8s/25-cdcc");
         for args in [&["up"][..], &["up", "--dry-run"]] {
-            let run = bookstore(&sim, args);
-            run.expect(2);
+            let run = Test::new().world(&sim).args(args).code(2).run();
             assert!(run.stderr.contains("25-cdcc"), "{}", run.stderr);
             assert!(run.stderr.contains("Nothing was changed"), "{}", run.stderr);
         }
@@ -56,11 +55,10 @@ fn a_broken_manifest_or_crd_file_or_contract_changes_nothing() {
         ),
     ];
     for (file, from, to, named) in cases {
-        rewrite(&sim, file, from, to);
-        let run = bookstore(&sim, &["up"]);
-        run.expect(2);
+        sim.rewrite(file, from, to);
+        let run = Test::new().world(&sim).args(["up"]).code(2).run();
         assert!(run.stderr.contains(named), "{file}: {}", run.stderr);
-        rewrite(&sim, file, to, from);
+        sim.rewrite(file, to, from);
     }
     assert_eq!(writes(&sim.audit()), Vec::<String>::new());
 }
@@ -68,10 +66,9 @@ fn a_broken_manifest_or_crd_file_or_contract_changes_nothing() {
 /// Preflight removes the legacy proxies only once the cluster-side input has passed too.
 #[test]
 fn legacy_proxies_stay_when_a_cluster_side_check_fails() {
-    let sim = start(SimOptions { legacy_proxies: true, ..options() });
+    let sim = World::start(SimOptions { legacy_proxies: true, ..World::options() });
     sim.fault(Fault::RemoveSecretKey { key: "INVENTORY_DB_USER".into() });
-    let run = bookstore(&sim, &["up"]);
-    run.expect(3);
+    let run = Test::new().world(&sim).args(["up"]).code(3).run();
     assert!(run.stderr.contains("INVENTORY_DB_USER"), "{}", run.stderr);
     assert_eq!(writes(&sim.audit()), Vec::<String>::new());
     assert!(!sim.audit().iter().any(|e| e.source == Source::Docker && e.verb == "DELETE"));

@@ -1,19 +1,22 @@
-//! One integration-test binary. `recover` runs the binary against fake executables and loopback
-//! HTTP stand-ins (fast, no cluster); `sim_e2e`, `doctor`, `status` and `fail_fast` run it against
-//! the simulator through the real `kubectl` and `docker` clients (`simkit` has their helpers).
+//! One integration-test binary: `bookstore` end to end against the simulator, through the real
+//! `kubectl` and `docker` clients. Every test runs the binary the same way, through the one kit
+//! (`bookstore_sim::kit`: a `World` started and waited on, a `Test` builder with expectations,
+//! one bounded poll); `tidy` checks the repository's own rules.
 
 mod agreement;
 mod bootstrap;
+mod chaos;
 mod converge;
 mod doctor;
 mod fail_fast;
 mod faults;
-mod harness;
+mod images;
 mod inputs;
+mod manifests;
+mod readopt;
 mod recover;
 mod shared;
 mod sim_e2e;
-mod simkit;
 mod status;
 mod tidy;
 mod timings;

@@ -1,127 +1,158 @@
-//! The binary end to end against fake `kind`/`kubectl`/`docker` and loopback HTTP stand-ins.
+//! `recover`, `connectors`, `smoke`, `down` and `completions` end to end on the simulator,
+//! through the real `kubectl` and `docker` clients (the fake executables these tests once ran
+//! against are gone: every behaviour they faked, the simulator models from the real sources).
 
 use std::collections::BTreeMap;
 
-use serde_json::{Value, json};
+use bookstore_sim::kit::{HOSTILE, Test, World, assert_recovery_order, leaks_in};
+use bookstore_sim::{AuditEntry, Fault, SimOptions, Source};
 
-use crate::harness::{HOSTILE, World};
-
-/// When each deployment was restarted (by the fake's clock).
-fn restart_times(world: &World) -> BTreeMap<String, f64> {
-    let mut out = BTreeMap::new();
-    // The fake records each restart's targets ("<ns>/<kind>/<name>"), from argv or stdin.
-    for c in world.calls().iter().filter(|c| c["event"] == "restart") {
-        for target in c["targets"].as_array().unwrap() {
-            if let Some((_, name)) = target.as_str().unwrap().split_once("/deployment/") {
-                out.insert(name.to_string(), c["t"].as_f64().unwrap());
-            }
-        }
-    }
-    out
+/// When the audit log first shows an entry.
+fn t_of(audit: &[AuditEntry], pred: impl Fn(&AuditEntry) -> bool) -> Option<u64> {
+    audit.iter().find(|e| pred(e)).map(|e| e.t_ms)
 }
 
+/// One recovery after a Docker restart, read four ways: the guide's order, the flat connector
+/// configs with the secret's credentials, the smoke test's Host headers, and the `--json` events.
 #[test]
-fn recover_follows_the_guides_order_and_registers_flat_configs_with_the_secrets_credentials() {
-    let world = World::new();
-    let run = world.run(&["recover"]);
-    run.expect(0);
+fn recover_follows_the_guides_order_registers_flat_configs_and_reports_json_events() {
+    let world = World::broken();
+    world.mark();
+    let run = Test::new().world(&world).args(["recover"]).json().stderr_has("9 checks pass").run();
+    let audit = world.audit();
 
-    // Every kubectl call names the kind context explicitly.
-    for line in world.argv_lines().iter().filter(|l| l.starts_with("kubectl")) {
-        assert!(line.starts_with("kubectl --context kind-bookstore "), "{line}");
+    // Every kubectl call names the kind context explicitly (the world's checks, below, too).
+    let kubectl: Vec<Vec<String>> = world.argv().into_iter().filter(|a| a[0] == "kubectl").collect();
+    assert!(!kubectl.is_empty());
+    for a in &kubectl {
+        assert_eq!(a[1..3], ["--context", "kind-bookstore"], "{a:?}");
     }
-    // ztunnel restarted and rolled out before any workload restart.
-    let calls = world.calls();
-    let ztunnel_done = calls
-        .iter()
-        .find(|c| c["event"] == "rolled-out")
-        .map(|c| c["t"].as_f64().unwrap())
-        .expect("ztunnel rollout status");
-    let restarts = restart_times(&world);
-    assert_eq!(restarts.len(), 16, "{restarts:?}");
-    for (name, t) in &restarts {
-        assert!(*t > ztunnel_done, "{name} restarted before ztunnel rolled out");
-    }
-    // Each app restarted only after what it needs was Ready (restart + its latency in the fake).
-    for (app, db, latency) in
-        [("ecom-service", "ecom-db", 0.3), ("keycloak", "keycloak-db", 0.2), ("debezium", "kafka", 0.2)]
-    {
-        assert!(restarts[app] >= restarts[db] + latency, "{app} restarted before {db} was Ready");
-    }
+    // ztunnel rolled out before any workload restart, one restart each, each database Ready
+    // before the apps that need it, nothing deleted.
+    assert_recovery_order(&audit);
     // Workloads without a dependency did not wait for the databases.
-    assert!(restarts["ui-service"] < restarts["ecom-db"] + 0.3);
+    let ui = t_of(&audit, |e| e.is_kube_patch_of("deployments", "ui-service")).expect("ui-service restarted");
+    let ecom_db = t_of(&audit, |e| e.is_event("rollout-complete", "ecom/ecom-db")).expect("ecom-db Ready");
+    assert!(ui < ecom_db, "ui-service waited for ecom-db ({ui} ms ≥ {ecom_db} ms)");
 
-    // Connectors: flat configs, the secret's credentials inline, registered after debezium.
-    let http = world.http.lock().unwrap();
-    let puts: Vec<_> = http.requests.iter().filter(|r| r.method == "PUT").collect();
-    assert_eq!(puts.len(), 2);
+    // Connectors: flat configs, the secret's credentials inline, registered once debezium was
+    // Ready.
+    let debezium =
+        t_of(&audit, |e| e.is_event("rollout-complete", "infra/debezium")).expect("debezium Ready");
+    let puts: Vec<&AuditEntry> = audit
+        .iter()
+        .filter(|e| e.source == Source::Connect && e.verb == "PUT" && (200..300).contains(&e.status))
+        .collect();
+    assert_eq!(puts.len(), 2, "{puts:#?}");
     for put in &puts {
         let body: BTreeMap<String, String> = serde_json::from_str(&put.body).expect("a flat string map");
         assert!(!body.contains_key("config"));
         assert_eq!(body["database.password"], HOSTILE, "the hostile password round-trips byte-exact");
-        assert!(["ecomuser", "invuser"].contains(&body["database.user"].as_str()));
-        assert!(put.path.ends_with("/config"));
+        assert!(["ecomuser", "inventoryuser"].contains(&body["database.user"].as_str()));
+        assert!(put.path.ends_with("/config"), "{}", put.path);
+        assert!(put.t_ms >= debezium, "{} before debezium was Ready", put.path);
     }
-    // The secret appears in no argv and no output.
-    for line in world.argv_lines() {
-        assert!(!line.contains(HOSTILE), "secret in argv: {line}");
+    // The smoke test sent each gateway route's Host header.
+    let hosts: Vec<&str> = audit
+        .iter()
+        .filter(|e| e.source == Source::Http && e.detail.starts_with("port 30000 "))
+        .map(|e| e.detail.as_str())
+        .collect();
+    for host in ["host myecom.net", "host idp.keycloak.net"] {
+        assert!(hosts.iter().any(|d| d.ends_with(host)), "{host} not in {hosts:?}");
     }
-    assert!(
-        bookstore_sim::kit::leaks_in(format!("{}{}", run.stdout, run.stderr).as_bytes()).is_empty(),
-        "{}",
-        run.stderr
-    );
-    // Smoke test ran against every route.
-    assert!(run.stderr.contains("kiali") && run.stderr.contains("9 checks pass"), "{}", run.stderr);
+
+    // The --json events: one per line on stdout, human progress on stderr.
+    let kinds: Vec<String> = run.events().iter().map(|e| e["event"].as_str().unwrap().to_string()).collect();
+    assert_eq!(kinds.first().map(String::as_str), Some("step_started"));
+    let count = |k: &str| kinds.iter().filter(|x| *x == k).count();
+    // ztunnel and the 16 workloads, each restarted (`task_started`) and then Ready.
+    assert_eq!(count("workload_ready"), 17);
+    assert_eq!(count("task_started"), 17 + 2);
+    assert_eq!(count("connector_registered"), 2);
+    assert_eq!(count("check_passed"), 9);
+    assert!(run.stderr.contains("✓ ecom-db ready"), "{}", run.stderr);
+    assert!(run.stderr.contains("kiali"), "{}", run.stderr);
+    // The secret appears in no argv, output or file (and nothing was deleted).
+    assert!(leaks_in(format!("{}{}", run.stdout, run.stderr).as_bytes()).is_empty(), "{}", run.stderr);
+    world.check();
 }
 
 #[test]
 fn a_second_run_leaves_unchanged_connectors_alone() {
-    let world = World::new();
-    world.run(&["recover"]).expect(0);
-    world.http.lock().unwrap().conflicts = 2; // a rebalance in progress: retried
-    world.run(&["recover"]).expect(0);
-    let puts = world.http.lock().unwrap().requests.iter().filter(|r| r.method == "PUT").count();
-    assert_eq!(puts, 2, "no PUT on the second run");
+    // Kafka on a volume: its restart keeps Connect's topics, so the connectors survive.
+    // The stack as a first run left it: both connectors stored as the files say.
+    let world = World::start(SimOptions { kafka_pvc: true, ..World::options() });
+    world.mark();
+    world.fault(Fault::Connect409Storm { message: String::new(), count: 2 }); // a rebalance: retried
+    Test::new().world(&world).args(["recover"]).run();
+    let audit = world.audit();
+    let puts: Vec<&String> =
+        audit.iter().filter(|e| e.source == Source::Connect && e.verb == "PUT").map(|e| &e.path).collect();
+    assert!(puts.is_empty(), "PUT on the second run: {puts:?}");
+    let conflicts = audit.iter().filter(|e| e.source == Source::Connect && e.status == 409).count();
+    assert_eq!(conflicts, 2, "the 409s were met and retried");
+    world.assert_recovered();
 }
 
 #[test]
 fn phased_restarts_every_database_before_any_app() {
-    let world = World::new();
-    world.run(&["recover", "--phased", "--settle", "0s"]).expect(0);
-    let restarts = restart_times(&world);
-    let dbs = ["ecom-db", "inventory-db", "keycloak-db", "analytics-db"];
-    let last_db = dbs.iter().map(|d| restarts[*d]).fold(0.0, f64::max);
-    for (name, t) in &restarts {
-        if !dbs.contains(&name.as_str()) {
-            assert!(*t >= last_db + 0.3, "{name} restarted before ecom-db (0.3s) was Ready");
+    let world = World::broken();
+    world.mark();
+    Test::new().world(&world).args(["recover", "--phased", "--settle", "0s"]).run();
+    let audit = world.audit();
+    let dbs = ["ecom/ecom-db", "inventory/inventory-db", "identity/keycloak-db", "analytics/analytics-db"];
+    let last_db = dbs
+        .iter()
+        .map(|d| t_of(&audit, |e| e.is_event("rollout-complete", d)).unwrap_or_else(|| panic!("{d} Ready")))
+        .max()
+        .unwrap();
+    for e in audit
+        .iter()
+        .filter(|e| e.source == Source::Kube && e.verb == "PATCH" && e.path.contains("/deployments/"))
+    {
+        let name = e.path_only().rsplit('/').next().unwrap_or("");
+        if !dbs.iter().any(|d| d.ends_with(&format!("/{name}"))) {
+            assert!(e.t_ms >= last_db, "{name} restarted before every database was Ready");
         }
     }
 }
 
 #[test]
 fn dry_run_runs_nothing_and_masks_secrets() {
-    let world = World::new();
-    let run = world.run(&["recover", "--dry-run"]);
-    run.expect(0);
-    assert!(world.calls().is_empty(), "dry run spawned {:?}", world.argv_lines());
-    assert!(world.http.lock().unwrap().requests.is_empty());
-    assert!(
-        run.stdout
-            .contains("kubectl --context kind-bookstore rollout restart daemonset/ztunnel -n istio-system")
-    );
-    assert!(run.stdout.contains("-X PUT"));
+    let world = World::broken();
+    world.mark();
+    let run = Test::new()
+        .world(&world)
+        .args(["recover", "--dry-run"])
+        .stdout_has("kubectl --context kind-bookstore rollout restart daemonset/ztunnel -n istio-system")
+        .stdout_has("-X PUT")
+        .run();
+    assert!(world.argv().is_empty(), "the dry run spawned {:?}", world.argv());
+    let reached: Vec<String> = world
+        .audit()
+        .iter()
+        .filter(|e| !matches!(e.source, Source::Controller | Source::Control))
+        .map(|e| format!("{:?} {} {}", e.source, e.verb, e.path))
+        .collect();
+    assert!(reached.is_empty(), "the dry run reached the world: {reached:?}");
     assert!(!run.stdout.contains(HOSTILE));
 }
 
 #[test]
 fn the_gateways_envoy_503_fails_the_smoke_test_with_its_reason() {
-    let world = World::new();
-    world.http.lock().unwrap().gateway_503 = true;
-    let run = world.run(&["smoke", "--timeout", "1s"]);
-    run.expect(4);
-    assert!(run.stderr.contains("reason: connection termination"), "{}", run.stderr);
-    assert!(run.stderr.contains("ambient"), "{}", run.stderr);
+    let world = World::healthy();
+    // The pods behind the gateway's four routes lost their mesh registration.
+    for workload in ["ui-service", "ecom-service", "inventory-service", "keycloak"] {
+        world.fault(Fault::StaleWorkload { workload: workload.into() });
+    }
+    let run = Test::new()
+        .world(&world)
+        .args(["smoke", "--timeout", "1s"])
+        .code(4)
+        .stderr_has("reason: connection termination")
+        .stderr_has("ambient")
+        .run();
     // All four gateway routes are reported, not only the first.
     for name in ["✗ ui ", "✗ ecom-api ", "✗ inventory-api ", "✗ keycloak "] {
         assert!(run.stderr.contains(name), "{name} missing in {}", run.stderr);
@@ -130,208 +161,149 @@ fn the_gateways_envoy_503_fails_the_smoke_test_with_its_reason() {
 
 #[test]
 fn missing_tools_docker_and_cluster_are_prerequisite_errors_that_change_nothing() {
-    let mut world = World::new();
-    world.set("docker_down", json!(true));
-    let run = world.run(&["recover"]);
-    run.expect(3);
-    assert!(run.stderr.contains("Docker is not running"), "{}", run.stderr);
+    let world = World::healthy();
+    world.docker_stop();
+    Test::new().world(&world).args(["recover"]).code(3).stderr_has("Docker is not running").run();
 
-    let mut world = World::new();
-    world.set("clusters", json!([]));
-    let run = world.run(&["recover"]);
-    run.expect(3);
-    assert!(run.stderr.contains("no kind cluster named `bookstore`"), "{}", run.stderr);
-    let run = world.run(&["up"]);
-    run.expect(3);
-    assert!(run.stderr.contains("bootstrap"), "{}", run.stderr);
-    assert!(world.restarts().is_empty());
+    let world = World::start(SimOptions { no_cluster: true, ..World::options() });
+    Test::new().world(&world).args(["recover"]).code(3).stderr_has("no kind cluster named `bookstore`").run();
+    // `up` would bootstrap: it checks what a bootstrap needs first (here, our images' build
+    // contexts) and creates nothing.
+    Test::new().world(&world).args(["up"]).code(3).stderr_has("bootstrap").run();
+    assert_eq!(world.writes(), Vec::<String>::new());
 
-    let world = World::new();
-    std::fs::remove_file(world.dir.path().join("bin/kind")).unwrap();
-    let run = world.run(&["recover"]);
-    run.expect(3);
-    assert!(
-        run.stderr.contains("`kind` was not found") && run.stderr.contains("install kind"),
-        "{}",
-        run.stderr
-    );
+    // The simulator's `kind` stand-in lives in its bin folder: leave that folder off PATH.
+    let world = World::healthy();
+    let real_clients: Vec<String> = ["kubectl", "docker"]
+        .iter()
+        .map(|t| which::which(t).unwrap().parent().unwrap().display().to_string())
+        .collect();
+    Test::new()
+        .world(&world)
+        .args(["recover"])
+        .env("PATH", real_clients.join(":"))
+        .code(3)
+        .stderr_has("`kind` was not found")
+        .stderr_has("install kind")
+        .run();
+    world.assert_nothing_restarted();
 }
 
 #[test]
 fn an_old_cluster_without_the_newer_port_mappings_is_reported_and_not_touched() {
-    let mut world = World::new();
-    let ports: Vec<Value> =
-        world.ports.iter().filter(|(c, _)| **c < 32100).map(|(c, h)| json!([c, h])).collect();
-    world.set("node", json!({"running": true, "ports": ports}));
-    let run = world.run(&["recover"]);
-    run.expect(3);
-    assert!(
-        run.stderr.contains("32100, 32200, 32300") && run.stderr.contains("bookstore down && bookstore up"),
-        "{}",
-        run.stderr
-    );
-    assert!(world.restarts().is_empty());
-}
-
-#[test]
-fn legacy_proxy_containers_are_removed() {
-    let mut world = World::new();
-    world.set("proxies", json!(["kiali-proxy", "debezium-proxy"]));
-    let run = world.run(&["recover"]);
-    run.expect(0);
-    assert!(
-        world.argv_lines().contains(&"docker rm -f debezium-proxy kiali-proxy".to_string()),
-        "{:?}",
-        world.argv_lines()
-    );
-    assert!(run.stderr.contains("legacy socat proxy"));
+    let world = World::start(SimOptions { old_cluster: true, ..World::options() });
+    Test::new()
+        .world(&world)
+        .args(["recover"])
+        .code(3)
+        .stderr_has("32100, 32200, 32300")
+        .stderr_has("bookstore down && bookstore up")
+        .run();
+    world.assert_nothing_restarted();
 }
 
 #[test]
 fn a_missing_secret_key_fails_before_any_workload_restart() {
-    let mut world = World::new();
-    world.set(
-        "secret",
-        json!({"ECOM_DB_USER": "ecomuser", "ECOM_DB_PASSWORD": "x", "INVENTORY_DB_USER": "invuser"}),
-    );
-    let run = world.run(&["recover"]);
-    run.expect(3);
-    assert!(run.stderr.contains("INVENTORY_DB_PASSWORD"), "{}", run.stderr);
-    assert!(world.restart_lines_for_deployments().is_empty());
+    let world = World::broken();
+    world.fault(Fault::RemoveSecretKey { key: "INVENTORY_DB_PASSWORD".into() });
+    world.mark();
+    Test::new().world(&world).args(["recover"]).code(3).stderr_has("INVENTORY_DB_PASSWORD").run();
+    let deployments: Vec<String> =
+        world.patches().into_iter().filter(|p| p.contains("/deployments/")).collect();
+    assert!(deployments.is_empty(), "{deployments:?}");
 }
 
 #[test]
 fn wrong_credentials_fail_with_connects_message_and_no_secret_in_it() {
-    let world = World::new();
-    world.http.lock().unwrap().db_password = "the-real-one".into();
-    let run = world.run(&["connectors"]);
-    run.expect(1);
-    assert!(run.stderr.contains("password authentication failed"), "{}", run.stderr);
-    assert!(bookstore_sim::kit::leaks_in(run.stderr.as_bytes()).is_empty(), "{}", run.stderr);
-}
-
-#[test]
-fn a_rollout_that_never_completes_times_out_naming_the_workload() {
-    let mut world = World::new();
-    world.set("never_ready", json!(["keycloak"]));
-    let run = world.run(&["recover"]);
-    run.expect(124);
-    assert!(run.stderr.contains("identity/keycloak"), "{}", run.stderr);
-    assert!(run.stderr.contains("kubectl --context kind-bookstore -n identity"), "{}", run.stderr);
+    let world = World::healthy();
+    // Connect has lost them (as when Kafka loses its topics): they are registered again.
+    for name in ["ecom-connector", "inventory-connector"] {
+        let deleted = bookstore_sim::kit::http(
+            world.host_port(32300),
+            "DELETE",
+            "localhost",
+            &format!("/connectors/{name}"),
+            None,
+        );
+        assert!(deleted.is_ok_and(|(s, _, _)| s == 204), "DELETE {name}");
+    }
+    // The database's own Secret says it accepts another password than the connector secret's.
+    world
+        .apply(
+            r#"{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "ecom-db-credentials", "namespace": "ecom"},
+                "stringData": {"POSTGRES_USER": "ecomuser", "POSTGRES_PASSWORD": "the-real-one"}}"#,
+        )
+        .ok();
+    let run = Test::new()
+        .world(&world)
+        .args(["connectors"])
+        .code(1)
+        .stderr_has("password authentication failed")
+        .run();
+    assert!(leaks_in(run.stderr.as_bytes()).is_empty(), "{}", run.stderr);
 }
 
 #[test]
 fn bad_input_is_a_usage_error_that_runs_nothing() {
-    let world = World::new();
-    let file = world.dir.path().join("infra/debezium/connectors/ecom-connector.json");
+    let world = World::healthy();
+    world.mark();
+    let file = world.infra("debezium/connectors/ecom-connector.json");
+    let good = std::fs::read_to_string(&file).unwrap();
     std::fs::write(&file, "{ not json").unwrap();
-    let run = world.run(&["recover"]);
-    run.expect(2);
-    assert!(run.stderr.contains("ecom-connector.json"), "{}", run.stderr);
-    assert!(world.calls().is_empty());
+    Test::new().world(&world).args(["recover"]).code(2).stderr_has("ecom-connector.json").run();
+    std::fs::write(&file, good).unwrap();
 
-    let world = World::new();
-    let stack = world.stack();
-    let text = std::fs::read_to_string(&stack).unwrap().replace("needs: [kafka]", "needs: [debezium]");
-    std::fs::write(&stack, text).unwrap();
-    let run = world.run(&["recover"]);
-    run.expect(2);
-    assert!(run.stderr.contains("dependency cycle: debezium → debezium"), "{}", run.stderr);
+    world.edit("stack.yaml", |s| s.replace("needs: [kafka]", "needs: [debezium]"));
+    Test::new()
+        .world(&world)
+        .args(["recover"])
+        .code(2)
+        .stderr_has("dependency cycle: debezium → debezium")
+        .run();
+    assert!(world.argv().is_empty(), "bad input ran {:?}", world.argv());
+    assert_eq!(world.touched(), Vec::<String>::new(), "bad input reached the world");
 }
 
 #[test]
 fn a_context_missing_from_the_kubeconfig_is_named_with_the_fix() {
-    let mut world = World::new();
-    world.set("context", json!("kind-other"));
-    let run = world.run(&["recover"]);
-    run.expect(3);
-    assert!(run.stderr.contains("kind export kubeconfig --name bookstore"), "{}", run.stderr);
-    assert!(world.restarts().is_empty());
+    let world = World::broken();
+    let kubeconfig = std::fs::read_to_string(world.kubeconfig_path()).unwrap();
+    std::fs::write(world.kubeconfig_path(), kubeconfig.replace("kind-bookstore", "kind-other")).unwrap();
+    world.mark();
+    Test::new()
+        .world(&world)
+        .args(["recover"])
+        .code(3)
+        .stderr_has("kind export kubeconfig --name bookstore")
+        .run();
+    world.assert_nothing_restarted();
 }
 
 #[test]
 fn down_needs_confirmation_off_a_terminal() {
-    let world = World::new();
-    let run = world.run(&["down"]);
-    run.expect(2);
-    assert!(run.stderr.contains("--yes"));
-    assert!(!world.argv_lines().iter().any(|l| l.starts_with("kind delete")));
-    world.run(&["down", "--yes"]).expect(0);
-    assert!(world.argv_lines().contains(&"kind delete cluster --name bookstore".to_string()));
-}
-
-impl World {
-    fn restart_lines_for_deployments(&self) -> Vec<String> {
-        self.restarts().into_iter().filter(|l| l.contains("deployment/")).collect()
-    }
-}
-
-#[test]
-fn gateway_checks_send_the_routes_host_header() {
-    let world = World::new();
-    world.run(&["recover"]).expect(0);
-    let http = world.http.lock().unwrap();
-    let hosts: Vec<(&str, &str)> = http
-        .requests
-        .iter()
-        .filter(|r| r.port == 30000)
-        .map(|r| (r.path.as_str(), r.host.as_str()))
-        .collect();
-    assert!(hosts.contains(&("/", "myecom.net")), "{hosts:?}");
-    assert!(hosts.contains(&("/realms/bookstore", "idp.keycloak.net")), "{hosts:?}");
+    let world = World::healthy();
+    let deleted = || {
+        world.audit().iter().any(|e| {
+            e.source == Source::Standin && e.verb == "kind" && e.path == "delete cluster --name bookstore"
+        })
+    };
+    Test::new().world(&world).args(["down"]).code(2).stderr_has("--yes").run();
+    assert!(!deleted(), "down deleted the cluster without --yes");
+    Test::new().world(&world).args(["down", "--yes"]).run();
+    assert!(deleted(), "down --yes did not run `kind delete cluster --name bookstore`");
 }
 
 #[test]
 #[ignore = "prints a transcript: cargo test --test integration transcript -- --ignored --nocapture"]
 fn transcript() {
-    let world = World::new();
-    let run = world.run(&["recover"]);
+    let world = World::broken();
+    let run = Test::new().world(&world).args(["recover"]).any_code().run();
     eprintln!("{}", run.stderr);
 }
 
 #[test]
-fn a_second_run_on_the_same_cluster_says_who_holds_the_lock() {
-    let mut world = World::new();
-    world.set("never_ready", json!(["keycloak"]));
-    let mut first = world.command(&["recover"]).spawn().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(800));
-    let second = world.run(&["connectors"]);
-    second.expect(5);
-    assert!(second.stderr.contains("running `bookstore recover`"), "{}", second.stderr);
-    assert_eq!(first.wait().unwrap().code(), Some(124));
-    // The lock is released with the process: the next run goes ahead.
-    world.set("never_ready", json!([]));
-    world.run(&["connectors"]).expect(0);
-}
-
-#[test]
-fn json_events_go_to_stdout_one_per_line() {
-    let world = World::new();
-    let run = world.run(&["recover", "--json"]);
-    run.expect(0);
-    let events: Vec<Value> =
-        run.stdout.lines().map(|l| serde_json::from_str(l).expect("one JSON object a line")).collect();
-    let kinds: Vec<&str> = events.iter().map(|e| e["event"].as_str().unwrap()).collect();
-    assert_eq!(kinds.first(), Some(&"step_started"));
-    // ztunnel and the 16 workloads, each restarted (`task_started`) and then Ready.
-    assert_eq!(kinds.iter().filter(|k| **k == "workload_ready").count(), 17);
-    assert_eq!(kinds.iter().filter(|k| **k == "task_started").count(), 17 + 2);
-    assert_eq!(kinds.iter().filter(|k| **k == "connector_registered").count(), 2);
-    assert_eq!(kinds.iter().filter(|k| **k == "check_passed").count(), 9);
-    let summary = events.last().unwrap();
-    assert_eq!(summary["event"], "summary");
-    assert_eq!(summary["exit_code"], 0);
-    assert!(!run.stdout.contains(HOSTILE));
-    // Human progress is still on stderr.
-    assert!(run.stderr.contains("✓ ecom-db ready"));
-}
-
-#[test]
 fn completions_are_generated_for_each_shell() {
-    let world = World::new();
     for shell in ["bash", "zsh", "fish"] {
-        let run = world.run(&["completions", shell]);
-        run.expect(0);
-        assert!(run.stdout.contains("recover"), "{shell}");
+        Test::new().args(["completions", shell]).stdout_has("recover").run();
     }
 }

@@ -2,16 +2,15 @@
 //! `kind-<cluster>` that the stack file does not list under `allow_contexts:` is refused before
 //! anything runs.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use crate::harness::BIN;
-use crate::simkit::{options, start};
+use bookstore_sim::kit::{Test, World};
 
 /// `docker`, `kind`, `istioctl` and `kubectl` that record their argv and fail, first on PATH.
-fn recorders(dir: &Path) -> std::path::PathBuf {
+fn recorders(dir: &Path, tools: &[&str]) -> PathBuf {
     let bin = dir.join("recorders");
     std::fs::create_dir_all(&bin).unwrap();
-    for tool in ["docker", "kind", "istioctl", "kubectl"] {
+    for tool in tools {
         let path = bin.join(tool);
         std::fs::write(
             &path,
@@ -26,11 +25,10 @@ fn recorders(dir: &Path) -> std::path::PathBuf {
 
 #[test]
 fn a_context_the_stack_file_does_not_allow_is_refused_and_nothing_runs() {
-    let sim = start(options());
+    let world = World::healthy();
     let tmp = tempfile::tempdir().unwrap();
-    let bin = recorders(tmp.path());
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
-    let before = sim.audit().len();
+    let bin = recorders(tmp.path(), &["docker", "kind", "istioctl", "kubectl"]);
+    world.mark();
     let cases: [(&[&str], Option<&str>); 5] = [
         (&["up", "--context", "gke_team_dev"], None),
         (&["up", "--dry-run", "--context", "gke_team_dev"], None),
@@ -39,20 +37,19 @@ fn a_context_the_stack_file_does_not_allow_is_refused_and_nothing_runs() {
         (&["up"], Some("gke_team_dev")),
     ];
     for (args, env) in cases {
-        let mut cmd = sim.command(BIN);
-        cmd.args(args).arg("--stack").arg(sim.stack_path()).env("NO_COLOR", "1").env("PATH", &path);
+        let mut test = Test::new()
+            .world(&world)
+            .args(args)
+            .path_first(&bin)
+            .code(3)
+            .stderr_has("kube context `gke_team_dev`")
+            .stderr_has("allow_contexts: [gke_team_dev]");
         if let Some(context) = env {
-            cmd.env("BOOKSTORE_CONTEXT", context);
+            test = test.env("BOOKSTORE_CONTEXT", context);
         }
-        let out = cmd.output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(3), "{args:?}: {stderr}");
-        assert!(stderr.contains("kube context `gke_team_dev`"), "{stderr}");
-        assert!(stderr.contains("allow_contexts: [gke_team_dev]"), "the line that allows it: {stderr}");
+        test.run();
     }
     let ran = std::fs::read_to_string(tmp.path().join("argv.log")).unwrap_or_default();
     assert_eq!(ran, "", "no process runs before the context is allowed");
-    let seen: Vec<String> =
-        sim.audit()[before..].iter().map(|e| format!("{:?} {} {}", e.source, e.verb, e.path)).collect();
-    assert_eq!(seen, Vec::<String>::new(), "the simulator was not even read");
+    assert_eq!(world.touched(), Vec::<String>::new(), "the simulator was not even read");
 }

@@ -200,8 +200,10 @@ fn what_only_reads_changes_nothing() {
         "kind_create_cluster",
         "kind_delete_cluster",
         "kind_load",
+        "delete_pod",
         "docker::build",
         "docker::save",
+        "docker::start(",
     ];
     let readers = |f: &str| {
         f.starts_with("observe/")
@@ -226,15 +228,58 @@ fn what_only_reads_changes_nothing() {
     );
 }
 
+/// Nothing that holds data is deleted: the only deletions are `down`'s `kind delete cluster` and
+/// `Kubectl::delete_pod`, which takes a `PodRestart` (a pod its ReplicaSet, DaemonSet or
+/// StatefulSet recreates, checked from the observed pod's ownerReferences), so a delete is a
+/// restart. No other argv says `delete`, and nothing but `cluster.rs` makes a `PodRestart`.
+#[test]
+fn the_only_deletes_are_down_and_restarting_a_controlled_pod() {
+    let mut found = Vec::new();
+    for (file, code) in sources() {
+        let deletes = code.matches("\"delete\"").count();
+        let allowed = match file.as_str() {
+            "kube.rs" | "docker.rs" => 1,
+            _ => 0,
+        };
+        if deletes != allowed {
+            found.push(format!("{file} names `\"delete\"` {deletes} time(s), {allowed} allowed"));
+        }
+        if file != "cluster.rs" && code.contains("PodRestart {") {
+            found.push(format!("{file} builds a PodRestart by hand (use PodRestart::of)"));
+        }
+    }
+    let kube = sources().into_iter().find(|(f, _)| f == "kube.rs").expect("kube.rs").1;
+    assert!(kube.contains("pub fn delete_pod(&self, pod: &PodRestart)"), "delete_pod takes a PodRestart");
+    let docker = sources().into_iter().find(|(f, _)| f == "docker.rs").expect("docker.rs").1;
+    assert!(docker.contains("[\"delete\", \"cluster\""), "docker.rs's delete is kind's cluster delete");
+    assert!(
+        found.is_empty(),
+        "ARCHITECTURE.md: deleting a controller-owned pod is a restart\n{}",
+        found.join("\n")
+    );
+}
+
+/// What the mesh adopted is read from the outside only: the API, the logs, and ztunnel's config
+/// dump through istioctl's port-forward (ztunnel's admin port listens on localhost only): nothing
+/// runs inside a pod or a node (no `kubectl exec`, no `docker exec`).
+#[test]
+fn nothing_runs_inside_a_pod_or_a_node() {
+    // The planner and the judge build no command (their own tidy tests): an image tag's `-debug`
+    // variant named there is not a `kubectl debug`.
+    let pure = |f: &str| f.starts_with("plan") || f.starts_with("judge/");
+    let found = naming(&["\"exec\"", "\"debug\"", "\"attach\""], pure);
+    assert!(found.is_empty(), "ARCHITECTURE.md: nothing runs inside a pod or a node\n{}", found.join("\n"));
+    let docker = sources().into_iter().find(|(f, _)| f == "docker.rs").expect("docker.rs").1;
+    assert!(docker.contains("[\"ztunnel-config\", \"all\", \"--node\""), "ztunnel's state through istioctl");
+}
+
 /// Where a user reads what `up` does (`bookstore --help`'s examples, `make help`-style target
 /// comments), it says what `up` does today: it bootstraps a stack that is not there (or half
 /// done) and restarts what is broken in one that is, not only "reports that a bootstrap is
 /// needed", nor "recovers it" (that is `recover`, which restarts everything).
 #[test]
 fn every_description_of_up_says_it_bootstraps() {
-    let help =
-        std::process::Command::new(crate::harness::BIN).arg("--help").output().expect("bookstore runs");
-    let help = String::from_utf8_lossy(&help.stdout).into_owned();
+    let help = bookstore_sim::kit::Test::new().arg("--help").run().stdout;
     let example =
         help.lines().find(|l| l.trim_start().starts_with("bookstore up ")).expect("an `up` example");
     let makefile = std::fs::read_to_string(root().join("Makefile")).expect("Makefile");
@@ -243,4 +288,66 @@ fn every_description_of_up_says_it_bootstraps() {
         assert!(line.contains("bootstrap") && line.contains("what is broken"), "{where_}: {line}");
         assert!(!line.contains("bootstrap is needed"), "{where_}: {line}");
     }
+}
+
+/// Docker's liveness is one judgement: `docker version` (failing on every CLI release), never
+/// `docker info --format '{{.ServerVersion}}'`, which exits 0 with the daemon away before docker
+/// CLI 28.1. The watcher tells time by Docker's clock only (Docker Desktop's VM clock drifts).
+#[test]
+fn docker_liveness_and_the_watchers_clock() {
+    let found = naming(&["{{.ServerVersion}}"], |_| false);
+    assert!(found.is_empty(), "ARCHITECTURE.md: Docker's liveness is `docker version`\n{}", found.join("\n"));
+    let found = naming(&["SystemTime"], |f| !f.starts_with("watch/mod.rs"));
+    assert!(
+        found.is_empty(),
+        "ARCHITECTURE.md: the watcher compares Docker's timestamps only\n{}",
+        found.join("\n")
+    );
+}
+
+/// Every test file: the integration tests and the simulator's client tests (but this one, which
+/// names what the others must not).
+fn test_sources() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for dir in ["tests/integration", "tests/sim/tests"] {
+        for entry in std::fs::read_dir(root().join(dir)).expect("folder") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "rs") && !path.ends_with("tidy.rs") {
+                let rel = path.strip_prefix(root()).expect("under the root").display().to_string();
+                out.push((rel, std::fs::read_to_string(&path).expect("a test file")));
+            }
+        }
+    }
+    out
+}
+
+/// One kit runs `bookstore`: only `kit::Test` names the binary to run it (the copy an installed
+/// service runs, too, is run through it: `Test::program`).
+#[test]
+fn only_the_kit_runs_bookstore() {
+    let named: Vec<String> = test_sources()
+        .into_iter()
+        .filter(|(_, text)| text.contains("CARGO_BIN_EXE_bookstore"))
+        .map(|(file, _)| file)
+        .collect();
+    assert_eq!(named, Vec::<String>::new(), "run bookstore with bookstore_sim::kit::Test");
+    let kit = std::fs::read_to_string(root().join("tests/sim/src/kit/test.rs")).expect("the kit");
+    assert!(kit.contains("CARGO_BIN_EXE_bookstore"), "the kit finds the binary");
+}
+
+/// One bounded poll: no test makes a deadline of its own (`Instant::now() + …` and a loop);
+/// every wait goes through `kit::poll` / `kit::eventually` / `World::until` / `Running`.
+#[test]
+fn no_test_polls_by_hand() {
+    let own: Vec<String> = test_sources()
+        .into_iter()
+        .flat_map(|(file, text)| {
+            text.lines()
+                .enumerate()
+                .filter(|(_, l)| l.contains("Instant::now() +") && !l.trim_start().starts_with("//"))
+                .map(|(n, l)| format!("{file}:{}: {}", n + 1, l.trim()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(own, Vec::<String>::new(), "wait with bookstore_sim::kit::poll or eventually");
 }

@@ -7,13 +7,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bookstore_sim::{AuditEntry, Source};
+use bookstore_sim::kit::{HOSTILE, Test, World, poll};
+use bookstore_sim::{AuditEntry, Fault, Source};
 use serde_json::Value;
-
-use crate::harness::World;
-use crate::simkit::{bookstore, docker_restart, options, start};
 
 /// What headless Chromium gave back for a page.
 struct Loaded {
@@ -47,18 +45,14 @@ fn open(page: &Path, shot: &Path, size: &str) -> Option<Loaded> {
     let mut stderr = child.stderr.take().expect("stderr");
     let out = std::thread::spawn(move || std::io::read_to_string(&mut stdout).unwrap_or_default());
     let err = std::thread::spawn(move || std::io::read_to_string(&mut stderr).unwrap_or_default());
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break Some(status);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let ended = poll(Duration::from_secs(120), Duration::from_millis(50), || {
+        child.try_wait().expect("wait").ok_or(())
+    });
+    let status = ended.ok();
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
     let (dom, log) = (out.join().unwrap_or_default(), err.join().unwrap_or_default());
     let why = match status {
         Some(s) if s.success() && dom.contains("</html>") => None,
@@ -113,15 +107,15 @@ fn restarted(audit: &[AuditEntry]) -> BTreeSet<String> {
 
 #[test]
 fn a_recoverys_timings_page_opens_in_a_browser_with_a_bar_per_restarted_workload_and_the_critical_path() {
-    let sim = start(options());
-    docker_restart(&sim);
+    let sim = World::healthy();
+    sim.restart_docker();
     let since = sim.audit().len();
     let dir = sim.dir().join("timings");
-    let run = bookstore(
-        &sim,
-        &["recover", "--json", "--timings=html,json", "--timings-dir", dir.to_str().unwrap()],
-    );
-    run.expect(0);
+    let run = Test::new()
+        .world(&sim)
+        .args(["recover", "--json", "--timings=html,json", "--timings-dir", dir.to_str().unwrap()])
+        .code(0)
+        .run();
     // The --json events carry the same story: each restart with what released it, and the
     // summary names the files.
     let events: Vec<Value> =
@@ -185,7 +179,7 @@ fn a_recoverys_timings_page_opens_in_a_browser_with_a_bar_per_restarted_workload
     }
     // No secret in either file.
     for file in &files {
-        assert!(!std::fs::read_to_string(file).unwrap().contains(crate::harness::HOSTILE));
+        assert!(!std::fs::read_to_string(file).unwrap().contains(HOSTILE));
     }
 
     // The page in a real browser.
@@ -234,11 +228,11 @@ fn the_browser_check_sees_a_pages_console_error() {
 
 #[test]
 fn an_unknown_timings_format_is_a_usage_error_that_runs_nothing() {
-    let world = World::new();
-    let run = world.run(&["recover", "--timings=pdf"]);
-    run.expect(2);
+    let world = World::healthy();
+    world.mark();
+    let run = Test::new().world(&world).args(["recover", "--timings=pdf"]).code(2).run();
     assert!(run.stderr.contains("`pdf` is not a format (html, json, or html,json)"), "{}", run.stderr);
-    assert!(world.calls().is_empty());
+    assert!(world.argv().is_empty() && world.touched().is_empty(), "{:?}", world.touched());
 }
 
 /// The timeline of a failed run is the one a user most wants: written all the same, with the
@@ -246,11 +240,17 @@ fn an_unknown_timings_format_is_a_usage_error_that_runs_nothing() {
 /// deadline).
 #[test]
 fn a_run_that_times_out_still_writes_its_timeline_with_the_stuck_workload_on_the_critical_path() {
-    let mut world = World::new();
-    world.set("never_ready", serde_json::json!(["keycloak"]));
-    let dir = world.dir.path().join("out");
-    let run = world.run(&["recover", "--timings=json", "--timings-dir", dir.to_str().unwrap()]);
-    run.expect(124);
+    let world = World::broken().short_deadlines();
+    // Its deadline is what ends the run: longer than the connectors take to register after
+    // debezium (about 2.3 s here), or their chain, still running when the run fails, ties it.
+    world.deadline("- { name: keycloak,", "3s");
+    world.fault(Fault::RolloutNeverCompletes { workload: "keycloak".into() });
+    let dir = world.dir().join("out");
+    let run = Test::new()
+        .world(&world)
+        .args(["recover", "--timings=json", "--timings-dir", dir.to_str().unwrap()])
+        .code(124)
+        .run();
     let file = std::fs::read_dir(&dir).expect("timings folder").next().expect("a file").unwrap().path();
     assert!(run.stderr.contains(&format!("timings: {}", file.display())), "{}", run.stderr);
     let doc: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
@@ -265,8 +265,10 @@ fn a_run_that_times_out_still_writes_its_timeline_with_the_stuck_workload_on_the
     );
     assert_eq!(keycloak["released_by"], "keycloak-db");
     // --dry-run runs nothing and so writes nothing.
-    let dry = world.dir.path().join("dry");
-    let run = world.run(&["recover", "--dry-run", "--timings", "--timings-dir", dry.to_str().unwrap()]);
-    run.expect(0);
+    let dry = world.dir().join("dry");
+    let run = Test::new()
+        .world(&world)
+        .args(["recover", "--dry-run", "--timings", "--timings-dir", dry.to_str().unwrap()])
+        .run();
     assert!(!dry.exists() && run.stderr.contains("--timings writes no timeline"), "{}", run.stderr);
 }

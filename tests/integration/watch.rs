@@ -4,47 +4,46 @@
 //! SIGTERM and Ctrl-C. Every run is checked for the sentinel password (argv, output) and for
 //! children left behind.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bookstore_sim::{AuditEntry, Fault, Source};
+use bookstore_sim::kit::{Run, Running, Test, World, assert_recovery_order, leaks_in};
+use bookstore_sim::{AuditEntry, Fault, SimOptions, Source};
 use serde_json::Value;
-
-use crate::faults::case::{Case, Running, leaks_in, until};
-use crate::harness::Run;
-use crate::simkit::{assert_every_route_answers, assert_recovery_order};
 
 /// How long a watcher may take to end after SIGTERM / Ctrl-C (a bound, not a goal: it takes
 /// well under a second here).
 const STOP_BOUND: Duration = Duration::from_secs(10);
 
-fn is(event: &str) -> impl Fn(&Value) -> bool + '_ {
+pub(crate) fn is(event: &str) -> impl Fn(&Value) -> bool + '_ {
     move |v: &Value| v["event"] == event
 }
 
-fn heal_finished(outcome: &str) -> impl Fn(&Value) -> bool + '_ {
+pub(crate) fn heal_finished(outcome: &str) -> impl Fn(&Value) -> bool + '_ {
     move |v: &Value| v["event"] == "heal_finished" && v["outcome"] == outcome
 }
 
-/// Start the watcher and wait until it follows Docker's events.
-fn watch(c: &Case, interval: &str) -> Running {
-    let w = c.spawn(&["watch", "--interval", interval]);
+/// Start the watcher and wait until it follows Docker's events and its first look is done (one
+/// convergent heal: a check on a healthy stack).
+fn watch<'w>(c: &'w World, interval: &str) -> Running<'w> {
+    let w = spawn_watch(c, interval);
     w.until_event("watching", is("watching"));
+    w.until_event("the first look", heal_finished("ok"));
     w
 }
 
+/// Start the watcher (`--json`, its exit code read by the test) and return at once.
+pub(crate) fn spawn_watch<'w>(c: &'w World, interval: &str) -> Running<'w> {
+    Test::new().world(c).args(["watch", "--interval", interval]).json().any_code().spawn()
+}
+
 /// Stop it the way a service manager does; it ends by itself within the bound.
-fn terminate(c: &Case, mut w: Running) -> Run {
+pub(crate) fn terminate(w: Running) -> Run {
     w.terminate();
-    let deadline = Instant::now() + STOP_BOUND;
-    while !w.exited() {
-        assert!(Instant::now() < deadline, "the watcher did not end within {STOP_BOUND:?} of SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    c.wait_ended(w)
+    w.ends_within(STOP_BOUND, "SIGTERM")
 }
 
 /// Nothing left behind, no secret anywhere, nothing deleted.
-fn assert_clean(c: &Case, runs: &[&Run]) {
+pub(crate) fn assert_clean(c: &World, runs: &[&Run]) {
     assert_eq!(c.live_clients(), Vec::<String>::new(), "children outlived the watcher");
     for a in c.argv() {
         let line = a.join(" ");
@@ -63,10 +62,6 @@ fn assert_clean(c: &Case, runs: &[&Run]) {
     assert_eq!(deletes, Vec::<String>::new(), "something was deleted");
 }
 
-fn events(run: &Run) -> Vec<Value> {
-    run.stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
-}
-
 fn changes(audit: &[AuditEntry]) -> Vec<String> {
     audit
         .iter()
@@ -80,49 +75,54 @@ fn changes(audit: &[AuditEntry]) -> Vec<String> {
 
 #[test]
 fn docker_desktop_restarts_are_healed_without_any_other_command() {
-    let mut c = Case::healthy("watch: Docker Desktop restarts");
+    let c = World::healthy().short_deadlines();
     c.mark();
     let w = watch(&c, "0");
     for restart in 1..=2 {
-        let mark = c.sim.audit().len();
+        let mark = c.sim().audit().len();
         // Docker goes away for a second (its socket too), then the node starts again with a
         // new State.StartedAt, every pod stale, Kafka's topics gone.
-        c.sim.docker_desktop_restart(1.0, 0.5);
+        c.sim().docker_desktop_restart(1.0, 0.5);
         w.until_event("docker_down", is("docker_down"));
         w.until_event("docker_up", is("docker_up"));
         w.until_event("node_started", is("node_started"));
-        w.until_event(&format!("heal {restart} finished ok"), |v| {
-            v["event"] == "heal_finished" && v["heal"] == restart && v["outcome"] == "ok"
+        // (Heal 1 was the first look.)
+        w.until_event(&format!("heal {} finished ok", restart + 1), |v| {
+            v["event"] == "heal_finished" && v["heal"] == restart + 1 && v["outcome"] == "ok"
         });
         c.assert_recovered();
-        assert_every_route_answers(&c.sim);
-        assert_recovery_order(&c.sim.audit().split_off(mark));
+        c.assert_every_route_answers();
+        assert_recovery_order(&c.sim().audit().split_off(mark));
     }
-    let run = terminate(&c, w);
+    let run = terminate(w);
     run.expect(0);
     assert!(run.stderr.contains("Docker is not running"), "{}", run.stderr);
     assert!(run.stderr.contains("Healed in"), "{}", run.stderr);
-    let ev = events(&run);
-    assert_eq!(ev.iter().filter(|e| e["event"] == "heal_started").count(), 2, "one heal per restart");
+    let ev = run.events();
+    assert_eq!(
+        ev.iter().filter(|e| e["event"] == "heal_started").count(),
+        3,
+        "the first look, one heal per restart"
+    );
     assert_clean(&c, &[&run]);
 }
 
 #[test]
 fn a_restart_in_the_middle_of_a_heal_ends_healed() {
-    let mut c = Case::healthy("watch: a restart during a heal");
+    let c = World::healthy().short_deadlines();
     c.mark();
     let w = watch(&c, "0");
-    c.sim.docker_desktop_restart(0.5, 0.0);
+    c.sim().docker_desktop_restart(0.5, 0.0);
     w.until_event("heal_started", is("heal_started"));
     w.until_step("Restarting 16 workloads");
     // Docker Desktop restarts again while the heal restarts the workloads.
-    c.sim.docker_desktop_restart(1.0, 0.0);
+    c.sim().docker_desktop_restart(1.0, 0.0);
     w.until_event("the heal stopped", heal_finished("cancelled"));
     w.until_event("docker_up", is("docker_up"));
     w.until_event("the heal that starts over", heal_finished("ok"));
     c.assert_recovered();
-    assert_every_route_answers(&c.sim);
-    let run = terminate(&c, w);
+    c.assert_every_route_answers();
+    let run = terminate(w);
     run.expect(0);
     assert!(run.stderr.contains("Heal stopped after"), "{}", run.stderr);
     assert_clean(&c, &[&run]);
@@ -130,43 +130,46 @@ fn a_restart_in_the_middle_of_a_heal_ends_healed() {
 
 #[test]
 fn sigterm_in_the_middle_of_a_heal_stops_it_and_its_children() {
-    let mut c = Case::healthy("watch: SIGTERM during a heal");
+    let c = World::healthy().short_deadlines();
     c.mark();
     let w = watch(&c, "0");
-    c.sim.docker_desktop_restart(0.3, 0.0);
+    c.sim().docker_desktop_restart(0.3, 0.0);
     w.until_step("Restarting 16 workloads");
-    let run = terminate(&c, w);
+    let run = terminate(w);
     run.expect(0);
     assert!(run.stderr.contains("stopped watching (SIGTERM)"), "{}", run.stderr);
     assert_clean(&c, &[&run]);
     // What it stopped converges on the next run.
-    let rerun = c.run(&["up"]);
-    rerun.expect(0);
+    let rerun = Test::new().world(&c).args(["up"]).json().code(0).run();
     c.assert_recovered();
     assert_clean(&c, &[&run, &rerun]);
 }
 
 #[test]
 fn a_heal_that_fails_is_retried_with_backoff() {
-    let mut c = Case::healthy("watch: a failing heal");
+    let c = World::healthy().short_deadlines();
     c.deadline("- { name: redis,", "1s");
     c.mark();
     let w = watch(&c, "0");
-    c.sim.fault(Fault::RolloutNeverCompletes { workload: "redis".into() });
-    c.sim.docker_desktop_restart(0.3, 0.0);
+    c.sim().fault(Fault::RolloutNeverCompletes { workload: "redis".into() });
+    c.sim().docker_desktop_restart(0.3, 0.0);
     w.until_event("the heal failing", heal_finished("failed"));
     // The cause goes away; the retry (after its backoff, not at once) heals.
-    c.sim.fault(Fault::Clear);
+    c.sim().fault(Fault::Clear);
     w.until_event("the retry healing", heal_finished("ok"));
     c.assert_recovered();
-    let run = terminate(&c, w);
+    let run = terminate(w);
     run.expect(0);
-    let ev = events(&run);
+    let ev = run.events();
     let failed = ev.iter().find(|e| heal_finished("failed")(e)).unwrap();
     assert_eq!(failed["exit_code"], 124, "{failed}");
     assert!(failed["message"].as_str().unwrap().contains("infra/redis"), "{failed}");
     assert_eq!(failed["retry_in_ms"], 5000);
-    assert_eq!(ev.iter().filter(|e| e["event"] == "heal_started").count(), 2, "no hot loop");
+    assert_eq!(
+        ev.iter().filter(|e| e["event"] == "heal_started").count(),
+        3,
+        "the first look, then no hot loop"
+    );
     assert!(run.stderr.contains("retrying in 5.0s"), "{}", run.stderr);
     // With what `bookstore doctor` finds then (the heal stopped before the connectors).
     let report = &run.stderr[run.stderr.find("what `bookstore doctor` finds now").expect("a diagnosis")..];
@@ -177,57 +180,58 @@ fn a_heal_that_fails_is_retried_with_backoff() {
 
 #[test]
 fn a_manual_run_while_the_watcher_heals_is_told_so() {
-    let mut c = Case::healthy("watch: a manual run during a heal");
+    let c = World::healthy().short_deadlines();
     c.mark();
     let w = watch(&c, "0");
-    c.sim.docker_desktop_restart(0.3, 0.0);
+    c.sim().docker_desktop_restart(0.3, 0.0);
     w.until_step("Restarting 16 workloads");
-    let manual = c.run(&["up"]);
-    manual.expect(5);
+    let manual = Test::new().world(&c).args(["up"]).json().code(5).run();
     assert!(manual.stderr.contains("running `bookstore watch` (healing:"), "{}", manual.stderr);
     w.until_event("the heal", heal_finished("ok"));
     c.assert_recovered();
-    let run = terminate(&c, w);
+    let run = terminate(w);
     run.expect(0);
     assert_clean(&c, &[&run, &manual]);
 }
 
 #[test]
 fn the_watcher_waits_for_a_manual_run() {
-    let mut c = Case::broken("watch: waits for a manual run");
-    c.sim.fault(Fault::ApiRefuseFor { secs: 4.0 });
+    let c = World::broken().short_deadlines();
+    c.sim().fault(Fault::ApiRefuseFor { secs: 4.0 });
     c.mark();
     // `up` holds the lock while it waits for the API; the stack is still broken meanwhile.
-    let manual = c.spawn(&["up"]);
+    let manual = Test::new().world(&c).args(["up"]).json().any_code().spawn();
     manual.until_step("for the Kubernetes API");
-    let w = watch(&c, "1s");
-    // Its first check finds the routes failing and the lock taken: it waits, then heals once
-    // `up` has finished.
-    until("the watcher to wait for the manual run", || w.stderr().contains("to finish before healing"));
+    let w = spawn_watch(&c, "1s");
+    // Its first look finds the lock taken: it waits, then heals once `up` has finished.
+    c.until("the watcher to wait for the manual run", || w.stderr().contains("to finish before healing"));
     assert!(w.stderr().contains("running `bookstore up` to finish before healing"), "{}", w.stderr());
-    let manual = c.wait_ended(manual);
+    let manual = manual.wait();
     manual.expect(0);
     w.until_event("the watcher's heal", heal_finished("ok"));
     c.assert_recovered();
-    let run = terminate(&c, w);
+    let run = terminate(w);
     run.expect(0);
     assert_clean(&c, &[&run, &manual]);
 }
 
 #[test]
 fn on_a_healthy_stack_the_watcher_only_reads() {
-    let mut c = Case::healthy("watch: a healthy stack");
+    let c = World::healthy().short_deadlines();
     c.mark();
     let w = watch(&c, "200ms");
     // Several rounds of checks: every route probed, nothing changed.
-    until("three rounds of checks", || {
+    c.until("three rounds of checks", || {
         c.audit().iter().filter(|e| e.source == Source::Connect && e.path.contains("expand=status")).count()
             >= 3
     });
-    let run = terminate(&c, w);
+    let run = terminate(w);
     run.expect(0);
     assert_eq!(changes(&c.audit()), Vec::<String>::new(), "the watcher changed something");
-    assert!(!events(&run).iter().any(|e| e["event"] == "heal_started"), "{}", run.stderr);
+    // Its first look is the only heal: a check.
+    let heals: Vec<Value> = run.events().into_iter().filter(is("heal_started")).collect();
+    assert_eq!(heals.len(), 1, "{}", run.stderr);
+    assert!(heals[0]["reason"].as_str().unwrap().starts_with("first look"), "{}", heals[0]);
     assert_clean(&c, &[&run]);
 }
 
@@ -235,12 +239,13 @@ fn on_a_healthy_stack_the_watcher_only_reads() {
 fn a_heal_on_a_healthy_stack_restarts_nothing() {
     // The check sees Connect reset once (a blip): it heals, and healing a healthy stack must
     // change nothing.
-    let mut c = Case::healthy("watch: a heal on a healthy stack");
+    let c = World::healthy().short_deadlines();
     c.mark();
-    c.sim.fault(Fault::ConnectReset { count: 1 });
-    let w = watch(&c, "1s");
+    c.sim().fault(Fault::ConnectReset { count: 1 });
+    // (Its first look is that heal.)
+    let w = spawn_watch(&c, "1s");
     w.until_event("the heal", heal_finished("ok"));
-    let run = terminate(&c, w);
+    let run = terminate(w);
     run.expect(0);
     assert_eq!(c.patches(), Vec::<String>::new(), "a heal restarted something on a healthy stack");
     let puts: Vec<String> = c
@@ -253,26 +258,215 @@ fn a_heal_on_a_healthy_stack_restarts_nothing() {
     assert_clean(&c, &[&run]);
 }
 
+/// Docker Desktop quit (issue 20, item 5): said once; the docker CLI is asked again only on the
+/// slow backoff (up to 30 s) while the endpoint's socket is gone, and Docker is noticed back as
+/// soon as its socket accepts again. Then Ctrl-C.
 #[test]
-fn docker_down_is_said_once_and_ctrl_c_ends_the_watcher() {
-    let mut c = Case::healthy("watch: Docker down, then Ctrl-C");
-    c.sim.docker_stop();
+fn while_docker_is_away_its_socket_is_watched_not_polled_with_the_cli() {
+    let c = World::healthy().short_deadlines();
+    c.sim().docker_stop();
     c.mark();
-    let mut w = c.spawn(&["watch"]);
+    let w = spawn_watch(&c, "0");
     w.until_event("docker_down", is("docker_down"));
-    // It keeps trying (capped backoff) without saying it again.
-    until("a few reconnect attempts", || {
-        c.argv().iter().filter(|a| a.get(1).is_some_and(|x| x == "info")).count() >= 4
-    });
+    // (`docker version` now; `docker info` was the probe before.)
+    let probes =
+        || c.argv().iter().filter(|a| a.get(1).is_some_and(|x| x == "version" || x == "info")).count();
+    // Two seconds away: the first probe, and no other (the 2 s ceiling asked 4 times).
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(probes() <= 2, "{} docker CLI probes while Docker was away 2 s", probes());
+    c.sim().docker_start();
+    // Noticed back by its socket, not the backoff (30 s now).
+    w.until_event("docker_up", is("docker_up"));
     w.interrupt();
-    let deadline = Instant::now() + STOP_BOUND;
-    while !w.exited() {
-        assert!(Instant::now() < deadline, "the watcher did not end within {STOP_BOUND:?} of Ctrl-C");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let run = c.wait_ended(w);
+    let run = w.ends_within(STOP_BOUND, "Ctrl-C");
     run.expect(130);
     assert_eq!(run.stderr.matches("Docker is not running").count(), 1, "{}", run.stderr);
-    assert_eq!(events(&run).iter().filter(|e| e["event"] == "docker_down").count(), 1);
+    assert_eq!(run.events().iter().filter(|e| e["event"] == "docker_down").count(), 1);
     assert_clean(&c, &[&run]);
+}
+
+// ---- real machines (issue 20) -----------------------------------------------------------------
+
+/// The docker CLI of Docker Desktop ≤ 4.40 and distributions' docker 26/27 (v27.5.1: `docker info
+/// --format` exits 0 with the daemon away), and docker 29's words: the watcher sees Docker go and
+/// come back on every release.
+#[test]
+fn docker_away_is_seen_on_every_docker_cli_release() {
+    use bookstore_sim::docker_cli::DockerCli;
+    for (cli, words) in [
+        (DockerCli::V27_5_1, "Cannot connect to the Docker daemon"),
+        (DockerCli::V29, "failed to connect to the docker API at unix://"),
+    ] {
+        let c = World::start(SimOptions { docker_cli: cli, ..World::options() }).short_deadlines();
+        c.sim().docker_stop();
+        c.until("the Docker socket to go", || !c.sim().docker_socket().exists());
+        c.mark();
+        let w = spawn_watch(&c, "0");
+        w.until_event("docker_down", is("docker_down"));
+        c.sim().docker_start();
+        w.until_event("docker_up", is("docker_up"));
+        // (Its heal is every other test's: SIGTERM in the middle of it.)
+        let run = terminate(w);
+        run.expect(0);
+        let down = run.events().into_iter().find(is("docker_down")).unwrap();
+        assert!(down["message"].as_str().unwrap().contains(words), "{cli:?}: {down}");
+        assert_clean(&c, &[&run]);
+    }
+}
+
+/// Docker comes back without the node (kind#3244: it halted cleanly and `on-failure:1` restarts
+/// only a node that failed): the watcher starts it and heals.
+#[test]
+fn a_node_docker_left_exited_is_started_and_healed() {
+    let opts = SimOptions { node_left_exited: true, ..fast() };
+    let c = World::start(opts).short_deadlines();
+    c.mark();
+    let w = watch(&c, "0");
+    c.sim().docker_desktop_restart(0.5, 0.0);
+    w.until_event("the node judged stopped with Docker", |v| {
+        v["event"] == "node_exited" && v["stopped_with_docker"] == true && v["action"] == "start"
+    });
+    w.until_event("the heal", heal_finished("ok"));
+    c.assert_recovered();
+    c.assert_every_route_answers();
+    let run = terminate(w);
+    run.expect(0);
+    let starts = c.audit().iter().filter(|e| e.verb == "POST" && e.path.ends_with("/start")).count();
+    assert_eq!(starts, 1, "the node is started once");
+    assert!(run.stderr.contains("Starting the kind node bookstore-control-plane"), "{}", run.stderr);
+    assert_clean(&c, &[&run]);
+}
+
+/// A node stopped by hand while Docker runs is said so and left stopped; started by hand, it is
+/// healed.
+#[test]
+fn a_node_stopped_by_hand_is_left_stopped() {
+    let c = World::start(fast()).short_deadlines();
+    c.mark();
+    let w = watch(&c, "200ms");
+    let docker = |args: &[&str]| {
+        c.docker(args).ok();
+    };
+    docker(&["stop", "bookstore-control-plane"]);
+    w.until_event("the node judged stopped by hand", |v| {
+        v["event"] == "node_exited" && v["stopped_with_docker"] == false && v["action"] == "none"
+    });
+    // Checks go on (the node is looked at every 200 ms): nothing starts it.
+    let looks = || c.argv().iter().filter(|a| a.get(1).is_some_and(|x| x == "inspect")).count();
+    let before = looks();
+    c.until("a few more looks at the node", || looks() >= before + 3);
+    assert!(
+        !c.audit().iter().any(|e| e.verb == "POST" && e.path.ends_with("/start")),
+        "the watcher started it"
+    );
+    docker(&["start", "bookstore-control-plane"]);
+    w.until_event("the heal", heal_finished("ok"));
+    c.assert_recovered();
+    let run = terminate(w);
+    run.expect(0);
+    assert_eq!(run.stderr.matches("was stopped while Docker ran").count(), 1, "said once: {}", run.stderr);
+    assert_eq!(run.events().iter().filter(|e| e["event"] == "heal_started").count(), 2, "{}", run.stderr);
+    assert_clean(&c, &[&run]);
+}
+
+/// A login agent starts after Docker has restarted the node (moby's `restore` starts it before
+/// the API answers): the watcher's first connect heals what it finds, with `--interval 0` too;
+/// its state file keeps the start it healed, so a restart while it was not running is told from
+/// one it already healed (then the first look restarts nothing).
+#[test]
+fn a_restart_before_the_watcher_started_is_healed() {
+    let c = World::start(fast()).short_deadlines();
+    c.mark();
+    // A first watcher looks at the healthy stack and keeps the start it found healed.
+    let w = spawn_watch(&c, "0");
+    w.until_event("the first look", heal_finished("ok"));
+    let first = terminate(w);
+    first.expect(0);
+    let state_file = c.sim().dir().join("home/.local/state/bookstore/watch-bookstore.json");
+    let started = inspect_started(&c);
+    let state = std::fs::read_to_string(&state_file).expect("the state file");
+    assert!(state.contains(&started), "the state file keeps the start healed ({started}): {state}");
+
+    // Docker restarts (the node with it) while no watcher runs; the next one starts after it
+    // (a login agent), with no periodic check: its first connect heals, and it knows why.
+    c.sim().docker_desktop_restart(0.2, 0.0);
+    c.until("Docker back with the node", || {
+        c.sim().docker_socket().exists() && inspect_started(&c) != started
+    });
+    let w = spawn_watch(&c, "0");
+    w.until_event("the start read against the state file", |v| {
+        v["event"] == "node_started" && v["seen"] == "state"
+    });
+    w.until_event("the heal", heal_finished("ok"));
+    c.assert_recovered();
+    let second = terminate(w);
+    second.expect(0);
+    assert!(second.stderr.contains("while the watcher was not running"), "{}", second.stderr);
+    assert!(std::fs::read_to_string(&state_file).unwrap().contains(&inspect_started(&c)));
+
+    // Nothing happened since: its first look is a check.
+    let mark = c.sim().audit().len();
+    let w = spawn_watch(&c, "0");
+    w.until_event("the first look", heal_finished("ok"));
+    let third = terminate(w);
+    third.expect(0);
+    assert!(third.stderr.contains("has not started again since the heal"), "{}", third.stderr);
+    let patches = c.sim().audit().split_off(mark).iter().filter(|e| e.verb == "PATCH").count();
+    assert_eq!(patches, 0, "the first look restarted something");
+    assert_clean(&c, &[&first, &second, &third]);
+}
+
+/// The Kubernetes API takes longer than `api_timeout` after the node restarts: the watcher waits
+/// for it with its own budget (said once) before it heals; no failed heal, no doctor.
+#[test]
+fn a_slow_api_after_the_restart_is_waited_for() {
+    let c = World::start(fast()).short_deadlines();
+    c.edit("stack.yaml", |s| s.replace("api_timeout: 15s", "api_timeout: 1s"));
+    c.mark();
+    let w = watch(&c, "0");
+    c.sim().docker_desktop_restart(0.3, 3.0);
+    w.until_event("the heal", heal_finished("ok"));
+    c.assert_recovered();
+    let run = terminate(w);
+    run.expect(0);
+    assert!(!run.events().iter().any(heal_finished("failed")), "{}", run.stderr);
+    assert_eq!(
+        run.stderr.matches("Waiting ≤ 5m for the Kubernetes API").count(),
+        2,
+        "said once (start, end): {}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("what `bookstore doctor` finds"), "{}", run.stderr);
+    assert_clean(&c, &[&run]);
+}
+
+/// Docker Desktop's VM clock runs a minute behind the host's (after sleep): the node restarting
+/// in the middle of a heal is still told by Docker's own timestamps, and the heal starts over.
+#[test]
+fn a_node_restart_mid_heal_is_told_by_dockers_clock() {
+    let opts = SimOptions { docker_clock_offset_ms: -60_000, ..fast() };
+    let c = World::start(opts).short_deadlines();
+    c.mark();
+    let w = watch(&c, "0");
+    c.sim().docker_desktop_restart(0.3, 0.0);
+    w.until_step("Restarting 16 workloads");
+    c.docker(&["restart", "bookstore-control-plane"]).ok();
+    w.until_event("the heal stopped", heal_finished("cancelled"));
+    w.until_event("the heal that starts over", heal_finished("ok"));
+    c.assert_recovered();
+    let run = terminate(w);
+    run.expect(0);
+    assert_clean(&c, &[&run]);
+}
+
+/// The real-machines tests' world: faster than the others (a recovery's critical path in ~1.5 s).
+fn fast() -> SimOptions {
+    SimOptions { time_scale: 0.03, ..World::options() }
+}
+
+fn inspect_started(c: &World) -> String {
+    c.docker(&["inspect", "--format", "{{.State.StartedAt}}", "bookstore-control-plane"])
+        .stdout
+        .trim()
+        .to_string()
 }

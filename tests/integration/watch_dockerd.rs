@@ -14,13 +14,11 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bookstore_sim::SimOptions;
+use bookstore_sim::kit::{Test, World, poll};
 use serde_json::Value;
-
-use crate::faults::case::{Case, options};
-use crate::simkit::assert_every_route_answers;
 
 const NODE: &str = "bookstore-control-plane";
 const IMAGE: &str = "bookstore/fake-node:1";
@@ -65,20 +63,23 @@ impl Dockerd {
             .spawn()
             .map_err(|e| format!("cannot run dockerd: {e}"))?;
         self.child = Some(child);
-        let deadline = Instant::now() + START_BOUND;
-        loop {
+        // Until it answers, or has exited (no use waiting then).
+        let mut exited = None;
+        let answered = poll(START_BOUND, Duration::from_millis(100), || {
             if self.docker(&["info", "--format", "{{.ServerVersion}}"]).status.success() {
                 return Ok(());
             }
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                self.child = None;
-                return Err(format!("dockerd exited ({status}):\n{}", self.log_tail()));
+                exited = Some(status);
+                return Ok(());
             }
-            if Instant::now() > deadline {
-                return Err(format!("dockerd did not answer within {START_BOUND:?}:\n{}", self.log_tail()));
-            }
-            std::thread::sleep(Duration::from_millis(100));
+            Err(())
+        });
+        if let Some(status) = exited {
+            self.child = None;
+            return Err(format!("dockerd exited ({status}):\n{}", self.log_tail()));
         }
+        answered.map_err(|()| format!("dockerd did not answer within {START_BOUND:?}:\n{}", self.log_tail()))
     }
 
     fn log_tail(&self) -> String {
@@ -91,14 +92,11 @@ impl Dockerd {
     fn stop(&mut self) {
         let Some(mut child) = self.child.take() else { return };
         let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-        let deadline = Instant::now() + START_BOUND;
-        while child.try_wait().ok().flatten().is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let ended =
+            poll(START_BOUND, Duration::from_millis(20), || child.try_wait().ok().flatten().ok_or(()));
+        if ended.is_err() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 
@@ -193,7 +191,7 @@ fn statically_linked(path: &std::path::Path) -> bool {
 /// The node container as kind makes it: its labels, `--restart on-failure:1`, and the cluster
 /// config's port mappings in its HostConfig (`--network none`: nothing is bound, the
 /// simulator serves those ports). It exits at once on SIGTERM (as 143) so the daemon restarts it.
-fn run_node(d: &Dockerd, c: &Case) {
+fn run_node(d: &Dockerd, c: &World) {
     let mut args: Vec<String> =
         ["run", "-d", "--name", NODE, "--network", "none", "--restart", "on-failure:1"]
             .iter()
@@ -203,7 +201,7 @@ fn run_node(d: &Dockerd, c: &Case) {
         args.extend(["--label".to_string(), label.to_string()]);
     }
     for cp in [30000u16, 31111, 32000, 32100, 32200, 32300] {
-        if let Some(hp) = c.sim.try_host_port(cp) {
+        if let Some(hp) = c.try_host_port(cp) {
             args.extend(["-p".to_string(), format!("127.0.0.1:{hp}:{cp}")]);
         }
     }
@@ -224,11 +222,11 @@ fn the_watcher_follows_a_real_docker_daemon_through_its_restart() {
         }
     };
     // The simulator (following the daemon), then the node with the simulator's host ports.
-    let mut c = Case::with("watch (real dockerd)", SimOptions { real_docker: Some(d.socket()), ..options() });
+    let c = World::start(SimOptions { real_docker: Some(d.socket()), ..World::options() }).short_deadlines();
     run_node(&d, &c);
     c.mark();
 
-    let w = c.spawn(&["watch", "--interval", "0"]);
+    let w = Test::new().world(&c).args(["watch", "--interval", "0"]).json().code(0).spawn();
     w.until_event("watching", |v: &Value| v["event"] == "watching");
     let before = d.started_at();
 
@@ -241,11 +239,10 @@ fn the_watcher_follows_a_real_docker_daemon_through_its_restart() {
     assert_ne!(d.started_at(), before, "the daemon restarted the node");
     w.until_event("the heal", |v: &Value| v["event"] == "heal_finished" && v["outcome"] == "ok");
     c.assert_recovered();
-    assert_every_route_answers(&c.sim);
+    c.assert_every_route_answers();
 
     w.terminate();
-    let run = c.wait_ended(w);
-    run.expect(0);
+    let run = w.wait();
     assert!(run.stderr.contains("unexpected EOF"), "{}", run.stderr);
     assert_eq!(c.live_clients(), Vec::<String>::new(), "children outlived the watcher");
 }

@@ -28,7 +28,7 @@ pub enum Source {
 /// Controller events: `verb` is the event name and `path` its subject:
 /// `pod-started ns/pod`, `pod-ready ns/pod`, `pod-crashed ns/pod`, `pod-deleted ns/pod`,
 /// `rollout-observed ns/name`, `rollout-complete ns/name` (kind in `detail`), `docker-restart`,
-/// `docker-stop`, `docker-start`, `kafka-topics-lost`, `connector-stored name`, `mesh-epoch`.
+/// `docker-stop`, `docker-start`, `kafka-topics-lost`, `connector-stored name`, the mesh's (`kindnet-rewrite`, `istio-cni-agent-started`, `ztunnel-connected`, `sandbox-uncaptured`, `mesh-outside`).
 /// Stand-ins: `verb` is the tool, `path` the argv joined by spaces, `body` the argv as JSON.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AuditEntry {

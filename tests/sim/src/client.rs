@@ -1,5 +1,5 @@
-//! A minimal HTTP/1.1 client for loopback (`Connection: close`): `bookstore-sim ctl` and the
-//! bench's route poll. Every request is bounded by its deadline.
+//! A minimal HTTP/1.1 client for loopback (`Connection: close`): `bookstore-sim ctl`, the
+//! bench's route poll and the test kit's requests. Every request is bounded by its deadline.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-/// An answer: the status code and the (de-chunked) body.
+/// An answer: the status code, the status line and headers, and the (de-chunked) body.
 #[derive(Debug, Clone)]
 pub struct Answer {
     pub status: u16,
+    pub head: String,
     pub body: String,
 }
 
@@ -24,14 +25,29 @@ pub fn request(
     body: &str,
     timeout: Duration,
 ) -> Result<Answer> {
+    request_typed(addr, method, path, host, "application/json", body, timeout)
+}
+
+/// The same with another `Content-Type` (none when empty).
+pub fn request_typed(
+    addr: &str,
+    method: &str,
+    path: &str,
+    host: Option<&str>,
+    content_type: &str,
+    body: &str,
+    timeout: Duration,
+) -> Result<Answer> {
     let deadline = Instant::now() + timeout;
     let sock: SocketAddr = addr.parse().with_context(|| format!("bad address {addr}"))?;
     let mut s =
         TcpStream::connect_timeout(&sock, timeout).with_context(|| format!("connecting to {addr}"))?;
     s.set_write_timeout(Some(timeout))?;
+    let typed =
+        if content_type.is_empty() { String::new() } else { format!("Content-Type: {content_type}\r\n") };
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\n{typed}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         host.unwrap_or(addr),
         body.len()
     )?;
@@ -59,7 +75,7 @@ pub fn request(
     } else {
         rest.to_string()
     };
-    Ok(Answer { status, body })
+    Ok(Answer { status, head: head.to_string(), body })
 }
 
 fn dechunk(s: &str) -> String {

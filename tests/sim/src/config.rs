@@ -1,109 +1,22 @@
-//! The stack as data: `infra/stack.yaml`, the kind cluster config and the connector files.
+//! The stack as data, read through the product's own library (`bookstore::stack`): the
+//! simulator reads the same files the product reads (from its own copy of `infra/`), with the
+//! product's parser, so the workload list, the hard dependencies, the routes, the connectors and
+//! the host ports are never hard-coded or re-parsed here. Data only: every verdict (what is
+//! healthy, stale, rolled out) stays the simulator's own.
 //!
-//! The simulator reads the same files the product reads (from its own copy of `infra/`), so the
-//! workload list, the hard dependencies, the routes and the host ports are never hard-coded here.
+//! The kind cluster config is the exception: `kind create cluster --config` reads it, and the
+//! simulator models kind ([`KindCluster`]: its nodes, port mappings and kubeadm patches as kind
+//! reads them), so a mistake in the product's reading of that file cannot hide in the model.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use serde::Deserialize;
 
-#[derive(Debug, Clone, Deserialize)]
-pub struct Stack {
-    pub cluster: String,
-    pub mesh: Mesh,
-    #[serde(default)]
-    pub workloads: Vec<WorkloadSpec>,
-    pub connect: ConnectSpec,
-    pub smoke: Smoke,
-    #[serde(default)]
-    pub legacy_proxies: Vec<String>,
-    #[serde(default)]
-    pub bootstrap: Option<BootstrapSpec>,
-}
+pub use bookstore::stack::{Check, Connector, Role, Stack, Workload};
 
-/// What the simulator reads of `bootstrap`: where the manifests are, and our images.
-#[derive(Debug, Clone, Deserialize)]
-pub struct BootstrapSpec {
-    #[serde(default)]
-    pub images: Vec<ImageSpec>,
-    #[serde(default)]
-    pub tiers: Vec<TierSpec>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct ImageSpec {
-    pub image: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct TierSpec {
-    pub dir: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct Mesh {
-    pub namespace: String,
-    pub daemonset: String,
-    /// Pause after ztunnel's rollout (`"1s"`), as the product reads it.
-    #[serde(default)]
-    pub settle: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct WorkloadSpec {
-    pub name: String,
-    pub namespace: String,
-    #[serde(default)]
-    pub role: Option<String>,
-    #[serde(default)]
-    pub needs: Vec<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct ConnectSpec {
-    pub workload: String,
-    pub port: u16,
-    pub secret: SecretRef,
-    #[serde(default)]
-    pub connectors: Vec<ConnectorSpec>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct SecretRef {
-    pub namespace: String,
-    pub name: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct ConnectorSpec {
-    pub file: String,
-    pub user_key: String,
-    pub password_key: String,
-    #[serde(default)]
-    pub needs: Vec<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct Smoke {
-    #[serde(default)]
-    pub checks: Vec<SmokeCheck>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct SmokeCheck {
-    pub name: String,
-    pub port: u16,
-    #[serde(default)]
-    pub host: Option<String>,
-    pub path: String,
-    pub serves: String,
-    /// The check also requires every connector RUNNING (`GET /connectors?expand=status`).
-    #[serde(default)]
-    pub connectors_running: bool,
-}
-
+/// What kind reads of its cluster config.
 #[derive(Debug, Clone, Deserialize)]
 pub struct KindCluster {
     #[serde(default)]
@@ -169,82 +82,41 @@ impl KindCluster {
     }
 }
 
-/// A connector file as shipped (`{"name", "config"}`).
-#[derive(Debug, Clone, Deserialize)]
-pub struct ConnectorFile {
-    pub name: String,
-    pub config: BTreeMap<String, String>,
-}
-
 /// Everything the world needs from `infra/`, loaded once.
 #[derive(Debug, Clone)]
 pub struct Infra {
     pub dir: PathBuf,
+    /// The stack as the product loads it (`bookstore::stack::load_for_diagnosis`: a port without
+    /// a fixed host port is the product's error to report, not the simulator's).
     pub stack: Stack,
     pub cluster_path: PathBuf,
     pub cluster: KindCluster,
-    pub connectors: Vec<(ConnectorSpec, ConnectorFile)>,
 }
 
 impl Infra {
     pub fn load(dir: &Path) -> Result<Infra> {
-        let stack_path = dir.join("stack.yaml");
-        let text = std::fs::read_to_string(&stack_path)
-            .with_context(|| format!("reading {}", stack_path.display()))?;
-        let stack: Stack =
-            serde_saphyr::from_str(&text).with_context(|| format!("parsing {}", stack_path.display()))?;
-        let cluster_path = dir.join(&stack.cluster);
+        let source = bookstore::stack::Source::File(dir.join("stack.yaml"));
+        let stack = bookstore::stack::load_for_diagnosis(source).map_err(|e| anyhow!("{e}"))?;
+        let cluster_path = dir.join(&stack.cluster_file);
         let cluster = KindCluster::load(&cluster_path)?;
-        let mut connectors = Vec::new();
-        for spec in &stack.connect.connectors {
-            let path = dir.join(&spec.file);
-            let text =
-                std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-            let file: ConnectorFile =
-                serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-            connectors.push((spec.clone(), file));
-        }
-        Ok(Infra { dir: dir.to_path_buf(), stack, cluster_path, cluster, connectors })
+        Ok(Infra { dir: dir.to_path_buf(), stack, cluster_path, cluster })
+    }
+
+    /// The connectors of the stack, each with its file's config.
+    pub fn connectors(&self) -> &[Connector] {
+        &self.stack.connect.connectors
     }
 
     /// Every Deployment of the tiers' manifests: (namespace, name, images of its pod template).
-    pub fn deployments(&self) -> Result<Vec<(String, String, Vec<String>)>> {
-        let mut out = Vec::new();
-        let tiers = self.stack.bootstrap.as_ref().map(|b| b.tiers.clone()).unwrap_or_default();
-        for tier in tiers {
-            let dir = self.dir.join(&tier.dir);
-            let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-                .with_context(|| format!("reading {}", dir.display()))?
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
-                .collect();
-            files.sort();
-            for file in files {
-                let text = std::fs::read_to_string(&file)?;
-                for doc in text.split("\n---") {
-                    let Ok(v) = serde_saphyr::from_str::<serde_json::Value>(doc) else { continue };
-                    if v.get("kind").and_then(|k| k.as_str()) != Some("Deployment") {
-                        continue;
-                    }
-                    let meta =
-                        |k: &str| v.pointer(&format!("/metadata/{k}")).and_then(|x| x.as_str()).unwrap_or("");
-                    let images = ["initContainers", "containers"]
-                        .iter()
-                        .filter_map(|k| {
-                            v.pointer(&format!("/spec/template/spec/{k}")).and_then(|c| c.as_array())
-                        })
-                        .flatten()
-                        .filter_map(|c| c.get("image").and_then(|i| i.as_str()).map(String::from))
-                        .collect();
-                    out.push((meta("namespace").to_string(), meta("name").to_string(), images));
-                }
-            }
-        }
-        Ok(out)
+    pub fn deployments(&self) -> Vec<(String, String, Vec<String>)> {
+        let docs = self.stack.bootstrap.tiers.iter().flat_map(|t| &t.docs);
+        docs.filter_map(|d| {
+            d.deployment().map(|(ns, name)| (ns.to_string(), name.to_string(), d.images.clone()))
+        })
+        .collect()
     }
 
-    pub fn workload(&self, name: &str) -> Option<&WorkloadSpec> {
+    pub fn workload(&self, name: &str) -> Option<&Workload> {
         self.stack.workloads.iter().find(|w| w.name == name)
     }
 

@@ -349,10 +349,10 @@ fn invalid(errors: &[String]) -> Resp {
 
 /// The mounted secret file the worker could read through `${file:...}`.
 fn secret_values(w: &World) -> BTreeMap<String, String> {
-    let s = &w.infra.stack.connect.secret;
+    let c = &w.infra.stack.connect;
     let b64 = base64::engine::general_purpose::STANDARD;
     w.store
-        .get(&Key::new(Res::Secrets, &s.namespace, &s.name))
+        .get(&Key::new(Res::Secrets, &c.secret_namespace, &c.secret_name))
         .and_then(|o| o.get("data"))
         .and_then(Value::as_object)
         .map(|d| {
@@ -370,7 +370,7 @@ fn secret_values(w: &World) -> BTreeMap<String, String> {
 fn mounted_paths(w: &World) -> Vec<String> {
     let re = placeholder_re();
     let mut out = Vec::new();
-    for (_, f) in &w.infra.connectors {
+    for f in w.infra.connectors() {
         for v in f.config.values() {
             for c in re.captures_iter(v) {
                 if let Some(p) = c.get(3) {

@@ -85,9 +85,25 @@ pub fn docker_stop(shared: &SharedRef) {
 }
 
 pub fn docker_start(shared: &SharedRef) {
-    shared.lock().docker_start();
+    let node = {
+        let mut w = shared.lock();
+        w.docker_start();
+        w.node_running()
+    };
     bounce_all(shared);
+    if node {
+        node_booting(shared);
+    }
     shared.wake.notify_one();
+}
+
+/// The node container just started: its kube API refuses `SimOptions::api_boot_secs` (real
+/// seconds) while the kubelet brings etcd and the apiserver back.
+pub fn node_booting(shared: &SharedRef) {
+    let secs = shared.lock().opts.api_boot_secs;
+    if secs > 0.0 {
+        fault(shared, Fault::ApiRefuseFor { secs });
+    }
 }
 
 pub fn fault(shared: &SharedRef, f: Fault) {

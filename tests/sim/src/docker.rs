@@ -28,6 +28,8 @@ fn server_version(api: &str) -> &'static str {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct After {
     pub bounce_all: bool,
+    /// The node container started: its kube API boots (`SimOptions::api_boot_secs`).
+    pub node_started: bool,
 }
 
 pub fn handler(shared: SharedRef) -> Handler {
@@ -70,6 +72,9 @@ pub fn handler(shared: SharedRef) -> Handler {
             };
             if after.bounce_all {
                 crate::control::bounce_cluster(&shared);
+            }
+            if after.node_started {
+                crate::control::node_booting(&shared);
             }
             shared.refresh_ports();
             shared.wake.notify_one();
@@ -157,7 +162,9 @@ fn route(w: &mut World, method: &str, path: &str, q: &[(String, String)]) -> (Re
             match *action {
                 "stop" | "kill" => {
                     w.containers[i].running = false;
-                    (server::resp(204, "text/plain", ""), After { bounce_all: is_node })
+                    // moby's HasBeenManuallyStopped (`unless-stopped` stays down).
+                    w.containers[i].stopped_by_user = true;
+                    (server::resp(204, "text/plain", ""), After { bounce_all: is_node, node_started: false })
                 }
                 _ => {
                     let was = w.containers[i].running;
@@ -166,10 +173,14 @@ fn route(w: &mut World, method: &str, path: &str, q: &[(String, String)]) -> (Re
                     }
                     w.containers[i].running = true;
                     w.containers[i].started = wall;
+                    w.containers[i].stopped_by_user = false;
                     if is_node {
                         w.restart_pods_in_place();
                     }
-                    (server::resp(204, "text/plain", ""), After { bounce_all: is_node })
+                    (
+                        server::resp(204, "text/plain", ""),
+                        After { bounce_all: is_node, node_started: is_node },
+                    )
                 }
             }
         }
@@ -299,7 +310,7 @@ fn info(w: &World) -> Value {
            "DriverStatus": if w.opts.containerd_store { json!([["driver-type","io.containerd.snapshotter.v1"]]) } else { json!([]) },"Plugins":{"Volume":["local"],"Network":["bridge","host","null"],"Authorization":null,"Log":["json-file","local"]},
            "MemoryLimit":true,"SwapLimit":true,"CpuCfsPeriod":true,"CpuCfsQuota":true,"CPUShares":true,"CPUSet":true,
            "PidsLimit":true,"IPv4Forwarding":true,"Debug":false,"NFd":40,"OomKillDisable":false,"NGoroutines":60,
-           "SystemTime": rfc3339(SystemTime::now()),"LoggingDriver":"json-file","CgroupDriver":"cgroupfs","CgroupVersion":"2",
+           "SystemTime": rfc3339(w.docker_time(SystemTime::now())),"LoggingDriver":"json-file","CgroupDriver":"cgroupfs","CgroupVersion":"2",
            "NEventsListener":0,"KernelVersion":"6.10.14-linuxkit","OperatingSystem":"Docker Desktop","OSVersion":"",
            "OSType":"linux","Architecture":"x86_64","IndexServerAddress":"https://index.docker.io/v1/",
            "RegistryConfig":{"IndexConfigs":{},"InsecureRegistryCIDRs":["::1/128","127.0.0.0/8"],"Mirrors":[]},
@@ -323,7 +334,11 @@ fn ports_json(c: &Container) -> Value {
 fn inspect(w: &World, c: &Container) -> Value {
     let pid = if c.running { 4242 } else { 0 };
     let status = if c.running { "running" } else { "exited" };
-    let finished = if c.running { "0001-01-01T00:00:00Z".to_string() } else { rfc3339(SystemTime::now()) };
+    let finished = if c.created == c.finished {
+        "0001-01-01T00:00:00Z".to_string()
+    } else {
+        rfc3339_nanos(w.docker_time(c.finished))
+    };
     let is_node = c.labels.contains_key("io.x-k8s.kind.cluster");
     let net = if c.running {
         json!({"kind":{"IPAddress":"172.18.0.2","Gateway":"172.18.0.1","IPPrefixLen":16,"MacAddress":"02:42:ac:12:00:02","NetworkID":"4f1c0e0d5a3b","Aliases":[c.name]}})
@@ -331,22 +346,21 @@ fn inspect(w: &World, c: &Container) -> Value {
         json!({"kind":{"IPAddress":"","Gateway":"","IPPrefixLen":0,"NetworkID":"4f1c0e0d5a3b"}})
     };
     let ports = if c.running { ports_json(c) } else { json!({}) };
-    let _ = w;
     json!({
         "Id": c.id,
-        "Created": rfc3339(c.created),
+        "Created": rfc3339_nanos(w.docker_time(c.created)),
         "Path": if is_node { "/usr/local/bin/entrypoint" } else { "socat" },
         "Args": if is_node { json!(["/sbin/init"]) } else { json!(c.cmd) },
         "State": {"Status": status,"Running": c.running,"Paused":false,"Restarting":false,"OOMKilled":false,
-                  "Dead":false,"Pid": pid,"ExitCode": if c.running {0} else {137},"Error":"",
-                  "StartedAt": rfc3339_nanos(c.started),"FinishedAt": finished},
+                  "Dead":false,"Pid": pid,"ExitCode": if c.running {0} else {c.exit_code},"Error":"",
+                  "StartedAt": rfc3339_nanos(w.docker_time(c.started)),"FinishedAt": finished},
         "Image": format!("sha256:{}", &crate::world::container_id(&c.image, 7)),
         "Name": format!("/{}", c.name),
         "RestartCount": 0,
         "Driver":"overlay2","Platform":"linux",
         "HostConfig": {"NetworkMode": if is_node {"kind"} else {"bridge"},
                        "PortBindings": ports_json(c),
-                       "RestartPolicy": if is_node { json!({"Name":"on-failure","MaximumRetryCount":1}) } else { json!({"Name":"unless-stopped","MaximumRetryCount":0}) },
+                       "RestartPolicy": crate::restart_policy::policy_json(c),
                        "Privileged": is_node},
         "Config": {"Hostname": c.name,"Image": c.image,"Labels": c.labels,"Cmd": c.cmd,
                    "ExposedPorts": c.ports.iter().map(|(cp, _)| (format!("{cp}/tcp"), json!({}))).collect::<serde_json::Map<_,_>>()},
@@ -400,7 +414,8 @@ fn list(w: &World, q: &[(String, String)]) -> Resp {
             let status = if c.running {
                 format!("Up {}", human_duration(up))
             } else {
-                format!("Exited (137) {} ago", human_duration(up))
+                let down = now.duration_since(c.finished).unwrap_or_default();
+                format!("Exited ({}) {} ago", c.exit_code, human_duration(down))
             };
             let ports: Vec<Value> = if c.running {
                 c.ports
@@ -413,7 +428,7 @@ fn list(w: &World, q: &[(String, String)]) -> Resp {
             json!({"Id": c.id,"Names":[format!("/{}", c.name)],"Image": c.image,
                    "ImageID": format!("sha256:{}", crate::world::container_id(&c.image, 7)),
                    "Command": if c.cmd.is_empty() { "/usr/local/bin/entrypoint /sbin/init".to_string() } else { c.cmd.join(" ") },
-                   "Created": c.created.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+                   "Created": w.docker_time(c.created).duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
                    "Ports": ports,"Labels": c.labels,
                    "State": if c.running {"running"} else {"exited"},"Status": status,
                    "HostConfig":{"NetworkMode":"kind"},"NetworkSettings":{"Networks":{}},"Mounts":[]})

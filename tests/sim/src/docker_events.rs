@@ -78,6 +78,12 @@ pub fn now_nanos() -> u128 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_nanos()
 }
 
+/// A host time in nanoseconds on a clock `offset_ms` off it.
+pub fn offset_nanos(nanos: u128, offset_ms: i64) -> u128 {
+    let shift = offset_ms.unsigned_abs() as u128 * 1_000_000;
+    if offset_ms < 0 { nanos.saturating_sub(shift) } else { nanos + shift }
+}
+
 /// The daemon's ring of recent messages and the signal that wakes open streams.
 pub struct EventLog {
     ring: VecDeque<(u64, Message)>,
@@ -170,14 +176,25 @@ impl EventLog {
 /// every running container; a daemon starting gives start for each one it restarts).
 impl World {
     fn log_container(&mut self, i: usize, action: &str, extra: &[(&str, &str)]) {
-        let m = Message::container(&self.containers[i], action, extra);
+        let mut m = Message::container(&self.containers[i], action, extra);
+        m.time_nano = self.docker_nanos();
         self.docker_events.publish(m);
     }
 
-    /// A running container is stopped (`docker stop`, the daemon shutting down).
+    /// The container exits with `code` now (`State.ExitCode`, `FinishedAt`), and says so.
+    fn died(&mut self, i: usize, code: i32) {
+        self.containers[i].exit_code = code;
+        self.containers[i].finished = SystemTime::now();
+        self.log_container(i, "die", &[("exitCode", &code.to_string())]);
+    }
+
+    /// A running container is stopped (`docker stop`, the daemon shutting down): its stop signal
+    /// (a kind node's is SIGRTMIN+3), then the exit `restart_policy::stop_exit_code` gives it.
     pub fn stop_events(&mut self, i: usize) {
-        self.log_container(i, "kill", &[("signal", "15")]);
-        self.log_container(i, "die", &[("exitCode", "137")]);
+        let signal = if crate::restart_policy::is_node(&self.containers[i]) { "37" } else { "15" };
+        let code = crate::restart_policy::stop_exit_code(&self.containers[i], self.opts.node_left_exited);
+        self.log_container(i, "kill", &[("signal", signal)]);
+        self.died(i, code);
         self.log_container(i, "stop", &[]);
     }
 
@@ -187,7 +204,7 @@ impl World {
             "stop" if was_running => self.stop_events(i),
             "kill" if was_running => {
                 self.log_container(i, "kill", &[("signal", signal)]);
-                self.log_container(i, "die", &[("exitCode", "137")]);
+                self.died(i, 137);
             }
             "start" if !was_running => self.log_container(i, "start", &[]),
             "restart" => {
@@ -205,7 +222,7 @@ impl World {
     pub fn destroy_events(&mut self, i: usize) {
         if self.containers[i].running {
             self.log_container(i, "kill", &[("signal", "9")]);
-            self.log_container(i, "die", &[("exitCode", "137")]);
+            self.died(i, 137);
         }
         self.log_container(i, "destroy", &[]);
     }
@@ -231,9 +248,9 @@ impl World {
     }
 
     /// A new daemon: an empty ring, then a `start` for every container it brings back.
-    pub(crate) fn daemon_started_events(&mut self) {
+    pub(crate) fn daemon_started_events(&mut self, restarted: &[usize]) {
         self.docker_events.daemon_restarted();
-        for i in 0..self.containers.len() {
+        for &i in restarted {
             self.log_container(i, "start", &[]);
         }
     }
@@ -355,7 +372,10 @@ pub fn stream(shared: &SharedRef, q: &[(String, String)], api: &str) -> Resp {
         Err(e) => return bad_request(&e),
     };
     let legacy = api_less_than(api, (1, 52));
-    let now = now_nanos();
+    // The daemon's clock (Docker Desktop's VM may be off the host's).
+    let offset = shared.lock().opts.docker_clock_offset_ms;
+    let daemon_now = move || offset_nanos(now_nanos(), offset);
+    let now = daemon_now();
     let only_past = until.is_some_and(|u| u < now);
     let (buffered, mut seq, mut changed, progress) = {
         let mut w = shared.lock();
@@ -377,7 +397,7 @@ pub fn stream(shared: &SharedRef, q: &[(String, String)], api: &str) -> Resp {
             return;
         }
         let end = until.map(|u| {
-            tokio::time::Instant::now() + Duration::from_nanos(u.saturating_sub(now_nanos()) as u64)
+            tokio::time::Instant::now() + Duration::from_nanos(u.saturating_sub(daemon_now()) as u64)
         });
         loop {
             let (fresh, last) = {

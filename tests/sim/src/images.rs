@@ -18,6 +18,21 @@
 //! config's `KubeletConfiguration` patch turns that off, then up to `maxParallelImagePulls` at
 //! once. A pulled or `kind load`ed image stays in the node until the cluster is deleted.
 //!
+//! The node's import (`Importer`): kind runs `ctr --namespace=k8s.io images import --all-platforms
+//! --digests --snapshotter=… -` in the node for each `kind load` (kind `pkg/cluster/nodeutils/
+//! util.go` `LoadImageArchive`, after `docker save` on the host for `load docker-image`). Nothing
+//! serializes two loads: each is its own kind process (one import per node, `errors.
+//! UntilErrorConcurrent`), and containerd takes two imports at once (its content store locks a
+//! digest being written, not the store). What they share is the machine doing the work: the disk
+//! of Docker's VM (the archive written and read back through `docker exec`, the content written,
+//! the layers unpacked into the snapshotter) and its cores. So a load first pays its own start,
+//! in parallel with any other (kind's `docker` calls: the nodes listed, the snapshotter read from
+//! `containerd config dump`, and for `load docker-image` each image inspected on the host and
+//! looked up in the node: `latency::KIND_LOAD_START_S`, `KIND_LOAD_PER_IMAGE_S`), then its bytes
+//! go through one pipe of `LOAD_MB_S` shared equally by the imports under way (processor
+//! sharing, like the download link): two at once end together no sooner than one after the
+//! other would, and the first needed of them later.
+//!
 //! Digests are stable names (`container_id`), not hashes of the content: nothing here checks them.
 
 use std::collections::VecDeque;
@@ -193,6 +208,116 @@ impl Link {
             let Some(next) = self.puller.queue.pop_front() else { break };
             self.start(&next, Store::Node);
         }
+    }
+}
+
+/// The node's image import: the bytes of the `kind load`s under way, sharing `rate_mb_s`.
+#[derive(Debug)]
+pub struct Importer {
+    pub rate_mb_s: f64,
+    /// (load id, MB left).
+    jobs: Vec<(u64, f64)>,
+    next_id: u64,
+    last: Instant,
+}
+
+impl Importer {
+    pub fn new(rate_mb_s: f64) -> Importer {
+        Importer { rate_mb_s, jobs: Vec::new(), next_id: 0, last: Instant::now() }
+    }
+
+    /// Move the imports under way on to `now` (simulated seconds are real ones / `scale`).
+    pub fn advance(&mut self, now: Instant, scale: f64) {
+        let secs = now.saturating_duration_since(self.last).as_secs_f64() / scale.max(1e-9);
+        self.last = self.last.max(now);
+        let share = self.rate_mb_s / self.jobs.len().max(1) as f64;
+        for (_, left) in &mut self.jobs {
+            *left -= share * secs;
+        }
+        self.jobs.retain(|(_, left)| *left > 1e-6);
+    }
+
+    /// A load's bytes join the pipe (call `advance` first: the shares change); its id.
+    pub fn start(&mut self, mb: f64) -> u64 {
+        self.next_id += 1;
+        self.jobs.push((self.next_id, mb));
+        self.next_id
+    }
+
+    /// Whether load `id` is still importing.
+    pub fn busy(&self, id: u64) -> bool {
+        self.jobs.iter().any(|(j, _)| *j == id)
+    }
+
+    /// When load `id` is done at today's shares.
+    pub fn done_at(&self, id: u64, scale: f64) -> Option<Instant> {
+        let share = self.rate_mb_s / self.jobs.len().max(1) as f64;
+        let (_, left) = self.jobs.iter().find(|(j, _)| *j == id)?;
+        Some(self.last + Duration::from_secs_f64((left / share * scale).max(0.0)))
+    }
+
+    /// How many loads are importing.
+    pub fn under_way(&self) -> usize {
+        self.jobs.len()
+    }
+}
+
+/// What the world's images did during a run (the audit's `pod-pulling`, `image-loaded` and
+/// `image-pulled` events, against the pod templates of the cluster now).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageAudit {
+    /// Pods created before every image of theirs was in the node: (namespace/pod, the images
+    /// the kubelet then pulled).
+    pub pulled_for: Vec<(String, Vec<String>)>,
+    /// Images `kind load`ed into the node, in order (a name once per load).
+    pub loaded: Vec<String>,
+    /// Loaded, but no Deployment's or DaemonSet's pods run them.
+    pub loaded_unused: Vec<String>,
+    /// Images downloaded by the node's kubelet.
+    pub node_pulls: Vec<String>,
+}
+
+impl ImageAudit {
+    pub fn of(w: &World) -> ImageAudit {
+        let controller = |verb: &'static str| {
+            w.audit.iter().filter(move |e| e.source == crate::audit::Source::Controller && e.verb == verb)
+        };
+        let pulled_for = controller("pod-pulling")
+            .map(|e| (e.path.clone(), e.detail.split_whitespace().map(String::from).collect()))
+            .collect();
+        let loaded: Vec<String> = controller("image-loaded").map(|e| e.path.clone()).collect();
+        let node_pulls =
+            controller("image-pulled").filter(|e| e.detail == "node").map(|e| e.path.clone()).collect();
+        let used: std::collections::BTreeSet<String> =
+            [crate::store::Res::Deployments, crate::store::Res::DaemonSets]
+                .iter()
+                .flat_map(|r| w.store.list(*r, None))
+                .flat_map(|o| {
+                    ["initContainers", "containers"]
+                        .iter()
+                        .filter_map(|k| {
+                            o.pointer(&format!("/spec/template/spec/{k}")).and_then(Value::as_array)
+                        })
+                        .flatten()
+                        .filter_map(|c| c.get("image").and_then(Value::as_str))
+                        .map(crate::troubles::qualified_image)
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+        let mut loaded_unused: Vec<String> = loaded.iter().filter(|i| !used.contains(*i)).cloned().collect();
+        loaded_unused.dedup();
+        ImageAudit { pulled_for, loaded, loaded_unused, node_pulls }
+    }
+
+    /// Istio's pods (istio-system's, and the Deployments istiod makes for Gateways) created
+    /// before their image was in the node.
+    pub fn istio_pulled_for(&self) -> Vec<&(String, Vec<String>)> {
+        self.pulled_for
+            .iter()
+            .filter(|(pod, images)| {
+                pod.starts_with("istio-system/") || images.iter().any(|i| i.contains("/istio/"))
+            })
+            .collect()
     }
 }
 
@@ -379,6 +504,20 @@ mod tests {
         }
         parallel.pump();
         assert_eq!(parallel.transfers.len(), 2);
+    }
+
+    #[test]
+    fn two_imports_at_once_share_the_pipe() {
+        let mut node = Importer::new(200.0);
+        let t0 = node.last;
+        let a = node.start(200.0);
+        node.advance(t0 + Duration::from_millis(500), 1.0);
+        let b = node.start(100.0);
+        // a: 100 MB left, b: 100 MB, at 100 MB/s each: both done 1 s later.
+        let at = |id| node.done_at(id, 1.0).unwrap().duration_since(t0).as_secs_f64();
+        assert!((at(a) - 1.5).abs() < 1e-6 && (at(b) - 1.5).abs() < 1e-6, "{} {}", at(a), at(b));
+        node.advance(t0 + Duration::from_millis(1500), 1.0);
+        assert!(!node.busy(a) && !node.busy(b) && node.under_way() == 0);
     }
 
     #[test]

@@ -111,6 +111,26 @@ fn parse_target(path: &str) -> Option<Target> {
     }
 }
 
+/// `…/namespaces/{ns}/pods/{name}[:port]/proxy/…`: the API server dials the pod's IP on that
+/// port. Nothing in the simulated pods listens on their IP for it (ztunnel's admin port 15000
+/// listens on localhost only, ztunnel `src/config.rs`): the apiserver's answer for a refused dial.
+fn pod_proxy(shared: &SharedRef, path: &str) -> Option<Resp> {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let ["api", "v1", "namespaces", ns, "pods", target, "proxy", ..] = segs.as_slice() else { return None };
+    let (name, port) = target.split_once(':').unwrap_or((target, "80"));
+    let port = port.rsplit(':').next().unwrap_or(port);
+    let w = shared.lock();
+    let Some(p) = w.pods.get(&(ns.to_string(), name.to_string())) else {
+        return Some(not_found(Res::Pods, name));
+    };
+    Some(status(
+        503,
+        "ServiceUnavailable",
+        &format!("error trying to reach service: dial tcp {}:{port}: connect: connection refused", p.ip),
+        None,
+    ))
+}
+
 /// The groups served now: a custom resource's group appears once its CRD exists.
 fn served_groups(shared: &SharedRef) -> Vec<&'static str> {
     let w = shared.lock();
@@ -244,6 +264,9 @@ async fn route(
             return server::json(200, &json!({ "paths": paths }));
         }
         _ => {}
+    }
+    if let Some(resp) = pod_proxy(shared, path) {
+        return resp;
     }
     let Some(t) = parse_target(path) else {
         return status(404, "NotFound", "the server could not find the requested resource", None);

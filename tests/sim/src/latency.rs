@@ -61,8 +61,16 @@ pub const DEFAULT_IMAGE_MB: f64 = 100.0;
 /// host's `docker pull`s and the node's kubelet pulls.
 pub const BANDWIDTH_MB_S: f64 = 25.0;
 
-/// How fast `kind load` moves an image into the node (`docker save` + `ctr images import`), MB/s.
+/// How fast `kind load` moves an image into the node (`docker save` + `ctr images import`), MB/s:
+/// one pipe, shared by the loads under way (`images::Importer`).
 pub const LOAD_MB_S: f64 = 200.0;
+
+/// What a `kind load` pays before its bytes move, seconds, in parallel with any other load:
+/// kind's start, the nodes listed (`docker ps`), the snapshotter read in the node (`docker exec …
+/// containerd config dump`); `load docker-image` also inspects each image on the host and looks
+/// it up in the node (`docker image inspect`, `docker exec … crictl inspecti`).
+pub const KIND_LOAD_START_S: f64 = 0.3;
+pub const KIND_LOAD_PER_IMAGE_S: f64 = 0.15;
 
 /// MB to download for an image (`postgres:16.9-alpine`, `docker.io/istio/pilot:1.26.0`, …).
 pub fn image_mb(image: &str) -> f64 {

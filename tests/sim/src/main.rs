@@ -1,6 +1,6 @@
 //! `bookstore-sim serve` runs a simulated world in the foreground; `bookstore-sim ctl` talks to
 //! a running one through its control endpoint; `bookstore-sim bench` races the restart guide's
-//! procedure against `bookstore recover` (see `bench.rs`).
+//! procedure against `bookstore recover` (see `bench/`).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -54,6 +54,9 @@ enum Cmd {
         /// Docker's containerd image store.
         #[arg(long)]
         containerd_store: bool,
+        /// The release the istioctl stand-in is (its version, the images it installs).
+        #[arg(long, default_value = bookstore_sim::sim::ISTIO_VERSION)]
+        istio_version: String,
     },
     /// Talk to a running world: docker-restart ['{"down_secs":3,"api_secs":1}'], docker-stop,
     /// docker-start, audit, pods, connectors, healthy, latencies, fault '<json>'.
@@ -108,6 +111,7 @@ fn run() -> Result<ExitCode> {
             broken,
             images,
             containerd_store,
+            istio_version,
         } => {
             let mut opts = SimOptions {
                 time_scale,
@@ -118,6 +122,7 @@ fn run() -> Result<ExitCode> {
                 no_cluster,
                 images,
                 containerd_store,
+                istio_version,
                 dir: Some(dir),
                 ..SimOptions::default()
             };

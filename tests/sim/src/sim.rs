@@ -50,7 +50,29 @@ pub struct SimOptions {
     pub docker_api_version: String,
     /// The machine's download bandwidth, MB/s, shared by every image download at once.
     pub bandwidth_mb_s: f64,
+    /// How the mesh comes back after a node restart (`capture.rs`): the guide's world (nothing
+    /// re-adopted) or one where it re-adopts all but some pods drawn with a seed.
+    pub mesh_return: crate::capture::MeshReturn,
+    /// Docker comes back without the kind node (kind#3244): the node halts cleanly (exit 0) at
+    /// its stop signal and `on-failure:1` leaves it `exited` (`restart_policy.rs`).
+    pub node_left_exited: bool,
+    /// Which docker CLI the clients run (`docker_cli.rs`): the installed one, or a recorded
+    /// behaviour of another release first on PATH.
+    pub docker_cli: crate::docker_cli::DockerCli,
+    /// Docker Desktop's VM clock against the host's, milliseconds (negative: behind, as after
+    /// the host slept): every timestamp of the Engine API (events, `State.StartedAt`/`FinishedAt`,
+    /// `Created`, `SystemTime`, `since`/`until`) is on it; the kube API's stay on the host's.
+    pub docker_clock_offset_ms: i64,
+    /// After every start of the node container (Docker's restore, `docker start`), the kube API
+    /// refuses this many real seconds longer (the kubelet restarts etcd and the apiserver as
+    /// static pods).
+    pub api_boot_secs: f64,
+    /// The release the `istioctl` stand-in is (`istioctl version`, the images it installs).
+    pub istio_version: String,
 }
+
+/// The istioctl release of a world unless told otherwise.
+pub const ISTIO_VERSION: &str = "1.26.0";
 
 impl Default for SimOptions {
     fn default() -> Self {
@@ -74,6 +96,12 @@ impl Default for SimOptions {
             real_docker: None,
             docker_api_version: crate::docker::API_VERSION.to_string(),
             bandwidth_mb_s: crate::latency::BANDWIDTH_MB_S,
+            mesh_return: crate::capture::MeshReturn::Guide,
+            node_left_exited: false,
+            docker_cli: crate::docker_cli::DockerCli::Installed,
+            docker_clock_offset_ms: 0,
+            api_boot_secs: 0.0,
+            istio_version: ISTIO_VERSION.to_string(),
         }
     }
 }
@@ -150,6 +178,7 @@ impl Sim {
         };
         std::fs::write(dir.join("kubeconfig"), kubeconfig)?;
         crate::standins::write_scripts(&dir.join("bin"), control_port)?;
+        crate::docker_cli::install(&dir.join("bin"), opts.docker_cli)?;
         std::fs::write(dir.join("control.url"), format!("http://127.0.0.1:{control_port}\n"))?;
 
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -311,6 +340,10 @@ impl Sim {
         for k in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"] {
             c.env_remove(k);
         }
+        // HOME is this world's: so are the user's folders under it (bookstore's state file).
+        for k in ["XDG_STATE_HOME", "XDG_DATA_HOME", "XDG_CONFIG_HOME"] {
+            c.env_remove(k);
+        }
         c.env("NO_PROXY", "127.0.0.1,localhost");
         c
     }
@@ -356,6 +389,12 @@ impl Sim {
         self.shared.lock().audit.clone()
     }
 
+    /// What the images did so far: pods created before their image was in the node, what was
+    /// loaded and whether a pod runs it, what the kubelet pulled.
+    pub fn image_audit(&self) -> crate::images::ImageAudit {
+        crate::images::ImageAudit::of(&self.shared.lock())
+    }
+
     /// The connectors Kafka Connect has stored (name → raw config).
     pub fn connectors(&self) -> BTreeMap<String, BTreeMap<String, String>> {
         self.shared.lock().connectors.iter().map(|(k, v)| (k.clone(), v.config.clone())).collect()
@@ -366,33 +405,33 @@ impl Sim {
         self.shared.lock().pod_views()
     }
 
-    /// Wait until every workload is rolled out and every pod is Ready.
-    pub fn wait_healthy(&self, timeout: Duration) -> Result<()> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let r = self.shared.lock().healthy();
-            match r {
-                Ok(()) => return Ok(()),
-                Err(why) if Instant::now() >= deadline => {
-                    bail!("simulated stack not healthy after {timeout:?}: {why}")
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(10)),
-            }
-        }
+    /// Wait until the stack is back after a node restart as far as the kubelet brings it: the
+    /// mesh's timeline done (every sandbox made, istio-cni installed, ztunnel connected) and
+    /// every pod Ready or in a crash loop's back-off (an app refused by a database outside the
+    /// mesh, say).
+    pub fn wait_settled(&self, timeout: Duration) -> Result<()> {
+        self.wait_for(timeout, "every pod Ready or crash-looping, the mesh settled", |w| {
+            w.mesh.values().all(|m| m.timeline.is_empty())
+                && w.pods.values().all(|p| {
+                    p.is_ready()
+                        || (matches!(p.phase, crate::world::PodPhase::Backoff { .. }) && p.restart_count > 0)
+                })
+        })
     }
 
-    /// Wait until `pred` holds on the world (polled every 10 ms).
+    /// Wait until every workload is rolled out and every pod is Ready (the kit's one poll,
+    /// every 10 ms).
+    pub fn wait_healthy(&self, timeout: Duration) -> Result<()> {
+        crate::kit::poll(timeout, Duration::from_millis(10), || self.shared.lock().healthy())
+            .map_err(|why| anyhow::anyhow!("simulated stack not healthy after {timeout:?}: {why}"))
+    }
+
+    /// Wait until `pred` holds on the world (the kit's one poll, every 10 ms).
     pub fn wait_for(&self, timeout: Duration, what: &str, pred: impl Fn(&World) -> bool) -> Result<()> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if pred(&self.shared.lock()) {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                bail!("timed out after {timeout:?} waiting for {what}");
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        crate::kit::poll(timeout, Duration::from_millis(10), || {
+            if pred(&self.shared.lock()) { Ok(()) } else { Err(()) }
+        })
+        .map_err(|()| anyhow::anyhow!("timed out after {timeout:?} waiting for {what}"))
     }
 
     /// The simulator's clock: milliseconds since it started (the audit log's `t_ms`).

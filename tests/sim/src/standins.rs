@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
 use crate::audit::Source;
 use crate::config::KindCluster;
@@ -335,7 +336,7 @@ async fn kind(shared: &SharedRef, req: &StandinReq) -> StandinOut {
                     }
                 }
             };
-            match import(shared, &name, &[archive]).await {
+            match import(shared, &name, &[archive], images.len()).await {
                 Ok(()) => out("", err, 0),
                 Err(e) => {
                     err.push_str(&e);
@@ -365,7 +366,7 @@ async fn kind(shared: &SharedRef, req: &StandinReq) -> StandinOut {
             if !clusters(&shared.lock()).contains(&name) {
                 return out("", format!("ERROR: no nodes found for cluster \"{name}\"\n"), 1);
             }
-            match import(shared, &name, &archives).await {
+            match import(shared, &name, &archives, 0).await {
                 Ok(()) => out("", "", 0),
                 Err(e) => out("", e, 1),
             }
@@ -376,9 +377,15 @@ async fn kind(shared: &SharedRef, req: &StandinReq) -> StandinOut {
     }
 }
 
-/// kind's `nodeutils.LoadImageArchive` for each archive: into the node's containerd, taking
-/// the time its size takes to save and import (`latency::LOAD_MB_S`); its error as kind prints it.
-async fn import(shared: &SharedRef, cluster: &str, archives: &[Vec<u8>]) -> Result<(), String> {
+/// kind's `nodeutils.LoadImageArchive` for each archive: into the node's containerd, after the
+/// load's own start (`checked`: the images `load docker-image` inspected), its bytes through the
+/// node's import shared with the loads under way (`images::Importer`); its error as kind prints it.
+async fn import(
+    shared: &SharedRef,
+    cluster: &str,
+    archives: &[Vec<u8>],
+    checked: usize,
+) -> Result<(), String> {
     let mut names = Vec::new();
     for archive in archives {
         match crate::images::import_all_platforms(archive) {
@@ -390,9 +397,28 @@ async fn import(shared: &SharedRef, cluster: &str, archives: &[Vec<u8>]) -> Resu
             }
         }
     }
-    let mb: f64 = names.iter().map(|n| crate::latency::image_mb(n)).sum();
     let scale = shared.lock().scale;
-    tokio::time::sleep(Duration::from_secs_f64(mb / crate::latency::LOAD_MB_S * scale)).await;
+    let start = crate::latency::KIND_LOAD_START_S + crate::latency::KIND_LOAD_PER_IMAGE_S * checked as f64;
+    tokio::time::sleep(Duration::from_secs_f64(start * scale)).await;
+    let mb: f64 = names.iter().map(|n| crate::latency::image_mb(n)).sum();
+    let id = {
+        let mut w = shared.lock();
+        w.importer.advance(Instant::now(), scale);
+        w.importer.start(mb)
+    };
+    loop {
+        let due = {
+            let mut w = shared.lock();
+            w.importer.advance(Instant::now(), scale);
+            match w.importer.done_at(id, scale) {
+                Some(due) => due,
+                None => break,
+            }
+        };
+        // Others ending or starting change the share: look again at least every 20 ms.
+        let wait = due.saturating_duration_since(Instant::now()).min(Duration::from_millis(20));
+        tokio::time::sleep(wait.max(Duration::from_millis(1))).await;
+    }
     let mut w = shared.lock();
     let now = Instant::now();
     for n in names {
@@ -475,33 +501,182 @@ async fn create(
     out("", err, 0)
 }
 
+/// `istioctl ztunnel-config all|workloads [<pod>[.<ns>]] [--node N] -o json|short`: ztunnel's
+/// admin config dump, fetched through a port-forward to its pod's port 15000 (istioctl
+/// `ztunnelconfig.go`), raw for `all -o json` (so its `workloadState`), or its workload summary
+/// (PROTOCOL HBONE for a pod annotated `enabled`: what istiod tells ztunnel, not its capture).
+fn ztunnel_config(shared: &SharedRef, a: &Args, pos: &[&str], refused: &str) -> StandinOut {
+    let w = shared.lock();
+    if !(w.docker_up && w.node_running() && !w.api_refusing) {
+        return out("", refused.to_string(), 1);
+    }
+    let cluster = format!("kind-{}", w.cluster_name());
+    if let Some(ctx) = a.flags.get("--context").filter(|c| **c != cluster) {
+        return out("", format!("Error: context \"{ctx}\" does not exist\n"), 1);
+    }
+    let ns = a.flags.get("--istio-namespace").cloned().unwrap_or_else(|| "istio-system".into());
+    let ds = w.infra.stack.mesh.daemonset.clone();
+    let ztunnel = |p: &&crate::world::PodState| p.wl.0 == Res::DaemonSets && p.wl.2 == ds && p.ns == ns;
+    let pod = match (a.flags.get("--node"), pos.get(2)) {
+        (Some(node), _) => {
+            if ds != "ztunnel" || w.store.get(&Key::new(Res::DaemonSets, &ns, "ztunnel")).is_none() {
+                return out("", "Error: daemonsets.apps \"ztunnel\" not found\n", 1);
+            }
+            match w.pods.values().filter(ztunnel).find(|p| &p.node == node) {
+                Some(p) => p.clone(),
+                None => return out("", "Error: no pods found\n", 1),
+            }
+        }
+        (None, Some(name)) => {
+            let (name, pns) = name.split_once('.').unwrap_or((name, ns.as_str()));
+            match w.pods.get(&(pns.to_string(), name.to_string())) {
+                Some(p) if ztunnel(&p) => p.clone(),
+                Some(p) => {
+                    return out(
+                        "",
+                        format!(
+                            "Error: workloads command is only supported by Ztunnel proxies: {}\n",
+                            p.name
+                        ),
+                        1,
+                    );
+                }
+                None => return out("", format!("Error: pods \"{name}\" not found\n"), 1),
+            }
+        }
+        (None, None) => match w.pods.values().filter(ztunnel).max_by_key(|p| p.created_wall) {
+            Some(p) => p.clone(),
+            None => return out("", format!("Error: no running pods found for daemonset/{ds}\n"), 1),
+        },
+    };
+    if matches!(pod.phase, crate::world::PodPhase::Backoff { .. }) || pod.netns.is_none() {
+        return out(
+            "",
+            format!(
+                "Error: failed to execute command on {}.{} Ztunnel: failure running port forward process: error upgrading \
+                 connection: unable to upgrade connection: container not found (\"istio-proxy\")\n",
+                pod.name, pod.ns
+            ),
+            1,
+        );
+    }
+    let state: serde_json::Map<String, Value> = w
+        .workload_state(&pod.node)
+        .into_iter()
+        .map(|(uid, (name, namespace, state))| {
+            (uid, json!({"info": {"name": name, "namespace": namespace, "serviceAccount": "default"}, "state": state}))
+        })
+        .collect();
+    let workloads: Vec<Value> = w
+        .pods
+        .values()
+        .map(|p| {
+            let hbone = p.ambient && p.enrolled == Some("enabled");
+            json!({"uid": format!("Kubernetes//Pod/{}/{}", p.ns, p.name), "workloadIps": [p.ip],
+                   "protocol": if hbone { "HBONE" } else { "TCP" }, "name": p.name, "namespace": p.ns,
+                   "serviceAccount": "default", "workloadName": p.wl.2, "workloadType": "deployment",
+                   "canonicalName": p.wl.2, "canonicalRevision": "latest", "clusterId": "Kubernetes",
+                   "trustDomain": "cluster.local", "node": p.node,
+                   "status": if p.is_ready() { "Healthy" } else { "Unhealthy" }})
+        })
+        .collect();
+    let output = a.flags.get("-o").or(a.flags.get("--output")).map(String::as_str).unwrap_or("short");
+    match (pos.get(1).copied(), output) {
+        (Some("all"), "json") => {
+            let dump = json!({"certificates": [], "policies": [], "services": [], "workloads": workloads,
+                "staticConfig": {"policies": [], "services": [], "workloads": []},
+                "version": {"version": "1.26.0", "rustVersion": "1.85.0", "buildProfile": "release"},
+                "config": {"adminAddr": {"Localhost": [true, 15000]}, "proxyMode": "Shared", "inpodEnabled": true},
+                "workloadState": state});
+            out(format!("{}\n", serde_json::to_string_pretty(&dump).unwrap_or_default()), "", 0)
+        }
+        (Some("workload" | "workloads" | "w" | "all"), "short") => {
+            let mut text = String::from("NAMESPACE POD NAME ADDRESS NODE WAYPOINT PROTOCOL\n");
+            for v in &workloads {
+                text.push_str(&format!(
+                    "{} {} {} {} None {}\n",
+                    v["namespace"].as_str().unwrap_or(""),
+                    v["name"].as_str().unwrap_or(""),
+                    v["workloadIps"][0].as_str().unwrap_or(""),
+                    v["node"].as_str().unwrap_or(""),
+                    v["protocol"].as_str().unwrap_or("")
+                ));
+            }
+            out(text, "", 0)
+        }
+        (_, other) => out(
+            "",
+            format!("Error: output format \"{other}\" not supported (simulated: all -o json, workloads)\n"),
+            1,
+        ),
+    }
+}
+
 async fn istioctl(shared: &SharedRef, req: &StandinReq) -> StandinOut {
     let a = parse(&req.argv);
     let pos: Vec<&str> = a.positional.iter().map(String::as_str).collect();
-    let (reachable, port) = {
+    let (reachable, port, version) = {
         let w = shared.lock();
-        (w.docker_up && w.node_running() && !w.api_refusing, w.kube_port)
+        (w.docker_up && w.node_running() && !w.api_refusing, w.kube_port, w.opts.istio_version.clone())
     };
     let refused = format!(
         "Error: failed to get Kubernetes version: Get \"http://127.0.0.1:{port}/version?timeout=5s\": dial tcp 127.0.0.1:{port}: connect: connection refused\n"
     );
+    let client = format!("client version: {version}\n");
     match pos.first().copied() {
-        Some("version") if a.flags.get("--remote").map(String::as_str) == Some("false") => {
-            out("client version: 1.26.0\n", "", 0)
-        }
+        Some("version") if a.flags.get("--remote").map(String::as_str) == Some("false") => out(client, "", 0),
         Some("version") => {
             if !reachable {
-                return out("client version: 1.26.0\n", refused, 1);
+                return out(client, refused, 1);
             }
             let w = shared.lock();
             let proxies = w.pods.values().filter(|p| p.wl.2 == "ztunnel").count();
+            let control = w.istio.as_ref().map_or("none".to_string(), |i| i.version.clone());
             out(
                 format!(
-                    "client version: 1.26.0\ncontrol plane version: 1.26.0\ndata plane version: 1.26.0 ({proxies} proxies)\n"
+                    "{client}control plane version: {control}\ndata plane version: {control} ({proxies} proxies)\n"
                 ),
                 "",
                 0,
             )
+        }
+        Some("manifest") if pos.get(1) == Some(&"generate") => {
+            // Its flags (`addManifestGenerateFlags`) and istioctl's global ones; cobra refuses others.
+            const KNOWN: &[&str] = &[
+                "--set",
+                "-s",
+                "--filename",
+                "-f",
+                "--force",
+                "--manifests",
+                "-d",
+                "--charts",
+                "--revision",
+                "-r",
+                "--cluster-specific",
+                "--context",
+                "--kubeconfig",
+                "-c",
+                "--istioNamespace",
+                "-i",
+                "--namespace",
+                "-n",
+                "--vklog",
+            ];
+            if let Some(bad) = a.flags.keys().find(|f| !KNOWN.contains(&f.as_str())) {
+                return out("", format!("Error: unknown flag: {bad}\n"), 1);
+            }
+            if pos.len() > 2 {
+                return out(
+                    "",
+                    format!("Error: generate accepts no positional arguments, got {:?}\n", &pos[2..]),
+                    1,
+                );
+            }
+            match crate::istioctl::Install::from_sets(&version, &crate::istioctl::sets(&req.argv)) {
+                Ok(install) => out(install.manifest(), "", 0),
+                Err(e) => out("", format!("{e}\n"), 1),
+            }
         }
         Some("install") => {
             if !reachable {
@@ -513,22 +688,31 @@ async fn istioctl(shared: &SharedRef, req: &StandinReq) -> StandinOut {
             let answer = req.stdin.as_deref().unwrap_or("").trim().to_uppercase();
             if !skip && !matches!(answer.as_str(), "Y" | "YES") {
                 return out(
-                    "This will install the Istio 1.26.0 profile \"ambient\" into the cluster. Proceed? (y/N) Cancelled.\n",
+                    format!(
+                        "This will install the Istio {version} profile \"ambient\" into the cluster. Proceed? (y/N) Cancelled.\n"
+                    ),
                     "",
                     1,
                 );
             }
-            let sets = a.flags.get("--set").cloned().unwrap_or_default();
-            if !sets.lines().any(|l| l.trim() == "profile=ambient")
-                && a.flags.get("--profile").map(String::as_str) != Some("ambient")
-            {
+            let install =
+                match crate::istioctl::Install::from_sets(&version, &crate::istioctl::sets(&req.argv)) {
+                    Ok(i) => i,
+                    Err(e) => return out("", format!("{e}\n"), 1),
+                };
+            if install.profile != "ambient" {
                 return out(
                     "",
                     "Error: the simulator only installs the ambient profile (--set profile=ambient)\n",
                     1,
                 );
             }
-            shared.lock().install_istio();
+            {
+                let mut w = shared.lock();
+                // istio-cni's start-up reconcile, as the install's flags and release set it.
+                w.reconcile = install.reconciles_on_startup();
+                w.install_istio(&install);
+            }
             shared.wake.notify_one();
             let deadline = Instant::now() + Duration::from_secs(300);
             loop {
@@ -566,6 +750,7 @@ async fn istioctl(shared: &SharedRef, req: &StandinReq) -> StandinOut {
                 0,
             )
         }
+        Some("ztunnel-config") | Some("zc") => ztunnel_config(shared, &a, &pos, &refused),
         Some("x") | Some("experimental") if pos.get(1) == Some(&"precheck") => {
             out("✔ No issues found when checking the cluster. Istio is safe to install or upgrade!\n", "", 0)
         }

@@ -33,6 +33,14 @@ pub fn rfc3339_millis(t: SystemTime) -> String {
     format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}Z")
 }
 
+/// `2026-11-26T11:30:39.123456Z`: Istio's log time (istio `pkg/log` `formatDate`) and ztunnel's
+/// (tracing's `SystemTime`, microseconds).
+pub fn rfc3339_micros(t: SystemTime) -> String {
+    let (y, mo, d, h, mi, s, _) = parts(t);
+    let us = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).subsec_micros();
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{us:06}Z")
+}
+
 /// `2026-11-26T11:30:39.123456789Z` (Docker's `State.StartedAt`: two restarts within a second
 /// still differ).
 pub fn rfc3339_nanos(t: SystemTime) -> String {

@@ -544,6 +544,7 @@ impl World {
         };
         if let Some(p) = self.pods.get_mut(&key) {
             p.registered = false;
+            p.lost = true;
         }
         if listeners_lost {
             self.faults.listeners_lost.insert(key.clone());
@@ -588,6 +589,9 @@ impl World {
             running: true,
             created: wall,
             started: wall,
+            finished: wall,
+            exit_code: 0,
+            stopped_by_user: false,
             cmd: vec![],
         });
     }

@@ -1,42 +1,54 @@
 //! The simulator against the real clients: `/usr/bin/kubectl` (dispatcher → kubectl 1.32) and
 //! the docker 28 CLI. Each test owns one simulator (own ports, socket, KUBECONFIG, cache).
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use bookstore_sim::{Fault, PullError, Sim, SimOptions, Source};
-use common::*;
+use bookstore_sim::kit::{Run, World, eventually, get, http, put_json};
+use bookstore_sim::{Fault, MeshReturn, PullError, Sim, SimOptions, Source};
 use serde_json::Value;
+
+/// These tests' time scale: the simulator's own wire behaviour, fast.
+const SCALE: f64 = 0.02;
+
+fn opts() -> bookstore_sim::SimOptions {
+    bookstore_sim::SimOptions { time_scale: SCALE, ..bookstore_sim::SimOptions::default() }
+}
 
 const ENVOY_503: &str =
     "upstream connect error or disconnect/reset before headers. reset reason: connection termination";
 
+/// A flat connector config from the shipped file, with credentials inline.
+fn flat_config(sim: &World, connector: &str, user: &str, pass: &str) -> Value {
+    let path = sim.dir().join("infra/debezium/connectors").join(format!("{connector}.json"));
+    let text = std::fs::read_to_string(path).expect("connector file");
+    let v: Value = serde_json::from_str(&text).expect("json");
+    let mut c = v["config"].clone();
+    c["database.user"] = user.into();
+    c["database.password"] = pass.into();
+    c
+}
+
 #[test]
 fn readyz_and_rollout_restart_status_complete() {
-    let sim = start(opts());
-    assert_eq!(ok(&kubectl(&sim, &["get", "--raw", "/readyz"])), "ok");
+    let sim = World::start(opts());
+    assert_eq!(sim.kubectl(&["get", "--raw", "/readyz"]).ok(), "ok");
 
-    let out = ok(&kubectl(&sim, &["rollout", "restart", "daemonset/ztunnel", "-n", "istio-system"]));
+    let out = sim.kubectl(&["rollout", "restart", "daemonset/ztunnel", "-n", "istio-system"]).ok();
     assert_eq!(out.trim(), "daemonset.apps/ztunnel restarted");
-    let out = ok(&kubectl(
-        &sim,
-        &["rollout", "status", "daemonset/ztunnel", "-n", "istio-system", "--timeout=90s"],
-    ));
+    let out =
+        sim.kubectl(&["rollout", "status", "daemonset/ztunnel", "-n", "istio-system", "--timeout=90s"]).ok();
     assert!(out.contains("daemon set \"ztunnel\" successfully rolled out"), "{out}");
 
-    let out = ok(&kubectl(
-        &sim,
-        &["rollout", "restart", "deployment/ecom-db", "deployment/ui-service", "-n", "ecom"],
-    ));
+    let out = sim
+        .kubectl(&["rollout", "restart", "deployment/ecom-db", "deployment/ui-service", "-n", "ecom"])
+        .ok();
     assert!(out.contains("deployment.apps/ecom-db restarted"), "{out}");
     assert!(out.contains("deployment.apps/ui-service restarted"), "{out}");
-    let out =
-        ok(&kubectl(&sim, &["rollout", "status", "deployment/ecom-db", "-n", "ecom", "--timeout=120s"]));
+    let out = sim.kubectl(&["rollout", "status", "deployment/ecom-db", "-n", "ecom", "--timeout=120s"]).ok();
     assert!(out.contains("deployment \"ecom-db\" successfully rolled out"), "{out}");
 
     let audit = sim.audit();
@@ -57,7 +69,7 @@ fn readyz_and_rollout_restart_status_complete() {
 
 #[test]
 fn get_watch_streams_list_then_modified_events() {
-    let sim = start(opts());
+    let sim = World::start(opts());
     let mut child = sim
         .command("kubectl")
         .args([
@@ -95,7 +107,7 @@ fn get_watch_streams_list_then_modified_events() {
         events.push(ev);
     }
     assert!(events.iter().all(|e| e["type"] == "ADDED"), "initial list arrives as ADDED");
-    ok(&kubectl(&sim, &["rollout", "restart", "deployment/kafka", "-n", "infra"]));
+    sim.kubectl(&["rollout", "restart", "deployment/kafka", "-n", "infra"]).ok();
     let mut gens = Vec::new();
     let done = loop {
         let ev = rx.recv_timeout(Duration::from_secs(10)).expect("MODIFIED events for kafka");
@@ -134,8 +146,8 @@ fn secret_json_keeps_hostile_password() {
     let hostile = bookstore_sim::kit::HOSTILE;
     let mut o = opts();
     o.secret.insert("ECOM_DB_PASSWORD".into(), hostile.into());
-    let sim = start(o);
-    let out = ok(&kubectl(&sim, &["get", "secret", "debezium-db-credentials", "-n", "infra", "-o", "json"]));
+    let sim = World::start(o);
+    let out = sim.kubectl(&["get", "secret", "debezium-db-credentials", "-n", "infra", "-o", "json"]).ok();
     let v: Value = serde_json::from_str(&out).expect("json");
     use base64::Engine;
     let b = base64::engine::general_purpose::STANDARD
@@ -146,7 +158,7 @@ fn secret_json_keeps_hostile_password() {
         assert!(v["data"][k].is_string(), "{k}");
     }
     sim.fault(Fault::RemoveSecretKey { key: "INVENTORY_DB_PASSWORD".into() });
-    let out = ok(&kubectl(&sim, &["get", "secret", "debezium-db-credentials", "-n", "infra", "-o", "json"]));
+    let out = sim.kubectl(&["get", "secret", "debezium-db-credentials", "-n", "infra", "-o", "json"]).ok();
     let v: Value = serde_json::from_str(&out).expect("json");
     assert!(v["data"]["INVENTORY_DB_PASSWORD"].is_null());
 }
@@ -155,9 +167,9 @@ fn secret_json_keeps_hostile_password() {
 fn docker_cli_info_inspect_ps_rm_and_daemon_down() {
     let mut o = opts();
     o.legacy_proxies = true;
-    let sim = start(o);
-    assert_eq!(ok(&docker(&sim, &["info", "--format", "{{.ServerVersion}}"])).trim(), "28.2.2");
-    let out = ok(&docker(&sim, &["inspect", "--type", "container", "bookstore-control-plane"]));
+    let sim = World::start(o);
+    assert_eq!(sim.docker(&["info", "--format", "{{.ServerVersion}}"]).ok().trim(), "28.2.2");
+    let out = sim.docker(&["inspect", "--type", "container", "bookstore-control-plane"]).ok();
     let v: Value = serde_json::from_str(&out).expect("json");
     let c = &v[0];
     assert_eq!(c["State"]["Running"], true);
@@ -168,29 +180,28 @@ fn docker_cli_info_inspect_ps_rm_and_daemon_down() {
     assert!(c["HostConfig"]["PortBindings"]["6443/tcp"].is_array());
     assert!(c["NetworkSettings"]["Ports"]["30000/tcp"].is_array());
 
-    let out = ok(&docker(
-        &sim,
-        &[
+    let out = sim
+        .docker(&[
             "ps",
             "-a",
             "--filter",
             "label=io.x-k8s.kind.cluster",
             "--format",
             "{{.Label \"io.x-k8s.kind.cluster\"}}",
-        ],
-    ));
+        ])
+        .ok();
     assert_eq!(out.trim(), "bookstore");
-    let out = ok(&docker(&sim, &["ps", "-a", "--filter", "name=^kiali-proxy$", "--format", "{{.Names}}"]));
+    let out = sim.docker(&["ps", "-a", "--filter", "name=^kiali-proxy$", "--format", "{{.Names}}"]).ok();
     assert_eq!(out.trim(), "kiali-proxy");
-    let out = ok(&docker(&sim, &["ps", "-a", "--filter", "name=proxy", "--format", "{{.Names}}"]));
+    let out = sim.docker(&["ps", "-a", "--filter", "name=proxy", "--format", "{{.Names}}"]).ok();
     assert_eq!(out.lines().count(), 3, "{out}");
 
-    ok(&docker(&sim, &["rm", "-f", "kiali-proxy", "flink-proxy", "debezium-proxy"]));
-    let out = ok(&docker(&sim, &["ps", "-a", "--format", "{{.Names}}"]));
+    sim.docker(&["rm", "-f", "kiali-proxy", "flink-proxy", "debezium-proxy"]).ok();
+    let out = sim.docker(&["ps", "-a", "--format", "{{.Names}}"]).ok();
     assert_eq!(out.trim(), "bookstore-control-plane");
     // Missing container: rm -f exits 0 (prints No such container); inspect exits 1.
-    let o = docker(&sim, &["inspect", "--type", "container", "nope"]);
-    assert!(!o.status.success());
+    let o = sim.docker(&["inspect", "--type", "container", "nope"]);
+    assert!(!o.success());
     assert!(
         sim.audit()
             .iter()
@@ -198,24 +209,24 @@ fn docker_cli_info_inspect_ps_rm_and_daemon_down() {
     );
 
     sim.docker_stop();
-    let o = docker(&sim, &["info", "--format", "{{.ServerVersion}}"]);
-    assert!(!o.status.success());
-    assert!(stderr(&o).contains("Cannot connect to the Docker daemon at unix://"), "{}", stderr(&o));
-    let o = kubectl(&sim, &["get", "--raw", "/readyz"]);
-    assert!(!o.status.success());
+    let o = sim.docker(&["info", "--format", "{{.ServerVersion}}"]);
+    assert!(!o.success());
+    assert!(o.stderr.contains("Cannot connect to the Docker daemon at unix://"), "{}", o.stderr);
+    let o = sim.kubectl(&["get", "--raw", "/readyz"]);
+    assert!(!o.success());
     assert!(get(sim.host_port(30000), "myecom.net", "/").is_err());
-    let o = run(&sim, "kind", &["get", "clusters"]);
-    assert!(!o.status.success());
-    assert!(stderr(&o).contains("failed to list clusters"), "{}", stderr(&o));
+    let o = sim.client("kind", &["get", "clusters"]);
+    assert!(!o.success());
+    assert!(o.stderr.contains("failed to list clusters"), "{}", o.stderr);
 
     sim.docker_start();
-    assert_eq!(ok(&docker(&sim, &["info", "--format", "{{.ServerVersion}}"])).trim(), "28.2.2");
-    assert_eq!(ok(&kubectl(&sim, &["get", "--raw", "/readyz"])), "ok");
+    assert_eq!(sim.docker(&["info", "--format", "{{.ServerVersion}}"]).ok().trim(), "28.2.2");
+    assert_eq!(sim.kubectl(&["get", "--raw", "/readyz"]).ok(), "ok");
 }
 
 #[test]
 fn docker_restart_breaks_gateway_and_empties_connect() {
-    let sim = start(opts());
+    let sim = World::start(opts());
     let gw = sim.host_port(30000);
     let connect = sim.host_port(32300);
     assert_eq!(get(gw, "myecom.net", "/ecom/books").map(|r| r.0), Ok(200));
@@ -235,71 +246,187 @@ fn docker_restart_breaks_gateway_and_empties_connect() {
     });
     assert_eq!((s, body.as_str()), (200, "[]"));
     assert!(sim.connectors().is_empty());
-    // A stale NodePort backend resets the connection.
+    // A NodePort's plaintext from outside the mesh reaches a pod that nothing captured.
     sim.wait_for(Duration::from_secs(10), "pgadmin Ready", |w| w.ready_pod("pgadmin").is_some())
         .expect("pgadmin ready");
-    assert!(get(sim.host_port(31111), "localhost", "/misc/ping").is_err());
-    // ztunnel's log names the stale pod's HBONE port.
+    assert_eq!(get(sim.host_port(31111), "localhost", "/misc/ping").map(|r| r.0), Ok(200));
+    // ztunnel's log names the HBONE port nothing listens on in the pod's new netns.
     let logs =
-        ok(&kubectl(&sim, &["logs", "-l", "app=ztunnel", "-n", "istio-system", "--since=10m", "--tail=-1"]));
+        sim.kubectl(&["logs", "-l", "app=ztunnel", "-n", "istio-system", "--since=10m", "--tail=-1"]).ok();
     assert!(
-        logs.contains("error=\"connection failed: deadline has elapsed\"") && logs.contains(":15008"),
+        logs.contains("error=\"io error: Connection refused (os error 111)\"") && logs.contains(":15008"),
         "{logs}"
     );
     assert!(sim.pods().iter().filter(|p| p.ambient).all(|p| !p.registered));
 }
 
-fn restart(sim: &Sim, ns: &str, deploys: &[&str]) {
+fn restart(sim: &World, ns: &str, deploys: &[&str]) {
     let mut args = vec!["rollout", "restart"];
     let names: Vec<String> = deploys.iter().map(|d| format!("deployment/{d}")).collect();
     args.extend(names.iter().map(String::as_str));
     args.extend(["-n", ns]);
-    ok(&kubectl(sim, &args));
+    sim.kubectl(&args).ok();
     for d in deploys {
         let target = format!("deployment/{d}");
-        ok(&kubectl(sim, &["rollout", "status", &target, "-n", ns, "--timeout=120s"]));
+        sim.kubectl(&["rollout", "status", &target, "-n", ns, "--timeout=120s"]).ok();
     }
 }
 
+/// The capture model's teeth (`capture.rs`): after the guide's Docker restart, restarting ztunnel
+/// repairs no pod (istio-cni resends its cached snapshot: `keep` for each); a restarted pod's new
+/// sandbox goes through the CNI ADD and is in the mesh again, whether or not ztunnel restarted.
+/// A new app in the mesh cannot reach its database outside it (refused at 15008): databases first.
 #[test]
-fn apps_without_ztunnel_stay_broken_ztunnel_first_heals() {
-    let sim = start(opts());
+fn restarting_ztunnel_repairs_nothing_a_restarted_pod_is_captured_again() {
+    let sim = World::start(opts());
     let gw = sim.host_port(30000);
     sim.docker_restart();
-    // Restart the apps (DB first) but not ztunnel: new pods are not registered.
-    restart(&sim, "ecom", &["ecom-db"]);
-    // kubectl refuses a second restart of the same object within one second (restartedAt has
-    // second resolution).
-    std::thread::sleep(Duration::from_millis(1100));
-    ok(&kubectl(
-        &sim,
-        &["rollout", "restart", "deployment/ui-service", "deployment/ecom-service", "-n", "ecom"],
-    ));
-    ok(&kubectl(&sim, &["rollout", "status", "deployment/ui-service", "-n", "ecom", "--timeout=60s"]));
+    sim.wait_healthy(Duration::from_secs(20)).expect("pods Ready again");
+    sim.kubectl(&["rollout", "restart", "daemonset/ztunnel", "-n", "istio-system"]).ok();
+    sim.kubectl(&["rollout", "status", "daemonset/ztunnel", "-n", "istio-system", "--timeout=90s"]).ok();
+    sim.wait_for(Duration::from_secs(5), "the new ztunnel's snapshot", |w| {
+        w.mesh.values().all(|m| m.ztunnel.is_some())
+    })
+    .unwrap();
     let (s, body) = get(gw, "myecom.net", "/").expect("gateway answers");
     assert_eq!((s, body.as_str()), (503, ENVOY_503));
+    assert!(sim.pods().iter().filter(|p| p.ambient).all(|p| !p.registered));
 
-    // The right order: ztunnel rollout, then DBs, then apps.
-    ok(&kubectl(&sim, &["rollout", "restart", "daemonset/ztunnel", "-n", "istio-system"]));
-    ok(&kubectl(&sim, &["rollout", "status", "daemonset/ztunnel", "-n", "istio-system", "--timeout=90s"]));
     restart(&sim, "ecom", &["ecom-db"]);
     std::thread::sleep(Duration::from_millis(1100));
     restart(&sim, "ecom", &["ecom-service", "ui-service"]);
     assert_eq!(get(gw, "myecom.net", "/").map(|r| r.0), Ok(200));
     assert_eq!(get(gw, "myecom.net", "/ecom/books").map(|r| r.0), Ok(200));
-    // Not restarted yet: still the Envoy 503.
+    // Not restarted: still outside the mesh.
     let (s, body) = get(gw, "myecom.net", "/inven/health").expect("answers");
     assert_eq!((s, body.as_str()), (503, ENVOY_503));
-    let audit = sim.audit();
-    let epoch = audit.iter().position(|e| e.verb == "mesh-epoch").expect("ztunnel rollout completed");
-    let last_db_patch =
-        audit.iter().rposition(|e| e.is_kube_patch_of("deployments", "ecom-db")).expect("ecom-db patched");
-    assert!(epoch < last_db_patch);
+    let cni = sim.kubectl(&["logs", "daemonset/istio-cni-node", "-n", "istio-system", "--tail=-1"]).ok();
+    assert!(cni.contains("\tinfo\tcni-agent\tadding pod to the mesh\tns=ecom name=ui-service-"), "{cni}");
+    assert!(cni.contains("\tinfo\tcni-agent\tsending pod add to ztunnel\tuid=5a1e"), "{cni}");
+
+    // An app restarted before its database: in the mesh, it is refused by the database outside.
+    restart(&sim, "identity", &["keycloak-db"]);
+    std::thread::sleep(Duration::from_millis(1100));
+    sim.kubectl(&["rollout", "restart", "deployment/inventory-service", "-n", "inventory"]).ok();
+    sim.wait_for(Duration::from_secs(20), "inventory-service's crash loop", |w| {
+        w.pod_views().iter().any(|p| p.workload == "inventory-service" && p.crash_loop)
+    })
+    .unwrap();
+    let zt = sim.kubectl(&["logs", "daemonset/ztunnel", "-n", "istio-system", "--tail=-1"]).ok();
+    let db = sim.pods().into_iter().find(|p| p.workload == "inventory-db").unwrap();
+    assert!(
+        zt.lines().any(|l| l.contains("src.workload=\"inventory-service-")
+            && l.contains(&format!("dst.addr={}:15008", db.ip))
+            && l.contains("error=\"io error: Connection refused (os error 111)\"")),
+        "{zt}"
+    );
+}
+
+/// The capture state machine through the real clients: the guide's world adopts nothing after a
+/// Docker restart (istio-cni's scan finds no netns: `sending 'keep'`; ztunnel's workloadState is
+/// empty), the re-adopted world all but the pod drawn; `istioctl ztunnel-config all -o json`
+/// prints ztunnel's dump; the API server's pod proxy cannot reach its admin port.
+#[test]
+fn after_a_docker_restart_ztunnel_holds_what_istio_cni_captured() {
+    let state = |sim: &World| -> serde_json::Map<String, Value> {
+        let out = sim.client(
+            "istioctl",
+            &[
+                "ztunnel-config",
+                "all",
+                "--node",
+                "bookstore-control-plane",
+                "--istio-namespace",
+                "istio-system",
+                "--context",
+                "kind-bookstore",
+                "-o",
+                "json",
+            ],
+        );
+        assert!(out.success(), "{}", out.stderr);
+        let dump: Value = serde_json::from_str(&out.stdout).expect("the config dump is JSON");
+        assert!(dump["workloads"].as_array().is_some_and(|w| !w.is_empty()));
+        dump["workloadState"].as_object().cloned().expect("workloadState")
+    };
+    let sim = World::start(opts());
+    let meshed = sim.pods().into_iter().filter(|p| p.ambient).count();
+    assert_eq!(state(&sim).len(), meshed, "the healthy world: every meshed pod Up");
+    sim.docker_restart();
+    sim.wait_healthy(Duration::from_secs(20)).expect("pods Ready again");
+    assert!(state(&sim).is_empty(), "the guide's world: nothing adopted");
+    let cni = sim.kubectl(&["logs", "daemonset/istio-cni-node", "-n", "istio-system", "--tail=-1"]).ok();
+    assert!(cni.contains("\tinfo\tcni-agent\tinpod reconcile mode enabled"), "{cni}");
+    assert!(cni.contains("\terror\tcni-agent\tfailed to reconcile inpod rules for pod, try restarting the pod, or removing and re-adding it to the mesh: can't find netns for pod"), "{cni}");
+    assert!(cni.contains("netns is not available for pod, sending 'keep' to ztunnel\tuid="), "{cni}");
+    assert!(
+        !cni.contains("adding pod to the mesh"),
+        "the previous container's lines are not this one's: {cni}"
+    );
+    let zt = sim.kubectl(&["logs", "daemonset/ztunnel", "-n", "istio-system", "--tail=-1"]).ok();
+    assert!(zt.contains("\tinfo\tinpod::statemanager\treceived snapshot sent\t"), "{zt}");
+    // The annotation survives and proves nothing; istioctl's PROTOCOL comes from it.
+    let pods: Value =
+        serde_json::from_str(&sim.kubectl(&["get", "pods", "-n", "ecom", "-o", "json"]).ok()).unwrap();
+    assert!(
+        pods["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["metadata"]["annotations"]["ambient.istio.io/redirection"] == "enabled")
+    );
+    let summary = sim.client("istioctl", &["ztunnel-config", "workloads"]).ok();
+    assert!(summary.lines().any(|l| l.starts_with("ecom ui-service-") && l.ends_with(" HBONE")), "{summary}");
+    // The pod proxy: ztunnel's admin port listens on localhost only.
+    let zt_pod = sim.pods().into_iter().find(|p| p.workload == "ztunnel").unwrap();
+    let proxied = sim.kubectl(&[
+        "get",
+        "--raw",
+        &format!("/api/v1/namespaces/istio-system/pods/{}:15000/proxy/config_dump", zt_pod.name),
+    ]);
+    assert!(!proxied.success());
+    assert!(
+        proxied.stderr.contains(&format!("Error from server (ServiceUnavailable): error trying to reach service: dial tcp {}:15000: connect: connection refused", zt_pod.ip)),
+        "{}",
+        proxied.stderr
+    );
+
+    // The mesh re-adopts all but one pod, drawn with the seed.
+    let sim = World::start(SimOptions {
+        mesh_return: MeshReturn::Readopted { seed: 7, outside: 1, among: vec![] },
+        ..opts()
+    });
+    sim.docker_restart();
+    sim.wait_for(Duration::from_secs(20), "the mesh settled", |w| {
+        w.mesh.values().all(|m| m.timeline.is_empty())
+    })
+    .unwrap();
+    let outside: Vec<_> = sim.pods().into_iter().filter(|p| p.ambient && !p.registered).collect();
+    assert_eq!(outside.len(), 1, "{outside:?}");
+    let state = state(&sim);
+    assert_eq!(state.len(), meshed - 1);
+    assert!(state.values().all(|v| v["state"] == "Up"));
+    let cni = sim.kubectl(&["logs", "daemonset/istio-cni-node", "-n", "istio-system", "--tail=-1"]).ok();
+    assert!(cni.contains("sending pod to ztunnel as part of snapshot\tuid="), "{cni}");
+    assert!(cni.contains("sending pod add to ztunnel\tuid="), "some pods by their CNI ADD: {cni}");
+    let again = World::start(SimOptions {
+        mesh_return: MeshReturn::Readopted { seed: 7, outside: 1, among: vec![] },
+        ..opts()
+    });
+    again.docker_restart();
+    again
+        .wait_for(Duration::from_secs(20), "the mesh settled", |w| {
+            w.mesh.values().all(|m| m.timeline.is_empty())
+        })
+        .unwrap();
+    let drawn: Vec<String> =
+        again.pods().into_iter().filter(|p| p.ambient && !p.registered).map(|p| p.workload).collect();
+    assert_eq!(drawn, [outside[0].workload.clone()], "the same seed draws the same pod");
 }
 
 #[test]
 fn connect_put_semantics() {
-    let sim = start(opts());
+    let sim = World::start(opts());
     let port = sim.host_port(32300);
     let user = "ecomuser";
     let pass = "ecompass";
@@ -390,7 +517,7 @@ fn connect_put_semantics() {
 fn connect_file_provider_resolves_keyed_placeholders_only() {
     let mut o = opts();
     o.worker_file_provider = true;
-    let sim = start(o);
+    let sim = World::start(o);
     let port = sim.host_port(32300);
     let file = std::fs::read_to_string(sim.dir().join("infra/debezium/connectors/inventory-connector.json"))
         .expect("file");
@@ -412,55 +539,72 @@ fn connect_file_provider_resolves_keyed_placeholders_only() {
 
 #[test]
 fn kind_and_istioctl_standins() {
-    let sim = start(opts());
-    let o = run(&sim, "kind", &["get", "clusters"]);
-    assert_eq!(ok(&o).trim(), "bookstore");
+    let sim = World::start(opts());
+    let o = sim.client("kind", &["get", "clusters"]);
+    assert_eq!(o.ok().trim(), "bookstore");
 
     let mut opts2 = opts();
     opts2.no_cluster = true;
     opts2.images = vec!["bookstore/ui:1".into()];
-    let empty = Sim::start(opts2).expect("starts");
-    let o = run(&empty, "kind", &["get", "clusters"]);
-    assert!(o.status.success());
-    assert_eq!(String::from_utf8_lossy(&o.stdout), "");
-    assert_eq!(stderr(&o).trim(), "No kind clusters found.");
-    let o = run(&empty, "kubectl", &["get", "--raw", "/readyz"]);
-    assert!(!o.status.success());
+    let empty = World::start(opts2);
+    let o = empty.client("kind", &["get", "clusters"]);
+    assert!(o.success());
+    assert_eq!(o.stdout, "");
+    assert_eq!(o.stderr.trim(), "No kind clusters found.");
+    let o = empty.client("kubectl", &["get", "--raw", "/readyz"]);
+    assert!(!o.success());
     let cfg = empty.dir().join("infra/kind/cluster.yaml");
     let cfg = cfg.display().to_string();
-    let o = run(
-        &empty,
-        "kind",
-        &["create", "cluster", "--name", "bookstore", "--config", &cfg, "--wait", "120s"],
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stderr(&o).contains("Set kubectl context to \"kind-bookstore\""));
-    assert_eq!(ok(&run(&empty, "kubectl", &["get", "--raw", "/readyz"])), "ok");
+    let o = empty
+        .client("kind", &["create", "cluster", "--name", "bookstore", "--config", &cfg, "--wait", "120s"]);
+    assert!(o.success(), "{}", o.stderr);
+    assert!(o.stderr.contains("Set kubectl context to \"kind-bookstore\""));
+    assert_eq!(empty.client("kubectl", &["get", "--raw", "/readyz"]).ok(), "ok");
     // Without --skip-confirmation (and no terminal to answer) istioctl cancels, installing nothing.
-    let o = run(&empty, "istioctl", &["install", "--set", "profile=ambient"]);
-    assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stdout).contains("Proceed? (y/N) Cancelled."));
-    assert!(!kubectl(&empty, &["get", "daemonset", "ztunnel", "-n", "istio-system"]).status.success());
-    let o = run(&empty, "istioctl", &["install", "--set", "profile=ambient", "--skip-confirmation"]);
-    assert!(ok(&o).contains("Installation complete"));
-    let out = ok(&run(
-        &empty,
-        "kubectl",
-        &["rollout", "status", "daemonset/ztunnel", "-n", "istio-system", "--timeout=30s"],
-    ));
+    let o = empty.client("istioctl", &["install", "--set", "profile=ambient"]);
+    assert!(!o.success());
+    assert!(o.stdout.contains("Proceed? (y/N) Cancelled."));
+    assert!(!empty.kubectl(&["get", "daemonset", "ztunnel", "-n", "istio-system"]).success());
+    let o = empty.client("istioctl", &["install", "--set", "profile=ambient", "--skip-confirmation"]);
+    assert!(o.ok().contains("Installation complete"));
+    let out = empty
+        .client("kubectl", &["rollout", "status", "daemonset/ztunnel", "-n", "istio-system", "--timeout=30s"])
+        .ok();
     assert!(out.contains("successfully rolled out"));
-    let o = run(&empty, "kind", &["load", "docker-image", "bookstore/ui:1", "--name", "bookstore"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stderr(&o).contains("not yet present on node"), "{}", stderr(&o));
-    let o = run(&empty, "kind", &["load", "docker-image", "bookstore/ui:1", "--name", "bookstore"]);
-    assert!(stderr(&o).contains("found to be already present on all nodes"), "{}", stderr(&o));
-    let o = run(&empty, "kind", &["load", "docker-image", "bookstore/other:1", "--name", "bookstore"]);
-    assert_eq!(stderr(&o).trim(), "ERROR: image: \"bookstore/other:1\" not present locally");
-    let o = run(&empty, "kind", &["delete", "cluster", "--name", "bookstore"]);
-    assert!(o.status.success());
-    assert!(stderr(&o).contains("Deleted nodes: [\"bookstore-control-plane\"]"));
-    let o = run(&empty, "kind", &["get", "clusters"]);
-    assert_eq!(stderr(&o).trim(), "No kind clusters found.");
+    // `manifest generate` with the install's flags prints what the install deployed.
+    assert_eq!(
+        empty.client("istioctl", &["version", "--remote=false"]).ok().trim(),
+        "client version: 1.26.0"
+    );
+    let manifest = empty.client("istioctl", &["manifest", "generate", "--set", "profile=ambient"]).ok();
+    let deployed = empty
+        .kubectl(&[
+            "get",
+            "daemonset",
+            "ztunnel",
+            "-n",
+            "istio-system",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}",
+        ])
+        .ok();
+    assert_eq!(deployed, "docker.io/istio/ztunnel:1.26.0-distroless");
+    assert!(manifest.contains(&format!("image: {deployed}\n")), "{manifest}");
+    let o = empty
+        .client("istioctl", &["manifest", "generate", "--set", "profile=ambient", "--skip-confirmation"]);
+    assert_eq!(o.stderr.trim(), "Error: unknown flag: --skip-confirmation");
+    let o = empty.client("kind", &["load", "docker-image", "bookstore/ui:1", "--name", "bookstore"]);
+    assert!(o.success(), "{}", o.stderr);
+    assert!(o.stderr.contains("not yet present on node"), "{}", o.stderr);
+    let o = empty.client("kind", &["load", "docker-image", "bookstore/ui:1", "--name", "bookstore"]);
+    assert!(o.stderr.contains("found to be already present on all nodes"), "{}", o.stderr);
+    let o = empty.client("kind", &["load", "docker-image", "bookstore/other:1", "--name", "bookstore"]);
+    assert_eq!(o.stderr.trim(), "ERROR: image: \"bookstore/other:1\" not present locally");
+    let o = empty.client("kind", &["delete", "cluster", "--name", "bookstore"]);
+    assert!(o.success());
+    assert!(o.stderr.contains("Deleted nodes: [\"bookstore-control-plane\"]"));
+    let o = empty.client("kind", &["get", "clusters"]);
+    assert_eq!(o.stderr.trim(), "No kind clusters found.");
     assert!(empty.audit().iter().any(|e| e.source == Source::Standin && e.verb == "istioctl"));
 }
 
@@ -468,8 +612,8 @@ fn kind_and_istioctl_standins() {
 fn old_cluster_lacks_bindings_and_ports() {
     let mut o = opts();
     o.old_cluster = true;
-    let sim = start(o);
-    let out = ok(&docker(&sim, &["inspect", "--type", "container", "bookstore-control-plane"]));
+    let sim = World::start(o);
+    let out = sim.docker(&["inspect", "--type", "container", "bookstore-control-plane"]).ok();
     let v: Value = serde_json::from_str(&out).expect("json");
     let b = &v[0]["HostConfig"]["PortBindings"];
     for p in ["32100/tcp", "32200/tcp", "32300/tcp"] {
@@ -482,25 +626,24 @@ fn old_cluster_lacks_bindings_and_ports() {
 
 #[test]
 fn faults_api_refuse_errors_crash_loop() {
-    let sim = start(opts());
+    let sim = World::start(opts());
     sim.fault(Fault::ApiRefuseFor { secs: 1.0 });
-    let o = kubectl(&sim, &["get", "--raw", "/readyz"]);
-    assert!(!o.status.success());
-    assert!(stderr(&o).contains("was refused"), "{}", stderr(&o));
+    let o = sim.kubectl(&["get", "--raw", "/readyz"]);
+    assert!(!o.success());
+    assert!(o.stderr.contains("was refused"), "{}", o.stderr);
     let s = eventually(Duration::from_secs(5), "API back", || {
-        let o = kubectl(&sim, &["get", "--raw", "/readyz"]);
-        o.status.success().then(|| ok(&o))
+        let o = sim.kubectl(&["get", "--raw", "/readyz"]);
+        o.success().then(|| o.ok())
     });
     assert_eq!(s, "ok");
 
     sim.fault(Fault::CrashLoop { workload: "redis".into() });
-    ok(&kubectl(&sim, &["rollout", "restart", "deployment/redis", "-n", "infra"]));
-    let o = kubectl(&sim, &["rollout", "status", "deployment/redis", "-n", "infra", "--timeout=1s"]);
-    assert!(!o.status.success());
-    let pods: Value = serde_json::from_str(&ok(&kubectl(
-        &sim,
-        &["get", "pods", "-n", "infra", "-l", "app=redis", "-o", "json"],
-    )))
+    sim.kubectl(&["rollout", "restart", "deployment/redis", "-n", "infra"]).ok();
+    let o = sim.kubectl(&["rollout", "status", "deployment/redis", "-n", "infra", "--timeout=1s"]);
+    assert!(!o.success());
+    let pods: Value = serde_json::from_str(
+        &sim.kubectl(&["get", "pods", "-n", "infra", "-l", "app=redis", "-o", "json"]).ok(),
+    )
     .expect("json");
     let waiting: Vec<&Value> = pods["items"]
         .as_array()
@@ -512,22 +655,21 @@ fn faults_api_refuse_errors_crash_loop() {
     assert!(waiting[0]["status"]["containerStatuses"][0]["restartCount"].as_i64() >= Some(1));
 
     sim.fault(Fault::ApiErrors { code: 503, count: 1 });
-    let o = kubectl(&sim, &["get", "--raw", "/readyz"]);
+    let o = sim.kubectl(&["get", "--raw", "/readyz"]);
     let _ = o; // first request fails, kubectl may or may not retry
     assert!(sim.audit().iter().any(|e| e.source == Source::Kube && e.status == 503));
 }
 
 #[test]
 fn faults_image_pull_backoff_and_connect_reset() {
-    let sim = start(opts());
+    let sim = World::start(opts());
     sim.fault(Fault::ImagePullBackOff { workload: "redis".into(), error: PullError::NotFound, secs: None });
-    ok(&kubectl(&sim, &["rollout", "restart", "deployment/redis", "-n", "infra"]));
-    let o = kubectl(&sim, &["rollout", "status", "deployment/redis", "-n", "infra", "--timeout=1s"]);
-    assert!(!o.status.success());
-    let pods: Value = serde_json::from_str(&ok(&kubectl(
-        &sim,
-        &["get", "pods", "-n", "infra", "-l", "app=redis", "-o", "json"],
-    )))
+    sim.kubectl(&["rollout", "restart", "deployment/redis", "-n", "infra"]).ok();
+    let o = sim.kubectl(&["rollout", "status", "deployment/redis", "-n", "infra", "--timeout=1s"]);
+    assert!(!o.success());
+    let pods: Value = serde_json::from_str(
+        &sim.kubectl(&["get", "pods", "-n", "infra", "-l", "app=redis", "-o", "json"]).ok(),
+    )
     .expect("json");
     let pulling: Vec<&Value> = pods["items"]
         .as_array()
@@ -540,9 +682,9 @@ fn faults_image_pull_backoff_and_connect_reset() {
     let message = pulling[0]["status"]["containerStatuses"][0]["state"]["waiting"]["message"].as_str();
     assert_eq!(message, Some("Back-off pulling image \"bookstore/redis:1.0.0\""));
     let name = pulling[0]["metadata"]["name"].as_str().expect("name");
-    let o = kubectl(&sim, &["logs", name, "-n", "infra"]);
-    assert!(!o.status.success());
-    assert!(stderr(&o).contains("is waiting to start: trying and failing to pull image"), "{}", stderr(&o));
+    let o = sim.kubectl(&["logs", name, "-n", "infra"]);
+    assert!(!o.success());
+    assert!(o.stderr.contains("is waiting to start: trying and failing to pull image"), "{}", o.stderr);
     assert!(sim.pods().iter().any(|p| p.workload == "redis" && p.image_pull_backoff && !p.ready));
 
     let port = sim.host_port(32300);
@@ -555,7 +697,7 @@ fn faults_image_pull_backoff_and_connect_reset() {
 /// kubectl ≥1.35 streams the initial list (sendInitialEvents) and waits for the bookmark.
 #[test]
 fn watch_list_sends_initial_events_end_bookmark() {
-    let sim = start(opts());
+    let sim = World::start(opts());
     let path = "/apis/apps/v1/namespaces/ecom/deployments?allowWatchBookmarks=true&fieldSelector=metadata.name%3Decom-db&resourceVersionMatch=NotOlderThan&sendInitialEvents=true&timeoutSeconds=2&watch=true";
     let (s, _, body) = http(sim.kube_port(), "GET", "127.0.0.1", path, None).expect("answers");
     assert_eq!(s, 200);
@@ -583,10 +725,10 @@ fn latency_table_prints() {
 /// strict but fair.
 #[test]
 fn full_recovery_procedure_heals_everything() {
-    let sim = start(opts());
+    let sim = World::start(opts());
     sim.docker_restart();
-    ok(&kubectl(&sim, &["rollout", "restart", "daemonset/ztunnel", "-n", "istio-system"]));
-    ok(&kubectl(&sim, &["rollout", "status", "daemonset/ztunnel", "-n", "istio-system", "--timeout=90s"]));
+    sim.kubectl(&["rollout", "restart", "daemonset/ztunnel", "-n", "istio-system"]).ok();
+    sim.kubectl(&["rollout", "status", "daemonset/ztunnel", "-n", "istio-system", "--timeout=90s"]).ok();
     for (ns, db) in [
         ("ecom", "ecom-db"),
         ("inventory", "inventory-db"),
@@ -639,7 +781,10 @@ fn full_recovery_procedure_heals_everything() {
     }
     assert!(sim.pods().iter().all(|p| p.ready && (!p.ambient || p.registered)));
     let audit = sim.audit();
-    let epoch = audit.iter().position(|e| e.verb == "mesh-epoch").expect("epoch");
+    let epoch = audit
+        .iter()
+        .position(|e| e.verb == "rollout-complete" && e.path == "istio-system/ztunnel")
+        .expect("ztunnel's rollout completed");
     let first_deploy_patch = audit
         .iter()
         .position(|e| e.source == Source::Kube && e.verb == "PATCH" && e.path.contains("/deployments/"))
@@ -655,14 +800,13 @@ fn full_recovery_procedure_heals_everything() {
 #[test]
 fn a_restart_long_after_the_last_rollout_does_not_exceed_the_progress_deadline() {
     // 600 s × 0.01 = 6 s of progress deadline.
-    let sim = start(SimOptions { time_scale: 0.01, ..opts() });
+    let sim = World::start(SimOptions { time_scale: 0.01, ..opts() });
     std::thread::sleep(Duration::from_millis(6500));
     sim.docker_restart();
-    let progressing = |sim: &Sim| {
-        let d: Value = serde_json::from_str(&ok(&kubectl(
-            sim,
-            &["get", "deployment/keycloak", "-n", "identity", "-o", "json"],
-        )))
+    let progressing = |sim: &World| {
+        let d: Value = serde_json::from_str(
+            &sim.kubectl(&["get", "deployment/keycloak", "-n", "identity", "-o", "json"]).ok(),
+        )
         .unwrap();
         let conditions = d["status"]["conditions"].as_array().cloned().unwrap_or_default();
         conditions.into_iter().find(|c| c["type"] == "Progressing").map(|c| c["reason"].clone())
@@ -670,7 +814,8 @@ fn a_restart_long_after_the_last_rollout_does_not_exceed_the_progress_deadline()
     // keycloak takes 400 ms to be Ready again: meanwhile the last rollout's condition stands, and
     // a restart then rolls out.
     assert_eq!(progressing(&sim), Some(Value::from("NewReplicaSetAvailable")));
-    restart(&sim, "identity", &["keycloak"]);
+    // Its database first: a keycloak in the mesh cannot reach one left outside it.
+    restart(&sim, "identity", &["keycloak-db", "keycloak"]);
     assert_eq!(progressing(&sim), Some(Value::from("NewReplicaSetAvailable")));
 }
 
@@ -681,14 +826,14 @@ fn a_restart_long_after_the_last_rollout_does_not_exceed_the_progress_deadline()
 /// resources are served.
 #[test]
 fn gateway_api_crds_apply_as_the_real_file() {
-    let sim = start(opts());
+    let sim = World::start(opts());
     let stack = std::fs::read_to_string(sim.stack_path()).unwrap();
     let url = stack.lines().find_map(|l| l.trim().strip_prefix("crds: ")).expect("the stack's crds line");
     assert!(url.starts_with("http://127.0.0.1:") && url.ends_with("/v1.4.1/standard-install.yaml"), "{url}");
-    let before = kubectl(&sim, &["get", "gateways.gateway.networking.k8s.io", "-A"]);
-    assert!(!before.status.success(), "Gateways served before their CRD");
+    let before = sim.kubectl(&["get", "gateways.gateway.networking.k8s.io", "-A"]);
+    assert!(!before.success(), "Gateways served before their CRD");
 
-    let applied = ok(&kubectl(&sim, &["apply", "--server-side", "--field-manager=bookstore", "-f", url]));
+    let applied = sim.kubectl(&["apply", "--server-side", "--field-manager=bookstore", "-f", url]).ok();
     for crd in
         ["gatewayclasses", "gateways", "grpcroutes", "httproutes", "referencegrants", "backendtlspolicies"]
     {
@@ -698,18 +843,18 @@ fn gateway_api_crds_apply_as_the_real_file() {
         assert!(applied.contains(&line), "{applied}");
     }
     let crds = ["crd/gateways.gateway.networking.k8s.io", "crd/httproutes.gateway.networking.k8s.io"];
-    ok(&kubectl(&sim, &[&["wait", "--for=condition=Established", "--timeout=10s"][..], &crds[..]].concat()));
+    sim.kubectl(&[&["wait", "--for=condition=Established", "--timeout=10s"][..], &crds[..]].concat()).ok();
     let annotations = |name: &str| {
-        let crd = ok(&kubectl(&sim, &["get", "crd", name, "-o", "json"]));
+        let crd = sim.kubectl(&["get", "crd", name, "-o", "json"]).ok();
         let crd: Value = serde_json::from_str(&crd).unwrap();
         crd["metadata"]["annotations"].as_object().cloned().unwrap_or_default()
     };
     let ssa = annotations("httproutes.gateway.networking.k8s.io");
     assert_eq!(ssa["gateway.networking.k8s.io/bundle-version"], "v1.4.1", "the real file, not a stub");
     assert!(!ssa.contains_key("kubectl.kubernetes.io/last-applied-configuration"));
-    ok(&kubectl(&sim, &["get", "gateways.gateway.networking.k8s.io", "-A"]));
+    sim.kubectl(&["get", "gateways.gateway.networking.k8s.io", "-A"]).ok();
 
-    ok(&kubectl(&sim, &["apply", "-f", url]));
+    sim.kubectl(&["apply", "-f", url]).ok();
     let last = annotations("httproutes.gateway.networking.k8s.io")["kubectl.kubernetes.io/last-applied-configuration"]
         .as_str()
         .unwrap()
@@ -721,9 +866,9 @@ fn gateway_api_crds_apply_as_the_real_file() {
     let manifest = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "big", "namespace": "ecom", "annotations": {"big": "x".repeat(270_000)}}});
     std::fs::write(&big, manifest.to_string()).unwrap();
-    let over = kubectl(&sim, &["create", "-f", big.to_str().unwrap()]);
-    assert!(!over.status.success());
-    let err = stderr(&over);
+    let over = sim.kubectl(&["create", "-f", big.to_str().unwrap()]);
+    assert!(!over.success());
+    let err = over.stderr;
     assert!(err.contains("metadata.annotations: Too long: must have at most 262144 bytes"), "{err}");
 }
 
@@ -735,50 +880,47 @@ fn gateway_api_crds_apply_as_the_real_file() {
 fn image_archives_under_the_containerd_and_the_classic_store() {
     let image = "bookstore/ui-service:dev";
     let world = |containerd: bool, api: &str| {
-        let sim = Sim::start(SimOptions {
+        World::start(SimOptions {
             containerd_store: containerd,
             docker_api_version: api.into(),
             images: vec![image.into()],
             ..opts()
         })
-        .expect("starts");
-        sim.wait_healthy(Duration::from_secs(10)).expect("healthy");
-        sim
     };
     let sim = world(true, "1.50");
     let plain = sim.dir().join("plain.tar").display().to_string();
-    ok(&docker(&sim, &["save", "-o", &plain, image]));
-    let o = run(&sim, "kind", &["load", "image-archive", &plain, "--name", "bookstore"]);
-    assert_eq!(o.status.code(), Some(1));
-    let err = stderr(&o);
+    sim.docker(&["save", "-o", &plain, image]).ok();
+    let o = sim.client("kind", &["load", "image-archive", &plain, "--name", "bookstore"]);
+    assert_eq!(Some(o.code), Some(1));
+    let err = o.stderr;
     assert!(err.contains("ctr --namespace=k8s.io images import --all-platforms --digests"), "{err}");
     assert!(err.contains("Command Output: ctr: content digest sha256:"), "{err}");
     assert!(err.trim_end().ends_with(": not found"), "{err}");
-    let o = run(&sim, "kind", &["load", "docker-image", image, "--name", "bookstore"]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("ctr: content digest sha256:"), "{}", stderr(&o));
+    let o = sim.client("kind", &["load", "docker-image", image, "--name", "bookstore"]);
+    assert_eq!(Some(o.code), Some(1));
+    assert!(o.stderr.contains("ctr: content digest sha256:"), "{}", o.stderr);
 
     let one = sim.dir().join("one.tar").display().to_string();
-    ok(&docker(&sim, &["image", "save", "--platform", "linux/amd64", "-o", &one, image]));
+    sim.docker(&["image", "save", "--platform", "linux/amd64", "-o", &one, image]).ok();
     let get = sim.audit().into_iter().rfind(|e| e.source == Source::Docker && e.path.contains("/images/get"));
     assert!(get.expect("GET /images/get").path.contains("platform="), "the CLI sends the platform");
-    let o = run(&sim, "kind", &["load", "image-archive", &one, "--name", "bookstore"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let o = run(&sim, "kind", &["load", "docker-image", image, "--name", "bookstore"]);
-    assert!(stderr(&o).contains("already present on all nodes"), "loaded: {}", stderr(&o));
-    let o = docker(&sim, &["image", "save", "--platform", "linux/arm64", "-o", &one, image]);
-    assert!(stderr(&o).contains("no suitable export target found"), "{}", stderr(&o));
+    let o = sim.client("kind", &["load", "image-archive", &one, "--name", "bookstore"]);
+    assert!(o.success(), "{}", o.stderr);
+    let o = sim.client("kind", &["load", "docker-image", image, "--name", "bookstore"]);
+    assert!(o.stderr.contains("already present on all nodes"), "loaded: {}", o.stderr);
+    let o = sim.docker(&["image", "save", "--platform", "linux/arm64", "-o", &one, image]);
+    assert!(o.stderr.contains("no suitable export target found"), "{}", o.stderr);
 
     // Docker 27 (API 1.47) has no `save --platform`: the CLI refuses before any request.
     let old = world(true, "1.47");
-    let o = docker(&old, &["image", "save", "--platform", "linux/amd64", "-o", &one, image]);
-    assert!(!o.status.success());
-    assert!(stderr(&o).contains("1.48"), "{}", stderr(&o));
+    let o = old.docker(&["image", "save", "--platform", "linux/amd64", "-o", &one, image]);
+    assert!(!o.success());
+    assert!(o.stderr.contains("1.48"), "{}", o.stderr);
 
     // The classic store: the fast path works.
     let classic = world(false, "1.50");
-    let o = run(&classic, "kind", &["load", "docker-image", image, "--name", "bookstore"]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let o = classic.client("kind", &["load", "docker-image", image, "--name", "bookstore"]);
+    assert!(o.success(), "{}", o.stderr);
 }
 
 /// Downloads: `docker pull` on the host takes its size over the machine's link; the kubelet
@@ -786,15 +928,14 @@ fn image_archives_under_the_containerd_and_the_classic_store() {
 /// a loaded image is there at once; a stack that has run has every image.
 #[test]
 fn images_download_over_one_link_and_stay_in_the_node() {
-    let sim = Sim::start(SimOptions { no_cluster: true, time_scale: 0.01, bandwidth_mb_s: 10.0, ..opts() })
-        .expect("starts");
+    let sim = World::start(SimOptions { no_cluster: true, time_scale: 0.01, bandwidth_mb_s: 10.0, ..opts() });
     // redis (17 MB) at 10 MB/s and scale 0.01: about 17 ms.
-    let o = docker(&sim, &["pull", "redis:7.4.2-alpine"]);
-    assert!(ok(&o).contains("docker.io/library/redis:7.4.2-alpine"), "{}", stderr(&o));
-    let listed = ok(&docker(&sim, &["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"]));
+    let o = sim.docker(&["pull", "redis:7.4.2-alpine"]);
+    assert!(o.ok().contains("docker.io/library/redis:7.4.2-alpine"), "{}", o.stderr);
+    let listed = sim.docker(&["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"]).ok();
     assert_eq!(listed.trim(), "redis:7.4.2-alpine");
-    let o = docker(&sim, &["pull", "redis:7.4.2-alpine"]);
-    assert!(ok(&o).contains("docker.io/library/redis:7.4.2-alpine"));
+    let o = sim.docker(&["pull", "redis:7.4.2-alpine"]);
+    assert!(o.ok().contains("docker.io/library/redis:7.4.2-alpine"));
     let pulled = |w: &bookstore_sim::World, store: &str| {
         w.audit
             .iter()
@@ -806,7 +947,7 @@ fn images_download_over_one_link_and_stay_in_the_node() {
     sim.wait_for(Duration::from_secs(1), "one host pull", |w| pulled(w, "host") == 1).unwrap();
 
     let cfg = sim.dir().join("infra/kind/cluster.yaml").display().to_string();
-    ok(&run(&sim, "kind", &["create", "cluster", "--name", "bookstore", "--config", &cfg]));
+    sim.client("kind", &["create", "cluster", "--name", "bookstore", "--config", &cfg]).ok();
     // A pod whose image the node lacks waits in ContainerCreating until the kubelet pulled it.
     let manifest = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: cache, namespace: default}\n\
                     spec:\n  replicas: 1\n  selector: {matchLabels: {app: cache}}\n  template:\n    \
@@ -816,14 +957,14 @@ fn images_download_over_one_link_and_stay_in_the_node() {
     apply.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = apply.spawn().unwrap();
     std::io::Write::write_all(&mut child.stdin.take().unwrap(), manifest.as_bytes()).unwrap();
-    ok(&child.wait_with_output().unwrap());
+    Run::from(child.wait_with_output().unwrap()).ok();
     sim.wait_for(Duration::from_secs(5), "the kubelet's pull", |w| pulled(w, "node") == 1).unwrap();
-    let o = run(&sim, "kind", &["load", "docker-image", "redis:7.4.2-alpine", "--name", "bookstore"]);
-    assert!(stderr(&o).contains("already present on all nodes"), "{}", stderr(&o));
-    let out = ok(&kubectl(&sim, &["rollout", "status", "deployment/cache", "--timeout=30s"]));
+    let o = sim.client("kind", &["load", "docker-image", "redis:7.4.2-alpine", "--name", "bookstore"]);
+    assert!(o.stderr.contains("already present on all nodes"), "{}", o.stderr);
+    let out = sim.kubectl(&["rollout", "status", "deployment/cache", "--timeout=30s"]).ok();
     assert!(out.contains("successfully rolled out"), "{out}");
 
     // A stack that has run needs no download.
-    let healthy = start(opts());
+    let healthy = World::start(opts());
     assert!(!healthy.audit().iter().any(|e| e.verb == "image-pulled" || e.verb == "pod-pulling"));
 }

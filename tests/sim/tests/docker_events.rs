@@ -2,14 +2,19 @@
 //! `docker restart` and a Docker Desktop restart emit, `--since`/`--until` replay, filters, and
 //! the stream ending when the daemon goes away.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::*;
+use bookstore_sim::kit::{Run, World, eventually};
 use serde_json::Value;
+
+/// These tests' time scale: the simulator's own wire behaviour, fast.
+const SCALE: f64 = 0.02;
+
+fn opts() -> bookstore_sim::SimOptions {
+    bookstore_sim::SimOptions { time_scale: SCALE, ..bookstore_sim::SimOptions::default() }
+}
 
 const NODE: &str = "bookstore-control-plane";
 const LABEL: &str = "label=io.x-k8s.kind.cluster=bookstore";
@@ -20,13 +25,13 @@ fn unix_now() -> String {
 }
 
 /// Past events as `docker events --since … --until … --format '{{json .}}'` prints them.
-fn past(sim: &bookstore_sim::Sim, since: &str, filters: &[&str]) -> Vec<Value> {
+fn past(sim: &World, since: &str, filters: &[&str]) -> Vec<Value> {
     let until = unix_now();
     let mut args = vec!["events", "--since", since, "--until", &until, "--format", "{{json .}}"];
     for f in filters {
         args.extend(["--filter", f]);
     }
-    let out = ok(&docker(sim, &args));
+    let out = sim.docker(&args).ok();
     out.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect()
 }
 
@@ -34,16 +39,16 @@ fn actions(events: &[Value]) -> Vec<String> {
     events.iter().map(|e| e["Action"].as_str().unwrap_or("").to_string()).collect()
 }
 
-fn started_at(sim: &bookstore_sim::Sim) -> String {
-    ok(&docker(sim, &["inspect", "--format", "{{.State.StartedAt}}", NODE])).trim().to_string()
+fn started_at(sim: &World) -> String {
+    sim.docker(&["inspect", "--format", "{{.State.StartedAt}}", NODE]).ok().trim().to_string()
 }
 
 #[test]
 fn docker_restart_of_the_node_emits_what_the_daemon_does() {
-    let sim = start(opts());
+    let sim = World::start(opts());
     let since = unix_now();
     let before = started_at(&sim);
-    ok(&docker(&sim, &["restart", NODE]));
+    sim.docker(&["restart", NODE]).ok();
     let events = past(&sim, &since, &[LABEL]);
     assert_eq!(actions(&events), ["kill", "die", "stop", "start", "restart"], "{events:#?}");
     let die = &events[1];
@@ -61,7 +66,7 @@ fn docker_restart_of_the_node_emits_what_the_daemon_does() {
 
 #[test]
 fn a_docker_desktop_restart_ends_the_stream_and_replays_only_the_new_daemons_start() {
-    let sim = start(opts());
+    let sim = World::start(opts());
     let before = started_at(&sim);
     let mut child = sim
         .command("docker")
@@ -91,13 +96,13 @@ fn a_docker_desktop_restart_ends_the_stream_and_replays_only_the_new_daemons_sta
     assert!(err.contains("unexpected EOF"), "{err}");
 
     // While Docker is down the socket refuses.
-    let down = docker(&sim, &["info", "--format", "{{.ServerVersion}}"]);
-    assert!(!down.status.success());
-    assert!(stderr(&down).contains("Cannot connect to the Docker daemon"), "{}", stderr(&down));
+    let down = sim.docker(&["info", "--format", "{{.ServerVersion}}"]);
+    assert!(!down.success());
+    assert!(down.stderr.contains("Cannot connect to the Docker daemon"), "{}", down.stderr);
 
     // Back: the new daemon's ring holds only what happened since it started.
     eventually(Duration::from_secs(10), "Docker to come back", || {
-        docker(&sim, &["info", "--format", "{{.ServerVersion}}"]).status.success().then_some(())
+        sim.docker(&["info", "--format", "{{.ServerVersion}}"]).success().then_some(())
     });
     let replay = past(&sim, &since, &[LABEL]);
     assert_eq!(actions(&replay), ["start"], "{replay:#?}");
@@ -106,7 +111,7 @@ fn a_docker_desktop_restart_ends_the_stream_and_replays_only_the_new_daemons_sta
 
 #[test]
 fn a_stream_until_a_future_time_ends_cleanly() {
-    let sim = start(opts());
+    let sim = World::start(opts());
     let until = {
         let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap() + Duration::from_millis(800);
         d.as_secs().to_string() + &format!(".{:09}", d.subsec_nanos())
@@ -119,9 +124,8 @@ fn a_stream_until_a_future_time_ends_cleanly() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    ok(&docker(&sim, &["stop", NODE]));
-    let out = child.wait_with_output().unwrap();
-    let text = ok(&out);
+    sim.docker(&["stop", NODE]).ok();
+    let text = Run::from(child.wait_with_output().unwrap()).ok();
     let got: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(actions(&got), ["kill", "die", "stop"], "{text}");
 }

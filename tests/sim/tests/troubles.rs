@@ -2,21 +2,26 @@
 //! pod states with their Events, istio-cni's reconcile error, refused HBONE in ztunnel's log, a
 //! second control-plane container, the worker env and the volumes of the Deployments.
 
-mod common;
-
 use std::time::Duration;
 
+use bookstore_sim::kit::{Run, World, eventually, http};
 use bookstore_sim::{Fault, PullError, SimOptions};
-use common::*;
 use serde_json::Value;
 
-fn json(o: &std::process::Output) -> Value {
-    serde_json::from_str(&ok(o)).expect("kubectl printed JSON")
+/// These tests' time scale: the simulator's own wire behaviour, fast.
+const SCALE: f64 = 0.02;
+
+fn opts() -> bookstore_sim::SimOptions {
+    bookstore_sim::SimOptions { time_scale: SCALE, ..bookstore_sim::SimOptions::default() }
+}
+
+fn json(o: &Run) -> Value {
+    serde_json::from_str(&o.ok()).expect("kubectl printed JSON")
 }
 
 /// The first container's waiting reason of every pod of `app` in `ns`.
-fn waiting(sim: &bookstore_sim::Sim, ns: &str, app: &str) -> Vec<String> {
-    let pods = json(&kubectl(sim, &["get", "pods", "-n", ns, "-l", &format!("app={app}"), "-o", "json"]));
+fn waiting(sim: &World, ns: &str, app: &str) -> Vec<String> {
+    let pods = json(&sim.kubectl(&["get", "pods", "-n", ns, "-l", &format!("app={app}"), "-o", "json"]));
     pods["items"]
         .as_array()
         .expect("items")
@@ -27,8 +32,8 @@ fn waiting(sim: &bookstore_sim::Sim, ns: &str, app: &str) -> Vec<String> {
         .collect()
 }
 
-fn events(sim: &bookstore_sim::Sim) -> Vec<(String, String, String)> {
-    let all = json(&kubectl(sim, &["get", "events", "-A", "-o", "json"]));
+fn events(sim: &World) -> Vec<(String, String, String)> {
+    let all = json(&sim.kubectl(&["get", "events", "-A", "-o", "json"]));
     all["items"]
         .as_array()
         .expect("items")
@@ -42,7 +47,7 @@ fn events(sim: &bookstore_sim::Sim) -> Vec<(String, String, String)> {
 
 #[test]
 fn troubled_pods_show_their_state_and_events() {
-    let sim = start(opts());
+    let sim = World::start(opts());
     sim.fault(Fault::ImagePullBackOff { workload: "redis".into(), error: PullError::NotFound, secs: None });
     sim.fault(Fault::SandboxCreationFails { workload: "prometheus".into() });
     sim.fault(Fault::Unschedulable { workload: "superset".into() });
@@ -50,7 +55,7 @@ fn troubled_pods_show_their_state_and_events() {
     for (name, ns) in
         [("redis", "infra"), ("prometheus", "observability"), ("superset", "analytics"), ("pgadmin", "infra")]
     {
-        ok(&kubectl(&sim, &["rollout", "restart", &format!("deployment/{name}"), "-n", ns]));
+        sim.kubectl(&["rollout", "restart", &format!("deployment/{name}"), "-n", ns]).ok();
     }
     eventually(Duration::from_secs(10), "the troubles show", || {
         let pull = waiting(&sim, "infra", "redis").contains(&"ImagePullBackOff".to_string());
@@ -58,7 +63,7 @@ fn troubled_pods_show_their_state_and_events() {
         let sandbox = waiting(&sim, "observability", "prometheus").contains(&"ContainerCreating".to_string());
         (pull && crash && sandbox).then_some(())
     });
-    let pods = json(&kubectl(&sim, &["get", "pods", "-n", "analytics", "-l", "app=superset", "-o", "json"]));
+    let pods = json(&sim.kubectl(&["get", "pods", "-n", "analytics", "-l", "app=superset", "-o", "json"]));
     let pending: Vec<&Value> = pods["items"]
         .as_array()
         .expect("items")
@@ -81,34 +86,33 @@ fn troubled_pods_show_their_state_and_events() {
 
 #[test]
 fn cni_reconcile_failure_is_logged_and_hbone_to_the_pod_is_refused() {
-    let sim = start(opts());
+    let sim = World::start(opts());
     sim.fault(Fault::CniReconcileFailed { workload: "ui-service".into() });
-    let cni = ok(&kubectl(&sim, &["logs", "daemonset/istio-cni-node", "-n", "istio-system", "--tail=5"]));
+    let cni = sim.kubectl(&["logs", "daemonset/istio-cni-node", "-n", "istio-system", "--tail=5"]).ok();
     let pod = sim.pods().into_iter().find(|p| p.workload == "ui-service").expect("ui pod");
     assert!(cni.contains("failed to reconcile inpod rules for pod"), "{cni}");
     assert!(cni.contains(&format!("ns=ecom name={}", pod.name)), "{cni}");
     let (status, _, _) = http(sim.host_port(30000), "GET", "myecom.net", "/", None).expect("gateway answers");
     assert_eq!(status, 503);
-    let zt = ok(&kubectl(&sim, &["logs", "daemonset/ztunnel", "-n", "istio-system", "--tail=5"]));
+    let zt = sim.kubectl(&["logs", "daemonset/ztunnel", "-n", "istio-system", "--tail=5"]).ok();
     assert!(zt.contains(&format!("dst.addr={}:15008", pod.ip)), "{zt}");
     assert!(zt.contains("Connection refused (os error 111)"), "{zt}");
 }
 
 #[test]
 fn a_second_control_plane_is_listed_with_its_role_label() {
-    let sim = start(opts());
+    let sim = World::start(opts());
     sim.fault(Fault::ExtraControlPlane);
-    let out = ok(&docker(
-        &sim,
-        &[
+    let out = sim
+        .docker(&[
             "ps",
             "-a",
             "--filter",
             "label=io.x-k8s.kind.cluster=bookstore",
             "--format",
             "{{.Names}} {{.Label \"io.x-k8s.kind.role\"}}",
-        ],
-    ));
+        ])
+        .ok();
     let mut lines: Vec<&str> = out.lines().collect();
     lines.sort();
     assert_eq!(lines, ["bookstore-control-plane control-plane", "bookstore-control-plane2 control-plane"]);
@@ -116,10 +120,10 @@ fn a_second_control_plane_is_listed_with_its_role_label() {
 
 #[test]
 fn deployments_carry_the_volumes_and_worker_env_of_the_manifests() {
-    let deploy = |sim: &bookstore_sim::Sim, ns: &str, name: &str| {
-        json(&kubectl(sim, &["get", "deployment", name, "-n", ns, "-o", "json"]))
+    let deploy = |sim: &World, ns: &str, name: &str| {
+        json(&sim.kubectl(&["get", "deployment", name, "-n", ns, "-o", "json"]))
     };
-    let sim = start(opts());
+    let sim = World::start(opts());
     let kafka = deploy(&sim, "infra", "kafka");
     assert!(kafka.pointer("/spec/template/spec/volumes").is_none(), "no PVC by default");
     let db = deploy(&sim, "ecom", "ecom-db");
@@ -136,7 +140,7 @@ fn deployments_carry_the_volumes_and_worker_env_of_the_manifests() {
         .collect();
     assert!(!names.contains(&"CONNECT_CONFIG_PROVIDERS"), "{names:?}");
 
-    let sim = start(SimOptions { kafka_pvc: true, worker_file_provider: true, ..opts() });
+    let sim = World::start(SimOptions { kafka_pvc: true, worker_file_provider: true, ..opts() });
     let kafka = deploy(&sim, "infra", "kafka");
     assert_eq!(
         kafka.pointer("/spec/template/spec/volumes/0/persistentVolumeClaim/claimName"),

@@ -1,0 +1,335 @@
+//! A cluster made: what `kind create cluster` and `istioctl install` leave, and the healthy
+//! stack a world starts with, bootstrapped an hour ago and aged to say so.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime};
+
+use base64::Engine;
+use serde_json::{Value, json};
+
+use super::{AMBIENT_LABEL, ClusterState, Container, PodPhase, StoredConnector, WlKey, World, container_id};
+use crate::store::{Key, Res, i64_at};
+
+impl World {
+    /// Create the kind node container and an empty cluster (what `kind create cluster` leaves).
+    pub fn create_cluster(&mut self, name: &str, ports: Vec<(u16, u16)>, puller: crate::images::Puller) {
+        let now = SystemTime::now();
+        self.containers.retain(|c| c.name != format!("{name}-control-plane"));
+        self.containers.push(Container {
+            id: container_id(&format!("{name}-control-plane"), self.t_ms()),
+            name: format!("{name}-control-plane"),
+            image: "kindest/node:v1.32.2".into(),
+            labels: BTreeMap::from([
+                ("io.x-k8s.kind.cluster".into(), name.to_string()),
+                ("io.x-k8s.kind.role".into(), "control-plane".into()),
+            ]),
+            ports,
+            running: true,
+            created: now,
+            started: now,
+            finished: now,
+            exit_code: 0,
+            stopped_by_user: false,
+            cmd: vec![],
+        });
+        self.container_created_events(&format!("{name}-control-plane"));
+        self.cluster = Some(ClusterState { name: name.to_string() });
+        self.node_images.clear();
+        self.link.transfers.retain(|t| t.store == crate::images::Store::Host);
+        self.link.puller = puller;
+        self.istio = None;
+        self.clear_cluster_objects();
+        self.put_namespace("default", false);
+        self.workloads.clear();
+        self.pods.clear();
+        self.connectors.clear();
+        for ns in ["kube-system", "kube-public", "kube-node-lease", "local-path-storage"] {
+            self.put_namespace(ns, false);
+        }
+        let node = self.node_name();
+        self.store.put(
+            Res::Nodes,
+            json!({"metadata":{"name": node, "labels":{"kubernetes.io/hostname": node, "node-role.kubernetes.io/control-plane":""}},
+                   "spec":{"podCIDR":"10.244.0.0/24"},
+                   "status":{"conditions":[{"type":"Ready","status":"True","reason":"KubeletReady","message":"kubelet is posting ready status"}],
+                             "nodeInfo":{"kubeletVersion":"v1.32.2","containerRuntimeVersion":"containerd://2.0.2"}}}),
+        );
+        // The node image preloads what kind itself deploys.
+        for (ns, name, image, n) in [
+            ("kube-system", "coredns", "registry.k8s.io/coredns/coredns:v1.11.3", 2),
+            (
+                "local-path-storage",
+                "local-path-provisioner",
+                "docker.io/kindest/local-path-provisioner:v20241212",
+                1,
+            ),
+        ] {
+            self.node_images.insert(crate::troubles::qualified_image(image));
+            self.add_deployment(ns, name, image, n);
+        }
+    }
+
+    /// Delete every object of the cluster (DELETED events for watchers) and forget its state.
+    pub fn clear_cluster_objects(&mut self) {
+        for res in crate::store::ALL_RES {
+            for k in self.store.keys(*res) {
+                self.store.delete(&k);
+            }
+        }
+        self.workloads.clear();
+        self.pods.clear();
+        self.connectors.clear();
+    }
+
+    pub fn put_namespace(&mut self, ns: &str, ambient: bool) {
+        let mut labels = json!({"kubernetes.io/metadata.name": ns});
+        if ambient {
+            labels[AMBIENT_LABEL] = json!("ambient");
+        }
+        self.store.put(
+            Res::Namespaces,
+            json!({"metadata":{"name": ns, "labels": labels},"spec":{"finalizers":["kubernetes"]},"status":{"phase":"Active"}}),
+        );
+    }
+
+    pub(super) fn workload_object(res: Res, ns: &str, name: &str, image: &str, replicas: i64) -> Value {
+        let container = if name == "ztunnel" {
+            "istio-proxy"
+        } else if name == "istio-cni-node" {
+            "install-cni"
+        } else {
+            name
+        };
+        let template = json!({"metadata":{"labels":{"app": name}},
+            "spec":{"containers":[{"name": container, "image": image, "imagePullPolicy":"IfNotPresent"}],
+                    "restartPolicy":"Always","terminationGracePeriodSeconds":30}});
+        if res == Res::Deployments {
+            json!({"metadata":{"name": name, "namespace": ns, "labels":{"app": name},
+                               "annotations":{"deployment.kubernetes.io/revision":"1"}},
+                   "spec":{"replicas": replicas, "selector":{"matchLabels":{"app": name}},
+                           "strategy":{"type":"RollingUpdate","rollingUpdate":{"maxSurge":"25%","maxUnavailable":"25%"}},
+                           "progressDeadlineSeconds":600,"revisionHistoryLimit":10,
+                           "template": template},
+                   "status":{}})
+        } else {
+            json!({"metadata":{"name": name, "namespace": ns, "labels":{"app": name}},
+                   "spec":{"selector":{"matchLabels":{"app": name}},
+                           "updateStrategy":{"type":"RollingUpdate","rollingUpdate":{"maxSurge":0,"maxUnavailable":1}},
+                           "revisionHistoryLimit":10,
+                           "template": template},
+                   "status":{"currentNumberScheduled":0,"desiredNumberScheduled":0,"numberMisscheduled":0,"numberReady":0}})
+        }
+    }
+
+    pub fn add_deployment(&mut self, ns: &str, name: &str, image: &str, replicas: i64) {
+        let obj = Self::workload_object(Res::Deployments, ns, name, image, replicas);
+        self.store.put(Res::Deployments, obj);
+    }
+
+    pub fn add_daemonset(&mut self, ns: &str, name: &str, image: &str) {
+        let obj = Self::workload_object(Res::DaemonSets, ns, name, image, 1);
+        self.store.put(Res::DaemonSets, obj);
+    }
+
+    /// What `istioctl install` creates for this install (the ambient profile: istiod, istio-cni,
+    /// ztunnel, with the images of its release and flags).
+    pub fn install_istio(&mut self, install: &crate::istioctl::Install) {
+        let ns = self.infra.stack.mesh.namespace.clone();
+        self.put_namespace(&ns, false);
+        let zt = self.infra.stack.mesh.daemonset.clone();
+        for (deployment, name, _, image) in install.workloads() {
+            let name = if name == "ztunnel" { zt.as_str() } else { name };
+            if deployment {
+                self.add_deployment(&ns, name, &image, 1);
+            } else {
+                self.add_daemonset(&ns, name, &image);
+            }
+        }
+        self.istio = Some(install.clone());
+    }
+
+    /// The healthy BookStore stack after bootstrap, instantly: every pod Ready and registered,
+    /// both connectors stored.
+    pub fn bootstrap_stack(&mut self) {
+        let name = self.cluster_name();
+        let mut ports: Vec<(u16, u16)> = self
+            .host_ports
+            .iter()
+            .map(|(c, h)| (*c, *h))
+            .filter(|(c, _)| !(self.opts.old_cluster && [32100, 32200, 32300].contains(c)))
+            .collect();
+        ports.push((6443, self.kube_port));
+        let puller = crate::images::Puller::from_patches(&self.infra.cluster.patches());
+        self.create_cluster(&name, ports, puller);
+        self.install_istio(&crate::istioctl::Install::ambient(&self.opts.istio_version));
+        let ns = self.infra.stack.mesh.namespace.clone();
+        self.add_deployment(&ns, "kiali", "quay.io/kiali/kiali:v2.10", 1);
+        for ns in self.infra.app_namespaces() {
+            self.put_namespace(&ns, true);
+        }
+        let workloads = self.infra.stack.workloads.clone();
+        for w in &workloads {
+            let image = format!("bookstore/{}:1.0.0", w.name);
+            self.add_deployment(&w.namespace, &w.name, &image, 1);
+            self.store.put(
+                Res::Services,
+                json!({"metadata":{"name": w.name, "namespace": w.namespace, "labels":{"app": w.name}},
+                       "spec":{"type":"ClusterIP","selector":{"app": w.name},"ports":[{"port": 8080,"protocol":"TCP"}]}}),
+            );
+            let pvc = w.role == crate::config::Role::Database || (w.name == "kafka" && self.opts.kafka_pvc);
+            if pvc {
+                self.store.put(
+                    Res::Pvcs,
+                    json!({"metadata":{"name": format!("{}-data", w.name), "namespace": w.namespace},
+                           "spec":{"accessModes":["ReadWriteOnce"],"storageClassName":"standard","resources":{"requests":{"storage":"1Gi"}}},
+                           "status":{"phase":"Bound","capacity":{"storage":"1Gi"}}}),
+                );
+            }
+        }
+        self.add_volumes_and_worker_env();
+        self.put_secret();
+        // A stack that has run holds every image it uses (no recovery waits for a download).
+        for res in [Res::Deployments, Res::DaemonSets] {
+            let templates: Vec<Value> = self
+                .store
+                .list(res, None)
+                .iter()
+                .filter_map(|o| o.pointer("/spec/template").cloned())
+                .collect();
+            for t in templates {
+                self.node_images.extend(Self::template_images(&t));
+            }
+        }
+        // Everything Ready, captured (the mesh running on the node before the pods), rolled out;
+        // then aged, and the mesh's history written with those times.
+        let now = Instant::now();
+        let node = self.node_name();
+        self.mesh.insert(node, crate::capture::NodeMesh::running(self.reconcile));
+        self.instant_ready(now);
+        self.age_bootstrap();
+        self.mesh_history();
+        for file in self.infra.connectors().to_vec() {
+            let mut config = file.config.clone();
+            let db =
+                config.get("database.hostname").and_then(|h| h.split('.').next()).unwrap_or("").to_string();
+            if let Some((u, p)) = self.db_creds.get(&db) {
+                config.insert("database.user".into(), u.clone());
+                config.insert("database.password".into(), p.clone());
+            }
+            config.insert("name".into(), file.name.clone());
+            self.connectors.insert(
+                file.name.clone(),
+                StoredConnector { config, created: now - Duration::from_millis(0) },
+            );
+        }
+        // Age the stored connectors so no 404/409 window applies.
+        for c in self.connectors.values_mut() {
+            c.created = self.start.checked_sub(Duration::from_secs(3600)).unwrap_or(c.created);
+        }
+        if self.opts.legacy_proxies {
+            for (i, proxy) in self.infra.stack.legacy_proxies.clone().iter().enumerate() {
+                let port = [32100u16, 32200, 32300].get(i).copied().unwrap_or(32000);
+                let wall = SystemTime::now();
+                self.containers.push(Container {
+                    id: container_id(proxy, i as u64),
+                    name: proxy.clone(),
+                    image: "alpine/socat".into(),
+                    labels: BTreeMap::new(),
+                    ports: vec![],
+                    running: true,
+                    created: wall,
+                    started: wall,
+                    finished: wall,
+                    exit_code: 0,
+                    stopped_by_user: false,
+                    cmd: vec![format!("TCP-LISTEN:{port},fork,reuseaddr"), format!("TCP:172.19.0.4:{port}")],
+                });
+            }
+        }
+    }
+
+    /// The credentials a database accepts: its own Secret `<db>-credentials` (POSTGRES_USER /
+    /// POSTGRES_PASSWORD, what the stack's manifests give Postgres) when the cluster has one,
+    /// else the ones the simulator was started with.
+    pub fn db_credentials(&self, db: &str) -> Option<(String, String)> {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let secret = self.store.list(Res::Secrets, None).into_iter().find(|s| {
+            s.pointer("/metadata/name").and_then(Value::as_str) == Some(&format!("{db}-credentials"))
+        });
+        if let Some(s) = secret {
+            let key = |k: &str| {
+                let text = s.pointer(&format!("/data/{k}")).and_then(Value::as_str)?;
+                String::from_utf8(b64.decode(text).ok()?).ok()
+            };
+            if let (Some(u), Some(p)) = (key("POSTGRES_USER"), key("POSTGRES_PASSWORD")) {
+                return Some((u, p));
+            }
+        }
+        self.db_creds.get(db).cloned()
+    }
+
+    pub fn put_secret(&mut self) {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let data: serde_json::Map<String, Value> =
+            self.opts.secret.iter().map(|(k, v)| (k.clone(), json!(b64.encode(v.as_bytes())))).collect();
+        let c = &self.infra.stack.connect;
+        let obj = json!({"metadata":{"name": c.secret_name, "namespace": c.secret_namespace},"type":"Opaque","data": data});
+        self.store.put(Res::Secrets, obj);
+    }
+
+    /// The healthy stack was bootstrapped an hour ago, and its timestamps say so as a real
+    /// bootstrap leaves them: the node container started first (2 h ago), Istio's pods were
+    /// created and Ready next, the stack's pods after them. Without this, every timestamp would
+    /// be "now" and a Docker restart a second later could not be told from the bootstrap.
+    pub(super) fn age_bootstrap(&mut self) {
+        let wall = SystemTime::now();
+        let ago = |secs: u64| wall.checked_sub(Duration::from_secs(secs)).unwrap_or(wall);
+        let node = self.node_name();
+        for c in self.containers.iter_mut().filter(|c| c.name == node) {
+            c.created = ago(7200);
+            c.started = ago(7200);
+            c.finished = ago(7200);
+        }
+        let mesh_ns = self.infra.stack.mesh.namespace.clone();
+        let keys: Vec<(String, String)> = self.pods.keys().cloned().collect();
+        for k in keys {
+            if let Some(p) = self.pods.get_mut(&k) {
+                let (created, ready) = if p.ns == mesh_ns { (3600, 3590) } else { (3500, 3400) };
+                p.created_wall = ago(created);
+                p.started_wall = ago(created);
+                p.sandbox_wall = ago(created);
+                p.ready_wall = Some(ago(ready));
+            }
+            self.write_pod(&k);
+        }
+    }
+
+    /// Bring every workload to a rolled-out, Ready state at once (bootstrap only).
+    pub(super) fn instant_ready(&mut self, now: Instant) {
+        self.bootstrapping = true;
+        self.reconcile(now);
+        let keys: Vec<(String, String)> = self.pods.keys().cloned().collect();
+        for k in keys {
+            if let Some(p) = self.pods.get_mut(&k) {
+                p.phase = PodPhase::Ready;
+                p.ready_since = None;
+                p.ready_wall = Some(p.created_wall);
+            }
+            self.write_pod(&k);
+        }
+        self.reconcile(now);
+        self.bootstrapping = false;
+        // The bootstrap pods were created before anything else; mark rollouts as complete.
+        let keys: Vec<WlKey> = self.workloads.keys().cloned().collect();
+        for k in keys {
+            let gen_ = self
+                .store
+                .get(&Key::new(k.0, &k.1, &k.2))
+                .map(|o| i64_at(o, "/metadata/generation"))
+                .unwrap_or(1);
+            if let Some(w) = self.workloads.get_mut(&k) {
+                w.completed_gen = gen_;
+            }
+        }
+    }
+}

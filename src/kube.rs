@@ -263,9 +263,12 @@ impl Kubectl {
 
     /// `kubectl port-forward` to a Service's port, on a local port kubectl picks (`:PORT`), on
     /// 127.0.0.1 only: it prints `Forwarding from 127.0.0.1:<local> -> <target>` once it listens.
+    /// A Service with no running pod fails in 5 s (`--pod-running-timeout`; kubectl's default
+    /// waits a minute), well inside the tool's own deadline for it to listen.
     pub fn port_forward(&self, namespace: &str, service: &str, port: u16) -> Cmd {
         self.base().args([
             "port-forward",
+            "--pod-running-timeout=5s",
             "--address",
             "127.0.0.1",
             "-n",

@@ -22,6 +22,9 @@
 //!    after it (`restartCount` > 0, `startedAt` ≥ the transition): the pods came back with the
 //!    node, which a network blip does not do. This outlives the events.
 //!
+//! In one second (timestamps are whole seconds) the verdict cites the strongest: `Rebooted`, then
+//! `Starting`, then the transition.
+//!
 //! None of them: not known (`None`): the time rule says nothing about that node, the evidence
 //! rule still does. Erring late is the safe side: a pod created between the real start and the
 //! evidence counts as older than the node, so it is restarted. `watch` adds what it saw live (a
@@ -44,13 +47,14 @@ pub fn last_started(nodes: &[Node], events: &[Event], pods: &[Pod]) -> Vec<NodeS
 }
 
 fn last_start(node: &Node, events: &[Event], pods: &[Pod]) -> NodeStart {
-    let mut found: Vec<(u64, String)> = Vec::new();
+    // (when, weight on a tie, why): in one second, the kubelet's Rebooted event says most.
+    let mut found: Vec<(u64, u8, String)> = Vec::new();
     for e in events.iter().filter(|e| e.kind == "Node" && e.object == node.name) {
         let Some(at) = e.last else { continue };
         match e.reason.as_str() {
-            REBOOTED => found.push((at, format!("the kubelet's {REBOOTED} event: \"{}\"", e.message))),
+            REBOOTED => found.push((at, 2, format!("the kubelet's {REBOOTED} event: \"{}\"", e.message))),
             STARTING if e.source == "kubelet" || e.source.is_empty() => {
-                found.push((at, format!("the kubelet's {STARTING} event (\"{}\")", e.message)))
+                found.push((at, 1, format!("the kubelet's {STARTING} event (\"{}\")", e.message)))
             }
             _ => {}
         }
@@ -65,6 +69,7 @@ fn last_start(node: &Node, events: &[Event], pods: &[Pod]) -> NodeStart {
         if let Some((p, c)) = in_place {
             found.push((
                 t,
+                0,
                 format!(
                     "its Ready transition, with pod {} restarted in place on it ({} restart(s), started {})",
                     p.name,
@@ -74,12 +79,12 @@ fn last_start(node: &Node, events: &[Event], pods: &[Pod]) -> NodeStart {
             ));
         }
     }
-    let latest = found.iter().max_by_key(|(at, _)| *at);
+    let latest = found.iter().max_by_key(|(at, weight, _)| (*at, *weight));
     NodeStart {
         name: node.name.clone(),
-        started_at: latest.map(|(at, _)| *at),
+        started_at: latest.map(|(at, _, _)| *at),
         source: Some(match latest {
-            Some((at, why)) => format!("node {} last started {}: {why}", node.name, utc::format(*at)),
+            Some((at, _, why)) => format!("node {} last started {}: {why}", node.name, utc::format(*at)),
             None => format!(
                 "node {}: no restart evidence in the API (no kubelet Starting/Rebooted event in the \
                  last hour, no pod restarted in place since its Ready transition)",
@@ -157,6 +162,11 @@ mod tests {
         let start = &last_started(&nodes, &[], &back)[0];
         assert_eq!(start.started_at, Some(T));
         assert!(start.source.as_deref().unwrap().contains("ecom-db-x restarted in place"), "{start:?}");
+        // In the same second as the kubelet's Rebooted event, the event is what is cited.
+        let rebooted = [event("k3s-b", REBOOTED, T, "kubelet")];
+        let start = &last_started(&nodes, &rebooted, &back)[0];
+        assert_eq!(start.started_at, Some(T));
+        assert!(start.source.as_deref().unwrap().contains("Rebooted event"), "{start:?}");
         // A network blip: the transition moved, no container restarted after it.
         let blip = [pod("ecom-db-x", "k3s-b", 1, T - 600), pod("fresh", "k3s-b", 0, T + 4)];
         assert_eq!(last_started(&nodes, &[], &blip)[0].started_at, None);

@@ -232,7 +232,9 @@ fn execute(
 ) -> Result<()> {
     let stack = ctx.stack;
     let units = &stack.bootstrap.units;
-    let connect = connectors::connect(ctx)?;
+    // On a shared cluster Connect is a port-forward to the worker's pod kubectl picks when it
+    // starts: opened when the first registration is due (after the worker's restart), not before.
+    let mut connect = if stack.cluster.shared() { None } else { Some(connectors::connect(ctx)?) };
     // Each deployment's latest generation and rollout, from the watch (the bootstrap's waits).
     let mut latest: BTreeMap<(String, String), (i64, Rollout)> = BTreeMap::new();
     // The task that released each one (its prerequisite done last), for the progress lines.
@@ -310,7 +312,11 @@ fn execute(
                 Task::Register(i) => {
                     state.insert(*task, State::Registering { since: Instant::now() });
                     let d = ctx.desired(&stack.connect.connectors[i])?;
-                    let (api, deadline, tx) = (connect.clone(), stack.connect.timeout, tx.clone());
+                    let api = match &connect {
+                        Some(api) => api.clone(),
+                        None => connect.insert(connectors::connect(ctx)?).clone(),
+                    };
+                    let (deadline, tx) = (stack.connect.timeout, tx.clone());
                     std::thread::spawn(move || {
                         let _ = tx.send(Msg::Registered(i, connectors::register(&api, &d, deadline)));
                     });

@@ -122,6 +122,13 @@ pub fn handler(shared: SharedRef, container_port: u16, host_port: u16) -> Handle
     })
 }
 
+/// What a route answers inside the cluster (its status, or `None` for a reset): as its host port
+/// or a port-forward to its Service reaches it. A test reads a shared cluster's routes here: it
+/// has no host ports.
+pub fn answer(w: &mut crate::world::World, container_port: u16, host: &str, path: &str) -> Option<u16> {
+    serve(w, container_port, host, path).ok().map(|r| r.status().as_u16())
+}
+
 fn serve(
     w: &mut crate::world::World,
     container_port: u16,

@@ -186,10 +186,12 @@ pub struct Event {
     pub source: String,
 }
 
-/// A Node as the API reports it: what its kubelet says about its boots.
+/// A Node as the API reports it: who built it, and what its kubelet says about its boots.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Node {
     pub name: String,
+    /// `spec.providerID`: kind's kubelet runs with `kind://<engine>/<cluster>/<node>`.
+    pub provider_id: String,
     /// `status.nodeInfo.bootID`: the kernel's boot id (cAdvisor reads
     /// `/proc/sys/kernel/random/boot_id`); a new one after every reboot.
     pub boot_id: String,
@@ -213,6 +215,7 @@ pub fn parse_node(v: &Value) -> Node {
         .find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"));
     Node {
         name: text(v, "/metadata/name"),
+        provider_id: text(v, "/spec/providerID"),
         boot_id: text(v, "/status/nodeInfo/bootID"),
         ready: ready.map(|c| text(c, "/status") == "True"),
         ready_changed: ready.and_then(|c| crate::utc::parse(&text(c, "/lastTransitionTime"))),

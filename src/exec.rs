@@ -96,6 +96,9 @@ fn verbose() -> bool {
 pub struct Cmd {
     program: String,
     args: Vec<String>,
+    /// Set in the child's environment (the node engine kind must use, the Docker context it
+    /// must keep): printed before the program, as a shell takes them.
+    env: Vec<(String, String)>,
     /// Fed to the child's stdin (manifests, secrets): never in argv, never printed.
     stdin: Option<Secret>,
     /// The stdin holds no secret (a list of object names): the printed line shows it as a
@@ -119,6 +122,7 @@ impl Cmd {
         Cmd {
             program: program.to_string(),
             args: Vec::new(),
+            env: Vec::new(),
             stdin: None,
             stdin_shown: false,
             deadline: Duration::from_secs(60),
@@ -138,6 +142,22 @@ impl Cmd {
     {
         self.args.extend(args.into_iter().map(Into::into));
         self
+    }
+
+    /// Set `key=value` in the child's environment (never a secret: it is printed).
+    pub fn env(mut self, key: &str, value: impl Into<String>) -> Cmd {
+        self.env.push((key.to_string(), value.into()));
+        self
+    }
+
+    /// The child's environment beyond this process's.
+    pub fn envs(&self) -> &[(String, String)] {
+        &self.env
+    }
+
+    /// The program it runs (`docker`, `podman`, `kind`, …).
+    pub fn program(&self) -> &str {
+        &self.program
     }
 
     /// Feed this to the child's stdin; the printed line shows `<<'EOF'` with the content masked.
@@ -166,7 +186,7 @@ impl Cmd {
 
     /// Whether `other` runs the same program with the same arguments (stdin aside).
     pub fn same_argv(&self, other: &Cmd) -> bool {
-        self.program == other.program && self.args == other.args
+        self.program == other.program && self.args == other.args && self.env == other.env
     }
 
     /// The program and its arguments as given (the printed line is redacted; tests compare these).
@@ -186,7 +206,7 @@ impl Cmd {
 
     /// Run to completion and return the output whatever the exit status.
     pub fn run_unchecked(&self) -> Result<RawOutput> {
-        let expr = duct::cmd(&self.program, &self.args).stdout_capture().stderr_capture().unchecked();
+        let expr = self.expr().stdout_capture().stderr_capture().unchecked();
         let expr = match &self.stdin {
             Some(data) => expr.stdin_bytes(data.expose().as_bytes().to_vec()),
             None => expr.stdin_null(),
@@ -205,11 +225,7 @@ impl Cmd {
     /// input and waits for it. Its line is this command's with the fed text as the heredoc.
     pub fn start_early(&self) -> Result<Early> {
         let (reader, writer) = std::io::pipe().map_err(|e| self.spawn_error(e))?;
-        let expr = duct::cmd(&self.program, &self.args)
-            .stdin_file(reader)
-            .stdout_capture()
-            .stderr_capture()
-            .unchecked();
+        let expr = self.expr().stdin_file(reader).stdout_capture().stderr_capture().unchecked();
         self.allowed()?;
         count(&self.program);
         let handle = expr.start().map_err(|e| self.spawn_error(e))?;
@@ -269,7 +285,8 @@ impl Cmd {
         if verbose() {
             eprintln!("   $ {self}   (streaming)");
         }
-        let reader = duct::cmd(&self.program, &self.args)
+        let reader = self
+            .expr()
             .stdin_null()
             .stderr_file(stderr)
             .unchecked()
@@ -295,6 +312,11 @@ impl Cmd {
             )),
             _ => Ok(()),
         }
+    }
+
+    /// The child as duct runs it: its argv and its environment.
+    fn expr(&self) -> duct::Expression {
+        self.env.iter().fold(duct::cmd(&self.program, &self.args), |e, (k, v)| e.env(k, v))
     }
 
     pub fn failure(&self, status: &str, stderr: &str) -> Error {
@@ -442,7 +464,11 @@ pub fn quote(word: &str) -> String {
 impl fmt::Display for Cmd {
     /// A line that can be pasted into a shell, secrets masked.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut line = quote(&self.program);
+        let mut line = String::new();
+        for (key, value) in &self.env {
+            line.push_str(&format!("{key}={} ", quote(value)));
+        }
+        line.push_str(&quote(&self.program));
         for arg in &self.args {
             line.push(' ');
             line.push_str(&quote(arg));
@@ -464,6 +490,14 @@ mod tests {
     fn command_lines_are_pasteable() {
         let cmd = Cmd::new("kubectl").args(["get", "secret", "-o", "jsonpath={.data.A}", "it's"]);
         assert_eq!(cmd.to_string(), r"kubectl get secret -o 'jsonpath={.data.A}' 'it'\''s'");
+        let kind = Cmd::new("kind").args(["get", "clusters"]).env("KIND_EXPERIMENTAL_PROVIDER", "podman");
+        assert_eq!(kind.to_string(), "KIND_EXPERIMENTAL_PROVIDER=podman kind get clusters");
+    }
+
+    #[test]
+    fn the_child_gets_its_environment() {
+        let out = Cmd::new("env").env("BOOKSTORE_T", "a b").run().unwrap();
+        assert!(out.stdout.lines().any(|l| l == "BOOKSTORE_T=a b"), "{}", out.stdout);
     }
 
     #[test]

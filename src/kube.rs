@@ -236,7 +236,8 @@ impl Kubectl {
             .deadline(Duration::from_secs(30))
     }
 
-    /// Every Node (a shared cluster's restarts are read from them: bootID, Ready).
+    /// Every Node (each one's `spec.providerID` names the engine kind built it with; on a shared
+    /// cluster its restarts are read from them: bootID, Ready).
     pub fn list_nodes(&self) -> Cmd {
         self.base().args(["get", "nodes", "-o", "json"]).deadline(Duration::from_secs(30))
     }
@@ -623,6 +624,41 @@ pub fn deployment_rollout(obj: &Value) -> Rollout {
         return Rollout::Waiting(format!("{available} of {updated} updated replicas are available"));
     }
     Rollout::Done
+}
+
+/// `istioctl version --remote=false`: the client's release (the tag of Istio's images).
+pub fn istioctl_version() -> Cmd {
+    Cmd::new("istioctl").args(["version", "--remote=false"]).deadline(Duration::from_secs(30))
+}
+
+/// ztunnel's admin config dump on one node, read-only: istioctl port-forwards to the ztunnel
+/// pod's admin port 15000, which listens on localhost only (ztunnel `src/config.rs`), so the API
+/// server's pod proxy cannot reach it. `--node` finds the pod of the DaemonSet named `ztunnel`
+/// in `--istio-namespace` on that node (istioctl `ztunnelconfig.go` `PodOnNodeFromDaemonset`).
+pub fn istioctl_ztunnel_config(context: &str, namespace: &str, node: &str) -> Cmd {
+    Cmd::new("istioctl")
+        .args(["ztunnel-config", "all", "--node", node, "--istio-namespace", namespace])
+        .args(["--context", context, "-o", "json"])
+        .deadline(Duration::from_secs(20))
+}
+
+/// `istioctl install` with the stack's flags (`bootstrap.istio.install`, said once for this and
+/// `istioctl_manifest`), on the cluster's context, like every kubectl call, without asking.
+pub fn istioctl_install(context: &str, flags: &[String]) -> Cmd {
+    Cmd::new("istioctl")
+        .args(["install", "--context", context])
+        .args(flags.iter().cloned())
+        .arg("--skip-confirmation")
+        .deadline(Duration::from_secs(900))
+}
+
+/// `istioctl manifest generate` with the same flags: what the install would apply (read-only,
+/// no cluster needed), the images of its workloads among it.
+pub fn istioctl_manifest(flags: &[String]) -> Cmd {
+    Cmd::new("istioctl")
+        .args(["manifest", "generate"])
+        .args(flags.iter().cloned())
+        .deadline(Duration::from_secs(120))
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@
 pub mod cli;
 pub mod cluster;
 pub mod connect;
-pub mod docker;
 pub mod doctor;
+pub mod engine;
 pub mod error;
 pub mod exec;
 pub mod http;

@@ -1,5 +1,6 @@
 //! Property tests of every parser of outside input: kubectl's JSON (secrets, deployments, pods,
-//! restart lines, stderr), `docker inspect` and `kind get clusters`, the stack file, kind's
+//! restart lines, stderr), each node engine's `ps`, `inspect` and `events` (docker's, podman's,
+//! nerdctl's: their fixtures mutated) and `kind get clusters`, the stack file, kind's
 //! cluster config, connector files and the secrets contract, Kafka Connect's answers and the
 //! smoke judge. Whatever they are fed (any text, any JSON, or a real document with one part
 //! replaced by anything) they return a value or an error: they never panic.
@@ -324,7 +325,7 @@ proptest! {
     fn docker_inspect_never_panics(doc in around(sample_inspect()), text in any::<String>()) {
         let wanted = &default_stack().cluster.ports;
         for input in [doc.to_string(), text] {
-            if let Ok(node) = crate::docker::parse_inspect(&input) {
+            for node in crate::engine::docker::parse_inspect_all(&input).unwrap_or_default() {
                 let _ = crate::judge::node::missing(&node, wanted);
             }
         }
@@ -332,9 +333,81 @@ proptest! {
 
     #[test]
     fn kind_output_never_panics(text in any::<String>()) {
-        let names = crate::docker::parse_names(&text);
+        let names = crate::engine::parse_names(&text);
         prop_assert!(names.iter().all(|n| !n.is_empty() && n.trim() == n));
-        let _ = crate::docker::uses_containerd_store(&text);
+        let _ = crate::engine::docker::uses_containerd_store(&text);
+    }
+
+    // ---- the node engines: each one's output, its fixtures mutated ----------------------------
+
+    #[test]
+    fn engine_output_never_panics(
+        which in 0..crate::engine::fixtures::ALL.len(),
+        at in any::<prop::sample::Index>(),
+        with in value(),
+        line in any::<String>(),
+    ) {
+        let (kind, _, text) = crate::engine::fixtures::ALL[which];
+        // A JSON document with one part replaced, or one line of JSON lines replaced.
+        let mutated = match serde_json::from_str::<Value>(text) {
+            Ok(doc) => mutate(doc, at, with).to_string(),
+            Err(_) => {
+                let mut lines: Vec<String> = text.lines().map(String::from).collect();
+                let i = at.index(lines.len().max(1)).min(lines.len().saturating_sub(1));
+                if let Some(l) = lines.get_mut(i) {
+                    *l = serde_json::from_str::<Value>(l).map(|d| mutate(d, at, with.clone()).to_string()).unwrap_or(line.clone());
+                }
+                lines.join("\n")
+            }
+        };
+        let wanted = &default_stack().cluster.ports;
+        for reader in [crate::engine::Kind::Docker, crate::engine::Kind::Podman, crate::engine::Kind::Nerdctl] {
+            let engine = crate::engine::Engine::of(reader);
+            for input in [mutated.as_str(), line.as_str()] {
+                let _ = engine.parse_ps(input);
+                for node in engine.parse_inspect_all(input).unwrap_or_default() {
+                    let _ = crate::judge::node::missing(&node, wanted);
+                    let _ = crate::judge::engine::stopped_with_engine(&crate::judge::engine::Stop {
+                        state: node.status.clone(),
+                        ..Default::default()
+                    });
+                }
+                for l in input.lines() {
+                    if let Some(e) = engine.parse_event(l) {
+                        prop_assert!(reader != crate::engine::Kind::Podman || e.action != "died", "podman's died is read as die");
+                    }
+                }
+            }
+        }
+        let _ = kind;
+    }
+
+    #[test]
+    fn engine_times_round_trip(nanos in 0u128..4_102_444_800_000_000_000) {
+        // podman's --since and Docker's: the same instant back.
+        if nanos >= 1_000_000_000 {
+            prop_assert_eq!(crate::utc::nanos(&crate::engine::podman::since(nanos)), Some(nanos));
+        }
+        let text = crate::engine::docker::unix_time_nanos(nanos);
+        let (s, f) = text.split_once('.').unwrap();
+        prop_assert_eq!(s.parse::<u128>().unwrap() * 1_000_000_000 + f.parse::<u128>().unwrap(), nanos);
+    }
+
+    #[test]
+    fn the_engine_choice_is_always_one_kind_would_make(
+        provider in prop::option::of(prop_oneof![Just("docker".to_string()), Just("podman".to_string()), Just("finch".to_string()), any::<String>()]),
+        docker in prop::option::of(prop_oneof![Just("Docker version 28.2.2".to_string()), Just("podman version 4.3.1".to_string()), any::<String>()]),
+        podman in prop::option::of(prop_oneof![Just("podman version 5.2.0".to_string()), any::<String>()]),
+    ) {
+        let choice = crate::judge::engine::choose(provider.as_deref(), &mut |p: &str| match p {
+            "docker" => docker.clone(),
+            "podman" => podman.clone(),
+            _ => None,
+        });
+        prop_assert!(["docker", "podman", "nerdctl", "finch", "nerdctl.lima"].contains(&choice.program.as_str()));
+        if docker.as_deref().is_some_and(|d| d.starts_with("Docker version")) && provider.as_deref().is_none_or(|p| p.trim().is_empty()) {
+            prop_assert_eq!(choice.kind, crate::engine::Kind::Docker);
+        }
     }
 
     // ---- the stack's files --------------------------------------------------------------------
@@ -427,7 +500,7 @@ fn deep_nesting_and_alias_bombs_are_errors_not_crashes() {
         let _ = stack::parse_secrets_contract(&format!("secrets: {open}"));
         let _ = stack::parse_connector(&format!("{{\"name\": \"a\", \"config\": {open}"));
         let _ = crate::kube::decode_secret(&format!("{{\"data\": {open}"), &["A"]);
-        let _ = crate::docker::parse_inspect(&open);
+        let _ = crate::engine::docker::parse_inspect_all(&open);
     }
     let mut bomb = String::from("a: &a [x, x, x, x, x, x, x, x, x]\n");
     for i in 0..12 {

@@ -5,13 +5,14 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use crate::cli::{Cli, ColorArg, Command, ManagerArg, RecoverArgs};
+use crate::engine::{self, Engine};
 use crate::error::{Error, Result, code};
 use crate::observe::Ctx;
 use crate::plan::{self, Known, Order, Step};
+use crate::secret;
 use crate::stack::{self, Source, Stack, parse_duration};
 use crate::steps;
 use crate::ui::{Color, Ui};
-use crate::{docker, secret};
 
 /// What to do, validated.
 pub struct Config {
@@ -422,9 +423,10 @@ fn down(config: &Config, ui: &Ui, yes: bool) -> Result<()> {
             "drop --context to delete the kind cluster",
         ));
     }
-    let delete = docker::kind_delete_cluster(name);
+    let engine = Engine::for_run();
+    let delete = engine.write().kind_delete_cluster(name);
     if config.dry_run {
-        print_lines(ui, &[docker::kind_get_clusters().to_string(), delete.to_string()]);
+        print_lines(ui, &[engine.kind_get_clusters().to_string(), delete.to_string()]);
         return Ok(());
     }
     if which::which("kind").is_err() {
@@ -433,8 +435,8 @@ fn down(config: &Config, ui: &Ui, yes: bool) -> Result<()> {
             "install kind: https://kind.sigs.k8s.io",
         ));
     }
-    let clusters = docker::kind_get_clusters().run()?;
-    if !docker::parse_names(&clusters.stdout).contains(name) {
+    let clusters = engine.kind_get_clusters().run()?;
+    if !engine::parse_names(&clusters.stdout).contains(name) {
         ui.ok_line(&format!("no kind cluster named {name}: nothing to delete"));
         return Ok(());
     }

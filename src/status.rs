@@ -1,5 +1,6 @@
 //! `bookstore status`: one compact table on stdout (each workload's namespace, ready/desired,
-//! restarts and age; each connector's state; each route's answer), or the same as one JSON
+//! restarts and age; each connector's state; each route's answer; the node engine and the one
+//! the cluster's Nodes name), or the same as one JSON
 //! document with `--json`. Read-only; exit 0 whenever the table could be built.
 
 use std::io::Write;
@@ -48,9 +49,27 @@ pub struct Route {
     pub answer: String,
 }
 
+/// The node engine, as kind chooses it, and the engine the cluster's Nodes name.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct EngineRow {
+    /// kind's provider: `docker`, `podman`, `nerdctl`.
+    pub provider: String,
+    /// The program run: `docker`, `podman`, `nerdctl`, `finch`, `nerdctl.lima`.
+    pub program: String,
+    /// Why this engine (`KIND_EXPERIMENTAL_PROVIDER=podman`, `` `docker -v` prints … ``).
+    pub chosen_by: String,
+    /// Docker's endpoint pinned for the run, when Docker.
+    pub endpoint: Option<String>,
+    /// The engines the cluster's Nodes name in `spec.providerID` (`kind://<engine>/…`).
+    pub built_by: Vec<String>,
+    /// Every Node names this engine (or none says).
+    pub agrees: bool,
+}
+
 #[derive(Debug, Serialize)]
 pub struct Status {
     pub cluster: String,
+    pub engine: EngineRow,
     pub workloads: Vec<Workload>,
     pub connectors: Vec<ConnectorRow>,
     pub routes: Vec<Route>,
@@ -134,7 +153,8 @@ pub fn route(stack: &Stack, probe: &Probe) -> Route {
 pub fn gather(ctx: &Ctx) -> Result<Status> {
     let stack = ctx.stack;
     // The node's state is not shown; without it the cluster is read all the same.
-    let node = crate::observe::inspect(&stack.cluster.control_plane_container()).unwrap_or_default();
+    let engine = ctx.engine();
+    let node = crate::observe::node(ctx).unwrap_or_default();
     let obs = crate::observe::cluster(ctx, node).map_err(|e| {
         ctx.kube.explain(e).with_next("is the cluster up? `bookstore doctor` says what is wrong")
     })?;
@@ -144,10 +164,35 @@ pub fn gather(ctx: &Ctx) -> Result<Status> {
         .unwrap_or_else(|| Err("the stack has no Connect route".into()));
     Ok(Status {
         cluster: stack.cluster.name.clone(),
+        engine: engine_row(engine, &obs.provider_ids),
         workloads: workloads(stack, &obs),
         connectors: connectors(stack, &connect_answer),
         routes: obs.routes.iter().map(|p| route(stack, p)).collect(),
     })
+}
+
+pub fn engine_row(
+    engine: &crate::engine::Engine,
+    ids: &crate::observe::Read<Vec<(String, String)>>,
+) -> EngineRow {
+    let ids = ids.as_deref().unwrap_or_default();
+    let mut built_by: Vec<String> = ids
+        .iter()
+        .filter_map(|(_, id)| crate::judge::engine::provider_id(id).map(|(p, _, _)| p.to_string()))
+        .collect();
+    built_by.sort();
+    built_by.dedup();
+    EngineRow {
+        provider: engine.kind.provider().to_string(),
+        program: engine.program.clone(),
+        chosen_by: engine.why.clone(),
+        endpoint: match &engine.endpoint {
+            Some(Ok(e)) => Some(e.describe()),
+            _ => None,
+        },
+        built_by,
+        agrees: crate::judge::engine::disagreeing(engine.kind, ids).is_empty(),
+    }
 }
 
 /// Columns padded to their widest cell.
@@ -197,10 +242,22 @@ pub fn render(status: &Status) -> String {
             vec![r.name.clone(), r.answer.clone(), format!("{}{host}", r.url)]
         })
         .collect();
+    let e = &status.engine;
+    let built = match (e.built_by.is_empty(), e.agrees) {
+        (true, _) => "-".to_string(),
+        (false, true) => e.built_by.join(", "),
+        (false, false) => format!("{} (not this engine: `bookstore doctor`)", e.built_by.join(", ")),
+    };
+    let chosen = match &e.endpoint {
+        Some(endpoint) => format!("{}; {endpoint}", e.chosen_by),
+        None => e.chosen_by.clone(),
+    };
+    let engine = vec![vec![e.program.clone(), built, chosen]];
     [
         table(&["WORKLOAD", "NAMESPACE", "READY", "RESTARTS", "AGE"], &workloads),
         table(&["CONNECTOR", "STATE", "DETAIL"], &connectors),
         table(&["ROUTE", "ANSWER", "URL"], &routes),
+        table(&["ENGINE", "CLUSTER BUILT BY", "CHOSEN AS KIND CHOOSES"], &engine),
     ]
     .join("\n\n")
 }
@@ -251,8 +308,20 @@ mod tests {
         assert_eq!((db.ready, db.desired, db.restarts, db.age_seconds), (Some(1), Some(1), 3, Some(40)));
         let missing = rows.iter().find(|w| w.name == "kafka").unwrap();
         assert_eq!(missing.ready, None);
-        let text =
-            render(&Status { cluster: "c".into(), workloads: rows, connectors: vec![], routes: vec![] });
+        let ids = Ok(vec![("n".to_string(), "kind://podman/c/n".to_string())]);
+        let engine = engine_row(&crate::engine::Engine::of(crate::engine::Kind::Docker), &ids);
+        assert!(!engine.agrees && engine.built_by == ["podman"]);
+        let text = render(&Status {
+            cluster: "c".into(),
+            engine,
+            workloads: rows,
+            connectors: vec![],
+            routes: vec![],
+        });
+        assert!(
+            text.lines().any(|l| l.starts_with("docker") && l.contains("podman (not this engine")),
+            "{text}"
+        );
         assert!(
             text.lines()
                 .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["ecom-db", "ecom", "1/1", "3", "40s"]),

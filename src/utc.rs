@@ -38,6 +38,22 @@ pub fn parse(text: &str) -> Option<u64> {
     u64::try_from(days * 86_400 + h * 3600 + mi * 60 + s - offset).ok()
 }
 
+/// A timestamp with its fraction (Docker's `State.StartedAt`: `2026-12-01T08:35:19.454939593Z`,
+/// podman's with the local offset) in nanoseconds since the epoch, on the engine's own clock;
+/// `None` for the zero time (`0001-01-01T00:00:00Z`: never) or bad text.
+pub fn nanos(text: &str) -> Option<u128> {
+    let secs = parse(text)?;
+    let t = text.trim();
+    let fraction: String =
+        t.get(19..)?.strip_prefix('.').unwrap_or("").chars().take_while(char::is_ascii_digit).collect();
+    let mut digits = fraction.chars().take(9).collect::<String>();
+    while digits.len() < 9 {
+        digits.push('0');
+    }
+    let nanos = secs as u128 * 1_000_000_000 + digits.parse::<u128>().ok()?;
+    (nanos > 0).then_some(nanos)
+}
+
 /// Seconds since the epoch as Kubernetes writes a timestamp: `2026-11-26T11:30:39Z`.
 pub fn format(secs: u64) -> String {
     let days = (secs / 86_400) as i64;
@@ -87,5 +103,18 @@ mod tests {
         assert_eq!(age(750), "12m");
         assert_eq!(age(4 * 3600), "4h");
         assert_eq!(age(5 * 86_400), "5d");
+    }
+
+    #[test]
+    fn engine_timestamps_in_nanoseconds() {
+        assert_eq!(nanos("1970-01-01T00:00:01.5Z"), Some(1_500_000_000));
+        assert_eq!(nanos("2026-12-01T08:35:19.454939593Z").map(|n| n % 1_000_000_000), Some(454_939_593));
+        assert_eq!(nanos("2026-12-01T08:35:19Z").map(|n| n % 1_000_000_000), Some(0));
+        let later = nanos("2026-12-01T08:35:19.454939594Z").unwrap();
+        assert!(later > nanos("2026-12-01T08:35:19.454939593Z").unwrap());
+        // podman's, with the local offset: the same instant.
+        assert_eq!(nanos("2026-12-01T09:35:19.454939593+01:00"), nanos("2026-12-01T08:35:19.454939593Z"));
+        assert_eq!(nanos("0001-01-01T00:00:00Z"), None, "the zero time is never");
+        assert_eq!(nanos("garbage"), None);
     }
 }

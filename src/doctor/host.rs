@@ -1,11 +1,12 @@
-//! The host side: the tools, Docker, the kind node containers (stopped, more than one control
-//! plane), the port mappings against the cluster config (missing, unpinned, a host port held by
+//! The host side: the tools, the node engine (which one, as kind chooses it, and whether it
+//! answers; the cluster's Nodes against it), the kind node containers (stopped, more than one
+//! control plane), the port mappings against the cluster config (missing, unpinned, a host port held by
 //! something else), the legacy socat proxies, and whether the route host names resolve to this
 //! machine.
 
 use std::collections::BTreeSet;
 
-use crate::docker::{self, Listed, Node};
+use crate::engine::{self, Engine, Listed, Node};
 use crate::error::{Error, Result};
 use crate::judge::node::holds;
 use crate::observe::Ctx;
@@ -17,8 +18,12 @@ use super::{Finding, Report};
 /// running).
 pub fn check(ctx: &Ctx, report: &mut Report) -> Result<Option<Node>> {
     let stack = ctx.stack;
-    let missing: Vec<&str> =
-        ["docker", "kubectl", "kind"].into_iter().filter(|t| which::which(t).is_err()).collect();
+    let engine = ctx.engine();
+    let missing: Vec<&str> = ["kubectl", "kind"]
+        .into_iter()
+        .chain(std::iter::once(engine.program.as_str()))
+        .filter(|t| which::which(t).is_err())
+        .collect();
     for tool in &missing {
         report.add(
             Finding::error("tool-missing", *tool, format!("`{tool}` is not on PATH"))
@@ -26,43 +31,60 @@ pub fn check(ctx: &Ctx, report: &mut Report) -> Result<Option<Node>> {
                 .fix(crate::observe::install_hint(tool)),
         );
     }
-    if missing.contains(&"docker") {
+    report.pass(&format!("node engine: {}, as kind chooses it: {}", engine.summary(), engine.why));
+    if let Some(warning) = &engine.warning {
+        report.add(
+            Finding::warning("engine-provider-unknown", "KIND_EXPERIMENTAL_PROVIDER", warning.clone())
+                .evidence(format!("the engine chosen: {} ({})", engine.program, engine.why))
+                .fix("unset KIND_EXPERIMENTAL_PROVIDER, or set it to docker, podman, nerdctl, finch or nerdctl.lima"),
+        );
+    }
+    if missing.contains(&engine.program.as_str()) {
         host_names(stack, report);
         return Ok(None);
     }
-    match crate::observe::docker_answers(&docker::server_version())? {
-        Ok(version) => report.pass(&format!("Docker {version} answers")),
+    match crate::observe::engine_answers(engine, &engine.version())? {
+        Ok(version) => report.pass(&format!("{} {version} answers", engine.kind.title())),
         Err(why) => {
+            let id =
+                if engine.kind == engine::Kind::Docker { "docker-not-running" } else { "engine-not-running" };
             report.add(
-                Finding::error("docker-not-running", "docker", "Docker does not answer")
-                    .evidence_lines(why.lines().map(String::from))
-                    .fix("start Docker Desktop (or `sudo systemctl start docker`), then `docker version`"),
+                Finding::error(
+                    id,
+                    engine.program.as_str(),
+                    format!("{} does not answer", engine.kind.title()),
+                )
+                .evidence_lines(why.lines().map(String::from))
+                .fix(crate::observe::start_hint(engine)),
             );
             host_names(stack, report);
             return Ok(None);
         }
     }
-    let ps = docker::ps_cluster(&stack.cluster.name);
-    let nodes = docker::parse_ps(&ps.run()?.stdout)
+    let ps = engine.ps_cluster(&stack.cluster.name);
+    let nodes = engine
+        .parse_ps(&ps.run()?.stdout)
         .map_err(|p| Error::step(format!("`{ps}`: {p}"), "run it by hand"))?;
-    let mut findings = nodes_findings(stack, &nodes, &ps.to_string());
-    let reachable = nodes.iter().any(|n| n.name == stack.cluster.control_plane_container() && n.running());
+    let mut findings = nodes_findings(stack, &nodes, &ps.to_string(), &engine.program);
     if nodes.is_empty() {
+        // A cluster another engine built: its Nodes say so.
+        if let Some(f) = mismatch_finding(engine, &provider_ids(ctx)) {
+            findings = vec![f];
+        }
         report.add_all(findings);
         host_names(stack, report);
         return Ok(None);
     }
+    let reachable = nodes.iter().any(|n| n.role() == "control-plane" && n.running());
     if findings.is_empty() {
         let roles: Vec<String> =
             nodes.iter().map(|n| format!("{} ({}, {})", n.name, n.role(), n.state)).collect();
         report.pass(&format!("kind cluster {}: {}", stack.cluster.name, roles.join(", ")));
     }
     // Port mappings: what the node publishes against what the cluster config asks for.
-    let node_name = stack.cluster.control_plane_container();
-    let inspect = docker::inspect(&node_name);
-    let node = inspect.run().ok().and_then(|out| docker::parse_inspect(&out.stdout).ok());
+    let node = engine.nodes(&stack.cluster.name).ok().and_then(|n| n.into_iter().next());
     let mut port_findings = match &node {
-        Some(node) => ports_findings(stack, node, &format!("docker inspect {node_name}")),
+        Some(node) => ports_findings(stack, node, &format!("{} inspect {}", engine.program, node.name)),
         None => Vec::new(),
     };
     // A fixed host port the node does not hold right now, yet something accepts connections on.
@@ -78,9 +100,10 @@ pub fn check(ctx: &Ctx, report: &mut Report) -> Result<Option<Node>> {
         .filter(|m| m.host_port.is_some_and(|p| !crate::http::port_free(&m.listen_address, p)))
         .collect();
     if !taken.is_empty() {
-        let running = docker::parse_ps(&docker::ps_running().run().map(|o| o.stdout).unwrap_or_default())
+        let running = engine
+            .parse_ps(&engine.ps_running().run().map(|o| o.stdout).unwrap_or_default())
             .unwrap_or_default();
-        port_findings.push(taken_finding(stack, &taken, &running));
+        port_findings.push(taken_finding(stack, &taken, &running, &engine.program));
     }
     if port_findings.is_empty() && node.is_some() {
         let fixed = stack.cluster.ports.len();
@@ -88,13 +111,51 @@ pub fn check(ctx: &Ctx, report: &mut Report) -> Result<Option<Node>> {
     }
     findings.extend(port_findings);
     report.add_all(findings);
-    legacy_proxies(stack, report)?;
+    legacy_proxies(ctx, report)?;
     host_names(stack, report);
     Ok(node.filter(|_| reachable))
 }
 
+/// The kube context's Nodes and their `spec.providerID`, read once (a short deadline: the API
+/// may not be there at all).
+fn provider_ids(ctx: &Ctx) -> crate::observe::Read<Vec<(String, String)>> {
+    let cmd = ctx.kube.list_nodes().deadline(std::time::Duration::from_secs(10));
+    let out = cmd.run().map_err(|e| e.headline())?;
+    Ok(crate::cluster::parse_nodes(&out.stdout)?.into_iter().map(|n| (n.name, n.provider_id)).collect())
+}
+
+/// The cluster's Nodes name another engine than the one chosen: `engine-mismatch`.
+pub fn mismatch_finding(
+    engine: &Engine,
+    ids: &crate::observe::Read<Vec<(String, String)>>,
+) -> Option<Finding> {
+    let ids = ids.as_ref().ok()?;
+    let foreign = crate::judge::engine::disagreeing(engine.kind, ids);
+    let (_, first) = foreign.first()?;
+    let provider = crate::judge::engine::provider_id(first).map_or("", |(p, _, _)| p).to_string();
+    Some(
+        Finding::error(
+            "engine-mismatch",
+            provider.as_str(),
+            format!(
+                "the cluster was built by {provider}, but bookstore (as kind would) uses {}: it cannot see \
+                 or heal the cluster's node containers",
+                engine.program
+            ),
+        )
+        .evidence_lines(
+            foreign
+                .iter()
+                .map(|(node, id)| format!("node {node}: spec.providerID {id}"))
+                .chain(std::iter::once(format!("the engine chosen: {} ({})", engine.program, engine.why))),
+        )
+        .fix(format!("KIND_EXPERIMENTAL_PROVIDER={provider} bookstore doctor"))
+        .note("set it where you run bookstore and kind (your shell profile), as kind's podman and nerdctl users do"),
+    )
+}
+
 /// Node containers: none (no cluster), stopped ones, more than one control plane.
-pub fn nodes_findings(stack: &Stack, nodes: &[Listed], ps: &str) -> Vec<Finding> {
+pub fn nodes_findings(stack: &Stack, nodes: &[Listed], ps: &str, program: &str) -> Vec<Finding> {
     let name = &stack.cluster.name;
     let mut out = Vec::new();
     if nodes.is_empty() {
@@ -144,7 +205,7 @@ pub fn nodes_findings(stack: &Stack, nodes: &[Listed], ps: &str) -> Vec<Finding>
                 ),
             )
             .evidence_lines(stopped.iter().map(|n| format!("{}: {} ({})", n.name, n.state, n.status)))
-            .fix(format!("docker start {}", names.join(" "))),
+            .fix(format!("{program} start {}", names.join(" "))),
         );
     }
     out
@@ -224,7 +285,7 @@ pub fn ports_findings(stack: &Stack, node: &Node, inspect: &str) -> Vec<Finding>
 }
 
 /// Fixed host ports the node does not hold, held by something else.
-pub fn taken_finding(stack: &Stack, taken: &[&PortMapping], running: &[Listed]) -> Finding {
+pub fn taken_finding(stack: &Stack, taken: &[&PortMapping], running: &[Listed], program: &str) -> Finding {
     let ports: Vec<String> = taken.iter().filter_map(|m| m.host_port).map(|p| p.to_string()).collect();
     let mut evidence = Vec::new();
     let mut holders = BTreeSet::new();
@@ -247,7 +308,7 @@ pub fn taken_finding(stack: &Stack, taken: &[&PortMapping], running: &[Listed]) 
         }
     }
     let fix = if holders.len() == evidence.len() && !holders.is_empty() {
-        format!("docker rm -f {}", holders.into_iter().collect::<Vec<_>>().join(" "))
+        format!("{program} rm -f {}", holders.into_iter().collect::<Vec<_>>().join(" "))
     } else {
         let first = taken.iter().find_map(|m| m.host_port).unwrap_or(0);
         format!("lsof -nP -iTCP:{first} -sTCP:LISTEN   # names the process; stop it")
@@ -264,15 +325,20 @@ pub fn taken_finding(stack: &Stack, taken: &[&PortMapping], running: &[Listed]) 
     )
     .evidence_lines(evidence)
     .fix(fix)
-    .note(format!("then `docker start {}` if the node is stopped", stack.cluster.control_plane_container()))
+    .note(format!(
+        "then `{program} start {}` if the node is stopped",
+        stack.cluster.control_plane_container()
+    ))
 }
 
-fn legacy_proxies(stack: &Stack, report: &mut Report) -> Result<()> {
+fn legacy_proxies(ctx: &Ctx, report: &mut Report) -> Result<()> {
+    let stack = ctx.stack;
     if stack.legacy_proxies.is_empty() {
         return Ok(());
     }
-    let ps = docker::ps_named(&stack.legacy_proxies);
-    let found: Vec<String> = docker::parse_names(&ps.run()?.stdout).into_iter().collect();
+    let engine = ctx.engine();
+    let ps = engine.ps_named(&stack.legacy_proxies);
+    let found: Vec<String> = engine::parse_names(&ps.run()?.stdout).into_iter().collect();
     if found.is_empty() {
         report.pass("no legacy socat proxy containers");
         return Ok(());
@@ -285,7 +351,7 @@ fn legacy_proxies(stack: &Stack, report: &mut Report) -> Result<()> {
              restart, and kind's port mappings replace them",
         )
         .evidence(format!("`{ps}` lists {}", found.join(", ")))
-        .fix(format!("docker rm -f {}", found.join(" ")))
+        .fix(format!("{} rm -f {}", engine.program, found.join(" ")))
         .note("`bookstore up` removes them too"),
     );
     Ok(())
@@ -345,18 +411,23 @@ pub fn host_names_finding(bad: &[(String, String)]) -> Option<Finding> {
 
 pub fn describe(ctx: &Ctx, lines: &mut Vec<String>) {
     let stack = ctx.stack;
-    lines.push(docker::server_version().to_string());
+    let engine = ctx.engine();
+    lines.push(engine.version().to_string());
     lines.push(format!(
         "{}   # node containers, their state and role",
-        docker::ps_cluster(&stack.cluster.name)
+        engine.ps_cluster(&stack.cluster.name)
     ));
     lines.push(format!(
         "{}   # port bindings against the cluster config",
-        docker::inspect(&stack.cluster.control_plane_container())
+        crate::observe::describe_inspect(engine, &stack.cluster.name)
     ));
-    lines.push(format!("{}   # only when a host port is held by something else", docker::ps_running()));
+    lines.push(format!(
+        "{}   # only when no node container is found: who built the cluster",
+        ctx.kube.list_nodes()
+    ));
+    lines.push(format!("{}   # only when a host port is held by something else", engine.ps_running()));
     if !stack.legacy_proxies.is_empty() {
-        lines.push(docker::ps_named(&stack.legacy_proxies).to_string());
+        lines.push(engine.ps_named(&stack.legacy_proxies).to_string());
     }
 }
 
@@ -368,6 +439,7 @@ mod tests {
     fn listed(name: &str, state: &str, role: &str) -> Listed {
         Listed {
             name: name.into(),
+            id: String::new(),
             state: state.into(),
             status: if state == "running" { "Up 1 hour".into() } else { "Exited (137) 5 seconds ago".into() },
             labels: [("io.x-k8s.kind.role".to_string(), role.to_string())].into(),
@@ -378,24 +450,25 @@ mod tests {
     #[test]
     fn node_containers_no_cluster_stopped_and_two_control_planes() {
         let stack = load(Source::Embedded).unwrap();
-        let none = nodes_findings(&stack, &[], "docker ps");
+        let none = nodes_findings(&stack, &[], "docker ps", "docker");
         assert_eq!(none[0].id, "cluster-missing");
         assert_eq!(none[0].fix, "bookstore up");
         let nodes = [
             listed("bookstore-control-plane", "exited", "control-plane"),
             listed("bookstore-control-plane2", "running", "control-plane"),
         ];
-        let found = nodes_findings(&stack, &nodes, "docker ps");
+        let found = nodes_findings(&stack, &nodes, "docker ps", "podman");
         let ids: Vec<&str> = found.iter().map(|f| f.id).collect();
         assert_eq!(ids, ["multiple-control-planes", "node-stopped"]);
-        assert_eq!(found[1].fix, "docker start bookstore-control-plane");
+        assert_eq!(found[1].fix, "podman start bookstore-control-plane");
         assert!(found[1].evidence[0].contains("Exited (137)"));
         assert!(found[0].evidence[1].contains("io.x-k8s.kind.role=control-plane"));
         assert!(
             nodes_findings(
                 &stack,
                 &nodes[..1].iter().map(|n| listed(&n.name, "running", "control-plane")).collect::<Vec<_>>(),
-                ""
+                "",
+                "docker"
             )
             .is_empty()
         );
@@ -410,29 +483,11 @@ mod tests {
             .iter()
             .map(|m| (m.container_port, "127.0.0.1".into(), m.container_port))
             .collect();
-        let node = Node {
-            running: true,
-            status: "running".into(),
-            started_at: None,
-            started: String::new(),
-            finished: String::new(),
-            exit_code: 0,
-            kind_cluster: None,
-            bindings: all.clone(),
-        };
+        let node = Node { running: true, status: "running".into(), bindings: all.clone(), ..Node::default() };
         assert!(ports_findings(&stack, &node, "docker inspect n").is_empty());
         let old = Node {
             bindings: all.iter().filter(|(p, _, _)| *p < 32100).cloned().collect(),
-            ..Node {
-                running: true,
-                status: "running".into(),
-                started_at: None,
-                started: String::new(),
-                finished: String::new(),
-                exit_code: 0,
-                kind_cluster: None,
-                bindings: vec![],
-            }
+            ..Node { running: true, status: "running".into(), ..Node::default() }
         };
         let found = ports_findings(&stack, &old, "docker inspect n");
         assert_eq!(found.len(), 1);
@@ -457,10 +512,10 @@ mod tests {
         let kiali = stack.cluster.ports.iter().find(|m| m.container_port == 32100).unwrap();
         let mut proxy = listed("kiali-proxy", "running", "");
         proxy.published = vec![("0.0.0.0".into(), 32100, 32100)];
-        let f = taken_finding(&stack, &[kiali], &[proxy]);
+        let f = taken_finding(&stack, &[kiali], &[proxy], "docker");
         assert_eq!(f.fix, "docker rm -f kiali-proxy");
         assert!(f.evidence[0].contains("published by container kiali-proxy"));
-        let f = taken_finding(&stack, &[kiali], &[]);
+        let f = taken_finding(&stack, &[kiali], &[], "docker");
         assert!(f.fix.starts_with("lsof -nP -iTCP:32100"));
         assert!(f.evidence[0].contains("no container publishes it"));
     }

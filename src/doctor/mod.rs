@@ -200,6 +200,16 @@ fn register_credentials(ctx: &Ctx) {
 
 /// The findings an observation of the cluster shows: pods, the mesh, Kafka and Connect.
 fn cluster_checks(ctx: &Ctx, obs: &Observation, report: &mut Report) {
+    // A shared cluster was built by no engine of ours.
+    if !ctx.stack.cluster.shared() {
+        match host::mismatch_finding(ctx.engine(), &obs.provider_ids) {
+            Some(f) => report.add(f),
+            None if obs.provider_ids.as_ref().is_ok_and(|ids| !ids.is_empty()) => {
+                report.pass(&format!("the cluster's Nodes say {} built it", ctx.engine().kind.provider()))
+            }
+            None => {}
+        }
+    }
     let (ztunnel, health) = crate::judge::workloads::judge(ctx.stack, obs);
     pods::check(ctx, obs, &health, report);
     mesh::check(ctx, obs, &ztunnel, &health, report);
@@ -242,7 +252,7 @@ fn api_ready(ctx: &Ctx, report: &mut Report) -> bool {
                     format!("the Kubernetes API does not answer (waited {})", crate::ui::human(deadline)),
                 )
                 .evidence(format!("`{cmd}`: {}", detail.trim()))
-                .fix(format!("docker restart {node}"))
+                .fix(format!("{} restart {node}", ctx.engine().program))
                 .note("after a Docker restart the API can take a minute: rerun `bookstore doctor` first"),
             );
             false
@@ -252,8 +262,10 @@ fn api_ready(ctx: &Ctx, report: &mut Report) -> bool {
 
 /// The commands and requests `doctor` makes, for `--dry-run`.
 pub fn describe(ctx: &Ctx) -> Vec<String> {
-    let mut lines =
-        vec!["# Diagnose (read-only): Docker, the kind node, ports, the cluster, the mesh, Connect".into()];
+    let mut lines = vec![
+        "# Diagnose (read-only): the node engine, the kind node, ports, the cluster, the mesh, Connect"
+            .into(),
+    ];
     host::describe(ctx, &mut lines);
     lines.push(ctx.kube.readyz().to_string());
     crate::observe::describe(ctx, &mut lines);

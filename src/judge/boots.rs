@@ -107,6 +107,7 @@ mod tests {
             boot_id: "b1".into(),
             ready: Some(true),
             ready_changed: Some(ready_changed),
+            ..Node::default()
         }
     }
 

@@ -4,7 +4,7 @@
 //! its evidence. A mapping without a fixed host port is not judged here: the stack load refuses it
 //! and `doctor` reports it on its own.
 
-use crate::docker::Node;
+use crate::engine::Node;
 use crate::stack::PortMapping;
 
 /// The node publishes this mapping's container port on its fixed host port.

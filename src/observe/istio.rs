@@ -2,7 +2,6 @@
 //! (`istioctl version --remote=false`) and what its install would apply (`istioctl manifest
 //! generate` with the install's own flags), at once. `plan::istio` judges both.
 
-use crate::docker;
 use crate::error::{Error, Result};
 use crate::stack::Stack;
 
@@ -18,8 +17,8 @@ pub fn read(stack: &Stack) -> Result<Istioctl> {
     super::tools(&["istioctl"])?;
     let flags = &stack.bootstrap.istio_install;
     Ok(std::thread::scope(|s| {
-        let manifest = s.spawn(|| docker::istioctl_manifest(flags).run().map(|o| o.stdout));
-        let version = docker::istioctl_version().run().map(|o| o.stdout);
+        let manifest = s.spawn(|| crate::kube::istioctl_manifest(flags).run().map(|o| o.stdout));
+        let version = crate::kube::istioctl_version().run().map(|o| o.stdout);
         let manifest = manifest
             .join()
             .unwrap_or_else(|_| Err(Error::step("reading istioctl's manifest panicked", "run again")));
@@ -29,9 +28,9 @@ pub fn read(stack: &Stack) -> Result<Istioctl> {
 
 /// The reads, for `--dry-run`.
 pub fn describe(stack: &Stack, lines: &mut Vec<String>) {
-    lines.push(format!("{}   # in the tested range", docker::istioctl_version()));
+    lines.push(format!("{}   # in the tested range", crate::kube::istioctl_version()));
     lines.push(format!(
         "{}   # the images its install runs",
-        docker::istioctl_manifest(&stack.bootstrap.istio_install)
+        crate::kube::istioctl_manifest(&stack.bootstrap.istio_install)
     ));
 }

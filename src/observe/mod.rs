@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::cluster::{Deployment, Pod, parse_deployments};
 use crate::connect::{Connect, Desired};
-use crate::docker::{self, Node};
+use crate::engine::{self, Engine, Node};
 use crate::error::{Error, Result};
 use crate::exec::Stream;
 use crate::kube::Kubectl;
@@ -55,6 +55,11 @@ impl<'a> Ctx<'a> {
     }
 
     /// Take the deployments' generations from an observation instead of listing them again.
+    /// The node engine of the run ([`Engine::for_run`]: chosen once, its endpoint pinned).
+    pub fn engine(&self) -> &'static Engine {
+        Engine::for_run()
+    }
+
     pub fn seed(&self, obs: &Observation) {
         let _ = self.deployments.set(
             obs.deployments.iter().map(|d| ((d.namespace.clone(), d.name.clone()), d.generation)).collect(),
@@ -134,6 +139,12 @@ pub fn install_hint(tool: &str) -> &'static str {
         "docker" => {
             "install Docker Desktop (macOS/Windows) or Docker Engine (Linux): https://docs.docker.com/get-docker/"
         }
+        "podman" => {
+            "install Podman: https://podman.io/docs/installation (e.g. `brew install podman`, `apt-get install podman`)"
+        }
+        "nerdctl" | "finch" | "nerdctl.lima" => {
+            "install Rancher Desktop (containerd mode), finch or lima, whose nerdctl kind uses"
+        }
         "istioctl" => {
             "install istioctl: https://istio.io/latest/docs/setup/additional-setup/download-istio-release/ (e.g. `brew install istioctl`)"
         }
@@ -150,12 +161,12 @@ pub fn tools(tools: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// Does Docker answer `probe` ([`docker::server_version`])? Its version, or why not (the probe,
-/// and what the CLI said). The one judgement of Docker's liveness: preflight, doctor and the
-/// watcher ask it. `Err` only when the run is interrupted.
-pub fn docker_answers(probe: &crate::exec::Cmd) -> Result<Read<String>> {
+/// Does the node engine answer `probe` ([`Engine::version`])? Its version, or why not (the
+/// probe, and what the CLI said). The one judgement of the engine's liveness: preflight, doctor
+/// and the watcher ask it. `Err` only when the run is interrupted.
+pub fn engine_answers(engine: &Engine, probe: &crate::exec::Cmd) -> Result<Read<String>> {
     Ok(match probe.run() {
-        Ok(out) if docker::answered(&out.stdout) => Ok(out.stdout.trim().to_string()),
+        Ok(out) if engine.answered(&out.stdout) => Ok(out.stdout.trim().to_string()),
         Ok(_) => Err(format!("`{probe}` printed no server version")),
         Err(Error::Interrupted) => return Err(Error::Interrupted),
         Err(Error::Command { stderr_tail, .. }) => Err(format!("`{probe}` failed:\n{}", stderr_tail.trim())),
@@ -163,14 +174,25 @@ pub fn docker_answers(probe: &crate::exec::Cmd) -> Result<Read<String>> {
     })
 }
 
-pub fn docker_running() -> Result<()> {
-    match docker_answers(&docker::server_version())? {
+/// The engine answers, or a prerequisite error saying how to start it.
+pub fn engine_running(engine: &Engine) -> Result<()> {
+    match engine_answers(engine, &engine.version())? {
         Ok(_) => Ok(()),
         Err(why) => Err(Error::prerequisite(
-            format!("Docker is not running: {why}"),
-            "start Docker Desktop (or the docker service) and wait until `docker version` shows its Server, then run again",
+            format!("{} is not running: {why}", engine.kind.title()),
+            start_hint(engine),
         )),
     }
+}
+
+/// How to start the engine, then run again.
+pub fn start_hint(engine: &Engine) -> String {
+    let what = match engine.kind {
+        engine::Kind::Docker => "start Docker Desktop (or the docker service)",
+        engine::Kind::Podman => "start it (`podman machine start` on macOS and Windows)",
+        engine::Kind::Nerdctl => "start Rancher Desktop, finch or lima (`finch vm start`, `limactl start`)",
+    };
+    format!("{what} and wait until `{}` answers, then run again", engine.version())
 }
 
 /// Wait until the Kubernetes API answers `/readyz` (it refuses for a while after a Docker
@@ -198,8 +220,9 @@ pub type Read<T> = std::result::Result<T, String>;
 /// What the host says, read at once: whether kind lists the cluster, its node container, and
 /// the cluster itself.
 pub struct Host {
-    /// `docker inspect` of the control-plane node, when `kind get clusters` lists the stack's
-    /// cluster (stopped node containers count, as in kind); `None` when it does not.
+    /// The control-plane node container, found by kind's labels ([`Engine::nodes`]), when the
+    /// cluster exists (stopped node containers count, as in kind); `None` when there is none and
+    /// `kind get clusters` does not list it either.
     pub node: Option<Read<Node>>,
     /// The legacy socat proxy containers that exist (running or not).
     pub legacy: Read<Vec<String>>,
@@ -207,58 +230,108 @@ pub struct Host {
     /// the cluster's). An `Err` that is not a prerequisite means the API did not answer yet:
     /// wait for it, then [`cluster`] reads it again.
     pub cluster: Option<Result<Observation>>,
+    /// The kube context's Nodes and their `spec.providerID`, read in the same round (also when
+    /// the engine finds no node container: a cluster another engine built).
+    pub provider_ids: Read<Vec<(String, String)>>,
 }
 
-/// Read the host side and the cluster in one round of parallel reads: the node container, the
-/// legacy proxies, and everything [`cluster`] reads, each tried once (used only when the node
-/// is the cluster's; an API that does not answer shows as their error). A node
-/// container labelled as the cluster's node is what `kind get clusters` lists (kind's
-/// `docker ps -a --filter label=io.x-k8s.kind.cluster`), so kind is asked only when there is no
-/// such container. `Err` when the tools are missing or Docker does not answer.
+/// Read the host side and the cluster in one round of parallel reads: the node containers, the
+/// legacy proxies, and everything [`cluster`] reads, each tried once (used only when the
+/// cluster has a node container; an API that does not answer shows as their error). Node
+/// containers labelled as the cluster's are what `kind get clusters` lists (kind's `<engine> ps
+/// -a --filter label=io.x-k8s.kind.cluster`), so kind is asked only when there is none. `Err`
+/// when the tools are missing or the engine does not answer.
 pub fn host(ctx: &Ctx) -> Result<Host> {
     let stack = ctx.stack;
     if stack.cluster.shared() {
-        // A shared cluster: no Docker, no kind, no node container; the cluster is its API.
+        // A shared cluster: no engine, no kind, no node container; the cluster is its API.
         tools(&["kubectl"])?;
         let once = Kubectl::new(stack.cluster.context(), Duration::ZERO);
-        let cluster = read_cluster(ctx, &once).map(|p| p.with(Node::default()));
-        return Ok(Host { node: Some(Ok(Node::default())), legacy: Ok(Vec::new()), cluster: Some(cluster) });
+        let parts = read_cluster(ctx, &once);
+        let provider_ids = match &parts {
+            Ok(p) => p.provider_ids.clone(),
+            Err(e) => Err(e.headline()),
+        };
+        let cluster = parts.map(|p| p.with(Node::default()));
+        return Ok(Host {
+            node: Some(Ok(Node::default())),
+            legacy: Ok(Vec::new()),
+            cluster: Some(cluster),
+            provider_ids,
+        });
     }
-    tools(&["kind", "kubectl", "docker"])?;
-    let name = stack.cluster.control_plane_container();
+    let engine = ctx.engine();
+    tools(&["kind", "kubectl", &engine.program])?;
     let legacy = &stack.legacy_proxies;
     let once = Kubectl::new(stack.cluster.context(), Duration::ZERO);
-    let (node, found, parts) = std::thread::scope(|s| {
+    let (nodes, found, parts) = std::thread::scope(|s| {
         let found = s.spawn(|| -> Read<Vec<String>> {
             if legacy.is_empty() {
                 return Ok(Vec::new());
             }
-            let out = docker::ps_named(legacy).run().map_err(|e| e.headline())?;
-            Ok(docker::parse_names(&out.stdout).into_iter().collect())
+            let out = engine.ps_named(legacy).run().map_err(|e| e.headline())?;
+            Ok(engine::parse_names(&out.stdout).into_iter().collect())
         });
         let parts = s.spawn(|| read_cluster(ctx, &once));
-        let node = inspect(&name);
-        (node, found.join().unwrap_or_else(|_| Err("the read panicked".to_string())), join(parts))
+        let nodes = engine.nodes(&stack.cluster.name);
+        (nodes, found.join().unwrap_or_else(|_| Err("the read panicked".to_string())), join(parts))
     });
-    let ours = |n: &Node| n.kind_cluster.as_deref() == Some(stack.cluster.name.as_str());
-    if let Ok(n) = node.as_ref()
-        && ours(n)
-    {
+    let provider_ids = match &parts {
+        Ok(p) => p.provider_ids.clone(),
+        Err(e) => Err(e.headline()),
+    };
+    let node = nodes.map(|n| n.into_iter().next());
+    if let Ok(Some(n)) = &node {
         let cluster = Some(parts.map(|p| p.with(n.clone())));
-        return Ok(Host { node: Some(node), legacy: found, cluster });
+        return Ok(Host { node: Some(Ok(n.clone())), legacy: found, cluster, provider_ids });
     }
-    let clusters = match docker::kind_get_clusters().run() {
+    let clusters = match engine.kind_get_clusters().run() {
         Ok(out) => out,
         Err(Error::Interrupted) => return Err(Error::Interrupted),
         Err(e) => {
-            docker_running()?;
-            return Err(e.with_next(
-                "check that Docker answers (`docker ps`) and that kind works (`kind get clusters`)",
-            ));
+            engine_running(engine)?;
+            return Err(e.with_next(format!(
+                "check that {} answers (`{} ps`) and that kind works (`kind get clusters`)",
+                engine.kind.title(),
+                engine.program
+            )));
         }
     };
-    let listed = docker::parse_names(&clusters.stdout).contains(&stack.cluster.name);
-    Ok(Host { node: listed.then_some(node), legacy: found, cluster: None })
+    let listed = engine::parse_names(&clusters.stdout).contains(&stack.cluster.name);
+    let node = match node {
+        Ok(Some(n)) => Ok(n),
+        Ok(None) => Err(format!(
+            "`kind get clusters` lists {}, but `{}` finds none of its node containers",
+            stack.cluster.name,
+            engine.ps_cluster(&stack.cluster.name)
+        )),
+        Err(e) => Err(e),
+    };
+    Ok(Host { node: listed.then_some(node), legacy: found, cluster: None, provider_ids })
+}
+
+/// The cluster's control-plane node container (found by kind's labels, [`Engine::nodes`]).
+pub fn node(ctx: &Ctx) -> Read<Node> {
+    let engine = ctx.engine();
+    engine
+        .nodes(&ctx.stack.cluster.name)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| format!("`{}` finds no node container", engine.ps_cluster(&ctx.stack.cluster.name)))
+}
+
+/// The node containers' `inspect` as [`Engine::nodes`] runs it, for `--dry-run`: their names are
+/// read (`ps`, read-only) so the line is the one the run spawns.
+pub fn describe_inspect(engine: &Engine, cluster: &str) -> String {
+    let names: Vec<String> = engine
+        .ps_cluster(cluster)
+        .run()
+        .ok()
+        .and_then(|out| engine.parse_ps(&out.stdout).ok())
+        .map(|listed| listed.into_iter().map(|l| l.name).collect())
+        .filter(|names: &Vec<String>| !names.is_empty())
+        .unwrap_or_else(|| vec!["<node>…".to_string()]);
+    engine.inspect_all(&names).to_string()
 }
 
 /// The reads [`host`] and [`cluster`] make, as pasteable lines (for `--dry-run`).
@@ -281,26 +354,32 @@ pub fn describe(ctx: &Ctx, lines: &mut Vec<String>) {
 /// The host side's reads on kind: the node container, kind, istioctl, the legacy proxies.
 fn describe_host(ctx: &Ctx, lines: &mut Vec<String>) {
     let stack = ctx.stack;
+    let engine = ctx.engine();
+    engine.describe(lines);
     lines.push(format!(
-        "{}   # the cluster's node: running, its port mappings, State.StartedAt",
-        docker::inspect(&stack.cluster.control_plane_container())
+        "{}   # the cluster's node containers, by kind's label",
+        engine.ps_cluster(&stack.cluster.name)
+    ));
+    lines.push(format!(
+        "{}   # each of them: running, its port mappings, State.StartedAt",
+        describe_inspect(engine, &stack.cluster.name)
     ));
     lines.push(format!(
         "{}   # only when there is no such node container: must list {}",
-        docker::kind_get_clusters(),
+        engine.kind_get_clusters(),
         stack.cluster.name
     ));
     let mesh = &stack.mesh;
     lines.push(format!(
         "{}   # ztunnel's workloadState: the pods it runs a proxy for (read-only, port-forwarded)",
-        docker::istioctl_ztunnel_config(
+        crate::kube::istioctl_ztunnel_config(
             ctx.kube.context(),
             &mesh.namespace,
             &stack.cluster.control_plane_container()
         )
     ));
     if !stack.legacy_proxies.is_empty() {
-        lines.push(format!("{}   # legacy socat proxies", docker::ps_named(&stack.legacy_proxies)));
+        lines.push(format!("{}   # legacy socat proxies", engine.ps_named(&stack.legacy_proxies)));
     }
 }
 
@@ -312,6 +391,8 @@ fn describe_cluster(ctx: &Ctx, lines: &mut Vec<String>) {
         "{}   # every workload exists, its generations; pods' creation and Ready times, IPs, mesh enrolment",
         ctx.kube.list_deployments_and_pods()
     ));
+    lines
+        .push(format!("{}   # each Node's spec.providerID: the engine that built it", ctx.kube.list_nodes()));
     let c = &stack.connect;
     lines.push(format!(
         "{}   # every key present, decoded in-process, never printed",
@@ -335,11 +416,22 @@ fn describe_cluster(ctx: &Ctx, lines: &mut Vec<String>) {
     }
 }
 
-/// `docker inspect` of one container, parsed.
-pub fn inspect(container: &str) -> Read<Node> {
-    let cmd = docker::inspect(container);
-    let out = cmd.run().map_err(|e| e.headline())?;
-    docker::parse_inspect(&out.stdout).map_err(|p| format!("`{cmd}`: {p}"))
+/// The cluster's Nodes that name another engine than this run's, said as a prerequisite error
+/// (nothing is changed on the wrong engine's word); `Ok` when they agree or say nothing.
+pub fn engine_agrees(engine: &Engine, provider_ids: &Read<Vec<(String, String)>>) -> Result<()> {
+    let Ok(ids) = provider_ids else { return Ok(()) };
+    let foreign = crate::judge::engine::disagreeing(engine.kind, ids);
+    let Some((node, id)) = foreign.first() else { return Ok(()) };
+    let provider = crate::judge::engine::provider_id(id).map_or("", |(p, _, _)| p);
+    Err(Error::prerequisite(
+        format!(
+            "the cluster was built by {provider} (node {node}: spec.providerID {id}), but this run's node engine is {} ({})",
+            engine.program, engine.why
+        ),
+        format!(
+            "run bookstore on the engine that built it: `KIND_EXPERIMENTAL_PROVIDER={provider} bookstore …` (as for kind)"
+        ),
+    ))
 }
 
 fn join<T>(handle: std::thread::ScopedJoinHandle<'_, Result<T>>) -> Result<T> {
@@ -365,7 +457,7 @@ pub enum Stored {
 pub struct Observation {
     /// When it was read (seconds since the epoch).
     pub at: u64,
-    /// The control-plane node container (`docker inspect`; empty on a shared cluster).
+    /// The control-plane node container (`<engine> inspect`; empty on a shared cluster).
     pub node: Node,
     /// On a shared cluster: every Node as the API reports it (bootID, Ready), and the events on
     /// Nodes (the kubelet's `Starting` and `Rebooted`); what `judge::boots` dates restarts by.
@@ -387,6 +479,8 @@ pub struct Observation {
     pub routes: Vec<Probe>,
     /// Each stack connector (index-aligned with `stack.connect.connectors`) as Connect stores it.
     pub connectors: Vec<Stored>,
+    /// Each Node's name and `spec.providerID` (`kind://<engine>/<cluster>/<node>`).
+    pub provider_ids: Read<Vec<(String, String)>>,
 }
 
 /// How far back the mesh logs are read.
@@ -413,6 +507,7 @@ struct Parts {
     workload_state: Vec<(String, Read<BTreeMap<String, Proxy>>)>,
     routes: Vec<Probe>,
     connectors: Vec<Stored>,
+    provider_ids: Read<Vec<(String, String)>>,
 }
 
 impl Parts {
@@ -428,6 +523,7 @@ impl Parts {
             workload_state,
             routes,
             connectors,
+            provider_ids,
         } = self;
         Observation {
             at: now(),
@@ -442,6 +538,7 @@ impl Parts {
             workload_state,
             routes,
             connectors,
+            provider_ids,
         }
     }
 }
@@ -449,7 +546,7 @@ impl Parts {
 /// ztunnel's `workloadState` on `node`, through istioctl (read-only).
 fn workload_state(ctx: &Ctx, node: &str) -> Read<BTreeMap<String, Proxy>> {
     let mesh = &ctx.stack.mesh;
-    let cmd = docker::istioctl_ztunnel_config(ctx.kube.context(), &mesh.namespace, node);
+    let cmd = crate::kube::istioctl_ztunnel_config(ctx.kube.context(), &mesh.namespace, node);
     let out = cmd.run().map_err(|e| e.headline())?;
     evidence::parse_workload_state(&out.stdout).map_err(|p| format!("`{cmd}`: {p}"))
 }
@@ -467,15 +564,25 @@ fn read_cluster(ctx: &Ctx, kube: &Kubectl) -> Result<Parts> {
     let shared = stack.cluster.shared();
     let (objects, routes, connectors, ztunnel, cni, state, nodes) = std::thread::scope(|s| {
         let objects = s.spawn(|| kube.run(&kube.list_deployments_and_pods()).map(|o| o.stdout));
-        // A shared cluster's restarts are read from the API: its Nodes and their events.
-        let nodes = s.spawn(move || -> Result<Option<(String, Read<Vec<crate::cluster::Event>>)>> {
-            if !shared {
-                return Ok(None);
-            }
-            let events = kube.list_node_events().run().map_err(|e| e.headline());
-            let events = events.and_then(|o| crate::cluster::parse_events(&o.stdout));
-            Ok(Some((kube.run(&kube.list_nodes())?.stdout, events)))
-        });
+        // Every Node (who built it; on a shared cluster its boots), and on a shared cluster the
+        // events on Nodes: its restarts are read from the API.
+        let nodes =
+            s.spawn(move || -> (Read<Vec<crate::cluster::Node>>, Read<Vec<crate::cluster::Event>>) {
+                let events = match shared {
+                    true => kube
+                        .list_node_events()
+                        .run()
+                        .map_err(|e| e.headline())
+                        .and_then(|o| crate::cluster::parse_events(&o.stdout)),
+                    false => Ok(Vec::new()),
+                };
+                let nodes = kube
+                    .list_nodes()
+                    .run()
+                    .map_err(|e| e.headline())
+                    .and_then(|o| crate::cluster::parse_nodes(&o.stdout));
+                (nodes, events)
+            });
         let connectors = s.spawn(|| connectors(ctx, kube));
         let ztunnel = s.spawn(|| logs(&mesh.daemonset));
         let cni = s.spawn(|| logs(CNI_DAEMONSET));
@@ -492,17 +599,18 @@ fn read_cluster(ctx: &Ctx, kube: &Kubectl) -> Result<Parts> {
             ztunnel.join().unwrap_or_else(|_| panicked()),
             cni.join().unwrap_or_else(|_| panicked()),
             state.join().unwrap_or_else(|_| Err("the read panicked".to_string())),
-            join(nodes),
+            nodes
+                .join()
+                .unwrap_or_else(|_| (Err("the read panicked".into()), Err("the read panicked".into()))),
         )
     });
-    let (api_nodes, node_events) = match nodes? {
-        Some((json, events)) => {
-            let nodes = crate::cluster::parse_nodes(&json)
-                .map_err(|p| Error::step(format!("`{}`: {p}", kube.list_nodes()), "run it by hand"))?;
-            (nodes, events)
-        }
-        None => (Vec::new(), Ok(Vec::new())),
-    };
+    let (nodes, node_events) = nodes;
+    // On a shared cluster the Nodes are the only witness of its restarts: not read, not judged.
+    if shared && let Err(e) = &nodes {
+        return Err(Error::step(format!("`{}`: {e}", kube.list_nodes()), "run it by hand"));
+    }
+    let api_nodes = nodes.clone().unwrap_or_default();
+    let provider_ids = nodes.map(|n| n.into_iter().map(|n| (n.name, n.provider_id)).collect());
     let (deployments, pods) = crate::cluster::parse_deployments_and_pods(&objects?)
         .map_err(|p| Error::step(format!("`{}`: {p}", kube.list_deployments_and_pods()), "run it by hand"))?;
     let text = |log: Vec<u8>| String::from_utf8_lossy(&log).into_owned();
@@ -518,6 +626,7 @@ fn read_cluster(ctx: &Ctx, kube: &Kubectl) -> Result<Parts> {
         workload_state: vec![(node, state)],
         routes,
         connectors,
+        provider_ids,
     })
 }
 
@@ -569,6 +678,7 @@ impl Observation {
             workload_state: Vec::new(),
             routes: Vec::new(),
             connectors: Vec::new(),
+            provider_ids: Ok(Vec::new()),
         }
     }
 

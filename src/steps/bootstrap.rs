@@ -10,7 +10,6 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use crate::docker;
 use crate::error::{Error, Result};
 use crate::plan::{Graph, Prep, Task};
 use crate::secret::Secret;
@@ -62,7 +61,7 @@ pub fn checks(ctx: &Ctx, ports: bool) -> Result<()> {
         }
     }
     for image in &ctx.stack.bootstrap.images {
-        if present(&image.image)? {
+        if present(ctx, &image.image)? {
             continue;
         }
         match std::env::var(&image.context_env) {
@@ -95,8 +94,8 @@ pub fn checks(ctx: &Ctx, ports: bool) -> Result<()> {
     Ok(())
 }
 
-fn present(image: &str) -> Result<bool> {
-    Ok(docker::image_present(image).run_unchecked()?.status.success())
+fn present(ctx: &Ctx, image: &str) -> Result<bool> {
+    Ok(ctx.engine().image_present(image).run_unchecked()?.status.success())
 }
 
 /// The bootstrap on the graph: the images start on the host at once (built, or pulled in the
@@ -145,13 +144,16 @@ pub fn create_cluster(ctx: &Ctx) -> Result<()> {
         "Creating kind cluster {name} (waiting ≤ {} for the control plane)",
         human(b.cluster_wait)
     ));
-    let cmd = docker::kind_create_cluster(
+    let cmd = ctx.engine().write().kind_create_cluster(
         name,
         Secret::unregistered(ctx.stack.cluster.raw.clone()),
         b.cluster_wait,
     );
     cmd.run().map_err(|e| {
-        e.with_next("kind leaves nothing behind on failure; check `docker info` (memory ≥ 8 GiB) and run `bookstore up` again")
+        e.with_next(format!(
+            "kind leaves nothing behind on failure; check `{} info` (memory ≥ 8 GiB) and run `bookstore up` again",
+            ctx.engine().program
+        ))
     })?;
     step.done("created");
     Ok(())
@@ -193,7 +195,7 @@ pub fn istio(ctx: &Ctx) -> Result<()> {
 
 fn install_istio(ctx: &Ctx) -> Result<()> {
     let b = &ctx.stack.bootstrap;
-    docker::istioctl_install(ctx.kube.context(), &b.istio_install).run()?;
+    crate::kube::istioctl_install(ctx.kube.context(), &b.istio_install).run()?;
     for target in &b.istio_ready {
         let (kind, name) = target.split_once('/').unwrap_or(("deployment", target));
         ctx.kube
@@ -362,7 +364,7 @@ pub fn describe_checks(ctx: &Ctx, ports: bool, lines: &mut Vec<String>) {
     for image in &ctx.stack.bootstrap.images {
         lines.push(format!(
             "{}   # else build from ${}",
-            docker::image_present(&image.image),
+            ctx.engine().image_present(&image.image),
             image.context_env
         ));
     }
@@ -375,12 +377,14 @@ pub fn describe(ctx: &Ctx, step: &crate::plan::Step, lines: &mut Vec<String>) ->
         Step::CreateCluster => {
             lines.push("# Create the kind cluster (config on stdin)".into());
             lines.push(
-                docker::kind_create_cluster(
-                    &ctx.stack.cluster.name,
-                    Secret::unregistered(String::new()),
-                    b.cluster_wait,
-                )
-                .to_string(),
+                ctx.engine()
+                    .write()
+                    .kind_create_cluster(
+                        &ctx.stack.cluster.name,
+                        Secret::unregistered(String::new()),
+                        b.cluster_wait,
+                    )
+                    .to_string(),
             );
         }
         Step::GatewayCrds => {
@@ -391,7 +395,7 @@ pub fn describe(ctx: &Ctx, step: &crate::plan::Step, lines: &mut Vec<String>) ->
         }
         Step::InstallIstio => {
             lines.push("# Istio ambient".into());
-            lines.push(docker::istioctl_install(ctx.kube.context(), &b.istio_install).to_string());
+            lines.push(crate::kube::istioctl_install(ctx.kube.context(), &b.istio_install).to_string());
             for target in &b.istio_ready {
                 let (kind, name) = target.split_once('/').unwrap_or(("deployment", target));
                 lines.push(
@@ -455,22 +459,24 @@ fn describe_graph(ctx: &Ctx, create: bool, graph: &Graph, lines: &mut Vec<String
     lines.push(
         "# Images, from the start, one pull at a time in this order (the slowest chains first; Istio's as `istioctl manifest generate` names them):".into(),
     );
-    lines.push(format!("{}   # what the host has is not pulled", docker::image_list()));
+    lines.push(format!("{}   # what the host has is not pulled", ctx.engine().image_list()));
     let names: Vec<String> = graph.images.iter().map(|i| i.name.clone()).collect();
     for (image, n) in graph.images.iter().zip(&names) {
         match image.source {
             crate::plan::ImageSource::Ours(k) => lines.push(format!(
                 "{}   # ours: used as it is, else built from ${}",
-                docker::image_present(n),
+                ctx.engine().image_present(n),
                 b.images[k].context_env
             )),
-            _ => lines.push(format!("{}   # unless on the host", docker::pull(n))),
+            _ => lines.push(format!("{}   # unless on the host", ctx.engine().write().pull(n))),
         }
     }
     if create {
         lines.push("# Meanwhile, the kind cluster (config on stdin)".into());
         lines.push(
-            docker::kind_create_cluster(name, Secret::unregistered(String::new()), b.cluster_wait)
+            ctx.engine()
+                .write()
+                .kind_create_cluster(name, Secret::unregistered(String::new()), b.cluster_wait)
                 .to_string(),
         );
     }
@@ -529,7 +535,9 @@ fn describe_graph(ctx: &Ctx, create: bool, graph: &Graph, lines: &mut Vec<String
                     );
                 }
                 Task::Prep(Prep::Istio) => {
-                    lines.push(docker::istioctl_install(ctx.kube.context(), &b.istio_install).to_string());
+                    lines.push(
+                        crate::kube::istioctl_install(ctx.kube.context(), &b.istio_install).to_string(),
+                    );
                     for target in &b.istio_ready {
                         let (kind, n) = target.split_once('/').unwrap_or(("deployment", target));
                         lines.push(

@@ -91,8 +91,12 @@ pub fn verify(ctx: &Ctx, escalate: bool, order: Order, settle: Duration) -> Resu
     }
     ctx.ui.warn(&format!("{} route(s) still fail after the remedy: escalating once", failed.probes.len()));
     let step = ctx.ui.start("Observing the stack again");
-    let node = observe::inspect(&stack.cluster.control_plane_container())
-        .map_err(|e| Error::step(e, "check the node container (`docker ps`), then run again"))?;
+    let node = observe::node(ctx).map_err(|e| {
+        Error::step(
+            e,
+            format!("check the node containers (`{} ps -a`), then run again", ctx.engine().program),
+        )
+    })?;
     let obs = observe::cluster(ctx, node)?;
     let force = converge::escalate(stack, &obs, &failed.probes);
     let remedy = converge::converge(stack, &obs, &force);
@@ -110,7 +114,7 @@ pub fn verify(ctx: &Ctx, escalate: bool, order: Order, settle: Duration) -> Resu
 
 /// A failed smoke test, with the doctor's findings for what is left printed first.
 fn with_findings(ctx: &Ctx, error: Error) -> Error {
-    if let Ok(node) = observe::inspect(&ctx.stack.cluster.control_plane_container())
+    if let Ok(node) = observe::node(ctx)
         && let Ok(obs) = observe::cluster(ctx, node)
     {
         crate::doctor::report_cluster(ctx, &obs);

@@ -19,13 +19,18 @@
 //! incomplete, so the node's `ctr images import --all-platforms --digests` stops with `content
 //! digest sha256:…: not found` (kind#3795, containerd#11344): `docker image save --platform
 //! <the daemon's, which kind's node runs on>` (Docker API ≥ 1.48), then `kind load image-archive`
-//! (kind PR #4247). A failed pull or load of a third-party image is a warning: the kubelet pulls it.
+//! (kind PR #4247). podman and nerdctl: kind's `load docker-image` reads the image with `docker`
+//! whatever its provider (`docker image inspect`, `docker save` in
+//! `pkg/cmd/kind/load/docker-image/docker-image.go`), so the engine saves them (`podman save
+//! --multi-image-archive`, `nerdctl save`) and `kind load image-archive` imports the archive into
+//! the nodes it finds through the engine. A failed pull or load of a third-party image is a
+//! warning: the kubelet pulls it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
-use crate::docker;
+use crate::engine::{self, Engine, Kind};
 use crate::error::{Error, Result};
 use crate::plan::{Graph, Image, ImageSource};
 use crate::stack::Stack;
@@ -45,7 +50,7 @@ fn why(e: &Error) -> String {
 }
 
 fn present(image: &str) -> Result<bool> {
-    Ok(docker::image_present(image).run_unchecked()?.status.success())
+    Ok(Engine::for_run().image_present(image).run_unchecked()?.status.success())
 }
 
 /// `bookstore up --tiers`' images step: build what is missing, then load all of ours at once.
@@ -56,7 +61,7 @@ pub fn tiers_step(ctx: &Ctx) -> Result<()> {
         if !present(&image.image)? {
             let dir = std::env::var(&image.context_env).unwrap_or_default();
             ctx.ui.info(&format!("building {} from {dir}", image.image));
-            docker::build(&image.image, &dir).run()?;
+            ctx.engine().write().build(&image.image, &dir).run()?;
         }
     }
     let names: Vec<String> = b.images.iter().map(|i| i.image.clone()).collect();
@@ -66,9 +71,11 @@ pub fn tiers_step(ctx: &Ctx) -> Result<()> {
 }
 
 /// How images get into the node on this machine (one `docker info`, and `docker version` under
-/// the containerd store).
+/// the containerd store; podman and nerdctl save an archive).
 #[derive(Clone, Debug)]
 pub enum Route {
+    /// podman, nerdctl: `<engine> save`, then `kind load image-archive`.
+    Archive,
     /// The classic image store: `kind load docker-image`.
     Classic,
     /// The containerd image store: one archive of this platform (`linux/amd64`), when the
@@ -79,12 +86,16 @@ pub enum Route {
 
 impl Route {
     pub fn detect() -> Result<Route> {
-        if !docker::uses_containerd_store(&docker::driver_status().run()?.stdout) {
+        let engine = Engine::for_run();
+        if engine.kind != Kind::Docker {
+            return Ok(Route::Archive);
+        }
+        if !engine::docker::uses_containerd_store(&engine.driver_status().run()?.stdout) {
             return Ok(Route::Classic);
         }
-        let version = docker::server_platform().run()?.stdout;
-        let (platform, api) = docker::parse_server_platform(&version);
-        Ok(Route::Containerd { platform, one_platform: docker::api_at_least(&api, 1, 48) })
+        let version = engine.server_platform().run()?.stdout;
+        let (platform, api) = engine::docker::parse_server_platform(&version);
+        Ok(Route::Containerd { platform, one_platform: engine::docker::api_at_least(&api, 1, 48) })
     }
 
     /// Whether an image pulled on the host can be loaded: not from the containerd store without
@@ -96,25 +107,32 @@ impl Route {
     /// Load these images (present on the host) into the node; what was done, for the report.
     pub fn load(&self, stack: &Stack, names: &[String]) -> Result<String> {
         let cluster = &stack.cluster.name;
+        let write = Engine::for_run().write();
         let platform = match self {
             Route::Classic => {
-                docker::kind_load_images(names, cluster).run()?;
+                write.kind_load_images(names, cluster).run()?;
                 return Ok("kind load docker-image".into());
             }
-            Route::Containerd { platform, one_platform: true } => platform,
+            Route::Archive => None,
+            Route::Containerd { platform, one_platform: true } => Some(platform),
             Route::Containerd { one_platform: false, .. } => return self.load_whole(stack, names),
         };
         let dir = tempfile::tempdir().map_err(|e| {
             Error::step(format!("cannot create a temp dir: {e}"), "check the temp dir (TMPDIR)")
         })?;
         let archive = dir.path().join("images.tar").display().to_string();
-        match docker::save_platform(names, platform, &archive).run() {
+        let Some(platform) = platform else {
+            write.save(names, &archive).run()?;
+            write.kind_load_archive(&archive, cluster).run()?;
+            return Ok(format!("{} save, kind load image-archive", Engine::for_run().program));
+        };
+        match write.save_platform(names, platform, &archive).run() {
             Ok(_) => {
-                docker::kind_load_archive(&archive, cluster).run()?;
+                write.kind_load_archive(&archive, cluster).run()?;
                 Ok(format!("one {platform} archive (containerd image store)"))
             }
             // A docker CLI older than the daemon (no `save --platform`): as without it.
-            Err(Error::Command { stderr_tail, .. }) if docker::lacks_platform_save(&stderr_tail) => {
+            Err(Error::Command { stderr_tail, .. }) if engine::docker::lacks_platform_save(&stderr_tail) => {
                 self.load_whole(stack, names)
             }
             Err(e) => Err(e),
@@ -124,7 +142,7 @@ impl Route {
     /// kind's own load under the containerd store (Docker 27 and older cannot save one
     /// platform): it works for single-manifest images (built with --provenance=false).
     fn load_whole(&self, stack: &Stack, names: &[String]) -> Result<String> {
-        let load = docker::kind_load_images(names, &stack.cluster.name);
+        let load = Engine::for_run().write().kind_load_images(names, &stack.cluster.name);
         match load.run() {
             Ok(_) => Ok("kind load docker-image".into()),
             Err(Error::Command { stderr_tail, .. }) if stderr_tail.contains("content digest") => {
@@ -154,11 +172,18 @@ impl Route {
 
     pub fn describe(stack: &Stack, names: &[String], lines: &mut Vec<String>) {
         let cluster = &stack.cluster.name;
-        lines.push(format!("{}   # the image store", docker::driver_status()));
-        lines.push(format!("{}   # the classic store", docker::kind_load_images(names, cluster)));
-        lines.push(format!("{}   # the containerd store (kind#3795):", docker::server_platform()));
-        lines.push(docker::save_platform(names, "<os/arch>", "<tmp>/images.tar").to_string());
-        lines.push(docker::kind_load_archive("<tmp>/images.tar", cluster).to_string());
+        let engine = Engine::for_run();
+        let write = engine.write();
+        if engine.kind != Kind::Docker {
+            lines.push(write.save(names, "<tmp>/images.tar").to_string());
+            lines.push(write.kind_load_archive("<tmp>/images.tar", cluster).to_string());
+            return;
+        }
+        lines.push(format!("{}   # the image store", engine.driver_status()));
+        lines.push(format!("{}   # the classic store", write.kind_load_images(names, cluster)));
+        lines.push(format!("{}   # the containerd store (kind#3795):", engine.server_platform()));
+        lines.push(write.save_platform(names, "<os/arch>", "<tmp>/images.tar").to_string());
+        lines.push(write.kind_load_archive("<tmp>/images.tar", cluster).to_string());
     }
 }
 
@@ -196,8 +221,9 @@ impl Host {
     /// host has them. Returns at once.
     pub fn start(ctx: &Ctx, images: &[Image], route: &Route) -> Result<Host> {
         let names: Vec<String> = images.iter().map(|i| i.name.clone()).collect();
-        let listing = docker::image_list().run()?;
-        let local: BTreeSet<String> = listing.stdout.lines().map(docker::short_ref).collect();
+        let engine = ctx.engine();
+        let listing = engine.image_list().run()?;
+        let local: BTreeSet<String> = listing.stdout.lines().map(engine::short_ref).collect();
         let board: Arc<(Mutex<Board>, Condvar)> = Arc::default();
         let post = |board: &Arc<(Mutex<Board>, Condvar)>, i: usize, state: OnHost| {
             let (lock, cv) = &**board;
@@ -212,7 +238,7 @@ impl Host {
             if !ours && !route.loads_pulled() {
                 post(&board, i, OnHost::Failed("not loadable from this Docker".into()));
                 skipped += 1;
-            } else if local.contains(&docker::short_ref(name)) {
+            } else if local.contains(&engine::short_ref(name)) {
                 post(&board, i, OnHost::Ready("on the host".into()));
             } else if let ImageSource::Ours(k) = image.source {
                 let dir = std::env::var(&ctx.stack.bootstrap.images[k].context_env).unwrap_or_default();
@@ -233,7 +259,7 @@ impl Host {
             for (i, name, dir) in builds {
                 let started = Instant::now();
                 ui.info(&format!("building {name} from {dir}"));
-                let state = match docker::build(&name, &dir).run() {
+                let state = match engine.write().build(&name, &dir).run() {
                     Ok(_) => OnHost::Ready(format!("built {}", human(started.elapsed()))),
                     Err(e) => OnHost::Failed(e.to_string()),
                 };
@@ -255,7 +281,7 @@ impl Host {
                     return;
                 }
                 let started = Instant::now();
-                let state = match docker::pull(&name).run() {
+                let state = match engine.write().pull(&name).run() {
                     Ok(_) => OnHost::Ready(format!("pulled {}", human(started.elapsed()))),
                     Err(Error::Interrupted) => return,
                     Err(e) => {

@@ -1,5 +1,5 @@
 //! Steps: each plan step's execution and its `--dry-run` description, side by side so they cannot
-//! drift apart. Steps call the typed wrappers (`kube`, `docker`, `connect`, `smoke`); they never
+//! drift apart. Steps call the typed wrappers (`kube`, `engine`, `connect`, `smoke`); they never
 //! spawn processes or open sockets themselves.
 
 mod bootstrap;
@@ -31,12 +31,22 @@ pub fn plan_up(
     let bootstrap = |create: bool| bootstrap_plan(ctx, create, tiers);
     let step = ctx.ui.start("Observing the stack");
     let host = crate::observe::host(ctx)?;
+    // The cluster's Nodes name the engine that built it: nothing is done on another engine's
+    // word (no bootstrap beside a cluster the other engine has, no start of the wrong nodes). A
+    // shared cluster has no engine of ours.
+    if !stack.cluster.shared() {
+        crate::observe::engine_agrees(ctx.engine(), &host.provider_ids)?;
+    }
     let Some(node) = host.node else {
         step.done(&format!("no kind cluster {}: bootstrap from scratch", stack.cluster.name));
         return bootstrap(true);
     };
-    let node =
-        node.map_err(|e| Error::step(e, "check the node container (`docker ps -a`), then run again"))?;
+    let node = node.map_err(|e| {
+        Error::step(
+            e,
+            format!("check the node containers (`{} ps -a`), then run again", ctx.engine().program),
+        )
+    })?;
     if !stack.cluster.shared() {
         preflight::check_mappings(ctx, &node)?;
         if !node.running {
@@ -126,7 +136,7 @@ fn bootstrap_plan(ctx: &Ctx, create: bool, tiers: bool) -> Result<Vec<Step>> {
     })?;
     let images = plan::istio::images(&manifest).map_err(|p| {
         Error::step(
-            format!("`{}` printed {p}", crate::docker::istioctl_manifest(&b.istio_install)),
+            format!("`{}` printed {p}", crate::kube::istioctl_manifest(&b.istio_install)),
             "run it by hand and check its output; check bootstrap.istio.install in the stack file",
         )
     })?;
@@ -169,9 +179,10 @@ pub fn run(ctx: &Ctx, steps: &[Step]) -> Result<()> {
                 let steps = plan_up(ctx, *order, *settle, *tiers)?;
                 if steps.contains(&Step::StartNodes) {
                     let node = ctx.stack.cluster.control_plane_container();
+                    let program = &ctx.engine().program;
                     return Err(Error::prerequisite(
-                        format!("the kind node {node} stopped again right after `docker start {node}`"),
-                        format!("see why: `docker logs --tail 50 {node}`"),
+                        format!("the kind node {node} stopped again right after `{program} start {node}`"),
+                        format!("see why: `{program} logs --tail 50 {node}`"),
                     ));
                 }
                 run(ctx, &steps)?;
@@ -193,7 +204,7 @@ pub fn boot_budget(ctx: &Ctx) -> std::time::Duration {
     nodes::boot_budget(ctx)
 }
 
-/// `docker start` every stopped node of the cluster, control planes first (`watch` starts a
+/// `<engine> start` every stopped node of the cluster, control planes first (`watch` starts a
 /// node that stopped together with Docker; `up` does it through [`plan::start_nodes`]).
 pub fn start_nodes(ctx: &Ctx) -> Result<()> {
     nodes::start_stopped(ctx)
@@ -209,8 +220,10 @@ pub fn describe(ctx: &Ctx, steps: &[Step]) -> Result<Vec<String>> {
             Step::CheckCluster => inputs::describe(ctx, &mut lines),
             Step::LegacyProxies => preflight::describe_legacy_proxies(ctx, &mut lines),
             Step::RestartMesh { settle } => mesh::describe_restart(ctx, *settle, &mut lines),
-            Step::RemoveLegacy(names) => lines
-                .push(format!("{}   # legacy socat proxies, found above", crate::docker::rm_force(names))),
+            Step::RemoveLegacy(names) => lines.push(format!(
+                "{}   # legacy socat proxies, found above",
+                ctx.engine().write().rm_force(names)
+            )),
             Step::Decide(remedy) => {
                 crate::observe::describe(ctx, &mut lines);
                 converge::describe_decide(ctx, remedy, &mut lines);

@@ -1,47 +1,64 @@
-//! Preflight: tools on PATH, Docker answering, the cluster and its node, port bindings. It
+//! Preflight: tools on PATH, the node engine answering, the cluster and its node, port bindings. It
 //! changes nothing; the legacy proxy containers are removed by their own step, once every check
 //! (the cluster-side input included) has passed.
 
-use crate::docker;
+use crate::engine::Node;
 use crate::error::{Error, Result};
-use crate::observe::{docker_running, tools};
+use crate::observe::{engine_running, tools};
 use crate::plan::Preflight;
 
 use super::Ctx;
 
 /// `kind get clusters` lists the stack's cluster (stopped node containers count, as in kind).
 pub fn cluster_exists(ctx: &Ctx) -> Result<bool> {
-    let clusters = docker::kind_get_clusters().run().map_err(|e| {
-        e.with_next("check that Docker answers (`docker ps`) and that kind works (`kind get clusters`)")
+    let engine = ctx.engine();
+    let clusters = engine.kind_get_clusters().run().map_err(|e| {
+        e.with_next(format!(
+            "check that {} answers (`{} ps`) and that kind works (`kind get clusters`)",
+            engine.kind.title(),
+            engine.program
+        ))
     })?;
-    Ok(docker::parse_names(&clusters.stdout).contains(&ctx.stack.cluster.name))
+    Ok(crate::engine::parse_names(&clusters.stdout).contains(&ctx.stack.cluster.name))
 }
 
-/// The node container runs and has every port mapping the cluster config asks for.
+/// The node container (found by kind's labels) runs and has every port mapping the cluster
+/// config asks for: read from `ps` alone (a running container's published ports are its
+/// bindings), so the dry run lists every command without reading anything.
 pub fn node(ctx: &Ctx) -> Result<()> {
-    let inspect = docker::inspect(&ctx.stack.cluster.control_plane_container());
-    let node = docker::parse_inspect(&inspect.run()?.stdout)
-        .map_err(|problem| Error::step(format!("`{inspect}`: {problem}"), "run the command above by hand"))?;
-    check_node(ctx, &node)
+    let engine = ctx.engine();
+    let ps = engine.ps_cluster(&ctx.stack.cluster.name);
+    let mut listed = engine
+        .parse_ps(&ps.run()?.stdout)
+        .map_err(|problem| Error::step(format!("`{ps}`: {problem}"), "run the command above by hand"))?;
+    listed.sort_by_key(|n| n.role() != "control-plane");
+    let Some(node) = listed.first() else {
+        return Err(Error::prerequisite(
+            format!("`{ps}` finds no node container"),
+            "create the cluster with `bookstore up`",
+        ));
+    };
+    check_node(ctx, &node.node())
 }
 
-/// What `docker inspect` says of the node: it runs, with every port mapping of the config.
-pub fn check_node(ctx: &Ctx, node: &docker::Node) -> Result<()> {
-    let node_name = ctx.stack.cluster.control_plane_container();
-    check_mappings(ctx, node)?;
+/// What `inspect` says of the node: it runs, with every port mapping of the config.
+pub fn check_node(ctx: &Ctx, node: &Node) -> Result<()> {
+    // A stopped container publishes nothing (`ps`): whether it runs is said first.
     if !node.running {
         return Err(Error::prerequisite(
-            format!("the kind node container `{node_name}` is {}", node.status),
+            format!("the kind node container `{}` is {}", node.name, node.status),
             format!(
-                "start it: `bookstore up` starts it and heals the stack (or `docker start {node_name}`), then run again"
+                "start it: `bookstore up` starts it and heals the stack (or `{} start {}`), then run again",
+                ctx.engine().program,
+                node.name
             ),
         ));
     }
-    Ok(())
+    check_mappings(ctx, node)
 }
 
 /// The node has every port mapping the cluster config asks for (fixed when kind created it).
-pub fn check_mappings(ctx: &Ctx, node: &docker::Node) -> Result<()> {
+pub fn check_mappings(ctx: &Ctx, node: &Node) -> Result<()> {
     let cluster = &ctx.stack.cluster;
     let missing = crate::judge::node::missing(node, &cluster.ports);
     if !missing.is_empty() {
@@ -66,7 +83,7 @@ pub fn remove_legacy(ctx: &Ctx, names: &[String]) -> Result<()> {
          mappings replace them",
         names.join(", ")
     ));
-    docker::rm_force(names).run()?;
+    ctx.engine().write().rm_force(names).run()?;
     Ok(())
 }
 
@@ -77,7 +94,7 @@ pub fn legacy_proxies(ctx: &Ctx) -> Result<()> {
         return Ok(());
     }
     let found: Vec<String> =
-        docker::parse_names(&docker::ps_named(legacy).run()?.stdout).into_iter().collect();
+        crate::engine::parse_names(&ctx.engine().ps_named(legacy).run()?.stdout).into_iter().collect();
     if !found.is_empty() {
         remove_legacy(ctx, &found)?;
     }
@@ -95,9 +112,9 @@ pub fn run(ctx: &Ctx, p: &Preflight) -> Result<()> {
         ));
         return Ok(());
     }
-    tools(&p.tools)?;
+    tools(&engine_tools(ctx, &p.tools))?;
     if p.docker {
-        docker_running()?;
+        engine_running(ctx.engine())?;
     }
     if p.cluster {
         // Without `docker`, `up`'s detection already listed the cluster and checked its node.
@@ -117,9 +134,14 @@ pub fn run(ctx: &Ctx, p: &Preflight) -> Result<()> {
             cluster.ports.len()
         ));
     } else {
-        step.done(&p.tools.join(", "));
+        step.done(&engine_tools(ctx, &p.tools).join(", "));
     }
     Ok(())
+}
+
+/// The plan's tools with `docker` standing for the node engine's CLI (`podman`, `nerdctl`, …).
+fn engine_tools<'a>(ctx: &Ctx, tools: &[&'a str]) -> Vec<&'a str> {
+    tools.iter().map(|t| if *t == "docker" { ctx.engine().program.as_str() } else { t }).collect()
 }
 
 pub fn describe(ctx: &Ctx, p: &Preflight, lines: &mut Vec<String>) {
@@ -131,20 +153,22 @@ pub fn describe(ctx: &Ctx, p: &Preflight, lines: &mut Vec<String>) {
         return;
     }
     if !p.tools.is_empty() {
-        lines.push(format!("# Preflight: {} on PATH", p.tools.join(", ")));
+        lines.push(format!("# Preflight: {} on PATH", engine_tools(ctx, &p.tools).join(", ")));
     }
     if p.docker {
-        lines.push(docker::server_version().to_string());
+        ctx.engine().describe(lines);
+        lines.push(ctx.engine().version().to_string());
     }
     if !p.cluster {
         return;
     }
     let cluster = &ctx.stack.cluster;
     if p.docker {
-        lines.push(format!("{}   # must list {}", docker::kind_get_clusters(), cluster.name));
+        let engine = ctx.engine();
+        lines.push(format!("{}   # must list {}", engine.kind_get_clusters(), cluster.name));
         lines.push(format!(
-            "{}   # running, with the mappings {}",
-            docker::inspect(&cluster.control_plane_container()),
+            "{}   # the node containers, by kind's label: running, publishing {}",
+            engine.ps_cluster(&cluster.name),
             cluster.ports.iter().map(|m| m.container_port.to_string()).collect::<Vec<_>>().join(", ")
         ));
     }
@@ -153,7 +177,8 @@ pub fn describe(ctx: &Ctx, p: &Preflight, lines: &mut Vec<String>) {
 pub fn describe_legacy_proxies(ctx: &Ctx, lines: &mut Vec<String>) {
     if !ctx.stack.legacy_proxies.is_empty() && !ctx.stack.cluster.shared() {
         lines.push("# Remove the legacy socat proxy containers (after every check)".into());
-        lines.push(docker::ps_named(&ctx.stack.legacy_proxies).to_string());
-        lines.push(format!("{}   # only those found", docker::rm_force(&ctx.stack.legacy_proxies)));
+        let engine = ctx.engine();
+        lines.push(engine.ps_named(&ctx.stack.legacy_proxies).to_string());
+        lines.push(format!("{}   # only those found", engine.write().rm_force(&ctx.stack.legacy_proxies)));
     }
 }

@@ -1,21 +1,24 @@
-//! `bookstore watch`: the stack heals itself after Docker restarts.
+//! `bookstore watch`: the stack heals itself after Docker (or Podman, or nerdctl) restarts.
 //!
-//! It follows Docker's event stream for the kind cluster's containers (`docker events` with the
-//! cluster's label, JSON lines, through the real docker CLI) and Docker's own availability
-//! (`docker version`, which fails on every CLI release when the daemon does not answer). When
-//! the node container starts again (a Docker Desktop restart, `docker restart`, a reboot) it runs
+//! It follows the node engine's event stream for the kind cluster's containers (`docker events`
+//! / `podman events` with the cluster's label, nerdctl's unfiltered, JSON lines, through the real
+//! CLI, read by [`crate::engine`]) and the engine's own availability (its `version`, which fails
+//! whenever the engine does not answer). When the node container starts again (a Docker Desktop
+//! restart, `docker restart`, a reboot) it runs
 //! the heal ([`heal::converge`]: what `bookstore up` runs), once the Kubernetes API answers (its
 //! own budget: minutes, after a node start). A start it could not see is caught three times
 //! over: every reconnect asks for the events since the last one it saw (`--since`, on Docker's
-//! clock), compares the node's `State.StartedAt` with the one it saw before, and the first
+//! clock; nerdctl replays nothing, so this comparison is what catches its missed starts),
+//! compares the node's `State.StartedAt` with the one it saw before, and the first
 //! connect runs one convergent heal (a check on a healthy stack) and compares with the start it
 //! last healed (its state file, [`state`]): a login agent starts after Docker has restarted the
 //! node. A light periodic check (`--interval`) probes every route once and heals what fails.
 //!
-//! A node Docker did not start again (kind's `--restart=on-failure:1` restarts only a node that
-//! failed): one that stopped together with Docker (its `die` came as the daemon went away, or it
-//! is found exited when Docker comes back and this daemon never saw it die) is started by the
-//! heal; one stopped while Docker ran is left as it is, and said so.
+//! A node its engine did not start again (kind's `--restart=on-failure:1` restarts only a node
+//! that failed; its podman nodes have no restart policy): one that stopped together with the
+//! engine (its `die` came as the engine went away, the engine's current run never saw it die,
+//! podman reset it to `created` after a reboot) is started by the heal; one stopped while the
+//! engine ran is left as it is, and said so. The judgement is [`crate::judge::engine::stopped_with_engine`].
 //!
 //! While Docker is away it probes with a backoff up to 30 s and watches the endpoint's socket
 //! (a connect, no process) to notice it back at once. Docker's timestamps are compared only with
@@ -27,7 +30,6 @@
 //! heal starts over once they are back; a heal that fails is retried with backoff. SIGINT and
 //! SIGTERM stop the running child and end the watcher (exit 130 / 0).
 
-mod events;
 mod heal;
 pub mod service;
 pub mod state;
@@ -39,7 +41,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::docker::{self, Node};
+use crate::engine::{ContainerEvent, Engine, Node};
 use crate::error::{Error, Result};
 use crate::exec::Stream;
 use crate::run::Config;
@@ -66,7 +68,7 @@ const TICK: Duration = Duration::from_millis(100);
 
 /// What the stream's reader thread tells the watcher.
 enum Msg {
-    Event(events::ContainerEvent),
+    Event(ContainerEvent),
     /// The `docker events` child of this generation ended (Docker went away, or it was stopped).
     Ended(u64),
 }
@@ -101,7 +103,12 @@ struct Owed {
 struct Watcher<'a> {
     config: &'a Config,
     ui: &'a Ui,
+    /// The node engine, chosen once: a `docker context use` elsewhere does not move the watcher.
+    engine: &'static Engine,
     node: String,
+    /// The node container's ID, as last inspected (nerdctl's events name it by this only);
+    /// shared with the stream's reader.
+    node_id: Arc<std::sync::Mutex<String>>,
     interval: Duration,
     tx: Sender<Msg>,
     rx: Receiver<Msg>,
@@ -122,6 +129,8 @@ struct Watcher<'a> {
     /// The start a heal is owed (or was done) for: each start is healed once.
     handled: Option<String>,
     node_running: bool,
+    /// The node was running when the event stream last ended (the engine went away).
+    running_at_outage: bool,
     node_missing_said: bool,
     stop: Option<NodeStop>,
     owed: Option<Owed>,
@@ -141,21 +150,28 @@ pub fn describe(config: &Config, interval: Duration) -> Vec<String> {
     let cluster = &config.stack.cluster;
     let node = cluster.control_plane_container();
     let state = state::StateFile::for_cluster(&cluster.name);
-    let mut lines = vec![
-        format!(
-            "{}   # Docker answers? (while it is away: backoff ≤ 30s, and its socket watched)",
-            docker::server_version()
-        ),
-        format!(
-            "{}   # its endpoint, whose socket is watched while Docker is away",
-            docker::context_inspect()
-        ),
-        "# Follow the kind cluster's containers (reconnecting with --since <the last event seen> \
-         once Docker is back)"
-            .to_string(),
-        docker::events(&cluster.name, None).to_string(),
-        format!("{}   # State.StartedAt, after every reconnect and every check", docker::inspect(&node)),
-    ];
+    let engine = Engine::for_run();
+    let mut lines = Vec::new();
+    engine.describe(&mut lines);
+    lines.push(format!(
+        "{}   # {} answers? (while it is away: backoff ≤ 30s, and its socket watched)",
+        engine.version(),
+        engine.kind.title()
+    ));
+    if let Some(host) = engine.host() {
+        lines.push(format!("# its endpoint {host}, whose socket is watched while it is away"));
+    }
+    let since = if engine.replays() {
+        "reconnecting with --since <the last event seen> once it is back"
+    } else {
+        "it replays nothing: every node's start compared on each reconnect"
+    };
+    lines.push(format!("# Follow the kind cluster's containers ({since})"));
+    lines.push(engine.events(&cluster.name, None).to_string());
+    lines.push(format!(
+        "{}   # State.StartedAt, after every reconnect and every check",
+        engine.inspect(&node)
+    ));
     if let Some(path) = state.path() {
         lines.push(format!("# The start last healed, per node: {}", path.display()));
     }
@@ -177,21 +193,18 @@ pub fn describe(config: &Config, interval: Duration) -> Vec<String> {
 
 pub fn run(config: &Config, ui: &Ui, interval: Duration) -> Result<()> {
     wait::on_terminate();
-    crate::observe::tools(&["docker", "kubectl", "kind"])?;
+    let engine = Engine::for_run();
+    crate::observe::tools(&[engine.program.as_str(), "kubectl", "kind"])?;
     let (tx, rx) = mpsc::channel();
     let now = Instant::now();
-    let endpoint = docker::context_inspect()
-        .not_cancellable()
-        .deadline(Duration::from_secs(10))
-        .run()
-        .ok()
-        .and_then(|out| docker::parse_context(&out.stdout).ok())
-        .map(|c| c.host)
-        .filter(|host| crate::http::endpoint_accepts(host).is_some());
+    let endpoint =
+        engine.host().map(String::from).filter(|host| crate::http::endpoint_accepts(host).is_some());
     let mut w = Watcher {
         config,
         ui,
+        engine,
         node: config.stack.cluster.control_plane_container(),
+        node_id: Arc::default(),
         interval,
         tx,
         rx,
@@ -206,6 +219,7 @@ pub fn run(config: &Config, ui: &Ui, interval: Duration) -> Result<()> {
         started_at: None,
         handled: None,
         node_running: false,
+        running_at_outage: false,
         node_missing_said: false,
         stop: None,
         owed: None,
@@ -222,8 +236,11 @@ pub fn run(config: &Config, ui: &Ui, interval: Duration) -> Result<()> {
         format!("every route checked every {}", human(interval))
     };
     ui.info(&format!(
-        "watching the kind node {} of cluster {} (Docker's events; {check}); Ctrl-C to stop",
-        w.node, config.stack.cluster.name
+        "watching the kind node {} of cluster {} ({}'s events: {}; {check}); Ctrl-C to stop",
+        w.node,
+        config.stack.cluster.name,
+        engine.kind.title(),
+        engine.summary()
     ));
     w.run()
 }
@@ -287,8 +304,8 @@ impl Watcher<'_> {
 
     /// Docker answers? Then open the event stream and look at the node.
     fn connect(&mut self) {
-        let probe = docker::server_version().not_cancellable().deadline(Duration::from_secs(10));
-        let why = match crate::observe::docker_answers(&probe) {
+        let probe = self.engine.version().not_cancellable().deadline(Duration::from_secs(10));
+        let why = match crate::observe::engine_answers(self.engine, &probe) {
             Ok(Ok(_)) => None,
             Ok(Err(why)) => Some(why),
             Err(_) => return, // stopping: the loop ends it
@@ -301,8 +318,8 @@ impl Watcher<'_> {
         // Everything since the last event seen (Docker's clock): what happened while the stream
         // was down is replayed by the daemon (what it still has), replays of what was handled
         // are skipped by time. The first stream needs none: the node is inspected below.
-        let since = (self.last_event > 0).then(|| events::unix_time_nanos(self.last_event));
-        let cmd = docker::events(&self.config.stack.cluster.name, since.as_deref());
+        let since = (self.last_event > 0 && self.engine.replays()).then_some(self.last_event);
+        let cmd = self.engine.events(&self.config.stack.cluster.name, since);
         let mut stream = match cmd.stream() {
             Ok(s) => s,
             Err(err) => {
@@ -314,13 +331,14 @@ impl Watcher<'_> {
         let Some(reader) = stream.take_reader() else { return };
         self.generation += 1;
         let generation = self.generation;
-        let (tx, healing, node) = (self.tx.clone(), Arc::clone(&self.healing), self.node.clone());
-        std::thread::spawn(move || pump(reader, &tx, &healing, &node, generation));
+        let (tx, healing) = (self.tx.clone(), Arc::clone(&self.healing));
+        let (engine, node, id) = (self.engine, self.node.clone(), Arc::clone(&self.node_id));
+        std::thread::spawn(move || pump(engine, reader, &tx, &healing, (&node, &id), generation));
         self.stream = Some((generation, stream, Instant::now()));
 
         if let Docker::Down { since } = self.docker {
             self.ui.ok_item(
-                &format!("Docker is back (it was away {})", human(since.elapsed())),
+                &format!("{} is back (it was away {})", self.engine.kind.title(), human(since.elapsed())),
                 "docker_up",
                 json!({"down_ms": since.elapsed().as_millis() as u64}),
             );
@@ -331,10 +349,12 @@ impl Watcher<'_> {
         if !self.look_at_node("inspect") {
             self.node_running = false;
         }
+        let since = since.map(crate::engine::docker::unix_time_nanos);
         self.ui.emit(
             "watching",
             json!({"cluster": self.config.stack.cluster.name, "node": self.node,
-                   "started_at": self.started_at, "since": since, "command": cmd.to_string()}),
+                   "started_at": self.started_at, "since": since, "command": cmd.to_string(),
+                   "engine": self.engine.program}),
         );
         if !self.interval.is_zero() {
             // A first look at the stack right away, then every interval.
@@ -399,7 +419,10 @@ impl Watcher<'_> {
             }
             None => format!("asking again every {} at most", human(RECONNECT_CEILING)),
         };
-        self.ui.warn_line(&format!("Docker is not running ({why}): waiting for it ({watched})"));
+        self.ui.warn_line(&format!(
+            "{} is not running ({why}): waiting for it ({watched})",
+            self.engine.kind.title()
+        ));
     }
 
     /// `docker inspect` the node. A heal is due for a start not healed yet: one its `start`
@@ -407,9 +430,9 @@ impl Watcher<'_> {
     /// (however the watcher missed the event). A node not running is judged ([`Self::node_exited`]).
     /// Whether the node could be looked at (Docker answered).
     fn look_at_node(&mut self, seen: &str) -> bool {
-        let inspect = docker::inspect(&self.node).not_cancellable().deadline(Duration::from_secs(10));
+        let inspect = self.engine.inspect(&self.node).not_cancellable().deadline(Duration::from_secs(10));
         let node = match inspect.run() {
-            Ok(out) => docker::parse_inspect(&out.stdout),
+            Ok(out) => self.engine.parse_inspect(&out.stdout),
             Err(Error::Command { stderr_tail, .. }) if stderr_tail.contains("No such") => {
                 self.node_running = false;
                 if !std::mem::replace(&mut self.node_missing_said, true) {
@@ -421,8 +444,8 @@ impl Watcher<'_> {
                 }
                 return true;
             }
-            // Docker going away: the event stream's end says so.
-            Err(Error::Command { stderr_tail, .. }) if docker::unreachable(&stderr_tail) => return false,
+            // The engine going away: the event stream's end says so.
+            Err(Error::Command { stderr_tail, .. }) if self.engine.unreachable(&stderr_tail) => return false,
             Err(err) => Err(first_line(&err.to_string())),
         };
         let node = match node {
@@ -434,6 +457,10 @@ impl Watcher<'_> {
         };
         self.node_missing_said = false;
         self.node_running = node.running;
+        if node.running {
+            self.running_at_outage = false;
+        }
+        *self.node_id.lock().unwrap_or_else(|p| p.into_inner()) = node.id.clone();
         let before = self.started_at.replace(node.started.clone());
         if !node.running {
             self.node_exited(&node);
@@ -457,66 +484,82 @@ impl Watcher<'_> {
         true
     }
 
-    /// The node is not running while Docker answers. Stopped together with Docker (its `die` came
-    /// as Docker went away, or Docker's current daemon never saw it die: it stopped before this
-    /// daemon started), Docker did not start it again: the heal starts it. Stopped while Docker
-    /// ran (a `docker stop`, a crash): left as it is, said once.
+    /// The node is not running while its engine answers. Stopped together with the engine (its
+    /// `die` came as the engine went away, the engine's current run never saw it die, podman
+    /// reset it to `created` after a reboot), the engine did not start it again: the heal starts
+    /// it. Stopped while the engine ran (a `docker stop`, a crash): left as it is, said once.
+    /// The judgement is [`crate::judge::engine::stopped_with_engine`]'s.
     fn node_exited(&mut self, node: &Node) {
         if self.owed.as_ref().is_some_and(|o| o.start) {
             return;
         }
-        let with_docker = match &self.stop {
-            Some(stop) => stop.with_docker,
-            None => !self.died_under_this_daemon(node),
-        };
+        let seen = self.stop.as_ref().map(|s| s.with_docker);
+        let remembered = if seen.is_none() { self.remembers_exit(node) } else { None };
+        let verdict = crate::judge::engine::stopped_with_engine(&crate::judge::engine::Stop {
+            state: node.status.clone(),
+            seen,
+            remembered,
+            across_outage: self.running_at_outage,
+        });
         let code = self.stop.as_ref().map_or(node.exit_code.to_string(), |s| s.exit_code.clone());
         if self.stop.is_none() {
-            let at = events::nanos_of(&node.finished).unwrap_or(0);
+            let at = crate::utc::nanos(&node.finished).unwrap_or(0);
             let seen = Instant::now();
+            let with_docker = verdict.is_ok();
             self.stop = Some(NodeStop { at, seen, exit_code: code.clone(), with_docker, said: false });
         }
-        if with_docker {
-            self.ui.emit(
-                "node_exited",
-                json!({"node": self.node, "exit_code": code, "stopped_with_docker": true, "action": "start"}),
-            );
-            self.owe(
-                format!(
-                    "{} stopped together with Docker (exit {code}) and Docker did not start it again \
-                     (kind's --restart=on-failure:1 restarts only a node that failed): starting it",
-                    self.node
-                ),
-                true,
-            );
-            return;
-        }
-        let said = self.stop.as_ref().is_some_and(|s| s.said);
-        if !said {
-            self.ui.emit(
-                "node_exited",
-                json!({"node": self.node, "exit_code": code, "stopped_with_docker": false, "action": "none"}),
-            );
-            self.ui.warn(&format!(
-                "{} was stopped while Docker ran (exit {code}; `docker stop`, or it failed): left as it is; \
-                 `bookstore up` starts it and heals the stack (or `docker start {}`)",
-                self.node, self.node
-            ));
-        }
-        if let Some(stop) = &mut self.stop {
-            stop.said = true;
+        let (engine, program) = (self.engine.kind.title(), &self.engine.program);
+        match verdict {
+            Ok(why) => {
+                self.ui.emit(
+                    "node_exited",
+                    json!({"node": self.node, "exit_code": code, "stopped_with_docker": true, "action": "start",
+                           "state": node.status, "why": why}),
+                );
+                self.owe(
+                    format!(
+                        "{} stopped together with {engine} ({why}; exit {code}) and {engine} did not start it \
+                         again (kind's nodes restart only after a failure, podman's never): starting it",
+                        self.node
+                    ),
+                    true,
+                );
+            }
+            Err(why) => {
+                let said = self.stop.as_ref().is_some_and(|s| s.said);
+                if !said {
+                    self.ui.emit(
+                        "node_exited",
+                        json!({"node": self.node, "exit_code": code, "stopped_with_docker": false, "action": "none",
+                               "state": node.status, "why": why}),
+                    );
+                    self.ui.warn(&format!(
+                        "{} was stopped while {engine} ran ({why}; exit {code}; `{program} stop`, or it failed): \
+                         left as it is; `bookstore up` starts it and heals the stack (or `{program} start {}`)",
+                        self.node, self.node
+                    ));
+                }
+                if let Some(stop) = &mut self.stop {
+                    stop.said = true;
+                }
+            }
         }
     }
 
-    /// Does Docker's current daemon remember the node's last `die`? Its ring of events is empty
-    /// when it starts, so a `die` replayed around `State.FinishedAt` happened while it ran.
-    fn died_under_this_daemon(&self, node: &Node) -> bool {
-        let Some(finished) = events::nanos_of(&node.finished) else { return false };
+    /// Does the engine's current run remember the node's last exit? A daemon's ring of events
+    /// is empty when it starts, podman's log lives on tmpfs: an exit replayed around
+    /// `State.FinishedAt` happened while it ran. `None`: the engine cannot replay (nerdctl).
+    fn remembers_exit(&self, node: &Node) -> Option<bool> {
+        let Some(finished) = crate::utc::nanos(&node.finished) else { return Some(false) };
         let (since, until) = (finished.saturating_sub(1_000_000_000), finished + 1_000_000_000);
-        let cmd =
-            docker::past_dies(&self.node, &events::unix_time_nanos(since), &events::unix_time_nanos(until))
-                .not_cancellable();
-        cmd.run()
-            .is_ok_and(|out| out.stdout.lines().any(|l| events::parse(l).is_some_and(|e| e.action == "die")))
+        let cmd = self.engine.past_exits(&self.node, since, until)?.not_cancellable();
+        Some(cmd.run().is_ok_and(|out| {
+            out.stdout.lines().filter_map(|l| self.engine.parse_event(l)).any(|e| {
+                e.action == "die"
+                    && e.is_about(&self.node, &node.id)
+                    && (since..=until).contains(&e.time_nano)
+            })
+        }))
     }
 
     fn owe(&mut self, reason: String, start: bool) {
@@ -529,7 +572,8 @@ impl Watcher<'_> {
     fn handle(&mut self, msg: Msg) {
         match msg {
             Msg::Event(e) => {
-                if e.time_nano <= self.last_event || e.name != self.node {
+                let id = self.node_id.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                if e.time_nano <= self.last_event || !e.is_about(&self.node, &id) {
                     return;
                 }
                 self.last_event = e.time_nano;
@@ -541,8 +585,9 @@ impl Watcher<'_> {
                         self.node_running = false;
                         let code = e.exit_code.clone().unwrap_or_default();
                         self.ui.emit("node_stopped", json!({"node": self.node, "exit_code": code}));
+                        let engine = self.engine.kind.title();
                         self.ui.info(&format!(
-                            "{} stopped (exit {code}): if Docker is going away, it is started once Docker is \
+                            "{} stopped (exit {code}): if {engine} is going away, it is started once {engine} is \
                              back; stopped by hand, it is left stopped",
                             self.node
                         ));
@@ -575,6 +620,7 @@ impl Watcher<'_> {
                 {
                     stop.with_docker = true;
                 }
+                self.running_at_outage = self.node_running;
                 let tail = stream.stderr_tail();
                 drop(stream);
                 if wait::stopping() {
@@ -625,8 +671,8 @@ impl Watcher<'_> {
 
     /// Docker answers now.
     fn docker_answers(&self) -> bool {
-        let probe = docker::server_version().not_cancellable().deadline(Duration::from_secs(10));
-        matches!(crate::observe::docker_answers(&probe), Ok(Ok(_)))
+        let probe = self.engine.version().not_cancellable().deadline(Duration::from_secs(10));
+        matches!(crate::observe::engine_answers(self.engine, &probe), Ok(Ok(_)))
     }
 
     /// One heal, holding the lock; a manual run holding it is waited for.
@@ -670,7 +716,7 @@ impl Watcher<'_> {
         let from = if start {
             self.stop.as_ref().map_or(0, |s| s.at)
         } else {
-            self.started_at.as_deref().and_then(events::nanos_of).unwrap_or(0)
+            self.started_at.as_deref().and_then(crate::utc::nanos).unwrap_or(0)
         };
         self.healing.store(from.max(1) as u64, Ordering::SeqCst);
         let result = heal::prepare(self.config, self.ui, start)
@@ -698,8 +744,9 @@ impl Watcher<'_> {
             Err(_) if wait::stopping() => return Ok(()),
             Err(_) if wait::cancelled() => {
                 self.ui.fail_line(&format!(
-                    "Heal stopped after {}: Docker or the node went away in the middle; it starts over once they are back",
-                    human(took)
+                    "Heal stopped after {}: {} or the node went away in the middle; it starts over once they are back",
+                    human(took),
+                    self.engine.kind.title()
                 ));
                 self.ui.emit(
                     "heal_finished",
@@ -709,8 +756,9 @@ impl Watcher<'_> {
             }
             Err(err) if !self.docker_answers() => {
                 // Docker went away under the heal (the stream's end may not have said so yet).
+                let engine = self.engine.kind.title();
                 self.ui.fail_line(&format!(
-                    "Heal stopped after {} (exit {}): Docker does not answer; it starts over once Docker is back",
+                    "Heal stopped after {} (exit {}): {engine} does not answer; it starts over once {engine} is back",
                     human(took),
                     err.error().code()
                 ));
@@ -749,8 +797,9 @@ impl Watcher<'_> {
     /// After a heal: the node's start it healed (a heal that started the node gave it a new
     /// one) is handled, and kept in the state file.
     fn healed(&mut self) {
-        let inspect = docker::inspect(&self.node).not_cancellable().deadline(Duration::from_secs(10));
-        let Some(node) = inspect.run().ok().and_then(|out| docker::parse_inspect(&out.stdout).ok()) else {
+        let inspect = self.engine.inspect(&self.node).not_cancellable().deadline(Duration::from_secs(10));
+        let Some(node) = inspect.run().ok().and_then(|out| self.engine.parse_inspect(&out.stdout).ok())
+        else {
             return;
         };
         if !node.running {
@@ -768,12 +817,20 @@ impl Watcher<'_> {
 
 /// The reader thread: the stream's lines as messages. A heal in progress is cancelled when the
 /// node dies after the start (or stop) it began from, or when the stream ends (Docker went away).
-fn pump(reader: impl std::io::BufRead, tx: &Sender<Msg>, healing: &AtomicU64, node: &str, generation: u64) {
+fn pump(
+    engine: &Engine,
+    reader: impl std::io::BufRead,
+    tx: &Sender<Msg>,
+    healing: &AtomicU64,
+    (node, id): (&str, &std::sync::Mutex<String>),
+    generation: u64,
+) {
     for line in reader.lines() {
         let Ok(line) = line else { break };
-        let Some(event) = events::parse(&line) else { continue };
+        let Some(event) = engine.parse_event(&line) else { continue };
         let from = healing.load(Ordering::SeqCst) as u128;
-        if event.action == "die" && event.name == node && from != 0 && event.time_nano > from {
+        let ours = || event.is_about(node, &id.lock().unwrap_or_else(|p| p.into_inner()));
+        if event.action == "die" && from != 0 && event.time_nano > from && ours() {
             wait::cancel();
         }
         if tx.send(Msg::Event(event)).is_err() {

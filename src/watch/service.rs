@@ -14,14 +14,16 @@
 //! (an error is fine), wait until `launchctl print` no longer finds the label (bootout is
 //! asynchronous), `enable` (a disabled label fails `bootstrap`), then `bootstrap`; the plist is
 //! 0644 (launchd skips group-writable ones). The environment that selects the engine and the
-//! cluster is carried, and the Docker endpoint is resolved at install (`docker context inspect`)
-//! and written down, so a later `docker context use` in a shell does not move the watcher.
+//! cluster is carried, and the node engine and the Docker endpoint are resolved at install as
+//! every run resolves them ([`crate::engine::Engine::for_run`]) and written down, so a later
+//! `docker context use` in a shell does not move the watcher, and the service (whose PATH may
+//! lack a shim the shell has) uses the engine the install chose.
 //! `--uninstall` undoes exactly what `--install` did (the log and the state file are kept).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::docker;
+use crate::engine::{Engine, Kind};
 use crate::error::{Error, Result};
 use crate::exec::{Cmd, quote};
 use crate::run::Config;
@@ -310,42 +312,66 @@ fn unit(argv: &[String], env: &[(String, String)]) -> String {
     s
 }
 
-/// The service's environment from the shell's (`vars`) and the Docker context resolved at
-/// install: the endpoint written down as `DOCKER_HOST` (so a later `docker context use` does not
-/// move the watcher to another daemon), or, for a context whose TLS material lives in the
-/// context store, the context's name. Pure; the notes say what was decided.
-pub fn carried_env(
-    vars: &[(String, String)],
-    context: std::result::Result<docker::Context, String>,
-) -> (Vec<(String, String)>, Vec<String>) {
+/// The service's environment from the shell's (`vars`) and the engine resolved at install (as
+/// every run resolves it): a podman or nerdctl engine written down as
+/// `KIND_EXPERIMENTAL_PROVIDER`; Docker's endpoint written down as `DOCKER_HOST` (so a later
+/// `docker context use` does not move the watcher to another daemon), or, for a context whose
+/// TLS material lives in the context store, the context's name. Pure; the notes say what was
+/// decided.
+pub fn carried_env(vars: &[(String, String)], engine: &Engine) -> (Vec<(String, String)>, Vec<String>) {
     let get = |k: &str| vars.iter().find(|(key, v)| key == k && !v.is_empty()).map(|(_, v)| v.clone());
-    let mut env: Vec<(String, String)> =
-        CARRIED.iter().filter_map(|k| get(k).map(|v| (k.to_string(), v))).collect();
+    let mut env: Vec<(String, String)> = CARRIED
+        .iter()
+        .filter(|k| **k != "KIND_EXPERIMENTAL_PROVIDER")
+        .filter_map(|k| get(k).map(|v| (k.to_string(), v)))
+        .collect();
     let mut notes = Vec::new();
-    match context {
-        Ok(c) if !c.tls => {
+    if engine.kind != Kind::Docker || get("KIND_EXPERIMENTAL_PROVIDER").is_some() {
+        notes.push(format!(
+            "the node engine is fixed at install: KIND_EXPERIMENTAL_PROVIDER={} ({})",
+            engine.program, engine.why
+        ));
+        env.push(("KIND_EXPERIMENTAL_PROVIDER".into(), engine.program.clone()));
+    }
+    let carried = |env: &mut Vec<(String, String)>| {
+        env.extend(
+            ["DOCKER_HOST", "DOCKER_CONTEXT"].iter().filter_map(|k| get(k).map(|v| (k.to_string(), v))),
+        )
+    };
+    let Some(endpoint) = engine.endpoint.clone() else {
+        // Not Docker: whatever the shell set is the user's, for other tools.
+        carried(&mut env);
+        return (with_own(env, vars), notes);
+    };
+    match endpoint {
+        Ok(e) if !e.tls => {
+            let name = e.context.as_deref().unwrap_or("DOCKER_HOST");
             notes.push(format!(
-                "the Docker endpoint is fixed at install: DOCKER_HOST={} (context {}); a later `docker context use` does not move the watcher",
-                c.host, c.name
+                "the Docker endpoint is fixed at install: DOCKER_HOST={} ({name}); a later `docker context use` does not move the watcher",
+                e.host
             ));
-            env.push(("DOCKER_HOST".into(), c.host));
+            env.push(("DOCKER_HOST".into(), e.host));
         }
-        Ok(c) => {
+        Ok(e) => {
+            let name = e.context.clone().unwrap_or_default();
             notes.push(format!(
-                "the Docker context {} ({}) keeps its TLS material in the context store: the service uses it by name",
-                c.name, c.host
+                "the Docker context {name} ({}) keeps its TLS material in the context store: the service uses it by name",
+                e.host
             ));
-            env.push(("DOCKER_CONTEXT".into(), c.name));
+            env.push(("DOCKER_CONTEXT".into(), name));
         }
         Err(why) => {
             notes.push(format!(
                 "the Docker endpoint could not be resolved ({why}): DOCKER_HOST and DOCKER_CONTEXT carried as set"
             ));
-            env.extend(
-                ["DOCKER_HOST", "DOCKER_CONTEXT"].iter().filter_map(|k| get(k).map(|v| (k.to_string(), v))),
-            );
+            carried(&mut env);
         }
     }
+    (with_own(env, vars), notes)
+}
+
+/// `BOOKSTORE_*` but the stack (which the service is given as a copy), sorted, after `env`.
+fn with_own(mut env: Vec<(String, String)>, vars: &[(String, String)]) -> Vec<(String, String)> {
     let mut own: Vec<(String, String)> = vars
         .iter()
         .filter(|(k, v)| k.starts_with("BOOKSTORE_") && k != "BOOKSTORE_STACK" && !v.is_empty())
@@ -353,7 +379,7 @@ pub fn carried_env(
         .collect();
     own.sort();
     env.extend(own);
-    (env, notes)
+    env
 }
 
 /// This process's view: the binary, the stack file, the environment to keep, the user id.
@@ -368,12 +394,8 @@ fn inputs(config: &Config, interval: Option<&str>, manager: Manager) -> Result<I
         Source::File(path) => Some(path.canonicalize().unwrap_or_else(|_| path.clone())),
         Source::Embedded => None,
     };
-    let context = docker::context_inspect()
-        .run()
-        .map_err(|e| e.headline())
-        .and_then(|out| docker::parse_context(&out.stdout));
     let vars: Vec<(String, String)> = std::env::vars().collect();
-    let (env, notes) = carried_env(&vars, context);
+    let (env, notes) = carried_env(&vars, Engine::for_run());
     let uid = Cmd::new("id").arg("-u").run()?.stdout.trim().to_string();
     let data = super::state::data_dir(&home, manager == Manager::Launchd);
     Ok(Inputs { home, data, exe, stack, interval: interval.map(String::from), env, notes, uid })
@@ -801,28 +823,35 @@ mod tests {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        let colima =
-            docker::Context { name: "colima".into(), host: "unix:///c/colima.sock".into(), tls: false };
-        let (env, notes) = carried_env(&vars, Ok(colima.clone()));
+        let pinned = |tls: bool| Engine {
+            endpoint: Some(Ok(crate::engine::endpoint::Endpoint {
+                context: Some("colima".into()),
+                host: "unix:///c/colima.sock".into(),
+                tls,
+                from: "DOCKER_CONTEXT".into(),
+            })),
+            ..Engine::of(Kind::Docker)
+        };
+        let docker_vars: Vec<(String, String)> =
+            vars.iter().filter(|(k, _)| k != "KIND_EXPERIMENTAL_PROVIDER").cloned().collect();
+        let (env, notes) = carried_env(&docker_vars, &pinned(false));
         let keys: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
-        assert_eq!(
-            keys,
-            [
-                "PATH",
-                "KIND_EXPERIMENTAL_PROVIDER",
-                "DOCKER_CONFIG",
-                "DOCKER_HOST",
-                "BOOKSTORE_UI_SERVICE_CONTEXT"
-            ]
-        );
+        assert_eq!(keys, ["PATH", "DOCKER_CONFIG", "DOCKER_HOST", "BOOKSTORE_UI_SERVICE_CONTEXT"]);
         assert!(env.contains(&("DOCKER_HOST".into(), "unix:///c/colima.sock".into())));
         assert!(notes[0].contains("docker context use"), "{notes:?}");
-        let (env, _) = carried_env(&vars, Ok(docker::Context { tls: true, ..colima }));
+        let (env, _) = carried_env(&docker_vars, &pinned(true));
         assert!(
             env.contains(&("DOCKER_CONTEXT".into(), "colima".into()))
                 && !env.iter().any(|(k, _)| k == "DOCKER_HOST")
         );
-        let (env, _) = carried_env(&vars, Err("no docker".into()));
+        let unresolved = Engine { endpoint: Some(Err("no docker".into())), ..Engine::of(Kind::Docker) };
+        let (env, _) = carried_env(&docker_vars, &unresolved);
+        assert!(env.contains(&("DOCKER_CONTEXT".into(), "colima".into())));
+        // podman, chosen by the shell's KIND_EXPERIMENTAL_PROVIDER (or found where docker is not):
+        // written down for the service, whose PATH and environment are bare.
+        let (env, notes) = carried_env(&vars, &Engine::of(Kind::Podman));
+        assert!(env.contains(&("KIND_EXPERIMENTAL_PROVIDER".into(), "podman".into())));
+        assert!(notes[0].contains("node engine is fixed at install"), "{notes:?}");
         assert!(env.contains(&("DOCKER_CONTEXT".into(), "colima".into())));
     }
 }

@@ -493,7 +493,8 @@ fn a_failed_connector_shows_the_first_line_of_its_trace() {
 fn dry_run_lists_the_reads_and_changes_nothing() {
     let run = Test::new().args(["doctor", "--dry-run"]).run();
     for line in [
-        "docker ps -a --filter label=io.x-k8s.kind.cluster=bookstore --format '{{json .}}'",
+        // Docker's context pinned for the run when DOCKER_HOST does not decide: `docker --context …`.
+        " ps -a --filter label=io.x-k8s.kind.cluster=bookstore --format '{{json .}}'",
         "kubectl --context kind-bookstore get deployments,pods --all-namespaces -o json",
         "kubectl --context kind-bookstore logs daemonset/ztunnel -n istio-system --tail=2000",
         "kubectl --context kind-bookstore logs daemonset/istio-cni-node -n istio-system --tail=2000",

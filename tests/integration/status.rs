@@ -32,12 +32,20 @@ fn the_table_tells_a_broken_stack_from_a_healed_one() {
     // Its NodePort's plaintext reaches the pod nothing captured.
     assert!(row(table, 2, "pgadmin").contains("200"), "{table}");
     assert!(row(table, 2, "debezium").contains("200, but connectors: ecom-connector missing"), "{table}");
+    // The node engine, as kind would choose it here, and the engine the cluster's Nodes name.
+    let engine: Vec<String> = row(table, 3, "docker").split_whitespace().map(String::from).collect();
+    assert_eq!(&engine[..3], ["docker", "docker", "`docker"], "{table}");
     assert!(run.stderr.is_empty(), "status writes its table only: {}", run.stderr);
 
     Test::new().world(&sim).args(["up"]).code(0).run();
     let run = Test::new().world(&sim).args(["status", "--json"]).code(0).run();
     let doc: Value = serde_json::from_str(&run.stdout).expect("stdout is exactly one JSON document");
     assert_eq!(doc["cluster"], "bookstore");
+    assert_eq!(doc["engine"]["provider"], "docker");
+    assert_eq!(
+        (doc["engine"]["built_by"].clone(), doc["engine"]["agrees"].clone()),
+        (serde_json::json!(["docker"]), Value::Bool(true))
+    );
     let workloads = doc["workloads"].as_array().unwrap();
     assert_eq!(workloads.len(), 16);
     for w in workloads {

@@ -136,7 +136,7 @@ fn the_planner_reads_no_file_and_spawns_nothing() {
         ".run(",
         ".send(",
         "crate::kube",
-        "crate::docker",
+        "crate::engine",
         "crate::http::Request",
         "thread::",
     ];
@@ -146,7 +146,7 @@ fn the_planner_reads_no_file_and_spawns_nothing() {
 
 /// The judge resolves data already read into verdicts: no process, no socket, no file, no clock,
 /// no thread, and none of the reads (`observe`'s IO, `troubles`' logs). Types are data: the
-/// Observation, a pod, docker's `Node`.
+/// Observation, a pod, the engine's `Node` and `Kind`.
 #[test]
 fn the_judge_does_no_io() {
     let io = [
@@ -178,10 +178,11 @@ fn the_judge_does_no_io() {
         "wait::",
     ];
     let mut found = naming(&io, |f| !f.starts_with("judge/"));
-    // docker's typed values are data; its commands are not.
+    // The engine's typed values are data; its commands are not.
     for (file, code) in sources().into_iter().filter(|(f, _)| f.starts_with("judge/")) {
-        if code.replace("crate::docker::Node", "").contains("docker::") {
-            found.push(format!("{file} names a docker command"));
+        let data = code.replace("crate::engine::Node", "").replace("crate::engine::Kind", "");
+        if data.contains("engine::") || data.contains("Engine") {
+            found.push(format!("{file} names an engine command"));
         }
     }
     assert!(found.is_empty(), "ARCHITECTURE.md: the judge does no IO\n{}", found.join("\n"));
@@ -201,9 +202,8 @@ fn what_only_reads_changes_nothing() {
         "kind_delete_cluster",
         "kind_load",
         "delete_pod",
-        "docker::build",
-        "docker::save",
-        "docker::start(",
+        "EngineWrite",
+        ".write().",
     ];
     let readers = |f: &str| {
         f.starts_with("observe/")
@@ -238,7 +238,7 @@ fn the_only_deletes_are_down_and_restarting_a_controlled_pod() {
     for (file, code) in sources() {
         let deletes = code.matches("\"delete\"").count();
         let allowed = match file.as_str() {
-            "kube.rs" | "docker.rs" => 1,
+            "kube.rs" | "engine/mod.rs" => 1,
             _ => 0,
         };
         if deletes != allowed {
@@ -250,8 +250,8 @@ fn the_only_deletes_are_down_and_restarting_a_controlled_pod() {
     }
     let kube = sources().into_iter().find(|(f, _)| f == "kube.rs").expect("kube.rs").1;
     assert!(kube.contains("pub fn delete_pod(&self, pod: &PodRestart)"), "delete_pod takes a PodRestart");
-    let docker = sources().into_iter().find(|(f, _)| f == "docker.rs").expect("docker.rs").1;
-    assert!(docker.contains("[\"delete\", \"cluster\""), "docker.rs's delete is kind's cluster delete");
+    let engine = sources().into_iter().find(|(f, _)| f == "engine/mod.rs").expect("engine/mod.rs").1;
+    assert!(engine.contains("[\"delete\", \"cluster\""), "the engine's delete is kind's cluster delete");
     assert!(
         found.is_empty(),
         "ARCHITECTURE.md: deleting a controller-owned pod is a restart\n{}",
@@ -268,9 +268,9 @@ fn nothing_runs_inside_a_pod_or_a_node() {
     // variant named there is not a `kubectl debug`.
     let pure = |f: &str| f.starts_with("plan") || f.starts_with("judge/");
     let found = naming(&["\"exec\"", "\"debug\"", "\"attach\""], pure);
+    let kube = sources().into_iter().find(|(f, _)| f == "kube.rs").expect("kube.rs").1;
     assert!(found.is_empty(), "ARCHITECTURE.md: nothing runs inside a pod or a node\n{}", found.join("\n"));
-    let docker = sources().into_iter().find(|(f, _)| f == "docker.rs").expect("docker.rs").1;
-    assert!(docker.contains("[\"ztunnel-config\", \"all\", \"--node\""), "ztunnel's state through istioctl");
+    assert!(kube.contains("[\"ztunnel-config\", \"all\", \"--node\""), "ztunnel's state through istioctl");
 }
 
 /// Where a user reads what `up` does (`bookstore --help`'s examples, `make help`-style target

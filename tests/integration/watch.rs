@@ -470,3 +470,56 @@ fn inspect_started(c: &World) -> String {
         .trim()
         .to_string()
 }
+
+/// The Docker endpoint is resolved once and named on every docker call: without `DOCKER_HOST`,
+/// the docker config's current context (`sim`, this world's daemon) is pinned when the watcher
+/// starts, so a `docker context use` in another shell during the watcher's life does not move it
+/// to another daemon: the next Docker Desktop restart is still seen and healed on `sim`.
+#[test]
+fn a_docker_context_use_during_the_watchers_life_does_not_move_it() {
+    let c = World::start(fast()).short_deadlines();
+    let config = c.dir().join("docker-config");
+    let socket = format!("host=unix://{}", c.docker_socket().display());
+    let docker = |args: &[&str]| {
+        let out = std::process::Command::new("docker")
+            .args(args)
+            .env("DOCKER_CONFIG", &config)
+            .env_remove("DOCKER_HOST")
+            .output()
+            .expect("docker runs");
+        assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    docker(&["context", "create", "sim", "--docker", &socket]);
+    docker(&["context", "create", "elsewhere", "--docker", "host=unix:///nonexistent/docker.sock"]);
+    docker(&["context", "use", "sim"]);
+    c.mark();
+    let w = Test::new()
+        .world(&c)
+        .args(["watch", "--interval", "0"])
+        .env("DOCKER_CONFIG", &config)
+        .env_remove("DOCKER_HOST")
+        .json()
+        .any_code()
+        .spawn();
+    w.until_event("watching on the pinned context", |v| {
+        v["event"] == "watching"
+            && v["command"].as_str().is_some_and(|c| c.starts_with("docker --context sim events "))
+    });
+    w.until_event("the first look", heal_finished("ok"));
+    docker(&["context", "use", "elsewhere"]);
+    c.sim().docker_desktop_restart(0.5, 0.2);
+    w.until_event("node_started", is("node_started"));
+    w.until_event("the heal", |v| v["event"] == "heal_finished" && v["heal"] == 2 && v["outcome"] == "ok");
+    c.assert_recovered();
+    let run = terminate(w);
+    run.expect(0);
+    let docker_calls: Vec<String> =
+        c.argv().into_iter().filter(|a| a[0] == "docker").map(|a| a[1..].join(" ")).collect();
+    let resolving = |a: &String| a == "-v" || a.starts_with("context inspect ");
+    let unpinned: Vec<&String> =
+        docker_calls.iter().filter(|a| !resolving(a) && !a.starts_with("--context sim ")).collect();
+    assert!(unpinned.is_empty(), "docker calls not on the pinned context: {unpinned:#?}");
+    let resolved = docker_calls.iter().filter(|a| a.starts_with("context inspect ")).count();
+    assert_eq!(resolved, 1, "the endpoint is resolved once: {docker_calls:#?}");
+    assert_clean(&c, &[&run]);
+}

@@ -20,7 +20,8 @@ use bookstore_sim::SimOptions;
 use bookstore_sim::kit::{Test, World, poll};
 use serde_json::Value;
 
-const NODE: &str = "bookstore-control-plane";
+use crate::fake_node::{self, NODE};
+
 const IMAGE: &str = "bookstore/fake-node:1";
 const START_BOUND: Duration = Duration::from_secs(60);
 
@@ -124,18 +125,8 @@ impl Dockerd {
 impl Drop for Dockerd {
     fn drop(&mut self) {
         self.stop();
-        // dockerd leaves its data root and network namespaces mounted: unmount, deepest first.
-        let root = self.dir.path().display().to_string();
-        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-        let mut under: Vec<&str> = mounts
-            .lines()
-            .filter_map(|l| l.split_whitespace().nth(1))
-            .filter(|m| m.starts_with(&root))
-            .collect();
-        under.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        for m in under {
-            let _ = Command::new("umount").args(["-l", m]).status();
-        }
+        // dockerd leaves its data root and network namespaces mounted.
+        fake_node::unmount_under(self.dir.path());
     }
 }
 
@@ -153,39 +144,9 @@ fn dockerd() -> Result<Dockerd, String> {
 
 /// The node image: a busybox-static rootfs, `docker import`ed.
 fn import_node_image(d: &Dockerd) -> Result<(), String> {
-    let busybox =
-        which::which("busybox").map_err(|_| "busybox is not installed (apt-get install busybox-static)")?;
-    if !statically_linked(&busybox) {
-        return Err(format!(
-            "{} is not statically linked (apt-get install busybox-static)",
-            busybox.display()
-        ));
-    }
-    let root = d.dir.path().join("rootfs");
-    std::fs::create_dir_all(root.join("bin")).map_err(|e| e.to_string())?;
-    std::fs::copy(&busybox, root.join("bin/busybox")).map_err(|e| e.to_string())?;
-    for tool in ["sh", "sleep"] {
-        std::os::unix::fs::symlink("busybox", root.join("bin").join(tool)).map_err(|e| e.to_string())?;
-    }
-    let tar = d.dir.path().join("rootfs.tar");
-    let out = Command::new("tar").arg("-C").arg(&root).arg("-cf").arg(&tar).arg(".").output().unwrap();
-    assert!(out.status.success(), "tar: {}", String::from_utf8_lossy(&out.stderr));
+    let tar = fake_node::rootfs_tar(d.dir.path())?;
     d.ok(&["import", &tar.display().to_string(), IMAGE]);
     Ok(())
-}
-
-/// An ELF executable without a program interpreter (`PT_INTERP`) needs no libc in the rootfs.
-fn statically_linked(path: &std::path::Path) -> bool {
-    let Ok(b) = std::fs::read(path) else { return false };
-    let u16_at = |o: usize| b.get(o..o + 2).map(|x| u16::from_le_bytes([x[0], x[1]]) as usize);
-    let u64_at = |o: usize| b.get(o..o + 8).map(|x| u64::from_le_bytes(x.try_into().unwrap()) as usize);
-    if b.get(..5) != Some(b"\x7fELF\x02") {
-        return false;
-    }
-    let (Some(phoff), Some(size), Some(count)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38)) else {
-        return false;
-    };
-    (0..count).all(|i| b.get(phoff + i * size..phoff + i * size + 4) != Some(&3u32.to_le_bytes()[..]))
 }
 
 /// The node container as kind makes it: its labels, `--restart on-failure:1`, and the cluster
@@ -197,16 +158,15 @@ fn run_node(d: &Dockerd, c: &World) {
             .iter()
             .map(|s| s.to_string())
             .collect();
-    for label in ["io.x-k8s.kind.cluster=bookstore", "io.x-k8s.kind.role=control-plane"] {
+    for label in fake_node::LABELS {
         args.extend(["--label".to_string(), label.to_string()]);
     }
-    for cp in [30000u16, 31111, 32000, 32100, 32200, 32300] {
+    for cp in fake_node::PORTS {
         if let Some(hp) = c.try_host_port(cp) {
             args.extend(["-p".to_string(), format!("127.0.0.1:{hp}:{cp}")]);
         }
     }
-    args.extend([IMAGE.to_string(), "/bin/sh".into(), "-c".into()]);
-    args.push("trap 'exit 143' TERM; while :; do sleep 1 & wait $!; done".into());
+    args.extend([IMAGE.to_string(), "/bin/sh".into(), "-c".into(), fake_node::SCRIPT.into()]);
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     d.ok(&argv);
 }

@@ -344,9 +344,11 @@ fn launchd_install_boots_out_waits_enables_and_bootstraps() {
     gone.expect(3);
 }
 
-/// The environment that picks the engine and the cluster is carried, and the Docker endpoint
-/// resolved at install: `DOCKER_CONTEXT=colima` (the real docker CLI reads the context) becomes
-/// the endpoint itself, so a later `docker context use` does not move the watcher.
+/// The environment that picks the engine and the cluster is carried, and the engine and the
+/// Docker endpoint resolved at install as every run resolves them: `DOCKER_CONTEXT=colima` (the
+/// real docker CLI reads the context) becomes the endpoint itself, so a later `docker context
+/// use` does not move the watcher; a podman engine is written down as
+/// `KIND_EXPERIMENTAL_PROVIDER`, and the shell's Docker settings carried as they are.
 #[test]
 fn the_docker_endpoint_is_resolved_at_install() {
     let h = Home::new();
@@ -361,23 +363,30 @@ fn the_docker_endpoint_is_resolved_at_install() {
     let env = [
         ("DOCKER_CONFIG", config.to_str().unwrap()),
         ("DOCKER_CONTEXT", "colima"),
-        ("KIND_EXPERIMENTAL_PROVIDER", "podman"),
         ("BOOKSTORE_UI_SERVICE_CONTEXT", "/src/ui"),
     ];
+    let unit = h.home().join(".config/systemd/user/bookstore-watch.service");
     let run = h.run(&["--install", "--manager", "systemd"], &env);
     run.expect(0);
-    let text =
-        std::fs::read_to_string(h.home().join(".config/systemd/user/bookstore-watch.service")).unwrap();
+    let text = std::fs::read_to_string(&unit).unwrap();
     for line in [
         "Environment=DOCKER_HOST=unix:///tmp/colima/docker.sock",
         &format!("Environment=DOCKER_CONFIG={}", config.display()),
-        "Environment=KIND_EXPERIMENTAL_PROVIDER=podman",
         "Environment=BOOKSTORE_UI_SERVICE_CONTEXT=/src/ui",
     ] {
         assert!(text.contains(&format!("\n{line}\n")), "{line} missing:\n{text}");
     }
-    assert!(!text.contains("DOCKER_CONTEXT"), "{text}");
+    assert!(!text.contains("DOCKER_CONTEXT") && !text.contains("KIND_EXPERIMENTAL_PROVIDER"), "{text}");
     assert!(run.stderr.contains("a later `docker context use` does not move the watcher"), "{}", run.stderr);
+
+    // kind's podman users: the engine chosen at install is the service's, whatever its bare PATH finds.
+    let podman = [("KIND_EXPERIMENTAL_PROVIDER", "podman"), ("DOCKER_CONTEXT", "colima")];
+    h.run(&["--install", "--manager", "systemd"], &podman).expect(0);
+    let text = std::fs::read_to_string(&unit).unwrap();
+    for line in ["Environment=KIND_EXPERIMENTAL_PROVIDER=podman", "Environment=DOCKER_CONTEXT=colima"] {
+        assert!(text.contains(&format!("\n{line}\n")), "{line} missing:\n{text}");
+    }
+    assert!(!text.contains("DOCKER_HOST"), "{text}");
 }
 
 #[test]

@@ -67,6 +67,10 @@ pub struct SimOptions {
     /// refuses this many real seconds longer (the kubelet restarts etcd and the apiserver as
     /// static pods).
     pub api_boot_secs: f64,
+    /// The engine kind built the cluster with, as each Node's `spec.providerID` says it
+    /// (`kind://<provider>/<cluster>/<node>`, kind `pkg/cluster/internal/kubeadm/config.go`):
+    /// `docker`, `podman` or `nerdctl`.
+    pub node_provider: String,
     /// The release the `istioctl` stand-in is (`istioctl version`, the images it installs).
     pub istio_version: String,
     /// A shared development cluster, not kind (issue 19): the kubeconfig's only context is this
@@ -106,6 +110,7 @@ impl Default for SimOptions {
             docker_cli: crate::docker_cli::DockerCli::Installed,
             docker_clock_offset_ms: 0,
             api_boot_secs: 0.0,
+            node_provider: "docker".to_string(),
             istio_version: ISTIO_VERSION.to_string(),
             shared_context: None,
         }

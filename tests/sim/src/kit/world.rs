@@ -1,5 +1,5 @@
 //! A world to run `bookstore` in: a simulator started and waited on, PATH wrappers that record
-//! every argv of the real `kubectl` and `docker`, a mark from which the audit log and the argv
+//! every argv of the real `kubectl`, `docker` and (where installed) `podman`, a mark from which the audit log and the argv
 //! are read, and the checks every run in it must pass (nothing deleted, the hostile password
 //! nowhere but in Connect, kubectl always on the kind context).
 
@@ -97,7 +97,9 @@ impl World {
             std::fs::create_dir_all(sim.dir().join(sub)).expect("world folders");
         }
         let wrap = sim.dir().join("wrap");
-        for tool in ["kubectl", "docker"] {
+        // podman too where it is installed: the real-podman test runs bookstore on it.
+        let podman = which::which("podman").is_ok().then_some("podman");
+        for tool in ["kubectl", "docker"].into_iter().chain(podman) {
             // The simulator's own docker CLI (another release's recorded behaviour, `docker_cli.rs`)
             // when it has one, else the installed client.
             let shim = sim.dir().join("bin").join(tool);

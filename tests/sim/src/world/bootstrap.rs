@@ -64,7 +64,7 @@ impl World {
             true => (json!({"node-role.kubernetes.io/worker": ""}), format!("k3s://{node}")),
             false => (
                 json!({"node-role.kubernetes.io/control-plane": ""}),
-                format!("kind://docker/{}/{node}", self.cluster_name()),
+                format!("kind://{}/{}/{node}", self.opts.node_provider, self.cluster_name()),
             ),
         };
         let mut labels = json!({"kubernetes.io/hostname": node});

@@ -188,9 +188,10 @@ pub fn run(cli: Cli) -> u8 {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let (result, timings) = match Config::from_cli(cli) {
         Ok(config) => {
-            // On a shared cluster docker, kind and istioctl never run, whatever a room forgets.
+            // On a shared cluster no node engine, kind or istioctl ever runs, whatever a room forgets.
             let shared = config.stack.cluster.shared();
-            crate::exec::forbid(if shared { &["docker", "kind", "istioctl"] } else { &[] });
+            let never = ["docker", "podman", "nerdctl", "finch", "nerdctl.lima", "kind", "istioctl"];
+            crate::exec::forbid(if shared { &never } else { &[] });
             let timings = config.timings.clone().filter(|_| !config.dry_run);
             if config.dry_run && config.timings.is_some() {
                 ui.info("--dry-run: nothing runs, so --timings writes no timeline");
@@ -343,6 +344,17 @@ fn execute(config: &Config, ui: &Ui) -> Result<()> {
             Ok(())
         }
         Action::Watch { interval } => crate::watch::run(config, ui, *interval),
+        Action::Service { .. } if config.stack.cluster.shared() => Err(Error::prerequisite(
+            format!(
+                "the watcher's service runs on the kind cluster; it is not installed for the shared \
+                 cluster `{}`",
+                config.stack.cluster.context()
+            ),
+            format!(
+                "run `bookstore watch --context {}` under your own supervisor, or drop --context",
+                config.stack.cluster.context()
+            ),
+        )),
         Action::Service { op, manager, interval } => {
             crate::watch::service::run(config, ui, *op, *manager, interval.as_deref())
         }

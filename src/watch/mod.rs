@@ -1,4 +1,5 @@
-//! `bookstore watch`: the stack heals itself after Docker (or Podman, or nerdctl) restarts.
+//! `bookstore watch`: the stack heals itself after Docker (or Podman, or nerdctl) restarts; on a
+//! shared cluster (`--context`) after a node reboots ([`shared`]: its Nodes, through the API).
 //!
 //! It follows the node engine's event stream for the kind cluster's containers (`docker events`
 //! / `podman events` with the cluster's label, nerdctl's unfiltered, JSON lines, through the real
@@ -32,6 +33,7 @@
 
 mod heal;
 pub mod service;
+mod shared;
 pub mod state;
 
 use std::sync::Arc;
@@ -147,6 +149,9 @@ struct Watcher<'a> {
 
 /// The watcher's commands (`--dry-run`).
 pub fn describe(config: &Config, interval: Duration) -> Vec<String> {
+    if config.stack.cluster.shared() {
+        return shared::describe(config, interval);
+    }
     let cluster = &config.stack.cluster;
     let node = cluster.control_plane_container();
     let state = state::StateFile::for_cluster(&cluster.name);
@@ -192,6 +197,10 @@ pub fn describe(config: &Config, interval: Duration) -> Vec<String> {
 }
 
 pub fn run(config: &Config, ui: &Ui, interval: Duration) -> Result<()> {
+    if config.stack.cluster.shared() {
+        // No engine to follow on a shared cluster: its Nodes, through the API.
+        return shared::run(config, ui, interval);
+    }
     wait::on_terminate();
     let engine = Engine::for_run();
     crate::observe::tools(&[engine.program.as_str(), "kubectl", "kind"])?;

@@ -23,6 +23,9 @@ fn recorders(dir: &Path, tools: &[&str]) -> PathBuf {
     bin
 }
 
+/// What never runs on a shared cluster: every node engine kind knows, kind, istioctl.
+const ENGINES_KIND_ISTIOCTL: &[&str] = &["docker", "podman", "nerdctl", "finch", "kind", "istioctl"];
+
 #[test]
 fn a_context_the_stack_file_does_not_allow_is_refused_and_nothing_runs() {
     let world = World::healthy();
@@ -62,7 +65,7 @@ fn a_context_the_stack_file_does_not_allow_is_refused_and_nothing_runs() {
 fn an_allowed_shared_cluster_with_a_rebooted_node_is_healed_with_no_docker_or_kind_call() {
     let world = World::shared();
     let tmp = tempfile::tempdir().unwrap();
-    let bin = recorders(tmp.path(), &["docker", "kind", "istioctl"]);
+    let bin = recorders(tmp.path(), ENGINES_KIND_ISTIOCTL);
     // Healthy, with no restart evidence in the API: only read.
     world.mark();
     Test::new().world(&world).args(["up", "--context", SHARED_CONTEXT]).path_first(&bin).run();
@@ -96,7 +99,7 @@ fn up_on_a_shared_cluster_without_the_stack_is_refused_and_changes_nothing() {
     world.kubectl(&["-n", "analytics", "delete", "deployment", "superset"]).expect(0);
     world.until("superset's pods to be gone", || world.pods().iter().all(|p| p.workload != "superset"));
     let tmp = tempfile::tempdir().unwrap();
-    let bin = recorders(tmp.path(), &["docker", "kind", "istioctl"]);
+    let bin = recorders(tmp.path(), ENGINES_KIND_ISTIOCTL);
     world.mark();
     for args in [&["up", "--context", SHARED_CONTEXT][..], &["up", "--dry-run", "--context", SHARED_CONTEXT]]
     {
@@ -111,5 +114,84 @@ fn up_on_a_shared_cluster_without_the_stack_is_refused_and_changes_nothing() {
     }
     assert_eq!(std::fs::read_to_string(tmp.path().join("argv.log")).unwrap_or_default(), "");
     assert_eq!(world.writes(), Vec::<String>::new(), "nothing written");
+    world.check();
+}
+
+/// `watch --context` follows the shared cluster's Nodes through the API (no engine, no kind): its
+/// first look is a check, a node's reboot (a new bootID) is healed like `up` heals it, and it
+/// ends on SIGTERM, with a failing `docker`, `kind` and `istioctl` first on PATH never run.
+#[test]
+fn watch_on_a_shared_cluster_heals_a_node_reboot_from_the_nodes_watch() {
+    let world = World::shared();
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = recorders(tmp.path(), ENGINES_KIND_ISTIOCTL);
+    world.mark();
+    let w = Test::new()
+        .world(&world)
+        .args(["watch", "--context", SHARED_CONTEXT, "--interval", "0"])
+        .path_first(&bin)
+        .json()
+        .any_code()
+        .spawn();
+    w.until_event("the nodes' watch", |v| v["event"] == "watching");
+    w.until_event("the first look", |v| v["event"] == "heal_finished" && v["heal"] == 1);
+    world.assert_nothing_restarted();
+    world.node_reboot();
+    w.until_event("the reboot's heal", |v| v["event"] == "heal_finished" && v["heal"] == 2);
+    w.terminate();
+    let run = w.ends_within(std::time::Duration::from_secs(10), "SIGTERM");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let heals = run.events_named("heal_finished");
+    assert!(heals.iter().all(|h| h["outcome"] == "ok"), "{heals:?}\n{}", run.stderr);
+    let owed: Vec<String> = run.events_named("heal_owed").iter().map(|e| e["reason"].to_string()).collect();
+    assert!(owed[1].contains("node dev-node-1 rebooted: its bootID changed"), "{owed:?}");
+    assert_eq!(world.restarts().get("ztunnel"), Some(&1), "{}", run.stderr);
+    bookstore_sim::kit::assert_recovery_order(&world.audit());
+    world.assert_recovered();
+    world.assert_every_route_answers();
+    assert_eq!(std::fs::read_to_string(tmp.path().join("argv.log")).unwrap_or_default(), "");
+    assert_eq!(world.live_clients(), Vec::<String>::new(), "children outlived the watcher");
+    world.check();
+}
+
+/// `doctor` and `status` on a shared cluster read the API alone: after a node reboot doctor names
+/// each node with the kubelet's evidence and the stale mesh, and checks no engine, kind, host
+/// port or host name; status shows each node's last start and every route (through
+/// port-forwards); neither changes anything nor runs an engine, kind or istioctl.
+#[test]
+fn doctor_and_status_on_a_shared_cluster_read_the_api_alone() {
+    let world = World::shared();
+    world.node_reboot();
+    world.wait_healthy(bookstore_sim::kit::BOUND).expect("the pods came back in place");
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = recorders(tmp.path(), ENGINES_KIND_ISTIOCTL);
+    world.mark();
+    let doctor = Test::new()
+        .world(&world)
+        .args(["doctor", "--context", SHARED_CONTEXT])
+        .path_first(&bin)
+        .json()
+        .code(6)
+        .stderr_has("shared cluster dev-east")
+        .stderr_has("dev-node-1 is Ready; node dev-node-1 last started")
+        .stderr_lacks("node engine:")
+        .stderr_lacks("host-name")
+        .run();
+    let findings = doctor.findings();
+    assert!(findings.has("ztunnel-stale"), "{:?}\n{}", findings.ids(), doctor.stderr);
+    assert!(findings.evidence("ztunnel-stale").contains("Rebooted event"), "{}", doctor.stderr);
+    let status = Test::new()
+        .world(&world)
+        .args(["status", "--context", SHARED_CONTEXT])
+        .path_first(&bin)
+        .stdout_has("NODE (dev-east)")
+        .run();
+    let node = status.stdout.lines().find(|l| l.starts_with("dev-node-1")).unwrap_or_default().to_string();
+    assert!(node.contains("True") && node.contains("Rebooted event"), "{}", status.stdout);
+    assert!(!status.stdout.contains("ENGINE"), "{}", status.stdout);
+    let ui = status.stdout.lines().find(|l| l.starts_with("ui ")).unwrap_or_default().to_string();
+    assert!(ui.contains("503 upstream reset"), "a stale backend through the gateway's port-forward: {ui}");
+    assert_eq!(std::fs::read_to_string(tmp.path().join("argv.log")).unwrap_or_default(), "");
+    world.assert_read_only();
     world.check();
 }

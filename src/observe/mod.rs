@@ -339,7 +339,6 @@ pub fn describe(ctx: &Ctx, lines: &mut Vec<String>) {
     let stack = ctx.stack;
     lines.push("# Observe the stack (read-only, in parallel; these run with --dry-run too)".into());
     if stack.cluster.shared() {
-        lines.push(format!("{}   # every Node: bootID, Ready and its transition", ctx.kube.list_nodes()));
         lines.push(format!(
             "{}   # the kubelet's Starting and Rebooted events (kept 1 h)",
             ctx.kube.list_node_events()
@@ -391,8 +390,11 @@ fn describe_cluster(ctx: &Ctx, lines: &mut Vec<String>) {
         "{}   # every workload exists, its generations; pods' creation and Ready times, IPs, mesh enrolment",
         ctx.kube.list_deployments_and_pods()
     ));
-    lines
-        .push(format!("{}   # each Node's spec.providerID: the engine that built it", ctx.kube.list_nodes()));
+    let nodes = match stack.cluster.shared() {
+        true => "every Node: bootID, Ready and its transition",
+        false => "each Node's spec.providerID: the engine that built it",
+    };
+    lines.push(format!("{}   # {nodes}", ctx.kube.list_nodes()));
     let c = &stack.connect;
     lines.push(format!(
         "{}   # every key present, decoded in-process, never printed",

@@ -1,4 +1,4 @@
-//! Command-line interface (clap derive). Raw arguments become a validated [`crate::run::Config`]
+//! Command-line interface (clap derive). Raw arguments become a validated [`crate::config::Config`]
 //! before anything runs.
 
 use std::path::PathBuf;

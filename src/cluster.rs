@@ -75,7 +75,7 @@ impl Pod {
 /// the same claims. So deleting such a pod is a restart and loses nothing that is not recreated;
 /// deleting anything else (a bare pod, a static pod's mirror, a Job's pod, any other object)
 /// loses it. Made only from an observed pod whose controller reference names one of those kinds
-/// ([`PodRestart::of`]); `Kubectl::delete_pod` takes nothing else.
+/// ([`PodRestart::of`]); `KubectlWrite::delete_pod` takes nothing else.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PodRestart {
     namespace: String,

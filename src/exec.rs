@@ -2,7 +2,9 @@
 //!
 //! A [`Cmd`] is a value: a program and an argv vector (never a shell string), printable as a line
 //! that can be pasted into a shell. Running one either returns its output or an [`Error::Command`]
-//! that carries the pasteable line and the tail of its stderr. Secrets never go into argv.
+//! that carries the pasteable line and the tail of its stderr. Secrets never go into argv. Its
+//! stdin is bytes; whether the line may show them is a separate marker ([`Cmd::secret`]), as in
+//! xshell.
 
 use std::fmt;
 use std::io::{BufRead, BufReader, Read};
@@ -11,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::secret::{self, Secret};
+use crate::secret;
 
 /// How many child processes this run has started (reported by `--verbose` and the benchmark).
 static SPAWNED: AtomicUsize = AtomicUsize::new(0);
@@ -99,16 +101,26 @@ pub struct Cmd {
     /// Set in the child's environment (the node engine kind must use, the Docker context it
     /// must keep): printed before the program, as a shell takes them.
     env: Vec<(String, String)>,
-    /// Fed to the child's stdin (manifests, secrets): never in argv, never printed.
-    stdin: Option<Secret>,
-    /// The stdin holds no secret (a list of object names): the printed line shows it as a
-    /// heredoc, so the line stays pasteable.
-    stdin_shown: bool,
+    /// Fed to the child's stdin (manifests, a cluster config, object lists): never in argv.
+    stdin: Option<Stdin>,
+    /// Its stdin holds a secret: the line never shows it.
+    secret: bool,
     /// Upper bound on the child's run time; it is killed after this.
     deadline: Duration,
     /// Stopped when the work in progress is cancelled ([`crate::wait::cancel`]), not only when
     /// the process ends.
     cancellable: bool,
+}
+
+/// What a command reads on stdin.
+#[derive(Clone, Debug)]
+enum Stdin {
+    /// Text the line shows as a heredoc (a list of objects), so the line stays pasteable.
+    Text(String),
+    /// Bytes the line describes (manifests, a cluster config: too long to show).
+    Bytes { bytes: Vec<u8>, what: String },
+    /// Bytes made at run time ([`Cmd::fill`]), which a dry run can only describe.
+    Later(String),
 }
 
 /// What a finished child printed.
@@ -124,7 +136,7 @@ impl Cmd {
             args: Vec::new(),
             env: Vec::new(),
             stdin: None,
-            stdin_shown: false,
+            secret: false,
             deadline: Duration::from_secs(60),
             cancellable: true,
         }
@@ -155,21 +167,37 @@ impl Cmd {
         &self.env
     }
 
-    /// The program it runs (`docker`, `podman`, `kind`, …).
-    pub fn program(&self) -> &str {
-        &self.program
-    }
-
-    /// Feed this to the child's stdin; the printed line shows `<<'EOF'` with the content masked.
-    pub fn stdin(mut self, data: Secret) -> Cmd {
-        self.stdin = Some(data);
+    /// Feed these bytes to the child's stdin; the printed line says what they are (`what`).
+    pub fn stdin(mut self, bytes: impl Into<Vec<u8>>, what: &str) -> Cmd {
+        self.stdin = Some(Stdin::Bytes { bytes: bytes.into(), what: what.to_string() });
         self
     }
 
-    /// Feed text that holds no secret to the child's stdin; the printed line shows it as a heredoc.
+    /// Feed short text to the child's stdin; the printed line shows it as a heredoc.
     pub fn stdin_text(mut self, text: String) -> Cmd {
-        self.stdin = Some(Secret::unregistered(text));
-        self.stdin_shown = true;
+        self.stdin = Some(Stdin::Text(text));
+        self
+    }
+
+    /// Its stdin is made at run time ([`Cmd::fill`]): the printed line says what it will be.
+    /// Run unfilled, it is an error.
+    pub fn later(mut self, what: &str) -> Cmd {
+        self.stdin = Some(Stdin::Later(what.to_string()));
+        self
+    }
+
+    /// The bytes of a stdin made at run time ([`Cmd::later`]), described as it was.
+    pub fn fill(self, bytes: impl Into<Vec<u8>>) -> Cmd {
+        let what = match &self.stdin {
+            Some(Stdin::Later(what) | Stdin::Bytes { what, .. }) => what.clone(),
+            Some(Stdin::Text(_)) | None => "stdin".to_string(),
+        };
+        self.stdin(bytes, &what)
+    }
+
+    /// Its stdin holds a secret: the line never shows it (nor says more than what it is).
+    pub fn secret(mut self) -> Cmd {
+        self.secret = true;
         self
     }
 
@@ -182,6 +210,11 @@ impl Cmd {
     pub fn not_cancellable(mut self) -> Cmd {
         self.cancellable = false;
         self
+    }
+
+    /// The program it runs.
+    pub fn program(&self) -> &str {
+        &self.program
     }
 
     /// Whether `other` runs the same program with the same arguments (stdin aside).
@@ -208,7 +241,14 @@ impl Cmd {
     pub fn run_unchecked(&self) -> Result<RawOutput> {
         let expr = self.expr().stdout_capture().stderr_capture().unchecked();
         let expr = match &self.stdin {
-            Some(data) => expr.stdin_bytes(data.expose().as_bytes().to_vec()),
+            Some(Stdin::Text(text)) => expr.stdin_bytes(text.as_bytes().to_vec()),
+            Some(Stdin::Bytes { bytes, .. }) => expr.stdin_bytes(bytes.clone()),
+            Some(Stdin::Later(what)) => {
+                return Err(Error::step(
+                    format!("`{self}` was run before its stdin ({what}) was made"),
+                    "report this as a bug",
+                ));
+            }
             None => expr.stdin_null(),
         };
         self.allowed()?;
@@ -473,10 +513,16 @@ impl fmt::Display for Cmd {
             line.push(' ');
             line.push_str(&quote(arg));
         }
-        if let (Some(text), true) = (&self.stdin, self.stdin_shown) {
-            line.push_str(&format!(" <<'EOF'\n{}\nEOF", text.expose().trim_end()));
-        } else if self.stdin.is_some() {
-            line.push_str(" <<'EOF' (stdin, not shown)");
+        let secret = if self.secret { "; secret" } else { "" };
+        match &self.stdin {
+            Some(Stdin::Text(text)) if !self.secret => {
+                line.push_str(&format!(" <<'EOF'\n{}\nEOF", text.trim_end()));
+            }
+            Some(Stdin::Text(_)) => line.push_str(" <<'EOF' (stdin: secret, not shown)"),
+            Some(Stdin::Bytes { what, .. } | Stdin::Later(what)) => {
+                line.push_str(&format!(" <<'EOF' (stdin: {what}{secret}, not shown)"));
+            }
+            None => {}
         }
         f.write_str(&secret::redact(&line))
     }

@@ -4,14 +4,17 @@
 
 pub mod cli;
 pub mod cluster;
+pub mod config;
 pub mod connect;
 pub mod doctor;
 pub mod engine;
 pub mod error;
+pub mod event;
 pub mod exec;
 pub mod http;
 pub mod judge;
 pub mod kube;
+pub mod lock;
 pub mod manifests;
 pub mod observe;
 pub mod plan;
@@ -22,6 +25,7 @@ pub mod run;
 pub mod secret;
 pub mod smoke;
 pub mod stack;
+pub mod state;
 pub mod status;
 pub mod steps;
 pub mod timings;

@@ -78,6 +78,37 @@ pub enum Step {
     Converge { order: Order, settle: Option<Duration>, tiers: bool },
 }
 
+impl Step {
+    /// Whether running it may change the cluster (or the host's containers): a command with
+    /// such a step takes the cluster's lock.
+    pub fn changes(&self) -> bool {
+        match self {
+            Step::Preflight(_)
+            | Step::WaitApi
+            | Step::CheckCluster
+            | Step::Smoke
+            | Step::Decide(_)
+            | Step::BootstrapChecks { .. } => false,
+            Step::LegacyProxies
+            | Step::RestartMesh { .. }
+            | Step::Rollout(_)
+            | Step::Connectors
+            | Step::RemoveLegacy(_)
+            // The escalation restarts what backs a failing route.
+            | Step::Verify { .. }
+            | Step::Bootstrap { .. }
+            | Step::CreateCluster
+            | Step::GatewayCrds
+            | Step::InstallIstio
+            | Step::Secrets
+            | Step::Images
+            | Step::Tier(_)
+            | Step::StartNodes
+            | Step::Converge { .. } => true,
+        }
+    }
+}
+
 /// A preparation of the bootstrap graph: done beside the workloads, by the bootstrap's own code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Prep {

@@ -399,7 +399,7 @@ proptest! {
         docker in prop::option::of(prop_oneof![Just("Docker version 28.2.2".to_string()), Just("podman version 4.3.1".to_string()), any::<String>()]),
         podman in prop::option::of(prop_oneof![Just("podman version 5.2.0".to_string()), any::<String>()]),
     ) {
-        let choice = crate::judge::engine::choose(provider.as_deref(), &mut |p: &str| match p {
+        let choice = crate::engine::choice::choose(provider.as_deref(), &mut |p: &str| match p {
             "docker" => docker.clone(),
             "podman" => podman.clone(),
             _ => None,

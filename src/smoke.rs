@@ -4,10 +4,12 @@
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
+use crate::event::Event;
 use crate::judge::routes::{self as judge, Route};
 use crate::observe::routes::{self, Probe};
 use crate::stack::{Check, Stack};
 use crate::ui::{Ui, human};
+use crate::wait::{Attempt, Poll};
 
 /// Run every check until all pass or the deadline passes; then report each failing one.
 /// `Err(Error::Smoke)` carries the failing probes' lines; [`failing`] gives the probes.
@@ -31,25 +33,38 @@ pub fn check(stack: &Stack, ui: &Ui, deadline: Duration) -> std::result::Result<
             return Err(Failed { error, probes: Vec::new() });
         }
     }
-    let mut delay = Duration::from_millis(200);
-    loop {
+    // Every route probed, the failing ones again (backing off from 200 ms to 2 s) until all
+    // pass or the deadline: the one retry loop.
+    let mut failing: Vec<(Probe, Route)> = Vec::new();
+    let poll = Poll {
+        first: Duration::from_millis(200),
+        ceiling: Duration::from_secs(2),
+        ..Poll::new("every route to answer", deadline, "")
+    };
+    let passed = poll.run(|| {
         let probes = routes::probe_all(stack, pending.iter().copied());
-        let mut failing: Vec<(Probe, Route)> = Vec::new();
+        failing.clear();
         for probe in probes {
             match judge::probe(stack, &probe) {
                 Route::Works => ui.ok_item(
                     &format!("{} {} ({})", probe.check.name, probe.url, human(start.elapsed())),
-                    "check_passed",
-                    serde_json::json!({"check": probe.check.name, "url": probe.url}),
+                    Event::CheckPassed { check: probe.check.name.clone(), url: probe.url.clone() },
                 ),
                 failed => failing.push((probe, failed)),
             }
         }
         if failing.is_empty() {
-            return Ok(());
+            return Attempt::Done(());
         }
-        let left = deadline.saturating_sub(start.elapsed());
-        if left.is_zero() {
+        pending = failing
+            .iter()
+            .filter_map(|(p, _)| stack.smoke.checks.iter().find(|c| c.name == p.check.name))
+            .collect();
+        Attempt::Retry(format!("{} route(s) failing", failing.len()))
+    });
+    match passed {
+        Ok(()) => Ok(()),
+        Err(Error::Timeout { .. }) => {
             let failures = failing
                 .iter()
                 .map(|(p, route)| {
@@ -60,10 +75,11 @@ pub fn check(stack: &Stack, ui: &Ui, deadline: Duration) -> std::result::Result<
                 })
                 .collect();
             for (p, route) in &failing {
-                ui.emit(
-                    "check_failed",
-                    serde_json::json!({"check": p.check.name, "url": p.url, "reason": route.why()}),
-                );
+                ui.emit(Event::CheckFailed {
+                    check: p.check.name.clone(),
+                    url: p.url.clone(),
+                    reason: route.why().unwrap_or_default(),
+                });
             }
             let stale = failing.iter().any(|(_, route)| route.reset().is_some());
             let next = if stale {
@@ -74,18 +90,11 @@ pub fn check(stack: &Stack, ui: &Ui, deadline: Duration) -> std::result::Result<
                     stack.cluster.context()
                 )
             };
-            return Err(Failed {
+            Err(Failed {
                 error: Error::Smoke { failures, next },
                 probes: failing.into_iter().map(|(p, _)| p).collect(),
-            });
+            })
         }
-        if let Err(error) = crate::wait::sleep(delay.min(left)) {
-            return Err(Failed { error, probes: Vec::new() });
-        }
-        pending = failing
-            .iter()
-            .filter_map(|(p, _)| stack.smoke.checks.iter().find(|c| c.name == p.check.name))
-            .collect();
-        delay = (delay * 2).min(Duration::from_secs(2));
+        Err(error) => Err(Failed { error, probes: Vec::new() }),
     }
 }

@@ -6,8 +6,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
-
+use crate::event::{Event, Outcome, Stamped};
 use crate::secret;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,7 +24,7 @@ pub struct Ui {
     t0: Instant,
     state: Arc<Mutex<Active>>,
     /// With `--timings`: every event, redacted, in the order emitted (`Ui::recorded`).
-    recorder: Option<Arc<Mutex<Vec<Value>>>>,
+    recorder: Option<Arc<Mutex<Vec<Stamped>>>>,
 }
 
 #[derive(Default)]
@@ -84,24 +83,25 @@ impl Ui {
     }
 
     /// The events recorded so far, redacted (empty unless [`Ui::record`]).
-    pub fn recorded(&self) -> Vec<Value> {
+    pub fn recorded(&self) -> Vec<Stamped> {
         self.recorder
             .as_ref()
             .map(|r| r.lock().unwrap_or_else(|e| e.into_inner()).clone())
             .unwrap_or_default()
     }
 
-    /// One event: `{"event": kind, "t_ms": …, …fields}`, on stdout with `--json`, kept in memory
-    /// with `--timings`.
-    pub fn emit(&self, kind: &str, fields: Value) {
+    /// Milliseconds since the run began (an event's `t_ms`).
+    pub fn elapsed_ms(&self) -> u64 {
+        self.t0.elapsed().as_millis() as u64
+    }
+
+    /// One event, stamped with `t_ms`: on stdout with `--json`, kept in memory with `--timings`.
+    pub fn emit(&self, event: Event) {
         if !self.json && self.recorder.is_none() {
             return;
         }
-        let mut event = json!({"event": kind, "t_ms": self.t0.elapsed().as_millis() as u64});
-        if let (Some(map), Value::Object(extra)) = (event.as_object_mut(), fields) {
-            map.extend(extra);
-        }
-        let line = secret::redact(&event.to_string());
+        let stamped = Stamped { event, t_ms: self.elapsed_ms() };
+        let line = secret::redact(&serde_json::to_string(&stamped).unwrap_or_default());
         let _state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         // The redacted line read back, so what is kept holds no secret either.
         if let (Some(recorder), Ok(redacted)) = (&self.recorder, serde_json::from_str(&line)) {
@@ -126,7 +126,7 @@ impl Ui {
 
     /// Start a step: a spinner on a smart terminal, ` • title ...` otherwise.
     pub fn start(&self, title: &str) -> Step {
-        self.emit("step_started", json!({"step": title}));
+        self.emit(Event::StepStarted { step: title.to_string() });
         if !self.smart {
             self.write_line(&format!(" • {title} ..."));
         }
@@ -138,25 +138,54 @@ impl Ui {
 
     /// A detail line under the current step.
     pub fn info(&self, text: &str) {
-        self.emit("info", json!({"message": text}));
+        self.emit(Event::Info { message: text.to_string() });
         self.write_line(&format!("   {} {text}", self.paint("•", 2)));
     }
 
     pub fn warn(&self, text: &str) {
-        self.emit("warning", json!({"message": text}));
+        self.emit(Event::Warning { message: text.to_string() });
         self.write_line(&format!("   {} {text}", self.paint("!", 33)));
     }
 
     /// The final error, printed once.
     pub fn error(&self, text: &str, exit_code: u8) {
-        self.emit("error", json!({"message": text, "exit_code": exit_code}));
+        self.emit(Event::Error { message: text.to_string(), exit_code });
         self.write_line(&format!("{} {text}", self.paint("ERROR:", 31)));
     }
 
     /// A finished item inside a step (a workload ready, a check passing), with its event.
-    pub fn ok_item(&self, text: &str, kind: &str, fields: Value) {
-        self.emit(kind, fields);
+    pub fn ok_item(&self, text: &str, event: Event) {
+        self.emit(event);
         self.write_line(&format!(" {} {text}", self.paint("✓", 32)));
+    }
+
+    /// A dry run's lines: pasteable, on stdout (results, not progress), or `plan` events with
+    /// `--json`; through the redactor like every other line.
+    pub fn plan(&self, lines: &[String]) {
+        if self.json {
+            for line in lines {
+                self.emit(Event::Plan { line: line.clone() });
+            }
+            return;
+        }
+        let mut out = std::io::stdout().lock();
+        for line in lines {
+            let _ = writeln!(out, "{}", secret::redact(line));
+        }
+    }
+
+    /// Ask a question on stderr (the caller checked that stdin is a terminal); the answer read
+    /// from stdin, trimmed.
+    pub fn ask(&self, question: &str) -> String {
+        {
+            let _state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "{} ", secret::redact(question));
+            let _ = err.flush();
+        }
+        let mut answer = String::new();
+        let _ = std::io::stdin().read_line(&mut answer);
+        answer.trim().to_string()
     }
 
     /// A line on stderr as it is (the `--timings` text).
@@ -205,11 +234,12 @@ impl Step {
             state.started = None;
         }
         let took = human(self.started.elapsed());
-        self.ui.emit(
-            "step_finished",
-            json!({"step": self.title, "outcome": if ok { "ok" } else { "failed" }, "note": note,
-                   "duration_ms": self.started.elapsed().as_millis() as u64}),
-        );
+        self.ui.emit(Event::StepFinished {
+            step: self.title.clone(),
+            outcome: Outcome::of(ok),
+            note: note.to_string(),
+            duration_ms: self.started.elapsed().as_millis() as u64,
+        });
         let note = if note.is_empty() { String::new() } else { format!(": {note}") };
         let line = format!("{}{note} ({took})", self.title);
         if ok { self.ui.ok_line(&line) } else { self.ui.fail_line(&line) }

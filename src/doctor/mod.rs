@@ -13,9 +13,8 @@ mod kafka;
 mod mesh;
 mod pods;
 
-use serde_json::json;
-
 use crate::error::{Error, Result};
+use crate::event::{self, Event};
 use crate::observe::{Ctx, Observation};
 use crate::ui::Ui;
 
@@ -130,11 +129,18 @@ impl<'a> Report<'a> {
     }
 
     pub fn add(&mut self, f: Finding) {
-        self.ui.emit(
-            "finding",
-            json!({"id": f.id, "severity": f.severity.as_str(), "subject": f.subject,
-                   "problem": f.problem, "evidence": f.evidence, "fix": f.fix, "note": f.note}),
-        );
+        self.ui.emit(Event::Finding(event::Finding {
+            id: f.id.to_string(),
+            severity: match f.severity {
+                Severity::Error => event::Severity::Error,
+                Severity::Warning => event::Severity::Warning,
+            },
+            subject: f.subject.clone(),
+            problem: f.problem.clone(),
+            evidence: f.evidence.clone(),
+            fix: f.fix.clone(),
+            note: f.note.clone(),
+        }));
         let head = format!("[{}] {}", f.id, f.problem);
         match f.severity {
             Severity::Error => self.ui.fail_line(&head),

@@ -101,13 +101,7 @@ fn podman_43s_inspect_running_exited_and_reset_to_created_by_a_reboot() {
     assert!(!created.running && created.status == "created", "{created:?}");
     assert!(created.started_at.is_some());
     assert_eq!(created.id, running.id);
-    let verdict = crate::judge::engine::stopped_with_engine(&crate::judge::engine::Stop {
-        state: created.status.clone(),
-        seen: None,
-        remembered: Some(true),
-        across_outage: false,
-    });
-    assert!(verdict.is_ok(), "a node reset by a reboot is started: {verdict:?}");
+    // (`judge::engine`'s tests: a `created` node is started, whatever else is known.)
 }
 
 #[test]

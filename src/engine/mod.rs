@@ -8,12 +8,13 @@
 //! create, load and delete, which act through the engine). Only `steps/` and the watcher's heal
 //! make an [`EngineWrite`].
 //!
-//! The engine is chosen as kind chooses its provider ([`crate::judge::engine::choose`]), once
+//! The engine is chosen as kind chooses its provider ([`choice::choose`]), once
 //! per process, and for Docker the endpoint is resolved then too ([`endpoint`]) and passed on
 //! every docker and kind call: a run, and a watcher's whole life, stays on one daemon. kind
 //! finds a cluster's nodes by their labels ([`CLUSTER_LABEL`], [`ROLE_LABEL`]), never by a
 //! name, and so does this room.
 
+pub mod choice;
 pub mod docker;
 pub mod endpoint;
 #[cfg(test)]
@@ -185,7 +186,7 @@ impl Engine {
 
     fn resolve() -> Engine {
         let provider = std::env::var("KIND_EXPERIMENTAL_PROVIDER").ok();
-        let choice = crate::judge::engine::choose(provider.as_deref(), &mut |program: &str| {
+        let choice = choice::choose(provider.as_deref(), &mut |program: &str| {
             which::which(program).ok()?;
             let out = probe(program).run().ok()?;
             let lines: Vec<&str> = out.stdout.lines().collect();
@@ -559,6 +560,29 @@ pub fn parse_names(stdout: &str) -> std::collections::BTreeSet<String> {
 }
 
 /// The engine's changes: only `steps/` (and the watcher's heal, through them) make one.
+///
+/// The read half has none of these commands, nothing outside the crate can make one, and the
+/// read-only context carries none: each of these fails to compile (the doc tests check that
+/// they do).
+///
+/// ```compile_fail,E0599
+/// fn reader(engine: &bookstore::engine::Engine) {
+///     let _ = engine.start("bookstore-control-plane");
+/// }
+/// ```
+///
+/// ```compile_fail,E0624
+/// fn reader(engine: &bookstore::engine::Engine) {
+///     let _ = engine.write();
+/// }
+/// ```
+///
+/// ```compile_fail,E0609
+/// fn reader(ctx: &bookstore::observe::Ctx) {
+///     let _ = &ctx.engine_write;
+/// }
+/// ```
+#[derive(Clone, Copy, Debug)]
 pub struct EngineWrite<'a> {
     engine: &'a Engine,
 }
@@ -618,12 +642,12 @@ impl EngineWrite<'_> {
     }
 
     /// `kind create cluster` with the config on stdin (`--config -`), so the embedded default works.
-    pub fn kind_create_cluster(&self, name: &str, config: crate::secret::Secret, wait: Duration) -> Cmd {
+    pub fn kind_create_cluster(&self, name: &str, config: &str, wait: Duration) -> Cmd {
         self.engine
             .kind_cli()
             .args(["create", "cluster", "--name", name, "--config", "-"])
             .arg(format!("--wait={}s", wait.as_secs()))
-            .stdin(config)
+            .stdin(config, "the cluster config")
             .deadline(wait + Duration::from_secs(600))
     }
 

@@ -34,7 +34,28 @@
 use crate::cluster::{Event, Node, Pod};
 use crate::utc;
 
-use super::mesh::NodeStart;
+/// A node of the cluster and when its container last started.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeStart {
+    /// The Kubernetes node name (kind names a node after its container).
+    pub name: String,
+    /// `State.StartedAt` of its container; `None` when not known.
+    pub started_at: Option<u64>,
+    /// The evidence for `started_at`, when it is not the node container's `State.StartedAt`: on a
+    /// shared cluster, what the API shows.
+    pub source: Option<String>,
+}
+
+impl NodeStart {
+    /// How its last start is known, for a verdict: "the node container last started (…)", or the
+    /// API's evidence on a shared cluster.
+    pub(super) fn started(&self, start: u64) -> String {
+        match &self.source {
+            Some(evidence) => evidence.clone(),
+            None => format!("the node container last started ({})", utc::format(start)),
+        }
+    }
+}
 
 /// The kubelet's event when it starts (`pkg/kubelet/events`: `StartingKubelet`).
 pub const STARTING: &str = "Starting";
@@ -74,7 +95,7 @@ fn last_start(node: &Node, events: &[Event], pods: &[Pod]) -> NodeStart {
                     "its Ready transition, with pod {} restarted in place on it ({} restart(s), started {})",
                     p.name,
                     c.restarts,
-                    super::mesh::when(c.started)
+                    c.started.map(utc::format).unwrap_or_else(|| "at an unknown time".into())
                 ),
             ));
         }

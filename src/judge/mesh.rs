@@ -53,28 +53,7 @@ pub fn when(t: Option<u64>) -> String {
     t.map(utc::format).unwrap_or_else(|| "at an unknown time".into())
 }
 
-/// A node of the cluster and when its container last started.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NodeStart {
-    /// The Kubernetes node name (kind names a node after its container).
-    pub name: String,
-    /// `State.StartedAt` of its container; `None` when not known.
-    pub started_at: Option<u64>,
-    /// The evidence for `started_at`, when it is not the node container's `State.StartedAt`: on a
-    /// shared cluster, what the API shows ([`super::boots`]).
-    pub source: Option<String>,
-}
-
-impl NodeStart {
-    /// How its last start is known, for a verdict: "the node container last started (…)", or the
-    /// API's evidence on a shared cluster.
-    fn started(&self, start: u64) -> String {
-        match &self.source {
-            Some(evidence) => evidence.clone(),
-            None => format!("the node container last started ({})", utc::format(start)),
-        }
-    }
-}
+pub use super::boots::NodeStart;
 
 /// The nodes the observation knows: the control-plane node container on kind; on a shared
 /// cluster every Node, each started when the API's evidence says ([`super::boots`]).
@@ -459,7 +438,7 @@ fn works(
                 utc::format(start)
             )
         })?;
-    let meshed: Vec<&Pod> = crate::judge::workloads::current(stack, obs)
+    let meshed: Vec<&Pod> = super::members::current(stack, obs)
         .into_iter()
         .filter(|p| p.meshed && node_of(nodes, p) == Some(node))
         .collect();

@@ -24,6 +24,7 @@
 pub mod boots;
 pub mod connectors;
 pub mod engine;
+pub mod members;
 pub mod mesh;
 pub mod node;
 pub mod pods;

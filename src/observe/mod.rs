@@ -26,7 +26,8 @@ use crate::ui::Ui;
 use evidence::{CniLine, HboneFailure, Proxy, ZtunnelLine};
 use routes::Probe;
 
-/// What every step can reach.
+/// What a command reads through: the stack, kubectl's read half, the ui, and what is read once
+/// per run. The steps' own context (`steps::Ctx`) adds the change halves.
 pub struct Ctx<'a> {
     pub stack: &'a Stack,
     pub kube: Kubectl,
@@ -40,26 +41,18 @@ pub struct Ctx<'a> {
     deployments: OnceLock<BTreeMap<(String, String), i64>>,
 }
 
-impl Drop for Ctx<'_> {
-    /// The restart kubectls started ahead ([`Kubectl::warm_restarts`]) that no restart took are
-    /// killed and reaped with the run's context, whatever the outcome.
-    fn drop(&mut self) {
-        self.kube.cool();
-    }
-}
-
 impl<'a> Ctx<'a> {
     pub fn new(stack: &'a Stack, ui: &'a Ui) -> Ctx<'a> {
         let kube = Kubectl::new(stack.cluster.context(), stack.api_timeout);
         Ctx { stack, kube, ui, tolerate: false, secrets: OnceLock::new(), deployments: OnceLock::new() }
     }
 
-    /// Take the deployments' generations from an observation instead of listing them again.
     /// The node engine of the run ([`Engine::for_run`]: chosen once, its endpoint pinned).
     pub fn engine(&self) -> &'static Engine {
         Engine::for_run()
     }
 
+    /// Take the deployments' generations from an observation instead of listing them again.
     pub fn seed(&self, obs: &Observation) {
         let _ = self.deployments.set(
             obs.deployments.iter().map(|d| ((d.namespace.clone(), d.name.clone()), d.generation)).collect(),
@@ -174,9 +167,10 @@ pub fn engine_answers(engine: &Engine, probe: &crate::exec::Cmd) -> Result<Read<
     })
 }
 
-/// The engine answers, or a prerequisite error saying how to start it.
-pub fn engine_running(engine: &Engine) -> Result<()> {
-    match engine_answers(engine, &engine.version())? {
+/// The engine answers `probe` ([`Engine::version`]), or a prerequisite error saying how to
+/// start it.
+pub fn engine_running(engine: &Engine, probe: &crate::exec::Cmd) -> Result<()> {
+    match engine_answers(engine, probe)? {
         Ok(_) => Ok(()),
         Err(why) => Err(Error::prerequisite(
             format!("{} is not running: {why}", engine.kind.title()),
@@ -289,7 +283,7 @@ pub fn host(ctx: &Ctx) -> Result<Host> {
         Ok(out) => out,
         Err(Error::Interrupted) => return Err(Error::Interrupted),
         Err(e) => {
-            engine_running(engine)?;
+            engine_running(engine, &engine.version())?;
             return Err(e.with_next(format!(
                 "check that {} answers (`{} ps`) and that kind works (`kind get clusters`)",
                 engine.kind.title(),
@@ -416,24 +410,6 @@ fn describe_cluster(ctx: &Ctx, lines: &mut Vec<String>) {
             ctx.kube.workload_logs("daemonset", daemonset, &mesh.namespace, LOG_TAIL)
         ));
     }
-}
-
-/// The cluster's Nodes that name another engine than this run's, said as a prerequisite error
-/// (nothing is changed on the wrong engine's word); `Ok` when they agree or say nothing.
-pub fn engine_agrees(engine: &Engine, provider_ids: &Read<Vec<(String, String)>>) -> Result<()> {
-    let Ok(ids) = provider_ids else { return Ok(()) };
-    let foreign = crate::judge::engine::disagreeing(engine.kind, ids);
-    let Some((node, id)) = foreign.first() else { return Ok(()) };
-    let provider = crate::judge::engine::provider_id(id).map_or("", |(p, _, _)| p);
-    Err(Error::prerequisite(
-        format!(
-            "the cluster was built by {provider} (node {node}: spec.providerID {id}), but this run's node engine is {} ({})",
-            engine.program, engine.why
-        ),
-        format!(
-            "run bookstore on the engine that built it: `KIND_EXPERIMENTAL_PROVIDER={provider} bookstore …` (as for kind)"
-        ),
-    ))
 }
 
 fn join<T>(handle: std::thread::ScopedJoinHandle<'_, Result<T>>) -> Result<T> {

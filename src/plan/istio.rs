@@ -50,40 +50,8 @@ fn major_minor(text: &str) -> Option<(u32, u32)> {
     Some((major, minor))
 }
 
-/// The Istio releases (minor versions, both ends included) the stack was tested with:
-/// `bootstrap.gateway_api.istio`, e.g. `1.25 - 1.31`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Range {
-    pub from: (u32, u32),
-    pub to: (u32, u32),
-}
-
-impl Range {
-    pub fn parse(text: &str) -> Result<Range, String> {
-        let bad = || format!("`{text}` is not a range of Istio minor releases such as `1.25 - 1.31`");
-        let (from, to) = text.split_once('-').ok_or_else(bad)?;
-        let one = |v: &str| -> Result<(u32, u32), String> {
-            let v = v.trim();
-            let (major, minor) = v.split_once('.').ok_or_else(bad)?;
-            Ok((major.parse().map_err(|_| bad())?, minor.parse().map_err(|_| bad())?))
-        };
-        let range = Range { from: one(from)?, to: one(to)? };
-        if range.from > range.to {
-            return Err(format!("`{text}`: the first release is after the last"));
-        }
-        Ok(range)
-    }
-
-    pub fn contains(&self, v: &Version) -> bool {
-        (self.from..=self.to).contains(&(v.major, v.minor))
-    }
-}
-
-impl fmt::Display for Range {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}–{}.{}", self.from.0, self.from.1, self.to.0, self.to.1)
-    }
-}
+/// The Istio releases the stack was tested with (the stack's data: `stack::IstioRange`).
+pub use crate::stack::IstioRange as Range;
 
 /// The judgement of istioctl's release: inside the tested range, or exit 3 before anything is
 /// created, with the range and how to get an istioctl that fits. `printed` is what istioctl
@@ -107,7 +75,7 @@ pub fn check(printed: &str, range: &Range, gateway_api: &str) -> Result<Version,
             get,
         ));
     };
-    if range.contains(&v) {
+    if range.contains(v.major, v.minor) {
         return Ok(v);
     }
     let why = if (v.major, v.minor) < range.from {

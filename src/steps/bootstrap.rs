@@ -1,8 +1,10 @@
 //! The bootstrap: a kind cluster from the config, Gateway API CRDs, Istio ambient, the Secrets,
-//! the images, then every workload on the dependency graph (`run_graph`), each applied the moment
-//! Istio, what it needs and its images are ready; or, with `up --tiers`, each tier of manifests
-//! after the other. Every step is idempotent, so `up` after a bootstrap that stopped halfway
-//! converges (on an existing cluster it starts after `kind create`).
+//! the images, then every workload on the dependency graph ([`OnGraph`]), each applied the
+//! moment Istio, what it needs and its images are ready; or, with `up --tiers`, each tier of
+//! manifests after the other. Every step is idempotent, so `up` after a bootstrap that stopped
+//! halfway converges (on an existing cluster it starts after `kind create`). The preparations
+//! are operations ([`crds_ops`], [`istio_ops`], [`secrets_op`]) that the graph's threads run and
+//! its dry run prints: the same values.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
@@ -11,18 +13,38 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
+use crate::exec::Cmd;
 use crate::plan::{Graph, Prep, Task};
 use crate::secret::Secret;
 use crate::stack::KeySource;
 use crate::ui::human;
 
+use super::op::{self, OnGraph, Op, Part};
 use super::{Ctx, images, rollout};
 
 /// Before anything is created: every workload is deployed by a manifest, each app image is
 /// present or buildable, and (when the cluster is to be created) every host port of the cluster
 /// config is free. (istioctl's release was judged when the bootstrap was planned.)
-pub fn checks(ctx: &Ctx, ports: bool) -> Result<()> {
-    let step = ctx.ui.start("Checking what the bootstrap needs");
+pub fn checks_part(ctx: &Ctx, ports: bool) -> Part {
+    let mut ops = vec![
+        Op::Note("Bootstrap checks: our images present or buildable, host ports free".into()),
+        Op::Deployed,
+    ];
+    if ports {
+        ops.push(Op::PortsFree);
+    }
+    for image in &ctx.stack.bootstrap.images {
+        ops.push(Op::ImagePresent {
+            cmd: ctx.engine().image_present(&image.image),
+            image: image.image.clone(),
+            context_env: image.context_env.clone(),
+        });
+    }
+    Part::new("Checking what the bootstrap needs", ops, "ready")
+}
+
+/// Every workload is deployed by a manifest of `bootstrap.tiers`.
+pub fn deployed(ctx: &Ctx) -> Result<()> {
     let units = &ctx.stack.bootstrap.units;
     let orphans: Vec<String> = ctx
         .stack
@@ -41,199 +63,154 @@ pub fn checks(ctx: &Ctx, ports: bool) -> Result<()> {
             ),
         ));
     }
-    if ports {
-        for m in &ctx.stack.cluster.ports {
-            let Some(port) = m.host_port else { continue };
-            if !crate::http::port_free(&m.listen_address, port) {
-                return Err(Error::prerequisite(
-                    format!(
-                        "host port {port} ({}), which the cluster config maps to node port {}, is already \
-                         in use; nothing was created",
-                        m.listen_address, m.container_port
-                    ),
-                    format!(
-                        "free it (`lsof -nP -iTCP:{port} -sTCP:LISTEN` names the process; a leftover \
-                         socat proxy: `docker rm -f kiali-proxy flink-proxy debezium-proxy`), or change \
-                         hostPort in the cluster config"
-                    ),
-                ));
-            }
-        }
-    }
-    for image in &ctx.stack.bootstrap.images {
-        if present(ctx, &image.image)? {
-            continue;
-        }
-        match std::env::var(&image.context_env) {
-            Ok(dir) if std::path::Path::new(&dir).is_dir() => {}
-            Ok(dir) => {
-                return Err(Error::prerequisite(
-                    format!(
-                        "{} = {dir} is not a folder (the build context for {})",
-                        image.context_env, image.image
-                    ),
-                    format!("point {} at the folder with {}'s Dockerfile", image.context_env, image.image),
-                ));
-            }
-            Err(_) => {
-                return Err(Error::prerequisite(
-                    format!(
-                        "image {} is not present locally and {} (its build context) is not set; nothing \
-                         was created",
-                        image.image, image.context_env
-                    ),
-                    format!(
-                        "export {}=<folder with its Dockerfile>, or build it yourself (`docker build -t {} <folder>`), then run again",
-                        image.context_env, image.image
-                    ),
-                ));
-            }
-        }
-    }
-    step.done("ready");
     Ok(())
 }
 
-fn present(ctx: &Ctx, image: &str) -> Result<bool> {
-    Ok(ctx.engine().image_present(image).run_unchecked()?.status.success())
-}
-
-/// The bootstrap on the graph: the images start on the host at once (built, or pulled in the
-/// graph's order), the cluster is created, then every task runs the moment what it waits for
-/// is done: the Secrets (with the namespaces, one apply) and the Gateway API CRDs at once, each
-/// image into the node as it arrives, Istio once its images are there, each unit once Istio,
-/// what it needs and its images are, each connector after its workloads.
-pub fn run_graph(ctx: &Ctx, create: bool, graph: &Graph) -> Result<()> {
-    let route = images::Route::detect()?;
-    let host = images::Host::start(ctx, &graph.images, &route)?;
-    if create {
-        create_cluster(ctx)?;
-    }
-    super::mesh::wait_api(ctx)?;
-    let step = ctx.ui.start(&format!(
-        "Bootstrapping {} workloads on the dependency graph (each the moment Istio, what it needs and its images are ready)",
-        ctx.stack.workloads.len()
-    ));
-    let loader = images::Loader::start(ctx, host, graph, route)?;
-    // The preparations run on their own threads, each with a context of its own.
-    let (stack, ui) = (Arc::new(ctx.stack.clone()), ctx.ui.clone());
-    rollout::run_bootstrap(ctx, graph, &|prep, done| match prep {
-        Prep::Image(i) => loader.request(i, done),
-        other => {
-            let (stack, ui) = (Arc::clone(&stack), ui.clone());
-            std::thread::spawn(move || {
-                let c = Ctx::new(&stack, &ui);
-                done.send(match other {
-                    Prep::Secrets => secrets_with_namespaces(&c),
-                    Prep::Crds => install_crds(&c).map(|()| "the Gateway API CRDs established".to_string()),
-                    Prep::Istio => install_istio(&c)
-                        .map(|()| format!("Istio ready: {}", c.stack.bootstrap.istio_ready.join(", "))),
-                    Prep::Image(_) => unreachable!("the loader's"),
-                });
-            });
+/// Every host port of the cluster config is free (checked before the cluster is created).
+pub fn ports_free(ctx: &Ctx) -> Result<()> {
+    for m in &ctx.stack.cluster.ports {
+        let Some(port) = m.host_port else { continue };
+        if !crate::http::port_free(&m.listen_address, port) {
+            return Err(Error::prerequisite(
+                format!(
+                    "host port {port} ({}), which the cluster config maps to node port {}, is already \
+                     in use; nothing was created",
+                    m.listen_address, m.container_port
+                ),
+                format!(
+                    "free it (`lsof -nP -iTCP:{port} -sTCP:LISTEN` names the process; a leftover \
+                     socat proxy: `docker rm -f kiali-proxy flink-proxy debezium-proxy`), or change \
+                     hostPort in the cluster config"
+                ),
+            ));
         }
-    })?;
-    step.done("all ready");
+    }
     Ok(())
 }
 
-pub fn create_cluster(ctx: &Ctx) -> Result<()> {
+/// Our image is on the host (`present`: its `<engine> image inspect`), else its build context is set.
+pub fn image_present(present: &Cmd, image: &str, context_env: &str) -> Result<()> {
+    if present.run_unchecked()?.status.success() {
+        return Ok(());
+    }
+    match std::env::var(context_env) {
+        Ok(dir) if std::path::Path::new(&dir).is_dir() => Ok(()),
+        Ok(dir) => Err(Error::prerequisite(
+            format!("{context_env} = {dir} is not a folder (the build context for {image})"),
+            format!("point {context_env} at the folder with {image}'s Dockerfile"),
+        )),
+        Err(_) => Err(Error::prerequisite(
+            format!(
+                "image {image} is not present locally and {context_env} (its build context) is not set; nothing \
+                 was created"
+            ),
+            format!(
+                "export {context_env}=<folder with its Dockerfile>, or build it yourself (`docker build -t {image} <folder>`), then run again"
+            ),
+        )),
+    }
+}
+
+/// `kind create cluster`, the cluster config on stdin.
+pub fn create_part(ctx: &Ctx) -> Part {
     let b = &ctx.stack.bootstrap;
     let name = &ctx.stack.cluster.name;
-    let step = ctx.ui.start(&format!(
-        "Creating kind cluster {name} (waiting ≤ {} for the control plane)",
-        human(b.cluster_wait)
-    ));
-    let cmd = ctx.engine().write().kind_create_cluster(
-        name,
-        Secret::unregistered(ctx.stack.cluster.raw.clone()),
-        b.cluster_wait,
-    );
+    Part::new(
+        format!("Creating kind cluster {name} (waiting ≤ {} for the control plane)", human(b.cluster_wait)),
+        vec![
+            Op::Note("Create the kind cluster (config on stdin)".into()),
+            Op::CreateCluster(ctx.engine_write.kind_create_cluster(
+                name,
+                &ctx.stack.cluster.raw,
+                b.cluster_wait,
+            )),
+        ],
+        "created",
+    )
+}
+
+pub fn create_cluster(ctx: &Ctx, cmd: &Cmd) -> Result<()> {
     cmd.run().map_err(|e| {
         e.with_next(format!(
             "kind leaves nothing behind on failure; check `{} info` (memory ≥ 8 GiB) and run `bookstore up` again",
             ctx.engine().program
         ))
     })?;
-    step.done("created");
     Ok(())
 }
 
-pub fn gateway_crds(ctx: &Ctx) -> Result<()> {
-    let step = ctx.ui.start("Installing the Gateway API CRDs");
-    install_crds(ctx)?;
-    step.done("established");
-    Ok(())
-}
-
-fn install_crds(ctx: &Ctx) -> Result<()> {
+/// The Gateway API CRDs applied (from the stack's file on stdin, or kubectl fetching the URL),
+/// then Established.
+pub fn crds_ops(ctx: &Ctx) -> Vec<Op> {
     let b = &ctx.stack.bootstrap;
-    crds_cmd(ctx)?.run().map_err(|e| ctx.kube.explain(e))?;
+    let apply = match &b.crds_text {
+        None => ctx.write.apply_url(&b.crds),
+        Some(text) => ctx.write.apply().stdin(text.as_bytes(), &format!("the Gateway API CRDs, {}", b.crds)),
+    };
     let crds: Vec<String> = b.crds_established.iter().map(|c| format!("crd/{c}")).collect();
-    ctx.kube
-        .wait_condition("Established", &crds, None, b.crds_timeout)
-        .run()
-        .map_err(|e| ctx.kube.explain(e))?;
-    Ok(())
+    vec![
+        Op::Note(format!("Gateway API CRDs ({})", b.crds)),
+        Op::Run { cmd: apply, why: String::new() },
+        Op::Run {
+            cmd: ctx.kube.wait_condition("Established", &crds, None, b.crds_timeout),
+            why: String::new(),
+        },
+    ]
 }
 
-fn crds_cmd(ctx: &Ctx) -> Result<crate::exec::Cmd> {
+/// `istioctl install`, then istiod, istio-cni-node and ztunnel rolled out.
+pub fn istio_ops(ctx: &Ctx) -> Vec<Op> {
     let b = &ctx.stack.bootstrap;
-    Ok(match &b.crds_text {
-        None => ctx.kube.apply_url(&b.crds),
-        Some(text) => ctx.kube.apply(Secret::unregistered(text.clone())),
-    })
-}
-
-pub fn istio(ctx: &Ctx) -> Result<()> {
-    let b = &ctx.stack.bootstrap;
-    let step = ctx.ui.start(&format!("Installing Istio ambient (waiting ≤ {})", human(b.istio_timeout)));
-    install_istio(ctx)?;
-    step.done(&b.istio_ready.join(", "));
-    Ok(())
-}
-
-fn install_istio(ctx: &Ctx) -> Result<()> {
-    let b = &ctx.stack.bootstrap;
-    crate::kube::istioctl_install(ctx.kube.context(), &b.istio_install).run()?;
+    let mut ops = vec![
+        Op::Note("Istio ambient".into()),
+        Op::Run { cmd: ctx.write.istioctl_install(&b.istio_install), why: String::new() },
+    ];
     for target in &b.istio_ready {
         let (kind, name) = target.split_once('/').unwrap_or(("deployment", target));
-        ctx.kube
-            .rollout_status(kind, name, &ctx.stack.mesh.namespace, b.istio_timeout)
-            .run()
-            .map_err(|e| ctx.kube.explain(e))?;
+        let status = ctx.kube.rollout_status(kind, name, &ctx.stack.mesh.namespace, b.istio_timeout);
+        ops.push(Op::Run { cmd: status, why: String::new() });
     }
-    Ok(())
+    ops
 }
 
-/// The tier's files and its documents as one stream for `kubectl apply -f -`.
-fn manifests(ctx: &Ctx, tier: usize) -> (Vec<String>, String) {
-    let docs = &ctx.stack.bootstrap.tiers[tier].docs;
-    let mut names: Vec<String> = docs.iter().map(|d| d.file.clone()).collect();
-    names.dedup();
-    (names, crate::manifests::stream(docs))
+pub fn istio_part(ctx: &Ctx) -> Part {
+    let b = &ctx.stack.bootstrap;
+    Part::new(
+        format!("Installing Istio ambient (waiting ≤ {})", human(b.istio_timeout)),
+        istio_ops(ctx),
+        b.istio_ready.join(", "),
+    )
 }
 
-pub fn tier(ctx: &Ctx, index: usize) -> Result<()> {
+/// One tier of manifests applied, its deployments rolled out, its Gateways Programmed.
+pub fn tier_part(ctx: &Ctx, index: usize) -> Part {
     let tier = &ctx.stack.bootstrap.tiers[index];
-    let step = ctx.ui.start(&format!("Applying {} (waiting ≤ {})", tier.dir, human(tier.timeout)));
-    let (_, text) = manifests(ctx, index);
-    ctx.kube.apply(Secret::unregistered(text)).run().map_err(|e| ctx.kube.explain(e))?;
-    rollout::await_ready(ctx, &tier.ready, tier.timeout)?;
-    for (namespace, name) in &tier.programmed {
-        ctx.kube
-            .wait_condition("Programmed", &[gateway(name)], Some(namespace), tier.timeout)
-            .run()
-            .map_err(|e| ctx.kube.explain(e))?;
+    let mut files: Vec<&str> = tier.docs.iter().map(|d| d.file.as_str()).collect();
+    files.dedup();
+    let text = crate::manifests::stream(&tier.docs);
+    let mut ops = vec![
+        Op::Note(format!("Tier {}: {}", tier.dir, files.join(", "))),
+        Op::Run {
+            cmd: ctx.write.apply().stdin(text, &format!("the documents of {}", tier.dir)),
+            why: String::new(),
+        },
+    ];
+    if !tier.ready.is_empty() {
+        ops.push(Op::RolledOut {
+            watch: ctx.kube.watch_deployments(),
+            targets: tier.ready.clone(),
+            timeout: tier.timeout,
+        });
     }
-    step.done(&format!("{} ready", tier.ready.len() + tier.programmed.len()));
-    Ok(())
-}
-
-/// A Gateway API Gateway by its full resource name: Istio serves a `gateway` kind too
-/// (networking.istio.io), and `gateway/<name>` leaves kubectl to pick one (istio/istio#44354).
-fn gateway(name: &str) -> String {
-    format!("gateways.gateway.networking.k8s.io/{name}")
+    for (namespace, name) in &tier.programmed {
+        let wait = ctx.kube.wait_programmed(namespace, name, tier.timeout);
+        ops.push(Op::Run { cmd: wait, why: String::new() });
+    }
+    Part::new(
+        format!("Applying {} (waiting ≤ {})", tier.dir, human(tier.timeout)),
+        ops,
+        format!("{} ready", tier.ready.len() + tier.programmed.len()),
+    )
 }
 
 /// 32 characters from [A-Za-z0-9], from the OS's randomness (safe in URLs, properties files and
@@ -260,9 +237,9 @@ fn random_password() -> Result<String> {
 
 /// The Secrets of the contract that do not exist yet, as manifests (values generated here,
 /// registered with the redactor, never printed), and how many exist already.
-fn new_secrets(ctx: &Ctx) -> Result<(Vec<(String, Value)>, usize)> {
+fn new_secrets(ctx: &Ctx, list: &Cmd) -> Result<(Vec<(String, Value)>, usize)> {
     let specs = &ctx.stack.bootstrap.secrets;
-    let listing = ctx.kube.secret_names().run().map_err(|e| ctx.kube.explain(e))?;
+    let listing = list.run().map_err(|e| ctx.kube.explain(e))?;
     let existing: BTreeSet<String> = listing
         .stdout
         .lines()
@@ -324,137 +301,123 @@ fn new_secrets(ctx: &Ctx) -> Result<(Vec<(String, Value)>, usize)> {
     Ok((created, kept))
 }
 
-/// `up --tiers`: create every Secret of the contract that does not exist yet, one apply each,
-/// on kubectl's stdin.
-pub fn secrets(ctx: &Ctx) -> Result<()> {
-    let step = ctx.ui.start("Creating the Secrets (existing ones are kept)");
-    let (created, kept) = new_secrets(ctx)?;
-    for (_, manifest) in &created {
-        ctx.kube.apply(Secret::unregistered(manifest.to_string())).run().map_err(|e| ctx.kube.explain(e))?;
+/// The Secrets of the contract that do not exist yet, in one `kubectl apply` on stdin (secret,
+/// made at run time), the namespaces first when `namespaces` (the graph's first apply).
+pub fn secrets_op(ctx: &Ctx, namespaces: bool) -> Op {
+    let b = &ctx.stack.bootstrap;
+    // An existing Secret whose key another copies is read (only when it exists already).
+    let mut reads: Vec<Cmd> = Vec::new();
+    for spec in &b.secrets {
+        for (_, source) in &spec.keys {
+            if let KeySource::Copy(ns, secret, _) = source {
+                let cmd = ctx.kube.get_secret(ns, secret);
+                if !reads.iter().any(|r| r.same_argv(&cmd)) {
+                    reads.push(cmd);
+                }
+            }
+        }
     }
-    step.done(&format!("{} created, {kept} kept", created.len()));
-    Ok(())
+    let what = if namespaces {
+        let mut files: Vec<&str> = b.namespaces.iter().map(|d| d.file.as_str()).collect();
+        files.dedup();
+        format!("the namespaces ({}) and the missing Secrets", files.join(", "))
+    } else {
+        "the missing Secrets".to_string()
+    };
+    Op::Secrets {
+        list: ctx.kube.secret_names(),
+        reads,
+        apply: ctx.write.apply().later(&what).secret(),
+        namespaces,
+    }
 }
 
-/// The graph's first apply: the namespaces and every missing Secret, in one `kubectl apply` on
-/// stdin (the namespaces first in the stream).
-fn secrets_with_namespaces(ctx: &Ctx) -> Result<String> {
-    let (created, kept) = new_secrets(ctx)?;
+/// Create the Secrets that do not exist yet (values generated here, never printed): `list`
+/// finds the existing ones, `apply` gets the others (and the namespaces) on its stdin.
+pub fn secrets(ctx: &Ctx, list: &Cmd, apply: &Cmd, namespaces: bool) -> Result<String> {
+    let (created, kept) = new_secrets(ctx, list)?;
     let b = &ctx.stack.bootstrap;
-    let mut stream = crate::manifests::stream(&b.namespaces);
+    let mut stream = if namespaces { crate::manifests::stream(&b.namespaces) } else { String::new() };
     for (_, manifest) in &created {
         stream.push_str("---\n");
         stream.push_str(&manifest.to_string());
         stream.push('\n');
     }
-    if !b.namespaces.is_empty() || !created.is_empty() {
-        ctx.kube.apply(Secret::unregistered(stream)).run().map_err(|e| ctx.kube.explain(e))?;
+    if !stream.is_empty() {
+        apply.clone().fill(stream).run().map_err(|e| ctx.kube.explain(e))?;
     }
-    Ok(format!("{} namespaces and the Secrets: {} created, {kept} kept", b.namespaces.len(), created.len()))
+    let secrets = format!("{} created, {kept} kept", created.len());
+    Ok(if namespaces {
+        format!("{} namespaces and the Secrets: {secrets}", b.namespaces.len())
+    } else {
+        secrets
+    })
 }
 
-pub fn describe_checks(ctx: &Ctx, ports: bool, lines: &mut Vec<String>) {
-    lines.push("# Bootstrap checks: istioctl's release and images (read above), our images present or buildable, host ports free".into());
-    crate::observe::istio::describe(ctx.stack, lines);
-    if ports {
-        let list: Vec<String> =
-            ctx.stack.cluster.ports.iter().filter_map(|m| m.host_port).map(|p| p.to_string()).collect();
-        lines.push(format!("# host ports {} must be free", list.join(", ")));
-    }
-    for image in &ctx.stack.bootstrap.images {
-        lines.push(format!(
-            "{}   # else build from ${}",
-            ctx.engine().image_present(&image.image),
-            image.context_env
-        ));
-    }
-}
+/// How the executor runs a part (given, so this module does not import the executor back).
+pub type RunPart = fn(&Ctx, &Part) -> Result<String>;
+/// How the executor prints parts.
+pub type PrintParts = fn(&Ctx, &[Part]) -> Result<Vec<String>>;
 
-pub fn describe(ctx: &Ctx, step: &crate::plan::Step, lines: &mut Vec<String>) -> Result<()> {
-    use crate::plan::Step;
+pub fn on_graph(ctx: &Ctx, create: bool, graph: &Graph) -> OnGraph {
     let b = &ctx.stack.bootstrap;
-    match step {
-        Step::CreateCluster => {
-            lines.push("# Create the kind cluster (config on stdin)".into());
-            lines.push(
-                ctx.engine()
-                    .write()
-                    .kind_create_cluster(
-                        &ctx.stack.cluster.name,
-                        Secret::unregistered(String::new()),
-                        b.cluster_wait,
-                    )
-                    .to_string(),
-            );
-        }
-        Step::GatewayCrds => {
-            lines.push(format!("# Gateway API CRDs ({})", b.crds));
-            lines.push(crds_cmd(ctx)?.to_string());
-            let crds: Vec<String> = b.crds_established.iter().map(|c| format!("crd/{c}")).collect();
-            lines.push(ctx.kube.wait_condition("Established", &crds, None, b.crds_timeout).to_string());
-        }
-        Step::InstallIstio => {
-            lines.push("# Istio ambient".into());
-            lines.push(crate::kube::istioctl_install(ctx.kube.context(), &b.istio_install).to_string());
-            for target in &b.istio_ready {
-                let (kind, name) = target.split_once('/').unwrap_or(("deployment", target));
-                lines.push(
-                    ctx.kube
-                        .rollout_status(kind, name, &ctx.stack.mesh.namespace, b.istio_timeout)
-                        .to_string(),
-                );
-            }
-        }
-        Step::Secrets => {
-            lines.push("# Secrets: generated here when missing, sent on stdin, never printed".into());
-            lines.push(ctx.kube.secret_names().to_string());
-            for spec in &b.secrets {
-                lines.push(format!(
-                    "{}   # {}/{} unless it exists",
-                    ctx.kube.apply(Secret::unregistered(String::new())),
-                    spec.namespace,
-                    spec.name
-                ));
-            }
-        }
-        Step::Images => {
-            let names: Vec<String> = b.images.iter().map(|i| i.image.clone()).collect();
-            lines.push("# Our images into the node (each built first when missing)".into());
-            images::Route::describe(ctx.stack, &names, lines);
-        }
-        Step::Bootstrap { create, graph } => describe_graph(ctx, *create, graph, lines)?,
-        Step::Tier(i) => {
-            let tier = &b.tiers[*i];
-            let (names, _) = manifests(ctx, *i);
-            lines.push(format!("# Tier {}: {}", tier.dir, names.join(", ")));
-            lines.push(ctx.kube.apply(Secret::unregistered(String::new())).to_string());
-            if !tier.ready.is_empty() {
-                let list: Vec<String> = tier.ready.iter().map(|(ns, n)| format!("{ns}/{n}")).collect();
-                lines.push(format!(
-                    "{}   # until {} rolled out",
-                    ctx.kube.watch_deployments(),
-                    list.join(", ")
-                ));
-            }
-            for (ns, name) in &tier.programmed {
-                lines.push(
-                    ctx.kube
-                        .wait_condition("Programmed", &[gateway(name)], Some(ns), tier.timeout)
-                        .to_string(),
-                );
-            }
-        }
-        _ => {}
+    let prep = |ops: Vec<Op>, done: String| Part { title: None, ops, done };
+    OnGraph {
+        create: create.then(|| create_part(ctx)),
+        api: super::mesh::api_part(ctx),
+        graph: graph.clone(),
+        preps: vec![
+            (Prep::Secrets, prep(vec![secrets_op(ctx, true)], String::new())),
+            (Prep::Crds, prep(crds_ops(ctx), "the Gateway API CRDs established".into())),
+            (Prep::Istio, prep(istio_ops(ctx), format!("Istio ready: {}", b.istio_ready.join(", ")))),
+        ],
     }
+}
+
+/// The bootstrap on the graph: the images start on the host at once (built, or pulled in the
+/// graph's order), the cluster is created, then every task runs the moment what it waits for
+/// is done: the Secrets (with the namespaces, one apply) and the Gateway API CRDs at once, each
+/// image into the node as it arrives, Istio once its images are there, each unit once Istio,
+/// what it needs and its images are, each connector after its workloads.
+pub fn run_graph(ctx: &Ctx, on: &OnGraph, run_part: RunPart) -> Result<()> {
+    let graph = &on.graph;
+    let route = images::Route::detect()?;
+    let host = images::Host::start(ctx, &graph.images, &route)?;
+    if let Some(create) = &on.create {
+        run_part(ctx, create)?;
+    }
+    run_part(ctx, &on.api)?;
+    let step = ctx.ui.start(&format!(
+        "Bootstrapping {} workloads on the dependency graph (each the moment Istio, what it needs and its images are ready)",
+        ctx.stack.workloads.len()
+    ));
+    let loader = images::Loader::start(ctx, host, graph, route)?;
+    // The preparations run on their own threads, each with a context of its own.
+    let (stack, ui) = (Arc::new(ctx.stack.clone()), ctx.ui.clone());
+    rollout::run_bootstrap(ctx, graph, &|prep, done| match prep {
+        Prep::Image(i) => loader.request(i, done),
+        Prep::Secrets | Prep::Crds | Prep::Istio => {
+            let (stack, ui) = (Arc::clone(&stack), ui.clone());
+            let part = on.preps.iter().find(|(p, _)| *p == prep).map(|(_, part)| part.clone());
+            std::thread::spawn(move || {
+                let c = Ctx::new(&stack, &ui);
+                done.send(match part {
+                    Some(part) => run_part(&c, &part),
+                    None => Err(Error::step(format!("no operations for {prep:?}"), "report this as a bug")),
+                });
+            });
+        }
+    })?;
+    step.done("all ready");
     Ok(())
 }
 
 /// `--dry-run` of the bootstrap graph: the images, `kind create`, then each task with what it
-/// waits for and the commands it runs, wave by wave.
-fn describe_graph(ctx: &Ctx, create: bool, graph: &Graph, lines: &mut Vec<String>) -> Result<()> {
+/// waits for and the operations it runs, wave by wave (the preparations' own values).
+pub fn describe_graph(ctx: &Ctx, on: &OnGraph, print: PrintParts, lines: &mut Vec<String>) -> Result<()> {
     let stack = ctx.stack;
     let b = &stack.bootstrap;
-    let name = &stack.cluster.name;
+    let graph = &on.graph;
     lines.push("# Bootstrap on the dependency graph: each task the moment what it waits for is done".into());
     lines.push(
         "# Images, from the start, one pull at a time in this order (the slowest chains first; Istio's as `istioctl manifest generate` names them):".into(),
@@ -468,20 +431,17 @@ fn describe_graph(ctx: &Ctx, create: bool, graph: &Graph, lines: &mut Vec<String
                 ctx.engine().image_present(n),
                 b.images[k].context_env
             )),
-            _ => lines.push(format!("{}   # unless on the host", ctx.engine().write().pull(n))),
+            crate::plan::ImageSource::Pull | crate::plan::ImageSource::Istio => {
+                lines.push(format!("{}   # unless on the host", ctx.engine_write.pull(n)))
+            }
         }
     }
-    if create {
-        lines.push("# Meanwhile, the kind cluster (config on stdin)".into());
-        lines.push(
-            ctx.engine()
-                .write()
-                .kind_create_cluster(name, Secret::unregistered(String::new()), b.cluster_wait)
-                .to_string(),
-        );
+    if let Some(create) = &on.create {
+        lines.push("# Meanwhile:".into());
+        lines.extend(print(ctx, std::slice::from_ref(create))?);
     }
-    super::mesh::describe_api(ctx, lines);
-    lines.push(format!("{}   # one watch for every readiness wait", ctx.kube.watch_deployments()));
+    lines.extend(print(ctx, std::slice::from_ref(&on.api))?);
+    rollout::watches(ctx, lines);
     let task = |t: &Task| match t {
         Task::Prep(Prep::Image(i)) => names[*i].clone(),
         other => super::rollout::task_name(ctx, graph, other),
@@ -494,7 +454,14 @@ fn describe_graph(ctx: &Ctx, create: bool, graph: &Graph, lines: &mut Vec<String
         let load: Vec<&str> = load.iter().map(|i| names[*i].as_str()).collect();
         lines.push(format!("#   {}. {}", n + 1, load.join(" ")));
     }
-    images::Route::describe(stack, &["<the load's images>".to_string()], lines);
+    images::Route::describe(ctx.engine_write, stack, &["<the load's images>".to_string()], lines);
+    if graph.tasks.iter().any(|(t, _)| matches!(t, Task::Register(_))) {
+        let c = &stack.connect;
+        lines.push(op::line(
+            &ctx.kube.get_secret(&c.secret_namespace, &c.secret_name),
+            "the connectors' credentials, decoded in-process, never printed",
+        ));
+    }
     for (n, wave) in graph.waves().iter().enumerate() {
         lines.push(format!("# wave {}", n + 1));
         for t in wave {
@@ -517,34 +484,9 @@ fn describe_graph(ctx: &Ctx, create: bool, graph: &Graph, lines: &mut Vec<String
             lines.push(format!("# {}: {when}", task(t)));
             match t {
                 Task::Prep(Prep::Image(_)) => {}
-                Task::Prep(Prep::Secrets) => {
-                    lines.push(ctx.kube.secret_names().to_string());
-                    let mut files: Vec<&str> = b.namespaces.iter().map(|d| d.file.as_str()).collect();
-                    files.dedup();
-                    lines.push(format!(
-                        "{}   # the namespaces ({}) and the missing Secrets, generated here, on stdin",
-                        ctx.kube.apply(Secret::unregistered(String::new())),
-                        files.join(", ")
-                    ));
-                }
-                Task::Prep(Prep::Crds) => {
-                    lines.push(crds_cmd(ctx)?.to_string());
-                    let crds: Vec<String> = b.crds_established.iter().map(|c| format!("crd/{c}")).collect();
-                    lines.push(
-                        ctx.kube.wait_condition("Established", &crds, None, b.crds_timeout).to_string(),
-                    );
-                }
-                Task::Prep(Prep::Istio) => {
-                    lines.push(
-                        crate::kube::istioctl_install(ctx.kube.context(), &b.istio_install).to_string(),
-                    );
-                    for target in &b.istio_ready {
-                        let (kind, n) = target.split_once('/').unwrap_or(("deployment", target));
-                        lines.push(
-                            ctx.kube
-                                .rollout_status(kind, n, &stack.mesh.namespace, b.istio_timeout)
-                                .to_string(),
-                        );
+                Task::Prep(prep @ (Prep::Secrets | Prep::Crds | Prep::Istio)) => {
+                    if let Some((_, part)) = on.preps.iter().find(|(p, _)| p == prep) {
+                        lines.extend(print(ctx, std::slice::from_ref(part))?);
                     }
                 }
                 Task::Apply(u) => {
@@ -555,22 +497,12 @@ fn describe_graph(ctx: &Ctx, create: bool, graph: &Graph, lines: &mut Vec<String
                     files.dedup();
                     lines.push(format!("#   {}: {}", files.join(", "), docs.join(", ")));
                     let ready: Vec<String> = unit.ready.iter().map(|(ns, n)| format!("{ns}/{n}")).collect();
-                    lines.push(format!(
-                        "{}   # with the units due together; until {} rolled out",
-                        ctx.kube.apply_objects(Secret::unregistered(String::new())),
-                        ready.join(", ")
+                    lines.push(op::line(
+                        &rollout::apply_units(ctx, &[*u]),
+                        &format!("with the units due together; until {} rolled out", ready.join(", ")),
                     ));
                     for (ns, g) in &unit.programmed {
-                        lines.push(
-                            ctx.kube
-                                .wait_condition(
-                                    "Programmed",
-                                    &[format!("gateways.gateway.networking.k8s.io/{g}")],
-                                    Some(ns),
-                                    unit.timeout,
-                                )
-                                .to_string(),
-                        );
+                        lines.push(ctx.kube.wait_programmed(ns, g, unit.timeout).to_string());
                     }
                 }
                 Task::Register(i) => super::connectors::describe(ctx, &stack.connect.connectors[*i], lines)?,

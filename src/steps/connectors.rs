@@ -9,6 +9,7 @@ use crate::wait::Deadline;
 use std::time::Duration;
 
 use super::Ctx;
+use super::op::{Op, Part};
 
 pub fn connect(ctx: &Ctx) -> Result<Connect> {
     Connect::for_stack(ctx.stack)
@@ -30,20 +31,28 @@ pub fn register(api: &Connect, desired: &Desired, deadline: Duration) -> Result<
     .to_string())
 }
 
-pub fn run_all(ctx: &Ctx) -> Result<()> {
-    let api = connect(ctx)?;
-    let desired: Vec<Desired> =
-        ctx.stack.connect.connectors.iter().map(|c| ctx.desired(c)).collect::<Result<_>>()?;
-    for d in &desired {
-        let step = ctx.ui.start(&format!(
-            "Registering connector {} (≤ {})",
-            d.name,
-            human(ctx.stack.connect.timeout)
-        ));
-        let note = register(&api, d, ctx.stack.connect.timeout)?;
-        step.done(&note);
+/// `bookstore connectors`: the credentials read once, then each connector registered in turn.
+pub fn parts(ctx: &Ctx) -> Vec<Part> {
+    let c = &ctx.stack.connect;
+    let mut parts = vec![Part::quiet(vec![
+        Op::Note("Register the Debezium connectors".into()),
+        Op::SecretKeys {
+            cmd: ctx.kube.get_secret(&c.secret_namespace, &c.secret_name),
+            why: "decoded in-process, never printed".into(),
+        },
+    ])];
+    for (i, connector) in c.connectors.iter().enumerate() {
+        let title = format!("Registering connector {} (≤ {})", connector.name, human(c.timeout));
+        parts.push(Part::new(title, vec![Op::Register(i)], ""));
     }
-    Ok(())
+    parts
+}
+
+/// Register connector `i` of the stack; the note says how it went.
+pub fn register_one(ctx: &Ctx, i: usize) -> Result<String> {
+    let api = connect(ctx)?;
+    let desired = ctx.desired(&ctx.stack.connect.connectors[i])?;
+    register(&api, &desired, ctx.stack.connect.timeout)
 }
 
 /// The requests one registration makes, with the credentials shown as where they come from.
@@ -65,17 +74,5 @@ pub fn describe(ctx: &Ctx, connector: &Connector, lines: &mut Vec<String>) -> Re
     lines.push(format!("{}   # compare with the desired config", api.get_config(&connector.name)));
     lines.push(format!("{}   # only if absent or different", api.put_config(&connector.name, body)));
     lines.push(format!("{}   # until connector and tasks are RUNNING", api.status(&connector.name)));
-    Ok(())
-}
-
-pub fn describe_all(ctx: &Ctx, lines: &mut Vec<String>) -> Result<()> {
-    let c = &ctx.stack.connect;
-    lines.push(format!(
-        "{}   # decoded in-process, never printed",
-        ctx.kube.get_secret(&c.secret_namespace, &c.secret_name)
-    ));
-    for connector in &c.connectors {
-        describe(ctx, connector, lines)?;
-    }
     Ok(())
 }

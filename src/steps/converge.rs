@@ -4,9 +4,8 @@
 
 use std::time::Duration;
 
-use serde_json::json;
-
 use crate::error::{Error, Result};
+use crate::event::{Decided, DecisionAction, Event};
 use crate::observe;
 use crate::plan::converge::{self, Act, Decision, Remedy};
 use crate::plan::{Order, Step};
@@ -36,16 +35,17 @@ pub fn decide(ctx: &Ctx, remedy: &Remedy) {
     );
     for (name, namespace, d, connector) in &all {
         let action = match (d.act, connector) {
-            (Act::Restart | Act::Replace, false) => "restart",
-            (Act::Restart | Act::Replace, true) => "register",
-            (Act::Await, _) => "wait",
-            (Act::Keep, _) => "keep",
+            (Act::Restart | Act::Replace, false) => DecisionAction::Restart,
+            (Act::Restart | Act::Replace, true) => DecisionAction::Register,
+            (Act::Await, _) => DecisionAction::Wait,
+            (Act::Keep, _) => DecisionAction::Keep,
         };
-        let kind = if *connector { "connector" } else { "workload" };
-        ctx.ui.emit(
-            "decision",
-            json!({kind: name, "namespace": namespace, "action": action, "reason": d.why.join("; ")}),
-        );
+        let subject = if *connector {
+            Decided::Connector { connector: name.to_string() }
+        } else {
+            Decided::Workload { workload: name.to_string(), namespace: namespace.to_string() }
+        };
+        ctx.ui.emit(Event::Decision { subject, action, reason: d.why.join("; ") });
     }
     if remedy.nothing_to_do() {
         ctx.ui.ok_line("Stack healthy: nothing to restart");

@@ -30,7 +30,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
-use crate::engine::{self, Engine, Kind};
+use crate::engine::{self, Engine, EngineWrite, Kind};
 use crate::error::{Error, Result};
 use crate::plan::{Graph, Image, ImageSource};
 use crate::stack::Stack;
@@ -53,21 +53,26 @@ fn present(image: &str) -> Result<bool> {
     Ok(Engine::for_run().image_present(image).run_unchecked()?.status.success())
 }
 
-/// `bookstore up --tiers`' images step: build what is missing, then load all of ours at once.
-pub fn tiers_step(ctx: &Ctx) -> Result<()> {
+/// `bookstore up --tiers`' images step: build what is missing, then load all of ours at once;
+/// the note says how they were loaded.
+pub fn tiers_step(ctx: &Ctx) -> Result<String> {
     let b = &ctx.stack.bootstrap;
-    let step = ctx.ui.start(&format!("Loading {} images into the cluster", b.images.len()));
     for image in &b.images {
         if !present(&image.image)? {
             let dir = std::env::var(&image.context_env).unwrap_or_default();
             ctx.ui.info(&format!("building {} from {dir}", image.image));
-            ctx.engine().write().build(&image.image, &dir).run()?;
+            ctx.engine_write.build(&image.image, &dir).run()?;
         }
     }
     let names: Vec<String> = b.images.iter().map(|i| i.image.clone()).collect();
-    let how = Route::detect()?.load(ctx.stack, &names)?;
-    step.done(&how);
-    Ok(())
+    Route::detect()?.load(ctx.engine_write, ctx.stack, &names)
+}
+
+/// The commands of [`tiers_step`].
+pub fn describe_tiers(ctx: &Ctx, lines: &mut Vec<String>) {
+    let names: Vec<String> = ctx.stack.bootstrap.images.iter().map(|i| i.image.clone()).collect();
+    lines.push("# Our images into the node (each built first when missing)".into());
+    Route::describe(ctx.engine_write, ctx.stack, &names, lines);
 }
 
 /// How images get into the node on this machine (one `docker info`, and `docker version` under
@@ -105,9 +110,8 @@ impl Route {
     }
 
     /// Load these images (present on the host) into the node; what was done, for the report.
-    pub fn load(&self, stack: &Stack, names: &[String]) -> Result<String> {
+    pub fn load(&self, write: EngineWrite, stack: &Stack, names: &[String]) -> Result<String> {
         let cluster = &stack.cluster.name;
-        let write = Engine::for_run().write();
         let platform = match self {
             Route::Classic => {
                 write.kind_load_images(names, cluster).run()?;
@@ -115,7 +119,7 @@ impl Route {
             }
             Route::Archive => None,
             Route::Containerd { platform, one_platform: true } => Some(platform),
-            Route::Containerd { one_platform: false, .. } => return self.load_whole(stack, names),
+            Route::Containerd { one_platform: false, .. } => return self.load_whole(write, stack, names),
         };
         let dir = tempfile::tempdir().map_err(|e| {
             Error::step(format!("cannot create a temp dir: {e}"), "check the temp dir (TMPDIR)")
@@ -133,7 +137,7 @@ impl Route {
             }
             // A docker CLI older than the daemon (no `save --platform`): as without it.
             Err(Error::Command { stderr_tail, .. }) if engine::docker::lacks_platform_save(&stderr_tail) => {
-                self.load_whole(stack, names)
+                self.load_whole(write, stack, names)
             }
             Err(e) => Err(e),
         }
@@ -141,8 +145,8 @@ impl Route {
 
     /// kind's own load under the containerd store (Docker 27 and older cannot save one
     /// platform): it works for single-manifest images (built with --provenance=false).
-    fn load_whole(&self, stack: &Stack, names: &[String]) -> Result<String> {
-        let load = Engine::for_run().write().kind_load_images(names, &stack.cluster.name);
+    fn load_whole(&self, write: EngineWrite, stack: &Stack, names: &[String]) -> Result<String> {
+        let load = write.kind_load_images(names, &stack.cluster.name);
         match load.run() {
             Ok(_) => Ok("kind load docker-image".into()),
             Err(Error::Command { stderr_tail, .. }) if stderr_tail.contains("content digest") => {
@@ -170,10 +174,9 @@ impl Route {
         }
     }
 
-    pub fn describe(stack: &Stack, names: &[String], lines: &mut Vec<String>) {
+    pub fn describe(write: EngineWrite, stack: &Stack, names: &[String], lines: &mut Vec<String>) {
         let cluster = &stack.cluster.name;
         let engine = Engine::for_run();
-        let write = engine.write();
         if engine.kind != Kind::Docker {
             lines.push(write.save(names, "<tmp>/images.tar").to_string());
             lines.push(write.kind_load_archive("<tmp>/images.tar", cluster).to_string());
@@ -253,13 +256,13 @@ impl Host {
                  image for kind (kind#3795): the node's kubelet pulls the {skipped} third-party images"
             ));
         }
-        let ui = ctx.ui.clone();
+        let (ui, writer) = (ctx.ui.clone(), ctx.engine_write);
         let b = Arc::clone(&board);
         std::thread::spawn(move || {
             for (i, name, dir) in builds {
                 let started = Instant::now();
                 ui.info(&format!("building {name} from {dir}"));
-                let state = match engine.write().build(&name, &dir).run() {
+                let state = match writer.build(&name, &dir).run() {
                     Ok(_) => OnHost::Ready(format!("built {}", human(started.elapsed()))),
                     Err(e) => OnHost::Failed(e.to_string()),
                 };
@@ -281,7 +284,7 @@ impl Host {
                     return;
                 }
                 let started = Instant::now();
-                let state = match engine.write().pull(&name).run() {
+                let state = match writer.pull(&name).run() {
                     Ok(_) => OnHost::Ready(format!("pulled {}", human(started.elapsed()))),
                     Err(Error::Interrupted) => return,
                     Err(e) => {
@@ -321,8 +324,8 @@ impl Loader {
             .collect();
         let loads = graph.loads();
         let board = Arc::clone(&host.board);
-        let (stack, ui) = (ctx.stack.clone(), ctx.ui.clone());
-        std::thread::spawn(move || load_loop(&stack, &ui, &route, &host, &ours, &loads));
+        let (stack, ui, write) = (ctx.stack.clone(), ctx.ui.clone(), ctx.engine_write);
+        std::thread::spawn(move || load_loop(write, &stack, &ui, &route, &host, &ours, &loads));
         Ok(Loader { board })
     }
 
@@ -343,6 +346,7 @@ impl Drop for Loader {
 }
 
 fn load_loop(
+    write: EngineWrite<'static>,
     stack: &Stack,
     ui: &Ui,
     route: &Route,
@@ -382,7 +386,7 @@ fn load_loop(
                 }
             };
             s.spawn(move || {
-                let go_on = load(stack, ui, route, host, ours, settled);
+                let go_on = load(write, stack, ui, route, host, ours, settled);
                 let mut board = lock.lock().unwrap_or_else(|e| e.into_inner());
                 board.loading -= 1;
                 board.stopped |= !go_on;
@@ -395,6 +399,7 @@ fn load_loop(
 /// One `kind load` of the settled images of a load (those given up on left to the kubelet);
 /// false when one of ours failed, which stops the bootstrap.
 fn load(
+    write: EngineWrite<'static>,
     stack: &Stack,
     ui: &Ui,
     route: &Route,
@@ -421,7 +426,7 @@ fn load(
     }
     let names: Vec<String> = batch.iter().map(|(i, _, _)| host.name(*i).to_string()).collect();
     let started = Instant::now();
-    let together = route.load(stack, &names);
+    let together = route.load(write, stack, &names);
     let together_ok = together.is_ok();
     let mut lone_error = if names.len() == 1 { together.err() } else { None };
     for (i, how, done) in batch {
@@ -433,7 +438,7 @@ fn load(
         } else if let Some(e) = lone_error.take() {
             Err(e)
         } else {
-            route.load(stack, &[name.to_string()]).map(|_| ())
+            route.load(write, stack, &[name.to_string()]).map(|_| ())
         };
         match result {
             Ok(()) => {

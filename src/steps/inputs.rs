@@ -4,23 +4,47 @@
 
 use crate::error::{Error, Result};
 
-use super::{Ctx, rollout};
+use super::Ctx;
+use super::op::{Op, Part};
 
-pub fn run(ctx: &Ctx) -> Result<()> {
-    let step = ctx.ui.start("Checking the cluster against the stack file");
-    let absent = rollout::missing_workloads(ctx)?;
+pub fn part(ctx: &Ctx) -> Part {
+    let c = &ctx.stack.connect;
+    Part::new(
+        "Checking the cluster against the stack file",
+        vec![
+            Op::Note("Check the cluster against the stack file before changing anything".into()),
+            Op::Workloads(ctx.kube.list_deployments()),
+            Op::SecretKeys {
+                cmd: ctx.kube.get_secret(&c.secret_namespace, &c.secret_name),
+                why: "every key present, decoded in-process, never printed".into(),
+            },
+        ],
+        "",
+    )
+}
+
+/// Every workload of the stack exists (the run's one listing, [`crate::observe::Ctx::deployments`]).
+pub fn workloads(ctx: &Ctx) -> Result<String> {
+    let absent = missing_workloads(ctx)?;
     if !absent.is_empty() {
         return Err(absent_error(ctx, &absent));
     }
+    Ok(format!("{} workloads present", ctx.stack.workloads.len()))
+}
+
+/// The connector secret has every key (read once per run, [`crate::observe::Ctx::credentials`]).
+pub fn secret_keys(ctx: &Ctx) -> Result<String> {
     let keys = ctx.credentials()?.len();
     let c = &ctx.stack.connect;
-    step.done(&format!(
-        "{} workloads present, secret {}/{} has its {keys} keys",
-        ctx.stack.workloads.len(),
-        c.secret_namespace,
-        c.secret_name
-    ));
-    Ok(())
+    Ok(format!("secret {}/{} has its {keys} keys", c.secret_namespace, c.secret_name))
+}
+
+/// Which stack workloads the cluster lacks.
+fn missing_workloads(ctx: &Ctx) -> Result<Vec<String>> {
+    let present = ctx.deployments()?;
+    Ok(crate::judge::workloads::missing(ctx.stack, |ns, name| {
+        present.contains_key(&(ns.to_string(), name.to_string()))
+    }))
 }
 
 /// The stack names deployments the cluster does not have.
@@ -36,14 +60,4 @@ pub fn absent_error(ctx: &Ctx, absent: &[String]) -> Error {
             ctx.kube.context()
         ),
     )
-}
-
-pub fn describe(ctx: &Ctx, lines: &mut Vec<String>) {
-    let c = &ctx.stack.connect;
-    lines.push("# Check the cluster against the stack file before changing anything".into());
-    lines.push(format!("{}   # every workload exists", ctx.kube.list_deployments()));
-    lines.push(format!(
-        "{}   # every key present, decoded in-process, never printed",
-        ctx.kube.get_secret(&c.secret_namespace, &c.secret_name)
-    ));
 }

@@ -1,16 +1,24 @@
 //! The kube API's readiness, and ztunnel's restart (Istio ambient root cause 1).
 
-use std::time::Duration;
-
-use serde_json::json;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
+use crate::event::{Event, Subject, TaskAction};
+use crate::exec::Cmd;
 use crate::ui::human;
+use crate::wait::{Attempt, Poll};
 
 use super::Ctx;
+use super::op::{Op, Part};
 
-pub fn wait_api(ctx: &Ctx) -> Result<()> {
-    wait_api_within(ctx, ctx.stack.api_timeout, "")
+/// Wait for the API: `/readyz` retried until it answers or the deadline.
+pub fn api_part(ctx: &Ctx) -> Part {
+    let deadline = ctx.stack.api_timeout;
+    Part::new(
+        format!("Waiting ≤ {} for the Kubernetes API", human(deadline)),
+        vec![Op::Api { cmd: ctx.kube.readyz(), deadline }],
+        "ready",
+    )
 }
 
 /// The wait for `/readyz`, within `deadline`; `why` follows the step's title.
@@ -22,10 +30,17 @@ pub fn wait_api_within(ctx: &Ctx, deadline: Duration, why: &str) -> Result<()> {
     Ok(())
 }
 
+/// The one `/readyz` wait ([`crate::observe::wait_api`]: `cmd` is its command).
+pub fn wait_api(ctx: &Ctx, _cmd: &Cmd, deadline: Duration) -> Result<()> {
+    let next = "check the node container (`docker ps`); after a Docker restart the API can take a minute";
+    crate::observe::wait_api(ctx, deadline, next)
+}
+
 /// After a node restart nothing is judged until the mesh has settled there
 /// (`judge::mesh::settled`: istio-cni-node and ztunnel Ready, every meshed pod with a running
-/// sandbox): wait for it, read-only (`--dry-run` too), re-reading the pods only. Past the
-/// deadline the stack is judged as it is: what the mesh has not proven it adopted is restarted.
+/// sandbox): wait for it, read-only (`--dry-run` too), re-reading the pods only (through the one
+/// retry loop, [`Poll`]). Past the deadline the stack is judged as it is: what the mesh has not
+/// proven it adopted is restarted.
 pub fn settle(ctx: &Ctx, obs: &crate::observe::Observation) -> Result<()> {
     let stack = ctx.stack;
     let deadline = stack.mesh.timeout;
@@ -35,102 +50,131 @@ pub fn settle(ctx: &Ctx, obs: &crate::observe::Observation) -> Result<()> {
     ));
     let start = std::time::Instant::now();
     let cmd = ctx.kube.list_deployments_and_pods();
-    loop {
-        crate::wait::sleep(Duration::from_millis(250))?;
-        let out = ctx.kube.run(&cmd)?;
-        let (deployments, pods) = crate::cluster::parse_deployments_and_pods(&out.stdout)
-            .map_err(|p| Error::step(format!("`{cmd}`: {p}"), "run it by hand"))?;
+    let poll = Poll {
+        first: Duration::from_millis(250),
+        ceiling: Duration::from_millis(250),
+        ..Poll::new("the mesh to settle", deadline, "")
+    };
+    let settled = poll.run(|| {
+        let out = match ctx.kube.run(&cmd) {
+            Ok(out) => out,
+            Err(e) => return Attempt::Fail(e),
+        };
+        let (deployments, pods) = match crate::cluster::parse_deployments_and_pods(&out.stdout) {
+            Ok(read) => read,
+            Err(p) => return Attempt::Fail(Error::step(format!("`{cmd}`: {p}"), "run it by hand")),
+        };
         let now = crate::observe::Observation { deployments, pods, ..obs.clone() };
         match crate::judge::mesh::settled(stack, &now) {
-            Ok(()) => {
-                step.done(&format!("settled after {}", human(start.elapsed())));
-                return Ok(());
-            }
-            Err(why) if start.elapsed() >= deadline => {
-                drop(step);
-                ctx.ui.warn(&format!(
-                    "the mesh did not settle within {} ({why}): judging it as it is; what it has not proven it \
-                     adopted is restarted",
-                    human(deadline)
-                ));
-                return Ok(());
-            }
-            Err(_) => {}
+            Ok(()) => Attempt::Done(()),
+            Err(why) => Attempt::Retry(why),
         }
+    });
+    match settled {
+        Ok(()) => {
+            step.done(&format!("settled after {}", human(start.elapsed())));
+            Ok(())
+        }
+        Err(Error::Timeout { detail, .. }) => {
+            drop(step);
+            let why = detail.trim_start_matches("last answer: ");
+            ctx.ui.warn(&format!(
+                "the mesh did not settle within {} ({why}): judging it as it is; what it has not proven it \
+                 adopted is restarted",
+                human(deadline)
+            ));
+            Ok(())
+        }
+        Err(e) => Err(e),
     }
 }
 
-pub fn restart(ctx: &Ctx, settle: Duration) -> Result<()> {
+/// ztunnel restarted and rolled out, then the settle (when not zero).
+pub fn restart_parts(ctx: &Ctx, settle: Duration) -> Vec<Part> {
     let mesh = &ctx.stack.mesh;
-    let step = ctx.ui.start(&format!("Restarting {} (waiting ≤ {})", mesh.daemonset, human(mesh.timeout)));
-    let sent = std::time::Instant::now();
+    let mut parts = vec![Part::new(
+        format!("Restarting {} (waiting ≤ {})", mesh.daemonset, human(mesh.timeout)),
+        vec![
+            Op::Note("Restart ztunnel first, so every workload re-registers with a fresh instance".into()),
+            Op::RestartMesh {
+                restart: ctx.write.restart_list(&ztunnel(ctx)),
+                status: ctx.kube.rollout_status("daemonset", &mesh.daemonset, &mesh.namespace, mesh.timeout),
+            },
+        ],
+        "rolled out",
+    )];
+    if !settle.is_zero() {
+        parts.push(Part::new(
+            format!("Letting the mesh settle for {}", human(settle)),
+            vec![Op::Pause(settle)],
+            "",
+        ));
+    }
+    parts
+}
+
+/// ztunnel as a restart target (kind, namespace, name).
+fn ztunnel<'a>(ctx: &'a Ctx) -> [(&'a str, &'a str, &'a str); 1] {
+    let mesh = &ctx.stack.mesh;
+    [("daemonset", mesh.namespace.as_str(), mesh.daemonset.as_str())]
+}
+
+/// Restart ztunnel (`restart_all` runs the restart command of [`restart_parts`], retried on a
+/// transient API failure), then its `rollout status` (`status`) within the deadline; a
+/// transient API failure mid-wait is retried with the time that is left.
+pub fn restart(ctx: &Ctx, status: &Cmd) -> Result<()> {
+    let mesh = &ctx.stack.mesh;
+    let sent = Instant::now();
     let (workload, namespace) = (&mesh.daemonset, &mesh.namespace);
-    ctx.ui.emit(
-        "task_started",
-        json!({"workload": workload, "namespace": namespace, "action": "restart", "after": [], "released_by": null}),
-    );
-    ctx.kube.restart_all(&[("daemonset", mesh.namespace.as_str(), mesh.daemonset.as_str())])?;
+    ctx.ui.emit(Event::TaskStarted {
+        subject: Subject::Workload { workload: workload.clone(), namespace: namespace.clone() },
+        action: TaskAction::Restart,
+        after: Vec::new(),
+        released_by: None,
+    });
+    ctx.write.restart_all(&ztunnel(ctx))?;
     // The workloads' restarts follow its rollout: their kubectls start during it.
-    ctx.kube.warm_restarts(super::rollout::WARM);
-    // `rollout status` within the deadline; a transient API failure mid-wait is retried with
-    // the time that is left.
-    let start = std::time::Instant::now();
+    ctx.write.warm_restarts(super::rollout::WARM);
+    let start = Instant::now();
+    let what = format!("daemonset {}/{} rollout", mesh.namespace, mesh.daemonset);
+    let next = format!(
+        "see why: `kubectl --context {} -n {} get pods -l app={} -o wide` and its logs",
+        ctx.kube.context(),
+        mesh.namespace,
+        mesh.daemonset
+    );
     let timed_out = |detail: String| Error::Timeout {
-        what: format!("daemonset {}/{} rollout", mesh.namespace, mesh.daemonset),
+        what: what.clone(),
         after: mesh.timeout,
         detail,
-        next: format!(
-            "see why: `kubectl --context {} -n {} get pods -l app={} -o wide` and its logs",
-            ctx.kube.context(),
-            mesh.namespace,
-            mesh.daemonset
-        ),
+        next: next.clone(),
     };
-    loop {
+    let mut status = status.clone();
+    Poll::new(&what, mesh.timeout, &next).run(|| {
+        let ran = status.run();
         let left = mesh.timeout.saturating_sub(start.elapsed());
-        let status = ctx.kube.rollout_status("daemonset", &mesh.daemonset, &mesh.namespace, left);
-        match status.run() {
-            Ok(_) => break,
+        match ran {
+            Ok(_) => Attempt::Done(()),
             Err(Error::Command { stderr_tail, .. }) if stderr_tail.contains("timed out") => {
                 let diagnosis = ctx.kube.diagnose(&mesh.namespace, &mesh.daemonset);
-                return Err(timed_out(format!("{stderr_tail}\n{diagnosis}")));
+                Attempt::Fail(timed_out(format!("{stderr_tail}\n{diagnosis}")))
             }
             Err(Error::Command { stderr_tail, .. })
                 if crate::kube::transient(&stderr_tail) && left > Duration::from_secs(1) =>
             {
-                crate::wait::sleep(Duration::from_millis(500))?;
+                // Again, with the time that is left.
+                status = ctx.kube.rollout_status("daemonset", &mesh.daemonset, &mesh.namespace, left);
+                Attempt::Retry(stderr_tail.lines().last().unwrap_or("").to_string())
             }
-            Err(other) => return Err(ctx.kube.explain(other)),
+            Err(other) => Attempt::Fail(ctx.kube.explain(other)),
         }
-    }
-    ctx.ui.emit(
-        "workload_ready",
-        json!({"workload": workload, "namespace": namespace, "duration_ms": sent.elapsed().as_millis() as u64}),
-    );
-    step.done("rolled out");
-    if !settle.is_zero() {
-        let step = ctx.ui.start(&format!("Letting the mesh settle for {}", human(settle)));
-        crate::wait::sleep(settle)?;
-        step.done("");
-    }
+    })?;
+    ctx.ui.emit(Event::WorkloadReady {
+        workload: workload.clone(),
+        namespace: namespace.clone(),
+        duration_ms: sent.elapsed().as_millis() as u64,
+        deployment: None,
+        after: None,
+    });
     Ok(())
-}
-
-pub fn describe_api(ctx: &Ctx, lines: &mut Vec<String>) {
-    lines.push(format!("# Wait for the Kubernetes API (retried, ≤ {})", human(ctx.stack.api_timeout)));
-    lines.push(ctx.kube.readyz().to_string());
-}
-
-pub fn describe_restart(ctx: &Ctx, settle: Duration, lines: &mut Vec<String>) {
-    let mesh = &ctx.stack.mesh;
-    lines.push("# Restart ztunnel first, so every workload re-registers with a fresh instance".into());
-    lines.push(
-        ctx.kube.restart_list(&[("daemonset", mesh.namespace.as_str(), mesh.daemonset.as_str())]).to_string(),
-    );
-    lines.push(
-        ctx.kube.rollout_status("daemonset", &mesh.daemonset, &mesh.namespace, mesh.timeout).to_string(),
-    );
-    if !settle.is_zero() {
-        lines.push(format!("sleep {}", settle.as_secs_f64()));
-    }
 }

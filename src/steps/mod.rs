@@ -5,28 +5,136 @@
 mod bootstrap;
 mod connectors;
 mod converge;
+pub mod down;
+mod executor;
 mod failfast;
 mod images;
 mod inputs;
 mod mesh;
 pub(crate) mod nodes;
+pub mod op;
 pub(crate) mod preflight;
 pub(crate) mod rollout;
+pub mod service;
 
-pub use crate::observe::Ctx;
+use std::ops::{Deref, DerefMut};
+use std::time::{Duration, Instant};
 
+use crate::engine::{Engine, EngineWrite};
+use crate::kube::KubectlWrite;
+use crate::stack::Stack;
+
+use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::plan::{self, Order, Step};
+use crate::ui::Ui;
+
+use op::{Op, Part};
+
+/// What a step can reach: the read-only context ([`crate::observe::Ctx`], by `Deref`) and the
+/// change halves of the wrappers, which only the steps hold.
+pub struct Ctx<'a> {
+    read: crate::observe::Ctx<'a>,
+    /// kubectl's changes (apply, rollout restart).
+    pub write: KubectlWrite,
+    /// The node engine's changes, kind's among them (start a node, remove a container, pull,
+    /// build, save, kind create/load/delete): the engine of the run, its endpoint pinned.
+    pub engine_write: EngineWrite<'static>,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(stack: &'a Stack, ui: &'a Ui) -> Ctx<'a> {
+        let read = crate::observe::Ctx::new(stack, ui);
+        let write = KubectlWrite::new(&read.kube);
+        Ctx { read, write, engine_write: Engine::for_run().write() }
+    }
+}
+
+impl<'a> Deref for Ctx<'a> {
+    type Target = crate::observe::Ctx<'a>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.read
+    }
+}
+
+impl DerefMut for Ctx<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.read
+    }
+}
+
+impl Drop for Ctx<'_> {
+    /// The restart kubectls started ahead ([`KubectlWrite::warm_restarts`]) that no restart took
+    /// are killed and reaped with the run's context, whatever the outcome.
+    fn drop(&mut self) {
+        self.write.cool();
+    }
+}
+
+/// The context a command's steps run in: the stack, `--tolerate`.
+fn ctx<'a>(config: &'a Config, ui: &'a Ui) -> Ctx<'a> {
+    let mut ctx = Ctx::new(&config.stack, ui);
+    ctx.tolerate = config.tolerate;
+    ctx
+}
+
+/// `recover`, `connectors`, `smoke`: their steps, run or printed.
+pub fn execute(config: &Config, ui: &Ui, title: &str, steps: &[Step]) -> Result<()> {
+    run_or_print(config, &ctx(config, ui), title, steps, Instant::now(), crate::exec::spawned())
+}
+
+/// `bookstore up` (and each heal of `watch`): detection and the observation (read-only, with
+/// `--dry-run` too, so the printed plan is the one `up` would run here), then the bootstrap, its
+/// resumption, or the convergent recovery. One context for the observation and the run: what
+/// was read is not read again. `tiers`: a bootstrap goes tier by tier (`up --tiers`).
+pub fn up(config: &Config, ui: &Ui, order: Order, settle: Option<Duration>, tiers: bool) -> Result<()> {
+    let (started, spawned) = (Instant::now(), crate::exec::spawned());
+    let ctx = ctx(config, ui);
+    let steps = plan_up(&ctx, order, settle, tiers)?;
+    if config.dry_run {
+        // What was read, then what runs.
+        let mut lines = Vec::new();
+        crate::observe::describe(&ctx, &mut lines);
+        if steps.iter().any(|s| matches!(s, Step::BootstrapChecks { .. })) {
+            // A bootstrap's plan reads istioctl first (its release, the images it installs).
+            crate::observe::istio::describe(ctx.stack, &mut lines);
+        }
+        lines.extend(describe(&ctx, &steps)?);
+        ui.plan(&lines);
+        return Ok(());
+    }
+    run_or_print(config, &ctx, "up", &steps, started, spawned)
+}
+
+/// Run the steps (or print them with `--dry-run`); `started` and `spawned`: when the command
+/// began and the child count then (for `up`, before its observation).
+fn run_or_print(
+    config: &Config,
+    ctx: &Ctx,
+    title: &str,
+    steps: &[Step],
+    started: Instant,
+    spawned: usize,
+) -> Result<()> {
+    let ui = ctx.ui;
+    if config.dry_run {
+        ui.plan(&describe(ctx, steps)?);
+        return Ok(());
+    }
+    run(ctx, steps)?;
+    ui.ok_line(&format!(
+        "bookstore {title} finished in {} ({} commands run)",
+        crate::ui::human(started.elapsed()),
+        crate::exec::spawned() - spawned
+    ));
+    Ok(())
+}
 
 /// `up`'s detection and observation (read-only, with `--dry-run` too): no cluster → the full
 /// bootstrap; a cluster whose stack is incomplete → the bootstrap without `kind create`; a
 /// complete stack → the smallest remedy for what one observation shows.
-pub fn plan_up(
-    ctx: &Ctx,
-    order: Order,
-    settle: Option<std::time::Duration>,
-    tiers: bool,
-) -> Result<Vec<Step>> {
+pub fn plan_up(ctx: &Ctx, order: Order, settle: Option<Duration>, tiers: bool) -> Result<Vec<Step>> {
     let stack = ctx.stack;
     let bootstrap = |create: bool| bootstrap_plan(ctx, create, tiers);
     let step = ctx.ui.start("Observing the stack");
@@ -35,7 +143,7 @@ pub fn plan_up(
     // word (no bootstrap beside a cluster the other engine has, no start of the wrong nodes). A
     // shared cluster has no engine of ours.
     if !stack.cluster.shared() {
-        crate::observe::engine_agrees(ctx.engine(), &host.provider_ids)?;
+        preflight::engine_agrees(ctx.engine(), &host.provider_ids)?;
     }
     let Some(node) = host.node else {
         step.done(&format!("no kind cluster {}: bootstrap from scratch", stack.cluster.name));
@@ -67,7 +175,7 @@ pub fn plan_up(
         // The API does not answer yet (it can refuse for a while after a Docker restart).
         _ => {
             step.done(&format!("cluster {} exists; its API does not answer yet", stack.cluster.name));
-            mesh::wait_api(ctx)?;
+            executor::run_part(ctx, &mesh::api_part(ctx))?;
             let step = ctx.ui.start("Observing the stack");
             let obs = crate::observe::cluster(ctx, node)?;
             (step, obs)
@@ -148,48 +256,80 @@ fn bootstrap_plan(ctx: &Ctx, create: bool, tiers: bool) -> Result<Vec<Step>> {
     Ok(if tiers { plan::bootstrap_tiers(stack, create) } else { plan::bootstrap(stack, create, &images) })
 }
 
+/// Each plan step's operations, as values (one match, every variant): what [`run`] executes and
+/// [`describe`] prints.
+pub fn parts(ctx: &Ctx, step: &Step) -> Result<Vec<Part>> {
+    let stack = ctx.stack;
+    let quiet = |op: Op| vec![Part::quiet(vec![op])];
+    Ok(match step {
+        Step::Preflight(p) => vec![preflight::part(ctx, p)],
+        Step::WaitApi => vec![mesh::api_part(ctx)],
+        Step::CheckCluster => vec![inputs::part(ctx)],
+        Step::LegacyProxies => preflight::legacy_parts(ctx),
+        Step::RestartMesh { settle } => mesh::restart_parts(ctx, *settle),
+        Step::Rollout(graph) => quiet(Op::Graph(graph.clone())),
+        Step::Connectors => connectors::parts(ctx),
+        Step::Smoke => vec![Part::new(
+            "Smoke-testing every route",
+            vec![Op::Smoke],
+            format!("{} checks pass", stack.smoke.checks.len()),
+        )],
+        Step::RemoveLegacy(names) => {
+            quiet(Op::Remove { names: names.clone(), cmd: ctx.engine_write.rm_force(names) })
+        }
+        Step::Decide(remedy) => quiet(Op::Decide(remedy.clone())),
+        Step::Verify { escalate, order, settle } => {
+            quiet(Op::Verify { escalate: *escalate, order: *order, settle: *settle })
+        }
+        Step::BootstrapChecks { ports } => vec![bootstrap::checks_part(ctx, *ports)],
+        Step::Bootstrap { create, graph } => {
+            quiet(Op::Bootstrap(Box::new(bootstrap::on_graph(ctx, *create, graph))))
+        }
+        Step::CreateCluster => vec![bootstrap::create_part(ctx)],
+        Step::GatewayCrds => {
+            vec![Part::new("Installing the Gateway API CRDs", bootstrap::crds_ops(ctx), "established")]
+        }
+        Step::InstallIstio => vec![bootstrap::istio_part(ctx)],
+        Step::Secrets => vec![Part::new(
+            "Creating the Secrets (existing ones are kept)",
+            vec![bootstrap::secrets_op(ctx, false)],
+            "",
+        )],
+        Step::Images => vec![Part::new(
+            format!("Loading {} images into the cluster", stack.bootstrap.images.len()),
+            vec![Op::LoadImages],
+            "",
+        )],
+        Step::Tier(i) => vec![bootstrap::tier_part(ctx, *i)],
+        Step::StartNodes => quiet(Op::StartNodes),
+        Step::Converge { order, settle, tiers } => {
+            quiet(Op::Converge { order: *order, settle: *settle, tiers: *tiers })
+        }
+    })
+}
+
+/// Run the steps: each one's operations, the moment it is its turn.
 pub fn run(ctx: &Ctx, steps: &[Step]) -> Result<()> {
     for step in steps {
-        match step {
-            Step::Preflight(p) => preflight::run(ctx, p)?,
-            Step::WaitApi => mesh::wait_api(ctx)?,
-            Step::CheckCluster => inputs::run(ctx)?,
-            Step::LegacyProxies => preflight::legacy_proxies(ctx)?,
-            Step::RestartMesh { settle } => mesh::restart(ctx, *settle)?,
-            Step::RemoveLegacy(names) => preflight::remove_legacy(ctx, names)?,
-            Step::Decide(remedy) => converge::decide(ctx, remedy),
-            Step::Verify { escalate, order, settle } => converge::verify(ctx, *escalate, *order, *settle)?,
-            Step::Rollout(graph) => rollout::run(ctx, graph)?,
-            Step::Connectors => connectors::run_all(ctx)?,
-            Step::Smoke => {
-                let step = ctx.ui.start("Smoke-testing every route");
-                crate::smoke::run(ctx.stack, ctx.ui, ctx.stack.smoke.timeout)?;
-                step.done(&format!("{} checks pass", ctx.stack.smoke.checks.len()));
-            }
-            Step::BootstrapChecks { ports } => bootstrap::checks(ctx, *ports)?,
-            Step::CreateCluster => bootstrap::create_cluster(ctx)?,
-            Step::GatewayCrds => bootstrap::gateway_crds(ctx)?,
-            Step::InstallIstio => bootstrap::istio(ctx)?,
-            Step::Secrets => bootstrap::secrets(ctx)?,
-            Step::Images => images::tiers_step(ctx)?,
-            Step::Bootstrap { create, graph } => bootstrap::run_graph(ctx, *create, graph)?,
-            Step::Tier(i) => bootstrap::tier(ctx, *i)?,
-            Step::StartNodes => nodes::start(ctx)?,
-            Step::Converge { order, settle, tiers } => {
-                let steps = plan_up(ctx, *order, *settle, *tiers)?;
-                if steps.contains(&Step::StartNodes) {
-                    let node = ctx.stack.cluster.control_plane_container();
-                    let program = &ctx.engine().program;
-                    return Err(Error::prerequisite(
-                        format!("the kind node {node} stopped again right after `{program} start {node}`"),
-                        format!("see why: `{program} logs --tail 50 {node}`"),
-                    ));
-                }
-                run(ctx, &steps)?;
-            }
+        for part in parts(ctx, step)? {
+            executor::run_part(ctx, &part)?;
         }
     }
     Ok(())
+}
+
+/// After a node start: observe again and run what `up` plans (every pod restarted in place).
+fn converge_again(ctx: &Ctx, order: Order, settle: Option<Duration>, tiers: bool) -> Result<()> {
+    let steps = plan_up(ctx, order, settle, tiers)?;
+    if steps.contains(&Step::StartNodes) {
+        let node = ctx.stack.cluster.control_plane_container();
+        let program = &ctx.engine().program;
+        return Err(Error::prerequisite(
+            format!("the kind node {node} stopped again right after `{program} start {node}`"),
+            format!("see why: `{program} logs --tail 50 {node}`"),
+        ));
+    }
+    run(ctx, &steps)
 }
 
 /// Wait for the kube API of a node that has (re)started, with `budget`: at once when it
@@ -210,48 +350,12 @@ pub fn start_nodes(ctx: &Ctx) -> Result<()> {
     nodes::start_stopped(ctx)
 }
 
-/// The exact commands and requests `run` would make, as pasteable lines, secrets masked.
+/// The exact commands and requests `run` would make, as pasteable lines, secrets masked: the
+/// same operations, printed.
 pub fn describe(ctx: &Ctx, steps: &[Step]) -> Result<Vec<String>> {
     let mut lines = Vec::new();
     for step in steps {
-        match step {
-            Step::Preflight(p) => preflight::describe(ctx, p, &mut lines),
-            Step::WaitApi => mesh::describe_api(ctx, &mut lines),
-            Step::CheckCluster => inputs::describe(ctx, &mut lines),
-            Step::LegacyProxies => preflight::describe_legacy_proxies(ctx, &mut lines),
-            Step::RestartMesh { settle } => mesh::describe_restart(ctx, *settle, &mut lines),
-            Step::RemoveLegacy(names) => lines.push(format!(
-                "{}   # legacy socat proxies, found above",
-                ctx.engine().write().rm_force(names)
-            )),
-            Step::Decide(remedy) => {
-                crate::observe::describe(ctx, &mut lines);
-                converge::describe_decide(ctx, remedy, &mut lines);
-            }
-            Step::Verify { escalate, .. } => converge::describe_verify(ctx, *escalate, &mut lines)?,
-            Step::Rollout(graph) => rollout::describe(ctx, graph, &mut lines)?,
-            Step::Connectors => {
-                lines.push("# Register the Debezium connectors".into());
-                connectors::describe_all(ctx, &mut lines)?;
-            }
-            Step::Smoke => {
-                lines.push(format!(
-                    "# Smoke test: every route, retried until all pass (≤ {})",
-                    crate::ui::human(ctx.stack.smoke.timeout)
-                ));
-                for check in &ctx.stack.smoke.checks {
-                    lines.push(crate::observe::routes::request(ctx.stack, check)?.to_string());
-                }
-            }
-            Step::BootstrapChecks { ports } => bootstrap::describe_checks(ctx, *ports, &mut lines),
-            Step::StartNodes => nodes::describe(ctx, &mut lines),
-            Step::Converge { .. } => lines.push(
-                "# Then observe again and run what `bookstore up` plans (after a node start every pod \
-                 restarted in place: ztunnel and the workloads it left stale, the connectors, the smoke test)"
-                    .into(),
-            ),
-            other => bootstrap::describe(ctx, other, &mut lines)?,
-        }
+        lines.extend(executor::lines(ctx, &parts(ctx, step)?)?);
     }
     Ok(lines)
 }

@@ -40,7 +40,7 @@ pub fn start_stopped(ctx: &Ctx) -> Result<()> {
     stopped.retain(|n| !n.running);
     for node in &stopped {
         let step = ctx.ui.start(&format!("Starting the kind node {} ({})", node.name, node.status));
-        engine.write().start(&node.name).run()?;
+        ctx.engine_write.start(&node.name).run()?;
         step.done("started: its kubelet restarts every pod in place");
     }
     Ok(())
@@ -69,10 +69,10 @@ pub fn describe(ctx: &Ctx, lines: &mut Vec<String>) {
         .map(|nodes| nodes.into_iter().filter(|n| !n.running).map(|n| n.name).collect())
         .unwrap_or_default();
     if stopped.is_empty() {
-        lines.push(format!("{}   # each one not running", engine.write().start("<node>")));
+        lines.push(format!("{}   # each one not running", ctx.engine_write.start("<node>")));
     }
     for name in stopped {
-        lines.push(engine.write().start(&name).to_string());
+        lines.push(ctx.engine_write.start(&name).to_string());
     }
     lines.push(format!("# Wait for the Kubernetes API (retried, ≤ {})", human(boot_budget(ctx))));
     lines.push(ctx.kube.readyz().to_string());

@@ -34,6 +34,7 @@ table { border-collapse: collapse; }
 .key.roll { background: #3d7cc9; }
 .key.phase { background: #7b879e; }
 .key.awaited { background: #4fa39a; }
+.key.prep { background: #8e6cc4; }
 .key.ready { background: #cdebd6; }
 .key.critical { background: #e8590c; }
 .key.failed { background: #d63a3a; }
@@ -48,6 +49,7 @@ svg .seg.wait { fill: url(#hatch); }
 svg .seg.roll { fill: #3d7cc9; }
 svg .bar.phase .seg.roll { fill: #7b879e; }
 svg .bar.awaited .seg.roll { fill: #4fa39a; }
+svg .bar.prep .seg.roll { fill: #8e6cc4; }
 svg .bar.critical .seg.roll { fill: #e8590c; }
 svg .seg.ready { fill: #cdebd6; }
 svg .bar.failed .seg.roll { fill: #d63a3a; }
@@ -120,8 +122,10 @@ fn story(t: &Timeline, b: &Bar) -> String {
     }
     let what = match b.kind {
         Kind::Workload => "restart sent",
+        Kind::Applied => "applied",
         Kind::Awaited => "kept (not restarted), its rollout waited for since",
         Kind::Connector => "registration began",
+        Kind::Prep => "began",
         Kind::Phase => "began",
     };
     let end = match (b.ready_ms, b.failed) {
@@ -165,6 +169,7 @@ pub fn html(t: &Timeline) -> String {
         "<div class=\"legend\"><span class=\"key wait\"></span>waiting for what it needs\
          <span class=\"key roll\"></span>restarting / rolling out\
          <span class=\"key awaited\"></span>kept, its rollout waited for\
+         <span class=\"key prep\"></span>a bootstrap preparation\
          <span class=\"key phase\"></span>a phase\
          <span class=\"key ready\"></span>Ready\
          <span class=\"key critical\"></span>critical path\
@@ -214,10 +219,15 @@ fn totals(t: &Timeline, out: &mut String) {
     );
     let count = |kind: Kind| t.bars.iter().filter(|b| b.kind == kind).count();
     let kept = |kind: Kind| t.kept.iter().filter(|k| k.kind == kind).count();
+    let bootstrap = if count(Kind::Applied) + count(Kind::Prep) > 0 {
+        format!("{} workloads applied, {} preparations · ", count(Kind::Applied), count(Kind::Prep))
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         out,
-        "<tr><th>Bars</th><td>{} workloads restarted, {} waited for, {} kept · {} connectors registered, \
-         {} kept · {} phases</td></tr>",
+        "<tr><th>Bars</th><td>{bootstrap}{} workloads restarted, {} waited for, {} kept · {} connectors \
+         registered, {} kept · {} phases</td></tr>",
         count(Kind::Workload),
         count(Kind::Awaited),
         kept(Kind::Workload),

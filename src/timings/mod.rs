@@ -1,8 +1,8 @@
 //! `--timings`: where a run's minutes went, after `cargo build --timings`. Pure: the run's own
 //! events (the ones `--json` prints, kept in memory by `Ui::record`) go in, a [`Timeline`] comes
 //! out, and the timeline renders as one self-contained HTML page (`html.rs`), a few lines of text
-//! for the terminal (`text.rs`) or a JSON document ([`Timeline::to_json`]). No IO here: `run.rs`
-//! writes the files.
+//! for the terminal (`text.rs`) or a JSON document ([`Timeline::to_json`]). No IO but in
+//! `files.rs`, which writes them.
 //!
 //! A bar is a workload (its restart sent → Ready), a connector (registration begun → RUNNING) or a
 //! phase (a step with no workload inside: preflight, `kind create`, the Istio install, the smoke
@@ -15,6 +15,7 @@
 //! `plan::graph`), and its own duration is restart → Ready. Whatever the wall time holds beyond the
 //! chain is bookstore's own work between them (listing, starting the watch, spawning kubectl).
 
+mod files;
 mod html;
 mod text;
 
@@ -22,6 +23,9 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
+use crate::event::{Decided, DecisionAction, Event, Outcome, Stamped, Subject, TaskAction};
+
+pub use files::write;
 pub use html::html;
 pub use text::text;
 
@@ -30,9 +34,13 @@ pub enum Kind {
     Phase,
     /// A workload restarted.
     Workload,
+    /// The bootstrap: a workload's unit applied.
+    Applied,
     /// A workload kept but waited for (its rollout was under way; `up`'s `wait`).
     Awaited,
     Connector,
+    /// A bootstrap preparation: the Secrets, the Gateway API CRDs, Istio, an image.
+    Prep,
 }
 
 impl Kind {
@@ -40,8 +48,10 @@ impl Kind {
         match self {
             Kind::Phase => "phase",
             Kind::Workload => "workload",
+            Kind::Applied => "applied",
             Kind::Awaited => "awaited",
             Kind::Connector => "connector",
+            Kind::Prep => "prep",
         }
     }
 }
@@ -166,118 +176,173 @@ struct StepSpan {
     checks: Vec<String>,
 }
 
-fn text_of<'a>(e: &'a Value, key: &str) -> &'a str {
-    e.get(key).and_then(Value::as_str).unwrap_or("")
-}
-
-fn ms(e: &Value, key: &str) -> u64 {
-    e.get(key).and_then(Value::as_u64).unwrap_or(0)
-}
-
-/// Whom an event is about: a connector, or else a workload (awaited when its action is `wait`).
-fn subject(e: &Value) -> (&str, Kind) {
-    match e.get("connector").and_then(Value::as_str) {
-        Some(c) => (c, Kind::Connector),
-        None if text_of(e, "action") == "wait" => (text_of(e, "workload"), Kind::Awaited),
-        None => (text_of(e, "workload"), Kind::Workload),
+/// Whom a task is about, as a bar: its name, its kind and its namespace.
+fn subject(subject: &Subject, action: TaskAction) -> (String, Kind, Option<String>) {
+    match subject {
+        Subject::Workload { workload, namespace } => {
+            let kind = match action {
+                TaskAction::Wait => Kind::Awaited,
+                TaskAction::Apply => Kind::Applied,
+                TaskAction::Restart | TaskAction::Register | TaskAction::Prepare => Kind::Workload,
+            };
+            (workload.clone(), kind, Some(namespace.clone()))
+        }
+        Subject::Connector { connector } => (connector.clone(), Kind::Connector, None),
+        Subject::Task { task } => (task.clone(), Kind::Prep, None),
     }
 }
 
-/// A bar and an event about the same workload or connector.
+/// A bar and an event about the same workload, connector or preparation.
 fn same(bar: &Bar, name: &str, kind: Kind) -> bool {
-    let connector = |k: Kind| k == Kind::Connector;
-    bar.name == name && bar.kind != Kind::Phase && connector(bar.kind) == connector(kind)
+    let class = |k: Kind| match k {
+        Kind::Workload | Kind::Awaited | Kind::Applied => 0,
+        Kind::Connector => 1,
+        Kind::Prep => 2,
+        Kind::Phase => 3,
+    };
+    bar.name == name && bar.kind != Kind::Phase && class(bar.kind) == class(kind)
+}
+
+/// What the run's summary says.
+#[derive(Default)]
+struct Summary {
+    command: String,
+    outcome: String,
+    exit_code: i64,
+    duration_ms: u64,
+    commands: u64,
+    programs: BTreeMap<String, u64>,
 }
 
 impl Timeline {
     /// The timeline of a run from its events, in the order emitted; the `summary` event (wall
     /// time, child processes) is expected last. `started_unix`: the run's start, for the page.
-    pub fn from_events(events: &[Value], started_unix: u64) -> Timeline {
+    pub fn from_events(events: &[Stamped], started_unix: u64) -> Timeline {
         let mut steps: Vec<StepSpan> = Vec::new();
         let mut tasks: Vec<Bar> = Vec::new();
         let mut decisions: Vec<(String, Kind, String, Decision)> = Vec::new();
-        let mut summary = &Value::Null;
+        let mut summary = Summary::default();
         let mut error = None;
         let mut last_t = 0;
-        for e in events {
-            let t = ms(e, "t_ms");
+        for Stamped { event, t_ms } in events {
+            let t = *t_ms;
             last_t = last_t.max(t);
             let current = steps.len().checked_sub(1);
             let step_start = current.map_or(0, |i| steps[i].start_ms);
-            match text_of(e, "event") {
-                "step_started" => steps.push(StepSpan {
-                    title: text_of(e, "step").to_string(),
+            // The task bar (name, kind, namespace) an event says is Ready, and its note.
+            let mut ready: Option<(&str, Kind, Option<&str>, &str)> = None;
+            match event {
+                Event::StepStarted { step } => steps.push(StepSpan {
+                    title: step.clone(),
                     start_ms: t,
                     end_ms: None,
                     ok: false,
                     note: String::new(),
                     checks: Vec::new(),
                 }),
-                "step_finished" => {
-                    let title = text_of(e, "step");
-                    if let Some(s) = steps.iter_mut().rev().find(|s| s.title == title && s.end_ms.is_none()) {
+                Event::StepFinished { step, outcome, note, .. } => {
+                    if let Some(s) = steps.iter_mut().rev().find(|s| s.title == *step && s.end_ms.is_none()) {
                         s.end_ms = Some(t);
-                        s.ok = text_of(e, "outcome") == "ok";
-                        s.note = text_of(e, "note").to_string();
+                        s.ok = *outcome == Outcome::Ok;
+                        s.note = note.clone();
                     }
                 }
-                "task_started" => {
-                    let (name, kind) = subject(e);
+                Event::TaskStarted { subject: who, action, after, released_by } => {
+                    let (name, kind, namespace) = subject(who, *action);
                     tasks.push(Bar {
-                        namespace: e.get("namespace").and_then(Value::as_str).map(String::from),
-                        needs: e
-                            .get("after")
-                            .and_then(Value::as_array)
-                            .map(|a| a.iter().filter_map(Value::as_str).map(String::from).collect())
-                            .unwrap_or_default(),
-                        released_by: e.get("released_by").and_then(Value::as_str).map(String::from),
-                        ..Bar::new(name, kind, current.unwrap_or(0), step_start, t)
+                        namespace,
+                        needs: after.clone(),
+                        released_by: released_by.clone(),
+                        ..Bar::new(&name, kind, current.unwrap_or(0), step_start, t)
                     });
                 }
-                "workload_ready" | "connector_registered" => {
-                    let (name, kind) = subject(e);
-                    let namespace = e.get("namespace").and_then(Value::as_str);
-                    let open = tasks.iter_mut().rev().find(|b| {
-                        same(b, name, kind)
-                            && b.ready_ms.is_none()
-                            && (namespace.is_none() || b.namespace.as_deref() == namespace)
-                    });
-                    let bar = match open {
-                        Some(bar) => bar,
-                        // Readiness without a restart (a bootstrap tier's apply): it rolled out
-                        // from its step's start.
-                        None => {
-                            tasks.push(Bar {
-                                namespace: namespace.map(String::from),
-                                ..Bar::new(name, kind, current.unwrap_or(0), step_start, step_start)
-                            });
-                            tasks.last_mut().expect("just pushed")
-                        }
-                    };
-                    bar.ready_ms = Some(t);
-                    bar.note = text_of(e, "note").to_string();
+                Event::WorkloadReady { workload, namespace, .. } => {
+                    ready = Some((workload, Kind::Workload, Some(namespace), ""));
                 }
-                "check_passed" | "check_failed" => {
+                Event::ConnectorRegistered { connector, note, .. } => {
+                    ready = Some((connector, Kind::Connector, None, note));
+                }
+                Event::TaskDone { task, note, .. } => ready = Some((task, Kind::Prep, None, note)),
+                Event::CheckPassed { check, .. } | Event::CheckFailed { check, .. } => {
                     if let Some(i) = current {
-                        let mark = if text_of(e, "event") == "check_passed" { "✓" } else { "✗" };
-                        steps[i].checks.push(format!("{mark} {} at {}", text_of(e, "check"), secs(t)));
+                        let mark = if matches!(event, Event::CheckPassed { .. }) { "✓" } else { "✗" };
+                        steps[i].checks.push(format!("{mark} {check} at {}", secs(t)));
                     }
                 }
-                "decision" => decisions.push((
-                    subject(e).0.to_string(),
-                    subject(e).1,
-                    text_of(e, "namespace").to_string(),
-                    Decision {
-                        action: text_of(e, "action").to_string(),
-                        reason: text_of(e, "reason").to_string(),
-                    },
-                )),
-                "error" => error = Some(text_of(e, "message").to_string()),
-                "summary" => summary = e,
-                _ => {}
+                Event::Decision { subject, action, reason } => {
+                    let (name, kind, namespace) = match subject {
+                        Decided::Workload { workload, namespace } => {
+                            (workload, Kind::Workload, namespace.clone())
+                        }
+                        Decided::Connector { connector } => (connector, Kind::Connector, String::new()),
+                    };
+                    let action = match action {
+                        DecisionAction::Restart => "restart",
+                        DecisionAction::Wait => "wait",
+                        DecisionAction::Keep => "keep",
+                        DecisionAction::Register => "register",
+                    };
+                    decisions.push((
+                        name.clone(),
+                        kind,
+                        namespace,
+                        Decision { action: action.to_string(), reason: reason.clone() },
+                    ));
+                }
+                Event::Error { message, .. } => error = Some(message.clone()),
+                Event::Summary { command, outcome, exit_code, duration_ms, commands, programs, .. } => {
+                    summary = Summary {
+                        command: command.clone(),
+                        outcome: match outcome {
+                            Outcome::Ok => "ok".into(),
+                            Outcome::Failed => "failed".into(),
+                        },
+                        exit_code: i64::from(*exit_code),
+                        duration_ms: *duration_ms,
+                        commands: *commands as u64,
+                        programs: programs.iter().map(|(p, n)| (p.clone(), *n as u64)).collect(),
+                    }
+                }
+                // Not part of a timeline.
+                Event::Info { .. }
+                | Event::Warning { .. }
+                | Event::Plan { .. }
+                | Event::Finding(_)
+                | Event::Watching { .. }
+                | Event::DockerDown { .. }
+                | Event::DockerUp { .. }
+                | Event::NodeStarted { .. }
+                | Event::NodeStopped { .. }
+                | Event::NodeExited { .. }
+                | Event::HealStarted { .. }
+                | Event::HealFinished { .. }
+                | Event::WatchingNodes { .. }
+                | Event::NodeSeen { .. }
+                | Event::HealOwed { .. } => {}
+            }
+            if let Some((name, kind, namespace, note)) = ready {
+                let open = tasks.iter_mut().rev().find(|b| {
+                    same(b, name, kind)
+                        && b.ready_ms.is_none()
+                        && (namespace.is_none() || b.namespace.as_deref() == namespace)
+                });
+                let bar = match open {
+                    Some(bar) => bar,
+                    // Readiness without a restart (a bootstrap tier's apply): it rolled out
+                    // from its step's start.
+                    None => {
+                        tasks.push(Bar {
+                            namespace: namespace.map(String::from),
+                            ..Bar::new(name, kind, current.unwrap_or(0), step_start, step_start)
+                        });
+                        tasks.last_mut().expect("just pushed")
+                    }
+                };
+                bar.ready_ms = Some(t);
+                bar.note = note.to_string();
             }
         }
-        let wall_ms = ms(summary, "duration_ms").max(last_t);
+        let wall_ms = summary.duration_ms.max(last_t);
 
         // Steps without a task inside are phases; a step with tasks is shown by its tasks.
         let mut bars: Vec<Bar> = tasks;
@@ -296,7 +361,7 @@ impl Timeline {
                 ..Bar::new(&s.title, Kind::Phase, i, s.start_ms, s.start_ms)
             });
         }
-        let failed_run = text_of(summary, "outcome") == "failed";
+        let failed_run = summary.outcome == "failed";
         for b in &mut bars {
             // A task never Ready in a failed run is where it stopped.
             if b.ready_ms.is_none() && failed_run {
@@ -316,24 +381,21 @@ impl Timeline {
             .filter(|(name, kind, _, d)| d.action == "keep" && !bars.iter().any(|b| same(b, name, *kind)))
             .map(|(name, kind, ns, d)| Kept {
                 name: name.clone(),
-                kind: if *kind == Kind::Connector { Kind::Connector } else { Kind::Workload },
+                kind: *kind,
                 namespace: ns.clone(),
                 reason: d.reason.clone(),
             })
             .collect();
 
+        let Summary { command, outcome, exit_code, commands, programs, .. } = summary;
         let mut timeline = Timeline {
-            command: text_of(summary, "command").to_string(),
-            outcome: text_of(summary, "outcome").to_string(),
-            exit_code: summary.get("exit_code").and_then(Value::as_i64).unwrap_or(0),
+            command,
+            outcome,
+            exit_code,
             started_unix,
             wall_ms,
-            commands: ms(summary, "commands"),
-            programs: summary
-                .get("programs")
-                .and_then(Value::as_object)
-                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0))).collect())
-                .unwrap_or_default(),
+            commands,
+            programs,
             error,
             bars,
             kept,

@@ -11,7 +11,19 @@ fn ev(t: u64, kind: &str, fields: Value) -> Value {
 }
 
 fn started(t: u64, workload: &str, ns: &str, after: &[&str], by: Option<&str>) -> Value {
-    ev(t, "task_started", json!({"workload": workload, "namespace": ns, "after": after, "released_by": by}))
+    ev(
+        t,
+        "task_started",
+        json!({"workload": workload, "namespace": ns, "action": "restart", "after": after, "released_by": by}),
+    )
+}
+
+/// The events as `Ui::recorded` keeps them.
+fn typed(events: &[Value]) -> Vec<Stamped> {
+    events
+        .iter()
+        .map(|e| serde_json::from_value(e.clone()).unwrap_or_else(|err| panic!("{e}: {err}")))
+        .collect()
 }
 
 fn ready(t: u64, workload: &str, ns: &str) -> Value {
@@ -53,7 +65,8 @@ fn recovery() -> Vec<Value> {
         ev(
             2510,
             "task_started",
-            json!({"connector": "ecom-connector", "after": ["ecom-db", "debezium"], "released_by": "debezium"}),
+            json!({"connector": "ecom-connector", "action": "register", "after": ["ecom-db", "debezium"],
+                   "released_by": "debezium"}),
         ),
         ev(
             2900,
@@ -80,7 +93,7 @@ fn names(t: &Timeline, which: impl Fn(&Bar) -> bool) -> Vec<String> {
 
 #[test]
 fn every_restarted_workload_is_one_bar_in_the_order_it_started_and_steps_with_tasks_are_not_bars() {
-    let t = Timeline::from_events(&recovery(), 1_709_210_096);
+    let t = Timeline::from_events(&typed(&recovery()), 1_709_210_096);
     assert_eq!(
         names(&t, |_| true),
         [
@@ -103,7 +116,7 @@ fn every_restarted_workload_is_one_bar_in_the_order_it_started_and_steps_with_ta
 
 #[test]
 fn a_bar_waits_from_its_steps_start_until_what_released_it_was_ready() {
-    let t = Timeline::from_events(&recovery(), 0);
+    let t = Timeline::from_events(&typed(&recovery()), 0);
     let keycloak = t.bars.iter().find(|b| b.name == "keycloak").unwrap();
     assert_eq!((keycloak.queued_ms, keycloak.start_ms, keycloak.ready_ms), (610, 1210, Some(3500)));
     assert_eq!((keycloak.waited_ms(), keycloak.took_ms(t.wall_ms)), (600, 2290));
@@ -121,7 +134,7 @@ fn a_bar_waits_from_its_steps_start_until_what_released_it_was_ready() {
 
 #[test]
 fn the_critical_path_is_the_longest_chain_of_observed_durations_along_the_plans_edges() {
-    let t = Timeline::from_events(&recovery(), 0);
+    let t = Timeline::from_events(&typed(&recovery()), 0);
     let chain: Vec<&str> = t.critical.iter().map(|i| t.bars[*i].label()).collect();
     // keycloak-db 580 + keycloak 2290 beats kafka 880 + debezium 990 + the connector 390, and
     // ecom-db 380 + ecom-service 990.
@@ -149,7 +162,7 @@ fn the_critical_path_is_the_longest_chain_of_observed_durations_along_the_plans_
             e["t_ms"] = json!(2000);
         }
     }
-    let t = Timeline::from_events(&events, 0);
+    let t = Timeline::from_events(&typed(&events), 0);
     let chain: Vec<&str> = t.critical.iter().map(|i| t.bars[*i].label()).collect();
     assert_eq!(&chain[1..5], ["ztunnel", "kafka", "debezium", "ecom-connector"]);
     assert_eq!(t.bars.iter().filter(|b| b.critical).count(), chain.len());
@@ -170,7 +183,7 @@ fn decisions_give_the_why_and_what_was_kept_is_a_row_without_a_bar() {
     ] {
         events.insert(6, d);
     }
-    let t = Timeline::from_events(&events, 0);
+    let t = Timeline::from_events(&typed(&events), 0);
     let keycloak = t.bars.iter().find(|b| b.name == "keycloak").unwrap();
     assert_eq!(keycloak.decision.as_ref().map(|d| d.action.as_str()), Some("restart"));
     let connector = t.bars.iter().find(|b| b.name == "ecom-connector").unwrap();
@@ -181,7 +194,8 @@ fn decisions_give_the_why_and_what_was_kept_is_a_row_without_a_bar() {
             Kept {
                 name: "inventory-connector".into(),
                 kind: Kind::Connector,
-                namespace: "infra".into(),
+                // A connector has no namespace (the decision names none).
+                namespace: String::new(),
                 reason: "RUNNING with the desired config".into()
             },
             Kept {
@@ -216,7 +230,7 @@ fn a_kept_workload_waited_for_is_its_own_kind_of_bar() {
             e["action"] = json!("wait");
         }
     }
-    let t = Timeline::from_events(&events, 0);
+    let t = Timeline::from_events(&typed(&events), 0);
     let kafka = t.bars.iter().find(|b| b.name == "kafka").unwrap();
     assert_eq!((kafka.kind, kafka.ready_ms), (Kind::Awaited, Some(1500)));
     let page = html(&t);
@@ -238,8 +252,8 @@ fn a_failed_run_shows_where_it_stopped() {
         "error",
         json!({"message": "timed out after 3s: deployment identity/keycloak <to finish>", "exit_code": 124}),
     ));
-    events.push(ev(3002, "summary", json!({"command": "recover", "outcome": "failed", "exit_code": 124, "duration_ms": 3002, "commands": 12})));
-    let t = Timeline::from_events(&events, 0);
+    events.push(ev(3002, "summary", json!({"command": "recover", "outcome": "failed", "exit_code": 124, "duration_ms": 3002, "commands": 12, "programs": {}})));
+    let t = Timeline::from_events(&typed(&events), 0);
     let keycloak = t.bars.iter().find(|b| b.name == "keycloak").unwrap();
     assert!(keycloak.failed && keycloak.ready_ms.is_none());
     assert_eq!(keycloak.took_ms(t.wall_ms), 3002 - 1210);
@@ -269,10 +283,11 @@ fn a_bootstrap_tier_without_restarts_rolls_out_from_its_steps_start() {
         ev(
             1760,
             "summary",
-            json!({"command": "up", "outcome": "ok", "exit_code": 0, "duration_ms": 1760, "commands": 9}),
+            json!({"command": "up", "outcome": "ok", "exit_code": 0, "duration_ms": 1760, "commands": 9,
+                   "programs": {}}),
         ),
     ];
-    let t = Timeline::from_events(&events, 0);
+    let t = Timeline::from_events(&typed(&events), 0);
     assert_eq!(names(&t, |_| true), ["Installing Istio ambient", "ecom-db", "keycloak-db"]);
     let db = &t.bars[2];
     assert_eq!((db.start_ms, db.ready_ms, db.waited_ms()), (1000, Some(1700), 0));
@@ -285,7 +300,7 @@ fn the_page_is_self_contained_and_carries_each_bar_as_data() {
     // A name no page may interpret.
     events.insert(7, started(620, "<script>alert(1)</script>", "ecom", &[], None));
     events.insert(8, ready(700, "<script>alert(1)</script>", "ecom"));
-    let t = Timeline::from_events(&events, 1_709_210_096);
+    let t = Timeline::from_events(&typed(&events), 1_709_210_096);
     let page = html(&t);
     assert!(page.starts_with("<!DOCTYPE html>"));
     assert!(!page.contains("<script"), "no script, and names are escaped");
@@ -312,7 +327,7 @@ fn the_page_is_self_contained_and_carries_each_bar_as_data() {
 
 #[test]
 fn the_text_is_one_line_a_bar_proportional_and_plain_without_colour() {
-    let t = Timeline::from_events(&recovery(), 0);
+    let t = Timeline::from_events(&typed(&recovery()), 0);
     let lines = text(&t, 100, false);
     assert_eq!(lines.len(), t.bars.len() + 2);
     assert!(
@@ -351,7 +366,7 @@ fn the_text_is_one_line_a_bar_proportional_and_plain_without_colour() {
 
 #[test]
 fn the_json_document_has_every_bar_and_the_critical_path() {
-    let t = Timeline::from_events(&recovery(), 1_709_210_096);
+    let t = Timeline::from_events(&typed(&recovery()), 1_709_210_096);
     let doc = t.to_json();
     assert_eq!(doc["started_at"], "2024-02-29T12:34:56Z");
     assert_eq!(doc["critical_path"]["ms"], 3639);

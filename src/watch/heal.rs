@@ -2,11 +2,11 @@
 //! here, and only here, so the convergent `up` and the read-only observation replace them in one
 //! line each.
 
+use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::observe::Ctx;
 use crate::plan::Order;
-use crate::run::Config;
 use crate::stack::Stack;
+use crate::steps::Ctx;
 use crate::ui::Ui;
 
 /// How a heal failed: before it ran (the node could not be started, or its API did not answer
@@ -41,7 +41,7 @@ pub fn prepare(config: &Config, ui: &Ui, start: bool) -> Result<(), Failure> {
 /// recovery, the connectors, the smoke test). The watcher acts on its own only because acting on
 /// a healthy stack changes nothing (the convergent `up`).
 pub fn converge(config: &Config, ui: &Ui) -> Result<()> {
-    crate::run::up(config, ui, Order::Graph, None, false)
+    crate::steps::up(config, ui, Order::Graph, None, false)
 }
 
 /// After a heal that failed: what `bookstore doctor` finds (read-only), each finding with its

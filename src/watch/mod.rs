@@ -32,21 +32,19 @@
 //! SIGTERM stop the running child and end the watcher (exit 130 / 0).
 
 mod heal;
-pub mod service;
 mod shared;
-pub mod state;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-
+use crate::config::Config;
 use crate::engine::{ContainerEvent, Engine, Node};
 use crate::error::{Error, Result};
+use crate::event::{Event, HealOutcome, NodeAction, Seen};
 use crate::exec::Stream;
-use crate::run::Config;
+use crate::state;
 use crate::ui::{Ui, human};
 use crate::wait;
 
@@ -348,23 +346,23 @@ impl Watcher<'_> {
         if let Docker::Down { since } = self.docker {
             self.ui.ok_item(
                 &format!("{} is back (it was away {})", self.engine.kind.title(), human(since.elapsed())),
-                "docker_up",
-                json!({"down_ms": since.elapsed().as_millis() as u64}),
+                Event::DockerUp { down_ms: since.elapsed().as_millis() as u64 },
             );
         }
         let first = self.generation == 1;
         self.docker = Docker::Up;
         self.reconnect_backoff = RECONNECT_FIRST;
-        if !self.look_at_node("inspect") {
+        if !self.look_at_node(Seen::Inspect) {
             self.node_running = false;
         }
-        let since = since.map(crate::engine::docker::unix_time_nanos);
-        self.ui.emit(
-            "watching",
-            json!({"cluster": self.config.stack.cluster.name, "node": self.node,
-                   "started_at": self.started_at, "since": since, "command": cmd.to_string(),
-                   "engine": self.engine.program}),
-        );
+        self.ui.emit(Event::Watching {
+            cluster: self.config.stack.cluster.name.clone(),
+            node: self.node.clone(),
+            started_at: self.started_at.clone(),
+            since: since.map(crate::engine::docker::unix_time_nanos),
+            command: cmd.to_string(),
+            engine: self.engine.program.clone(),
+        });
         if !self.interval.is_zero() {
             // A first look at the stack right away, then every interval.
             self.next_check = Some(Instant::now());
@@ -388,8 +386,11 @@ impl Watcher<'_> {
                 self.node
             ),
             Some(healed) => {
-                self.ui
-                    .emit("node_started", json!({"node": self.node, "started_at": started, "seen": "state"}));
+                self.ui.emit(Event::NodeStarted {
+                    node: self.node.clone(),
+                    started_at: started.to_string(),
+                    seen: Seen::State,
+                });
                 format!(
                     "{} started at {started}, while the watcher was not running (the last start healed: {healed})",
                     self.node
@@ -421,7 +422,7 @@ impl Watcher<'_> {
         }
         self.docker = Docker::Down { since: Instant::now() };
         self.endpoint_up = self.endpoint.as_deref().and_then(crate::http::endpoint_accepts).unwrap_or(true);
-        self.ui.emit("docker_down", json!({"message": why}));
+        self.ui.emit(Event::DockerDown { message: why.to_string() });
         let watched = match &self.endpoint {
             Some(host) => {
                 format!("watching {host}, and asking again every {} at most", human(RECONNECT_CEILING))
@@ -435,10 +436,10 @@ impl Watcher<'_> {
     }
 
     /// `docker inspect` the node. A heal is due for a start not healed yet: one its `start`
-    /// event announced (`seen` = "event"), or a `State.StartedAt` other than the one seen before
+    /// event announced (`seen` = [`Seen::Event`]), or a `State.StartedAt` other than the one seen before
     /// (however the watcher missed the event). A node not running is judged ([`Self::node_exited`]).
     /// Whether the node could be looked at (Docker answered).
-    fn look_at_node(&mut self, seen: &str) -> bool {
+    fn look_at_node(&mut self, seen: Seen) -> bool {
         let inspect = self.engine.inspect(&self.node).not_cancellable().deadline(Duration::from_secs(10));
         let node = match inspect.run() {
             Ok(out) => self.engine.parse_inspect(&out.stdout),
@@ -481,13 +482,16 @@ impl Watcher<'_> {
             self.owed = None;
         }
         let new = match seen {
-            "event" => true,
-            _ => before.is_some_and(|b| b != node.started),
+            Seen::Event => true,
+            Seen::Inspect | Seen::Check | Seen::State => before.is_some_and(|b| b != node.started),
         };
         if new && self.handled.as_deref() != Some(node.started.as_str()) {
             self.handled = Some(node.started.clone());
-            self.ui
-                .emit("node_started", json!({"node": self.node, "started_at": node.started, "seen": seen}));
+            self.ui.emit(Event::NodeStarted {
+                node: self.node.clone(),
+                started_at: node.started.clone(),
+                seen,
+            });
             self.owe(format!("{} started again at {}", self.node, node.started), false);
         }
         true
@@ -520,11 +524,14 @@ impl Watcher<'_> {
         let (engine, program) = (self.engine.kind.title(), &self.engine.program);
         match verdict {
             Ok(why) => {
-                self.ui.emit(
-                    "node_exited",
-                    json!({"node": self.node, "exit_code": code, "stopped_with_docker": true, "action": "start",
-                           "state": node.status, "why": why}),
-                );
+                self.ui.emit(Event::NodeExited {
+                    node: self.node.clone(),
+                    exit_code: code.clone(),
+                    stopped_with_docker: true,
+                    action: NodeAction::Start,
+                    state: node.status.clone(),
+                    why: why.clone(),
+                });
                 self.owe(
                     format!(
                         "{} stopped together with {engine} ({why}; exit {code}) and {engine} did not start it \
@@ -537,11 +544,14 @@ impl Watcher<'_> {
             Err(why) => {
                 let said = self.stop.as_ref().is_some_and(|s| s.said);
                 if !said {
-                    self.ui.emit(
-                        "node_exited",
-                        json!({"node": self.node, "exit_code": code, "stopped_with_docker": false, "action": "none",
-                               "state": node.status, "why": why}),
-                    );
+                    self.ui.emit(Event::NodeExited {
+                        node: self.node.clone(),
+                        exit_code: code.clone(),
+                        stopped_with_docker: false,
+                        action: NodeAction::None,
+                        state: node.status.clone(),
+                        why: why.clone(),
+                    });
                     self.ui.warn(&format!(
                         "{} was stopped while {engine} ran ({why}; exit {code}; `{program} stop`, or it failed): \
                          left as it is; `bookstore up` starts it and heals the stack (or `{program} start {}`)",
@@ -588,12 +598,12 @@ impl Watcher<'_> {
                 self.last_event = e.time_nano;
                 match e.action.as_str() {
                     "start" => {
-                        self.look_at_node("event");
+                        self.look_at_node(Seen::Event);
                     }
                     "die" => {
                         self.node_running = false;
                         let code = e.exit_code.clone().unwrap_or_default();
-                        self.ui.emit("node_stopped", json!({"node": self.node, "exit_code": code}));
+                        self.ui.emit(Event::NodeStopped { node: self.node.clone(), exit_code: code.clone() });
                         let engine = self.engine.kind.title();
                         self.ui.info(&format!(
                             "{} stopped (exit {code}): if {engine} is going away, it is started once {engine} is \
@@ -654,7 +664,7 @@ impl Watcher<'_> {
     fn check(&mut self) {
         self.next_check = Some(Instant::now() + self.interval);
         // Routes are judged only with the node up and Docker answering (not while it goes away).
-        if !self.look_at_node("check") || self.owed.is_some() || !self.node_running {
+        if !self.look_at_node(Seen::Check) || self.owed.is_some() || !self.node_running {
             return;
         }
         let failures = heal::check(&self.config.stack);
@@ -662,7 +672,11 @@ impl Watcher<'_> {
             return;
         }
         for (check, url, reason) in &failures {
-            self.ui.emit("check_failed", json!({"check": check, "url": url, "reason": reason}));
+            self.ui.emit(Event::CheckFailed {
+                check: check.clone(),
+                url: url.clone(),
+                reason: reason.clone(),
+            });
         }
         let names: Vec<&str> = failures.iter().map(|(c, _, _)| c.as_str()).collect();
         let first = &failures[0];
@@ -694,7 +708,7 @@ impl Watcher<'_> {
         let holder = format!("pid {} running `bookstore watch` (healing: {reason})", std::process::id());
         let mut said = false;
         let _lock = loop {
-            match crate::run::lock_as(&self.config.stack.cluster.name, &holder) {
+            match crate::lock::acquire(&self.config.stack.cluster.name, &holder) {
                 Ok(lock) => break lock,
                 Err(Error::Busy { holder: other, .. }) => {
                     if !std::mem::replace(&mut said, true) {
@@ -717,7 +731,7 @@ impl Watcher<'_> {
         wait::resume();
         self.heals += 1;
         let n = self.heals;
-        self.ui.emit("heal_started", json!({"heal": n, "reason": reason, "start_node": start}));
+        self.ui.emit(Event::HealStarted { heal: n, reason: reason.clone(), start_node: start });
         let started = Instant::now();
         let spawned = crate::exec::spawned();
         // A `die` after the node's last start (or, for a node to start, after its last stop)
@@ -734,6 +748,15 @@ impl Watcher<'_> {
         let took = started.elapsed();
         let duration_ms = took.as_millis() as u64;
         let commands = crate::exec::spawned() - spawned;
+        let finished = |outcome, failed: Option<(&Error, Duration)>| Event::HealFinished {
+            heal: n,
+            outcome,
+            duration_ms,
+            commands,
+            exit_code: failed.map(|(e, _)| e.code()),
+            message: failed.map(|(e, _)| e.to_string()),
+            retry_in_ms: failed.map(|(_, retry)| retry.as_millis() as u64),
+        };
         match result {
             Ok(()) => {
                 self.owed = None;
@@ -741,10 +764,7 @@ impl Watcher<'_> {
                 self.retry_backoff = RETRY_FIRST;
                 self.healed();
                 self.ui.ok_line(&format!("Healed in {} ({commands} commands): {reason}", human(took)));
-                self.ui.emit(
-                    "heal_finished",
-                    json!({"heal": n, "outcome": "ok", "duration_ms": duration_ms, "commands": commands}),
-                );
+                self.ui.emit(finished(HealOutcome::Ok, None));
                 if !self.interval.is_zero() {
                     self.next_check = Some(Instant::now() + self.interval);
                 }
@@ -757,10 +777,7 @@ impl Watcher<'_> {
                     human(took),
                     self.engine.kind.title()
                 ));
-                self.ui.emit(
-                    "heal_finished",
-                    json!({"heal": n, "outcome": "cancelled", "duration_ms": duration_ms, "commands": commands}),
-                );
+                self.ui.emit(finished(HealOutcome::Cancelled, None));
                 self.retry_at = Instant::now();
             }
             Err(err) if !self.docker_answers() => {
@@ -771,10 +788,7 @@ impl Watcher<'_> {
                     human(took),
                     err.error().code()
                 ));
-                self.ui.emit(
-                    "heal_finished",
-                    json!({"heal": n, "outcome": "cancelled", "duration_ms": duration_ms, "commands": commands}),
-                );
+                self.ui.emit(finished(HealOutcome::Cancelled, None));
                 // (Not at once: the stream's end is on its way.)
                 self.retry_at = Instant::now() + Duration::from_secs(1);
             }
@@ -792,12 +806,7 @@ impl Watcher<'_> {
                     heal::diagnose(self.config, self.ui);
                 }
                 self.ui.info(&format!("retrying in {} (or fix it and run `bookstore up`)", human(retry)));
-                self.ui.emit(
-                    "heal_finished",
-                    json!({"heal": n, "outcome": "failed", "duration_ms": duration_ms, "commands": commands,
-                           "exit_code": err.code(), "message": err.to_string(),
-                           "retry_in_ms": retry.as_millis() as u64}),
-                );
+                self.ui.emit(finished(HealOutcome::Failed, Some((err, retry))));
             }
         }
         Ok(())

@@ -17,17 +17,19 @@ use std::io::BufRead;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::cluster::Node;
+use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::event::{Event, HealOutcome};
 use crate::exec::Stream;
 use crate::kube::Kubectl;
-use crate::run::Config;
+use crate::state;
 use crate::ui::{Ui, human};
 use crate::wait;
 
-use super::{RECONNECT_CEILING, RECONNECT_FIRST, RETRY_CEILING, RETRY_FIRST, TICK, heal, state};
+use super::{RECONNECT_CEILING, RECONNECT_FIRST, RETRY_CEILING, RETRY_FIRST, TICK, heal};
 
 /// What the reader thread tells the watcher.
 enum Msg {
@@ -174,11 +176,11 @@ impl Watcher<'_> {
         let (tx, generation) = (self.tx.clone(), self.generation);
         std::thread::spawn(move || pump(reader, &tx, generation));
         self.stream = Some((generation, stream));
-        self.ui.emit(
-            "watching",
-            json!({"cluster": self.config.stack.cluster.name, "context": self.config.stack.cluster.context(),
-                   "command": cmd.to_string()}),
-        );
+        self.ui.emit(Event::WatchingNodes {
+            cluster: self.config.stack.cluster.name.clone(),
+            context: self.config.stack.cluster.context(),
+            command: cmd.to_string(),
+        });
         if self.first && !self.interval.is_zero() {
             self.next_check = Some(Instant::now());
         }
@@ -196,7 +198,7 @@ impl Watcher<'_> {
                     let tail = self.stream.as_mut().map(|(_, s)| s.stderr_tail()).unwrap_or_default();
                     self.stream = None;
                     let why = tail.lines().last().unwrap_or("it ended").to_string();
-                    self.ui.emit("nodes_watch_ended", json!({"message": why}));
+                    self.ui.warn(&format!("the Nodes' watch ended ({why}): reconnecting"));
                     self.reconnect_later();
                 }
             }
@@ -237,7 +239,11 @@ impl Watcher<'_> {
         };
         if self.nodes.get(&name).is_some_and(|b| b.boot_id != node.boot_id) || !self.nodes.contains_key(&name)
         {
-            self.ui.emit("node_seen", json!({"node": name, "boot_id": node.boot_id, "ready": node.ready}));
+            self.ui.emit(Event::NodeSeen {
+                node: name.clone(),
+                boot_id: node.boot_id.clone(),
+                ready: node.ready,
+            });
         }
         self.nodes.insert(name, node);
         if self.first {
@@ -252,7 +258,7 @@ impl Watcher<'_> {
     fn owe(&mut self, reason: String) {
         if self.owed.is_none() {
             self.ui.info(&format!("heal owed: {reason}"));
-            self.ui.emit("heal_owed", json!({"reason": reason}));
+            self.ui.emit(Event::HealOwed { reason: reason.clone() });
             self.owed = Some(reason);
             self.retry_at = Instant::now();
         }
@@ -270,7 +276,7 @@ impl Watcher<'_> {
     fn heal(&mut self) -> Result<()> {
         let Some(reason) = self.owed.clone() else { return Ok(()) };
         let holder = format!("pid {} running `bookstore watch` (healing: {reason})", std::process::id());
-        let _lock = match crate::run::lock_as(&self.config.stack.cluster.name, &holder) {
+        let _lock = match crate::lock::acquire(&self.config.stack.cluster.name, &holder) {
             Ok(lock) => lock,
             Err(Error::Busy { holder: other, .. }) => {
                 if !std::mem::replace(&mut self.busy_said, true) {
@@ -285,7 +291,7 @@ impl Watcher<'_> {
         wait::resume();
         self.heals += 1;
         let n = self.heals;
-        self.ui.emit("heal_started", json!({"heal": n, "reason": reason, "start_node": false}));
+        self.ui.emit(Event::HealStarted { heal: n, reason: reason.clone(), start_node: false });
         let started = Instant::now();
         let spawned = crate::exec::spawned();
         let result = heal::converge(self.config, self.ui);
@@ -302,10 +308,15 @@ impl Watcher<'_> {
                     }
                 }
                 self.ui.ok_line(&format!("Healed in {} ({commands} commands): {reason}", human(took)));
-                self.ui.emit(
-                    "heal_finished",
-                    json!({"heal": n, "outcome": "ok", "duration_ms": duration_ms, "commands": commands}),
-                );
+                self.ui.emit(Event::HealFinished {
+                    heal: n,
+                    outcome: HealOutcome::Ok,
+                    duration_ms,
+                    commands,
+                    exit_code: None,
+                    message: None,
+                    retry_in_ms: None,
+                });
                 if !self.interval.is_zero() {
                     self.next_check = Some(Instant::now() + self.interval);
                 }
@@ -316,11 +327,15 @@ impl Watcher<'_> {
                 self.retry_at = Instant::now() + retry;
                 self.retry_backoff = (self.retry_backoff * 2).min(RETRY_CEILING);
                 self.ui.warn(&format!("heal failed: {}; retrying in {}", e.headline(), human(retry)));
-                self.ui.emit(
-                    "heal_finished",
-                    json!({"heal": n, "outcome": "failed", "duration_ms": duration_ms, "commands": commands,
-                           "message": e.headline(), "retry_in_ms": retry.as_millis() as u64}),
-                );
+                self.ui.emit(Event::HealFinished {
+                    heal: n,
+                    outcome: HealOutcome::Failed,
+                    duration_ms,
+                    commands,
+                    exit_code: Some(e.code()),
+                    message: Some(e.to_string()),
+                    retry_in_ms: Some(retry.as_millis() as u64),
+                });
                 heal::diagnose(self.config, self.ui);
             }
         }

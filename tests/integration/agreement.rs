@@ -19,10 +19,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use bookstore::event::{Event, Finding, Severity, Stamped};
 use bookstore::stack::{Source, Stack};
 use bookstore_sim::kit::{Run, Test, World};
 use bookstore_sim::{Fault, PullError, SimOptions};
-use serde_json::Value;
 
 const BOUND: Duration = Duration::from_secs(30);
 
@@ -276,12 +276,11 @@ struct Verdicts {
 fn doctor(run: &Run, stack: &Stack, pods: &BTreeMap<String, String>) -> Verdicts {
     let mut v = Verdicts { code: run.code, ..Verdicts::default() };
     for line in run.stdout.lines() {
-        let f: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
-        if f["event"] != "finding" || f["severity"] != "error" {
+        let e: Stamped = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        let Event::Finding(Finding { id, severity: Severity::Error, subject, .. }) = e.event else {
             continue;
-        }
-        let id = f["id"].as_str().unwrap_or("").to_string();
-        let subjects: Vec<&str> = f["subject"].as_str().unwrap_or("").split(", ").collect();
+        };
+        let subjects: Vec<&str> = subject.split(", ").collect();
         let name = |map: &mut BTreeMap<String, Vec<String>>, what: &str| {
             map.entry(what.to_string()).or_default().push(id.clone())
         };

@@ -11,7 +11,7 @@ const APP_IMAGES: [&str; 3] =
     ["bookstore/ecom-service:dev", "bookstore/inventory-service:dev", "bookstore/ui-service:dev"];
 
 /// An empty machine: Docker runs, no kind cluster, our three images already built.
-fn empty_machine(images: bool) -> World {
+pub(crate) fn empty_machine(images: bool) -> World {
     let opts = SimOptions {
         time_scale: 0.05,
         no_cluster: true,

@@ -11,12 +11,12 @@
 
 use std::time::Duration;
 
+use bookstore::event::{Event, HealOutcome, Subject};
 use bookstore_sim::docker_cli::DockerCli;
 use bookstore_sim::kit::{Running, World};
 use bookstore_sim::{Fault, SimOptions};
-use serde_json::Value;
 
-use crate::watch::{assert_clean, heal_finished, is, spawn_watch, terminate};
+use crate::watch::{assert_clean, heal_finished, spawn_watch, terminate};
 
 /// Docker Desktop restarts per run.
 const RESTARTS: usize = 3;
@@ -95,7 +95,7 @@ fn chaos(seed: u64) {
     let connect_500 = draw.below(RESTARTS as u64) as usize;
     c.mark();
     let w = spawn_watch(&c, "0");
-    w.until_event("the first look", heal_finished("ok"));
+    w.until_event("the first look", heal_finished(HealOutcome::Ok));
     let mut plan = Vec::new();
     for i in 0..RESTARTS {
         let moment = match draw.below(4) {
@@ -111,7 +111,7 @@ fn chaos(seed: u64) {
             plan.push(format!("at rest, down {down:.2}s, api {api:.2}s"));
         } else {
             plan.push(format!("{moment:?}, down {down:.2}s, api {api:.2}s"));
-            w.until_event("the heal after the restart", is("heal_started"));
+            w.until_event("the heal after the restart", |e: &Event| matches!(e, Event::HealStarted { .. }));
             wait_for(&w, moment);
         }
         if i == connect_500 {
@@ -129,13 +129,11 @@ fn chaos(seed: u64) {
     let ev = run.events();
     let outcomes: Vec<String> = ev
         .iter()
-        .filter(|e| e["event"] == "heal_finished")
-        .map(|e| {
-            format!(
-                "{} {:.1}s",
-                e["outcome"].as_str().unwrap_or(""),
-                e["duration_ms"].as_f64().unwrap_or(0.0) / 1e3
-            )
+        .filter_map(|e| match e {
+            Event::HealFinished { outcome, duration_ms, .. } => {
+                Some(format!("{outcome:?} {:.1}s", *duration_ms as f64 / 1e3))
+            }
+            _ => None,
         })
         .collect();
     eprintln!("chaos seed {seed}: heals {outcomes:?}");
@@ -145,15 +143,15 @@ fn chaos(seed: u64) {
 /// Wait for a moment of the heal that has started. A heal that ends first makes any moment of
 /// it past: the restart then comes between heals.
 fn wait_for(w: &Running, moment: Moment) {
-    let ended = |v: &Value| v["event"] == "heal_finished";
+    let ended = |e: &Event| matches!(e, Event::HealFinished { .. });
     match moment {
-        Moment::BetweenHeals => w.until_event("a heal to end", heal_finished("ok")),
-        Moment::DuringZtunnel => w.until_event("ztunnel's rollout (or the heal's end)", |v| {
-            (v["event"] == "task_started" && v["workload"] == "ztunnel") || ended(v)
+        Moment::BetweenHeals => w.until_event("a heal to end", heal_finished(HealOutcome::Ok)),
+        Moment::DuringZtunnel => w.until_event("ztunnel's rollout (or the heal's end)", |e| {
+            matches!(e, Event::TaskStarted { subject: Subject::Workload { workload, .. }, .. } if workload == "ztunnel")
+                || ended(e)
         }),
-        Moment::BetweenDatabaseAndApp => w.until_event("a database Ready (or the heal's end)", |v| {
-            (v["event"] == "workload_ready" && v["workload"].as_str().is_some_and(|n| n.ends_with("-db")))
-                || ended(v)
+        Moment::BetweenDatabaseAndApp => w.until_event("a database Ready (or the heal's end)", |e| {
+            matches!(e, Event::WorkloadReady { workload, .. } if workload.ends_with("-db")) || ended(e)
         }),
         Moment::IntoHeal(secs) => std::thread::sleep(Duration::from_secs_f64(secs)),
     }

@@ -5,6 +5,7 @@
 use std::net::ToSocketAddrs;
 use std::time::Duration;
 
+use bookstore::event::{Event, Severity};
 use bookstore_sim::kit::{self, HOSTILE, Run, Test, World, eventually};
 use bookstore_sim::{Fault, PullError, SimOptions};
 
@@ -34,8 +35,8 @@ fn right_after_a_docker_restart_doctor_reports_the_stale_mesh_and_the_lost_conne
 
     // Root cause 1: the gateway's Envoy 503 with its reason ...
     let gateway = doctor.finding("gateway-upstream-reset");
-    assert_eq!(gateway["severity"], "error");
-    assert!(gateway["problem"].as_str().unwrap().contains("reason: connection termination"));
+    assert_eq!(gateway.severity, Severity::Error);
+    assert!(gateway.problem.contains("reason: connection termination"));
     let evidence = doctor.evidence("gateway-upstream-reset");
     assert!(
         evidence.contains("(Host: myecom.net) → 503 upstream connect error or disconnect/reset before headers. reset reason: connection termination"),
@@ -63,7 +64,7 @@ fn right_after_a_docker_restart_doctor_reports_the_stale_mesh_and_the_lost_conne
     assert!(ztunnel.contains("before the node container last started"), "{ztunnel}");
     assert!(ztunnel.contains("adopted none of the 16 meshed pod(s) on the node since"), "{ztunnel}");
     let stale = doctor.finding("mesh-registration-stale");
-    assert_eq!(stale["subject"].as_str().unwrap().split(", ").count(), 16, "{stale}");
+    assert_eq!(stale.subject.split(", ").count(), 16, "{stale:?}");
     assert!(
         doctor
             .evidence("mesh-registration-stale")
@@ -85,7 +86,7 @@ fn right_after_a_docker_restart_doctor_reports_the_stale_mesh_and_the_lost_conne
     assert!(doctor_run.stderr.contains("     fix:      bookstore up"));
     assert!(doctor_run.stderr.contains("ERROR: doctor found"));
     let summary = doctor_run.events().last().cloned().unwrap();
-    assert_eq!((summary["event"].as_str(), summary["exit_code"].as_i64()), (Some("summary"), Some(6)));
+    assert!(matches!(summary, Event::Summary { exit_code: 6, .. }), "{summary:?}");
     assert!(
         bookstore_sim::kit::leaks_in(format!("{}{}", doctor_run.stdout, doctor_run.stderr).as_bytes())
             .is_empty()
@@ -180,7 +181,7 @@ fn an_older_cluster_without_the_new_port_mappings_gets_the_guides_advice() {
     let sim = World::start(SimOptions { old_cluster: true, ..World::options() });
     let (doctor_run, doctor) = run_doctor(&sim, 6);
     let f = doctor.finding("port-mapping-missing");
-    assert_eq!(f["subject"], "32100, 32200, 32300");
+    assert_eq!(f.subject, "32100, 32200, 32300");
     let evidence = doctor.evidence("port-mapping-missing");
     assert!(
         evidence.contains(
@@ -242,7 +243,7 @@ fn legacy_socat_proxies_are_a_warning_with_the_rm_command() {
     let sim = World::start(SimOptions { legacy_proxies: true, ..World::options() });
     let (doctor_run, doctor) = run_doctor(&sim, 0);
     let f = doctor.finding("legacy-proxy");
-    assert_eq!(f["severity"], "warning");
+    assert_eq!(f.severity, Severity::Warning);
     assert_eq!(doctor.fix("legacy-proxy"), "docker rm -f debezium-proxy flink-proxy kiali-proxy");
     assert!(doctor_run.stderr.contains(" ! [legacy-proxy] "), "{}", doctor_run.stderr);
 }
@@ -253,7 +254,7 @@ fn route_host_names_not_resolving_to_this_machine_are_a_warning() {
     sim.rewrite("stack.yaml", "host: idp.keycloak.net", "host: idp.bookstore-doctor.invalid");
     let (_, doctor) = run_doctor_any(&sim);
     let f = doctor.finding("host-name-not-local");
-    assert_eq!(f["severity"], "warning");
+    assert_eq!(f.severity, Severity::Warning);
     let evidence = doctor.evidence("host-name-not-local");
     assert!(evidence.contains("idp.bookstore-doctor.invalid does not resolve"), "{evidence}");
     // myecom.net is named exactly when this machine's resolver does not send it to loopback.
@@ -308,8 +309,10 @@ fn pods_in_trouble_are_reported_with_their_log_lines_and_events() {
     assert!(crash.contains("Back-off restarting failed container redis in pod redis-"), "{crash}");
     assert_eq!(doctor.fix("pod-crash-looping"), "bookstore recover");
     assert!(
-        doctor.finding("pod-crash-looping")["note"]
-            .as_str()
+        doctor
+            .finding("pod-crash-looping")
+            .note
+            .as_deref()
             .unwrap_or("")
             .contains("bookstore up deletes it once"),
         "{:?}",
@@ -328,8 +331,8 @@ fn pods_in_trouble_are_reported_with_their_log_lines_and_events() {
     );
     // A tag that does not exist is not retried away: an error, saying why.
     let f = doctor.finding("pod-image-pull-failing");
-    assert_eq!(f["severity"], "error");
-    assert!(f["problem"].as_str().unwrap().contains("the registry answered `not found`"), "{f}");
+    assert_eq!(f.severity, Severity::Error);
+    assert!(f.problem.contains("the registry answered `not found`"), "{f:?}");
     assert_eq!(
         doctor.fix("pod-image-pull-failing"),
         "docker pull bookstore/prometheus:1.0.0 && kind load docker-image bookstore/prometheus:1.0.0 --name bookstore"
@@ -349,8 +352,8 @@ fn pods_in_trouble_are_reported_with_their_log_lines_and_events() {
     assert!(pending.contains("event Warning FailedScheduling"), "{pending}");
     // The subject names the pod; the problem its deployment.
     let f = doctor.finding("pod-image-pull-failing");
-    assert!(f["subject"].as_str().unwrap().starts_with("observability/prometheus-"));
-    assert!(f["problem"].as_str().unwrap().contains("(deployment prometheus) cannot pull its image"));
+    assert!(f.subject.starts_with("observability/prometheus-"));
+    assert!(f.problem.contains("(deployment prometheus) cannot pull its image"));
 }
 
 /// What the kubelet retries away is a warning, with what waiting fixes; the same sandbox failure
@@ -366,8 +369,8 @@ fn a_sandbox_failing_while_ztunnel_reconnects_is_a_warning_and_an_error_once_it_
     .unwrap();
     let (_, doctor) = run_doctor_any(&sim);
     let f = doctor.finding("pod-sandbox-failing");
-    assert_eq!(f["severity"], "warning", "{f}");
-    let note = f["note"].as_str().unwrap();
+    assert_eq!(f.severity, Severity::Warning, "{f:?}");
+    let note = f.note.as_deref().unwrap_or_default();
     assert!(note.starts_with("waiting fixes it: ztunnel or istio-cni is not Ready"), "{note}");
     assert!(doctor.evidence("pod-sandbox-failing").contains("no ztunnel connection"));
 
@@ -385,10 +388,8 @@ fn a_sandbox_failing_while_ztunnel_reconnects_is_a_warning_and_an_error_once_it_
     .unwrap();
     let (_, doctor) = run_doctor_any(&sim);
     let f = doctor.finding("pod-sandbox-failing");
-    assert_eq!(f["severity"], "error", "{f}");
-    assert!(
-        f["problem"].as_str().unwrap().contains("the sandbox still fails with ztunnel and istio-cni Ready")
-    );
+    assert_eq!(f.severity, Severity::Error, "{f:?}");
+    assert!(f.problem.contains("the sandbox still fails with ztunnel and istio-cni Ready"));
 }
 
 #[test]
@@ -419,7 +420,7 @@ fn kafka_volume_and_config_providers_are_read_from_the_deployments() {
     // The default world: Kafka without a PVC, a worker that declares no provider.
     let sim = World::healthy();
     let (_, doctor) = run_doctor(&sim, 0);
-    assert_eq!(doctor.finding("kafka-no-volume")["severity"], "warning");
+    assert_eq!(doctor.finding("kafka-no-volume").severity, Severity::Warning);
     assert_eq!(
         doctor.evidence("kafka-no-volume"),
         "deployment infra/kafka: spec.template.spec.volumes has no persistentVolumeClaim"
@@ -462,7 +463,7 @@ fn kafka_volume_and_config_providers_are_read_from_the_deployments() {
     assert!(
         doctor.fix("connector-placeholder-keyless").contains("credentials.properties:ECOM_DB_PASSWORD}\"")
     );
-    assert_eq!(doctor.finding("connector-placeholder-keyless")["severity"], "warning");
+    assert_eq!(doctor.finding("connector-placeholder-keyless").severity, Severity::Warning);
     Test::new().world(&sim).args(["connectors"]).code(0).run();
 }
 
@@ -472,7 +473,7 @@ fn a_failed_connector_shows_the_first_line_of_its_trace() {
     sim.fault(Fault::ConnectorTaskFailed { connector: "inventory-connector".into() });
     let (doctor_run, doctor) = run_doctor(&sim, 6);
     let f = doctor.finding("connector-failed");
-    assert_eq!(f["subject"], "inventory-connector");
+    assert_eq!(f.subject, "inventory-connector");
     assert!(
         doctor
             .evidence("connector-failed")

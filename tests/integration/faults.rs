@@ -10,6 +10,7 @@
 use std::path::Path;
 use std::sync::Mutex;
 
+use bookstore::event::Event;
 use bookstore_sim::kit::{self, CONTEXT, HOSTILE, Test, World, leaks_in};
 use bookstore_sim::{Fault, PullError, Sim, SimOptions, Source};
 
@@ -991,7 +992,10 @@ fn ctrl_c_once_kafka_is_ready_again() {
     let name = "Ctrl-C once kafka is Ready again";
     c.mark();
     let running = Test::new().world(&c).args(["up"]).json().any_code().spawn();
-    running.until_event("kafka ready", |v| v["event"] == "workload_ready" && v["workload"] == "kafka");
+    running.until_event(
+        "kafka ready",
+        |e| matches!(e, Event::WorkloadReady { workload, .. } if workload == "kafka"),
+    );
     running.interrupt();
     running.wait().expect(130);
     let first = c.restarts();

@@ -23,9 +23,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use bookstore::event::{Event, HealOutcome, NodeAction, Seen};
 use bookstore_sim::kit::{Test, World, poll};
 use bookstore_sim::{Fault, SimOptions};
-use serde_json::Value;
 
 use crate::fake_node::{self, NODE};
 
@@ -232,17 +232,21 @@ fn up_and_watch_through_a_real_podman() {
     c.sim().wait_healthy(BOUND).expect("the stack follows the podman node");
     c.mark();
     let w = test().args(["watch", "--interval", "0"]).json().code(0).spawn();
-    w.until_event("watching podman's events", |v: &Value| {
-        v["event"] == "watching" && v["engine"] == "podman"
-    });
-    w.until_event("the first look", |v: &Value| v["event"] == "heal_finished" && v["heal"] == 1);
+    w.until_event(
+        "watching podman's events",
+        |e: &Event| matches!(e, Event::Watching { engine, .. } if engine == "podman"),
+    );
+    w.until_event("the first look", |e: &Event| matches!(e, Event::HealFinished { heal: 1, .. }));
     let before = p.must(&["inspect", "--format", "{{.State.StartedAt}}", NODE]);
     p.must(&["restart", "-t", "5", NODE]);
-    w.until_event("podman's died", |v: &Value| v["event"] == "node_stopped" && v["exit_code"] == "143");
-    w.until_event("podman's start", |v: &Value| v["event"] == "node_started" && v["seen"] == "event");
+    w.until_event(
+        "podman's died",
+        |e: &Event| matches!(e, Event::NodeStopped { exit_code, .. } if exit_code == "143"),
+    );
+    w.until_event("podman's start", |e: &Event| matches!(e, Event::NodeStarted { seen: Seen::Event, .. }));
     assert_ne!(p.must(&["inspect", "--format", "{{.State.StartedAt}}", NODE]), before);
-    w.until_event("the heal", |v: &Value| {
-        v["event"] == "heal_finished" && v["heal"] == 2 && v["outcome"] == "ok"
+    w.until_event("the heal", |e: &Event| {
+        matches!(e, Event::HealFinished { heal: 2, outcome: HealOutcome::Ok, .. })
     });
     c.assert_recovered();
     c.assert_every_route_answers();
@@ -270,11 +274,11 @@ fn up_and_watch_through_a_real_podman() {
 
     // Stopped by hand while podman runs: left as it is.
     p.must(&["stop", "-t", "5", NODE]);
-    w.until_event("the stop", |v: &Value| v["event"] == "node_stopped");
+    w.until_event("the stop", |e: &Event| matches!(e, Event::NodeStopped { .. }));
     w.terminate();
     let run = w.wait();
     assert!(
-        !run.events().iter().any(|v| v["event"] == "heal_started" && v["start_node"] == true),
+        !run.events().iter().any(|e| matches!(e, Event::HealStarted { start_node: true, .. })),
         "{}",
         run.stderr
     );
@@ -292,11 +296,11 @@ fn up_and_watch_through_a_real_podman() {
     p.reboot();
     assert_eq!(p.state(), "created");
     let w = test().args(["watch", "--interval", "0"]).json().code(0).spawn();
-    w.until_event("the node reset by the reboot", |v: &Value| {
-        v["event"] == "node_exited" && v["action"] == "start" && v["state"] == "created"
+    w.until_event("the node reset by the reboot", |e: &Event| {
+        matches!(e, Event::NodeExited { action: NodeAction::Start, state, .. } if state == "created")
     });
-    w.until_event("the heal that starts it", |v: &Value| {
-        v["event"] == "heal_finished" && v["outcome"] == "ok"
+    w.until_event("the heal that starts it", |e: &Event| {
+        matches!(e, Event::HealFinished { outcome: HealOutcome::Ok, .. })
     });
     assert_eq!(p.state(), "running");
     c.assert_recovered();

@@ -4,6 +4,7 @@
 //! back-off by deleting its pod once its database is Ready. The guide's world (nothing
 //! re-adopted) gets the whole remedy as before: `sim_e2e` and `doctor` hold that.
 
+use bookstore::event::{Decided, Event};
 use bookstore::stack::{Role, Source};
 use bookstore_sim::kit::{BOUND, Test, World};
 use bookstore_sim::{AuditEntry, Fault, MeshReturn, SimOptions, Source as From};
@@ -54,12 +55,14 @@ pub fn crash_looping_app(world: &World) {
 
 /// The `decision` events of a `--json` run, by workload: (workload, action, reason).
 fn decisions(run: &bookstore_sim::kit::Run) -> Vec<(String, String, String)> {
-    run.events_named("decision")
+    run.events()
         .into_iter()
-        .filter(|v| v["workload"].is_string())
-        .map(|v| {
-            let s = |k: &str| v[k].as_str().unwrap_or("").to_string();
-            (s("workload"), s("action"), s("reason"))
+        .filter_map(|e| match e {
+            Event::Decision { subject: Decided::Workload { workload, .. }, action, reason } => {
+                let action = serde_json::to_value(action).ok()?.as_str()?.to_string();
+                Some((workload, action, reason))
+            }
+            _ => None,
         })
         .collect()
 }

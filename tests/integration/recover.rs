@@ -2,6 +2,7 @@
 //! through the real `kubectl` and `docker` clients (the fake executables these tests once ran
 //! against are gone: every behaviour they faked, the simulator models from the real sources).
 
+use bookstore::event::Event;
 use std::collections::BTreeMap;
 
 use bookstore_sim::kit::{HOSTILE, Test, World, assert_recovery_order, leaks_in};
@@ -63,14 +64,14 @@ fn recover_follows_the_guides_order_registers_flat_configs_and_reports_json_even
     }
 
     // The --json events: one per line on stdout, human progress on stderr.
-    let kinds: Vec<String> = run.events().iter().map(|e| e["event"].as_str().unwrap().to_string()).collect();
-    assert_eq!(kinds.first().map(String::as_str), Some("step_started"));
-    let count = |k: &str| kinds.iter().filter(|x| *x == k).count();
+    let events = run.events();
+    assert!(matches!(events.first(), Some(Event::StepStarted { .. })));
+    let count = |f: fn(&Event) -> bool| events.iter().filter(|e| f(e)).count();
     // ztunnel and the 16 workloads, each restarted (`task_started`) and then Ready.
-    assert_eq!(count("workload_ready"), 17);
-    assert_eq!(count("task_started"), 17 + 2);
-    assert_eq!(count("connector_registered"), 2);
-    assert_eq!(count("check_passed"), 9);
+    assert_eq!(count(|e| matches!(e, Event::WorkloadReady { .. })), 17);
+    assert_eq!(count(|e| matches!(e, Event::TaskStarted { .. })), 17 + 2);
+    assert_eq!(count(|e| matches!(e, Event::ConnectorRegistered { .. })), 2);
+    assert_eq!(count(|e| matches!(e, Event::CheckPassed { .. })), 9);
     assert!(run.stderr.contains("✓ ecom-db ready"), "{}", run.stderr);
     assert!(run.stderr.contains("kiali"), "{}", run.stderr);
     // The secret appears in no argv, output or file (and nothing was deleted).

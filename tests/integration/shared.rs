@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use bookstore::event::{Event, HealOutcome};
 use bookstore_sim::kit::{SHARED_CONTEXT, Test, World};
 
 /// `docker`, `kind`, `istioctl` and `kubectl` that record their argv and fail, first on PATH.
@@ -133,17 +134,26 @@ fn watch_on_a_shared_cluster_heals_a_node_reboot_from_the_nodes_watch() {
         .json()
         .any_code()
         .spawn();
-    w.until_event("the nodes' watch", |v| v["event"] == "watching");
-    w.until_event("the first look", |v| v["event"] == "heal_finished" && v["heal"] == 1);
+    w.until_event("the nodes' watch", |e| matches!(e, Event::WatchingNodes { .. }));
+    w.until_event("the first look", |e| matches!(e, Event::HealFinished { heal: 1, .. }));
     world.assert_nothing_restarted();
     world.node_reboot();
-    w.until_event("the reboot's heal", |v| v["event"] == "heal_finished" && v["heal"] == 2);
+    w.until_event("the reboot's heal", |e| matches!(e, Event::HealFinished { heal: 2, .. }));
     w.terminate();
     let run = w.ends_within(std::time::Duration::from_secs(10), "SIGTERM");
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let heals = run.events_named("heal_finished");
-    assert!(heals.iter().all(|h| h["outcome"] == "ok"), "{heals:?}\n{}", run.stderr);
-    let owed: Vec<String> = run.events_named("heal_owed").iter().map(|e| e["reason"].to_string()).collect();
+    let events = run.events();
+    let failed = events
+        .iter()
+        .filter(|e| matches!(e, Event::HealFinished { outcome, .. } if *outcome != HealOutcome::Ok));
+    assert_eq!(failed.count(), 0, "{}", run.stderr);
+    let owed: Vec<&String> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::HealOwed { reason } => Some(reason),
+            _ => None,
+        })
+        .collect();
     assert!(owed[1].contains("node dev-node-1 rebooted: its bootID changed"), "{owed:?}");
     assert_eq!(world.restarts().get("ztunnel"), Some(&1), "{}", run.stderr);
     bookstore_sim::kit::assert_recovery_order(&world.audit());

@@ -97,8 +97,12 @@ fn sources() -> Vec<(String, String)> {
 
 /// The files (outside `allowed`) whose code names one of `words`.
 fn naming(words: &[&str], allowed: impl Fn(&str) -> bool) -> Vec<String> {
-    sources()
-        .into_iter()
+    naming_in(&sources(), words, allowed)
+}
+
+fn naming_in(sources: &[(String, String)], words: &[&str], allowed: impl Fn(&str) -> bool) -> Vec<String> {
+    sources
+        .iter()
         .filter(|(file, _)| !allowed(file))
         .flat_map(|(file, code)| {
             words
@@ -188,48 +192,75 @@ fn the_judge_does_no_io() {
     assert!(found.is_empty(), "ARCHITECTURE.md: the judge does no IO\n{}", found.join("\n"));
 }
 
+/// `wait.rs` is the one retry loop (`Poll`: a deadline, sleeping only between attempts, the last
+/// answer on timeout): nothing else sleeps to try again. The other sleeps are no retries: a
+/// killed child reaped (`exec.rs`), the spinner's frame (`ui.rs`), the mesh's settle (a pause
+/// operation, `steps/executor.rs`). The event loops (the rollout's executor, the watcher, the
+/// image loader) wait on channels under their deadlines.
+#[test]
+fn only_wait_retries() {
+    let found = naming(&["thread::sleep", "wait::sleep"], |f| {
+        matches!(f, "wait.rs" | "exec.rs" | "ui.rs" | "steps/executor.rs")
+    });
+    assert!(found.is_empty(), "ARCHITECTURE.md: wait.rs is the one retry loop\n{}", found.join("\n"));
+}
+
+/// The rooms that only read: they are given the read-only `observe::Ctx` and kubectl's read half.
+fn reader(f: &str) -> bool {
+    ["observe/", "doctor/", "judge/"].iter().any(|room| f.starts_with(room))
+        || ["status.rs", "smoke.rs", "troubles.rs"].contains(&f)
+}
+
+/// Only the steps change anything: kubectl's and the node engine's change halves are types
+/// (`KubectlWrite`, `EngineWrite`, made by `Engine::write`) that only `steps/` holds; a read-only
+/// room neither names them nor reaches into `steps/` for its context. (The doc tests of
+/// `KubectlWrite` show the read half has no change method and the read-only context no change
+/// half.)
+const WRITERS: [&str; 6] =
+    ["KubectlWrite", "EngineWrite", "crate::steps", "steps::Ctx", ".write()", "engine_write"];
+
 #[test]
 fn what_only_reads_changes_nothing() {
-    // The typed wrappers that change something: only the steps call them.
-    let changes = [
-        "restart_all",
-        "restart_list",
-        ".apply(",
-        "apply_url",
-        "put_config",
-        "rm_force",
-        "kind_create_cluster",
-        "kind_delete_cluster",
-        "kind_load",
-        "delete_pod",
-        "EngineWrite",
-        ".write().",
-    ];
-    let readers = |f: &str| {
-        f.starts_with("observe/")
-            || f.starts_with("doctor/")
-            || f.starts_with("judge/")
-            || f == "status.rs"
-            || f == "smoke.rs"
-    };
-    let found = naming(&changes, |f| !readers(f));
+    let writers = WRITERS;
+    let found = naming(&writers, |f| !reader(f));
     assert!(
         found.is_empty(),
-        "ARCHITECTURE.md: observe, doctor, status and smoke change nothing\n{}",
+        "ARCHITECTURE.md: observe, doctor, status, smoke and troubles change nothing\n{}",
         found.join("\n")
     );
-    let found = naming(&["crate::steps"], |f| {
-        !(f.starts_with("observe/") || f.starts_with("doctor/") || f == "status.rs")
+    let found = naming(&writers[..2], |f| {
+        f.starts_with("steps/") || f.starts_with("kube") || f.starts_with("engine/")
     });
-    assert!(
-        found.is_empty(),
-        "ARCHITECTURE.md: the read-only rooms do not reach into steps/\n{}",
-        found.join("\n")
+    assert!(found.is_empty(), "ARCHITECTURE.md: only steps/ holds the change halves\n{}", found.join("\n"));
+    // The only files written outside steps/: the lock and the --timings files.
+    let found = naming(&["fs::write", "create_dir", "remove_file", "OpenOptions", "File::create"], |f| {
+        f.starts_with("steps/") || ["lock.rs", "state.rs", "timings/files.rs", "proptests.rs"].contains(&f)
+    });
+    assert!(found.is_empty(), "ARCHITECTURE.md: only steps/ changes anything\n{}", found.join("\n"));
+}
+
+/// The rule above has teeth: a reader that names a change half is caught.
+#[test]
+fn the_read_only_rule_sees_a_reader_holding_a_change_half() {
+    let code = |file: &str, text: &str| (file.to_string(), text.to_string());
+    let tree = [
+        code("doctor/mesh.rs", "fn probe(kube: &crate::kube::KubectlWrite) {}"),
+        code("status.rs", "use crate::steps::Ctx;"),
+        code("steps/rollout.rs", "fn restart(w: &crate::kube::KubectlWrite) {}"),
+    ];
+    let found = naming_in(&tree, &WRITERS, |f| !reader(f));
+    assert_eq!(
+        found,
+        [
+            "doctor/mesh.rs names `KubectlWrite`",
+            "status.rs names `crate::steps`",
+            "status.rs names `steps::Ctx`"
+        ]
     );
 }
 
 /// Nothing that holds data is deleted: the only deletions are `down`'s `kind delete cluster` and
-/// `Kubectl::delete_pod`, which takes a `PodRestart` (a pod its ReplicaSet, DaemonSet or
+/// `KubectlWrite::delete_pod`, which takes a `PodRestart` (a pod its ReplicaSet, DaemonSet or
 /// StatefulSet recreates, checked from the observed pod's ownerReferences), so a delete is a
 /// restart. No other argv says `delete`, and nothing but `cluster.rs` makes a `PodRestart`.
 #[test]
@@ -238,7 +269,7 @@ fn the_only_deletes_are_down_and_restarting_a_controlled_pod() {
     for (file, code) in sources() {
         let deletes = code.matches("\"delete\"").count();
         let allowed = match file.as_str() {
-            "kube.rs" | "engine/mod.rs" => 1,
+            "kube/write.rs" | "engine/mod.rs" => 1,
             _ => 0,
         };
         if deletes != allowed {
@@ -248,7 +279,7 @@ fn the_only_deletes_are_down_and_restarting_a_controlled_pod() {
             found.push(format!("{file} builds a PodRestart by hand (use PodRestart::of)"));
         }
     }
-    let kube = sources().into_iter().find(|(f, _)| f == "kube.rs").expect("kube.rs").1;
+    let kube = sources().into_iter().find(|(f, _)| f == "kube/write.rs").expect("kube/write.rs").1;
     assert!(kube.contains("pub fn delete_pod(&self, pod: &PodRestart)"), "delete_pod takes a PodRestart");
     let engine = sources().into_iter().find(|(f, _)| f == "engine/mod.rs").expect("engine/mod.rs").1;
     assert!(engine.contains("[\"delete\", \"cluster\""), "the engine's delete is kind's cluster delete");
@@ -268,8 +299,8 @@ fn nothing_runs_inside_a_pod_or_a_node() {
     // variant named there is not a `kubectl debug`.
     let pure = |f: &str| f.starts_with("plan") || f.starts_with("judge/");
     let found = naming(&["\"exec\"", "\"debug\"", "\"attach\""], pure);
-    let kube = sources().into_iter().find(|(f, _)| f == "kube.rs").expect("kube.rs").1;
     assert!(found.is_empty(), "ARCHITECTURE.md: nothing runs inside a pod or a node\n{}", found.join("\n"));
+    let kube = sources().into_iter().find(|(f, _)| f == "kube.rs").expect("kube.rs").1;
     assert!(kube.contains("[\"ztunnel-config\", \"all\", \"--node\""), "ztunnel's state through istioctl");
 }
 
@@ -350,4 +381,213 @@ fn no_test_polls_by_hand() {
         })
         .collect();
     assert_eq!(own, Vec::<String>::new(), "wait with bookstore_sim::kit::poll or eventually");
+}
+
+/// A module of `src/` (`steps::rollout`; the crate root is empty) and its code: comment lines
+/// dropped, its `mod tests` cut off, test-only files (`#[cfg(test)] mod x;`) left out.
+fn modules() -> Vec<(Vec<String>, String)> {
+    let mut out: Vec<(Vec<String>, String)> = sources()
+        .into_iter()
+        .map(|(file, code)| {
+            let mut path: Vec<String> = file.trim_end_matches(".rs").split('/').map(String::from).collect();
+            if matches!(path.last().map(String::as_str), Some("mod" | "lib" | "main")) {
+                path.pop();
+            }
+            let code = match code.find("#[cfg(test)]\nmod tests") {
+                Some(at) => code[..at].to_string(),
+                None => code,
+            };
+            (path, code)
+        })
+        .collect();
+    let test_only: Vec<Vec<String>> = out
+        .iter()
+        .flat_map(|(path, code)| {
+            code.split("#[cfg(test)]\n").skip(1).filter_map(move |after| {
+                let line = after.lines().next()?.trim();
+                let name = line.strip_prefix("pub(crate) ").unwrap_or(line).strip_prefix("mod ")?;
+                let name = name.strip_suffix(';')?;
+                Some(path.iter().cloned().chain([name.to_string()]).collect())
+            })
+        })
+        .collect();
+    out.retain(|(path, _)| !test_only.contains(path));
+    out
+}
+
+/// The paths a piece of code names from `crate::` or `super::` (use trees with braces expanded),
+/// each resolved against `module`.
+fn paths_named(module: &[String], code: &str) -> Vec<Vec<String>> {
+    fn ident(s: &str) -> (&str, &str) {
+        let end = s.find(|c: char| !(c.is_alphanumeric() || c == '_')).unwrap_or(s.len());
+        (&s[..end], &s[end..])
+    }
+    /// One use tree after `prefix::`: `a::b`, `a::{b, c::d}`, `{a, b}`.
+    fn tree(prefix: Vec<String>, s: &str, out: &mut Vec<Vec<String>>) -> usize {
+        let mut at = 0;
+        let mut path = prefix;
+        loop {
+            let rest = s[at..].trim_start();
+            at = s.len() - rest.len();
+            if let Some(inner) = rest.strip_prefix('{') {
+                let mut used = 1;
+                loop {
+                    let part = &inner[used - 1..];
+                    let part_trim = part.trim_start();
+                    used += part.len() - part_trim.len();
+                    if part_trim.starts_with('}') {
+                        used += 1;
+                        break;
+                    }
+                    used += tree(path.clone(), part_trim, out);
+                    let after = inner[used - 1..].trim_start();
+                    used = inner.len() - after.len() + 1;
+                    if let Some(a) = after.strip_prefix(',') {
+                        used = inner.len() - a.len() + 1;
+                    } else if after.starts_with('}') {
+                        used += 1;
+                        break;
+                    } else {
+                        break;
+                    }
+                }
+                out.push(path);
+                return at + used;
+            }
+            let (name, after) = ident(rest);
+            if name.is_empty() {
+                out.push(path);
+                return at;
+            }
+            path.push(name.to_string());
+            at = s.len() - after.len();
+            match after.strip_prefix("::") {
+                Some(next) => at = s.len() - next.len(),
+                None => {
+                    out.push(path);
+                    return at;
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (root, base) in
+        [("crate::", Vec::new()), ("super::", module[..module.len().saturating_sub(1)].to_vec())]
+    {
+        for (at, _) in code.match_indices(root) {
+            if code[..at].ends_with(|c: char| c.is_alphanumeric() || c == '_' || c == ':') {
+                continue; // `super::super::`, handled by the first `super::`, or `x::crate::`
+            }
+            let mut base = base.clone();
+            let mut rest = &code[at + root.len()..];
+            while let Some(r) = rest.strip_prefix("super::") {
+                base.pop();
+                rest = r;
+            }
+            tree(base, rest, &mut out);
+        }
+    }
+    out
+}
+
+/// Each module and the modules it imports (the longest module prefix of each path it names),
+/// a module's own ancestors and descendants aside: containment is not an import.
+fn imports() -> Vec<(String, Vec<String>)> {
+    let modules = modules();
+    let known: Vec<&Vec<String>> = modules.iter().map(|(p, _)| p).collect();
+    modules
+        .iter()
+        .map(|(module, code)| {
+            let mut to: Vec<String> = paths_named(module, code)
+                .into_iter()
+                .filter_map(|path| {
+                    (1..=path.len()).rev().map(|n| path[..n].to_vec()).find(|p| known.contains(&p))
+                })
+                .filter(|p| !(p.starts_with(module) || module.starts_with(p)))
+                .map(|p| p.join("::"))
+                .collect();
+            to.sort();
+            to.dedup();
+            (module.join("::"), to)
+        })
+        .collect()
+}
+
+/// The cycles of a graph, as `a → b → a`.
+fn cycles(graph: &[(String, Vec<String>)]) -> Vec<String> {
+    fn visit(
+        node: &str,
+        graph: &[(String, Vec<String>)],
+        stack: &mut Vec<String>,
+        done: &mut Vec<String>,
+        found: &mut Vec<String>,
+    ) {
+        if let Some(at) = stack.iter().position(|n| n == node) {
+            let mut cycle = stack[at..].to_vec();
+            cycle.push(node.to_string());
+            found.push(cycle.join(" → "));
+            return;
+        }
+        if done.iter().any(|n| n == node) {
+            return;
+        }
+        stack.push(node.to_string());
+        for (_, to) in graph.iter().filter(|(n, _)| n == node) {
+            for next in to {
+                visit(next, graph, stack, done, found);
+            }
+        }
+        stack.pop();
+        done.push(node.to_string());
+    }
+    let (mut done, mut found) = (Vec::new(), Vec::new());
+    for (node, _) in graph {
+        visit(node, graph, &mut Vec::new(), &mut done, &mut found);
+    }
+    found
+}
+
+/// No module imports one that imports it back, however far round: not between files (`steps::
+/// inputs` and `steps::rollout`), nor between rooms (`run` and `watch`). The layers point one way.
+#[test]
+fn no_module_imports_one_that_imports_it_back() {
+    let graph = imports();
+    assert!(graph.iter().any(|(m, to)| m == "watch" && to.iter().any(|t| t == "config")), "{graph:?}");
+    let found = cycles(&graph);
+    assert!(found.is_empty(), "ARCHITECTURE.md: import cycles between modules:\n{}", found.join("\n"));
+    let mut rooms: Vec<(String, Vec<String>)> = Vec::new();
+    for (module, to) in &graph {
+        let room = module.split("::").next().unwrap_or("").to_string();
+        let to: Vec<String> = to
+            .iter()
+            .map(|t| t.split("::").next().unwrap_or("").to_string())
+            .filter(|t| *t != room && !t.is_empty())
+            .collect();
+        if room.is_empty() {
+            continue;
+        }
+        match rooms.iter_mut().find(|(r, _)| *r == room) {
+            Some((_, all)) => all.extend(to),
+            None => rooms.push((room, to)),
+        }
+    }
+    let found = cycles(&rooms);
+    assert!(found.is_empty(), "ARCHITECTURE.md: import cycles between rooms:\n{}", found.join("\n"));
+}
+
+/// The cycle check sees what it must: a use tree with braces, `super::` between siblings, and a
+/// cycle however far round.
+#[test]
+fn the_cycle_check_reads_use_trees_and_finds_long_cycles() {
+    let module: Vec<String> = ["steps", "rollout"].map(String::from).to_vec();
+    let named = paths_named(&module, "use crate::{kube::{Rollout, x}, plan};\nuse super::{Ctx, inputs::f};");
+    let named: Vec<String> = named.iter().map(|p| p.join("::")).collect();
+    for want in ["kube::Rollout", "kube::x", "plan", "steps::Ctx", "steps::inputs::f"] {
+        assert!(named.iter().any(|n| n == want), "{want} not in {named:?}");
+    }
+    let g = |edges: &[(&str, &[&str])]| -> Vec<(String, Vec<String>)> {
+        edges.iter().map(|(a, to)| (a.to_string(), to.iter().map(|t| t.to_string()).collect())).collect()
+    };
+    assert_eq!(cycles(&g(&[("a", &["b"]), ("b", &["c"]), ("c", &["a"])])), ["a → b → c → a"]);
+    assert!(cycles(&g(&[("a", &["b", "c"]), ("b", &["c"]), ("c", &[])])).is_empty());
 }

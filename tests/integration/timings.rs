@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use bookstore::event::{Event, Stamped};
 use bookstore_sim::kit::{HOSTILE, Test, World, poll};
 use bookstore_sim::{AuditEntry, Fault, Source};
 use serde_json::Value;
@@ -95,6 +96,11 @@ fn bars(dom: &str) -> Vec<BTreeMap<String, String>> {
         .collect()
 }
 
+/// The names of the `--timings=json` document's bars of this kind.
+fn names_of(bars: &[Value], kind: &str) -> BTreeSet<String> {
+    bars.iter().filter(|b| b["kind"] == kind).map(|b| b["name"].as_str().unwrap().to_string()).collect()
+}
+
 /// Every workload the run restarted: the kube PATCHes that set `restartedAt`.
 fn restarted(audit: &[AuditEntry]) -> BTreeSet<String> {
     audit
@@ -118,12 +124,14 @@ fn a_recoverys_timings_page_opens_in_a_browser_with_a_bar_per_restarted_workload
         .run();
     // The --json events carry the same story: each restart with what released it, and the
     // summary names the files.
-    let events: Vec<Value> =
-        run.stdout.lines().map(|l| serde_json::from_str(l).expect("JSON event")).collect();
-    let started = events.iter().filter(|e| e["event"] == "task_started").count();
+    let events: Vec<Stamped> =
+        run.stdout.lines().map(|l| serde_json::from_str(l).expect("an event")).collect();
+    let started = events.iter().filter(|e| matches!(e.event, Event::TaskStarted { .. })).count();
     assert_eq!(started, 17 + 2, "each workload and connector: {}", run.stdout);
-    let summary = events.last().expect("summary");
-    assert_eq!(summary["programs"]["kubectl"].as_u64().map(|n| n > 0), Some(true), "{summary}");
+    let Some(Event::Summary { programs, timings: Some(named), .. }) = events.last().map(|e| &e.event) else {
+        panic!("the summary last, naming the timings files: {}", run.stdout)
+    };
+    assert!(programs.get("kubectl").is_some_and(|n| *n > 0), "{programs:?}");
     let audit: Vec<AuditEntry> = sim.audit().split_off(since);
     let restarted = restarted(&audit);
     assert_eq!(restarted.len(), 17, "ztunnel and the 16 workloads: {restarted:?}");
@@ -138,22 +146,14 @@ fn a_recoverys_timings_page_opens_in_a_browser_with_a_bar_per_restarted_workload
     for file in &files {
         assert!(run.stderr.contains(&format!("timings: {}", file.display())), "{}", run.stderr);
     }
-    let named: Vec<&str> =
-        summary["timings"].as_array().expect("summary.timings").iter().filter_map(Value::as_str).collect();
-    assert_eq!(named, files.iter().map(|f| f.to_str().unwrap()).collect::<Vec<_>>());
+    assert_eq!(*named, files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>());
     let name = page.file_name().unwrap().to_string_lossy().to_string();
     assert!(name.starts_with("recover-") && name.len() == "recover-20260101T000000Z.html".len(), "{name}");
 
     // The JSON document: the same bars, the critical path a chain along the plan's edges.
     let doc: Value = serde_json::from_str(&std::fs::read_to_string(json).unwrap()).expect("JSON");
     let doc_bars = doc["bars"].as_array().expect("bars");
-    let of_kind = |kind: &str| -> BTreeSet<String> {
-        doc_bars
-            .iter()
-            .filter(|b| b["kind"] == kind)
-            .map(|b| b["name"].as_str().unwrap().to_string())
-            .collect()
-    };
+    let of_kind = |kind: &str| names_of(doc_bars, kind);
     assert_eq!(of_kind("workload"), restarted);
     assert_eq!(of_kind("connector"), BTreeSet::from(["ecom-connector".into(), "inventory-connector".into()]));
     let chain: Vec<&Value> = doc_bars.iter().filter(|b| b["critical"] == true).collect();
@@ -271,4 +271,69 @@ fn a_run_that_times_out_still_writes_its_timeline_with_the_stuck_workload_on_the
         .args(["recover", "--dry-run", "--timings", "--timings-dir", dry.to_str().unwrap()])
         .run();
     assert!(!dry.exists() && run.stderr.contains("--timings writes no timeline"), "{}", run.stderr);
+}
+
+/// `up --timings` on an empty machine: one named bar per preparation (the Secrets, the Gateway
+/// API CRDs, Istio, each image), per workload applied and per connector, each turning Ready, in
+/// the JSON document and on the page read back from headless Chromium's DOM.
+#[test]
+fn the_bootstraps_timings_page_has_a_named_bar_per_preparation_workload_and_connector_each_ready() {
+    let sim = crate::bootstrap::empty_machine(true);
+    let dir = sim.dir().join("timings");
+    let run = Test::new()
+        .world(&sim)
+        .args(["up", "--json", "--timings=html,json", "--timings-dir", dir.to_str().unwrap()])
+        .code(0)
+        .run();
+    // What the run said it started: each a bar.
+    let started: BTreeSet<String> = bookstore::event::parse(&run.stdout)
+        .into_iter()
+        .filter_map(|e| match e.event {
+            Event::TaskStarted { subject, .. } => Some(subject.name().to_string()),
+            _ => None,
+        })
+        .collect();
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(&dir).expect("timings folder").map(|e| e.unwrap().path()).collect();
+    files.sort();
+    let (page, json) = (&files[0], &files[1]);
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(json).unwrap()).expect("JSON");
+    let doc_bars = doc["bars"].as_array().expect("bars");
+    let named = |kind: &str| names_of(doc_bars, kind);
+    // Every task a named bar that turned Ready (no bar without a name, none left unfinished).
+    for b in doc_bars {
+        assert!(!b["name"].as_str().unwrap().is_empty(), "a nameless bar: {b}");
+        assert_eq!(b["outcome"], "ok", "{b}");
+        assert!(b["ready_ms"].is_u64(), "{b}");
+    }
+    let tasks: BTreeSet<String> = ["prep", "applied", "connector"].iter().flat_map(|k| named(k)).collect();
+    assert_eq!(tasks, started, "a bar per task started");
+    let preps = named("prep");
+    for prep in ["the Secrets", "the Gateway API CRDs", "Istio"] {
+        assert!(preps.contains(prep), "no bar for {prep}: {preps:?}");
+    }
+    let images = preps.iter().filter(|p| p.contains('/') || p.contains(':')).count();
+    assert!(images >= 10, "a bar per image: {preps:?}");
+    let stack = bookstore_sim::config::Infra::load(&sim.dir().join("infra")).unwrap().stack;
+    let applied = named("applied");
+    for w in &stack.workloads {
+        assert!(applied.contains(&w.name), "no bar for {}: {applied:?}", w.name);
+    }
+    assert_eq!(named("connector"), BTreeSet::from(["ecom-connector".into(), "inventory-connector".into()]));
+
+    // The page in a real browser: the same bars, each Ready.
+    let shot = artifacts().join("bootstrap.png");
+    let _ = std::fs::copy(page, artifacts().join("bootstrap.html"));
+    let Some(loaded) = open(page, &shot, "1200x2400") else { return };
+    assert!(loaded.console.is_empty(), "console messages: {:#?}", loaded.console);
+    let dom = bars(&loaded.dom);
+    for kind in ["prep", "applied", "connector"] {
+        let on_page: BTreeSet<String> =
+            dom.iter().filter(|b| b["data-kind"] == kind).map(|b| b["data-name"].clone()).collect();
+        assert_eq!(on_page, named(kind), "{kind} bars on the page");
+    }
+    for b in &dom {
+        assert!(!b["data-name"].is_empty() && !b["data-ready-ms"].is_empty(), "{b:?}");
+        assert!(!b["class"].contains("failed"), "{b:?}");
+    }
 }

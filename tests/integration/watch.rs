@@ -6,28 +6,24 @@
 
 use std::time::Duration;
 
+use bookstore::event::{Event, HealOutcome, NodeAction, Seen};
 use bookstore_sim::kit::{Run, Running, Test, World, assert_recovery_order, leaks_in};
 use bookstore_sim::{AuditEntry, Fault, SimOptions, Source};
-use serde_json::Value;
 
 /// How long a watcher may take to end after SIGTERM / Ctrl-C (a bound, not a goal: it takes
 /// well under a second here).
 const STOP_BOUND: Duration = Duration::from_secs(10);
 
-pub(crate) fn is(event: &str) -> impl Fn(&Value) -> bool + '_ {
-    move |v: &Value| v["event"] == event
-}
-
-pub(crate) fn heal_finished(outcome: &str) -> impl Fn(&Value) -> bool + '_ {
-    move |v: &Value| v["event"] == "heal_finished" && v["outcome"] == outcome
+pub(crate) fn heal_finished(want: HealOutcome) -> impl Fn(&Event) -> bool {
+    move |e: &Event| matches!(e, Event::HealFinished { outcome, .. } if *outcome == want)
 }
 
 /// Start the watcher and wait until it follows Docker's events and its first look is done (one
 /// convergent heal: a check on a healthy stack).
 fn watch<'w>(c: &'w World, interval: &str) -> Running<'w> {
     let w = spawn_watch(c, interval);
-    w.until_event("watching", is("watching"));
-    w.until_event("the first look", heal_finished("ok"));
+    w.until_event("watching", |e: &Event| matches!(e, Event::Watching { .. }));
+    w.until_event("the first look", heal_finished(HealOutcome::Ok));
     w
 }
 
@@ -42,7 +38,7 @@ pub(crate) fn terminate(w: Running) -> Run {
     w.ends_within(STOP_BOUND, "SIGTERM")
 }
 
-/// Nothing left behind, no secret anywhere, nothing deleted.
+/// Nothing left behind, no secret anywhere, nothing deleted (but pods their controller recreates).
 pub(crate) fn assert_clean(c: &World, runs: &[&Run]) {
     assert_eq!(c.live_clients(), Vec::<String>::new(), "children outlived the watcher");
     for a in c.argv() {
@@ -53,13 +49,8 @@ pub(crate) fn assert_clean(c: &World, runs: &[&Run]) {
         assert!(leaks_in(run.stdout.as_bytes()).is_empty(), "the password on stdout");
         assert!(leaks_in(run.stderr.as_bytes()).is_empty(), "the password on stderr");
     }
-    let deletes: Vec<String> = c
-        .audit()
-        .iter()
-        .filter(|e| e.verb == "DELETE")
-        .map(|e| format!("{:?} {}", e.source, e.path))
-        .collect();
-    assert_eq!(deletes, Vec::<String>::new(), "something was deleted");
+    // A crash-looping app's pod deleted so its ReplicaSet recreates it is a restart (issue 22).
+    assert_eq!(c.deletes(), Vec::<String>::new(), "something was deleted");
 }
 
 fn changes(audit: &[AuditEntry]) -> Vec<String> {
@@ -83,12 +74,12 @@ fn docker_desktop_restarts_are_healed_without_any_other_command() {
         // Docker goes away for a second (its socket too), then the node starts again with a
         // new State.StartedAt, every pod stale, Kafka's topics gone.
         c.sim().docker_desktop_restart(1.0, 0.5);
-        w.until_event("docker_down", is("docker_down"));
-        w.until_event("docker_up", is("docker_up"));
-        w.until_event("node_started", is("node_started"));
+        w.until_event("docker_down", |e: &Event| matches!(e, Event::DockerDown { .. }));
+        w.until_event("docker_up", |e: &Event| matches!(e, Event::DockerUp { .. }));
+        w.until_event("node_started", |e: &Event| matches!(e, Event::NodeStarted { .. }));
         // (Heal 1 was the first look.)
-        w.until_event(&format!("heal {} finished ok", restart + 1), |v| {
-            v["event"] == "heal_finished" && v["heal"] == restart + 1 && v["outcome"] == "ok"
+        w.until_event(&format!("heal {} finished ok", restart + 1), |e| {
+            matches!(e, Event::HealFinished { heal, outcome: HealOutcome::Ok, .. } if *heal == restart + 1)
         });
         c.assert_recovered();
         c.assert_every_route_answers();
@@ -100,7 +91,7 @@ fn docker_desktop_restarts_are_healed_without_any_other_command() {
     assert!(run.stderr.contains("Healed in"), "{}", run.stderr);
     let ev = run.events();
     assert_eq!(
-        ev.iter().filter(|e| e["event"] == "heal_started").count(),
+        ev.iter().filter(|e| matches!(e, Event::HealStarted { .. })).count(),
         3,
         "the first look, one heal per restart"
     );
@@ -113,13 +104,13 @@ fn a_restart_in_the_middle_of_a_heal_ends_healed() {
     c.mark();
     let w = watch(&c, "0");
     c.sim().docker_desktop_restart(0.5, 0.0);
-    w.until_event("heal_started", is("heal_started"));
+    w.until_event("heal_started", |e: &Event| matches!(e, Event::HealStarted { .. }));
     w.until_step("Restarting 16 workloads");
     // Docker Desktop restarts again while the heal restarts the workloads.
     c.sim().docker_desktop_restart(1.0, 0.0);
-    w.until_event("the heal stopped", heal_finished("cancelled"));
-    w.until_event("docker_up", is("docker_up"));
-    w.until_event("the heal that starts over", heal_finished("ok"));
+    w.until_event("the heal stopped", heal_finished(HealOutcome::Cancelled));
+    w.until_event("docker_up", |e: &Event| matches!(e, Event::DockerUp { .. }));
+    w.until_event("the heal that starts over", heal_finished(HealOutcome::Ok));
     c.assert_recovered();
     c.assert_every_route_answers();
     let run = terminate(w);
@@ -153,20 +144,21 @@ fn a_heal_that_fails_is_retried_with_backoff() {
     let w = watch(&c, "0");
     c.sim().fault(Fault::RolloutNeverCompletes { workload: "redis".into() });
     c.sim().docker_desktop_restart(0.3, 0.0);
-    w.until_event("the heal failing", heal_finished("failed"));
+    w.until_event("the heal failing", heal_finished(HealOutcome::Failed));
     // The cause goes away; the retry (after its backoff, not at once) heals.
     c.sim().fault(Fault::Clear);
-    w.until_event("the retry healing", heal_finished("ok"));
+    w.until_event("the retry healing", heal_finished(HealOutcome::Ok));
     c.assert_recovered();
     let run = terminate(w);
     run.expect(0);
     let ev = run.events();
-    let failed = ev.iter().find(|e| heal_finished("failed")(e)).unwrap();
-    assert_eq!(failed["exit_code"], 124, "{failed}");
-    assert!(failed["message"].as_str().unwrap().contains("infra/redis"), "{failed}");
-    assert_eq!(failed["retry_in_ms"], 5000);
+    let failed = ev.iter().find(|e| heal_finished(HealOutcome::Failed)(e)).unwrap();
+    let Event::HealFinished { exit_code, message, retry_in_ms, .. } = failed else { unreachable!() };
+    assert_eq!(*exit_code, Some(124), "{failed:?}");
+    assert!(message.as_deref().unwrap_or_default().contains("infra/redis"), "{failed:?}");
+    assert_eq!(*retry_in_ms, Some(5000));
     assert_eq!(
-        ev.iter().filter(|e| e["event"] == "heal_started").count(),
+        ev.iter().filter(|e| matches!(e, Event::HealStarted { .. })).count(),
         3,
         "the first look, then no hot loop"
     );
@@ -174,7 +166,11 @@ fn a_heal_that_fails_is_retried_with_backoff() {
     // With what `bookstore doctor` finds then (the heal stopped before the connectors).
     let report = &run.stderr[run.stderr.find("what `bookstore doctor` finds now").expect("a diagnosis")..];
     assert!(report.contains("[connectors-missing]"), "{report}");
-    assert!(ev.iter().any(|e| e["event"] == "finding" && e["id"] == "connectors-missing"), "{}", run.stdout);
+    assert!(
+        ev.iter().any(|e| matches!(e, Event::Finding(f) if f.id == "connectors-missing")),
+        "{}",
+        run.stdout
+    );
     assert_clean(&c, &[&run]);
 }
 
@@ -187,7 +183,7 @@ fn a_manual_run_while_the_watcher_heals_is_told_so() {
     w.until_step("Restarting 16 workloads");
     let manual = Test::new().world(&c).args(["up"]).json().code(5).run();
     assert!(manual.stderr.contains("running `bookstore watch` (healing:"), "{}", manual.stderr);
-    w.until_event("the heal", heal_finished("ok"));
+    w.until_event("the heal", heal_finished(HealOutcome::Ok));
     c.assert_recovered();
     let run = terminate(w);
     run.expect(0);
@@ -208,7 +204,7 @@ fn the_watcher_waits_for_a_manual_run() {
     assert!(w.stderr().contains("running `bookstore up` to finish before healing"), "{}", w.stderr());
     let manual = manual.wait();
     manual.expect(0);
-    w.until_event("the watcher's heal", heal_finished("ok"));
+    w.until_event("the watcher's heal", heal_finished(HealOutcome::Ok));
     c.assert_recovered();
     let run = terminate(w);
     run.expect(0);
@@ -229,9 +225,16 @@ fn on_a_healthy_stack_the_watcher_only_reads() {
     run.expect(0);
     assert_eq!(changes(&c.audit()), Vec::<String>::new(), "the watcher changed something");
     // Its first look is the only heal: a check.
-    let heals: Vec<Value> = run.events().into_iter().filter(is("heal_started")).collect();
+    let heals: Vec<String> = run
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::HealStarted { reason, .. } => Some(reason),
+            _ => None,
+        })
+        .collect();
     assert_eq!(heals.len(), 1, "{}", run.stderr);
-    assert!(heals[0]["reason"].as_str().unwrap().starts_with("first look"), "{}", heals[0]);
+    assert!(heals[0].starts_with("first look"), "{heals:?}");
     assert_clean(&c, &[&run]);
 }
 
@@ -244,7 +247,7 @@ fn a_heal_on_a_healthy_stack_restarts_nothing() {
     c.sim().fault(Fault::ConnectReset { count: 1 });
     // (Its first look is that heal.)
     let w = spawn_watch(&c, "1s");
-    w.until_event("the heal", heal_finished("ok"));
+    w.until_event("the heal", heal_finished(HealOutcome::Ok));
     let run = terminate(w);
     run.expect(0);
     assert_eq!(c.patches(), Vec::<String>::new(), "a heal restarted something on a healthy stack");
@@ -267,7 +270,7 @@ fn while_docker_is_away_its_socket_is_watched_not_polled_with_the_cli() {
     c.sim().docker_stop();
     c.mark();
     let w = spawn_watch(&c, "0");
-    w.until_event("docker_down", is("docker_down"));
+    w.until_event("docker_down", |e: &Event| matches!(e, Event::DockerDown { .. }));
     // (`docker version` now; `docker info` was the probe before.)
     let probes =
         || c.argv().iter().filter(|a| a.get(1).is_some_and(|x| x == "version" || x == "info")).count();
@@ -276,12 +279,12 @@ fn while_docker_is_away_its_socket_is_watched_not_polled_with_the_cli() {
     assert!(probes() <= 2, "{} docker CLI probes while Docker was away 2 s", probes());
     c.sim().docker_start();
     // Noticed back by its socket, not the backoff (30 s now).
-    w.until_event("docker_up", is("docker_up"));
+    w.until_event("docker_up", |e: &Event| matches!(e, Event::DockerUp { .. }));
     w.interrupt();
     let run = w.ends_within(STOP_BOUND, "Ctrl-C");
     run.expect(130);
     assert_eq!(run.stderr.matches("Docker is not running").count(), 1, "{}", run.stderr);
-    assert_eq!(run.events().iter().filter(|e| e["event"] == "docker_down").count(), 1);
+    assert_eq!(run.events().iter().filter(|e| matches!(e, Event::DockerDown { .. })).count(), 1);
     assert_clean(&c, &[&run]);
 }
 
@@ -302,14 +305,21 @@ fn docker_away_is_seen_on_every_docker_cli_release() {
         c.until("the Docker socket to go", || !c.sim().docker_socket().exists());
         c.mark();
         let w = spawn_watch(&c, "0");
-        w.until_event("docker_down", is("docker_down"));
+        w.until_event("docker_down", |e: &Event| matches!(e, Event::DockerDown { .. }));
         c.sim().docker_start();
-        w.until_event("docker_up", is("docker_up"));
+        w.until_event("docker_up", |e: &Event| matches!(e, Event::DockerUp { .. }));
         // (Its heal is every other test's: SIGTERM in the middle of it.)
         let run = terminate(w);
         run.expect(0);
-        let down = run.events().into_iter().find(is("docker_down")).unwrap();
-        assert!(down["message"].as_str().unwrap().contains(words), "{cli:?}: {down}");
+        let down = run
+            .events()
+            .into_iter()
+            .find_map(|e| match e {
+                Event::DockerDown { message } => Some(message),
+                _ => None,
+            })
+            .unwrap();
+        assert!(down.contains(words), "{cli:?}: {down}");
         assert_clean(&c, &[&run]);
     }
 }
@@ -323,10 +333,10 @@ fn a_node_docker_left_exited_is_started_and_healed() {
     c.mark();
     let w = watch(&c, "0");
     c.sim().docker_desktop_restart(0.5, 0.0);
-    w.until_event("the node judged stopped with Docker", |v| {
-        v["event"] == "node_exited" && v["stopped_with_docker"] == true && v["action"] == "start"
+    w.until_event("the node judged stopped with Docker", |e| {
+        matches!(e, Event::NodeExited { stopped_with_docker: true, action: NodeAction::Start, .. })
     });
-    w.until_event("the heal", heal_finished("ok"));
+    w.until_event("the heal", heal_finished(HealOutcome::Ok));
     c.assert_recovered();
     c.assert_every_route_answers();
     let run = terminate(w);
@@ -348,8 +358,8 @@ fn a_node_stopped_by_hand_is_left_stopped() {
         c.docker(args).ok();
     };
     docker(&["stop", "bookstore-control-plane"]);
-    w.until_event("the node judged stopped by hand", |v| {
-        v["event"] == "node_exited" && v["stopped_with_docker"] == false && v["action"] == "none"
+    w.until_event("the node judged stopped by hand", |e| {
+        matches!(e, Event::NodeExited { stopped_with_docker: false, action: NodeAction::None, .. })
     });
     // Checks go on (the node is looked at every 200 ms): nothing starts it.
     let looks = || c.argv().iter().filter(|a| a.get(1).is_some_and(|x| x == "inspect")).count();
@@ -360,12 +370,17 @@ fn a_node_stopped_by_hand_is_left_stopped() {
         "the watcher started it"
     );
     docker(&["start", "bookstore-control-plane"]);
-    w.until_event("the heal", heal_finished("ok"));
+    w.until_event("the heal", heal_finished(HealOutcome::Ok));
     c.assert_recovered();
     let run = terminate(w);
     run.expect(0);
     assert_eq!(run.stderr.matches("was stopped while Docker ran").count(), 1, "said once: {}", run.stderr);
-    assert_eq!(run.events().iter().filter(|e| e["event"] == "heal_started").count(), 2, "{}", run.stderr);
+    assert_eq!(
+        run.events().iter().filter(|e| matches!(e, Event::HealStarted { .. })).count(),
+        2,
+        "{}",
+        run.stderr
+    );
     assert_clean(&c, &[&run]);
 }
 
@@ -379,7 +394,7 @@ fn a_restart_before_the_watcher_started_is_healed() {
     c.mark();
     // A first watcher looks at the healthy stack and keeps the start it found healed.
     let w = spawn_watch(&c, "0");
-    w.until_event("the first look", heal_finished("ok"));
+    w.until_event("the first look", heal_finished(HealOutcome::Ok));
     let first = terminate(w);
     first.expect(0);
     let state_file = c.sim().dir().join("home/.local/state/bookstore/watch-bookstore.json");
@@ -394,10 +409,10 @@ fn a_restart_before_the_watcher_started_is_healed() {
         c.sim().docker_socket().exists() && inspect_started(&c) != started
     });
     let w = spawn_watch(&c, "0");
-    w.until_event("the start read against the state file", |v| {
-        v["event"] == "node_started" && v["seen"] == "state"
+    w.until_event("the start read against the state file", |e| {
+        matches!(e, Event::NodeStarted { seen: Seen::State, .. })
     });
-    w.until_event("the heal", heal_finished("ok"));
+    w.until_event("the heal", heal_finished(HealOutcome::Ok));
     c.assert_recovered();
     let second = terminate(w);
     second.expect(0);
@@ -407,7 +422,7 @@ fn a_restart_before_the_watcher_started_is_healed() {
     // Nothing happened since: its first look is a check.
     let mark = c.sim().audit().len();
     let w = spawn_watch(&c, "0");
-    w.until_event("the first look", heal_finished("ok"));
+    w.until_event("the first look", heal_finished(HealOutcome::Ok));
     let third = terminate(w);
     third.expect(0);
     assert!(third.stderr.contains("has not started again since the heal"), "{}", third.stderr);
@@ -425,11 +440,11 @@ fn a_slow_api_after_the_restart_is_waited_for() {
     c.mark();
     let w = watch(&c, "0");
     c.sim().docker_desktop_restart(0.3, 3.0);
-    w.until_event("the heal", heal_finished("ok"));
+    w.until_event("the heal", heal_finished(HealOutcome::Ok));
     c.assert_recovered();
     let run = terminate(w);
     run.expect(0);
-    assert!(!run.events().iter().any(heal_finished("failed")), "{}", run.stderr);
+    assert!(!run.events().iter().any(heal_finished(HealOutcome::Failed)), "{}", run.stderr);
     assert_eq!(
         run.stderr.matches("Waiting ≤ 5m for the Kubernetes API").count(),
         2,
@@ -451,8 +466,8 @@ fn a_node_restart_mid_heal_is_told_by_dockers_clock() {
     c.sim().docker_desktop_restart(0.3, 0.0);
     w.until_step("Restarting 16 workloads");
     c.docker(&["restart", "bookstore-control-plane"]).ok();
-    w.until_event("the heal stopped", heal_finished("cancelled"));
-    w.until_event("the heal that starts over", heal_finished("ok"));
+    w.until_event("the heal stopped", heal_finished(HealOutcome::Cancelled));
+    w.until_event("the heal that starts over", heal_finished(HealOutcome::Ok));
     c.assert_recovered();
     let run = terminate(w);
     run.expect(0);
@@ -501,15 +516,16 @@ fn a_docker_context_use_during_the_watchers_life_does_not_move_it() {
         .json()
         .any_code()
         .spawn();
-    w.until_event("watching on the pinned context", |v| {
-        v["event"] == "watching"
-            && v["command"].as_str().is_some_and(|c| c.starts_with("docker --context sim events "))
+    w.until_event("watching on the pinned context", |e: &Event| {
+        matches!(e, Event::Watching { command, .. } if command.starts_with("docker --context sim events "))
     });
-    w.until_event("the first look", heal_finished("ok"));
+    w.until_event("the first look", heal_finished(HealOutcome::Ok));
     docker(&["context", "use", "elsewhere"]);
     c.sim().docker_desktop_restart(0.5, 0.2);
-    w.until_event("node_started", is("node_started"));
-    w.until_event("the heal", |v| v["event"] == "heal_finished" && v["heal"] == 2 && v["outcome"] == "ok");
+    w.until_event("node_started", |e: &Event| matches!(e, Event::NodeStarted { .. }));
+    w.until_event("the heal", |e: &Event| {
+        matches!(e, Event::HealFinished { heal: 2, outcome: HealOutcome::Ok, .. })
+    });
     c.assert_recovered();
     let run = terminate(w);
     run.expect(0);

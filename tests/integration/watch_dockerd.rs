@@ -16,9 +16,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use bookstore::event::{Event, HealOutcome};
 use bookstore_sim::SimOptions;
 use bookstore_sim::kit::{Test, World, poll};
-use serde_json::Value;
 
 use crate::fake_node::{self, NODE};
 
@@ -187,17 +187,17 @@ fn the_watcher_follows_a_real_docker_daemon_through_its_restart() {
     c.mark();
 
     let w = Test::new().world(&c).args(["watch", "--interval", "0"]).json().code(0).spawn();
-    w.until_event("watching", |v: &Value| v["event"] == "watching");
+    w.until_event("watching", |e| matches!(e, Event::Watching { .. }));
     let before = d.started_at();
 
     // The real daemon restarts: its event stream ends, the node comes back.
     d.stop();
-    w.until_event("docker_down", |v: &Value| v["event"] == "docker_down");
+    w.until_event("docker_down", |e| matches!(e, Event::DockerDown { .. }));
     d.launch().expect("dockerd starts again");
-    w.until_event("docker_up", |v: &Value| v["event"] == "docker_up");
-    w.until_event("node_started", |v: &Value| v["event"] == "node_started");
+    w.until_event("docker_up", |e| matches!(e, Event::DockerUp { .. }));
+    w.until_event("node_started", |e| matches!(e, Event::NodeStarted { .. }));
     assert_ne!(d.started_at(), before, "the daemon restarted the node");
-    w.until_event("the heal", |v: &Value| v["event"] == "heal_finished" && v["outcome"] == "ok");
+    w.until_event("the heal", |e| matches!(e, Event::HealFinished { outcome: HealOutcome::Ok, .. }));
     c.assert_recovered();
     c.assert_every_route_answers();
 

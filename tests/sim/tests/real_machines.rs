@@ -62,6 +62,10 @@ fn a_node_that_halts_cleanly_is_left_exited_when_docker_comes_back() {
         );
         sim.docker_stop();
         sim.docker_start();
+        // The daemon answers again once its listener is bound (on the simulator's runtime).
+        eventually(Duration::from_secs(10), "Docker to answer again", || {
+            sim.docker(&["version", "--format", "{{.Server.Version}}"]).success().then_some(())
+        });
         let state = inspect(&sim, "{{.State.Status}} {{.State.ExitCode}}");
         if left {
             assert_eq!(state, "exited 0");

@@ -227,14 +227,13 @@ pub(super) fn milestones(
 
 /// `bookstore --json`: (step, seconds) of every `step_finished` event.
 pub(crate) fn json_steps(stdout: &str) -> Vec<(String, f64)> {
-    stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["event"] == "step_finished")
-        .map(|v| {
-            let step = v["step"].as_str().unwrap_or("").to_string();
-            let step = step.split(" (").next().unwrap_or("").to_string();
-            (step, v["duration_ms"].as_f64().unwrap_or(0.0) / 1000.0)
+    bookstore::event::parse(stdout)
+        .into_iter()
+        .filter_map(|e| match e.event {
+            bookstore::event::Event::StepFinished { step, duration_ms, .. } => {
+                Some((step.split(" (").next().unwrap_or("").to_string(), duration_ms as f64 / 1000.0))
+            }
+            _ => None,
         })
         .collect()
 }

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use serde_json::Value;
+use bookstore::event::{Event, HealOutcome, Stamped};
 
 use super::{
     Bench, POLL_EVERY, SAMPLE_EVERY, fmt_opt, median, poll_healthy, surround, table, target, write_shim,
@@ -116,13 +116,10 @@ impl Bench {
         cmd.arg("watch").arg("--stack").arg(sim.stack_path()).args(["--json", "--color", "never"]);
         surround(&mut cmd, &sim, &shim, &dir)?;
         std::fs::write(dir.join("command"), format!("{cmd:?}\n"))?;
-        let events = |name: &str| -> Vec<Value> {
-            std::fs::read_to_string(dir.join("stdout"))
-                .unwrap_or_default()
-                .lines()
-                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-                .filter(|v| v["event"] == name)
-                .collect()
+        let events =
+            || bookstore::event::parse(&std::fs::read_to_string(dir.join("stdout")).unwrap_or_default());
+        let finished_at = |events: &[Stamped]| -> Vec<u64> {
+            events.iter().filter(|e| matches!(e.event, Event::HealFinished { .. })).map(|e| e.t_ms).collect()
         };
         let until = |what: &str, deadline: Instant, f: &dyn Fn() -> bool| -> Result<()> {
             while !f() {
@@ -149,7 +146,7 @@ impl Bench {
             let mut child = cmd.spawn().context("starting bookstore watch")?;
             // Its first look (a check on the healthy stack) done, as a login agent's long ago.
             let first = until("first heal_finished event", started + Duration::from_secs(60), &|| {
-                !events("heal_finished").is_empty()
+                !finished_at(&events()).is_empty()
             });
             if let Err(e) = first {
                 let _ = child.kill();
@@ -163,12 +160,12 @@ impl Bench {
             Err(why) => (None, Some(why)),
         };
         // The watcher's clock starts with it: its t_ms on the bench's clock, from Docker's return.
-        let after_back = |v: &Value| {
-            let at = started + Duration::from_secs_f64(v["t_ms"].as_f64()? / 1000.0);
+        let after_back = |t_ms: u64| {
+            let at = started + Duration::from_millis(t_ms);
             (at >= back).then(|| (at - back).as_secs_f64())
         };
         let _ = until("heal_finished event", back + self.deadline, &|| {
-            events("heal_finished").iter().any(|v| after_back(v).is_some())
+            finished_at(&events()).into_iter().any(|t| after_back(t).is_some())
         });
         // A service manager's stop.
         let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
@@ -187,14 +184,22 @@ impl Bench {
         std::fs::write(dir.join("audit.json"), serde_json::to_string(&sim.audit())?)?;
         drop(sim);
         // The first heal that starts after Docker's return, and how that heal ended.
-        let heal = events("heal_started").iter().find(|v| after_back(v).is_some()).cloned();
-        let finished =
-            heal.as_ref().and_then(|h| events("heal_finished").into_iter().find(|f| f["heal"] == h["heal"]));
+        let events = events();
+        let heal = events.iter().find_map(|e| match e.event {
+            Event::HealStarted { heal, .. } => after_back(e.t_ms).map(|at| (heal, at)),
+            _ => None,
+        });
+        let finished = heal.and_then(|(n, _)| {
+            events.iter().find_map(|e| match e.event {
+                Event::HealFinished { heal, outcome, .. } if heal == n => Some((outcome, e.t_ms)),
+                _ => None,
+            })
+        });
         Ok(WatchRun {
             world,
             run,
-            heal_started: heal.as_ref().and_then(after_back),
-            heal_finished: finished.as_ref().filter(|f| f["outcome"] == "ok").and_then(after_back),
+            heal_started: heal.map(|(_, at)| at),
+            heal_finished: finished.filter(|(o, _)| *o == HealOutcome::Ok).and_then(|(_, t)| after_back(t)),
             healthy,
             code,
             kubectl: std::fs::read_to_string(&calls).map(|t| t.lines().count()).unwrap_or(0),

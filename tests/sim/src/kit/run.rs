@@ -7,7 +7,7 @@ use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use bookstore::event::{Event, Finding, Severity, Stamped};
 
 use super::world::World;
 use super::{BOUND, CONTEXT, poll};
@@ -54,36 +54,33 @@ impl Run {
         self.code == 0
     }
 
-    /// The `--json` events on stdout (one object a line; other lines skipped).
-    pub fn events(&self) -> Vec<Value> {
-        self.stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    /// The `--json` events on stdout, as the product's own type (other lines skipped).
+    pub fn events(&self) -> Vec<Event> {
+        bookstore::event::parse(&self.stdout).into_iter().map(|e| e.event).collect()
     }
 
-    /// Every line of stdout one JSON object (panics naming the first that is not).
+    /// Every line of stdout one event (panics naming the first that is not).
     #[track_caller]
-    fn every_line_an_event(&self) -> Vec<Value> {
+    fn every_line_an_event(&self) -> Vec<Event> {
         let parse = |l: &str| {
-            serde_json::from_str(l).unwrap_or_else(|e| panic!("not one JSON event a line ({e}): {l}"))
+            serde_json::from_str::<Stamped>(l)
+                .unwrap_or_else(|e| panic!("not one event a line ({e}): {l}"))
+                .event
         };
         self.stdout.lines().map(parse).collect()
     }
 
-    /// The events with this `event`.
-    pub fn events_named(&self, name: &str) -> Vec<Value> {
-        self.events().into_iter().filter(|e| e["event"] == name).collect()
-    }
-
-    /// `--json`'s protocol: one event object a line, each with `event` and `t_ms`, the last a
-    /// `summary` with the exit code; a failed run also has its `error` event.
+    /// `--json`'s protocol: one event a line (its `event` and `t_ms`), the last a `summary`
+    /// with the exit code; a failed run also has its `error` event.
     #[track_caller]
     pub fn assert_events(&self) {
         let events = self.every_line_an_event();
-        assert!(events.iter().all(|e| e["event"].is_string() && e["t_ms"].is_u64()), "{}", self.stdout);
+        let code = |c: u8| i32::from(c) == self.code;
         let last = events.last().unwrap_or_else(|| panic!("no summary event\n{}", self.stderr));
-        assert_eq!(last["event"], "summary", "{}", self.stdout);
-        assert_eq!(last["exit_code"], self.code, "{}", self.stdout);
+        assert!(matches!(last, Event::Summary { exit_code, .. } if code(*exit_code)), "{}", self.stdout);
         if self.code != 0 {
-            let error = events.iter().any(|e| e["event"] == "error" && e["exit_code"] == self.code);
+            let error =
+                events.iter().any(|e| matches!(e, Event::Error { exit_code, .. } if code(*exit_code)));
             assert!(error, "{}", self.stdout);
         }
     }
@@ -130,60 +127,55 @@ impl Run {
     /// The findings of `doctor --json`.
     #[track_caller]
     pub fn findings(&self) -> Findings {
-        let events = self.every_line_an_event();
-        let findings = events.iter().filter(|e| e["event"] == "finding").cloned().collect();
+        let findings = self
+            .every_line_an_event()
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Finding(f) => Some(f),
+                _ => None,
+            })
+            .collect();
         Findings { findings, stderr: self.stderr.clone() }
     }
 }
 
 /// `bookstore doctor --json`'s findings (the human report is the run's stderr).
 pub struct Findings {
-    pub findings: Vec<Value>,
+    pub findings: Vec<Finding>,
     stderr: String,
 }
 
 impl Findings {
     pub fn ids(&self) -> Vec<String> {
-        self.findings.iter().filter_map(|f| f["id"].as_str().map(String::from)).collect()
+        self.findings.iter().map(|f| f.id.clone()).collect()
     }
 
     /// The finding with this id (panics naming the ids found, and the report).
     #[track_caller]
-    pub fn finding(&self, id: &str) -> &Value {
+    pub fn finding(&self, id: &str) -> &Finding {
         self.findings
             .iter()
-            .find(|f| f["id"] == id)
+            .find(|f| f.id == id)
             .unwrap_or_else(|| panic!("no finding {id}; found {:?}\n--- stderr\n{}", self.ids(), self.stderr))
     }
 
     pub fn has(&self, id: &str) -> bool {
-        self.findings.iter().any(|f| f["id"] == id)
+        self.findings.iter().any(|f| f.id == id)
     }
 
     /// All evidence lines of a finding, joined.
     #[track_caller]
     pub fn evidence(&self, id: &str) -> String {
-        let f = self.finding(id);
-        f["evidence"]
-            .as_array()
-            .expect("evidence list")
-            .iter()
-            .filter_map(Value::as_str)
-            .collect::<Vec<_>>()
-            .join("\n")
+        self.finding(id).evidence.join("\n")
     }
 
     #[track_caller]
     pub fn fix(&self, id: &str) -> String {
-        self.finding(id)["fix"].as_str().expect("fix").to_string()
+        self.finding(id).fix.clone()
     }
 
     pub fn errors(&self) -> Vec<String> {
-        self.findings
-            .iter()
-            .filter(|f| f["severity"] == "error")
-            .filter_map(|f| f["id"].as_str().map(String::from))
-            .collect()
+        self.findings.iter().filter(|f| f.severity == Severity::Error).map(|f| f.id.clone()).collect()
     }
 }
 
@@ -246,13 +238,13 @@ impl<'w> Running<'w> {
 
     /// Read `--json` events until one satisfies `pred` (bounded).
     #[track_caller]
-    pub fn until_event(&self, what: &str, pred: impl Fn(&Value) -> bool) {
+    pub fn until_event(&self, what: &str, pred: impl Fn(&Event) -> bool) {
         let deadline = Instant::now() + BOUND;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.events.recv_timeout(left) {
                 Ok(line) => {
-                    if serde_json::from_str::<Value>(&line).is_ok_and(|v| pred(&v)) {
+                    if serde_json::from_str::<Stamped>(&line).is_ok_and(|e| pred(&e.event)) {
                         return;
                     }
                 }
@@ -264,9 +256,10 @@ impl<'w> Running<'w> {
     /// Until a `step_started` event whose step contains `text`.
     #[track_caller]
     pub fn until_step(&self, text: &str) {
-        self.until_event(&format!("step_started ~ {text}"), |v| {
-            v["event"] == "step_started" && v["step"].as_str().is_some_and(|s| s.contains(text))
-        });
+        self.until_event(
+            &format!("step_started ~ {text}"),
+            |e| matches!(e, Event::StepStarted { step } if step.contains(text)),
+        );
     }
 
     /// Ctrl-C: SIGINT to the bookstore process only (not its process group), so stopping the

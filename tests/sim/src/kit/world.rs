@@ -423,18 +423,12 @@ impl World {
         assert!(checks.problems.is_empty(), "{:#?}", checks.problems);
     }
 
-    /// Deletes, the password in argv, outputs and files, kubectl's context, what reached
-    /// Connect, since the mark (the runs: all of them).
-    pub fn checks(&self) -> Checks {
-        let mut c = Checks::default();
-        let runs = self.runs.borrow();
-        assert!(!runs.is_empty(), "nothing ran in this world");
-        c.runs = runs.len() as u32;
-
-        // Nothing deleted: no kube DELETE (PVCs, namespaces, secrets, workloads) but of a pod
-        // its ReplicaSet, DaemonSet or StatefulSet recreates (a restart: the simulator's
-        // `pod-deleted` event names the controller), no Docker container removed but the legacy
-        // proxies, no connector deleted.
+    /// What was deleted that must not be: no kube DELETE (PVCs, namespaces, secrets, workloads)
+    /// but of a pod its ReplicaSet, DaemonSet or StatefulSet recreates (a restart: the
+    /// simulator's `pod-deleted` event names the controller), no Docker container removed but the
+    /// legacy proxies, no connector deleted. Since the mark.
+    pub fn deletes(&self) -> Vec<String> {
+        let mut found = Vec::new();
         let audit = self.audit();
         let restarted = |path: &str| {
             let Some((ns, name)) = path.split_once("/namespaces/").and_then(|(_, r)| r.split_once("/pods/"))
@@ -458,9 +452,24 @@ impl World {
                 && !legacy_proxy
                 && !pod_restart
             {
-                c.deletes += 1;
-                c.problems.push(format!("DELETE {:?} {}", e.source, e.path));
+                found.push(format!("DELETE {:?} {}", e.source, e.path));
             }
+        }
+        found
+    }
+
+    /// Deletes, the password in argv, outputs and files, kubectl's context, what reached
+    /// Connect, since the mark (the runs: all of them).
+    pub fn checks(&self) -> Checks {
+        let mut c = Checks::default();
+        let runs = self.runs.borrow();
+        assert!(!runs.is_empty(), "nothing ran in this world");
+        c.runs = runs.len() as u32;
+
+        let audit = self.audit();
+        for problem in self.deletes() {
+            c.deletes += 1;
+            c.problems.push(problem);
         }
 
         // The password: not in any argv, output, or file; kubectl always names the kind context.

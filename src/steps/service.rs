@@ -4,7 +4,7 @@
 //! (`~/.config/systemd/user/bookstore-watch.service`, its log in the journal).
 //!
 //! The service runs a copy of this binary and of the stack's folder in a stable place
-//! ([`super::state::data_dir`]: `~/Library/Application Support/bookstore` on macOS,
+//! ([`crate::state::data_dir`]: `~/Library/Application Support/bookstore` on macOS,
 //! `~/.local/share/bookstore` elsewhere), as Homebrew points launchd at its stable `opt` paths
 //! and ollama installs its binary before writing its unit: a checkout in `~/Documents`,
 //! `~/Desktop` or `~/Downloads` is closed to launchd's jobs by macOS' privacy controls, and
@@ -18,37 +18,19 @@
 //! every run resolves them ([`crate::engine::Engine::for_run`]) and written down, so a later
 //! `docker context use` in a shell does not move the watcher, and the service (whose PATH may
 //! lack a shim the shell has) uses the engine the install chose.
-//! `--uninstall` undoes exactly what `--install` did (the log and the state file are kept).
+//! `--uninstall` undoes exactly what `--install` did (the log and the state file are kept). It
+//! lives with the other writers (`steps/`); its `--dry-run` prints through `Ui::plan`.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::config::{Config, Manager, ServiceOp as Op};
 use crate::engine::{Engine, Kind};
 use crate::error::{Error, Result};
 use crate::exec::{Cmd, quote};
-use crate::run::Config;
 use crate::stack::Source;
 use crate::ui::Ui;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Op {
-    Install,
-    Uninstall,
-    Status,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Manager {
-    Launchd,
-    Systemd,
-}
-
-impl Manager {
-    /// This machine's: launchd on macOS, systemd elsewhere.
-    pub fn native() -> Manager {
-        if cfg!(target_os = "macos") { Manager::Launchd } else { Manager::Systemd }
-    }
-}
+use crate::wait::{Attempt, Poll};
 
 pub const LABEL: &str = "dev.bookstore.watch";
 pub const UNIT: &str = "bookstore-watch.service";
@@ -76,7 +58,7 @@ const CARRIED: [&str; 9] = [
 /// What the service runs and where, as read from this process.
 pub struct Inputs {
     pub home: PathBuf,
-    /// Where the copy goes ([`super::state::data_dir`]).
+    /// Where the copy goes ([`crate::state::data_dir`]).
     pub data: PathBuf,
     /// This binary (copied for the service).
     pub exe: PathBuf,
@@ -397,7 +379,7 @@ fn inputs(config: &Config, interval: Option<&str>, manager: Manager) -> Result<I
     let vars: Vec<(String, String)> = std::env::vars().collect();
     let (env, notes) = carried_env(&vars, Engine::for_run());
     let uid = Cmd::new("id").arg("-u").run()?.stdout.trim().to_string();
-    let data = super::state::data_dir(&home, manager == Manager::Launchd);
+    let data = crate::state::data_dir(&home, manager == Manager::Launchd);
     Ok(Inputs { home, data, exe, stack, interval: interval.map(String::from), env, notes, uid })
 }
 
@@ -409,7 +391,7 @@ pub fn run(config: &Config, ui: &Ui, op: Op, manager: Manager, interval: Option<
         Manager::Systemd => "systemctl",
     };
     if config.dry_run {
-        print(ui, &describe(&plan, op));
+        ui.plan(&describe(&plan, op));
         return Ok(());
     }
     crate::observe::tools(&[tool])?;
@@ -474,39 +456,35 @@ pub fn describe(plan: &Plan, op: Op) -> Vec<String> {
     lines
 }
 
-fn print(ui: &Ui, lines: &[String]) {
-    if ui.json() {
-        for line in lines {
-            ui.emit("plan", serde_json::json!({"line": line}));
-        }
-    } else {
-        for line in lines {
-            println!("{line}");
-        }
-    }
-}
-
 fn io_error(what: &str, path: &Path, e: std::io::Error) -> Error {
     Error::step(format!("cannot {what} {}: {e}", path.display()), "check the folder's permissions")
 }
 
-/// Run `cmd` until it fails (the label is no longer loaded), within the bound.
+/// Run `cmd` until it fails (the label is no longer loaded), within the bound (the one retry
+/// loop, [`Poll`]).
 fn until_gone(ui: &Ui, cmd: &Cmd) -> Result<()> {
-    let end = Instant::now() + UNLOAD_BOUND;
-    loop {
-        let out = cmd.run_unchecked()?;
-        if !out.status.success() {
-            return Ok(());
+    let what = format!("{LABEL} to be unloaded after `launchctl bootout`");
+    let next = format!("see `{cmd}`; then `bookstore watch --install` again");
+    let poll = Poll {
+        first: Duration::from_millis(500),
+        ceiling: Duration::from_millis(500),
+        ..Poll::new(&what, UNLOAD_BOUND, &next)
+    };
+    poll.run(|| match cmd.run_unchecked() {
+        Err(e) => Attempt::Fail(e),
+        Ok(out) if !out.status.success() => Attempt::Done(()),
+        Ok(_) => {
+            ui.detail("", "waiting for launchd to unload it");
+            Attempt::Retry("still loaded".into())
         }
-        if Instant::now() >= end {
-            return Err(Error::step(
-                format!("{LABEL} is still loaded {}s after `launchctl bootout`", UNLOAD_BOUND.as_secs()),
-                format!("see `{cmd}`; then `bookstore watch --install` again"),
-            ));
-        }
-        ui.detail("", "waiting for launchd to unload it");
-        crate::wait::sleep(Duration::from_millis(500))?;
-    }
+    })
+    .map_err(|e| match e {
+        Error::Timeout { .. } => Error::step(
+            format!("{LABEL} is still loaded {}s after `launchctl bootout`", UNLOAD_BOUND.as_secs()),
+            next.clone(),
+        ),
+        other => other,
+    })
 }
 
 /// Copy a folder (the stack's), leaving out what is never the stack's (`.git`, `target`,

@@ -13,6 +13,10 @@
 //! every docker and kind call: a run, and a watcher's whole life, stays on one daemon. kind
 //! finds a cluster's nodes by their labels ([`CLUSTER_LABEL`], [`ROLE_LABEL`]), never by a
 //! name, and so does this room.
+//!
+//! Size: every command of the three engines' CLIs, one method a command with each engine's arm
+//! beside the others, so their differences read at a glance; what each prints is parsed in
+//! `docker.rs`, `podman.rs`, `nerdctl.rs`.
 
 pub mod choice;
 pub mod docker;

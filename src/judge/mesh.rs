@@ -36,6 +36,9 @@
 //! DaemonSet rollout), so a stale ztunnel on one node restarts it, and makes stale every meshed
 //! pod, on all of them; several nodes and a shared cluster extend exactly [`ztunnel`] and
 //! [`Ztunnel::ready_for`].
+//!
+//! Size: the mesh's four rules (settled, adoption, ztunnel per node, evidence) share their types
+//! and facts, and are tested here as data (the last ~225 lines).
 
 use crate::cluster::Pod;
 use crate::observe::evidence::{CniLine, CniSays, HboneFailure, ZtunnelSays};

@@ -1,6 +1,10 @@
 //! The read-only view of the cluster: what every command reads before it judges or changes
 //! anything. `doctor`, `status`, `smoke`, the fail-fast waits and the planner read through here;
 //! nothing in this room changes anything.
+//!
+//! Size: one round of parallel reads and the `Observation` it fills, kept together so what is read
+//! at once is seen at once; the parsers are in `evidence.rs`, the probes in `routes.rs`, istioctl's
+//! reads in `istio.rs`.
 
 pub mod evidence;
 pub mod istio;

@@ -20,6 +20,10 @@
 //! lack a shim the shell has) uses the engine the install chose.
 //! `--uninstall` undoes exactly what `--install` did (the log and the state file are kept). It
 //! lives with the other writers (`steps/`); its `--dry-run` prints through `Ui::plan`.
+//!
+//! Size: two service managers side by side (launchd's and systemd's install, uninstall and status,
+//! as data and commands), so each step of one reads against the other's; its last ~130 lines are
+//! its tests.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -30,6 +30,10 @@
 //! the middle of a heal cancels it ([`crate::wait::cancel`]: its children are stopped) and the
 //! heal starts over once they are back; a heal that fails is retried with backoff. SIGINT and
 //! SIGTERM stop the running child and end the watcher (exit 130 / 0).
+//!
+//! Size: one state machine (the engine's availability, its event stream, the heal under way, the
+//! periodic check) whose transitions read best side by side; what a heal runs is in `heal.rs`, the
+//! pure parts in `events.rs` and `judge::engine`.
 
 mod heal;
 mod shared;

@@ -1,6 +1,8 @@
 //! The rollout graph's executor: the state of each task, and a named handler for each kind of
 //! message (a watch line, a restart sent, an apply returned, a Gateway Programmed, a
 //! preparation done, a registration done, a deadline).
+//!
+//! Size: one state machine: a named handler for each kind of message, over the same task state.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};

@@ -92,6 +92,32 @@ fn an_allowed_shared_cluster_with_a_rebooted_node_is_healed_with_no_docker_or_ki
     world.check();
 }
 
+/// An hour after a reboot the kubelet's events have expired (`--event-ttl`): the node's Ready
+/// transition, with its pods restarted in place after it, still dates the reboot, and `up` heals
+/// it the same way.
+#[test]
+fn a_reboot_whose_events_expired_is_read_from_the_ready_transition_and_pods_restarted_in_place() {
+    let world = World::shared();
+    world.node_reboot();
+    world.wait_healthy(bookstore_sim::kit::BOUND).expect("the pods came back in place");
+    world.expire_node_events();
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = recorders(tmp.path(), ENGINES_KIND_ISTIOCTL);
+    world.mark();
+    let run = Test::new()
+        .world(&world)
+        .args(["up", "--context", SHARED_CONTEXT])
+        .path_first(&bin)
+        .stderr_has("its Ready transition, with pod")
+        .stderr_lacks("Rebooted event")
+        .run();
+    assert_eq!(world.restarts().get("ztunnel"), Some(&1), "{}", run.stderr);
+    bookstore_sim::kit::assert_recovery_order(&world.audit());
+    world.assert_recovered();
+    assert_eq!(std::fs::read_to_string(tmp.path().join("argv.log")).unwrap_or_default(), "");
+    world.check();
+}
+
 /// `up` on a shared cluster where the stack is not (all) there refuses to bootstrap it: exit 3,
 /// naming what is missing, and nothing written.
 #[test]
@@ -159,6 +185,32 @@ fn watch_on_a_shared_cluster_heals_a_node_reboot_from_the_nodes_watch() {
     bookstore_sim::kit::assert_recovery_order(&world.audit());
     world.assert_recovered();
     world.assert_every_route_answers();
+    // Rebooted again while no watcher runs: the next one's first look compares the bootID it
+    // healed (its state file) and says so.
+    world.mark();
+    world.node_reboot();
+    world.wait_healthy(bookstore_sim::kit::BOUND).expect("the pods came back in place");
+    let again = Test::new()
+        .world(&world)
+        .args(["watch", "--context", SHARED_CONTEXT, "--interval", "0"])
+        .path_first(&bin)
+        .json()
+        .any_code()
+        .spawn();
+    again.until_event("the first look", |e| matches!(e, Event::HealFinished { heal: 1, .. }));
+    again.terminate();
+    let second = again.ends_within(std::time::Duration::from_secs(10), "SIGTERM");
+    let first_look = second.events().into_iter().find_map(|e| match e {
+        Event::HealOwed { reason } => Some(reason),
+        _ => None,
+    });
+    assert!(
+        first_look.as_deref().is_some_and(|r| r.contains("rebooted while the watcher was not running")),
+        "{first_look:?}\n{}",
+        second.stderr
+    );
+    assert_eq!(world.restarts().get("ztunnel"), Some(&1), "{}", second.stderr);
+    world.assert_recovered();
     assert_eq!(std::fs::read_to_string(tmp.path().join("argv.log")).unwrap_or_default(), "");
     assert_eq!(world.live_clients(), Vec::<String>::new(), "children outlived the watcher");
     world.check();

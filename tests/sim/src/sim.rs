@@ -374,6 +374,12 @@ impl Sim {
         crate::control::node_reboot(&self.shared);
     }
 
+    /// The events on Nodes expire (`--event-ttl`, 1 h): the kubelet's `Starting` and `Rebooted`
+    /// are gone, the bootID and the Ready transition stay.
+    pub fn expire_node_events(&self) {
+        self.shared.lock().expire_node_events();
+    }
+
     /// A Docker restart after which the kube-apiserver refuses connections for `secs` seconds
     /// (real time), as a real apiserver does while it comes back.
     pub fn docker_restart_refusing_api(&self, secs: f64) {

@@ -99,6 +99,23 @@ impl World {
         self.restart_pods_in_place();
     }
 
+    /// The events on Nodes expire (kube-apiserver `--event-ttl`, 1 h by default): what a cluster
+    /// shows an hour after a reboot, its bootID and Ready transition alone.
+    pub fn expire_node_events(&mut self) {
+        let keys: Vec<crate::store::Key> = self
+            .store
+            .keys(crate::store::Res::Events)
+            .into_iter()
+            .filter(|k| {
+                self.store.get(k).is_some_and(|e| crate::store::str_at(e, "/involvedObject/kind") == "Node")
+            })
+            .collect();
+        for k in &keys {
+            self.store.delete(k);
+        }
+        self.record(Source::Control, "node-events-expired", "", &keys.len().to_string());
+    }
+
     /// One event of the kubelet on its Node (namespace `default`, as the kubelet records them).
     fn put_node_event(&mut self, typ: &str, reason: &str, message: String) {
         let node = self.node_name();

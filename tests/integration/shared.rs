@@ -1,37 +1,67 @@
 //! A shared development cluster, by explicit opt-in (issue 19 part 2): a kube context other than
 //! `kind-<cluster>` that the stack file does not list under `allow_contexts:` is refused before
-//! anything runs.
+//! anything runs; an allowed one (the simulator's world with no Docker and no kind) is healed,
+//! watched, diagnosed and shown from its API alone.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use bookstore::event::{Event, HealOutcome};
-use bookstore_sim::kit::{SHARED_CONTEXT, Test, World};
-
-/// `docker`, `kind`, `istioctl` and `kubectl` that record their argv and fail, first on PATH.
-fn recorders(dir: &Path, tools: &[&str]) -> PathBuf {
-    let bin = dir.join("recorders");
-    std::fs::create_dir_all(&bin).unwrap();
-    for tool in tools {
-        let path = bin.join(tool);
-        std::fs::write(
-            &path,
-            format!("#!/bin/sh\necho \"{tool} $*\" >> '{}'\nexit 1\n", dir.join("argv.log").display()),
-        )
-        .unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    bin
-}
+use bookstore_sim::kit::{BOUND, SHARED_CONTEXT, Test, World, assert_recovery_order};
 
 /// What never runs on a shared cluster: every node engine kind knows, kind, istioctl.
 const ENGINES_KIND_ISTIOCTL: &[&str] = &["docker", "podman", "nerdctl", "finch", "kind", "istioctl"];
 
+/// Programs that record their argv and fail, for a test to put first on PATH.
+struct Never {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+}
+
+impl Never {
+    fn new(tools: &[&str]) -> Never {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("recorders");
+        std::fs::create_dir_all(&bin).unwrap();
+        for tool in tools {
+            let path = bin.join(tool);
+            let log = dir.path().join("argv.log");
+            std::fs::write(&path, format!("#!/bin/sh\necho \"{tool} $*\" >> '{}'\nexit 1\n", log.display()))
+                .unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        Never { dir, bin }
+    }
+
+    /// None of them was run (each run appends its argv to the log).
+    #[track_caller]
+    fn assert_none_ran(&self) {
+        let ran = std::fs::read_to_string(self.dir.path().join("argv.log")).unwrap_or_default();
+        assert_eq!(ran, "", "never run here");
+    }
+}
+
+/// A shared world whose node rebooted, every pod back in place.
+fn rebooted() -> World {
+    let world = World::shared();
+    world.node_reboot();
+    world.wait_healthy(BOUND).expect("the pods came back in place");
+    world
+}
+
+/// Healed since the mark: ztunnel restarted once, then every meshed workload in the guide's order,
+/// every pod Ready and in the mesh, the connectors stored.
+#[track_caller]
+fn assert_healed(world: &World, stderr: &str) {
+    assert_eq!(world.restarts().get("ztunnel"), Some(&1), "{stderr}");
+    assert_recovery_order(&world.audit());
+    world.assert_recovered();
+}
+
 #[test]
 fn a_context_the_stack_file_does_not_allow_is_refused_and_nothing_runs() {
     let world = World::healthy();
-    let tmp = tempfile::tempdir().unwrap();
-    let bin = recorders(tmp.path(), &["docker", "kind", "istioctl", "kubectl"]);
+    let never = Never::new(&["docker", "podman", "kind", "istioctl", "kubectl"]);
     world.mark();
     let cases: [(&[&str], Option<&str>); 5] = [
         (&["up", "--context", "gke_team_dev"], None),
@@ -44,7 +74,7 @@ fn a_context_the_stack_file_does_not_allow_is_refused_and_nothing_runs() {
         let mut test = Test::new()
             .world(&world)
             .args(args)
-            .path_first(&bin)
+            .path_first(&never.bin)
             .code(3)
             .stderr_has("kube context `gke_team_dev`")
             .stderr_has("allow_contexts: [gke_team_dev]");
@@ -53,8 +83,7 @@ fn a_context_the_stack_file_does_not_allow_is_refused_and_nothing_runs() {
         }
         test.run();
     }
-    let ran = std::fs::read_to_string(tmp.path().join("argv.log")).unwrap_or_default();
-    assert_eq!(ran, "", "no process runs before the context is allowed");
+    never.assert_none_ran();
     assert_eq!(world.touched(), Vec::<String>::new(), "the simulator was not even read");
 }
 
@@ -65,29 +94,23 @@ fn a_context_the_stack_file_does_not_allow_is_refused_and_nothing_runs() {
 #[test]
 fn an_allowed_shared_cluster_with_a_rebooted_node_is_healed_with_no_docker_or_kind_call() {
     let world = World::shared();
-    let tmp = tempfile::tempdir().unwrap();
-    let bin = recorders(tmp.path(), ENGINES_KIND_ISTIOCTL);
+    let never = Never::new(ENGINES_KIND_ISTIOCTL);
     // Healthy, with no restart evidence in the API: only read.
     world.mark();
-    Test::new().world(&world).args(["up", "--context", SHARED_CONTEXT]).path_first(&bin).run();
+    Test::new().world(&world).args(["up", "--context", SHARED_CONTEXT]).path_first(&never.bin).run();
     world.assert_nothing_restarted();
     world.node_reboot();
-    world.wait_healthy(bookstore_sim::kit::BOUND).expect("the pods came back in place");
+    world.wait_healthy(BOUND).expect("the pods came back in place");
     world.mark();
     let run = Test::new()
         .world(&world)
         .args(["up", "--context", SHARED_CONTEXT])
-        .path_first(&bin)
+        .path_first(&never.bin)
         .json()
         .stderr_has("Rebooted")
         .run();
-    let ran = std::fs::read_to_string(tmp.path().join("argv.log")).unwrap_or_default();
-    assert_eq!(ran, "", "docker, kind and istioctl never run on a shared cluster");
-    // ztunnel first, then every meshed workload, databases before their apps.
-    let restarts = world.restarts();
-    assert_eq!(restarts.get("ztunnel"), Some(&1), "{restarts:?}\n{}", run.stderr);
-    bookstore_sim::kit::assert_recovery_order(&world.audit());
-    world.assert_recovered();
+    never.assert_none_ran();
+    assert_healed(&world, &run.stderr);
     world.assert_every_route_answers();
     world.check();
 }
@@ -97,24 +120,19 @@ fn an_allowed_shared_cluster_with_a_rebooted_node_is_healed_with_no_docker_or_ki
 /// it the same way.
 #[test]
 fn a_reboot_whose_events_expired_is_read_from_the_ready_transition_and_pods_restarted_in_place() {
-    let world = World::shared();
-    world.node_reboot();
-    world.wait_healthy(bookstore_sim::kit::BOUND).expect("the pods came back in place");
+    let world = rebooted();
     world.expire_node_events();
-    let tmp = tempfile::tempdir().unwrap();
-    let bin = recorders(tmp.path(), ENGINES_KIND_ISTIOCTL);
+    let never = Never::new(ENGINES_KIND_ISTIOCTL);
     world.mark();
     let run = Test::new()
         .world(&world)
         .args(["up", "--context", SHARED_CONTEXT])
-        .path_first(&bin)
+        .path_first(&never.bin)
         .stderr_has("its Ready transition, with pod")
         .stderr_lacks("Rebooted event")
         .run();
-    assert_eq!(world.restarts().get("ztunnel"), Some(&1), "{}", run.stderr);
-    bookstore_sim::kit::assert_recovery_order(&world.audit());
-    world.assert_recovered();
-    assert_eq!(std::fs::read_to_string(tmp.path().join("argv.log")).unwrap_or_default(), "");
+    assert_healed(&world, &run.stderr);
+    never.assert_none_ran();
     world.check();
 }
 
@@ -125,21 +143,20 @@ fn up_on_a_shared_cluster_without_the_stack_is_refused_and_changes_nothing() {
     let world = World::shared();
     world.kubectl(&["-n", "analytics", "delete", "deployment", "superset"]).expect(0);
     world.until("superset's pods to be gone", || world.pods().iter().all(|p| p.workload != "superset"));
-    let tmp = tempfile::tempdir().unwrap();
-    let bin = recorders(tmp.path(), ENGINES_KIND_ISTIOCTL);
+    let never = Never::new(ENGINES_KIND_ISTIOCTL);
     world.mark();
     for args in [&["up", "--context", SHARED_CONTEXT][..], &["up", "--dry-run", "--context", SHARED_CONTEXT]]
     {
         Test::new()
             .world(&world)
             .args(args)
-            .path_first(&bin)
+            .path_first(&never.bin)
             .code(3)
             .stderr_has("never bootstraps a shared cluster")
             .stderr_has("superset")
             .run();
     }
-    assert_eq!(std::fs::read_to_string(tmp.path().join("argv.log")).unwrap_or_default(), "");
+    never.assert_none_ran();
     assert_eq!(world.writes(), Vec::<String>::new(), "nothing written");
     world.check();
 }
@@ -150,13 +167,12 @@ fn up_on_a_shared_cluster_without_the_stack_is_refused_and_changes_nothing() {
 #[test]
 fn watch_on_a_shared_cluster_heals_a_node_reboot_from_the_nodes_watch() {
     let world = World::shared();
-    let tmp = tempfile::tempdir().unwrap();
-    let bin = recorders(tmp.path(), ENGINES_KIND_ISTIOCTL);
+    let never = Never::new(ENGINES_KIND_ISTIOCTL);
     world.mark();
     let w = Test::new()
         .world(&world)
         .args(["watch", "--context", SHARED_CONTEXT, "--interval", "0"])
-        .path_first(&bin)
+        .path_first(&never.bin)
         .json()
         .any_code()
         .spawn();
@@ -181,19 +197,17 @@ fn watch_on_a_shared_cluster_heals_a_node_reboot_from_the_nodes_watch() {
         })
         .collect();
     assert!(owed[1].contains("node dev-node-1 rebooted: its bootID changed"), "{owed:?}");
-    assert_eq!(world.restarts().get("ztunnel"), Some(&1), "{}", run.stderr);
-    bookstore_sim::kit::assert_recovery_order(&world.audit());
-    world.assert_recovered();
+    assert_healed(&world, &run.stderr);
     world.assert_every_route_answers();
     // Rebooted again while no watcher runs: the next one's first look compares the bootID it
     // healed (its state file) and says so.
     world.mark();
     world.node_reboot();
-    world.wait_healthy(bookstore_sim::kit::BOUND).expect("the pods came back in place");
+    world.wait_healthy(BOUND).expect("the pods came back in place");
     let again = Test::new()
         .world(&world)
         .args(["watch", "--context", SHARED_CONTEXT, "--interval", "0"])
-        .path_first(&bin)
+        .path_first(&never.bin)
         .json()
         .any_code()
         .spawn();
@@ -211,7 +225,7 @@ fn watch_on_a_shared_cluster_heals_a_node_reboot_from_the_nodes_watch() {
     );
     assert_eq!(world.restarts().get("ztunnel"), Some(&1), "{}", second.stderr);
     world.assert_recovered();
-    assert_eq!(std::fs::read_to_string(tmp.path().join("argv.log")).unwrap_or_default(), "");
+    never.assert_none_ran();
     assert_eq!(world.live_clients(), Vec::<String>::new(), "children outlived the watcher");
     world.check();
 }
@@ -222,16 +236,13 @@ fn watch_on_a_shared_cluster_heals_a_node_reboot_from_the_nodes_watch() {
 /// port-forwards); neither changes anything nor runs an engine, kind or istioctl.
 #[test]
 fn doctor_and_status_on_a_shared_cluster_read_the_api_alone() {
-    let world = World::shared();
-    world.node_reboot();
-    world.wait_healthy(bookstore_sim::kit::BOUND).expect("the pods came back in place");
-    let tmp = tempfile::tempdir().unwrap();
-    let bin = recorders(tmp.path(), ENGINES_KIND_ISTIOCTL);
+    let world = rebooted();
+    let never = Never::new(ENGINES_KIND_ISTIOCTL);
     world.mark();
     let doctor = Test::new()
         .world(&world)
         .args(["doctor", "--context", SHARED_CONTEXT])
-        .path_first(&bin)
+        .path_first(&never.bin)
         .json()
         .code(6)
         .stderr_has("shared cluster dev-east")
@@ -245,7 +256,7 @@ fn doctor_and_status_on_a_shared_cluster_read_the_api_alone() {
     let status = Test::new()
         .world(&world)
         .args(["status", "--context", SHARED_CONTEXT])
-        .path_first(&bin)
+        .path_first(&never.bin)
         .stdout_has("NODE (dev-east)")
         .run();
     let node = status.stdout.lines().find(|l| l.starts_with("dev-node-1")).unwrap_or_default().to_string();
@@ -253,7 +264,7 @@ fn doctor_and_status_on_a_shared_cluster_read_the_api_alone() {
     assert!(!status.stdout.contains("ENGINE"), "{}", status.stdout);
     let ui = status.stdout.lines().find(|l| l.starts_with("ui ")).unwrap_or_default().to_string();
     assert!(ui.contains("503 upstream reset"), "a stale backend through the gateway's port-forward: {ui}");
-    assert_eq!(std::fs::read_to_string(tmp.path().join("argv.log")).unwrap_or_default(), "");
+    never.assert_none_ran();
     world.assert_read_only();
     world.check();
 }

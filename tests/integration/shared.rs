@@ -41,6 +41,12 @@ impl Never {
     }
 }
 
+/// `watch --context` in a shared world, `--json`, no periodic check; returns at once.
+fn watch<'w>(world: &'w World, never: &Never) -> bookstore_sim::kit::Running<'w> {
+    let args = ["watch", "--context", SHARED_CONTEXT, "--interval", "0"];
+    Test::new().world(world).args(args).path_first(&never.bin).json().any_code().spawn()
+}
+
 /// A shared world whose node rebooted, every pod back in place.
 fn rebooted() -> World {
     let world = World::shared();
@@ -169,13 +175,7 @@ fn watch_on_a_shared_cluster_heals_a_node_reboot_from_the_nodes_watch() {
     let world = World::shared();
     let never = Never::new(ENGINES_KIND_ISTIOCTL);
     world.mark();
-    let w = Test::new()
-        .world(&world)
-        .args(["watch", "--context", SHARED_CONTEXT, "--interval", "0"])
-        .path_first(&never.bin)
-        .json()
-        .any_code()
-        .spawn();
+    let w = watch(&world, &never);
     w.until_event("the nodes' watch", |e| matches!(e, Event::WatchingNodes { .. }));
     w.until_event("the first look", |e| matches!(e, Event::HealFinished { heal: 1, .. }));
     world.assert_nothing_restarted();
@@ -204,13 +204,7 @@ fn watch_on_a_shared_cluster_heals_a_node_reboot_from_the_nodes_watch() {
     world.mark();
     world.node_reboot();
     world.wait_healthy(BOUND).expect("the pods came back in place");
-    let again = Test::new()
-        .world(&world)
-        .args(["watch", "--context", SHARED_CONTEXT, "--interval", "0"])
-        .path_first(&never.bin)
-        .json()
-        .any_code()
-        .spawn();
+    let again = watch(&world, &never);
     again.until_event("the first look", |e| matches!(e, Event::HealFinished { heal: 1, .. }));
     again.terminate();
     let second = again.ends_within(std::time::Duration::from_secs(10), "SIGTERM");

@@ -68,22 +68,32 @@ impl Desired {
     }
 }
 
+/// The pasteable command that shows the Connect worker's log.
+fn logs(stack: &crate::stack::Stack) -> String {
+    let c = &stack.connect;
+    let namespace = stack.workload(&c.workload).map_or("infra", |w| &w.namespace);
+    format!(
+        "kubectl --context {} -n {namespace} logs deploy/{} --tail=100",
+        stack.cluster.context(),
+        c.workload
+    )
+}
+
 impl Connect {
     /// The stack's Connect REST API (the host port mapped to `connect.port`), with the pasteable
     /// command that shows its worker's log for error advice.
     pub fn for_stack(stack: &crate::stack::Stack) -> Result<Connect> {
-        let c = &stack.connect;
-        let namespace = stack.workload(&c.workload).map_or("infra", |w| &w.namespace);
-        let logs = format!(
-            "kubectl --context {} -n {namespace} logs deploy/{} --tail=100",
-            stack.cluster.context(),
-            c.workload
-        );
         // On a shared cluster, a port-forward held as long as this value.
-        let port = crate::ports::open(stack, c.port)?;
-        let mut api = Connect::new(port.local, logs);
+        let port = crate::ports::open(stack, stack.connect.port)?;
+        let mut api = Connect::new(port.local, logs(stack));
         api.port = Some(std::sync::Arc::new(port));
         Ok(api)
+    }
+
+    /// The same API as printed lines show it (`--dry-run`): nothing is started for it, so on a
+    /// shared cluster its base names the port-forward's local port instead of a number.
+    pub fn shown(stack: &crate::stack::Stack) -> Result<Connect> {
+        Ok(Connect { base: crate::ports::shown(stack, stack.connect.port)?, logs: logs(stack), port: None })
     }
 
     /// `logs`: the pasteable command that shows the worker's log.

@@ -398,7 +398,7 @@ fn describe_cluster(ctx: &Ctx, lines: &mut Vec<String>) {
         "{}   # every key present, decoded in-process, never printed",
         ctx.kube.get_secret(&c.secret_namespace, &c.secret_name)
     ));
-    if let Ok(api) = Connect::for_stack(stack) {
+    if let Ok(api) = Connect::shown(stack) {
         for connector in &c.connectors {
             lines.push(format!("{}   # compared with the desired config", api.get_config(&connector.name)));
         }

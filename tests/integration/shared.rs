@@ -107,6 +107,18 @@ fn an_allowed_shared_cluster_with_a_rebooted_node_is_healed_with_no_docker_or_ki
     world.assert_nothing_restarted();
     world.node_reboot();
     world.wait_healthy(BOUND).expect("the pods came back in place");
+    // The dry run reads (port-forwards included) and says what it would do, with the evidence;
+    // a port-forward's local port is named, not invented.
+    world.mark();
+    Test::new()
+        .world(&world)
+        .args(["up", "--dry-run", "--context", SHARED_CONTEXT])
+        .path_first(&never.bin)
+        .stdout_has("kubectl --context dev-east get nodes -o json")
+        .stdout_has("http://127.0.0.1:<local port of the port-forward>/connectors/ecom-connector/config")
+        .stdout_has("the kubelet's Rebooted event")
+        .run();
+    assert_eq!(world.writes(), Vec::<String>::new(), "the dry run changed nothing");
     world.mark();
     let run = Test::new()
         .world(&world)

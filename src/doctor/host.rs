@@ -15,9 +15,25 @@ use crate::stack::{PortMapping, Stack};
 use super::{Finding, Report};
 
 /// Returns the control-plane node when the cluster's API can be reached (Docker up, the node
-/// running).
+/// running). On a shared cluster there is no host side of ours: kubectl, and the context named.
 pub fn check(ctx: &Ctx, report: &mut Report) -> Result<Option<Node>> {
     let stack = ctx.stack;
+    if stack.cluster.shared() {
+        if which::which("kubectl").is_err() {
+            report.add(
+                Finding::error("tool-missing", "kubectl", "`kubectl` is not on PATH")
+                    .evidence(format!("PATH={}", std::env::var("PATH").unwrap_or_default()))
+                    .fix(crate::observe::install_hint("kubectl")),
+            );
+            return Ok(None);
+        }
+        report.pass(&format!(
+            "shared cluster {} (allowed by the stack file's allow_contexts): no node engine, kind, host \
+             ports or host names to check; routes through kubectl port-forward",
+            stack.cluster.context()
+        ));
+        return Ok(Some(Node::default()));
+    }
     let engine = ctx.engine();
     let missing: Vec<&str> = ["kubectl", "kind"]
         .into_iter()

@@ -56,18 +56,20 @@ pub fn when(t: Option<u64>) -> String {
     t.map(utc::format).unwrap_or_else(|| "at an unknown time".into())
 }
 
-/// A node of the cluster and when its container last started.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NodeStart {
-    /// The Kubernetes node name (kind names a node after its container).
-    pub name: String,
-    /// `State.StartedAt` of its container; `None` when not known.
-    pub started_at: Option<u64>,
-}
+pub use super::boots::NodeStart;
 
-/// The nodes the observation knows: the control-plane node container.
+/// The nodes the observation knows: the control-plane node container on kind; on a shared
+/// cluster every Node, each started when the API's evidence says ([`super::boots`]).
 pub fn nodes(stack: &Stack, obs: &Observation) -> Vec<NodeStart> {
-    vec![NodeStart { name: stack.cluster.control_plane_container(), started_at: obs.node.started_at }]
+    if stack.cluster.shared() {
+        let events = obs.node_events.as_deref().unwrap_or_default();
+        return super::boots::last_started(&obs.api_nodes, events, &obs.pods);
+    }
+    vec![NodeStart {
+        name: stack.cluster.control_plane_container(),
+        started_at: obs.node.started_at,
+        source: None,
+    }]
 }
 
 /// The node a pod runs on (`spec.nodeName`); a pod not scheduled yet counts as on the only node
@@ -204,7 +206,8 @@ fn no_sandbox(p: &Pod) -> bool {
 pub fn settled(stack: &Stack, obs: &Observation) -> Result<(), String> {
     let mesh = &stack.mesh;
     // Only right after the node started: later, what is not Ready is judged as it is.
-    let recent = obs.node.started_at.is_some_and(|s| obs.at < s + mesh.timeout.as_secs());
+    let last = nodes(stack, obs).iter().filter_map(|n| n.started_at).max();
+    let recent = last.is_some_and(|s| obs.at < s + mesh.timeout.as_secs());
     if !recent {
         return Ok(());
     }
@@ -357,7 +360,9 @@ pub fn ztunnel(stack: &Stack, obs: &Observation) -> Ztunnel {
         .iter()
         .map(|name| {
             let here: Vec<&Pod> = pods.iter().copied().filter(|p| node_of(&nodes, p) == Some(name)).collect();
-            let started = nodes.iter().find(|n| &n.name == name).and_then(|n| n.started_at);
+            let start = nodes.iter().find(|n| &n.name == name);
+            let started = start.and_then(|n| n.started_at);
+            let last = |s: u64| start.map(|n| n.started(s)).unwrap_or_default();
             let stale = |why: String| OnNode {
                 node: name.clone(),
                 stale: Some(why),
@@ -385,27 +390,25 @@ pub fn ztunnel(stack: &Stack, obs: &Observation) -> Ztunnel {
             });
             let kept = match came_back {
                 None => {
-                    let after = started
-                        .map(|s| format!(", after the node container started ({})", utc::format(s)))
-                        .unwrap_or_default();
+                    let after = started.map(|s| format!(", after {}", last(s))).unwrap_or_default();
                     format!("its pod {} was created {}{after}, Ready since {}", p.name, when(p.created), when(p.ready_since))
                 }
                 Some((back, start)) => match works(stack, obs, &nodes, name, start) {
                     Ok(evidence) => format!(
-                        "its pod {} came back with the node (created {}, before the node container last started, \
-                         {}) and works: Ready since {}; {evidence}",
+                        "its pod {} came back with the node (created {}, before {}) and works: Ready since {}; \
+                         {evidence}",
                         back.name,
                         when(back.created),
-                        utc::format(start),
+                        last(start),
                         when(ready_since)
                     ),
                     Err(why) => {
                         return stale(format!(
-                            "its pod {} came back with the node (created {}, before the node container last \
-                             started, {}) and nothing shows it works: {why}; restarting it is the safe remedy",
+                            "its pod {} came back with the node (created {}, before {}) and nothing shows it \
+                             works: {why}; restarting it is the safe remedy",
                             back.name,
                             when(back.created),
-                            utc::format(start)
+                            last(start)
                         ));
                     }
                 },
@@ -682,7 +685,7 @@ mod tests {
             error: "connection failed: deadline has elapsed".into(),
             line: "…".into(),
         };
-        let nodes = [NodeStart { name: String::new(), started_at: Some(START) }];
+        let nodes = [NodeStart { name: String::new(), started_at: Some(START), source: None }];
         obs.hbone = Ok(vec![line(START + 99)]);
         assert!(hbone(&obs, &nodes, &obs.pods[0]).is_empty(), "about the IP's previous holder");
         obs.hbone = Ok(vec![line(START + 99), line(START + 100)]);

@@ -17,6 +17,7 @@ mod manifests;
 mod podman;
 mod readopt;
 mod recover;
+mod shared;
 mod sim_e2e;
 mod status;
 mod tidy;

@@ -15,6 +15,83 @@ impl World {
     pub fn create_cluster(&mut self, name: &str, ports: Vec<(u16, u16)>, puller: crate::images::Puller) {
         let now = SystemTime::now();
         self.containers.retain(|c| c.name != format!("{name}-control-plane"));
+        // A shared cluster's node is a machine of the team's, not a container of ours.
+        if !self.shared() {
+            self.push_node_container(name, ports, now);
+        }
+        self.cluster = Some(ClusterState { name: name.to_string() });
+        self.node_images.clear();
+        self.link.transfers.retain(|t| t.store == crate::images::Store::Host);
+        self.link.puller = puller;
+        self.istio = None;
+        self.clear_cluster_objects();
+        self.put_namespace("default", false);
+        self.workloads.clear();
+        self.pods.clear();
+        self.connectors.clear();
+        for ns in ["kube-system", "kube-public", "kube-node-lease", "local-path-storage"] {
+            self.put_namespace(ns, false);
+        }
+        let boot = self.next_boot_id();
+        self.put_node(&boot, now);
+        // The node image preloads what kind itself deploys.
+        for (ns, name, image, n) in [
+            ("kube-system", "coredns", "registry.k8s.io/coredns/coredns:v1.11.3", 2),
+            (
+                "local-path-storage",
+                "local-path-provisioner",
+                "docker.io/kindest/local-path-provisioner:v20241212",
+                1,
+            ),
+        ] {
+            self.node_images.insert(crate::troubles::qualified_image(image));
+            self.add_deployment(ns, name, image, n);
+        }
+    }
+
+    /// A kernel boot ID as `/proc/sys/kernel/random/boot_id` shows it (a UUID), new each call.
+    pub(super) fn next_boot_id(&self) -> String {
+        let h = container_id("boot", self.t_ms() ^ ((self.audit.len() as u64) << 32));
+        format!("{}-{}-4{}-a{}-{}", &h[0..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32])
+    }
+
+    /// The Node object as its kubelet writes it: `bootID` (cAdvisor's read of the kernel's), the
+    /// `Ready` condition True since `ready_since` (its `lastTransitionTime`).
+    pub(super) fn put_node(&mut self, boot_id: &str, ready_since: SystemTime) {
+        let node = self.node_name();
+        let ready_t = crate::timefmt::rfc3339(ready_since);
+        let (role, provider) = match self.shared() {
+            true => (json!({"node-role.kubernetes.io/worker": ""}), format!("k3s://{node}")),
+            false => (
+                json!({"node-role.kubernetes.io/control-plane": ""}),
+                format!("kind://{}/{}/{node}", self.opts.node_provider, self.cluster_name()),
+            ),
+        };
+        let mut labels = json!({"kubernetes.io/hostname": node});
+        for (k, v) in role.as_object().into_iter().flatten() {
+            labels[k] = v.clone();
+        }
+        self.store.put(
+            Res::Nodes,
+            json!({"metadata":{"name": node, "labels": labels},
+                   "spec":{"podCIDR":"10.244.0.0/24","providerID": provider},
+                   "status":{"conditions":[{"type":"Ready","status":"True","reason":"KubeletReady","message":"kubelet is posting ready status",
+                                            "lastHeartbeatTime": ready_t,"lastTransitionTime": ready_t}],
+                             "nodeInfo":{"kubeletVersion":"v1.32.2","containerRuntimeVersion":"containerd://2.0.2",
+                                         "bootID": boot_id,"machineID": container_id(&node, 0)[..32].to_string()}}}),
+        );
+    }
+
+    /// The node's `status.nodeInfo.bootID` as the store holds it.
+    pub fn node_boot_id(&self) -> String {
+        self.store
+            .get(&Key::new(Res::Nodes, "", &self.node_name()))
+            .map(|n| crate::store::str_at(n, "/status/nodeInfo/bootID").to_string())
+            .unwrap_or_default()
+    }
+
+    /// The kind node container (what `kind create cluster` runs).
+    fn push_node_container(&mut self, name: &str, ports: Vec<(u16, u16)>, now: SystemTime) {
         self.containers.push(Container {
             id: container_id(&format!("{name}-control-plane"), self.t_ms()),
             name: format!("{name}-control-plane"),
@@ -33,40 +110,6 @@ impl World {
             cmd: vec![],
         });
         self.container_created_events(&format!("{name}-control-plane"));
-        self.cluster = Some(ClusterState { name: name.to_string() });
-        self.node_images.clear();
-        self.link.transfers.retain(|t| t.store == crate::images::Store::Host);
-        self.link.puller = puller;
-        self.istio = None;
-        self.clear_cluster_objects();
-        self.put_namespace("default", false);
-        self.workloads.clear();
-        self.pods.clear();
-        self.connectors.clear();
-        for ns in ["kube-system", "kube-public", "kube-node-lease", "local-path-storage"] {
-            self.put_namespace(ns, false);
-        }
-        let node = self.node_name();
-        self.store.put(
-            Res::Nodes,
-            json!({"metadata":{"name": node, "labels":{"kubernetes.io/hostname": node, "node-role.kubernetes.io/control-plane":""}},
-                   "spec":{"podCIDR":"10.244.0.0/24", "providerID": format!("kind://{}/{name}/{node}", self.opts.node_provider)},
-                   "status":{"conditions":[{"type":"Ready","status":"True","reason":"KubeletReady","message":"kubelet is posting ready status"}],
-                             "nodeInfo":{"kubeletVersion":"v1.32.2","containerRuntimeVersion":"containerd://2.0.2"}}}),
-        );
-        // The node image preloads what kind itself deploys.
-        for (ns, name, image, n) in [
-            ("kube-system", "coredns", "registry.k8s.io/coredns/coredns:v1.11.3", 2),
-            (
-                "local-path-storage",
-                "local-path-provisioner",
-                "docker.io/kindest/local-path-provisioner:v20241212",
-                1,
-            ),
-        ] {
-            self.node_images.insert(crate::troubles::qualified_image(image));
-            self.add_deployment(ns, name, image, n);
-        }
     }
 
     /// Delete every object of the cluster (DELETED events for watchers) and forget its state.
@@ -186,6 +229,9 @@ impl World {
                 );
             }
         }
+        if self.shared() {
+            self.put_manifest_services();
+        }
         self.add_volumes_and_worker_env();
         self.put_secret();
         // A stack that has run holds every image it uses (no recovery waits for a download).
@@ -268,6 +314,48 @@ impl World {
         self.db_creds.get(db).cloned()
     }
 
+    /// The team deployed the stack from its manifests: their Services as they wrote them (the
+    /// NodePort Services a `kubectl port-forward` names on a shared cluster) over the generic
+    /// ones, each Deployment's container ports (the named ports those Services target, which
+    /// kubectl resolves against the pod), and the Gateway (its pod, which the gateway's NodePort
+    /// Service selects).
+    fn put_manifest_services(&mut self) {
+        let docs: Vec<(String, Value)> = self
+            .infra
+            .stack
+            .bootstrap
+            .tiers
+            .iter()
+            .flat_map(|t| &t.docs)
+            .filter(|d| ["Service", "Deployment", "Gateway"].contains(&d.kind.as_str()))
+            .filter_map(|d| Some((d.kind.clone(), serde_saphyr::from_str::<Value>(&d.text).ok()?)))
+            .collect();
+        for (kind, obj) in docs {
+            match kind.as_str() {
+                "Service" => {
+                    self.store.put(Res::Services, obj);
+                    continue;
+                }
+                // Istio's gateway controller deploys its pod (`<name>-istio`) on the next reconcile.
+                "Gateway" => {
+                    self.store.put(Res::Gateways, obj);
+                    continue;
+                }
+                _ => {}
+            }
+            let ports = obj.pointer("/spec/template/spec/containers/0/ports").cloned();
+            let key = Key::new(
+                Res::Deployments,
+                obj.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default"),
+                obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or(""),
+            );
+            if let (Some(ports), Some(mut ours)) = (ports, self.store.get(&key).cloned()) {
+                ours["spec"]["template"]["spec"]["containers"][0]["ports"] = ports;
+                self.store.put(Res::Deployments, ours);
+            }
+        }
+    }
+
     pub fn put_secret(&mut self) {
         let b64 = base64::engine::general_purpose::STANDARD;
         let data: serde_json::Map<String, Value> =
@@ -290,6 +378,8 @@ impl World {
             c.started = ago(7200);
             c.finished = ago(7200);
         }
+        let boot = self.node_boot_id();
+        self.put_node(&boot, ago(7200));
         let mesh_ns = self.infra.stack.mesh.namespace.clone();
         let keys: Vec<(String, String)> = self.pods.keys().cloned().collect();
         for k in keys {

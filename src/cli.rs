@@ -27,6 +27,7 @@ use crate::error::EXIT_CODES;
         "  bookstore watch                   # heal the stack by itself after every Docker restart\n",
         "  bookstore watch --install         # ... at login, as a user service (launchd or systemd)\n",
         "  bookstore down --yes              # delete the cluster (scripts)\n",
+        "  bookstore up --context k3s-dev    # a shared cluster the stack file's allow_contexts names\n",
         "\n",
         crate::exit_codes!()
     )
@@ -38,6 +39,11 @@ pub struct Cli {
     /// Stack file to use instead of the embedded default (paths in it resolve from its folder)
     #[arg(long, global = true, env = "BOOKSTORE_STACK", value_name = "FILE")]
     pub stack: Option<PathBuf>,
+
+    /// The kube context to work on (default: the kind cluster's, `kind-<cluster>`); any other
+    /// must be listed under `allow_contexts:` in the stack file (a shared development cluster)
+    #[arg(long, global = true, env = "BOOKSTORE_CONTEXT", value_name = "NAME")]
+    pub context: Option<String>,
 
     /// Print the exact commands and HTTP requests, secrets masked, and change nothing
     #[arg(long, global = true)]

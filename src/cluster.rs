@@ -18,6 +18,9 @@ pub struct Container {
     pub last_exit: Option<(i64, String)>,
     /// The spec's `imagePullPolicy` (empty when unset).
     pub pull_policy: String,
+    /// `state.running.startedAt`: when the running container started (in place after a node
+    /// restart: a new time, `restartCount`+1, the same pod).
+    pub started: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -179,22 +182,44 @@ pub struct Event {
     pub count: u64,
     /// `lastTimestamp` (or `eventTime`), seconds since the epoch.
     pub last: Option<u64>,
+    /// Who recorded it: `source.component` (or `reportingComponent`), e.g. `kubelet`.
+    pub source: String,
 }
 
-/// A Node as the API reports it.
+/// A Node as the API reports it: who built it, and what its kubelet says about its boots.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Node {
     pub name: String,
     /// `spec.providerID`: kind's kubelet runs with `kind://<engine>/<cluster>/<node>`.
     pub provider_id: String,
+    /// `status.nodeInfo.bootID`: the kernel's boot id (cAdvisor reads
+    /// `/proc/sys/kernel/random/boot_id`); a new one after every reboot.
+    pub boot_id: String,
+    /// The `Ready` condition's status (`None`: no such condition; `Unknown` reads as false).
+    pub ready: Option<bool>,
+    /// The `Ready` condition's `lastTransitionTime`.
+    pub ready_changed: Option<u64>,
 }
 
-/// Nodes from `kubectl get nodes -o json`.
+/// Nodes from `kubectl get nodes -o json` (a list), or one node object (a watch event's).
 pub fn parse_nodes(json: &str) -> Result<Vec<Node>, String> {
-    Ok(items(json)?
-        .iter()
-        .map(|v| Node { name: text(v, "/metadata/name"), provider_id: text(v, "/spec/providerID") })
-        .collect())
+    Ok(items(json)?.iter().map(parse_node).collect())
+}
+
+pub fn parse_node(v: &Value) -> Node {
+    let ready = v
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"));
+    Node {
+        name: text(v, "/metadata/name"),
+        provider_id: text(v, "/spec/providerID"),
+        boot_id: text(v, "/status/nodeInfo/bootID"),
+        ready: ready.map(|c| text(c, "/status") == "True"),
+        ready_changed: ready.and_then(|c| crate::utc::parse(&text(c, "/lastTransitionTime"))),
+    }
 }
 
 fn items(json: &str) -> Result<Vec<Value>, String> {
@@ -287,6 +312,7 @@ fn pod(v: &Value) -> Pod {
                     .pointer("/lastState/terminated")
                     .map(|t| (t.get("exitCode").and_then(Value::as_i64).unwrap_or(0), text(t, "/reason"))),
                 pull_policy: policy(&text(c, "/name")),
+                started: crate::utc::parse(&text(c, "/state/running/startedAt")),
             })
             .collect(),
         _ => spec
@@ -393,6 +419,10 @@ pub fn parse_events(json: &str) -> Result<Vec<Event>, String> {
                 message: text(v, "/message"),
                 count: v.get("count").and_then(Value::as_u64).unwrap_or(1),
                 last,
+                source: [text(v, "/source/component"), text(v, "/reportingComponent")]
+                    .into_iter()
+                    .find(|s| !s.is_empty())
+                    .unwrap_or_default(),
             }
         })
         .collect())

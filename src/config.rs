@@ -152,6 +152,8 @@ impl Config {
         // doctor and status report a cluster config without fixed host ports instead of refusing it.
         let diagnosis = matches!(cli.command, cli::Command::Doctor | cli::Command::Status);
         let mut stack = if diagnosis { stack::load_for_diagnosis(source)? } else { stack::load(source)? };
+        // The cluster is checked against the stack file's allow_contexts before anything runs.
+        stack.cluster.target = stack.target(cli.context.as_deref())?;
         let tolerate = cli.command.recover_args().is_some_and(|a| a.tolerate);
         let timings = match cli.command.recover_args() {
             Some(args) => timings_arg(args)?,

@@ -15,11 +15,19 @@ use crate::wait::{Attempt, Deadline, Poll};
 /// The shortest time a request gets when a deadline is about to end: enough for a last answer.
 const LAST_TRY: Duration = Duration::from_millis(200);
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Connect {
     base: String,
     /// The command that shows the worker's log (with the kind context), for advice.
     logs: String,
+    /// On a shared cluster, the port-forward `base` goes through (stopped with the last clone).
+    port: Option<std::sync::Arc<crate::ports::Port>>,
+}
+
+impl std::fmt::Debug for Connect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connect").field("base", &self.base).finish()
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,23 +68,37 @@ impl Desired {
     }
 }
 
+/// The pasteable command that shows the Connect worker's log.
+fn logs(stack: &crate::stack::Stack) -> String {
+    let c = &stack.connect;
+    let namespace = stack.workload(&c.workload).map_or("infra", |w| &w.namespace);
+    format!(
+        "kubectl --context {} -n {namespace} logs deploy/{} --tail=100",
+        stack.cluster.context(),
+        c.workload
+    )
+}
+
 impl Connect {
     /// The stack's Connect REST API (the host port mapped to `connect.port`), with the pasteable
     /// command that shows its worker's log for error advice.
     pub fn for_stack(stack: &crate::stack::Stack) -> Result<Connect> {
-        let c = &stack.connect;
-        let namespace = stack.workload(&c.workload).map_or("infra", |w| &w.namespace);
-        let logs = format!(
-            "kubectl --context {} -n {namespace} logs deploy/{} --tail=100",
-            stack.cluster.context(),
-            c.workload
-        );
-        Ok(Connect::new(stack.cluster.host_port(c.port)?, logs))
+        // On a shared cluster, a port-forward held as long as this value.
+        let port = crate::ports::open(stack, stack.connect.port)?;
+        let mut api = Connect::new(port.local, logs(stack));
+        api.port = Some(std::sync::Arc::new(port));
+        Ok(api)
+    }
+
+    /// The same API as printed lines show it (`--dry-run`): nothing is started for it, so on a
+    /// shared cluster its base names the port-forward's local port instead of a number.
+    pub fn shown(stack: &crate::stack::Stack) -> Result<Connect> {
+        Ok(Connect { base: crate::ports::shown(stack, stack.connect.port)?, logs: logs(stack), port: None })
     }
 
     /// `logs`: the pasteable command that shows the worker's log.
     pub fn new(host_port: u16, logs: String) -> Connect {
-        Connect { base: format!("http://127.0.0.1:{host_port}"), logs }
+        Connect { base: format!("http://127.0.0.1:{host_port}"), logs, port: None }
     }
 
     pub fn list(&self) -> Request {

@@ -148,6 +148,22 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         retry_in_ms: Option<u64>,
     },
+    /// `watch --context` on a shared cluster: the Nodes' watch (re)started.
+    WatchingNodes {
+        cluster: String,
+        context: String,
+        command: String,
+    },
+    /// A Node seen for the first time, or with a new bootID.
+    NodeSeen {
+        node: String,
+        boot_id: String,
+        ready: Option<bool>,
+    },
+    /// A heal is due on a shared cluster (its first look, a reboot, a Ready back, a failing check).
+    HealOwed {
+        reason: String,
+    },
     Error {
         message: String,
         exit_code: u8,
@@ -386,6 +402,13 @@ mod tests {
                 message: Some(s("m")),
                 retry_in_ms: Some(1),
             },
+            Event::WatchingNodes {
+                cluster: s("c"),
+                context: s("dev"),
+                command: s("kubectl get nodes --watch"),
+            },
+            Event::NodeSeen { node: s("n"), boot_id: s("b"), ready: Some(true) },
+            Event::HealOwed { reason: s("r") },
             Event::Error { message: s("m"), exit_code: 1 },
             Event::Summary {
                 command: s("up"),

@@ -36,6 +36,15 @@ fn count(program: &str) {
     *BY_PROGRAM.lock().unwrap_or_else(|e| e.into_inner()).entry(name.into_owned()).or_default() += 1;
 }
 
+/// Programs this run must never start: `docker`, `kind` and `istioctl` on a shared cluster (set
+/// from the validated config; the rooms skip them, this is the backstop).
+static FORBIDDEN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Never start these programs in this run (replaces the list).
+pub fn forbid(programs: &[&str]) {
+    *FORBIDDEN.lock().unwrap_or_else(|e| e.into_inner()) = programs.iter().map(|p| p.to_string()).collect();
+}
+
 static VERBOSE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Children started and not yet reaped (each counted by a [`Live`] guard).
@@ -242,6 +251,7 @@ impl Cmd {
             }
             None => expr.stdin_null(),
         };
+        self.allowed()?;
         count(&self.program);
         if verbose() {
             eprintln!("   $ {self}");
@@ -256,6 +266,7 @@ impl Cmd {
     pub fn start_early(&self) -> Result<Early> {
         let (reader, writer) = std::io::pipe().map_err(|e| self.spawn_error(e))?;
         let expr = self.expr().stdin_file(reader).stdout_capture().stderr_capture().unchecked();
+        self.allowed()?;
         count(&self.program);
         let handle = expr.start().map_err(|e| self.spawn_error(e))?;
         Ok(Early { cmd: self.clone(), handle: Some(handle), stdin: Some(writer), live: Some(Live::new()) })
@@ -309,6 +320,7 @@ impl Cmd {
     pub fn stream(&self) -> Result<Stream> {
         let stderr = tempfile::tempfile().map_err(|e| self.spawn_error(e))?;
         let stderr_read = stderr.try_clone().map_err(|e| self.spawn_error(e))?;
+        self.allowed()?;
         count(&self.program);
         if verbose() {
             eprintln!("   $ {self}   (streaming)");
@@ -327,6 +339,19 @@ impl Cmd {
             stderr: stderr_read,
             _live: Live::new(),
         })
+    }
+
+    /// `Err` when this run may not start the program ([`forbid`]).
+    fn allowed(&self) -> Result<()> {
+        let name = std::path::Path::new(&self.program).file_name().map(|n| n.to_string_lossy().into_owned());
+        let forbidden = FORBIDDEN.lock().unwrap_or_else(|e| e.into_inner());
+        match name {
+            Some(n) if forbidden.contains(&n) => Err(Error::step(
+                format!("refused to run `{self}`: bookstore never runs {n} on a shared cluster"),
+                "report this as a bug",
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// The child as duct runs it: its argv and its environment.

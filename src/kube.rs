@@ -123,9 +123,47 @@ impl Kubectl {
             .deadline(Duration::from_secs(30))
     }
 
-    /// Every Node (each one's `spec.providerID` names the engine kind built it with).
+    /// Every Node (each one's `spec.providerID` names the engine kind built it with; on a shared
+    /// cluster its restarts are read from them: bootID, Ready).
     pub fn list_nodes(&self) -> Cmd {
         self.base().args(["get", "nodes", "-o", "json"]).deadline(Duration::from_secs(30))
+    }
+
+    /// The events on Nodes (the kubelet's `Starting` and `Rebooted`), of every namespace.
+    pub fn list_node_events(&self) -> Cmd {
+        self.base()
+            .args([
+                "get",
+                "events",
+                "--all-namespaces",
+                "--field-selector",
+                "involvedObject.kind=Node",
+                "-o",
+                "json",
+            ])
+            .deadline(Duration::from_secs(30))
+    }
+
+    /// Every Node, then each change, one JSON object a line (`watch` on a shared cluster).
+    pub fn watch_nodes(&self) -> Cmd {
+        self.base().args(["get", "nodes", "--watch", "--output-watch-events", "-o", "json"]).not_cancellable()
+    }
+
+    /// `kubectl port-forward` to a Service's port, on a local port kubectl picks (`:PORT`), on
+    /// 127.0.0.1 only: it prints `Forwarding from 127.0.0.1:<local> -> <target>` once it listens.
+    /// A Service with no running pod fails in 5 s (`--pod-running-timeout`; kubectl's default
+    /// waits a minute), well inside the tool's own deadline for it to listen.
+    pub fn port_forward(&self, namespace: &str, service: &str, port: u16) -> Cmd {
+        self.base().args([
+            "port-forward",
+            "--pod-running-timeout=5s",
+            "--address",
+            "127.0.0.1",
+            "-n",
+            namespace,
+            &format!("service/{service}"),
+            &format!(":{port}"),
+        ])
     }
 
     /// The last `tail` lines of every container of one pod.

@@ -18,6 +18,7 @@ pub mod lock;
 pub mod manifests;
 pub mod observe;
 pub mod plan;
+pub mod ports;
 #[cfg(test)]
 mod proptests;
 pub mod run;

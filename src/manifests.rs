@@ -19,6 +19,9 @@ pub struct Doc {
     pub namespace: Option<String>,
     /// The images of its pod template (containers and init containers), for workload kinds.
     pub images: Vec<String>,
+    /// A Service's `(nodePort, port)` pairs: where a kind host port lands in the cluster, and the
+    /// Service port a `kubectl port-forward` to it names on a shared cluster.
+    pub node_ports: Vec<(u16, u16)>,
 }
 
 impl Doc {
@@ -97,7 +100,29 @@ fn document(file: &str, line: usize, text: &str) -> Result<Doc, String> {
             }
         }
     }
-    Ok(Doc { file: file.to_string(), line, text: text.to_string(), kind, name, namespace, images })
+    let node_ports = match kind.as_str() {
+        "Service" => value
+            .pointer("/spec/ports")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|p| {
+                let num = |k: &str| p.get(k).and_then(Value::as_u64).and_then(|n| u16::try_from(n).ok());
+                Some((num("nodePort")?, num("port")?))
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    Ok(Doc {
+        file: file.to_string(),
+        line,
+        text: text.to_string(),
+        kind,
+        name,
+        namespace,
+        images,
+        node_ports,
+    })
 }
 
 /// The documents as one stream for `kubectl apply -f -`.
@@ -121,6 +146,9 @@ mod tests {
         assert_eq!(docs[1].deployment(), Some(("ns", "db")));
         assert_eq!(docs[1].images, ["busybox:1", "postgres:16"]);
         assert_eq!(docs[1].line, 7);
+        let svc = "apiVersion: v1\nkind: Service\nmetadata: {name: gw, namespace: infra}\nspec:\n  type: NodePort\n  \
+                   ports:\n    - {name: http, port: 80, targetPort: 8080, nodePort: 30000}\n    - {port: 81}\n";
+        assert_eq!(parse("f", svc).unwrap()[0].node_ports, [(30000, 80)]);
         assert!(
             stream(&docs)
                 .contains("kind: Service\nmetadata: {name: db, namespace: ns}\n---\napiVersion: apps/v1")

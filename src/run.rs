@@ -33,6 +33,10 @@ pub fn run(cli: Cli) -> u8 {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let (result, timings) = match Config::from_cli(cli) {
         Ok(config) => {
+            // On a shared cluster no node engine, kind or istioctl ever runs, whatever a room forgets.
+            let shared = config.stack.cluster.shared();
+            let never = ["docker", "podman", "nerdctl", "finch", "nerdctl.lima", "kind", "istioctl"];
+            exec::forbid(if shared { &never } else { &[] });
             let timings = config.timings.clone().filter(|_| !config.dry_run);
             if config.dry_run && config.timings.is_some() {
                 ui.info("--dry-run: nothing runs, so --timings writes no timeline");
@@ -92,6 +96,17 @@ fn execute(config: &Config, ui: &Ui) -> Result<()> {
             Ok(())
         }
         Command::Watch { interval } => watch::run(config, ui, *interval),
+        Command::Service { .. } if config.stack.cluster.shared() => Err(crate::error::Error::prerequisite(
+            format!(
+                "the watcher's service runs on the kind cluster; it is not installed for the shared \
+                 cluster `{}`",
+                config.stack.cluster.context()
+            ),
+            format!(
+                "run `bookstore watch --context {}` under your own supervisor, or drop --context",
+                config.stack.cluster.context()
+            ),
+        )),
         Command::Service { op, manager, interval } => {
             steps::service::run(config, ui, *op, *manager, interval.as_deref())
         }

@@ -147,11 +147,50 @@ pub struct Cluster {
     /// Nodes with `role: worker` (kind's own wait covers the control planes only).
     pub workers: usize,
     pub ports: Vec<PortMapping>,
+    /// Which cluster this run works on: the kind cluster (the default), or a shared one the
+    /// stack file allows (`--context`; [`Stack::target`]).
+    pub target: Target,
+}
+
+/// The cluster a run works on.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Target {
+    /// `kind-<cluster>`: kind, Docker and istioctl are the tool's to drive.
+    #[default]
+    Kind,
+    /// A context the stack file lists under `allow_contexts:` (a team's k3s, a cloud dev
+    /// cluster): no docker, kind or istioctl install ever; restarts read from the API; routes
+    /// through `kubectl port-forward`.
+    Shared(Allowed),
+}
+
+/// One `allow_contexts:` entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Allowed {
+    /// The kube context, exactly as the kubeconfig names it.
+    pub context: String,
+    /// `up` may deploy the stack there when it is absent (`bootstrap: true`); by default it is
+    /// refused: a shared cluster is not bootstrapped by accident.
+    pub bootstrap: bool,
 }
 
 impl Cluster {
+    /// The kube context every kubectl call carries: `kind-<cluster>`, or the allowed shared one.
     pub fn context(&self) -> String {
+        match &self.target {
+            Target::Kind => self.kind_context(),
+            Target::Shared(a) => a.context.clone(),
+        }
+    }
+
+    /// kind's context for this cluster (`kind-<cluster>`, for every provider).
+    pub fn kind_context(&self) -> String {
         format!("kind-{}", self.name)
+    }
+
+    /// A shared cluster: no Docker, no kind, no host ports.
+    pub fn shared(&self) -> bool {
+        matches!(self.target, Target::Shared(_))
     }
 
     pub fn control_plane_container(&self) -> String {
@@ -318,9 +357,60 @@ pub struct Stack {
     pub connect: Connect,
     pub smoke: Smoke,
     pub legacy_proxies: Vec<String>,
+    /// `allow_contexts:`: the shared clusters this stack may change (exact context names).
+    pub allow_contexts: Vec<Allowed>,
 }
 
 impl Stack {
+    /// The cluster `--context` names, checked against the stack file before anything runs
+    /// (Tilt's `allow_k8s_contexts`): `kind-<cluster>` (or no `--context`) is the kind cluster;
+    /// any other context must be listed under `allow_contexts:`, else the run is refused (exit 3)
+    /// naming the context and how to allow it. The current context is never used implicitly.
+    pub fn target(&self, context: Option<&str>) -> Result<Target> {
+        let kind = self.cluster.kind_context();
+        let Some(context) = context.filter(|c| *c != kind) else { return Ok(Target::Kind) };
+        if let Some(allowed) = self.allow_contexts.iter().find(|a| a.context == context) {
+            // Every route and Connect are reached through a port-forward to the Service holding
+            // their node port: each must have one in the manifests.
+            let ports = self.smoke.checks.iter().map(|c| (c.name.as_str(), c.port));
+            for (what, port) in ports.chain([("connect", self.connect.port)]) {
+                if self.node_port_service(port).is_none() {
+                    return Err(Error::input(
+                        "stack file",
+                        format!(
+                            "`{what}` uses port {port}, and no Service of the manifests has nodePort \
+                             {port}: on the shared cluster `{context}` it is reached through \
+                             `kubectl port-forward service/<name>`, so one must"
+                        ),
+                    ));
+                }
+            }
+            return Ok(Target::Shared(allowed.clone()));
+        }
+        let file = self.source.describe("stack.yaml");
+        Err(Error::prerequisite(
+            format!(
+                "kube context `{context}` is not this stack's kind cluster ({kind}) and the stack file \
+                 does not allow it: bookstore changes only the kind cluster and the shared clusters \
+                 its stack file names (it may be a live cluster)"
+            ),
+            format!(
+                "if `{context}` is a development cluster you may change, add it to {file}:\n  \
+                 allow_contexts: [{context}]\nthen run again; otherwise drop --context (or \
+                 BOOKSTORE_CONTEXT) to work on {kind}"
+            ),
+        ))
+    }
+
+    /// The Service of the manifests that has node port `node_port`: (namespace, name, its port).
+    /// On kind the host port lands there; on a shared cluster a port-forward names it.
+    pub fn node_port_service(&self, node_port: u16) -> Option<(String, String, u16)> {
+        self.bootstrap.tiers.iter().flat_map(|t| &t.docs).find_map(|d| {
+            let (_, port) = d.node_ports.iter().find(|(n, _)| *n == node_port)?;
+            Some((d.namespace.clone().unwrap_or_else(|| "default".into()), d.name.clone(), *port))
+        })
+    }
+
     /// The index in `workloads` of the workload named `name` (names are unique: checked on load).
     pub fn index(&self, name: &str) -> Option<usize> {
         self.workloads.iter().position(|w| w.name == name)

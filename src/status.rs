@@ -78,10 +78,31 @@ pub struct EngineRow {
     pub agrees: bool,
 }
 
+/// A shared cluster's Node: Ready, and when it last started by the API's evidence
+/// (`judge::boots`).
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct NodeRow {
+    pub name: String,
+    pub ready: bool,
+    pub boot_id: String,
+    /// Seconds since the epoch, when the API shows a restart.
+    pub last_started: Option<u64>,
+    /// What it rests on (the kubelet's Rebooted/Starting event, the Ready transition), or why
+    /// it is not known.
+    pub evidence: String,
+}
+
 #[derive(Debug, Serialize)]
 pub struct Status {
     pub cluster: String,
-    pub engine: EngineRow,
+    /// The kube context read.
+    pub context: String,
+    /// The node engine (none on a shared cluster: no engine of ours built it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine: Option<EngineRow>,
+    /// A shared cluster's Nodes (kind's node is the engine's row).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<NodeRow>,
     pub workloads: Vec<Workload>,
     pub connectors: Vec<ConnectorRow>,
     pub routes: Vec<Route>,
@@ -174,10 +195,11 @@ pub fn route(stack: &Stack, probe: &Probe) -> Route {
 /// The table's rows, from the one observation `doctor` and `up` read too.
 pub fn gather(ctx: &Ctx) -> Result<Status> {
     let stack = ctx.stack;
-    // The nodes' state is not shown; without it the cluster is read all the same.
-    let engine = ctx.engine();
-    let nodes = crate::observe::nodes(ctx).unwrap_or_default();
-    let obs = crate::observe::cluster(ctx, nodes).map_err(|e| {
+    // The nodes' state is not shown; without it the cluster is read all the same. A shared
+    // cluster has no engine of ours: its Nodes are read from the API.
+    let shared = stack.cluster.shared();
+    let containers = if shared { Vec::new() } else { crate::observe::nodes(ctx).unwrap_or_default() };
+    let obs = crate::observe::cluster(ctx, containers).map_err(|e| {
         ctx.kube.explain(e).with_next("is the cluster up? `bookstore doctor` says what is wrong")
     })?;
     // The Connect route's own answer (`GET /connectors?expand=status`) gives the connectors' states.
@@ -186,11 +208,30 @@ pub fn gather(ctx: &Ctx) -> Result<Status> {
         .unwrap_or_else(|| Err("the stack has no Connect route".into()));
     Ok(Status {
         cluster: stack.cluster.name.clone(),
-        engine: engine_row(engine, &obs.provider_ids),
+        context: stack.cluster.context(),
+        engine: (!shared).then(|| engine_row(ctx.engine(), &obs.provider_ids)),
+        nodes: if shared { nodes(&obs) } else { Vec::new() },
         workloads: workloads(stack, &obs),
         connectors: connectors(stack, &connect_answer),
         routes: obs.routes.iter().map(|p| route(stack, p)).collect(),
     })
+}
+
+/// Each Node of the observation with its last start as `judge::boots` dates it.
+pub fn nodes(obs: &Observation) -> Vec<NodeRow> {
+    let events = obs.node_events.as_deref().unwrap_or_default();
+    let starts = crate::judge::boots::last_started(&obs.api_nodes, events, &obs.pods);
+    obs.api_nodes
+        .iter()
+        .zip(starts)
+        .map(|(n, s)| NodeRow {
+            name: n.name.clone(),
+            ready: n.ready == Some(true),
+            boot_id: n.boot_id.clone(),
+            last_started: s.started_at,
+            evidence: s.source.unwrap_or_default(),
+        })
+        .collect()
 }
 
 pub fn engine_row(
@@ -269,22 +310,39 @@ pub fn render(status: &Status) -> String {
             vec![r.name.clone(), r.answer.clone(), format!("{}{host}", r.url)]
         })
         .collect();
-    let e = &status.engine;
-    let built = match (e.built_by.is_empty(), e.agrees) {
-        (true, _) => "-".to_string(),
-        (false, true) => e.built_by.join(", "),
-        (false, false) => format!("{} (not this engine: `bookstore doctor`)", e.built_by.join(", ")),
+    let last = match &status.engine {
+        Some(e) => {
+            let built = match (e.built_by.is_empty(), e.agrees) {
+                (true, _) => "-".to_string(),
+                (false, true) => e.built_by.join(", "),
+                (false, false) => format!("{} (not this engine: `bookstore doctor`)", e.built_by.join(", ")),
+            };
+            let chosen = match &e.endpoint {
+                Some(endpoint) => format!("{}; {endpoint}", e.chosen_by),
+                None => e.chosen_by.clone(),
+            };
+            let engine = vec![vec![e.program.clone(), built, chosen]];
+            table(&["ENGINE", "CLUSTER BUILT BY", "CHOSEN AS KIND CHOOSES"], &engine)
+        }
+        None => {
+            let nodes: Vec<Vec<String>> = status
+                .nodes
+                .iter()
+                .map(|n| {
+                    let ready = if n.ready { "True" } else { "False" };
+                    let started = n.last_started.map(crate::utc::format).unwrap_or_else(|| "-".into());
+                    vec![n.name.clone(), ready.to_string(), started, n.evidence.clone()]
+                })
+                .collect();
+            let title = format!("NODE ({})", status.context);
+            table(&[title.as_str(), "READY", "LAST STARTED", "EVIDENCE"], &nodes)
+        }
     };
-    let chosen = match &e.endpoint {
-        Some(endpoint) => format!("{}; {endpoint}", e.chosen_by),
-        None => e.chosen_by.clone(),
-    };
-    let engine = vec![vec![e.program.clone(), built, chosen]];
     [
         table(&["WORKLOAD", "NAMESPACE", "READY", "RESTARTS", "AGE", "NODE"], &workloads),
         table(&["CONNECTOR", "STATE", "DETAIL"], &connectors),
         table(&["ROUTE", "ANSWER", "URL"], &routes),
-        table(&["ENGINE", "CLUSTER BUILT BY", "CHOSEN AS KIND CHOOSES"], &engine),
+        last,
     ]
     .join("\n\n")
 }
@@ -347,7 +405,9 @@ mod tests {
         assert!(!engine.agrees && engine.built_by == ["podman"]);
         let text = render(&Status {
             cluster: "c".into(),
-            engine,
+            context: "kind-c".into(),
+            engine: Some(engine),
+            nodes: vec![],
             workloads: rows,
             connectors: vec![],
             routes: vec![],

@@ -15,9 +15,26 @@ use crate::stack::{PortMapping, Stack};
 use super::{Finding, Report};
 
 /// Returns the cluster's node containers when its API can be reached (Docker up, the control
-/// plane running).
+/// plane running). On a shared cluster there is no host side of ours: kubectl, and the context
+/// named (no node container: an empty list).
 pub fn check(ctx: &Ctx, report: &mut Report) -> Result<Option<Vec<Node>>> {
     let stack = ctx.stack;
+    if stack.cluster.shared() {
+        if which::which("kubectl").is_err() {
+            report.add(
+                Finding::error("tool-missing", "kubectl", "`kubectl` is not on PATH")
+                    .evidence(format!("PATH={}", std::env::var("PATH").unwrap_or_default()))
+                    .fix(crate::observe::install_hint("kubectl")),
+            );
+            return Ok(None);
+        }
+        report.pass(&format!(
+            "shared cluster {} (allowed by the stack file's allow_contexts): no node engine, kind, host \
+             ports or host names to check; routes through kubectl port-forward",
+            stack.cluster.context()
+        ));
+        return Ok(Some(Vec::new()));
+    }
     let engine = ctx.engine();
     let missing: Vec<&str> = ["kubectl", "kind"]
         .into_iter()

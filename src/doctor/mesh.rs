@@ -174,7 +174,7 @@ pub fn routes_findings(
 /// were replaced) and only counted.
 pub fn hbone_finding(stack: &Stack, facts: &Observation) -> (Option<Finding>, usize) {
     let mut per_pod: BTreeMap<(String, String), (&Pod, Vec<&HboneFailure>)> = BTreeMap::new();
-    let nodes = mesh::nodes(facts);
+    let nodes = mesh::nodes(stack, facts);
     for pod in workloads::current(stack, facts) {
         let lines = mesh::hbone(facts, &nodes, pod);
         if !lines.is_empty() {
@@ -291,7 +291,7 @@ pub fn settling_finding(stack: &Stack, facts: &Observation) -> Option<Finding> {
 /// The pods kept on evidence that the mesh adopted them since their sandbox started, one line
 /// each (what `up --dry-run` says for each keep).
 fn adopted_lines(stack: &Stack, facts: &Observation, ztunnel: &Ztunnel) -> Vec<String> {
-    let nodes = mesh::nodes(facts);
+    let nodes = mesh::nodes(stack, facts);
     workloads::current(stack, facts)
         .into_iter()
         .filter(|p| p.meshed)

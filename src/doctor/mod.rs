@@ -206,17 +206,43 @@ fn register_credentials(ctx: &Ctx) {
 
 /// The findings an observation of the cluster shows: pods, the mesh, Kafka and Connect.
 fn cluster_checks(ctx: &Ctx, obs: &Observation, report: &mut Report) {
-    match host::mismatch_finding(ctx.engine(), &obs.provider_ids) {
-        Some(f) => report.add(f),
-        None if obs.provider_ids.as_ref().is_ok_and(|ids| !ids.is_empty()) => {
-            report.pass(&format!("the cluster's Nodes say {} built it", ctx.engine().kind.provider()))
+    // A shared cluster was built by no engine of ours.
+    if !ctx.stack.cluster.shared() {
+        match host::mismatch_finding(ctx.engine(), &obs.provider_ids) {
+            Some(f) => report.add(f),
+            None if obs.provider_ids.as_ref().is_ok_and(|ids| !ids.is_empty()) => {
+                report.pass(&format!("the cluster's Nodes say {} built it", ctx.engine().kind.provider()))
+            }
+            None => {}
         }
-        None => {}
+    }
+    if ctx.stack.cluster.shared() {
+        nodes_check(obs, report);
     }
     let (ztunnel, health) = crate::judge::workloads::judge(ctx.stack, obs);
     pods::check(ctx, obs, &health, report);
     mesh::check(ctx, obs, &ztunnel, &health, report);
     kafka::check(ctx, obs, report);
+}
+
+/// A shared cluster's Nodes: each Ready, and when it last started by the API's evidence
+/// (`judge::boots`, what the mesh rule then judges its pods by).
+fn nodes_check(obs: &Observation, report: &mut Report) {
+    if let Err(e) = &obs.node_events {
+        report.skip(&format!("the events on Nodes (the kubelet's Starting/Rebooted): {e}"));
+    }
+    for n in crate::status::nodes(obs) {
+        if n.ready {
+            report.pass(&format!("{} is Ready; {}", n.name, n.evidence));
+        } else {
+            report.add(
+                Finding::error("node-not-ready", n.name.clone(), format!("node {} is not Ready", n.name))
+                    .evidence(n.evidence.clone())
+                    .fix(format!("kubectl describe node {}", n.name))
+                    .note("a node of a shared cluster is its team's: bookstore never restarts it"),
+            );
+        }
+    }
 }
 
 /// The findings for what is left, printed (the convergent `up`'s verification failed twice).
@@ -256,7 +282,10 @@ fn api_ready(ctx: &Ctx, nodes: &[crate::engine::Node], report: &mut Report) -> b
                     format!("the Kubernetes API does not answer (waited {})", crate::ui::human(deadline)),
                 )
                 .evidence(format!("`{cmd}`: {}", detail.trim()))
-                .fix(format!("{} restart {node}", ctx.engine().program))
+                .fix(match ctx.stack.cluster.shared() {
+                    true => format!("kubectl --context {} cluster-info", ctx.kube.context()),
+                    false => format!("{} restart {node}", ctx.engine().program),
+                })
                 .note("after a Docker restart the API can take a minute: rerun `bookstore doctor` first"),
             );
             false

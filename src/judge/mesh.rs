@@ -64,27 +64,19 @@ pub fn when(t: Option<u64>) -> String {
     t.map(utc::format).unwrap_or_else(|| "at an unknown time".into())
 }
 
-/// A node of the cluster and when it last started: the per-node input of the time rule.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NodeStart {
-    /// The Kubernetes node name (kind names a node after its container).
-    pub name: String,
-    /// When it last started (seconds since the epoch); `None` when not known.
-    pub started_at: Option<u64>,
-    /// What says so, as a reason prints it (`State.StartedAt of its container`).
-    pub evidence: String,
-}
+pub use super::boots::NodeStart;
 
-/// The nodes the observation knows, each with when it last started: every node container of the
-/// kind cluster (found by kind's labels) and its `State.StartedAt`.
-pub fn nodes(obs: &Observation) -> Vec<NodeStart> {
+/// The nodes the observation knows, each with when it last started: on kind every node container
+/// of the cluster (found by kind's labels) and its `State.StartedAt`; on a shared cluster every
+/// Node, started when the API's evidence says ([`super::boots`]). One rule judges both.
+pub fn nodes(stack: &Stack, obs: &Observation) -> Vec<NodeStart> {
+    if stack.cluster.shared() {
+        let events = obs.node_events.as_deref().unwrap_or_default();
+        return super::boots::last_started(&obs.api_nodes, events, &obs.pods);
+    }
     obs.nodes
         .iter()
-        .map(|n| NodeStart {
-            name: n.name.clone(),
-            started_at: n.started_at,
-            evidence: "State.StartedAt of its container".into(),
-        })
+        .map(|n| NodeStart { name: n.name.clone(), started_at: n.started_at, source: None })
         .collect()
 }
 
@@ -233,16 +225,16 @@ fn no_sandbox(p: &Pod) -> bool {
 pub fn settled(stack: &Stack, obs: &Observation) -> Result<(), String> {
     let mesh = &stack.mesh;
     // Only right after a node started, on that node: later, what is not Ready is judged as it is.
-    let recent: Vec<String> = nodes(obs)
-        .into_iter()
+    let nodes = nodes(stack, obs);
+    let recent: Vec<String> = nodes
+        .iter()
         .filter(|n| n.started_at.is_some_and(|s| obs.at < s + mesh.timeout.as_secs()))
-        .map(|n| n.name)
+        .map(|n| n.name.clone())
         .collect();
     if recent.is_empty() {
         return Ok(());
     }
-    let on_recent =
-        |p: &&Pod| recent.contains(&p.node) || (p.node.is_empty() && recent.len() == obs.nodes.len());
+    let on_recent = |p: &&Pod| recent.contains(&p.node) || (p.node.is_empty() && recent.len() == nodes.len());
     let meshed: Vec<&Pod> = obs
         .pods
         .iter()
@@ -387,7 +379,7 @@ const RECONCILE_FAILED: &str = "failed to reconcile inpod rules for pod";
 /// back with the node (created before the node container last started), kept only on evidence
 /// that it works: istio-cni's snapshot received since the node started, and pods adopted since.
 pub fn ztunnel(stack: &Stack, obs: &Observation) -> Ztunnel {
-    let nodes = nodes(obs);
+    let nodes = nodes(stack, obs);
     let pods = daemon_pods(&obs.pods, &stack.mesh.namespace, &stack.mesh.daemonset);
     let meshed: Vec<&Pod> = obs.pods.iter().filter(|p| p.meshed && !p.terminating).collect();
     // The nodes to judge: those its pods or meshed pods run on (every observed node when there
@@ -411,9 +403,9 @@ pub fn ztunnel(stack: &Stack, obs: &Observation) -> Ztunnel {
         .iter()
         .map(|name| {
             let here: Vec<&Pod> = pods.iter().copied().filter(|p| node_of(&nodes, p) == Some(name)).collect();
-            let node = nodes.iter().find(|n| &n.name == name);
-            let started = node.and_then(|n| n.started_at);
-            let seen = node.map(|n| n.evidence.as_str()).unwrap_or("");
+            let start = nodes.iter().find(|n| &n.name == name);
+            let started = start.and_then(|n| n.started_at);
+            let last = |s: u64| start.map(|n| n.started(s)).unwrap_or_default();
             let restarts = || here.iter().filter_map(|p| PodRestart::of(p).ok()).collect();
             let stale = |why: String| OnNode {
                 node: name.clone(),
@@ -443,28 +435,25 @@ pub fn ztunnel(stack: &Stack, obs: &Observation) -> Ztunnel {
             });
             let kept = match came_back {
                 None => {
-                    let after = started
-                        .map(|s| format!(", after node {name} last started ({})", utc::format(s)))
-                        .unwrap_or_default();
+                    let after = started.map(|s| format!(", after {}", last(s))).unwrap_or_default();
                     format!("its pod {} was created {}{after}, Ready since {}", p.name, when(p.created), when(p.ready_since))
                 }
                 Some((back, start)) => match works(stack, obs, &nodes, name, start) {
                     Ok(evidence) => format!(
-                        "its pod {} on node {name} came back with the node (created {}, before the node last \
-                         started, {}, {seen}) and works: Ready since {}; {evidence}",
+                        "its pod {} on node {name} came back with the node (created {}, before {}) and works: \
+                         Ready since {}; {evidence}",
                         back.name,
                         when(back.created),
-                        utc::format(start),
+                        last(start),
                         when(ready_since)
                     ),
                     Err(why) => {
                         return stale(format!(
-                            "its pod {} on node {name} came back with the node (created {}, before the node last \
-                             started, {}, {seen}) and nothing shows it works: {why}; restarting it is the safe \
-                             remedy",
+                            "its pod {} on node {name} came back with the node (created {}, before {}) and \
+                             nothing shows it works: {why}; restarting it is the safe remedy",
                             back.name,
                             when(back.created),
-                            utc::format(start)
+                            last(start)
                         ));
                     }
                 },
@@ -633,7 +622,7 @@ pub fn evidence(stack: &Stack, obs: &Observation, workload: &str, pods: &[&Pod])
             }
         }
     }
-    let nodes = nodes(obs);
+    let nodes = nodes(stack, obs);
     for pod in pods {
         for f in hbone(obs, &nodes, pod) {
             let line = format!("ztunnel: {} to {}:15008 ({})", f.error, f.ip, pod.name);
@@ -661,7 +650,7 @@ pub fn evidence(stack: &Stack, obs: &Observation, workload: &str, pods: &[&Pod])
 /// or HBONE failures to a pod on that node created after ztunnel there was Ready (a fresh pod it
 /// cannot reach). What an escalation restarts.
 pub fn ztunnel_blame(stack: &Stack, obs: &Observation) -> Vec<(String, String)> {
-    let nodes = nodes(obs);
+    let nodes = nodes(stack, obs);
     let ztunnel = daemon_pods(&obs.pods, &stack.mesh.namespace, &stack.mesh.daemonset);
     let mut blame: Vec<(String, String)> = Vec::new();
     let mut add = |node: &str, why: String| {
@@ -760,7 +749,7 @@ mod tests {
         let judged = ztunnel(&stack, &obs);
         assert_eq!(judged.stale(), None, "{judged:?}");
         assert_eq!(judged.nodes.len(), 2);
-        let nodes = nodes(&obs);
+        let nodes = nodes(&stack, &obs);
         assert!(matches!(in_mesh(&obs, &judged, &nodes, &obs.pods[2]), InMesh::Fresh(_)));
         let InMesh::Stale(why) = in_mesh(&obs, &judged, &nodes, &obs.pods[3]) else {
             panic!("created before its node's ztunnel was Ready, and not shown adopted");
@@ -809,7 +798,7 @@ mod tests {
                 && why.contains("State.StartedAt of its container"),
             "{why}"
         );
-        let nodes = nodes(&obs);
+        let nodes = nodes(&stack, &obs);
         assert!(
             matches!(in_mesh(&obs, &judged, &nodes, &obs.pods[3]), InMesh::Fresh(_)),
             "a pod on a node that did not restart"
@@ -853,7 +842,7 @@ mod tests {
             error: "connection failed: deadline has elapsed".into(),
             line: "…".into(),
         };
-        let nodes = [NodeStart { name: String::new(), started_at: Some(START), evidence: String::new() }];
+        let nodes = [NodeStart { name: String::new(), started_at: Some(START), source: None }];
         obs.hbone = Ok(vec![line(START + 99)]);
         assert!(hbone(&obs, &nodes, &obs.pods[0]).is_empty(), "about the IP's previous holder");
         obs.hbone = Ok(vec![line(START + 99), line(START + 100)]);
@@ -890,7 +879,7 @@ mod tests {
     fn a_pod_restarted_in_place_is_kept_only_on_both_sides_evidence_since_its_sandbox_started() {
         let adopted = |state: &str, cni: &str| {
             let (stack, obs) = restarted(state, cni);
-            let nodes = nodes(&obs);
+            let nodes = nodes(&stack, &obs);
             (
                 adoption(&obs, &nodes, &obs.pods[1]),
                 in_mesh(&obs, &ztunnel(&stack, &obs), &nodes, &obs.pods[1]),
@@ -922,10 +911,10 @@ mod tests {
         assert!(not("Up", &format!("{RECONCILE}{before}")).contains("no capture"));
         assert!(not("Pending", ADDED).contains("is Pending, not Up"));
         assert!(not("Up", "").contains("no capture"));
-        let (_, mut obs) = restarted("Up", ADDED);
+        let (stack, mut obs) = restarted("Up", ADDED);
         obs.workload_state.clear();
         assert!(
-            matches!(adoption(&obs, &nodes(&obs), &obs.pods[1]), Adoption::Not(w) if w.contains("not read"))
+            matches!(adoption(&obs, &nodes(&stack, &obs), &obs.pods[1]), Adoption::Not(w) if w.contains("not read"))
         );
         // A failure after the capture, or a failed reconcile with the snapshot.
         let failed = "2027-01-15T08:00:07.000000Z\terror\tcni-agent\tfailed to handle add event: no ztunnel connection\tns=ecom name=redis-6b5-abcde\n";
@@ -935,7 +924,7 @@ mod tests {
             not("Up", &format!("{RECONCILE}{reconcile_failed}{SNAPSHOT}")).contains("failed to reconcile")
         );
         // A refused HBONE connection logged before it was adopted is about its previous sandbox.
-        let (_, mut obs) = restarted("Up", &format!("{RECONCILE}{SNAPSHOT}"));
+        let (stack, mut obs) = restarted("Up", &format!("{RECONCILE}{SNAPSHOT}"));
         let ip = obs.pods[1].ips[0].clone();
         let refused = |at| HboneFailure {
             at: Some(at),
@@ -944,7 +933,7 @@ mod tests {
             line: String::new(),
         };
         obs.hbone = Ok(vec![refused(START + 2)]);
-        let nodes = nodes(&obs);
+        let nodes = nodes(&stack, &obs);
         assert!(hbone(&obs, &nodes, &obs.pods[1]).is_empty());
         obs.hbone = Ok(vec![refused(START + 2), refused(START + 9)]);
         assert_eq!(hbone(&obs, &nodes, &obs.pods[1]).len(), 1);

@@ -13,12 +13,15 @@
 //!   and the evidence rule), and ztunnel per node.
 //! - [`workloads`]: a workload's pods, whether it is missing, and its verdict (stale, stuck,
 //!   starting, healthy).
+//! - [`boots`]: when each node of a shared cluster last started, from the API's evidence (the
+//!   kubelet's events, the Ready transition, pods restarted in place).
 //! - [`engine`]: the node engine kind would use (its provider), the cluster's Nodes against it,
 //!   and whether a stopped node stopped together with its engine.
 //! - [`node`]: the node against the cluster config (its port mappings).
 //! - [`pods`]: what is wrong with a pod (a crash loop, an image pull, a sandbox, …) and whether
 //!   waiting fixes it ([`pods::outlook`]).
 
+pub mod boots;
 pub mod connectors;
 pub mod engine;
 pub mod members;

@@ -374,6 +374,7 @@ mod tests {
             message: "Failed to create pod sandbox: … no ztunnel connection".into(),
             count: 3,
             last: Some(now - 1),
+            source: "kubelet".into(),
         };
         let other_pod = Event { object: "q".into(), ..sandbox.clone() };
         assert_eq!(t(&creating, &[other_pod]), None);
@@ -403,6 +404,7 @@ mod tests {
             message: message.into(),
             count: 1,
             last: Some(last),
+            source: "kubelet".into(),
         }
     }
 

@@ -106,7 +106,7 @@ pub fn health(stack: &Stack, obs: &Observation, i: usize, ztunnel: &Ztunnel) -> 
     let Some(d) = obs.deployment(&w.namespace, &w.name) else {
         return Health::Missing;
     };
-    let nodes = mesh::nodes(obs);
+    let nodes = mesh::nodes(stack, obs);
     let serving = serving(obs, d);
     let pods = pods_of(obs, d);
     let newest = serving.first().copied();

@@ -240,9 +240,26 @@ pub struct Host {
 /// -a --filter label=io.x-k8s.kind.cluster`), so kind is asked only when there is none. `Err`
 /// when the tools are missing or the engine does not answer.
 pub fn host(ctx: &Ctx) -> Result<Host> {
+    let stack = ctx.stack;
+    if stack.cluster.shared() {
+        // A shared cluster: no engine, no kind, no node container; the cluster is its API.
+        tools(&["kubectl"])?;
+        let once = Kubectl::new(stack.cluster.context(), Duration::ZERO);
+        let parts = read_cluster(ctx, &once, Names::Known(Vec::new()));
+        let provider_ids = match &parts {
+            Ok(p) => p.provider_ids.clone(),
+            Err(e) => Err(e.headline()),
+        };
+        let cluster = parts.map(|p| p.with(Vec::new()));
+        return Ok(Host {
+            nodes: Some(Ok(Vec::new())),
+            legacy: Ok(Vec::new()),
+            cluster: Some(cluster),
+            provider_ids,
+        });
+    }
     let engine = ctx.engine();
     tools(&["kind", "kubectl", &engine.program])?;
-    let stack = ctx.stack;
     let legacy = &stack.legacy_proxies;
     let once = Kubectl::new(stack.cluster.context(), Duration::ZERO);
     let (nodes, found, parts) = std::thread::scope(|s| {
@@ -325,8 +342,23 @@ pub fn describe_inspect(engine: &Engine, cluster: &str) -> String {
 /// The reads [`host`] and [`cluster`] make, as pasteable lines (for `--dry-run`).
 pub fn describe(ctx: &Ctx, lines: &mut Vec<String>) {
     let stack = ctx.stack;
-    let engine = ctx.engine();
     lines.push("# Observe the stack (read-only, in parallel; these run with --dry-run too)".into());
+    if stack.cluster.shared() {
+        lines.push(format!(
+            "{}   # the kubelet's Starting and Rebooted events (kept 1 h)",
+            ctx.kube.list_node_events()
+        ));
+    } else {
+        describe_host(ctx, lines);
+    }
+    lines.push(format!("{}   # only if the reads below find the API not answering", ctx.kube.readyz()));
+    describe_cluster(ctx, lines);
+}
+
+/// The host side's reads on kind: the node container, kind, istioctl, the legacy proxies.
+fn describe_host(ctx: &Ctx, lines: &mut Vec<String>) {
+    let stack = ctx.stack;
+    let engine = ctx.engine();
     engine.describe(lines);
     lines.push(format!(
         "{}   # the cluster's node containers, by kind's label",
@@ -341,7 +373,6 @@ pub fn describe(ctx: &Ctx, lines: &mut Vec<String>) {
         engine.kind_get_clusters(),
         stack.cluster.name
     ));
-    lines.push(format!("{}   # only if the reads below find the API not answering", ctx.kube.readyz()));
     let mesh = &stack.mesh;
     lines.push(format!(
         "{}   # on each node: ztunnel's workloadState, the pods it runs a proxy for (read-only, port-forwarded)",
@@ -350,18 +381,27 @@ pub fn describe(ctx: &Ctx, lines: &mut Vec<String>) {
     if !stack.legacy_proxies.is_empty() {
         lines.push(format!("{}   # legacy socat proxies", engine.ps_named(&stack.legacy_proxies)));
     }
+}
+
+/// The cluster's reads, on kind and on a shared cluster alike.
+fn describe_cluster(ctx: &Ctx, lines: &mut Vec<String>) {
+    let stack = ctx.stack;
+    let mesh = &stack.mesh;
     lines.push(format!(
         "{}   # every workload exists, its generations; pods' nodes, creation and Ready times, IPs, mesh enrolment",
         ctx.kube.list_deployments_and_pods()
     ));
-    lines
-        .push(format!("{}   # each Node's spec.providerID: the engine that built it", ctx.kube.list_nodes()));
+    let nodes = match stack.cluster.shared() {
+        true => "every Node: bootID, Ready and its transition",
+        false => "each Node's spec.providerID: the engine that built it",
+    };
+    lines.push(format!("{}   # {nodes}", ctx.kube.list_nodes()));
     let c = &stack.connect;
     lines.push(format!(
         "{}   # every key present, decoded in-process, never printed",
         ctx.kube.get_secret(&c.secret_namespace, &c.secret_name)
     ));
-    if let Ok(api) = Connect::for_stack(stack) {
+    if let Ok(api) = Connect::shown(stack) {
         for connector in &c.connectors {
             lines.push(format!("{}   # compared with the desired config", api.get_config(&connector.name)));
         }
@@ -402,8 +442,13 @@ pub enum Stored {
 pub struct Observation {
     /// When it was read (seconds since the epoch).
     pub at: u64,
-    /// The cluster's node containers ([`nodes`]), control planes first.
+    /// The cluster's node containers ([`nodes`]), control planes first (none on a shared cluster).
     pub nodes: Vec<Node>,
+    /// Every Node as the API reports it (providerID; on a shared cluster bootID and Ready), and on
+    /// a shared cluster the events on Nodes (the kubelet's `Starting` and `Rebooted`): what
+    /// `judge::boots` dates its restarts by, where there is no node container to ask.
+    pub api_nodes: Vec<crate::cluster::Node>,
+    pub node_events: Read<Vec<crate::cluster::Event>>,
     pub deployments: Vec<Deployment>,
     pub pods: Vec<Pod>,
     /// ztunnel's failed HBONE connections in its last [`LOG_TAIL`] log lines.
@@ -447,6 +492,8 @@ enum Names {
 struct Parts {
     deployments: Vec<Deployment>,
     pods: Vec<Pod>,
+    api_nodes: Vec<crate::cluster::Node>,
+    node_events: Read<Vec<crate::cluster::Event>>,
     hbone: Read<Vec<HboneFailure>>,
     proxies: Read<Vec<ZtunnelLine>>,
     cni: Read<Vec<CniLine>>,
@@ -461,6 +508,8 @@ impl Parts {
         let Parts {
             deployments,
             pods,
+            api_nodes,
+            node_events,
             hbone,
             proxies,
             cni,
@@ -472,6 +521,8 @@ impl Parts {
         Observation {
             at: now(),
             nodes,
+            api_nodes,
+            node_events,
             deployments,
             pods,
             hbone,
@@ -525,15 +576,28 @@ fn read_cluster(ctx: &Ctx, kube: &Kubectl, names: Names) -> Result<Parts> {
                 .collect()
         })
     };
+    let shared = stack.cluster.shared();
     let (objects, routes, connectors, ztunnel, cni, state, nodes) = std::thread::scope(|s| {
         let objects = s.spawn(|| kube.run(&kube.list_deployments_and_pods()).map(|o| o.stdout));
-        let nodes = s.spawn(|| -> Read<Vec<(String, String)>> {
-            let out = kube.list_nodes().run().map_err(|e| e.headline())?;
-            Ok(crate::cluster::parse_nodes(&out.stdout)?
-                .into_iter()
-                .map(|n| (n.name, n.provider_id))
-                .collect())
-        });
+        // Every Node (who built it; on a shared cluster its boots), and on a shared cluster the
+        // events on Nodes: its restarts are read from the API.
+        let nodes =
+            s.spawn(move || -> (Read<Vec<crate::cluster::Node>>, Read<Vec<crate::cluster::Event>>) {
+                let events = match shared {
+                    true => kube
+                        .list_node_events()
+                        .run()
+                        .map_err(|e| e.headline())
+                        .and_then(|o| crate::cluster::parse_events(&o.stdout)),
+                    false => Ok(Vec::new()),
+                };
+                let nodes = kube
+                    .list_nodes()
+                    .run()
+                    .map_err(|e| e.headline())
+                    .and_then(|o| crate::cluster::parse_nodes(&o.stdout));
+                (nodes, events)
+            });
         let connectors = s.spawn(|| connectors(ctx, kube));
         let ztunnel = s.spawn(|| logs(&mesh.daemonset));
         let cni = s.spawn(|| logs(CNI_DAEMONSET));
@@ -546,9 +610,28 @@ fn read_cluster(ctx: &Ctx, kube: &Kubectl, names: Names) -> Result<Parts> {
             ztunnel.join().unwrap_or_else(|_| panicked()),
             cni.join().unwrap_or_else(|_| panicked()),
             state.join().unwrap_or_default(),
-            nodes.join().unwrap_or_else(|_| Err("the read panicked".to_string())),
+            nodes
+                .join()
+                .unwrap_or_else(|_| (Err("the read panicked".into()), Err("the read panicked".into()))),
         )
     });
+    let (nodes, node_events) = nodes;
+    // On a shared cluster the Nodes are the only witness of its restarts: not read, not judged.
+    if shared && let Err(e) = &nodes {
+        return Err(Error::step(format!("`{}`: {e}", kube.list_nodes()), "run it by hand"));
+    }
+    let api_nodes = nodes.clone().unwrap_or_default();
+    // istioctl never runs on a shared cluster: no adoption is proven there (the safe remedy).
+    let workload_state = match shared {
+        true => api_nodes
+            .iter()
+            .map(|n| {
+                (n.name.clone(), Err("not read: bookstore runs no istioctl on a shared cluster".to_string()))
+            })
+            .collect(),
+        false => state,
+    };
+    let provider_ids = nodes.map(|n| n.into_iter().map(|n| (n.name, n.provider_id)).collect());
     let (deployments, pods) = crate::cluster::parse_deployments_and_pods(&objects?)
         .map_err(|p| Error::step(format!("`{}`: {p}", kube.list_deployments_and_pods()), "run it by hand"))?;
     let text = |log: Vec<u8>| String::from_utf8_lossy(&log).into_owned();
@@ -556,13 +639,15 @@ fn read_cluster(ctx: &Ctx, kube: &Kubectl, names: Names) -> Result<Parts> {
     Ok(Parts {
         deployments,
         pods,
+        api_nodes,
+        node_events,
         hbone: ztunnel.as_deref().map(evidence::parse_ztunnel).map_err(Clone::clone),
         proxies: ztunnel.as_deref().map(evidence::parse_ztunnel_proxies).map_err(Clone::clone),
         cni: cni.map(|log| evidence::parse_cni(&text(log))),
-        workload_state: state,
+        workload_state,
         routes,
         connectors,
-        provider_ids: nodes,
+        provider_ids,
     })
 }
 
@@ -604,6 +689,8 @@ impl Observation {
         Observation {
             at: 0,
             nodes: Vec::new(),
+            api_nodes: Vec::new(),
+            node_events: Ok(Vec::new()),
             deployments,
             pods,
             hbone: Ok(Vec::new()),

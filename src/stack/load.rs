@@ -16,7 +16,7 @@ use super::*;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct StackFile {
+pub(super) struct StackFile {
     cluster: String,
     #[serde(default = "default_api_timeout")]
     api_timeout: String,
@@ -27,6 +27,24 @@ struct StackFile {
     #[serde(default)]
     legacy_proxies: Vec<String>,
     bootstrap: BootstrapFile,
+    #[serde(default)]
+    pub(super) allow_contexts: Vec<AllowFile>,
+}
+
+/// An `allow_contexts:` entry: a context name, or `{name, bootstrap}`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(super) enum AllowFile {
+    Name(String),
+    Entry(AllowEntry),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AllowEntry {
+    name: String,
+    #[serde(default)]
+    bootstrap: bool,
 }
 
 fn default_api_timeout() -> String {
@@ -245,6 +263,14 @@ fn load_unchecked_ports(source: Source) -> Result<Stack> {
                 .collect(),
         },
         legacy_proxies: file.legacy_proxies.clone(),
+        allow_contexts: file
+            .allow_contexts
+            .iter()
+            .map(|a| match a {
+                AllowFile::Name(name) => Allowed { context: name.clone(), bootstrap: false },
+                AllowFile::Entry(e) => Allowed { context: e.name.clone(), bootstrap: e.bootstrap },
+            })
+            .collect(),
     };
     validate(&stack)?;
     Ok(stack)
@@ -287,6 +313,7 @@ pub fn parse_cluster(text: &str) -> std::result::Result<Cluster, String> {
         control_planes: control_planes.max(usize::from(file.nodes.is_empty())),
         workers,
         ports,
+        target: Target::Kind,
     })
 }
 

@@ -123,3 +123,39 @@ fn istios_flags_are_those_install_and_manifest_generate_both_take() {
     assert_eq!(stack.bootstrap.istio_range.to_string(), "1.25–1.31");
     assert_eq!(stack.bootstrap.gateway_api_version, "v1.4.1");
 }
+
+#[test]
+fn a_context_other_than_kind_is_refused_unless_the_stack_file_allows_it() {
+    let mut stack = load(Source::Embedded).unwrap();
+    assert_eq!(stack.target(None).unwrap(), Target::Kind);
+    assert_eq!(stack.target(Some("kind-bookstore")).unwrap(), Target::Kind);
+    let refused = stack.target(Some("gke_team_dev")).unwrap_err();
+    assert_eq!(refused.code(), crate::error::code::PREREQUISITE);
+    let text = refused.to_string();
+    assert!(text.contains("kube context `gke_team_dev`"), "{text}");
+    assert!(text.contains("allow_contexts: [gke_team_dev]"), "{text}");
+
+    let file = "allow_contexts:\n  - k3s-dev\n  - { name: gke_team_dev, bootstrap: true }\n";
+    let parsed: super::load::StackFile = serde_saphyr::from_str(
+        &Source::Embedded.read("stack.yaml").unwrap().replace("allow_contexts: []\n", file),
+    )
+    .unwrap();
+    assert_eq!(parsed.allow_contexts.len(), 2);
+    stack.allow_contexts = vec![
+        Allowed { context: "k3s-dev".into(), bootstrap: false },
+        Allowed { context: "gke_team_dev".into(), bootstrap: true },
+    ];
+    let Target::Shared(k3s) = stack.target(Some("k3s-dev")).unwrap() else { panic!("shared") };
+    assert!(!k3s.bootstrap);
+    stack.cluster.target = Target::Shared(k3s);
+    assert_eq!(stack.cluster.context(), "k3s-dev");
+    assert!(stack.target(Some("k3s-dev2")).is_err(), "exact names only");
+    // Every route is reached through the Service holding its node port.
+    assert_eq!(
+        stack.node_port_service(30000),
+        Some(("infra".into(), "bookstore-gateway-nodeport".into(), 80))
+    );
+    stack.smoke.checks[0].port = 30999;
+    let err = stack.target(Some("k3s-dev")).unwrap_err().to_string();
+    assert!(err.contains("no Service of the manifests has nodePort 30999"), "{err}");
+}

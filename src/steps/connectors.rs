@@ -57,7 +57,7 @@ pub fn register_one(ctx: &Ctx, i: usize) -> Result<String> {
 
 /// The requests one registration makes, with the credentials shown as where they come from.
 pub fn describe(ctx: &Ctx, connector: &Connector, lines: &mut Vec<String>) -> Result<()> {
-    let api = connect(ctx)?;
+    let api = Connect::shown(ctx.stack)?;
     let connect_cfg = &ctx.stack.connect;
     let mut config = connector.config.clone();
     config.insert("name".into(), connector.name.clone());

@@ -10,6 +10,15 @@ use crate::ui::Ui;
 
 pub fn run(config: &Config, ui: &Ui, yes: bool) -> Result<()> {
     let name = &config.stack.cluster.name;
+    if config.stack.cluster.shared() {
+        return Err(Error::prerequisite(
+            format!(
+                "`down` deletes the kind cluster {name}; on the shared cluster `{}` bookstore deletes nothing",
+                config.stack.cluster.context()
+            ),
+            "drop --context to delete the kind cluster",
+        ));
+    }
     let engine = Engine::for_run();
     let delete = engine.write().kind_delete_cluster(name);
     if config.dry_run {

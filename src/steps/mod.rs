@@ -140,8 +140,11 @@ pub fn plan_up(ctx: &Ctx, order: Order, settle: Option<Duration>, tiers: bool) -
     let step = ctx.ui.start("Observing the stack");
     let host = crate::observe::host(ctx)?;
     // The cluster's Nodes name the engine that built it: nothing is done on another engine's
-    // word (no bootstrap beside a cluster the other engine has, no start of the wrong nodes).
-    preflight::engine_agrees(ctx.engine(), &host.provider_ids)?;
+    // word (no bootstrap beside a cluster the other engine has, no start of the wrong nodes). A
+    // shared cluster has no engine of ours.
+    if !stack.cluster.shared() {
+        preflight::engine_agrees(ctx.engine(), &host.provider_ids)?;
+    }
     let Some(nodes) = host.nodes else {
         step.done(&format!("no kind cluster {}: bootstrap from scratch", stack.cluster.name));
         return bootstrap(true);
@@ -152,17 +155,20 @@ pub fn plan_up(ctx: &Ctx, order: Order, settle: Option<Duration>, tiers: bool) -
             format!("check the node containers (`{} ps -a`), then run again", ctx.engine().program),
         )
     })?;
-    preflight::one_control_plane(ctx, &nodes)?;
-    preflight::check_mappings(ctx, &nodes)?;
-    let stopped: Vec<String> = nodes
-        .iter()
-        .filter(|n| !n.running)
-        .map(|n| format!("{} is {} (exit {})", n.name, n.status, n.exit_code))
-        .collect();
-    if !stopped.is_empty() {
-        // Docker came back without it (kind's `on-failure:1` restarts only a node that failed).
-        step.done(&format!("the kind node {}: starting it", stopped.join(", ")));
-        return Ok(plan::start_nodes(order, settle, tiers));
+    // A shared cluster has no node container of ours: its Nodes are read from the API.
+    if !stack.cluster.shared() {
+        preflight::one_control_plane(ctx, &nodes)?;
+        preflight::check_mappings(ctx, &nodes)?;
+        let stopped: Vec<String> = nodes
+            .iter()
+            .filter(|n| !n.running)
+            .map(|n| format!("{} is {} (exit {})", n.name, n.status, n.exit_code))
+            .collect();
+        if !stopped.is_empty() {
+            // Docker came back without it (kind's `on-failure:1` restarts only a node that failed).
+            step.done(&format!("the kind node {}: starting it", stopped.join(", ")));
+            return Ok(plan::start_nodes(order, settle, tiers));
+        }
     }
     let observed = nodes.clone();
     let (step, obs) = match host.cluster {
@@ -178,6 +184,20 @@ pub fn plan_up(ctx: &Ctx, order: Order, settle: Option<Duration>, tiers: bool) -
         }
     };
     let missing = crate::judge::workloads::missing(stack, |ns, name| obs.deployment(ns, name).is_some());
+    if !missing.is_empty() && stack.cluster.shared() {
+        return Err(Error::prerequisite(
+            format!(
+                "the stack is not on the shared cluster `{}` ({} of {} workloads missing: {}): bookstore \
+                 heals the stack there but never bootstraps a shared cluster; nothing was changed",
+                stack.cluster.context(),
+                missing.len(),
+                stack.workloads.len(),
+                missing.join(", ")
+            ),
+            "deploy the stack there the way your team does (its manifests are under infra/k8s), or work \
+             on the kind cluster (drop --context)",
+        ));
+    }
     if !missing.is_empty() {
         step.done(&format!(
             "the stack is incomplete ({} missing): resuming the bootstrap",

@@ -13,6 +13,13 @@ use super::op::{Op, Part};
 /// The checks of `p`, as operations.
 pub fn part(ctx: &Ctx, p: &Preflight) -> Part {
     let cluster = &ctx.stack.cluster;
+    if cluster.shared() {
+        // A shared cluster: kubectl is the only tool (no engine is even resolved); its API is
+        // waited for next.
+        let done =
+            format!("kubectl; shared cluster {} (no node engine, kind or istioctl)", cluster.context());
+        return Part::new("Checking prerequisites", vec![Op::Tools(vec!["kubectl"])], done);
+    }
     let engine = ctx.engine();
     let tools = engine_tools(ctx, &p.tools);
     let mut ops = Vec::new();
@@ -145,7 +152,7 @@ pub fn check_mappings(ctx: &Ctx, nodes: &[Node]) -> Result<()> {
 /// hold the host ports.
 pub fn legacy_parts(ctx: &Ctx) -> Vec<Part> {
     let legacy = &ctx.stack.legacy_proxies;
-    if legacy.is_empty() {
+    if legacy.is_empty() || ctx.stack.cluster.shared() {
         return Vec::new();
     }
     vec![Part::quiet(vec![

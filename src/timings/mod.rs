@@ -315,7 +315,10 @@ impl Timeline {
                 | Event::NodeStopped { .. }
                 | Event::NodeExited { .. }
                 | Event::HealStarted { .. }
-                | Event::HealFinished { .. } => {}
+                | Event::HealFinished { .. }
+                | Event::WatchingNodes { .. }
+                | Event::NodeSeen { .. }
+                | Event::HealOwed { .. } => {}
             }
             if let Some((name, kind, namespace, note)) = ready {
                 let open = tasks.iter_mut().rev().find(|b| {

@@ -1,4 +1,5 @@
-//! `bookstore watch`: the stack heals itself after Docker (or Podman, or nerdctl) restarts.
+//! `bookstore watch`: the stack heals itself after Docker (or Podman, or nerdctl) restarts; on a
+//! shared cluster (`--context`) after a node reboots ([`shared`]: its Nodes, through the API).
 //!
 //! It follows the node engine's event stream for the kind cluster's containers (`docker events`
 //! / `podman events` with the cluster's label, nerdctl's unfiltered, JSON lines, through the real
@@ -35,6 +36,7 @@
 //! pure parts in `events.rs` and `judge::engine`.
 
 mod heal;
+mod shared;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -149,6 +151,9 @@ struct Watcher<'a> {
 
 /// The watcher's commands (`--dry-run`).
 pub fn describe(config: &Config, interval: Duration) -> Vec<String> {
+    if config.stack.cluster.shared() {
+        return shared::describe(config, interval);
+    }
     let cluster = &config.stack.cluster;
     let node = cluster.control_plane_container();
     let state = state::StateFile::for_cluster(&cluster.name);
@@ -194,6 +199,10 @@ pub fn describe(config: &Config, interval: Duration) -> Vec<String> {
 }
 
 pub fn run(config: &Config, ui: &Ui, interval: Duration) -> Result<()> {
+    if config.stack.cluster.shared() {
+        // No engine to follow on a shared cluster: its Nodes, through the API.
+        return shared::run(config, ui, interval);
+    }
     wait::on_terminate();
     let engine = Engine::for_run();
     crate::observe::tools(&[engine.program.as_str(), "kubectl", "kind"])?;

@@ -18,6 +18,7 @@ mod nodes;
 mod podman;
 mod readopt;
 mod recover;
+mod shared;
 mod sim_e2e;
 mod status;
 mod tidy;

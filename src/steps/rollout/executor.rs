@@ -58,7 +58,9 @@ pub(super) fn execute(
         ctx,
         graph,
         start_prep,
-        connect: connectors::connect(ctx)?,
+        // On a shared cluster Connect is a port-forward to the worker's pod kubectl picks when it
+        // starts: opened when the first registration is due (after the worker's restart).
+        connect: if ctx.stack.cluster.shared() { None } else { Some(connectors::connect(ctx)?) },
         state: graph.tasks.iter().map(|(t, _)| (*t, State::Waiting)).collect(),
         generation,
         latest: BTreeMap::new(),
@@ -119,7 +121,9 @@ struct Executor<'c, 'a> {
     ctx: &'c Ctx<'a>,
     graph: &'c Graph,
     start_prep: &'c StartPrep<'c>,
-    connect: crate::connect::Connect,
+    /// Connect's REST API: opened at the start on kind, at the first registration on a shared
+    /// cluster.
+    connect: Option<crate::connect::Connect>,
     state: BTreeMap<Task, State>,
     /// Each deployment's generation: before the run, then as the watch reports it.
     generation: BTreeMap<(String, String), i64>,
@@ -206,7 +210,11 @@ impl Executor<'_, '_> {
                 }
                 Task::Register(i) => {
                     let d = ctx.desired(&stack.connect.connectors[i])?;
-                    let (api, deadline, tx) = (self.connect.clone(), stack.connect.timeout, self.tx.clone());
+                    let api = match &self.connect {
+                        Some(api) => api.clone(),
+                        None => self.connect.insert(connectors::connect(ctx)?).clone(),
+                    };
+                    let (deadline, tx) = (stack.connect.timeout, self.tx.clone());
                     std::thread::spawn(move || {
                         let _ = tx.send(Msg::Registered(i, connectors::register(&api, &d, deadline)));
                     });

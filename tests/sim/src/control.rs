@@ -77,6 +77,12 @@ pub fn docker_restart(shared: &SharedRef) {
     shared.wake.notify_one();
 }
 
+/// A shared cluster's node reboots (`World::node_reboot`): the API server stays up.
+pub fn node_reboot(shared: &SharedRef) {
+    shared.lock().node_reboot();
+    shared.wake.notify_one();
+}
+
 pub fn docker_stop(shared: &SharedRef) {
     crate::docker_events::publish_stopping(shared);
     shared.lock().docker_stop();

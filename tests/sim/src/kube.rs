@@ -145,6 +145,13 @@ fn served_resources<'a>(w: &'a crate::world::World, group: &'a str) -> impl Iter
 }
 
 async fn handle(shared: SharedRef, req: Request<Incoming>) -> Resp {
+    // `kubectl port-forward`: the connection is upgraded and carries the forwarded streams.
+    if let ["api", "v1", "namespaces", ns, "pods", pod, "portforward"] =
+        req.uri().path().trim_matches('/').split('/').collect::<Vec<_>>().as_slice()
+    {
+        let (ns, pod) = (ns.to_string(), pod.to_string());
+        return crate::portforward::handle(shared, req, ns, pod).await;
+    }
     let (parts, body) = server::read(req).await;
     let method = parts.method.as_str().to_string();
     let path = parts.uri.path().to_string();

@@ -55,6 +55,7 @@ pub mod istioctl;
 pub mod kit;
 pub mod kube;
 pub mod latency;
+pub mod portforward;
 pub mod restart_policy;
 pub mod server;
 pub mod sim;

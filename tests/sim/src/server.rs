@@ -109,7 +109,8 @@ where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let svc = service_fn(move |req| handler(req));
-    let conn = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(io), svc);
+    // Upgrades: `kubectl port-forward` (WebSocket, or SPDY) takes the connection over.
+    let conn = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(io), svc).with_upgrades();
     let dropped = async {
         loop {
             {

@@ -76,6 +76,11 @@ pub struct SimOptions {
     pub node_provider: String,
     /// The release the `istioctl` stand-in is (`istioctl version`, the images it installs).
     pub istio_version: String,
+    /// A shared development cluster, not kind (issue 19): the kubeconfig's only context is this
+    /// name; no Docker API is served and no node container exists (the stack's host ports never
+    /// answer: routes go through `kubectl port-forward`); its node [`crate::world::SHARED_NODE`]
+    /// reboots with [`Sim::node_reboot`], read from the API alone.
+    pub shared_context: Option<String>,
 }
 
 /// The istioctl release of a world unless told otherwise.
@@ -111,6 +116,7 @@ impl Default for SimOptions {
             api_boot_secs: 0.0,
             node_provider: "docker".to_string(),
             istio_version: ISTIO_VERSION.to_string(),
+            shared_context: None,
         }
     }
 }
@@ -180,10 +186,10 @@ impl Sim {
         std::fs::write(&stack_path, rewrite_downloads(&stack, control_port))?;
         let infra = Infra::load(&infra_copy)?;
         let name = infra.cluster.name();
-        let kubeconfig = if opts.no_cluster {
-            crate::standins::EMPTY_KUBECONFIG.to_string()
-        } else {
-            crate::standins::kubeconfig_text(&name, kube_port)
+        let kubeconfig = match (&opts.shared_context, opts.no_cluster) {
+            (_, true) => crate::standins::EMPTY_KUBECONFIG.to_string(),
+            (Some(context), false) => crate::standins::context_kubeconfig(context, kube_port),
+            (None, false) => crate::standins::kubeconfig_text(&name, kube_port),
         };
         std::fs::write(dir.join("kubeconfig"), kubeconfig)?;
         crate::standins::write_scripts(&dir.join("bin"), control_port)?;
@@ -200,7 +206,9 @@ impl Sim {
         let mut ports = BTreeMap::new();
         let mut receivers = Vec::new();
         let mut ids: Vec<PortId> = vec![PortId::Kube];
-        if opts.real_docker.is_none() {
+        // No Docker in a shared cluster's world: its socket is never bound.
+        let docker = opts.real_docker.is_none() && opts.shared_context.is_none();
+        if docker {
             ids.push(PortId::Docker);
         }
         ids.extend(host_ports.keys().map(|cp| PortId::Host(*cp)));
@@ -264,7 +272,7 @@ impl Sim {
         });
         // The Docker socket is bound on the runtime thread: a client right after `start` must
         // find it (a loaded machine lags).
-        if opts.real_docker.is_none() {
+        if docker {
             let socket = dir.join("docker.sock");
             let deadline = Instant::now() + Duration::from_secs(10);
             while !socket.exists() && Instant::now() < deadline {
@@ -363,6 +371,19 @@ impl Sim {
         crate::control::docker_restart(&self.shared);
     }
 
+    /// A shared cluster's node reboots (`SimOptions::shared_context`; `World::node_reboot`): a
+    /// new bootID, the kubelet's `Starting` and `Rebooted` events, its Ready transition, every
+    /// pod restarted in place; no Docker in the picture.
+    pub fn node_reboot(&self) {
+        crate::control::node_reboot(&self.shared);
+    }
+
+    /// The events on Nodes expire (`--event-ttl`, 1 h): the kubelet's `Starting` and `Rebooted`
+    /// are gone, the bootID and the Ready transition stay.
+    pub fn expire_node_events(&self) {
+        self.shared.lock().expire_node_events();
+    }
+
     /// A Docker restart after which the kube-apiserver refuses connections for `secs` seconds
     /// (real time), as a real apiserver does while it comes back.
     pub fn docker_restart_refusing_api(&self, secs: f64) {
@@ -444,6 +465,12 @@ impl Sim {
     }
 
     /// Every pod with its readiness and mesh registration.
+    /// What a route answers inside the cluster (`dataplane::answer`): its status, `None` for a
+    /// reset.
+    pub fn route_answer(&self, container_port: u16, host: Option<&str>, path: &str) -> Option<u16> {
+        crate::dataplane::answer(&mut self.shared.lock(), container_port, host.unwrap_or(""), path)
+    }
+
     pub fn pods(&self) -> Vec<PodView> {
         self.shared.lock().pod_views()
     }

@@ -74,8 +74,13 @@ pub fn write_scripts(bin: &Path, control_port: u16) -> Result<()> {
 }
 
 pub fn kubeconfig_text(name: &str, port: u16) -> String {
+    context_kubeconfig(&format!("kind-{name}"), port)
+}
+
+/// A kubeconfig whose one context (and cluster, and user) is `context`, current.
+pub fn context_kubeconfig(context: &str, port: u16) -> String {
     format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    server: http://127.0.0.1:{port}\n  name: kind-{name}\ncontexts:\n- context:\n    cluster: kind-{name}\n    user: kind-{name}\n  name: kind-{name}\ncurrent-context: kind-{name}\npreferences: {{}}\nusers:\n- name: kind-{name}\n  user: {{}}\n"
+        "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    server: http://127.0.0.1:{port}\n  name: {context}\ncontexts:\n- context:\n    cluster: {context}\n    user: {context}\n  name: {context}\ncurrent-context: {context}\npreferences: {{}}\nusers:\n- name: {context}\n  user: {{}}\n"
     )
 }
 

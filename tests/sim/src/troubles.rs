@@ -64,7 +64,7 @@ pub const UNSCHEDULABLE: &str = "0/1 nodes are available: 1 Insufficient memory.
 /// istio-cni's log line when it cannot re-apply a pod's in-pod rules (istio/istio#55968).
 pub const CNI_RECONCILE: &str = "failed to reconcile inpod rules for pod, try restarting the pod, or removing and re-adding it to the mesh: can't find netns for pod, this is ok if this is a newly created pod (netns not provided, but is needed as pod is not in cache)";
 
-fn fnv(text: &str) -> u64 {
+pub(crate) fn fnv(text: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in text.bytes() {
         h ^= b as u64;

@@ -24,7 +24,8 @@ pub use http::{get, http, put_json};
 pub use run::{Findings, Run, Running};
 pub use test::Test;
 pub use world::{
-    CONTEXT, Checks, World, assert_recovery_order, read_argv_log, restarted_pod, ztunnel_restarted,
+    CONTEXT, Checks, SHARED_CONTEXT, World, assert_recovery_order, read_argv_log, restarted_pod,
+    ztunnel_restarted,
 };
 
 /// The one hostile password: quotes, `$`, backticks, backslashes, runs of spaces, non-ASCII. No

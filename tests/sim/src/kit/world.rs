@@ -16,6 +16,9 @@ use crate::sim::{Sim, SimOptions};
 /// The kube context of the stack's cluster.
 pub const CONTEXT: &str = "kind-bookstore";
 
+/// The kube context of a shared cluster's world ([`World::shared`]): not kind's.
+pub const SHARED_CONTEXT: &str = "dev-east";
+
 pub struct World {
     sim: Sim,
     wrap: PathBuf,
@@ -23,6 +26,8 @@ pub struct World {
     runs: RefCell<Vec<Run>>,
     /// The connector secret the world was started with (what the databases accept).
     secret: BTreeMap<String, String>,
+    /// The kube context every kubectl of a run must name: [`CONTEXT`], or a shared cluster's.
+    context: String,
 }
 
 impl Deref for World {
@@ -56,6 +61,20 @@ impl World {
         World::start(World::options())
     }
 
+    /// A healthy stack on a team's shared development cluster (`SimOptions::shared_context`:
+    /// [`SHARED_CONTEXT`], no Docker, no kind), its stack file allowing that context.
+    pub fn shared() -> World {
+        let world =
+            World::start(SimOptions { shared_context: Some(SHARED_CONTEXT.into()), ..World::options() });
+        world.rewrite("stack.yaml", "allow_contexts: []", &format!("allow_contexts: [{SHARED_CONTEXT}]"));
+        world
+    }
+
+    /// The kube context of this world's cluster.
+    pub fn context(&self) -> &str {
+        &self.context
+    }
+
     /// The usual starting point: Docker has just restarted (stale mesh, connectors lost), the
     /// pods still starting.
     pub fn broken() -> World {
@@ -69,6 +88,7 @@ impl World {
     pub fn start(opts: SimOptions) -> World {
         let waits = !opts.no_cluster;
         let secret = opts.secret.clone();
+        let context = opts.shared_context.clone().unwrap_or_else(|| CONTEXT.to_string());
         let sim = Sim::start(opts).expect("simulator starts");
         if waits {
             sim.wait_healthy(BOUND).expect("the simulated stack starts healthy");
@@ -100,7 +120,7 @@ impl World {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("executable");
         }
         let mark = Cell::new(sim.audit().len());
-        World { sim, wrap, mark, runs: RefCell::new(Vec::new()), secret }
+        World { sim, wrap, mark, runs: RefCell::new(Vec::new()), secret, context }
     }
 
     /// The stack copy with deadlines short enough for a fast failure and long enough for a
@@ -191,7 +211,7 @@ impl World {
     /// JSON bodies, which `kubectl create` does not send).
     pub fn apply(&self, objects: &str) -> Run {
         let mut cmd = self.sim.command("kubectl");
-        cmd.args(["--context", CONTEXT, "apply", "-f", "-"]);
+        cmd.args(["--context", &self.context, "apply", "-f", "-"]);
         cmd.stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
@@ -207,7 +227,7 @@ impl World {
     pub fn client(&self, program: &str, args: &[&str]) -> Run {
         let mut cmd = self.sim.command(program);
         if program == "kubectl" {
-            cmd.args(["--context", CONTEXT]);
+            cmd.args(["--context", &self.context]);
         }
         cmd.args(args).stdin(std::process::Stdio::null());
         Run::from(cmd.output().unwrap_or_else(|e| panic!("{program} runs: {e}")))
@@ -384,7 +404,8 @@ impl World {
         }
     }
 
-    /// Every route of the stack answers 200 through its host port (with its Host header).
+    /// Every route of the stack answers 200 through its host port (with its Host header); on a
+    /// shared cluster, inside it.
     #[track_caller]
     pub fn assert_every_route_answers(&self) {
         for (port, host, path) in [
@@ -397,7 +418,12 @@ impl World {
             (32100, None, "/kiali/"),
             (32200, None, "/overview"),
         ] {
-            assert_eq!(self.get(port, host, path).map(|(s, _)| s), Some(200), "{port} {host:?} {path}");
+            // A shared cluster has no host ports: its routes are read inside it.
+            let status = match self.context == CONTEXT {
+                true => self.get(port, host, path).map(|(s, _)| s),
+                false => self.sim.route_answer(port, host, path),
+            };
+            assert_eq!(status, Some(200), "{port} {host:?} {path}");
         }
     }
 
@@ -463,8 +489,8 @@ impl World {
                 c.leaks += 1;
                 c.problems.push(format!("the password ({form}) in argv: {line}"));
             }
-            if a[0] == "kubectl" && a.get(1..3) != Some(&["--context".to_string(), CONTEXT.to_string()]) {
-                c.problems.push(format!("kubectl without --context {CONTEXT} first: {line}"));
+            if a[0] == "kubectl" && a.get(1..3) != Some(&["--context".to_string(), self.context.clone()]) {
+                c.problems.push(format!("kubectl without --context {} first: {line}", self.context));
             }
         }
         c.argv = argv.len() as u32;

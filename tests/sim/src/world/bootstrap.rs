@@ -12,14 +12,17 @@ use crate::store::{Key, Res, i64_at};
 
 impl World {
     /// Create the kind node containers (the control plane first; each with its port mappings)
-    /// and an empty cluster (what `kind create cluster` leaves).
+    /// and an empty cluster (what `kind create cluster` leaves). A shared cluster's node is a
+    /// machine of the team's, not a container of ours.
     pub fn create_cluster(
         &mut self,
         name: &str,
         nodes: Vec<crate::config::NodeSpec>,
         puller: crate::images::Puller,
     ) {
-        self.create_nodes(name, &nodes);
+        if !self.shared() {
+            self.create_nodes(name, &nodes);
+        }
         self.cluster = Some(ClusterState { name: name.to_string() });
         self.node_images.clear();
         self.link.transfers.retain(|t| t.store == crate::images::Store::Host);
@@ -47,6 +50,12 @@ impl World {
             self.node_images.insert(crate::troubles::qualified_image(image));
             self.add_deployment(ns, name, image, n);
         }
+    }
+
+    /// A kernel boot ID as `/proc/sys/kernel/random/boot_id` shows it (a UUID), new each call.
+    pub(super) fn next_boot_id(&self, node: &str) -> String {
+        let h = container_id(&format!("boot {node}"), self.t_ms() ^ ((self.audit.len() as u64) << 32));
+        format!("{}-{}-4{}-a{}-{}", &h[0..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32])
     }
 
     /// Delete every object of the cluster (DELETED events for watchers) and forget its state.
@@ -180,6 +189,9 @@ impl World {
                 );
             }
         }
+        if self.shared() {
+            self.put_manifest_services();
+        }
         self.add_volumes_and_worker_env();
         self.put_secret();
         // A stack that has run holds every image it uses (no recovery waits for a download).
@@ -263,6 +275,48 @@ impl World {
         self.db_creds.get(db).cloned()
     }
 
+    /// The team deployed the stack from its manifests: their Services as they wrote them (the
+    /// NodePort Services a `kubectl port-forward` names on a shared cluster) over the generic
+    /// ones, each Deployment's container ports (the named ports those Services target, which
+    /// kubectl resolves against the pod), and the Gateway (its pod, which the gateway's NodePort
+    /// Service selects).
+    fn put_manifest_services(&mut self) {
+        let docs: Vec<(String, Value)> = self
+            .infra
+            .stack
+            .bootstrap
+            .tiers
+            .iter()
+            .flat_map(|t| &t.docs)
+            .filter(|d| ["Service", "Deployment", "Gateway"].contains(&d.kind.as_str()))
+            .filter_map(|d| Some((d.kind.clone(), serde_saphyr::from_str::<Value>(&d.text).ok()?)))
+            .collect();
+        for (kind, obj) in docs {
+            match kind.as_str() {
+                "Service" => {
+                    self.store.put(Res::Services, obj);
+                    continue;
+                }
+                // Istio's gateway controller deploys its pod (`<name>-istio`) on the next reconcile.
+                "Gateway" => {
+                    self.store.put(Res::Gateways, obj);
+                    continue;
+                }
+                _ => {}
+            }
+            let ports = obj.pointer("/spec/template/spec/containers/0/ports").cloned();
+            let key = Key::new(
+                Res::Deployments,
+                obj.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default"),
+                obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or(""),
+            );
+            if let (Some(ports), Some(mut ours)) = (ports, self.store.get(&key).cloned()) {
+                ours["spec"]["template"]["spec"]["containers"][0]["ports"] = ports;
+                self.store.put(Res::Deployments, ours);
+            }
+        }
+    }
+
     pub fn put_secret(&mut self) {
         let b64 = base64::engine::general_purpose::STANDARD;
         let data: serde_json::Map<String, Value> =
@@ -287,9 +341,8 @@ impl World {
         }
         // The Nodes' Ready transitions with them.
         for node in &nodes {
-            self.store.delete(&Key::new(Res::Nodes, "", node));
+            self.node_booted(node, None, ago(7200));
         }
-        self.write_nodes(Instant::now());
         let mesh_ns = self.infra.stack.mesh.namespace.clone();
         let keys: Vec<(String, String)> = self.pods.keys().cloned().collect();
         for k in keys {

@@ -30,10 +30,13 @@ impl World {
             format!("{}-{}", wl.2, rand_suffix(n, 5))
         };
         let ip = self.alloc_ip();
-        let ambient = self.ns_ambient(&wl.1);
         let wall = SystemTime::now();
         let due = now + self.scaled(latency);
         let template = self.workloads.get(wl).map(|w| w.template.clone()).unwrap_or(Value::Null);
+        // A Gateway's pod runs Envoy injected with Istio's `gateway` template: istio-cni leaves a
+        // pod with a proxy of its own out of ambient capture (`PodRedirectionEnabled`).
+        let gateway = template.pointer("/metadata/labels/gateway.networking.k8s.io~1gateway-name").is_some();
+        let ambient = self.ns_ambient(&wl.1) && !gateway;
         let pulling: BTreeSet<String> =
             Self::template_images(&template).into_iter().filter(|i| !self.node_images.contains(i)).collect();
         for image in &pulling {

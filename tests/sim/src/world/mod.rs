@@ -43,6 +43,10 @@ pub const AMBIENT_LABEL: &str = "istio.io/dataplane-mode";
 /// istio-cni's node agent DaemonSet (istioctl's ambient profile).
 pub const CNI_DAEMONSET: &str = "istio-cni-node";
 
+/// The node of a shared cluster's world (`SimOptions::shared_context`): a machine of the team's
+/// cluster, no container of ours.
+pub const SHARED_NODE: &str = "dev-node-1";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PodPhase {
     /// Container running, not Ready yet; `due` is when it becomes Ready (or exits).
@@ -403,7 +407,15 @@ impl World {
 
     /// The control plane's node (its container serves the kube API).
     pub fn node_name(&self) -> String {
-        format!("{}-control-plane", self.cluster_name())
+        match self.opts.shared_context {
+            Some(_) => SHARED_NODE.to_string(),
+            None => format!("{}-control-plane", self.cluster_name()),
+        }
+    }
+
+    /// A shared cluster's world (`SimOptions::shared_context`): no Docker, no node container.
+    pub fn shared(&self) -> bool {
+        self.opts.shared_context.is_some()
     }
 
     /// Is this listener supposed to accept connections now?
@@ -426,7 +438,8 @@ impl World {
     }
 
     pub fn node_running(&self) -> bool {
-        self.cluster.is_some() && self.containers.iter().any(|c| c.name == self.node_name() && c.running)
+        self.cluster.is_some()
+            && (self.shared() || self.containers.iter().any(|c| c.name == self.node_name() && c.running))
     }
 
     fn alloc_ip(&mut self) -> String {

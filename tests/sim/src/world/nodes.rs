@@ -17,7 +17,7 @@ use std::time::{Instant, SystemTime};
 use serde_json::json;
 
 use super::{Container, World, container_id};
-use crate::store::{Key, Res};
+use crate::store::{Key, Res, str_at};
 use crate::timefmt::rfc3339;
 
 pub const CLUSTER_LABEL: &str = "io.x-k8s.kind.cluster";
@@ -38,9 +38,13 @@ pub fn node_names(cluster: &str, workers: usize) -> Vec<(String, &'static str)> 
 }
 
 impl World {
-    /// The cluster's node containers (by kind's label), the control plane first, then by name.
+    /// The cluster's node containers (by kind's label), the control plane first, then by name; a
+    /// shared cluster's one node ([`World::node_name`]), a machine of the team's.
     pub fn nodes(&self) -> Vec<String> {
         let Some(cluster) = &self.cluster else { return Vec::new() };
+        if self.shared() {
+            return vec![self.node_name()];
+        }
         let mut nodes: Vec<(&str, &str)> = self
             .containers
             .iter()
@@ -55,8 +59,11 @@ impl World {
         self.containers.iter().find(|c| c.name == node)
     }
 
-    /// The node's container runs.
+    /// The node's container runs (a shared cluster's node: while the cluster exists).
     pub fn node_up(&self, node: &str) -> bool {
+        if self.shared() {
+            return self.cluster.is_some() && node == self.node_name();
+        }
         self.docker_up && self.node_container(node).is_some_and(|c| c.running)
     }
 
@@ -144,6 +151,14 @@ impl World {
             };
             let mut labels = json!({"kubernetes.io/hostname": node, "kubernetes.io/os": "linux"});
             let mut taints = json!([]);
+            // A shared cluster's node is a worker of the team's (a k3s machine here).
+            let provider = match self.shared() {
+                true => format!("k3s://{node}"),
+                false => format!("kind://{}/{cluster}/{node}", self.opts.node_provider),
+            };
+            if self.shared() {
+                labels["node-role.kubernetes.io/worker"] = json!("");
+            }
             if role == "control-plane" {
                 labels["node-role.kubernetes.io/control-plane"] = json!("");
                 if self.nodes().len() > 1 {
@@ -152,6 +167,11 @@ impl World {
                 }
             }
             let key = Key::new(Res::Nodes, "", &node);
+            // The kernel's boot ID (cAdvisor's read): kept while the node runs; a new Node's is new.
+            let boot = match self.store.get(&key).map(|o| str_at(o, "/status/nodeInfo/bootID")) {
+                Some(b) if !b.is_empty() => b.to_string(),
+                _ => self.next_boot_id(&node),
+            };
             // The Ready condition's transition: kept while it holds; a new Node's is its start.
             let transition = match self.store.get(&key).and_then(|o| o.pointer("/status/conditions/0")) {
                 Some(c) if c["status"] == status => c["lastTransitionTime"].clone(),
@@ -159,18 +179,31 @@ impl World {
                 None => json!(rfc3339(self.node_started(&node).unwrap_or(SystemTime::now()))),
             };
             let obj = json!({"metadata":{"name": node, "labels": labels},
-                   "spec":{"podCIDR": format!("10.244.{i}.0/24"), "providerID": format!("kind://{}/{cluster}/{node}", self.opts.node_provider), "taints": taints},
+                   "spec":{"podCIDR": format!("10.244.{i}.0/24"), "providerID": provider, "taints": taints},
                    "status":{"conditions":[{"type":"Ready","status": status,"reason": reason,"message": message,
                                             "lastTransitionTime": transition}],
                              "addresses":[{"type":"InternalIP","address": format!("172.18.0.{}", i + 2)},{"type":"Hostname","address": node}],
                              "nodeInfo":{"kubeletVersion":"v1.32.2","containerRuntimeVersion":"containerd://2.0.2",
-                                         "bootID":"8b0e6d7c-7a5f-4d1e-9c2b-3f4a5b6c7d8e"}}});
+                                         "bootID": boot,"machineID": container_id(&node, 0)[..32].to_string()}}});
             if self.store.get(&key).map(|o| (o.get("spec"), o.get("status")))
                 != Some((obj.get("spec"), obj.get("status")))
             {
                 self.store.put(Res::Nodes, obj);
             }
         }
+    }
+
+    /// The node (re)booted (`boot`: the new kernel's boot ID; `None`: the same) and its Node turned
+    /// Ready at `ready_since` (its `lastTransitionTime`), as its kubelet writes it.
+    pub(super) fn node_booted(&mut self, node: &str, boot: Option<&str>, ready_since: SystemTime) {
+        self.write_nodes(Instant::now());
+        let key = Key::new(Res::Nodes, "", node);
+        let Some(mut obj) = self.store.get(&key).cloned() else { return };
+        if let Some(boot) = boot {
+            obj["status"]["nodeInfo"]["bootID"] = json!(boot);
+        }
+        obj["status"]["conditions"][0]["lastTransitionTime"] = json!(rfc3339(ready_since));
+        self.store.put(Res::Nodes, obj);
     }
 
     /// The node's address (`status.hostIP` of its pods).

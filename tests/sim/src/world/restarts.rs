@@ -93,6 +93,72 @@ impl World {
         self.event("node-stopped", node, "");
     }
 
+    /// A shared cluster's node reboots (issue 19; no Docker in the picture): what its kubelet
+    /// leaves in the API, as kubernetes `pkg/kubelet` writes it. The Node's
+    /// `status.nodeInfo.bootID` is the new kernel's (cAdvisor reads `boot_id`); the kubelet's
+    /// `BirthCry` records Normal `Starting` "Starting kubelet.", its first status update Warning
+    /// `Rebooted` "Node N has been rebooted, boot id: B" (`nodestatus/setters.go` `MachineInfo`),
+    /// and the `Ready` condition moves to True again (NotReady while it was down:
+    /// `lastTransitionTime` now, with its `NodeReady` event); every pod restarts in place
+    /// (`restartCount`+1, a new `startedAt`, a new sandbox: `SandboxChanged`), and the mesh on
+    /// the node starts again as after a Docker restart. The API server stays up (the control
+    /// plane is elsewhere).
+    pub fn node_reboot(&mut self) {
+        let node = self.node_name();
+        self.record(Source::Control, "node-reboot", &node, "");
+        let boot = self.next_boot_id(&node);
+        self.node_booted(&node, Some(&boot), SystemTime::now());
+        self.put_node_event("Normal", "Starting", "Starting kubelet.".into());
+        self.put_node_event("Warning", "Rebooted", format!("Node {node} has been rebooted, boot id: {boot}"));
+        self.put_node_event("Normal", "NodeReady", format!("Node {node} status is now: NodeReady"));
+        let pods: Vec<(String, String)> = self.pods.keys().cloned().collect();
+        for (ns, name) in &pods {
+            self.put_event(crate::troubles::EventSpec {
+                ns,
+                pod: name,
+                container: None,
+                typ: "Normal",
+                reason: "SandboxChanged",
+                message: "Pod sandbox changed, it will be killed and re-created.".into(),
+                component: "kubelet",
+                count: None,
+            });
+        }
+        self.restart_pods_in_place(Some(&node));
+    }
+
+    /// The events on Nodes expire (kube-apiserver `--event-ttl`, 1 h by default): what a cluster
+    /// shows an hour after a reboot, its bootID and Ready transition alone.
+    pub fn expire_node_events(&mut self) {
+        let keys: Vec<crate::store::Key> = self
+            .store
+            .keys(crate::store::Res::Events)
+            .into_iter()
+            .filter(|k| {
+                self.store.get(k).is_some_and(|e| crate::store::str_at(e, "/involvedObject/kind") == "Node")
+            })
+            .collect();
+        for k in &keys {
+            self.store.delete(k);
+        }
+        self.record(Source::Control, "node-events-expired", "", &keys.len().to_string());
+    }
+
+    /// One event of the kubelet on its Node (namespace `default`, as the kubelet records them).
+    fn put_node_event(&mut self, typ: &str, reason: &str, message: String) {
+        let node = self.node_name();
+        let now = crate::timefmt::rfc3339(SystemTime::now());
+        let name = format!("{node}.{:016x}", self.t_ms() ^ crate::troubles::fnv(reason));
+        self.store.put(
+            crate::store::Res::Events,
+            serde_json::json!({"metadata":{"name": name,"namespace":"default"},
+                   "involvedObject":{"kind":"Node","name": node,"uid": node,"apiVersion":"v1"},
+                   "reason": reason,"message": message,"source":{"component":"kubelet","host": node},
+                   "firstTimestamp": now,"lastTimestamp": now,"count": 1,"type": typ,"eventTime": null,
+                   "reportingComponent":"kubelet","reportingInstance": node}),
+        );
+    }
+
     /// A node container started again (`node`; every node: `None`): the kubelet restarts its
     /// pods in place, and the mesh has lost every one of them.
     pub fn restart_pods_in_place(&mut self, node: Option<&str>) {

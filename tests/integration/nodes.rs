@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use bookstore::event::{Event, HealOutcome};
 use bookstore_sim::kit::{BOUND, ENVOY_503, Test, World, assert_recovery_order};
 use bookstore_sim::{SimOptions, Source};
 
@@ -165,4 +166,27 @@ fn a_cluster_config_with_workers_is_bootstrapped_on_every_node() {
     world.assert_every_route_answers();
     // (The databases' passwords are generated here, not the kit's: no `check`.) Nothing deleted.
     assert!(!audit.iter().any(|e| e.verb == "DELETE"), "the bootstrap deleted something");
+}
+
+/// `watch` follows every node container of the cluster: a worker restarting alone (`docker
+/// restart bookstore-worker2`, an OOM kill, a runtime hiccup) is healed on that node only, as `up`
+/// heals it: its ztunnel pod replaced, the other nodes' the same pods.
+#[test]
+fn the_watcher_heals_a_worker_restarted_alone() {
+    let world = three_nodes();
+    let w = Test::new().world(&world).args(["watch", "--interval", "0"]).json().any_code().spawn();
+    w.until_event("the first look", |e| matches!(e, Event::HealFinished { outcome: HealOutcome::Ok, .. }));
+    let before = ztunnel_pods(&world);
+    world.docker(&["restart", "bookstore-worker2"]).ok();
+    w.until_event("the worker's heal", |e| {
+        matches!(e, Event::HealFinished { heal: 2, outcome: HealOutcome::Ok, .. })
+    });
+    world.assert_recovered();
+    let after = ztunnel_pods(&world);
+    assert_ne!(after["bookstore-worker2"], before["bookstore-worker2"], "worker2's ztunnel pod replaced");
+    for node in ["bookstore-control-plane", "bookstore-worker"] {
+        assert_eq!(after[node], before[node], "{node}'s ztunnel pod is the same pod");
+    }
+    w.terminate();
+    w.ends_within(BOUND, "SIGTERM").expect(0);
 }

@@ -368,17 +368,25 @@ impl World {
     }
 
     /// The stack is back: every pod Ready and registered with the mesh, both connectors stored
-    /// exactly as the files plus the credentials.
+    /// exactly as the files plus the credentials. Registration is asynchronous, as in Istio: a
+    /// pod whose sandbox started while ztunnel was away is sent to it when it connects (istio-cni's
+    /// snapshot), so it is waited for within the bound; a pod left outside the mesh never is.
     #[track_caller]
     pub fn assert_recovered(&self) {
         self.sim.wait_healthy(BOUND).expect("healthy");
-        let stale: Vec<String> = self
-            .sim
-            .pods()
-            .iter()
-            .filter(|p| !p.ready || (p.ambient && !p.registered))
-            .map(|p| format!("{}/{}", p.namespace, p.name))
-            .collect();
+        let stale = || -> Vec<String> {
+            self.sim
+                .pods()
+                .iter()
+                .filter(|p| !p.ready || (p.ambient && !p.registered))
+                .map(|p| format!("{}/{}", p.namespace, p.name))
+                .collect()
+        };
+        let stale = super::poll(BOUND, std::time::Duration::from_millis(20), || {
+            let s = stale();
+            if s.is_empty() { Ok(s) } else { Err(s) }
+        })
+        .unwrap_or_else(|s| s);
         assert!(stale.is_empty(), "pods not Ready or not registered: {stale:?}");
         assert_eq!(self.sim.connectors(), self.expected_connectors(), "connector configs");
     }

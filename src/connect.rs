@@ -185,7 +185,12 @@ impl Connect {
         let req = self.status(name);
         let what = format!("connector {name} to be RUNNING");
         let next = format!("inspect it: `curl -s {}`", req.url);
-        Poll::within(&what, deadline, &next).run(|| match within(&req, deadline).send() {
+        // A status GET is cheap, and a connector runs a moment after Connect stores it (its
+        // status answers 404 until its worker has assigned it): look every 250 ms at most, so
+        // RUNNING is seen within a quarter second (the default's 1 s ceiling saw it up to a
+        // second late, on the critical path when the connectors come last).
+        let poll = Poll { ceiling: Duration::from_millis(250), ..Poll::within(&what, deadline, &next) };
+        poll.run(|| match within(&req, deadline).send() {
             Err(e) => Attempt::Retry(e),
             Ok(r) if r.status == 200 => match r.json().as_ref().map(State::of) {
                 Some(s) if s.failed() => Attempt::Fail(Error::step(

@@ -174,8 +174,20 @@ impl Kubectl {
             .deadline(Duration::from_secs(20))
     }
 
-    /// The last `tail` lines of a workload's pod (`daemonset/ztunnel`: kubectl picks its pod; a
-    /// kind cluster of one node has exactly one).
+    /// The last `tail` lines of each pod of a DaemonSet (one per node: ztunnel logs a failed
+    /// HBONE connection on the node it left from, istio-cni a failed reconcile on the pod's
+    /// node), each line prefixed `[pod/<pod>/<container>] `. `--all-pods` is kubectl ≥ 1.31's
+    /// (kubernetes#124732); [`Kubectl::workload_logs`] is what an older one can read.
+    pub fn daemonset_logs(&self, name: &str, namespace: &str, tail: usize) -> Cmd {
+        self.workload_logs("daemonset", name, namespace, tail).arg("--all-pods=true")
+    }
+
+    /// kubectl's refusal of a flag it does not know yet (an older release).
+    pub fn unknown_flag(stderr: &str, flag: &str) -> bool {
+        stderr.contains(&format!("unknown flag: {flag}"))
+    }
+
+    /// The last `tail` lines of a workload's pod (`daemonset/ztunnel`: kubectl picks one pod).
     pub fn workload_logs(&self, kind: &str, name: &str, namespace: &str, tail: usize) -> Cmd {
         self.base()
             .args(["logs", &format!("{kind}/{name}"), "-n", namespace])

@@ -36,8 +36,11 @@ pub enum Step {
     CheckCluster,
     /// Remove the legacy socat proxy containers (the first change, after every check).
     LegacyProxies,
-    /// `rollout restart` ztunnel, wait for it, then settle.
+    /// `rollout restart` ztunnel, wait for it, then settle (`recover`: the guide's step 1).
     RestartMesh { settle: Duration },
+    /// Restart ztunnel on these nodes only: each one's pods there deleted (its DaemonSet
+    /// recreates them on that node), a new one Ready there, then settle (`up`'s remedy).
+    RestartZtunnel { nodes: Vec<converge::NodeRestart>, settle: Duration },
     /// Restart the workloads and register the connectors, each when what it waits for is Ready.
     Rollout(Graph),
     /// Register the connectors only (the `connectors` command).
@@ -93,6 +96,7 @@ impl Step {
             | Step::BootstrapChecks { .. } => false,
             Step::LegacyProxies
             | Step::RestartMesh { .. }
+            | Step::RestartZtunnel { .. }
             | Step::Rollout(_)
             | Step::Connectors
             | Step::RemoveLegacy(_)
@@ -271,10 +275,10 @@ pub fn converge_steps(
         steps.push(Step::RemoveLegacy(legacy));
     }
     let graph = remedy.graph(stack, order);
-    let ztunnel = remedy.ztunnel.act;
+    let ztunnel = (remedy.ztunnel.act == converge::Act::Restart).then(|| remedy.ztunnel_nodes.clone());
     steps.push(Step::Decide(remedy));
-    if ztunnel == converge::Act::Restart {
-        steps.push(Step::RestartMesh { settle });
+    if let Some(nodes) = ztunnel {
+        steps.push(Step::RestartZtunnel { nodes, settle });
     }
     if !graph.tasks.is_empty() {
         steps.push(Step::Rollout(graph));

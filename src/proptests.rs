@@ -326,7 +326,7 @@ proptest! {
         let wanted = &default_stack().cluster.ports;
         for input in [doc.to_string(), text] {
             for node in crate::engine::docker::parse_inspect_all(&input).unwrap_or_default() {
-                let _ = crate::judge::node::missing(&node, wanted);
+                let _ = crate::judge::node::missing(std::slice::from_ref(&node), wanted);
             }
         }
     }
@@ -366,7 +366,7 @@ proptest! {
             for input in [mutated.as_str(), line.as_str()] {
                 let _ = engine.parse_ps(input);
                 for node in engine.parse_inspect_all(input).unwrap_or_default() {
-                    let _ = crate::judge::node::missing(&node, wanted);
+                    let _ = crate::judge::node::missing(std::slice::from_ref(&node), wanted);
                     let _ = crate::judge::engine::stopped_with_engine(&crate::judge::engine::Stop {
                         state: node.status.clone(),
                         ..Default::default()

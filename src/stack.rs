@@ -144,6 +144,8 @@ pub struct Cluster {
     pub raw: String,
     pub name: String,
     pub control_planes: usize,
+    /// Nodes with `role: worker` (kind's own wait covers the control planes only).
+    pub workers: usize,
     pub ports: Vec<PortMapping>,
     /// Which cluster this run works on: the kind cluster (the default), or a shared one the
     /// stack file allows (`--context`; [`Stack::target`]).

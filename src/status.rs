@@ -1,7 +1,7 @@
 //! `bookstore status`: one compact table on stdout (each workload's namespace, ready/desired,
-//! restarts and age; each connector's state; each route's answer; the node engine and the one
-//! the cluster's Nodes name), or the same as one JSON
-//! document with `--json`. Read-only; exit 0 whenever the table could be built.
+//! restarts, age and the nodes its pods run on; each connector's state; each route's answer; the
+//! node engine and the one the cluster's Nodes name), or the same as one JSON document with
+//! `--json` (each pod with its node). Read-only; exit 0 whenever the table could be built.
 
 use std::io::Write;
 
@@ -26,6 +26,18 @@ pub struct Workload {
     pub restarts: u64,
     /// Seconds since its newest pod was created.
     pub age_seconds: Option<u64>,
+    /// Its pods (not going away), newest first, each with the node it runs on.
+    pub pods: Vec<PodRow>,
+}
+
+/// One pod of a workload.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct PodRow {
+    pub name: String,
+    /// `spec.nodeName`; empty while it is not scheduled.
+    pub node: String,
+    pub ready: bool,
+    pub restarts: u64,
 }
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
@@ -104,7 +116,8 @@ pub fn workloads(stack: &Stack, obs: &Observation) -> Vec<Workload> {
         .iter()
         .map(|w| {
             let d = obs.deployment(&w.namespace, &w.name);
-            let mine: Vec<&Pod> = d.map(|d| crate::judge::workloads::pods_of(obs, d)).unwrap_or_default();
+            let mut mine: Vec<&Pod> = d.map(|d| crate::judge::workloads::pods_of(obs, d)).unwrap_or_default();
+            mine.sort_by_key(|p| std::cmp::Reverse(p.created));
             let newest = mine.iter().filter_map(|p| p.created).max();
             Workload {
                 name: w.name.clone(),
@@ -113,6 +126,15 @@ pub fn workloads(stack: &Stack, obs: &Observation) -> Vec<Workload> {
                 desired: d.map(|d| d.desired),
                 restarts: mine.iter().map(|p| p.restarts()).sum(),
                 age_seconds: newest.map(|c| obs.at.saturating_sub(c)),
+                pods: mine
+                    .iter()
+                    .map(|p| PodRow {
+                        name: p.name.clone(),
+                        node: p.node.clone(),
+                        ready: p.ready(),
+                        restarts: p.restarts(),
+                    })
+                    .collect(),
             }
         })
         .collect()
@@ -173,11 +195,11 @@ pub fn route(stack: &Stack, probe: &Probe) -> Route {
 /// The table's rows, from the one observation `doctor` and `up` read too.
 pub fn gather(ctx: &Ctx) -> Result<Status> {
     let stack = ctx.stack;
-    // The node's state is not shown; without it the cluster is read all the same. A shared
+    // The nodes' state is not shown; without it the cluster is read all the same. A shared
     // cluster has no engine of ours: its Nodes are read from the API.
     let shared = stack.cluster.shared();
-    let node = if shared { Default::default() } else { crate::observe::node(ctx).unwrap_or_default() };
-    let obs = crate::observe::cluster(ctx, node).map_err(|e| {
+    let containers = if shared { Vec::new() } else { crate::observe::nodes(ctx).unwrap_or_default() };
+    let obs = crate::observe::cluster(ctx, containers).map_err(|e| {
         ctx.kube.explain(e).with_next("is the cluster up? `bookstore doctor` says what is wrong")
     })?;
     // The Connect route's own answer (`GET /connectors?expand=status`) gives the connectors' states.
@@ -270,7 +292,12 @@ pub fn render(status: &Status) -> String {
                 _ => "missing".into(),
             };
             let age = w.age_seconds.map(crate::utc::age).unwrap_or_else(|| "-".into());
-            vec![w.name.clone(), w.namespace.clone(), ready, w.restarts.to_string(), age]
+            let mut nodes: Vec<&str> =
+                w.pods.iter().map(|p| if p.node.is_empty() { "<none>" } else { p.node.as_str() }).collect();
+            nodes.sort_unstable();
+            nodes.dedup();
+            let nodes = if nodes.is_empty() { "-".to_string() } else { nodes.join(",") };
+            vec![w.name.clone(), w.namespace.clone(), ready, w.restarts.to_string(), age, nodes]
         })
         .collect();
     let connectors: Vec<Vec<String>> =
@@ -312,7 +339,7 @@ pub fn render(status: &Status) -> String {
         }
     };
     [
-        table(&["WORKLOAD", "NAMESPACE", "READY", "RESTARTS", "AGE"], &workloads),
+        table(&["WORKLOAD", "NAMESPACE", "READY", "RESTARTS", "AGE", "NODE"], &workloads),
         table(&["CONNECTOR", "STATE", "DETAIL"], &connectors),
         table(&["ROUTE", "ANSWER", "URL"], &routes),
         last,
@@ -353,6 +380,7 @@ mod tests {
         let pod = |name: &str, created: u64, restarts: u64| Pod {
             namespace: "ecom".into(),
             name: name.into(),
+            node: "bookstore-worker".into(),
             labels: [("app".to_string(), "ecom-db".to_string())].into(),
             created: Some(created),
             containers: vec![crate::cluster::Container { restarts, ..crate::cluster::Container::default() }],
@@ -364,6 +392,12 @@ mod tests {
         let rows = workloads(&stack, &obs);
         let db = rows.iter().find(|w| w.name == "ecom-db").unwrap();
         assert_eq!((db.ready, db.desired, db.restarts, db.age_seconds), (Some(1), Some(1), 3, Some(40)));
+        let pods: Vec<(&str, &str)> = db.pods.iter().map(|p| (p.name.as_str(), p.node.as_str())).collect();
+        assert_eq!(
+            pods,
+            [("b", "bookstore-worker"), ("a", "bookstore-worker")],
+            "newest first, none going away"
+        );
         let missing = rows.iter().find(|w| w.name == "kafka").unwrap();
         assert_eq!(missing.ready, None);
         let ids = Ok(vec![("n".to_string(), "kind://podman/c/n".to_string())]);
@@ -383,8 +417,8 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.lines()
-                .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["ecom-db", "ecom", "1/1", "3", "40s"]),
+            text.lines().any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == ["ecom-db", "ecom", "1/1", "3", "40s", "bookstore-worker"]),
             "{text}"
         );
         assert!(text.lines().any(|l| l.starts_with("kafka") && l.contains("missing")));

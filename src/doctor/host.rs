@@ -14,9 +14,10 @@ use crate::stack::{PortMapping, Stack};
 
 use super::{Finding, Report};
 
-/// Returns the control-plane node when the cluster's API can be reached (Docker up, the node
-/// running). On a shared cluster there is no host side of ours: kubectl, and the context named.
-pub fn check(ctx: &Ctx, report: &mut Report) -> Result<Option<Node>> {
+/// Returns the cluster's node containers when its API can be reached (Docker up, the control
+/// plane running). On a shared cluster there is no host side of ours: kubectl, and the context
+/// named (no node container: an empty list).
+pub fn check(ctx: &Ctx, report: &mut Report) -> Result<Option<Vec<Node>>> {
     let stack = ctx.stack;
     if stack.cluster.shared() {
         if which::which("kubectl").is_err() {
@@ -32,7 +33,7 @@ pub fn check(ctx: &Ctx, report: &mut Report) -> Result<Option<Node>> {
              ports or host names to check; routes through kubectl port-forward",
             stack.cluster.context()
         ));
-        return Ok(Some(Node::default()));
+        return Ok(Some(Vec::new()));
     }
     let engine = ctx.engine();
     let missing: Vec<&str> = ["kubectl", "kind"]
@@ -78,11 +79,11 @@ pub fn check(ctx: &Ctx, report: &mut Report) -> Result<Option<Node>> {
         }
     }
     let ps = engine.ps_cluster(&stack.cluster.name);
-    let nodes = engine
+    let listed = engine
         .parse_ps(&ps.run()?.stdout)
         .map_err(|p| Error::step(format!("`{ps}`: {p}"), "run it by hand"))?;
-    let mut findings = nodes_findings(stack, &nodes, &ps.to_string(), &engine.program);
-    if nodes.is_empty() {
+    let mut findings = nodes_findings(stack, &listed, &ps.to_string(), &engine.program);
+    if listed.is_empty() {
         // A cluster another engine built: its Nodes say so.
         if let Some(f) = mismatch_finding(engine, &provider_ids(ctx)) {
             findings = vec![f];
@@ -91,25 +92,34 @@ pub fn check(ctx: &Ctx, report: &mut Report) -> Result<Option<Node>> {
         host_names(stack, report);
         return Ok(None);
     }
-    let reachable = nodes.iter().any(|n| n.role() == "control-plane" && n.running());
+    // Each node container: its role, state and last start; its port bindings.
+    let names: Vec<String> = listed.iter().map(|n| n.name.clone()).collect();
+    let nodes = engine.nodes(&stack.cluster.name).ok().filter(|n| !n.is_empty());
+    let reachable = listed.iter().any(|n| n.role() == "control-plane" && n.running());
     if findings.is_empty() {
-        let roles: Vec<String> =
-            nodes.iter().map(|n| format!("{} ({}, {})", n.name, n.role(), n.state)).collect();
-        report.pass(&format!("kind cluster {}: {}", stack.cluster.name, roles.join(", ")));
+        let each: Vec<String> = match &nodes {
+            Some(nodes) => nodes
+                .iter()
+                .map(|n| format!("{} ({}, {}, started {})", n.name, n.role, n.status, when_started(n)))
+                .collect(),
+            None => listed.iter().map(|n| format!("{} ({}, {})", n.name, n.role(), n.state)).collect(),
+        };
+        report.pass(&format!("kind cluster {}: {}", stack.cluster.name, each.join("; ")));
     }
-    // Port mappings: what the node publishes against what the cluster config asks for.
-    let node = engine.nodes(&stack.cluster.name).ok().and_then(|n| n.into_iter().next());
-    let mut port_findings = match &node {
-        Some(node) => ports_findings(stack, node, &format!("{} inspect {}", engine.program, node.name)),
+    // Port mappings: what the nodes publish against what the cluster config asks for.
+    let mut port_findings = match &nodes {
+        Some(nodes) => {
+            ports_findings(stack, nodes, &format!("{} inspect {}", engine.program, names.join(" ")))
+        }
         None => Vec::new(),
     };
-    // A fixed host port the node does not hold right now, yet something accepts connections on.
+    // A fixed host port no node holds right now, yet something accepts connections on.
     let not_held: Vec<&PortMapping> = stack
         .cluster
         .ports
         .iter()
         .filter(|m| m.host_port.is_some())
-        .filter(|m| !(reachable && node.as_ref().is_some_and(|n| holds(n, m))))
+        .filter(|m| !(reachable && nodes.as_ref().is_some_and(|n| holds(n, m))))
         .collect();
     let taken: Vec<&PortMapping> = not_held
         .into_iter()
@@ -119,17 +129,22 @@ pub fn check(ctx: &Ctx, report: &mut Report) -> Result<Option<Node>> {
         let running = engine
             .parse_ps(&engine.ps_running().run().map(|o| o.stdout).unwrap_or_default())
             .unwrap_or_default();
-        port_findings.push(taken_finding(stack, &taken, &running, &engine.program));
+        port_findings.push(taken_finding(stack, &taken, &running, &engine.program, &names));
     }
-    if port_findings.is_empty() && node.is_some() {
+    if port_findings.is_empty() && nodes.is_some() {
         let fixed = stack.cluster.ports.len();
-        report.pass(&format!("port mappings: the node publishes all {fixed} of the cluster config"));
+        report.pass(&format!("port mappings: the nodes publish all {fixed} of the cluster config"));
     }
     findings.extend(port_findings);
     report.add_all(findings);
     legacy_proxies(ctx, report)?;
     host_names(stack, report);
-    Ok(node.filter(|_| reachable))
+    Ok(nodes.filter(|_| reachable))
+}
+
+/// `2026-12-01T08:51:03Z` (the container's `State.StartedAt`), or "never".
+fn when_started(node: &Node) -> String {
+    node.started_at.map(crate::utc::format).unwrap_or_else(|| "never".into())
 }
 
 /// The kube context's Nodes and their `spec.providerID`, read once (a short deadline: the API
@@ -227,18 +242,23 @@ pub fn nodes_findings(stack: &Stack, nodes: &[Listed], ps: &str, program: &str) 
     out
 }
 
-/// The cluster config's port mappings against the node's `HostConfig.PortBindings`.
-pub fn ports_findings(stack: &Stack, node: &Node, inspect: &str) -> Vec<Finding> {
+/// The cluster config's port mappings against the nodes' `HostConfig.PortBindings`.
+pub fn ports_findings(stack: &Stack, nodes: &[Node], inspect: &str) -> Vec<Finding> {
     let cluster = &stack.cluster;
     let used: BTreeSet<u16> =
         stack.smoke.checks.iter().map(|c| c.port).chain(std::iter::once(stack.connect.port)).collect();
     let config = stack.source.describe(&stack.cluster_file);
     let mut out = Vec::new();
     let published = |port: u16| {
-        node.bindings
+        let one = nodes.len() == 1;
+        nodes
             .iter()
-            .filter(|(p, _, _)| *p == port)
-            .map(|(_, ip, h)| format!("{}:{h}", if ip.is_empty() { "0.0.0.0" } else { ip }))
+            .flat_map(|n| n.bindings.iter().map(move |b| (n, b)))
+            .filter(|(_, (p, _, _))| *p == port)
+            .map(|(n, (_, ip, h))| {
+                let on = if one { String::new() } else { format!(" ({})", n.name) };
+                format!("{}:{h}{on}", if ip.is_empty() { "0.0.0.0" } else { ip })
+            })
             .collect::<Vec<_>>()
     };
     let mut missing = Vec::new();
@@ -268,7 +288,7 @@ pub fn ports_findings(stack: &Stack, node: &Node, inspect: &str) -> Vec<Finding>
                 .note("port mappings are fixed when a kind cluster is created; down deletes the cluster's data");
                 out.push(f);
             }
-            Some(want) if !holds(node, m) => missing.push((m.container_port, want)),
+            Some(want) if !holds(nodes, m) => missing.push((m.container_port, want)),
             Some(_) => {}
         }
     }
@@ -300,8 +320,14 @@ pub fn ports_findings(stack: &Stack, node: &Node, inspect: &str) -> Vec<Finding>
     out
 }
 
-/// Fixed host ports the node does not hold, held by something else.
-pub fn taken_finding(stack: &Stack, taken: &[&PortMapping], running: &[Listed], program: &str) -> Finding {
+/// Fixed host ports no node holds, held by something else (`nodes`: the node containers' names).
+pub fn taken_finding(
+    stack: &Stack,
+    taken: &[&PortMapping],
+    running: &[Listed],
+    program: &str,
+    nodes: &[String],
+) -> Finding {
     let ports: Vec<String> = taken.iter().filter_map(|m| m.host_port).map(|p| p.to_string()).collect();
     let mut evidence = Vec::new();
     let mut holders = BTreeSet::new();
@@ -333,18 +359,15 @@ pub fn taken_finding(stack: &Stack, taken: &[&PortMapping], running: &[Listed], 
         "host-port-taken",
         ports.join(", "),
         format!(
-            "host port(s) {} of the cluster config are held by something other than the node {}, which \
-             cannot publish them (a stopped node will not start)",
+            "host port(s) {} of the cluster config are held by something other than the cluster {}'s nodes, \
+             which cannot publish them (a stopped node will not start)",
             ports.join(", "),
-            stack.cluster.control_plane_container()
+            stack.cluster.name
         ),
     )
     .evidence_lines(evidence)
     .fix(fix)
-    .note(format!(
-        "then `{program} start {}` if the node is stopped",
-        stack.cluster.control_plane_container()
-    ))
+    .note(format!("then `{program} start {}` if a node is stopped", nodes.join(" ")))
 }
 
 fn legacy_proxies(ctx: &Ctx, report: &mut Report) -> Result<()> {
@@ -434,7 +457,7 @@ pub fn describe(ctx: &Ctx, lines: &mut Vec<String>) {
         engine.ps_cluster(&stack.cluster.name)
     ));
     lines.push(format!(
-        "{}   # port bindings against the cluster config",
+        "{}   # each of them: its last start, its port bindings against the cluster config",
         crate::observe::describe_inspect(engine, &stack.cluster.name)
     ));
     lines.push(format!(
@@ -500,12 +523,13 @@ mod tests {
             .map(|m| (m.container_port, "127.0.0.1".into(), m.container_port))
             .collect();
         let node = Node { running: true, status: "running".into(), bindings: all.clone(), ..Node::default() };
+        let node = [node];
         assert!(ports_findings(&stack, &node, "docker inspect n").is_empty());
         let old = Node {
             bindings: all.iter().filter(|(p, _, _)| *p < 32100).cloned().collect(),
             ..Node { running: true, status: "running".into(), ..Node::default() }
         };
-        let found = ports_findings(&stack, &old, "docker inspect n");
+        let found = ports_findings(&stack, std::slice::from_ref(&old), "docker inspect n");
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].id, "port-mapping-missing");
         assert_eq!(found[0].subject, "32100, 32200, 32300");
@@ -528,10 +552,12 @@ mod tests {
         let kiali = stack.cluster.ports.iter().find(|m| m.container_port == 32100).unwrap();
         let mut proxy = listed("kiali-proxy", "running", "");
         proxy.published = vec![("0.0.0.0".into(), 32100, 32100)];
-        let f = taken_finding(&stack, &[kiali], &[proxy], "docker");
+        let nodes = ["bookstore-control-plane".to_string()];
+        let f = taken_finding(&stack, &[kiali], &[proxy], "docker", &nodes);
+        assert!(f.note.as_deref().is_some_and(|n| n.contains("docker start bookstore-control-plane")));
         assert_eq!(f.fix, "docker rm -f kiali-proxy");
         assert!(f.evidence[0].contains("published by container kiali-proxy"));
-        let f = taken_finding(&stack, &[kiali], &[], "docker");
+        let f = taken_finding(&stack, &[kiali], &[], "docker", &nodes);
         assert!(f.fix.starts_with("lsof -nP -iTCP:32100"));
         assert!(f.evidence[0].contains("no container publishes it"));
     }

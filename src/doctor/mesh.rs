@@ -19,19 +19,22 @@ use crate::stack::Stack;
 use super::{Finding, Report};
 
 /// What restarts what these findings call stale, and how.
-const UP_NOTE: &str = "restarts ztunnel first when it is unhealthy or not shown to work, then what is stale, databases \
-                       before the apps that migrate against them (`bookstore up --dry-run` says why for each)";
+const UP_NOTE: &str = "restarts ztunnel first on the nodes where it is unhealthy or not shown to work (its pod there deleted: \
+                       its DaemonSet recreates it), then what is stale, databases before the apps that migrate against \
+                       them (`bookstore up --dry-run` says why for each)";
 
-/// ztunnel stale or unhealthy on a node: every pod it serves is stale with it.
+/// ztunnel stale or unhealthy on a node: every pod it serves there is stale with it.
 pub fn ztunnel_finding(stack: &Stack, ztunnel: &Ztunnel) -> Option<Finding> {
     let why = ztunnel.stale()?;
     let mesh = &stack.mesh;
+    let nodes: Vec<&str> = ztunnel.stale_nodes().map(|n| n.node.as_str()).filter(|n| !n.is_empty()).collect();
+    let on = if nodes.is_empty() { String::new() } else { format!(" on {}", nodes.join(", ")) };
     Some(
         Finding::error(
             "ztunnel-stale",
             format!("{}/{}", mesh.namespace, mesh.daemonset),
             format!(
-                "{} must be restarted ({why}); every pod in the mesh is then stale with it (root cause 1)",
+                "{} must be restarted{on} ({why}); every pod in the mesh there is then stale with it (root cause 1)",
                 mesh.daemonset
             ),
         )
@@ -396,6 +399,10 @@ mod tests {
         );
         let failures = parse_ztunnel(&log);
         assert_eq!(failures.len(), 3);
+        // `kubectl logs --all-pods` prefixes each pod's lines: the same failures, timestamps read.
+        let prefixed: String =
+            log.lines().map(|l| format!("[pod/ztunnel-7xk2p/istio-proxy] {l}\n")).collect();
+        assert_eq!(parse_ztunnel(&prefixed), failures);
         assert_eq!(failures[0].ip, "10.244.0.18");
         assert_eq!(failures[0].error, "connection failed: deadline has elapsed");
         assert_eq!(failures[1].error, "io error: Connection refused (os error 111)");
@@ -427,6 +434,10 @@ mod tests {
         let json = r#"{"level":"error","scope":"cni-agent","msg":"failed to reconcile inpod rules for pod, try restarting the pod","ns":"ecom","name":"gone-pod"}"#;
         let entries = parse_cni(&format!("{text}\n{json}\nunrelated\n"));
         assert_eq!(entries.len(), 2);
+        // `kubectl logs --all-pods` prefixes each pod's lines: the same line, and which agent said it.
+        let prefixed = parse_cni(&format!("[pod/istio-cni-node-4kq9z/install-cni] {text}\n"));
+        assert_eq!((&prefixed[0].pod, &prefixed[0].line), (&entries[0].pod, &entries[0].line));
+        assert_eq!(prefixed[0].source.as_deref(), Some("istio-cni-node-4kq9z"));
         assert_eq!(entries[1].pod, Some(("ecom".to_string(), "gone-pod".to_string())));
         let stack = load(Source::Embedded).unwrap();
         let mut facts = facts();
@@ -457,10 +468,20 @@ mod tests {
         }
         facts.pods.push(zt);
         facts.at = 1_800_000_010;
-        facts.node.started_at = Some(1_800_000_000);
+        facts.nodes = vec![crate::engine::Node {
+            name: "bookstore-control-plane".into(),
+            role: "control-plane".into(),
+            running: true,
+            started_at: Some(1_800_000_000),
+            ..crate::engine::Node::default()
+        }];
         let f = settling_finding(&stack, &facts).expect("ztunnel not Ready yet, 10 s after the node started");
         assert_eq!((f.id, f.severity), ("mesh-settling", crate::doctor::Severity::Warning));
-        assert!(f.problem.contains("ztunnel's pod ztunnel-x is not Ready yet"), "{}", f.problem);
+        assert!(
+            f.problem.contains("ztunnel's pod ztunnel-x on node bookstore-control-plane is not Ready yet"),
+            "{}",
+            f.problem
+        );
         assert_eq!(f.fix, "bookstore doctor");
         // Long after, what is not Ready is judged as it is (ztunnel-stale), not waited for.
         facts.at = 1_800_003_600;

@@ -171,9 +171,9 @@ impl<'a> Report<'a> {
 pub fn run(ctx: &Ctx) -> Result<()> {
     let mut report = Report::new(ctx.ui);
     match host::check(ctx, &mut report)? {
-        Some(node) if api_ready(ctx, &mut report) => {
+        Some(nodes) if api_ready(ctx, &nodes, &mut report) => {
             register_credentials(ctx);
-            match crate::observe::cluster(ctx, node) {
+            match crate::observe::cluster(ctx, nodes) {
                 Ok(obs) => cluster_checks(ctx, &obs, &mut report),
                 Err(e) => report.skip(&format!("the cluster checks: {}", e.headline())),
             }
@@ -251,11 +251,12 @@ pub fn report_cluster(ctx: &Ctx, obs: &Observation) {
 }
 
 /// The API answers `/readyz` (retried briefly: it refuses for a while after a Docker restart).
-fn api_ready(ctx: &Ctx, report: &mut Report) -> bool {
+fn api_ready(ctx: &Ctx, nodes: &[crate::engine::Node], report: &mut Report) -> bool {
     let cmd = ctx.kube.readyz();
     let deadline = ctx.stack.api_timeout.min(std::time::Duration::from_secs(10));
     let result = crate::observe::wait_api(ctx, deadline, "");
-    let node = ctx.stack.cluster.control_plane_container();
+    // The control plane serves the API (the observed node containers are control planes first).
+    let node = nodes.first().map(|n| n.name.clone()).unwrap_or_default();
     match result {
         Ok(()) => {
             report.pass(&format!("Kubernetes API of {} answers /readyz", ctx.kube.context()));

@@ -396,13 +396,20 @@ impl Engine {
     /// guessed name), then one `inspect` of them all: each with its role, state, start and port
     /// bindings; control planes first, then by name. Empty when no container carries the label.
     pub fn nodes(&self, cluster: &str) -> Result<Vec<Node>, String> {
+        self.nodes_then(cluster, |_| {})
+    }
+
+    /// [`Engine::nodes`], telling `listed` their names as soon as `ps` has listed them (before
+    /// the `inspect`): what is read on each node starts then.
+    pub fn nodes_then(&self, cluster: &str, listed: impl FnOnce(Vec<String>)) -> Result<Vec<Node>, String> {
         let ps = self.ps_cluster(cluster);
         let out = ps.run().map_err(|e| e.headline())?;
-        let listed = self.parse_ps(&out.stdout).map_err(|p| format!("`{ps}`: {p}"))?;
-        if listed.is_empty() {
+        let found = self.parse_ps(&out.stdout).map_err(|p| format!("`{ps}`: {p}"))?;
+        let names: Vec<String> = found.into_iter().map(|l| l.name).collect();
+        listed(names.clone());
+        if names.is_empty() {
             return Ok(Vec::new());
         }
-        let names: Vec<String> = listed.into_iter().map(|l| l.name).collect();
         let cmd = self.inspect_all(&names);
         let out = cmd.run().map_err(|e| e.headline())?;
         let mut nodes = self.parse_inspect_all(&out.stdout).map_err(|p| format!("`{cmd}`: {p}"))?;

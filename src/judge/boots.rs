@@ -34,12 +34,13 @@
 use crate::cluster::{Event, Node, Pod};
 use crate::utc;
 
-/// A node of the cluster and when its container last started.
+/// A node of the cluster and when it last started: the per-node input of the mesh's time rule.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeStart {
     /// The Kubernetes node name (kind names a node after its container).
     pub name: String,
-    /// `State.StartedAt` of its container; `None` when not known.
+    /// When it last started (seconds since the epoch): on kind `State.StartedAt` of its
+    /// container, on a shared cluster the API's evidence; `None` when not known.
     pub started_at: Option<u64>,
     /// The evidence for `started_at`, when it is not the node container's `State.StartedAt`: on a
     /// shared cluster, what the API shows.
@@ -47,12 +48,14 @@ pub struct NodeStart {
 }
 
 impl NodeStart {
-    /// How its last start is known, for a verdict: "the node container last started (…)", or the
-    /// API's evidence on a shared cluster.
+    /// How its last start is known, for a verdict: "the node last started (…, State.StartedAt of
+    /// its container)" on kind, or the API's evidence on a shared cluster.
     pub(super) fn started(&self, start: u64) -> String {
         match &self.source {
             Some(evidence) => evidence.clone(),
-            None => format!("the node container last started ({})", utc::format(start)),
+            None => {
+                format!("the node last started ({}, State.StartedAt of its container)", utc::format(start))
+            }
         }
     }
 }

@@ -32,15 +32,23 @@
 //!
 //! Timestamps are whole seconds (Kubernetes writes them so); a tie counts as after.
 //!
-//! The verdicts are per node: kind's single node today. ztunnel is restarted as a whole (one
-//! DaemonSet rollout), so a stale ztunnel on one node restarts it, and makes stale every meshed
-//! pod, on all of them; several nodes and a shared cluster extend exactly [`ztunnel`] and
-//! [`Ztunnel::ready_for`].
+//! The verdicts are per node: each node's ztunnel is judged against that node's last start, and
+//! each meshed pod against the ztunnel of its own node (`spec.nodeName`). A node restarts alone
+//! (`docker restart <worker>`, an out-of-memory kill) or with every other (a Docker restart):
+//! either way only the pods on the nodes that restarted lost their registration, and the remedy
+//! restarts ztunnel on those nodes only (`plan::converge`: its pod there deleted, the DaemonSet
+//! recreates it on that node). When ztunnel is restarted on a node, every meshed pod on that
+//! node is restarted after it, as the guide does; pods on other nodes are not.
+//!
+//! When a node last started is [`NodeStart`]: kind's nodes say it by their container's
+//! `State.StartedAt`; a cluster without Docker fills the same value from the API (a Node's
+//! bootID, the kubelet's `Rebooted`/`Starting` events, its Ready transition), and the rule
+//! applies unchanged.
 //!
 //! Size: the mesh's four rules (settled, adoption, ztunnel per node, evidence) share their types
-//! and facts, and are tested here as data (the last ~225 lines).
+//! and facts, and are tested here as data (the last ~300 lines).
 
-use crate::cluster::Pod;
+use crate::cluster::{Pod, PodRestart};
 use crate::observe::evidence::{CniLine, CniSays, HboneFailure, ZtunnelSays};
 use crate::observe::{CNI_DAEMONSET, Observation};
 use crate::stack::Stack;
@@ -58,18 +66,18 @@ pub fn when(t: Option<u64>) -> String {
 
 pub use super::boots::NodeStart;
 
-/// The nodes the observation knows: the control-plane node container on kind; on a shared
-/// cluster every Node, each started when the API's evidence says ([`super::boots`]).
+/// The nodes the observation knows, each with when it last started: on kind every node container
+/// of the cluster (found by kind's labels) and its `State.StartedAt`; on a shared cluster every
+/// Node, started when the API's evidence says ([`super::boots`]). One rule judges both.
 pub fn nodes(stack: &Stack, obs: &Observation) -> Vec<NodeStart> {
     if stack.cluster.shared() {
         let events = obs.node_events.as_deref().unwrap_or_default();
         return super::boots::last_started(&obs.api_nodes, events, &obs.pods);
     }
-    vec![NodeStart {
-        name: stack.cluster.control_plane_container(),
-        started_at: obs.node.started_at,
-        source: None,
-    }]
+    obs.nodes
+        .iter()
+        .map(|n| NodeStart { name: n.name.clone(), started_at: n.started_at, source: None })
+        .collect()
 }
 
 /// The node a pod runs on (`spec.nodeName`); a pod not scheduled yet counts as on the only node
@@ -120,6 +128,9 @@ pub struct OnNode {
     pub ready_since: Option<u64>,
     /// Why it is kept, when fresh.
     pub kept: String,
+    /// Its pods there (not going away): deleting them restarts it on this node only (its
+    /// DaemonSet recreates a pod on the node whose pod was deleted).
+    pub pods: Vec<PodRestart>,
 }
 
 /// ztunnel's verdict, node by node.
@@ -134,38 +145,46 @@ impl Ztunnel {
         self.nodes.iter().find_map(|n| n.stale.as_deref())
     }
 
+    /// The nodes it is restarted on.
+    pub fn stale_nodes(&self) -> impl Iterator<Item = &OnNode> {
+        self.nodes.iter().filter(|n| n.stale.is_some())
+    }
+
     /// Why it is kept (the first node's reason).
     pub fn kept(&self) -> String {
         self.nodes.first().map(|n| n.kept.clone()).unwrap_or_default()
     }
 
-    /// The same ztunnel, restarted anyway for `why` (an escalation): stale on every node.
-    pub fn restarted(mut self, why: &str) -> Ztunnel {
+    /// The same ztunnel, restarted anyway on `node` (every node when `node` is empty, or not
+    /// one of its nodes) for `why`: an escalation.
+    pub fn restarted_on(mut self, node: &str, why: &str) -> Ztunnel {
         if self.nodes.is_empty() {
             self.nodes.push(OnNode {
                 node: String::new(),
                 stale: None,
                 ready_since: None,
                 kept: String::new(),
+                pods: Vec::new(),
             });
         }
-        for n in &mut self.nodes {
+        let every = node.is_empty() || !self.nodes.iter().any(|n| n.node == node);
+        for n in self.nodes.iter_mut().filter(|n| every || n.node == node) {
             n.stale = Some(why.to_string());
             n.ready_since = None;
         }
         self
     }
 
-    /// When the ztunnel that serves `pod` was Ready: ztunnel on the pod's node (the latest of
-    /// every node's for a pod on none); `None` when ztunnel is restarted (every pod existing now
-    /// predates its new pods).
+    /// When the ztunnel that serves `pod` was Ready: ztunnel on the pod's node (for a pod on no
+    /// node yet, the latest of the fresh nodes'); `None` when it is restarted there (every pod
+    /// existing there now predates its new pod).
     pub fn ready_for(&self, nodes: &[NodeStart], pod: &Pod) -> Option<u64> {
-        if self.stale().is_some() {
-            return None;
-        }
-        let on = node_of(nodes, pod);
-        match self.nodes.iter().find(|n| Some(n.node.as_str()) == on) {
-            Some(n) => n.ready_since,
+        match node_of(nodes, pod) {
+            Some(on) => match self.nodes.iter().find(|n| n.node == on) {
+                Some(n) => n.ready_since,
+                // ztunnel was not judged on a node it has no pod on and that runs no meshed pod.
+                None => self.nodes.iter().filter_map(|n| n.ready_since).max(),
+            },
             None => self.nodes.iter().filter_map(|n| n.ready_since).max(),
         }
     }
@@ -205,20 +224,31 @@ fn no_sandbox(p: &Pod) -> bool {
 /// judged as it is.
 pub fn settled(stack: &Stack, obs: &Observation) -> Result<(), String> {
     let mesh = &stack.mesh;
-    // Only right after the node started: later, what is not Ready is judged as it is.
-    let last = nodes(stack, obs).iter().filter_map(|n| n.started_at).max();
-    let recent = last.is_some_and(|s| obs.at < s + mesh.timeout.as_secs());
-    if !recent {
+    // Only right after a node started, on that node: later, what is not Ready is judged as it is.
+    let nodes = nodes(stack, obs);
+    let recent: Vec<String> = nodes
+        .iter()
+        .filter(|n| n.started_at.is_some_and(|s| obs.at < s + mesh.timeout.as_secs()))
+        .map(|n| n.name.clone())
+        .collect();
+    if recent.is_empty() {
         return Ok(());
     }
-    let meshed: Vec<&Pod> =
-        obs.pods.iter().filter(|p| p.meshed && !p.terminating && !p.node.is_empty()).collect();
+    let on_recent = |p: &&Pod| recent.contains(&p.node) || (p.node.is_empty() && recent.len() == nodes.len());
+    let meshed: Vec<&Pod> = obs
+        .pods
+        .iter()
+        .filter(|p| p.meshed && !p.terminating && !p.node.is_empty())
+        .filter(on_recent)
+        .collect();
     if meshed.is_empty() {
         return Ok(());
     }
     for ds in [CNI_DAEMONSET, mesh.daemonset.as_str()] {
-        if let Some(p) = daemon_pods(&obs.pods, &mesh.namespace, ds).into_iter().find(|p| coming_up(p)) {
-            return Err(format!("{ds}'s pod {} is not Ready yet", p.name));
+        if let Some(p) =
+            daemon_pods(&obs.pods, &mesh.namespace, ds).into_iter().filter(on_recent).find(|p| coming_up(p))
+        {
+            return Err(format!("{ds}'s pod {} on node {} is not Ready yet", p.name, p.node));
         }
     }
     let waiting: Vec<&str> =
@@ -249,7 +279,9 @@ pub fn adoption(obs: &Observation, nodes: &[NodeStart], pod: &Pod) -> Adoption {
     let on = node_of(nodes, pod).unwrap_or("");
     let since = [pod.sandbox_since, node_start(nodes, pod), pod.created].into_iter().flatten().max();
     let since_text = when(since);
-    let state = match obs.workload_state.iter().find(|(n, _)| n == on).or(obs.workload_state.first()) {
+    // ztunnel's state on the pod's own node (the only one read, with a single node).
+    let only = if obs.workload_state.len() == 1 { obs.workload_state.first() } else { None };
+    let state = match obs.workload_state.iter().find(|(n, _)| n == on).or(only) {
         None => return Adoption::Not("ztunnel's workloadState was not read".into()),
         Some((_, Err(e))) => {
             return Adoption::Not(format!("ztunnel's workloadState could not be read ({e})"));
@@ -302,8 +334,11 @@ pub fn adoption(obs: &Observation, nodes: &[NodeStart], pod: &Pod) -> Adoption {
         ));
     }
     if capture.says == CniSays::Snapshot {
-        let reconciled =
-            lines.iter().take_while(|l| !std::ptr::eq(*l, capture)).any(|l| l.says == CniSays::ReconcileMode);
+        // The reconcile mode of the agent that sent the snapshot (the one on the pod's node).
+        let reconciled = lines
+            .iter()
+            .take_while(|l| !std::ptr::eq(*l, capture))
+            .any(|l| l.says == CniSays::ReconcileMode && l.source == capture.source);
         if !reconciled {
             return Adoption::Not(format!(
                 "istio-cni {} at {}, but logged no `inpod reconcile mode enabled`: its start-up scan then \
@@ -346,9 +381,17 @@ const RECONCILE_FAILED: &str = "failed to reconcile inpod rules for pod";
 pub fn ztunnel(stack: &Stack, obs: &Observation) -> Ztunnel {
     let nodes = nodes(stack, obs);
     let pods = daemon_pods(&obs.pods, &stack.mesh.namespace, &stack.mesh.daemonset);
-    // Every node known: the observed node containers, and those ztunnel's or meshed pods run on.
-    let mut names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
-    for p in pods.iter().copied().chain(obs.pods.iter().filter(|p| p.meshed && !p.terminating)) {
+    let meshed: Vec<&Pod> = obs.pods.iter().filter(|p| p.meshed && !p.terminating).collect();
+    // The nodes to judge: those its pods or meshed pods run on (every observed node when there
+    // is one), the observed nodes first.
+    let mut names: Vec<String> = Vec::new();
+    let on = |n: &str| pods.iter().chain(&meshed).any(|p| node_of(&nodes, p) == Some(n));
+    for n in &nodes {
+        if nodes.len() == 1 || on(&n.name) {
+            names.push(n.name.clone());
+        }
+    }
+    for p in pods.iter().chain(&meshed) {
         if let Some(n) = node_of(&nodes, p)
             && !names.iter().any(|x| x == n)
         {
@@ -363,11 +406,13 @@ pub fn ztunnel(stack: &Stack, obs: &Observation) -> Ztunnel {
             let start = nodes.iter().find(|n| &n.name == name);
             let started = start.and_then(|n| n.started_at);
             let last = |s: u64| start.map(|n| n.started(s)).unwrap_or_default();
+            let restarts = || here.iter().filter_map(|p| PodRestart::of(p).ok()).collect();
             let stale = |why: String| OnNode {
                 node: name.clone(),
                 stale: Some(why),
                 ready_since: None,
                 kept: String::new(),
+                pods: restarts(),
             };
             if here.is_empty() {
                 return stale(if one {
@@ -378,7 +423,7 @@ pub fn ztunnel(stack: &Stack, obs: &Observation) -> Ztunnel {
             }
             if let Some(p) = here.iter().find(|p| !p.ready()) {
                 return stale(format!(
-                    "it is not healthy: its pod {} (created {}) is not Ready",
+                    "it is not healthy on node {name}: its pod {} (created {}) is not Ready",
                     p.name,
                     when(p.created)
                 ));
@@ -395,8 +440,8 @@ pub fn ztunnel(stack: &Stack, obs: &Observation) -> Ztunnel {
                 }
                 Some((back, start)) => match works(stack, obs, &nodes, name, start) {
                     Ok(evidence) => format!(
-                        "its pod {} came back with the node (created {}, before {}) and works: Ready since {}; \
-                         {evidence}",
+                        "its pod {} on node {name} came back with the node (created {}, before {}) and works: \
+                         Ready since {}; {evidence}",
                         back.name,
                         when(back.created),
                         last(start),
@@ -404,8 +449,8 @@ pub fn ztunnel(stack: &Stack, obs: &Observation) -> Ztunnel {
                     ),
                     Err(why) => {
                         return stale(format!(
-                            "its pod {} came back with the node (created {}, before {}) and nothing shows it \
-                             works: {why}; restarting it is the safe remedy",
+                            "its pod {} on node {name} came back with the node (created {}, before {}) and \
+                             nothing shows it works: {why}; restarting it is the safe remedy",
                             back.name,
                             when(back.created),
                             last(start)
@@ -413,14 +458,14 @@ pub fn ztunnel(stack: &Stack, obs: &Observation) -> Ztunnel {
                     }
                 },
             };
-            OnNode { node: name.clone(), stale: None, ready_since, kept }
+            OnNode { node: name.clone(), stale: None, ready_since, kept, pods: restarts() }
         })
         .collect();
     Ztunnel { nodes: verdicts }
 }
 
 /// The evidence that ztunnel on `node` works since the node started at `start`: istio-cni's
-/// snapshot received since (`received snapshot sent`), and the meshed pods there it adopted.
+/// snapshot received since (`received snapshot sent`), and at least one meshed pod there it adopted.
 fn works(
     stack: &Stack,
     obs: &Observation,
@@ -429,8 +474,15 @@ fn works(
     start: u64,
 ) -> Result<String, String> {
     let proxies = obs.proxies.as_ref().map_err(|e| format!("its log could not be read ({e})"))?;
+    // Its own pods' lines (`kubectl logs --all-pods` names each line's pod).
+    let mine: Vec<&str> = daemon_pods(&obs.pods, &stack.mesh.namespace, &stack.mesh.daemonset)
+        .into_iter()
+        .filter(|p| node_of(nodes, p) == Some(node))
+        .map(|p| p.name.as_str())
+        .collect();
     let snapshot = proxies
         .iter()
+        .filter(|l| l.source.as_deref().is_none_or(|s| mine.contains(&s)))
         .filter(|l| l.says == ZtunnelSays::SnapshotDone)
         .filter_map(|l| l.at)
         .filter(|t| *t >= start)
@@ -447,7 +499,11 @@ fn works(
         .collect();
     let adopted =
         meshed.iter().filter(|p| matches!(adoption(obs, nodes, p), Adoption::Adopted { .. })).count();
-    if adopted == 0 && !meshed.is_empty() {
+    // No meshed pod there (a tainted control plane): nothing shows it works; the safe remedy.
+    if meshed.is_empty() {
+        return Err("no meshed pod runs on the node, so none shows it works".into());
+    }
+    if adopted == 0 {
         let why = match adoption(obs, nodes, meshed[0]) {
             Adoption::Not(why) => why,
             Adoption::Adopted { .. } => unreachable!("counted"),
@@ -479,9 +535,10 @@ pub enum InMesh {
 /// A pod of a meshed workload: fresh (created after ztunnel on its node was Ready), adopted on
 /// evidence ([`adoption`]), or stale (ztunnel is restarted, or nothing shows it was adopted).
 pub fn in_mesh(obs: &Observation, ztunnel: &Ztunnel, nodes: &[NodeStart], pod: &Pod) -> InMesh {
+    let on = node_of(nodes, pod).map(|n| format!(" on its node {n}")).unwrap_or_default();
     match ztunnel.ready_for(nodes, pod) {
         None => InMesh::Stale(format!(
-            "ztunnel is restarted first, and its pod {} was created before ({})",
+            "ztunnel is restarted first{on}, and its pod {} was created before ({})",
             pod.name,
             when(pod.created)
         )),
@@ -494,7 +551,7 @@ pub fn in_mesh(obs: &Observation, ztunnel: &Ztunnel, nodes: &[NodeStart], pod: &
         Some(t) => match adoption(obs, nodes, pod) {
             Adoption::Adopted { evidence, .. } => InMesh::Adopted(evidence),
             Adoption::Not(why) => InMesh::Stale(format!(
-                "its pod {} was created {} before ztunnel's pods were Ready ({}), and nothing shows the mesh \
+                "its pod {} was created {} before ztunnel's pods were Ready{on} ({}), and nothing shows the mesh \
                  adopted it since its sandbox started: {why}",
                 pod.name,
                 when(pod.created),
@@ -589,22 +646,48 @@ pub fn evidence(stack: &Stack, obs: &Observation, workload: &str, pods: &[&Pod])
     why
 }
 
-/// Whether ztunnel itself is what is broken, and why: a pod of it not Ready, or HBONE failures
-/// to a pod created after it was Ready (a fresh pod it cannot reach). What an escalation restarts.
-pub fn ztunnel_blame(stack: &Stack, obs: &Observation) -> Option<String> {
-    let ztunnel = daemon_pods(&obs.pods, &stack.mesh.namespace, &stack.mesh.daemonset);
-    if let Some(p) = ztunnel.iter().find(|p| !p.ready()) {
-        return Some(format!("its pod {} is not Ready", p.name));
-    }
-    let ready = ztunnel.iter().filter_map(|p| p.ready_since).max()?;
+/// Where ztunnel itself is what is broken, and why, node by node: a pod of it not Ready there,
+/// or HBONE failures to a pod on that node created after ztunnel there was Ready (a fresh pod it
+/// cannot reach). What an escalation restarts.
+pub fn ztunnel_blame(stack: &Stack, obs: &Observation) -> Vec<(String, String)> {
     let nodes = nodes(stack, obs);
-    obs.pods.iter().filter(|p| p.created.is_some_and(|c| c >= ready)).find_map(|pod| {
-        let f = hbone(obs, &nodes, pod).into_iter().next()?;
-        Some(format!(
-            "ztunnel: {} to {}:15008 ({}), a pod created after ztunnel was Ready",
-            f.error, f.ip, pod.name
-        ))
-    })
+    let ztunnel = daemon_pods(&obs.pods, &stack.mesh.namespace, &stack.mesh.daemonset);
+    let mut blame: Vec<(String, String)> = Vec::new();
+    let mut add = |node: &str, why: String| {
+        if !blame.iter().any(|(n, _)| n == node) {
+            blame.push((node.to_string(), why));
+        }
+    };
+    for p in ztunnel.iter().filter(|p| !p.ready()) {
+        let node = node_of(&nodes, p).unwrap_or("");
+        add(node, format!("its pod {} on node {node} is not Ready", p.name));
+    }
+    for pod in &obs.pods {
+        let node = node_of(&nodes, pod).unwrap_or("");
+        let here = ztunnel.iter().filter(|z| node_of(&nodes, z).unwrap_or("") == node);
+        let Some(ready) = here.filter_map(|z| z.ready_since).max() else { continue };
+        if pod.created.is_none_or(|c| c < ready) {
+            continue;
+        }
+        if let Some(f) = hbone(obs, &nodes, pod).into_iter().next() {
+            add(
+                node,
+                format!(
+                    "ztunnel: {} to {}:15008 ({}), a pod on node {node} created after ztunnel there was Ready",
+                    f.error, f.ip, pod.name
+                ),
+            );
+        }
+    }
+    blame
+}
+
+/// ztunnel is back on `node` after its pods there (`gone`: their UIDs) were deleted: a pod of its
+/// DaemonSet on that node, not one of those, not going away, and Ready.
+pub fn back_on<'a>(stack: &Stack, pods: &'a [Pod], node: &str, gone: &[&str]) -> Option<&'a Pod> {
+    daemon_pods(pods, &stack.mesh.namespace, &stack.mesh.daemonset)
+        .into_iter()
+        .find(|p| p.node == node && !gone.contains(&p.uid.as_str()) && p.ready())
 }
 
 #[cfg(test)]
@@ -632,10 +715,22 @@ mod tests {
         }
     }
 
+    /// A node container of the cluster that last started at `started`.
+    fn node(name: &str, role: &str, started: u64) -> crate::engine::Node {
+        crate::engine::Node {
+            name: name.into(),
+            role: role.into(),
+            running: true,
+            started_at: Some(started),
+            ..crate::engine::Node::default()
+        }
+    }
+
+    /// One control-plane node, started at START.
     fn observed(pods: Vec<Pod>) -> Observation {
         let mut obs = Observation::of(Vec::new(), pods);
         obs.at = START + 1000;
-        obs.node.started_at = Some(START);
+        obs.nodes = vec![node("bookstore-control-plane", "control-plane", START)];
         obs
     }
 
@@ -664,7 +759,7 @@ mod tests {
         // A ztunnel pod that came back with the node it runs on; a node with meshed pods and no
         // ztunnel pod: stale either way, and then every meshed pod is.
         let obs = observed(vec![pod("ztunnel-a", &cp, START - 3600, Some(START + 5))]);
-        assert!(ztunnel(&stack, &obs).stale().unwrap().contains("before the node container last started"));
+        assert!(ztunnel(&stack, &obs).stale().unwrap().contains("before the node last started"));
         let obs = observed(vec![
             pod("ztunnel-a", &cp, START + 10, Some(START + 13)),
             pod("app-on-worker", "worker", START + 100, Some(START + 105)),
@@ -673,6 +768,68 @@ mod tests {
         assert_eq!(judged.stale(), Some("it has no pod on node worker"));
         let InMesh::Stale(why) = in_mesh(&obs, &judged, &nodes, &obs.pods[1]) else { panic!("stale") };
         assert!(why.starts_with("ztunnel is restarted first"), "{why}");
+    }
+
+    #[test]
+    fn a_worker_that_restarted_alone_makes_stale_only_its_ztunnel_and_the_pods_on_it() {
+        let stack = load(Source::Embedded).unwrap();
+        // Three nodes started at START; worker2 restarted alone at START + 500 (its pods came back
+        // in place: same creation times).
+        let mut obs = observed(vec![
+            pod("ztunnel-cp", "bookstore-control-plane", START + 10, Some(START + 13)),
+            pod("ztunnel-w1", "bookstore-worker", START + 10, Some(START + 14)),
+            pod("ztunnel-w2", "bookstore-worker2", START + 10, Some(START + 515)),
+            pod("app-on-w1", "bookstore-worker", START + 100, Some(START + 105)),
+            pod("app-on-w2", "bookstore-worker2", START + 100, Some(START + 520)),
+        ]);
+        obs.nodes.push(node("bookstore-worker", "worker", START));
+        obs.nodes.push(node("bookstore-worker2", "worker", START + 500));
+        for (p, uid) in obs.pods.iter_mut().zip(["u-cp", "u-w1", "u-w2", "u-a1", "u-a2"]) {
+            p.uid = uid.into();
+        }
+        let judged = ztunnel(&stack, &obs);
+        let stale: Vec<&str> = judged.stale_nodes().map(|n| n.node.as_str()).collect();
+        assert_eq!(stale, ["bookstore-worker2"], "{judged:?}");
+        let w2 = judged.stale_nodes().next().unwrap();
+        assert_eq!(w2.pods.iter().map(|p| p.name()).collect::<Vec<_>>(), ["ztunnel-w2"]);
+        let why = w2.stale.as_deref().unwrap();
+        assert!(
+            why.contains("its pod ztunnel-w2 on node bookstore-worker2 came back with the node")
+                && why.contains("State.StartedAt of its container"),
+            "{why}"
+        );
+        let nodes = nodes(&stack, &obs);
+        assert!(
+            matches!(in_mesh(&obs, &judged, &nodes, &obs.pods[3]), InMesh::Fresh(_)),
+            "a pod on a node that did not restart"
+        );
+        let InMesh::Stale(why) = in_mesh(&obs, &judged, &nodes, &obs.pods[4]) else { panic!("stale") };
+        assert!(why.starts_with("ztunnel is restarted first on its node bookstore-worker2"), "{why}");
+
+        // The restart is done on worker2 once a pod of ztunnel there that is not the deleted one
+        // is Ready; the deleted one, going away or not, never counts.
+        let gone = ["u-w2"];
+        assert!(back_on(&stack, &obs.pods, "bookstore-worker2", &gone).is_none());
+        let mut new = pod("ztunnel-w2b", "bookstore-worker2", START + 600, None);
+        new.uid = "u-w2b".into();
+        obs.pods.push(new);
+        assert!(back_on(&stack, &obs.pods, "bookstore-worker2", &gone).is_none(), "not Ready yet");
+        let last = obs.pods.last_mut().unwrap();
+        last.ready_since = Some(START + 604);
+        last.containers[0].ready = true;
+        assert_eq!(
+            back_on(&stack, &obs.pods, "bookstore-worker2", &gone).map(|p| p.name.as_str()),
+            Some("ztunnel-w2b")
+        );
+        assert!(back_on(&stack, &obs.pods, "bookstore-worker", &["u-w1"]).is_none());
+
+        // An escalation blames the node whose ztunnel cannot reach a fresh pod there, and
+        // restarts it on that node only.
+        obs.pods.retain(|p| p.name != "ztunnel-w2b");
+        let judged = judged.restarted_on("bookstore-worker", "escalated");
+        let stale: Vec<&str> = judged.stale_nodes().map(|n| n.node.as_str()).collect();
+        assert_eq!(stale, ["bookstore-worker", "bookstore-worker2"]);
+        assert_eq!(judged.clone().restarted_on("", "all").stale_nodes().count(), 3);
     }
 
     #[test]
@@ -754,9 +911,8 @@ mod tests {
         assert!(not("Up", &format!("{RECONCILE}{before}")).contains("no capture"));
         assert!(not("Pending", ADDED).contains("is Pending, not Up"));
         assert!(not("Up", "").contains("no capture"));
-        let (_, mut obs) = restarted("Up", ADDED);
+        let (stack, mut obs) = restarted("Up", ADDED);
         obs.workload_state.clear();
-        let stack = load(Source::Embedded).unwrap();
         assert!(
             matches!(adoption(&obs, &nodes(&stack, &obs), &obs.pods[1]), Adoption::Not(w) if w.contains("not read"))
         );
@@ -824,7 +980,11 @@ mod tests {
         let zt = &mut obs.pods[0];
         zt.ready_since = None;
         zt.containers[0].ready = false;
-        assert!(settled(&stack, &obs).unwrap_err().contains("ztunnel's pod ztunnel-a is not Ready yet"));
+        assert!(
+            settled(&stack, &obs)
+                .unwrap_err()
+                .contains("ztunnel's pod ztunnel-a on node bookstore-control-plane is not Ready yet")
+        );
         // Long after the node started, a pod not Ready is judged as it is.
         obs.at = START + 3600;
         assert_eq!(settled(&stack, &obs), Ok(()));

@@ -113,14 +113,12 @@ pub fn health(stack: &Stack, obs: &Observation, i: usize, ztunnel: &Ztunnel) -> 
     let meshed = pods.iter().any(|p| p.meshed);
     // A restart just sent: the controller has not created the new pods the rules would judge.
     let rollout_starting = d.generation > d.observed_generation;
-    // The pods the time rule looks at: every serving pod, or, when ztunnel is restarted, the
-    // oldest (all predate its new pods). Those kept say why: fresh, or adopted on evidence.
-    let judged: Vec<mesh::InMesh> = match (meshed && !rollout_starting, ztunnel.stale()) {
-        (false, _) => Vec::new(),
-        (true, Some(_)) => {
-            serving.last().map(|p| mesh::in_mesh(obs, ztunnel, &nodes, p)).into_iter().collect()
-        }
-        (true, None) => serving.iter().map(|p| mesh::in_mesh(obs, ztunnel, &nodes, p)).collect(),
+    // The pods the time rule looks at: every serving pod, each against ztunnel on its own node
+    // (oldest first: the first reason is the oldest pod's). Those kept say why: fresh, or
+    // adopted on evidence.
+    let judged: Vec<mesh::InMesh> = match meshed && !rollout_starting {
+        false => Vec::new(),
+        true => serving.iter().rev().map(|p| mesh::in_mesh(obs, ztunnel, &nodes, p)).collect(),
     };
     let time = judged.iter().find_map(|v| match v {
         mesh::InMesh::Stale(why) => Some(why.clone()),

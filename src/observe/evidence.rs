@@ -23,10 +23,25 @@ pub struct HboneFailure {
     pub line: String,
 }
 
+/// A line as the container wrote it: `kubectl logs --prefix` (and `--all-pods`) put
+/// `[pod/<pod>/<container>] ` before it.
+fn unprefixed(line: &str) -> &str {
+    split_prefix(line).1
+}
+
+/// The pod a line came from (`kubectl logs --all-pods` names it: `[pod/<pod>/<container>] `),
+/// and the line as its container wrote it.
+fn split_prefix(line: &str) -> (Option<String>, &str) {
+    match line.strip_prefix("[pod/").and_then(|rest| rest.split_once("] ")) {
+        Some((source, line)) => (source.split('/').next().map(String::from), line),
+        None => (None, line),
+    }
+}
+
 /// ztunnel's lines with `deadline has elapsed` / `Connection refused` to `<ip>:15008`.
 pub fn parse_ztunnel(log: &str) -> Vec<HboneFailure> {
     let mut out = Vec::new();
-    for line in log.lines() {
+    for line in log.lines().map(unprefixed) {
         if !(line.contains("deadline has elapsed") || line.contains("Connection refused")) {
             continue;
         }
@@ -61,12 +76,15 @@ pub enum ZtunnelSays {
 pub struct ZtunnelLine {
     pub at: Option<u64>,
     pub says: ZtunnelSays,
+    /// The ztunnel pod that logged it, when the log names it (one log per node's pod).
+    pub source: Option<String>,
 }
 
 /// ztunnel's `pod received, starting proxy` and `received snapshot sent` lines.
 pub fn parse_ztunnel_proxies(log: &str) -> Vec<ZtunnelLine> {
     log.lines()
         .filter_map(|line| {
+            let (source, line) = split_prefix(line);
             let says = if line.contains("pod received, starting proxy") {
                 ZtunnelSays::Received { uid: field(line, "uid")? }
             } else if line.contains("received snapshot sent") {
@@ -74,7 +92,7 @@ pub fn parse_ztunnel_proxies(log: &str) -> Vec<ZtunnelLine> {
             } else {
                 return None;
             };
-            Some(ZtunnelLine { at: stamp(line), says })
+            Some(ZtunnelLine { at: stamp(line), says, source })
         })
         .collect()
 }
@@ -110,6 +128,8 @@ pub struct CniLine {
     /// `namespace=`/`name=`, or the plugin's `pod=<ns>/<name>`).
     pub pod: Option<(String, String)>,
     pub line: String,
+    /// The istio-cni pod that logged it, when the log names it (one agent per node).
+    pub source: Option<String>,
 }
 
 impl CniLine {
@@ -147,6 +167,7 @@ const FAILURES: [&str; 7] = [
 pub fn parse_cni(log: &str) -> Vec<CniLine> {
     let mut out = Vec::new();
     for line in log.lines() {
+        let (source, line) = split_prefix(line);
         let says = if line.contains("inpod reconcile mode enabled") {
             CniSays::ReconcileMode
         } else if line.contains("sending pod to ztunnel as part of snapshot") {
@@ -171,7 +192,7 @@ pub fn parse_cni(log: &str) -> Vec<CniLine> {
         if says != CniSays::ReconcileMode && uid.is_none() && pod.is_none() {
             continue;
         }
-        out.push(CniLine { at: stamp(line), says, uid, pod, line: line.trim().to_string() });
+        out.push(CniLine { at: stamp(line), says, uid, pod, line: line.trim().to_string(), source });
     }
     out
 }

@@ -215,18 +215,18 @@ pub fn wait_api(ctx: &Ctx, deadline: Duration, next: &str) -> Result<()> {
 /// A read that may fail without failing the observation (a log, an answer): what went wrong.
 pub type Read<T> = std::result::Result<T, String>;
 
-/// What the host says, read at once: whether kind lists the cluster, its node container, and
+/// What the host says, read at once: whether kind lists the cluster, its node containers, and
 /// the cluster itself.
 pub struct Host {
-    /// The control-plane node container, found by kind's labels ([`Engine::nodes`]), when the
-    /// cluster exists (stopped node containers count, as in kind); `None` when there is none and
-    /// `kind get clusters` does not list it either.
-    pub node: Option<Read<Node>>,
+    /// Every node container of the cluster ([`nodes`]: found by kind's labels, control planes
+    /// first), when the cluster exists (stopped node containers count, as in kind); `None` when
+    /// there is none and `kind get clusters` does not list it either.
+    pub nodes: Option<Read<Vec<Node>>>,
     /// The legacy socat proxy containers that exist (running or not).
     pub legacy: Read<Vec<String>>,
-    /// The cluster, read in the same round, each read tried once (`None` when the node is not
-    /// the cluster's). An `Err` that is not a prerequisite means the API did not answer yet:
-    /// wait for it, then [`cluster`] reads it again.
+    /// The cluster, read in the same round, each read tried once (`None` when there is no node
+    /// container of the cluster). An `Err` that is not a prerequisite means the API did not
+    /// answer yet: wait for it, then [`cluster`] reads it again.
     pub cluster: Option<Result<Observation>>,
     /// The kube context's Nodes and their `spec.providerID`, read in the same round (also when
     /// the engine finds no node container: a cluster another engine built).
@@ -245,14 +245,14 @@ pub fn host(ctx: &Ctx) -> Result<Host> {
         // A shared cluster: no engine, no kind, no node container; the cluster is its API.
         tools(&["kubectl"])?;
         let once = Kubectl::new(stack.cluster.context(), Duration::ZERO);
-        let parts = read_cluster(ctx, &once);
+        let parts = read_cluster(ctx, &once, Names::Known(Vec::new()));
         let provider_ids = match &parts {
             Ok(p) => p.provider_ids.clone(),
             Err(e) => Err(e.headline()),
         };
-        let cluster = parts.map(|p| p.with(Node::default()));
+        let cluster = parts.map(|p| p.with(Vec::new()));
         return Ok(Host {
-            node: Some(Ok(Node::default())),
+            nodes: Some(Ok(Vec::new())),
             legacy: Ok(Vec::new()),
             cluster: Some(cluster),
             provider_ids,
@@ -270,18 +270,25 @@ pub fn host(ctx: &Ctx) -> Result<Host> {
             let out = engine.ps_named(legacy).run().map_err(|e| e.headline())?;
             Ok(engine::parse_names(&out.stdout).into_iter().collect())
         });
-        let parts = s.spawn(|| read_cluster(ctx, &once));
-        let nodes = engine.nodes(&stack.cluster.name);
+        // ztunnel's state is read on each node, once the node containers are listed.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let parts = s.spawn(|| read_cluster(ctx, &once, Names::Later(rx)));
+        // `tx` moves into the closure: a failed listing drops it unsent, and the reads on each
+        // node then read none (rather than wait for names that never come).
+        let nodes = engine.nodes_then(&stack.cluster.name, move |names| {
+            let _ = tx.send(names);
+        });
         (nodes, found.join().unwrap_or_else(|_| Err("the read panicked".to_string())), join(parts))
     });
     let provider_ids = match &parts {
         Ok(p) => p.provider_ids.clone(),
         Err(e) => Err(e.headline()),
     };
-    let node = nodes.map(|n| n.into_iter().next());
-    if let Ok(Some(n)) = &node {
+    if let Ok(n) = nodes.as_ref()
+        && !n.is_empty()
+    {
         let cluster = Some(parts.map(|p| p.with(n.clone())));
-        return Ok(Host { node: Some(Ok(n.clone())), legacy: found, cluster, provider_ids });
+        return Ok(Host { nodes: Some(nodes), legacy: found, cluster, provider_ids });
     }
     let clusters = match engine.kind_get_clusters().run() {
         Ok(out) => out,
@@ -296,26 +303,26 @@ pub fn host(ctx: &Ctx) -> Result<Host> {
         }
     };
     let listed = engine::parse_names(&clusters.stdout).contains(&stack.cluster.name);
-    let node = match node {
-        Ok(Some(n)) => Ok(n),
-        Ok(None) => Err(format!(
+    let nodes = match nodes {
+        Ok(n) if n.is_empty() => Err(format!(
             "`kind get clusters` lists {}, but `{}` finds none of its node containers",
             stack.cluster.name,
             engine.ps_cluster(&stack.cluster.name)
         )),
-        Err(e) => Err(e),
+        other => other,
     };
-    Ok(Host { node: listed.then_some(node), legacy: found, cluster: None, provider_ids })
+    Ok(Host { nodes: listed.then_some(nodes), legacy: found, cluster: None, provider_ids })
 }
 
-/// The cluster's control-plane node container (found by kind's labels, [`Engine::nodes`]).
-pub fn node(ctx: &Ctx) -> Read<Node> {
+/// Every node container of the cluster, found by kind's labels ([`Engine::nodes`]), control
+/// planes first; an error when there is none.
+pub fn nodes(ctx: &Ctx) -> Read<Vec<Node>> {
     let engine = ctx.engine();
-    engine
-        .nodes(&ctx.stack.cluster.name)?
-        .into_iter()
-        .next()
-        .ok_or_else(|| format!("`{}` finds no node container", engine.ps_cluster(&ctx.stack.cluster.name)))
+    let nodes = engine.nodes(&ctx.stack.cluster.name)?;
+    if nodes.is_empty() {
+        return Err(format!("`{}` finds no node container", engine.ps_cluster(&ctx.stack.cluster.name)));
+    }
+    Ok(nodes)
 }
 
 /// The node containers' `inspect` as [`Engine::nodes`] runs it, for `--dry-run`: their names are
@@ -368,12 +375,8 @@ fn describe_host(ctx: &Ctx, lines: &mut Vec<String>) {
     ));
     let mesh = &stack.mesh;
     lines.push(format!(
-        "{}   # ztunnel's workloadState: the pods it runs a proxy for (read-only, port-forwarded)",
-        crate::kube::istioctl_ztunnel_config(
-            ctx.kube.context(),
-            &mesh.namespace,
-            &stack.cluster.control_plane_container()
-        )
+        "{}   # on each node: ztunnel's workloadState, the pods it runs a proxy for (read-only, port-forwarded)",
+        crate::kube::istioctl_ztunnel_config(ctx.kube.context(), &mesh.namespace, "<node>")
     ));
     if !stack.legacy_proxies.is_empty() {
         lines.push(format!("{}   # legacy socat proxies", engine.ps_named(&stack.legacy_proxies)));
@@ -385,7 +388,7 @@ fn describe_cluster(ctx: &Ctx, lines: &mut Vec<String>) {
     let stack = ctx.stack;
     let mesh = &stack.mesh;
     lines.push(format!(
-        "{}   # every workload exists, its generations; pods' creation and Ready times, IPs, mesh enrolment",
+        "{}   # every workload exists, its generations; pods' nodes, creation and Ready times, IPs, mesh enrolment",
         ctx.kube.list_deployments_and_pods()
     ));
     let nodes = match stack.cluster.shared() {
@@ -410,8 +413,8 @@ fn describe_cluster(ctx: &Ctx, lines: &mut Vec<String>) {
     }
     for daemonset in [mesh.daemonset.as_str(), CNI_DAEMONSET] {
         lines.push(format!(
-            "{}   # failed HBONE connections and proxies started / each pod's capture",
-            ctx.kube.workload_logs("daemonset", daemonset, &mesh.namespace, LOG_TAIL)
+            "{}   # failed HBONE connections and proxies started / each pod's capture, on every node",
+            ctx.kube.daemonset_logs(daemonset, &mesh.namespace, LOG_TAIL)
         ));
     }
 }
@@ -439,10 +442,11 @@ pub enum Stored {
 pub struct Observation {
     /// When it was read (seconds since the epoch).
     pub at: u64,
-    /// The control-plane node container (`<engine> inspect`; empty on a shared cluster).
-    pub node: Node,
-    /// On a shared cluster: every Node as the API reports it (bootID, Ready), and the events on
-    /// Nodes (the kubelet's `Starting` and `Rebooted`); what `judge::boots` dates restarts by.
+    /// The cluster's node containers ([`nodes`]), control planes first (none on a shared cluster).
+    pub nodes: Vec<Node>,
+    /// Every Node as the API reports it (providerID; on a shared cluster bootID and Ready), and on
+    /// a shared cluster the events on Nodes (the kubelet's `Starting` and `Rebooted`): what
+    /// `judge::boots` dates its restarts by, where there is no node container to ask.
     pub api_nodes: Vec<crate::cluster::Node>,
     pub node_events: Read<Vec<crate::cluster::Event>>,
     pub deployments: Vec<Deployment>,
@@ -473,11 +477,18 @@ pub const CNI_DAEMONSET: &str = "istio-cni-node";
 /// Read the cluster, every read at once: deployments and pods, every route, the connectors'
 /// stored configs, ztunnel's and istio-cni's logs. `Err` when the deployments or pods cannot be
 /// listed.
-pub fn cluster(ctx: &Ctx, node: Node) -> Result<Observation> {
-    Ok(read_cluster(ctx, &ctx.kube)?.with(node))
+pub fn cluster(ctx: &Ctx, nodes: Vec<Node>) -> Result<Observation> {
+    let names = nodes.iter().map(|n| n.name.clone()).collect();
+    Ok(read_cluster(ctx, &ctx.kube, Names::Known(names))?.with(nodes))
 }
 
-/// An observation but for the node it is of.
+/// The nodes' names, known, or sent once listed (the reads go ahead meanwhile).
+enum Names {
+    Known(Vec<String>),
+    Later(std::sync::mpsc::Receiver<Vec<String>>),
+}
+
+/// An observation but for the nodes it is of.
 struct Parts {
     deployments: Vec<Deployment>,
     pods: Vec<Pod>,
@@ -493,7 +504,7 @@ struct Parts {
 }
 
 impl Parts {
-    fn with(self, node: Node) -> Observation {
+    fn with(self, nodes: Vec<Node>) -> Observation {
         let Parts {
             deployments,
             pods,
@@ -509,7 +520,7 @@ impl Parts {
         } = self;
         Observation {
             at: now(),
-            node,
+            nodes,
             api_nodes,
             node_events,
             deployments,
@@ -534,15 +545,37 @@ fn workload_state(ctx: &Ctx, node: &str) -> Read<BTreeMap<String, Proxy>> {
 }
 
 /// The cluster's reads, through `kube` (which retries transient API failures, or not).
-fn read_cluster(ctx: &Ctx, kube: &Kubectl) -> Result<Parts> {
+fn read_cluster(ctx: &Ctx, kube: &Kubectl, names: Names) -> Result<Parts> {
     let stack = ctx.stack;
     let mesh = &stack.mesh;
+    // Every pod's log: one per node. A kubectl older than `--all-pods` reads one pod's.
     let logs = |daemonset: &str| -> Read<Vec<u8>> {
-        let cmd = kube.workload_logs("daemonset", daemonset, &mesh.namespace, LOG_TAIL);
-        cmd.run().map(|o| o.stdout.into_bytes()).map_err(|e| e.headline())
+        let cmd = kube.daemonset_logs(daemonset, &mesh.namespace, LOG_TAIL);
+        match cmd.run() {
+            Ok(o) => Ok(o.stdout.into_bytes()),
+            Err(Error::Command { stderr_tail, .. }) if Kubectl::unknown_flag(&stderr_tail, "--all-pods") => {
+                let one = kube.workload_logs("daemonset", daemonset, &mesh.namespace, LOG_TAIL);
+                one.run().map(|o| o.stdout.into_bytes()).map_err(|e| e.headline())
+            }
+            Err(e) => Err(e.headline()),
+        }
     };
     let panicked = || Err("the read panicked".to_string());
-    let node = stack.cluster.control_plane_container();
+    // ztunnel's workloadState on every node, each read at once.
+    let states = || -> Vec<(String, Read<BTreeMap<String, Proxy>>)> {
+        let names = match names {
+            Names::Known(names) => names,
+            Names::Later(rx) => rx.recv().unwrap_or_default(),
+        };
+        std::thread::scope(|s| {
+            let reads: Vec<_> = names.iter().map(|n| s.spawn(|| workload_state(ctx, n))).collect();
+            names
+                .iter()
+                .zip(reads)
+                .map(|(n, r)| (n.clone(), r.join().unwrap_or_else(|_| Err("the read panicked".to_string()))))
+                .collect()
+        })
+    };
     let shared = stack.cluster.shared();
     let (objects, routes, connectors, ztunnel, cni, state, nodes) = std::thread::scope(|s| {
         let objects = s.spawn(|| kube.run(&kube.list_deployments_and_pods()).map(|o| o.stdout));
@@ -568,11 +601,7 @@ fn read_cluster(ctx: &Ctx, kube: &Kubectl) -> Result<Parts> {
         let connectors = s.spawn(|| connectors(ctx, kube));
         let ztunnel = s.spawn(|| logs(&mesh.daemonset));
         let cni = s.spawn(|| logs(CNI_DAEMONSET));
-        // istioctl never runs on a shared cluster: no adoption is proven there (the safe remedy).
-        let state = s.spawn(|| match shared {
-            true => Err("not read: bookstore runs no istioctl on a shared cluster".to_string()),
-            false => workload_state(ctx, &node),
-        });
+        let state = s.spawn(states);
         let routes = routes::probe_all(stack, &stack.smoke.checks);
         (
             join(objects),
@@ -580,7 +609,7 @@ fn read_cluster(ctx: &Ctx, kube: &Kubectl) -> Result<Parts> {
             connectors.join().unwrap_or_default(),
             ztunnel.join().unwrap_or_else(|_| panicked()),
             cni.join().unwrap_or_else(|_| panicked()),
-            state.join().unwrap_or_else(|_| Err("the read panicked".to_string())),
+            state.join().unwrap_or_default(),
             nodes
                 .join()
                 .unwrap_or_else(|_| (Err("the read panicked".into()), Err("the read panicked".into()))),
@@ -592,6 +621,16 @@ fn read_cluster(ctx: &Ctx, kube: &Kubectl) -> Result<Parts> {
         return Err(Error::step(format!("`{}`: {e}", kube.list_nodes()), "run it by hand"));
     }
     let api_nodes = nodes.clone().unwrap_or_default();
+    // istioctl never runs on a shared cluster: no adoption is proven there (the safe remedy).
+    let workload_state = match shared {
+        true => api_nodes
+            .iter()
+            .map(|n| {
+                (n.name.clone(), Err("not read: bookstore runs no istioctl on a shared cluster".to_string()))
+            })
+            .collect(),
+        false => state,
+    };
     let provider_ids = nodes.map(|n| n.into_iter().map(|n| (n.name, n.provider_id)).collect());
     let (deployments, pods) = crate::cluster::parse_deployments_and_pods(&objects?)
         .map_err(|p| Error::step(format!("`{}`: {p}", kube.list_deployments_and_pods()), "run it by hand"))?;
@@ -605,7 +644,7 @@ fn read_cluster(ctx: &Ctx, kube: &Kubectl) -> Result<Parts> {
         hbone: ztunnel.as_deref().map(evidence::parse_ztunnel).map_err(Clone::clone),
         proxies: ztunnel.as_deref().map(evidence::parse_ztunnel_proxies).map_err(Clone::clone),
         cni: cni.map(|log| evidence::parse_cni(&text(log))),
-        workload_state: vec![(node, state)],
+        workload_state,
         routes,
         connectors,
         provider_ids,
@@ -649,7 +688,7 @@ impl Observation {
     pub fn of(deployments: Vec<Deployment>, pods: Vec<Pod>) -> Observation {
         Observation {
             at: 0,
-            node: Node::default(),
+            nodes: Vec::new(),
             api_nodes: Vec::new(),
             node_events: Ok(Vec::new()),
             deployments,

@@ -3,7 +3,11 @@
 //!
 //! The verdicts are `judge`'s (`judge::mesh`: the time rule and the evidence rule, per pod on
 //! its node; `judge::workloads::health`; `judge::connectors`); here they become decisions:
-//! - ztunnel is restarted when `judge::mesh::ztunnel` finds it stale or unhealthy on a node.
+//! - ztunnel is restarted on each node where `judge::mesh::ztunnel` finds it stale or unhealthy,
+//!   and only there: its pod on that node is deleted (a [`PodRestart`]: its DaemonSet recreates
+//!   it on that node), never the DaemonSet rolled out (that would restart it on every node and,
+//!   by the rule, make every node's pods stale). A Docker restart restarts every node: then it
+//!   is restarted on every node, before any workload.
 //! - A workload is restarted when it is missing, stale in the mesh or stuck past its deadline;
 //!   waited for while it rolls out or starts (so what needs it waits too); kept when healthy.
 //! - A connector is registered (GET, compare, PUT only if different) when Connect lacks it,
@@ -11,7 +15,7 @@
 //!   a volume loses Connect's config topic with its pod).
 //! - An escalation ([`Force`]) adds restarts the evidence of a failed verification asks for.
 //!
-//! Size: ~225 lines of rules; the rest is their tests, as data.
+//! Size: ~250 lines of rules; the rest is their tests, as data.
 
 use std::collections::BTreeMap;
 
@@ -66,16 +70,27 @@ impl Decision {
 /// What an escalation adds to the plan: restarts the evidence of a failed verification asks for.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Force {
-    /// Restart ztunnel, for this reason.
-    pub ztunnel: Option<String>,
+    /// Restart ztunnel on these nodes (an empty name: on every node), for these reasons.
+    pub ztunnel: Vec<(String, String)>,
     /// Restart these workloads (indexes into `stack.workloads`), for these reasons.
     pub workloads: BTreeMap<usize, String>,
+}
+
+/// ztunnel restarted on one node: its pods there deleted (the DaemonSet recreates a pod on that
+/// node), then a new one waited for until Ready there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeRestart {
+    pub node: String,
+    /// Its pods on the node (none when it has none there: its DaemonSet's new pod is waited for).
+    pub pods: Vec<PodRestart>,
 }
 
 /// The smallest remedy: one decision for ztunnel, each workload and each connector.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Remedy {
     pub ztunnel: Decision,
+    /// The nodes ztunnel is restarted on, when it is.
+    pub ztunnel_nodes: Vec<NodeRestart>,
     /// Index-aligned with `stack.workloads`.
     pub workloads: Vec<Decision>,
     /// Index-aligned with `stack.connect.connectors`.
@@ -133,11 +148,21 @@ impl Remedy {
     }
 }
 
-fn decide_ztunnel(ztunnel: &Ztunnel) -> Decision {
-    match ztunnel.stale() {
-        Some(why) => Decision::new(Act::Restart, why),
-        None => Decision::new(Act::Keep, ztunnel.kept()),
+/// Restart ztunnel on each node it is stale on (each node's reason a line), or keep it.
+fn decide_ztunnel(ztunnel: &Ztunnel) -> (Decision, Vec<NodeRestart>) {
+    let mut why: Vec<String> = Vec::new();
+    let mut nodes = Vec::new();
+    for n in ztunnel.stale_nodes() {
+        let reason = n.stale.clone().unwrap_or_default();
+        if !why.contains(&reason) {
+            why.push(reason);
+        }
+        nodes.push(NodeRestart { node: n.node.clone(), pods: n.pods.clone() });
     }
+    if why.is_empty() {
+        return (Decision::new(Act::Keep, ztunnel.kept()), nodes);
+    }
+    (Decision { act: Act::Restart, why }, nodes)
 }
 
 fn decide_workload(health: Health, forced: Option<&String>) -> Decision {
@@ -184,10 +209,10 @@ fn decide_connector(stack: &Stack, judged: &[Connector], c: usize, workloads: &[
 /// The smallest remedy for what `obs` shows, plus what `force` adds (an escalation).
 pub fn converge(stack: &Stack, obs: &Observation, force: &Force) -> Remedy {
     let mut judged = judge::mesh::ztunnel(stack, obs);
-    if let Some(why) = &force.ztunnel {
-        judged = judged.restarted(why);
+    for (node, why) in &force.ztunnel {
+        judged = judged.restarted_on(node, why);
     }
-    let ztunnel = decide_ztunnel(&judged);
+    let (ztunnel, ztunnel_nodes) = decide_ztunnel(&judged);
     let health: Vec<Health> =
         (0..stack.workloads.len()).map(|i| judge::workloads::health(stack, obs, i, &judged)).collect();
     let workloads: Vec<Decision> =
@@ -205,12 +230,13 @@ pub fn converge(stack: &Stack, obs: &Observation, force: &Force) -> Remedy {
     let connectors = (0..stack.connect.connectors.len())
         .map(|c| decide_connector(stack, &judged, c, &workloads))
         .collect();
-    Remedy { ztunnel, workloads, connectors, deletes }
+    Remedy { ztunnel, ztunnel_nodes, workloads, connectors, deletes }
 }
 
 /// What one escalation restarts after a failed verification: the workloads behind the routes
-/// that still fail, and ztunnel when its own evidence points there (a pod of it not Ready, or
-/// HBONE failures to pods created after it was Ready: fresh pods it cannot reach).
+/// that still fail, and ztunnel on the nodes its own evidence points to (a pod of it not Ready
+/// there, or HBONE failures to pods there created after it was Ready: fresh pods it cannot
+/// reach).
 pub fn escalate(stack: &Stack, obs: &Observation, failing: &[crate::observe::routes::Probe]) -> Force {
     let mut force = Force::default();
     for probe in failing {
@@ -282,8 +308,13 @@ mod tests {
         }
         let mut obs = Observation::of(deployments, pods);
         obs.at = START + 1000;
-        obs.node.running = true;
-        obs.node.started_at = Some(START);
+        obs.nodes = vec![crate::engine::Node {
+            name: "bookstore-control-plane".into(),
+            role: "control-plane".into(),
+            running: true,
+            started_at: Some(START),
+            ..crate::engine::Node::default()
+        }];
         let running = r#"{"state":"RUNNING"}"#;
         let states = format!(
             r#"{{"ecom-connector":{{"status":{{"connector":{running},"tasks":[{running}]}}}},
@@ -339,15 +370,42 @@ mod tests {
         obs.connectors = vec![Stored::Absent; 2];
         let remedy = converge(&stack, &obs, &Force::default());
         assert_eq!(remedy.ztunnel.act, Act::Restart);
-        assert!(
-            remedy.ztunnel.why[0].contains("before the node container last started"),
-            "{:?}",
-            remedy.ztunnel
-        );
+        assert!(remedy.ztunnel.why[0].contains("before the node last started"), "{:?}", remedy.ztunnel);
         assert_eq!(remedy.restarts().len(), stack.workloads.len());
         assert!(remedy.connectors.iter().all(|c| c.act == Act::Restart));
         // The graph is the full one: databases before the apps that migrate against them.
         assert_eq!(remedy.graph(&stack, Order::Graph), graph(&stack, Order::Graph));
+    }
+
+    /// `world` on three nodes (a control plane and two workers, each started at START): a ztunnel
+    /// pod on each, the stack's pods on the workers in turn.
+    fn three_nodes(stack: &Stack) -> Observation {
+        let mut obs = world(stack, START + 60, |_| START + 120);
+        let node = |name: &str, role: &str| crate::engine::Node {
+            name: name.into(),
+            role: role.into(),
+            running: true,
+            started_at: Some(START),
+            ..crate::engine::Node::default()
+        };
+        obs.nodes = vec![
+            node("bookstore-control-plane", "control-plane"),
+            node("bookstore-worker", "worker"),
+            node("bookstore-worker2", "worker"),
+        ];
+        let zt = obs.pods.iter().position(|p| p.name == "ztunnel-x1").unwrap();
+        let mut zt = obs.pods.remove(zt);
+        for (i, n) in ["bookstore-control-plane", "bookstore-worker", "bookstore-worker2"].iter().enumerate()
+        {
+            zt.name = format!("ztunnel-n{i}");
+            zt.uid = format!("u-ztunnel-{i}");
+            zt.node = n.to_string();
+            obs.pods.push(zt.clone());
+        }
+        for (i, p) in obs.pods.iter_mut().filter(|p| p.meshed).enumerate() {
+            p.node = ["bookstore-worker", "bookstore-worker2"][i % 2].into();
+        }
+        obs
     }
 
     /// After a node restart at START the mesh re-adopted every pod restarted in place but those
@@ -399,6 +457,56 @@ mod tests {
             .unwrap()),
         )];
         obs
+    }
+
+    #[test]
+    fn a_worker_restarted_alone_restarts_its_ztunnel_pod_and_the_workloads_on_it_only() {
+        let stack = load(Source::Embedded).unwrap();
+        let mut obs = three_nodes(&stack);
+        assert!(converge(&stack, &obs, &Force::default()).nothing_to_do());
+        // worker2 restarted: its pods restarted in place (same pods, same creation times), Ready
+        // again at START + 530.
+        obs.nodes[2].started_at = Some(START + 500);
+        for p in obs.pods.iter_mut().filter(|p| p.node == "bookstore-worker2") {
+            p.ready_since = Some(START + 530);
+        }
+        let remedy = converge(&stack, &obs, &Force::default());
+        assert_eq!(remedy.ztunnel.act, Act::Restart);
+        let nodes: Vec<(&str, Vec<&str>)> = remedy
+            .ztunnel_nodes
+            .iter()
+            .map(|n| (n.node.as_str(), n.pods.iter().map(|p| p.name()).collect()))
+            .collect();
+        assert_eq!(nodes, [("bookstore-worker2", vec!["ztunnel-n2"])]);
+        let on_w2: Vec<String> = stack
+            .workloads
+            .iter()
+            .filter(|w| {
+                obs.pods
+                    .iter()
+                    .any(|p| p.name.starts_with(&format!("{}-abc", w.name)) && p.node == "bookstore-worker2")
+            })
+            .map(|w| w.name.clone())
+            .collect();
+        assert!(!on_w2.is_empty() && on_w2.len() < stack.workloads.len(), "{on_w2:?}");
+        assert_eq!(restarted(&stack, &remedy), on_w2);
+        // The step that runs it deletes that one pod: the DaemonSet is not rolled out.
+        let steps = crate::plan::converge_steps(&stack, remedy, vec![], Order::Graph, None);
+        let zt = steps.iter().find_map(|s| match s {
+            crate::plan::Step::RestartZtunnel { nodes, .. } => Some(nodes.clone()),
+            _ => None,
+        });
+        assert_eq!(zt.unwrap().len(), 1);
+        assert!(!steps.iter().any(|s| matches!(s, crate::plan::Step::RestartMesh { .. })));
+
+        // A Docker restart restarts every node: ztunnel on every node, every meshed workload.
+        for n in &mut obs.nodes {
+            n.started_at = Some(START + 500);
+        }
+        let remedy = converge(&stack, &obs, &Force::default());
+        assert_eq!(remedy.ztunnel_nodes.len(), 3);
+        assert_eq!(remedy.restarts().len(), stack.workloads.len());
+        assert_eq!(remedy.graph(&stack, Order::Graph), graph(&stack, Order::Graph));
     }
 
     #[test]
@@ -626,8 +734,10 @@ mod tests {
         assert!(remedy.restarts().is_empty());
         // An escalation that restarts keycloak waits for keycloak-db first.
         let keycloak = stack.index("keycloak").unwrap();
-        let force =
-            Force { ztunnel: None, workloads: [(keycloak, "route keycloak still fails".to_string())].into() };
+        let force = Force {
+            ztunnel: vec![],
+            workloads: [(keycloak, "route keycloak still fails".to_string())].into(),
+        };
         let remedy = converge(&stack, &obs, &force);
         let g = remedy.graph(&stack, Order::Graph);
         let kcdb = stack.index("keycloak-db").unwrap();
@@ -684,7 +794,7 @@ mod tests {
             "kiali is not a stack workload"
         );
         assert!(force.workloads[&pgadmin].starts_with("route pgadmin still fails after the remedy: GET"));
-        assert_eq!(force.ztunnel, None);
+        assert_eq!(force.ztunnel, []);
         // ztunnel cannot reach a pod created after it was Ready: ztunnel is what is broken.
         let fresh = obs.pods.iter().find(|p| p.name.starts_with("pgadmin")).unwrap().clone();
         obs.hbone = Ok(vec![HboneFailure {
@@ -695,7 +805,7 @@ mod tests {
         }]);
         let force = escalate(&stack, &obs, &failing);
         assert!(
-            force.ztunnel.as_deref().is_some_and(|z| z.contains("a pod created after ztunnel was Ready")),
+            force.ztunnel.iter().any(|(_, z)| z.contains("created after ztunnel there was Ready")),
             "{force:?}"
         );
         let remedy = converge(&stack, &obs, &force);

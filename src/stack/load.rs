@@ -286,8 +286,11 @@ pub fn parse_cluster(text: &str) -> std::result::Result<Cluster, String> {
         ));
     }
     let control_planes = file.nodes.iter().filter(|n| n.role == "control-plane").count();
+    let workers = file.nodes.iter().filter(|n| n.role == "worker").count();
     let mut ports: Vec<PortMapping> = Vec::new();
-    for node in file.nodes.iter().filter(|n| n.role == "control-plane") {
+    // kind documents the mappings on the control plane; a worker's are published by its own
+    // container, and count the same (a node port answers on every node).
+    for node in &file.nodes {
         for m in &node.extra_port_mappings {
             let host_port = match m.host_port {
                 None | Some(0) | Some(-1) => None,
@@ -308,6 +311,7 @@ pub fn parse_cluster(text: &str) -> std::result::Result<Cluster, String> {
         raw: text.to_string(),
         name: file.name.unwrap_or_else(|| "kind".into()),
         control_planes: control_planes.max(usize::from(file.nodes.is_empty())),
+        workers,
         ports,
         target: Target::Kind,
     })

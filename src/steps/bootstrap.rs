@@ -112,20 +112,39 @@ pub fn image_present(present: &Cmd, image: &str, context_env: &str) -> Result<()
 }
 
 /// `kind create cluster`, the cluster config on stdin.
+/// When the config declares workers, then every node Ready: kind's `--wait` covers the control
+/// planes only (kind `pkg/cluster/internal/create/actions/waitforready/waitforready.go`), and a
+/// worker's kubelet posts Ready a while after it joined; Istio's DaemonSets and the workloads then
+/// start on nodes that run.
 pub fn create_part(ctx: &Ctx) -> Part {
     let b = &ctx.stack.bootstrap;
     let name = &ctx.stack.cluster.name;
+    let workers = ctx.stack.cluster.workers;
+    let mut ops = vec![
+        Op::Note("Create the kind cluster (config on stdin)".into()),
+        Op::CreateCluster(ctx.engine_write.kind_create_cluster(name, &ctx.stack.cluster.raw, b.cluster_wait)),
+    ];
+    if workers == 0 {
+        return Part::new(
+            format!(
+                "Creating kind cluster {name} (waiting ≤ {} for the control plane)",
+                human(b.cluster_wait)
+            ),
+            ops,
+            "created",
+        );
+    }
+    let every =
+        ctx.kube.wait_condition("Ready", &["nodes".to_string(), "--all".to_string()], None, b.cluster_wait);
+    ops.push(Op::Run { cmd: every, why: "kind waits for the control plane only".into() });
     Part::new(
-        format!("Creating kind cluster {name} (waiting ≤ {} for the control plane)", human(b.cluster_wait)),
-        vec![
-            Op::Note("Create the kind cluster (config on stdin)".into()),
-            Op::CreateCluster(ctx.engine_write.kind_create_cluster(
-                name,
-                &ctx.stack.cluster.raw,
-                b.cluster_wait,
-            )),
-        ],
-        "created",
+        format!(
+            "Creating kind cluster {name} (waiting ≤ {} for the control plane, then for its {workers} worker \
+             node(s) to be Ready)",
+            human(b.cluster_wait)
+        ),
+        ops,
+        "created, every node Ready",
     )
 }
 

@@ -91,13 +91,13 @@ pub fn verify(ctx: &Ctx, escalate: bool, order: Order, settle: Duration) -> Resu
     }
     ctx.ui.warn(&format!("{} route(s) still fail after the remedy: escalating once", failed.probes.len()));
     let step = ctx.ui.start("Observing the stack again");
-    let node = observe::node(ctx).map_err(|e| {
+    let nodes = observe::nodes(ctx).map_err(|e| {
         Error::step(
             e,
             format!("check the node containers (`{} ps -a`), then run again", ctx.engine().program),
         )
     })?;
-    let obs = observe::cluster(ctx, node)?;
+    let obs = observe::cluster(ctx, nodes)?;
     let force = converge::escalate(stack, &obs, &failed.probes);
     let remedy = converge::converge(stack, &obs, &force);
     step.done(&format!(
@@ -114,8 +114,8 @@ pub fn verify(ctx: &Ctx, escalate: bool, order: Order, settle: Duration) -> Resu
 
 /// A failed smoke test, with the doctor's findings for what is left printed first.
 fn with_findings(ctx: &Ctx, error: Error) -> Error {
-    if let Ok(node) = observe::node(ctx)
-        && let Ok(obs) = observe::cluster(ctx, node)
+    if let Ok(nodes) = observe::nodes(ctx)
+        && let Ok(obs) = observe::cluster(ctx, nodes)
     {
         crate::doctor::report_cluster(ctx, &obs);
     }

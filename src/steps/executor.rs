@@ -45,6 +45,7 @@ pub fn run(ctx: &Ctx, op: &Op) -> Result<Option<String>> {
         Op::Remove { names, cmd } => preflight::remove(ctx, names, cmd)?,
         Op::CreateCluster(cmd) => bootstrap::create_cluster(ctx, cmd)?,
         Op::RestartMesh { status, .. } => mesh::restart(ctx, status)?,
+        Op::RestartZtunnelOn { nodes, deletes, .. } => mesh::restart_on(ctx, nodes, deletes)?,
         Op::Secrets { list, apply, namespaces, .. } => {
             return bootstrap::secrets(ctx, list, apply, *namespaces).map(Some);
         }
@@ -126,6 +127,15 @@ pub fn print(ctx: &Ctx, op: &Op, out: &mut Vec<String>) -> Result<()> {
         Op::RestartMesh { restart, status } => {
             out.push(restart.to_string());
             out.push(status.to_string());
+        }
+        Op::RestartZtunnelOn { watch, deletes, .. } => {
+            out.push(line(
+                watch,
+                &format!("one watch: a new pod of it Ready on each node (≤ {})", human(stack.mesh.timeout)),
+            ));
+            for cmd in deletes {
+                out.push(cmd.to_string());
+            }
         }
         Op::Secrets { list, reads, apply, namespaces } => {
             out.push(line(list, "the Secrets that exist are kept"));

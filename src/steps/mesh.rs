@@ -1,10 +1,12 @@
-//! The kube API's readiness, and ztunnel's restart (Istio ambient root cause 1).
+//! The kube API's readiness, and ztunnel's restart (Istio ambient root cause 1): the guide's
+//! `rollout restart` of its DaemonSet (`recover`), or on the nodes that need it only (`up`).
 
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::event::{Event, Subject, TaskAction};
 use crate::exec::Cmd;
+use crate::plan::converge::NodeRestart;
 use crate::ui::human;
 use crate::wait::{Attempt, Poll};
 
@@ -103,14 +105,15 @@ pub fn restart_parts(ctx: &Ctx, settle: Duration) -> Vec<Part> {
         ],
         "rolled out",
     )];
-    if !settle.is_zero() {
-        parts.push(Part::new(
-            format!("Letting the mesh settle for {}", human(settle)),
-            vec![Op::Pause(settle)],
-            "",
-        ));
-    }
+    parts.extend(settle_part(settle));
     parts
+}
+
+/// The mesh's settle after ztunnel's restart, unless it is zero.
+fn settle_part(settle: Duration) -> Option<Part> {
+    (!settle.is_zero()).then(|| {
+        Part::new(format!("Letting the mesh settle for {}", human(settle)), vec![Op::Pause(settle)], "")
+    })
 }
 
 /// ztunnel as a restart target (kind, namespace, name).
@@ -169,6 +172,100 @@ pub fn restart(ctx: &Ctx, status: &Cmd) -> Result<()> {
             Err(other) => Attempt::Fail(ctx.kube.explain(other)),
         }
     })?;
+    ctx.ui.emit(Event::WorkloadReady {
+        workload: workload.clone(),
+        namespace: namespace.clone(),
+        duration_ms: sent.elapsed().as_millis() as u64,
+        deployment: None,
+        after: None,
+    });
+    Ok(())
+}
+
+/// ztunnel restarted on these nodes only, then the settle (when not zero): its pods there
+/// deleted ([`PodRestart`](crate::cluster::PodRestart)s: its DaemonSet recreates a pod on each
+/// node whose pod was deleted; a `rollout restart` would restart it on every node), then one pod
+/// watch until each of those nodes has a new pod of it Ready.
+pub fn restart_on_parts(ctx: &Ctx, nodes: &[NodeRestart], settle: Duration) -> Vec<Part> {
+    let mesh = &ctx.stack.mesh;
+    let names: Vec<&str> = nodes.iter().map(|n| n.node.as_str()).collect();
+    let deletes: Vec<Cmd> = nodes.iter().flat_map(|n| &n.pods).map(|p| ctx.write.delete_pod(p)).collect();
+    let mut parts = vec![Part::new(
+        format!("Restarting {} on {} (waiting ≤ {})", mesh.daemonset, names.join(", "), human(mesh.timeout)),
+        vec![
+            Op::Note(format!(
+                "Restart ztunnel first on {} only, so the workloads restarted next register with a fresh \
+                 instance: its pods there deleted, its DaemonSet recreates them on their nodes",
+                names.join(", ")
+            )),
+            Op::RestartZtunnelOn { nodes: nodes.to_vec(), watch: ctx.kube.watch_pods(), deletes },
+        ],
+        format!("a new pod Ready on each of {}", names.len()),
+    )];
+    parts.extend(settle_part(settle));
+    parts
+}
+
+/// Restart ztunnel on `nodes`: the pod watch first (its snapshot then holds every pod the
+/// deletes lead to), the `deletes` sent at once, then the watch until each node has a pod of it
+/// that is not a deleted one (by UID), Ready, within the mesh's deadline. kubectl's `rollout
+/// status` cannot wait for this: the DaemonSet's status counts a node's oldest pod (the DaemonSet
+/// controller's `updateDaemonSetStatus`) and may still show the deleted one available.
+pub fn restart_on(ctx: &Ctx, nodes: &[NodeRestart], deletes: &[Cmd]) -> Result<()> {
+    let mesh = &ctx.stack.mesh;
+    let names: Vec<&str> = nodes.iter().map(|n| n.node.as_str()).collect();
+    let sent = Instant::now();
+    let (workload, namespace) = (&mesh.daemonset, &mesh.namespace);
+    ctx.ui.emit(Event::TaskStarted {
+        subject: Subject::Workload { workload: workload.clone(), namespace: namespace.clone() },
+        action: TaskAction::Restart,
+        after: Vec::new(),
+        released_by: None,
+    });
+    let mut watch = crate::observe::PodWatch::start(ctx)?;
+    // One pod a node, deleted at once.
+    std::thread::scope(|s| {
+        let sent: Vec<_> = deletes.iter().map(|cmd| s.spawn(|| ctx.kube.run(cmd).map(|_| ()))).collect();
+        sent.into_iter().try_for_each(|h| h.join().unwrap_or(Err(Error::Interrupted)))
+    })?;
+    // The workloads' restarts follow: their kubectls start during the wait.
+    ctx.write.warm_restarts(super::rollout::WARM);
+    let gone: Vec<&str> = nodes.iter().flat_map(|n| &n.pods).map(|p| p.uid()).collect();
+    let what = format!("{namespace}/{workload} on {} to be Ready again", names.join(", "));
+    let next = format!(
+        "see why: `kubectl --context {} -n {namespace} get pods -l app={workload} -o wide` (its pods on {}) and their logs",
+        ctx.kube.context(),
+        names.join(", ")
+    );
+    let poll = Poll {
+        first: Duration::from_millis(20),
+        ceiling: Duration::from_millis(20),
+        ..Poll::new(&what, mesh.timeout, &next)
+    };
+    let waited = poll.run(|| {
+        if watch.ended() {
+            match crate::observe::PodWatch::start(ctx) {
+                Ok(w) => watch = w,
+                Err(e) => return Attempt::Retry(e.headline()),
+            }
+        }
+        let now = watch.snapshot();
+        let waiting: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| crate::judge::mesh::back_on(ctx.stack, &now, n, &gone).is_none())
+            .collect();
+        if waiting.is_empty() {
+            Attempt::Done(())
+        } else {
+            Attempt::Retry(format!("no new pod of it Ready yet on {}", waiting.join(", ")))
+        }
+    });
+    if let Err(Error::Timeout { what, after, detail, next }) = waited {
+        let diagnosis = ctx.kube.diagnose(namespace, workload);
+        return Err(Error::Timeout { what, after, detail: format!("{detail}\n{diagnosis}"), next });
+    }
+    waited?;
     ctx.ui.emit(Event::WorkloadReady {
         workload: workload.clone(),
         namespace: namespace.clone(),

@@ -145,30 +145,32 @@ pub fn plan_up(ctx: &Ctx, order: Order, settle: Option<Duration>, tiers: bool) -
     if !stack.cluster.shared() {
         preflight::engine_agrees(ctx.engine(), &host.provider_ids)?;
     }
-    let Some(node) = host.node else {
+    let Some(nodes) = host.nodes else {
         step.done(&format!("no kind cluster {}: bootstrap from scratch", stack.cluster.name));
         return bootstrap(true);
     };
-    let node = node.map_err(|e| {
+    let nodes = nodes.map_err(|e| {
         Error::step(
             e,
             format!("check the node containers (`{} ps -a`), then run again", ctx.engine().program),
         )
     })?;
+    // A shared cluster has no node container of ours: its Nodes are read from the API.
     if !stack.cluster.shared() {
-        preflight::check_mappings(ctx, &node)?;
-        if !node.running {
+        preflight::one_control_plane(ctx, &nodes)?;
+        preflight::check_mappings(ctx, &nodes)?;
+        let stopped: Vec<String> = nodes
+            .iter()
+            .filter(|n| !n.running)
+            .map(|n| format!("{} is {} (exit {})", n.name, n.status, n.exit_code))
+            .collect();
+        if !stopped.is_empty() {
             // Docker came back without it (kind's `on-failure:1` restarts only a node that failed).
-            step.done(&format!(
-                "the kind node {} is {} (exit {}): starting it",
-                stack.cluster.control_plane_container(),
-                node.status,
-                node.exit_code
-            ));
+            step.done(&format!("the kind node {}: starting it", stopped.join(", ")));
             return Ok(plan::start_nodes(order, settle, tiers));
         }
     }
-    let observed = node.clone();
+    let observed = nodes.clone();
     let (step, obs) = match host.cluster {
         Some(Ok(obs)) => (step, obs),
         Some(Err(e @ (Error::Prerequisite { .. } | Error::Interrupted))) => return Err(e),
@@ -177,7 +179,7 @@ pub fn plan_up(ctx: &Ctx, order: Order, settle: Option<Duration>, tiers: bool) -
             step.done(&format!("cluster {} exists; its API does not answer yet", stack.cluster.name));
             executor::run_part(ctx, &mesh::api_part(ctx))?;
             let step = ctx.ui.start("Observing the stack");
-            let obs = crate::observe::cluster(ctx, node)?;
+            let obs = crate::observe::cluster(ctx, nodes)?;
             (step, obs)
         }
     };
@@ -267,6 +269,7 @@ pub fn parts(ctx: &Ctx, step: &Step) -> Result<Vec<Part>> {
         Step::CheckCluster => vec![inputs::part(ctx)],
         Step::LegacyProxies => preflight::legacy_parts(ctx),
         Step::RestartMesh { settle } => mesh::restart_parts(ctx, *settle),
+        Step::RestartZtunnel { nodes, settle } => mesh::restart_on_parts(ctx, nodes, *settle),
         Step::Rollout(graph) => quiet(Op::Graph(graph.clone())),
         Step::Connectors => connectors::parts(ctx),
         Step::Smoke => vec![Part::new(

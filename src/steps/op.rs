@@ -77,6 +77,9 @@ pub enum Op {
     CreateCluster(Cmd),
     /// ztunnel restarted and rolled out.
     RestartMesh { restart: Cmd, status: Cmd },
+    /// ztunnel restarted on these nodes only: its pods there deleted (`deletes`), then `watch`
+    /// until each node has a new pod of it Ready.
+    RestartZtunnelOn { nodes: Vec<crate::plan::converge::NodeRestart>, watch: Cmd, deletes: Vec<Cmd> },
     /// The Secrets of the contract that do not exist yet: `list` finds the existing ones,
     /// `apply` (its stdin made at run time, secret) creates the others, the namespaces first
     /// when `namespaces`.

@@ -67,44 +67,72 @@ pub fn lists_cluster(ctx: &Ctx, cmd: &Cmd) -> Result<()> {
     Ok(())
 }
 
-/// The node container (found by kind's labels: `ps` is [`crate::engine::Engine::ps_cluster`])
-/// runs and has every port mapping the cluster config asks for: read from `ps` alone (a running
-/// container's published ports are its bindings).
+/// Every node container of the cluster (found by kind's labels: `ps` is
+/// [`crate::engine::Engine::ps_cluster`]) runs, one of them the control plane, and they publish
+/// every port mapping the cluster config asks for: read from `ps` alone (a running container's
+/// published ports are its bindings).
 pub fn node_runs(ctx: &Ctx, ps: &Cmd) -> Result<()> {
     let engine = ctx.engine();
-    let mut listed = engine
+    let listed = engine
         .parse_ps(&ps.run()?.stdout)
         .map_err(|problem| Error::step(format!("`{ps}`: {problem}"), "run the command above by hand"))?;
-    listed.sort_by_key(|n| n.role() != "control-plane");
-    let Some(node) = listed.first() else {
+    if listed.is_empty() {
         return Err(Error::prerequisite(
             format!("`{ps}` finds no node container"),
             "create the cluster with `bookstore up`",
         ));
-    };
-    check_node(ctx, &node.node())
+    }
+    let mut nodes: Vec<Node> = listed.iter().map(|l| l.node()).collect();
+    crate::engine::start_order(&mut nodes);
+    check_nodes(ctx, &nodes)
 }
 
-/// What `ps` or `inspect` says of the node: it runs, with every port mapping of the config.
-pub fn check_node(ctx: &Ctx, node: &Node) -> Result<()> {
+/// What `ps` or `inspect` says of the nodes: one control plane, each running, every port
+/// mapping of the config published.
+pub fn check_nodes(ctx: &Ctx, nodes: &[Node]) -> Result<()> {
+    one_control_plane(ctx, nodes)?;
     // A stopped container publishes nothing (`ps`): whether it runs is said first.
-    if !node.running {
+    let stopped: Vec<&Node> = nodes.iter().filter(|n| !n.running).collect();
+    if !stopped.is_empty() {
+        let what: Vec<String> = stopped.iter().map(|n| format!("`{}` is {}", n.name, n.status)).collect();
+        let names: Vec<&str> = stopped.iter().map(|n| n.name.as_str()).collect();
         return Err(Error::prerequisite(
-            format!("the kind node container `{}` is {}", node.name, node.status),
+            format!("the kind node container {}", what.join(", ")),
             format!(
                 "start it: `bookstore up` starts it and heals the stack (or `{} start {}`), then run again",
                 ctx.engine().program,
-                node.name
+                names.join(" ")
             ),
         ));
     }
-    check_mappings(ctx, node)
+    check_mappings(ctx, nodes)
 }
 
-/// The node has every port mapping the cluster config asks for (fixed when kind created it).
-pub fn check_mappings(ctx: &Ctx, node: &Node) -> Result<()> {
+/// One control plane: kind clusters with several do not survive a Docker restart (kind#1689).
+pub fn one_control_plane(ctx: &Ctx, nodes: &[Node]) -> Result<()> {
     let cluster = &ctx.stack.cluster;
-    let missing = crate::judge::node::missing(node, &cluster.ports);
+    let control_planes: Vec<&str> =
+        nodes.iter().filter(|n| n.role == "control-plane").map(|n| n.name.as_str()).collect();
+    if control_planes.len() > 1 {
+        return Err(Error::prerequisite(
+            format!(
+                "the cluster `{}` has {} control-plane nodes ({}): kind clusters with more than one do not \
+                 survive a Docker restart (kubernetes-sigs/kind#1689); nothing was restarted",
+                cluster.name,
+                control_planes.len(),
+                control_planes.join(", ")
+            ),
+            "recreate it with one control plane: `bookstore down && bookstore up` (down deletes the cluster and its data)",
+        ));
+    }
+    Ok(())
+}
+
+/// The nodes publish every port mapping the cluster config asks for (fixed when kind created
+/// them; a stopped container keeps its `HostConfig.PortBindings`).
+pub fn check_mappings(ctx: &Ctx, nodes: &[Node]) -> Result<()> {
+    let cluster = &ctx.stack.cluster;
+    let missing = crate::judge::node::missing(nodes, &cluster.ports);
     if !missing.is_empty() {
         let ports: Vec<String> = missing.iter().map(|m| m.container_port.to_string()).collect();
         return Err(Error::prerequisite(

@@ -592,11 +592,30 @@ impl Watcher<'_> {
         self.retry_backoff = RETRY_FIRST;
     }
 
+    /// An event about another container of the cluster: a worker (issue 19). Its start owes a
+    /// heal (what `up` runs judges every node against its own start: only that node's ztunnel
+    /// pod and the workloads with pods there are restarted). Docker's and podman's streams are
+    /// filtered by the cluster's label; nerdctl's is not and names no container, so there a
+    /// worker's start is caught by the heal the control plane's start owes, not by its own.
+    fn another_node(&mut self, e: &crate::engine::ContainerEvent) {
+        if self.engine.kind == crate::engine::Kind::Nerdctl || e.name.is_empty() {
+            return;
+        }
+        self.last_event = e.time_nano;
+        if e.action == "start" && self.owed.is_none() {
+            self.owe(format!("{} started again", e.name), false);
+        }
+    }
+
     fn handle(&mut self, msg: Msg) {
         match msg {
             Msg::Event(e) => {
                 let id = self.node_id.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                if e.time_nano <= self.last_event || !e.is_about(&self.node, &id) {
+                if e.time_nano <= self.last_event {
+                    return;
+                }
+                if !e.is_about(&self.node, &id) {
+                    self.another_node(&e);
                     return;
                 }
                 self.last_event = e.time_nano;

@@ -106,12 +106,7 @@ fn agree(command: &'static str) {
         plan.join("\n")
     );
     // The same decisions: the run restarted exactly what the dry run said it would.
-    let restarted: BTreeSet<String> = c
-        .patches()
-        .iter()
-        .filter_map(|p| p.rsplit_once("/deployments/").or_else(|| p.rsplit_once("/daemonsets/")))
-        .map(|(_, name)| name.to_string())
-        .collect();
+    let restarted: BTreeSet<String> = c.restarts().into_keys().collect();
     assert_eq!(restarted, restarts_planned);
     c.check();
 }

@@ -61,7 +61,7 @@ fn right_after_a_docker_restart_doctor_reports_the_stale_mesh_and_the_lost_conne
     // guide's world), so it is restarted and every pod in the mesh is stale, whether or not
     // traffic to it failed yet (the databases had none).
     let ztunnel = doctor.evidence("ztunnel-stale");
-    assert!(ztunnel.contains("before the node container last started"), "{ztunnel}");
+    assert!(ztunnel.contains("before the node last started"), "{ztunnel}");
     assert!(ztunnel.contains("adopted none of the 16 meshed pod(s) on the node since"), "{ztunnel}");
     let stale = doctor.finding("mesh-registration-stale");
     assert_eq!(stale.subject.split(", ").count(), 16, "{stale:?}");

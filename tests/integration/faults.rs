@@ -886,7 +886,7 @@ fn ctrl_c_during_the_ztunnel_rollout() {
         c,
         name,
         "Restarting ztunnel",
-        |c| c.argv().iter().any(|a| a.join(" ").contains("rollout status daemonset/ztunnel")),
+        |c| c.argv().iter().any(|a| a.join(" ").contains("delete pod ztunnel-")),
         Fault::Clear,
     );
 }

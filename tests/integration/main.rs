@@ -14,6 +14,7 @@ mod faults;
 mod images;
 mod inputs;
 mod manifests;
+mod nodes;
 mod podman;
 mod readopt;
 mod recover;

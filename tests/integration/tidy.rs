@@ -176,7 +176,13 @@ fn the_planner_reads_no_file_and_spawns_nothing() {
         "crate::http::Request",
         "thread::",
     ];
-    let found = naming(&io, |f| !(f == "plan.rs" || f.starts_with("plan/")));
+    let planner = |f: &str| f == "plan.rs" || f.starts_with("plan/");
+    let mut found = naming(&io, |f| !planner(f) || f == "plan/converge.rs");
+    // The engine's typed values are data (a node its tests observe); its commands are not.
+    for (file, code) in sources().into_iter().filter(|(f, _)| f == "plan/converge.rs") {
+        let code = code.replace("crate::engine::Node", "");
+        found.extend(io.iter().filter(|w| code.contains(**w)).map(|w| format!("{file} names `{w}`")));
+    }
     assert!(found.is_empty(), "ARCHITECTURE.md: the planner does no IO\n{}", found.join("\n"));
 }
 

@@ -49,7 +49,8 @@ pub(crate) fn assert_clean(c: &World, runs: &[&Run]) {
         assert!(leaks_in(run.stdout.as_bytes()).is_empty(), "the password on stdout");
         assert!(leaks_in(run.stderr.as_bytes()).is_empty(), "the password on stderr");
     }
-    // A crash-looping app's pod deleted so its ReplicaSet recreates it is a restart (issue 22).
+    // A pod deleted so its controller recreates it (a crash-looping app's, issue 22; ztunnel's on a
+    // node, issue 19) is a restart.
     assert_eq!(c.deletes(), Vec::<String>::new(), "something was deleted");
 }
 

@@ -85,6 +85,10 @@ pub struct NodeMesh {
     pub agent: Option<Agent>,
     /// ztunnel connected to the agent: pod UID → the netns of its proxy (every one `Up`).
     pub ztunnel: Option<BTreeMap<String, u64>>,
+    /// The ztunnel pod whose connection that is (`None`: the healthy world's, from before): a
+    /// surge's new pod connects while the old one still runs, and the old one's deletion then
+    /// takes nothing (the agent serves every connected ztunnel).
+    pub ztunnel_pod: Option<String>,
     /// What happens next, in order of time.
     pub timeline: Vec<(Instant, Step)>,
     /// Connections the agent has accepted (its `conn_uuid`s).
@@ -99,6 +103,7 @@ impl NodeMesh {
             api: true,
             agent: Some(Agent { reconcile, cache: BTreeMap::new() }),
             ztunnel: Some(BTreeMap::new()),
+            ztunnel_pod: None,
             timeline: Vec::new(),
             conns: 1,
         }
@@ -417,9 +422,9 @@ impl World {
     /// netns and drains what the snapshot does not name. With no agent yet, it retries.
     fn ztunnel_connect(&mut self, node: &str) {
         let ds = self.infra.stack.mesh.daemonset.clone();
-        if self.daemon_pod(node, &ds).is_none() {
+        let Some((_, zt_pod)) = self.daemon_pod(node, &ds) else {
             return;
-        }
+        };
         let Some(cache) = self.mesh.get(node).and_then(|m| m.agent.as_ref()).map(|a| a.cache.clone()) else {
             // `failed to connect to the Istio CNI node agent …, retrying` (10 ms doubling).
             self.mesh_schedule(node, 0.1, Step::ZtunnelConnect);
@@ -427,7 +432,9 @@ impl World {
         };
         let m = self.node_mesh(node);
         m.conns += 1;
-        let total = 1;
+        // A surge's new pod connects while the old one is still connected.
+        let total =
+            if m.ztunnel.is_some() && m.ztunnel_pod.as_ref().is_some_and(|z| *z != zt_pod) { 2 } else { 1 };
         self.cni_log(
             node,
             "info",
@@ -475,7 +482,9 @@ impl World {
             }
         }
         self.ztunnel_says(node, "received snapshot sent", "");
-        self.node_mesh(node).ztunnel = Some(proxies);
+        let m = self.node_mesh(node);
+        m.ztunnel = Some(proxies);
+        m.ztunnel_pod = Some(zt_pod);
         // Pods the agent left pending (no ztunnel at their ADD): the informer retries them.
         let pending: Vec<(String, String)> = self
             .pods
@@ -621,8 +630,14 @@ impl World {
             let m = self.node_mesh(&node);
             m.agent = None;
         } else if self.is_ztunnel(&p.wl) {
-            self.node_mesh(&node).ztunnel = None;
-            self.cni_log(&node, "info", "cni-agent", "ztunnel disconnected, total connected 0", "");
+            let m = self.node_mesh(&node);
+            if m.ztunnel_pod.as_ref().is_none_or(|z| *z == p.name) {
+                m.ztunnel = None;
+                m.ztunnel_pod = None;
+                self.cni_log(&node, "info", "cni-agent", "ztunnel disconnected, total connected 0", "");
+            } else {
+                self.cni_log(&node, "info", "cni-agent", "ztunnel disconnected, total connected 1", "");
+            }
         } else if p.ambient {
             if let Some(a) = self.node_mesh(&node).agent.as_mut() {
                 a.cache.remove(&p.uid);
@@ -650,11 +665,17 @@ impl World {
     /// ztunnel connected when their pods were created, each meshed pod added by its CNI ADD when
     /// it was created.
     pub fn mesh_history(&mut self) {
-        let node = self.node_name();
+        for node in self.nodes() {
+            self.mesh_history_on(&node);
+        }
+    }
+
+    /// The mesh's history on one node: its istio-cni and ztunnel pods' logs.
+    fn mesh_history_on(&mut self, node: &str) {
         let mesh_ns = self.infra.stack.mesh.namespace.clone();
         let ds = self.infra.stack.mesh.daemonset.clone();
-        let cni = self.daemon_pod(&node, crate::world::CNI_DAEMONSET);
-        let zt = self.daemon_pod(&node, &ds);
+        let cni = self.daemon_pod(node, crate::world::CNI_DAEMONSET);
+        let zt = self.daemon_pod(node, &ds);
         let created = |w: &World, k: &Option<(String, String)>| {
             k.as_ref().and_then(|k| w.pods.get(k)).map(|p| p.created_wall).unwrap_or_else(SystemTime::now)
         };
@@ -675,8 +696,12 @@ impl World {
         let connected = zt_at.max(cni_at) + Duration::from_millis(300);
         lines.push(agent(connected, "info", "new ztunnel connected, total connected: 1", ""));
         lines.push(zline(connected, "received snapshot sent", ""));
-        let meshed: Vec<PodState> =
-            self.pods.values().filter(|p| p.ambient && p.ns != mesh_ns && p.registered).cloned().collect();
+        let meshed: Vec<PodState> = self
+            .pods
+            .values()
+            .filter(|p| p.node == node && p.ambient && p.ns != mesh_ns && p.registered)
+            .cloned()
+            .collect();
         for p in meshed {
             let at = p.created_wall + Duration::from_millis(100);
             lines.push(agent(at, "info", "adding pod to the mesh", &format!("ns={} name={}", p.ns, p.name)));

@@ -16,6 +16,10 @@ use serde::Deserialize;
 
 pub use bookstore::stack::{Check, Connector, Role, Stack, Workload};
 
+/// A node as kind makes it: its container's name, its role, its port mappings (containerPort,
+/// hostPort).
+pub type NodeSpec = (String, &'static str, Vec<(u16, u16)>);
+
 /// What kind reads of its cluster config.
 #[derive(Debug, Clone, Deserialize)]
 pub struct KindCluster {
@@ -69,6 +73,38 @@ impl KindCluster {
             .chain(node.flat_map(|n| n.kubeadm_config_patches.iter()))
             .cloned()
             .collect()
+    }
+
+    /// The nodes kind makes of it, in its order: (container name, role, its port mappings as
+    /// (containerPort, hostPort)). kind names the first node of a role `<cluster>-<role>`, the
+    /// next ones `<cluster>-<role>2`, `3`, … (`pkg/cluster/internal/providers/common/namer.go`);
+    /// no `nodes` is one control plane.
+    pub fn kind_nodes(&self, cluster: &str) -> Vec<NodeSpec> {
+        if self.nodes.is_empty() {
+            return vec![(format!("{cluster}-control-plane"), "control-plane", Vec::new())];
+        }
+        let mut seen: BTreeMap<&'static str, usize> = BTreeMap::new();
+        let mut out: Vec<NodeSpec> = self
+            .nodes
+            .iter()
+            .map(|n| {
+                let role = match n.role.as_deref().unwrap_or("control-plane") {
+                    "worker" => "worker",
+                    _ => "control-plane",
+                };
+                let count = seen.entry(role).or_insert(0);
+                *count += 1;
+                let suffix = if *count == 1 { String::new() } else { count.to_string() };
+                let ports = n
+                    .extra_port_mappings
+                    .iter()
+                    .map(|m| (m.container_port, m.host_port.unwrap_or(m.container_port)))
+                    .collect();
+                (format!("{cluster}-{role}{suffix}"), role, ports)
+            })
+            .collect();
+        out.sort_by_key(|(_, role, _)| *role != "control-plane");
+        out
     }
 
     /// containerPort → hostPort of the control-plane node.

@@ -115,6 +115,42 @@ fn strip_version(path: &str) -> &str {
     path
 }
 
+/// `docker stop|kill|start|restart <container>` as the daemon does it (its events; a kind node's
+/// pods stopped, or restarted in place when it starts). A node other than the control plane
+/// leaves the kube API up: only its own pods stop or restart (and the host ports it publishes,
+/// if any). `None` for a start of a running container (304); else what the runtime does next:
+/// the kube API's connections drop and it boots again when the control plane stops or starts.
+pub fn container_action(w: &mut World, i: usize, action: &str, signal: &str) -> Option<After> {
+    let is_node = w.containers[i].labels.contains_key("io.x-k8s.kind.cluster");
+    let was = w.containers[i].running;
+    if action == "start" && was {
+        return None;
+    }
+    w.action_events(i, action, was, signal);
+    let name = w.containers[i].name.clone();
+    let api = is_node && name == w.node_name();
+    match action {
+        "stop" | "kill" => {
+            w.containers[i].running = false;
+            // moby's HasBeenManuallyStopped (`unless-stopped` stays down).
+            w.containers[i].stopped_by_user = true;
+            if is_node && !api {
+                w.node_stopped(&name);
+            }
+            Some(After { bounce_all: api, node_started: false })
+        }
+        _ => {
+            w.containers[i].running = true;
+            w.containers[i].started = SystemTime::now();
+            w.containers[i].stopped_by_user = false;
+            if is_node {
+                w.restart_pods_in_place(Some(&name));
+            }
+            Some(After { bounce_all: api, node_started: api })
+        }
+    }
+}
+
 fn route(w: &mut World, method: &str, path: &str, q: &[(String, String)]) -> (Resp, After) {
     let path = strip_version(path);
     let none = After::default();
@@ -155,33 +191,10 @@ fn route(w: &mut World, method: &str, path: &str, q: &[(String, String)]) -> (Re
             let Some(i) = find(w, id) else {
                 return (message(404, &format!("No such container: {id}")), none);
             };
-            let is_node = w.containers[i].labels.contains_key("io.x-k8s.kind.cluster");
-            let wall = SystemTime::now();
             let signal = q.iter().find(|(k, _)| k == "signal").map(|(_, v)| v.as_str()).unwrap_or("9");
-            w.action_events(i, action, w.containers[i].running, signal);
-            match *action {
-                "stop" | "kill" => {
-                    w.containers[i].running = false;
-                    // moby's HasBeenManuallyStopped (`unless-stopped` stays down).
-                    w.containers[i].stopped_by_user = true;
-                    (server::resp(204, "text/plain", ""), After { bounce_all: is_node, node_started: false })
-                }
-                _ => {
-                    let was = w.containers[i].running;
-                    if *action == "start" && was {
-                        return (server::resp(304, "text/plain", ""), none);
-                    }
-                    w.containers[i].running = true;
-                    w.containers[i].started = wall;
-                    w.containers[i].stopped_by_user = false;
-                    if is_node {
-                        w.restart_pods_in_place();
-                    }
-                    (
-                        server::resp(204, "text/plain", ""),
-                        After { bounce_all: is_node, node_started: is_node },
-                    )
-                }
+            match container_action(w, i, action, signal) {
+                Some(after) => (server::resp(204, "text/plain", ""), after),
+                None => (server::resp(304, "text/plain", ""), none),
             }
         }
         ("GET", ["images", "json"]) => {

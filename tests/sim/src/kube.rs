@@ -767,7 +767,17 @@ fn delete(shared: &SharedRef, t: &Target, name: &str) -> Resp {
         return not_found(t.res, name);
     };
     match t.res {
-        Res::Pods => w.delete_pod(&(ns.clone(), name.to_string())),
+        Res::Pods => {
+            // What the deleted pod's controller was (the checks tell a restart from a loss).
+            let owner = obj
+                .pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array)
+                .and_then(|refs| refs.iter().find(|r| r["controller"] == true))
+                .map(|r| format!("{}/{}", str_at(r, "/kind"), str_at(r, "/name")))
+                .unwrap_or_else(|| "none".into());
+            w.event("pod-delete", &format!("{ns}/{name}"), &owner);
+            w.delete_pod(&(ns.clone(), name.to_string()))
+        }
         Res::Namespaces => {
             for res in ALL_RES.iter().filter(|r| r.namespaced()) {
                 for k in w.store.keys(*res) {

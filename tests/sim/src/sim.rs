@@ -50,6 +50,9 @@ pub struct SimOptions {
     pub docker_api_version: String,
     /// The machine's download bandwidth, MB/s, shared by every image download at once.
     pub bandwidth_mb_s: f64,
+    /// Worker nodes beside the control plane in the healthy world's cluster (`<c>-worker`,
+    /// `<c>-worker2`, …: kind's names); a `kind create` takes them from its config.
+    pub workers: usize,
     /// How the mesh comes back after a node restart (`capture.rs`): the guide's world (nothing
     /// re-adopted) or one where it re-adopts all but some pods drawn with a seed.
     pub mesh_return: crate::capture::MeshReturn,
@@ -105,6 +108,7 @@ impl Default for SimOptions {
             real_docker: None,
             docker_api_version: crate::docker::API_VERSION.to_string(),
             bandwidth_mb_s: crate::latency::BANDWIDTH_MB_S,
+            workers: 0,
             mesh_return: crate::capture::MeshReturn::Guide,
             node_left_exited: false,
             docker_cli: crate::docker_cli::DockerCli::Installed,
@@ -403,8 +407,42 @@ impl Sim {
         crate::control::docker_stop(&self.shared);
     }
 
+    /// `docker restart <node>` of one node container: only the pods on it restart in place (the
+    /// kube API stays up unless it is the control plane). Returns at once.
+    pub fn restart_node(&self, node: &str) {
+        let after = {
+            let mut w = self.shared.lock();
+            let Some(i) = w.containers.iter().position(|c| c.name == node) else { return };
+            w.record(crate::audit::Source::Control, "node-restart", node, "");
+            crate::docker::container_action(&mut w, i, "restart", "15").unwrap_or_default()
+        };
+        if after.bounce_all {
+            crate::control::bounce_cluster(&self.shared);
+        }
+        if after.node_started {
+            crate::control::node_booting(&self.shared);
+        }
+        self.shared.refresh_ports();
+        self.shared.wake.notify_one();
+    }
+
+    /// The cluster's node containers, the control plane first.
+    pub fn nodes(&self) -> Vec<String> {
+        self.shared.lock().nodes()
+    }
+
+    /// Docker comes back; returns once its socket accepts connections again (its listener is
+    /// bound on the simulator's runtime: a client right after would otherwise race it).
     pub fn docker_start(&self) {
         crate::control::docker_start(&self.shared);
+        if self.shared.lock().opts.real_docker.is_some() {
+            return;
+        }
+        let socket = self.docker_socket();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     pub fn fault(&self, f: Fault) {

@@ -480,11 +480,13 @@ async fn create(
     // Creating a node takes a while.
     tokio::time::sleep(Duration::from_secs_f64(20.0 * scale)).await;
     let mut w = shared.lock();
-    let mut ports: Vec<(u16, u16)> =
-        cfg.as_ref().map(|c| c.port_map().into_iter().collect()).unwrap_or_default();
-    ports.push((6443, w.kube_port));
+    let mut nodes = match &cfg {
+        Some(c) => c.kind_nodes(&name),
+        None => vec![(format!("{name}-control-plane"), "control-plane", Vec::new())],
+    };
+    nodes[0].2.push((6443, w.kube_port));
     let puller = crate::images::Puller::from_patches(&cfg.as_ref().map(|c| c.patches()).unwrap_or_default());
-    w.create_cluster(&name, ports, puller);
+    w.create_cluster(&name, nodes, puller);
     let path = kubeconfig_path(&w, req, a);
     let _ = std::fs::write(&path, kubeconfig_text(&name, w.kube_port));
     w.event("cluster-created", &name, "");
@@ -494,6 +496,10 @@ async fn create(
     let mut err = format!(
         "Creating cluster \"{name}\" ...\n ✓ Ensuring node image (kindest/node:v1.32.2) 🖼\n ✓ Preparing nodes 📦 \n ✓ Writing configuration 📜\n ✓ Starting control-plane 🕹️\n ✓ Installing CNI 🔌\n ✓ Installing StorageClass 💾\n"
     );
+    let workers = w_workers(shared);
+    if workers > 0 {
+        err.push_str(" ✓ Joining worker nodes 🚜\n");
+    }
     if !wait.is_empty() && wait != "0s" {
         err.push_str(&format!(
             " ✓ Waiting ≤ {wait} for control-plane = Ready ⏳\n • Ready after {}s 💚\n",
@@ -504,6 +510,11 @@ async fn create(
         "Set kubectl context to \"kind-{name}\"\nYou can now use your cluster with:\n\nkubectl cluster-info --context kind-{name}\n\nHave a nice day! 👋\n"
     ));
     out("", err, 0)
+}
+
+/// The cluster's worker nodes (what `kind create` says it joined).
+fn w_workers(shared: &SharedRef) -> usize {
+    shared.lock().nodes().len().saturating_sub(1)
 }
 
 /// `istioctl ztunnel-config all|workloads [<pod>[.<ns>]] [--node N] -o json|short`: ztunnel's

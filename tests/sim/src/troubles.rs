@@ -199,7 +199,12 @@ impl World {
             .get(&Key::new(Res::Pods, e.ns, e.pod))
             .map(|o| str_at(o, "/metadata/uid").to_string())
             .unwrap_or_default();
-        let node = self.node_name();
+        // The kubelet of the pod's node reports it.
+        let node = self
+            .pods
+            .get(&(e.ns.to_string(), e.pod.to_string()))
+            .map(|p| p.node.clone())
+            .unwrap_or_else(|| self.node_name());
         let mut involved = json!({"kind":"Pod","namespace": e.ns,"name": e.pod,"uid": uid,"apiVersion":"v1"});
         if let Some(c) = e.container {
             involved["fieldPath"] = json!(format!("spec.containers{{{c}}}"));
@@ -550,10 +555,13 @@ impl World {
             self.faults.listeners_lost.insert(key.clone());
         }
         let mesh_ns = self.infra.stack.mesh.namespace.clone();
+        // The istio-cni agent of the pod's node logs it.
+        let node = self.pods.get(&key).map(|p| p.node.clone()).unwrap_or_default();
         let cni = self
             .pods
             .iter()
-            .find(|(_, p)| p.wl.0 == Res::DaemonSets && p.wl.1 == mesh_ns && p.wl.2 == "istio-cni-node")
+            .filter(|(_, p)| p.wl.0 == Res::DaemonSets && p.wl.1 == mesh_ns && p.wl.2 == "istio-cni-node")
+            .min_by_key(|(_, p)| p.node != node)
             .map(|(k, _)| k.clone());
         if let Some(cni) = cni
             && let Some(p) = self.pods.get_mut(&cni)

@@ -1,13 +1,14 @@
 //! The recovery contenders: each on a fresh simulator set up as it needs, run with its
 //! surroundings, measured, and its command line as the report prints it.
 
+use std::collections::BTreeSet;
 use std::process::Command;
 
 use anyhow::Result;
 
 use super::{
-    Bench, Contender, GUIDE_SETTLE_SECS, RunResult, STALE_WORKLOAD, Schedule, Timed, json_steps, milestones,
-    recovery_graph, surround, time_contender, write_shim,
+    Bench, Contender, GUIDE_SETTLE_SECS, RESTARTED_WORKER, RunResult, STALE_WORKLOAD, Schedule, Timed,
+    json_steps, milestones, recovery_graph, surround, time_contender, write_shim,
 };
 use crate::audit::Source;
 use crate::config::Infra;
@@ -17,6 +18,7 @@ impl Bench {
     pub(super) fn run_once(&self, c: Contender, run: usize) -> Result<RunResult> {
         let dir = self.logs.join(format!("run{run}-{}", c.slug()));
         std::fs::create_dir_all(&dir)?;
+        let workers = if c == Contender::UpWorker { 2 } else { 0 };
         let readopted = matches!(c, Contender::UpReadopted | Contender::RecoverReadopted);
         let mesh_return = if readopted {
             crate::capture::MeshReturn::Readopted { seed: super::READOPT_SEED, outside: 1, among: Vec::new() }
@@ -26,13 +28,23 @@ impl Bench {
         let sim = Sim::start(SimOptions {
             time_scale: self.opts.time_scale,
             mesh_return,
+            workers,
             ..SimOptions::default()
         })?;
+        let infra = Infra::load(&sim.dir().join("infra"))?;
+        let mut stale = BTreeSet::new();
         let mut back = None;
         match c {
             Contender::UpHealthy => {}
             Contender::UpStale => {
                 sim.fault(crate::faults::Fault::StaleWorkload { workload: STALE_WORKLOAD.into() })
+            }
+            Contender::UpWorker => {
+                sim.wait_healthy(self.settle_deadline)?;
+                stale = on_node(&sim, &infra, RESTARTED_WORKER);
+                stale.insert(infra.stack.mesh.daemonset.clone());
+                sim.restart_node(RESTARTED_WORKER);
+                sim.wait_healthy(self.settle_deadline)?;
             }
             Contender::UpReadopted | Contender::RecoverReadopted => {
                 let restarted = std::time::Instant::now();
@@ -45,7 +57,6 @@ impl Bench {
                 sim.wait_healthy(self.settle_deadline)?;
             }
         }
-        let infra = Infra::load(&sim.dir().join("infra"))?;
         let calls = dir.join("kubectl.calls");
         let shim = write_shim(&dir.join("shim"), &self.real_kubectl, &calls)?;
         let mut cmd = self.command(c, &sim, &infra)?;
@@ -63,6 +74,31 @@ impl Bench {
             Contender::Guide => Vec::new(),
             _ => json_steps(&std::fs::read_to_string(dir.join("stdout")).unwrap_or_default()),
         };
+        let since = |e: &&crate::audit::AuditEntry| e.t_ms >= since_ms;
+        let mut restarted: BTreeSet<String> = audit
+            .iter()
+            .filter(since)
+            .filter(|e| e.source == Source::Kube && e.verb == "PATCH")
+            .filter_map(|e| {
+                e.path_only()
+                    .rsplit_once("/deployments/")
+                    .or_else(|| e.path_only().rsplit_once("/daemonsets/"))
+            })
+            .map(|(_, name)| name.to_string())
+            .collect();
+        let deleted: Vec<&crate::audit::AuditEntry> = audit
+            .iter()
+            .filter(since)
+            .filter(|e| e.source == Source::Controller && e.verb == "pod-delete")
+            .collect();
+        for e in &deleted {
+            let owner = e.detail.split_once('/').map(|(kind, name)| match kind {
+                "ReplicaSet" => name.rsplit_once('-').map(|(d, _)| d).unwrap_or(name),
+                _ => name,
+            });
+            restarted.insert(owner.unwrap_or(&e.detail).to_string());
+        }
+        let node_path = (c == Contender::UpWorker).then(|| node_path(&infra, &stale, self.opts.time_scale));
         Ok(RunResult {
             contender: c,
             run,
@@ -88,9 +124,12 @@ impl Bench {
             ztunnel_restarted: audit.iter().any(|e| {
                 e.t_ms >= since_ms
                     && e.source == Source::Kube
-                    && e.verb == "PATCH"
-                    && e.path.contains("/daemonsets/ztunnel")
+                    && ((e.verb == "PATCH" && e.path.contains("/daemonsets/ztunnel"))
+                        || (e.verb == "DELETE" && e.path.contains("/pods/ztunnel")))
             }),
+            restarted,
+            stale,
+            node_path,
             back,
             outside: audit
                 .iter()
@@ -172,5 +211,64 @@ impl Bench {
                 )
             }
         }
+    }
+}
+
+/// The stack's workloads with a pod on `node`.
+fn on_node(sim: &Sim, infra: &Infra, node: &str) -> BTreeSet<String> {
+    sim.pods()
+        .into_iter()
+        .filter(|p| p.node == node && infra.workload(&p.workload).is_some())
+        .map(|p| p.workload)
+        .collect()
+}
+
+/// A restarted node's own critical path: the recovery graph cut down to what is stale there
+/// (its ztunnel, the workloads with a pod on it, the connectors that need one of them, Connect's
+/// REST API when its worker is one), what is kept being Ready already. ztunnel's pod there is
+/// deleted and recreated at once by its DaemonSet (no rollout to observe): its latency alone.
+pub(super) fn node_path(infra: &Infra, stale: &BTreeSet<String>, scale: f64) -> (Vec<String>, f64) {
+    let full = recovery_graph(infra, scale, true);
+    let mesh = infra.stack.mesh.daemonset.clone();
+    let api = format!("{} REST API", infra.stack.connect.workload);
+    let keep = |name: &str| -> bool {
+        if stale.contains(name) {
+            return true;
+        }
+        if name == api {
+            return stale.contains(&infra.stack.connect.workload);
+        }
+        infra.connectors().iter().any(|c| {
+            c.name == name
+                && (stale.contains(&infra.stack.connect.workload)
+                    || c.needs.iter().any(|n| stale.contains(n)))
+        })
+    };
+    let nodes: Vec<crate::bench::PathNode> = full
+        .into_iter()
+        .filter(|n| keep(&n.name))
+        .map(|mut n| {
+            if n.name == mesh {
+                n.secs = crate::latency::latency_secs(&mesh) * scale;
+                n.how = format!("its pod deleted, ready {:.1}", crate::latency::latency_secs(&mesh));
+            }
+            n.after.retain(|a| keep(a));
+            // A connector re-registered with its worker kept waits for what the worker needs
+            // (Kafka: its topics are Connect's store).
+            if infra.connectors().iter().any(|c| c.name == n.name) && !keep(&api) {
+                let worker = infra.workload(&infra.stack.connect.workload);
+                n.after.extend(
+                    worker.iter().flat_map(|w| w.needs.iter()).filter(|w| stale.contains(*w)).cloned(),
+                );
+            }
+            n
+        })
+        .collect();
+    match Schedule::new(nodes) {
+        Ok(s) => {
+            let (chain, total) = s.critical();
+            (chain.iter().map(|n| n.name.clone()).collect(), total)
+        }
+        Err(_) => (Vec::new(), 0.0),
     }
 }

@@ -197,7 +197,9 @@ pub(super) fn milestones(
     };
     let rolled = |name: &str| {
         if name == infra.stack.mesh.daemonset {
-            return first("rollout-complete", &format!("{}/{name}", infra.stack.mesh.namespace));
+            // Its rollout, or (`up`: its pods deleted on the stale nodes) its last new pod Ready.
+            let since: Vec<AuditEntry> = audit.iter().filter(|e| e.t_ms >= since_ms).cloned().collect();
+            return crate::kit::ztunnel_restarted(&since).map(secs);
         }
         let w = infra.workload(name)?;
         first("rollout-complete", &format!("{}/{}", w.namespace, w.name))

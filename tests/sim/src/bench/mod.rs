@@ -57,13 +57,14 @@ pub struct BenchOptions {
 }
 
 /// The names `--only` takes.
-pub const SECTIONS: [&str; 10] = [
+pub const SECTIONS: [&str; 11] = [
     "guide",
     "recover",
     "phased",
     "up",
     "up-healthy",
     "up-stale",
+    "up-worker",
     "up-readopted",
     "recover-readopted",
     "watch",
@@ -90,6 +91,9 @@ enum Contender {
     /// `bookstore up` on a healthy stack but for one workload whose pod lost its mesh
     /// registration (`Fault::StaleWorkload` on [`STALE_WORKLOAD`]).
     UpStale,
+    /// `bookstore up` on three nodes after one worker ([`RESTARTED_WORKER`]) restarted alone
+    /// (`docker restart`): its pods back in place, stale (issue 19).
+    UpWorker,
     /// `bookstore up` after a Docker restart in which the mesh re-adopted every pod but one,
     /// drawn with [`READOPT_SEED`] (issue 22).
     UpReadopted,
@@ -104,15 +108,18 @@ pub const READOPT_SEED: u64 = 7;
 
 /// The workload `Contender::UpStale` finds stale.
 const STALE_WORKLOAD: &str = "inventory-service";
+/// The worker `Contender::UpWorker` restarts (of a control plane and two workers).
+const RESTARTED_WORKER: &str = "bookstore-worker";
 
 impl Contender {
-    const ALL: [Contender; 8] = [
+    const ALL: [Contender; 9] = [
         Contender::Guide,
         Contender::Recover,
         Contender::Phased,
         Contender::Up,
         Contender::UpHealthy,
         Contender::UpStale,
+        Contender::UpWorker,
         Contender::UpReadopted,
         Contender::RecoverReadopted,
     ];
@@ -125,6 +132,7 @@ impl Contender {
             Contender::Up => "bookstore up",
             Contender::UpHealthy => "up, healthy stack",
             Contender::UpStale => "up, one stale workload",
+            Contender::UpWorker => "up, one worker restarted",
             Contender::UpReadopted => "up, mesh re-adopted all but one",
             Contender::RecoverReadopted => "recover, mesh re-adopted all but one",
         }
@@ -138,6 +146,7 @@ impl Contender {
             Contender::Up => "up",
             Contender::UpHealthy => "up-healthy",
             Contender::UpStale => "up-stale",
+            Contender::UpWorker => "up-worker",
             Contender::UpReadopted => "up-readopted",
             Contender::RecoverReadopted => "recover-readopted",
         }
@@ -148,6 +157,7 @@ impl Contender {
         match self {
             Contender::UpHealthy => "healthy (no Docker restart)",
             Contender::UpStale => "healthy, then fault stale_workload inventory-service",
+            Contender::UpWorker => "3 nodes, docker restart bookstore-worker + wait_healthy",
             Contender::UpReadopted | Contender::RecoverReadopted => {
                 "mesh_return Readopted{seed 7, one pod}; docker_restart + wait_settled"
             }
@@ -157,7 +167,11 @@ impl Contender {
 
     fn verb(self) -> &'static str {
         match self {
-            Contender::Up | Contender::UpHealthy | Contender::UpStale | Contender::UpReadopted => "up",
+            Contender::Up
+            | Contender::UpHealthy
+            | Contender::UpStale
+            | Contender::UpWorker
+            | Contender::UpReadopted => "up",
             _ => "recover",
         }
     }
@@ -177,6 +191,13 @@ struct RunResult {
     cpu_self: f64,
     cpu_children: f64,
     crash_loops: usize,
+    /// What it restarted (deployments, daemonsets whose pods it deleted), and what was stale
+    /// before it started (`UpWorker`: ztunnel and the workloads with a pod on the worker).
+    restarted: std::collections::BTreeSet<String>,
+    stale: std::collections::BTreeSet<String>,
+    /// The restarted node's own critical path (`UpWorker`): its ztunnel, then the slowest chain
+    /// among the stale workloads (and the connectors they need), seconds × the time scale.
+    node_path: Option<(Vec<String>, f64)>,
     /// `rollout restart` PATCHes (deployments and daemonsets) and pod DELETEs the contender sent.
     restarts: usize,
     /// ztunnel was restarted.

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::{Bench, Contender, RunResult, STALE_WORKLOAD};
+use super::{Bench, Contender, RESTARTED_WORKER, RunResult, STALE_WORKLOAD};
 use crate::bench::Schedule;
 use crate::config::Infra;
 use crate::latency::delays;
@@ -200,7 +200,7 @@ impl Bench {
         let at =
             if scale == 1.0 { String::new() } else { format!(" (stated for time scale 1; here {scale})") };
         let _ = writeln!(out, "targets (issue 7){at}:");
-        let [guide, recover, _, up, healthy, stale, readopted, whole] = [
+        let [guide, recover, _, up, healthy, stale, worker, readopted, whole] = [
             &summary[0],
             &summary[1],
             &summary[2],
@@ -209,6 +209,7 @@ impl Bench {
             &summary[5],
             &summary[6],
             &summary[7],
+            &summary[8],
         ];
         let mut rows = Vec::new();
         // Against the critical path as simulated, and against the issue's arithmetic (the table's
@@ -286,6 +287,53 @@ impl Bench {
         }
         out.push_str(&table("lrl", &[], &rows));
 
+        // Issue 19: one worker of three restarted alone is healed on that node only.
+        if ran(&[worker]) {
+            let _ = writeln!(out, "\ntargets (issue 19){at}:");
+            let runs: Vec<&RunResult> =
+                results.iter().filter(|r| r.contender == Contender::UpWorker).collect();
+            if let Some(first) = runs.first()
+                && let Some((chain, path)) = &first.node_path
+            {
+                let stale: Vec<&str> = first.stale.iter().map(String::as_str).collect();
+                let _ = writeln!(
+                    out,
+                    "  {RESTARTED_WORKER}'s own critical path: {} = {path:.2} s (stale there: {})",
+                    chain.join(" → "),
+                    stale.join(", ")
+                );
+                let limit = path + 1.0;
+                let exact = runs.iter().all(|r| r.ok() && r.restarted == r.stale);
+                let wrong: Vec<String> = runs
+                    .iter()
+                    .filter(|r| r.restarted != r.stale)
+                    .map(|r| format!("run {}: {:?}", r.run, r.restarted))
+                    .collect();
+                let rows = vec![
+                    target(
+                        format!(
+                            "up with {RESTARTED_WORKER} restarted ≤ its node's path {path:.2} + 1 = {limit:.2} s"
+                        ),
+                        worker.wall_med.map(|w| (format!("median {w:.2} s"), w <= limit)),
+                    ),
+                    target(
+                        format!(
+                            "restarts = exactly the {} stale there (ztunnel's pod there, the workloads on it)",
+                            stale.len()
+                        ),
+                        Some((
+                            if wrong.is_empty() {
+                                format!("{} run(s): exactly those", runs.len())
+                            } else {
+                                wrong.join("; ")
+                            },
+                            exact,
+                        )),
+                    ),
+                ];
+                out.push_str(&table("lrl", &[], &rows));
+            }
+        }
         // Issue 22: keep what the mesh re-adopted.
         let _ = writeln!(out, "\ntargets (issue 22){at}:");
         let mut rows = Vec::new();

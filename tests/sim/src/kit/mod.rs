@@ -23,7 +23,10 @@ use base64::Engine;
 pub use http::{get, http, put_json};
 pub use run::{Findings, Run, Running};
 pub use test::Test;
-pub use world::{CONTEXT, Checks, SHARED_CONTEXT, World, assert_recovery_order, read_argv_log};
+pub use world::{
+    CONTEXT, Checks, SHARED_CONTEXT, World, assert_recovery_order, read_argv_log, restarted_pod,
+    ztunnel_restarted,
+};
 
 /// The one hostile password: quotes, `$`, backticks, backslashes, runs of spaces, non-ASCII. No
 /// shell quoting survives it by accident, and it must reach Kafka Connect byte-exact.

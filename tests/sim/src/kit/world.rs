@@ -271,7 +271,9 @@ impl World {
             .collect()
     }
 
-    /// The deployments and daemonsets restarted since the mark, by name, with their counts.
+    /// The deployments and daemonsets restarted since the mark, by name, with their counts: a
+    /// `rollout restart` (a PATCH) each, and each of their pods deleted (a restart of that pod:
+    /// its controller recreates it; ztunnel's, node by node).
     pub fn restarts(&self) -> BTreeMap<String, usize> {
         let mut out = BTreeMap::new();
         for p in self.patches() {
@@ -280,7 +282,26 @@ impl World {
                 *out.entry(name.to_string()).or_insert(0) += 1;
             }
         }
+        for (_, owner) in self.pods_deleted() {
+            let workload = match owner.split_once('/') {
+                Some(("DaemonSet" | "StatefulSet", name)) => name.to_string(),
+                // A ReplicaSet `<deployment>-<pod-template-hash>`.
+                Some((_, rs)) => rs.rsplit_once('-').map(|(d, _)| d).unwrap_or(rs).to_string(),
+                None => owner.clone(),
+            };
+            *out.entry(workload).or_insert(0) += 1;
+        }
         out
+    }
+
+    /// The pods deleted since the mark (`namespace/name`) and what controlled each (`Kind/name`,
+    /// `none`), as the API had it.
+    pub fn pods_deleted(&self) -> Vec<(String, String)> {
+        self.audit()
+            .iter()
+            .filter(|e| e.source == Source::Controller && e.verb == "pod-delete")
+            .map(|e| (e.path.clone(), e.detail.clone()))
+            .collect()
     }
 
     /// Requests of any kind the world served since the mark (kube, docker, Connect, stand-ins).
@@ -431,31 +452,19 @@ impl World {
         assert!(checks.problems.is_empty(), "{:#?}", checks.problems);
     }
 
-    /// What was deleted that must not be: no kube DELETE (PVCs, namespaces, secrets, workloads)
-    /// but of a pod its ReplicaSet, DaemonSet or StatefulSet recreates (a restart: the
-    /// simulator's `pod-deleted` event names the controller), no Docker container removed but the
-    /// legacy proxies, no connector deleted. Since the mark.
+    /// What was deleted that must not be: no kube DELETE but of a pod its controller recreates (a
+    /// restart: a ReplicaSet's, DaemonSet's or StatefulSet's, as the API had it when it was
+    /// deleted), so no PVC, namespace, secret, workload or bare pod; no Docker container removed
+    /// but the legacy proxies, no connector deleted. Since the mark.
     pub fn deletes(&self) -> Vec<String> {
         let mut found = Vec::new();
         let audit = self.audit();
-        let restarted = |path: &str| {
-            let Some((ns, name)) = path.split_once("/namespaces/").and_then(|(_, r)| r.split_once("/pods/"))
-            else {
-                return false;
-            };
-            audit.iter().any(|e| {
-                e.source == Source::Controller
-                    && e.verb == "pod-deleted"
-                    && e.path == format!("{ns}/{name}")
-                    && ["ReplicaSet", "DaemonSet", "StatefulSet"].contains(&e.detail.as_str())
-            })
-        };
         for e in audit.iter().filter(|e| e.verb == "DELETE") {
             let legacy_proxy = e.source == Source::Docker
                 && ["kiali-proxy", "flink-proxy", "debezium-proxy"]
                     .iter()
                     .any(|p| e.path_only().ends_with(&format!("/containers/{p}")));
-            let pod_restart = e.source == Source::Kube && restarted(e.path_only());
+            let pod_restart = e.source == Source::Kube && restarted_pod(&audit, e);
             if matches!(e.source, Source::Kube | Source::Connect | Source::Docker)
                 && !legacy_proxy
                 && !pod_restart
@@ -535,14 +544,57 @@ impl World {
     }
 }
 
-/// A recovery's audit log shows the guide's order: ztunnel's rollout completed
-/// before any workload restart, one restart per workload, each database Ready before the
-/// apps that need it restarted, and nothing deleted.
+/// A kube DELETE of a pod whose controller (as the API had it: the simulator's `pod-delete`
+/// event) recreates it: a restart, the one deletion recovery may make.
+pub fn restarted_pod(audit: &[AuditEntry], delete: &AuditEntry) -> bool {
+    let path = delete.path_only();
+    let Some((ns, name)) = path
+        .strip_prefix("/api/v1/namespaces/")
+        .and_then(|rest| rest.split_once("/pods/"))
+        .filter(|(_, name)| !name.contains('/'))
+    else {
+        return false;
+    };
+    audit.iter().any(|e| {
+        e.is_event("pod-delete", &format!("{ns}/{name}"))
+            && ["ReplicaSet/", "DaemonSet/", "StatefulSet/"].iter().any(|k| e.detail.starts_with(k))
+    })
+}
+
+/// When ztunnel was fresh again after a recovery: its rollout completed (`recover`), or, when
+/// `up` restarted it node by node (its pods there deleted), its last new pod Ready (one a pod
+/// deleted).
+pub fn ztunnel_restarted(audit: &[AuditEntry]) -> Option<u64> {
+    let deletes: Vec<u64> = audit
+        .iter()
+        .filter(|e| {
+            e.source == Source::Kube
+                && e.verb == "DELETE"
+                && e.path_only().starts_with("/api/v1/namespaces/istio-system/pods/ztunnel")
+        })
+        .map(|e| e.t_ms)
+        .collect();
+    match deletes.first() {
+        None => audit.iter().find(|e| e.is_event("rollout-complete", "istio-system/ztunnel")).map(|e| e.t_ms),
+        // One new pod Ready a pod deleted: the last of them.
+        Some(t) => audit
+            .iter()
+            .filter(|e| e.source == Source::Controller && e.verb == "pod-ready" && e.detail == "ztunnel")
+            .filter(|e| e.t_ms >= *t)
+            .map(|e| e.t_ms)
+            .take(deletes.len())
+            .last(),
+    }
+}
+
+/// A recovery's audit log shows the guide's order: ztunnel fresh again (its rollout completed,
+/// or its pods deleted and replaced on every node) before any workload restart, one restart per
+/// workload, each database Ready before the apps that need it restarted, and nothing deleted
+/// but ztunnel's pods.
 #[track_caller]
 pub fn assert_recovery_order(audit: &[AuditEntry]) {
     let t_of = |pred: &dyn Fn(&AuditEntry) -> bool| audit.iter().find(|e| pred(e)).map(|e| e.t_ms);
-    let ztunnel_done =
-        t_of(&|e| e.is_event("rollout-complete", "istio-system/ztunnel")).expect("ztunnel rolled out");
+    let ztunnel_done = ztunnel_restarted(audit).expect("ztunnel restarted");
     let patches: Vec<&AuditEntry> = audit
         .iter()
         .filter(|e| e.source == Source::Kube && e.verb == "PATCH" && e.path.contains("/deployments/"))
@@ -564,7 +616,12 @@ pub fn assert_recovery_order(audit: &[AuditEntry]) {
             "{app} restarted at {app_patch} ms, before {db} was Ready at {db_ready} ms"
         );
     }
-    assert!(audit.iter().all(|e| e.verb != "DELETE"), "recovery deleted something");
+    let deleted: Vec<&str> = audit
+        .iter()
+        .filter(|e| e.verb == "DELETE" && !(e.source == Source::Kube && restarted_pod(audit, e)))
+        .map(|e| e.path.as_str())
+        .collect();
+    assert!(deleted.is_empty(), "recovery deleted something: {deleted:?}");
 }
 
 /// An argv log as the recording wrappers (and a test's own stand-ins) write it: fields ended by

@@ -11,13 +11,17 @@ use super::{AMBIENT_LABEL, ClusterState, Container, PodPhase, StoredConnector, W
 use crate::store::{Key, Res, i64_at};
 
 impl World {
-    /// Create the kind node container and an empty cluster (what `kind create cluster` leaves).
-    pub fn create_cluster(&mut self, name: &str, ports: Vec<(u16, u16)>, puller: crate::images::Puller) {
-        let now = SystemTime::now();
-        self.containers.retain(|c| c.name != format!("{name}-control-plane"));
-        // A shared cluster's node is a machine of the team's, not a container of ours.
+    /// Create the kind node containers (the control plane first; each with its port mappings)
+    /// and an empty cluster (what `kind create cluster` leaves). A shared cluster's node is a
+    /// machine of the team's, not a container of ours.
+    pub fn create_cluster(
+        &mut self,
+        name: &str,
+        nodes: Vec<crate::config::NodeSpec>,
+        puller: crate::images::Puller,
+    ) {
         if !self.shared() {
-            self.push_node_container(name, ports, now);
+            self.create_nodes(name, &nodes);
         }
         self.cluster = Some(ClusterState { name: name.to_string() });
         self.node_images.clear();
@@ -32,8 +36,7 @@ impl World {
         for ns in ["kube-system", "kube-public", "kube-node-lease", "local-path-storage"] {
             self.put_namespace(ns, false);
         }
-        let boot = self.next_boot_id();
-        self.put_node(&boot, now);
+        self.write_nodes(Instant::now());
         // The node image preloads what kind itself deploys.
         for (ns, name, image, n) in [
             ("kube-system", "coredns", "registry.k8s.io/coredns/coredns:v1.11.3", 2),
@@ -50,66 +53,9 @@ impl World {
     }
 
     /// A kernel boot ID as `/proc/sys/kernel/random/boot_id` shows it (a UUID), new each call.
-    pub(super) fn next_boot_id(&self) -> String {
-        let h = container_id("boot", self.t_ms() ^ ((self.audit.len() as u64) << 32));
+    pub(super) fn next_boot_id(&self, node: &str) -> String {
+        let h = container_id(&format!("boot {node}"), self.t_ms() ^ ((self.audit.len() as u64) << 32));
         format!("{}-{}-4{}-a{}-{}", &h[0..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32])
-    }
-
-    /// The Node object as its kubelet writes it: `bootID` (cAdvisor's read of the kernel's), the
-    /// `Ready` condition True since `ready_since` (its `lastTransitionTime`).
-    pub(super) fn put_node(&mut self, boot_id: &str, ready_since: SystemTime) {
-        let node = self.node_name();
-        let ready_t = crate::timefmt::rfc3339(ready_since);
-        let (role, provider) = match self.shared() {
-            true => (json!({"node-role.kubernetes.io/worker": ""}), format!("k3s://{node}")),
-            false => (
-                json!({"node-role.kubernetes.io/control-plane": ""}),
-                format!("kind://{}/{}/{node}", self.opts.node_provider, self.cluster_name()),
-            ),
-        };
-        let mut labels = json!({"kubernetes.io/hostname": node});
-        for (k, v) in role.as_object().into_iter().flatten() {
-            labels[k] = v.clone();
-        }
-        self.store.put(
-            Res::Nodes,
-            json!({"metadata":{"name": node, "labels": labels},
-                   "spec":{"podCIDR":"10.244.0.0/24","providerID": provider},
-                   "status":{"conditions":[{"type":"Ready","status":"True","reason":"KubeletReady","message":"kubelet is posting ready status",
-                                            "lastHeartbeatTime": ready_t,"lastTransitionTime": ready_t}],
-                             "nodeInfo":{"kubeletVersion":"v1.32.2","containerRuntimeVersion":"containerd://2.0.2",
-                                         "bootID": boot_id,"machineID": container_id(&node, 0)[..32].to_string()}}}),
-        );
-    }
-
-    /// The node's `status.nodeInfo.bootID` as the store holds it.
-    pub fn node_boot_id(&self) -> String {
-        self.store
-            .get(&Key::new(Res::Nodes, "", &self.node_name()))
-            .map(|n| crate::store::str_at(n, "/status/nodeInfo/bootID").to_string())
-            .unwrap_or_default()
-    }
-
-    /// The kind node container (what `kind create cluster` runs).
-    fn push_node_container(&mut self, name: &str, ports: Vec<(u16, u16)>, now: SystemTime) {
-        self.containers.push(Container {
-            id: container_id(&format!("{name}-control-plane"), self.t_ms()),
-            name: format!("{name}-control-plane"),
-            image: "kindest/node:v1.32.2".into(),
-            labels: BTreeMap::from([
-                ("io.x-k8s.kind.cluster".into(), name.to_string()),
-                ("io.x-k8s.kind.role".into(), "control-plane".into()),
-            ]),
-            ports,
-            running: true,
-            created: now,
-            started: now,
-            finished: now,
-            exit_code: 0,
-            stopped_by_user: false,
-            cmd: vec![],
-        });
-        self.container_created_events(&format!("{name}-control-plane"));
     }
 
     /// Delete every object of the cluster (DELETED events for watchers) and forget its state.
@@ -155,9 +101,16 @@ impl World {
                            "template": template},
                    "status":{}})
         } else {
+            // Istio's charts: ztunnel surges (`maxSurge: 1, maxUnavailable: 0`, manifests/charts/
+            // ztunnel/templates/daemonset.yaml), istio-cni does not (`maxUnavailable: 1`).
+            let strategy = if name == "ztunnel" {
+                json!({"maxSurge": 1, "maxUnavailable": 0})
+            } else {
+                json!({"maxSurge": 0, "maxUnavailable": 1})
+            };
             json!({"metadata":{"name": name, "namespace": ns, "labels":{"app": name}},
                    "spec":{"selector":{"matchLabels":{"app": name}},
-                           "updateStrategy":{"type":"RollingUpdate","rollingUpdate":{"maxSurge":0,"maxUnavailable":1}},
+                           "updateStrategy":{"type":"RollingUpdate","rollingUpdate": strategy},
                            "revisionHistoryLimit":10,
                            "template": template},
                    "status":{"currentNumberScheduled":0,"desiredNumberScheduled":0,"numberMisscheduled":0,"numberReady":0}})
@@ -203,7 +156,14 @@ impl World {
             .collect();
         ports.push((6443, self.kube_port));
         let puller = crate::images::Puller::from_patches(&self.infra.cluster.patches());
-        self.create_cluster(&name, ports, puller);
+        let mut nodes: Vec<crate::config::NodeSpec> = super::nodes::node_names(&name, self.opts.workers)
+            .into_iter()
+            .map(|(node, role)| (node, role, Vec::new()))
+            .collect();
+        nodes[0].2 = ports;
+        self.bootstrapping = true;
+        self.create_cluster(&name, nodes, puller);
+        self.bootstrapping = false;
         self.install_istio(&crate::istioctl::Install::ambient(&self.opts.istio_version));
         let ns = self.infra.stack.mesh.namespace.clone();
         self.add_deployment(&ns, "kiali", "quay.io/kiali/kiali:v2.10", 1);
@@ -246,11 +206,12 @@ impl World {
                 self.node_images.extend(Self::template_images(&t));
             }
         }
-        // Everything Ready, captured (the mesh running on the node before the pods), rolled out;
-        // then aged, and the mesh's history written with those times.
+        // Everything Ready, captured (the mesh running on each node before the pods), rolled
+        // out; then aged, and the mesh's history written with those times.
         let now = Instant::now();
-        let node = self.node_name();
-        self.mesh.insert(node, crate::capture::NodeMesh::running(self.reconcile));
+        for node in self.nodes() {
+            self.mesh.insert(node, crate::capture::NodeMesh::running(self.reconcile));
+        }
         self.instant_ready(now);
         self.age_bootstrap();
         self.mesh_history();
@@ -372,14 +333,16 @@ impl World {
     pub(super) fn age_bootstrap(&mut self) {
         let wall = SystemTime::now();
         let ago = |secs: u64| wall.checked_sub(Duration::from_secs(secs)).unwrap_or(wall);
-        let node = self.node_name();
-        for c in self.containers.iter_mut().filter(|c| c.name == node) {
+        let nodes = self.nodes();
+        for c in self.containers.iter_mut().filter(|c| nodes.contains(&c.name)) {
             c.created = ago(7200);
             c.started = ago(7200);
             c.finished = ago(7200);
         }
-        let boot = self.node_boot_id();
-        self.put_node(&boot, ago(7200));
+        // The Nodes' Ready transitions with them.
+        for node in &nodes {
+            self.node_booted(node, None, ago(7200));
+        }
         let mesh_ns = self.infra.stack.mesh.namespace.clone();
         let keys: Vec<(String, String)> = self.pods.keys().cloned().collect();
         for k in keys {

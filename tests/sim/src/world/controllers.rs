@@ -30,6 +30,10 @@ impl World {
         let mut due = |t: Instant| {
             next = Some(next.map_or(t, |n: Instant| n.min(t)));
         };
+        self.write_nodes(now);
+        for t in self.node_ready_at.values().filter(|t| **t > now) {
+            due(*t);
+        }
         self.reconnect_ztunnel(now, &mut due);
         // Sync workloads with the store.
         let mut present: BTreeSet<WlKey> = BTreeSet::new();
@@ -133,33 +137,33 @@ impl World {
             let st = &self.workloads[wl];
             (st.template_gen, st.latency)
         };
-        // DaemonSet (maxUnavailable 1, no surge): old pods go first.
         if wl.0 == Res::DaemonSets {
-            let old: Vec<(String, String)> = self
-                .pods
-                .iter()
-                .filter(|(_, p)| &p.wl == wl && p.template_gen < tgen)
-                .map(|(k, _)| k.clone())
-                .collect();
-            for k in old {
-                self.delete_pod(&k);
+            self.daemon_pods(wl, &obj, tgen, latency, now);
+        } else {
+            // Create missing pods of the current template.
+            let current = self.pods.values().filter(|p| &p.wl == wl && p.template_gen == tgen).count();
+            for _ in current..replicas {
+                self.create_pod(wl, tgen, latency, now, None);
             }
-        }
-        // Create missing pods of the current template.
-        let current = self.pods.values().filter(|p| &p.wl == wl && p.template_gen == tgen).count();
-        for _ in current..replicas {
-            self.create_pod(wl, tgen, latency, now);
         }
         // Kubelet: advance each pod of this workload.
         let keys: Vec<(String, String)> =
             self.pods.iter().filter(|(_, p)| &p.wl == wl).map(|(k, _)| k.clone()).collect();
         for k in &keys {
-            self.advance_pod(k, now, due);
+            // A node that is down runs nothing (its pods restart in place when it starts).
+            if self.pods.get(k).is_some_and(|p| self.node_up(&p.node)) {
+                self.advance_pod(k, now, due);
+            }
         }
         // Surge done: once enough new pods are Ready, old pods (and extras) go.
         let new_ready =
             self.pods.values().filter(|p| &p.wl == wl && p.template_gen == tgen && p.is_ready()).count();
-        if new_ready >= replicas {
+        if wl.0 == Res::DaemonSets {
+            // A node's new pod Ready: its old one goes now, the next node starts.
+            let obj = self.store.get(&key).cloned().unwrap_or(Value::Null);
+            self.daemon_pods(wl, &obj, tgen, latency, now);
+        }
+        if wl.0 == Res::Deployments && new_ready >= replicas {
             let mut doomed: Vec<(String, String)> = self
                 .pods
                 .iter()
@@ -175,6 +179,64 @@ impl World {
             }
         }
         self.write_status(wl, now, due);
+    }
+
+    /// The DaemonSet controller (kubernetes `pkg/controller/daemon`): a pod on every node, and a
+    /// rolling update node by node as the DaemonSet's `updateStrategy` says. A node whose pod was
+    /// deleted gets a new one at once (`podsShouldBeOnNode`: with surge allowed, a node whose
+    /// pods are all going away needs one; without, the old one is gone first, as the simulator
+    /// deletes at once). With `maxSurge` (Istio's ztunnel: 1, `maxUnavailable: 0`) the new pod
+    /// runs beside the old until it is Ready, then the old goes; without (istio-cni:
+    /// `maxUnavailable: 1`) the old goes first. One node at a time, in name order.
+    fn daemon_pods(&mut self, wl: &WlKey, obj: &Value, tgen: i64, latency: f64, now: Instant) {
+        let surge =
+            obj.pointer("/spec/updateStrategy/rollingUpdate/maxSurge").and_then(Value::as_i64).unwrap_or(0)
+                > 0;
+        let nodes = self.nodes();
+        let on = |w: &World, node: &str, new: Option<bool>| -> Vec<(String, String)> {
+            w.pods
+                .iter()
+                .filter(|(_, p)| &p.wl == wl && p.node == node)
+                .filter(|(_, p)| new.is_none_or(|n| (p.template_gen == tgen) == n))
+                .map(|(k, _)| k.clone())
+                .collect()
+        };
+        for node in &nodes {
+            if on(self, node, None).is_empty() {
+                self.create_pod(wl, tgen, latency, now, Some(node));
+            }
+        }
+        // The rolling update: the node under way finishes once its new pod is Ready (its old
+        // one goes), then the next node with an old pod starts (in the same pass).
+        let updating = |w: &World| {
+            nodes
+                .iter()
+                .find(|n| !on(w, n, Some(false)).is_empty() && !on(w, n, Some(true)).is_empty())
+                .cloned()
+        };
+        if let Some(node) = updating(self)
+            && on(self, &node, Some(true)).iter().any(|k| self.pods[k].is_ready())
+        {
+            for k in on(self, &node, Some(false)) {
+                self.delete_pod(&k);
+            }
+        }
+        if updating(self).is_some() {
+            return;
+        }
+        let unavailable =
+            nodes.iter().any(|n| on(self, n, Some(true)).iter().any(|k| !self.pods[k].is_ready()));
+        let next = nodes.iter().find(|n| !on(self, n, Some(false)).is_empty()).cloned();
+        if let Some(node) = next {
+            if surge {
+                self.create_pod(wl, tgen, latency, now, Some(&node));
+            } else if !unavailable {
+                for k in on(self, &node, Some(false)) {
+                    self.delete_pod(&k);
+                }
+                self.create_pod(wl, tgen, latency, now, Some(&node));
+            }
+        }
     }
 
     /// Istio's gateway controller: each Gateway gets a Deployment `<name>-istio`, and is
@@ -234,6 +296,7 @@ impl World {
         };
         let disconnected = self.is_ztunnel(wl) && self.ztunnel_disconnected();
         let ready = pods.iter().filter(|p| p.is_ready() && !disconnected).count() as i64;
+        let _ = total;
         let mut status = obj.get("status").cloned().unwrap_or_else(|| json!({}));
         if wl.0 == Res::Deployments {
             let replicas = i64_at(obj, "/spec/replicas");
@@ -284,9 +347,29 @@ impl World {
             ];
             status["conditions"] = Value::Array(conds);
         } else {
-            let desired = 1;
+            // The DaemonSet controller's updateDaemonSetStatus: per node that should run it, its
+            // oldest pod counts (Ready, available, updated).
+            let nodes = self.nodes();
+            let desired = nodes.len() as i64;
+            let (mut current, mut ready, mut updated) = (0, 0, 0);
+            for node in &nodes {
+                let Some(oldest) = pods.iter().filter(|p| &p.node == node).min_by_key(|p| p.created_wall)
+                else {
+                    continue;
+                };
+                current += 1;
+                if oldest.is_ready() && !disconnected {
+                    ready += 1;
+                }
+                if observed >= gen_ && oldest.template_gen == tgen {
+                    updated += 1;
+                }
+            }
+            if observed < gen_ {
+                updated = i64_at(obj, "/status/updatedNumberScheduled");
+            }
             status["desiredNumberScheduled"] = json!(desired);
-            status["currentNumberScheduled"] = json!(total.min(desired));
+            status["currentNumberScheduled"] = json!(current);
             status["numberMisscheduled"] = json!(0);
             status["numberReady"] = json!(ready);
             set_count(&mut status, "updatedNumberScheduled", updated);

@@ -12,7 +12,16 @@ use crate::store::{Key, Res};
 use crate::timefmt::rfc3339;
 
 impl World {
-    pub(super) fn create_pod(&mut self, wl: &WlKey, tgen: i64, latency: f64, now: Instant) {
+    /// A new pod of `wl` on `node` (a DaemonSet's), or where the scheduler puts it.
+    pub(super) fn create_pod(
+        &mut self,
+        wl: &WlKey,
+        tgen: i64,
+        latency: f64,
+        now: Instant,
+        node: Option<&str>,
+    ) {
+        let node = node.map(String::from).unwrap_or_else(|| self.schedule(now));
         let n = self.alloc_name();
         let hash = template_hash(&wl.2, tgen);
         let name = if wl.0 == Res::Deployments {
@@ -22,7 +31,6 @@ impl World {
         };
         let ip = self.alloc_ip();
         let wall = SystemTime::now();
-        let node = self.node_name();
         let due = now + self.scaled(latency);
         let template = self.workloads.get(wl).map(|w| w.template.clone()).unwrap_or(Value::Null);
         // A Gateway's pod runs Envoy injected with Istio's `gateway` template: istio-cni leaves a
@@ -38,10 +46,10 @@ impl World {
             ns: wl.1.clone(),
             name: name.clone(),
             wl: wl.clone(),
+            node: node.clone(),
             template_gen: tgen,
             hash,
             ip,
-            node,
             uid: String::new(),
             ambient,
             registered: false,
@@ -248,11 +256,11 @@ impl World {
             "metadata": {"name": p.name, "namespace": p.ns, "labels": labels, "annotations": annotations,
                          "creationTimestamp": created,
                          "ownerReferences":[{"apiVersion":"apps/v1","kind": owner_kind,"name": owner_name,"controller":true,"uid":"00000000-0000-4000-8000-000000000001"}]},
-            "spec": {"nodeName": self.node_name(), "containers": template.pointer("/spec/containers").cloned().unwrap_or(json!([{"name": container, "image": image}])),
+            "spec": {"nodeName": p.node, "containers": template.pointer("/spec/containers").cloned().unwrap_or(json!([{"name": container, "image": image}])),
                      "restartPolicy":"Always"},
             "status": {
                 "phase": pod_phase,
-                "hostIP": "172.18.0.2", "podIP": p.ip, "podIPs": [{"ip": p.ip}],
+                "hostIP": self.host_ip(&p.node), "podIP": p.ip, "podIPs": [{"ip": p.ip}],
                 "startTime": created, "qosClass": "BestEffort",
                 "conditions": [
                     {"type":"PodReadyToStartContainers","status": sandbox_s,"lastTransitionTime": sandbox_t},

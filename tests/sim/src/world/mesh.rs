@@ -21,19 +21,18 @@ impl World {
             && wl.2 == self.infra.stack.mesh.daemonset
     }
 
-    pub(super) fn ztunnel_pod_name(&self) -> Option<(String, String)> {
-        let ns = &self.infra.stack.mesh.namespace;
-        let ds = &self.infra.stack.mesh.daemonset;
+    /// The ztunnel pod whose log a line on `node` goes to (the newest there, Ready first).
+    pub(super) fn ztunnel_pod_name(&self, node: &str) -> Option<(String, String)> {
         self.pods
             .values()
-            .filter(|p| p.wl.0 == Res::DaemonSets && &p.wl.1 == ns && &p.wl.2 == ds)
+            .filter(|p| self.is_ztunnel(&p.wl) && (p.node == node || node.is_empty()))
             .max_by_key(|p| (p.is_ready(), p.created_wall))
             .map(|p| (p.ns.clone(), p.name.clone()))
     }
 
-    /// Append a line to the current ztunnel pod's log.
-    pub fn ztunnel_log(&mut self, line: String) {
-        if let Some(k) = self.ztunnel_pod_name()
+    /// Append a line to the log of the ztunnel pod on `node`.
+    pub fn ztunnel_log(&mut self, node: &str, line: String) {
+        if let Some(k) = self.ztunnel_pod_name(node).or_else(|| self.ztunnel_pod_name(""))
             && let Some(p) = self.pods.get_mut(&k)
         {
             p.log.push((SystemTime::now(), line));
@@ -64,7 +63,14 @@ impl World {
             to.name,
             error
         );
-        self.ztunnel_log(line);
+        // Logged by the ztunnel of the node the connection left from (the source's pod there).
+        let node = self
+            .pods
+            .values()
+            .find(|p| p.wl.2 == from && p.is_ready())
+            .map(|p| p.node.clone())
+            .unwrap_or_else(|| to.node.clone());
+        self.ztunnel_log(&node, line);
     }
 
     /// A Ready pod of `workload` that `from` can reach, if any.

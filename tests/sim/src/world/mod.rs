@@ -14,6 +14,7 @@ mod controllers;
 mod downloads;
 mod kubelet;
 mod mesh;
+mod nodes;
 mod restarts;
 
 pub use controllers::rollout_done;
@@ -65,11 +66,11 @@ pub struct PodState {
     pub ns: String,
     pub name: String,
     pub wl: WlKey,
+    /// The node it runs on (`spec.nodeName`): the scheduler's pick, or its DaemonSet's node.
+    pub node: String,
     pub template_gen: i64,
     pub hash: String,
     pub ip: String,
-    /// The node it runs on.
-    pub node: String,
     /// `metadata.uid` (the store's, read back after its first write).
     pub uid: String,
     pub ambient: bool,
@@ -211,6 +212,9 @@ pub struct World {
     pub docker_up: bool,
     pub api_refusing: bool,
     pub containers: Vec<Container>,
+    /// A worker's kubelet joins late: its Node turns Ready at this time (`kind create` waits for
+    /// the control plane only).
+    pub node_ready_at: BTreeMap<String, Instant>,
     pub workloads: BTreeMap<WlKey, WlState>,
     pub pods: BTreeMap<(String, String), PodState>,
     /// The mesh on each node (`capture.rs`): istio-cni in the chain, its agent, ztunnel's
@@ -343,6 +347,7 @@ impl World {
             docker_up: true,
             api_refusing: false,
             containers: Vec::new(),
+            node_ready_at: BTreeMap::new(),
             workloads: BTreeMap::new(),
             pods: BTreeMap::new(),
             mesh: BTreeMap::new(),
@@ -400,6 +405,7 @@ impl World {
         }
     }
 
+    /// The control plane's node (its container serves the kube API).
     pub fn node_name(&self) -> String {
         match self.opts.shared_context {
             Some(_) => SHARED_NODE.to_string(),
@@ -521,6 +527,7 @@ impl World {
                 name: p.name.clone(),
                 workload: p.wl.2.clone(),
                 ip: p.ip.clone(),
+                node: p.node.clone(),
                 ready: p.is_ready(),
                 ambient: p.ambient,
                 registered: p.registered,
@@ -539,6 +546,8 @@ pub struct PodView {
     pub name: String,
     pub workload: String,
     pub ip: String,
+    #[serde(default)]
+    pub node: String,
     pub ready: bool,
     pub ambient: bool,
     pub registered: bool,

@@ -1,5 +1,7 @@
-//! Docker restarts: the daemon stopping and starting, and the node's pods restarted in place
-//! (same pods, restartCount+1, new sandboxes: the mesh's restart timeline, `capture.rs`).
+//! Docker restarts: the daemon stopping and starting (every node with it), one node container
+//! stopped or restarted alone (`docker restart <worker>`), and a node's pods restarted in place
+//! when it starts again (same pods, restartCount+1, new sandboxes: the mesh's restart timeline
+//! on that node, `capture.rs`): only the pods on the nodes that restarted.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant, SystemTime};
@@ -36,7 +38,19 @@ impl World {
         self.record(Source::Control, "docker-start", "", "");
         self.daemon_started_events(&restarted);
         if self.node_running() {
-            self.restart_pods_in_place();
+            let nodes = self.nodes();
+            let started: Vec<String> = restarted
+                .iter()
+                .map(|i| self.containers[*i].name.clone())
+                .filter(|n| nodes.contains(n))
+                .collect();
+            if started.len() == nodes.len() {
+                self.restart_pods_in_place(None);
+            } else {
+                for n in started {
+                    self.restart_pods_in_place(Some(&n));
+                }
+            }
         } else if self.cluster.is_some() {
             let node = self.node_name();
             self.event("node-left-exited", &node, "");
@@ -64,6 +78,21 @@ impl World {
         self.docker_start();
     }
 
+    /// A node container stopped (`docker stop`, its kubelet gone): its pods stop serving and
+    /// stay as they are until it starts again.
+    pub fn node_stopped(&mut self, node: &str) {
+        let keys: Vec<(String, String)> =
+            self.pods.iter().filter(|(_, p)| p.node == node).map(|(k, _)| k.clone()).collect();
+        for k in &keys {
+            if let Some(p) = self.pods.get_mut(k) {
+                p.phase = PodPhase::Starting { due: None };
+                p.ready_since = None;
+            }
+            self.write_pod(k);
+        }
+        self.event("node-stopped", node, "");
+    }
+
     /// A shared cluster's node reboots (issue 19; no Docker in the picture): what its kubelet
     /// leaves in the API, as kubernetes `pkg/kubelet` writes it. The Node's
     /// `status.nodeInfo.bootID` is the new kernel's (cAdvisor reads `boot_id`); the kubelet's
@@ -77,9 +106,8 @@ impl World {
     pub fn node_reboot(&mut self) {
         let node = self.node_name();
         self.record(Source::Control, "node-reboot", &node, "");
-        let now = SystemTime::now();
-        let boot = self.next_boot_id();
-        self.put_node(&boot, now);
+        let boot = self.next_boot_id(&node);
+        self.node_booted(&node, Some(&boot), SystemTime::now());
         self.put_node_event("Normal", "Starting", "Starting kubelet.".into());
         self.put_node_event("Warning", "Rebooted", format!("Node {node} has been rebooted, boot id: {boot}"));
         self.put_node_event("Normal", "NodeReady", format!("Node {node} status is now: NodeReady"));
@@ -96,7 +124,7 @@ impl World {
                 count: None,
             });
         }
-        self.restart_pods_in_place();
+        self.restart_pods_in_place(Some(&node));
     }
 
     /// The events on Nodes expire (kube-apiserver `--event-ttl`, 1 h by default): what a cluster
@@ -131,13 +159,19 @@ impl World {
         );
     }
 
-    /// The node container restarted: every container restarts, the mesh loses every pod.
-    pub fn restart_pods_in_place(&mut self) {
+    /// A node container started again (`node`; every node: `None`): the kubelet restarts its
+    /// pods in place, and the mesh has lost every one of them.
+    pub fn restart_pods_in_place(&mut self, node: Option<&str>) {
         if self.cluster.is_none() {
             return;
         }
         let now = Instant::now();
-        let keys: Vec<(String, String)> = self.pods.keys().cloned().collect();
+        let keys: Vec<(String, String)> = self
+            .pods
+            .iter()
+            .filter(|(_, p)| node.is_none_or(|n| p.node == n))
+            .map(|(k, _)| k.clone())
+            .collect();
         let mut started: BTreeSet<WlKey> = BTreeSet::new();
         for k in &keys {
             let Some(p) = self.pods.get(k) else { continue };
@@ -152,23 +186,22 @@ impl World {
             p.log.push((SystemTime::now(), format!("starting {} (node restart)", wl.2)));
             started.insert(wl);
         }
-        // Every sandbox, istio-cni's agent and ztunnel start again (`capture.rs`); a container
-        // starts in its sandbox.
-        let node = self.node_name();
-        self.mesh_node_started(&node, now);
-        let sandboxes: Vec<((String, String), Instant)> = self
-            .mesh
-            .get(&node)
-            .map(|m| {
-                m.timeline
-                    .iter()
-                    .filter_map(|(t, s)| match s {
-                        crate::capture::Step::Sandbox(ns, n) => Some(((ns.clone(), n.clone()), *t)),
-                        _ => None,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        // On each node that started, every sandbox, istio-cni's agent and ztunnel start again
+        // (`capture.rs`); a container starts in its sandbox.
+        let restarted: Vec<String> = match node {
+            Some(n) => vec![n.to_string()],
+            None => self.nodes(),
+        };
+        let mut sandboxes: Vec<((String, String), Instant)> = Vec::new();
+        for n in &restarted {
+            self.mesh_node_started(n, now);
+            if let Some(m) = self.mesh.get(n) {
+                sandboxes.extend(m.timeline.iter().filter_map(|(t, s)| match s {
+                    crate::capture::Step::Sandbox(ns, p) => Some(((ns.clone(), p.clone()), *t)),
+                    _ => None,
+                }));
+            }
+        }
         let bump = self.scaled(0.1);
         for (k, t) in sandboxes {
             if let Some(p) = self.pods.get_mut(&k)
@@ -184,6 +217,9 @@ impl World {
         for wl in started {
             self.container_started(&wl);
         }
-        self.event("docker-restart", "", "");
+        match node {
+            None => self.event("docker-restart", "", ""),
+            Some(n) => self.event("node-restart", n, ""),
+        }
     }
 }

@@ -81,7 +81,7 @@ enum Cmd {
         /// The bookstore binary (default: target/release/bookstore next to this binary).
         #[arg(long)]
         bookstore: Option<PathBuf>,
-        /// Only these sections (comma-separated): guide, recover, phased, up, up-healthy, up-stale, watch, bootstrap (an empty machine: `up --tiers` vs `up`)
+        /// Only these sections (comma-separated): guide, recover, phased, up, up-healthy, up-stale, up-worker (three nodes, one worker restarted), up-readopted, recover-readopted (the mesh re-adopted all but one), watch, bootstrap (an empty machine, cold and warm: `up --tiers` vs `up` vs a naive bash bootstrap)
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
     },

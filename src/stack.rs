@@ -169,8 +169,9 @@ pub enum Target {
 pub struct Allowed {
     /// The kube context, exactly as the kubeconfig names it.
     pub context: String,
-    /// `up` may deploy the stack there when it is absent (`bootstrap: true`); by default it is
-    /// refused: a shared cluster is not bootstrapped by accident.
+    /// `bootstrap: true`: reserved for letting `up` deploy the stack there when it is absent;
+    /// not built, so the stack file is refused when it says so (`validate`): a shared cluster is
+    /// never bootstrapped.
     pub bootstrap: bool,
 }
 

@@ -145,6 +145,8 @@ fn a_context_other_than_kind_is_refused_unless_the_stack_file_allows_it() {
         Allowed { context: "k3s-dev".into(), bootstrap: false },
         Allowed { context: "gke_team_dev".into(), bootstrap: true },
     ];
+    let err = super::validate::validate(&stack).unwrap_err().to_string();
+    assert!(err.contains("`gke_team_dev` has `bootstrap: true`") && err.contains("- gke_team_dev"), "{err}");
     let Target::Shared(k3s) = stack.target(Some("k3s-dev")).unwrap() else { panic!("shared") };
     assert!(!k3s.bootstrap);
     stack.cluster.target = Target::Shared(k3s);

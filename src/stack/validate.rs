@@ -16,6 +16,14 @@ pub(super) fn validate(stack: &Stack) -> Result<()> {
             stack.cluster.control_planes
         ));
     }
+    if let Some(a) = stack.allow_contexts.iter().find(|a| a.bootstrap) {
+        return bad(format!(
+            "allow_contexts: `{}` has `bootstrap: true`, which bookstore does not do yet: a shared cluster \
+             is never bootstrapped (no kind, image loads or istioctl install there); deploy the stack \
+             with the cluster's own tooling and write the entry as `- {}`",
+            a.context, a.context
+        ));
+    }
     let mut names = BTreeSet::new();
     for w in &stack.workloads {
         if !names.insert(w.name.as_str()) {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use tokio::sync::{Notify, watch};
@@ -134,7 +134,23 @@ pub struct Sim {
     follower: Option<crate::follow::Follower>,
 }
 
+/// A free port on 127.0.0.1 below the kernel's ephemeral range (Linux: 32768-60999), where a
+/// client's connection or another simulator's `bind(0)` never lands: the simulator lets go of a
+/// port while its node or Docker is down (and of an empty machine's host ports at once, so that
+/// `up` finds them free), and a port from the ephemeral range could be taken in that window by
+/// any test running beside it. Random in 20000-32767, each candidate checked by binding it.
 fn free_listener() -> Result<std::net::TcpListener> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos() as u64).unwrap_or(0);
+    let seed = (std::process::id() as u64).wrapping_mul(2_654_435_761) ^ nanos;
+    for _ in 0..4096 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 20_000 + (seed.wrapping_add(n.wrapping_mul(7_919)) % 12_768) as u16;
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            return Ok(l);
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0").context("binding a free port on 127.0.0.1")
 }
 

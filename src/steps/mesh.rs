@@ -122,19 +122,36 @@ fn ztunnel<'a>(ctx: &'a Ctx) -> [(&'a str, &'a str, &'a str); 1] {
     [("daemonset", mesh.namespace.as_str(), mesh.daemonset.as_str())]
 }
 
+/// ztunnel's restart as a task of the run's timeline: started (`TaskStarted`), or Ready again
+/// (`WorkloadReady`, `sent` ago), whichever way it was restarted.
+fn announce(ctx: &Ctx, started: bool, sent: Instant) {
+    let mesh = &ctx.stack.mesh;
+    let (workload, namespace) = (mesh.daemonset.clone(), mesh.namespace.clone());
+    ctx.ui.emit(if started {
+        Event::TaskStarted {
+            subject: Subject::Workload { workload, namespace },
+            action: TaskAction::Restart,
+            after: Vec::new(),
+            released_by: None,
+        }
+    } else {
+        Event::WorkloadReady {
+            workload,
+            namespace,
+            duration_ms: sent.elapsed().as_millis() as u64,
+            deployment: None,
+            after: None,
+        }
+    });
+}
+
 /// Restart ztunnel (`restart_all` runs the restart command of [`restart_parts`], retried on a
 /// transient API failure), then its `rollout status` (`status`) within the deadline; a
 /// transient API failure mid-wait is retried with the time that is left.
 pub fn restart(ctx: &Ctx, status: &Cmd) -> Result<()> {
     let mesh = &ctx.stack.mesh;
     let sent = Instant::now();
-    let (workload, namespace) = (&mesh.daemonset, &mesh.namespace);
-    ctx.ui.emit(Event::TaskStarted {
-        subject: Subject::Workload { workload: workload.clone(), namespace: namespace.clone() },
-        action: TaskAction::Restart,
-        after: Vec::new(),
-        released_by: None,
-    });
+    announce(ctx, true, sent);
     ctx.write.restart_all(&ztunnel(ctx))?;
     // The workloads' restarts follow its rollout: their kubectls start during it.
     ctx.write.warm_restarts(super::rollout::WARM);
@@ -172,13 +189,7 @@ pub fn restart(ctx: &Ctx, status: &Cmd) -> Result<()> {
             Err(other) => Attempt::Fail(ctx.kube.explain(other)),
         }
     })?;
-    ctx.ui.emit(Event::WorkloadReady {
-        workload: workload.clone(),
-        namespace: namespace.clone(),
-        duration_ms: sent.elapsed().as_millis() as u64,
-        deployment: None,
-        after: None,
-    });
+    announce(ctx, false, sent);
     Ok(())
 }
 
@@ -216,12 +227,7 @@ pub fn restart_on(ctx: &Ctx, nodes: &[NodeRestart], deletes: &[Cmd]) -> Result<(
     let names: Vec<&str> = nodes.iter().map(|n| n.node.as_str()).collect();
     let sent = Instant::now();
     let (workload, namespace) = (&mesh.daemonset, &mesh.namespace);
-    ctx.ui.emit(Event::TaskStarted {
-        subject: Subject::Workload { workload: workload.clone(), namespace: namespace.clone() },
-        action: TaskAction::Restart,
-        after: Vec::new(),
-        released_by: None,
-    });
+    announce(ctx, true, sent);
     let mut watch = crate::observe::PodWatch::start(ctx)?;
     // One pod a node, deleted at once.
     std::thread::scope(|s| {
@@ -266,12 +272,6 @@ pub fn restart_on(ctx: &Ctx, nodes: &[NodeRestart], deletes: &[Cmd]) -> Result<(
         return Err(Error::Timeout { what, after, detail: format!("{detail}\n{diagnosis}"), next });
     }
     waited?;
-    ctx.ui.emit(Event::WorkloadReady {
-        workload: workload.clone(),
-        namespace: namespace.clone(),
-        duration_ms: sent.elapsed().as_millis() as u64,
-        deployment: None,
-        after: None,
-    });
+    announce(ctx, false, sent);
     Ok(())
 }

@@ -73,19 +73,7 @@ fn the_pipeline_rule_knows_a_reader_that_stops_early() {
 /// saying why it reads best whole (issue 18: the rooms are split by concern, not by size alone).
 #[test]
 fn a_long_file_says_why_it_is_long() {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        for entry in std::fs::read_dir(dir).expect("folder") {
-            let path = entry.expect("entry").path();
-            if path.is_dir() {
-                walk(&path, out);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                out.push(path);
-            }
-        }
-    }
-    let mut files = Vec::new();
-    walk(&root().join("src"), &mut files);
-    let long: Vec<String> = files
+    let long: Vec<String> = rust_files(&root().join("src"))
         .iter()
         .filter_map(|f| {
             let text = std::fs::read_to_string(f).expect("source");
@@ -101,8 +89,8 @@ fn a_long_file_says_why_it_is_long() {
     );
 }
 
-/// Every Rust source file under `src/` (path relative to `src/`, its text without comment lines).
-fn sources() -> Vec<(String, String)> {
+/// Every `.rs` file under `dir`, sorted.
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
         for entry in std::fs::read_dir(dir).expect("folder") {
             let path = entry.expect("entry").path();
@@ -113,11 +101,16 @@ fn sources() -> Vec<(String, String)> {
             }
         }
     }
-    let src = root().join("src");
     let mut files = Vec::new();
-    walk(&src, &mut files);
+    walk(dir, &mut files);
     files.sort();
     files
+}
+
+/// Every Rust source file under `src/` (path relative to `src/`, its text without comment lines).
+fn sources() -> Vec<(String, String)> {
+    let src = root().join("src");
+    rust_files(&src)
         .into_iter()
         .map(|f| {
             let text = std::fs::read_to_string(&f).expect("source");

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use bookstore::event::{Event, HealOutcome, Subject};
 use bookstore_sim::docker_cli::DockerCli;
+use bookstore_sim::draw::Draw;
 use bookstore_sim::kit::{Running, World};
 use bookstore_sim::{Fault, SimOptions};
 
@@ -22,28 +23,6 @@ use crate::watch::{assert_clean, heal_finished, spawn_watch, terminate};
 const RESTARTS: usize = 3;
 /// The simulator's time scale (a recovery's 51.5 s critical path in ~1.5 s).
 const SCALE: f64 = 0.03;
-
-/// splitmix64: small, seedable, good enough to pick moments.
-struct Draw(u64);
-
-impl Draw {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    /// Uniform in [lo, hi).
-    fn secs(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (self.next() >> 11) as f64 / (1u64 << 53) as f64 * (hi - lo)
-    }
-}
 
 /// When a restart comes.
 #[derive(Debug, Clone, Copy)]

@@ -28,6 +28,7 @@
 //! [`MeshReturn`] sets a restart's timeline: the guide's world (every meshed sandbox in kindnet's
 //! window: nothing adopted), or one where the mesh re-adopts every pod but a few drawn with a seed.
 
+use crate::draw::Draw;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -107,31 +108,6 @@ impl NodeMesh {
             timeline: Vec::new(),
             conns: 1,
         }
-    }
-}
-
-/// A deterministic draw (splitmix64).
-struct Draw(u64);
-
-impl Draw {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// `n` distinct indexes below `len`.
-    fn pick(&mut self, n: usize, len: usize) -> Vec<usize> {
-        let mut out = Vec::new();
-        while out.len() < n.min(len) {
-            let i = (self.next() % len as u64) as usize;
-            if !out.contains(&i) {
-                out.push(i);
-            }
-        }
-        out
     }
 }
 
@@ -310,7 +286,7 @@ impl World {
                 timeline.push((after(at::READOPT_AGENT + at::ZTUNNEL_AFTER_AGENT), Step::ZtunnelConnect));
                 for (i, m) in meshed.iter().enumerate() {
                     let secs = if out.contains(&i) {
-                        if draw.next().is_multiple_of(2) { at::WINDOW_SANDBOX } else { at::FAIL_OPEN_SANDBOX }
+                        if draw.u64().is_multiple_of(2) { at::WINDOW_SANDBOX } else { at::FAIL_OPEN_SANDBOX }
                     } else if late.contains(&i) {
                         at::LATE_SANDBOX
                     } else {

@@ -48,6 +48,7 @@ pub mod dataplane;
 pub mod docker;
 pub mod docker_cli;
 pub mod docker_events;
+pub mod draw;
 pub mod faults;
 pub mod follow;
 pub mod images;

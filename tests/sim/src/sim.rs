@@ -141,12 +141,14 @@ pub struct Sim {
 /// any test running beside it. Random in 20000-32767, each candidate checked by binding it.
 fn free_listener() -> Result<std::net::TcpListener> {
     use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
+    // Each call its own seed: the process, the clock and a counter (simulators start at once).
+    static CALLS: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos() as u64).unwrap_or(0);
-    let seed = (std::process::id() as u64).wrapping_mul(2_654_435_761) ^ nanos;
+    let mut draw = crate::draw::Draw(
+        (std::process::id() as u64) << 32 ^ nanos ^ CALLS.fetch_add(1, Ordering::Relaxed) << 48,
+    );
     for _ in 0..4096 {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let port = 20_000 + (seed.wrapping_add(n.wrapping_mul(7_919)) % 12_768) as u16;
+        let port = 20_000 + draw.below(12_768) as u16;
         if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
             return Ok(l);
         }
